@@ -1,0 +1,70 @@
+"""`backupctl backup`: one snapshot of the configured sources."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from agent import clock
+from agent.cli.common import display_path, human_bytes, json_option, open_repository, print_json, repo_option
+from agent.cli.progress import for_terminal
+from agent.engine.backup import BackupEngine, BackupOptions
+from agent.engine.files_cache import FilesCache
+from agent.errors import PARTIAL_BACKUP_EXIT_CODE, ConfigError, UsageError
+
+
+@click.command("backup")
+@repo_option
+@click.option("--tag", "tags", multiple=True, metavar="TAG", help="Tag the snapshot (repeatable).")
+@click.option("--time", "at", metavar="ISO8601", help="Record this time for the snapshot instead of now.")
+@click.option("--one-file-system", is_flag=True, default=None, help="Do not cross mount points.")
+@json_option
+@click.pass_context
+def command(ctx: click.Context, repo_name, tags, at, one_file_system, as_json) -> None:
+    """Back up the configured folders into the repository.
+
+    Exit code 3 means the snapshot was saved but some files could not be read.
+    """
+    config, repo = open_repository(ctx, repo_name)
+    moment = None
+    if at:
+        try:
+            moment = clock.parse_iso(at)
+        except ValueError:
+            raise UsageError(f"--time {at!r} is not an ISO 8601 time",
+                             hint='use e.g. --time "2026-11-02T18:00:00+01:00"') from None
+    options = BackupOptions(
+        paths=list(config.source.paths),
+        excludes=list(config.source.exclude),
+        one_file_system=config.source.one_file_system if one_file_system is None else one_file_system,
+        tags=list(tags),
+        time=moment,
+        host=config.agent.hostname,
+    )
+    cache_path = os.path.join(config.agent.state_dir, "cache", repo.config.repository_id.hex(), "files.sqlite")
+    try:
+        cache = FilesCache(cache_path)
+    except OSError as exc:
+        raise ConfigError(f"{config.path}: [agent] state_dir {config.agent.state_dir} is not writable "
+                          f"({exc.strerror})", hint="create it or point state_dir elsewhere") from None
+    try:
+        report = BackupEngine(repo, options, files_cache=cache, progress=for_terminal(as_json)).run()
+    finally:
+        cache.close()
+    if as_json:
+        print_json(report.as_dict())
+    else:
+        snap = report.snapshot
+        click.echo(f"Snapshot {snap.short_id} saved ({snap.time:%Y-%m-%d %H:%M:%S})")
+        click.echo(f"  files: {report.files_new} new, {report.files_changed} changed, "
+                   f"{report.files_unchanged} unchanged; {report.dirs} folders")
+        click.echo(f"  {human_bytes(report.bytes_total)} in the snapshot, {human_bytes(report.bytes_read)} read, "
+                   f"{human_bytes(report.bytes_added)} added to the repository in {report.duration_s:.1f} s")
+        for path, problem in report.warnings:
+            click.echo(f"  warning: {display_path(path)}: {problem}", err=True)
+    if report.partial:
+        if not as_json:
+            click.echo(f"backupctl: the backup is partial: {len(report.warnings)} file(s) could not be "
+                       f"saved as they are (listed above)", err=True)
+        ctx.exit(PARTIAL_BACKUP_EXIT_CODE)

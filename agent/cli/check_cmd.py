@@ -1,0 +1,41 @@
+"""`backupctl check`: prove the repository is intact."""
+
+from __future__ import annotations
+
+import click
+
+from agent.cli.common import human_bytes, json_option, open_repository, print_json, repo_option
+from agent.cli.progress import for_terminal
+from agent.engine.check import CheckEngine
+from agent.errors import IntegrityError
+
+
+@click.command("check")
+@click.option("--read-data", is_flag=True, help="Also download, decrypt and verify every stored byte.")
+@repo_option
+@json_option
+@click.pass_context
+def command(ctx: click.Context, read_data, repo_name, as_json) -> None:
+    """Check the repository's structure (and with --read-data, all of its data)."""
+    _config, repo = open_repository(ctx, repo_name)
+    report = CheckEngine(repo, read_data=read_data, progress=for_terminal(as_json)).run()
+    if as_json:
+        print_json(report.as_dict())
+    else:
+        scope = "structure and all data" if read_data else "structure"
+        click.echo(f"Checked {scope}: {report.snapshots} snapshot(s), {report.packs} pack(s)"
+                   + (f", {report.blobs_verified} blobs verified, {human_bytes(report.bytes_read)} read"
+                      if read_data else ""))
+        for warning in report.warnings:
+            click.echo(f"  note: {warning}")
+        for error in report.errors:
+            click.echo(f"  DAMAGED: {error}", err=True)
+        for snapshot, files in report.affected.items():
+            click.echo(f"  snapshot {snapshot} is affected:", err=True)
+            for line in files:
+                click.echo(f"    {line}", err=True)
+        if report.ok:
+            click.echo("No problem found.")
+    if not report.ok:
+        raise IntegrityError(f"the repository is damaged: {len(report.errors)} problem(s) found",
+                             hint="see the list above; run a new backup to store missing data again")

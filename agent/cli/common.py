@@ -1,0 +1,72 @@
+"""What every command needs: the config, the passphrase, an open repository."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+
+from agent import config as config_module
+from agent.errors import ConfigError, UsageError
+from agent.repo.repository import Repository
+from agent.repo.snapshot import Snapshot
+from agent.storage import open_storage
+
+repo_option = click.option("--repo", "repo_name", metavar="NAME",
+                           help="Repository name from the configuration (default: the first).")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+
+
+def load_config(ctx: click.Context) -> config_module.Config:
+    return config_module.load(config_module.config_path(ctx.obj.get("config_file")))
+
+
+def passphrase(config: config_module.Config, *, confirm: bool = False) -> bytes:
+    secret = config_module.read_passphrase(config)
+    if secret is not None:
+        return secret
+    if not sys.stdin.isatty():
+        raise ConfigError(f"{config.path}: no passphrase: set [key] passphrase_file or BACKUPCTL_PASSPHRASE")
+    text = click.prompt("Repository passphrase", hide_input=True, confirmation_prompt=confirm)
+    return text.encode("utf-8")
+
+
+def open_repository(ctx: click.Context, repo_name: str | None) -> tuple[config_module.Config, Repository]:
+    config = load_config(ctx)
+    settings = config.repository(repo_name)
+    repo = Repository.open(open_storage(settings.url), passphrase(config))
+    return config, repo
+
+
+def find_snapshot(repo: Repository, wanted: str) -> Snapshot:
+    if wanted == "latest":
+        snapshots = repo.snapshots()
+        if not snapshots:
+            raise UsageError("the repository has no snapshot yet", hint="run `backupctl backup` first")
+        return snapshots[-1]
+    wanted = wanted.lower()
+    matches = [i for i in repo.list_snapshot_ids() if i.hex().startswith(wanted)]
+    if not matches:
+        raise UsageError(f"no snapshot id starts with {wanted!r}", hint="list them with `backupctl snapshots`")
+    if len(matches) > 1:
+        raise UsageError(f"{len(matches)} snapshots start with {wanted!r}", hint="give more characters of the id")
+    return repo.load_snapshot(matches[0])
+
+
+def print_json(document: dict) -> None:
+    click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+
+
+def human_bytes(count: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(count) < 1024 or unit == "TiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count} B"
+
+
+def display_path(path: str) -> str:
+    """Paths in human output: replace undecodable bytes visibly instead of failing."""
+    return os.fsencode(path).decode("utf-8", errors="replace")

@@ -1,0 +1,68 @@
+"""`backupctl`: the entry point. Maps the exception tree to exit codes, once."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+import click
+
+from agent import __version__
+from agent.errors import INTERRUPTED_EXIT_CODE, BackupctlError
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except BackupctlError as exc:
+            _say_error(exc.one_line())
+            _maybe_traceback(ctx)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            _say_error("interrupted; nothing already stored was lost, the next run resumes")
+            ctx.exit(INTERRUPTED_EXIT_CODE)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as exc:  # a bug: still one line, the details on request
+            _say_error(f"internal error: {type(exc).__name__}: {exc} "
+                       f"(run with --debug or BACKUPCTL_DEBUG=1 for details)")
+            _maybe_traceback(ctx)
+            ctx.exit(1)
+
+
+def _say_error(text: str) -> None:
+    click.echo(f"backupctl: error: {text}", err=True)
+
+
+def _maybe_traceback(ctx: click.Context) -> None:
+    if (ctx.obj or {}).get("debug") or os.environ.get("BACKUPCTL_DEBUG"):
+        traceback.print_exc(file=sys.stderr)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="backupctl")
+@click.option("--config", "config_file", metavar="FILE", envvar=None,
+              help="Configuration file (default: $BACKUPCTL_CONFIG, else /etc/backupctl/config.toml).")
+@click.option("--debug", is_flag=True, help="Show a traceback on errors.")
+@click.pass_context
+def cli(ctx: click.Context, config_file: str | None, debug: bool) -> None:
+    """Encrypted, deduplicated backups for a medical practice."""
+    ctx.ensure_object(dict)
+    ctx.obj["config_file"] = config_file
+    ctx.obj["debug"] = debug
+
+
+def _register() -> None:
+    from agent.cli import backup_cmd, check_cmd, init_cmd, restore_cmd, snapshots_cmd
+
+    for module in (init_cmd, backup_cmd, snapshots_cmd, restore_cmd, check_cmd):
+        cli.add_command(module.command)
+
+
+_register()
+
+
+def main() -> None:
+    cli(prog_name="backupctl")

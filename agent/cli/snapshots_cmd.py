@@ -1,0 +1,40 @@
+"""`backupctl snapshots`: what the repository holds."""
+
+from __future__ import annotations
+
+import click
+
+from agent.cli.common import human_bytes, json_option, open_repository, print_json, repo_option
+
+
+@click.command("snapshots")
+@repo_option
+@json_option
+@click.pass_context
+def command(ctx: click.Context, repo_name, as_json) -> None:
+    """List the snapshots, oldest first."""
+    _config, repo = open_repository(ctx, repo_name)
+    snapshots = repo.snapshots()
+    if as_json:
+        print_json({"snapshots": [
+            {"id": s.id.hex(), "time": s.time.isoformat(), "host": s.host, "tags": s.tags,
+             "paths": s.paths, "files": _files(s), "bytes": s.summary.get("bytes_total", 0),
+             "partial": bool(s.summary.get("partial"))}
+            for s in snapshots]})
+        return
+    if not snapshots:
+        click.echo("No snapshot yet.")
+        return
+    click.echo(f"{'ID':8}  {'Time':19}  {'Host':12}  {'Files':>7}  {'Size':>10}  Tags / Paths")
+    for s in snapshots:
+        tags = ",".join(s.tags)
+        size = human_bytes(s.summary.get("bytes_total", 0))
+        partial = " (partial)" if s.summary.get("partial") else ""
+        click.echo(f"{s.short_id:8}  {s.time:%Y-%m-%d %H:%M:%S}  {s.host[:12]:12}  {_files(s):>7}  {size:>10}  "
+                   f"{tags + ' ' if tags else ''}{' '.join(s.paths)}{partial}")
+    click.echo(f"{len(snapshots)} snapshot(s)")
+
+
+def _files(snapshot) -> int:
+    summary = snapshot.summary
+    return summary.get("files_new", 0) + summary.get("files_changed", 0) + summary.get("files_unchanged", 0)

@@ -1,0 +1,217 @@
+"""Configuration: TOML -> frozen dataclasses, validated once, with errors a person can act on.
+
+Where the file is: `--config`, else $BACKUPCTL_CONFIG, else /etc/backupctl/config.toml.
+Every error names the file, the key and what was expected. Unknown keys are errors too:
+a misspelt `exclude` that silently backs up everything is worse than a refusal.
+
+The schema is documented key by key in config.example.toml (kept true by a test that
+loads it).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tomllib
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+from agent.errors import ConfigError
+
+DEFAULT_PATH = "/etc/backupctl/config.toml"
+ENV_PATH = "BACKUPCTL_CONFIG"
+ENV_PASSPHRASE = "BACKUPCTL_PASSPHRASE"
+CIPHERS = ("xchacha20-poly1305", "aes-256-gcm")
+COMPRESSIONS = ("zstd", "none")
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    state_dir: str
+    hostname: str | None = None
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    paths: tuple[str, ...]
+    exclude: tuple[str, ...] = ()
+    one_file_system: bool = False
+
+
+@dataclass(frozen=True)
+class RepositorySettings:
+    name: str
+    url: str
+    cipher: str = "xchacha20-poly1305"
+    compression: str = "zstd"
+    compression_level: int = 3
+
+    @property
+    def zstd_level(self) -> int | None:
+        return self.compression_level if self.compression == "zstd" else None
+
+
+@dataclass(frozen=True)
+class KeySettings:
+    passphrase_file: str | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    path: str
+    agent: AgentSettings
+    source: SourceSettings
+    repositories: tuple[RepositorySettings, ...]
+    key: KeySettings
+
+    def repository(self, name: str | None) -> RepositorySettings:
+        if name is None:
+            return self.repositories[0]
+        for repo in self.repositories:
+            if repo.name == name:
+                return repo
+        known = ", ".join(r.name for r in self.repositories)
+        raise ConfigError(f"{self.path}: no repository named {name!r} (configured: {known})")
+
+
+class _Table:
+    """One TOML table being validated; tracks which keys were used."""
+
+    def __init__(self, file: str, name: str, data: object) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{file}: [{name}] must be a table")
+        self.file, self.name, self.data = file, name, data
+        self.used: set[str] = set()
+
+    def _where(self, key: str) -> str:
+        return f"{self.file}: [{self.name}] {key}"
+
+    def get(self, key: str, kind: type, *, default=None, required: bool = False, what: str = ""):
+        self.used.add(key)
+        if key not in self.data:
+            if required:
+                raise ConfigError(f"{self._where(key)} is missing; expected {what or kind.__name__}")
+            return default
+        value = self.data[key]
+        if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+            raise ConfigError(f"{self._where(key)} = {value!r}: expected {what or kind.__name__}")
+        return value
+
+    def string_list(self, key: str, *, required: bool = False) -> tuple[str, ...]:
+        value = self.get(key, list, default=[], required=required, what="a list of strings")
+        if not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{self._where(key)}: expected a list of strings")
+        return tuple(value)
+
+    def choice(self, key: str, choices: tuple[str, ...], default: str) -> str:
+        value = self.get(key, str, default=default, what=" or ".join(repr(c) for c in choices))
+        if value not in choices:
+            raise ConfigError(f"{self._where(key)} = {value!r}: expected one of {', '.join(choices)}")
+        return value
+
+    def done(self) -> None:
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            raise ConfigError(f"{self.file}: [{self.name}] has unknown key(s) {', '.join(unknown)}; "
+                              f"allowed: {', '.join(sorted(self.used))}")
+
+
+def config_path(explicit: str | None) -> str:
+    return explicit or os.environ.get(ENV_PATH) or DEFAULT_PATH
+
+
+def load(path: str) -> Config:
+    try:
+        with open(path, "rb") as handle:
+            raw = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file {path} does not exist",
+                          hint="pass --config FILE or set BACKUPCTL_CONFIG (see config.example.toml)") from None
+    except PermissionError:
+        raise ConfigError(f"configuration file {path} cannot be read (permission denied)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    return parse(raw, path)
+
+
+def parse(raw: dict, path: str) -> Config:
+    allowed = {"agent", "source", "repositories", "key"}
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise ConfigError(f"{path}: unknown section(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+
+    agent_table = _Table(path, "agent", raw.get("agent", {}))
+    state_dir = agent_table.get("state_dir", str, default="/var/lib/backupctl", what="an absolute path")
+    if not os.path.isabs(state_dir):
+        raise ConfigError(f"{path}: [agent] state_dir = {state_dir!r}: expected an absolute path")
+    agent = AgentSettings(state_dir=state_dir, hostname=agent_table.get("hostname", str))
+    agent_table.done()
+
+    if "source" not in raw:
+        raise ConfigError(f"{path}: [source] is missing; expected paths = [\"/srv/cabinet\", ...]")
+    source_table = _Table(path, "source", raw["source"])
+    paths = source_table.string_list("paths", required=True)
+    if not paths:
+        raise ConfigError(f"{path}: [source] paths is empty; expected at least one folder to back up")
+    for p in paths:
+        if not os.path.isabs(p):
+            raise ConfigError(f"{path}: [source] paths: {p!r} is not an absolute path")
+    source = SourceSettings(
+        paths=paths,
+        exclude=source_table.string_list("exclude"),
+        one_file_system=source_table.get("one_file_system", bool, default=False),
+    )
+    source_table.done()
+
+    repos_raw = raw.get("repositories")
+    if not isinstance(repos_raw, dict) or not repos_raw:
+        raise ConfigError(f"{path}: no [repositories.NAME] table; expected at least one repository")
+    repositories = tuple(_repository(path, name, table) for name, table in repos_raw.items())
+
+    key_table = _Table(path, "key", raw.get("key", {}))
+    key = KeySettings(passphrase_file=key_table.get("passphrase_file", str))
+    key_table.done()
+    return Config(path=path, agent=agent, source=source, repositories=repositories, key=key)
+
+
+def _repository(path: str, name: str, data: object) -> RepositorySettings:
+    table = _Table(path, f"repositories.{name}", data)
+    url = table.get("url", str, required=True, what='a URL such as "file:///mnt/backup/repo"')
+    scheme = urlparse(url).scheme
+    if scheme != "file":
+        raise ConfigError(f"{path}: [repositories.{name}] url = {url!r}: expected a file:///absolute/path URL "
+                          f"(s3:// is not supported yet)")
+    cipher = table.choice("cipher", CIPHERS, "xchacha20-poly1305")
+    compression = table.choice("compression", COMPRESSIONS, "zstd")
+    level = table.get("compression_level", int, default=3, what="an integer from 1 to 19")
+    if not 1 <= level <= 19:
+        raise ConfigError(f"{path}: [repositories.{name}] compression_level = {level}: expected 1 to 19")
+    table.done()
+    return RepositorySettings(name=name, url=url, cipher=cipher, compression=compression, compression_level=level)
+
+
+def read_passphrase(config: Config) -> bytes | None:
+    """BACKUPCTL_PASSPHRASE wins; else the passphrase file, which must be private (0600)."""
+    from_env = os.environ.get(ENV_PASSPHRASE)
+    if from_env:
+        return from_env.encode("utf-8")
+    file = config.key.passphrase_file
+    if not file:
+        return None
+    try:
+        st = os.stat(file)
+        if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ConfigError(
+                f"{config.path}: [key] passphrase_file {file} is readable by others "
+                f"(mode {stat.S_IMODE(st.st_mode):04o})",
+                hint=f"run: chmod 600 {file}",
+            )
+        with open(file, "rb") as handle:
+            secret = handle.read().rstrip(b"\r\n")
+    except FileNotFoundError:
+        raise ConfigError(f"{config.path}: [key] passphrase_file {file} does not exist") from None
+    except PermissionError:
+        raise ConfigError(f"{config.path}: [key] passphrase_file {file} cannot be read (permission denied)") from None
+    if not secret:
+        raise ConfigError(f"{config.path}: [key] passphrase_file {file} is empty")
+    return secret

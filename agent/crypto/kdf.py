@@ -1,0 +1,65 @@
+"""Argon2id: from the passphrase to the key that wraps the master key.
+
+Parameters (docs/FORMAT.md, "Key files"): Argon2id version 0x13, 3 passes over
+64 MiB, one lane, 16-byte random salt, 32-byte output. RFC 9106 section 4 recommends
+t=3, m=64 MiB for memory-constrained hosts; libsodium (PyNaCl) computes one lane,
+so p=1. On this machine one derivation takes about 0.2 s.
+
+Parameters read from a key file are bounded before any work is done, so a hostile
+key file cannot make the agent allocate gigabytes or loop for hours.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import nacl.exceptions
+import nacl.pwhash
+
+from agent.errors import KeyFileError
+
+DEFAULT_MEMORY_KIB = 64 * 1024
+DEFAULT_ITERATIONS = 3
+SALT_SIZE = 16
+KEY_SIZE = 32
+
+# Bounds accepted from a key file: 8 MiB .. 4 GiB of memory, 1 .. 64 passes.
+MIN_MEMORY_KIB = 8 * 1024
+MAX_MEMORY_KIB = 4 * 1024 * 1024
+MAX_ITERATIONS = 64
+
+
+@dataclass(frozen=True)
+class KdfParams:
+    memory_kib: int = DEFAULT_MEMORY_KIB
+    iterations: int = DEFAULT_ITERATIONS
+    parallelism: int = 1
+
+    def validate(self) -> None:
+        if not isinstance(self.memory_kib, int) or not MIN_MEMORY_KIB <= self.memory_kib <= MAX_MEMORY_KIB:
+            raise KeyFileError(
+                f"key file asks Argon2id for {self.memory_kib} KiB of memory; "
+                f"accepted range is {MIN_MEMORY_KIB}..{MAX_MEMORY_KIB} KiB"
+            )
+        if not isinstance(self.iterations, int) or not 1 <= self.iterations <= MAX_ITERATIONS:
+            raise KeyFileError(
+                f"key file asks Argon2id for {self.iterations} passes; accepted range is 1..{MAX_ITERATIONS}"
+            )
+        if self.parallelism != 1:
+            raise KeyFileError(f"key file asks Argon2id for {self.parallelism} lanes; only 1 is supported")
+
+
+def derive_key(passphrase: bytes, salt: bytes, params: KdfParams) -> bytes:
+    params.validate()
+    if len(salt) != SALT_SIZE:
+        raise KeyFileError(f"key file salt is {len(salt)} bytes, expected {SALT_SIZE}")
+    try:
+        return nacl.pwhash.argon2id.kdf(
+            KEY_SIZE,
+            passphrase,
+            salt,
+            opslimit=params.iterations,
+            memlimit=params.memory_kib * 1024,
+        )
+    except (nacl.exceptions.RuntimeError, MemoryError) as exc:
+        raise KeyFileError(f"Argon2id failed with the key file's parameters: {exc}") from exc

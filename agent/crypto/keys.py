@@ -1,0 +1,153 @@
+"""The master key, its subkeys, and key files that wrap it under a passphrase.
+
+One random 256-bit master secret per repository, never stored in clear. Each key file
+holds it encrypted under an Argon2id-derived key; several key files (several
+passphrases) can open the same repository, and changing a passphrase rewrites one
+small key file, never the data.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from dataclasses import dataclass
+
+from agent.crypto import aead, ids
+from agent.crypto.kdf import SALT_SIZE, KdfParams, derive_key
+from agent.errors import IntegrityError, KeyFileError, WrongPassphrase
+
+MASTER_SIZE = 32
+KEY_FILE_VERSION = 1
+KEY_WRAP_CIPHER = "xchacha20-poly1305"
+_WRAP_AAD_PREFIX = b"backupctl key v1\x00"
+
+
+@dataclass(frozen=True)
+class MasterKey:
+    """The master secret and the subkeys derived from it."""
+
+    secret: bytes
+
+    @classmethod
+    def generate(cls) -> "MasterKey":
+        return cls(os.urandom(MASTER_SIZE))
+
+    @property
+    def encryption_key(self) -> bytes:
+        return ids.derive_subkey(self.secret, ids.CONTEXT_ENCRYPTION)
+
+    @property
+    def chunk_id_key(self) -> bytes:
+        return ids.derive_subkey(self.secret, ids.CONTEXT_CHUNK_ID)
+
+    @property
+    def chunker_seed(self) -> int:
+        """64-bit secret seed of the chunker's gear table; never 0 (0 means "unkeyed")."""
+        raw = ids.derive_subkey(self.secret, ids.CONTEXT_CHUNKER_SEED)
+        return int.from_bytes(raw[:8], "little") | 1
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: object, field: str) -> bytes:
+    if not isinstance(text, str):
+        raise KeyFileError(f"key file field {field!r} is not a base64 string")
+    try:
+        return base64.b64decode(text, validate=True)
+    except ValueError:
+        raise KeyFileError(f"key file field {field!r} is not valid base64") from None
+
+
+def _wrap_aad(repository_id: bytes, key_id: bytes) -> bytes:
+    return _WRAP_AAD_PREFIX + repository_id + key_id
+
+
+def wrap_master_key(
+    master: MasterKey,
+    passphrase: bytes,
+    *,
+    repository_id: bytes,
+    key_id: bytes,
+    params: KdfParams = KdfParams(),
+    created: str,
+    host: str,
+) -> bytes:
+    """Serialize a key file (UTF-8 JSON) holding `master` wrapped under `passphrase`."""
+    salt = os.urandom(SALT_SIZE)
+    kek = derive_key(passphrase, salt, params)
+    wrapped = aead.seal(kek, master.secret, _wrap_aad(repository_id, key_id), cipher=KEY_WRAP_CIPHER)
+    document = {
+        "version": KEY_FILE_VERSION,
+        "repository_id": repository_id.hex(),
+        "key_id": key_id.hex(),
+        "created": created,
+        "host": host,
+        "kdf": {
+            "algorithm": "argon2id",
+            "version": 19,
+            "memory_kib": params.memory_kib,
+            "iterations": params.iterations,
+            "parallelism": params.parallelism,
+            "salt": _b64(salt),
+        },
+        "wrapped_master_key": _b64(wrapped),
+    }
+    return json.dumps(document, indent=2).encode("utf-8")
+
+
+@dataclass(frozen=True)
+class KeyFile:
+    repository_id: bytes
+    key_id: bytes
+    params: KdfParams
+    salt: bytes
+    wrapped: bytes
+    created: str
+    host: str
+
+    @classmethod
+    def parse(cls, raw: bytes, *, name: str) -> "KeyFile":
+        try:
+            doc = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise KeyFileError(f"key file {name} is not valid JSON") from None
+        if not isinstance(doc, dict) or doc.get("version") != KEY_FILE_VERSION:
+            raise KeyFileError(f"key file {name} has an unknown version")
+        kdf = doc.get("kdf")
+        if not isinstance(kdf, dict) or kdf.get("algorithm") != "argon2id" or kdf.get("version") != 19:
+            raise KeyFileError(f"key file {name} does not use Argon2id version 19")
+        try:
+            repository_id = bytes.fromhex(doc["repository_id"])
+            key_id = bytes.fromhex(doc["key_id"])
+        except (KeyError, TypeError, ValueError):
+            raise KeyFileError(f"key file {name} has no valid repository_id/key_id") from None
+        params = KdfParams(
+            memory_kib=kdf.get("memory_kib"),
+            iterations=kdf.get("iterations"),
+            parallelism=kdf.get("parallelism"),
+        )
+        params.validate()
+        return cls(
+            repository_id=repository_id,
+            key_id=key_id,
+            params=params,
+            salt=_unb64(kdf.get("salt"), "kdf.salt"),
+            wrapped=_unb64(doc.get("wrapped_master_key"), "wrapped_master_key"),
+            created=str(doc.get("created", "")),
+            host=str(doc.get("host", "")),
+        )
+
+    def unwrap(self, passphrase: bytes) -> MasterKey:
+        kek = derive_key(passphrase, self.salt, self.params)
+        try:
+            secret = aead.open_envelope(
+                kek, self.wrapped, _wrap_aad(self.repository_id, self.key_id), what="key file"
+            )
+        except IntegrityError:
+            raise WrongPassphrase("the passphrase does not open this repository") from None
+        if len(secret) != MASTER_SIZE:
+            raise KeyFileError("the key file holds a master key of the wrong size")
+        return MasterKey(secret)

@@ -1,0 +1,1 @@
+"""Engines: backup, restore, check. They talk to `agent.repo.Repository` only."""

@@ -1,0 +1,339 @@
+"""Backup: walk the sources, store new chunks and trees, save a snapshot.
+
+Pipeline: the walking thread reads each file, cuts it into chunks and feeds the
+file's SHA-256; chunk ids (keyed BLAKE3), zstd compression and encryption run in a
+small thread pool. All three libraries release the GIL, so both cores work (see
+docs/BENCHMARKS.md for the measurement). A semaphore bounds chunks in flight, so
+memory stays flat whatever the file sizes.
+
+Whatever happens to one file (unreadable, vanished, changed while read) is recorded
+as a warning and the backup goes on; the snapshot is then marked partial.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import grp
+import hashlib
+import os
+import pwd
+import socket
+import stat
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from agent import __version__, clock
+from agent.engine.files_cache import FilesCache
+from agent.engine.progress import Progress, SilentProgress
+from agent.errors import SourceError
+from agent.repo.pack import BLOB_DATA, BLOB_TREE
+from agent.repo.repository import Repository
+from agent.repo.snapshot import Snapshot
+from agent.repo.tree import DIR, FILE, SYMLINK, Node, encode_tree
+
+WORKERS = 3
+MAX_CHUNKS_IN_FLIGHT = 8
+
+
+@dataclass(frozen=True)
+class BackupOptions:
+    paths: list[str]
+    excludes: list[str] = field(default_factory=list)
+    one_file_system: bool = False
+    tags: list[str] = field(default_factory=list)
+    time: object | None = None  # datetime; None means now
+    host: str | None = None
+
+
+@dataclass
+class BackupReport:
+    snapshot: Snapshot | None = None
+    files_new: int = 0
+    files_changed: int = 0
+    files_unchanged: int = 0
+    dirs: int = 0
+    bytes_total: int = 0
+    bytes_read: int = 0
+    bytes_added: int = 0
+    duration_s: float = 0.0
+    warnings: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.warnings)
+
+    def as_dict(self) -> dict:
+        return {
+            "snapshot_id": self.snapshot.id.hex() if self.snapshot and self.snapshot.id else None,
+            "time": self.snapshot.time.isoformat() if self.snapshot else None,
+            "files_new": self.files_new,
+            "files_changed": self.files_changed,
+            "files_unchanged": self.files_unchanged,
+            "dirs": self.dirs,
+            "bytes_total": self.bytes_total,
+            "bytes_read": self.bytes_read,
+            "bytes_added": self.bytes_added,
+            "duration_s": round(self.duration_s, 3),
+            "partial": self.partial,
+            "warnings": [{"path": p, "problem": m} for p, m in self.warnings],
+        }
+
+
+class _Names:
+    """uid/gid -> name, cached (a tree has few distinct owners)."""
+
+    def __init__(self) -> None:
+        self._users: dict[int, str] = {}
+        self._groups: dict[int, str] = {}
+
+    def user(self, uid: int) -> str:
+        if uid not in self._users:
+            try:
+                self._users[uid] = pwd.getpwuid(uid).pw_name
+            except KeyError:
+                self._users[uid] = ""
+        return self._users[uid]
+
+    def group(self, gid: int) -> str:
+        if gid not in self._groups:
+            try:
+                self._groups[gid] = grp.getgrgid(gid).gr_name
+            except KeyError:
+                self._groups[gid] = ""
+        return self._groups[gid]
+
+
+def _display(path: bytes) -> str:
+    return os.fsdecode(path)
+
+
+class BackupEngine:
+    def __init__(
+        self,
+        repo: Repository,
+        options: BackupOptions,
+        *,
+        files_cache: FilesCache | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        self.repo = repo
+        self.options = options
+        self.cache = files_cache
+        self.progress = progress or SilentProgress()
+        self.report = BackupReport()
+        self._names = _Names()
+        self._chunker = repo.new_chunker()
+        self._slots = threading.BoundedSemaphore(MAX_CHUNKS_IN_FLIGHT)
+        self._pool: ThreadPoolExecutor | None = None
+        self._root_devices: dict[bytes, int] = {}
+
+    # ---- entry point ----------------------------------------------------------
+
+    def run(self) -> BackupReport:
+        started = time.monotonic()
+        sources = self._check_sources()
+        self.repo.load_index()
+        self.progress.start("backup")
+        with ThreadPoolExecutor(WORKERS, thread_name_prefix="backup") as pool:
+            self._pool = pool
+            root_tree = self._virtual_dir(b"/", _path_trie(sources))
+        self.repo.flush()  # packs, then index: only now may a snapshot reference them
+        self.progress.finish()
+        snapshot = Snapshot(
+            time=self.options.time or clock.now(),
+            host=self.options.host or socket.gethostname(),
+            user=self._names.user(os.getuid()),
+            paths=[_display(p) for p in sources],
+            tree=root_tree,
+            tags=list(self.options.tags),
+            excludes=list(self.options.excludes),
+            program=f"backupctl {__version__}",
+        )
+        self.report.bytes_added = self.repo.bytes_added
+        self.report.duration_s = time.monotonic() - started
+        snapshot.summary = {k: v for k, v in self.report.as_dict().items()
+                            if k not in ("snapshot_id", "time", "warnings")}
+        snapshot.summary["warnings"] = len(self.report.warnings)
+        self.repo.save_snapshot(snapshot)
+        if self.cache is not None:
+            self.cache.commit()
+        self.report.snapshot = snapshot
+        return self.report
+
+    def _check_sources(self) -> list[bytes]:
+        if not self.options.paths:
+            raise SourceError("no source paths are configured")
+        sources = []
+        for text in self.options.paths:
+            path = os.path.abspath(os.fsencode(text))
+            try:
+                st = os.lstat(path)
+            except OSError as exc:
+                raise SourceError(f"source path {text} cannot be read: {exc.strerror}") from None
+            if not stat.S_ISDIR(st.st_mode) and not stat.S_ISREG(st.st_mode):
+                raise SourceError(f"source path {text} is neither a directory nor a file")
+            self._root_devices[path] = st.st_dev
+            sources.append(path)
+        return sources
+
+    # ---- trees ------------------------------------------------------------------
+
+    def _store_tree(self, nodes: list[Node]) -> bytes:
+        chunk_id, _added = self.repo.store_blob(BLOB_TREE, encode_tree(nodes))
+        return chunk_id
+
+    def _virtual_dir(self, path: bytes, trie: dict) -> bytes:
+        """The tree of a directory above the sources: only the components leading to them."""
+        nodes = []
+        for name, child in sorted(trie.items()):
+            child_path = os.path.join(path, name)
+            st = os.lstat(child_path)
+            if child is None:  # a source itself
+                node = self._node_for(child_path, name, st, root_dev=st.st_dev)
+                if node is not None:
+                    nodes.append(node)
+            else:
+                node = self._base_node(name, DIR, st)
+                node.subtree = self._virtual_dir(child_path, child)
+                nodes.append(node)
+        return self._store_tree(nodes)
+
+    def _directory(self, path: bytes, root_dev: int) -> bytes:
+        self.report.dirs += 1
+        nodes = []
+        try:
+            with os.scandir(path) as entries:
+                names = sorted(entry.name for entry in entries)
+        except OSError as exc:
+            self._warn(path, f"directory cannot be read ({exc.strerror}); saved as empty")
+            return self._store_tree([])
+        for name in names:
+            child = os.path.join(path, name)
+            if self._excluded(child, name):
+                continue
+            try:
+                st = os.lstat(child)
+            except OSError as exc:
+                self._warn(child, f"vanished or unreadable ({exc.strerror})")
+                continue
+            node = self._node_for(child, name, st, root_dev=root_dev)
+            if node is not None:
+                nodes.append(node)
+        return self._store_tree(nodes)
+
+    def _excluded(self, path: bytes, name: bytes) -> bool:
+        text_name = os.fsdecode(name)
+        text_path = os.fsdecode(path)
+        for pattern in self.options.excludes:
+            target = text_path if "/" in pattern else text_name
+            if fnmatch.fnmatchcase(target, pattern):
+                return True
+        return False
+
+    def _base_node(self, name: bytes, node_type: str, st: os.stat_result) -> Node:
+        return Node(
+            name=name, type=node_type, mode=stat.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid,
+            mtime_ns=st.st_mtime_ns, user=self._names.user(st.st_uid), group=self._names.group(st.st_gid),
+        )
+
+    def _node_for(self, path: bytes, name: bytes, st: os.stat_result, *, root_dev: int) -> Node | None:
+        if stat.S_ISDIR(st.st_mode):
+            node = self._base_node(name, DIR, st)
+            if self.options.one_file_system and st.st_dev != root_dev:
+                node.subtree = self._store_tree([])  # a mount point: kept, not crossed
+            else:
+                node.subtree = self._directory(path, root_dev)
+            return node
+        if stat.S_ISLNK(st.st_mode):
+            node = self._base_node(name, SYMLINK, st)
+            try:
+                node.target = os.readlink(path)
+            except OSError as exc:
+                self._warn(path, f"symbolic link cannot be read ({exc.strerror})")
+                return None
+            return node
+        if stat.S_ISREG(st.st_mode):
+            return self._file(path, name, st)
+        self._warn(path, "special file (device, socket or pipe) skipped")
+        return None
+
+    # ---- files --------------------------------------------------------------------
+
+    def _file(self, path: bytes, name: bytes, st: os.stat_result) -> Node | None:
+        node = self._base_node(name, FILE, st)
+        node.size = st.st_size
+        node.sparse = st.st_blocks * 512 < st.st_size
+        if st.st_nlink > 1:
+            node.hardlink = f"{st.st_dev}:{st.st_ino}"
+        self.report.bytes_total += st.st_size
+        known = self.cache.lookup(path, st) if self.cache is not None else None
+        if known is not None and known.unchanged and all(self.repo.has_blob(c) for c in known.chunks):
+            node.sha256, node.chunks = known.sha256, known.chunks
+            self.cache.touch(path)
+            self.report.files_unchanged += 1
+            self.progress.advance(files=1, bytes_done=st.st_size)
+            return node
+        try:
+            sha256, chunks, size_read, after = self._read_file(path)
+        except OSError as exc:
+            self._warn(path, f"file cannot be read ({exc.strerror}); not in this snapshot")
+            return None
+        if (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != (st.st_size, st.st_mtime_ns, st.st_ctime_ns):
+            # Keep what was read (it may still be the only copy) but say so, and do not
+            # cache it: the next backup reads the file again.
+            self._warn(path, "file changed while being read; the saved copy may be inconsistent")
+            node.mtime_ns = after.st_mtime_ns
+        elif self.cache is not None:
+            self.cache.record(path, st, sha256, chunks)
+        node.size = size_read  # exactly what the SHA-256 covers
+        node.sha256, node.chunks = sha256, chunks
+        if known is None:
+            self.report.files_new += 1
+        else:
+            self.report.files_changed += 1
+        return node
+
+    def _read_file(self, path: bytes) -> tuple[str, list[bytes], int, os.stat_result]:
+        digest = hashlib.sha256()
+        futures: list[Future] = []
+        flags = os.O_RDONLY | getattr(os, "O_NOATIME", 0)
+        try:
+            fd = os.open(path, flags)
+        except PermissionError:
+            fd = os.open(path, os.O_RDONLY)  # O_NOATIME needs ownership
+        with open(fd, "rb", buffering=0) as handle:
+            size = 0
+            for chunk in self._chunker.chunks(handle):
+                digest.update(chunk)
+                size += len(chunk)
+                self._slots.acquire()
+                future = self._pool.submit(self.repo.store_blob, BLOB_DATA, chunk)
+                future.add_done_callback(lambda _f: self._slots.release())
+                futures.append(future)
+                self.progress.advance(bytes_done=len(chunk))
+            after = os.fstat(handle.fileno())
+        chunks = [f.result()[0] for f in futures]
+        self.report.bytes_read += size
+        self.progress.advance(files=1)
+        return digest.hexdigest(), chunks, size, after
+
+    def _warn(self, path: bytes, message: str) -> None:
+        self.report.warnings.append((_display(path), message))
+
+
+def _path_trie(sources: list[bytes]) -> dict:
+    """{b"srv": {b"cabinet": None}} for [b"/srv/cabinet"]: None marks a source."""
+    trie: dict = {}
+    for source in sources:
+        parts = [p for p in source.split(b"/") if p]
+        node = trie
+        for part in parts[:-1]:
+            existing = node.get(part)
+            if existing is None and part in node:
+                break  # an ancestor is itself a source
+            node = node.setdefault(part, {})
+        else:
+            node[parts[-1]] = None
+    return trie

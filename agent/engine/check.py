@@ -1,0 +1,215 @@
+"""Check: prove the repository is intact, or name exactly what is damaged.
+
+Structure (always): every index file decrypts, every indexed pack exists, every
+snapshot decrypts, and every tree and chunk a snapshot references is indexed in a
+pack that exists.
+
+Data (`--read-data`): every pack is downloaded, its SHA-256 compared with its name,
+its header decrypted, and every blob decrypted and its keyed BLAKE3 id recomputed.
+
+On damage the report names the pack, then every snapshot and file that needs it, so
+the practitioner knows what is lost and what still restores.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from agent.engine.progress import Progress, SilentProgress
+from agent.engine.walk import load_tree
+from agent.errors import IntegrityError, StorageError
+from agent.repo import layout
+from agent.repo.index import MasterIndex
+from agent.repo.repository import Repository
+from agent.repo.tree import DIR, FILE
+
+# Files named per snapshot in the report; the count is always exact.
+MAX_FILES_LISTED = 50
+
+
+@dataclass
+class CheckReport:
+    read_data: bool = False
+    snapshots: int = 0
+    packs: int = 0
+    blobs_verified: int = 0
+    bytes_read: int = 0
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    damaged_packs: dict[str, str] = field(default_factory=dict)
+    affected: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def as_dict(self) -> dict:
+        return {
+            "ok": self.ok,
+            "read_data": self.read_data,
+            "snapshots": self.snapshots,
+            "packs": self.packs,
+            "blobs_verified": self.blobs_verified,
+            "bytes_read": self.bytes_read,
+            "errors": self.errors,
+            "warnings": self.warnings,
+            "damaged_packs": self.damaged_packs,
+            "affected_files": {k: v for k, v in self.affected.items()},
+        }
+
+
+class CheckEngine:
+    def __init__(self, repo: Repository, *, read_data: bool = False, progress: Progress | None = None) -> None:
+        self.repo = repo
+        self.read_data = read_data
+        self.progress = progress or SilentProgress()
+        self.report = CheckReport(read_data=read_data)
+        self._bad_chunks: dict[bytes, str] = {}  # chunk id -> why it cannot be read
+        self._clean_trees: set[bytes] = set()  # shared by snapshots: each tree checked once
+
+    def run(self) -> CheckReport:
+        self._load_indexes()
+        stored = self.repo.list_pack_names()
+        self.report.packs = len(stored)
+        indexed = {layout.pack_name(p): p for p in self.repo.index.pack_ids()}
+        for name, pack_id in indexed.items():
+            if name not in stored:
+                self._damage(name, "pack is missing from the storage", self.repo.index.packs()[pack_id])
+        for name in stored:
+            if name not in indexed:
+                self.report.warnings.append(f"pack {name} is not in any index (left by an interrupted "
+                                            f"backup; harmless, prune removes it)")
+        if self.read_data:
+            self._read_all(indexed, stored)
+        self._check_snapshots()
+        return self.report
+
+    def _damage(self, pack_name: str, why: str, entries) -> None:
+        self.report.damaged_packs[pack_name] = why
+        self.report.errors.append(f"pack {pack_name}: {why}")
+        for entry in entries:
+            self._bad_chunks.setdefault(entry.chunk_id, f"{why} ({pack_name})")
+
+    def _load_indexes(self) -> None:
+        index = MasterIndex()
+        files = {}
+        for index_id in self.repo.list_index_ids():
+            try:
+                files[index_id] = self.repo.read_index_file(index_id)
+            except (IntegrityError, StorageError) as exc:
+                self.report.errors.append(f"index {index_id.hex()}: {exc}")
+        superseded = {old for _p, replaced in files.values() for old in replaced}
+        for index_id, (packs, _replaced) in files.items():
+            if index_id not in superseded:
+                for pack_id, entries in packs.items():
+                    index.add_pack(pack_id, entries)
+        self.repo.index = index
+        self.repo._index_loaded = True
+
+    def _read_all(self, indexed: dict, stored: dict[str, int]) -> None:
+        packs = self.repo.index.packs()
+        self.progress.start("check --read-data", sum(stored.values()))
+        for name in sorted(stored):
+            pack_id = layout.pack_id_from_name(name)
+            if pack_id is None:
+                self.report.errors.append(f"object {name} in data/ is not a valid pack name")
+                continue
+            expected = packs.get(pack_id, [])
+            try:
+                data, header_entries = self.repo.read_pack(pack_id)
+            except (IntegrityError, StorageError) as exc:
+                self._damage(name, str(exc).removeprefix(f"pack {name}: "), expected)
+                self._narrow_damage(name, expected)
+                continue
+            self.report.bytes_read += len(data)
+            self.progress.advance(bytes_done=len(data))
+            header_ids = {e.chunk_id for e in header_entries}
+            for entry in expected:
+                if entry.chunk_id not in header_ids:
+                    self._damage(name, "index lists a blob the pack header does not have", [entry])
+                    continue
+                self._verify_blob(name, entry, data[entry.offset : entry.offset + entry.length])
+        self.progress.finish()
+
+    def _narrow_damage(self, name: str, entries) -> None:
+        """A pack failed as a whole: find which of its blobs still decrypt, to spare their files."""
+        for entry in entries:
+            try:
+                envelope = self.repo.storage.read_range(name, entry.offset, entry.length)
+                self.repo.decode_blob(entry.chunk_id, entry.kind, envelope, entry.raw_length, pack_name=name)
+            except (IntegrityError, StorageError):
+                continue
+            self._bad_chunks.pop(entry.chunk_id, None)
+
+    def _verify_blob(self, name: str, entry, envelope: bytes) -> None:
+        try:
+            self.repo.decode_blob(entry.chunk_id, entry.kind, envelope, entry.raw_length, pack_name=name)
+            self.report.blobs_verified += 1
+        except IntegrityError as exc:
+            if name not in self.report.damaged_packs:
+                self.report.damaged_packs[name] = "one or more blobs fail authentication"
+                self.report.errors.append(f"pack {name}: {exc}")
+            self._bad_chunks[entry.chunk_id] = f"blob fails authentication ({name})"
+
+    def _check_snapshots(self) -> None:
+        snapshot_ids = self.repo.list_snapshot_ids()
+        for snapshot_id in snapshot_ids:
+            try:
+                snapshot = self.repo.load_snapshot(snapshot_id)
+            except (IntegrityError, StorageError) as exc:
+                self.report.errors.append(f"snapshot {snapshot_id.hex()}: {exc}")
+                continue
+            self.report.snapshots += 1
+            self._check_tree_of(snapshot)
+
+    def _check_tree_of(self, snapshot) -> None:
+        label = f"{snapshot.short_id} ({snapshot.time:%Y-%m-%d %H:%M})"
+        affected = self.report.affected
+        count = 0
+
+        def note(path: str, why: str) -> None:
+            nonlocal count
+            count += 1
+            if count <= MAX_FILES_LISTED:
+                affected[label].append(f"/{path}: {why}")
+
+        def visit(tree_id: bytes, prefix: bytes) -> bool:
+            """Check one directory and below; True when all of it is restorable."""
+            if tree_id in self._clean_trees:
+                return True
+            if self.repo.locate(tree_id) is None:
+                note(os.fsdecode(prefix), "directory listing is missing, everything below it is affected")
+                return False
+            try:
+                nodes = load_tree(self.repo, tree_id)
+            except (IntegrityError, StorageError) as exc:
+                note(os.fsdecode(prefix), f"directory listing unreadable, everything below it is affected ({exc})")
+                return False
+            clean = True
+            for node in nodes:
+                path = prefix + b"/" + node.name if prefix else node.name
+                if node.type == DIR and node.subtree is not None:
+                    clean = visit(node.subtree, path) and clean
+                elif node.type == FILE:
+                    problems = [p for p in map(self._chunk_problem, node.chunks) if p]
+                    if problems:
+                        note(os.fsdecode(path), problems[0])
+                        clean = False
+            if clean:
+                self._clean_trees.add(tree_id)
+            return clean
+
+        visit(snapshot.tree, b"")
+        if count:
+            if count > MAX_FILES_LISTED:
+                affected[label].append(f"... and {count - MAX_FILES_LISTED} more")
+            self.report.errors.append(f"snapshot {label}: {count} file(s) or folder(s) cannot be restored")
+
+    def _chunk_problem(self, chunk_id: bytes) -> str | None:
+        if chunk_id in self._bad_chunks:
+            return self._bad_chunks[chunk_id]
+        if self.repo.locate(chunk_id) is None:
+            return "data chunk is missing from the index"
+        return None

@@ -1,0 +1,72 @@
+"""The files cache: unchanged files are not read again (SQLite in the state dir).
+
+A file is "unchanged" when its size, mtime, ctime, inode and device all match the
+previous backup; its chunk list and SHA-256 are then reused, after checking that every
+chunk is still in the repository's index. ctime is included because tools that
+preserve mtime (restoring, `touch -r`) still change ctime.
+
+New entries are committed only after the snapshot is saved; a crashed backup leaves
+the previous cache intact.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from dataclasses import dataclass
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    path BLOB PRIMARY KEY,
+    size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, inode INTEGER, device INTEGER,
+    sha256 TEXT, chunks BLOB, run INTEGER
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER);
+"""
+
+
+@dataclass(frozen=True)
+class CachedFile:
+    unchanged: bool
+    sha256: str
+    chunks: list[bytes]
+
+
+class FilesCache:
+    def __init__(self, path: str) -> None:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level="DEFERRED")
+        self._db.executescript(_SCHEMA)
+        row = self._db.execute("SELECT value FROM meta WHERE key='run'").fetchone()
+        self.run = (row[0] if row else 0) + 1
+
+    def lookup(self, path: bytes, st: os.stat_result) -> "CachedFile | None":
+        """None if the path was never seen; else whether it is unchanged, and its content."""
+        row = self._db.execute(
+            "SELECT size, mtime_ns, ctime_ns, inode, device, sha256, chunks FROM files WHERE path=?",
+            (path,),
+        ).fetchone()
+        if row is None:
+            return None
+        unchanged = row[:5] == (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+        blob = row[6]
+        return CachedFile(unchanged, row[5], [blob[i : i + 32] for i in range(0, len(blob), 32)])
+
+    def record(self, path: bytes, st: os.stat_result, sha256: str, chunks: list[bytes]) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?,?)",
+            (path, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev,
+             sha256, b"".join(chunks), self.run),
+        )
+
+    def touch(self, path: bytes) -> None:
+        self._db.execute("UPDATE files SET run=? WHERE path=?", (self.run, path))
+
+    def commit(self) -> None:
+        """Keep what this run saw; forget files that no longer exist."""
+        self._db.execute("DELETE FROM files WHERE run <> ?", (self.run,))
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES ('run', ?)", (self.run,))
+        self._db.commit()
+
+    def close(self) -> None:
+        self._db.close()

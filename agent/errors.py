@@ -1,0 +1,106 @@
+"""One exception tree for the whole agent; exit codes are mapped only in the CLI.
+
+    BackupctlError                      1  something went wrong (generic)
+    +-- ConfigError                     2  the configuration file is missing or invalid
+    +-- UsageError                      2  a command was called with bad arguments
+    +-- RepositoryNotFound             10  no repository at the configured URL
+    +-- RepositoryExists               11  `init` found a repository already there
+    +-- WrongPassphrase                12  no key of the repository opens with this passphrase
+    +-- KeyFileError                   12  a key file is malformed or has unsafe parameters
+    +-- IntegrityError                 13  stored data is damaged, tampered with or missing
+    +-- StorageError                   14  the storage backend failed (I/O, permissions)
+    |   +-- ObjectNotFound             14  a named object does not exist
+    +-- RestoreTargetError             15  the restore target is full, read-only or occupied
+    +-- RepositoryLocked               16  another process holds an exclusive lock
+    +-- SourceError                    17  a configured source path cannot be backed up at all
+    +-- UnsupportedFormat              18  the repository uses a newer format than this program
+
+`PartialBackup` (exit code 3) is not an error: the snapshot was saved but some
+files could not be read; the CLI reports it after printing the summary.
+
+Each class carries a `hint`: the plain-language "what to do" half of the one-line
+message a user sees.
+"""
+
+from __future__ import annotations
+
+
+class BackupctlError(Exception):
+    exit_code = 1
+    hint = ""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        if hint is not None:
+            self.hint = hint
+
+    def one_line(self) -> str:
+        text = str(self)
+        return f"{text} — {self.hint}" if self.hint else text
+
+
+class ConfigError(BackupctlError):
+    exit_code = 2
+    hint = "fix the configuration file (see config.example.toml)"
+
+
+class UsageError(BackupctlError):
+    exit_code = 2
+
+
+class RepositoryNotFound(BackupctlError):
+    exit_code = 10
+    hint = "check the repository url, or create one with `backupctl init`"
+
+
+class RepositoryExists(BackupctlError):
+    exit_code = 11
+    hint = "nothing was changed; use another location for a new repository"
+
+
+class WrongPassphrase(BackupctlError):
+    exit_code = 12
+    hint = "check the passphrase file or BACKUPCTL_PASSPHRASE"
+
+
+class KeyFileError(BackupctlError):
+    exit_code = 12
+    hint = "use another key of the repository or the recovery sheet"
+
+
+class IntegrityError(BackupctlError):
+    exit_code = 13
+    hint = "run `backupctl check --read-data` to list everything affected"
+
+
+class StorageError(BackupctlError):
+    exit_code = 14
+    hint = "check that the storage is reachable, mounted and writable"
+
+
+class ObjectNotFound(StorageError):
+    pass
+
+
+class RestoreTargetError(BackupctlError):
+    exit_code = 15
+    hint = "free some space or choose another --target; the repository is unchanged"
+
+
+class RepositoryLocked(BackupctlError):
+    exit_code = 16
+    hint = "wait for the other backupctl process to finish"
+
+
+class SourceError(BackupctlError):
+    exit_code = 17
+    hint = "check the [source] paths in the configuration"
+
+
+class UnsupportedFormat(BackupctlError):
+    exit_code = 18
+    hint = "upgrade backupctl to read this repository"
+
+
+PARTIAL_BACKUP_EXIT_CODE = 3
+INTERRUPTED_EXIT_CODE = 130

@@ -1,0 +1,67 @@
+"""Compression of blob and metadata plaintext (the only user of zstandard).
+
+Every plaintext starts with one byte: 0 = stored as is, 1 = zstd frame follows.
+Data that does not shrink by at least 1/16 is stored as is, so already-compressed
+images and scans cost no CPU at restore and no bytes in the repository.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import zstandard
+
+from agent.errors import IntegrityError
+
+NONE = 0
+ZSTD = 1
+DEFAULT_LEVEL = 3
+# Frames are decompressed into a buffer of the size recorded in the index; this bounds
+# what a hostile frame can make us allocate when no size is known (metadata objects).
+MAX_METADATA_SIZE = 1 << 30
+
+_local = threading.local()
+
+
+def _compressor(level: int) -> zstandard.ZstdCompressor:
+    cache = getattr(_local, "compressors", None)
+    if cache is None:
+        cache = _local.compressors = {}
+    if level not in cache:
+        cache[level] = zstandard.ZstdCompressor(level=level)
+    return cache[level]
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    existing = getattr(_local, "decompressor", None)
+    if existing is None:
+        existing = _local.decompressor = zstandard.ZstdDecompressor()
+    return existing
+
+
+def compress(data: bytes | memoryview, level: int | None) -> bytes:
+    """Prefix byte + payload. `level=None` disables compression."""
+    if level is not None and len(data) >= 64:
+        packed = _compressor(level).compress(data)
+        if len(packed) < len(data) - len(data) // 16:
+            return bytes((ZSTD,)) + packed
+    return bytes((NONE,)) + bytes(data)
+
+
+def decompress(payload: bytes, *, expected_size: int | None, what: str) -> bytes:
+    if not payload:
+        raise IntegrityError(f"{what}: empty plaintext")
+    method = payload[0]
+    if method == NONE:
+        data = payload[1:]
+    elif method == ZSTD:
+        limit = expected_size if expected_size is not None else MAX_METADATA_SIZE
+        try:
+            data = _decompressor().decompress(payload[1:], max_output_size=limit)
+        except zstandard.ZstdError as exc:
+            raise IntegrityError(f"{what}: zstd frame is invalid ({exc})") from None
+    else:
+        raise IntegrityError(f"{what}: unknown compression method {method}")
+    if expected_size is not None and len(data) != expected_size:
+        raise IntegrityError(f"{what}: decompressed to {len(data)} bytes, expected {expected_size}")
+    return data

@@ -1,0 +1,75 @@
+"""Object names: the only place that builds the keys of stored objects.
+
+    config                      repository config (encrypted)
+    keys/<key id hex>           key files (JSON, master key wrapped by Argon2id)
+    data/<2 hex>/<pack id hex>  packs; pack id = SHA-256 of the pack's bytes
+    index/<index id hex>        index files (encrypted)
+    snapshots/<snapshot id hex> snapshots (encrypted)
+"""
+
+from __future__ import annotations
+
+from typing import NewType
+
+ChunkId = NewType("ChunkId", bytes)  # keyed BLAKE3 of a blob's plaintext, 32 bytes
+PackId = NewType("PackId", bytes)  # SHA-256 of the pack object, 32 bytes
+IndexId = NewType("IndexId", bytes)  # random, 16 bytes
+SnapshotId = NewType("SnapshotId", bytes)  # random, 16 bytes
+
+CONFIG = "config"
+KEYS_PREFIX = "keys/"
+DATA_PREFIX = "data/"
+INDEX_PREFIX = "index/"
+SNAPSHOTS_PREFIX = "snapshots/"
+
+# Kinds bound into every object's associated data (docs/FORMAT.md "Associated data").
+KIND_CONFIG = 1
+KIND_INDEX = 2
+KIND_SNAPSHOT = 3
+KIND_DATA_BLOB = 4
+KIND_TREE_BLOB = 5
+KIND_PACK_HEADER = 6
+
+
+def key_name(key_id: bytes) -> str:
+    return KEYS_PREFIX + key_id.hex()
+
+
+def pack_name(pack_id: PackId) -> str:
+    hex_id = pack_id.hex()
+    return f"{DATA_PREFIX}{hex_id[:2]}/{hex_id}"
+
+
+def index_name(index_id: IndexId) -> str:
+    return INDEX_PREFIX + index_id.hex()
+
+
+def snapshot_name(snapshot_id: SnapshotId) -> str:
+    return SNAPSHOTS_PREFIX + snapshot_id.hex()
+
+
+def _id_from_name(name: str, prefix: str, size: int) -> bytes | None:
+    tail = name[len(prefix):].rsplit("/", 1)[-1]
+    if not name.startswith(prefix) or len(tail) != 2 * size:
+        return None
+    try:
+        return bytes.fromhex(tail)
+    except ValueError:
+        return None
+
+
+def pack_id_from_name(name: str) -> PackId | None:
+    value = _id_from_name(name, DATA_PREFIX, 32)
+    if value is None or pack_name(PackId(value)) != name:
+        return None
+    return PackId(value)
+
+
+def index_id_from_name(name: str) -> IndexId | None:
+    value = _id_from_name(name, INDEX_PREFIX, 16)
+    return IndexId(value) if value is not None else None
+
+
+def snapshot_id_from_name(name: str) -> SnapshotId | None:
+    value = _id_from_name(name, SNAPSHOTS_PREFIX, 16)
+    return SnapshotId(value) if value is not None else None

@@ -1,0 +1,381 @@
+"""The repository facade: the only way engines read and write stored objects.
+
+It enforces the write order that keeps every snapshot restorable: blobs go into packs,
+packs are written and indexed, and only then may a snapshot that references them be
+saved (`save_snapshot` refuses while anything is pending). An interrupted backup leaves
+packs and index files that a rerun reuses, never a snapshot pointing at missing data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import threading
+from dataclasses import dataclass
+
+from agent import clock
+from agent.crypto import aead, ids
+from agent.crypto.kdf import KdfParams
+from agent.crypto.keys import KeyFile, MasterKey, wrap_master_key
+from agent.errors import (
+    IntegrityError,
+    KeyFileError,
+    ObjectNotFound,
+    RepositoryExists,
+    RepositoryNotFound,
+    UnsupportedFormat,
+    WrongPassphrase,
+)
+from agent.repo import compression, layout
+from agent.repo.chunker import Chunker, ChunkerParams
+from agent.repo.index import BlobLocation, MasterIndex, decode_index, encode_index
+from agent.repo.layout import ChunkId, IndexId, PackId, SnapshotId
+from agent.repo.pack import (
+    BLOB_TREE,
+    TARGET_PACK_SIZE,
+    PackBuilder,
+    PackEntry,
+    decode_header_entries,
+    encode_header_entries,
+    split_pack,
+)
+from agent.repo.snapshot import Snapshot
+from agent.storage.base import Storage
+
+FORMAT_VERSION = 1
+AAD_PREFIX = b"backupctl\x00"
+# An index file is written after this many packs, so an interrupted backup loses at
+# most this much upload work (the packs themselves stay, prune collects them).
+PACKS_PER_INDEX = 8
+
+
+@dataclass(frozen=True)
+class StoredConfig:
+    """The repository's own settings, stored encrypted in `config`."""
+
+    repository_id: bytes
+    cipher: str
+    compression_level: int | None
+    chunker: ChunkerParams
+    created: str
+    pack_target_size: int = TARGET_PACK_SIZE
+    format_version: int = FORMAT_VERSION
+
+    def encode(self) -> bytes:
+        return json.dumps(
+            {
+                "format_version": self.format_version,
+                "repository_id": self.repository_id.hex(),
+                "created": self.created,
+                "cipher": self.cipher,
+                "compression": {"algorithm": "zstd" if self.compression_level is not None else "none",
+                                "level": self.compression_level},
+                "chunker": self.chunker.as_dict(),
+                "pack_target_size": self.pack_target_size,
+                "chunk_id": "blake3-keyed-256",
+                "file_fingerprint": "sha256",
+                "kdf": "argon2id",
+            },
+            indent=1,
+        ).encode("utf-8")
+
+    @classmethod
+    def decode(cls, data: bytes) -> "StoredConfig":
+        try:
+            doc = json.loads(data)
+            version = doc["format_version"]
+            if version > FORMAT_VERSION:
+                raise UnsupportedFormat(
+                    f"repository format version {version} is newer than this program's ({FORMAT_VERSION})"
+                )
+            chunker = doc["chunker"]
+            return cls(
+                repository_id=bytes.fromhex(doc["repository_id"]),
+                cipher=doc["cipher"],
+                compression_level=doc["compression"]["level"],
+                chunker=ChunkerParams(chunker["algorithm"], chunker["min_size"],
+                                      chunker["avg_size"], chunker["max_size"]),
+                created=doc["created"],
+                pack_target_size=int(doc["pack_target_size"]),
+                format_version=version,
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise IntegrityError(f"repository config is malformed ({exc})") from None
+
+
+class Repository:
+    def __init__(self, storage: Storage, master: MasterKey, config: StoredConfig) -> None:
+        self.storage = storage
+        self.master = master
+        self.config = config
+        self._enc_key = master.encryption_key
+        self._id_key = master.chunk_id_key
+        self.index = MasterIndex()
+        self._index_loaded = False
+        self._write_lock = threading.Lock()
+        self._builders: dict[int, PackBuilder] = {}
+        self._pending_ids: set[bytes] = set()
+        self._unindexed: dict[PackId, list[PackEntry]] = {}
+        self.bytes_added = 0  # stored bytes written by this process (packs only)
+
+    # ---- creating and opening -------------------------------------------------
+
+    @classmethod
+    def init(
+        cls,
+        storage: Storage,
+        passphrase: bytes,
+        *,
+        cipher: str,
+        compression_level: int | None,
+        kdf_params: KdfParams = KdfParams(),
+    ) -> "Repository":
+        if storage.exists(layout.CONFIG) or any(True for _ in storage.list(layout.KEYS_PREFIX)):
+            raise RepositoryExists(f"a repository already exists at {storage.describe()}")
+        master = MasterKey.generate()
+        repository_id = os.urandom(16)
+        created = clock.now().isoformat()
+        config = StoredConfig(repository_id, cipher, compression_level, ChunkerParams(), created)
+        repo = cls(storage, master, config)
+        key_id = os.urandom(16)
+        storage.write(
+            layout.key_name(key_id),
+            wrap_master_key(master, passphrase, repository_id=repository_id, key_id=key_id,
+                            params=kdf_params, created=created, host=socket.gethostname()),
+            exclusive=True,
+        )
+        storage.write(layout.CONFIG, repo._seal_metadata(layout.KIND_CONFIG, b"", config.encode()),
+                      exclusive=True)
+        return repo
+
+    @classmethod
+    def open(cls, storage: Storage, passphrase: bytes) -> "Repository":
+        key_names = [info.name for info in storage.list(layout.KEYS_PREFIX)]
+        if not key_names and not storage.exists(layout.CONFIG):
+            raise RepositoryNotFound(f"no repository at {storage.describe()}")
+        master = None
+        key_file = None
+        problems = []
+        for name in sorted(key_names):
+            try:
+                candidate = KeyFile.parse(storage.read(name), name=name)
+                if layout.key_name(candidate.key_id) != name:
+                    raise KeyFileError(f"key file {name} does not carry its own id")
+                master = candidate.unwrap(passphrase)
+                key_file = candidate
+                break
+            except (WrongPassphrase, KeyFileError) as exc:
+                problems.append(exc)
+        if master is None or key_file is None:
+            if problems and all(isinstance(p, KeyFileError) for p in problems):
+                raise problems[0]
+            raise WrongPassphrase(f"the passphrase opens none of the {len(key_names)} key(s) "
+                                  f"of the repository at {storage.describe()}")
+        try:
+            raw_config = storage.read(layout.CONFIG)
+        except ObjectNotFound:
+            raise IntegrityError(f"repository at {storage.describe()} has keys but no config object") from None
+        probe = cls(storage, master, StoredConfig(key_file.repository_id, "xchacha20-poly1305", None,
+                                                  ChunkerParams(), ""))
+        config = StoredConfig.decode(probe._open_metadata(layout.KIND_CONFIG, b"", raw_config, what="config"))
+        if config.repository_id != key_file.repository_id:
+            raise IntegrityError("the config object belongs to another repository than the key")
+        return cls(storage, master, config)
+
+    # ---- envelopes ------------------------------------------------------------
+
+    def _aad(self, kind: int, object_id: bytes) -> bytes:
+        return AAD_PREFIX + self.config.repository_id + bytes((kind,)) + object_id
+
+    def _seal_metadata(self, kind: int, object_id: bytes, plain: bytes) -> bytes:
+        level = self.config.compression_level
+        payload = compression.compress(plain, level if level is not None else compression.DEFAULT_LEVEL)
+        return aead.seal(self._enc_key, payload, self._aad(kind, object_id), cipher=self.config.cipher)
+
+    def _open_metadata(self, kind: int, object_id: bytes, envelope: bytes, *, what: str) -> bytes:
+        payload = aead.open_envelope(self._enc_key, envelope, self._aad(kind, object_id), what=what)
+        cipher = aead.envelope_cipher(envelope)
+        if self.config.format_version and kind != layout.KIND_CONFIG and cipher != self.config.cipher:
+            raise IntegrityError(f"{what}: encrypted with {cipher}, repository uses {self.config.cipher}")
+        return compression.decompress(payload, expected_size=None, what=what)
+
+    # ---- chunking -------------------------------------------------------------
+
+    def new_chunker(self) -> Chunker:
+        """A chunker keyed for this repository; not thread-safe, one per reader."""
+        return Chunker(self.config.chunker, self.master.chunker_seed)
+
+    def chunk_id(self, data: bytes | memoryview) -> ChunkId:
+        return ChunkId(ids.chunk_id(self._id_key, data))
+
+    # ---- index ----------------------------------------------------------------
+
+    def load_index(self) -> None:
+        """Read every index file into memory (once per process)."""
+        if self._index_loaded:
+            return
+        files = {}
+        for info in self.storage.list(layout.INDEX_PREFIX):
+            index_id = layout.index_id_from_name(info.name)
+            if index_id is None:
+                continue
+            files[index_id] = self.read_index_file(index_id)
+        superseded = {old for _packs, replaced in files.values() for old in replaced}
+        for index_id, (packs, _replaced) in files.items():
+            if index_id in superseded:
+                continue
+            for pack_id, entries in packs.items():
+                self.index.add_pack(pack_id, entries)
+        self._index_loaded = True
+
+    def read_index_file(self, index_id: IndexId) -> tuple[dict[PackId, list[PackEntry]], list[IndexId]]:
+        name = layout.index_name(index_id)
+        plain = self._open_metadata(layout.KIND_INDEX, index_id, self.storage.read(name), what=name)
+        return decode_index(plain, what=name)
+
+    def list_index_ids(self) -> list[IndexId]:
+        found = (layout.index_id_from_name(i.name) for i in self.storage.list(layout.INDEX_PREFIX))
+        return [i for i in found if i is not None]
+
+    def has_blob(self, chunk_id: bytes) -> bool:
+        return chunk_id in self.index or chunk_id in self._pending_ids
+
+    # ---- writing blobs ----------------------------------------------------------
+
+    def store_blob(self, kind: int, data: bytes, chunk_id: ChunkId | None = None) -> tuple[ChunkId, int]:
+        """Store a blob unless known; returns (id, stored bytes added). Thread-safe.
+
+        Compression and encryption run outside the lock (both release the GIL), so
+        several threads keep the cores busy; only the pack bookkeeping is serialized.
+        """
+        if chunk_id is None:
+            chunk_id = self.chunk_id(data)
+        with self._write_lock:
+            if self.has_blob(chunk_id):
+                return chunk_id, 0
+            self._pending_ids.add(chunk_id)
+        try:
+            blob_kind = layout.KIND_TREE_BLOB if kind == BLOB_TREE else layout.KIND_DATA_BLOB
+            payload = compression.compress(data, self.config.compression_level)
+            envelope = aead.seal(self._enc_key, payload, self._aad(blob_kind, chunk_id),
+                                 cipher=self.config.cipher)
+        except BaseException:
+            with self._write_lock:
+                self._pending_ids.discard(chunk_id)
+            raise
+        full = None
+        with self._write_lock:
+            builder = self._builders.setdefault(kind, PackBuilder())
+            builder.add(kind, chunk_id, envelope, len(data))
+            if builder.is_full(self.config.pack_target_size):
+                full = self._builders.pop(kind)
+        if full is not None:
+            self._write_pack(full)
+        return chunk_id, len(envelope)
+
+    def _write_pack(self, builder: PackBuilder) -> None:
+        header = aead.seal(
+            self._enc_key,
+            compression.compress(encode_header_entries(builder.entries), compression.DEFAULT_LEVEL),
+            self._aad(layout.KIND_PACK_HEADER, b""),
+            cipher=self.config.cipher,
+        )
+        pack_id, data = builder.finish(header)
+        self.storage.write(layout.pack_name(pack_id), data)
+        index_now = None
+        with self._write_lock:
+            self.bytes_added += len(data)
+            self.index.add_pack(pack_id, builder.entries)
+            for entry in builder.entries:
+                self._pending_ids.discard(entry.chunk_id)
+            self._unindexed[pack_id] = builder.entries
+            if len(self._unindexed) >= PACKS_PER_INDEX:
+                index_now, self._unindexed = self._unindexed, {}
+        if index_now:
+            self._write_index(index_now)
+
+    def _write_index(self, packs: dict[PackId, list[PackEntry]], superseded=()) -> IndexId:
+        index_id = IndexId(os.urandom(16))
+        plain = encode_index(packs, superseded)
+        self.storage.write(layout.index_name(index_id),
+                           self._seal_metadata(layout.KIND_INDEX, index_id, plain))
+        return index_id
+
+    def flush(self) -> None:
+        """Write every partly filled pack, then an index for all unindexed packs."""
+        with self._write_lock:
+            builders = [b for b in self._builders.values() if b.entries]
+            self._builders = {}
+        for builder in builders:
+            self._write_pack(builder)
+        with self._write_lock:
+            pending, self._unindexed = self._unindexed, {}
+        if pending:
+            self._write_index(pending)
+
+    # ---- reading blobs ----------------------------------------------------------
+
+    def locate(self, chunk_id: bytes) -> BlobLocation | None:
+        return self.index.lookup(ChunkId(chunk_id))
+
+    def load_blob(self, chunk_id: bytes) -> bytes:
+        location = self.index.lookup(ChunkId(chunk_id))
+        if location is None:
+            raise IntegrityError(f"chunk {chunk_id.hex()[:16]} is not in any index (data missing)")
+        name = layout.pack_name(location.pack_id)
+        envelope = self.storage.read_range(name, location.offset, location.length)
+        return self.decode_blob(chunk_id, location.kind, envelope, location.raw_length, pack_name=name)
+
+    def decode_blob(self, chunk_id: bytes, kind: int, envelope: bytes, raw_length: int, *, pack_name: str) -> bytes:
+        what = f"chunk {chunk_id.hex()[:16]} in pack {pack_name}"
+        blob_kind = layout.KIND_TREE_BLOB if kind == BLOB_TREE else layout.KIND_DATA_BLOB
+        payload = aead.open_envelope(self._enc_key, envelope, self._aad(blob_kind, chunk_id), what=what)
+        data = compression.decompress(payload, expected_size=raw_length, what=what)
+        if self.chunk_id(data) != chunk_id:
+            raise IntegrityError(f"{what}: content does not match its id")
+        return data
+
+    def read_pack(self, pack_id: PackId) -> tuple[bytes, list[PackEntry]]:
+        """Read a whole pack, verify its SHA-256 name and decrypt its header."""
+        name = layout.pack_name(pack_id)
+        data = self.storage.read(name)
+        if hashlib.sha256(data).digest() != pack_id:
+            raise IntegrityError(f"pack {name}: SHA-256 of its bytes does not match its name")
+        header, _start = split_pack(data, what=name)
+        payload = aead.open_envelope(self._enc_key, header, self._aad(layout.KIND_PACK_HEADER, b""),
+                                     what=f"{name} header")
+        plain = compression.decompress(payload, expected_size=None, what=f"{name} header")
+        return data, decode_header_entries(plain, what=name)
+
+    def list_pack_names(self) -> dict[str, int]:
+        return {info.name: info.size for info in self.storage.list(layout.DATA_PREFIX)}
+
+    # ---- snapshots ----------------------------------------------------------------
+
+    def save_snapshot(self, snapshot: Snapshot) -> SnapshotId:
+        with self._write_lock:
+            if self._unindexed or any(b.entries for b in self._builders.values()) or self._pending_ids:
+                raise RuntimeError("save_snapshot called before flush(): data would be unreferenced")
+        snapshot_id = SnapshotId(os.urandom(16))
+        self.storage.write(
+            layout.snapshot_name(snapshot_id),
+            self._seal_metadata(layout.KIND_SNAPSHOT, snapshot_id, snapshot.encode()),
+            exclusive=True,
+        )
+        snapshot.id = snapshot_id
+        return snapshot_id
+
+    def list_snapshot_ids(self) -> list[SnapshotId]:
+        found = (layout.snapshot_id_from_name(i.name) for i in self.storage.list(layout.SNAPSHOTS_PREFIX))
+        return [i for i in found if i is not None]
+
+    def load_snapshot(self, snapshot_id: SnapshotId) -> Snapshot:
+        name = layout.snapshot_name(snapshot_id)
+        plain = self._open_metadata(layout.KIND_SNAPSHOT, snapshot_id, self.storage.read(name), what=name)
+        return Snapshot.decode(plain, snapshot_id)
+
+    def snapshots(self) -> list[Snapshot]:
+        """All snapshots, oldest first."""
+        return sorted((self.load_snapshot(i) for i in self.list_snapshot_ids()), key=lambda s: s.time)

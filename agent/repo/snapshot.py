@@ -1,0 +1,73 @@
+"""Snapshots: the root of one backup (docs/FORMAT.md, "Snapshots").
+
+Plaintext is UTF-8 JSON; the object name carries a random 16-byte id that is also
+bound into the associated data, so a snapshot cannot be renamed or replayed under
+another id.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from dataclasses import dataclass, field
+
+from agent.errors import IntegrityError
+from agent.repo.layout import SnapshotId
+
+SNAPSHOT_VERSION = 1
+
+
+@dataclass
+class Snapshot:
+    time: _dt.datetime
+    host: str
+    user: str
+    paths: list[str]
+    tree: bytes
+    tags: list[str] = field(default_factory=list)
+    excludes: list[str] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+    program: str = ""
+    id: SnapshotId | None = None
+
+    @property
+    def short_id(self) -> str:
+        return self.id.hex()[:8] if self.id else "?"
+
+    def encode(self) -> bytes:
+        return json.dumps(
+            {
+                "version": SNAPSHOT_VERSION,
+                "time": self.time.isoformat(),
+                "host": self.host,
+                "user": self.user,
+                "paths": self.paths,
+                "tags": self.tags,
+                "excludes": self.excludes,
+                "tree": self.tree.hex(),
+                "summary": self.summary,
+                "program": self.program,
+            },
+            separators=(",", ":"),
+        ).encode("utf-8")
+
+    @classmethod
+    def decode(cls, data: bytes, snapshot_id: SnapshotId) -> "Snapshot":
+        try:
+            doc = json.loads(data)
+            if doc["version"] != SNAPSHOT_VERSION:
+                raise IntegrityError(f"snapshot {snapshot_id.hex()[:8]}: unknown version {doc['version']}")
+            return cls(
+                time=_dt.datetime.fromisoformat(doc["time"]),
+                host=str(doc["host"]),
+                user=str(doc["user"]),
+                paths=[str(p) for p in doc["paths"]],
+                tags=[str(t) for t in doc.get("tags", [])],
+                excludes=[str(e) for e in doc.get("excludes", [])],
+                tree=bytes.fromhex(doc["tree"]),
+                summary=dict(doc.get("summary", {})),
+                program=str(doc.get("program", "")),
+                id=snapshot_id,
+            )
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+            raise IntegrityError(f"snapshot {snapshot_id.hex()[:8]}: malformed ({exc})") from None

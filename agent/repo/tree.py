@@ -1,0 +1,121 @@
+"""Trees: one blob per directory, listing its entries (docs/FORMAT.md, "Trees").
+
+A tree blob's plaintext is UTF-8 JSON: {"nodes": [node, ...]} sorted by the raw bytes
+of the name. Names and symlink targets are file-system bytes: valid UTF-8 is stored
+as "name"/"target"; anything else as base64 in "name_b64"/"target_b64", so a name that
+is not valid UTF-8 round-trips exactly.
+
+Because trees are content-addressed blobs like file data, an unchanged directory
+costs nothing in the next snapshot: every snapshot is a full tree, only new trees and
+chunks are stored.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+
+from agent.errors import IntegrityError
+
+FILE = "file"
+DIR = "dir"
+SYMLINK = "symlink"
+NODE_TYPES = (FILE, DIR, SYMLINK)
+
+
+@dataclass
+class Node:
+    name: bytes
+    type: str
+    mode: int
+    uid: int
+    gid: int
+    mtime_ns: int
+    user: str = ""
+    group: str = ""
+    size: int = 0
+    sha256: str = ""
+    chunks: list[bytes] = field(default_factory=list)
+    subtree: bytes | None = None
+    target: bytes | None = None
+    hardlink: str | None = None  # "device:inode" shared by the links of one file
+    sparse: bool = False
+
+    def to_json(self) -> dict:
+        out: dict = {}
+        _put_bytes(out, "name", self.name)
+        out.update(type=self.type, mode=self.mode, uid=self.uid, gid=self.gid,
+                   user=self.user, group=self.group, mtime_ns=self.mtime_ns)
+        if self.type == FILE:
+            out.update(size=self.size, sha256=self.sha256, chunks=[c.hex() for c in self.chunks])
+            if self.hardlink:
+                out["hardlink"] = self.hardlink
+            if self.sparse:
+                out["sparse"] = True
+        elif self.type == DIR:
+            out["subtree"] = self.subtree.hex() if self.subtree else None
+        elif self.type == SYMLINK:
+            _put_bytes(out, "target", self.target or b"")
+        return out
+
+    @classmethod
+    def from_json(cls, raw: dict) -> "Node":
+        try:
+            node_type = raw["type"]
+            if node_type not in NODE_TYPES:
+                raise IntegrityError(f"tree: unknown node type {node_type!r}")
+            node = cls(
+                name=_get_bytes(raw, "name"),
+                type=node_type,
+                mode=int(raw["mode"]),
+                uid=int(raw["uid"]),
+                gid=int(raw["gid"]),
+                mtime_ns=int(raw["mtime_ns"]),
+                user=str(raw.get("user", "")),
+                group=str(raw.get("group", "")),
+            )
+            if node_type == FILE:
+                node.size = int(raw["size"])
+                node.sha256 = str(raw["sha256"])
+                node.chunks = [bytes.fromhex(c) for c in raw["chunks"]]
+                node.hardlink = raw.get("hardlink")
+                node.sparse = bool(raw.get("sparse", False))
+            elif node_type == DIR:
+                node.subtree = bytes.fromhex(raw["subtree"]) if raw.get("subtree") else None
+            else:
+                node.target = _get_bytes(raw, "target")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise IntegrityError(f"tree: malformed node ({exc})") from None
+        if b"/" in node.name or node.name in (b"", b".", b".."):
+            raise IntegrityError(f"tree: unsafe entry name {node.name!r}")
+        return node
+
+
+def _put_bytes(out: dict, key: str, value: bytes) -> None:
+    try:
+        out[key] = value.decode("utf-8")
+    except UnicodeDecodeError:
+        out[key + "_b64"] = base64.b64encode(value).decode("ascii")
+
+
+def _get_bytes(raw: dict, key: str) -> bytes:
+    if key in raw:
+        return str(raw[key]).encode("utf-8")
+    return base64.b64decode(raw[key + "_b64"], validate=True)
+
+
+def encode_tree(nodes: list[Node]) -> bytes:
+    ordered = sorted(nodes, key=lambda n: n.name)
+    return json.dumps({"nodes": [n.to_json() for n in ordered]}, separators=(",", ":")).encode("utf-8")
+
+
+def decode_tree(data: bytes) -> list[Node]:
+    try:
+        doc = json.loads(data)
+        nodes = doc["nodes"]
+        if not isinstance(nodes, list):
+            raise TypeError("nodes is not a list")
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise IntegrityError(f"tree: not a valid tree document ({exc})") from None
+    return [Node.from_json(n) for n in nodes]

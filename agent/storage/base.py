@@ -1,0 +1,51 @@
+"""The Storage contract every backend honours (modelled on kopia's repo/blob).
+
+Names are relative, '/'-separated ASCII keys built only by `agent.repo.layout`
+(e.g. "data/3f/3f9a...", "snapshots/ab12..."). A backend stores opaque bytes.
+
+Contract, checked for every backend by tests/unit/storage/test_conformance.py:
+
+* `write(name, data)` is atomic and durable: when it returns, a later `read` (from
+  this or another process) returns exactly `data`; a crash at any point leaves either
+  no object or the complete object, never a truncated one. With `exclusive=True` it
+  raises `StorageError` if the object exists (used by `init` to never overwrite).
+  Overwriting an existing object with the same bytes must succeed (content-addressed
+  packs may be written twice after an interrupted run).
+* `read(name)` returns the full object, `read_range(name, offset, length)` exactly
+  `length` bytes; both raise `ObjectNotFound` for a missing object.
+* `list(prefix)` yields every complete object whose name starts with `prefix`, in no
+  particular order, with its size; it never yields partial or temporary objects.
+* `delete(name)` removes an object; deleting a missing object raises ObjectNotFound.
+* All failures are `StorageError` (or subclasses); no backend-specific exception
+  escapes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Protocol
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    name: str
+    size: int
+
+
+class Storage(Protocol):
+    def describe(self) -> str:
+        """A human description of where the data lives (no secrets)."""
+
+    def exists(self, name: str) -> bool: ...
+
+    def read(self, name: str) -> bytes: ...
+
+    def read_range(self, name: str, offset: int, length: int) -> bytes: ...
+
+    def write(self, name: str, data: bytes, *, exclusive: bool = False) -> None: ...
+
+    def delete(self, name: str) -> None: ...
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]: ...
+
+    def stat(self, name: str) -> ObjectInfo: ...
