@@ -43,9 +43,13 @@ class MasterKey:
 
     @property
     def chunker_seed(self) -> int:
-        """64-bit secret seed of the chunker's gear table; never 0 (0 means "unkeyed")."""
+        """63-bit secret seed of the chunker's gear table; never 0 (0 means "unkeyed").
+
+        pyfastcdc's Cython build takes the seed as a signed 64-bit C integer, so the top
+        bit is cleared: first 8 bytes of the subkey, little-endian, AND (2**63 - 1), OR 1.
+        """
         raw = ids.derive_subkey(self.secret, ids.CONTEXT_CHUNKER_SEED)
-        return int.from_bytes(raw[:8], "little") | 1
+        return (int.from_bytes(raw[:8], "little") & (2**63 - 1)) | 1
 
 
 def _b64(data: bytes) -> str:
