@@ -33,8 +33,10 @@ from agent.repo.repository import Repository
 from agent.repo.snapshot import Snapshot
 from agent.repo.tree import DIR, FILE, SYMLINK, Node, encode_tree
 
-WORKERS = 3
-MAX_CHUNKS_IN_FLIGHT = 8
+# Two workers per core: one may be blocked writing a finished pack (fsync, later an
+# upload) while the other compresses. Chunks in flight bound memory (<= 8 MiB each).
+WORKERS = 2 * (os.cpu_count() or 2)
+MAX_CHUNKS_IN_FLIGHT = 2 * WORKERS
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,10 @@ class BackupEngine:
         self._slots = threading.BoundedSemaphore(MAX_CHUNKS_IN_FLIGHT)
         self._pool: ThreadPoolExecutor | None = None
         self._root_devices: dict[bytes, int] = {}
+        # Files whose chunks are still being hashed/compressed/encrypted by the pool:
+        # (node, futures, path, stat to cache or None). Resolved when their directory's
+        # tree is stored, so the walking thread reads the next files meanwhile.
+        self._pending: list[tuple[Node, list[Future], bytes, os.stat_result | None]] = []
 
     # ---- entry point ----------------------------------------------------------
 
@@ -181,6 +187,7 @@ class BackupEngine:
     # ---- trees ------------------------------------------------------------------
 
     def _store_tree(self, nodes: list[Node]) -> bytes:
+        self._resolve_pending()
         chunk_id, _added = self.repo.store_blob(BLOB_TREE, encode_tree(nodes))
         return chunk_id
 
@@ -276,7 +283,7 @@ class BackupEngine:
             self.progress.advance(files=1, bytes_done=st.st_size)
             return node
         try:
-            sha256, chunks, size_read, after = self._read_file(path)
+            sha256, futures, size_read, after = self._read_file(path)
         except OSError as exc:
             self._warn(path, f"file cannot be read ({exc.strerror}); not in this snapshot")
             return None
@@ -285,17 +292,25 @@ class BackupEngine:
             # cache it: the next backup reads the file again.
             self._warn(path, "file changed while being read; the saved copy may be inconsistent")
             node.mtime_ns = after.st_mtime_ns
-        elif self.cache is not None:
-            self.cache.record(path, st, sha256, chunks)
+            self._pending.append((node, futures, path, None))
+        else:
+            self._pending.append((node, futures, path, st))
         node.size = size_read  # exactly what the SHA-256 covers
-        node.sha256, node.chunks = sha256, chunks
+        node.sha256 = sha256
         if known is None:
             self.report.files_new += 1
         else:
             self.report.files_changed += 1
         return node
 
-    def _read_file(self, path: bytes) -> tuple[str, list[bytes], int, os.stat_result]:
+    def _resolve_pending(self) -> None:
+        for node, futures, path, st in self._pending:
+            node.chunks = [future.result()[0] for future in futures]
+            if st is not None and self.cache is not None:
+                self.cache.record(path, st, node.sha256, node.chunks)
+        self._pending.clear()
+
+    def _read_file(self, path: bytes) -> tuple[str, list[Future], int, os.stat_result]:
         digest = hashlib.sha256()
         futures: list[Future] = []
         flags = os.O_RDONLY | getattr(os, "O_NOATIME", 0)
@@ -314,10 +329,9 @@ class BackupEngine:
                 futures.append(future)
                 self.progress.advance(bytes_done=len(chunk))
             after = os.fstat(handle.fileno())
-        chunks = [f.result()[0] for f in futures]
         self.report.bytes_read += size
         self.progress.advance(files=1)
-        return digest.hexdigest(), chunks, size, after
+        return digest.hexdigest(), futures, size, after
 
     def _warn(self, path: bytes, message: str) -> None:
         self.report.warnings.append((_display(path), message))

@@ -93,6 +93,7 @@ class RestoreEngine:
         self.progress = progress or SilentProgress()
         self.report = RestoreReport()
         self._same_owner = os.geteuid() == 0
+        self._verified: set[bytes] = set()  # destinations whose SHA-256 matched
 
     # ---- plan -----------------------------------------------------------------
 
@@ -227,6 +228,7 @@ class RestoreEngine:
             )
         else:
             self.report.verified += 1
+            self._verified.add(dest)
         self.progress.advance(files=1)
 
     def _apply_metadata_fd(self, fd: int, node: Node) -> None:
@@ -260,5 +262,8 @@ class RestoreEngine:
             self._guard(lambda: os.unlink(dest), dest)
         self._guard(lambda: os.link(source, dest), dest)
         self.report.hardlinks += 1
-        self.report.verified += 1  # same inode as a file whose SHA-256 was verified
         self.report.files += 1
+        if source in self._verified:  # the same inode as a file whose SHA-256 matched
+            self.report.verified += 1
+        else:
+            self.report.failures.append((display, "hard link to a file that failed verification"))

@@ -197,7 +197,9 @@ class Repository:
     def _open_metadata(self, kind: int, object_id: bytes, envelope: bytes, *, what: str) -> bytes:
         payload = aead.open_envelope(self._enc_key, envelope, self._aad(kind, object_id), what=what)
         cipher = aead.envelope_cipher(envelope)
-        if self.config.format_version and kind != layout.KIND_CONFIG and cipher != self.config.cipher:
+        # The config is read before the repository's cipher is known; everything else
+        # must use the cipher the config names (no silent downgrade between the two).
+        if kind != layout.KIND_CONFIG and cipher != self.config.cipher:
             raise IntegrityError(f"{what}: encrypted with {cipher}, repository uses {self.config.cipher}")
         return compression.decompress(payload, expected_size=None, what=what)
 

@@ -1,0 +1,60 @@
+"""Fixtures of the integration suite (helpers live in support.py)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from .support import Backupctl
+
+
+@pytest.fixture
+def bk(tmp_path: Path) -> Backupctl:
+    """A fresh world: tmp_path/src (empty), tmp_path/repo (not created), a config."""
+    return Backupctl(tmp_path)
+
+
+@pytest.fixture
+def make_bk(tmp_path: Path):
+    """Several independent worlds in one test: make_bk("name", cipher=...)."""
+
+    def make(name: str, **kwargs) -> Backupctl:
+        return Backupctl(tmp_path / name, **kwargs)
+
+    return make
+
+
+@pytest.fixture
+def open_dir():
+    """A directory that other users can traverse (pytest's tmp root is 0700 root)."""
+    path = Path(tempfile.mkdtemp(prefix="backupctl-it-", dir="/tmp"))
+    os.chmod(path, 0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def mount_tmpfs(tmp_path: Path):
+    """mount_tmpfs(path, size="4m", read_only=False): a real small file system, always unmounted."""
+    mounted: list[Path] = []
+
+    def mount(path: Path, size: str = "4m", *, read_only: bool = False) -> Path:
+        path.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)], check=True)
+        mounted.append(path)
+        if read_only:
+            subprocess.run(["mount", "-o", "remount,ro", str(path)], check=True)
+        return path
+
+    try:
+        yield mount
+    finally:
+        for path in reversed(mounted):
+            subprocess.run(["umount", "-l", str(path)], check=False)
