@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from urllib.parse import urlparse
 
 from agent.errors import ConfigError
+from agent.storage.options import (ADDRESSING_CHOICES, CHECKSUM_CHOICES, LOCK_MODES, VERIFY_CHOICES,
+                                   S3Options)
 
 DEFAULT_PATH = "/etc/backupctl/config.toml"
 ENV_PATH = "BACKUPCTL_CONFIG"
@@ -45,6 +47,7 @@ class RepositorySettings:
     cipher: str = "xchacha20-poly1305"
     compression: str = "zstd"
     compression_level: int = 3
+    s3: S3Options | None = None
 
     @property
     def zstd_level(self) -> int | None:
@@ -176,18 +179,80 @@ def parse(raw: dict, path: str) -> Config:
 
 def _repository(path: str, name: str, data: object) -> RepositorySettings:
     table = _Table(path, f"repositories.{name}", data)
-    url = table.get("url", str, required=True, what='a URL such as "file:///mnt/backup/repo"')
-    scheme = urlparse(url).scheme
-    if scheme != "file":
-        raise ConfigError(f"{path}: [repositories.{name}] url = {url!r}: expected a file:///absolute/path URL "
-                          f"(s3:// is not supported yet)")
+    url = table.get("url", str, required=True,
+                    what='a URL such as "file:///mnt/backup/repo" or "s3://bucket/prefix"')
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        if parsed.netloc not in ("", "localhost") or not parsed.path.startswith("/"):
+            raise ConfigError(f"{path}: [repositories.{name}] url = {url!r}: expected file:///absolute/path")
+        s3 = None
+    elif parsed.scheme == "s3":
+        if not parsed.netloc:
+            raise ConfigError(f"{path}: [repositories.{name}] url = {url!r}: expected s3://bucket/prefix")
+        s3 = _s3_options(table, bucket=parsed.netloc, prefix=parsed.path.strip("/"))
+    else:
+        raise ConfigError(f"{path}: [repositories.{name}] url = {url!r}: expected a file:/// or s3:// URL")
     cipher = table.choice("cipher", CIPHERS, "xchacha20-poly1305")
     compression = table.choice("compression", COMPRESSIONS, "zstd")
     level = table.get("compression_level", int, default=3, what="an integer from 1 to 19")
     if not 1 <= level <= 19:
         raise ConfigError(f"{path}: [repositories.{name}] compression_level = {level}: expected 1 to 19")
+    if s3 is None:
+        s3_only = sorted(set(table.data) & set(_S3_KEYS))
+        if s3_only:
+            raise ConfigError(f"{path}: [repositories.{name}] {', '.join(s3_only)}: only for s3:// repositories")
     table.done()
-    return RepositorySettings(name=name, url=url, cipher=cipher, compression=compression, compression_level=level)
+    return RepositorySettings(name=name, url=url, cipher=cipher, compression=compression,
+                              compression_level=level, s3=s3)
+
+
+_S3_KEYS = ("endpoint", "region", "addressing", "profile", "credentials_file", "ca_bundle", "connect_timeout",
+            "read_timeout", "allow_insecure", "request_checksum_calculation", "response_checksum_validation",
+            "object_lock", "lock_days", "max_concurrency", "bandwidth_limit_kib", "verify_uploads",
+            "retry_attempts")
+
+
+def _s3_options(table: _Table, *, bucket: str, prefix: str) -> S3Options:
+    defaults = S3Options(bucket=bucket)
+
+    def number(key: str, low: float, high: float, *, integer: bool = True):
+        kind = int if integer else (int, float)
+        value = table.get(key, kind, default=getattr(defaults, key),
+                          what=f"a number from {low} to {high}")
+        if not low <= value <= high:
+            raise ConfigError(f"{table.file}: [{table.name}] {key} = {value}: expected {low} to {high}")
+        return value
+
+    def optional_path(key: str) -> str | None:
+        value = table.get(key, str)
+        if value is not None and not os.path.isabs(value):
+            raise ConfigError(f"{table.file}: [{table.name}] {key} = {value!r}: expected an absolute path")
+        return value
+
+    endpoint = table.get("endpoint", str, what='a URL such as "https://s3.gra.io.cloud.ovh.net"')
+    return S3Options(
+        bucket=bucket,
+        prefix=prefix,
+        endpoint=endpoint,
+        region=table.get("region", str),
+        addressing=table.choice("addressing", ADDRESSING_CHOICES, defaults.addressing),
+        profile=table.get("profile", str),
+        credentials_file=optional_path("credentials_file"),
+        ca_bundle=optional_path("ca_bundle"),
+        connect_timeout=number("connect_timeout", 1, 600, integer=False),
+        read_timeout=number("read_timeout", 1, 3600, integer=False),
+        allow_insecure=table.get("allow_insecure", bool, default=False),
+        request_checksum_calculation=table.choice("request_checksum_calculation", CHECKSUM_CHOICES,
+                                                  defaults.request_checksum_calculation),
+        response_checksum_validation=table.choice("response_checksum_validation", CHECKSUM_CHOICES,
+                                                  defaults.response_checksum_validation),
+        object_lock=table.choice("object_lock", LOCK_MODES, defaults.object_lock),
+        lock_days=number("lock_days", 1, 36500),
+        max_concurrency=number("max_concurrency", 1, 64),
+        bandwidth_limit_kib=number("bandwidth_limit_kib", 0, 10_000_000),
+        verify_uploads=table.choice("verify_uploads", VERIFY_CHOICES, defaults.verify_uploads),
+        retry_attempts=number("retry_attempts", 1, 20),
+    )
 
 
 def read_passphrase(config: Config) -> bytes | None:

@@ -10,6 +10,8 @@
     +-- IntegrityError                 13  stored data is damaged, tampered with or missing
     +-- StorageError                   14  the storage backend failed (I/O, permissions)
     |   +-- ObjectNotFound             14  a named object does not exist
+    |   +-- TransientStorageError      14  a failure worth retrying (5xx, SlowDown, reset)
+    |   +-- ObjectLocked               14  an object is under object lock; it was not deleted
     +-- RestoreTargetError             15  the restore target is full, read-only or occupied
     +-- RepositoryLocked               16  another process holds an exclusive lock
     +-- SourceError                    17  a configured source path cannot be backed up at all
@@ -80,6 +82,14 @@ class StorageError(BackupctlError):
 
 class ObjectNotFound(StorageError):
     pass
+
+
+class TransientStorageError(StorageError):
+    """Raised by backends for failures that may succeed if retried (see storage/retry.py)."""
+
+
+class ObjectLocked(StorageError):
+    hint = "the object is under object lock until its retain-until date; nothing was deleted"
 
 
 class RestoreTargetError(BackupctlError):

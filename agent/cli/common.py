@@ -36,7 +36,7 @@ def passphrase(config: config_module.Config, *, confirm: bool = False) -> bytes:
 def open_repository(ctx: click.Context, repo_name: str | None) -> tuple[config_module.Config, Repository]:
     config = load_config(ctx)
     settings = config.repository(repo_name)
-    repo = Repository.open(open_storage(settings.url), passphrase(config))
+    repo = Repository.open(open_storage(settings.url, s3=settings.s3), passphrase(config))
     return config, repo
 
 

@@ -18,9 +18,15 @@ def command(ctx: click.Context, repo_name: str | None, as_json: bool) -> None:
     """Create an empty encrypted repository at the configured URL."""
     config = load_config(ctx)
     settings = config.repository(repo_name)
+    storage = open_storage(settings.url, s3=settings.s3)
+    endpoint_facts = None
+    if settings.s3 is not None:
+        # Probe before asking for anything: a wrong bucket or key fails here, cleanly.
+        endpoint_facts = storage.probe()
+        storage.require_object_lock(endpoint_facts)
     secret = passphrase(config, confirm=True)
     params = KdfParams()
-    repo = Repository.init(open_storage(settings.url), secret, cipher=settings.cipher,
+    repo = Repository.init(storage, secret, cipher=settings.cipher,
                            compression_level=settings.zstd_level, kdf_params=params)
     facts = {
         "repository": settings.name,
@@ -33,6 +39,10 @@ def command(ctx: click.Context, repo_name: str | None, as_json: bool) -> None:
         "file_fingerprint": "SHA-256",
         "compression": f"zstd level {settings.zstd_level}" if settings.zstd_level else "none",
     }
+    if endpoint_facts is not None:
+        facts["endpoint"] = endpoint_facts
+        facts["object_lock_mode"] = settings.s3.object_lock
+        facts["verify_uploads"] = settings.s3.verify_uploads
     if as_json:
         print_json(facts)
         return
@@ -40,4 +50,20 @@ def command(ctx: click.Context, repo_name: str | None, as_json: bool) -> None:
     click.echo(f"  encryption {facts['cipher']}, key wrapping {facts['kdf']},")
     click.echo(f"  chunk ids {facts['chunk_id']}, file fingerprints {facts['file_fingerprint']}, "
                f"compression {facts['compression']}")
+    if endpoint_facts is not None:
+        _say_endpoint(endpoint_facts, settings.s3)
     click.echo("Keep the passphrase safe: without it the backups cannot be read by anyone.")
+
+
+def _say_endpoint(facts: dict, s3) -> None:
+    yes_no = {True: "yes", False: "no"}
+    click.echo(f"  endpoint {facts['endpoint']}, bucket {facts['bucket']}: versioning {facts['versioning']}, "
+               f"object lock {facts['object_lock']} (agent writes with: {s3.object_lock}"
+               + (f", {s3.lock_days} days" if s3.object_lock != "none" else "") + ")")
+    click.echo(f"  provider checks upload checksums: {yes_no[facts['rejects_bad_checksum']]}; "
+               f"returns SHA-256 checksums: {yes_no[facts['returns_sha256_checksum']]}; "
+               f"conditional writes: {yes_no[facts['conditional_writes']]}; "
+               f"uploads verified by: {s3.verify_uploads}")
+    if not facts["rejects_bad_checksum"] and s3.verify_uploads != "read-back":
+        click.echo("  warning: this provider accepts uploads with a wrong checksum; "
+                   'set verify_uploads = "read-back"', err=True)

@@ -1,0 +1,389 @@
+"""A repository in an S3 bucket (the only module that imports boto3/botocore).
+
+Meant for the object storage of an HDS-certified host (rule H1). Every upload carries
+the SHA-256 we computed (`ChecksumSHA256`), and is verified after the fact because
+some S3-compatible servers store any checksum they are given without checking it:
+
+* `verify_uploads = "read-back"` (default): the object is downloaded again and its
+  SHA-256 compared before the write returns, so no index or snapshot can ever refer
+  to an object the provider does not hold intact;
+* `verify_uploads = "head"`: only the size and the stored checksum are compared
+  (half the traffic; trusts the provider to have checked the checksum).
+
+With object lock, every object is written with a retain-until date (rule S8), and
+`delete` refuses, before sending anything, to touch an object still under lock.
+Errors are translated here: permanent ones (credentials, bucket, clock) become one
+`StorageError` line naming endpoint and bucket; retryable ones become
+`TransientStorageError` for storage/retry.py. Credentials never appear in messages.
+"""
+
+from __future__ import annotations
+
+import base64
+import configparser
+import datetime as _dt
+import hashlib
+import ipaddress
+import os
+import stat
+from typing import Iterator
+from urllib.parse import urlparse
+
+import boto3
+import botocore.exceptions
+from botocore.config import Config as BotoConfig
+
+from agent import clock
+from agent.errors import ConfigError, ObjectLocked, ObjectNotFound, StorageError, TransientStorageError
+from agent.storage.base import ObjectInfo
+from agent.storage.options import S3Options
+
+_TRANSIENT_CODES = {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "Throttling",
+                    "ThrottlingException", "RequestThrottled", "500", "502", "503", "504"}
+_PERMANENT_HINTS = {
+    "AccessDenied": "access denied: check the access key's rights on this bucket",
+    "InvalidAccessKeyId": "the access key id is unknown to the provider: check the credentials",
+    "SignatureDoesNotMatch": "the secret key is wrong: check the credentials",
+    "NoSuchBucket": "the bucket does not exist: check the bucket name in the url",
+    "InvalidBucketName": "the bucket name is invalid: check the url",
+    "RequestTimeTooSkewed": "the server's clock is too far off: check its time (NTP)",
+    "AuthorizationHeaderMalformed": "the request was signed for the wrong region: check region",
+    "PermanentRedirect": "the bucket is in another region or endpoint: check endpoint and region",
+    "AllAccessDisabled": "all access to this bucket is disabled by the provider",
+}
+_CONNECTION_ERRORS = (
+    botocore.exceptions.EndpointConnectionError,
+    botocore.exceptions.ConnectionClosedError,
+    botocore.exceptions.ReadTimeoutError,
+    botocore.exceptions.ConnectTimeoutError,
+    botocore.exceptions.ResponseStreamingError,
+)
+
+
+def _is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _read_credentials_file(path: str, profile: str | None) -> tuple[str, str, str | None]:
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise ConfigError(f"S3 credentials_file {path} does not exist") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(f"S3 credentials_file {path} is readable by others (mode {stat.S_IMODE(mode):04o})",
+                          hint=f"run: chmod 600 {path}")
+    parser = configparser.ConfigParser()
+    try:
+        parser.read(path)
+    except configparser.Error:
+        raise ConfigError(f"S3 credentials_file {path} is not in the AWS credentials format") from None
+    section = profile or "default"
+    if not parser.has_section(section) or not parser.has_option(section, "aws_access_key_id") \
+            or not parser.has_option(section, "aws_secret_access_key"):
+        raise ConfigError(f"S3 credentials_file {path} has no [{section}] with aws_access_key_id "
+                          f"and aws_secret_access_key")
+    return (parser.get(section, "aws_access_key_id"), parser.get(section, "aws_secret_access_key"),
+            parser.get(section, "aws_session_token", fallback=None))
+
+
+class S3Storage:
+    def __init__(self, options: S3Options) -> None:
+        self.options = options
+        self.bucket = options.bucket
+        self.prefix = options.prefix.strip("/")
+        endpoint = options.endpoint
+        if endpoint:
+            parsed = urlparse(endpoint)
+            if parsed.scheme not in ("http", "https"):
+                raise ConfigError(f"S3 endpoint {endpoint!r} must start with https://")
+            if parsed.scheme == "http" and not _is_loopback(parsed.hostname) and not options.allow_insecure:
+                raise ConfigError(f"S3 endpoint {endpoint} is plain http: patient data would cross the "
+                                  f"network unprotected", hint="use https://, or set allow_insecure = true "
+                                  "only for a test endpoint")
+        self.where = f"S3 {endpoint or 'AWS'} bucket {self.bucket}"
+        session_args = {}
+        if options.credentials_file:
+            key, secret, token = _read_credentials_file(options.credentials_file, options.profile)
+            session_args = {"aws_access_key_id": key, "aws_secret_access_key": secret,
+                            "aws_session_token": token}
+        elif options.profile:
+            session_args = {"profile_name": options.profile}
+        try:
+            session = boto3.session.Session(**session_args)
+        except botocore.exceptions.ProfileNotFound:
+            raise ConfigError(f"S3 profile {options.profile!r} is not in the AWS configuration") from None
+        config = BotoConfig(
+            region_name=options.region,
+            connect_timeout=options.connect_timeout,
+            read_timeout=options.read_timeout,
+            retries={"max_attempts": 3, "mode": "standard"},
+            max_pool_connections=max(10, options.max_concurrency * 2),
+            s3={"addressing_style": options.addressing},
+            request_checksum_calculation=options.request_checksum_calculation,
+            response_checksum_validation=options.response_checksum_validation,
+        )
+        self.client = session.client("s3", endpoint_url=endpoint, config=config,
+                                     verify=options.ca_bundle if options.ca_bundle else None)
+
+    # ---- names and errors -------------------------------------------------------
+
+    def describe(self) -> str:
+        return f"{self.where}, prefix {self.prefix or '/'}"
+
+    def _key(self, name: str) -> str:
+        if name.startswith("/") or ".." in name.split("/"):
+            raise StorageError(f"invalid object name {name!r}")
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+    def _name(self, key: str) -> str:
+        return key[len(self.prefix) + 1:] if self.prefix else key
+
+    def _translate(self, exc: Exception, action: str, name: str) -> StorageError:
+        if isinstance(exc, _CONNECTION_ERRORS):
+            return TransientStorageError(f"{self.where}: connection failed while {action} {name} "
+                                         f"({type(exc).__name__})", hint="check the network and the endpoint")
+        if isinstance(exc, botocore.exceptions.NoCredentialsError):
+            return StorageError(f"{self.where}: no S3 credentials found",
+                                hint="set credentials_file, profile, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
+        if isinstance(exc, botocore.exceptions.ClientError):
+            error = exc.response.get("Error", {})
+            code = str(error.get("Code", ""))
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            if code in ("NoSuchKey", "404", "NotFound") and code != "NoSuchBucket":
+                return ObjectNotFound(f"object {name} is missing from {self.where}")
+            if code in _PERMANENT_HINTS:
+                return StorageError(f"{self.where}: {_PERMANENT_HINTS[code]} (while {action} {name})",
+                                    hint="nothing was changed in the repository")
+            if code in _TRANSIENT_CODES or status >= 500:
+                return TransientStorageError(f"{self.where}: provider error {code or status} while {action} {name}")
+            if status == 403:
+                return StorageError(f"{self.where}: {_PERMANENT_HINTS['AccessDenied']} (while {action} {name})")
+            return StorageError(f"{self.where}: {code or status} while {action} {name}: {error.get('Message', '')}")
+        if isinstance(exc, botocore.exceptions.BotoCoreError):
+            return TransientStorageError(f"{self.where}: {type(exc).__name__} while {action} {name}")
+        raise exc
+
+    def _call(self, action: str, name: str, function, **kwargs):
+        try:
+            return function(**kwargs)
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            raise self._translate(exc, action, name) from None
+
+    # ---- the Storage contract ------------------------------------------------------
+
+    def exists(self, name: str) -> bool:
+        try:
+            self.stat(name)
+            return True
+        except ObjectNotFound:
+            return False
+
+    def read(self, name: str) -> bytes:
+        response = self._call("reading", name, self.client.get_object, Bucket=self.bucket, Key=self._key(name))
+        try:
+            return response["Body"].read()
+        except (botocore.exceptions.BotoCoreError, OSError) as exc:
+            raise TransientStorageError(f"{self.where}: connection lost while reading {name}") from exc
+
+    def read_range(self, name: str, offset: int, length: int) -> bytes:
+        if length == 0:
+            return b""
+        response = self._call("reading", name, self.client.get_object, Bucket=self.bucket,
+                              Key=self._key(name), Range=f"bytes={offset}-{offset + length - 1}")
+        try:
+            data = response["Body"].read()
+        except (botocore.exceptions.BotoCoreError, OSError) as exc:
+            raise TransientStorageError(f"{self.where}: connection lost while reading {name}") from exc
+        if len(data) != length:
+            raise StorageError(f"object {name} is shorter than expected (truncated?)")
+        return data
+
+    def write(self, name: str, data: bytes, *, exclusive: bool = False,
+              retain_until: _dt.datetime | None = None) -> None:
+        digest = hashlib.sha256(data).digest()
+        checksum = base64.b64encode(digest).decode("ascii")
+        args = {"Bucket": self.bucket, "Key": self._key(name), "Body": data,
+                "ChecksumAlgorithm": "SHA256", "ChecksumSHA256": checksum}
+        if exclusive:
+            args["IfNoneMatch"] = "*"
+        until = self._retain_until(retain_until)
+        if until is not None:
+            args["ObjectLockMode"] = self.options.object_lock.upper()
+            args["ObjectLockRetainUntilDate"] = until
+        try:
+            self.client.put_object(**args)
+        except botocore.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "PreconditionFailed":
+                raise StorageError(f"object {name} already exists in {self.where}") from None
+            raise self._translate(exc, "writing", name) from None
+        except botocore.exceptions.BotoCoreError as exc:
+            raise self._translate(exc, "writing", name) from None
+        self._verify(name, data, digest, checksum)
+
+    def _retain_until(self, explicit: _dt.datetime | None) -> _dt.datetime | None:
+        if self.options.object_lock == "none":
+            return None
+        if explicit is not None:
+            return explicit
+        return clock.now().astimezone(_dt.timezone.utc) + _dt.timedelta(days=self.options.lock_days)
+
+    def _verify(self, name: str, data: bytes, digest: bytes, checksum: str) -> None:
+        if self.options.verify_uploads == "read-back":
+            stored = self.read(name)
+            if hashlib.sha256(stored).digest() != digest:
+                raise TransientStorageError(f"{self.where}: object {name} reads back different from what "
+                                            f"was uploaded (corrupted in transit or by the provider)")
+            return
+        head = self._call("verifying", name, self.client.head_object, Bucket=self.bucket,
+                          Key=self._key(name), ChecksumMode="ENABLED")
+        if head.get("ContentLength") != len(data):
+            raise TransientStorageError(f"{self.where}: object {name} has {head.get('ContentLength')} bytes "
+                                        f"stored, {len(data)} were uploaded")
+        stored_checksum = head.get("ChecksumSHA256")
+        if stored_checksum is not None and stored_checksum.split("-")[0] != checksum:
+            raise TransientStorageError(f"{self.where}: object {name} is stored with another SHA-256")
+
+    def delete(self, name: str) -> None:
+        until = self.retention(name)  # raises ObjectNotFound for a missing object
+        if until is not None and until > clock.now():
+            raise ObjectLocked(f"object {name} is locked until {until:%Y-%m-%d}; not deleted")
+        self._call("deleting", name, self.client.delete_object, Bucket=self.bucket, Key=self._key(name))
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix) if prefix else
+                                           (self.prefix + "/" if self.prefix else "")):
+                for item in page.get("Contents", []):
+                    yield ObjectInfo(self._name(item["Key"]), int(item["Size"]))
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            raise self._translate(exc, "listing", prefix or "/") from None
+
+    def stat(self, name: str) -> ObjectInfo:
+        head = self._call("checking", name, self.client.head_object, Bucket=self.bucket, Key=self._key(name))
+        return ObjectInfo(name, int(head["ContentLength"]))
+
+    # ---- object lock ------------------------------------------------------------------
+
+    def retention(self, name: str) -> _dt.datetime | None:
+        """The object's retain-until date, or None when it is not locked."""
+        head = self._call("checking", name, self.client.head_object, Bucket=self.bucket, Key=self._key(name))
+        return head.get("ObjectLockRetainUntilDate")
+
+    def extend_retention(self, name: str, until: _dt.datetime) -> None:
+        """Move an object's lock date later (never earlier: compliance mode forbids it anyway)."""
+        if self.options.object_lock == "none":
+            raise StorageError(f"{self.where}: object lock is not enabled for this repository")
+        current = self.retention(name)
+        if current is not None and current >= until:
+            return
+        self._call("extending the lock of", name, self.client.put_object_retention, Bucket=self.bucket,
+                   Key=self._key(name), Retention={"Mode": self.options.object_lock.upper(),
+                                                   "RetainUntilDate": until})
+
+    # ---- what the endpoint supports (for `init`) -----------------------------------------
+
+    def probe(self) -> dict:
+        """Facts about the bucket that `init` reports and checks. Writes one small object."""
+        facts: dict = {"endpoint": self.options.endpoint or "AWS", "bucket": self.bucket}
+        self._call("opening", "the bucket", self.client.head_bucket, Bucket=self.bucket)
+        versioning = self._call("reading the versioning of", "the bucket",
+                                self.client.get_bucket_versioning, Bucket=self.bucket)
+        facts["versioning"] = versioning.get("Status", "Disabled")
+        try:
+            lock = self.client.get_object_lock_configuration(Bucket=self.bucket)
+            facts["object_lock"] = lock.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled", "Disabled")
+            rule = lock.get("ObjectLockConfiguration", {}).get("Rule", {}).get("DefaultRetention")
+            facts["default_retention"] = rule
+        except botocore.exceptions.ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code not in ("ObjectLockConfigurationNotFoundError", "NotImplemented", "InvalidRequest"):
+                raise self._translate(exc, "reading the object lock of", "the bucket") from None
+            facts["object_lock"] = "Disabled"
+            facts["default_retention"] = None
+        probe_name = "probe/" + os.urandom(8).hex()
+        data = b"backupctl endpoint probe"
+        wrong = base64.b64encode(hashlib.sha256(b"not the data").digest()).decode("ascii")
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._key(probe_name), Body=data,
+                                   ChecksumAlgorithm="SHA256", ChecksumSHA256=wrong)
+            facts["rejects_bad_checksum"] = False
+        except botocore.exceptions.ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in _PERMANENT_HINTS:
+                raise self._translate(exc, "writing", probe_name) from None
+            facts["rejects_bad_checksum"] = True
+        good = base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
+        self._call("writing", probe_name, self.client.put_object, Bucket=self.bucket, Key=self._key(probe_name),
+                   Body=data, ChecksumAlgorithm="SHA256", ChecksumSHA256=good)
+        head = self._call("checking", probe_name, self.client.head_object, Bucket=self.bucket,
+                          Key=self._key(probe_name), ChecksumMode="ENABLED")
+        facts["returns_sha256_checksum"] = head.get("ChecksumSHA256") == good
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._key(probe_name), Body=data, IfNoneMatch="*")
+            facts["conditional_writes"] = False
+        except botocore.exceptions.ClientError as exc:
+            facts["conditional_writes"] = exc.response.get("Error", {}).get("Code") == "PreconditionFailed"
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(probe_name))
+        except botocore.exceptions.ClientError:
+            pass  # a bucket default retention may keep it; it is 24 bytes
+        return facts
+
+    def require_object_lock(self, facts: dict) -> None:
+        """With object_lock configured, refuse a bucket that cannot enforce it (rule S8)."""
+        if self.options.object_lock == "none":
+            return
+        if facts.get("versioning") != "Enabled" or facts.get("object_lock") != "Enabled":
+            raise StorageError(
+                f"{self.where}: object_lock = \"{self.options.object_lock}\" needs a bucket created with "
+                f"versioning and object lock enabled (versioning: {facts.get('versioning')}, object lock: "
+                f"{facts.get('object_lock')})",
+                hint="object lock can only be enabled when a bucket is created: create a new bucket with "
+                     "object lock (e.g. `aws s3api create-bucket --bucket NAME "
+                     "--object-lock-enabled-for-bucket`, or the provider's console) and point the url at it",
+            )
+
+    # ---- cleaning what lifecycle rules would (explicit command only) ---------------------
+
+    def cleanup(self, *, dry_run: bool, older_than: _dt.timedelta = _dt.timedelta(days=1)) -> dict:
+        """Delete non-current versions and delete markers whose lock has expired, and abort
+        incomplete multipart uploads older than `older_than`. Never touches a locked version."""
+        now = clock.now()
+        report = {"deleted_versions": 0, "still_locked": 0, "aborted_uploads": 0, "dry_run": dry_run}
+        base = self.prefix + "/" if self.prefix else ""
+        paginator = self.client.get_paginator("list_object_versions")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=base):
+                stale = [v for v in page.get("Versions", []) if not v.get("IsLatest")]
+                stale += page.get("DeleteMarkers", [])
+                for version in stale:
+                    until = None
+                    if "Size" in version:  # a real version, not a delete marker
+                        head = self.client.head_object(Bucket=self.bucket, Key=version["Key"],
+                                                       VersionId=version["VersionId"])
+                        until = head.get("ObjectLockRetainUntilDate")
+                    if until is not None and until > now:
+                        report["still_locked"] += 1
+                        continue
+                    if not dry_run:
+                        self.client.delete_object(Bucket=self.bucket, Key=version["Key"],
+                                                  VersionId=version["VersionId"])
+                    report["deleted_versions"] += 1
+            uploads = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=base).get("Uploads", [])
+            for upload in uploads:
+                if upload["Initiated"] < now - older_than:
+                    if not dry_run:
+                        self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"],
+                                                           UploadId=upload["UploadId"])
+                    report["aborted_uploads"] += 1
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            raise self._translate(exc, "cleaning up", "old versions") from None
+        return report
