@@ -194,6 +194,13 @@ class Repository:
         payload = compression.compress(plain, level if level is not None else compression.DEFAULT_LEVEL)
         return aead.seal(self._enc_key, payload, self._aad(kind, object_id), cipher=self.config.cipher)
 
+    def _read_metadata(self, name: str, kind: int, object_id: bytes) -> bytes:
+        """Read and open a metadata object, reading it a second time if the first copy fails."""
+        try:
+            return self._open_metadata(kind, object_id, self.storage.read(name), what=name)
+        except IntegrityError:
+            return self._open_metadata(kind, object_id, self.storage.read(name), what=name)
+
     def _open_metadata(self, kind: int, object_id: bytes, envelope: bytes, *, what: str) -> bytes:
         payload = aead.open_envelope(self._enc_key, envelope, self._aad(kind, object_id), what=what)
         cipher = aead.envelope_cipher(envelope)
@@ -234,7 +241,7 @@ class Repository:
 
     def read_index_file(self, index_id: IndexId) -> tuple[dict[PackId, list[PackEntry]], list[IndexId]]:
         name = layout.index_name(index_id)
-        plain = self._open_metadata(layout.KIND_INDEX, index_id, self.storage.read(name), what=name)
+        plain = self._read_metadata(name, layout.KIND_INDEX, index_id)
         return decode_index(plain, what=name)
 
     def list_index_ids(self) -> list[IndexId]:
@@ -328,7 +335,13 @@ class Repository:
             raise IntegrityError(f"chunk {chunk_id.hex()[:16]} is not in any index (data missing)")
         name = layout.pack_name(location.pack_id)
         envelope = self.storage.read_range(name, location.offset, location.length)
-        return self.decode_blob(chunk_id, location.kind, envelope, location.raw_length, pack_name=name)
+        try:
+            return self.decode_blob(chunk_id, location.kind, envelope, location.raw_length, pack_name=name)
+        except IntegrityError:
+            # Read once more before declaring damage: bytes altered on the wire (a bad
+            # proxy, a flaky link) must not pass for damage at rest, nor be restored.
+            envelope = self.storage.read_range(name, location.offset, location.length)
+            return self.decode_blob(chunk_id, location.kind, envelope, location.raw_length, pack_name=name)
 
     def decode_blob(self, chunk_id: bytes, kind: int, envelope: bytes, raw_length: int, *, pack_name: str) -> bytes:
         what = f"chunk {chunk_id.hex()[:16]} in pack {pack_name}"
@@ -344,7 +357,9 @@ class Repository:
         name = layout.pack_name(pack_id)
         data = self.storage.read(name)
         if hashlib.sha256(data).digest() != pack_id:
-            raise IntegrityError(f"pack {name}: SHA-256 of its bytes does not match its name")
+            data = self.storage.read(name)  # a second read tells wire errors from damage at rest
+            if hashlib.sha256(data).digest() != pack_id:
+                raise IntegrityError(f"pack {name}: SHA-256 of its bytes does not match its name")
         header, _start = split_pack(data, what=name)
         payload = aead.open_envelope(self._enc_key, header, self._aad(layout.KIND_PACK_HEADER, b""),
                                      what=f"{name} header")
@@ -375,7 +390,7 @@ class Repository:
 
     def load_snapshot(self, snapshot_id: SnapshotId) -> Snapshot:
         name = layout.snapshot_name(snapshot_id)
-        plain = self._open_metadata(layout.KIND_SNAPSHOT, snapshot_id, self.storage.read(name), what=name)
+        plain = self._read_metadata(name, layout.KIND_SNAPSHOT, snapshot_id)
         return Snapshot.decode(plain, snapshot_id)
 
     def snapshots(self) -> list[Snapshot]:

@@ -293,7 +293,15 @@ class S3Storage:
     def probe(self) -> dict:
         """Facts about the bucket that `init` reports and checks. Writes one small object."""
         facts: dict = {"endpoint": self.options.endpoint or "AWS", "bucket": self.bucket}
-        self._call("opening", "the bucket", self.client.head_bucket, Bucket=self.bucket)
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except botocore.exceptions.ClientError as exc:
+            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+                raise StorageError(f"{self.where}: {_PERMANENT_HINTS['NoSuchBucket']}",
+                                   hint="nothing was created") from None
+            raise self._translate(exc, "opening", "the bucket") from None
+        except botocore.exceptions.BotoCoreError as exc:
+            raise self._translate(exc, "opening", "the bucket") from None
         versioning = self._call("reading the versioning of", "the bucket",
                                 self.client.get_bucket_versioning, Bucket=self.bucket)
         facts["versioning"] = versioning.get("Status", "Disabled")

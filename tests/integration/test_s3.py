@@ -1,0 +1,214 @@
+"""S3 repositories end to end, against a real S3 server process on loopback (moto_server).
+
+Set BACKUPCTL_TEST_S3_ENDPOINT / BACKUPCTL_TEST_S3_BUCKET and AWS credentials to run the
+same tests against a real provider (see tests/support/s3server.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from agent.errors import ObjectLocked, StorageError
+from agent.storage.options import S3Options
+from agent.storage.s3 import S3Storage
+from tests.support import s3server
+from tests.support.faultproxy import FaultProxy
+
+PASSPHRASE = "correct horse battery staple"
+
+
+@pytest.fixture(scope="module")
+def s3():
+    endpoint = s3server.start()
+    yield endpoint
+    s3server.stop(endpoint)
+
+
+def _tree(root) -> None:
+    (root / "courriers" / "2026").mkdir(parents=True)
+    for i in range(30):
+        (root / "courriers" / "2026" / f"lettre {i} Élodie.txt").write_bytes(
+            (f"Madame, suite à la consultation n°{i}, " * 400).encode())
+    (root / "scans").mkdir()
+    for i in range(3):
+        (root / "scans" / f"scan{i}.pdf").write_bytes(os.urandom(3 * 1024 * 1024 + i))
+    (root / "vide").mkdir()
+
+
+def _digest_tree(root) -> dict:
+    out = {}
+    for directory, _dirs, files in os.walk(root):
+        for name in files:
+            path = os.path.join(directory, name)
+            with open(path, "rb") as handle:
+                out[os.path.relpath(path, root)] = hashlib.sha256(handle.read()).hexdigest()
+    return out
+
+
+class Cli:
+    def __init__(self, tmp_path, endpoint_url: str, s3, *, bucket: str, extra: str = "", env: dict | None = None):
+        self.tmp = tmp_path
+        self.source = tmp_path / "cabinet"
+        if not self.source.exists():
+            self.source.mkdir()
+            _tree(self.source)
+        self.config = tmp_path / f"config-{uuid.uuid4().hex[:6]}.toml"
+        self.prefix = "repo-" + uuid.uuid4().hex[:8]
+        self.config.write_text(f"""
+[agent]
+state_dir = "{tmp_path}/state"
+[source]
+paths = ["{self.source}"]
+[repositories.cloud]
+url = "s3://{bucket}/{self.prefix}"
+endpoint = "{endpoint_url}"
+region = "{s3.region}"
+addressing = "path"
+{extra}
+""")
+        self.env = {**os.environ, **s3.env(), "BACKUPCTL_PASSPHRASE": PASSPHRASE, **(env or {})}
+
+    def run(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "agent", "--config", str(self.config), *args],
+                              capture_output=True, text=True, env=self.env, timeout=600)
+
+
+def _assert_one_line_error(result: subprocess.CompletedProcess, code: int) -> str:
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("backupctl: error:"), result.stderr
+    return lines[0]
+
+
+def test_backup_restore_check_on_s3_with_object_lock(tmp_path, s3):
+    cli = Cli(tmp_path, s3.url, s3, bucket=s3.lock_bucket, extra='object_lock = "compliance"\nlock_days = 3')
+    init = cli.run("init", "--json")
+    assert init.returncode == 0, init.stderr
+    facts = json.loads(init.stdout)
+    assert facts["endpoint"]["versioning"] == "Enabled" and facts["endpoint"]["object_lock"] == "Enabled"
+    assert facts["object_lock_mode"] == "compliance"
+    assert "rejects_bad_checksum" in facts["endpoint"]
+
+    backup = cli.run("backup", "--json")
+    assert backup.returncode == 0, backup.stderr
+    assert json.loads(backup.stdout)["bytes_added"] > 0
+
+    # Every object of the repository is locked about lock_days ahead, in compliance mode.
+    client = s3.client()
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket=s3.lock_bucket, Prefix=cli.prefix)["Contents"]]
+    assert any("/data/" in k for k in keys) and any("/snapshots/" in k for k in keys)
+    now = dt.datetime.now(dt.timezone.utc)
+    for key in keys:
+        head = client.head_object(Bucket=s3.lock_bucket, Key=key)
+        assert head["ObjectLockMode"] == "COMPLIANCE"
+        assert now + dt.timedelta(days=2) < head["ObjectLockRetainUntilDate"] < now + dt.timedelta(days=4)
+
+    restored = tmp_path / "restored"
+    restore = cli.run("restore", "latest", "--target", str(restored), "--json")
+    assert restore.returncode == 0, restore.stderr
+    report = json.loads(restore.stdout)
+    assert report["sha256_verified"] == report["files"] == 33
+    assert _digest_tree(restored / str(cli.source).lstrip("/")) == _digest_tree(cli.source)
+
+    check = cli.run("check", "--read-data", "--json")
+    assert check.returncode == 0, check.stderr
+    assert json.loads(check.stdout)["ok"] is True
+
+
+def test_locked_objects_are_never_deleted_and_locks_extend(s3):
+    options = S3Options(bucket=s3.lock_bucket, prefix="lock-" + uuid.uuid4().hex[:6], endpoint=s3.url,
+                        region=s3.region, addressing="path", object_lock="compliance", lock_days=2)
+    os.environ.update(s3.env())
+    storage = S3Storage(options)
+    storage.write("data/aa/object", b"patient data, encrypted")
+    first = storage.retention("data/aa/object")
+    assert first is not None
+    with pytest.raises(ObjectLocked):
+        storage.delete("data/aa/object")
+    assert storage.read("data/aa/object") == b"patient data, encrypted"
+    later = first + dt.timedelta(days=30)
+    storage.extend_retention("data/aa/object", later)
+    assert storage.retention("data/aa/object") >= later - dt.timedelta(seconds=1)
+    storage.extend_retention("data/aa/object", first)  # never moves a lock earlier
+    assert storage.retention("data/aa/object") >= later - dt.timedelta(seconds=1)
+
+
+def test_object_lock_on_a_bucket_without_it_is_refused_with_instructions(tmp_path, s3):
+    cli = Cli(tmp_path, s3.url, s3, bucket=s3.plain_bucket, extra='object_lock = "compliance"')
+    line = _assert_one_line_error(cli.run("init"), 14)
+    assert "object lock" in line and "create" in line
+    assert "Contents" not in s3.client().list_objects_v2(Bucket=s3.plain_bucket, Prefix=cli.prefix + "/keys")
+
+
+def test_permanent_errors_fail_fast_with_one_line_naming_endpoint_and_bucket(tmp_path, s3):
+    missing = Cli(tmp_path, s3.url, s3, bucket="no-such-bucket-here")
+    line = _assert_one_line_error(missing.run("init"), 14)
+    assert "no-such-bucket-here" in line and s3.url in line and "bucket does not exist" in line
+
+    insecure = Cli(tmp_path, "http://s3.example.org", s3, bucket=s3.lock_bucket)
+    line = _assert_one_line_error(insecure.run("init"), 2)
+    assert "plain http" in line
+
+    secret = "SECRET" + uuid.uuid4().hex
+    creds = tmp_path / "credentials"
+    creds.write_text(f"[default]\naws_access_key_id = AKIAEXAMPLE\naws_secret_access_key = {secret}\n")
+    creds.chmod(0o644)
+    loose = Cli(tmp_path, s3.url, s3, bucket=s3.lock_bucket, extra=f'credentials_file = "{creds}"')
+    line = _assert_one_line_error(loose.run("init"), 2)
+    assert "chmod 600" in line and secret not in line
+
+
+def test_backup_survives_injected_faults_and_never_references_missing_data(tmp_path, s3):
+    port = int(s3.url.rsplit(":", 1)[1])
+    with FaultProxy(port, error=0.15, reset=0.05, corrupt=0.05, delay=0.05, seed=7) as proxy:
+        cli = Cli(tmp_path, proxy.url, s3, bucket=s3.plain_bucket, extra="retry_attempts = 10")
+        proxy.enabled = False
+        assert cli.run("init").returncode == 0
+        proxy.enabled = True
+        backup = cli.run("backup", "--json")
+        assert backup.returncode == 0, backup.stderr
+        restored = tmp_path / "restored"
+        restore = cli.run("restore", "latest", "--target", str(restored), "--json")
+        assert restore.returncode == 0, restore.stderr
+        check = cli.run("check", "--read-data", "--json")
+        assert check.returncode == 0, check.stderr
+        injected = dict(proxy.counts)
+    assert injected.get("error", 0) > 0 and injected.get("reset", 0) > 0 and injected.get("corrupt", 0) > 0
+    assert _digest_tree(restored / str(cli.source).lstrip("/")) == _digest_tree(cli.source)
+    # Straight to the server, no proxy: everything stored is intact.
+    direct = Cli(tmp_path, s3.url, s3, bucket=s3.plain_bucket)
+    direct.config.write_text(cli.config.read_text().replace(proxy.url, s3.url))
+    final = direct.run("check", "--read-data", "--json")
+    assert final.returncode == 0 and json.loads(final.stdout)["ok"], final.stdout + final.stderr
+
+
+def test_transient_failures_beyond_the_retry_budget_fail_cleanly(tmp_path, s3):
+    port = int(s3.url.rsplit(":", 1)[1])
+    with FaultProxy(port, error=1.0, seed=3) as proxy:
+        cli = Cli(tmp_path, proxy.url, s3, bucket=s3.plain_bucket, extra="retry_attempts = 2")
+        proxy.enabled = False
+        assert cli.run("init").returncode == 0
+        proxy.enabled = True
+        line = _assert_one_line_error(cli.run("backup"), 14)
+        assert "provider error" in line
+        proxy.enabled = False
+        snapshots = cli.run("snapshots", "--json")
+        assert json.loads(snapshots.stdout)["snapshots"] == []  # no snapshot, so none points at missing data
+        assert cli.run("check").returncode == 0
+
+
+def test_storage_error_messages_never_contain_credentials(s3):
+    options = S3Options(bucket="no-such-bucket", endpoint=s3.url, region=s3.region, addressing="path")
+    os.environ.update(s3.env())
+    with pytest.raises(StorageError) as caught:
+        S3Storage(options).read("config")
+    assert s3.secret_key not in caught.value.one_line() and s3.access_key not in caught.value.one_line()

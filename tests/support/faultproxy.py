@@ -1,0 +1,115 @@
+"""An HTTP proxy that breaks a share of S3 requests, between the agent and a real server.
+
+Faults, each drawn per request with its own probability:
+  * `error`: answer 500 InternalError or 503 SlowDown without forwarding;
+  * `reset`: read part of the request, then reset the TCP connection (a dropped upload);
+  * `corrupt`: forward, then flip one byte of the response body (altered in transit);
+  * `delay`: forward after a pause (a slow provider).
+`counts` records what was injected, so tests can prove faults really happened.
+"""
+
+from __future__ import annotations
+
+import http.client
+import random
+import socket
+import socketserver
+import struct
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler
+
+_ERROR_BODIES = {
+    500: b"<Error><Code>InternalError</Code><Message>injected</Message></Error>",
+    503: b"<Error><Code>SlowDown</Code><Message>injected</Message></Error>",
+}
+
+
+class FaultProxy:
+    def __init__(self, upstream_port: int, *, error: float = 0.0, reset: float = 0.0,
+                 corrupt: float = 0.0, delay: float = 0.0, delay_s: float = 0.3, seed: int = 1) -> None:
+        self.upstream_port = upstream_port
+        self.rates = {"error": error, "reset": reset, "corrupt": corrupt, "delay": delay}
+        self.delay_s = delay_s
+        self.random = random.Random(seed)
+        self.counts: Counter = Counter()
+        self.enabled = True
+        self._lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length", 0) or 0)
+                fault = proxy._draw()
+                if fault == "reset":
+                    self.rfile.read(length // 2)
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.connection.close()
+                    self.close_connection = True
+                    return
+                body = self.rfile.read(length) if length else b""
+                if fault == "error":
+                    status = proxy.random.choice((500, 503))
+                    payload = _ERROR_BODIES[status]
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                if fault == "delay":
+                    time.sleep(proxy.delay_s)
+                upstream = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=60)
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
+                upstream.request(self.command, self.path, body=body, headers=headers)
+                response = upstream.getresponse()
+                data = response.read()
+                if fault == "corrupt" and self.command == "GET" and len(data) > 0 and response.status < 300:
+                    position = proxy.random.randrange(len(data))
+                    data = data[:position] + bytes((data[position] ^ 0x40,)) + data[position + 1:]
+                elif fault == "corrupt":
+                    proxy.counts["corrupt"] -= 1  # nothing to corrupt: not counted
+                self.send_response(response.status)
+                for key, value in response.getheaders():
+                    if key.lower() not in ("content-length", "connection", "transfer-encoding", "server", "date"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+                upstream.close()
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
+
+        class Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def _draw(self) -> str | None:
+        if not self.enabled:
+            return None
+        with self._lock:
+            for fault, rate in self.rates.items():
+                if rate and self.random.random() < rate:
+                    self.counts[fault] += 1
+                    return fault
+        return None
+
+    def __enter__(self) -> "FaultProxy":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
