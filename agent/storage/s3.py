@@ -335,7 +335,8 @@ class S3Storage:
                           Key=self._key(probe_name), ChecksumMode="ENABLED")
         facts["returns_sha256_checksum"] = head.get("ChecksumSHA256") == good
         try:
-            self.client.put_object(Bucket=self.bucket, Key=self._key(probe_name), Body=data, IfNoneMatch="*")
+            self.client.put_object(Bucket=self.bucket, Key=self._key(probe_name), Body=data, IfNoneMatch="*",
+                                   ChecksumAlgorithm="SHA256", ChecksumSHA256=good)
             facts["conditional_writes"] = False
         except botocore.exceptions.ClientError as exc:
             facts["conditional_writes"] = exc.response.get("Error", {}).get("Code") == "PreconditionFailed"

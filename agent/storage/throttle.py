@@ -15,18 +15,20 @@ from agent.storage.base import ObjectInfo, Storage
 
 
 class _TokenBucket:
-    def __init__(self, rate_bytes: float) -> None:
+    def __init__(self, rate_bytes: float, *, monotonic=time.monotonic, sleep=time.sleep) -> None:
         self.rate = rate_bytes
         self.capacity = max(rate_bytes, 64 * 1024)  # at most one second of burst
         self.tokens = self.capacity
-        self.updated = time.monotonic()
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self.updated = monotonic()
         self._lock = threading.Lock()
 
     def take(self, amount: int) -> None:
         """Block until `amount` bytes may pass; large amounts pass in slices."""
         while amount > 0:
             with self._lock:
-                now = time.monotonic()
+                now = self._monotonic()
                 self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
                 self.updated = now
                 grant = min(amount, self.capacity)
@@ -35,14 +37,16 @@ class _TokenBucket:
                     amount -= grant
                     continue
                 wait = (grant - self.tokens) / self.rate
-            time.sleep(wait)
+            self._sleep(wait)
 
 
 class ThrottledStorage:
-    def __init__(self, inner: Storage, *, max_concurrency: int = 4, bandwidth_limit_kib: int = 0) -> None:
+    def __init__(self, inner: Storage, *, max_concurrency: int = 4, bandwidth_limit_kib: int = 0,
+                 monotonic=time.monotonic, sleep=time.sleep) -> None:
         self.inner = inner
         self._slots = threading.BoundedSemaphore(max(1, max_concurrency))
-        self._bucket = _TokenBucket(bandwidth_limit_kib * 1024) if bandwidth_limit_kib > 0 else None
+        self._bucket = (_TokenBucket(bandwidth_limit_kib * 1024, monotonic=monotonic, sleep=sleep)
+                        if bandwidth_limit_kib > 0 else None)
 
     def __getattr__(self, name: str):
         return getattr(self.inner, name)

@@ -212,3 +212,66 @@ def test_storage_error_messages_never_contain_credentials(s3):
     with pytest.raises(StorageError) as caught:
         S3Storage(options).read("config")
     assert s3.secret_key not in caught.value.one_line() and s3.access_key not in caught.value.one_line()
+
+
+def test_uploads_carry_our_sha256_and_no_crc32_trailers(tmp_path, s3):
+    port = int(s3.url.rsplit(":", 1)[1])
+    with FaultProxy(port) as proxy:
+        cli = Cli(tmp_path, proxy.url, s3, bucket=s3.plain_bucket)
+        assert cli.run("init").returncode == 0
+        assert cli.run("backup").returncode == 0
+    puts = [headers for method, headers in proxy.requests if method == "PUT"]
+    assert len(puts) >= 4  # key, config, packs, index, snapshot
+    for headers in puts:
+        assert "x-amz-checksum-sha256" in headers
+        assert "x-amz-checksum-crc32" not in headers and "x-amz-trailer" not in headers
+        assert "aws-chunked" not in headers.get("content-encoding", "")
+
+
+def test_example_s3_repository_block_parses(tmp_path):
+    from agent import config
+
+    text = open("config.example.toml").read()
+    lines = []
+    in_block = False
+    for line in text.splitlines():
+        if line.startswith("# [repositories.offsite]"):
+            in_block = True
+        elif in_block and not line.startswith("#"):
+            in_block = False
+        if in_block and not line.startswith("# #") and line.startswith("# "):
+            line = line[2:]
+        lines.append(line)
+    parsed = config.parse(__import__("tomllib").loads("\n".join(lines)), "example")
+    offsite = parsed.repository("offsite")
+    assert offsite.s3 is not None and offsite.s3.bucket == "cabinet-dupont-sauvegardes"
+    assert offsite.s3.object_lock == "compliance" and offsite.s3.verify_uploads == "read-back"
+    assert offsite.s3.request_checksum_calculation == "when_required"
+
+
+def test_cleanup_versions_keeps_locked_versions_and_aborts_stale_uploads(tmp_path, s3):
+    from agent import clock
+
+    prefix = "cleanup-" + uuid.uuid4().hex[:6]
+    client = s3.client()
+    client.put_object(Bucket=s3.lock_bucket, Key=f"{prefix}/data/old", Body=b"v1")
+    client.put_object(Bucket=s3.lock_bucket, Key=f"{prefix}/data/old", Body=b"v2")  # v1 is now non-current
+    locked_until = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=5)
+    client.put_object(Bucket=s3.lock_bucket, Key=f"{prefix}/data/locked", Body=b"l1", ChecksumAlgorithm="SHA256",
+                      ObjectLockMode="COMPLIANCE", ObjectLockRetainUntilDate=locked_until)
+    client.put_object(Bucket=s3.lock_bucket, Key=f"{prefix}/data/locked", Body=b"l2")  # l1 non-current, locked
+    client.create_multipart_upload(Bucket=s3.lock_bucket, Key=f"{prefix}/data/abandoned")
+    os.environ.update(s3.env())
+    storage = S3Storage(S3Options(bucket=s3.lock_bucket, prefix=prefix, endpoint=s3.url, region=s3.region,
+                                  addressing="path", object_lock="compliance"))
+    clock.freeze(dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=2))  # the upload is now 2 days old
+    try:
+        dry = storage.cleanup(dry_run=True)
+        assert dry == {"deleted_versions": 1, "still_locked": 1, "aborted_uploads": 1, "dry_run": True}
+        real = storage.cleanup(dry_run=False)
+    finally:
+        clock.freeze(None)
+    assert real["deleted_versions"] == 1 and real["still_locked"] == 1 and real["aborted_uploads"] == 1
+    versions = client.list_object_versions(Bucket=s3.lock_bucket, Prefix=prefix)["Versions"]
+    assert sorted(v["Key"].rsplit("/", 1)[1] for v in versions) == ["locked", "locked", "old"]
+    assert client.list_multipart_uploads(Bucket=s3.lock_bucket, Prefix=prefix).get("Uploads", []) == []

@@ -35,6 +35,7 @@ class FaultProxy:
         self.random = random.Random(seed)
         self.counts: Counter = Counter()
         self.enabled = True
+        self.requests: list[tuple[str, dict]] = []  # (method, lower-cased headers) of each request
         self._lock = threading.Lock()
         proxy = self
 
@@ -46,6 +47,8 @@ class FaultProxy:
 
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length", 0) or 0)
+                with proxy._lock:
+                    proxy.requests.append((self.command, {k.lower(): v for k, v in self.headers.items()}))
                 fault = proxy._draw()
                 if fault == "reset":
                     self.rfile.read(length // 2)
