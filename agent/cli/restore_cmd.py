@@ -28,6 +28,8 @@ def command(ctx: click.Context, snapshot, target, includes, dry_run, overwrite, 
     engine = RestoreEngine(repo, snap, target, includes=list(includes), overwrite=overwrite,
                            dry_run=dry_run, progress=for_terminal(as_json))
     report = engine.run()
+    for problem in repo.index_problems:
+        click.echo(f"  warning: an index file could not be read: {problem}", err=True)
     document = {"snapshot_id": snap.id.hex(), "snapshot_time": snap.time.isoformat(), "target": target,
                 "dry_run": dry_run, **report.as_dict()}
     if dry_run:

@@ -11,6 +11,7 @@ key file cannot make the agent allocate gigabytes or loop for hours.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 
 import nacl.exceptions
@@ -49,8 +50,19 @@ class KdfParams:
             raise KeyFileError(f"key file asks Argon2id for {self.parallelism} lanes; only 1 is supported")
 
 
+def normalize_passphrase(passphrase: bytes) -> bytes:
+    """NFC-normalise a UTF-8 passphrase, so "é" typed as one code point or as "e" plus
+    a combining accent (macOS, some keyboards) opens the same repository. Bytes that
+    are not UTF-8 are used as they are."""
+    try:
+        return unicodedata.normalize("NFC", passphrase.decode("utf-8")).encode("utf-8")
+    except UnicodeDecodeError:
+        return passphrase
+
+
 def derive_key(passphrase: bytes, salt: bytes, params: KdfParams) -> bytes:
     params.validate()
+    passphrase = normalize_passphrase(passphrase)
     if len(salt) != SALT_SIZE:
         raise KeyFileError(f"key file salt is {len(salt)} bytes, expected {SALT_SIZE}")
     try:

@@ -124,18 +124,21 @@ class RestoreEngine:
         except OSError as exc:
             raise _target_error(exc, os.fsdecode(self.target)) from None
         dirs, files, links, hardlinks = [], [], [], []
-        first_of_link: dict[str, bytes] = {}
+        first_of_link: dict[str, tuple[bytes, str]] = {}
         for path, node in plan:
             dest = os.path.join(self.target, path)
             if node.type == DIR:
                 dirs.append((dest, node))
             elif node.type == SYMLINK:
                 links.append((dest, node))
-            elif node.hardlink and node.hardlink in first_of_link:
-                hardlinks.append((dest, first_of_link[node.hardlink], node))
+            elif node.hardlink and node.hardlink in first_of_link \
+                    and first_of_link[node.hardlink][1] == node.sha256:
+                hardlinks.append((dest, first_of_link[node.hardlink][0], node))
             else:
-                if node.hardlink:
-                    first_of_link[node.hardlink] = dest
+                # A link whose recorded content differs from its first name's (the file
+                # changed between reading the two) is restored as a file of its own.
+                if node.hardlink and node.hardlink not in first_of_link:
+                    first_of_link[node.hardlink] = (dest, node.sha256)
                 files.append((dest, node))
         for dest, _node in dirs:
             self._guard(lambda: os.makedirs(dest, mode=0o700, exist_ok=True), dest)

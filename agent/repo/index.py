@@ -19,7 +19,7 @@ from typing import Iterable, Iterator
 
 from agent.errors import IntegrityError
 from agent.repo.layout import ChunkId, IndexId, PackId
-from agent.repo.pack import ENTRY, PackEntry
+from agent.repo.pack import BLOB_DATA, BLOB_TREE, ENTRY, PackEntry
 
 INDEX_VERSION = 1
 _U32 = struct.Struct("<I")
@@ -65,7 +65,10 @@ def decode_index(data: bytes, *, what: str) -> tuple[dict[PackId, list[PackEntry
             end = pos + n_entries * ENTRY.size
             if len(pack_id) != 32 or end > len(data):
                 raise IntegrityError(f"{what}: truncated pack list")
-            packs[pack_id] = [PackEntry(*fields) for fields in ENTRY.iter_unpack(data[pos:end])]
+            entries = [PackEntry(*fields) for fields in ENTRY.iter_unpack(data[pos:end])]
+            if any(e.kind not in (BLOB_DATA, BLOB_TREE) for e in entries):
+                raise IntegrityError(f"{what}: unknown blob kind")
+            packs[pack_id] = entries
             pos = end
         if pos != len(data):
             raise IntegrityError(f"{what}: {len(data) - pos} trailing bytes")

@@ -66,10 +66,16 @@ def pack_id_from_name(name: str) -> PackId | None:
 
 
 def index_id_from_name(name: str) -> IndexId | None:
+    """The id of an index object, or None for any stray name (which is then ignored)."""
     value = _id_from_name(name, INDEX_PREFIX, 16)
-    return IndexId(value) if value is not None else None
+    if value is None or index_name(IndexId(value)) != name:
+        return None
+    return IndexId(value)
 
 
 def snapshot_id_from_name(name: str) -> SnapshotId | None:
+    """The id of a snapshot object, or None for any stray name (which is then ignored)."""
     value = _id_from_name(name, SNAPSHOTS_PREFIX, 16)
-    return SnapshotId(value) if value is not None else None
+    if value is None or snapshot_name(SnapshotId(value)) != name:
+        return None
+    return SnapshotId(value)

@@ -91,6 +91,12 @@ class StoredConfig:
                     f"repository format version {version} is newer than this program's ({FORMAT_VERSION})"
                 )
             chunker = doc["chunker"]
+            if not isinstance(version, int) or version < 1:
+                raise IntegrityError(f"repository config has an invalid format version {version!r}")
+            if doc["cipher"] not in aead.CIPHER_IDS:
+                raise UnsupportedFormat(f"repository config names an unknown cipher {doc['cipher']!r}")
+            if not 1024 <= int(doc["pack_target_size"]) <= 1 << 30:
+                raise IntegrityError("repository config has an impossible pack_target_size")
             return cls(
                 repository_id=bytes.fromhex(doc["repository_id"]),
                 cipher=doc["cipher"],
@@ -114,6 +120,7 @@ class Repository:
         self._id_key = master.chunk_id_key
         self.index = MasterIndex()
         self._index_loaded = False
+        self.index_problems: list[str] = []  # index files that could not be read
         self._write_lock = threading.Lock()
         self._builders: dict[int, PackBuilder] = {}
         self._pending_ids: set[bytes] = set()
@@ -230,7 +237,12 @@ class Repository:
             index_id = layout.index_id_from_name(info.name)
             if index_id is None:
                 continue
-            files[index_id] = self.read_index_file(index_id)
+            try:
+                files[index_id] = self.read_index_file(index_id)
+            except (IntegrityError, ObjectNotFound) as exc:
+                # One damaged index must not stop every restore: the blobs it listed are
+                # then "missing", and restore and check name the files that need them.
+                self.index_problems.append(str(exc))
         superseded = {old for _packs, replaced in files.values() for old in replaced}
         for index_id, (packs, _replaced) in files.items():
             if index_id in superseded:
@@ -347,6 +359,9 @@ class Repository:
         what = f"chunk {chunk_id.hex()[:16]} in pack {pack_name}"
         blob_kind = layout.KIND_TREE_BLOB if kind == BLOB_TREE else layout.KIND_DATA_BLOB
         payload = aead.open_envelope(self._enc_key, envelope, self._aad(blob_kind, chunk_id), what=what)
+        if aead.envelope_cipher(envelope) != self.config.cipher:
+            raise IntegrityError(f"{what}: encrypted with {aead.envelope_cipher(envelope)}, "
+                                 f"the repository uses {self.config.cipher}")
         data = compression.decompress(payload, expected_size=raw_length, what=what)
         if self.chunk_id(data) != chunk_id:
             raise IntegrityError(f"{what}: content does not match its id")

@@ -87,7 +87,7 @@ class Node:
                 node.target = _get_bytes(raw, "target")
         except (KeyError, TypeError, ValueError) as exc:
             raise IntegrityError(f"tree: malformed node ({exc})") from None
-        if b"/" in node.name or node.name in (b"", b".", b".."):
+        if b"/" in node.name or b"\x00" in node.name or node.name in (b"", b".", b".."):
             raise IntegrityError(f"tree: unsafe entry name {node.name!r}")
         return node
 
@@ -118,4 +118,8 @@ def decode_tree(data: bytes) -> list[Node]:
             raise TypeError("nodes is not a list")
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
         raise IntegrityError(f"tree: not a valid tree document ({exc})") from None
-    return [Node.from_json(n) for n in nodes]
+    decoded = [Node.from_json(n) for n in nodes]
+    names = [n.name for n in decoded]
+    if any(a >= b for a, b in zip(names, names[1:])):
+        raise IntegrityError("tree: entry names are duplicated or not sorted")
+    return decoded
