@@ -132,6 +132,11 @@ def load(path: str) -> Config:
                           hint="pass --config FILE or set BACKUPCTL_CONFIG (see config.example.toml)") from None
     except PermissionError:
         raise ConfigError(f"configuration file {path} cannot be read (permission denied)") from None
+    except IsADirectoryError:
+        raise ConfigError(f"configuration file {path} is a directory, not a file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"configuration file {path} is not UTF-8 text",
+                          hint="save it as UTF-8 (accents included)") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
     return parse(raw, path)

@@ -37,16 +37,16 @@ class KdfParams:
     parallelism: int = 1
 
     def validate(self) -> None:
-        if not isinstance(self.memory_kib, int) or not MIN_MEMORY_KIB <= self.memory_kib <= MAX_MEMORY_KIB:
+        if type(self.memory_kib) is not int or not MIN_MEMORY_KIB <= self.memory_kib <= MAX_MEMORY_KIB:
             raise KeyFileError(
                 f"key file asks Argon2id for {self.memory_kib} KiB of memory; "
                 f"accepted range is {MIN_MEMORY_KIB}..{MAX_MEMORY_KIB} KiB"
             )
-        if not isinstance(self.iterations, int) or not 1 <= self.iterations <= MAX_ITERATIONS:
+        if type(self.iterations) is not int or not 1 <= self.iterations <= MAX_ITERATIONS:
             raise KeyFileError(
                 f"key file asks Argon2id for {self.iterations} passes; accepted range is 1..{MAX_ITERATIONS}"
             )
-        if self.parallelism != 1:
+        if type(self.parallelism) is not int or self.parallelism != 1:
             raise KeyFileError(f"key file asks Argon2id for {self.parallelism} lanes; only 1 is supported")
 
 

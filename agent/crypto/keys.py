@@ -116,7 +116,7 @@ class KeyFile:
     def parse(cls, raw: bytes, *, name: str) -> "KeyFile":
         try:
             doc = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise KeyFileError(f"key file {name} is not valid JSON") from None
         if not isinstance(doc, dict) or doc.get("version") != KEY_FILE_VERSION:
             raise KeyFileError(f"key file {name} has an unknown version")

@@ -16,8 +16,8 @@ from agent.errors import IntegrityError
 NONE = 0
 ZSTD = 1
 DEFAULT_LEVEL = 3
-# Frames are decompressed into a buffer of the size recorded in the index; this bounds
-# what a hostile frame can make us allocate when no size is known (metadata objects).
+# Blob frames must declare exactly the size recorded in the index; metadata frames
+# (no size known beforehand) at most this, which bounds what a frame can make us allocate.
 MAX_METADATA_SIZE = 1 << 30
 
 _local = threading.local()
@@ -55,10 +55,21 @@ def decompress(payload: bytes, *, expected_size: int | None, what: str) -> bytes
     if method == NONE:
         data = payload[1:]
     elif method == ZSTD:
+        # python-zstandard allocates whatever size the frame header declares, so the
+        # declared size is checked first (our writer always records it).
         limit = expected_size if expected_size is not None else MAX_METADATA_SIZE
         try:
-            data = _decompressor().decompress(payload[1:], max_output_size=limit)
+            declared = zstandard.frame_content_size(payload[1:])
         except zstandard.ZstdError as exc:
+            raise IntegrityError(f"{what}: zstd frame is invalid ({exc})") from None
+        if declared > limit or (declared >= 0 and expected_size is not None and declared != expected_size):
+            raise IntegrityError(f"{what}: zstd frame declares {declared} bytes, expected "
+                                 f"{expected_size if expected_size is not None else f'at most {limit}'}")
+        # A frame without a declared size (not ours, but valid zstd) is bounded by the limit.
+        bound = declared if declared >= 0 else limit
+        try:
+            data = _decompressor().decompress(payload[1:], max_output_size=max(bound, 1))
+        except (zstandard.ZstdError, MemoryError) as exc:
             raise IntegrityError(f"{what}: zstd frame is invalid ({exc})") from None
     else:
         raise IntegrityError(f"{what}: unknown compression method {method}")

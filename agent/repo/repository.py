@@ -107,7 +107,7 @@ class StoredConfig:
                 pack_target_size=int(doc["pack_target_size"]),
                 format_version=version,
             )
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, RecursionError, OverflowError) as exc:
             raise IntegrityError(f"repository config is malformed ({exc})") from None
 
 

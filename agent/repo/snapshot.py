@@ -69,5 +69,5 @@ class Snapshot:
                 program=str(doc.get("program", "")),
                 id=snapshot_id,
             )
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError, OverflowError) as exc:
             raise IntegrityError(f"snapshot {snapshot_id.hex()[:8]}: malformed ({exc})") from None

@@ -85,7 +85,7 @@ class Node:
                 node.subtree = bytes.fromhex(raw["subtree"]) if raw.get("subtree") else None
             else:
                 node.target = _get_bytes(raw, "target")
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise IntegrityError(f"tree: malformed node ({exc})") from None
         if b"/" in node.name or b"\x00" in node.name or node.name in (b"", b".", b".."):
             raise IntegrityError(f"tree: unsafe entry name {node.name!r}")
@@ -116,7 +116,7 @@ def decode_tree(data: bytes) -> list[Node]:
         nodes = doc["nodes"]
         if not isinstance(nodes, list):
             raise TypeError("nodes is not a list")
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError) as exc:
         raise IntegrityError(f"tree: not a valid tree document ({exc})") from None
     decoded = [Node.from_json(n) for n in nodes]
     names = [n.name for n in decoded]

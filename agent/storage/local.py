@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import secrets
+import stat
 from typing import Iterator
 
 from agent.errors import ObjectNotFound, StorageError
@@ -38,7 +39,7 @@ class LocalStorage:
         return f"local directory {self.root}"
 
     def _path(self, name: str) -> str:
-        if name.startswith("/") or ".." in name.split("/"):
+        if name.startswith("/") or ".." in name.split("/") or "\x00" in name:
             raise StorageError(f"invalid object name {name!r}")
         return os.path.join(self.root, name)
 
@@ -48,6 +49,18 @@ class LocalStorage:
                                 hint="free space on the repository disk; no stored data was lost")
         return StorageError(f"cannot {action} {name} in {self.root}: {exc.strerror}")
 
+    def _make_dirs(self, directory: str) -> None:
+        """Create missing directories, each 0700 (os.makedirs applies mode to the last only)."""
+        missing = []
+        while not os.path.isdir(directory):
+            missing.append(directory)
+            directory = os.path.dirname(directory)
+        for path in reversed(missing):
+            try:
+                os.mkdir(path, _DIR_MODE)
+            except FileExistsError:
+                pass
+
     def exists(self, name: str) -> bool:
         return os.path.isfile(self._path(name))
 
@@ -55,7 +68,7 @@ class LocalStorage:
         try:
             with open(self._path(name), "rb") as handle:
                 return handle.read()
-        except FileNotFoundError:
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise ObjectNotFound(f"object {name} is missing from {self.root}") from None
         except OSError as exc:
             raise self._fail("read", name, exc) from exc
@@ -64,7 +77,7 @@ class LocalStorage:
         try:
             with open(self._path(name), "rb") as handle:
                 data = os.pread(handle.fileno(), length, offset)
-        except FileNotFoundError:
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise ObjectNotFound(f"object {name} is missing from {self.root}") from None
         except OSError as exc:
             raise self._fail("read", name, exc) from exc
@@ -77,7 +90,7 @@ class LocalStorage:
         directory = os.path.dirname(final)
         tmp = os.path.join(directory, _TMP_PREFIX + secrets.token_hex(8))
         try:
-            os.makedirs(directory, mode=_DIR_MODE, exist_ok=True)
+            self._make_dirs(directory)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE)
             try:
                 view = memoryview(data)
@@ -110,13 +123,18 @@ class LocalStorage:
     def delete(self, name: str) -> None:
         try:
             os.unlink(self._path(name))
-        except FileNotFoundError:
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise ObjectNotFound(f"object {name} is missing from {self.root}") from None
         except OSError as exc:
             raise self._fail("delete", name, exc) from exc
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        base = self._path(prefix.rstrip("/")) if prefix else self.root
+        # The prefix is a string prefix ("snapshots/12" matches "snapshots/12ab..."), as
+        # in S3: walk from the directory part and filter by name.
+        if prefix:
+            self._path(prefix)  # refuses names that would escape the root
+        directory_part = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        base = self._path(directory_part) if directory_part else self.root
         if not os.path.isdir(base):
             return
         for directory, _subdirs, files in os.walk(base):
@@ -125,6 +143,8 @@ class LocalStorage:
                     continue
                 full = os.path.join(directory, file_name)
                 name = os.path.relpath(full, self.root).replace(os.sep, "/")
+                if not name.startswith(prefix):
+                    continue
                 try:
                     size = os.stat(full).st_size
                 except FileNotFoundError:
@@ -133,8 +153,11 @@ class LocalStorage:
 
     def stat(self, name: str) -> ObjectInfo:
         try:
-            return ObjectInfo(name, os.stat(self._path(name)).st_size)
-        except FileNotFoundError:
+            st = os.stat(self._path(name))
+            if not stat.S_ISREG(st.st_mode):
+                raise FileNotFoundError(name)
+            return ObjectInfo(name, st.st_size)
+        except (FileNotFoundError, NotADirectoryError):
             raise ObjectNotFound(f"object {name} is missing from {self.root}") from None
         except OSError as exc:
             raise self._fail("stat", name, exc) from exc

@@ -166,6 +166,8 @@ class S3Storage:
             if status == 403:
                 return StorageError(f"{self.where}: {_PERMANENT_HINTS['AccessDenied']} (while {action} {name})")
             return StorageError(f"{self.where}: {code or status} while {action} {name}: {error.get('Message', '')}")
+        if isinstance(exc, botocore.exceptions.ParamValidationError):
+            return StorageError(f"{self.where}: invalid request while {action} {name} ({exc})")
         if isinstance(exc, botocore.exceptions.BotoCoreError):
             return TransientStorageError(f"{self.where}: {type(exc).__name__} while {action} {name}")
         raise exc
@@ -207,6 +209,8 @@ class S3Storage:
 
     def write(self, name: str, data: bytes, *, exclusive: bool = False,
               retain_until: _dt.datetime | None = None) -> None:
+        if not isinstance(data, bytes):
+            data = bytes(data)  # botocore takes bytes or a file, not a memoryview
         digest = hashlib.sha256(data).digest()
         checksum = base64.b64encode(digest).decode("ascii")
         args = {"Bucket": self.bucket, "Key": self._key(name), "Body": data,

@@ -107,3 +107,18 @@ def test_derive_key_depends_on_passphrase_salt_and_parameters():
     assert derive_key(b"passphrase", bytes(16), FAST) != base
     assert derive_key(b"passphrase", SALT, KdfParams(memory_kib=8192, iterations=2)) != base
     assert derive_key(b"passphrase", SALT, KdfParams(memory_kib=9216, iterations=1)) != base
+
+
+def test_passphrase_is_nfc_normalised():
+    """"é" typed as one code point or as "e" + combining accent opens the same repository."""
+    composed = "Élodie été".encode()
+    decomposed = "E\u0301lodie e\u0301te\u0301".encode()
+    assert composed != decomposed
+    assert derive_key(composed, SALT, FAST) == derive_key(decomposed, SALT, FAST)
+
+
+def test_non_utf8_passphrase_is_used_as_is():
+    latin1 = "été".encode("latin-1")
+    assert derive_key(latin1, SALT, FAST) == nacl.pwhash.argon2id.kdf(32, latin1, SALT, opslimit=1,
+                                                                      memlimit=8192 * 1024)
+    assert derive_key(latin1, SALT, FAST) != derive_key("été".encode(), SALT, FAST)

@@ -1,0 +1,307 @@
+"""The Storage contract of agent/storage/base.py, checked against every backend.
+
+To add a backend (S3 against a test bucket ...), add one entry to BACKENDS: a function
+taking pytest's tmp_path and returning a fresh, empty Storage. Nothing else here is
+backend-specific.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+from agent.errors import ObjectNotFound, StorageError
+from agent.storage.base import ObjectInfo, Storage
+from agent.storage.local import LocalStorage
+from agent.storage.memory import MemoryStorage
+from agent.storage.retry import RetryingStorage
+from agent.storage import open_storage
+from agent.storage.options import S3Options
+from agent.storage.throttle import ThrottledStorage
+from tests.support import s3server
+
+
+def _local(tmp_path) -> Storage:
+    return LocalStorage(str(tmp_path / "repo"))
+
+
+def _memory(tmp_path) -> Storage:
+    return MemoryStorage()
+
+
+def _wrapped(tmp_path) -> Storage:
+    """The wrappers open_storage puts around network backends must keep the contract too."""
+    return RetryingStorage(ThrottledStorage(MemoryStorage(), max_concurrency=2), attempts=2)
+
+
+def _s3(tmp_path, endpoint) -> Storage:
+    """S3 as the agent opens it (with its retry and throttle wrappers), on a real S3 server."""
+    os.environ.update(endpoint.env())
+    prefix = "conformance-" + uuid.uuid4().hex[:10]
+    options = S3Options(bucket=endpoint.plain_bucket, prefix=prefix, endpoint=endpoint.url,
+                        region=endpoint.region, addressing="path")
+    return open_storage(f"s3://{endpoint.plain_bucket}/{prefix}", s3=options)
+
+
+BACKENDS = {"local": _local, "memory": _memory, "memory+throttle+retry": _wrapped, "s3": _s3}
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    endpoint = s3server.start()
+    yield endpoint
+    s3server.stop(endpoint)
+
+PACK = "data/ab/abcd"
+OTHER_PACK = "data/ac/acde"
+SNAPSHOT = "snapshots/1234"
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def storage(request, tmp_path) -> Storage:
+    if request.param == "s3":
+        return _s3(tmp_path, request.getfixturevalue("s3_endpoint"))
+    return BACKENDS[request.param](tmp_path)
+
+
+def _names(storage: Storage, prefix: str) -> set[str]:
+    return {info.name for info in storage.list(prefix)}
+
+
+# ---- write / read -------------------------------------------------------------------
+
+
+def test_describe_is_a_non_empty_string(storage):
+    assert isinstance(storage.describe(), str) and storage.describe()
+
+
+def test_write_then_read(storage):
+    storage.write("config", b"hello")
+    assert storage.read("config") == b"hello"
+    assert storage.exists("config")
+
+
+@pytest.mark.parametrize("size", [0, 1, 4096, 1 << 20])
+def test_round_trip_sizes(storage, size):
+    data = os.urandom(size)
+    storage.write(PACK, data)
+    assert storage.read(PACK) == data
+    assert storage.stat(PACK) == ObjectInfo(PACK, size)
+
+
+def test_write_accepts_bytes_like(storage):
+    storage.write("config", bytearray(b"abc"))
+    storage.write("keys/k", memoryview(b"defg"))
+    assert storage.read("config") == b"abc"
+    assert storage.read("keys/k") == b"defg"
+
+
+def test_read_returns_bytes_not_a_view_of_internal_state(storage):
+    source = bytearray(b"original")
+    storage.write("config", source)
+    source[:] = b"mutated!"
+    assert storage.read("config") == b"original"
+
+
+def test_nested_names(storage):
+    storage.write("data/ab/abcd", b"pack")
+    storage.write("data/ab/abce", b"pack2")
+    assert storage.read("data/ab/abcd") == b"pack"
+    assert storage.read("data/ab/abce") == b"pack2"
+    assert storage.exists("data/ab/abcd")
+    assert not storage.exists("data/ab/abcf")
+
+
+def test_overwrite_with_same_bytes_succeeds(storage):
+    storage.write(PACK, b"same bytes")
+    storage.write(PACK, b"same bytes")
+    assert storage.read(PACK) == b"same bytes"
+    assert _names(storage, "data/") == {PACK}
+
+
+def test_non_exclusive_overwrite_replaces(storage):
+    storage.write("index/01", b"old")
+    storage.write("index/01", b"new content")
+    assert storage.read("index/01") == b"new content"
+    assert storage.stat("index/01").size == len(b"new content")
+
+
+def test_exclusive_write_creates(storage):
+    storage.write("config", b"first", exclusive=True)
+    assert storage.read("config") == b"first"
+
+
+def test_exclusive_write_refuses_existing_object(storage):
+    storage.write("config", b"first", exclusive=True)
+    with pytest.raises(StorageError):
+        storage.write("config", b"second", exclusive=True)
+    with pytest.raises(StorageError):
+        storage.write("config", b"first", exclusive=True)
+    assert storage.read("config") == b"first"
+    assert _names(storage, "") == {"config"}
+
+
+def test_exclusive_write_refuses_object_written_non_exclusively(storage):
+    storage.write("keys/k1", b"a")
+    with pytest.raises(StorageError):
+        storage.write("keys/k1", b"b", exclusive=True)
+    assert storage.read("keys/k1") == b"a"
+
+
+# ---- read_range -----------------------------------------------------------------------
+
+
+def test_read_range(storage):
+    data = bytes(range(256)) * 4
+    storage.write(PACK, data)
+    assert storage.read_range(PACK, 0, 10) == data[:10]
+    assert storage.read_range(PACK, 100, 50) == data[100:150]
+    assert storage.read_range(PACK, len(data) - 7, 7) == data[-7:]
+    assert storage.read_range(PACK, 0, len(data)) == data
+    assert storage.read_range(PACK, 5, 0) == b""
+
+
+@pytest.mark.parametrize("offset, length", [(0, 1025), (1000, 25), (1024, 1), (5000, 10)])
+def test_read_range_past_end_raises(storage, offset, length):
+    storage.write(PACK, b"x" * 1024)
+    with pytest.raises(StorageError):
+        storage.read_range(PACK, offset, length)
+
+
+# ---- missing objects -----------------------------------------------------------------
+
+
+def test_missing_object(storage):
+    storage.write("config", b"c")
+    assert not storage.exists("snapshots/0000")
+    with pytest.raises(ObjectNotFound):
+        storage.read("snapshots/0000")
+    with pytest.raises(ObjectNotFound):
+        storage.read_range("snapshots/0000", 0, 1)
+    with pytest.raises(ObjectNotFound):
+        storage.stat("snapshots/0000")
+    with pytest.raises(ObjectNotFound):
+        storage.delete("snapshots/0000")
+
+
+def test_missing_object_in_a_missing_directory(storage):
+    with pytest.raises(ObjectNotFound):
+        storage.read("data/ff/ffff")
+    with pytest.raises(ObjectNotFound):
+        storage.read_range("data/ff/ffff", 0, 1)
+    with pytest.raises(ObjectNotFound):
+        storage.stat("data/ff/ffff")
+    with pytest.raises(ObjectNotFound):
+        storage.delete("data/ff/ffff")
+
+
+def test_object_not_found_is_a_storage_error():
+    assert issubclass(ObjectNotFound, StorageError)
+
+
+def test_a_prefix_of_other_objects_is_not_an_object(storage):
+    """'data' and 'data/ab' are not objects even though 'data/ab/abcd' is (S3 semantics)."""
+    storage.write(PACK, b"pack")
+    for name in ("data", "data/ab"):
+        assert not storage.exists(name)
+        with pytest.raises(ObjectNotFound):
+            storage.read(name)
+        with pytest.raises(ObjectNotFound):
+            storage.stat(name)
+        with pytest.raises(ObjectNotFound):
+            storage.delete(name)
+    assert storage.read(PACK) == b"pack"
+
+
+# ---- delete --------------------------------------------------------------------------------
+
+
+def test_delete(storage):
+    storage.write(PACK, b"p")
+    storage.write(OTHER_PACK, b"q")
+    storage.delete(PACK)
+    assert not storage.exists(PACK)
+    with pytest.raises(ObjectNotFound):
+        storage.read(PACK)
+    with pytest.raises(ObjectNotFound):
+        storage.delete(PACK)
+    assert _names(storage, "data/") == {OTHER_PACK}
+    assert storage.read(OTHER_PACK) == b"q"
+
+
+def test_exclusive_write_after_delete(storage):
+    storage.write("config", b"a", exclusive=True)
+    storage.delete("config")
+    storage.write("config", b"b", exclusive=True)
+    assert storage.read("config") == b"b"
+
+
+# ---- list ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def populated(storage) -> Storage:
+    storage.write("config", b"c")
+    storage.write("keys/0a0b", b"key")
+    storage.write(PACK, b"pack-1")
+    storage.write(OTHER_PACK, b"pack-22")
+    storage.write("index/0001", b"i")
+    storage.write(SNAPSHOT, b"snap")
+    return storage
+
+
+def test_list_empty_storage(storage):
+    assert list(storage.list("")) == []
+    assert list(storage.list("data/")) == []
+
+
+def test_list_everything(populated):
+    assert sorted(populated.list(""), key=lambda i: i.name) == [
+        ObjectInfo("config", 1),
+        ObjectInfo(PACK, 6),
+        ObjectInfo(OTHER_PACK, 7),
+        ObjectInfo("index/0001", 1),
+        ObjectInfo("keys/0a0b", 3),
+        ObjectInfo(SNAPSHOT, 4),
+    ]
+
+
+def test_list_directory_prefixes(populated):
+    assert _names(populated, "data/") == {PACK, OTHER_PACK}
+    assert _names(populated, "data/ab/") == {PACK}
+    assert _names(populated, "keys/") == {"keys/0a0b"}
+    assert _names(populated, "snapshots/") == {SNAPSHOT}
+    assert _names(populated, "nothing/") == set()
+
+
+def test_list_sizes_match_stat(populated):
+    for info in populated.list(""):
+        assert populated.stat(info.name) == info
+        assert len(populated.read(info.name)) == info.size
+
+
+def test_list_prefix_is_a_string_prefix_not_a_directory(populated):
+    """Contract: every object whose *name starts with* prefix (as S3's ListObjectsV2)."""
+    assert _names(populated, "data/a") == {PACK, OTHER_PACK}
+    assert _names(populated, "data/ab/ab") == {PACK}
+    assert _names(populated, "snapshots/12") == {SNAPSHOT}
+    assert _names(populated, "snap") == {SNAPSHOT}
+    assert _names(populated, "conf") == {"config"}
+    assert _names(populated, "config") == {"config"}
+    assert _names(populated, "data/ab/abcd") == {PACK}
+    assert _names(populated, "data/ab/abcde") == set()
+
+
+def test_list_after_delete_and_overwrite(populated):
+    populated.delete(PACK)
+    populated.write(OTHER_PACK, b"x")
+    assert {i.name: i.size for i in populated.list("data/")} == {OTHER_PACK: 1}
+
+
+def test_list_is_lazy_safe_to_consume_while_deleting(populated):
+    """Prune deletes while iterating; the listing must not blow up."""
+    for info in populated.list("data/"):
+        populated.delete(info.name)
+    assert _names(populated, "data/") == set()
