@@ -2,6 +2,7 @@
 
     BackupctlError                      1  something went wrong (generic)
     +-- ConfigError                     2  the configuration file is missing or invalid
+    |   +-- StateDirError               2  the local state directory (files cache) is unusable
     +-- UsageError                      2  a command was called with bad arguments
     +-- RepositoryNotFound             10  no repository at the configured URL
     +-- RepositoryExists               11  `init` found a repository already there
@@ -44,6 +45,10 @@ class BackupctlError(Exception):
 class ConfigError(BackupctlError):
     exit_code = 2
     hint = "fix the configuration file (see config.example.toml)"
+
+
+class StateDirError(ConfigError):
+    hint = "make [agent] state_dir writable by the user running backupctl, or point it elsewhere"
 
 
 class UsageError(BackupctlError):
@@ -110,6 +115,13 @@ class SourceError(BackupctlError):
 class UnsupportedFormat(BackupctlError):
     exit_code = 18
     hint = "upgrade backupctl to read this repository"
+
+
+class Terminated(BackupctlError):
+    """SIGTERM (systemd stopping the service): stop cleanly, nothing stored is lost."""
+
+    exit_code = 143
+    hint = "nothing already stored was lost; the next run resumes"
 
 
 PARTIAL_BACKUP_EXIT_CODE = 3

@@ -11,7 +11,7 @@ from agent.cli.common import display_path, human_bytes, json_option, open_reposi
 from agent.cli.progress import for_terminal
 from agent.engine.backup import BackupEngine, BackupOptions
 from agent.engine.files_cache import FilesCache
-from agent.errors import PARTIAL_BACKUP_EXIT_CODE, ConfigError, UsageError
+from agent.errors import PARTIAL_BACKUP_EXIT_CODE, UsageError
 
 
 @click.command("backup")
@@ -43,11 +43,7 @@ def command(ctx: click.Context, repo_name, tags, at, one_file_system, as_json) -
         host=config.agent.hostname,
     )
     cache_path = os.path.join(config.agent.state_dir, "cache", repo.config.repository_id.hex(), "files.sqlite")
-    try:
-        cache = FilesCache(cache_path)
-    except OSError as exc:
-        raise ConfigError(f"{config.path}: [agent] state_dir {config.agent.state_dir} is not writable "
-                          f"({exc.strerror})", hint="create it or point state_dir elsewhere") from None
+    cache = FilesCache(cache_path)
     try:
         report = BackupEngine(repo, options, files_cache=cache, progress=for_terminal(as_json)).run()
     finally:

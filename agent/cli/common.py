@@ -56,7 +56,8 @@ def find_snapshot(repo: Repository, wanted: str) -> Snapshot:
 
 
 def print_json(document: dict) -> None:
-    click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+    # ASCII escapes keep the document valid UTF-8 even for file names that are not.
+    click.echo(json.dumps(document, indent=2, ensure_ascii=True))
 
 
 def human_bytes(count: float) -> str:

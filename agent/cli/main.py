@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import traceback
 
 import click
 
 from agent import __version__
-from agent.errors import INTERRUPTED_EXIT_CODE, BackupctlError
+from agent.errors import INTERRUPTED_EXIT_CODE, BackupctlError, Terminated
 
 
 class _Group(click.Group):
@@ -64,5 +65,10 @@ def _register() -> None:
 _register()
 
 
+def _on_sigterm(_signum, _frame) -> None:
+    raise Terminated("stopped by SIGTERM")
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _on_sigterm)
     cli(prog_name="backupctl")

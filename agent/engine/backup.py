@@ -144,7 +144,11 @@ class BackupEngine:
         self.progress.start("backup")
         with ThreadPoolExecutor(WORKERS, thread_name_prefix="backup") as pool:
             self._pool = pool
-            root_tree = self._virtual_dir(b"/", _path_trie(sources))
+            if b"/" in sources:  # the whole system (rule S5): everything else is inside it
+                self._root_devices[b"/"] = os.lstat(b"/").st_dev
+                root_tree = self._directory(b"/", self._root_devices[b"/"])
+            else:
+                root_tree = self._virtual_dir(b"/", _path_trie(sources))
         self.repo.flush()  # packs, then index: only now may a snapshot reference them
         self.progress.finish()
         snapshot = Snapshot(

@@ -74,9 +74,15 @@ class CheckEngine:
         stored = self.repo.list_pack_names()
         self.report.packs = len(stored)
         indexed = {layout.pack_name(p): p for p in self.repo.index.pack_ids()}
+        packs = self.repo.index.packs()
         for name, pack_id in indexed.items():
             if name not in stored:
-                self._damage(name, "pack is missing from the storage", self.repo.index.packs()[pack_id])
+                lost = [e for e in packs[pack_id] if self._only_copy_in(e.chunk_id, name)]
+                if lost:
+                    self._damage(name, "pack is missing from the storage", lost)
+                else:
+                    self.report.warnings.append(f"pack {name} is missing, but a later backup stored all of "
+                                                f"its data again (its stale index entry is harmless)")
         for name in stored:
             if name not in indexed:
                 self.report.warnings.append(f"pack {name} is not in any index (left by an interrupted "
@@ -86,10 +92,16 @@ class CheckEngine:
         self._check_snapshots()
         return self.report
 
+    def _only_copy_in(self, chunk_id: bytes, pack_name: str) -> bool:
+        location = self.repo.locate(chunk_id)
+        return location is None or layout.pack_name(location.pack_id) == pack_name
+
     def _damage(self, pack_name: str, why: str, entries) -> None:
         self.report.damaged_packs[pack_name] = why
         self.report.errors.append(f"pack {pack_name}: {why}")
         for entry in entries:
+            if not self._only_copy_in(entry.chunk_id, pack_name):
+                continue  # another pack holds a good copy
             self._bad_chunks.setdefault(entry.chunk_id, f"{why} ({pack_name})")
 
     def _load_indexes(self) -> None:
@@ -101,10 +113,15 @@ class CheckEngine:
             except (IntegrityError, StorageError) as exc:
                 self.report.errors.append(f"index {index_id.hex()}: {exc}")
         superseded = {old for _p, replaced in files.values() for old in replaced}
-        for index_id, (packs, _replaced) in files.items():
-            if index_id not in superseded:
+        stored = {layout.pack_id_from_name(name) for name in self.repo.list_pack_names()}
+        current = [packs for index_id, (packs, _r) in files.items() if index_id not in superseded]
+        # Packs that exist first: where a later backup stored a lost blob again, that
+        # copy is the one the index resolves to.
+        for want_stored in (True, False):
+            for packs in current:
                 for pack_id, entries in packs.items():
-                    index.add_pack(pack_id, entries)
+                    if (pack_id in stored) == want_stored:
+                        index.add_pack(pack_id, entries)
         self.repo.index = index
         self.repo._index_loaded = True
 

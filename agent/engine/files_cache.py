@@ -15,6 +15,8 @@ import os
 import sqlite3
 from dataclasses import dataclass
 
+from agent.errors import StateDirError
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
     path BLOB PRIMARY KEY,
@@ -34,10 +36,16 @@ class CachedFile:
 
 class FilesCache:
     def __init__(self, path: str) -> None:
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level="DEFERRED")
-        self._db.executescript(_SCHEMA)
-        row = self._db.execute("SELECT value FROM meta WHERE key='run'").fetchone()
+        try:
+            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+            self._db = sqlite3.connect(path, isolation_level="DEFERRED")
+            self._db.executescript(_SCHEMA)
+            # Prove now that the cache is writable: failing mid-walk would waste the run.
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('probe', 1)")
+            self._db.commit()
+            row = self._db.execute("SELECT value FROM meta WHERE key='run'").fetchone()
+        except (OSError, sqlite3.Error) as exc:
+            raise StateDirError(f"the files cache {path} cannot be written ({exc})") from None
         self.run = (row[0] if row else 0) + 1
 
     def lookup(self, path: bytes, st: os.stat_result) -> "CachedFile | None":

@@ -72,6 +72,28 @@ def _target_error(exc: OSError, where: str) -> RestoreTargetError:
     return RestoreTargetError(f"{reason}: {where}")
 
 
+# Zero blocks of this size inside a sparse file's chunks become holes again.
+SPARSE_BLOCK = 64 * 1024
+_ZERO_BLOCK = bytes(SPARSE_BLOCK)
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _write_sparse(fd: int, data: bytes) -> None:
+    """Write `data`, seeking over aligned all-zero blocks so they stay holes."""
+    view = memoryview(data)
+    for start in range(0, len(view), SPARSE_BLOCK):
+        block = view[start : start + SPARSE_BLOCK]
+        if len(block) == SPARSE_BLOCK and block == _ZERO_BLOCK:
+            os.lseek(fd, SPARSE_BLOCK, os.SEEK_CUR)
+        else:
+            _write_all(fd, block)
+
+
 class RestoreEngine:
     def __init__(
         self,
@@ -143,6 +165,10 @@ class RestoreEngine:
         for dest, _node in dirs:
             self._guard(lambda: os.makedirs(dest, mode=0o700, exist_ok=True), dest)
             self.report.dirs += 1
+        # With --include a file may be selected without its folders: create them too.
+        parents = {os.path.dirname(dest) for dest, *_rest in (*files, *links, *hardlinks)}
+        for parent in sorted(parents):
+            self._guard(lambda: os.makedirs(parent, mode=0o700, exist_ok=True), parent)
         with ThreadPoolExecutor(WORKERS, thread_name_prefix="restore") as pool:
             for _ in pool.map(lambda item: self._restore_file(*item), files):
                 pass
@@ -200,12 +226,10 @@ class RestoreEngine:
             for chunk_id in node.chunks:
                 data = self.repo.load_blob(chunk_id)
                 digest.update(data)
-                if node.sparse and data.count(0) == len(data):
-                    os.lseek(fd, len(data), os.SEEK_CUR)  # leave a hole, as the original had
+                if node.sparse:
+                    _write_sparse(fd, data)
                 else:
-                    view = memoryview(data)
-                    while view:
-                        view = view[os.write(fd, view):]
+                    _write_all(fd, data)
                 written += len(data)
                 self.progress.advance(bytes_done=len(data))
             os.ftruncate(fd, written)

@@ -244,11 +244,18 @@ class Repository:
                 # then "missing", and restore and check name the files that need them.
                 self.index_problems.append(str(exc))
         superseded = {old for _packs, replaced in files.values() for old in replaced}
+        stored = {layout.pack_id_from_name(name) for name in self.list_pack_names()}
         for index_id, (packs, _replaced) in files.items():
             if index_id in superseded:
                 continue
             for pack_id, entries in packs.items():
-                self.index.add_pack(pack_id, entries)
+                if pack_id in stored:
+                    self.index.add_pack(pack_id, entries)
+                else:
+                    # A lost pack's blobs count as absent, so the next backup stores
+                    # them again instead of pointing new snapshots at missing data.
+                    self.index_problems.append(f"pack {layout.pack_name(pack_id)} is listed in an index "
+                                               f"but missing from the storage")
         self._index_loaded = True
 
     def read_index_file(self, index_id: IndexId) -> tuple[dict[PackId, list[PackEntry]], list[IndexId]]:

@@ -25,19 +25,19 @@ class _TokenBucket:
         self._lock = threading.Lock()
 
     def take(self, amount: int) -> None:
-        """Block until `amount` bytes may pass; large amounts pass in slices."""
-        while amount > 0:
-            with self._lock:
-                now = self._monotonic()
-                self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
-                self.updated = now
-                grant = min(amount, self.capacity)
-                if self.tokens >= grant:
-                    self.tokens -= grant
-                    amount -= grant
-                    continue
-                wait = (grant - self.tokens) / self.rate
-            self._sleep(wait)
+        """Account for `amount` bytes, sleeping off any debt beyond the burst allowance.
+
+        Tokens may go negative: each caller sleeps exactly the time its own transfer
+        needs at the configured rate, so threads together never exceed it on average.
+        """
+        with self._lock:
+            now = self._monotonic()
+            self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+            self.updated = now
+            self.tokens -= amount
+            debt = -self.tokens if self.tokens < 0 else 0.0
+        if debt:
+            self._sleep(debt / self.rate)
 
 
 class ThrottledStorage:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 
-from .support import Backupctl, assert_error, assert_same_tree, count_files, file_sha256, random_file, set_mtimes, write
+from .support import Backupctl, assert_error, base_env, assert_same_tree, count_files, file_sha256, random_file, set_mtimes, write
 
 MiB = 1024 * 1024
 
@@ -137,3 +139,46 @@ def test_source_that_is_a_special_file_exits_17(bk: Backupctl) -> None:
     bk.init()
     assert_error(bk.run("backup"), 17, str(fifo))
     assert bk.snapshot_files() == []
+
+
+def test_moved_folder_is_read_again_but_stores_no_new_data(bk: Backupctl) -> None:
+    for i in range(4):
+        random_file(bk.src / "2025" / f"scan-{i}.pdf", 400_000 + i)
+    bk.init()
+    bk.backup()
+    os.rename(bk.src / "2025", bk.src / "archives 2025")
+    moved = bk.backup()
+    assert moved["files_new"] == 4 and moved["bytes_read"] == 4 * 400_000 + 6
+    assert moved["bytes_added"] <= 64 * 1024, "the same content under a new name is stored once"
+    target = bk.base / "restored"
+    bk.restore(target)
+    assert_same_tree(bk.src, bk.restored(target))
+
+
+def test_two_backups_at_once_into_one_repository(make_bk) -> None:
+    """README: backups never modify existing objects, so two at once are safe."""
+    one, two = make_bk("poste-accueil"), make_bk("poste-médecin")
+    shared = f"file://{one.repo}"
+    two.write_config(repo_url=shared)
+    for bk, tag in ((one, "a"), (two, "b")):
+        for i in range(3):
+            random_file(bk.src / f"{tag}-{i}.bin", 3 * MiB)
+    common = os.urandom(2 * MiB)
+    for bk in (one, two):
+        write(bk.src / "commun.bin", common)
+    one.init()
+    procs = [subprocess.Popen(bk.command("backup", "--json"), cwd=bk.base, env=base_env(),
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for bk in (one, two)]
+    outputs = [p.communicate() for p in procs]
+    ids = []
+    for proc, (out, err) in zip(procs, outputs):
+        assert proc.returncode == 0, err.decode()
+        ids.append(json.loads(out)["snapshot_id"])
+    assert sorted(s["id"] for s in one.snapshots()) == sorted(ids)
+    check = one.ok_json("check", "--read-data")
+    assert check["ok"] is True, check
+    for bk, snapshot_id in zip((one, two), ids):
+        target = bk.base / "restored"
+        bk.restore(target, snapshot=snapshot_id)
+        assert_same_tree(bk.src, bk.restored(target))
