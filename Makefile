@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test install install-test clean
+.PHONY: demo test install install-test clean bench
 
 $(BIN)/backupctl: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,3 +26,9 @@ test: install-test
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache
+
+# Benchmarks against restic and borg (docs/BENCHMARKS.md). Installs both from Debian.
+bench: install-test
+	command -v restic >/dev/null && command -v borg >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq restic borgbackup)
+	$(BIN)/python bench/run.py --scale 0.25 --runs 3

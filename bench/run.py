@@ -1,0 +1,268 @@
+"""Side-by-side benchmark: backupctl against restic and borg, same data, same machine.
+
+    make bench                               # installs restic and borg (Debian), then runs this
+    .venv/bin/python bench/run.py --scale 0.25 --runs 3 [--tools backupctl,restic,borg] [--s3]
+
+For each run: a fresh copy of the dataset (bench/dataset.py), then for each tool:
+init, initial backup; one weekly mutation; incremental backup; full restore into an
+empty folder; `check --read-data` (restic `check --read-data`, borg `check --verify-data`).
+Each step's wall time, CPU time (user+sys of the process tree) and peak RSS come from
+wait4(2); bytes stored from the repository folder. Medians over the runs, and the ratio
+backupctl/peer, are printed as Markdown. `--s3` runs backupctl and restic against a
+moto_server on loopback (borg has no S3 backend). `--files 20000,200000` measures peak
+RSS against file count instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+
+PASSWORD = "benchmark passphrase"
+STEPS = ("initial backup", "weekly backup", "full restore", "check --read-data")
+
+
+def measure(command: list[str], *, env: dict, cwd: str | None = None) -> dict:
+    started = time.monotonic()
+    process = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _pid, status, usage = os.wait4(process.pid, 0)
+    wall = time.monotonic() - started
+    stderr = process.stderr.read().decode(errors="replace")
+    process.stderr.close()
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise SystemExit(f"bench: {' '.join(command)} failed ({code}): {stderr[-2000:]}")
+    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "rss_mib": usage.ru_maxrss / 1024}
+
+
+def du(path: str) -> int:
+    total = 0
+    for directory, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(directory, name)).st_size
+            except FileNotFoundError:
+                pass
+    return total
+
+
+class Tool:
+    name = ""
+
+    def __init__(self, work: str, data: str, s3=None) -> None:
+        self.work = work
+        self.data = data
+        self.repo = os.path.join(work, f"repo-{self.name}")
+        self.s3 = s3
+        self.env = {**os.environ}
+
+    def stored(self) -> int:
+        if self.s3 is not None:
+            client = self.s3.client()
+            total = 0
+            for page in client.get_paginator("list_objects_v2").paginate(Bucket=self.s3.plain_bucket,
+                                                                         Prefix=self.name):
+                total += sum(item["Size"] for item in page.get("Contents", []))
+            return total
+        return du(self.repo)
+
+
+class Backupctl(Tool):
+    name = "backupctl"
+
+    def __init__(self, work, data, s3=None) -> None:
+        super().__init__(work, data, s3)
+        self.bin = os.path.join(os.path.dirname(sys.executable), "backupctl")
+        self.config = os.path.join(work, "backupctl.toml")
+        url = f"file://{self.repo}"
+        extra = ""
+        if s3 is not None:
+            url = f"s3://{s3.plain_bucket}/{self.name}"
+            extra = f'endpoint = "{s3.url}"\nregion = "{s3.region}"\naddressing = "path"\n'
+            self.env.update(s3.env())
+        with open(self.config, "w") as handle:
+            handle.write(f'[agent]\nstate_dir = "{work}/state-backupctl"\n[source]\npaths = ["{data}"]\n'
+                         f'[repositories.main]\nurl = "{url}"\n{extra}')
+        self.env["BACKUPCTL_PASSPHRASE"] = PASSWORD
+
+    def _run(self, *args: str) -> dict:
+        return measure([self.bin, "--config", self.config, *args], env=self.env)
+
+    def init(self): return self._run("init")
+    def backup(self): return self._run("backup")
+    def restore(self, target): return self._run("restore", "latest", "--target", target)
+    def check(self): return self._run("check", "--read-data")
+
+
+class Restic(Tool):
+    name = "restic"
+
+    def __init__(self, work, data, s3=None) -> None:
+        super().__init__(work, data, s3)
+        self.env.update(RESTIC_PASSWORD=PASSWORD, RESTIC_CACHE_DIR=os.path.join(work, "cache-restic"))
+        self.location = self.repo
+        if s3 is not None:
+            self.location = f"s3:{s3.url}/{s3.plain_bucket}/{self.name}"
+            self.env.update(s3.env())
+
+    def _run(self, *args: str) -> dict:
+        return measure(["restic", "-r", self.location, *args], env=self.env)
+
+    def init(self): return self._run("init")
+    def backup(self): return self._run("backup", self.data)
+    def restore(self, target): return self._run("restore", "latest", "--target", target)
+    def check(self): return self._run("check", "--read-data")
+
+
+class Borg(Tool):
+    name = "borg"
+
+    def __init__(self, work, data, s3=None) -> None:
+        super().__init__(work, data, s3)
+        self.env.update(BORG_PASSPHRASE=PASSWORD, BORG_BASE_DIR=os.path.join(work, "borg-base"),
+                        BORG_RELOCATED_REPO_ACCESS_IS_OK="yes")
+        self.archives = 0
+
+    def init(self):
+        return measure(["borg", "init", "-e", "repokey-blake2", self.repo], env=self.env)
+
+    def backup(self):
+        self.archives += 1
+        return measure(["borg", "create", "--compression", "zstd,3", f"{self.repo}::a{self.archives}", self.data],
+                       env=self.env)
+
+    def restore(self, target):
+        os.makedirs(target, exist_ok=True)
+        return measure(["borg", "extract", f"{self.repo}::a{self.archives}"], env=self.env, cwd=target)
+
+    def check(self):
+        return measure(["borg", "check", "--verify-data", self.repo], env=self.env)
+
+
+TOOLS = {"backupctl": Backupctl, "restic": Restic, "borg": Borg}
+
+
+def one_run(pristine: str, work: str, tool_names: list[str], s3) -> dict:
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    data = os.path.join(work, "data")
+    subprocess.run(["cp", "-a", pristine, data], check=True)
+    subprocess.run(["sync"], check=True)
+    tools = [TOOLS[name](work, data, s3) for name in tool_names]
+    results: dict = {t.name: {} for t in tools}
+    for tool in tools:
+        tool.init()
+        results[tool.name]["initial backup"] = tool.backup()
+        results[tool.name]["stored after initial"] = tool.stored()
+    subprocess.run([sys.executable, os.path.join(HERE, "dataset.py"), "mutate", data], check=True)
+    for tool in tools:
+        before = tool.stored()
+        results[tool.name]["weekly backup"] = tool.backup()
+        results[tool.name]["bytes added by weekly"] = tool.stored() - before
+    for tool in tools:
+        target = os.path.join(work, f"restore-{tool.name}")
+        results[tool.name]["full restore"] = tool.restore(target)
+        shutil.rmtree(target)
+    for tool in tools:
+        results[tool.name]["check --read-data"] = tool.check()
+    results["_dataset_bytes"] = du(data)
+    return results
+
+
+def median(values):
+    return statistics.median(values) if values else float("nan")
+
+
+def report(runs: list[dict], tool_names: list[str], label: str) -> str:
+    size = runs[0]["_dataset_bytes"]
+    lines = [f"### {label}: dataset {size / 2**20:.0f} MiB, {len(runs)} run(s), medians", "",
+             "| step | tool | wall s | MiB/s | CPU s | peak RSS MiB | ratio vs backupctl (peer time / backupctl time) |",
+             "|---|---|---|---|---|---|---|"]
+    for step in STEPS:
+        ours = median([r["backupctl"][step]["wall"] for r in runs]) if "backupctl" in tool_names else None
+        for name in tool_names:
+            wall = median([r[name][step]["wall"] for r in runs])
+            cpu = median([r[name][step]["cpu"] for r in runs])
+            rss = median([r[name][step]["rss_mib"] for r in runs])
+            throughput = size / wall / 2**20 if step != "weekly backup" else float("nan")
+            ratio = "" if name == "backupctl" or ours is None else f"{wall / ours:.2f}x"
+            speed = f"{throughput:.0f}" if throughput == throughput else "-"
+            lines.append(f"| {step} | {name} | {wall:.2f} | {speed} | {cpu:.2f} | {rss:.0f} | {ratio} |")
+    lines += ["", "| tool | stored after initial MiB | bytes added by weekly MiB |", "|---|---|---|"]
+    for name in tool_names:
+        stored = median([r[name]["stored after initial"] for r in runs])
+        added = median([r[name]["bytes added by weekly"] for r in runs])
+        lines.append(f"| {name} | {stored / 2**20:.1f} | {added / 2**20:.1f} |")
+    return "\n".join(lines)
+
+
+def files_rss(counts: list[int], work: str, tool_names: list[str]) -> str:
+    lines = ["| files | " + " | ".join(f"{n} peak RSS MiB (backup)" for n in tool_names) + " |",
+             "|---|" + "---|" * len(tool_names)]
+    for count in counts:
+        shutil.rmtree(work, ignore_errors=True)
+        data = os.path.join(work, "data")
+        for i in range(count):
+            folder = os.path.join(data, f"d{i // 1000:04d}")
+            if i % 1000 == 0:
+                os.makedirs(folder)
+            with open(os.path.join(folder, f"f{i:07d}.txt"), "wb") as handle:
+                handle.write(f"letter {i}\n".encode() * 20)
+        row = []
+        for name in tool_names:
+            tool = TOOLS[name](work, data)
+            tool.init()
+            row.append(f"{tool.backup()['rss_mib']:.0f}")
+        lines.append(f"| {count} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", type=float, default=0.25)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--tools", default="backupctl,restic,borg")
+    parser.add_argument("--workdir", default=os.path.join(HERE, "work"))
+    parser.add_argument("--s3", action="store_true", help="backupctl and restic against moto_server on loopback")
+    parser.add_argument("--files", help="comma-separated file counts for the RSS-versus-files measurement")
+    args = parser.parse_args()
+    tool_names = [t for t in args.tools.split(",") if t]
+    if args.files:
+        print(files_rss([int(n) for n in args.files.split(",")], os.path.join(args.workdir, "files"), tool_names))
+        return
+    pristine = os.path.join(args.workdir, f"pristine-{args.scale}")
+    if not os.path.isdir(pristine):
+        subprocess.run([sys.executable, os.path.join(HERE, "dataset.py"), "create", pristine,
+                        "--scale", str(args.scale)], check=True)
+    s3 = None
+    if args.s3:
+        from tests.support import s3server
+
+        s3 = s3server.start()
+        tool_names = [t for t in tool_names if t != "borg"]
+    try:
+        runs = []
+        for number in range(args.runs):
+            if s3 is not None:  # a fresh bucket per run
+                s3.plain_bucket = f"bench-{number}-{os.getpid()}"
+                s3.client().create_bucket(Bucket=s3.plain_bucket)
+            runs.append(one_run(pristine, os.path.join(args.workdir, "run"), tool_names, s3))
+            print(f"run {number + 1}/{args.runs} done", file=sys.stderr)
+        label = "S3 (moto_server on loopback)" if s3 else "Local repositories"
+        print(report(runs, tool_names, label))
+    finally:
+        if s3 is not None:
+            s3server.stop(s3)
+
+
+if __name__ == "__main__":
+    main()
