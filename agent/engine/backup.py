@@ -83,6 +83,24 @@ class BackupReport:
         }
 
 
+@dataclass
+class _FileResult:
+    sha256: str
+    size: int
+    after: os.stat_result  # fstat once read: tells whether the file changed meanwhile
+    chunk_ids: list[bytes] | None = None  # whole files read by a worker
+    chunk_futures: list[Future] | None = None  # streamed files: one future per chunk
+
+
+@dataclass
+class _PendingFile:
+    node: Node
+    future: Future  # of a _FileResult
+    path: bytes
+    st: os.stat_result
+    is_new: bool
+
+
 class _Names:
     """uid/gid -> name, cached (a tree has few distinct owners)."""
 
@@ -130,10 +148,11 @@ class BackupEngine:
         self._slots = threading.BoundedSemaphore(MAX_CHUNKS_IN_FLIGHT)
         self._pool: ThreadPoolExecutor | None = None
         self._root_devices: dict[bytes, int] = {}
-        # Files whose chunks are still being hashed/compressed/encrypted by the pool:
-        # (node, futures, path, stat to cache or None). Resolved when their directory's
-        # tree is stored, so the walking thread reads the next files meanwhile.
-        self._pending: list[tuple[Node, list[Future], bytes, os.stat_result | None]] = []
+        # Files still being read/hashed/compressed/encrypted by the pool, resolved when
+        # their directory's tree is stored, so the walking thread goes on meanwhile.
+        self._pending: list[_PendingFile] = []
+        self._dropped: set[int] = set()  # ids of nodes whose file turned out unreadable
+        self._local = threading.local()  # one chunker per worker (FastCDC is not thread-safe)
 
     # ---- entry point ----------------------------------------------------------
 
@@ -192,6 +211,7 @@ class BackupEngine:
 
     def _store_tree(self, nodes: list[Node]) -> bytes:
         self._resolve_pending()
+        nodes = [n for n in nodes if id(n) not in self._dropped]
         chunk_id, _added = self.repo.store_blob(BLOB_TREE, encode_tree(nodes))
         return chunk_id
 
@@ -286,44 +306,84 @@ class BackupEngine:
             self.report.files_unchanged += 1
             self.progress.advance(files=1, bytes_done=st.st_size)
             return node
-        try:
-            sha256, futures, size_read, after = self._read_file(path)
-        except OSError as exc:
-            self._warn(path, f"file cannot be read ({exc.strerror}); not in this snapshot")
-            return None
-        if (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != (st.st_size, st.st_mtime_ns, st.st_ctime_ns):
-            # Keep what was read (it may still be the only copy) but say so, and do not
-            # cache it: the next backup reads the file again.
-            self._warn(path, "file changed while being read; the saved copy may be inconsistent")
-            node.mtime_ns = after.st_mtime_ns
-            self._pending.append((node, futures, path, None))
+        if st.st_size <= self._chunker.params.max_size:
+            # Most files (letters, scans, images) fit in one read: a worker reads, hashes
+            # and stores the whole file, so reading and SHA-256 run on both cores too.
+            self._slots.acquire()
+            future = self._pool.submit(self._read_whole_file, path)
+            future.add_done_callback(lambda _f: self._slots.release())
         else:
-            self._pending.append((node, futures, path, st))
-        node.size = size_read  # exactly what the SHA-256 covers
-        node.sha256 = sha256
-        if known is None:
-            self.report.files_new += 1
-        else:
-            self.report.files_changed += 1
+            future = Future()
+            try:
+                future.set_result(self._stream_file(path))
+            except OSError as exc:
+                future.set_exception(exc)
+        self._pending.append(_PendingFile(node, future, path, st, is_new=known is None))
         return node
 
     def _resolve_pending(self) -> None:
-        for node, futures, path, st in self._pending:
-            node.chunks = [future.result()[0] for future in futures]
-            if st is not None and self.cache is not None:
+        """Collect the results of files read by workers; called before a tree is stored."""
+        for pending in self._pending:
+            node, path, st = pending.node, pending.path, pending.st
+            try:
+                result = pending.future.result()
+            except OSError as exc:
+                self._warn(path, f"file cannot be read ({exc.strerror}); not in this snapshot")
+                self._dropped.add(id(node))
+                continue
+            node.chunks = (result.chunk_ids if result.chunk_ids is not None
+                           else [f.result()[0] for f in result.chunk_futures])
+            node.size = result.size  # exactly what the SHA-256 covers
+            node.sha256 = result.sha256
+            after = result.after
+            if (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != (st.st_size, st.st_mtime_ns, st.st_ctime_ns):
+                # Keep what was read (it may still be the only copy) but say so, and do not
+                # cache it: the next backup reads the file again.
+                self._warn(path, "file changed while being read; the saved copy may be inconsistent")
+                node.mtime_ns = after.st_mtime_ns
+            elif self.cache is not None:
                 self.cache.record(path, st, node.sha256, node.chunks)
+            self.report.bytes_read += result.size
+            if pending.is_new:
+                self.report.files_new += 1
+            else:
+                self.report.files_changed += 1
         self._pending.clear()
 
-    def _read_file(self, path: bytes) -> tuple[str, list[Future], int, os.stat_result]:
-        digest = hashlib.sha256()
-        futures: list[Future] = []
-        flags = os.O_RDONLY | getattr(os, "O_NOATIME", 0)
+    def _thread_chunker(self):
+        chunker = getattr(self._local, "chunker", None)
+        if chunker is None:
+            chunker = self._local.chunker = self.repo.new_chunker()
+        return chunker
+
+    @staticmethod
+    def _open(path: bytes):
         try:
-            fd = os.open(path, flags)
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOATIME", 0))
         except PermissionError:
             fd = os.open(path, os.O_RDONLY)  # O_NOATIME needs ownership
-        with open(fd, "rb", buffering=0) as handle:
-            size = 0
+        return open(fd, "rb", buffering=0)
+
+    def _read_whole_file(self, path: bytes) -> _FileResult:
+        """In a worker: read, fingerprint and store a file of at most max_size bytes."""
+        digest = hashlib.sha256()
+        chunk_ids = []
+        size = 0
+        with self._open(path) as handle:
+            for chunk in self._thread_chunker().chunks(handle, size_hint=os.fstat(handle.fileno()).st_size):
+                digest.update(chunk)
+                size += len(chunk)
+                chunk_ids.append(self.repo.store_blob(BLOB_DATA, chunk)[0])
+            after = os.fstat(handle.fileno())
+        self.progress.advance(files=1, bytes_done=size)
+        return _FileResult(digest.hexdigest(), size, after, chunk_ids=chunk_ids)
+
+    def _stream_file(self, path: bytes) -> _FileResult:
+        """In the walking thread: a large file is cut as a stream, its chunks stored by workers."""
+        digest = hashlib.sha256()
+        futures: list[Future] = []
+        size = 0
+        with self._open(path) as handle:
             for chunk in self._chunker.chunks(handle):
                 digest.update(chunk)
                 size += len(chunk)
@@ -333,9 +393,8 @@ class BackupEngine:
                 futures.append(future)
                 self.progress.advance(bytes_done=len(chunk))
             after = os.fstat(handle.fileno())
-        self.report.bytes_read += size
         self.progress.advance(files=1)
-        return digest.hexdigest(), futures, size, after
+        return _FileResult(digest.hexdigest(), size, after, chunk_futures=futures)
 
     def _warn(self, path: bytes, message: str) -> None:
         self.report.warnings.append((_display(path), message))

