@@ -38,6 +38,8 @@ class SourceSettings:
     paths: tuple[str, ...]
     exclude: tuple[str, ...] = ()
     one_file_system: bool = False
+    databases: tuple[str, ...] = ()
+    database_chunk_size: int = 32 * 1024
 
 
 @dataclass(frozen=True)
@@ -168,7 +170,14 @@ def parse(raw: dict, path: str) -> Config:
         paths=paths,
         exclude=source_table.string_list("exclude"),
         one_file_system=source_table.get("one_file_system", bool, default=False),
+        databases=source_table.string_list("databases"),
+        database_chunk_size=source_table.get("database_chunk_size", int, default=32 * 1024,
+                                             what="a power of two from 4096 to 1048576"),
     )
+    size = source.database_chunk_size
+    if not 4096 <= size <= 1 << 20 or size & (size - 1):
+        raise ConfigError(f"{path}: [source] database_chunk_size = {size}: expected a power of two "
+                          f"from 4096 to 1048576 (a multiple of the database's page size)")
     source_table.done()
 
     repos_raw = raw.get("repositories")

@@ -28,6 +28,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
 PASSWORD = "benchmark passphrase"
+DATABASE_CHUNK_SIZE = 32768  # --database-chunk-size
 STEPS = ("initial backup", "weekly backup", "full restore", "check --read-data")
 
 
@@ -91,6 +92,7 @@ class Backupctl(Tool):
             self.env.update(s3.env())
         with open(self.config, "w") as handle:
             handle.write(f'[agent]\nstate_dir = "{work}/state-backupctl"\n[source]\npaths = ["{data}"]\n'
+                         f'databases = ["*.db"]\ndatabase_chunk_size = {DATABASE_CHUNK_SIZE}\n'
                          f'[repositories.main]\nurl = "{url}"\n{extra}')
         self.env["BACKUPCTL_PASSPHRASE"] = PASSWORD
 
@@ -234,7 +236,11 @@ def main() -> None:
     parser.add_argument("--workdir", default=os.path.join(HERE, "work"))
     parser.add_argument("--s3", action="store_true", help="backupctl and restic against moto_server on loopback")
     parser.add_argument("--files", help="comma-separated file counts for the RSS-versus-files measurement")
+    parser.add_argument("--database-chunk-size", type=int, default=32768,
+                        help="backupctl's [source] database_chunk_size for the dataset's cabinet.db")
     args = parser.parse_args()
+    global DATABASE_CHUNK_SIZE
+    DATABASE_CHUNK_SIZE = args.database_chunk_size
     tool_names = [t for t in args.tools.split(",") if t]
     if args.files:
         print(files_rss([int(n) for n in args.files.split(",")], os.path.join(args.workdir, "files"), tool_names))

@@ -38,6 +38,8 @@ def command(ctx: click.Context, repo_name, tags, at, one_file_system, as_json) -
         paths=list(config.source.paths),
         excludes=list(config.source.exclude),
         one_file_system=config.source.one_file_system if one_file_system is None else one_file_system,
+        databases=list(config.source.databases),
+        database_chunk_size=config.source.database_chunk_size,
         tags=list(tags),
         time=moment,
         host=config.agent.hostname,

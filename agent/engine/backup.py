@@ -28,6 +28,7 @@ from agent import __version__, clock
 from agent.engine.files_cache import FilesCache
 from agent.engine.progress import Progress, SilentProgress
 from agent.errors import SourceError
+from agent.repo.chunker import DEFAULT_DATABASE_CHUNK_SIZE
 from agent.repo.pack import BLOB_DATA, BLOB_TREE
 from agent.repo.repository import Repository
 from agent.repo.snapshot import Snapshot
@@ -36,7 +37,8 @@ from agent.repo.tree import DIR, FILE, SYMLINK, Node, encode_tree
 # Two workers per core: one may be blocked writing a finished pack (fsync, later an
 # upload) while the other compresses. Chunks in flight bound memory (<= 8 MiB each).
 WORKERS = 2 * (os.cpu_count() or 2)
-MAX_CHUNKS_IN_FLIGHT = 2 * WORKERS
+MAX_CHUNKS_IN_FLIGHT = 2 * WORKERS  # tasks in flight: a file, a chunk or a batch of blocks
+BATCH_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,8 @@ class BackupOptions:
     paths: list[str]
     excludes: list[str] = field(default_factory=list)
     one_file_system: bool = False
+    databases: list[str] = field(default_factory=list)  # patterns, as excludes
+    database_chunk_size: int = DEFAULT_DATABASE_CHUNK_SIZE
     tags: list[str] = field(default_factory=list)
     time: object | None = None  # datetime; None means now
     host: str | None = None
@@ -89,7 +93,7 @@ class _FileResult:
     size: int
     after: os.stat_result  # fstat once read: tells whether the file changed meanwhile
     chunk_ids: list[bytes] | None = None  # whole files read by a worker
-    chunk_futures: list[Future] | None = None  # streamed files: one future per chunk
+    chunk_futures: list[Future] | None = None  # streamed files: each future gives a list of ids
 
 
 @dataclass
@@ -255,13 +259,11 @@ class BackupEngine:
         return self._store_tree(nodes)
 
     def _excluded(self, path: bytes, name: bytes) -> bool:
-        text_name = os.fsdecode(name)
-        text_path = os.fsdecode(path)
-        for pattern in self.options.excludes:
-            target = text_path if "/" in pattern else text_name
-            if fnmatch.fnmatchcase(target, pattern):
-                return True
-        return False
+        return _matches_any(self.options.excludes, path, name)
+
+    def _is_database(self, path: bytes) -> bool:
+        return _matches_any(self.options.databases, path, os.path.basename(path))
+
 
     def _base_node(self, name: bytes, node_type: str, st: os.stat_result) -> Node:
         return Node(
@@ -306,7 +308,8 @@ class BackupEngine:
             self.report.files_unchanged += 1
             self.progress.advance(files=1, bytes_done=st.st_size)
             return node
-        if st.st_size <= self._chunker.params.max_size:
+        database = self._is_database(path)
+        if st.st_size <= self._chunker.params.max_size and not database:
             # Most files (letters, scans, images) fit in one read: a worker reads, hashes
             # and stores the whole file, so reading and SHA-256 run on both cores too.
             self._slots.acquire()
@@ -315,7 +318,7 @@ class BackupEngine:
         else:
             future = Future()
             try:
-                future.set_result(self._stream_file(path))
+                future.set_result(self._stream_file(path, database=database))
             except OSError as exc:
                 future.set_exception(exc)
         self._pending.append(_PendingFile(node, future, path, st, is_new=known is None))
@@ -332,7 +335,7 @@ class BackupEngine:
                 self._dropped.add(id(node))
                 continue
             node.chunks = (result.chunk_ids if result.chunk_ids is not None
-                           else [f.result()[0] for f in result.chunk_futures])
+                           else [chunk_id for f in result.chunk_futures for chunk_id in f.result()])
             node.size = result.size  # exactly what the SHA-256 covers
             node.sha256 = result.sha256
             after = result.after
@@ -378,23 +381,39 @@ class BackupEngine:
         self.progress.advance(files=1, bytes_done=size)
         return _FileResult(digest.hexdigest(), size, after, chunk_ids=chunk_ids)
 
-    def _stream_file(self, path: bytes) -> _FileResult:
+    def _stream_file(self, path: bytes, *, database: bool) -> _FileResult:
         """In the walking thread: a large file is cut as a stream, its chunks stored by workers."""
         digest = hashlib.sha256()
         futures: list[Future] = []
         size = 0
         with self._open(path) as handle:
-            for chunk in self._chunker.chunks(handle):
+            chunks = (self._chunker.fixed_chunks(handle, self.options.database_chunk_size) if database
+                      else self._chunker.chunks(handle))
+            batch: list = []
+            batch_bytes = 0
+            for chunk in chunks:
                 digest.update(chunk)
                 size += len(chunk)
-                self._slots.acquire()
-                future = self._pool.submit(self.repo.store_blob, BLOB_DATA, chunk)
-                future.add_done_callback(lambda _f: self._slots.release())
-                futures.append(future)
-                self.progress.advance(bytes_done=len(chunk))
+                batch.append(chunk)
+                batch_bytes += len(chunk)
+                # Small database blocks travel in batches of about a megabyte: one task
+                # per 32 KiB block measured 30 % slower than one per batch.
+                if batch_bytes >= BATCH_BYTES:
+                    futures.append(self._submit_batch(batch))
+                    self.progress.advance(bytes_done=batch_bytes)
+                    batch, batch_bytes = [], 0
+            if batch:
+                futures.append(self._submit_batch(batch))
+                self.progress.advance(bytes_done=batch_bytes)
             after = os.fstat(handle.fileno())
         self.progress.advance(files=1)
         return _FileResult(digest.hexdigest(), size, after, chunk_futures=futures)
+
+    def _submit_batch(self, batch: list) -> Future:
+        self._slots.acquire()
+        future = self._pool.submit(lambda: [self.repo.store_blob(BLOB_DATA, c)[0] for c in batch])
+        future.add_done_callback(lambda _f: self._slots.release())
+        return future
 
     def _warn(self, path: bytes, message: str) -> None:
         self.report.warnings.append((_display(path), message))
@@ -414,3 +433,16 @@ def _path_trie(sources: list[bytes]) -> dict:
         else:
             node[parts[-1]] = None
     return trie
+
+
+def _matches_any(patterns: list[str], path: bytes, name: bytes) -> bool:
+    """A pattern without "/" matches the name anywhere; one with "/" the full path."""
+    if not patterns:
+        return False
+    text_name = os.fsdecode(name)
+    text_path = os.fsdecode(path)
+    for pattern in patterns:
+        target = text_path if "/" in pattern else text_name
+        if fnmatch.fnmatchcase(target, pattern):
+            return True
+    return False

@@ -23,6 +23,9 @@ MIN_SIZE = 256 * 1024
 AVG_SIZE = 1024 * 1024
 MAX_SIZE = 8 * 1024 * 1024
 ALGORITHM = "fastcdc-2020-nc1"
+# Chunk size for files declared as databases ([source] databases): a multiple of every
+# common page size (SQLite 4 KiB, PostgreSQL 8 KiB, InnoDB 16 KiB).
+DEFAULT_DATABASE_CHUNK_SIZE = 32 * 1024
 
 
 @dataclass(frozen=True)
@@ -76,3 +79,23 @@ class Chunker:
         for chunk in self._fastcdc.cut_stream(stream):
             # cut_stream reuses its buffer; copy before the next chunk is cut.
             yield bytes(chunk.data)
+
+    @staticmethod
+    def fixed_chunks(stream: BinaryIO, size: int) -> Iterator[bytes]:
+        """Fixed-size chunks aligned on the file's start, for database files.
+
+        A database rewrites pages in place at fixed offsets; content-defined chunks of a
+        megabyte around each rewritten 8 KiB page would store nearly the whole file again
+        every week (measured in docs/BENCHMARKS.md). Chunks that are a multiple of the
+        page size, aligned like the pages, store only the blocks that changed.
+        """
+        while True:
+            block = stream.read(size)
+            while block and len(block) < size:  # short reads happen on pipes and network file systems
+                more = stream.read(size - len(block))
+                if not more:
+                    break
+                block += more
+            if not block:
+                return
+            yield block
