@@ -13,21 +13,18 @@ from __future__ import annotations
 
 import errno
 import fnmatch
-import hashlib
 import os
-import stat
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from agent.engine.progress import Progress, SilentProgress
+from agent.engine.restore_files import ContentRestorer, FileTarget
 from agent.engine.walk import walk
-from agent.errors import IntegrityError, RestoreTargetError, StorageError
+from agent.errors import IntegrityError, RestoreTargetError
 from agent.repo.repository import Repository
 from agent.repo.snapshot import Snapshot
 from agent.repo.tree import DIR, FILE, SYMLINK, Node
 
-WORKERS = 4
 _TARGET_ERRNOS = {errno.ENOSPC: "the restore target is full",
                   errno.EROFS: "the restore target is read-only",
                   errno.EACCES: "the restore target is not writable",
@@ -70,28 +67,6 @@ def _matches(path: str, patterns: list[str]) -> bool:
 def _target_error(exc: OSError, where: str) -> RestoreTargetError:
     reason = _TARGET_ERRNOS.get(exc.errno, f"cannot write to the restore target ({exc.strerror})")
     return RestoreTargetError(f"{reason}: {where}")
-
-
-# Zero blocks of this size inside a sparse file's chunks become holes again.
-SPARSE_BLOCK = 64 * 1024
-_ZERO_BLOCK = bytes(SPARSE_BLOCK)
-
-
-def _write_all(fd: int, data: bytes | memoryview) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def _write_sparse(fd: int, data: bytes) -> None:
-    """Write `data`, seeking over aligned all-zero blocks so they stay holes."""
-    view = memoryview(data)
-    for start in range(0, len(view), SPARSE_BLOCK):
-        block = view[start : start + SPARSE_BLOCK]
-        if len(block) == SPARSE_BLOCK and block == _ZERO_BLOCK:
-            os.lseek(fd, SPARSE_BLOCK, os.SEEK_CUR)
-        else:
-            _write_all(fd, block)
 
 
 class RestoreEngine:
@@ -169,9 +144,15 @@ class RestoreEngine:
         parents = {os.path.dirname(dest) for dest, *_rest in (*files, *links, *hardlinks)}
         for parent in sorted(parents):
             self._guard(lambda: os.makedirs(parent, mode=0o700, exist_ok=True), parent)
-        with ThreadPoolExecutor(WORKERS, thread_name_prefix="restore") as pool:
-            for _ in pool.map(lambda item: self._restore_file(*item), files):
-                pass
+        contents = ContentRestorer(self.repo, progress=self.progress, overwrite=self.overwrite,
+                                   same_owner=self._same_owner, target_error=_target_error)
+        contents.run([FileTarget(dest, node, os.fsdecode(os.path.relpath(dest, self.target)))
+                      for dest, node in files])
+        self.report.files += contents.files
+        self.report.bytes += contents.bytes
+        self.report.verified += len(contents.verified)
+        self.report.failures.extend(contents.failures)
+        self._verified |= contents.verified
         for dest, node in links:
             self._restore_symlink(dest, node)
         for dest, source, node in hardlinks:
@@ -211,58 +192,6 @@ class RestoreEngine:
             raise _target_error(exc, os.fsdecode(dest)) from None
 
     # ---- files ----------------------------------------------------------------------
-
-    def _restore_file(self, dest: bytes, node: Node) -> None:
-        display = os.fsdecode(os.path.relpath(dest, self.target))
-        if self.overwrite and os.path.lexists(dest):
-            self._guard(lambda: os.unlink(dest), dest)
-        try:
-            fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except OSError as exc:
-            raise _target_error(exc, display) from None
-        digest = hashlib.sha256()
-        written = 0
-        try:
-            for chunk_id in node.chunks:
-                data = self.repo.load_blob(chunk_id)
-                digest.update(data)
-                if node.sparse:
-                    _write_sparse(fd, data)
-                else:
-                    _write_all(fd, data)
-                written += len(data)
-                self.progress.advance(bytes_done=len(data))
-            os.ftruncate(fd, written)
-            self._apply_metadata_fd(fd, node)
-        except (IntegrityError, StorageError) as exc:
-            os.close(fd)
-            os.unlink(dest)  # never leave a file that looks restored but is not
-            self.report.failures.append((display, f"not restored: {exc}"))
-            return
-        except OSError as exc:
-            os.close(fd)
-            try:
-                os.unlink(dest)
-            except OSError:
-                pass
-            raise _target_error(exc, display) from None
-        os.close(fd)
-        self.report.files += 1
-        self.report.bytes += written
-        if written != node.size or digest.hexdigest() != node.sha256:
-            self.report.failures.append(
-                (display, f"SHA-256 mismatch: recorded {node.sha256}, restored {digest.hexdigest()}")
-            )
-        else:
-            self.report.verified += 1
-            self._verified.add(dest)
-        self.progress.advance(files=1)
-
-    def _apply_metadata_fd(self, fd: int, node: Node) -> None:
-        if self._same_owner:
-            os.fchown(fd, node.uid, node.gid)
-        os.fchmod(fd, node.mode)
-        os.utime(fd, ns=(node.mtime_ns, node.mtime_ns))
 
     def _apply_metadata(self, dest: bytes, node: Node) -> None:
         if self._same_owner:

@@ -169,7 +169,7 @@ def test_permanent_errors_fail_fast_with_one_line_naming_endpoint_and_bucket(tmp
 
 def test_backup_survives_injected_faults_and_never_references_missing_data(tmp_path, s3):
     port = int(s3.url.rsplit(":", 1)[1])
-    with FaultProxy(port, error=0.15, reset=0.05, corrupt=0.05, delay=0.05, seed=7) as proxy:
+    with FaultProxy(port, error=0.12, reset=0.08, corrupt=0.08, delay=0.05, seed=7) as proxy:
         cli = Cli(tmp_path, proxy.url, s3, bucket=s3.plain_bucket, extra="retry_attempts = 10")
         proxy.enabled = False
         assert cli.run("init").returncode == 0
