@@ -21,6 +21,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -210,9 +211,11 @@ def report(runs: list[dict], tool_names: list[str], label: str) -> str:
 def files_rss(counts: list[int], work: str, tool_names: list[str]) -> str:
     lines = ["| files | " + " | ".join(f"{n} peak RSS MiB (backup)" for n in tool_names) + " |",
              "|---|" + "---|" * len(tool_names)]
+    shutil.rmtree(work, ignore_errors=True)
     for count in counts:
-        shutil.rmtree(work, ignore_errors=True)
-        data = os.path.join(work, "data")
+        os.makedirs(work, exist_ok=True)
+        work_count = tempfile.mkdtemp(prefix=f"files-{count}-", dir=work)
+        data = os.path.join(work_count, "data")
         for i in range(count):
             folder = os.path.join(data, f"d{i // 1000:04d}")
             if i % 1000 == 0:
@@ -221,10 +224,11 @@ def files_rss(counts: list[int], work: str, tool_names: list[str]) -> str:
                 handle.write(f"letter {i}\n".encode() * 20)
         row = []
         for name in tool_names:
-            tool = TOOLS[name](work, data)
+            tool = TOOLS[name](work_count, data)
             tool.init()
             row.append(f"{tool.backup()['rss_mib']:.0f}")
         lines.append(f"| {count} | " + " | ".join(row) + " |")
+        shutil.rmtree(work_count, ignore_errors=True)
     return "\n".join(lines)
 
 
