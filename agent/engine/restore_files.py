@@ -137,7 +137,7 @@ class ContentRestorer:
                 envelope = data[location.offset - start : location.offset - start + location.length]
                 try:
                     plain = self.repo.decode_blob(chunk_id, location.kind, envelope, location.raw_length,
-                                                  pack_name=name)
+                                                  pack_name=name, verify_id=False)
                 except IntegrityError:
                     try:
                         plain = self.repo.load_blob(chunk_id)  # a second read before declaring damage
