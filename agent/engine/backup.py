@@ -151,6 +151,7 @@ class BackupEngine:
         self._chunker = repo.new_chunker()
         self._slots = threading.BoundedSemaphore(MAX_CHUNKS_IN_FLIGHT)
         self._pool: ThreadPoolExecutor | None = None
+        self._hasher: ThreadPoolExecutor | None = None
         self._root_devices: dict[bytes, int] = {}
         # Files still being read/hashed/compressed/encrypted by the pool, resolved when
         # their directory's tree is stored, so the walking thread goes on meanwhile.
@@ -165,8 +166,10 @@ class BackupEngine:
         sources = self._check_sources()
         self.repo.load_index()
         self.progress.start("backup")
-        with ThreadPoolExecutor(WORKERS, thread_name_prefix="backup") as pool:
+        with ThreadPoolExecutor(WORKERS, thread_name_prefix="backup") as pool, \
+                ThreadPoolExecutor(1, thread_name_prefix="fingerprint") as hasher:
             self._pool = pool
+            self._hasher = hasher
             if b"/" in sources:  # the whole system (rule S5): everything else is inside it
                 self._root_devices[b"/"] = os.lstat(b"/").st_dev
                 root_tree = self._directory(b"/", self._root_devices[b"/"])
@@ -382,8 +385,13 @@ class BackupEngine:
         return _FileResult(digest.hexdigest(), size, after, chunk_ids=chunk_ids)
 
     def _stream_file(self, path: bytes, *, database: bool) -> _FileResult:
-        """In the walking thread: a large file is cut as a stream, its chunks stored by workers."""
+        """In the walking thread: a large file is cut as a stream, its chunks stored by workers.
+
+        The file's SHA-256 is fed in order by a one-thread executor, so fingerprinting
+        (which releases the GIL) overlaps with reading and cutting the next blocks.
+        """
         digest = hashlib.sha256()
+        hashing: list[Future] = []
         futures: list[Future] = []
         size = 0
         with self._open(path) as handle:
@@ -392,7 +400,9 @@ class BackupEngine:
             batch: list = []
             batch_bytes = 0
             for chunk in chunks:
-                digest.update(chunk)
+                hashing.append(self._hasher.submit(digest.update, chunk))
+                if len(hashing) > MAX_CHUNKS_IN_FLIGHT * 8:  # bound the data waiting to be hashed
+                    hashing.pop(0).result()
                 size += len(chunk)
                 batch.append(chunk)
                 batch_bytes += len(chunk)
@@ -406,8 +416,9 @@ class BackupEngine:
                 futures.append(self._submit_batch(batch))
                 self.progress.advance(bytes_done=batch_bytes)
             after = os.fstat(handle.fileno())
+        sha256 = self._hasher.submit(digest.hexdigest).result()  # after every update, in order
         self.progress.advance(files=1)
-        return _FileResult(digest.hexdigest(), size, after, chunk_futures=futures)
+        return _FileResult(sha256, size, after, chunk_futures=futures)
 
     def _submit_batch(self, batch: list) -> Future:
         self._slots.acquire()

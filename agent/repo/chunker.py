@@ -81,21 +81,25 @@ class Chunker:
             yield bytes(chunk.data)
 
     @staticmethod
-    def fixed_chunks(stream: BinaryIO, size: int) -> Iterator[bytes]:
+    def fixed_chunks(stream: BinaryIO, size: int, *, read_size: int = 1024 * 1024) -> Iterator[memoryview]:
         """Fixed-size chunks aligned on the file's start, for database files.
 
         A database rewrites pages in place at fixed offsets; content-defined chunks of a
         megabyte around each rewritten 8 KiB page would store nearly the whole file again
         every week (measured in docs/BENCHMARKS.md). Chunks that are a multiple of the
-        page size, aligned like the pages, store only the blocks that changed.
+        page size, aligned like the pages, store only the blocks that changed. The file
+        is read a megabyte at a time (one read per 32 KiB block measured 20 % slower).
         """
+        read_size = max(size, read_size - read_size % size)
         while True:
-            block = stream.read(size)
-            while block and len(block) < size:  # short reads happen on pipes and network file systems
-                more = stream.read(size - len(block))
+            block = stream.read(read_size)
+            while block and len(block) % size:  # short reads: pipes, network file systems
+                more = stream.read(read_size - len(block))
                 if not more:
                     break
                 block += more
             if not block:
                 return
-            yield block
+            view = memoryview(block)
+            for start in range(0, len(view), size):
+                yield view[start : start + size]

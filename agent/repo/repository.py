@@ -14,7 +14,6 @@ import os
 import socket
 import threading
 from dataclasses import dataclass
-from typing import Iterator
 
 from agent import clock
 from agent.crypto import aead, ids
@@ -46,7 +45,6 @@ from agent.repo.snapshot import Snapshot
 from agent.storage.base import Storage
 
 FORMAT_VERSION = 1
-MAX_COALESCED_READ = 8 * 1024 * 1024  # bytes per ranged read when restoring adjacent blobs
 AAD_PREFIX = b"backupctl\x00"
 # An index file is written after this many packs, so an interrupted backup loses at
 # most this much upload work (the packs themselves stay, prune collects them).
@@ -375,43 +373,6 @@ class Repository:
             envelope = self.storage.read_range(name, location.offset, location.length)
             return self.decode_blob(chunk_id, location.kind, envelope, location.raw_length, pack_name=name)
 
-    def load_blobs(self, chunk_ids: list[bytes]) -> Iterator[bytes]:
-        """The blobs' plaintexts in order, reading runs of adjacent blobs in one request.
-
-        A database file's blocks, written one after another, sit side by side in a pack:
-        one ranged read of up to MAX_COALESCED_READ bytes replaces hundreds of small ones.
-        """
-        position = 0
-        while position < len(chunk_ids):
-            first = self.index.lookup(ChunkId(chunk_ids[position]))
-            if first is None:
-                yield self.load_blob(chunk_ids[position])  # raises: data missing
-                position += 1
-                continue
-            run = [first]
-            end = first.offset + first.length
-            while position + len(run) < len(chunk_ids):
-                following = self.index.lookup(ChunkId(chunk_ids[position + len(run)]))
-                if (following is None or following.pack_id != first.pack_id or following.offset != end
-                        or end - first.offset + following.length > MAX_COALESCED_READ):
-                    break
-                run.append(following)
-                end += following.length
-            if len(run) == 1:
-                yield self.load_blob(chunk_ids[position])
-                position += 1
-                continue
-            name = layout.pack_name(first.pack_id)
-            data = self.storage.read_range(name, first.offset, end - first.offset)
-            for offset_in_run, location in zip(_offsets(run), run):
-                chunk_id = chunk_ids[position]
-                envelope = data[offset_in_run : offset_in_run + location.length]
-                try:
-                    yield self.decode_blob(chunk_id, location.kind, envelope, location.raw_length, pack_name=name)
-                except IntegrityError:
-                    yield self.load_blob(chunk_id)  # reads it again alone, then fails for good
-                position += 1
-
     def decode_blob(self, chunk_id: bytes, kind: int, envelope: bytes, raw_length: int, *, pack_name: str,
                     verify_id: bool = True) -> bytes:
         """Decrypt and decompress one blob. The AEAD tag already binds it to `chunk_id`;
@@ -473,12 +434,3 @@ class Repository:
     def snapshots(self) -> list[Snapshot]:
         """All snapshots, oldest first."""
         return sorted((self.load_snapshot(i) for i in self.list_snapshot_ids()), key=lambda s: s.time)
-
-
-def _offsets(run: list[BlobLocation]) -> list[int]:
-    """Offsets of adjacent blobs relative to the first one."""
-    out, position = [], 0
-    for location in run:
-        out.append(position)
-        position += location.length
-    return out
