@@ -34,6 +34,9 @@ STEPS = ("initial backup", "weekly backup", "full restore", "check --read-data")
 
 
 def measure(command: list[str], *, env: dict, cwd: str | None = None) -> dict:
+    # Flush dirty pages first, untimed: otherwise the tool measured right after another
+    # one's writes pays for their writeback (the first tool of each step, always ours).
+    os.sync()
     started = time.monotonic()
     process = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _pid, status, usage = os.wait4(process.pid, 0)
