@@ -81,6 +81,7 @@ state_dir = "{work}/state"
 [source]
 paths = ["{cabinet}"]
 exclude = ["*.tmp"]
+databases = ["*.db"]
 
 [repositories.main]
 url = "file://{work}/repo"
