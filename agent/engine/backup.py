@@ -163,6 +163,8 @@ class BackupEngine:
 
     def run(self) -> BackupReport:
         started = time.monotonic()
+        # The snapshot is dated when reading starts: it shows the data as of then.
+        snapshot_time = self.options.time or clock.now()
         sources = self._check_sources()
         self.repo.load_index()
         self.progress.start("backup")
@@ -178,7 +180,7 @@ class BackupEngine:
         self.repo.flush()  # packs, then index: only now may a snapshot reference them
         self.progress.finish()
         snapshot = Snapshot(
-            time=self.options.time or clock.now(),
+            time=snapshot_time,
             host=self.options.host or socket.gethostname(),
             user=self._names.user(os.getuid()),
             paths=[_display(p) for p in sources],

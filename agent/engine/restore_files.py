@@ -122,6 +122,13 @@ class ContentRestorer:
     # ---- one pack ----------------------------------------------------------------------
 
     def _restore_pack(self, pack_id: bytes, blobs: dict[bytes, tuple[BlobLocation, list[_Use]]]) -> None:
+        writer = _Writer(self._target_error)
+        try:
+            self._restore_pack_with(pack_id, blobs, writer)
+        finally:
+            writer.close()
+
+    def _restore_pack_with(self, pack_id: bytes, blobs: dict, writer: "_Writer") -> None:
         name = layout.pack_name(pack_id)
         ordered = sorted(blobs.items(), key=lambda item: item[1][0].offset)
         for group in _ranges(ordered):
@@ -145,22 +152,12 @@ class ContentRestorer:
                         self._fail_uses(uses, f"not restored: {exc}")
                         continue
                 for use in uses:
-                    self._write(use, plain)
+                    self._write(use, plain, writer)
 
-    def _write(self, use: _Use, plain: bytes) -> None:
+    def _write(self, use: _Use, plain: bytes, writer: "_Writer") -> None:
         target = use.target
         if target.failed is None:
-            try:
-                fd = os.open(target.dest, os.O_WRONLY)
-                try:
-                    if target.node.sparse:
-                        _pwrite_sparse(fd, plain, use.offset)
-                    else:
-                        _pwrite_all(fd, plain, use.offset)
-                finally:
-                    os.close(fd)
-            except OSError as exc:
-                raise self._target_error(exc, target.display) from None
+            writer.write(target, plain, use.offset)
             self.progress.advance(bytes_done=len(plain))
         self._one_less(target)
 
@@ -210,6 +207,34 @@ class ContentRestorer:
             else:
                 self.verified.add(target.dest)
         self.progress.advance(files=1)
+
+
+class _Writer:
+    """Writes blobs into target files, keeping the last file open: a pack often holds
+    many consecutive blobs of one file (a database's blocks)."""
+
+    def __init__(self, target_error) -> None:
+        self._target_error = target_error
+        self._target: FileTarget | None = None
+        self._fd = -1
+
+    def write(self, target: FileTarget, plain: bytes, offset: int) -> None:
+        try:
+            if target is not self._target:
+                self.close()
+                self._fd = os.open(target.dest, os.O_WRONLY)
+                self._target = target
+            if target.node.sparse:
+                _pwrite_sparse(self._fd, plain, offset)
+            else:
+                _pwrite_all(self._fd, plain, offset)
+        except OSError as exc:
+            raise self._target_error(exc, target.display) from None
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+        self._fd, self._target = -1, None
 
 
 def _ranges(ordered: list) -> list[list]:
