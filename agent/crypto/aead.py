@@ -16,9 +16,9 @@ have its cipher byte changed without the tag failing.
 XChaCha20-Poly1305 is the standard construction (draft-irtf-cfrg-xchacha):
 HChaCha20 over the first 16 nonce bytes gives a subkey, then ChaCha20-Poly1305 with
 the 12-byte nonce 0x00000000 || nonce[16:24]. libsodium has it, but PyNaCl's binding
-measured 436 MiB/s against 2,837 MiB/s for OpenSSL's ChaCha20-Poly1305 on this
-machine, so the bulk cipher is OpenSSL's (through `cryptography`) and the test suite
-proves byte-for-byte equality with libsodium's XChaCha20-Poly1305.
+measured about 700 MiB/s against about 1,100 MiB/s for OpenSSL's ChaCha20-Poly1305 on
+this machine (bench/primitives.py), so the bulk cipher is OpenSSL's (through
+`cryptography`) and the test suite proves byte-for-byte equality with libsodium's.
 
 AES-256-GCM must never see a (key, nonce) pair twice. Rather than trust 96 random bits
 per object under one key, every object gets its own AES key, derived with BLAKE3 from
