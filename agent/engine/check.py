@@ -21,7 +21,6 @@ from agent.engine.progress import Progress, SilentProgress
 from agent.engine.walk import load_tree
 from agent.errors import IntegrityError, StorageError
 from agent.repo import layout
-from agent.repo.index import MasterIndex
 from agent.repo.repository import Repository
 from agent.repo.tree import DIR, FILE
 
@@ -88,7 +87,7 @@ class CheckEngine:
                 self.report.warnings.append(f"pack {name} is not in any index (left by an interrupted "
                                             f"backup; harmless, prune removes it)")
         if self.read_data:
-            self._read_all(indexed, stored)
+            self._read_all(stored)
         self._check_snapshots()
         return self.report
 
@@ -105,27 +104,10 @@ class CheckEngine:
             self._bad_chunks.setdefault(entry.chunk_id, f"{why} ({pack_name})")
 
     def _load_indexes(self) -> None:
-        index = MasterIndex()
-        files = {}
-        for index_id in self.repo.list_index_ids():
-            try:
-                files[index_id] = self.repo.read_index_file(index_id)
-            except (IntegrityError, StorageError) as exc:
-                self.report.errors.append(f"index {index_id.hex()}: {exc}")
-        superseded = {old for _p, replaced in files.values() for old in replaced}
-        stored = {layout.pack_id_from_name(name) for name in self.repo.list_pack_names()}
-        current = [packs for index_id, (packs, _r) in files.items() if index_id not in superseded]
-        # Packs that exist first: where a later backup stored a lost blob again, that
-        # copy is the one the index resolves to.
-        for want_stored in (True, False):
-            for packs in current:
-                for pack_id, entries in packs.items():
-                    if (pack_id in stored) == want_stored:
-                        index.add_pack(pack_id, entries)
-        self.repo.index = index
-        self.repo._index_loaded = True
+        self.repo.load_index(keep_missing_packs=True, reload=True)
+        self.report.errors.extend(f"index file unreadable: {problem}" for problem in self.repo.index_problems)
 
-    def _read_all(self, indexed: dict, stored: dict[str, int]) -> None:
+    def _read_all(self, stored: dict[str, int]) -> None:
         packs = self.repo.index.packs()
         self.progress.start("check --read-data", sum(stored.values()))
         for name in sorted(stored):

@@ -239,10 +239,20 @@ class Repository:
 
     # ---- index ----------------------------------------------------------------
 
-    def load_index(self) -> None:
-        """Read every index file into memory (once per process)."""
-        if self._index_loaded:
+    def load_index(self, *, keep_missing_packs: bool = False, reload: bool = False) -> None:
+        """Read every index file into memory (once per process).
+
+        By default a pack listed in an index but absent from the storage is left out, so
+        its blobs count as absent and the next backup stores them again instead of
+        pointing new snapshots at missing data. `check` keeps such packs
+        (`keep_missing_packs=True`), after the existing ones, so it can name what they
+        held while a blob stored again elsewhere still resolves to its existing copy.
+        `reload=True` reads the storage again even if the index was loaded before.
+        """
+        if self._index_loaded and not reload:
             return
+        self.index = MasterIndex()
+        self.index_problems = []
         files = {}
         for info in self.storage.list(layout.INDEX_PREFIX):
             index_id = layout.index_id_from_name(info.name)
@@ -255,18 +265,21 @@ class Repository:
                 # then "missing", and restore and check name the files that need them.
                 self.index_problems.append(str(exc))
         superseded = {old for _packs, replaced in files.values() for old in replaced}
+        current = [packs for index_id, (packs, _replaced) in files.items() if index_id not in superseded]
         stored = {layout.pack_id_from_name(name) for name in self.list_pack_names()}
-        for index_id, (packs, _replaced) in files.items():
-            if index_id in superseded:
-                continue
+        missing = []
+        for packs in current:
             for pack_id, entries in packs.items():
                 if pack_id in stored:
                     self.index.add_pack(pack_id, entries)
                 else:
-                    # A lost pack's blobs count as absent, so the next backup stores
-                    # them again instead of pointing new snapshots at missing data.
-                    self.index_problems.append(f"pack {layout.pack_name(pack_id)} is listed in an index "
-                                               f"but missing from the storage")
+                    missing.append((pack_id, entries))
+        for pack_id, entries in missing:
+            if keep_missing_packs:
+                self.index.add_pack(pack_id, entries)
+            else:
+                self.index_problems.append(f"pack {layout.pack_name(pack_id)} is listed in an index "
+                                           f"but missing from the storage")
         self._index_loaded = True
 
     def read_index_file(self, index_id: IndexId) -> tuple[dict[PackId, list[PackEntry]], list[IndexId]]:
