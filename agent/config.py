@@ -48,7 +48,7 @@ class RepositorySettings:
     url: str
     cipher: str = "xchacha20-poly1305"
     compression: str = "zstd"
-    compression_level: int = 3
+    compression_level: int = 1
     s3: S3Options | None = None
 
     @property
@@ -208,7 +208,7 @@ def _repository(path: str, name: str, data: object) -> RepositorySettings:
         raise ConfigError(f"{path}: [repositories.{name}] url = {url!r}: expected a file:/// or s3:// URL")
     cipher = table.choice("cipher", CIPHERS, "xchacha20-poly1305")
     compression = table.choice("compression", COMPRESSIONS, "zstd")
-    level = table.get("compression_level", int, default=3, what="an integer from 1 to 19")
+    level = table.get("compression_level", int, default=1, what="an integer from 1 to 19")
     if not 1 <= level <= 19:
         raise ConfigError(f"{path}: [repositories.{name}] compression_level = {level}: expected 1 to 19")
     if s3 is None:

@@ -1,10 +1,17 @@
 """Backup: walk the sources, store new chunks and trees, save a snapshot.
 
-Pipeline: the walking thread reads each file, cuts it into chunks and feeds the
-file's SHA-256; chunk ids (keyed BLAKE3), zstd compression and encryption run in a
-small thread pool. All three libraries release the GIL, so both cores work (see
-docs/BENCHMARKS.md for the measurement). A semaphore bounds chunks in flight, so
-memory stays flat whatever the file sizes.
+Pipeline: the walking thread lists directories, checks the files cache and hands
+each changed file to the worker pool, which reads it, computes its SHA-256, cuts it
+into chunks and stores them (keyed BLAKE3 id, zstd, encryption: all release the GIL,
+so every core works). Files larger than the chunker's max_size, and declared
+databases, are read by one streaming thread that feeds the fingerprint to its own
+thread and the chunks to the pool in batches. A semaphore bounds the tasks in flight,
+so memory stays flat whatever the file sizes (docs/BENCHMARKS.md has the measurements).
+
+Directories are not waited for: when the walk leaves a directory, its tree is queued
+and stored once its files are done (children before parents, in walk order), so the
+workers never drain at a directory boundary while the walk goes on (a queue of
+finished directories is bounded by MAX_DIRS_PENDING).
 
 Whatever happens to one file (unreadable, vanished, changed while read) is recorded
 as a warning and the backup goes on; the snapshot is then marked partial.
@@ -21,6 +28,7 @@ import socket
 import stat
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -34,11 +42,17 @@ from agent.repo.repository import Repository
 from agent.repo.snapshot import Snapshot
 from agent.repo.tree import DIR, FILE, SYMLINK, Node, encode_tree
 
-# Two workers per core: one may be blocked writing a finished pack (fsync, later an
-# upload) while the other compresses. Chunks in flight bound memory (<= 8 MiB each).
-WORKERS = 2 * (os.cpu_count() or 2)
+# One worker per core. Two per core measured 16 % slower on the initial backup of the
+# benchmark data (and 40 MiB more peak RSS): the threads' Python parts contend for the
+# GIL, and the handoffs cost more than a pack write's fsync leaves idle. Tasks in
+# flight bound memory (a task holds a file of at most max_size, or a 1 MiB batch).
+WORKERS = os.cpu_count() or 2
 MAX_CHUNKS_IN_FLIGHT = 2 * WORKERS  # tasks in flight: a file, a chunk or a batch of blocks
 BATCH_BYTES = 1024 * 1024
+# Directories walked but not yet stored (their files still in the workers). Beyond
+# this the walk waits for the oldest one, so a slow file cannot make the queue grow
+# without bound while the walk goes through a million unchanged files.
+MAX_DIRS_PENDING = 256
 
 
 @dataclass(frozen=True)
@@ -105,6 +119,24 @@ class _PendingFile:
     is_new: bool
 
 
+class _TreeRef:
+    """The id of a directory's tree, known once the directory is stored."""
+
+    __slots__ = ("id",)
+
+    def __init__(self) -> None:
+        self.id: bytes | None = None
+
+
+@dataclass
+class _DirJob:
+    """A walked directory waiting for its files before its tree can be stored."""
+
+    nodes: list[Node]
+    files: list[_PendingFile]
+    ref: _TreeRef
+
+
 class _Names:
     """uid/gid -> name, cached (a tree has few distinct owners)."""
 
@@ -152,11 +184,12 @@ class BackupEngine:
         self._slots = threading.BoundedSemaphore(MAX_CHUNKS_IN_FLIGHT)
         self._pool: ThreadPoolExecutor | None = None
         self._hasher: ThreadPoolExecutor | None = None
+        self._streamer: ThreadPoolExecutor | None = None
         self._root_devices: dict[bytes, int] = {}
-        # Files still being read/hashed/compressed/encrypted by the pool, resolved when
-        # their directory's tree is stored, so the walking thread goes on meanwhile.
+        # Files of the directory being walked that are still in the pool, and walked
+        # directories waiting for their files (oldest first: children before parents).
         self._pending: list[_PendingFile] = []
-        self._dropped: set[int] = set()  # ids of nodes whose file turned out unreadable
+        self._dir_jobs: deque[_DirJob] = deque()
         self._local = threading.local()  # one chunker per worker (FastCDC is not thread-safe)
 
     # ---- entry point ----------------------------------------------------------
@@ -169,14 +202,18 @@ class BackupEngine:
         self.repo.load_index()
         self.progress.start("backup")
         with ThreadPoolExecutor(WORKERS, thread_name_prefix="backup") as pool, \
-                ThreadPoolExecutor(1, thread_name_prefix="fingerprint") as hasher:
+                ThreadPoolExecutor(1, thread_name_prefix="fingerprint") as hasher, \
+                ThreadPoolExecutor(1, thread_name_prefix="stream") as streamer:
             self._pool = pool
             self._hasher = hasher
+            self._streamer = streamer
             if b"/" in sources:  # the whole system (rule S5): everything else is inside it
                 self._root_devices[b"/"] = os.lstat(b"/").st_dev
-                root_tree = self._directory(b"/", self._root_devices[b"/"])
+                root_ref = self._directory(b"/", self._root_devices[b"/"])
             else:
-                root_tree = self._virtual_dir(b"/", _path_trie(sources))
+                root_ref = self._virtual_dir(b"/", _path_trie(sources))
+            self._store_ready_dirs(drain=True)
+        root_tree = root_ref.id
         self.repo.flush()  # packs, then index: only now may a snapshot reference them
         self.progress.finish()
         snapshot = Snapshot(
@@ -218,37 +255,65 @@ class BackupEngine:
 
     # ---- trees ------------------------------------------------------------------
 
-    def _store_tree(self, nodes: list[Node]) -> bytes:
-        self._resolve_pending()
-        nodes = [n for n in nodes if id(n) not in self._dropped]
-        chunk_id, _added = self.repo.store_blob(BLOB_TREE, encode_tree(nodes))
-        return chunk_id
+    def _queue_tree(self, nodes: list[Node], files: list[_PendingFile]) -> _TreeRef:
+        """Queue the tree of the directory just walked; stored once its files are done."""
+        ref = _TreeRef()
+        self._dir_jobs.append(_DirJob(nodes, files, ref))
+        self._store_ready_dirs()
+        return ref
 
-    def _virtual_dir(self, path: bytes, trie: dict) -> bytes:
+    def _store_ready_dirs(self, *, drain: bool = False) -> None:
+        """Store queued trees, oldest first, while their files are done; waits for them
+        when the queue is too long, or for every one if `drain`."""
+        while self._dir_jobs:
+            job = self._dir_jobs[0]
+            must_wait = drain or len(self._dir_jobs) > MAX_DIRS_PENDING
+            if not must_wait and not all(f.future.done() for f in job.files):
+                return
+            self._dir_jobs.popleft()
+            dropped = self._resolve_files(job.files)
+            nodes = [n for n in job.nodes if id(n) not in dropped]
+            for node in nodes:
+                if isinstance(node.subtree, _TreeRef):  # a subdirectory: queued, so stored, earlier
+                    node.subtree = node.subtree.id
+            job.ref.id, _added = self.repo.store_blob(BLOB_TREE, encode_tree(nodes))
+
+    def _virtual_dir(self, path: bytes, trie: dict) -> _TreeRef:
         """The tree of a directory above the sources: only the components leading to them."""
         nodes = []
-        for name, child in sorted(trie.items()):
-            child_path = os.path.join(path, name)
-            st = os.lstat(child_path)
-            if child is None:  # a source itself
-                node = self._node_for(child_path, name, st, root_dev=st.st_dev)
-                if node is not None:
-                    nodes.append(node)
-            else:
-                node = self._base_node(name, DIR, st)
-                node.subtree = self._virtual_dir(child_path, child)
-                nodes.append(node)
-        return self._store_tree(nodes)
-
-    def _directory(self, path: bytes, root_dev: int) -> bytes:
-        self.report.dirs += 1
-        nodes = []
+        outer_pending, self._pending = self._pending, []  # a source may be a file
         try:
-            with os.scandir(path) as entries:
-                names = sorted(entry.name for entry in entries)
-        except OSError as exc:
-            self._warn(path, f"directory cannot be read ({exc.strerror}); saved as empty")
-            return self._store_tree([])
+            for name, child in sorted(trie.items()):
+                child_path = os.path.join(path, name)
+                st = os.lstat(child_path)
+                if child is None:  # a source itself
+                    node = self._node_for(child_path, name, st, root_dev=st.st_dev)
+                    if node is not None:
+                        nodes.append(node)
+                else:
+                    node = self._base_node(name, DIR, st)
+                    node.subtree = self._virtual_dir(child_path, child)
+                    nodes.append(node)
+            return self._queue_tree(nodes, self._pending)
+        finally:
+            self._pending = outer_pending
+
+    def _directory(self, path: bytes, root_dev: int) -> _TreeRef:
+        self.report.dirs += 1
+        outer_pending, self._pending = self._pending, []  # this directory's files
+        try:
+            try:
+                with os.scandir(path) as entries:
+                    names = sorted(entry.name for entry in entries)
+            except OSError as exc:
+                self._warn(path, f"directory cannot be read ({exc.strerror}); saved as empty")
+                return self._queue_tree([], [])
+            return self._walk_entries(path, names, root_dev)
+        finally:
+            self._pending = outer_pending
+
+    def _walk_entries(self, path: bytes, names: list[bytes], root_dev: int) -> _TreeRef:
+        nodes = []
         for name in names:
             child = os.path.join(path, name)
             if self._excluded(child, name):
@@ -261,7 +326,7 @@ class BackupEngine:
             node = self._node_for(child, name, st, root_dev=root_dev)
             if node is not None:
                 nodes.append(node)
-        return self._store_tree(nodes)
+        return self._queue_tree(nodes, self._pending)
 
     def _excluded(self, path: bytes, name: bytes) -> bool:
         return _matches_any(self.options.excludes, path, name)
@@ -280,7 +345,7 @@ class BackupEngine:
         if stat.S_ISDIR(st.st_mode):
             node = self._base_node(name, DIR, st)
             if self.options.one_file_system and st.st_dev != root_dev:
-                node.subtree = self._store_tree([])  # a mount point: kept, not crossed
+                node.subtree = self._queue_tree([], [])  # a mount point: kept, not crossed
             else:
                 node.subtree = self._directory(path, root_dev)
             return node
@@ -321,23 +386,24 @@ class BackupEngine:
             future = self._pool.submit(self._read_whole_file, path)
             future.add_done_callback(lambda _f: self._slots.release())
         else:
-            future = Future()
-            try:
-                future.set_result(self._stream_file(path, database=database))
-            except OSError as exc:
-                future.set_exception(exc)
+            # Large files and databases are cut by one streaming thread, so the walk
+            # goes on through the other files meanwhile (a weekly backup rereads the
+            # whole database while the walk checks thousands of unchanged letters).
+            future = self._streamer.submit(self._stream_file, path, database=database)
         self._pending.append(_PendingFile(node, future, path, st, is_new=known is None))
         return node
 
-    def _resolve_pending(self) -> None:
-        """Collect the results of files read by workers; called before a tree is stored."""
-        for pending in self._pending:
+    def _resolve_files(self, files: list[_PendingFile]) -> set[int]:
+        """Collect the results of files read by workers, before their tree is stored.
+        Returns the ids of the nodes of files that could not be read (left out)."""
+        dropped: set[int] = set()
+        for pending in files:
             node, path, st = pending.node, pending.path, pending.st
             try:
                 result = pending.future.result()
             except OSError as exc:
                 self._warn(path, f"file cannot be read ({exc.strerror}); not in this snapshot")
-                self._dropped.add(id(node))
+                dropped.add(id(node))
                 continue
             node.chunks = (result.chunk_ids if result.chunk_ids is not None
                            else [chunk_id for f in result.chunk_futures for chunk_id in f.result()])
@@ -356,7 +422,7 @@ class BackupEngine:
                 self.report.files_new += 1
             else:
                 self.report.files_changed += 1
-        self._pending.clear()
+        return dropped
 
     def _thread_chunker(self):
         chunker = getattr(self._local, "chunker", None)
@@ -387,7 +453,7 @@ class BackupEngine:
         return _FileResult(digest.hexdigest(), size, after, chunk_ids=chunk_ids)
 
     def _stream_file(self, path: bytes, *, database: bool) -> _FileResult:
-        """In the walking thread: a large file is cut as a stream, its chunks stored by workers.
+        """In the streaming thread: a large file is cut as a stream, its chunks stored by workers.
 
         The file's SHA-256 is fed in order by a one-thread executor, so fingerprinting
         (which releases the GIL) overlaps with reading and cutting the next blocks.

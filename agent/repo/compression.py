@@ -45,7 +45,7 @@ def compress(data: bytes | memoryview, level: int | None) -> bytes:
         packed = _compressor(level).compress(data)
         if len(packed) < len(data) - len(data) // 16:
             return bytes((ZSTD,)) + packed
-    return bytes((NONE,)) + bytes(data)
+    return bytes((NONE,)) + data  # one copy (bytes + buffer), not two
 
 
 def decompress(payload: bytes, *, expected_size: int | None, what: str) -> bytes:

@@ -55,8 +55,8 @@ def test_minimal_contract_parses(tmp_path):
     [repo] = cfg.repositories
     assert (repo.name, repo.url, repo.cipher, repo.compression) == (
         "main", "file:///mnt/backup/repo", "xchacha20-poly1305", "zstd")
-    assert repo.compression_level == 3
-    assert repo.zstd_level == 3
+    assert repo.compression_level == 1
+    assert repo.zstd_level == 1
     assert cfg.key.passphrase_file == "/etc/backupctl/passphrase"
     assert cfg.repository(None) is repo
     assert cfg.repository("main") is repo

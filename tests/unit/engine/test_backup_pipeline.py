@@ -1,0 +1,139 @@
+"""agent.engine.backup: the pipeline's ordering guarantees.
+
+The walk does not wait for a directory's files before going on: trees are queued and
+stored once their files are done, children before parents. Large files and databases
+are cut by a streaming thread while the walk continues. These tests slow some files
+down on purpose and check that every snapshot still holds exactly the source tree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+
+import pytest
+
+import agent.engine.backup as backup_module
+from agent.crypto.kdf import KdfParams
+from agent.engine.backup import BackupEngine, BackupOptions
+from agent.engine.walk import walk
+from agent.repo.repository import Repository
+from agent.repo.tree import DIR, FILE
+from agent.storage.memory import MemoryStorage
+
+FAST = KdfParams(memory_kib=8192, iterations=1)
+
+
+@pytest.fixture
+def repo() -> Repository:
+    return Repository.init(MemoryStorage(), b"phrase", cipher="xchacha20-poly1305", compression_level=1,
+                           kdf_params=FAST)
+
+
+def _make_tree(root, *, dirs: int, files_per_dir: int, big: int = 0) -> dict[str, str]:
+    """A tree of nested folders; returns {relative path: sha256} of every file."""
+    expected = {}
+    for d in range(dirs):
+        folder = root / "/".join(f"d{i}" for i in range(d % 4 + 1)) / f"leaf{d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for f in range(files_per_dir):
+            data = f"letter {d}-{f} ".encode() * (50 + 37 * f)
+            (folder / f"f{f}.txt").write_bytes(data)
+            expected[str((folder / f"f{f}.txt").relative_to(root))] = hashlib.sha256(data).hexdigest()
+    for b in range(big):
+        data = os.urandom(9 * 1024 * 1024 + b)  # above the chunker's max_size: streamed
+        (root / f"big{b}.bin").write_bytes(data)
+        expected[f"big{b}.bin"] = hashlib.sha256(data).hexdigest()
+    db = (b"page" * 2048) * 300  # a declared database: fixed blocks, streamed
+    (root / "cabinet.db").write_bytes(db)
+    expected["cabinet.db"] = hashlib.sha256(db).hexdigest()
+    return expected
+
+
+def _snapshot_files(repo: Repository, tree_id: bytes, source) -> dict[str, str]:
+    prefix = os.fsencode(str(source).lstrip("/"))
+    found = {}
+    for path, node in walk(repo, tree_id):
+        assert node.type in (DIR, FILE)
+        if node.type == FILE:
+            found[os.fsdecode(os.path.relpath(path, prefix))] = node.sha256
+    return found
+
+
+def _slow_some_files(monkeypatch, every: int, delay: float) -> list[int]:
+    """Make every `every`-th whole-file task sleep, so later directories finish first."""
+    real = BackupEngine._read_whole_file
+    counter = {"n": 0}
+    lock = threading.Lock()
+    slowed: list[int] = []
+
+    def slow(self, path):
+        with lock:
+            counter["n"] += 1
+            n = counter["n"]
+        if n % every == 1:
+            slowed.append(n)
+            time.sleep(delay)
+        return real(self, path)
+
+    monkeypatch.setattr(BackupEngine, "_read_whole_file", slow)
+    return slowed
+
+
+@pytest.mark.parametrize("max_dirs_pending", [1, 3, 256])
+def test_snapshot_holds_the_tree_whatever_order_files_finish_in(repo, tmp_path, monkeypatch, max_dirs_pending):
+    monkeypatch.setattr(backup_module, "MAX_DIRS_PENDING", max_dirs_pending)
+    source = tmp_path / "src"
+    expected = _make_tree(source, dirs=24, files_per_dir=5, big=1)
+    slowed = _slow_some_files(monkeypatch, every=7, delay=0.02)
+    report = BackupEngine(repo, BackupOptions(paths=[str(source)], databases=["*.db"])).run()
+    assert slowed and not report.warnings
+    assert report.files_new == len(expected)
+    assert _snapshot_files(repo, report.snapshot.tree, source) == expected
+
+
+def test_the_walk_goes_on_while_a_directory_waits_for_a_slow_file(repo, tmp_path, monkeypatch):
+    """A slow file in the first folder does not hold back the reading of later folders."""
+    source = tmp_path / "src"
+    (source / "a").mkdir(parents=True)
+    (source / "a" / "slow.txt").write_bytes(b"slow " * 1000)
+    for i in range(6):
+        (source / f"b{i}").mkdir()
+        (source / f"b{i}" / "x.txt").write_bytes(f"file {i} ".encode() * 1000)
+    real = BackupEngine._read_whole_file
+    started_while_slow: list[bytes] = []
+    slow_running = threading.Event()
+
+    def instrumented(self, path):
+        if path.endswith(b"slow.txt"):
+            slow_running.set()
+            time.sleep(0.5)
+            slow_running.clear()
+        elif slow_running.is_set():
+            started_while_slow.append(path)
+        return real(self, path)
+
+    monkeypatch.setattr(BackupEngine, "_read_whole_file", instrumented)
+    report = BackupEngine(repo, BackupOptions(paths=[str(source)])).run()
+    assert not report.warnings and report.files_new == 7
+    assert len(started_while_slow) >= 3  # later folders were read during the slow file
+
+
+def test_an_unreadable_file_is_left_out_of_its_own_folder_only(repo, tmp_path, monkeypatch):
+    source = tmp_path / "src"
+    expected = _make_tree(source, dirs=6, files_per_dir=3)
+    victim = sorted(p for p in expected if p.endswith("f1.txt"))[2]
+    real = BackupEngine._read_whole_file
+
+    def failing(self, path):
+        if path.endswith(os.fsencode(victim)):
+            raise PermissionError(13, "Permission denied")
+        return real(self, path)
+
+    monkeypatch.setattr(BackupEngine, "_read_whole_file", failing)
+    report = BackupEngine(repo, BackupOptions(paths=[str(source)], databases=["*.db"])).run()
+    assert [path for path, _problem in report.warnings] == [str(source / victim)]
+    del expected[victim]
+    assert _snapshot_files(repo, report.snapshot.tree, source) == expected
