@@ -16,6 +16,7 @@ import tomllib
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
+from agent.engine.retention import RetentionPolicy
 from agent.errors import ConfigError
 from agent.storage.options import (ADDRESSING_CHOICES, CHECKSUM_CHOICES, LOCK_MODES, VERIFY_CHOICES,
                                    S3Options)
@@ -68,6 +69,7 @@ class Config:
     source: SourceSettings
     repositories: tuple[RepositorySettings, ...]
     key: KeySettings
+    retention: RetentionPolicy = RetentionPolicy()
 
     def repository(self, name: str | None) -> RepositorySettings:
         if name is None:
@@ -145,7 +147,7 @@ def load(path: str) -> Config:
 
 
 def parse(raw: dict, path: str) -> Config:
-    allowed = {"agent", "source", "repositories", "key"}
+    allowed = {"agent", "source", "repositories", "key", "retention"}
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise ConfigError(f"{path}: unknown section(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
@@ -188,7 +190,35 @@ def parse(raw: dict, path: str) -> Config:
     key_table = _Table(path, "key", raw.get("key", {}))
     key = KeySettings(passphrase_file=key_table.get("passphrase_file", str))
     key_table.done()
-    return Config(path=path, agent=agent, source=source, repositories=repositories, key=key)
+    return Config(path=path, agent=agent, source=source, repositories=repositories, key=key,
+                  retention=_retention(path, raw.get("retention", {})))
+
+
+def _retention(path: str, data: object) -> RetentionPolicy:
+    """[retention]: calendar windows (agent/engine/retention.py); the memento's defaults."""
+    table = _Table(path, "retention", data)
+    defaults = RetentionPolicy()
+    counts = {}
+    for tier, high in (("daily", 3660), ("weekly", 520), ("monthly", 1200), ("yearly", 100)):
+        value = table.get(tier, int, default=getattr(defaults, tier), what=f"a whole number from 0 to {high}")
+        if not 0 <= value <= high:
+            raise ConfigError(f"{path}: [retention] {tier} = {value}: expected 0 to {high}")
+        counts[tier] = value
+    if counts["weekly"] < 4 or counts["monthly"] < 12 or counts["yearly"] < 1:
+        # The memento's minimum (RULES.md S1, S3, S4): refusing it here beats a compliance
+        # report that discovers months later that the monthly snapshots were pruned.
+        raise ConfigError(f"{path}: [retention] weekly = {counts['weekly']}, monthly = {counts['monthly']}, "
+                          f"yearly = {counts['yearly']}: the memento asks for at least weekly = 4, "
+                          f"monthly = 12 and yearly = 1",
+                          hint="raise the values, or leave them out to get weekly = 4, monthly = 12, yearly = 20")
+    zone = table.get("timezone", str, default=defaults.timezone, what='a time zone name such as "Europe/Paris"')
+    keep_tags = table.string_list("keep_tags")
+    table.done()
+    try:
+        return RetentionPolicy(**counts, timezone=zone, keep_tags=keep_tags)
+    except Exception:  # zoneinfo raises several kinds for a bad name
+        raise ConfigError(f"{path}: [retention] timezone = {zone!r}: not a known time zone",
+                          hint='use a name such as "Europe/Paris" (see /usr/share/zoneinfo)') from None
 
 
 def _repository(path: str, name: str, data: object) -> RepositorySettings:

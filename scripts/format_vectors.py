@@ -348,7 +348,8 @@ def example_repository() -> tuple[list[str], list[str]]:
                            object_aad(layout.KIND_SNAPSHOT, SNAPSHOT_ID), cipher=XCHACHA,
                            nonce=fixed_nonce("snapshot"))
 
-    config = StoredConfig(REPOSITORY_ID, XCHACHA, level, ChunkerParams(), created)
+    # The example stays a version-1 repository: version-2 readers read it unchanged.
+    config = StoredConfig(REPOSITORY_ID, XCHACHA, level, ChunkerParams(), created, format_version=1)
     config_plain = config.encode()
     config_object = seal(enc_key, compression.compress(config_plain, level),
                          object_aad(layout.KIND_CONFIG, b""), cipher=XCHACHA, nonce=fixed_nonce("config"))

@@ -37,6 +37,7 @@ from agent.engine.files_cache import FilesCache
 from agent.engine.progress import Progress, SilentProgress
 from agent.errors import SourceError
 from agent.repo.chunker import DEFAULT_DATABASE_CHUNK_SIZE
+from agent.repo.lock import RepositoryLock
 from agent.repo.pack import BLOB_DATA, BLOB_TREE
 from agent.repo.repository import Repository
 from agent.repo.snapshot import Snapshot
@@ -195,11 +196,16 @@ class BackupEngine:
     # ---- entry point ----------------------------------------------------------
 
     def run(self) -> BackupReport:
+        # A shared lock: other backups may run, a prune may not (agent.repo.lock).
+        with RepositoryLock(self.repo, "backup"):
+            return self._run()
+
+    def _run(self) -> BackupReport:
         started = time.monotonic()
         # The snapshot is dated when reading starts: it shows the data as of then.
         snapshot_time = self.options.time or clock.now()
         sources = self._check_sources()
-        self.repo.load_index()
+        self.repo.load_index(reload=True)  # as of now, under the lock: a prune may just have run
         self.progress.start("backup")
         with ThreadPoolExecutor(WORKERS, thread_name_prefix="backup") as pool, \
                 ThreadPoolExecutor(1, thread_name_prefix="fingerprint") as hasher, \

@@ -21,6 +21,7 @@ from agent.engine.progress import Progress, SilentProgress
 from agent.engine.walk import load_tree
 from agent.errors import IntegrityError, StorageError
 from agent.repo import layout
+from agent.repo.lock import shared_lock_for_reading
 from agent.repo.repository import Repository
 from agent.repo.tree import DIR, FILE
 
@@ -60,8 +61,10 @@ class CheckReport:
 
 
 class CheckEngine:
-    def __init__(self, repo: Repository, *, read_data: bool = False, progress: Progress | None = None) -> None:
+    def __init__(self, repo: Repository, *, read_data: bool = False, progress: Progress | None = None,
+                 take_lock: bool = True) -> None:
         self.repo = repo
+        self.take_lock = take_lock  # False when the caller (prune) already holds a lock
         self.read_data = read_data
         self.progress = progress or SilentProgress()
         self.report = CheckReport(read_data=read_data)
@@ -69,6 +72,12 @@ class CheckEngine:
         self._clean_trees: set[bytes] = set()  # shared by snapshots: each tree checked once
 
     def run(self) -> CheckReport:
+        if not self.take_lock:
+            return self._run()
+        with shared_lock_for_reading(self.repo, "check"):  # no prune meanwhile
+            return self._run()
+
+    def _run(self) -> CheckReport:
         self._load_indexes()
         stored = self.repo.list_pack_names()
         self.report.packs = len(stored)

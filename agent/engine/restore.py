@@ -21,6 +21,7 @@ from agent.engine.progress import Progress, SilentProgress
 from agent.engine.restore_files import ContentRestorer, FileTarget
 from agent.engine.walk import walk
 from agent.errors import IntegrityError, RestoreTargetError
+from agent.repo.lock import shared_lock_for_reading
 from agent.repo.repository import Repository
 from agent.repo.snapshot import Snapshot
 from agent.repo.tree import DIR, FILE, SYMLINK, Node
@@ -106,6 +107,10 @@ class RestoreEngine:
         return plan
 
     def run(self) -> RestoreReport:
+        with shared_lock_for_reading(self.repo, "restore"):  # no prune meanwhile
+            return self._run()
+
+    def _run(self) -> RestoreReport:
         started = time.monotonic()
         self.repo.load_index()
         plan = self._plan()

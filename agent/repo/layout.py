@@ -5,6 +5,7 @@
     data/<2 hex>/<pack id hex>  packs; pack id = SHA-256 of the pack's bytes
     index/<index id hex>        index files (encrypted)
     snapshots/<snapshot id hex> snapshots (encrypted)
+    locks/<lock id hex>         locks (encrypted; format version 2)
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ ChunkId = NewType("ChunkId", bytes)  # keyed BLAKE3 of a blob's plaintext, 32 by
 PackId = NewType("PackId", bytes)  # SHA-256 of the pack object, 32 bytes
 IndexId = NewType("IndexId", bytes)  # random, 16 bytes
 SnapshotId = NewType("SnapshotId", bytes)  # random, 16 bytes
+LockId = NewType("LockId", bytes)  # random, 16 bytes
 
 CONFIG = "config"
 KEYS_PREFIX = "keys/"
 DATA_PREFIX = "data/"
 INDEX_PREFIX = "index/"
 SNAPSHOTS_PREFIX = "snapshots/"
+LOCKS_PREFIX = "locks/"
 
 # Kinds bound into every object's associated data (docs/FORMAT.md "Associated data").
 KIND_CONFIG = 1
@@ -29,6 +32,7 @@ KIND_SNAPSHOT = 3
 KIND_DATA_BLOB = 4
 KIND_TREE_BLOB = 5
 KIND_PACK_HEADER = 6
+KIND_LOCK = 7
 
 
 def key_name(key_id: bytes) -> str:
@@ -46,6 +50,10 @@ def index_name(index_id: IndexId) -> str:
 
 def snapshot_name(snapshot_id: SnapshotId) -> str:
     return SNAPSHOTS_PREFIX + snapshot_id.hex()
+
+
+def lock_name(lock_id: bytes) -> str:
+    return LOCKS_PREFIX + lock_id.hex()
 
 
 def _id_from_name(name: str, prefix: str, size: int) -> bytes | None:
@@ -79,3 +87,10 @@ def snapshot_id_from_name(name: str) -> SnapshotId | None:
     if value is None or snapshot_name(SnapshotId(value)) != name:
         return None
     return SnapshotId(value)
+
+
+def lock_id_from_name(name: str) -> LockId | None:
+    value = _id_from_name(name, LOCKS_PREFIX, 16)
+    if value is None or lock_name(LockId(value)) != name:
+        return None
+    return LockId(value)

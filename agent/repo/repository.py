@@ -44,11 +44,16 @@ from agent.repo.pack import (
 from agent.repo.snapshot import Snapshot
 from agent.storage.base import Storage
 
-FORMAT_VERSION = 1
+# Version 2 adds locks and prune (docs/FORMAT.md section 16); version-1 repositories are
+# read and written as they are.
+FORMAT_VERSION = 2
 AAD_PREFIX = b"backupctl\x00"
 # An index file is written after this many packs, so an interrupted backup loses at
 # most this much upload work (the packs themselves stay, prune collects them).
 PACKS_PER_INDEX = 8
+# A complete index (written by prune) is split into files of at most this many packs,
+# so no single index object grows without bound (4096 packs: about 64 GiB of data).
+PACKS_PER_INDEX_FILE = 4096
 
 
 @dataclass(frozen=True)
@@ -443,6 +448,62 @@ class Repository:
         name = layout.snapshot_name(snapshot_id)
         plain = self._read_metadata(name, layout.KIND_SNAPSHOT, snapshot_id)
         return Snapshot.decode(plain, snapshot_id)
+
+    def delete_snapshot(self, snapshot_id: SnapshotId) -> None:
+        self.storage.delete(layout.snapshot_name(snapshot_id))
+
+    # ---- locks (agent.repo.lock) ------------------------------------------------------
+
+    def write_lock_object(self, lock_id: bytes, plain: bytes) -> None:
+        self.storage.write(layout.lock_name(lock_id), self._seal_metadata(layout.KIND_LOCK, lock_id, plain))
+
+    def read_lock_object(self, lock_id: bytes) -> bytes:
+        return self._read_metadata(layout.lock_name(lock_id), layout.KIND_LOCK, lock_id)
+
+    def delete_lock_object(self, lock_id: bytes) -> None:
+        self.storage.delete(layout.lock_name(lock_id))
+
+    def list_lock_ids(self) -> list[bytes]:
+        found = (layout.lock_id_from_name(i.name) for i in self.storage.list(layout.LOCKS_PREFIX))
+        return [i for i in found if i is not None]
+
+    # ---- rewriting (prune) ----------------------------------------------------------
+
+    def store_blob_again(self, kind: int, chunk_id: ChunkId, data: bytes) -> None:
+        """Store a blob again although the index knows it (prune moves the blobs still
+        used out of mostly empty packs). The new copy is indexed by `flush` like any."""
+        with self._write_lock:
+            if chunk_id in self._pending_ids:
+                return
+            self._pending_ids.add(chunk_id)
+        blob_kind = layout.KIND_TREE_BLOB if kind == BLOB_TREE else layout.KIND_DATA_BLOB
+        payload = compression.compress(data, self.config.compression_level)
+        envelope = aead.seal(self._enc_key, payload, self._aad(blob_kind, chunk_id), cipher=self.config.cipher)
+        full = None
+        with self._write_lock:
+            builder = self._builders.setdefault(kind, PackBuilder())
+            builder.add(kind, chunk_id, envelope, len(data))
+            if builder.is_full(self.config.pack_target_size):
+                full = self._builders.pop(kind)
+        if full is not None:
+            self._write_pack(full)
+
+    def write_index_files(self, packs: dict[PackId, list[PackEntry]], *, supersede: list[IndexId]) -> list[IndexId]:
+        """Write a complete index of `packs` in several files, the last of which
+        supersedes `supersede`: until it is written, the old index files stay the
+        current ones, so a crash at any point leaves every pack indexed."""
+        items = list(packs.items())
+        size = PACKS_PER_INDEX_FILE
+        groups = [dict(items[i : i + size]) for i in range(0, len(items), size)] or [{}]
+        written = [self._write_index(group) for group in groups[:-1]]
+        written.append(self._write_index(groups[-1], superseded=[*supersede]))
+        return written
+
+    def delete_index_file(self, index_id: IndexId) -> None:
+        self.storage.delete(layout.index_name(index_id))
+
+    def delete_pack(self, pack_id: PackId) -> None:
+        self.storage.delete(layout.pack_name(pack_id))
 
     def snapshots(self) -> list[Snapshot]:
         """All snapshots, oldest first."""

@@ -107,6 +107,18 @@ def test_file_repository_has_no_s3_options(tmp_path):
     assert repo.s3 is None
 
 
+def test_retention_defaults_are_the_memento(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text(MINIMAL)
+    policy = config.load(str(path)).retention
+    assert (policy.daily, policy.weekly, policy.monthly, policy.yearly) == (0, 4, 12, 20)
+    assert policy.timezone == "Europe/Paris" and policy.keep_tags == ()
+    path.write_text(MINIMAL + '[retention]\ndaily = 7\nyearly = 30\ntimezone = "UTC"\nkeep_tags = ["garder"]\n')
+    policy = config.load(str(path)).retention
+    assert (policy.daily, policy.weekly, policy.monthly, policy.yearly) == (7, 4, 12, 30)
+    assert policy.timezone == "UTC" and policy.keep_tags == ("garder",)
+
+
 def test_config_example_at_the_repository_root_loads():
     """config.example.toml documents every key; it must stay a valid configuration."""
     example = REPO_ROOT / "config.example.toml"
@@ -147,6 +159,17 @@ def test_config_example_at_the_repository_root_loads():
                      "compression_level", id="level-bool"),
         pytest.param(MINIMAL.replace('compression = "zstd"', 'compression = "zstd"\ncompression_level = "3"'),
                      "compression_level", id="level-str"),
+        pytest.param(MINIMAL + "[retention]\nweekly = 2\n", "weekly", id="retention-below-memento"),
+        pytest.param(MINIMAL + "[retention]\nmonthly = 6\n", "monthly", id="retention-monthly-below-memento"),
+        pytest.param(MINIMAL + "[retention]\nyearly = 0\n", "yearly", id="retention-no-yearly"),
+        pytest.param(MINIMAL + "[retention]\nweekly = -1\n", "weekly", id="retention-negative"),
+        pytest.param(MINIMAL + '[retention]\nweekly = "4"\n', "weekly", id="retention-str"),
+        pytest.param(MINIMAL + "[retention]\nyearly = 1000\n", "yearly", id="retention-too-high"),
+        pytest.param(MINIMAL + '[retention]\ntimezone = "Mars/Olympus"\n', "timezone", id="retention-bad-zone"),
+        pytest.param(MINIMAL + '[retention]\ntimezone = "../../etc/passwd"\n', "timezone",
+                     id="retention-zone-path"),
+        pytest.param(MINIMAL + "[retention]\nweekley = 4\n", "weekley", id="retention-typo"),
+        pytest.param(MINIMAL + "[retention]\nkeep_tags = \"keep\"\n", "keep_tags", id="retention-tags-str"),
         pytest.param(MINIMAL.replace("file:///mnt/backup/repo", "s3:///repo"), "url", id="s3-url-no-bucket"),
         pytest.param(MINIMAL.replace("file:///mnt/backup/repo", "file:mnt/backup/repo"), "url",
                      id="file-url-relative"),

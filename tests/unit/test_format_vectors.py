@@ -125,7 +125,7 @@ class SpecReader:
         self.id_key = blake3.blake3(self.master, derive_key_context="backupctl 2026-11 chunk id key").digest()
         self.config = json.loads(self.payload(self.open_envelope(self.enc_key, self.objects["config"],
                                                                   self.binding(1, b""))))
-        assert self.config["format_version"] == 1
+        assert self.config["format_version"] in (1, 2)
         assert bytes.fromhex(self.config["repository_id"]) == self.repo_id
         self.index = self._master_index()
 
@@ -619,6 +619,49 @@ def test_spec_reader_restores_a_backupctl_repository(tmp_path, cipher, level):
             assert storage.objects[name][offset + 1] == {"xchacha20-poly1305": 1, "aes-256-gcm": 2}[cipher]
 
 
+def test_spec_reader_restores_a_pruned_version_2_repository(tmp_path):
+    """After prune (snapshots forgotten, packs rewritten, index files superseded) and
+    with a lock object present, the reader written from the document still restores."""
+    import datetime as dt
+
+    from agent import clock
+    from agent.crypto.kdf import KdfParams
+    from agent.engine.backup import BackupEngine, BackupOptions
+    from agent.engine.prune import PruneEngine
+    from agent.engine.retention import RetentionPolicy
+    from agent.repo.lock import RepositoryLock
+    from agent.repo.repository import Repository
+    from agent.storage.memory import MemoryStorage
+
+    source = tmp_path / "source"
+    _make_source(source)
+    storage = MemoryStorage()
+    repo = Repository.init(storage, b"phrase de passe", cipher="xchacha20-poly1305", compression_level=3,
+                           kdf_params=KdfParams(memory_kib=8192, iterations=1))
+    now = dt.datetime(2026, 11, 23, 9, tzinfo=dt.timezone.utc)
+    clock.freeze(now)
+    try:
+        for weeks_ago in (10, 9, 8, 1):  # three in September, one in November
+            (source / f"semaine-{weeks_ago}.bin").write_bytes(os.urandom(300_000))
+            for older in (source / f"semaine-{w}.bin" for w in range(weeks_ago + 1, 12)):
+                if older.exists():
+                    older.unlink()
+            BackupEngine(repo, BackupOptions(paths=[str(source)], time=now - dt.timedelta(weeks=weeks_ago))).run()
+        report = PruneEngine(Repository.open(storage, b"phrase de passe"),
+                             RetentionPolicy(weekly=4, monthly=12, yearly=1)).run()
+        assert report.snapshots_forgotten == 2 and report.packs_deleted + report.packs_rewritten > 0
+        RepositoryLock(repo, "backup")._write()  # a lock object lying in the repository
+    finally:
+        clock.freeze(None)
+    reader = SpecReader(dict(storage.objects), b"phrase de passe")
+    assert reader.config["format_version"] == 2
+    newest = max(reader.snapshots(), key=lambda s: s["time"])
+    out = tmp_path / "out"
+    out.mkdir()
+    reader.restore(newest, bytes(out))
+    _compare_trees(bytes(source), os.path.join(bytes(out), bytes(source).lstrip(b"/")))
+
+
 # ---- constants stated in the prose ------------------------------------------------------------
 
 
@@ -627,17 +670,19 @@ def test_prose_constants_match_the_code():
     from agent.repo import chunker, compression, index, layout, pack, repository, snapshot
 
     doc = _doc()
-    assert repository.FORMAT_VERSION == 1 and doc.startswith("# backupctl repository format, version 1\n")
+    assert repository.FORMAT_VERSION == 2 and doc.startswith("# backupctl repository format, version 2\n")
     for context in (ids.CONTEXT_ENCRYPTION, ids.CONTEXT_CHUNK_ID, ids.CONTEXT_CHUNKER_SEED,
                     ids.CONTEXT_AES_OBJECT_KEY):
         assert f"`{context}`" in doc
     assert repository.AAD_PREFIX == bytes.fromhex("62 61 63 6b 75 70 63 74 6c 00")
     assert "`62 61 63 6b 75 70 63 74 6c 00`" in doc
     assert keys._WRAP_AAD_PREFIX == b"backupctl key v1\x00" and 'b"backupctl key v1\\x00"' in doc
-    kinds = dict(re.findall(r"^\| (\d) \| (config|index file|snapshot|data blob|tree blob|pack header) \|", doc, re.M))
+    kinds = dict(re.findall(r"^\| (\d) \| (config|index file|snapshot|data blob|tree blob|pack header|lock) \|",
+                            doc, re.M))
     assert kinds == {str(layout.KIND_CONFIG): "config", str(layout.KIND_INDEX): "index file",
                      str(layout.KIND_SNAPSHOT): "snapshot", str(layout.KIND_DATA_BLOB): "data blob",
-                     str(layout.KIND_TREE_BLOB): "tree blob", str(layout.KIND_PACK_HEADER): "pack header"}
+                     str(layout.KIND_TREE_BLOB): "tree blob", str(layout.KIND_PACK_HEADER): "pack header",
+                     str(layout.KIND_LOCK): "lock"}
     assert aead.CIPHER_IDS == {"xchacha20-poly1305": 1, "aes-256-gcm": 2}
     assert (aead.ENVELOPE_VERSION, aead.NONCE_SIZE, aead.TAG_SIZE, aead.OVERHEAD) == (1, 24, 16, 42)
     assert keys.KEY_WRAP_CIPHER == "xchacha20-poly1305" and keys.MASTER_SIZE == 32

@@ -1,0 +1,35 @@
+"""`backupctl prune`: forget snapshots per the [retention] policy and free their data."""
+
+from __future__ import annotations
+
+import click
+
+from agent.cli.common import human_bytes, json_option, open_repository, print_json, repo_option
+from agent.cli.progress import for_terminal
+from agent.engine.prune import PruneEngine
+
+
+@click.command("prune")
+@click.option("--dry-run", is_flag=True, help="Show what would be forgotten and freed; change nothing.")
+@repo_option
+@json_option
+@click.pass_context
+def command(ctx: click.Context, dry_run, repo_name, as_json) -> None:
+    """Apply the retention policy: keep the snapshots its calendar windows keep, forget
+    the others, then delete the data no kept snapshot uses."""
+    config, repo = open_repository(ctx, repo_name)
+    report = PruneEngine(repo, config.retention, dry_run=dry_run, progress=for_terminal(as_json)).run()
+    if as_json:
+        print_json(report.as_dict())
+        return
+    for decision in sorted(report.decisions, key=lambda d: d.time):
+        short = decision.snapshot_id.hex()[:8] if decision.snapshot_id else "?"
+        action = "keep  " if decision.keep else "forget"
+        until = f" (kept until at least {decision.keep_until:%Y-%m-%d})" if decision.keep_until else ""
+        click.echo(f"{action} {short} {decision.time:%Y-%m-%d %H:%M}: {'; '.join(decision.reasons)}{until}")
+    verb = "would be" if dry_run else "were"
+    click.echo(f"{report.snapshots_forgotten} snapshot(s) {verb} forgotten; "
+               f"{report.packs_deleted} pack(s) {verb} deleted and {report.packs_rewritten} rewritten, "
+               f"freeing {human_bytes(report.bytes_freed)}")
+    for name, why in report.locked:
+        click.echo(f"  not deleted yet: {why}")

@@ -1,0 +1,211 @@
+"""Prune: forget the snapshots the retention policy lets go, then free their data.
+
+Order of work, chosen so that a crash at any point loses nothing still referenced
+(docs/FORMAT.md "Write ordering"):
+
+1. Take the exclusive lock (agent.repo.lock): no backup, check or restore runs meanwhile.
+2. Refuse if `check` (structure) finds anything missing or unreadable: deleting on top
+   of damage could remove the last good copy of something, and the practitioner must
+   hear about the damage first.
+3. Decide (agent.engine.retention) and delete the forgotten snapshot objects. Their data
+   is now unreferenced, nothing more.
+4. Walk the kept snapshots to find every tree and chunk still used, and the pack each
+   resolves to. A pack with no used blob will be deleted; a pack whose unused share is
+   at least REPACK_UNUSED_FRACTION is rewritten: its used blobs are stored again in new
+   packs (written and indexed like a backup's) before anything is deleted.
+5. Write a complete index of the packs that stay, in files of which the last one
+   supersedes every earlier index file. Until that last file lands the old index files
+   stay current, so every pack is always indexed.
+6. Delete the superseded index files, then the packs no index lists any more (unused,
+   rewritten, and those left unindexed by interrupted backups).
+
+An object under S3 object lock cannot be deleted before its date: it is reported with
+that date and stays unindexed, so the next prune after the date deletes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from agent import clock
+from agent.engine.check import CheckEngine
+from agent.engine.progress import Progress, SilentProgress
+from agent.engine.retention import Decision, RetentionPolicy, apply_policy
+from agent.engine.walk import load_tree
+from agent.errors import IntegrityError, ObjectLocked, ObjectNotFound
+from agent.repo import layout
+from agent.repo.layout import PackId
+from agent.repo.lock import RepositoryLock, remove_stale_locks
+from agent.repo.repository import Repository
+from agent.repo.tree import DIR, FILE
+
+# A pack is rewritten when at least this share of its bytes is no longer used. Lower
+# frees more space but rewrites more (on S3, each rewrite is an upload and, under
+# object lock, the old pack still occupies its space until its lock date).
+REPACK_UNUSED_FRACTION = 0.25
+
+
+@dataclass
+class PruneReport:
+    dry_run: bool
+    decisions: list[Decision] = field(default_factory=list)
+    snapshots_forgotten: int = 0
+    packs_deleted: int = 0
+    packs_rewritten: int = 0
+    packs_kept: int = 0
+    bytes_freed: int = 0
+    bytes_rewritten: int = 0
+    locked: list[tuple[str, str]] = field(default_factory=list)  # (object, why it stays)
+    stale_locks_removed: int = 0
+
+    def as_dict(self) -> dict:
+        return {
+            "dry_run": self.dry_run,
+            "snapshots": [d.as_dict() for d in self.decisions],
+            "snapshots_kept": sum(1 for d in self.decisions if d.keep),
+            "snapshots_forgotten": self.snapshots_forgotten,
+            "packs_deleted": self.packs_deleted,
+            "packs_rewritten": self.packs_rewritten,
+            "packs_kept": self.packs_kept,
+            "bytes_freed": self.bytes_freed,
+            "bytes_rewritten": self.bytes_rewritten,
+            "locked_objects": [{"object": name, "reason": why} for name, why in self.locked],
+            "stale_locks_removed": self.stale_locks_removed,
+        }
+
+
+class PruneEngine:
+    def __init__(self, repo: Repository, policy: RetentionPolicy, *, dry_run: bool = False,
+                 progress: Progress | None = None) -> None:
+        self.repo = repo
+        self.policy = policy
+        self.dry_run = dry_run
+        self.progress = progress or SilentProgress()
+        self.report = PruneReport(dry_run=dry_run)
+        self._used: set[bytes] = set()
+
+    def run(self) -> PruneReport:
+        if self.dry_run:  # reads only: no lock written (works on a read-only repository)
+            self._prune()
+        else:
+            with RepositoryLock(self.repo, "prune", exclusive=True):
+                # Locks of dead processes were ignored by acquire(); with the exclusive
+                # lock held, nothing else can be writing one, so they can go.
+                self.report.stale_locks_removed = len(remove_stale_locks(self.repo))
+                self._prune()
+        return self.report
+
+    # ---- the steps ---------------------------------------------------------------------
+
+    def _prune(self) -> None:
+        self._refuse_on_damage()
+        self.repo.load_index(reload=True)
+        snapshots = self.repo.snapshots()
+        self.report.decisions = apply_policy(snapshots, self.policy, now=clock.now())
+        forget = {d.snapshot_id for d in self.report.decisions if not d.keep}
+        kept = [s for s in snapshots if s.id not in forget]
+        if not self.dry_run:
+            for snapshot_id in forget:
+                self.repo.delete_snapshot(snapshot_id)
+        self.report.snapshots_forgotten = len(forget)
+
+        self._used, used_bytes = self._used_blobs(kept)
+        packs = self.repo.index.packs()
+        stored = self.repo.list_pack_names()
+        delete: set[PackId] = set()
+        rewrite: set[PackId] = set()
+        for pack_id, entries in packs.items():
+            total = sum(e.length for e in entries)
+            used = used_bytes.get(pack_id, 0)
+            if used == 0:
+                delete.add(pack_id)
+                self.report.bytes_freed += stored.get(layout.pack_name(pack_id), total)
+            elif total and (total - used) / total >= REPACK_UNUSED_FRACTION:
+                rewrite.add(pack_id)
+                self.report.bytes_freed += total - used
+                self.report.bytes_rewritten += used
+        indexed_names = {layout.pack_name(p) for p in packs}
+        orphans = [name for name in stored if name not in indexed_names]
+        self.report.bytes_freed += sum(stored[name] for name in orphans)
+        self.report.packs_deleted = len(delete) + len(orphans)
+        self.report.packs_rewritten = len(rewrite)
+        self.report.packs_kept = len(packs) - len(delete) - len(rewrite)
+        if self.dry_run:
+            return
+
+        index_before = self.repo.list_index_ids()
+        for pack_id in sorted(rewrite):
+            self._rewrite(pack_id)
+        self.repo.flush()  # the new packs, then an index of them
+        remaining = {p: e for p, e in self.repo.index.packs().items() if p not in delete and p not in rewrite}
+        supersede = sorted(set(index_before) | set(self.repo.list_index_ids()))
+        written = self.repo.write_index_files(remaining, supersede=supersede)
+        for index_id in supersede:
+            if index_id not in written:
+                self._delete(layout.index_name(index_id), lambda i=index_id: self.repo.delete_index_file(i))
+        for pack_id in sorted(delete | rewrite):
+            self._delete(layout.pack_name(pack_id), lambda p=pack_id: self.repo.delete_pack(p))
+        for name in orphans:
+            pack_id = layout.pack_id_from_name(name)
+            if pack_id is not None:
+                self._delete(name, lambda p=pack_id: self.repo.delete_pack(p))
+
+    def _refuse_on_damage(self) -> None:
+        check = CheckEngine(self.repo, take_lock=False).run()
+        if not check.ok:
+            raise IntegrityError(
+                f"prune refused: the repository has damage or missing data ({check.errors[0]}"
+                f"{f'; and {len(check.errors) - 1} more problem(s)' if len(check.errors) > 1 else ''})",
+                hint="run `backupctl check` to see what is affected; the next backup stores missing "
+                     "data again, then prune can run")
+
+    def _used_blobs(self, kept) -> tuple[set[bytes], dict[PackId, int]]:
+        """Every tree and chunk the kept snapshots use, and the bytes still used in each
+        pack (each blob counted once, in the pack its index entry resolves to)."""
+        used: dict[PackId, int] = {}
+        seen: set[bytes] = set()
+
+        def use(chunk_id: bytes) -> None:
+            if chunk_id in seen:
+                return
+            seen.add(chunk_id)
+            location = self.repo.locate(chunk_id)
+            if location is None:  # check passed, so this cannot happen; never guess
+                raise IntegrityError(f"chunk {chunk_id.hex()[:16]} of a kept snapshot is not indexed")
+            used[location.pack_id] = used.get(location.pack_id, 0) + location.length
+
+        def visit(tree_id: bytes) -> None:
+            if tree_id in seen:
+                return
+            use(tree_id)
+            for node in load_tree(self.repo, tree_id):
+                if node.type == DIR and node.subtree is not None:
+                    visit(node.subtree)
+                elif node.type == FILE:
+                    for chunk_id in node.chunks:
+                        use(chunk_id)
+
+        for snapshot in kept:
+            visit(snapshot.tree)
+        return seen, used
+
+    def _rewrite(self, pack_id: PackId) -> None:
+        data, entries = self.repo.read_pack(pack_id)  # SHA-256 of the pack checked
+        name = layout.pack_name(pack_id)
+        for entry in entries:
+            location = self.repo.locate(entry.chunk_id)
+            if entry.chunk_id not in self._used or location is None or location.pack_id != pack_id:
+                continue
+            envelope = data[entry.offset : entry.offset + entry.length]
+            # Decrypted and its id recomputed: a damaged blob stops the prune before
+            # anything is deleted, instead of being copied on.
+            plain = self.repo.decode_blob(entry.chunk_id, entry.kind, envelope, entry.raw_length, pack_name=name)
+            self.repo.store_blob_again(entry.kind, entry.chunk_id, plain)
+
+    def _delete(self, name: str, action) -> None:
+        try:
+            action()
+        except ObjectNotFound:
+            pass  # already gone (an earlier interrupted prune)
+        except ObjectLocked as exc:
+            self.report.locked.append((name, str(exc)))

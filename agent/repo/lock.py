@@ -1,0 +1,202 @@
+"""Repository locks: a prune never runs while a backup, check or restore does.
+
+A lock is an encrypted object `locks/<16-byte id hex>` whose plaintext is JSON:
+`{"time", "host", "pid", "user", "exclusive", "operation"}` (docs/FORMAT.md "Locks").
+Backups, checks and restores take shared locks; prune takes an exclusive one. Both
+sides write their own lock first and only then list the others, so two processes
+racing each see the other and at least one backs off: a shared lock gives way to an
+exclusive one, and an exclusive one to any other. Nothing is ever lost by backing
+off; the daemon retries at its next run.
+
+A process that dies leaves its lock behind. A lock is stale, and ignored, when it was
+not refreshed for STALE_AFTER, or when it was written on this host by a process that
+no longer exists. Holders refresh their lock every REFRESH_EVERY from a background
+thread, well inside STALE_AFTER, so a long backup is never taken for a dead one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import getpass
+import json
+import os
+import socket
+import threading
+from dataclasses import dataclass
+
+from agent import clock
+from agent.errors import ObjectNotFound, RepositoryLocked, StorageError, IntegrityError
+from agent.repo import layout
+from agent.repo.repository import Repository
+
+# A holder rewrites its lock this often...
+REFRESH_EVERY = _dt.timedelta(minutes=5)
+# ...and a lock older than this is a dead process's. Six missed refreshes: a slow or
+# briefly unreachable storage does not make a live backup look dead, and a clock
+# skew of the ±20 minutes seen on badly synchronised servers is absorbed.
+STALE_AFTER = _dt.timedelta(minutes=30)
+
+
+@dataclass(frozen=True)
+class LockInfo:
+    lock_id: bytes
+    time: _dt.datetime
+    host: str
+    pid: int
+    user: str
+    exclusive: bool
+    operation: str
+
+    def describe(self) -> str:
+        kind = "exclusive" if self.exclusive else "shared"
+        return (f"{self.operation} ({kind} lock) by {self.user}@{self.host} pid {self.pid} "
+                f"since {self.time:%Y-%m-%d %H:%M}")
+
+    def is_stale(self, now: _dt.datetime) -> bool:
+        if now - self.time > STALE_AFTER:
+            return True
+        if self.host == socket.gethostname() and self.pid != os.getpid():
+            return not _process_exists(self.pid)
+        return False
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, under another user
+    return True
+
+
+class RepositoryLock:
+    """Context manager: `with RepositoryLock(repo, "backup"):` (shared) or exclusive=True."""
+
+    def __init__(self, repo: Repository, operation: str, *, exclusive: bool = False) -> None:
+        self.repo = repo
+        self.operation = operation
+        self.exclusive = exclusive
+        self.lock_id = os.urandom(16)
+        self._stop = threading.Event()
+        self._refresher: threading.Thread | None = None
+        self.refresh_error: Exception | None = None
+
+    # ---- taking and releasing ------------------------------------------------------
+
+    def acquire(self) -> "RepositoryLock":
+        self._write()
+        try:
+            conflicts = [other for other in list_locks(self.repo)
+                         if other.lock_id != self.lock_id and not other.is_stale(clock.now())
+                         and (self.exclusive or other.exclusive)]
+        except BaseException:
+            self._remove()
+            raise
+        if conflicts:
+            self._remove()
+            raise RepositoryLocked(
+                f"the repository is in use: {conflicts[0].describe()}",
+                hint="wait for it to finish; a lock left by a crashed process is ignored after "
+                     f"{int(STALE_AFTER.total_seconds() // 60)} minutes")
+        self._refresher = threading.Thread(target=self._refresh_loop, name="lock-refresh", daemon=True)
+        self._refresher.start()
+        return self
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._refresher is not None:
+            self._refresher.join()
+            self._refresher = None
+        self._remove()
+
+    def __enter__(self) -> "RepositoryLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    # ---- the lock object ------------------------------------------------------------
+
+    def _write(self) -> None:
+        document = {
+            "time": clock.now().isoformat(),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "user": _user(),
+            "exclusive": self.exclusive,
+            "operation": self.operation,
+        }
+        self.repo.write_lock_object(self.lock_id, json.dumps(document).encode("utf-8"))
+
+    def _remove(self) -> None:
+        try:
+            self.repo.delete_lock_object(self.lock_id)
+        except (ObjectNotFound, StorageError):
+            pass  # already gone, or unreachable: it goes stale by itself
+
+    def _refresh_loop(self) -> None:
+        while not self._stop.wait(REFRESH_EVERY.total_seconds()):
+            try:
+                self._write()
+            except StorageError as exc:  # retried at the next period; stale only after several
+                self.refresh_error = exc
+
+
+@contextlib.contextmanager
+def shared_lock_for_reading(repo: Repository, operation: str):
+    """A shared lock for an operation that only reads (restore, check). If the lock
+    cannot even be written (a read-only medium, read-only credentials during a
+    recovery), the operation goes on unlocked: it reads only, and every file it
+    restores is verified anyway. Yields the lock, or None when it could not be taken."""
+    lock = RepositoryLock(repo, operation)
+    try:
+        lock.acquire()
+    except RepositoryLocked:
+        raise
+    except StorageError:
+        yield None
+        return
+    try:
+        yield lock
+    finally:
+        lock.release()
+
+
+def list_locks(repo: Repository) -> list[LockInfo]:
+    """Every readable lock. A lock that cannot be decrypted or parsed counts as a
+    foreign exclusive lock: better to stop than to prune under an unknown writer."""
+    locks = []
+    for lock_id in repo.list_lock_ids():
+        try:
+            document = json.loads(repo.read_lock_object(lock_id))
+            locks.append(LockInfo(lock_id, _dt.datetime.fromisoformat(document["time"]),
+                                  str(document["host"]), int(document["pid"]), str(document["user"]),
+                                  bool(document["exclusive"]), str(document["operation"])))
+        except ObjectNotFound:
+            continue  # released meanwhile
+        except (IntegrityError, ValueError, KeyError, TypeError) as exc:
+            locks.append(LockInfo(lock_id, clock.now(), "?", 0, "?", True, f"unreadable lock ({exc})"))
+    return locks
+
+
+def remove_stale_locks(repo: Repository) -> list[LockInfo]:
+    """Delete the locks left by dead processes; returns them."""
+    removed = []
+    now = clock.now()
+    for lock in list_locks(repo):
+        if lock.host != "?" and lock.is_stale(now):
+            try:
+                repo.delete_lock_object(lock.lock_id)
+                removed.append(lock)
+            except (ObjectNotFound, StorageError):
+                pass
+    return removed
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid())

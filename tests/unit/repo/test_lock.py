@@ -1,0 +1,139 @@
+"""agent.repo.lock: shared and exclusive repository locks, staleness, refresh."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import time
+
+import pytest
+
+import agent.repo.lock as lock_module
+from agent import clock
+from agent.crypto.kdf import KdfParams
+from agent.errors import RepositoryLocked, StorageError
+from agent.repo import layout
+from agent.repo.lock import (STALE_AFTER, RepositoryLock, list_locks, remove_stale_locks,
+                             shared_lock_for_reading)
+from agent.repo.repository import Repository
+from agent.storage.memory import MemoryStorage
+
+FAST = KdfParams(memory_kib=8192, iterations=1)
+NOW = dt.datetime(2026, 11, 23, 9, tzinfo=dt.timezone.utc)
+
+
+@pytest.fixture(autouse=True)
+def frozen_clock():
+    clock.freeze(NOW)
+    yield
+    clock.freeze(None)
+
+
+@pytest.fixture
+def repo() -> Repository:
+    return Repository.init(MemoryStorage(), b"phrase", cipher="xchacha20-poly1305", compression_level=1,
+                           kdf_params=FAST)
+
+
+def lock_names(repo) -> list[str]:
+    return [i.name for i in repo.storage.list(layout.LOCKS_PREFIX)]
+
+
+def foreign_lock(repo, *, exclusive: bool, host: str = "autre-serveur", pid: int = 4242,
+                 when: dt.datetime = NOW) -> bytes:
+    lock_id = bytes(range(16))
+    document = {"time": when.isoformat(), "host": host, "pid": pid, "user": "x", "exclusive": exclusive,
+                "operation": "prune" if exclusive else "backup"}
+    repo.write_lock_object(lock_id, json.dumps(document).encode())
+    return lock_id
+
+
+def test_shared_locks_coexist_and_are_removed_on_release(repo):
+    with RepositoryLock(repo, "backup"), RepositoryLock(repo, "check"):
+        assert len(lock_names(repo)) == 2
+        assert {lock.operation for lock in list_locks(repo)} == {"backup", "check"}
+    assert lock_names(repo) == []
+
+
+def test_exclusive_refused_while_shared_held_and_leaves_no_lock(repo):
+    with RepositoryLock(repo, "backup"):
+        with pytest.raises(RepositoryLocked, match="backup"):
+            RepositoryLock(repo, "prune", exclusive=True).acquire()
+        assert len(lock_names(repo)) == 1
+
+
+def test_shared_refused_while_exclusive_held(repo):
+    foreign_lock(repo, exclusive=True)
+    with pytest.raises(RepositoryLocked, match="prune .exclusive lock. by x@autre-serveur"):
+        RepositoryLock(repo, "backup").acquire()
+    assert len(lock_names(repo)) == 1  # only the foreign one
+
+
+def test_two_exclusive_racers_both_back_off(repo):
+    """Both wrote their lock before listing: each sees the other and withdraws."""
+    foreign_lock(repo, exclusive=True)
+    with pytest.raises(RepositoryLocked):
+        RepositoryLock(repo, "prune", exclusive=True).acquire()
+
+
+def test_a_lock_not_refreshed_for_the_stale_period_is_ignored_and_removable(repo):
+    foreign_lock(repo, exclusive=True, when=NOW - STALE_AFTER - dt.timedelta(seconds=1))
+    with RepositoryLock(repo, "backup"):
+        pass
+    assert [lock.host for lock in remove_stale_locks(repo)] == ["autre-serveur"]
+    assert lock_names(repo) == []
+
+
+def test_a_recent_lock_of_a_dead_process_on_this_host_is_stale(repo):
+    import socket
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    foreign_lock(repo, exclusive=True, host=socket.gethostname(), pid=dead.pid)
+    with RepositoryLock(repo, "backup"):
+        pass
+
+
+def test_a_recent_lock_from_another_host_is_respected_whatever_its_pid(repo):
+    foreign_lock(repo, exclusive=True, host="autre-serveur", pid=999_999_999)
+    with pytest.raises(RepositoryLocked):
+        RepositoryLock(repo, "backup").acquire()
+
+
+def test_an_unreadable_lock_blocks_like_an_exclusive_one(repo):
+    repo.storage.write(layout.lock_name(bytes(16)), b"garbage")
+    with pytest.raises(RepositoryLocked, match="unreadable lock"):
+        RepositoryLock(repo, "backup").acquire()
+    assert remove_stale_locks(repo) == []  # never removed automatically
+
+
+def test_a_held_lock_is_refreshed(repo, monkeypatch):
+    monkeypatch.setattr(lock_module, "REFRESH_EVERY", dt.timedelta(seconds=0.05))
+    with RepositoryLock(repo, "backup"):
+        clock.freeze(NOW + dt.timedelta(minutes=20))
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if list_locks(repo)[0].time == NOW + dt.timedelta(minutes=20):
+                break
+            time.sleep(0.02)
+        assert list_locks(repo)[0].time == NOW + dt.timedelta(minutes=20)
+
+
+class ReadOnlyStorage(MemoryStorage):
+    def write(self, name, data, *, exclusive=False):
+        raise StorageError(f"{name}: read-only file system")
+
+
+def test_reading_goes_on_unlocked_when_the_lock_cannot_be_written(repo):
+    read_only = Repository(ReadOnlyStorage(), repo.master, repo.config)
+    read_only.storage.objects = dict(repo.storage.objects)
+    with shared_lock_for_reading(read_only, "restore") as held:
+        assert held is None
+
+
+def test_reading_still_refuses_during_a_prune(repo):
+    foreign_lock(repo, exclusive=True)
+    with pytest.raises(RepositoryLocked):
+        with shared_lock_for_reading(repo, "restore"):
+            pass
