@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from agent.cli.common import human_bytes, json_option, open_repository, print_json, repo_option
 from agent.cli.progress import for_terminal
+from agent.engine.lock_dates import LockDateCache
 from agent.engine.prune import PruneEngine
 
 
@@ -18,7 +21,10 @@ def command(ctx: click.Context, dry_run, repo_name, as_json) -> None:
     """Apply the retention policy: keep the snapshots its calendar windows keep, forget
     the others, then delete the data no kept snapshot uses."""
     config, repo = open_repository(ctx, repo_name)
-    report = PruneEngine(repo, config.retention, dry_run=dry_run, progress=for_terminal(as_json)).run()
+    cache = LockDateCache(os.path.join(config.agent.state_dir, "cache", repo.config.repository_id.hex(),
+                                       "lock-dates.json"))
+    report = PruneEngine(repo, config.retention, dry_run=dry_run, progress=for_terminal(as_json),
+                         lock_cache=cache).run()
     if as_json:
         print_json(report.as_dict())
         return
@@ -33,3 +39,6 @@ def command(ctx: click.Context, dry_run, repo_name, as_json) -> None:
                f"freeing {human_bytes(report.bytes_freed)}")
     for name, why in report.locked:
         click.echo(f"  not deleted yet: {why}")
+    if report.object_locks is not None:
+        click.echo(f"Object lock: {report.object_locks.locks_extended} lock date(s) extended "
+                   f"({report.object_locks.objects_checked} object(s) checked)")

@@ -21,6 +21,9 @@ Order of work, chosen so that a crash at any point loses nothing still reference
 
 An object under S3 object lock cannot be deleted before its date: it is reported with
 that date and stays unindexed, so the next prune after the date deletes it.
+
+7. With object lock, extend the lock of every kept snapshot's objects to the date its
+   tier needs (agent.engine.lock_dates).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from dataclasses import dataclass, field
 
 from agent import clock
 from agent.engine.check import CheckEngine
+from agent.engine.lock_dates import LockDateCache, LockReport, extend_locks
 from agent.engine.progress import Progress, SilentProgress
 from agent.engine.retention import Decision, RetentionPolicy, apply_policy
 from agent.engine.walk import load_tree
@@ -57,6 +61,7 @@ class PruneReport:
     bytes_rewritten: int = 0
     locked: list[tuple[str, str]] = field(default_factory=list)  # (object, why it stays)
     stale_locks_removed: int = 0
+    object_locks: LockReport | None = None  # with S3 object lock: the dates set per tier
 
     def as_dict(self) -> dict:
         return {
@@ -71,13 +76,15 @@ class PruneReport:
             "bytes_rewritten": self.bytes_rewritten,
             "locked_objects": [{"object": name, "reason": why} for name, why in self.locked],
             "stale_locks_removed": self.stale_locks_removed,
+            "object_locks": self.object_locks.as_dict() if self.object_locks else None,
         }
 
 
 class PruneEngine:
     def __init__(self, repo: Repository, policy: RetentionPolicy, *, dry_run: bool = False,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, lock_cache: LockDateCache | None = None) -> None:
         self.repo = repo
+        self.lock_cache = lock_cache or LockDateCache(None)
         self.policy = policy
         self.dry_run = dry_run
         self.progress = progress or SilentProgress()
@@ -103,11 +110,15 @@ class PruneEngine:
         snapshots = self.repo.snapshots()
         self.report.decisions = apply_policy(snapshots, self.policy, now=clock.now())
         forget = {d.snapshot_id for d in self.report.decisions if not d.keep}
-        kept = [s for s in snapshots if s.id not in forget]
+        still_there: set[bytes] = set()  # forgotten, but under object lock until a date
         if not self.dry_run:
-            for snapshot_id in forget:
-                self.repo.delete_snapshot(snapshot_id)
-        self.report.snapshots_forgotten = len(forget)
+            for snapshot_id in sorted(forget):
+                name = layout.snapshot_name(snapshot_id)
+                if not self._delete(name, lambda i=snapshot_id: self.repo.delete_snapshot(i)):
+                    still_there.add(snapshot_id)
+        # A snapshot that could not be deleted still references its data: keep that data.
+        kept = [s for s in snapshots if s.id not in forget or s.id in still_there]
+        self.report.snapshots_forgotten = len(forget) - len(still_there)
 
         self._used, used_bytes = self._used_blobs(kept)
         packs = self.repo.index.packs()
@@ -149,6 +160,12 @@ class PruneEngine:
             pack_id = layout.pack_id_from_name(name)
             if pack_id is not None:
                 self._delete(name, lambda p=pack_id: self.repo.delete_pack(p))
+        if self.repo.object_lock_enabled:
+            # Last: the packs that stay are final now; read the new index so every blob
+            # resolves to the pack that holds it after the rewrite.
+            self.repo.load_index(reload=True)
+            self.report.object_locks = extend_locks(self.repo, self.report.decisions, kept,
+                                                    cache=self.lock_cache)
 
     def _refuse_on_damage(self) -> None:
         check = CheckEngine(self.repo, take_lock=False).run()
@@ -202,10 +219,13 @@ class PruneEngine:
             plain = self.repo.decode_blob(entry.chunk_id, entry.kind, envelope, entry.raw_length, pack_name=name)
             self.repo.store_blob_again(entry.kind, entry.chunk_id, plain)
 
-    def _delete(self, name: str, action) -> None:
+    def _delete(self, name: str, action) -> bool:
+        """Delete one object; False when an object lock keeps it (reported)."""
         try:
             action()
         except ObjectNotFound:
             pass  # already gone (an earlier interrupted prune)
         except ObjectLocked as exc:
             self.report.locked.append((name, str(exc)))
+            return False
+        return True

@@ -21,8 +21,12 @@ previous month in UTC.
 Snapshots are grouped by host and backed-up paths (two machines backing up into one
 repository each keep their own calendar). For every snapshot the result says keep or
 forget with the reasons, and, for kept ones, until when the policy will go on keeping
-it (`keep_until`: when its last period leaves its window), which the object-lock dates
-follow; `None` means "as long as it is the newest" or "for ever" (a keep tag).
+it (`keep_until`: when its last period leaves its window; `None` means "as long as it
+is the newest" or "for ever", a keep tag). `settled_until` counts only periods that are
+already over: the newest snapshot of a period still under way may yet be replaced by a
+later backup of the same period, so its keep_until is provisional. Object-lock dates
+follow `settled_until`, so a snapshot of this week is not locked for twenty years just
+because it is, for now, the newest of the year.
 """
 
 from __future__ import annotations
@@ -69,6 +73,7 @@ class Decision:
     keep: bool
     reasons: tuple[str, ...]
     keep_until: _dt.datetime | None = None  # kept: when the last window lets go of it
+    settled_until: _dt.datetime | None = None  # kept whatever later backups do, until then
 
     def as_dict(self) -> dict:
         return {
@@ -77,6 +82,7 @@ class Decision:
             "action": "keep" if self.keep else "forget",
             "reasons": list(self.reasons),
             "keep_until": self.keep_until.isoformat() if self.keep_until else None,
+            "settled_until": self.settled_until.isoformat() if self.settled_until else None,
         }
 
 
@@ -84,6 +90,7 @@ class Decision:
 class _Verdict:
     reasons: list[str] = field(default_factory=list)
     until: list[_dt.datetime] = field(default_factory=list)
+    settled: list[_dt.datetime] = field(default_factory=list)
     indefinite: bool = False
 
 
@@ -104,9 +111,10 @@ def apply_policy(snapshots: Sequence[SnapshotLike], policy: RetentionPolicy, *,
         until = None
         if keep and not verdict.indefinite and verdict.until:
             until = max(verdict.until)
+        settled = max(verdict.settled) if keep and verdict.settled else None
         reasons = tuple(verdict.reasons) if keep else ("not the newest snapshot of any period still "
                                                       "inside a retention window",)
-        decisions.append(Decision(snapshot.id, snapshot.time, keep, reasons, until))
+        decisions.append(Decision(snapshot.id, snapshot.time, keep, reasons, until, settled))
     return decisions
 
 
@@ -164,6 +172,8 @@ def _decide_group(group: list[SnapshotLike], policy: RetentionPolicy, zone: Zone
             verdict = verdicts[id(snapshot)]
             verdict.reasons.append(f"newest of {label} {period.name}")
             verdict.until.append(period.shifted(count).start)
+            if period.shifted(1).start <= local_now:  # the period is over: no later backup can replace it
+                verdict.settled.append(period.shifted(count).start)
     if not verdicts[id(newest)].until and len(verdicts[id(newest)].reasons) == 1:
         verdicts[id(newest)].indefinite = True  # kept only as the newest: until a newer one
 

@@ -467,6 +467,17 @@ class Repository:
         found = (layout.lock_id_from_name(i.name) for i in self.storage.list(layout.LOCKS_PREFIX))
         return [i for i in found if i is not None]
 
+    # ---- object lock (S3) ----------------------------------------------------------
+
+    @property
+    def object_lock_enabled(self) -> bool:
+        """Whether objects are written under an S3 object lock (wrappers pass it through)."""
+        return bool(getattr(self.storage, "object_lock_enabled", False))
+
+    def extend_lock(self, name: str, until) -> None:
+        """Keep object `name` (a name from agent.repo.layout) locked until at least `until`."""
+        self.storage.extend_retention(name, until)
+
     # ---- rewriting (prune) ----------------------------------------------------------
 
     def store_blob_again(self, kind: int, chunk_id: ChunkId, data: bytes) -> None:

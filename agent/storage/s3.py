@@ -60,6 +60,12 @@ _CONNECTION_ERRORS = (
 )
 
 
+# Repository locks (agent/repo/lock.py) are coordination objects that live minutes: an
+# object lock would keep a released lock in the bucket for lock_days, so they are never
+# written under one (the only repository names this backend knows of, as strings).
+UNLOCKED_PREFIXES = ("locks/",)
+
+
 def _is_loopback(host: str | None) -> bool:
     if not host:
         return False
@@ -217,7 +223,7 @@ class S3Storage:
                 "ChecksumAlgorithm": "SHA256", "ChecksumSHA256": checksum}
         if exclusive:
             args["IfNoneMatch"] = "*"
-        until = self._retain_until(retain_until)
+        until = self._retain_until(retain_until, name)
         if until is not None:
             args["ObjectLockMode"] = self.options.object_lock.upper()
             args["ObjectLockRetainUntilDate"] = until
@@ -231,8 +237,8 @@ class S3Storage:
             raise self._translate(exc, "writing", name) from None
         self._verify(name, data, digest, checksum)
 
-    def _retain_until(self, explicit: _dt.datetime | None) -> _dt.datetime | None:
-        if self.options.object_lock == "none":
+    def _retain_until(self, explicit: _dt.datetime | None, name: str = "") -> _dt.datetime | None:
+        if self.options.object_lock == "none" or name.startswith(UNLOCKED_PREFIXES):
             return None
         if explicit is not None:
             return explicit
@@ -255,6 +261,9 @@ class S3Storage:
             raise TransientStorageError(f"{self.where}: object {name} is stored with another SHA-256")
 
     def delete(self, name: str) -> None:
+        if name.startswith(UNLOCKED_PREFIXES):  # a repository lock: removed without delay
+            self._call("deleting", name, self.client.delete_object, Bucket=self.bucket, Key=self._key(name))
+            return
         until = self.retention(name)  # raises ObjectNotFound for a missing object
         if until is not None and until > clock.now():
             raise ObjectLocked(f"object {name} is locked until {until:%Y-%m-%d}; not deleted")
@@ -275,6 +284,10 @@ class S3Storage:
         return ObjectInfo(name, int(head["ContentLength"]))
 
     # ---- object lock ------------------------------------------------------------------
+
+    @property
+    def object_lock_enabled(self) -> bool:
+        return self.options.object_lock != "none"
 
     def retention(self, name: str) -> _dt.datetime | None:
         """The object's retain-until date, or None when it is not locked."""

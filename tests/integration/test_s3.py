@@ -275,3 +275,54 @@ def test_cleanup_versions_keeps_locked_versions_and_aborts_stale_uploads(tmp_pat
     versions = client.list_object_versions(Bucket=s3.lock_bucket, Prefix=prefix)["Versions"]
     assert sorted(v["Key"].rsplit("/", 1)[1] for v in versions) == ["locked", "locked", "old"]
     assert client.list_multipart_uploads(Bucket=s3.lock_bucket, Prefix=prefix).get("Uploads", []) == []
+
+
+def test_prune_on_s3_sets_lock_dates_per_tier_and_leaves_no_lock_object(tmp_path, s3):
+    """With object lock, prune locks a monthly keeper's objects for twelve months (plus
+    the margin), a weekly one's for weeks; repository locks never stay in the bucket;
+    a forgotten snapshot still under its write-time lock keeps its data until then."""
+    from agent.engine.lock_dates import LOCK_MARGIN
+    from agent.engine.retention import RetentionPolicy, apply_policy
+
+    cli = Cli(tmp_path, s3.url, s3, bucket=s3.lock_bucket,
+              extra='object_lock = "compliance"\nlock_days = 3\n[retention]\ntimezone = "UTC"')
+    assert cli.run("init").returncode == 0
+    now = dt.datetime.now(dt.timezone.utc)
+    # Two backups on the 5th of a month two or three months ago (the older one is then
+    # forgotten: not its month's newest), and one yesterday.
+    fifth = (now.replace(day=1) - dt.timedelta(days=70)).replace(day=5, hour=10, minute=0, second=0, microsecond=0)
+    times = [fifth, fifth + dt.timedelta(hours=1), now - dt.timedelta(days=1)]
+    for i, when in enumerate(times):
+        (cli.source / f"semaine-{i}.bin").write_bytes(os.urandom(200_000))
+        backup = cli.run("backup", "--time", when.isoformat(), "--json")
+        assert backup.returncode == 0, backup.stderr
+    prune = cli.run("prune", "--json")
+    assert prune.returncode == 0, prune.stderr
+    report = json.loads(prune.stdout)
+    assert report["object_locks"]["locks_extended"] > 0
+    client = s3.client()
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket=s3.lock_bucket, Prefix=cli.prefix)["Contents"]]
+    assert not [k for k in keys if "/locks/" in k]  # prune's own lock is gone
+
+    class Snap:  # what the policy needs, from the JSON
+        def __init__(self, doc):
+            self.id, self.time = bytes.fromhex(doc["snapshot_id"]), dt.datetime.fromisoformat(doc["time"])
+            self.host, self.paths, self.tags = "h", ["/"], []
+
+    snaps = [Snap(d) for d in report["snapshots"]]
+    expected = {d.snapshot_id.hex(): d for d in apply_policy(snaps, RetentionPolicy(timezone="UTC"), now=now)}
+    by_time = sorted(report["snapshots"], key=lambda d: d["time"])
+    older, monthly, newest = by_time
+    assert older["action"] == "forget" and monthly["action"] == "keep"
+    for doc in (monthly,):
+        until = expected[doc["snapshot_id"]].settled_until + LOCK_MARGIN
+        key = f"{cli.prefix}/snapshots/{doc['snapshot_id']}"
+        got = client.head_object(Bucket=s3.lock_bucket, Key=key)["ObjectLockRetainUntilDate"]
+        assert abs(got - until) < dt.timedelta(minutes=1), (got, until)
+        assert got > now + dt.timedelta(days=250)  # a monthly keeper: most of a year ahead
+    # The forgotten snapshot is still under its 3-day write lock: it stays, and so does its data.
+    assert f"{cli.prefix}/snapshots/{older['snapshot_id']}" in keys
+    assert any(older["snapshot_id"] in o["object"] for o in report["locked_objects"])
+    assert report["snapshots_forgotten"] == 0
+    check = cli.run("check", "--read-data", "--json")
+    assert check.returncode == 0 and json.loads(check.stdout)["ok"] is True, check.stdout

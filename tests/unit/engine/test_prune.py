@@ -267,3 +267,87 @@ def test_locked_packs_are_reported_and_deleted_by_a_later_prune(tmp_path):
     later = PruneEngine(history.fresh_repo(), POLICY).run()
     assert not later.locked
     assert not locked_names & set(history.storage.objects)
+
+
+class ObjectLockStorage(MemoryStorage):
+    """Object lock as S3 compliance mode applies it: a retain-until date per object,
+    only ever moved later, and deletion refused before it."""
+
+    object_lock_enabled = True
+    WRITE_LOCK = dt.timedelta(days=30)  # lock_days at write time
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.until: dict[str, dt.datetime] = {}
+        self.extensions = 0
+
+    def write(self, name, data, *, exclusive=False):
+        super().write(name, data, exclusive=exclusive)
+        if not name.startswith(layout.LOCKS_PREFIX):
+            self.until[name] = max(self.until.get(name, clock.now()), clock.now() + self.WRITE_LOCK)
+
+    def delete(self, name):
+        if name in self.until and clock.now() < self.until[name]:
+            raise ObjectLocked(f"object {name} is locked until {self.until[name]:%Y-%m-%d}; not deleted")
+        super().delete(name)
+
+    def extend_retention(self, name, until):
+        self.extensions += 1
+        self.until[name] = max(self.until.get(name, until), until)
+
+
+def _packs_of(repo: Repository, snapshot_id: bytes) -> set[str]:
+    from agent.engine.walk import walk
+
+    repo.load_index()
+    snapshot = repo.load_snapshot(snapshot_id)
+    names = {layout.pack_name(repo.locate(snapshot.tree).pack_id)}
+    for _path, node in walk(repo, snapshot.tree):
+        for chunk_id in node.chunks or []:
+            names.add(layout.pack_name(repo.locate(chunk_id).pack_id))
+        if node.subtree:
+            names.add(layout.pack_name(repo.locate(node.subtree).pack_id))
+    return names
+
+
+def test_object_lock_dates_follow_the_tiers(tmp_path):
+    from agent.engine.lock_dates import LOCK_MARGIN, LockDateCache
+
+    storage = ObjectLockStorage()
+    history = History(tmp_path, storage=storage)
+    october = history.backup(dt.datetime(2026, 10, 30, 20, tzinfo=PARIS))  # October's keeper
+    history.remove_older_than(dt.datetime(2026, 11, 1, tzinfo=PARIS))
+    weekly = history.backup(dt.datetime(2026, 11, 13, 20, tzinfo=PARIS))  # only a weekly keeper
+    history.remove_older_than(dt.datetime(2026, 11, 14, tzinfo=PARIS))
+    newest = history.backup(dt.datetime(2026, 11, 20, 20, tzinfo=PARIS))  # this month's keeper, for now
+    cache_path = tmp_path / "state" / "lock-dates.json"
+    report = PruneEngine(history.fresh_repo(), POLICY, lock_cache=LockDateCache(str(cache_path))).run()
+    assert report.object_locks is not None and report.object_locks.locks_extended > 0
+    repo = history.fresh_repo()
+    only_october = _packs_of(repo, october) - _packs_of(repo, weekly) - _packs_of(repo, newest)
+    only_weekly = _packs_of(repo, weekly) - _packs_of(repo, october) - _packs_of(repo, newest)
+    assert only_october and only_weekly
+    # A monthly keeper: 12 months (October leaves the window on 1 October 2027) + margin.
+    for name in only_october | {layout.snapshot_name(october)}:
+        assert storage.until[name] == dt.datetime(2027, 10, 1, tzinfo=PARIS) + LOCK_MARGIN
+    # A weekly-only snapshot: its week (9-15 Nov) leaves the 4-week window on 7 December;
+    # its packs keep the later of that (+ margin) and the 30 days they were written with.
+    written = NOW + ObjectLockStorage.WRITE_LOCK
+    for name in only_weekly:
+        assert storage.until[name] == max(written, dt.datetime(2026, 12, 7, tzinfo=PARIS) + LOCK_MARGIN)
+        assert storage.until[name] < dt.datetime(2027, 1, 1, tzinfo=PARIS)  # not a monthly's year
+    # The newest is November's keeper only provisionally: its settled date is its week's.
+    newest_decision = next(d for d in report.decisions if d.snapshot_id == newest)
+    assert newest_decision.settled_until == dt.datetime(2026, 12, 14, tzinfo=PARIS)
+    assert storage.until[layout.snapshot_name(newest)] == dt.datetime(2026, 12, 14, tzinfo=PARIS) + LOCK_MARGIN
+    # Nothing is asked again while the cached dates cover what is needed...
+    before = storage.extensions
+    again = PruneEngine(history.fresh_repo(), POLICY, lock_cache=LockDateCache(str(cache_path))).run()
+    assert again.object_locks.locks_extended == 0 and storage.extensions == before
+    # ...and when November is over, the newest is promoted to November's keeper: extended.
+    clock.freeze(dt.datetime(2026, 12, 2, 9, tzinfo=PARIS))
+    promoted = PruneEngine(history.fresh_repo(), POLICY, lock_cache=LockDateCache(str(cache_path))).run()
+    assert promoted.object_locks.locks_extended > 0
+    assert storage.until[layout.snapshot_name(newest)] == dt.datetime(2027, 11, 1, tzinfo=PARIS) + LOCK_MARGIN
+    for name in _packs_of(history.fresh_repo(), newest):
+        assert storage.until[name] >= dt.datetime(2027, 11, 1, tzinfo=PARIS) + LOCK_MARGIN

@@ -289,3 +289,32 @@ def test_kept_snapshots_stay_kept_until_their_keep_until(history, policy):
             just_before = decision.keep_until - dt.timedelta(seconds=1)
             again = {d.snapshot_id: d for d in apply_policy(history, policy, now=max(just_before, NOW))}
             assert again[decision.snapshot_id].keep
+
+
+def test_settled_until_counts_only_periods_that_are_over():
+    now = paris(2026, 11, 23, 9)  # a Monday: week 47 is over, November is not
+    decisions = by_time(apply_policy(snaps(paris(2026, 10, 30, 20), paris(2026, 11, 20, 20)), MEMENTO, now=now))
+    newest = decisions[paris(2026, 11, 20, 20)]
+    assert newest.keep_until == paris(2029, 1, 1)  # provisional: the newest of 2026 so far
+    assert newest.settled_until == paris(2026, 12, 14)  # settled: the newest of week 47 (16-22 Nov)
+    october = decisions[paris(2026, 10, 30, 20)]
+    assert october.settled_until == october.keep_until == paris(2027, 10, 1)
+
+
+@PROPERTY
+@given(history=histories, policy=policies, later=st.lists(st.integers(1, 60 * 24 * 800), min_size=1, max_size=6))
+def test_settled_until_holds_whatever_later_backups_do(history, policy, later):
+    """Kept until settled_until even if more backups come: what object locks rely on."""
+    settled = {d.snapshot_id: d.settled_until for d in apply_policy(history, policy, now=NOW)
+               if d.keep and d.settled_until is not None}
+    for decision in apply_policy(history, policy, now=NOW):
+        if decision.settled_until is not None:
+            assert decision.keep_until is not None and decision.settled_until <= decision.keep_until
+    extended = list(history)
+    moment = NOW
+    for i, step in enumerate(later):
+        moment = moment + dt.timedelta(minutes=step)
+        extended.append(Snap(moment, (10**7 + i).to_bytes(16, "big")))
+        for decision in apply_policy(extended, policy, now=moment):
+            if decision.snapshot_id in settled and moment < settled[decision.snapshot_id]:
+                assert decision.keep, (decision, settled[decision.snapshot_id])
