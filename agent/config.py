@@ -16,6 +16,7 @@ import tomllib
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
+from agent.engine.media import LABEL_PATTERN
 from agent.engine.retention import RetentionPolicy
 from agent.errors import ConfigError
 from agent.storage.options import (ADDRESSING_CHOICES, CHECKSUM_CHOICES, LOCK_MODES, VERIFY_CHOICES,
@@ -51,6 +52,12 @@ class RepositorySettings:
     compression: str = "zstd"
     compression_level: int = 1
     s3: S3Options | None = None
+    media: tuple[str, ...] = ()  # a set of rotated disks mounted at the file:// URL (agent/engine/media.py)
+
+    @property
+    def mount(self) -> str:
+        """The folder of a file:// URL (for media: where the disk of the day is mounted)."""
+        return urlparse(self.url).path
 
     @property
     def zstd_level(self) -> int | None:
@@ -245,9 +252,20 @@ def _repository(path: str, name: str, data: object) -> RepositorySettings:
         s3_only = sorted(set(table.data) & set(_S3_KEYS))
         if s3_only:
             raise ConfigError(f"{path}: [repositories.{name}] {', '.join(s3_only)}: only for s3:// repositories")
+    media = table.string_list("media")
+    if media:
+        where = f"{path}: [repositories.{name}] media"
+        if s3 is not None:
+            raise ConfigError(f"{where}: rotated disks need a file:/// URL (where the disk is mounted)")
+        if len(media) < 2 or len(set(media)) != len(media):
+            raise ConfigError(f"{where}: expected at least two different labels (rule S2: a different disk "
+                              f"each week, e.g. four)")
+        bad = [label for label in media if not LABEL_PATTERN.match(label)]
+        if bad:
+            raise ConfigError(f"{where}: {bad[0]!r} is not a label (letters, digits, '.', '_', '-'; 32 at most)")
     table.done()
     return RepositorySettings(name=name, url=url, cipher=cipher, compression=compression,
-                              compression_level=level, s3=s3)
+                              compression_level=level, s3=s3, media=media)
 
 
 _S3_KEYS = ("endpoint", "region", "addressing", "profile", "credentials_file", "ca_bundle", "connect_timeout",

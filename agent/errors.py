@@ -17,6 +17,7 @@
     +-- RepositoryLocked               16  another process holds an exclusive lock
     +-- SourceError                    17  a configured source path cannot be backed up at all
     +-- UnsupportedFormat              18  the repository uses a newer format than this program
+    +-- MediumError                    19  no rotated disk mounted, or not one of the set's
 
 `PartialBackup` (exit code 3) is not an error: the snapshot was saved but some
 files could not be read; the CLI reports it after printing the summary.
@@ -115,6 +116,11 @@ class SourceError(BackupctlError):
 class UnsupportedFormat(BackupctlError):
     exit_code = 18
     hint = "upgrade backupctl to read this repository"
+
+
+class MediumError(BackupctlError):
+    exit_code = 19
+    hint = "plug in one of the configured backup disks (backupctl media status)"
 
 
 class Terminated(BackupctlError):

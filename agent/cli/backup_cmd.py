@@ -7,7 +7,8 @@ import os
 import click
 
 from agent import clock
-from agent.cli.common import display_path, human_bytes, json_option, open_repository, print_json, repo_option
+from agent.cli.common import (display_path, human_bytes, json_option, note_medium, open_repository, print_json,
+                              repo_option)
 from agent.cli.progress import for_terminal
 from agent.engine.backup import BackupEngine, BackupOptions
 from agent.engine.files_cache import FilesCache
@@ -50,8 +51,13 @@ def command(ctx: click.Context, repo_name, tags, at, one_file_system, as_json) -
         report = BackupEngine(repo, options, files_cache=cache, progress=for_terminal(as_json)).run()
     finally:
         cache.close()
+    rotation = note_medium(ctx, config, repo_name, last_backup=report.snapshot.time.isoformat(),
+                           snapshot=report.snapshot.id.hex())
     if as_json:
-        print_json(report.as_dict())
+        document = report.as_dict()
+        if ctx.obj.get("medium"):
+            document.update(medium=ctx.obj["medium"], rotation_warnings=rotation)
+        print_json(document)
     else:
         snap = report.snapshot
         click.echo(f"Snapshot {snap.short_id} saved ({snap.time:%Y-%m-%d %H:%M:%S})")
@@ -61,6 +67,10 @@ def command(ctx: click.Context, repo_name, tags, at, one_file_system, as_json) -
                    f"{human_bytes(report.bytes_added)} added to the repository in {report.duration_s:.1f} s")
         for path, problem in report.warnings:
             click.echo(f"  warning: {display_path(path)}: {problem}", err=True)
+        if ctx.obj.get("medium"):
+            click.echo(f"  on disk {ctx.obj['medium']}")
+        for warning in rotation:
+            click.echo(f"  warning: {warning}", err=True)
     if report.partial:
         if not as_json:
             click.echo(f"backupctl: the backup is partial: {len(report.warnings)} file(s) could not be "

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from agent.cli.common import human_bytes, json_option, open_repository, print_json, repo_option
+from agent import clock
+from agent.cli.common import human_bytes, json_option, note_medium, open_repository, print_json, repo_option
 from agent.cli.progress import for_terminal
 from agent.engine.check import CheckEngine
 from agent.errors import IntegrityError
@@ -17,8 +18,10 @@ from agent.errors import IntegrityError
 @click.pass_context
 def command(ctx: click.Context, read_data, repo_name, as_json) -> None:
     """Check the repository's structure (and with --read-data, all of its data)."""
-    _config, repo = open_repository(ctx, repo_name)
+    config, repo = open_repository(ctx, repo_name)
     report = CheckEngine(repo, read_data=read_data, progress=for_terminal(as_json)).run()
+    note_medium(ctx, config, repo_name, last_check=clock.now().isoformat(), check_read_data=read_data,
+                check_ok=report.ok)
     if as_json:
         print_json(report.as_dict())
     else:

@@ -8,7 +8,9 @@ import sys
 
 import click
 
+from agent import clock
 from agent import config as config_module
+from agent.engine import media
 from agent.errors import ConfigError, UsageError
 from agent.repo.repository import Repository
 from agent.repo.snapshot import Snapshot
@@ -34,10 +36,32 @@ def passphrase(config: config_module.Config, *, confirm: bool = False) -> bytes:
 
 
 def open_repository(ctx: click.Context, repo_name: str | None) -> tuple[config_module.Config, Repository]:
+    """Open the named repository; for a set of rotated disks, the one mounted now (its
+    label is then in ctx.obj["medium"])."""
     config = load_config(ctx)
     settings = config.repository(repo_name)
-    repo = Repository.open(open_storage(settings.url, s3=settings.s3), passphrase(config))
+    ctx.obj["medium"] = None
+    if settings.media:
+        medium = media.check_label(settings.media, settings.mount, settings.name)
+        ctx.obj["medium"] = medium.label
+        storage = media.medium_storage(settings.mount)
+    else:
+        storage = open_storage(settings.url, s3=settings.s3)
+    repo = Repository.open(storage, passphrase(config))
     return config, repo
+
+
+def note_medium(ctx: click.Context, config: config_module.Config, repo_name: str | None, **fields) -> list[str]:
+    """Record an event of the mounted disk (backup, check); returns rotation warnings."""
+    label = ctx.obj.get("medium")
+    if not label:
+        return []
+    settings = config.repository(repo_name)
+    state = media.MediaState(config.agent.state_dir, settings.name)
+    record = state.note(label, **fields)
+    if "last_backup" not in fields:
+        return []
+    return media.rotation_warnings(settings.media, label, record.get("previous"), clock.now().date())
 
 
 def find_snapshot(repo: Repository, wanted: str) -> Snapshot:

@@ -6,6 +6,7 @@ import click
 
 from agent.cli.common import json_option, load_config, passphrase, print_json, repo_option
 from agent.crypto.kdf import KdfParams
+from agent.errors import UsageError
 from agent.repo.repository import Repository
 from agent.storage import open_storage
 
@@ -18,6 +19,9 @@ def command(ctx: click.Context, repo_name: str | None, as_json: bool) -> None:
     """Create an empty encrypted repository at the configured URL."""
     config = load_config(ctx)
     settings = config.repository(repo_name)
+    if settings.media:
+        raise UsageError(f"repository {settings.name} is a set of disks: prepare each disk with "
+                         f"`backupctl media init LABEL --repo {settings.name}`")
     storage = open_storage(settings.url, s3=settings.s3)
     endpoint_facts = None
     if settings.s3 is not None:

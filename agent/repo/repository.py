@@ -143,10 +143,13 @@ class Repository:
         cipher: str,
         compression_level: int | None,
         kdf_params: KdfParams = KdfParams(),
+        master: MasterKey | None = None,
     ) -> "Repository":
+        """A new repository; `master` lets several repositories share one master key
+        (the disks of a rotated set), each with its own repository id."""
         if storage.exists(layout.CONFIG) or any(True for _ in storage.list(layout.KEYS_PREFIX)):
             raise RepositoryExists(f"a repository already exists at {storage.describe()}")
-        master = MasterKey.generate()
+        master = master or MasterKey.generate()
         repository_id = os.urandom(16)
         created = clock.now().isoformat()
         config = StoredConfig(repository_id, cipher, compression_level, ChunkerParams(), created)

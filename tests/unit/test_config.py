@@ -159,6 +159,14 @@ def test_config_example_at_the_repository_root_loads():
                      "compression_level", id="level-bool"),
         pytest.param(MINIMAL.replace('compression = "zstd"', 'compression = "zstd"\ncompression_level = "3"'),
                      "compression_level", id="level-str"),
+        pytest.param(MINIMAL.replace('compression = "zstd"', 'compression = "zstd"\nmedia = ["A"]'), "media",
+                     id="media-single"),
+        pytest.param(MINIMAL.replace('compression = "zstd"', 'compression = "zstd"\nmedia = ["A", "A"]'), "media",
+                     id="media-duplicate"),
+        pytest.param(MINIMAL.replace('compression = "zstd"', 'compression = "zstd"\nmedia = ["A", "B C"]'),
+                     "media", id="media-bad-label"),
+        pytest.param(MINIMAL.replace("file:///mnt/backup/repo", "s3://bucket/repo").replace(
+            'compression = "zstd"', 'compression = "zstd"\nmedia = ["A", "B"]'), "media", id="media-on-s3"),
         pytest.param(MINIMAL + "[retention]\nweekly = 2\n", "weekly", id="retention-below-memento"),
         pytest.param(MINIMAL + "[retention]\nmonthly = 6\n", "monthly", id="retention-monthly-below-memento"),
         pytest.param(MINIMAL + "[retention]\nyearly = 0\n", "yearly", id="retention-no-yearly"),
@@ -351,3 +359,19 @@ def test_missing_passphrase_file_is_refused(tmp_path):
 def test_no_file_and_no_env_returns_none(tmp_path):
     cfg = config.load(_write(tmp_path, MINIMAL.replace('[key]\npassphrase_file = "/etc/backupctl/passphrase"\n', "")))
     assert config.read_passphrase(cfg) is None
+
+
+def test_example_media_block_parses():
+    text = (REPO_ROOT / "config.example.toml").read_text()
+    lines, in_block = [], False
+    for line in text.splitlines():
+        if line.startswith("# [repositories.disques]"):
+            in_block = True
+        elif in_block and not line.startswith("# "):
+            in_block = False
+        lines.append(line[2:] if in_block else line)
+    import tomllib
+
+    parsed = config.parse(tomllib.loads("\n".join(lines)), "example")
+    disks = parsed.repository("disques")
+    assert disks.media == ("DISQUE-A", "DISQUE-B", "DISQUE-C", "DISQUE-D") and disks.mount == "/media/backupctl"

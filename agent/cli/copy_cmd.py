@@ -1,0 +1,41 @@
+"""`backupctl copy`: copy a snapshot into another repository of the configuration."""
+
+from __future__ import annotations
+
+import click
+
+from agent import clock
+from agent.cli.common import find_snapshot, human_bytes, json_option, note_medium, open_repository, print_json
+from agent.engine.copy import CopyEngine
+from agent.errors import UsageError
+
+
+@click.command("copy")
+@click.argument("snapshot", default="latest", metavar="[SNAPSHOT|latest]")
+@click.option("--from", "source_name", metavar="NAME", help="Repository to copy from (default: the first).")
+@click.option("--to", "destination_name", metavar="NAME", required=True, help="Repository to copy into.")
+@json_option
+@click.pass_context
+def command(ctx: click.Context, snapshot, source_name, destination_name, as_json) -> None:
+    """Copy SNAPSHOT into the repository --to (e.g. onto this week's disk); only the data
+    the destination lacks is written, and copying twice does nothing."""
+    config, source = open_repository(ctx, source_name)
+    if config.repository(source_name).name == config.repository(destination_name).name:
+        raise UsageError("--from and --to name the same repository")
+    _config, destination = open_repository(ctx, destination_name)
+    snap = find_snapshot(source, snapshot)
+    report = CopyEngine(source, destination, snap).run()
+    rotation = []
+    if not report.already_there:  # a copy onto a disk of a set counts as that disk's backup
+        rotation = note_medium(ctx, config, destination_name, last_backup=clock.now().isoformat(),
+                               snapshot=report.snapshot_id)
+    if as_json:
+        print_json({**report.as_dict(), "rotation_warnings": rotation})
+    elif report.already_there:
+        click.echo(f"Snapshot {snap.short_id} is already in {destination_name} (as {report.snapshot_id[:8]}).")
+    else:
+        click.echo(f"Copied snapshot {snap.short_id} ({snap.time:%Y-%m-%d %H:%M}) into {destination_name} "
+                   f"as {report.snapshot_id[:8]}: {report.blobs_copied} blob(s), "
+                   f"{human_bytes(report.bytes_added)} added")
+    for warning in rotation:
+        click.echo(f"  warning: {warning}", err=True)

@@ -1,0 +1,91 @@
+"""Copy a snapshot into another repository (a second safe place, rule S6).
+
+The destination may have another master key (the S3 repository and a disk set): chunk
+ids are keyed, so every blob is decrypted from the source (its AEAD tag and keyed id
+checked), given its id under the destination's key, and stored there unless the
+destination already has it; trees are rewritten bottom-up with the new ids. Between two
+disks of one set the ids are the same and only missing blobs travel.
+
+The copy is a snapshot of its own in the destination, with the same time, host, paths
+and tags, and `summary.copied_from` naming the source repository and snapshot, so
+copying twice is a no-op. Write order is a backup's: packs, index, then the snapshot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from agent.engine.walk import load_tree
+from agent.repo.lock import RepositoryLock, shared_lock_for_reading
+from agent.repo.pack import BLOB_DATA, BLOB_TREE
+from agent.repo.repository import Repository
+from agent.repo.snapshot import Snapshot
+from agent.repo.tree import DIR, FILE, encode_tree
+
+
+@dataclass
+class CopyReport:
+    source_snapshot: str
+    snapshot_id: str | None = None
+    already_there: bool = False
+    blobs_copied: int = 0
+    bytes_added: int = 0
+
+    def as_dict(self) -> dict:
+        return {"source_snapshot": self.source_snapshot, "snapshot_id": self.snapshot_id,
+                "already_there": self.already_there, "blobs_copied": self.blobs_copied,
+                "bytes_added": self.bytes_added}
+
+
+class CopyEngine:
+    def __init__(self, source: Repository, destination: Repository, snapshot: Snapshot) -> None:
+        self.source = source
+        self.destination = destination
+        self.snapshot = snapshot
+        self.report = CopyReport(source_snapshot=snapshot.id.hex())
+        self._ids: dict[bytes, bytes] = {}  # source id -> destination id, trees and chunks
+
+    def run(self) -> CopyReport:
+        with shared_lock_for_reading(self.source, "copy"), RepositoryLock(self.destination, "copy"):
+            origin = {"repository_id": self.source.config.repository_id.hex(),
+                      "snapshot_id": self.snapshot.id.hex()}
+            for existing in self.destination.snapshots():
+                if existing.summary.get("copied_from") == origin:
+                    self.report.already_there = True
+                    self.report.snapshot_id = existing.id.hex()
+                    return self.report
+            self.source.load_index()
+            self.destination.load_index(reload=True)
+            tree = self._copy_tree(self.snapshot.tree)
+            self.destination.flush()  # packs, then index: only now may the snapshot refer to them
+            copy = replace(self.snapshot, tree=tree, id=None,
+                           summary={**self.snapshot.summary, "copied_from": origin})
+            self.destination.save_snapshot(copy)
+            self.report.snapshot_id = copy.id.hex()
+            self.report.bytes_added = self.destination.bytes_added
+        return self.report
+
+    def _copy_tree(self, tree_id: bytes) -> bytes:
+        if tree_id in self._ids:
+            return self._ids[tree_id]
+        nodes = load_tree(self.source, tree_id)
+        for node in nodes:
+            if node.type == DIR and node.subtree is not None:
+                node.subtree = self._copy_tree(node.subtree)
+            elif node.type == FILE:
+                node.chunks = [self._copy_chunk(chunk_id) for chunk_id in node.chunks]
+        new_id, added = self.destination.store_blob(BLOB_TREE, encode_tree(nodes))
+        self.report.blobs_copied += bool(added)
+        self._ids[tree_id] = new_id
+        return new_id
+
+    def _copy_chunk(self, chunk_id: bytes) -> bytes:
+        if chunk_id in self._ids:
+            return self._ids[chunk_id]
+        plain = self.source.load_blob(chunk_id)  # tag and keyed id checked
+        new_id = self.destination.chunk_id(plain)
+        if not self.destination.has_blob(new_id):
+            self.destination.store_blob(BLOB_DATA, plain, new_id)
+            self.report.blobs_copied += 1
+        self._ids[chunk_id] = new_id
+        return new_id
