@@ -7,8 +7,9 @@ destination already has it; trees are rewritten bottom-up with the new ids. Betw
 disks of one set the ids are the same and only missing blobs travel.
 
 The copy is a snapshot of its own in the destination, with the same time, host, paths
-and tags, and `summary.copied_from` naming the source repository and snapshot, so
-copying twice is a no-op. Write order is a backup's: packs, index, then the snapshot.
+and tags, and `summary.copied_from` naming the original repository and snapshot (the
+source's own `copied_from` when the source is itself a copy), so copying twice, or back
+to where a snapshot came from, is a no-op. Write order is a backup's: packs, index, then the snapshot.
 """
 
 from __future__ import annotations
@@ -47,10 +48,12 @@ class CopyEngine:
 
     def run(self) -> CopyReport:
         with shared_lock_for_reading(self.source, "copy"), RepositoryLock(self.destination, "copy"):
-            origin = {"repository_id": self.source.config.repository_id.hex(),
-                      "snapshot_id": self.snapshot.id.hex()}
+            origin = self.snapshot.summary.get("copied_from") or {
+                "repository_id": self.source.config.repository_id.hex(), "snapshot_id": self.snapshot.id.hex()}
+            here = self.destination.config.repository_id.hex()
             for existing in self.destination.snapshots():
-                if existing.summary.get("copied_from") == origin:
+                itself = {"repository_id": here, "snapshot_id": existing.id.hex()}
+                if origin in (existing.summary.get("copied_from"), itself):
                     self.report.already_there = True
                     self.report.snapshot_id = existing.id.hex()
                     return self.report

@@ -151,3 +151,23 @@ def test_copy_sends_only_what_the_destination_lacks(tmp_path):
     # The new file's chunk and the trees on the way to it: nothing of the 3 MiB scan again.
     depth = len((tmp_path / "src").parts)
     assert 0 < report.blobs_copied <= 1 + depth and report.bytes_added < 20_000
+
+
+def test_copying_back_to_where_a_snapshot_came_from_is_a_no_op(tmp_path):
+    first = Repository.init(MemoryStorage(), b"phrase", cipher="xchacha20-poly1305", compression_level=1,
+                            kdf_params=FAST)
+    second = Repository.init(MemoryStorage(), b"phrase", cipher="xchacha20-poly1305", compression_level=1,
+                             kdf_params=FAST)
+    third = Repository.init(MemoryStorage(), b"phrase", cipher="xchacha20-poly1305", compression_level=1,
+                            kdf_params=FAST)
+    _tree(tmp_path / "src")
+    original = BackupEngine(first, BackupOptions(paths=[str(tmp_path / "src")])).run().snapshot
+    CopyEngine(first, second, original).run()
+    (copy,) = second.snapshots()
+    back = CopyEngine(second, Repository.open(first.storage, b"phrase"), copy).run()
+    assert back.already_there and back.snapshot_id == original.id.hex()
+    assert len(first.snapshots()) == 1
+    # A copy of a copy names the original, so a third repository is not confused either.
+    CopyEngine(second, third, copy).run()
+    again = CopyEngine(first, Repository.open(third.storage, b"phrase"), original).run()
+    assert again.already_there and len(third.snapshots()) == 1
