@@ -69,6 +69,22 @@ class KeySettings:
     passphrase_file: str | None = None
 
 
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclass(frozen=True)
+class ScheduleSettings:
+    """[schedule]: what the daemon runs, and when (times in the retention time zone)."""
+
+    backup: tuple[str, int, int] = ("fri", 20, 0)  # weekly: day, hour, minute (rule S1)
+    daily_backup: tuple[int, int] | None = None  # optional extra backups: hour, minute
+    prune_after_backup: bool = True
+    monthly_check: tuple[int, int, int] = (1, 3, 0)  # day of month, hour, minute
+    read_data_period_days: int = 91  # every pack re-read within this period (0 = never)
+    catch_up_days: int = 7  # a run missed longer ago than this is not caught up
+    repositories: tuple[str, ...] = ()  # default: every configured repository
+
+
 @dataclass(frozen=True)
 class Config:
     path: str
@@ -77,6 +93,7 @@ class Config:
     repositories: tuple[RepositorySettings, ...]
     key: KeySettings
     retention: RetentionPolicy = RetentionPolicy()
+    schedule: ScheduleSettings = ScheduleSettings()
 
     def repository(self, name: str | None) -> RepositorySettings:
         if name is None:
@@ -154,7 +171,7 @@ def load(path: str) -> Config:
 
 
 def parse(raw: dict, path: str) -> Config:
-    allowed = {"agent", "source", "repositories", "key", "retention"}
+    allowed = {"agent", "source", "repositories", "key", "retention", "schedule"}
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise ConfigError(f"{path}: unknown section(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
@@ -197,8 +214,53 @@ def parse(raw: dict, path: str) -> Config:
     key_table = _Table(path, "key", raw.get("key", {}))
     key = KeySettings(passphrase_file=key_table.get("passphrase_file", str))
     key_table.done()
+    schedule = _schedule(path, raw.get("schedule", {}), {r.name for r in repositories})
     return Config(path=path, agent=agent, source=source, repositories=repositories, key=key,
-                  retention=_retention(path, raw.get("retention", {})))
+                  retention=_retention(path, raw.get("retention", {})), schedule=schedule)
+
+
+def _clock_time(where: str, text: str) -> tuple[int, int]:
+    hour, _, minute = text.partition(":")
+    if not (hour.isdigit() and minute.isdigit() and 0 <= int(hour) <= 23 and 0 <= int(minute) <= 59
+            and len(minute) == 2):
+        raise ConfigError(f"{where} = {text!r}: expected a time such as \"20:00\"")
+    return int(hour), int(minute)
+
+
+def _schedule(path: str, data: object, repository_names: set[str]) -> ScheduleSettings:
+    table = _Table(path, "schedule", data)
+    defaults = ScheduleSettings()
+    where = f"{path}: [schedule]"
+    backup = table.get("backup", str, default="fri 20:00", what='a day and a time such as "fri 20:00"')
+    day, _, at = backup.strip().partition(" ")
+    if day.lower() not in WEEKDAYS:
+        raise ConfigError(f"{where} backup = {backup!r}: expected a day ({', '.join(WEEKDAYS)}) and a time, "
+                          f"such as \"fri 20:00\"")
+    weekly = (day.lower(), *_clock_time(f"{where} backup", at.strip()))
+    daily_text = table.get("daily_backup", str, what='a time such as "12:30"')
+    daily = _clock_time(f"{where} daily_backup", daily_text) if daily_text is not None else None
+    check = table.get("monthly_check", str, default="1 03:00", what='a day of the month and a time, "1 03:00"')
+    month_day, _, at = check.strip().partition(" ")
+    if not (month_day.isdigit() and 1 <= int(month_day) <= 28):
+        raise ConfigError(f"{where} monthly_check = {check!r}: expected a day from 1 to 28 and a time, "
+                          f"such as \"1 03:00\"")
+    monthly = (int(month_day), *_clock_time(f"{where} monthly_check", at.strip()))
+    period = table.get("read_data_period_days", int, default=defaults.read_data_period_days,
+                       what="a number of days from 0 to 366")
+    if not 0 <= period <= 366:
+        raise ConfigError(f"{where} read_data_period_days = {period}: expected 0 to 366")
+    catch_up = table.get("catch_up_days", int, default=defaults.catch_up_days, what="a number of days from 1 to 31")
+    if not 1 <= catch_up <= 31:
+        raise ConfigError(f"{where} catch_up_days = {catch_up}: expected 1 to 31")
+    names = table.string_list("repositories")
+    unknown = sorted(set(names) - repository_names)
+    if unknown:
+        raise ConfigError(f"{where} repositories: {unknown[0]!r} is not a configured repository "
+                          f"({', '.join(sorted(repository_names))})")
+    prune = table.get("prune_after_backup", bool, default=True)
+    table.done()
+    return ScheduleSettings(backup=weekly, daily_backup=daily, prune_after_backup=prune, monthly_check=monthly,
+                            read_data_period_days=period, catch_up_days=catch_up, repositories=names)
 
 
 def _retention(path: str, data: object) -> RetentionPolicy:

@@ -15,6 +15,7 @@
     |   +-- ObjectLocked               14  an object is under object lock; it was not deleted
     +-- RestoreTargetError             15  the restore target is full, read-only or occupied
     +-- RepositoryLocked               16  another process holds an exclusive lock
+    +-- AlreadyRunning                 16  a daemon already runs for this state_dir
     +-- SourceError                    17  a configured source path cannot be backed up at all
     +-- UnsupportedFormat              18  the repository uses a newer format than this program
     +-- MediumError                    19  no rotated disk mounted, or not one of the set's
@@ -106,6 +107,11 @@ class RestoreTargetError(BackupctlError):
 class RepositoryLocked(BackupctlError):
     exit_code = 16
     hint = "wait for the other backupctl process to finish"
+
+
+class AlreadyRunning(BackupctlError):
+    exit_code = 16
+    hint = "one daemon per state_dir: stop the other one (systemctl stop backupctl) first"
 
 
 class SourceError(BackupctlError):

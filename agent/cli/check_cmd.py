@@ -8,18 +8,23 @@ from agent import clock
 from agent.cli.common import human_bytes, json_option, note_medium, open_repository, print_json, repo_option
 from agent.cli.progress import for_terminal
 from agent.engine.check import CheckEngine
-from agent.errors import IntegrityError
+from agent.errors import IntegrityError, UsageError
 
 
 @click.command("check")
 @click.option("--read-data", is_flag=True, help="Also download, decrypt and verify every stored byte.")
+@click.option("--read-data-subset", "subset", metavar="K/N",
+              help="Read only the K-th of N slices of the packs (implies --read-data); reading slice "
+                   "1..N in turn verifies everything.")
 @repo_option
 @json_option
 @click.pass_context
-def command(ctx: click.Context, read_data, repo_name, as_json) -> None:
+def command(ctx: click.Context, read_data, subset, repo_name, as_json) -> None:
     """Check the repository's structure (and with --read-data, all of its data)."""
     config, repo = open_repository(ctx, repo_name)
-    report = CheckEngine(repo, read_data=read_data, progress=for_terminal(as_json)).run()
+    report = CheckEngine(repo, read_data=read_data, progress=for_terminal(as_json),
+                         read_data_subset=_subset(subset)).run()
+    read_data = report.read_data
     note_medium(ctx, config, repo_name, last_check=clock.now().isoformat(), check_read_data=read_data,
                 check_ok=report.ok)
     if as_json:
@@ -42,3 +47,12 @@ def command(ctx: click.Context, read_data, repo_name, as_json) -> None:
     if not report.ok:
         raise IntegrityError(f"the repository is damaged: {len(report.errors)} problem(s) found",
                              hint="see the list above; run a new backup to store missing data again")
+
+
+def _subset(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    k, _, n = text.partition("/")
+    if not (k.isdigit() and n.isdigit() and 1 <= int(k) <= int(n) <= 10_000):
+        raise UsageError(f"--read-data-subset {text!r}: expected K/N with 1 <= K <= N, such as 3/13")
+    return int(k), int(n)

@@ -6,6 +6,8 @@ pack that exists.
 
 Data (`--read-data`): every pack is downloaded, its SHA-256 compared with its name,
 its header decrypted, and every blob decrypted and its keyed BLAKE3 id recomputed.
+`read_data_subset=(k, n)` reads only the k-th of n slices of the packs (by pack id), so
+a daemon reading one slice a week re-reads every pack within n weeks.
 
 On damage the report names the pack, then every snapshot and file that needs it, so
 the practitioner knows what is lost and what still restores.
@@ -32,6 +34,7 @@ MAX_FILES_LISTED = 50
 @dataclass
 class CheckReport:
     read_data: bool = False
+    read_data_subset: tuple[int, int] | None = None
     snapshots: int = 0
     packs: int = 0
     blobs_verified: int = 0
@@ -49,6 +52,8 @@ class CheckReport:
         return {
             "ok": self.ok,
             "read_data": self.read_data,
+            "read_data_subset": f"{self.read_data_subset[0]}/{self.read_data_subset[1]}"
+                                if self.read_data_subset else None,
             "snapshots": self.snapshots,
             "packs": self.packs,
             "blobs_verified": self.blobs_verified,
@@ -62,12 +67,18 @@ class CheckReport:
 
 class CheckEngine:
     def __init__(self, repo: Repository, *, read_data: bool = False, progress: Progress | None = None,
-                 take_lock: bool = True) -> None:
+                 take_lock: bool = True, read_data_subset: tuple[int, int] | None = None) -> None:
+        if read_data_subset is not None:
+            k, n = read_data_subset
+            if not 1 <= k <= n:
+                raise ValueError(f"read_data_subset {k}/{n}: expected 1 <= k <= n")
+            read_data = True
+        self.read_data_subset = read_data_subset
         self.repo = repo
         self.take_lock = take_lock  # False when the caller (prune) already holds a lock
         self.read_data = read_data
         self.progress = progress or SilentProgress()
-        self.report = CheckReport(read_data=read_data)
+        self.report = CheckReport(read_data=read_data, read_data_subset=read_data_subset)
         self._bad_chunks: dict[bytes, str] = {}  # chunk id -> why it cannot be read
         self._clean_trees: set[bytes] = set()  # shared by snapshots: each tree checked once
 
@@ -118,6 +129,8 @@ class CheckEngine:
 
     def _read_all(self, stored: dict[str, int]) -> None:
         packs = self.repo.index.packs()
+        if self.read_data_subset is not None:
+            stored = {name: size for name, size in stored.items() if in_subset(name, *self.read_data_subset)}
         self.progress.start("check --read-data", sum(stored.values()))
         for name in sorted(stored):
             pack_id = layout.pack_id_from_name(name)
@@ -221,3 +234,12 @@ class CheckEngine:
         if self.repo.locate(chunk_id) is None:
             return "data chunk is missing from the index"
         return None
+
+
+def in_subset(pack_name: str, k: int, n: int) -> bool:
+    """Whether a pack belongs to the k-th of n slices (by the first 4 bytes of its id)."""
+    tail = pack_name.rsplit("/", 1)[-1]
+    try:
+        return int(tail[:8], 16) % n == k - 1
+    except ValueError:
+        return k == 1  # a stray name is read with the first slice, where it is reported

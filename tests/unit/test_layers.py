@@ -151,6 +151,8 @@ LAYER_RULES = [
     ("agent.crypto", ["agent.repo", "agent.engine", "agent.cli", "agent.config", "agent.daemon", "agent.reports"]),
     ("agent.repo", ["agent.engine", "agent.cli", "agent.config", "agent.daemon", "agent.reports"]),
     ("agent.engine", ["agent.cli", "agent.config", "agent.daemon"]),
+    ("agent.config", ["agent.cli", "agent.daemon"]),
+    ("agent.daemon", ["agent.cli"]),
 ]
 
 

@@ -1,0 +1,182 @@
+"""Job bodies: each job runs the agent's own commands as child processes.
+
+The record of every job (last run, last success, exit codes) is kept in
+state_dir/daemon/jobs.json, which catch-up and `status` read. Logs name the job, the
+repository, exit codes, counts and durations, never a file name (a file name can be
+health data): the children's output is parsed, not copied.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+from agent import clock
+from agent.errors import StateDirError
+
+log = logging.getLogger("backupctl.daemon")
+
+# Exit codes of a backup that saved a snapshot (3: some files unreadable, listed).
+BACKUP_SAVED = (0, 3)
+
+
+@dataclass
+class StepResult:
+    command: str
+    exit_code: int
+    seconds: float
+    summary: dict = field(default_factory=dict)
+
+
+class JobRecord:
+    """state_dir/daemon/jobs.json: {job id: {last_run, last_success, last_exit, steps}}."""
+
+    def __init__(self, state_dir: str) -> None:
+        self.path = os.path.join(state_dir, "daemon", "jobs.json")
+
+    def load(self) -> dict:
+        try:
+            with open(self.path, encoding="utf-8") as handle:
+                doc = json.load(handle)
+            return doc if isinstance(doc, dict) else {}
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError):
+            return {}  # losing the record means one extra catch-up run, never a lost backup
+
+    def last_success(self) -> dict[str, _dt.datetime]:
+        out = {}
+        for job_id, entry in self.load().items():
+            if isinstance(entry, dict) and entry.get("last_success"):
+                out[job_id] = _dt.datetime.fromisoformat(entry["last_success"])
+        return out
+
+    def save(self, job_id: str, *, started: _dt.datetime, ok: bool, steps: list[StepResult]) -> None:
+        doc = self.load()
+        entry = doc.setdefault(job_id, {})
+        entry["last_run"] = started.isoformat()
+        entry["last_exit"] = [s.exit_code for s in steps]
+        entry["steps"] = [{"command": s.command, "exit_code": s.exit_code, "seconds": round(s.seconds, 1),
+                           "summary": s.summary} for s in steps]
+        if ok:
+            entry["last_success"] = started.isoformat()
+        tmp = self.path + ".tmp"
+        try:
+            os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+            with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as handle:
+                json.dump(doc, handle, indent=1)
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            raise StateDirError(f"{self.path} cannot be written ({exc.strerror})") from None
+
+
+class JobRunner:
+    """Runs one job at a time; SIGTERM to the daemon is passed on to the running child."""
+
+    def __init__(self, config_path: str, state_dir: str) -> None:
+        self.config_path = config_path
+        self.record = JobRecord(state_dir)
+        self.stopping = threading.Event()
+        self._lock = threading.Lock()  # one job at a time, whatever the executor does
+        self._child: subprocess.Popen | None = None
+
+    def terminate_child(self) -> None:
+        self.stopping.set()
+        child = self._child
+        if child is not None and child.poll() is None:
+            child.send_signal(signal.SIGTERM)  # the command saves what it stored and exits 143
+
+    def run(self, job_id: str, *, read_data_slice: tuple[int, int] | None, prune: bool) -> bool:
+        kind, _, repository = job_id.partition(":")
+        with self._lock:
+            if self.stopping.is_set():
+                return False
+            started = clock.now()
+            steps: list[StepResult] = []
+            if kind == "check":
+                steps.append(self._step("check", repository, []))
+                ok = steps[-1].exit_code == 0
+            else:
+                steps.append(self._step("backup", repository, []))
+                ok = steps[-1].exit_code in BACKUP_SAVED
+                if ok and kind == "weekly" and prune and not self.stopping.is_set():
+                    steps.append(self._step("prune", repository, []))
+                    ok = steps[-1].exit_code == 0
+                if ok and kind == "weekly" and read_data_slice and not self.stopping.is_set():
+                    k, n = read_data_slice
+                    steps.append(self._step("check", repository, ["--read-data-subset", f"{k}/{n}"]))
+                    ok = steps[-1].exit_code == 0
+            if self.stopping.is_set() and any(s.exit_code == 143 for s in steps):
+                ok = False  # interrupted: caught up at the next start
+            self.record.save(job_id, started=started, ok=ok, steps=steps)
+            log.info("job %s %s (exit codes %s)", job_id, "succeeded" if ok else "FAILED",
+                     ", ".join(str(s.exit_code) for s in steps))
+            return ok
+
+    def _step(self, command: str, repository: str, extra: list[str]) -> StepResult:
+        args = [sys.executable, "-m", "agent", "--config", self.config_path, command, "--repo", repository,
+                *extra, "--json"]
+        started = time.monotonic()
+        self._child = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                       stdin=subprocess.DEVNULL)
+        try:
+            out, err = self._child.communicate()
+        finally:
+            code = self._child.returncode
+            self._child = None
+        summary = _summary(command, out)
+        if code not in (0, 3):
+            # The error line names what failed (a disk, the storage, a lock), not a patient file.
+            last = [line for line in err.decode("utf-8", "replace").splitlines() if line.strip()]
+            summary["error"] = last[-1][:500] if last else ""
+        log.info("%s of %s: exit %s in %.1f s", command, repository, code, time.monotonic() - started)
+        return StepResult(command, code, time.monotonic() - started, summary)
+
+
+def _summary(command: str, stdout: bytes) -> dict:
+    """Counts only, from the command's JSON (no paths)."""
+    try:
+        doc = json.loads(stdout)
+    except ValueError:
+        return {}
+    keys = {
+        "backup": ("snapshot_id", "files_new", "files_changed", "files_unchanged", "bytes_added", "partial"),
+        "prune": ("snapshots_forgotten", "packs_deleted", "bytes_freed"),
+        "check": ("ok", "read_data_subset", "packs", "blobs_verified"),
+    }[command]
+    out = {k: doc.get(k) for k in keys if k in doc}
+    if command == "backup":
+        out["warnings"] = len(doc.get("warnings", []))
+    if command == "check":
+        out["errors"] = len(doc.get("errors", []))
+    return out
+
+
+# Set by the daemon: APScheduler stores jobs as "module:function" + arguments, so the
+# function it calls finds the runner and the [schedule] settings here.
+_runner: JobRunner | None = None
+_settings = None
+
+
+def install(runner: JobRunner, settings) -> None:
+    global _runner, _settings
+    _runner = runner
+    _settings = settings
+
+
+def run_job(job_id: str) -> None:
+    """The function APScheduler's persistent jobs refer to (by name, so it survives restarts)."""
+    if _runner is None:
+        return
+    from agent.daemon.schedule import read_data_slice
+
+    _runner.run(job_id, read_data_slice=read_data_slice(_settings.read_data_period_days, clock.now().date()),
+                prune=_settings.prune_after_backup)

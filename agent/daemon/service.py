@@ -1,0 +1,163 @@
+"""`backupctl daemon`: the scheduler process (systemd Type=notify service).
+
+* One daemon per state_dir (an flock on state_dir/daemon/daemon.lock).
+* Jobs persist in an APScheduler SQLite job store (state_dir/daemon/schedule.sqlite); a
+  job whose schedule did not change keeps its stored next run, so runs missed while the
+  server was off are run (coalesced into one) when it starts again. On top of that,
+  agent.daemon.schedule.catch_ups runs at once any job whose latest scheduled run has
+  not succeeded (interrupted, failed, or a fresh install).
+* One job at a time (a one-thread executor, and the runner's own lock).
+* SIGTERM/SIGINT: the running command gets SIGTERM (it keeps what it stored and exits),
+  the scheduler stops, the daemon exits 0; the interrupted job is caught up next start.
+* SIGHUP: the configuration is read again and the jobs rescheduled.
+* sd_notify: READY=1 once scheduled, STATUS= with the next run, WATCHDOG=1 when asked.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import signal
+import threading
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.memory import MemoryJobStore
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from agent import clock
+from agent import config as config_module
+from agent.daemon import jobs, notify
+from agent.daemon.schedule import catch_ups, planned_jobs
+from agent.errors import AlreadyRunning, ConfigError, StateDirError
+
+log = logging.getLogger("backupctl.daemon")
+JOB_FUNCTION = "agent.daemon.jobs:run_job"
+
+
+class Daemon:
+    def __init__(self, config_path: str) -> None:
+        self.config_path = config_path
+        self.config = config_module.load(config_path)
+        self.folder = os.path.join(self.config.agent.state_dir, "daemon")
+        self._wake = threading.Event()
+        self._stop = False
+        self._reload = False
+        self._lock_handle = None
+
+    # ---- life cycle ------------------------------------------------------------------
+
+    def run(self) -> int:
+        self._single_instance()
+        runner = jobs.JobRunner(self.config_path, self.config.agent.state_dir)
+        jobs.install(runner, self.config.schedule)
+        scheduler = BackgroundScheduler(
+            jobstores={"default": SQLAlchemyJobStore(url=f"sqlite:///{self.folder}/schedule.sqlite"),
+                       "catch_up": MemoryJobStore()},
+            executors={"default": ThreadPoolExecutor(1)},
+            job_defaults={"coalesce": True, "max_instances": 1,
+                          "misfire_grace_time": self.config.schedule.catch_up_days * 86400},
+            timezone=self.config.retention.zone,
+        )
+        previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, self._on_stop),
+                    signal.SIGINT: signal.signal(signal.SIGINT, self._on_stop),
+                    signal.SIGHUP: signal.signal(signal.SIGHUP, self._on_reload)}
+        scheduler.add_listener(lambda _event: self._wake.set())
+        scheduler.start(paused=True)
+        try:
+            self._reschedule(scheduler)
+            scheduler.resume()
+            notify.notify("READY=1")
+            log.info("daemon started (pid %s)", os.getpid())
+            self._loop(scheduler, runner)
+        finally:
+            notify.notify("STOPPING=1")
+            runner.terminate_child()
+            scheduler.shutdown(wait=True)
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+            log.info("daemon stopped")
+        return 0
+
+    def _loop(self, scheduler, runner) -> None:
+        interval = notify.watchdog_interval()
+        while not self._stop:
+            self._wake.wait(timeout=interval or 60)
+            self._wake.clear()
+            if interval:
+                notify.notify("WATCHDOG=1")
+            if self._stop:
+                break
+            if self._reload:
+                self._reload = False
+                try:
+                    self.config = config_module.load(self.config_path)
+                    jobs.install(runner, self.config.schedule)
+                    self._reschedule(scheduler)
+                    log.info("configuration reloaded")
+                except ConfigError as exc:  # keep the running schedule; say why
+                    log.error("configuration not reloaded: %s", exc.one_line())
+            notify.notify(f"STATUS={self.next_run_text(scheduler)}")
+
+    def _on_stop(self, _signum, _frame) -> None:
+        self._stop = True
+        jobs._runner and jobs._runner.terminate_child()
+        self._wake.set()
+
+    def _on_reload(self, _signum, _frame) -> None:
+        self._reload = True
+        self._wake.set()
+
+    def _single_instance(self) -> None:
+        try:
+            os.makedirs(self.folder, mode=0o700, exist_ok=True)
+            handle = open(os.path.join(self.folder, "daemon.lock"), "a+")
+        except OSError as exc:
+            raise StateDirError(f"{self.folder} cannot be written ({exc.strerror})") from None
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            pid = handle.read().strip() or "?"
+            handle.close()
+            raise AlreadyRunning(f"a backupctl daemon already runs for {self.config.agent.state_dir} (pid {pid})")
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._lock_handle = handle  # held until the process exits
+
+    # ---- jobs --------------------------------------------------------------------------
+
+    def _reschedule(self, scheduler) -> None:
+        planned = planned_jobs(self.config)
+        wanted = {job.job_id for job in planned}
+        for existing in scheduler.get_jobs(jobstore="default"):
+            if existing.id not in wanted:
+                existing.remove()
+        for job in planned:
+            existing = scheduler.get_job(job.job_id, jobstore="default")
+            if existing is not None and str(existing.trigger) == str(job.trigger):
+                continue  # keep its stored next run: that is how missed runs are caught up
+            scheduler.add_job(JOB_FUNCTION, job.trigger, id=job.job_id, name=job.describe(), args=[job.job_id],
+                              jobstore="default", replace_existing=True)
+        now = clock.now()
+        record = jobs.JobRecord(self.config.agent.state_dir)
+        for job in catch_ups(planned, record.last_success(), now, self.config.schedule.catch_up_days):
+            stored = scheduler.get_job(job.job_id, jobstore="default")
+            if stored is not None and stored.next_run_time is not None and stored.next_run_time <= now:
+                continue  # APScheduler runs it now anyway (a missed run of a kept job)
+            log.info("catching up: %s", job.describe())
+            scheduler.add_job(JOB_FUNCTION, "date", run_date=now, id=f"catch-up:{job.job_id}",
+                              name=f"catch-up {job.describe()}", args=[job.job_id], jobstore="catch_up",
+                              replace_existing=True, misfire_grace_time=None)
+
+    @staticmethod
+    def next_run_text(scheduler) -> str:
+        upcoming = sorted((j for j in scheduler.get_jobs() if j.next_run_time is not None),
+                          key=lambda j: j.next_run_time)
+        if not upcoming:
+            return "no job scheduled"
+        first = upcoming[0]
+        return f"next: {first.name} at {first.next_run_time:%Y-%m-%d %H:%M}"

@@ -1,0 +1,177 @@
+"""`backupctl daemon` as a real process: catch-up at start, one daemon per state_dir,
+SIGTERM during a backup (clean stop, caught up at the next start), SIGHUP reload, and
+the sd_notify messages systemd expects (READY, STATUS, WATCHDOG, STOPPING)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .support import ROOT, Backupctl, assert_error, base_env, random_file, write
+
+SCHEDULE = '\n[schedule]\nbackup = "fri 20:00"\nmonthly_check = "1 03:00"\n'
+
+
+def start_daemon(bk: Backupctl, *, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "agent", "--config", str(bk.config), "daemon"],
+                            env={**base_env(), **(env or {})}, cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+
+
+def jobs_record(bk: Backupctl) -> dict:
+    path = Path(bk.state) / "daemon" / "jobs.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def wait_for(predicate, timeout: float = 60, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def stop(daemon: subprocess.Popen) -> tuple[int, str]:
+    daemon.send_signal(signal.SIGTERM)
+    _out, err = daemon.communicate(timeout=60)
+    return daemon.returncode, err.decode()
+
+
+def snapshot_count(bk: Backupctl) -> int:
+    result = bk.run("snapshots", "--json")
+    assert result.returncode == 0, str(result)
+    return len(result.json()["snapshots"])
+
+
+@pytest.fixture
+def scheduled(bk: Backupctl) -> Backupctl:
+    write(bk.src / "lettre.txt", "Madame, " * 500)
+    bk.config.write_text(bk.config.read_text() + SCHEDULE)
+    assert bk.run("init").returncode == 0
+    return bk
+
+
+def test_first_start_catches_up_the_weekly_backup_then_a_restart_does_not_repeat_it(scheduled):
+    bk = scheduled
+    daemon = start_daemon(bk)
+    wait_for(lambda: jobs_record(bk).get("weekly:main", {}).get("last_success"), what="the catch-up backup")
+    code, err = stop(daemon)
+    assert code == 0 and "daemon stopped" in err and "Traceback" not in err
+    entry = jobs_record(bk)["weekly:main"]
+    assert [s["command"] for s in entry["steps"]] == ["backup", "prune", "check"]
+    assert entry["last_exit"] == [0, 0, 0]
+    assert entry["steps"][2]["summary"]["read_data_subset"].endswith("/13")  # 91 days in weekly slices
+    assert "lettre" not in err  # no file name in the daemon's log
+    assert snapshot_count(bk) == 1
+    # Started again: the latest scheduled run has succeeded, nothing to catch up.
+    daemon = start_daemon(bk)
+    time.sleep(4)
+    code, err = stop(daemon)
+    assert code == 0 and "catching up" not in err
+    assert snapshot_count(bk) == 1
+
+
+def test_a_run_missed_while_the_server_was_off_is_caught_up(scheduled):
+    bk = scheduled
+    daemon = start_daemon(bk)
+    wait_for(lambda: jobs_record(bk).get("weekly:main", {}).get("last_success"), what="the first backup")
+    stop(daemon)
+    # Pretend the last success was before last Friday's run: the server was off then.
+    record = jobs_record(bk)
+    record["weekly:main"]["last_success"] = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=8)).isoformat()
+    (Path(bk.state) / "daemon" / "jobs.json").write_text(json.dumps(record))
+    daemon = start_daemon(bk)
+    wait_for(lambda: snapshot_count(bk) == 2, what="the caught-up backup")
+    code, err = stop(daemon)
+    assert code == 0 and "catching up: weekly backup of main" in err
+
+
+def test_one_daemon_per_state_dir(scheduled):
+    bk = scheduled
+    first = start_daemon(bk)
+    wait_for(lambda: (Path(bk.state) / "daemon" / "daemon.lock").exists()
+             and (Path(bk.state) / "daemon" / "daemon.lock").read_text().strip() == str(first.pid),
+             what="the first daemon's lock")
+    second = bk.run("daemon")
+    assert_error(second, 16, "already runs")
+    assert str(first.pid) in second.stderr
+    assert stop(first)[0] == 0
+
+
+def test_sigterm_during_a_backup_stops_cleanly_and_the_backup_is_caught_up(scheduled):
+    bk = scheduled
+    random_file(bk.src / "imagerie.bin", 300 * 1024 * 1024)  # long enough to be interrupted
+    daemon = start_daemon(bk)
+    locks = Path(bk.repo) / "locks"
+    wait_for(lambda: locks.exists() and any(locks.iterdir()), what="the backup to start")
+    time.sleep(0.3)
+    code, err = stop(daemon)
+    assert code == 0 and "Traceback" not in err
+    entry = jobs_record(bk)["weekly:main"]
+    assert entry["last_exit"] == [143] and "last_success" not in entry
+    assert snapshot_count(bk) == 0
+    assert not list(locks.iterdir())  # the interrupted backup removed its lock
+    # The next start catches it up, reusing what was already stored.
+    daemon = start_daemon(bk)
+    wait_for(lambda: jobs_record(bk)["weekly:main"].get("last_success"), timeout=120, what="the caught-up backup")
+    assert stop(daemon)[0] == 0
+    assert snapshot_count(bk) == 1
+    assert bk.run("check", "--read-data").returncode == 0
+
+
+def test_sighup_reloads_the_schedule(scheduled):
+    bk = scheduled
+    daemon = start_daemon(bk)
+    wait_for(lambda: jobs_record(bk).get("weekly:main", {}).get("last_success"), what="the first backup")
+    bk.config.write_text(bk.config.read_text().replace('backup = "fri 20:00"', 'backup = "mon 07:15"'))
+    daemon.send_signal(signal.SIGHUP)
+    database = Path(bk.state) / "daemon" / "schedule.sqlite"
+
+    def next_weekly() -> dt.datetime:
+        with sqlite3.connect(database) as db:
+            (stamp,) = db.execute("SELECT next_run_time FROM apscheduler_jobs WHERE id='weekly:main'").fetchone()
+        return dt.datetime.fromtimestamp(stamp, dt.timezone.utc).astimezone(__import__("zoneinfo").ZoneInfo("Europe/Paris"))
+
+    wait_for(lambda: next_weekly().weekday() == 0, what="the new schedule")
+    assert (next_weekly().hour, next_weekly().minute) == (7, 15)
+    # A broken configuration is refused and the running schedule kept.
+    bk.config.write_text(bk.config.read_text().replace('backup = "mon 07:15"', 'backup = "someday"'))
+    daemon.send_signal(signal.SIGHUP)
+    time.sleep(2)
+    assert daemon.poll() is None and next_weekly().weekday() == 0
+    code, err = stop(daemon)
+    assert code == 0 and "configuration reloaded" in err and "configuration not reloaded" in err
+
+
+def test_systemd_notifications(scheduled, tmp_path):
+    bk = scheduled
+    address = str(tmp_path / "notify.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(address)
+    listener.settimeout(30)
+    daemon = start_daemon(bk, env={"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "1000000"})
+    messages: list[str] = []
+    try:
+        while not ({"READY=1", "WATCHDOG=1"} <= set(messages) and any(m.startswith("STATUS=") for m in messages)):
+            messages.append(listener.recv(4096).decode())
+        assert messages.index("READY=1") < messages.index("WATCHDOG=1")
+        status = next(m for m in messages if m.startswith("STATUS="))
+        assert "next:" in status or "no job" in status
+        assert stop(daemon)[0] == 0
+        while "STOPPING=1" not in messages:
+            messages.append(listener.recv(4096).decode())
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+        listener.close()
