@@ -380,10 +380,19 @@ def _s3_options(table: _Table, *, bucket: str, prefix: str) -> S3Options:
 
 
 def read_passphrase(config: Config) -> bytes | None:
-    """BACKUPCTL_PASSPHRASE wins; else the passphrase file, which must be private (0600)."""
+    """BACKUPCTL_PASSPHRASE wins; then a systemd credential named "passphrase"
+    ($CREDENTIALS_DIRECTORY/passphrase, see systemd/backupctl.service); else the
+    passphrase file, which must be private (0600)."""
     from_env = os.environ.get(ENV_PASSPHRASE)
     if from_env:
         return from_env.encode("utf-8")
+    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+    if credentials and os.path.isfile(os.path.join(credentials, "passphrase")):
+        with open(os.path.join(credentials, "passphrase"), "rb") as handle:
+            secret = handle.read().rstrip(b"\r\n")
+        if not secret:
+            raise ConfigError("the systemd credential 'passphrase' is empty")
+        return secret
     file = config.key.passphrase_file
     if not file:
         return None

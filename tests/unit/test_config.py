@@ -375,3 +375,21 @@ def test_example_media_block_parses():
     parsed = config.parse(tomllib.loads("\n".join(lines)), "example")
     disks = parsed.repository("disques")
     assert disks.media == ("DISQUE-A", "DISQUE-B", "DISQUE-C", "DISQUE-D") and disks.mount == "/media/backupctl"
+
+
+def test_passphrase_from_a_systemd_credential(tmp_path, monkeypatch):
+    path = tmp_path / "c.toml"
+    path.write_text(MINIMAL)
+    cfg = config.load(str(path))
+    monkeypatch.delenv("BACKUPCTL_PASSPHRASE", raising=False)
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "passphrase").write_bytes(b"phrase du coffre\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+    assert config.read_passphrase(cfg) == b"phrase du coffre"
+    monkeypatch.setenv("BACKUPCTL_PASSPHRASE", "from env")
+    assert config.read_passphrase(cfg) == b"from env"  # the environment still wins
+    monkeypatch.delenv("BACKUPCTL_PASSPHRASE")
+    (credentials / "passphrase").write_bytes(b"\n")
+    with pytest.raises(config.ConfigError, match="empty"):
+        config.read_passphrase(cfg)
