@@ -137,4 +137,5 @@ class Terminated(BackupctlError):
 
 
 PARTIAL_BACKUP_EXIT_CODE = 3
+OBLIGATIONS_AT_RISK_EXIT_CODE = 4  # `status`: a memento obligation is not met (for monitoring)
 INTERRUPTED_EXIT_CODE = 130

@@ -11,6 +11,7 @@ from agent.cli.common import (display_path, human_bytes, json_option, note_mediu
                               repo_option)
 from agent.cli.progress import for_terminal
 from agent.engine.backup import BackupEngine, BackupOptions
+from agent.engine.records import Records
 from agent.engine.files_cache import FilesCache
 from agent.errors import PARTIAL_BACKUP_EXIT_CODE, UsageError
 
@@ -51,6 +52,8 @@ def command(ctx: click.Context, repo_name, tags, at, one_file_system, as_json) -
         report = BackupEngine(repo, options, files_cache=cache, progress=for_terminal(as_json)).run()
     finally:
         cache.close()
+    Records(config.agent.state_dir, config.repository(repo_name).name).note(
+        "backup", report.snapshot.time, snapshot=report.snapshot.id.hex(), partial=report.partial)
     rotation = note_medium(ctx, config, repo_name, last_backup=report.snapshot.time.isoformat(),
                            snapshot=report.snapshot.id.hex())
     if as_json:

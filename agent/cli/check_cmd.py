@@ -8,6 +8,7 @@ from agent import clock
 from agent.cli.common import human_bytes, json_option, note_medium, open_repository, print_json, repo_option
 from agent.cli.progress import for_terminal
 from agent.engine.check import CheckEngine
+from agent.engine.records import Records
 from agent.errors import IntegrityError, UsageError
 
 
@@ -27,6 +28,9 @@ def command(ctx: click.Context, read_data, subset, repo_name, as_json) -> None:
     read_data = report.read_data
     note_medium(ctx, config, repo_name, last_check=clock.now().isoformat(), check_read_data=read_data,
                 check_ok=report.ok)
+    Records(config.agent.state_dir, config.repository(repo_name).name).note(
+        "check", clock.now(), ok=report.ok, read_data=read_data,
+        read_data_subset=report.as_dict()["read_data_subset"])
     if as_json:
         print_json(report.as_dict())
     else:

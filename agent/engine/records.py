@@ -1,0 +1,93 @@
+"""What was last done to each repository, kept in the state directory for `status`.
+
+state_dir/records/<repository name>.json holds the last successful backup, the last
+check (and whether it passed), and the last restore test. Commands write it whether
+they run by hand or from the daemon (which runs the same commands), so `status` can
+answer at once, without the passphrase or the network. It is a summary, not the truth:
+the repository itself is; a lost record only makes `status` report a risk until the
+next backup.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from dataclasses import dataclass
+
+from agent.errors import StateDirError
+
+
+@dataclass(frozen=True)
+class Event:
+    time: _dt.datetime
+    detail: dict
+
+
+class Records:
+    def __init__(self, state_dir: str, repository: str) -> None:
+        self.path = os.path.join(state_dir, "records", f"{repository}.json")
+
+    def load(self) -> dict:
+        try:
+            with open(self.path, encoding="utf-8") as handle:
+                doc = json.load(handle)
+            return doc if isinstance(doc, dict) else {}
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError):
+            return {}
+
+    def last(self, kind: str) -> Event | None:
+        entry = self.load().get(kind)
+        if not isinstance(entry, dict) or "time" not in entry:
+            return None
+        try:
+            return Event(_dt.datetime.fromisoformat(entry["time"]), entry)
+        except (TypeError, ValueError):
+            return None
+
+    def note(self, kind: str, moment: _dt.datetime, **detail) -> None:
+        """kind: "backup", "check", "read_data_check", "restore_test"."""
+        doc = self.load()
+        doc[kind] = {"time": moment.isoformat(), **detail}
+        tmp = self.path + ".tmp"
+        try:
+            os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+            with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as handle:
+                json.dump(doc, handle, indent=1)
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            raise StateDirError(f"{self.path} cannot be written ({exc.strerror})") from None
+
+
+# ---- obligations (pure) ---------------------------------------------------------------------
+
+WEEKLY_LIMIT = _dt.timedelta(days=8)  # rule S1: at least weekly, one day of slack
+RESTORE_TEST_LIMIT = _dt.timedelta(days=92)  # rule S7: quarterly
+MONTH_GRACE_DAYS = 7  # a weekly backup must have happened in the first week of a month
+
+
+def obligations_at_risk(*, now: _dt.datetime, last_backup: Event | None, last_check: Event | None,
+                        last_restore_test: Event | None, zone) -> list[str]:
+    """The memento obligations not met for one repository, in plain words."""
+    risks = []
+    local_now = now.astimezone(zone)
+    if last_backup is None:
+        risks.append("no backup has been made yet (rule S1: at least weekly)")
+    else:
+        age = now - last_backup.time
+        if age > WEEKLY_LIMIT:
+            risks.append(f"no backup for {age.days} days (rule S1: at least weekly)")
+        local = last_backup.time.astimezone(zone)
+        if local_now.day > MONTH_GRACE_DAYS and (local.year, local.month) != (local_now.year, local_now.month):
+            risks.append(f"no backup yet in {local_now:%B %Y}: no monthly snapshot (rule S3)")
+    if last_check is not None and last_check.detail.get("ok") is False:
+        risks.append(f"the last check, on {last_check.time.astimezone(zone):%Y-%m-%d}, found damage")
+    if last_restore_test is None:
+        risks.append("no restore test has been made (rule S7: at least quarterly)")
+    elif now - last_restore_test.time > RESTORE_TEST_LIMIT:
+        risks.append(f"no restore test for {(now - last_restore_test.time).days} days (rule S7: quarterly)")
+    elif last_restore_test.detail.get("ok") is False:
+        risks.append("the last restore test failed")
+    return risks
