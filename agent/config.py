@@ -16,6 +16,7 @@ import tomllib
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
+from agent.alerts import SECURITY_CHOICES, AlertSettings
 from agent.engine.media import LABEL_PATTERN
 from agent.engine.retention import RetentionPolicy
 from agent.errors import ConfigError
@@ -94,6 +95,7 @@ class Config:
     key: KeySettings
     retention: RetentionPolicy = RetentionPolicy()
     schedule: ScheduleSettings = ScheduleSettings()
+    alerts: AlertSettings = AlertSettings()
 
     def repository(self, name: str | None) -> RepositorySettings:
         if name is None:
@@ -171,7 +173,7 @@ def load(path: str) -> Config:
 
 
 def parse(raw: dict, path: str) -> Config:
-    allowed = {"agent", "source", "repositories", "key", "retention", "schedule"}
+    allowed = {"agent", "source", "repositories", "key", "retention", "schedule", "alerts"}
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise ConfigError(f"{path}: unknown section(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
@@ -216,7 +218,49 @@ def parse(raw: dict, path: str) -> Config:
     key_table.done()
     schedule = _schedule(path, raw.get("schedule", {}), {r.name for r in repositories})
     return Config(path=path, agent=agent, source=source, repositories=repositories, key=key,
-                  retention=_retention(path, raw.get("retention", {})), schedule=schedule)
+                  retention=_retention(path, raw.get("retention", {})), schedule=schedule,
+                  alerts=_alerts(path, raw.get("alerts", {})))
+
+
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def _alerts(path: str, data: object) -> AlertSettings:
+    table = _Table(path, "alerts", data)
+    where = f"{path}: [alerts]"
+    defaults = AlertSettings()
+    email_to = table.string_list("email_to")
+    if any("@" not in address for address in email_to):
+        raise ConfigError(f"{where} email_to: expected e-mail addresses")
+    host = table.get("smtp_host", str, default="", what="a host name")
+    if email_to and not host:
+        raise ConfigError(f"{where} smtp_host is missing: e-mails need the provider's SMTP server")
+    port = table.get("smtp_port", int, default=defaults.smtp_port, what="a port number")
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"{where} smtp_port = {port}: expected 1 to 65535")
+    security = table.choice("smtp_security", SECURITY_CHOICES, defaults.smtp_security)
+    if security == "none" and host and host not in _LOOPBACK:
+        raise ConfigError(f"{where} smtp_security = \"none\" sends the alert in clear over the network",
+                          hint='use "starttls" (port 587) or "tls" (port 465); "none" is for a relay on this machine')
+    files = {}
+    for key in ("smtp_password_file", "smtp_ca_file"):
+        value = table.get(key, str)
+        if value is not None and not os.path.isabs(value):
+            raise ConfigError(f"{where} {key} = {value!r}: expected an absolute path")
+        files[key] = value
+    webhook = table.get("webhook_url", str, what="an https:// URL")
+    if webhook is not None and not (webhook.startswith("https://") or
+                                    urlparse(webhook).hostname in _LOOPBACK and webhook.startswith("http://")):
+        raise ConfigError(f"{where} webhook_url: expected an https:// URL (http:// only on this machine)")
+    timeout = table.get("timeout", (int, float), default=defaults.timeout, what="seconds, 1 to 300")
+    if not 1 <= timeout <= 300:
+        raise ConfigError(f"{where} timeout = {timeout}: expected 1 to 300 seconds")
+    settings = AlertSettings(email_to=email_to, email_from=table.get("email_from", str, default=""),
+                             smtp_host=host, smtp_port=port, smtp_security=security,
+                             smtp_user=table.get("smtp_user", str), webhook_url=webhook, timeout=float(timeout),
+                             **files)
+    table.done()
+    return settings
 
 
 def _clock_time(where: str, text: str) -> tuple[int, int]:

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -161,15 +162,20 @@ def _summary(command: str, stdout: bytes) -> dict:
 
 
 # Set by the daemon: APScheduler stores jobs as "module:function" + arguments, so the
-# function it calls finds the runner and the [schedule] settings here.
+# function it calls finds the runner and the configuration here.
 _runner: JobRunner | None = None
-_settings = None
+_config = None
+
+# The same obligations at risk are mailed again after this long, not at every job.
+RISK_ALERT_REPEAT = _dt.timedelta(hours=24)
+_WHAT = {"weekly": "la sauvegarde hebdomadaire", "daily": "la sauvegarde quotidienne",
+         "check": "la vérification mensuelle"}
 
 
-def install(runner: JobRunner, settings) -> None:
-    global _runner, _settings
+def install(runner: JobRunner, config) -> None:
+    global _runner, _config
     _runner = runner
-    _settings = settings
+    _config = config
 
 
 def run_job(job_id: str) -> None:
@@ -178,5 +184,81 @@ def run_job(job_id: str) -> None:
         return
     from agent.daemon.schedule import read_data_slice
 
-    _runner.run(job_id, read_data_slice=read_data_slice(_settings.read_data_period_days, clock.now().date()),
-                prune=_settings.prune_after_backup)
+    schedule = _config.schedule
+    ok = _runner.run(job_id, read_data_slice=read_data_slice(schedule.read_data_period_days, clock.now().date()),
+                     prune=schedule.prune_after_backup)
+    if not _config.alerts.enabled or _runner.stopping.is_set():
+        return
+    if not ok:
+        _alert(failure_alert(job_id, _runner.record.load().get(job_id, {})))
+    _alert_risks(job_id.partition(":")[2])
+
+
+def failure_alert(job_id: str, entry: dict):
+    from agent.alerts import Alert
+
+    kind, _, repository = job_id.partition(":")
+    what = _WHAT.get(kind, kind)
+    host = socket.gethostname()
+    steps = entry.get("steps", [])
+    lines = [f"Sur le serveur {host}, {what} du dépôt « {repository} » a échoué.", "",
+             "Étapes (code de sortie ; 0 = réussi) :"]
+    lines += [f"  - {s['command']} : code {s['exit_code']}" for s in steps]
+    errors = [s["summary"].get("error") for s in steps if s.get("summary", {}).get("error")]
+    if errors:
+        lines += ["", "Message :", f"  {errors[-1]}"]
+    lines += ["", "Rien de ce qui était déjà sauvegardé n'est perdu. La tâche sera relancée au prochain "
+              "démarrage du service ou à la prochaine échéance.",
+              "Pour le prestataire : backupctl status ; journalctl -u backupctl ; codes de sortie dans le README."]
+    return Alert(subject=f"[backupctl] ÉCHEC : {what} de « {repository} » ({host})", body="\n".join(lines),
+                 facts={"event": "job_failed", "job": job_id, "host": host,
+                        "exit_codes": [s["exit_code"] for s in steps], "error": errors[-1] if errors else None})
+
+
+def _alert_risks(repository: str) -> None:
+    from agent.alerts import Alert
+    from agent.daemon.status import collect
+
+    now = clock.now()
+    repo = next((r for r in collect(_config, now)["repositories"] if r["repository"] == repository), None)
+    if repo is None or not repo["at_risk"]:
+        return
+    path = os.path.join(_config.agent.state_dir, "daemon", "alerts.json")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            sent = json.load(handle)
+    except (OSError, ValueError):
+        sent = {}
+    previous = sent.get(repository, {})
+    if previous.get("risks") == repo["at_risk"] and \
+            now - _dt.datetime.fromisoformat(previous["time"]) < RISK_ALERT_REPEAT:
+        return
+    host = socket.gethostname()
+    body = "\n".join([f"Sur le serveur {host}, des obligations de sauvegarde du dépôt « {repository} » "
+                      f"ne sont pas remplies (mémento PGSSI-S) :", ""]
+                     + [f"  - {risk}" for risk in repo["at_risk"]]
+                     + ["", "Pour le prestataire : backupctl status"])
+    if not _alert(Alert(subject=f"[backupctl] À surveiller : obligations non remplies pour « {repository} » "
+                                f"({host})", body=body,
+                        facts={"event": "obligations_at_risk", "repository": repository, "host": host,
+                               "at_risk": repo["at_risk"]})):
+        return
+    sent[repository] = {"time": now.isoformat(), "risks": repo["at_risk"]}
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as handle:
+            json.dump(sent, handle)
+    except OSError as exc:
+        log.error("the alert record %s cannot be written (%s)", path, exc.strerror)
+
+
+def _alert(alert) -> bool:
+    """Send; a failing alert is logged, never raised (the job's own result stands)."""
+    from agent.alerts import send
+
+    problems = send(_config.alerts, alert)
+    for problem in problems:
+        log.error("alert not delivered: %s", problem)
+    if not problems:
+        log.info("alert sent: %s", alert.subject)
+    return not problems

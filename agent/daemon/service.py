@@ -51,7 +51,7 @@ class Daemon:
     def run(self) -> int:
         self._single_instance()
         runner = jobs.JobRunner(self.config_path, self.config.agent.state_dir)
-        jobs.install(runner, self.config.schedule)
+        jobs.install(runner, self.config)
         scheduler = BackgroundScheduler(
             jobstores={"default": SQLAlchemyJobStore(url=f"sqlite:///{self.folder}/schedule.sqlite"),
                        "catch_up": MemoryJobStore()},
@@ -93,7 +93,7 @@ class Daemon:
                 self._reload = False
                 try:
                     self.config = config_module.load(self.config_path)
-                    jobs.install(runner, self.config.schedule)
+                    jobs.install(runner, self.config)
                     self._reschedule(scheduler)
                     log.info("configuration reloaded")
                 except ConfigError as exc:  # keep the running schedule; say why

@@ -1,0 +1,116 @@
+"""Alerts: an e-mail (SMTP with STARTTLS or TLS, optional login) and a webhook (JSON POST).
+
+Sent by the daemon when a job fails and when an obligation is at risk. Messages are in
+French, for the practitioner. Delivery never raises: a failing alert is logged and
+reported by `send`, and never hides the job's own error (which the job record keeps).
+The standard library does both protocols well (smtplib, urllib), so no dependency.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import smtplib
+import socket
+import ssl
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+
+SECURITY_CHOICES = ("starttls", "tls", "none")
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    email_to: tuple[str, ...] = ()
+    email_from: str = ""
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_security: str = "starttls"
+    smtp_user: str | None = None
+    smtp_password_file: str | None = None
+    smtp_ca_file: str | None = None
+    webhook_url: str | None = None
+    timeout: float = 20.0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.email_to or self.webhook_url)
+
+
+@dataclass
+class Alert:
+    subject: str  # one line, in French
+    body: str  # plain text, in French
+    facts: dict = field(default_factory=dict)  # the same facts for the webhook (JSON)
+
+
+def send(settings: AlertSettings, alert: Alert) -> list[str]:
+    """Deliver by every configured way; returns the problems (empty when all went out)."""
+    problems = []
+    if settings.email_to:
+        try:
+            _send_email(settings, alert)
+        except (OSError, smtplib.SMTPException, ssl.SSLError, ValueError) as exc:
+            problems.append(f"e-mail to {', '.join(settings.email_to)} via {settings.smtp_host}:"
+                            f"{settings.smtp_port} failed: {exc}")
+    if settings.webhook_url:
+        try:
+            _send_webhook(settings, alert)
+        except (OSError, urllib.error.URLError, ValueError) as exc:
+            problems.append(f"webhook {_redact(settings.webhook_url)} failed: {exc}")
+    return problems
+
+
+def _password(settings: AlertSettings) -> str | None:
+    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+    candidates = [os.path.join(credentials, "smtp-password")] if credentials else []
+    if settings.smtp_password_file:
+        candidates.append(settings.smtp_password_file)
+    for path in candidates:
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as handle:
+                return handle.read().rstrip("\r\n")
+    return None
+
+
+def _send_email(settings: AlertSettings, alert: Alert) -> None:
+    message = EmailMessage()
+    message["Subject"] = alert.subject
+    message["From"] = settings.email_from or f"backupctl@{socket.gethostname()}"
+    message["To"] = ", ".join(settings.email_to)
+    message["Date"] = formatdate(localtime=True)
+    message["Message-ID"] = make_msgid(domain="backupctl")
+    message.set_content(alert.body)
+    context = ssl.create_default_context(cafile=settings.smtp_ca_file)
+    if settings.smtp_security == "tls":
+        client = smtplib.SMTP_SSL(settings.smtp_host, settings.smtp_port, timeout=settings.timeout, context=context)
+    else:
+        client = smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=settings.timeout)
+    with client:
+        if settings.smtp_security == "starttls":
+            client.starttls(context=context)
+        if settings.smtp_user:
+            password = _password(settings)
+            if password is None:
+                raise ValueError("smtp_user is set but no SMTP password was found")
+            client.login(settings.smtp_user, password)
+        client.send_message(message)
+
+
+def _send_webhook(settings: AlertSettings, alert: Alert) -> None:
+    body = json.dumps({"subject": alert.subject, "text": alert.body, **alert.facts}).encode("utf-8")
+    request = urllib.request.Request(settings.webhook_url, data=body, method="POST",
+                                     headers={"Content-Type": "application/json", "User-Agent": "backupctl"})
+    context = ssl.create_default_context(cafile=settings.smtp_ca_file)
+    with urllib.request.urlopen(request, timeout=settings.timeout, context=context) as response:
+        if not 200 <= response.status < 300:
+            raise ValueError(f"HTTP {response.status}")
+
+
+def _redact(url: str) -> str:
+    """A webhook URL often carries a secret token: show scheme and host only."""
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.split('/', 1)[0]}/…"

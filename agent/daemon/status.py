@@ -1,0 +1,71 @@
+"""The state of the obligations, from the state directory only: what `status` prints and
+what the daemon alerts on. No passphrase, no network."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import fcntl
+import os
+
+from agent.config import Config
+from agent.daemon.schedule import planned_jobs, previous_fire
+from agent.engine import media
+from agent.engine.records import Records, obligations_at_risk
+
+
+def collect(config: Config, now: _dt.datetime) -> dict:
+    zone = config.retention.zone
+    jobs = planned_jobs(config)
+    repositories = []
+    for settings in config.repositories:
+        records = Records(config.agent.state_dir, settings.name)
+        backup, check, restore_test = records.last("backup"), records.last("check"), records.last("restore_test")
+        risks = obligations_at_risk(now=now, last_backup=backup, last_check=check, last_restore_test=restore_test,
+                                    zone=zone)
+        if settings.media:
+            risks += _disk_risks(config, settings, jobs, now)
+        next_runs = [{"job": job.describe(), "at": when.isoformat()} for job in jobs
+                     if job.repository == settings.name
+                     and (when := job.trigger.get_next_fire_time(None, now)) is not None]
+        repositories.append({
+            "repository": settings.name,
+            "last_backup": backup.time.isoformat() if backup else None,
+            "last_backup_partial": bool(backup and backup.detail.get("partial")),
+            "last_check": check.time.isoformat() if check else None,
+            "last_check_ok": check.detail.get("ok") if check else None,
+            "last_restore_test": restore_test.time.isoformat() if restore_test else None,
+            "next_runs": next_runs,
+            "at_risk": risks,
+        })
+    at_risk = any(r["at_risk"] for r in repositories)
+    return {"time": now.isoformat(), "ok": not at_risk, "daemon": daemon_state(config.agent.state_dir),
+            "repositories": repositories}
+
+
+def _disk_risks(config: Config, settings, jobs, now: _dt.datetime) -> list[str]:
+    """The disk due this week has not received a backup although the weekly run is past."""
+    local = now.astimezone(config.retention.zone)
+    monday = (local - _dt.timedelta(days=local.weekday())).replace(hour=0, minute=0, second=0, microsecond=0)
+    weekly = next((j for j in jobs if j.job_id == f"weekly:{settings.name}"), None)
+    scheduled = previous_fire(weekly.trigger, now) if weekly else None
+    if scheduled is None or scheduled < monday:
+        return []  # this week's backup time has not come yet
+    due = media.due_medium(settings.media, local.date())
+    record = media.MediaState(config.agent.state_dir, settings.name).record().get("media", {}).get(due, {})
+    last = record.get("last_backup")
+    if last and _dt.datetime.fromisoformat(last) >= monday:
+        return []
+    return [f"this week's disk, {due}, has not received its backup (rule S2)"]
+
+
+def daemon_state(state_dir: str) -> dict:
+    path = os.path.join(state_dir, "daemon", "daemon.lock")
+    try:
+        with open(path) as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return {"running": True, "pid": int(handle.read().strip() or 0)}
+    except (OSError, ValueError):
+        pass
+    return {"running": False, "pid": None}

@@ -1,0 +1,120 @@
+"""Alerts against real servers on loopback: an SMTP server (aiosmtpd) with STARTTLS or
+implicit TLS and a login, and an HTTP server for the webhook. A failing alert is reported,
+never raised; the daemon alerts on a failed job and on obligations at risk, in French."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from agent.alerts import Alert, AlertSettings, send
+from tests.support.mailserver import PASSWORD, USER, WebhookServer, free_port, start_smtp
+
+from .support import ROOT, Backupctl, base_env, write
+
+ALERT = Alert(subject="[backupctl] ÉCHEC : la sauvegarde hebdomadaire", body="Le disque était absent.\nÉtapes…",
+              facts={"event": "job_failed", "exit_codes": [19]})
+
+
+@pytest.mark.parametrize("mode, port_key", [("starttls", "starttls"), ("tls", "tls")])
+def test_email_over_tls_with_login(tmp_path, mode, port_key):
+    controller, mailbox, port, cert = start_smtp(tmp_path, mode=mode)
+    try:
+        password = tmp_path / "smtp-password"
+        password.write_text(PASSWORD + "\n")
+        settings = AlertSettings(email_to=("docteur@cabinet.fr", "prestataire@exemple.fr"),
+                                 email_from="backupctl@cabinet.fr", smtp_host="127.0.0.1", smtp_port=port,
+                                 smtp_security=mode, smtp_user=USER, smtp_password_file=str(password),
+                                 smtp_ca_file=str(cert))
+        assert send(settings, ALERT) == []
+        (message,) = mailbox.messages
+        assert message["Subject"] == ALERT.subject and message["To"] == "docteur@cabinet.fr, prestataire@exemple.fr"
+        assert "Le disque était absent." in message.get_content()
+    finally:
+        controller.stop()
+
+
+def test_a_wrong_password_or_an_untrusted_certificate_is_reported_not_raised(tmp_path):
+    controller, mailbox, port, cert = start_smtp(tmp_path, mode="starttls")
+    try:
+        wrong = tmp_path / "wrong"
+        wrong.write_text("nope")
+        base = dict(email_to=("a@b.fr",), smtp_host="127.0.0.1", smtp_port=port, smtp_user=USER)
+        problems = send(AlertSettings(**base, smtp_password_file=str(wrong), smtp_ca_file=str(cert)), ALERT)
+        assert len(problems) == 1 and "e-mail to a@b.fr via 127.0.0.1" in problems[0]
+        problems = send(AlertSettings(**base, smtp_password_file=str(wrong)), ALERT)  # system CAs only
+        assert len(problems) == 1 and "CERTIFICATE_VERIFY_FAILED" in problems[0]
+        assert mailbox.messages == []
+    finally:
+        controller.stop()
+    nobody = AlertSettings(email_to=("a@b.fr",), smtp_host="127.0.0.1", smtp_port=free_port(), timeout=2)
+    assert len(send(nobody, ALERT)) == 1
+
+
+def test_webhook_posts_json_and_failures_are_reported_with_the_token_hidden():
+    hook = WebhookServer()
+    try:
+        assert send(AlertSettings(webhook_url=hook.url), ALERT) == []
+        (received,) = hook.received
+        assert received["content_type"] == "application/json"
+        assert received["json"] == {"subject": ALERT.subject, "text": ALERT.body, "event": "job_failed",
+                                    "exit_codes": [19]}
+    finally:
+        hook.stop()
+    failing = WebhookServer(status=500)
+    try:
+        problems = send(AlertSettings(webhook_url=failing.url), ALERT)
+        assert len(problems) == 1 and "500" in problems[0] and "secret-token" not in problems[0]
+    finally:
+        failing.stop()
+
+
+def test_the_daemon_alerts_on_a_failed_job_and_on_risks_in_french(bk: Backupctl, tmp_path):
+    controller, mailbox, port, _cert = start_smtp(tmp_path, mode="none")
+    hook = WebhookServer()
+    try:
+        write(bk.src / "lettre.txt", "Madame, " * 100)
+        mount = tmp_path / "usb"  # no disk plugged in: the disks' backup fails (exit 19)
+        bk.config.write_text(bk.config.read_text() + f'''
+[repositories.usb]
+url = "file://{mount}"
+media = ["DISQUE-A", "DISQUE-B"]
+[schedule]
+backup = "fri 20:00"
+[alerts]
+email_to = ["docteur@cabinet.fr"]
+smtp_host = "127.0.0.1"
+smtp_port = {port}
+smtp_security = "none"
+webhook_url = "{hook.url}"
+''')
+        assert bk.run("init").returncode == 0
+        daemon = subprocess.Popen([sys.executable, "-m", "agent", "--config", str(bk.config), "daemon"],
+                                  env=base_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any("ÉCHEC" in m["Subject"] for m in mailbox.messages):
+            time.sleep(0.2)
+        time.sleep(2)  # the risk alerts of both jobs
+        daemon.send_signal(signal.SIGTERM)
+        _out, err = daemon.communicate(timeout=60)
+        assert daemon.returncode == 0, err.decode()
+        subjects = [m["Subject"] for m in mailbox.messages]
+        failure = next(m for m in mailbox.messages if "ÉCHEC" in m["Subject"])
+        assert "la sauvegarde hebdomadaire de « usb »" in failure["Subject"]
+        body = failure.get_content()
+        assert "a échoué" in body and "backup : code 19" in body and "no backup disk is mounted" in body
+        assert any("À surveiller" in s and "« main »" in s for s in subjects)  # no restore test yet
+        assert any(h["json"].get("event") == "job_failed" and h["json"]["exit_codes"] == [19] for h in hook.received)
+        # The job's own result is recorded whatever the alerts did.
+        record = json.loads((Path(bk.state) / "daemon" / "jobs.json").read_text())
+        assert record["weekly:usb"]["last_exit"] == [19] and record["weekly:main"]["last_exit"] == [0, 0, 0]
+        assert "lettre" not in err.decode()
+    finally:
+        controller.stop()
+        hook.stop()
