@@ -7,8 +7,8 @@ import os
 import click
 
 from agent import clock
-from agent.cli.common import (display_path, human_bytes, json_option, note_medium, open_repository, print_json,
-                              repo_option)
+from agent.cli.common import (audit, display_path, human_bytes, json_option, note_medium, open_repository,
+                              print_json, repo_option)
 from agent.cli.progress import for_terminal
 from agent.engine.backup import BackupEngine, BackupOptions
 from agent.engine.records import Records
@@ -52,6 +52,9 @@ def command(ctx: click.Context, repo_name, tags, at, one_file_system, as_json) -
         report = BackupEngine(repo, options, files_cache=cache, progress=for_terminal(as_json)).run()
     finally:
         cache.close()
+    audit(config, "backup", repository=config.repository(repo_name).name, snapshot=report.snapshot.id.hex(),
+          medium=ctx.obj.get("medium"), files_new=report.files_new, files_changed=report.files_changed,
+          partial=report.partial)
     Records(config.agent.state_dir, config.repository(repo_name).name).note(
         "backup", report.snapshot.time, snapshot=report.snapshot.id.hex(), partial=report.partial)
     rotation = note_medium(ctx, config, repo_name, last_backup=report.snapshot.time.isoformat(),

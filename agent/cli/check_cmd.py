@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from agent import clock
-from agent.cli.common import human_bytes, json_option, note_medium, open_repository, print_json, repo_option
+from agent.cli.common import (audit, human_bytes, json_option, note_medium, open_repository, print_json,
+                              repo_option)
 from agent.cli.progress import for_terminal
 from agent.engine.check import CheckEngine
 from agent.engine.records import Records
@@ -28,6 +29,8 @@ def command(ctx: click.Context, read_data, subset, repo_name, as_json) -> None:
     read_data = report.read_data
     note_medium(ctx, config, repo_name, last_check=clock.now().isoformat(), check_read_data=read_data,
                 check_ok=report.ok)
+    audit(config, "check", repository=config.repository(repo_name).name, ok=report.ok, read_data=read_data,
+          medium=ctx.obj.get("medium"))
     Records(config.agent.state_dir, config.repository(repo_name).name).note(
         "check", clock.now(), ok=report.ok, read_data=read_data,
         read_data_subset=report.as_dict()["read_data_subset"])

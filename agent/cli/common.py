@@ -10,8 +10,9 @@ import click
 
 from agent import clock
 from agent import config as config_module
+from agent.audit import AuditTrail
 from agent.engine import media
-from agent.errors import ConfigError, UsageError
+from agent.errors import ConfigError, StateDirError, UsageError
 from agent.repo.repository import Repository
 from agent.repo.snapshot import Snapshot
 from agent.storage import open_storage
@@ -95,3 +96,13 @@ def human_bytes(count: float) -> str:
 def display_path(path: str) -> str:
     """Paths in human output: replace undecodable bytes visibly instead of failing."""
     return os.fsencode(path).decode("utf-8", errors="replace")
+
+
+def audit(config: config_module.Config, action: str, **details) -> None:
+    """Add a record to the audit trail (rules T1-T3; agent/audit.py). A trail that cannot
+    be written is said loudly but does not fail the command: the action is done by then,
+    and a restore in an emergency must not be undone by an unwritable state directory."""
+    try:
+        AuditTrail(config.agent.state_dir).append(action, **details)
+    except StateDirError as exc:
+        click.echo(f"backupctl: warning: the action was not recorded in the audit trail: {exc}", err=True)

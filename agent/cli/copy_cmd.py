@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from agent import clock
-from agent.cli.common import find_snapshot, human_bytes, json_option, note_medium, open_repository, print_json
+from agent.cli.common import (audit, find_snapshot, human_bytes, json_option, note_medium, open_repository,
+                              print_json)
 from agent.engine.copy import CopyEngine
 from agent.errors import UsageError
 
@@ -25,6 +26,9 @@ def command(ctx: click.Context, snapshot, source_name, destination_name, as_json
     _config, destination = open_repository(ctx, destination_name)
     snap = find_snapshot(source, snapshot)
     report = CopyEngine(source, destination, snap).run()
+    audit(config, "copy", source=config.repository(source_name).name, snapshot=snap.id.hex(),
+          destination=config.repository(destination_name).name, copy=report.snapshot_id,
+          already_there=report.already_there)
     rotation = []
     if not report.already_there:  # a copy onto a disk of a set counts as that disk's backup
         rotation = note_medium(ctx, config, destination_name, last_backup=clock.now().isoformat(),

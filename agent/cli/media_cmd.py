@@ -7,7 +7,7 @@ import datetime as _dt
 import click
 
 from agent import clock
-from agent.cli.common import json_option, load_config, passphrase, print_json, repo_option
+from agent.cli.common import audit, json_option, load_config, passphrase, print_json, repo_option
 from agent.crypto.kdf import KdfParams
 from agent.engine import media
 from agent.errors import UsageError
@@ -50,6 +50,8 @@ def init(ctx: click.Context, label, repo_name, as_json) -> None:
     medium = media.write_label(settings.mount, label, settings.name)
     repo = Repository.init(media.medium_storage(settings.mount), secret, cipher=settings.cipher,
                            compression_level=settings.zstd_level, kdf_params=params, master=master)
+    audit(config, "disk_prepared", repository=settings.name, label=medium.label,
+          repository_id=repo.config.repository_id.hex())
     document = {"repository": settings.name, "label": medium.label, "medium_id": medium.medium_id,
                 "mount": settings.mount, "repository_id": repo.config.repository_id.hex()}
     if as_json:

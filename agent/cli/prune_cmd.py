@@ -6,7 +6,7 @@ import os
 
 import click
 
-from agent.cli.common import human_bytes, json_option, open_repository, print_json, repo_option
+from agent.cli.common import audit, human_bytes, json_option, open_repository, print_json, repo_option
 from agent.cli.progress import for_terminal
 from agent.engine.lock_dates import LockDateCache
 from agent.engine.prune import PruneEngine
@@ -25,6 +25,10 @@ def command(ctx: click.Context, dry_run, repo_name, as_json) -> None:
                                        "lock-dates.json"))
     report = PruneEngine(repo, config.retention, dry_run=dry_run, progress=for_terminal(as_json),
                          lock_cache=cache).run()
+    if not dry_run:
+        audit(config, "prune", repository=config.repository(repo_name).name,
+              forgotten=[d.snapshot_id.hex() for d in report.decisions if not d.keep],
+              packs_deleted=report.packs_deleted, bytes_freed=report.bytes_freed)
     if as_json:
         print_json(report.as_dict())
         return

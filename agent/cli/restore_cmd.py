@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
-from agent.cli.common import (display_path, find_snapshot, human_bytes, json_option, open_repository,
+from agent.cli.common import (audit, display_path, find_snapshot, human_bytes, json_option, open_repository,
                               print_json, repo_option)
 from agent.cli.progress import for_terminal
 from agent.engine.restore import RestoreEngine
@@ -28,6 +30,10 @@ def command(ctx: click.Context, snapshot, target, includes, dry_run, overwrite, 
     engine = RestoreEngine(repo, snap, target, includes=list(includes), overwrite=overwrite,
                            dry_run=dry_run, progress=for_terminal(as_json))
     report = engine.run()
+    if not dry_run:  # rule T1: a restore of patient data is traced, with where it went
+        audit(_config, "restore", repository=_config.repository(repo_name).name, snapshot=snap.id.hex(),
+              target=os.path.abspath(target), includes=list(includes), files=report.files,
+              sha256_verified=report.verified, failures=len(report.failures))
     for problem in repo.index_problems:
         click.echo(f"  warning: an index file could not be read: {problem}", err=True)
     document = {"snapshot_id": snap.id.hex(), "snapshot_time": snap.time.isoformat(), "target": target,

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import logging
 import os
 import signal
@@ -28,6 +29,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from agent import clock
 from agent import config as config_module
+from agent.audit import AuditTrail
 from agent.daemon import jobs, notify
 from agent.daemon.schedule import catch_ups, planned_jobs
 from agent.errors import AlreadyRunning, ConfigError, StateDirError
@@ -130,7 +132,24 @@ class Daemon:
 
     # ---- jobs --------------------------------------------------------------------------
 
+    def _note_config(self) -> None:
+        """Rule T1: a change of the configuration is traced (its SHA-256, at start and reload)."""
+        with open(self.config_path, "rb") as handle:
+            digest = hashlib.sha256(handle.read()).hexdigest()
+        marker = os.path.join(self.folder, "config.sha256")
+        try:
+            with open(marker, encoding="ascii") as handle:
+                known = handle.read().strip()
+        except OSError:
+            known = None
+        if known != digest:
+            AuditTrail(self.config.agent.state_dir).append("config_changed", config=self.config_path,
+                                                          sha256=digest, previous_sha256=known)
+            with open(marker, "w", encoding="ascii") as handle:
+                handle.write(digest)
+
     def _reschedule(self, scheduler) -> None:
+        self._note_config()
         planned = planned_jobs(self.config)
         wanted = {job.job_id for job in planned}
         for existing in scheduler.get_jobs(jobstore="default"):
