@@ -86,3 +86,17 @@ def test_weekly_slices_cover_every_pack_within_the_period():
 def test_bad_schedules_are_config_errors(schedule, key):
     with pytest.raises(ConfigError, match=key):
         config(schedule)
+
+
+def test_server_off_from_friday_to_tuesday_catches_up_the_sunday_backup_once():
+    """Injected clock, no sleeping: a Sunday backup missed while the server was off is run
+    once when it starts on Tuesday, and not again once it has succeeded."""
+    jobs = planned_jobs(config({"backup": "sun 12:00", "daily_backup": "19:00"}))
+    friday_evening = dt.datetime(2026, 11, 20, 19, 30, tzinfo=PARIS)  # the last success
+    done = {"weekly:main": dt.datetime(2026, 11, 15, 12, 5, tzinfo=PARIS), "daily:main": friday_evening}
+    tuesday = dt.datetime(2026, 11, 24, 8, tzinfo=PARIS)
+    due = [j.job_id for j in catch_ups(jobs, done, tuesday, 7) if j.repository == "main"]
+    # One weekly catch-up (Sunday 22) and one daily (Monday 23 19:00, coalescing Sat-Mon).
+    assert due == ["weekly:main", "daily:main"]
+    ran = {**done, "weekly:main": tuesday, "daily:main": tuesday}
+    assert [j for j in catch_ups(jobs, ran, tuesday + dt.timedelta(minutes=5), 7) if j.repository == "main"] == []
