@@ -81,6 +81,9 @@ class ScheduleSettings:
     daily_backup: tuple[int, int] | None = None  # optional extra backups: hour, minute
     prune_after_backup: bool = True
     monthly_check: tuple[int, int, int] = (1, 3, 0)  # day of month, hour, minute
+    # Quarterly restore test (rule S7): day of January, April, July and October, hour, minute.
+    restore_test: tuple[int, int, int] = (2, 4, 0)
+    restore_test_sample: int = 500  # files drawn at random; 0 restores every file
     read_data_period_days: int = 91  # every pack re-read within this period (0 = never)
     catch_up_days: int = 7  # a run missed longer ago than this is not caught up
     repositories: tuple[str, ...] = ()  # default: every configured repository
@@ -289,6 +292,17 @@ def _schedule(path: str, data: object, repository_names: set[str]) -> ScheduleSe
         raise ConfigError(f"{where} monthly_check = {check!r}: expected a day from 1 to 28 and a time, "
                           f"such as \"1 03:00\"")
     monthly = (int(month_day), *_clock_time(f"{where} monthly_check", at.strip()))
+    test = table.get("restore_test", str, default="2 04:00",
+                     what='a day of the first month of each quarter and a time, "2 04:00"')
+    test_day, _, at = test.strip().partition(" ")
+    if not (test_day.isdigit() and 1 <= int(test_day) <= 28):
+        raise ConfigError(f"{where} restore_test = {test!r}: expected a day from 1 to 28 (of January, April, "
+                          f"July and October) and a time, such as \"2 04:00\"")
+    quarterly = (int(test_day), *_clock_time(f"{where} restore_test", at.strip()))
+    sample = table.get("restore_test_sample", int, default=defaults.restore_test_sample,
+                       what="a number of files (0 = all)")
+    if not 0 <= sample <= 1_000_000:
+        raise ConfigError(f"{where} restore_test_sample = {sample}: expected 0 (all files) to 1000000")
     period = table.get("read_data_period_days", int, default=defaults.read_data_period_days,
                        what="a number of days from 0 to 366")
     if not 0 <= period <= 366:
@@ -304,6 +318,7 @@ def _schedule(path: str, data: object, repository_names: set[str]) -> ScheduleSe
     prune = table.get("prune_after_backup", bool, default=True)
     table.done()
     return ScheduleSettings(backup=weekly, daily_backup=daily, prune_after_backup=prune, monthly_check=monthly,
+                            restore_test=quarterly, restore_test_sample=sample,
                             read_data_period_days=period, catch_up_days=catch_up, repositories=names)
 
 

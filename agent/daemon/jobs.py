@@ -88,6 +88,7 @@ class JobRunner:
         self.stopping = threading.Event()
         self._lock = threading.Lock()  # one job at a time, whatever the executor does
         self._child: subprocess.Popen | None = None
+        self.restore_test_sample = 500  # set from [schedule] by install()
 
     def terminate_child(self) -> None:
         self.stopping.set()
@@ -104,6 +105,10 @@ class JobRunner:
             steps: list[StepResult] = []
             if kind == "check":
                 steps.append(self._step("check", repository, []))
+                ok = steps[-1].exit_code == 0
+            elif kind == "restore-test":
+                sample = ["--sample", str(self.restore_test_sample)] if self.restore_test_sample else ["--full"]
+                steps.append(self._step("restore-test", repository, sample))
                 ok = steps[-1].exit_code == 0
             else:
                 steps.append(self._step("backup", repository, []))
@@ -152,12 +157,17 @@ def _summary(command: str, stdout: bytes) -> dict:
         "backup": ("snapshot_id", "files_new", "files_changed", "files_unchanged", "bytes_added", "partial"),
         "prune": ("snapshots_forgotten", "packs_deleted", "bytes_freed"),
         "check": ("ok", "read_data_subset", "packs", "blobs_verified"),
+        "restore-test": ("ok", "files", "bytes", "sha256_verified", "seed", "scratch_wiped"),
     }[command]
     out = {k: doc.get(k) for k in keys if k in doc}
     if command == "backup":
         out["warnings"] = len(doc.get("warnings", []))
     if command == "check":
         out["errors"] = len(doc.get("errors", []))
+    if command == "restore-test":
+        out["failures"] = len(doc.get("failures", []))
+        out["tests"] = [{k: t.get(k) for k in ("snapshot_id", "mode", "files", "duration_s", "throughput_mib_s")}
+                        for t in doc.get("tests", [])]
     return out
 
 
@@ -176,6 +186,7 @@ def install(runner: JobRunner, config) -> None:
     global _runner, _config
     _runner = runner
     _config = config
+    runner.restore_test_sample = config.schedule.restore_test_sample
 
 
 def run_job(job_id: str) -> None:
@@ -189,9 +200,37 @@ def run_job(job_id: str) -> None:
                      prune=schedule.prune_after_backup)
     if not _config.alerts.enabled or _runner.stopping.is_set():
         return
-    if not ok:
-        _alert(failure_alert(job_id, _runner.record.load().get(job_id, {})))
+    entry = _runner.record.load().get(job_id, {})
+    if job_id.startswith("restore-test:"):
+        _alert(restore_test_alert(job_id, entry, ok))  # every report goes out, passed or not
+    elif not ok:
+        _alert(failure_alert(job_id, entry))
     _alert_risks(job_id.partition(":")[2])
+
+
+def restore_test_alert(job_id: str, entry: dict, ok: bool):
+    from agent.alerts import Alert
+
+    repository = job_id.partition(":")[2]
+    host = socket.gethostname()
+    summary = entry.get("steps", [{}])[-1].get("summary", {}) if entry.get("steps") else {}
+    lines = [f"Test de restauration trimestriel du dépôt « {repository} » sur {host} : "
+             f"{'RÉUSSI' if ok else 'ÉCHEC'}.", "",
+             f"Fichiers restaurés : {summary.get('files', 0)}, empreinte SHA-256 vérifiée pour "
+             f"{summary.get('sha256_verified', 0)} ; fichiers en échec : {summary.get('failures', 0)}."]
+    for test in summary.get("tests", []):
+        lines.append(f"  - sauvegarde {str(test.get('snapshot_id'))[:8]} ({test.get('mode')}) : "
+                     f"{test.get('files')} fichier(s) en {test.get('duration_s')} s "
+                     f"({test.get('throughput_mib_s')} Mio/s)")
+    if summary.get("error"):
+        lines += ["", "Message :", f"  {summary['error']}"]
+    lines += ["", "Les données restaurées pour le test ont été effacées." if summary.get("scratch_wiped")
+              else "Attention : vérifier que le dossier de test a bien été effacé.",
+              "Rapport détaillé : backupctl restore-test --json (prestataire)."]
+    return Alert(subject=f"[backupctl] Test de restauration : {'réussi' if ok else 'ÉCHEC'} pour « {repository} » "
+                         f"({host})", body="\n".join(lines),
+                 facts={"event": "restore_test", "repository": repository, "host": host, "ok": ok,
+                        "report": summary})
 
 
 def failure_alert(job_id: str, entry: dict):

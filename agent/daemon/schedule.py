@@ -5,6 +5,7 @@ Jobs (one set per scheduled repository):
     weekly:<repo>   backup, then prune and one slice of a rolling `check --read-data`
     daily:<repo>    backup only (when [schedule] daily_backup is set)
     check:<repo>    monthly structural `check`
+    restore-test:<repo>  quarterly restore test (rule S7)
 
 Catch-up does not rely only on APScheduler's misfire handling, which knows about runs
 missed while the daemon was down but not about a job that was interrupted (SIGTERM at
@@ -24,7 +25,10 @@ from apscheduler.triggers.cron import CronTrigger
 from agent.config import Config
 
 # Looking back for a trigger's previous time: further than any schedule's period.
-_LOOKBACK = _dt.timedelta(days=40)
+_LOOKBACK = _dt.timedelta(days=100)
+# A restore test missed (server off, failed) is caught up within the whole quarter: a
+# quarter without a restore test triggers one (rule S7), whatever catch_up_days says.
+RESTORE_TEST_CATCH_UP = _dt.timedelta(days=92)
 
 
 @dataclass(frozen=True)
@@ -35,7 +39,8 @@ class PlannedJob:
     trigger: CronTrigger
 
     def describe(self) -> str:
-        what = {"weekly": "weekly backup", "daily": "daily backup", "check": "monthly check"}[self.kind]
+        what = {"weekly": "weekly backup", "daily": "daily backup", "check": "monthly check",
+                "restore-test": "quarterly restore test"}[self.kind]
         return f"{what} of {self.repository}"
 
 
@@ -54,6 +59,9 @@ def planned_jobs(config: Config) -> list[PlannedJob]:
         month_day, hour, minute = schedule.monthly_check
         jobs.append(PlannedJob(f"check:{name}", "check", name,
                                CronTrigger(day=month_day, hour=hour, minute=minute, timezone=zone)))
+        day, hour, minute = schedule.restore_test
+        jobs.append(PlannedJob(f"restore-test:{name}", "restore-test", name,
+                               CronTrigger(month="1,4,7,10", day=day, hour=hour, minute=minute, timezone=zone)))
     return jobs
 
 
@@ -73,7 +81,8 @@ def catch_ups(jobs: list[PlannedJob], last_success: dict[str, _dt.datetime], now
     due = []
     for job in jobs:
         scheduled = previous_fire(job.trigger, now)
-        if scheduled is None or now - scheduled > _dt.timedelta(days=catch_up_days):
+        window = RESTORE_TEST_CATCH_UP if job.kind == "restore-test" else _dt.timedelta(days=catch_up_days)
+        if scheduled is None or now - scheduled > window:
             continue
         succeeded = last_success.get(job.job_id)
         if succeeded is None or succeeded < scheduled:

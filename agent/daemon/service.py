@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 import fcntl
 import hashlib
 import logging
@@ -32,6 +33,7 @@ from agent import config as config_module
 from agent.audit import AuditTrail
 from agent.daemon import jobs, notify
 from agent.daemon.schedule import catch_ups, planned_jobs
+from agent.engine.records import Records
 from agent.errors import AlreadyRunning, ConfigError, StateDirError
 
 log = logging.getLogger("backupctl.daemon")
@@ -162,13 +164,24 @@ class Daemon:
             scheduler.add_job(JOB_FUNCTION, job.trigger, id=job.job_id, name=job.describe(), args=[job.job_id],
                               jobstore="default", replace_existing=True)
         now = clock.now()
-        record = jobs.JobRecord(self.config.agent.state_dir)
-        for job in catch_ups(planned, record.last_success(), now, self.config.schedule.catch_up_days):
+        succeeded = jobs.JobRecord(self.config.agent.state_dir).last_success()
+        for name in {job.repository for job in planned}:  # a restore test run by hand counts too
+            test = Records(self.config.agent.state_dir, name).last("restore_test")
+            key = f"restore-test:{name}"
+            if test is not None and test.detail.get("ok") and (key not in succeeded or succeeded[key] < test.time):
+                succeeded[key] = test.time
+        # Backups first, then checks, then restore tests (which need the backups), one
+        # second apart so the one-thread executor takes them in that order.
+        order = {"weekly": 0, "daily": 1, "check": 2, "restore-test": 3}
+        due = sorted(catch_ups(planned, succeeded, now, self.config.schedule.catch_up_days),
+                     key=lambda job: order[job.kind])
+        for position, job in enumerate(due):
             stored = scheduler.get_job(job.job_id, jobstore="default")
             if stored is not None and stored.next_run_time is not None and stored.next_run_time <= now:
                 continue  # APScheduler runs it now anyway (a missed run of a kept job)
             log.info("catching up: %s", job.describe())
-            scheduler.add_job(JOB_FUNCTION, "date", run_date=now, id=f"catch-up:{job.job_id}",
+            scheduler.add_job(JOB_FUNCTION, "date", run_date=now + _dt.timedelta(seconds=position),
+                              id=f"catch-up:{job.job_id}",
                               name=f"catch-up {job.describe()}", args=[job.job_id], jobstore="catch_up",
                               replace_existing=True, misfire_grace_time=None)
 

@@ -98,18 +98,28 @@ webhook_url = "{hook.url}"
         daemon = subprocess.Popen([sys.executable, "-m", "agent", "--config", str(bk.config), "daemon"],
                                   env=base_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not any("ÉCHEC" in m["Subject"] for m in mailbox.messages):
+        while time.monotonic() < deadline and not any("ÉCHEC" in m["Subject"] and "usb" in m["Subject"]
+                                                      for m in mailbox.messages):
             time.sleep(0.2)
-        time.sleep(2)  # the risk alerts of both jobs
+        # Then the quarterly restore test of main (never made): its report goes out too.
+        while time.monotonic() < deadline + 60 and not any("Test de restauration" in m["Subject"]
+                                                          for m in mailbox.messages):
+            time.sleep(0.2)
+        time.sleep(2)  # the risk alerts after the last job
         daemon.send_signal(signal.SIGTERM)
         _out, err = daemon.communicate(timeout=60)
         assert daemon.returncode == 0, err.decode()
         subjects = [m["Subject"] for m in mailbox.messages]
-        failure = next(m for m in mailbox.messages if "ÉCHEC" in m["Subject"])
+        failure = next(m for m in mailbox.messages if "ÉCHEC" in m["Subject"] and "usb" in m["Subject"])
         assert "la sauvegarde hebdomadaire de « usb »" in failure["Subject"]
         body = failure.get_content()
         assert "a échoué" in body and "backup : code 19" in body and "no backup disk is mounted" in body
-        assert any("À surveiller" in s and "« main »" in s for s in subjects)  # no restore test yet
+        report = next(m for m in mailbox.messages if "Test de restauration" in m["Subject"])
+        assert "réussi pour « main »" in report["Subject"]
+        assert "empreinte SHA-256 vérifiée pour 1" in report.get_content()
+        assert any(h["json"].get("event") == "restore_test" and h["json"]["ok"] is True for h in hook.received)
+        # Risks: the disks have no backup (their job failed).
+        assert any("À surveiller" in s and "« usb »" in s for s in subjects)
         assert any(h["json"].get("event") == "job_failed" and h["json"]["exit_codes"] == [19] for h in hook.received)
         # The job's own result is recorded whatever the alerts did.
         record = json.loads((Path(bk.state) / "daemon" / "jobs.json").read_text())

@@ -29,7 +29,8 @@ def test_status_reports_risks_until_every_obligation_is_met(bk: Backupctl):
     (main,) = doc["repositories"]
     assert main["last_backup"] is None
     assert "no backup has been made yet (rule S1: at least weekly)" in main["at_risk"]
-    assert [run["job"] for run in main["next_runs"]] == ["weekly backup of main", "monthly check of main"]
+    assert [run["job"] for run in main["next_runs"]] == ["weekly backup of main", "monthly check of main",
+                                                         "quarterly restore test of main"]
     assert bk.run("backup").returncode == 0 and bk.run("check").returncode == 0
     after_backup = bk.run("status")
     assert after_backup.returncode == 4 and "AT RISK: no restore test has been made" in after_backup.stdout

@@ -22,15 +22,18 @@ def config(schedule: dict | None = None):
 
 def test_default_jobs_for_every_repository():
     jobs = {j.job_id: j for j in planned_jobs(config())}
-    assert set(jobs) == {"weekly:main", "check:main", "weekly:disques", "check:disques"}
+    assert set(jobs) == {"weekly:main", "check:main", "restore-test:main", "weekly:disques", "check:disques",
+                         "restore-test:disques"}
     monday = dt.datetime(2026, 11, 23, 9, tzinfo=PARIS)
     assert jobs["weekly:main"].trigger.get_next_fire_time(None, monday) == dt.datetime(2026, 11, 27, 20, tzinfo=PARIS)
     assert jobs["check:main"].trigger.get_next_fire_time(None, monday) == dt.datetime(2026, 12, 1, 3, tzinfo=PARIS)
+    assert jobs["restore-test:main"].trigger.get_next_fire_time(None, monday) == dt.datetime(2027, 1, 2, 4,
+                                                                                             tzinfo=PARIS)
 
 
 def test_daily_backups_and_a_subset_of_repositories():
     jobs = planned_jobs(config({"daily_backup": "12:30", "repositories": ["disques"], "backup": "sat 09:05"}))
-    assert [j.job_id for j in jobs] == ["weekly:disques", "daily:disques", "check:disques"]
+    assert [j.job_id for j in jobs] == ["weekly:disques", "daily:disques", "check:disques", "restore-test:disques"]
     monday = dt.datetime(2026, 11, 23, 13, tzinfo=PARIS)
     assert jobs[1].trigger.get_next_fire_time(None, monday) == dt.datetime(2026, 11, 24, 12, 30, tzinfo=PARIS)
     assert jobs[0].trigger.get_next_fire_time(None, monday) == dt.datetime(2026, 11, 28, 9, 5, tzinfo=PARIS)
@@ -45,9 +48,11 @@ def test_previous_fire_and_catch_up():
     assert previous_fire(weekly.trigger, friday) == friday  # at the very time, it has fired
     # Never succeeded: the weekly backup (last Friday) is due; the monthly check of
     # 1 November is older than catch_up_days.
-    assert [j.job_id for j in catch_ups(jobs, {}, monday, 7) if j.repository == "main"] == ["weekly:main"]
-    assert [j.job_id for j in catch_ups(jobs, {}, monday, 30) if j.repository == "main"] == ["weekly:main",
-                                                                                             "check:main"]
+    def due(done, now, days):
+        return [j.job_id for j in catch_ups(jobs, done, now, days) if j.repository == "main" and j.kind != "restore-test"]
+
+    assert due({}, monday, 7) == ["weekly:main"]
+    assert due({}, monday, 30) == ["weekly:main", "check:main"]
     done = {"weekly:main": friday + dt.timedelta(minutes=5)}
     assert "weekly:main" not in [j.job_id for j in catch_ups(jobs, done, monday, 7)]
     stale = {"weekly:main": friday - dt.timedelta(days=7)}
@@ -95,8 +100,22 @@ def test_server_off_from_friday_to_tuesday_catches_up_the_sunday_backup_once():
     friday_evening = dt.datetime(2026, 11, 20, 19, 30, tzinfo=PARIS)  # the last success
     done = {"weekly:main": dt.datetime(2026, 11, 15, 12, 5, tzinfo=PARIS), "daily:main": friday_evening}
     tuesday = dt.datetime(2026, 11, 24, 8, tzinfo=PARIS)
+    done["restore-test:main"] = tuesday  # (not the subject here)
     due = [j.job_id for j in catch_ups(jobs, done, tuesday, 7) if j.repository == "main"]
     # One weekly catch-up (Sunday 22) and one daily (Monday 23 19:00, coalescing Sat-Mon).
     assert due == ["weekly:main", "daily:main"]
     ran = {**done, "weekly:main": tuesday, "daily:main": tuesday}
     assert [j for j in catch_ups(jobs, ran, tuesday + dt.timedelta(minutes=5), 7) if j.repository == "main"] == []
+
+
+def test_a_quarter_without_a_restore_test_triggers_one():
+    jobs = [j for j in planned_jobs(config()) if j.job_id == "restore-test:main"]
+    # Scheduled on 2 October; the server was off then and for weeks: caught up within the quarter.
+    november = dt.datetime(2026, 11, 23, 9, tzinfo=PARIS)
+    assert [j.job_id for j in catch_ups(jobs, {}, november, 7)] == ["restore-test:main"]
+    tested = {"restore-test:main": dt.datetime(2026, 10, 5, 10, tzinfo=PARIS)}
+    assert catch_ups(jobs, tested, november, 7) == []
+    # Not before the quarter's date, whatever happened before.
+    september = dt.datetime(2026, 9, 20, 9, tzinfo=PARIS)
+    assert [j.job_id for j in catch_ups(jobs, {"restore-test:main": dt.datetime(2026, 7, 2, 5, tzinfo=PARIS)},
+                                        september, 7)] == []
