@@ -97,12 +97,12 @@ webhook_url = "{hook.url}"
         assert bk.run("init").returncode == 0
         daemon = subprocess.Popen([sys.executable, "-m", "agent", "--config", str(bk.config), "daemon"],
                                   env=base_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 150
         while time.monotonic() < deadline and not any("ÉCHEC" in m["Subject"] and "usb" in m["Subject"]
                                                       for m in mailbox.messages):
             time.sleep(0.2)
         # Then the quarterly restore test of main (never made): its report goes out too.
-        while time.monotonic() < deadline + 60 and not any("Test de restauration" in m["Subject"]
+        while time.monotonic() < deadline + 150 and not any("Test de restauration" in m["Subject"]
                                                           for m in mailbox.messages):
             time.sleep(0.2)
         time.sleep(2)  # the risk alerts after the last job

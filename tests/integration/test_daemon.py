@@ -33,7 +33,7 @@ def jobs_record(bk: Backupctl) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def wait_for(predicate, timeout: float = 60, what: str = "") -> None:
+def wait_for(predicate, timeout: float = 180, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -127,7 +127,7 @@ def test_sigterm_during_a_backup_stops_cleanly_and_the_backup_is_caught_up(sched
     assert not list(locks.iterdir())  # the interrupted backup removed its lock
     # The next start catches it up, reusing what was already stored.
     daemon = start_daemon(bk)
-    wait_for(lambda: jobs_record(bk)["weekly:main"].get("last_success"), timeout=120, what="the caught-up backup")
+    wait_for(lambda: jobs_record(bk)["weekly:main"].get("last_success"), what="the caught-up backup")
     assert stop(daemon)[0] == 0
     assert snapshot_count(bk) == 1
     assert bk.run("check", "--read-data").returncode == 0
@@ -162,7 +162,7 @@ def test_systemd_notifications(scheduled, tmp_path):
     address = str(tmp_path / "notify.sock")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     listener.bind(address)
-    listener.settimeout(30)
+    listener.settimeout(120)
     daemon = start_daemon(bk, env={"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "1000000"})
     messages: list[str] = []
     try:
