@@ -67,3 +67,20 @@ def test_scratch_inside_the_sources_or_too_small_is_refused(bk: Backupctl, mount
     assert not (bk.src / "tmp").exists()
     small = mount_tmpfs(bk.base / "small", "1m")
     assert_error(bk.run("restore-test", "--scratch-dir", str(small)), 15, "MiB free")
+
+
+def test_compliance_table_with_evidence(bk: Backupctl):
+    _history(bk)
+    before = bk.run("compliance", "--json")
+    assert before.returncode == 4
+    rules = {r["rule"]: r for r in before.json()["rules"]}
+    assert rules["S7"]["status"] == "FAIL" and rules["S7"]["evidence"] == ["no restore test recorded"]
+    assert rules["S1"]["status"] == "OK" and rules["C1-C4"]["status"] == "OK"
+    assert rules["S6"]["status"] == "WARN" and rules["S8"]["status"] == "WARN"  # one local repository
+    assert bk.run("restore-test", "--scratch-dir", str(bk.base / "s")).returncode == 0
+    after = {r["rule"]: r for r in bk.run("compliance", "--json").json()["rules"]}
+    assert after["S7"]["status"] == "OK" and "passed" in after["S7"]["evidence"][0]
+    assert after["T2"]["status"] == "OK" and "intact" in after["T2"]["evidence"][0]
+    assert after["K1"]["status"] == "FAIL"  # no recovery sheet yet
+    text = bk.run("compliance")
+    assert text.returncode == 4 and text.stdout.splitlines()[0].startswith("OK    S1")
