@@ -142,9 +142,9 @@ class AuditTrail:
             previous = line
         try:
             with open(self.head_path, encoding="ascii") as handle:
-                head_digest, _, head_count = handle.read().strip().partition(" ")
+                head_digest, _, _count = handle.read().strip().partition(" ")
         except FileNotFoundError:
-            head_digest = head_count = None
+            head_digest = None
         if lines and head_digest is not None and head_digest != _digest(previous):
             raise IntegrityError(f"audit trail {self.path}: the last record (line {len(lines)}) is not the one "
                                  f"last written (it was edited, or records were removed from the end)", hint=_HINT)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from agent import clock
 from agent.errors import StateDirError
+from agent.state_file import load_json, save_json
 
 log = logging.getLogger("backupctl.daemon")
 
@@ -44,14 +45,7 @@ class JobRecord:
         self.path = os.path.join(state_dir, "daemon", "jobs.json")
 
     def load(self) -> dict:
-        try:
-            with open(self.path, encoding="utf-8") as handle:
-                doc = json.load(handle)
-            return doc if isinstance(doc, dict) else {}
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError):
-            return {}  # losing the record means one extra catch-up run, never a lost backup
+        return load_json(self.path)  # lost: one extra catch-up run, never a lost backup
 
     def last_success(self) -> dict[str, _dt.datetime]:
         out = {}
@@ -69,14 +63,7 @@ class JobRecord:
                            "summary": s.summary} for s in steps]
         if ok:
             entry["last_success"] = started.isoformat()
-        tmp = self.path + ".tmp"
-        try:
-            os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
-            with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as handle:
-                json.dump(doc, handle, indent=1)
-            os.replace(tmp, self.path)
-        except OSError as exc:
-            raise StateDirError(f"{self.path} cannot be written ({exc.strerror})") from None
+        save_json(self.path, doc)
 
 
 class JobRunner:
@@ -263,11 +250,7 @@ def _alert_risks(repository: str) -> None:
     if repo is None or not repo["at_risk"]:
         return
     path = os.path.join(_config.agent.state_dir, "daemon", "alerts.json")
-    try:
-        with open(path, encoding="utf-8") as handle:
-            sent = json.load(handle)
-    except (OSError, ValueError):
-        sent = {}
+    sent = load_json(path)
     previous = sent.get(repository, {})
     if previous.get("risks") == repo["at_risk"] and \
             now - _dt.datetime.fromisoformat(previous["time"]) < RISK_ALERT_REPEAT:
@@ -284,11 +267,9 @@ def _alert_risks(repository: str) -> None:
         return
     sent[repository] = {"time": now.isoformat(), "risks": repo["at_risk"]}
     try:
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as handle:
-            json.dump(sent, handle)
-    except OSError as exc:
-        log.error("the alert record %s cannot be written (%s)", path, exc.strerror)
+        save_json(path, sent)
+    except StateDirError as exc:
+        log.error("the alert record cannot be written: %s", exc)
 
 
 def _alert(alert) -> bool:

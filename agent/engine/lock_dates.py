@@ -18,17 +18,15 @@ from the storage by the next prune.
 from __future__ import annotations
 
 import datetime as _dt
-import json
-import os
 from dataclasses import dataclass, field
 
 from agent.engine.retention import Decision
 from agent.engine.walk import load_tree
-from agent.errors import StateDirError
 from agent.repo import layout
 from agent.repo.repository import Repository
 from agent.repo.snapshot import Snapshot
 from agent.repo.tree import DIR, FILE
+from agent.state_file import load_json, save_json
 
 # A snapshot is forgotten by the first prune after its settled date. Prune runs weekly
 # after the backup: the lock must outlive that prune even if one weekly run is missed
@@ -53,11 +51,10 @@ class LockDateCache:
     def __init__(self, path: str | None) -> None:
         self.path = path
         self.dates: dict[str, _dt.datetime] = {}
-        if path and os.path.exists(path):
+        if path:
             try:
-                with open(path, encoding="utf-8") as handle:
-                    self.dates = {k: _dt.datetime.fromisoformat(v) for k, v in json.load(handle).items()}
-            except (OSError, ValueError, AttributeError, TypeError):
+                self.dates = {k: _dt.datetime.fromisoformat(v) for k, v in load_json(path).items()}
+            except (ValueError, TypeError):
                 self.dates = {}  # an optimisation only: start again from the storage
 
     def covers(self, name: str, until: _dt.datetime) -> bool:
@@ -68,16 +65,8 @@ class LockDateCache:
         self.dates[name] = until
 
     def save(self) -> None:
-        if not self.path:
-            return
-        tmp = f"{self.path}.tmp"
-        try:
-            os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
-            with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as handle:
-                json.dump({k: v.isoformat() for k, v in self.dates.items()}, handle)
-            os.replace(tmp, self.path)
-        except OSError as exc:
-            raise StateDirError(f"the lock-date cache {self.path} cannot be written ({exc.strerror})") from None
+        if self.path:
+            save_json(self.path, {k: v.isoformat() for k, v in self.dates.items()})
 
 
 def lock_targets(repo: Repository, decisions: list[Decision],

@@ -32,7 +32,8 @@ from dataclasses import dataclass
 from agent import clock
 from agent.crypto.kdf import KdfParams
 from agent.crypto.keys import KeyFile, MasterKey, wrap_master_key
-from agent.errors import MediumError, StateDirError
+from agent.errors import MediumError
+from agent.state_file import load_json, save_bytes, save_json
 from agent.storage.local import LocalStorage
 
 LABEL_FILE = "backupctl-medium.json"
@@ -148,20 +149,13 @@ class MediaState:
         master = MasterKey.generate()
         document = wrap_master_key(master, passphrase, repository_id=os.urandom(16), key_id=os.urandom(16),
                                    params=kdf_params, created=clock.now().isoformat(), host=socket.gethostname())
-        self._write(self.key_path, document)
+        save_bytes(self.key_path, document)
         return master
 
     # -- record
 
     def record(self) -> dict:
-        try:
-            with open(self.record_path, encoding="utf-8") as handle:
-                doc = json.load(handle)
-            return doc if isinstance(doc, dict) else {}
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError):
-            return {}  # a damaged record only loses history, never backups
+        return load_json(self.record_path)  # a damaged record only loses history, never backups
 
     def note(self, label: str, **fields) -> dict:
         doc = self.record()
@@ -170,20 +164,8 @@ class MediaState:
         if "last_backup" in fields:
             doc["previous"] = doc.get("last_used")
             doc["last_used"] = label
-        self._write(self.record_path, json.dumps(doc, indent=1).encode("utf-8"))
+        save_json(self.record_path, doc)
         return doc
-
-    def _write(self, path: str, data: bytes) -> None:
-        try:
-            os.makedirs(self.folder, mode=0o700, exist_ok=True)
-            tmp = path + ".tmp"
-            with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except OSError as exc:
-            raise StateDirError(f"{path} cannot be written ({exc.strerror})") from None
 
 
 def rotation_warnings(media: tuple[str, ...], used: str, previous: str | None, day: _dt.date) -> list[str]:

@@ -11,11 +11,10 @@ next backup.
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
 from dataclasses import dataclass
 
-from agent.errors import StateDirError
+from agent.state_file import load_json, save_json
 
 
 @dataclass(frozen=True)
@@ -29,14 +28,7 @@ class Records:
         self.path = os.path.join(state_dir, "records", f"{repository}.json")
 
     def load(self) -> dict:
-        try:
-            with open(self.path, encoding="utf-8") as handle:
-                doc = json.load(handle)
-            return doc if isinstance(doc, dict) else {}
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError):
-            return {}
+        return load_json(self.path)
 
     def last(self, kind: str) -> Event | None:
         entry = self.load().get(kind)
@@ -51,14 +43,7 @@ class Records:
         """kind: "backup", "check", "read_data_check", "restore_test"."""
         doc = self.load()
         doc[kind] = {"time": moment.isoformat(), **detail}
-        tmp = self.path + ".tmp"
-        try:
-            os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
-            with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as handle:
-                json.dump(doc, handle, indent=1)
-            os.replace(tmp, self.path)
-        except OSError as exc:
-            raise StateDirError(f"{self.path} cannot be written ({exc.strerror})") from None
+        save_json(self.path, doc)
 
 
 # ---- obligations (pure) ---------------------------------------------------------------------

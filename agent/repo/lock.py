@@ -27,7 +27,6 @@ from dataclasses import dataclass
 
 from agent import clock
 from agent.errors import ObjectNotFound, RepositoryLocked, StorageError, IntegrityError
-from agent.repo import layout
 from agent.repo.repository import Repository
 
 # A holder rewrites its lock this often...

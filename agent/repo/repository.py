@@ -316,6 +316,12 @@ class Repository:
             if self.has_blob(chunk_id):
                 return chunk_id, 0
             self._pending_ids.add(chunk_id)
+        return chunk_id, self._seal_into_pack(kind, chunk_id, data)
+
+    def _seal_into_pack(self, kind: int, chunk_id: ChunkId, data: bytes) -> int:
+        """Compress, encrypt and append a blob already marked pending; write the pack
+        when full. Returns the stored size. Compression and encryption run outside the
+        lock (both release the GIL)."""
         try:
             blob_kind = layout.KIND_TREE_BLOB if kind == BLOB_TREE else layout.KIND_DATA_BLOB
             payload = compression.compress(data, self.config.compression_level)
@@ -333,7 +339,7 @@ class Repository:
                 full = self._builders.pop(kind)
         if full is not None:
             self._write_pack(full)
-        return chunk_id, len(envelope)
+        return len(envelope)
 
     def _write_pack(self, builder: PackBuilder) -> None:
         header = aead.seal(
@@ -490,17 +496,7 @@ class Repository:
             if chunk_id in self._pending_ids:
                 return
             self._pending_ids.add(chunk_id)
-        blob_kind = layout.KIND_TREE_BLOB if kind == BLOB_TREE else layout.KIND_DATA_BLOB
-        payload = compression.compress(data, self.config.compression_level)
-        envelope = aead.seal(self._enc_key, payload, self._aad(blob_kind, chunk_id), cipher=self.config.cipher)
-        full = None
-        with self._write_lock:
-            builder = self._builders.setdefault(kind, PackBuilder())
-            builder.add(kind, chunk_id, envelope, len(data))
-            if builder.is_full(self.config.pack_target_size):
-                full = self._builders.pop(kind)
-        if full is not None:
-            self._write_pack(full)
+        self._seal_into_pack(kind, chunk_id, data)
 
     def write_index_files(self, packs: dict[PackId, list[PackEntry]], *, supersede: list[IndexId]) -> list[IndexId]:
         """Write a complete index of `packs` in several files, the last of which
