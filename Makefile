@@ -15,6 +15,7 @@ install: $(BIN)/backupctl
 
 install-test: install
 	$(BIN)/pip install --quiet -e '.[test]'
+	scripts/install-system-packages.sh
 
 # Generates a small sample practice tree and runs init, backup, snapshots,
 # a second backup, restore, check --read-data on a local repository under demo/.

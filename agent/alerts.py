@@ -34,6 +34,7 @@ class AlertSettings:
     smtp_ca_file: str | None = None
     webhook_url: str | None = None
     timeout: float = 20.0
+    attach_report: bool = True  # restore-test reports go out attached (HTML, PDF)
 
     @property
     def enabled(self) -> bool:
@@ -45,6 +46,7 @@ class Alert:
     subject: str  # one line, in French
     body: str  # plain text, in French
     facts: dict = field(default_factory=dict)  # the same facts for the webhook (JSON)
+    attachments: list[tuple[str, str, bytes]] = field(default_factory=list)  # (file name, MIME type, content)
 
 
 def send(settings: AlertSettings, alert: Alert) -> list[str]:
@@ -84,6 +86,9 @@ def _send_email(settings: AlertSettings, alert: Alert) -> None:
     message["Date"] = formatdate(localtime=True)
     message["Message-ID"] = make_msgid(domain="backupctl")
     message.set_content(alert.body)
+    for filename, mime_type, content in alert.attachments:
+        maintype, _, subtype = mime_type.partition("/")
+        message.add_attachment(content, maintype=maintype, subtype=subtype, filename=filename)
     context = ssl.create_default_context(cafile=settings.smtp_ca_file)
     if settings.smtp_security == "tls":
         client = smtplib.SMTP_SSL(settings.smtp_host, settings.smtp_port, timeout=settings.timeout, context=context)

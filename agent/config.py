@@ -28,12 +28,20 @@ ENV_PATH = "BACKUPCTL_CONFIG"
 ENV_PASSPHRASE = "BACKUPCTL_PASSPHRASE"
 CIPHERS = ("xchacha20-poly1305", "aes-256-gcm")
 COMPRESSIONS = ("zstd", "none")
+REPORT_LANGUAGES = ("fr", "en")  # agent.reports.i18n has a catalog for each
 
 
 @dataclass(frozen=True)
 class AgentSettings:
     state_dir: str
     hostname: str | None = None
+    practice_name: str | None = None  # shown on reports
+    report_language: str = "fr"  # restore-test reports: "fr" or "en"
+    report_dir: str | None = None  # default: state_dir/reports
+
+    @property
+    def reports(self) -> str:
+        return self.report_dir or os.path.join(self.state_dir, "reports")
 
 
 @dataclass(frozen=True)
@@ -185,7 +193,15 @@ def parse(raw: dict, path: str) -> Config:
     state_dir = agent_table.get("state_dir", str, default="/var/lib/backupctl", what="an absolute path")
     if not os.path.isabs(state_dir):
         raise ConfigError(f"{path}: [agent] state_dir = {state_dir!r}: expected an absolute path")
-    agent = AgentSettings(state_dir=state_dir, hostname=agent_table.get("hostname", str))
+    report_language = agent_table.get("report_language", str, default="fr", what='"fr" or "en"')
+    if report_language not in REPORT_LANGUAGES:
+        raise ConfigError(f'{path}: [agent] report_language = {report_language!r}: expected "fr" or "en"')
+    report_dir = agent_table.get("report_dir", str, what="an absolute path")
+    if report_dir is not None and not os.path.isabs(report_dir):
+        raise ConfigError(f"{path}: [agent] report_dir = {report_dir!r}: expected an absolute path")
+    agent = AgentSettings(state_dir=state_dir, hostname=agent_table.get("hostname", str),
+                          practice_name=agent_table.get("practice_name", str), report_language=report_language,
+                          report_dir=report_dir)
     agent_table.done()
 
     if "source" not in raw:
@@ -261,6 +277,7 @@ def _alerts(path: str, data: object) -> AlertSettings:
     settings = AlertSettings(email_to=email_to, email_from=table.get("email_from", str, default=""),
                              smtp_host=host, smtp_port=port, smtp_security=security,
                              smtp_user=table.get("smtp_user", str), webhook_url=webhook, timeout=float(timeout),
+                             attach_report=table.get("attach_report", bool, default=True, what="true or false"),
                              **files)
     table.done()
     return settings

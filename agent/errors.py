@@ -44,6 +44,10 @@ class BackupctlError(Exception):
         return f"{text} — {self.hint}" if self.hint else text
 
 
+class ReportError(BackupctlError):
+    """A report could not be written or rendered (the test or table it reports on stands)."""
+
+
 class ConfigError(BackupctlError):
     exit_code = 2
     hint = "fix the configuration file (see config.example.toml)"

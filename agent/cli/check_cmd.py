@@ -34,6 +34,9 @@ def command(ctx: click.Context, read_data, subset, repo_name, as_json) -> None:
     Records(config.agent.state_dir, config.repository(repo_name).name).note(
         "check", clock.now(), ok=report.ok, read_data=read_data,
         read_data_subset=report.as_dict()["read_data_subset"])
+    if read_data:  # kept apart so a later structure-only check does not hide when data was last re-read
+        Records(config.agent.state_dir, config.repository(repo_name).name).note(
+            "read_data_check", clock.now(), ok=report.ok, read_data_subset=report.as_dict()["read_data_subset"])
     if as_json:
         print_json(report.as_dict())
     else:

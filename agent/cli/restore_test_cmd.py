@@ -11,6 +11,10 @@ from agent.cli.common import audit, find_snapshot, human_bytes, json_option, ope
 from agent.engine.records import Records
 from agent.engine.restore_test import RestoreTestEngine
 from agent.errors import IntegrityError
+from agent.reports import store
+from agent.reports.document import build
+from agent.reports.facts import gather
+from agent.reports.html import render
 
 
 @click.command("restore-test")
@@ -20,11 +24,15 @@ from agent.errors import IntegrityError
 @click.option("--sample", type=click.IntRange(1, 1_000_000), metavar="N", help="Restore N files drawn at random.")
 @click.option("--scratch-dir", metavar="DIR",
               help="Where to restore (a fresh folder inside it is wiped afterwards); default state_dir/restore-test.")
+@click.option("--report-dir", metavar="DIR",
+              help="Where to write the report (HTML, JSON, PDF); default [agent] report_dir or state_dir/reports.")
 @json_option
 @click.pass_context
-def command(ctx: click.Context, repo_name, snapshot_id, mode, sample, scratch_dir, as_json) -> None:
+def command(ctx: click.Context, repo_name, snapshot_id, mode, sample, scratch_dir, report_dir, as_json) -> None:
     """Restore a snapshot (and a sample of the oldest one) into a scratch folder, compare
-    every file's SHA-256 with the one recorded at backup, measure the time, then wipe it."""
+    every file's SHA-256 with the one recorded at backup, measure the time, then wipe it.
+    Writes a report (HTML in the configured language, JSON, and PDF when Chromium is
+    installed) and keeps an encrypted copy of it in the repository."""
     config, repo = open_repository(ctx, repo_name)
     snapshot = find_snapshot(repo, snapshot_id)
     snapshots = repo.snapshots()
@@ -35,10 +43,15 @@ def command(ctx: click.Context, repo_name, snapshot_id, mode, sample, scratch_di
     report = engine.run()
     document = {"repository": config.repository(repo_name).name, **report.as_dict()}
     name = config.repository(repo_name).name
+    report_id = os.urandom(16)
     Records(config.agent.state_dir, name).note("restore_test", clock.now(), ok=report.ok, snapshot=snapshot.id.hex(),
-                                               files=document["files"], sha256_verified=document["sha256_verified"])
+                                               files=document["files"], sha256_verified=document["sha256_verified"],
+                                               report=report_id.hex())
     audit(config, "restore_test", repository=name, snapshot=snapshot.id.hex(), ok=report.ok,
-          files=document["files"], scratch=os.path.abspath(scratch), wiped=report.scratch_wiped)
+          files=document["files"], scratch=os.path.abspath(scratch), wiped=report.scratch_wiped,
+          report=report_id.hex())
+    written, problems = _report(ctx, config, name, repo, report, report_id, report_dir)
+    document["report"] = {**written.as_dict(), "unreadable_past_reports": problems}
     if as_json:
         print_json(document)
     else:
@@ -47,9 +60,28 @@ def command(ctx: click.Context, repo_name, snapshot_id, mode, sample, scratch_di
                        f"{test.files} file(s), {human_bytes(test.bytes)} restored in {test.duration_s:.1f} s "
                        f"({test.throughput_mib_s:.0f} MiB/s); SHA-256 verified for {test.sha256_verified}")
         click.echo("Restored data wiped." if report.scratch_wiped else "WARNING: the scratch copy could not be wiped")
+        click.echo(f"Report: {written.html}" + (f" and {written.pdf}" if written.pdf else ""))
+        for problem in ([written.pdf_problem] if written.pdf_problem else []) + problems:
+            click.echo(f"  note: {problem}")
+        if written.store_problem:
+            click.echo(f"WARNING: the report was not kept in the repository: {written.store_problem}", err=True)
     if not report.ok:
         if not as_json:
             for failure in document["failures"]:
                 click.echo(f"  FAILED /{failure['path']}: {failure['problem']}", err=True)
         raise IntegrityError(f"restore test failed: {len(document['failures'])} file(s) did not restore intact",
                              hint="run `backupctl check --read-data` to see what is damaged")
+
+
+def _report(ctx: click.Context, config, name: str, repo, result, report_id: bytes, report_dir: str | None):
+    """Write the report files and keep a copy in the repository; returns what was written
+    and the stored reports that could not be read."""
+    medium = ctx.obj.get("medium")  # opening the other repositories resets it
+    gathered = gather(config, lambda other: open_repository(ctx, other)[1], opened={name: repo})
+    past, problems = store.past_tests(repo)
+    document = build(config, config.repository(name), repo, result, gathered, report_id=report_id,
+                     past_tests=past, medium=medium)
+    page = render(document)
+    written = store.write(report_dir or config.agent.reports, document, page)
+    store.store(repo, written, document, page)
+    return written, problems

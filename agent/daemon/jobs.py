@@ -155,6 +155,8 @@ def _summary(command: str, stdout: bytes) -> dict:
         out["failures"] = len(doc.get("failures", []))
         out["tests"] = [{k: t.get(k) for k in ("snapshot_id", "mode", "files", "duration_s", "throughput_mib_s")}
                         for t in doc.get("tests", [])]
+        report = doc.get("report") or {}
+        out["report"] = {k: report.get(k) for k in ("id", "html", "json", "pdf", "stored_in_repository")}
     return out
 
 
@@ -189,13 +191,14 @@ def run_job(job_id: str) -> None:
         return
     entry = _runner.record.load().get(job_id, {})
     if job_id.startswith("restore-test:"):
-        _alert(restore_test_alert(job_id, entry, ok))  # every report goes out, passed or not
+        # every report goes out, passed or not
+        _alert(restore_test_alert(job_id, entry, ok, attach=_config.alerts.attach_report))
     elif not ok:
         _alert(failure_alert(job_id, entry))
     _alert_risks(job_id.partition(":")[2])
 
 
-def restore_test_alert(job_id: str, entry: dict, ok: bool):
+def restore_test_alert(job_id: str, entry: dict, ok: bool, *, attach: bool = True):
     from agent.alerts import Alert
 
     repository = job_id.partition(":")[2]
@@ -213,11 +216,43 @@ def restore_test_alert(job_id: str, entry: dict, ok: bool):
         lines += ["", "Message :", f"  {summary['error']}"]
     lines += ["", "Les données restaurées pour le test ont été effacées." if summary.get("scratch_wiped")
               else "Attention : vérifier que le dossier de test a bien été effacé.",
-              "Rapport détaillé : backupctl restore-test --json (prestataire)."]
+              ]
+    report = summary.get("report") or {}
+    attachments, document = _report_files(report) if attach else ([], None)
+    if attachments:
+        lines.append("Le rapport complet est joint (à conserver : c'est la preuve du test pour un contrôle).")
+    elif report.get("html"):
+        lines.append(f"Rapport complet sur le serveur : {report['html']} (et une copie chiffrée dans le dépôt).")
+    else:
+        lines.append("Aucun rapport n'a pu être produit : voir backupctl restore-test (prestataire).")
     return Alert(subject=f"[backupctl] Test de restauration : {'réussi' if ok else 'ÉCHEC'} pour « {repository} » "
                          f"({host})", body="\n".join(lines),
                  facts={"event": "restore_test", "repository": repository, "host": host, "ok": ok,
-                        "report": summary})
+                        "report": summary, **({"report_document": document} if document else {})},
+                 attachments=attachments)
+
+
+ATTACHMENT_LIMIT = 10 * 2**20  # a report is tens of KiB; never mail something unexpectedly large
+
+
+def _report_files(report: dict) -> tuple[list[tuple[str, str, bytes]], dict | None]:
+    """The report's HTML and PDF to attach, and its JSON facts for the webhook."""
+    attachments, document = [], None
+    for key, mime_type in (("html", "text/html"), ("pdf", "application/pdf")):
+        path = report.get(key)
+        try:
+            if path and os.path.getsize(path) <= ATTACHMENT_LIMIT:
+                with open(path, "rb") as handle:
+                    attachments.append((os.path.basename(path), mime_type, handle.read()))
+        except OSError as exc:
+            log.warning("restore-test report %s not attached: %s", key, exc.strerror)
+    try:
+        if report.get("json") and os.path.getsize(report["json"]) <= ATTACHMENT_LIMIT:
+            with open(report["json"], encoding="utf-8") as handle:
+                document = json.load(handle)
+    except (OSError, ValueError) as exc:
+        log.warning("restore-test report facts not sent: %s", exc)
+    return attachments, document
 
 
 def failure_alert(job_id: str, entry: dict):

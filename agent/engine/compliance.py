@@ -8,7 +8,8 @@ from __future__ import annotations
 import datetime as _dt
 from dataclasses import dataclass, field
 
-from agent.engine.records import RESTORE_TEST_LIMIT, WEEKLY_LIMIT
+from agent.engine.records import MONTH_GRACE_DAYS, RESTORE_TEST_LIMIT, WEEKLY_LIMIT
+from agent.engine.retention import calendar_periods
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 
@@ -26,104 +27,138 @@ class RepositoryFacts:
     unavailable: str | None = None  # why its facts could not be read
 
 
+@dataclass(frozen=True)
+class Evidence:
+    """One fact behind a verdict: a message code and its parameters (already strings).
+    agent.reports.i18n words it in English or French."""
+
+    code: str
+    params: dict = field(default_factory=dict)
+
+
 @dataclass
 class Row:
     rule: str
-    title: str
     status: str
-    evidence: list[str]
+    evidence: list[Evidence]
+
+
+@dataclass(frozen=True)
+class PeriodState:
+    """One calendar period of the retention table: is there a snapshot in it?"""
+
+    period: str  # "2026-W47", "2026-11", "2026"
+    state: str  # PRESENT, MISSING, PENDING (current period, still time) or BEFORE (before backups began)
+    snapshot: str | None = None  # the newest snapshot id of the period (hex)
+    repository: str | None = None
+    time: _dt.datetime | None = None
 
     def as_dict(self) -> dict:
-        return {"rule": self.rule, "title": self.title, "status": self.status, "evidence": self.evidence}
+        return {"period": self.period, "state": self.state, "snapshot": self.snapshot,
+                "repository": self.repository, "time": self.time.isoformat() if self.time else None}
+
+
+PRESENT, MISSING, PENDING, BEFORE = "present", "missing", "pending", "before"
+
+
+def coverage(repositories: list[RepositoryFacts], *, kind: str, count: int, now: _dt.datetime,
+             zone) -> list[PeriodState]:
+    """Which of the last `count` weeks, months or years hold a snapshot (in any readable
+    repository), oldest first. Periods that ended before backups began (the earliest of
+    the repositories' creation and their first snapshot: snapshots copied from an older
+    repository count) are BEFORE; the current period is PENDING until a snapshot is due:
+    a week or a year until it ends, a month for its first MONTH_GRACE_DAYS days."""
+    readable = [r for r in repositories if r.unavailable is None]
+    starts = [r.created for r in readable if r.created] + [t for r in readable for _sid, t in r.snapshots]
+    began = min(starts, default=None)
+    snapshots = sorted(((t, sid, r.name) for r in readable for sid, t in r.snapshots), reverse=True)
+    states = []
+    for name, start, end in calendar_periods(kind, now, count, zone):
+        inside = next(((t, sid, repo) for t, sid, repo in snapshots if start <= t < end), None)
+        if inside is not None:
+            states.append(PeriodState(name, PRESENT, inside[1], inside[2], inside[0]))
+        elif began is None or end <= began:
+            states.append(PeriodState(name, BEFORE))
+        elif end > now and (kind != "month" or now.astimezone(zone).day <= MONTH_GRACE_DAYS):
+            states.append(PeriodState(name, PENDING))
+        else:
+            states.append(PeriodState(name, MISSING))
+    return states
 
 
 def assess(repositories: list[RepositoryFacts], *, now: _dt.datetime, zone, yearly: int,
            audit: dict | None, recovery_sheet: _dt.datetime | None) -> list[Row]:
     rows = []
-    local_now = now.astimezone(zone)
     readable = [r for r in repositories if r.unavailable is None]
     latest = max(((r.name, sid, t) for r in readable for sid, t in r.snapshots), key=lambda x: x[2], default=None)
 
+    def day(moment: _dt.datetime) -> str:
+        return f"{moment.astimezone(zone):%Y-%m-%d}"
+
     # S1: a backup at least every week.
     if latest and now - latest[2] <= WEEKLY_LIMIT:
-        rows.append(Row("S1", "a backup at least every week", OK,
-                        [f"latest snapshot {latest[1][:8]} of {latest[0]} on {latest[2].astimezone(zone):%Y-%m-%d %H:%M}"]))
+        rows.append(Row("S1", OK, [Evidence("latest_snapshot", {"snapshot": latest[1][:8], "repository": latest[0],
+                                                                 "time": f"{latest[2].astimezone(zone):%Y-%m-%d %H:%M}"})]))
     else:
-        rows.append(Row("S1", "a backup at least every week", FAIL,
-                        [f"latest snapshot on {latest[2].astimezone(zone):%Y-%m-%d}" if latest else "no snapshot"]))
+        rows.append(Row("S1", FAIL, [Evidence("latest_snapshot_old", {"date": day(latest[2])}) if latest
+                                     else Evidence("no_snapshot")]))
 
     # S2: a different medium each week, in rotation.
     disks = [r for r in repositories if r.kind == "disks"]
     if not disks:
-        rows.append(Row("S2", "rotated media", WARN, ["no set of rotated disks is configured"]))
+        rows.append(Row("S2", WARN, [Evidence("no_disks")]))
     else:
         used = max(r.disks_used_last_4_weeks for r in disks)
-        rows.append(Row("S2", "rotated media", OK if used >= 2 else WARN,
-                        [f"{used} different disk(s) of {disks[0].name} used in the last 4 weeks"]))
+        rows.append(Row("S2", OK if used >= 2 else WARN,
+                        [Evidence("disks_used", {"count": str(used), "set": disks[0].name})]))
 
     # S3: one monthly backup over 12 sliding months; S4: yearly backups.
-    months_missing, months_present = [], []
-    for back in range(12):
-        index = local_now.year * 12 + local_now.month - 1 - back
-        year, month = divmod(index, 12)
-        month += 1
-        start = _dt.datetime(year, month, 1, tzinfo=zone)
-        if back == 0 and local_now.day <= 7:
-            continue  # this month's first weekly backup may still be to come
-        if readable and all(r.created is None or _month_end(start) <= r.created for r in readable):
-            continue  # before the repositories existed
-        found = [(r.name, sid) for r in readable for sid, t in r.snapshots
-                 if (t.astimezone(zone).year, t.astimezone(zone).month) == (year, month)]
-        (months_present if found else months_missing).append(f"{year}-{month:02d}")
-    rows.append(Row("S3", "one monthly backup over 12 sliding months", OK if not months_missing else WARN,
-                    [f"months with a snapshot: {', '.join(sorted(months_present)) or 'none'}"]
-                    + ([f"months without: {', '.join(sorted(months_missing))}"] if months_missing else [])))
+    months = coverage(repositories, kind="month", count=12, now=now, zone=zone)
+    present = [m.period for m in months if m.state == PRESENT]
+    missing = [m.period for m in months if m.state == MISSING]
+    rows.append(Row("S3", OK if not missing else WARN,
+                    [Evidence("months_with", {"months": ", ".join(present) or "-"})]
+                    + ([Evidence("months_without", {"months": ", ".join(missing)})] if missing else [])))
     years = sorted({t.astimezone(zone).year for r in readable for _sid, t in r.snapshots})
-    rows.append(Row("S4", "yearly backups", OK if yearly >= 1 and years else WARN,
-                    [f"retention keeps {yearly} year(s); years with snapshots: {', '.join(map(str, years)) or 'none'}"]))
+    rows.append(Row("S4", OK if yearly >= 1 and years else WARN,
+                    [Evidence("yearly", {"kept": str(yearly), "years": ", ".join(map(str, years)) or "-"})]))
 
     # S6: two safe places, away from the practice.
     off_site = [r.name for r in repositories if r.kind in ("s3", "disks")]
-    rows.append(Row("S6", "kept off-site, in two places", OK if len(repositories) >= 2 and off_site else WARN,
-                    [f"{len(repositories)} repositor{'y' if len(repositories) == 1 else 'ies'}; off-site: "
-                     f"{', '.join(off_site) or 'none'}"]))
+    rows.append(Row("S6", OK if len(repositories) >= 2 and off_site else WARN,
+                    [Evidence("places", {"count": str(len(repositories)), "off_site": ", ".join(off_site) or "-"})]))
 
     # S7 and C5: a restore test, comparing SHA-256, at least quarterly.
     tests = [(r.name, *r.last_restore_test) for r in repositories if r.last_restore_test]
     recent = [t for t in tests if now - t[1] <= RESTORE_TEST_LIMIT]
     status = OK if recent and all(ok for _name, _time, ok in recent) else FAIL
-    evidence = [f"{name}: {when.astimezone(zone):%Y-%m-%d} {'passed' if ok else 'FAILED'}" for name, when, ok in tests]
-    rows.append(Row("S7", "a restore test at least every quarter (SHA-256 compared: C5)", status,
-                    evidence or ["no restore test recorded"]))
+    evidence = [Evidence("restore_test_passed" if ok else "restore_test_failed", {"repository": name, "date": day(when)})
+                for name, when, ok in tests]
+    rows.append(Row("S7", status, evidence or [Evidence("no_restore_test")]))
 
     # S8: kept disconnected: an object-locked off-site copy.
-    locked = [f"{r.name}: object lock {r.object_lock}" for r in repositories if r.kind == "s3" and r.object_lock != "none"]
-    rows.append(Row("S8", "a copy out of reach (object lock)", OK if locked else WARN,
-                    locked or ["no S3 repository with object lock"]))
+    locked = [Evidence("object_lock", {"repository": r.name, "mode": r.object_lock})
+              for r in repositories if r.kind == "s3" and r.object_lock != "none"]
+    rows.append(Row("S8", OK if locked else WARN, locked or [Evidence("no_object_lock")]))
 
     # C1-C3 (and C4): encryption everywhere, state-of-the-art algorithms, SHA-256.
-    ciphers = [f"{r.name}: {r.cipher}" for r in readable if r.cipher]
-    unknown = [f"{r.name}: not readable now ({r.unavailable})" for r in repositories if r.unavailable]
-    rows.append(Row("C1-C4", "every backup encrypted with state-of-the-art algorithms; SHA-256 fingerprints",
-                    OK if ciphers and not unknown else WARN,
-                    ciphers + unknown + ["key wrapping Argon2id; chunk ids keyed BLAKE3; file fingerprints SHA-256; "
-                                         "recorded in each repository's config"]))
+    ciphers = [Evidence("cipher", {"repository": r.name, "cipher": r.cipher}) for r in readable if r.cipher]
+    unknown = [Evidence("unreadable", {"repository": r.name, "problem": r.unavailable})
+               for r in repositories if r.unavailable]
+    rows.append(Row("C1-C4", OK if ciphers and not unknown else WARN, ciphers + unknown + [Evidence("algorithms")]))
 
     # K1: a recovery sheet in the safe.
-    rows.append(Row("K1", "a printed recovery sheet in the safe", OK if recovery_sheet else FAIL,
-                    [f"produced on {recovery_sheet.astimezone(zone):%Y-%m-%d}"] if recovery_sheet
-                    else ["no recovery sheet has been produced yet (backupctl key export --paper)"]))
+    rows.append(Row("K1", OK if recovery_sheet else FAIL,
+                    [Evidence("sheet", {"date": day(recovery_sheet)})] if recovery_sheet else [Evidence("no_sheet")]))
 
     # T2: traces kept six months at most.
     if audit is None:
-        rows.append(Row("T2", "traces kept six months at most", WARN, ["no audit trail yet"]))
+        rows.append(Row("T2", WARN, [Evidence("no_audit")]))
     else:
-        rows.append(Row("T2", "traces kept six months at most", OK if audit.get("intact") else FAIL,
-                        [f"audit trail {'intact' if audit.get('intact') else 'ALTERED'}: {audit.get('records')} "
-                         f"record(s) since {audit.get('first') or '-'}; older records purged automatically"]))
+        intact = bool(audit.get("intact"))
+        rows.append(Row("T2", OK if intact else FAIL,
+                        [Evidence("audit_intact" if intact else "audit_altered",
+                                  {"records": str(audit.get("records")), "first": str(audit.get("first") or "-")[:10]})]))
     return rows
 
 
-def _month_end(start: _dt.datetime) -> _dt.datetime:
-    index = start.year * 12 + start.month
-    return start.replace(year=index // 12, month=index % 12 + 1)

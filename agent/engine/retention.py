@@ -238,3 +238,12 @@ def _month(moment: _dt.datetime) -> _Period:
 
 def _year(moment: _dt.datetime) -> _Period:
     return _year_of(moment.date(), moment.tzinfo)
+
+
+def calendar_periods(kind: str, now: _dt.datetime, count: int, zone) -> list[tuple[str, _dt.datetime, _dt.datetime]]:
+    """The `count` calendar periods ("week", "month" or "year") ending with the one that
+    contains `now`, oldest first, as (name, start, end) in `zone` ("2026-W47", "2026-11",
+    "2026"). The same calendar as the policy's, for reports of what it keeps."""
+    current = {"week": _week, "month": _month, "year": _year}[kind](now.astimezone(zone))
+    periods = [current.shifted(-back) for back in reversed(range(count))]
+    return [(p.name, p.start, p.shifted(1).start) for p in periods]

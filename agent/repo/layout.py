@@ -6,6 +6,7 @@
     index/<index id hex>        index files (encrypted)
     snapshots/<snapshot id hex> snapshots (encrypted)
     locks/<lock id hex>         locks (encrypted; format version 2)
+    reports/<report id hex>     restore-test reports (encrypted; format version 3)
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ PackId = NewType("PackId", bytes)  # SHA-256 of the pack object, 32 bytes
 IndexId = NewType("IndexId", bytes)  # random, 16 bytes
 SnapshotId = NewType("SnapshotId", bytes)  # random, 16 bytes
 LockId = NewType("LockId", bytes)  # random, 16 bytes
+ReportId = NewType("ReportId", bytes)  # random, 16 bytes
 
 CONFIG = "config"
 KEYS_PREFIX = "keys/"
@@ -24,6 +26,7 @@ DATA_PREFIX = "data/"
 INDEX_PREFIX = "index/"
 SNAPSHOTS_PREFIX = "snapshots/"
 LOCKS_PREFIX = "locks/"
+REPORTS_PREFIX = "reports/"
 
 # Kinds bound into every object's associated data (docs/FORMAT.md "Associated data").
 KIND_CONFIG = 1
@@ -33,6 +36,7 @@ KIND_DATA_BLOB = 4
 KIND_TREE_BLOB = 5
 KIND_PACK_HEADER = 6
 KIND_LOCK = 7
+KIND_REPORT = 8
 
 
 def key_name(key_id: bytes) -> str:
@@ -54,6 +58,10 @@ def snapshot_name(snapshot_id: SnapshotId) -> str:
 
 def lock_name(lock_id: bytes) -> str:
     return LOCKS_PREFIX + lock_id.hex()
+
+
+def report_name(report_id: bytes) -> str:
+    return REPORTS_PREFIX + report_id.hex()
 
 
 def _id_from_name(name: str, prefix: str, size: int) -> bytes | None:
@@ -94,3 +102,10 @@ def lock_id_from_name(name: str) -> LockId | None:
     if value is None or lock_name(LockId(value)) != name:
         return None
     return LockId(value)
+
+
+def report_id_from_name(name: str) -> ReportId | None:
+    value = _id_from_name(name, REPORTS_PREFIX, 16)
+    if value is None or report_name(ReportId(value)) != name:
+        return None
+    return ReportId(value)

@@ -44,9 +44,9 @@ from agent.repo.pack import (
 from agent.repo.snapshot import Snapshot
 from agent.storage.base import Storage
 
-# Version 2 adds locks and prune (docs/FORMAT.md section 16); version-1 repositories are
-# read and written as they are.
-FORMAT_VERSION = 2
+# Version 2 adds locks and prune, version 3 restore-test reports (docs/FORMAT.md section
+# 16); older repositories are read and written as they are.
+FORMAT_VERSION = 3
 AAD_PREFIX = b"backupctl\x00"
 # An index file is written after this many packs, so an interrupted backup loses at
 # most this much upload work (the packs themselves stay, prune collects them).
@@ -131,6 +131,7 @@ class Repository:
         self._pending_ids: set[bytes] = set()
         self._unindexed: dict[PackId, list[PackEntry]] = {}
         self.bytes_added = 0  # stored bytes written by this process (packs only)
+        self.kdf_params: KdfParams | None = None  # of the key file the passphrase opened (reports)
 
     # ---- creating and opening -------------------------------------------------
 
@@ -154,6 +155,7 @@ class Repository:
         created = clock.now().isoformat()
         config = StoredConfig(repository_id, cipher, compression_level, ChunkerParams(), created)
         repo = cls(storage, master, config)
+        repo.kdf_params = kdf_params
         key_id = os.urandom(16)
         storage.write(
             layout.key_name(key_id),
@@ -208,7 +210,9 @@ class Repository:
         config = StoredConfig.decode(plain_config)
         if config.repository_id != key_file.repository_id:
             raise IntegrityError("the config object belongs to another repository than the key")
-        return cls(storage, master, config)
+        repo = cls(storage, master, config)
+        repo.kdf_params = key_file.params
+        return repo
 
     # ---- envelopes ------------------------------------------------------------
 
@@ -474,6 +478,21 @@ class Repository:
 
     def list_lock_ids(self) -> list[bytes]:
         found = (layout.lock_id_from_name(i.name) for i in self.storage.list(layout.LOCKS_PREFIX))
+        return [i for i in found if i is not None]
+
+    # ---- restore-test reports (format version 3) ------------------------------------------
+
+    def save_report(self, report_id: bytes, plain: bytes) -> None:
+        """Keep a restore-test report (agent.reports) encrypted beside the data it proves,
+        so the proof is off-site with the backups. Written once, never rewritten."""
+        self.storage.write(layout.report_name(report_id),
+                           self._seal_metadata(layout.KIND_REPORT, report_id, plain), exclusive=True)
+
+    def load_report(self, report_id: bytes) -> bytes:
+        return self._read_metadata(layout.report_name(report_id), layout.KIND_REPORT, report_id)
+
+    def list_report_ids(self) -> list[bytes]:
+        found = (layout.report_id_from_name(i.name) for i in self.storage.list(layout.REPORTS_PREFIX))
         return [i for i in found if i is not None]
 
     # ---- object lock (S3) ----------------------------------------------------------

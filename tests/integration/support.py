@@ -95,12 +95,14 @@ class Backupctl:
         cipher: str | None = None,
         repo_url: str | None = None,
         extra_repo_lines: str = "",
+        agent_lines: str = "",
     ) -> Path:
         paths = [str(p) for p in (paths if paths is not None else [self.src])]
         url = repo_url or f"file://{self.repo}"
         lines = [
             "[agent]",
             f"state_dir = {json.dumps(str(self.state))}",
+            agent_lines,
             "",
             "[source]",
             f"paths = {json.dumps(paths)}",

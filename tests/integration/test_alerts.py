@@ -116,8 +116,17 @@ webhook_url = "{hook.url}"
         assert "a échoué" in body and "backup : code 19" in body and "no backup disk is mounted" in body
         report = next(m for m in mailbox.messages if "Test de restauration" in m["Subject"])
         assert "réussi pour « main »" in report["Subject"]
-        assert "empreinte SHA-256 vérifiée pour 1" in report.get_content()
-        assert any(h["json"].get("event") == "restore_test" and h["json"]["ok"] is True for h in hook.received)
+        assert "empreinte SHA-256 vérifiée pour 1" in report.get_body(("plain",)).get_content()
+        assert "Le rapport complet est joint" in report.get_body(("plain",)).get_content()
+        # The alert carries the report: the page (and its PDF) attached, its facts to the webhook.
+        attached = {part.get_filename(): part for part in report.iter_attachments()}
+        page = next(part for name, part in attached.items() if name.endswith(".html"))
+        assert page.get_content_type() == "text/html" and "Rapport de test de restauration" in page.get_content()
+        pdf = next(part for name, part in attached.items() if name.endswith(".pdf"))
+        assert pdf.get_content().startswith(b"%PDF-")
+        posted = next(h["json"] for h in hook.received if h["json"].get("event") == "restore_test")
+        assert posted["ok"] is True and posted["report_document"]["schema"] == "backupctl-restore-test-report/1"
+        assert posted["report_document"]["report_id"] in page.get_content()
         # Risks: the disks have no backup (their job failed).
         assert any("À surveiller" in s and "« usb »" in s for s in subjects)
         assert any(h["json"].get("event") == "job_failed" and h["json"]["exit_codes"] == [19] for h in hook.received)
@@ -128,3 +137,20 @@ webhook_url = "{hook.url}"
     finally:
         controller.stop()
         hook.stop()
+
+
+def test_the_report_is_attached_unless_turned_off(tmp_path):
+    from agent.daemon.jobs import restore_test_alert
+
+    page = tmp_path / "2026-11-24-restore-test-main-0a1b2c3d.html"
+    page.write_text("<!DOCTYPE html><title>rapport</title>", encoding="utf-8")
+    facts = tmp_path / "2026-11-24-restore-test-main-0a1b2c3d.json"
+    facts.write_text(json.dumps({"schema": "backupctl-restore-test-report/1", "ok": True}), encoding="utf-8")
+    entry = {"steps": [{"summary": {"files": 3, "sha256_verified": 3, "failures": 0, "scratch_wiped": True,
+                                    "report": {"html": str(page), "json": str(facts), "pdf": None}}}]}
+    attached = restore_test_alert("restore-test:main", entry, True, attach=True)
+    assert [(name, kind) for name, kind, _data in attached.attachments] == [(page.name, "text/html")]
+    assert attached.facts["report_document"]["schema"] == "backupctl-restore-test-report/1"
+    kept = restore_test_alert("restore-test:main", entry, True, attach=False)
+    assert kept.attachments == [] and "report_document" not in kept.facts
+    assert str(page) in kept.body  # says where the report is instead

@@ -326,3 +326,29 @@ def test_prune_on_s3_sets_lock_dates_per_tier_and_leaves_no_lock_object(tmp_path
     assert report["snapshots_forgotten"] == 0
     check = cli.run("check", "--read-data", "--json")
     assert check.returncode == 0 and json.loads(check.stdout)["ok"] is True, check.stdout
+
+
+def test_restore_test_report_on_s3_names_endpoint_bucket_and_lock_and_is_kept_locked(tmp_path, s3):
+    """The report of an S3 repository shows where the data is and how it is locked, and
+    its copy in the bucket is an object like the others: encrypted, under object lock."""
+    cli = Cli(tmp_path, s3.url, s3, bucket=s3.lock_bucket, extra='object_lock = "compliance"\nlock_days = 3')
+    assert cli.run("init").returncode == 0 and cli.run("backup").returncode == 0
+    result = cli.run("restore-test", "--sample", "5", "--scratch-dir", str(tmp_path / "scratch"), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)["report"]
+    with open(report["json"], encoding="utf-8") as handle:
+        document = json.load(handle)
+    repository = document["repository"]
+    assert (repository["kind"], repository["endpoint"], repository["bucket"], repository["prefix"]) == (
+        "s3", s3.url, s3.lock_bucket, cli.prefix)
+    assert repository["object_lock"] == "compliance" and repository["lock_days"] == 3
+    rules = {r["rule"]: r["status"] for r in document["compliance"]["rules"]}
+    assert rules["S8"] == "OK" and rules["S7"] == "OK"
+    with open(report["html"], encoding="utf-8") as handle:
+        page = handle.read()
+    assert s3.lock_bucket in page and "conformité" in page  # the lock mode, in French
+    key = f"{cli.prefix}/reports/{document['report_id']}"
+    head = s3.client().head_object(Bucket=s3.lock_bucket, Key=key)
+    assert head["ObjectLockMode"] == "COMPLIANCE" and head["ObjectLockRetainUntilDate"] > dt.datetime.now(dt.timezone.utc)
+    stored = s3.client().get_object(Bucket=s3.lock_bucket, Key=key)["Body"].read()
+    assert document["report_id"].encode() not in stored and b"restore_test" not in stored  # encrypted

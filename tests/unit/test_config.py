@@ -119,6 +119,16 @@ def test_retention_defaults_are_the_memento(tmp_path):
     assert policy.timezone == "UTC" and policy.keep_tags == ("garder",)
 
 
+def test_report_settings_and_their_defaults(tmp_path):
+    plain = config.load(_write(tmp_path, MINIMAL))
+    assert plain.agent.report_language == "fr" and plain.agent.practice_name is None
+    assert plain.agent.reports == "/var/lib/backupctl/reports" and plain.alerts.attach_report is True
+    custom = config.load(_write(tmp_path, MINIMAL.replace("[agent]\n", '[agent]\nreport_language = "en"\n'
+                                                          'practice_name = "Cabinet"\nreport_dir = "/srv/rapports"\n')))
+    assert (custom.agent.report_language, custom.agent.practice_name, custom.agent.reports) == (
+        "en", "Cabinet", "/srv/rapports")
+
+
 def test_config_example_at_the_repository_root_loads():
     """config.example.toml documents every key; it must stay a valid configuration."""
     example = REPO_ROOT / "config.example.toml"
@@ -211,6 +221,11 @@ def test_config_example_at_the_repository_root_loads():
                      id="state_dir-relative"),
         pytest.param(MINIMAL.replace('"/var/lib/backupctl"', "42"), "state_dir", id="state_dir-int"),
         pytest.param(MINIMAL.replace("state_dir =", "statedir ="), "statedir", id="agent-unknown-key"),
+        pytest.param(MINIMAL.replace("[agent]\n", '[agent]\nreport_language = "de"\n'), "report_language",
+                     id="report_language-unknown"),
+        pytest.param(MINIMAL.replace("[agent]\n", '[agent]\nreport_dir = "reports"\n'), "report_dir",
+                     id="report_dir-relative"),
+        pytest.param(MINIMAL + '[alerts]\nattach_report = "yes"\n', "attach_report", id="attach_report-str"),
         pytest.param(MINIMAL.replace("compression =", "compresion ="), "compresion", id="repo-unknown-key"),
         pytest.param(MINIMAL.replace("passphrase_file =", "passphrase ="), "passphrase", id="key-unknown-key"),
         pytest.param(MINIMAL.replace("passphrase_file = ", "passphrase_file = 0 #"), "passphrase_file",

@@ -125,7 +125,7 @@ class SpecReader:
         self.id_key = blake3.blake3(self.master, derive_key_context="backupctl 2026-11 chunk id key").digest()
         self.config = json.loads(self.payload(self.open_envelope(self.enc_key, self.objects["config"],
                                                                   self.binding(1, b""))))
-        assert self.config["format_version"] in (1, 2)
+        assert self.config["format_version"] in (1, 2, 3)
         assert bytes.fromhex(self.config["repository_id"]) == self.repo_id
         self.index = self._master_index()
 
@@ -619,7 +619,32 @@ def test_spec_reader_restores_a_backupctl_repository(tmp_path, cipher, level):
             assert storage.objects[name][offset + 1] == {"xchacha20-poly1305": 1, "aes-256-gcm": 2}[cipher]
 
 
-def test_spec_reader_restores_a_pruned_version_2_repository(tmp_path):
+def test_spec_reader_reads_a_stored_report_and_the_binding_protects_it(tmp_path):
+    """Section 12.4: a report is an envelope of kind 8 bound to its id; the reader written
+    from the document opens it, and only under its own id and kind."""
+    from agent.crypto.kdf import KdfParams
+    from agent.repo.repository import Repository
+    from agent.reports.document import SCHEMA, encode_stored
+    from agent.storage.memory import MemoryStorage
+
+    storage = MemoryStorage()
+    repo = Repository.init(storage, b"phrase de passe", cipher="xchacha20-poly1305", compression_level=3,
+                           kdf_params=KdfParams(memory_kib=8192, iterations=1))
+    report_id = bytes(range(16))
+    document = {"schema": SCHEMA, "report_id": report_id.hex(), "restore_test": {"ok": True, "files": 3}}
+    repo.save_report(report_id, encode_stored(document, "<!DOCTYPE html><p>rapport</p>"))
+    reader = SpecReader(dict(storage.objects), b"phrase de passe")
+    (name,) = reader.names("reports/")
+    assert name == "reports/" + report_id.hex()
+    stored = json.loads(reader.payload(reader.open_envelope(reader.enc_key, storage.objects[name],
+                                                            reader.binding(8, report_id))))
+    assert stored == {"document": document, "html": "<!DOCTYPE html><p>rapport</p>"}
+    for kind, object_id in ((8, bytes(16)), (3, report_id)):
+        with pytest.raises(Exception):
+            reader.open_envelope(reader.enc_key, storage.objects[name], reader.binding(kind, object_id))
+
+
+def test_spec_reader_restores_a_pruned_repository(tmp_path):
     """After prune (snapshots forgotten, packs rewritten, index files superseded) and
     with a lock object present, the reader written from the document still restores."""
     import datetime as dt
@@ -654,7 +679,7 @@ def test_spec_reader_restores_a_pruned_version_2_repository(tmp_path):
     finally:
         clock.freeze(None)
     reader = SpecReader(dict(storage.objects), b"phrase de passe")
-    assert reader.config["format_version"] == 2
+    assert reader.config["format_version"] == 3
     newest = max(reader.snapshots(), key=lambda s: s["time"])
     out = tmp_path / "out"
     out.mkdir()
@@ -670,19 +695,19 @@ def test_prose_constants_match_the_code():
     from agent.repo import chunker, compression, index, layout, pack, repository, snapshot
 
     doc = _doc()
-    assert repository.FORMAT_VERSION == 2 and doc.startswith("# backupctl repository format, version 2\n")
+    assert repository.FORMAT_VERSION == 3 and doc.startswith("# backupctl repository format, version 3\n")
     for context in (ids.CONTEXT_ENCRYPTION, ids.CONTEXT_CHUNK_ID, ids.CONTEXT_CHUNKER_SEED,
                     ids.CONTEXT_AES_OBJECT_KEY):
         assert f"`{context}`" in doc
     assert repository.AAD_PREFIX == bytes.fromhex("62 61 63 6b 75 70 63 74 6c 00")
     assert "`62 61 63 6b 75 70 63 74 6c 00`" in doc
     assert keys._WRAP_AAD_PREFIX == b"backupctl key v1\x00" and 'b"backupctl key v1\\x00"' in doc
-    kinds = dict(re.findall(r"^\| (\d) \| (config|index file|snapshot|data blob|tree blob|pack header|lock) \|",
+    kinds = dict(re.findall(r"^\| (\d) \| (config|index file|snapshot|data blob|tree blob|pack header|lock|report) \|",
                             doc, re.M))
     assert kinds == {str(layout.KIND_CONFIG): "config", str(layout.KIND_INDEX): "index file",
                      str(layout.KIND_SNAPSHOT): "snapshot", str(layout.KIND_DATA_BLOB): "data blob",
                      str(layout.KIND_TREE_BLOB): "tree blob", str(layout.KIND_PACK_HEADER): "pack header",
-                     str(layout.KIND_LOCK): "lock"}
+                     str(layout.KIND_LOCK): "lock", str(layout.KIND_REPORT): "report"}
     assert aead.CIPHER_IDS == {"xchacha20-poly1305": 1, "aes-256-gcm": 2}
     assert (aead.ENVELOPE_VERSION, aead.NONCE_SIZE, aead.TAG_SIZE, aead.OVERHEAD) == (1, 24, 16, 42)
     assert keys.KEY_WRAP_CIPHER == "xchacha20-poly1305" and keys.MASTER_SIZE == 32
@@ -703,7 +728,8 @@ def test_prose_constants_match_the_code():
     assert chunker.ALGORITHM == "fastcdc-2020-nc1" and f'`"{chunker.ALGORITHM}"`' in doc
     for size in ("`262144`", "`1048576`", "`8388608`"):
         assert size in doc
-    for prefix in (layout.KEYS_PREFIX, layout.DATA_PREFIX, layout.INDEX_PREFIX, layout.SNAPSHOTS_PREFIX):
+    for prefix in (layout.KEYS_PREFIX, layout.DATA_PREFIX, layout.INDEX_PREFIX, layout.SNAPSHOTS_PREFIX,
+                   layout.LOCKS_PREFIX, layout.REPORTS_PREFIX):
         assert f"`{prefix}" in doc
     assert layout.pack_name(bytes(range(32))) == "data/00/" + bytes(range(32)).hex()
 

@@ -150,8 +150,9 @@ LAYER_RULES = [
     ("agent.storage", ["agent.repo", "agent.engine", "agent.cli", "agent.config", "agent.daemon", "agent.reports"]),
     ("agent.crypto", ["agent.repo", "agent.engine", "agent.cli", "agent.config", "agent.daemon", "agent.reports"]),
     ("agent.repo", ["agent.engine", "agent.cli", "agent.config", "agent.daemon", "agent.reports"]),
-    ("agent.engine", ["agent.cli", "agent.config", "agent.daemon"]),
-    ("agent.config", ["agent.cli", "agent.daemon"]),
+    ("agent.engine", ["agent.cli", "agent.config", "agent.daemon", "agent.reports"]),
+    ("agent.config", ["agent.cli", "agent.daemon", "agent.reports"]),
+    ("agent.reports", ["agent.cli", "agent.daemon"]),
     ("agent.daemon", ["agent.cli"]),
 ]
 
@@ -185,6 +186,7 @@ CONFINEMENT = {
     "zstandard": ["agent/repo/compression.py"],
     "pyfastcdc": ["agent/repo/chunker.py"],
     "apscheduler": ["agent/daemon/"],
+    "jinja2": ["agent/reports/html.py"],
 }
 
 

@@ -6,6 +6,7 @@ import datetime as dt
 from zoneinfo import ZoneInfo
 
 from agent.engine.compliance import FAIL, OK, WARN, RepositoryFacts, assess
+from agent.reports.i18n import row_dict
 
 PARIS = ZoneInfo("Europe/Paris")
 NOW = dt.datetime(2026, 11, 23, 9, tzinfo=PARIS)
@@ -19,7 +20,8 @@ def fridays(weeks: int) -> list[tuple[str, dt.datetime]]:
 def table(repositories, **kwargs) -> dict[str, tuple[str, list[str]]]:
     defaults = dict(now=NOW, zone=PARIS, yearly=20, audit={"intact": True, "records": 10, "first": "2026-06-01"},
                     recovery_sheet=NOW - dt.timedelta(days=100))
-    return {row.rule: (row.status, row.evidence) for row in assess(repositories, **{**defaults, **kwargs})}
+    rows = [row_dict(row) for row in assess(repositories, **{**defaults, **kwargs})]  # worded in English
+    return {row["rule"]: (row["status"], row["evidence"]) for row in rows}
 
 
 def a_practice() -> list[RepositoryFacts]:

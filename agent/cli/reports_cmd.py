@@ -1,0 +1,58 @@
+"""`backupctl reports list|get`: the restore-test reports kept in the repository.
+
+Each restore test leaves its report (JSON facts and HTML page) encrypted in the
+repository, so that an auditor can be shown any quarter's proof even after the server
+that produced it is gone: `get` writes it back out as files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import click
+
+from agent.cli.common import json_option, open_repository, print_json, repo_option
+from agent.reports import store
+from agent.state_file import save_bytes
+
+
+@click.group("reports")
+def command() -> None:
+    """Restore-test reports kept (encrypted) in the repository."""
+
+
+@command.command("list")
+@repo_option
+@json_option
+@click.pass_context
+def list_reports(ctx: click.Context, repo_name, as_json) -> None:
+    """The stored reports, oldest first: id, date, result, files verified."""
+    _config, repo = open_repository(ctx, repo_name)
+    tests, problems = store.past_tests(repo)
+    if as_json:
+        print_json({"reports": tests, "unreadable": problems})
+        return
+    if not tests:
+        click.echo("No report is stored in this repository yet (run `backupctl restore-test`).")
+    for test in tests:
+        click.echo(f"{test['report_id'][:8]}  {test['time'][:16].replace('T', ' ')}  "
+                   f"{'passed' if test['ok'] else 'FAILED'}  {test['sha256_verified']}/{test['files']} file(s) "
+                   f"verified")
+    for problem in problems:
+        click.echo(f"  unreadable: {problem}", err=True)
+
+
+@command.command("get")
+@click.argument("report_id")
+@repo_option
+@click.option("--output-dir", required=True, metavar="DIR", help="Where to write the report's .html and .json.")
+@click.pass_context
+def get_report(ctx: click.Context, report_id, repo_name, output_dir) -> None:
+    """Write a stored report (by id or id prefix) back out as HTML and JSON files."""
+    _config, repo = open_repository(ctx, repo_name)
+    document, page = store.load(repo, report_id)
+    stem = os.path.join(output_dir, store.base_name(document))
+    save_bytes(stem + ".json", json.dumps(document, indent=1, ensure_ascii=False).encode("utf-8"))
+    save_bytes(stem + ".html", page.encode("utf-8"))
+    click.echo(f"Written: {stem}.html and {stem}.json")

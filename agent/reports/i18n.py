@@ -1,0 +1,200 @@
+"""The words of the compliance table and of the restore-test report, in French and English.
+
+Reports are read by the practitioner and an auditor, in French by default
+(`[agent] report_language`); the command line speaks English to the IT provider. Engines
+return codes with parameters (agent.engine.compliance.Evidence); this module alone turns
+them into sentences. A catalog is a plain dict: a handful of pages do not need gettext's
+compile step, and a test checks that both languages have exactly the same keys.
+"""
+
+from __future__ import annotations
+
+LANGUAGES = ("fr", "en")
+
+RULE_TITLES = {
+    "en": {
+        "S1": "a backup at least every week",
+        "S2": "rotated media",
+        "S3": "one monthly backup over 12 sliding months",
+        "S4": "yearly backups",
+        "S6": "kept off-site, in two places",
+        "S7": "a restore test at least every quarter (SHA-256 compared: C5)",
+        "S8": "a copy out of reach (object lock)",
+        "C1-C4": "every backup encrypted with state-of-the-art algorithms; SHA-256 fingerprints",
+        "K1": "a printed recovery sheet in the safe",
+        "T2": "traces kept six months at most",
+    },
+    "fr": {
+        "S1": "une sauvegarde au moins chaque semaine",
+        "S2": "supports en rotation",
+        "S3": "une sauvegarde mensuelle sur 12 mois glissants",
+        "S4": "sauvegardes annuelles",
+        "S6": "conservées hors du cabinet, en deux lieux",
+        "S7": "un test de restauration au moins chaque trimestre (empreintes SHA-256 comparées : C5)",
+        "S8": "une copie hors d'atteinte (verrouillage des objets)",
+        "C1-C4": "toutes les sauvegardes chiffrées avec des algorithmes à l'état de l'art ; empreintes SHA-256",
+        "K1": "une fiche de récupération imprimée, au coffre",
+        "T2": "traces conservées six mois au plus",
+    },
+}
+
+EVIDENCE = {
+    "en": {
+        "latest_snapshot": "latest snapshot {snapshot} of {repository} on {time}",
+        "latest_snapshot_old": "latest snapshot on {date}",
+        "no_snapshot": "no snapshot",
+        "no_disks": "no set of rotated disks is configured",
+        "disks_used": "{count} different disk(s) of {set} used in the last 4 weeks",
+        "months_with": "months with a snapshot: {months}",
+        "months_without": "months without: {months}",
+        "yearly": "retention keeps {kept} year(s); years with snapshots: {years}",
+        "places": "{count} repository(ies); off-site: {off_site}",
+        "restore_test_passed": "{repository}: {date} passed",
+        "restore_test_failed": "{repository}: {date} FAILED",
+        "no_restore_test": "no restore test recorded",
+        "object_lock": "{repository}: object lock {mode}",
+        "no_object_lock": "no S3 repository with object lock",
+        "cipher": "{repository}: {cipher}",
+        "unreadable": "{repository}: not readable now ({problem})",
+        "algorithms": "key wrapping Argon2id; chunk ids keyed BLAKE3; file fingerprints SHA-256; "
+                      "recorded in each repository's config",
+        "sheet": "produced on {date}",
+        "no_sheet": "no recovery sheet has been produced yet (backupctl key export --paper)",
+        "no_audit": "no audit trail yet",
+        "audit_intact": "audit trail intact: {records} record(s) since {first}; older records purged automatically",
+        "audit_altered": "audit trail ALTERED: {records} record(s) since {first}",
+    },
+    "fr": {
+        "latest_snapshot": "dernière sauvegarde {snapshot} ({repository}) le {time}",
+        "latest_snapshot_old": "dernière sauvegarde le {date}",
+        "no_snapshot": "aucune sauvegarde",
+        "no_disks": "aucun jeu de disques en rotation n'est configuré",
+        "disks_used": "{count} disque(s) différent(s) du jeu {set} utilisé(s) ces 4 dernières semaines",
+        "months_with": "mois avec une sauvegarde : {months}",
+        "months_without": "mois sans sauvegarde : {months}",
+        "yearly": "la conservation garde {kept} an(s) ; années avec des sauvegardes : {years}",
+        "places": "{count} dépôt(s) ; hors du cabinet : {off_site}",
+        "restore_test_passed": "{repository} : {date} réussi",
+        "restore_test_failed": "{repository} : {date} ÉCHEC",
+        "no_restore_test": "aucun test de restauration enregistré",
+        "object_lock": "{repository} : verrouillage des objets {mode}",
+        "no_object_lock": "aucun dépôt S3 avec verrouillage des objets",
+        "cipher": "{repository} : {cipher}",
+        "unreadable": "{repository} : illisible pour l'instant ({problem})",
+        "algorithms": "clé protégée par Argon2id ; identifiants de blocs BLAKE3 avec clé ; empreintes des "
+                      "fichiers SHA-256 ; inscrits dans la configuration de chaque dépôt",
+        "sheet": "produite le {date}",
+        "no_sheet": "aucune fiche de récupération n'a encore été produite (backupctl key export --paper)",
+        "no_audit": "pas encore de journal d'audit",
+        "audit_intact": "journal d'audit intact : {records} enregistrement(s) depuis le {first} ; les plus "
+                        "anciens sont effacés automatiquement",
+        "audit_altered": "journal d'audit MODIFIÉ : {records} enregistrement(s) depuis le {first}",
+    },
+}
+
+STATUS = {
+    "en": {"OK": "OK", "WARN": "WARN", "FAIL": "FAIL"},
+    "fr": {"OK": "CONFORME", "WARN": "À SURVEILLER", "FAIL": "NON CONFORME"},
+}
+
+# The page itself.
+LABELS = {
+    "en": {
+        "title": "Restore test report", "colon": ":", "days": "days", "keyed": "keyed",
+        "level": "level", "none": "none", "name": "Name",
+        "verdict_ok": "PASSED: every file tested restored identically (SHA-256 compared)",
+        "verdict_fail": "FAILED: some files did not restore identically",
+        "practice": "Practice", "host": "Server", "generated": "Report produced on", "report_id": "Report id",
+        "program": "Program",
+        "repository": "Repository", "kind": "Kind", "endpoint": "Endpoint", "bucket": "Bucket",
+        "location": "Location", "object_lock": "Object lock", "repository_id": "Repository id",
+        "format_version": "Format version", "created": "Created on",
+        "kind_s3": "S3 object storage", "kind_local": "local folder", "kind_disks": "rotated disks",
+        "lock_none": "none", "lock_governance": "governance", "lock_compliance": "compliance",
+        "tested": "Snapshots tested", "snapshot": "Snapshot", "snapshot_time": "Taken on", "mode": "Mode",
+        "mode_full": "every file", "mode_sample": "random sample",
+        "files": "Files restored", "bytes": "Data restored", "verified": "SHA-256 verified",
+        "duration": "Duration", "throughput": "Throughput",
+        "mismatches": "Files that did not restore identically", "no_mismatch": "None.",
+        "path": "File", "problem": "Problem",
+        "wiped": "The restored copy (patient data) was wiped after the test.",
+        "not_wiped": "WARNING: the restored copy could not be wiped.",
+        "algorithms": "Algorithms", "cipher": "Encryption", "kdf": "Key protection",
+        "chunk_id": "Chunk identifiers", "fingerprint": "File fingerprint", "compression": "Compression",
+        "retention": "Retention against the rules", "weeks": "Last weeks", "months": "Last 12 months",
+        "years": "Years", "policy": "Policy",
+        "policy_text": "keep {weekly} weekly, {monthly} monthly and {yearly} yearly snapshots",
+        "state_present": "present", "state_missing": "missing", "state_pending": "still to come",
+        "state_before": "before the first backup",
+        "checks": "Last checks", "check": "Structure check", "read_data_check": "Data re-read",
+        "never": "never", "passed": "passed", "failed": "FAILED",
+        "history": "Backups over 12 months", "history_note": "Total size of each snapshot kept, by week; "
+        "older weeks keep only their monthly snapshot, as the retention policy says.",
+        "tests_history": "Restore tests", "tests_history_note": "Throughput of each restore test (MiB/s); "
+        "red: failed.",
+        "no_history": "No restore test before this one.",
+        "compliance": "Compliance with the rules", "rule": "Rule", "status": "Status", "evidence": "Evidence",
+        "footer": "Produced automatically by backupctl. The same facts are in the JSON file of this report, "
+                  "and a copy is kept encrypted in the repository.",
+    },
+    "fr": {
+        "title": "Rapport de test de restauration", "colon": "\u00a0:", "days": "jours", "keyed": "avec clé",
+        "level": "niveau", "none": "aucune", "name": "Nom",
+        "verdict_ok": "RÉUSSI : chaque fichier testé a été restauré à l'identique (empreintes SHA-256 comparées)",
+        "verdict_fail": "ÉCHEC : des fichiers n'ont pas été restaurés à l'identique",
+        "practice": "Cabinet", "host": "Serveur", "generated": "Rapport produit le", "report_id": "Identifiant du rapport",
+        "program": "Programme",
+        "repository": "Dépôt de sauvegarde", "kind": "Type", "endpoint": "Point d'accès", "bucket": "Compartiment",
+        "location": "Emplacement", "object_lock": "Verrouillage des objets", "repository_id": "Identifiant du dépôt",
+        "format_version": "Version du format", "created": "Créé le",
+        "kind_s3": "stockage objet S3", "kind_local": "dossier local", "kind_disks": "disques en rotation",
+        "lock_none": "aucun", "lock_governance": "gouvernance", "lock_compliance": "conformité",
+        "tested": "Sauvegardes testées", "snapshot": "Sauvegarde", "snapshot_time": "Faite le", "mode": "Étendue",
+        "mode_full": "tous les fichiers", "mode_sample": "échantillon au hasard",
+        "files": "Fichiers restaurés", "bytes": "Données restaurées", "verified": "Empreintes SHA-256 vérifiées",
+        "duration": "Durée", "throughput": "Débit",
+        "mismatches": "Fichiers non restaurés à l'identique", "no_mismatch": "Aucun.",
+        "path": "Fichier", "problem": "Problème",
+        "wiped": "La copie restaurée (données de patients) a été effacée après le test.",
+        "not_wiped": "ATTENTION : la copie restaurée n'a pas pu être effacée.",
+        "algorithms": "Algorithmes", "cipher": "Chiffrement", "kdf": "Protection de la clé",
+        "chunk_id": "Identifiants des blocs", "fingerprint": "Empreinte des fichiers", "compression": "Compression",
+        "retention": "Conservation au regard des règles", "weeks": "Dernières semaines", "months": "12 derniers mois",
+        "years": "Années", "policy": "Règle de conservation",
+        "policy_text": "garder {weekly} sauvegardes hebdomadaires, {monthly} mensuelles et {yearly} annuelles",
+        "state_present": "présente", "state_missing": "MANQUANTE", "state_pending": "à venir",
+        "state_before": "avant la première sauvegarde",
+        "checks": "Dernières vérifications", "check": "Vérification de la structure",
+        "read_data_check": "Relecture des données",
+        "never": "jamais", "passed": "réussie", "failed": "ÉCHEC",
+        "history": "Sauvegardes sur 12 mois", "history_note": "Taille totale de chaque sauvegarde conservée, par "
+        "semaine ; pour les semaines anciennes, seule la sauvegarde mensuelle est gardée, comme le prévoit la "
+        "règle de conservation.",
+        "tests_history": "Tests de restauration", "tests_history_note": "Débit de chaque test de restauration "
+        "(Mio/s) ; en rouge : échec.",
+        "no_history": "Aucun test de restauration avant celui-ci.",
+        "compliance": "Conformité aux règles", "rule": "Règle", "status": "État", "evidence": "Éléments de preuve",
+        "footer": "Produit automatiquement par backupctl. Les mêmes faits figurent dans le fichier JSON de ce "
+                  "rapport, et une copie est conservée chiffrée dans le dépôt.",
+    },
+}
+
+
+def rule_title(rule: str, language: str = "en") -> str:
+    return RULE_TITLES[language].get(rule, rule)
+
+
+def evidence_text(code: str, params: dict, language: str = "en") -> str:
+    return EVIDENCE[language][code].format(**params)
+
+
+def status_text(status: str, language: str = "en") -> str:
+    return STATUS[language].get(status, status)
+
+
+def row_dict(row, language: str = "en") -> dict:
+    """A compliance row (agent.engine.compliance.Row) as JSON: the words and the codes."""
+    return {"rule": row.rule, "title": rule_title(row.rule, language), "status": row.status,
+            "evidence": [evidence_text(e.code, e.params, language) for e in row.evidence],
+            "evidence_codes": [{"code": e.code, **e.params} for e in row.evidence]}
+
