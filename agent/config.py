@@ -472,20 +472,24 @@ def read_passphrase(config: Config) -> bytes | None:
     file = config.key.passphrase_file
     if not file:
         return None
+    return read_passphrase_file(file, where=f"{config.path}: [key] passphrase_file ")
+
+
+def read_passphrase_file(file: str, *, where: str = "") -> bytes:
+    """A passphrase from a private file (mode 0600 or stricter), without its line end."""
     try:
         st = os.stat(file)
         if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise ConfigError(
-                f"{config.path}: [key] passphrase_file {file} is readable by others "
-                f"(mode {stat.S_IMODE(st.st_mode):04o})",
+                f"{where}{file} is readable by others (mode {stat.S_IMODE(st.st_mode):04o})",
                 hint=f"run: chmod 600 {file}",
             )
         with open(file, "rb") as handle:
             secret = handle.read().rstrip(b"\r\n")
     except FileNotFoundError:
-        raise ConfigError(f"{config.path}: [key] passphrase_file {file} does not exist") from None
+        raise ConfigError(f"{where}{file} does not exist") from None
     except PermissionError:
-        raise ConfigError(f"{config.path}: [key] passphrase_file {file} cannot be read (permission denied)") from None
+        raise ConfigError(f"{where}{file} cannot be read (permission denied)") from None
     if not secret:
-        raise ConfigError(f"{config.path}: [key] passphrase_file {file} is empty")
+        raise ConfigError(f"{where}{file} is empty")
     return secret

@@ -61,6 +61,10 @@ class UsageError(BackupctlError):
     exit_code = 2
 
 
+class RecoveryCodeError(UsageError):
+    """A recovery code (typed from the paper sheet) that does not read back: names the line."""
+
+
 class RepositoryNotFound(BackupctlError):
     exit_code = 10
     hint = "check the repository url, or create one with `backupctl init`"

@@ -20,6 +20,9 @@ from agent.storage import open_storage
 repo_option = click.option("--repo", "repo_name", metavar="NAME",
                            help="Repository name from the configuration (default: the first).")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+new_passphrase_option = click.option("--new-passphrase-file", metavar="FILE",
+                                     help="File holding the new passphrase (one line, mode 0600).")
+MIN_PASSPHRASE = 12  # characters asked of a passphrase typed at a prompt
 
 
 def load_config(ctx: click.Context) -> config_module.Config:
@@ -106,3 +109,14 @@ def audit(config: config_module.Config, action: str, **details) -> None:
         AuditTrail(config.agent.state_dir).append(action, **details)
     except StateDirError as exc:
         click.echo(f"backupctl: warning: the action was not recorded in the audit trail: {exc}", err=True)
+
+
+def new_passphrase(path: str | None) -> bytes:
+    if path:
+        return config_module.read_passphrase_file(path, where="--new-passphrase-file ")
+    if not click.get_text_stream("stdin").isatty():
+        raise UsageError("no new passphrase: give --new-passphrase-file FILE (mode 0600)")
+    text = click.prompt("New passphrase", hide_input=True, confirmation_prompt=True)
+    if len(text) < MIN_PASSPHRASE:
+        raise UsageError(f"the new passphrase is shorter than {MIN_PASSPHRASE} characters", hint="choose a longer one")
+    return text.encode("utf-8")

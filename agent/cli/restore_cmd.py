@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 import os
 
 import click
@@ -9,30 +10,44 @@ import click
 from agent.cli.common import (audit, display_path, find_snapshot, human_bytes, json_option, open_repository,
                               print_json, repo_option)
 from agent.cli.progress import for_terminal
+from agent.engine import browse
 from agent.engine.restore import RestoreEngine
-from agent.errors import IntegrityError
+from agent.errors import IntegrityError, UsageError
 
 
 @click.command("restore")
 @click.argument("snapshot", default="latest", metavar="[SNAPSHOT|latest]")
 @click.option("--target", required=True, metavar="DIR", help="Folder to restore into.")
+@click.option("--at", "at", metavar="TIME",
+              help='Restore the latest snapshot taken at or before TIME ("2026-11-02 18:00"; a date alone means '
+                   "the end of that day; the retention time zone unless an offset is given).")
 @click.option("--include", "includes", multiple=True, metavar="GLOB",
               help="Restore only paths matching GLOB (with their contents); repeatable.")
+@click.option("--exclude", "excludes", multiple=True, metavar="GLOB",
+              help="Leave out paths matching GLOB (a name anywhere, or a path with /); repeatable.")
 @click.option("--dry-run", is_flag=True, help="List what would be restored; write nothing.")
+@click.option("--resume", is_flag=True,
+              help="Go on with an interrupted restore: files already there with the right SHA-256 are kept.")
 @click.option("--overwrite", is_flag=True, help="Replace files that already exist in the target.")
 @repo_option
 @json_option
 @click.pass_context
-def command(ctx: click.Context, snapshot, target, includes, dry_run, overwrite, repo_name, as_json) -> None:
+def command(ctx: click.Context, snapshot, target, at, includes, excludes, dry_run, resume, overwrite, repo_name,
+            as_json) -> None:
     """Restore SNAPSHOT (an id prefix, or latest) into --target and verify every file."""
     _config, repo = open_repository(ctx, repo_name)
-    snap = find_snapshot(repo, snapshot)
-    engine = RestoreEngine(repo, snap, target, includes=list(includes), overwrite=overwrite,
-                           dry_run=dry_run, progress=for_terminal(as_json))
+    if at is not None:
+        if snapshot != "latest":
+            raise UsageError("give either a SNAPSHOT or --at TIME, not both")
+        snap = browse.snapshot_at(repo.snapshots(), _moment(at, _config.retention.zone))
+    else:
+        snap = find_snapshot(repo, snapshot)
+    engine = RestoreEngine(repo, snap, target, includes=list(includes), excludes=list(excludes),
+                           overwrite=overwrite, resume=resume, dry_run=dry_run, progress=for_terminal(as_json))
     report = engine.run()
     if not dry_run:  # rule T1: a restore of patient data is traced, with where it went
         audit(_config, "restore", repository=_config.repository(repo_name).name, snapshot=snap.id.hex(),
-              target=os.path.abspath(target), includes=list(includes), files=report.files,
+              target=os.path.abspath(target), includes=list(includes), excludes=list(excludes), files=report.files,
               sha256_verified=report.verified, failures=len(report.failures))
     for problem in repo.index_problems:
         click.echo(f"  warning: an index file could not be read: {problem}", err=True)
@@ -51,9 +66,20 @@ def command(ctx: click.Context, snapshot, target, includes, dry_run, overwrite, 
         click.echo(f"Restored snapshot {snap.short_id} ({snap.time:%Y-%m-%d %H:%M}) into {target}: "
                    f"{report.files} file(s), {report.dirs} folder(s), {human_bytes(report.bytes)} "
                    f"in {report.duration_s:.1f} s")
-        click.echo(f"SHA-256 verified for {report.verified} of {report.files} file(s)")
+        click.echo(f"SHA-256 verified for {report.verified} of {report.files} file(s)"
+                   + (f" ({report.skipped} already restored before the interruption)" if report.skipped else ""))
     if report.failures:
         if not as_json:
             for path, problem in report.failures:
                 click.echo(f"  FAILED {display_path(path)}: {problem}", err=True)
         raise IntegrityError(f"{len(report.failures)} file(s) could not be restored intact (listed above)")
+
+
+def _moment(text: str, zone) -> _dt.datetime:
+    try:
+        moment = _dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise UsageError(f"--at {text!r} is not a date and time", hint='write it as "2026-11-02 18:00"') from None
+    if len(text.strip()) == 10:  # a date alone: as it was at the end of that day
+        moment = moment.replace(hour=23, minute=59, second=59)
+    return moment if moment.tzinfo else moment.replace(tzinfo=zone)

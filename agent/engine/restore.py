@@ -14,9 +14,11 @@ from __future__ import annotations
 import errno
 import fnmatch
 import os
+import stat
 import time
 from dataclasses import dataclass, field
 
+from agent.crypto.ids import new_file_fingerprint
 from agent.engine.progress import Progress, SilentProgress
 from agent.engine.restore_files import ContentRestorer, FileTarget
 from agent.engine.walk import walk
@@ -44,12 +46,13 @@ class RestoreReport:
     failures: list[tuple[str, str]] = field(default_factory=list)
     duration_s: float = 0.0
     planned: list[str] = field(default_factory=list)
+    skipped: int = 0  # files of an interrupted restore found already intact (--resume)
 
     def as_dict(self) -> dict:
         return {
             "files": self.files, "dirs": self.dirs, "symlinks": self.symlinks,
             "hardlinks": self.hardlinks, "bytes": self.bytes,
-            "sha256_verified": self.verified,
+            "sha256_verified": self.verified, "already_restored": self.skipped,
             "failures": [{"path": p, "problem": m} for p, m in self.failures],
             "duration_s": round(self.duration_s, 3),
         }
@@ -65,6 +68,33 @@ def _matches(path: str, patterns: list[str]) -> bool:
     return False
 
 
+def _excluded(path: str, patterns: list[str]) -> bool:
+    """Like [source] exclude: a pattern without "/" matches a name anywhere, one with "/"
+    the path or one of its parents; an excluded folder takes its content with it."""
+    parts = path.split("/")
+    for pattern in patterns:
+        if "/" not in pattern and any(fnmatch.fnmatchcase(part, pattern) for part in parts):
+            return True
+        if "/" in pattern and _matches(path, [pattern]):
+            return True
+    return False
+
+
+def _has_content(dest: bytes, node: Node) -> bool:
+    """Is `dest` a regular file of the node's size and SHA-256?"""
+    try:
+        st = os.lstat(dest)
+        if not stat.S_ISREG(st.st_mode) or st.st_size != node.size:
+            return False
+        digest = new_file_fingerprint()
+        with open(dest, "rb") as handle:
+            while block := handle.read(1 << 20):
+                digest.update(block)
+        return digest.hexdigest() == node.sha256
+    except OSError:
+        return False
+
+
 def _target_error(exc: OSError, where: str) -> RestoreTargetError:
     reason = _TARGET_ERRNOS.get(exc.errno, f"cannot write to the restore target ({exc.strerror})")
     return RestoreTargetError(f"{reason}: {where}")
@@ -78,7 +108,9 @@ class RestoreEngine:
         target: str,
         *,
         includes: list[str] | None = None,
+        excludes: list[str] | None = None,
         overwrite: bool = False,
+        resume: bool = False,
         dry_run: bool = False,
         progress: Progress | None = None,
     ) -> None:
@@ -86,7 +118,11 @@ class RestoreEngine:
         self.snapshot = snapshot
         self.target = os.path.abspath(os.fsencode(target))
         self.includes = [p.lstrip("/") for p in (includes or [])]
-        self.overwrite = overwrite
+        self.excludes = [p.lstrip("/") for p in (excludes or [])]
+        # Resuming an interrupted restore: files already there with the recorded SHA-256
+        # are kept (and count as verified); anything else in the way is replaced.
+        self.resume = resume
+        self.overwrite = overwrite or resume
         self.dry_run = dry_run
         self.progress = progress or SilentProgress()
         self.report = RestoreReport()
@@ -102,6 +138,8 @@ class RestoreEngine:
         plan = []
         for path, node in walk(self.repo, self.snapshot.tree, on_error=on_error):
             if self.includes and not _matches(os.fsdecode(path), self.includes):
+                continue
+            if self.excludes and _excluded(os.fsdecode(path), self.excludes):
                 continue
             plan.append((path, node))
         return plan
@@ -149,6 +187,8 @@ class RestoreEngine:
         parents = {os.path.dirname(dest) for dest, *_rest in (*files, *links, *hardlinks)}
         for parent in sorted(parents):
             self._guard(lambda: os.makedirs(parent, mode=0o700, exist_ok=True), parent)
+        if self.resume:
+            files = self._skip_already_restored(files)
         contents = ContentRestorer(self.repo, progress=self.progress, overwrite=self.overwrite,
                                    same_owner=self._same_owner, target_error=_target_error)
         contents.run([FileTarget(dest, node, os.fsdecode(os.path.relpath(dest, self.target)))
@@ -167,6 +207,22 @@ class RestoreEngine:
         self.progress.finish()
         self.report.duration_s = time.monotonic() - started
         return self.report
+
+    def _skip_already_restored(self, files: list[tuple[bytes, Node]]) -> list[tuple[bytes, Node]]:
+        """Files an interrupted restore already wrote and verified are left as they are."""
+        remaining = []
+        for dest, node in files:
+            if _has_content(dest, node):
+                self._guard(lambda: self._apply_metadata(dest, node), dest)
+                self.report.files += 1
+                self.report.bytes += node.size
+                self.report.verified += 1
+                self.report.skipped += 1
+                self._verified.add(dest)
+                self.progress.advance(files=1, bytes_done=node.size)
+            else:
+                remaining.append((dest, node))
+        return remaining
 
     def _count(self, node: Node) -> None:
         if node.type == DIR:
@@ -187,7 +243,8 @@ class RestoreEngine:
         if clashes:
             raise RestoreTargetError(
                 f"{len(clashes)} file(s) already exist in the target, e.g. {os.fsdecode(clashes[0])}",
-                hint="restore into an empty directory, or pass --overwrite to replace them",
+                hint="restore into an empty directory, --resume an interrupted restore, or --overwrite to "
+                     "replace them",
             )
 
     def _guard(self, action, dest: bytes) -> None:

@@ -132,6 +132,7 @@ class Repository:
         self._unindexed: dict[PackId, list[PackEntry]] = {}
         self.bytes_added = 0  # stored bytes written by this process (packs only)
         self.kdf_params: KdfParams | None = None  # of the key file the passphrase opened (reports)
+        self.key_id: bytes | None = None  # that key file's id (None: opened with the recovery code)
 
     # ---- creating and opening -------------------------------------------------
 
@@ -156,7 +157,7 @@ class Repository:
         config = StoredConfig(repository_id, cipher, compression_level, ChunkerParams(), created)
         repo = cls(storage, master, config)
         repo.kdf_params = kdf_params
-        key_id = os.urandom(16)
+        key_id = repo.key_id = os.urandom(16)
         storage.write(
             layout.key_name(key_id),
             wrap_master_key(master, passphrase, repository_id=repository_id, key_id=key_id,
@@ -212,7 +213,38 @@ class Repository:
             raise IntegrityError("the config object belongs to another repository than the key")
         repo = cls(storage, master, config)
         repo.kdf_params = key_file.params
+        repo.key_id = key_file.key_id
         return repo
+
+    @classmethod
+    def open_with_master(cls, storage: Storage, master: MasterKey, repository_id: bytes) -> "Repository":
+        """Open with the master secret itself (from the recovery sheet), no passphrase and
+        no key file needed. The repository id of the sheet comes first; the ids named by
+        the key files in storage are tried next (the disks of a set share one master
+        secret, each with its own id). The authenticated config decides: a wrong secret
+        or a sheet of another repository opens nothing."""
+        if not storage.exists(layout.CONFIG):
+            raise RepositoryNotFound(f"no repository at {storage.describe()}")
+        candidates = [repository_id]
+        for info in storage.list(layout.KEYS_PREFIX):
+            try:
+                other = KeyFile.parse(storage.read(info.name), name=info.name).repository_id
+            except (KeyFileError, ObjectNotFound):
+                continue
+            if other not in candidates:
+                candidates.append(other)
+        raw_config = storage.read(layout.CONFIG)
+        for candidate in candidates:
+            probe = cls(storage, master, StoredConfig(candidate, "xchacha20-poly1305", None, ChunkerParams(), ""))
+            try:
+                plain = probe._open_metadata(layout.KIND_CONFIG, b"", raw_config, what="config")
+            except IntegrityError:
+                continue
+            config = StoredConfig.decode(plain)
+            if config.repository_id == candidate:
+                return cls(storage, master, config)
+        raise WrongPassphrase(f"the recovery code does not open the repository at {storage.describe()}: "
+                              f"it belongs to another repository, or a share is missing or wrong")
 
     # ---- envelopes ------------------------------------------------------------
 
@@ -479,6 +511,33 @@ class Repository:
     def list_lock_ids(self) -> list[bytes]:
         found = (layout.lock_id_from_name(i.name) for i in self.storage.list(layout.LOCKS_PREFIX))
         return [i for i in found if i is not None]
+
+    # ---- key files: several passphrases for one master secret ---------------------------
+
+    def add_key(self, passphrase: bytes, *, params: KdfParams = KdfParams(), host: str | None = None) -> bytes:
+        """A new key file wrapping the master secret under `passphrase`; no data changes."""
+        key_id = os.urandom(16)
+        self.storage.write(layout.key_name(key_id),
+                           wrap_master_key(self.master, passphrase, repository_id=self.config.repository_id,
+                                           key_id=key_id, params=params, created=clock.now().isoformat(),
+                                           host=host or socket.gethostname()),
+                           exclusive=True)
+        return key_id
+
+    def list_keys(self) -> list[KeyFile]:
+        """The key files of this repository (unreadable ones are left out)."""
+        keys = []
+        for info in self.storage.list(layout.KEYS_PREFIX):
+            try:
+                key = KeyFile.parse(self.storage.read(info.name), name=info.name)
+            except (KeyFileError, ObjectNotFound):
+                continue
+            if key.repository_id == self.config.repository_id and layout.key_name(key.key_id) == info.name:
+                keys.append(key)
+        return sorted(keys, key=lambda k: k.created)
+
+    def remove_key(self, key_id: bytes) -> None:
+        self.storage.delete(layout.key_name(key_id))
 
     # ---- restore-test reports (format version 3) ------------------------------------------
 

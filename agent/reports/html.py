@@ -13,9 +13,10 @@ import datetime as _dt
 from zoneinfo import ZoneInfo
 
 import jinja2
+from markupsafe import Markup
 
 from agent.reports import charts
-from agent.reports.i18n import LABELS, status_text
+from agent.reports.i18n import LABELS, SHEET_LABELS, status_text
 
 MONTHS = {
     "fr": ["janv.", "févr.", "mars", "avr.", "mai", "juin", "juil.", "août", "sept.", "oct.", "nov.", "déc."],
@@ -63,3 +64,12 @@ def render(document: dict) -> str:
         backups_chart=charts.backup_history_chart(document["history"]["backups"], MONTHS[language]),
         tests_chart=charts.restore_tests_chart(document["history"]["restore_tests"]))
 
+
+def render_sheet(sheet: dict, qr_svg: str) -> str:
+    """The recovery sheet (agent.reports.sheet): catalog steps hold markup, the commands
+    put into them are escaped (a bucket name is configuration, still not markup)."""
+    labels = dict(SHEET_LABELS[sheet["language"]])
+    commands = {name: Markup("<code>{}</code>").format(command) for name, command in sheet["commands"].items()}
+    labels["steps"] = [Markup(step).format(**commands) for step in labels["steps"]]
+    template = _ENVIRONMENT.get_template("recovery_sheet.html.j2")
+    return template.render(sheet={**sheet, "commands": {}}, L=labels, qr=Markup(qr_svg))

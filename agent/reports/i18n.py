@@ -198,3 +198,64 @@ def row_dict(row, language: str = "en") -> dict:
             "evidence": [evidence_text(e.code, e.params, language) for e in row.evidence],
             "evidence_codes": [{"code": e.code, **e.params} for e in row.evidence]}
 
+# The recovery sheet (rule K1): printed, kept in the safe, read on the worst day.
+SHEET_LABELS = {
+    "en": {
+        "title": "Backup recovery sheet", "host": "server", "made": "made on",
+        "warning": "Keep this sheet in the safe. Whoever holds it can read every backup of the practice: "
+                   "never photograph it, scan it or send it.",
+        "share": "Share {number} of {count}: any {threshold} of these sheets together recover the backups; "
+                 "fewer reveal nothing.",
+        "repository": "Repository", "name": "Name", "url": "Address", "endpoint": "Endpoint", "bucket": "Bucket",
+        "location": "Location", "repository_id": "Repository id", "cipher": "Encryption",
+        "code": "Recovery code",
+        "code_help": "Type each line with its two check characters at the end (spaces do not matter). A typing "
+                     "mistake is reported on its line. Only letters A-Z and digits 2-7 are used.",
+        "qr_help": "The same code, to scan.",
+        "steps_title": "Recovering on a new computer",
+        "steps": [
+            "Install backupctl on the new computer (the IT provider: <code>pip install backupctl</code> or the "
+            "practice's installation procedure).",
+            "For an S3 repository, get an access key of the bucket from the hosting provider's console, and "
+            "put it in the environment: <code>export AWS_ACCESS_KEY_ID=… AWS_SECRET_ACCESS_KEY=…</code>. For a "
+            "disk, plug it in and mount it.",
+            "List the backups; the command asks for the recovery code (type it, or paste the QR code's text): "
+            "{list}",
+            "Restore the latest backup (or one by its id) into an empty folder: {restore}",
+            "To back up again from this computer, give the repository a new passphrase: {add_key} then "
+            "configure backupctl as in its README.",
+        ],
+        "footer": "Produced by backupctl. If this sheet is lost or may have been copied, make a new one and "
+                  "destroy the old one.",
+    },
+    "fr": {
+        "title": "Fiche de récupération des sauvegardes", "host": "serveur", "made": "établie le",
+        "warning": "À conserver au coffre. Quiconque détient cette fiche peut lire toutes les sauvegardes du "
+                   "cabinet : ne jamais la photographier, la numériser ni l'envoyer.",
+        "share": "Part {number} sur {count} : {threshold} de ces fiches réunies suffisent à récupérer les "
+                 "sauvegardes ; moins ne révèlent rien.",
+        "repository": "Dépôt de sauvegarde", "name": "Nom", "url": "Adresse", "endpoint": "Point d'accès",
+        "bucket": "Compartiment", "location": "Emplacement", "repository_id": "Identifiant du dépôt",
+        "cipher": "Chiffrement",
+        "code": "Code de récupération",
+        "code_help": "Saisir chaque ligne avec ses deux caractères de contrôle à la fin (les espaces ne comptent "
+                     "pas). Une faute de frappe est signalée sur sa ligne. Seules les lettres A-Z et les chiffres "
+                     "2-7 sont utilisés.",
+        "qr_help": "Le même code, à scanner.",
+        "steps_title": "Récupérer sur un nouvel ordinateur",
+        "steps": [
+            "Installer backupctl sur le nouvel ordinateur (le prestataire : <code>pip install backupctl</code> "
+            "ou la procédure d'installation du cabinet).",
+            "Pour un dépôt S3, obtenir une clé d'accès au compartiment dans la console de l'hébergeur, et la "
+            "placer dans l'environnement : <code>export AWS_ACCESS_KEY_ID=… AWS_SECRET_ACCESS_KEY=…</code>. Pour "
+            "un disque, le brancher et le monter.",
+            "Lister les sauvegardes ; la commande demande le code de récupération (le saisir, ou coller le texte "
+            "du QR code) : {list}",
+            "Restaurer la dernière sauvegarde (ou une autre par son identifiant) dans un dossier vide : {restore}",
+            "Pour sauvegarder de nouveau depuis cet ordinateur, donner au dépôt une nouvelle phrase de passe : "
+            "{add_key} puis configurer backupctl comme l'indique son README.",
+        ],
+        "footer": "Établie par backupctl. Si cette fiche est perdue ou a pu être copiée, en établir une nouvelle "
+                  "et détruire l'ancienne.",
+    },
+}

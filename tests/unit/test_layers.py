@@ -187,6 +187,9 @@ CONFINEMENT = {
     "pyfastcdc": ["agent/repo/chunker.py"],
     "apscheduler": ["agent/daemon/"],
     "jinja2": ["agent/reports/html.py"],
+    "markupsafe": ["agent/reports/html.py"],
+    "segno": ["agent/reports/qr.py"],
+    "Crypto": ["agent/crypto/shares.py"],
 }
 
 

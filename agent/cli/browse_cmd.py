@@ -1,0 +1,110 @@
+"""`backupctl ls`, `backupctl find`, `backupctl dump`: look into snapshots at the incident desk."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import stat
+import sys
+
+import click
+
+from agent.cli.common import (display_path, find_snapshot, human_bytes, json_option, open_repository, print_json,
+                              repo_option)
+from agent.engine import browse
+from agent.errors import IntegrityError, UsageError
+from agent.repo.tree import DIR, FILE, SYMLINK
+
+_TYPE_BITS = {FILE: stat.S_IFREG, DIR: stat.S_IFDIR, SYMLINK: stat.S_IFLNK}
+
+
+def _entry(path: bytes, node) -> dict:
+    out = {"path": "/" + path.decode("utf-8", "surrogateescape"), "type": node.type, "mode": f"{node.mode:04o}",
+           "size": node.size if node.type == FILE else None,
+           "mtime": _dt.datetime.fromtimestamp(node.mtime_ns / 1e9, _dt.timezone.utc).astimezone().isoformat(),
+           "user": node.user, "group": node.group}
+    if node.type == FILE:
+        out["sha256"] = node.sha256
+    if node.type == SYMLINK:
+        out["target"] = (node.target or b"").decode("utf-8", "surrogateescape")
+    return out
+
+
+def _line(entry: dict) -> str:
+    mode = stat.filemode(int(entry["mode"], 8) | _TYPE_BITS.get(entry["type"], 0))
+    size = human_bytes(entry["size"]) if entry["size"] is not None else ""
+    target = f" -> {entry['target']}" if entry.get("target") else ""
+    return (f"{mode}  {entry['user'] or '-':8} {size:>10}  {entry['mtime'][:16].replace('T', ' ')}  "
+            f"{display_path(entry['path'])}{target}")
+
+
+@click.command("ls")
+@click.argument("snapshot", default="latest", metavar="[SNAPSHOT|latest]")
+@click.argument("path", default="/", metavar="[PATH]")
+@click.option("--recursive", "-r", is_flag=True, help="Everything below PATH, not only its entries.")
+@repo_option
+@json_option
+@click.pass_context
+def ls(ctx: click.Context, snapshot, path, recursive, repo_name, as_json) -> None:
+    """List what a snapshot holds at PATH (default: its top): type, mode, owner, size, date."""
+    _config, repo = open_repository(ctx, repo_name)
+    snap = find_snapshot(repo, snapshot)
+    repo.load_index()
+    entries = [_entry(p, n) for p, n in browse.list_dir(repo, snap, path, recursive=recursive)]
+    if as_json:
+        print_json({"snapshot_id": snap.id.hex(), "time": snap.time.isoformat(), "entries": entries})
+        return
+    for entry in entries:
+        click.echo(_line(entry))
+
+
+@click.command("find")
+@click.argument("pattern")
+@repo_option
+@json_option
+@click.pass_context
+def find(ctx: click.Context, pattern, repo_name, as_json) -> None:
+    """In which snapshots a file exists, with its size and SHA-256 fingerprint. PATTERN
+    without "/" matches names ("lettre-dupont*"); with "/", whole paths."""
+    _config, repo = open_repository(ctx, repo_name)
+    repo.load_index()
+    found = browse.find(repo, repo.snapshots(), pattern)
+    rows = [{"snapshot_id": s.id.hex(), "time": s.time.isoformat(), **_entry(p, n)} for s, p, n in found]
+    if as_json:
+        print_json({"pattern": pattern, "matches": rows})
+        return
+    if not rows:
+        click.echo(f"No file or folder matches {pattern!r} in any of the snapshots.")
+        return
+    previous = None
+    for row in sorted(rows, key=lambda r: (r["path"], r["time"])):
+        if row["path"] != previous:
+            click.echo(display_path(row["path"]))
+            previous = row["path"]
+        what = (f"{human_bytes(row['size']):>10}  sha256 {row['sha256'][:16]}" if row["type"] == FILE
+                else f"{row['type']:>10}")
+        click.echo(f"  {row['snapshot_id'][:8]}  {row['time'][:16].replace('T', ' ')}  {what}")
+    click.echo("(Where the fingerprint changes between two snapshots, the file changed; the last snapshot "
+               "before a change has the version to restore.)")
+
+
+@click.command("dump")
+@click.argument("snapshot", metavar="SNAPSHOT|latest")
+@click.argument("path")
+@repo_option
+@click.pass_context
+def dump(ctx: click.Context, snapshot, path, repo_name) -> None:
+    """Write one file of a snapshot to standard output (e.g. `> lettre.odt`), checked
+    against its SHA-256 (exit 13, with a message, if it does not match)."""
+    _config, repo = open_repository(ctx, repo_name)
+    snap = find_snapshot(repo, snapshot)
+    repo.load_index()
+    node = browse.find_node(repo, snap, path)
+    if node is None or node.type != FILE:
+        raise UsageError(f"{path} is not a file in snapshot {snap.short_id}", hint="`backupctl ls` shows what is there")
+    out = sys.stdout.buffer
+    try:
+        for data in browse.file_bytes(repo, node, path):
+            out.write(data)
+        out.flush()
+    except IntegrityError as exc:
+        raise IntegrityError(f"{exc}; the output is not the original file, discard it") from None

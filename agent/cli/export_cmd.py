@@ -1,0 +1,68 @@
+"""`backupctl export`: the practice's data handed back as a plain folder or a tar archive (rule K3).
+
+At the end of a contract, or to move to another tool, the data leaves in a form that
+needs nothing of backupctl: files in a folder, or one standard tar archive (to a file or
+to standard output, e.g. piped to the next system). Every file is checked against its
+SHA-256 on the way out.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from agent.cli.common import audit, find_snapshot, human_bytes, json_option, open_repository, print_json, repo_option
+from agent.cli.progress import for_terminal
+from agent.engine.export import write_tar
+from agent.engine.restore import RestoreEngine
+from agent.errors import IntegrityError, RestoreTargetError, UsageError
+
+
+@click.command("export")
+@click.argument("snapshot", default="latest", metavar="[SNAPSHOT|latest]")
+@click.option("--target", metavar="DIR", help="An empty folder to write the plain tree into.")
+@click.option("--tar", "tar_path", metavar="FILE", help="A tar archive to write (- for standard output).")
+@repo_option
+@json_option
+@click.pass_context
+def command(ctx: click.Context, snapshot, target, tar_path, repo_name, as_json) -> None:
+    """Write a snapshot out as a plain folder (--target DIR) or a tar archive (--tar FILE
+    or -), every file checked against its SHA-256: the data, without backupctl."""
+    if bool(target) == bool(tar_path):
+        raise UsageError("give either --target DIR or --tar FILE (or --tar - for standard output)")
+    if tar_path == "-" and as_json:
+        raise UsageError("--json and --tar - would both write to standard output")
+    config, repo = open_repository(ctx, repo_name)
+    snap = find_snapshot(repo, snapshot)
+    if target:
+        if os.path.isdir(target) and os.listdir(target):
+            raise UsageError(f"--target {target} is not empty", hint="export into a new or empty folder")
+        document = RestoreEngine(repo, snap, target, progress=for_terminal(as_json)).run().as_dict()
+        where = os.path.abspath(target)
+    elif tar_path == "-":
+        document = write_tar(repo, snap, sys.stdout.buffer).as_dict()
+        where = "standard output"
+    else:
+        if os.path.exists(tar_path):
+            raise UsageError(f"--tar {tar_path} already exists", hint="give a new file name")
+        try:
+            with open(tar_path, "xb") as handle:
+                document = write_tar(repo, snap, handle).as_dict()
+        except OSError as exc:
+            raise RestoreTargetError(f"--tar {tar_path}: cannot be written ({exc.strerror})") from None
+        where = os.path.abspath(tar_path)
+    audit(config, "export", repository=config.repository(repo_name).name, snapshot=snap.id.hex(), to=where,
+          files=document["files"], sha256_verified=document["sha256_verified"],
+          failures=len(document["failures"]))
+    if as_json:
+        print_json({"snapshot_id": snap.id.hex(), "to": where, **document})
+    elif tar_path != "-":
+        click.echo(f"Exported snapshot {snap.short_id} ({snap.time:%Y-%m-%d %H:%M}) to {where}: "
+                   f"{document['files']} file(s), {human_bytes(document['bytes'])}; SHA-256 verified for "
+                   f"{document['sha256_verified']}")
+    if document["failures"]:
+        for failure in document["failures"]:
+            click.echo(f"  FAILED /{failure['path']}: {failure['problem']}", err=True)
+        raise IntegrityError(f"{len(document['failures'])} file(s) did not export intact (listed above)")

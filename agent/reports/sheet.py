@@ -1,0 +1,64 @@
+"""The recovery sheet (rule K1) as facts: what the page shows, with the commands that
+recover the repository on a new machine from the sheet alone and the bucket's access key.
+
+The sheet holds the master secret (or one share of it) in clear: it is the one document
+that must stay on paper, in the safe.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import socket
+
+from agent import clock
+from agent.config import Config, RepositorySettings
+from agent.crypto import paper
+from agent.engine import media
+from agent.repo.repository import Repository
+from agent.reports.document import CIPHER_NAMES
+
+
+def repository_url(settings: RepositorySettings) -> str:
+    """Where `recover` finds the repository: for a set of disks, the repository folder of
+    the disk mounted at the configured place."""
+    if settings.media:
+        return "file://" + os.path.join(settings.mount, media.REPOSITORY_DIR)
+    return settings.url
+
+
+def recover_command(settings: RepositorySettings) -> str:
+    words = ["backupctl", "recover", "--url", repository_url(settings)]
+    if settings.s3 and settings.s3.endpoint:
+        words += ["--endpoint", settings.s3.endpoint]
+    if settings.s3 and settings.s3.region:
+        words += ["--region", settings.s3.region]
+    if settings.s3 and settings.s3.addressing != "auto":
+        words += ["--addressing", settings.s3.addressing]
+    return shlex.join(words)
+
+
+def build(config: Config, settings: RepositorySettings, repo: Repository, code: paper.RecoveryCode, *,
+          share_count: int = 0) -> dict:
+    base = recover_command(settings)
+    return {
+        "language": config.agent.report_language,
+        "practice": config.agent.practice_name,
+        "host": config.agent.hostname or socket.gethostname(),
+        "created": f"{clock.now().astimezone(config.retention.zone):%Y-%m-%d}",
+        "repository": {
+            "name": settings.name, "url": repository_url(settings),
+            "endpoint": settings.s3.endpoint if settings.s3 else None,
+            "region": settings.s3.region if settings.s3 else None,
+            "bucket": settings.s3.bucket if settings.s3 else None,
+            "prefix": settings.s3.prefix if settings.s3 else None,
+            "repository_id": repo.config.repository_id.hex(),
+            "cipher": CIPHER_NAMES.get(repo.config.cipher, repo.config.cipher),
+        },
+        "share": ({"number": code.share_number, "count": share_count, "threshold": code.threshold}
+                  if code.is_share else None),
+        "lines": [{"groups": groups, "check": check} for groups, check in paper.lines(code)],
+        "qr_text": paper.qr_text(code),
+        "commands": {"list": f"{base} --list", "restore": f"{base} --restore latest --target /srv/restauration",
+                     "add_key": f"{base} --add-key"},
+    }
