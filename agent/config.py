@@ -11,15 +11,17 @@ loads it).
 from __future__ import annotations
 
 import os
-import stat
 import tomllib
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
 from agent.alerts import SECURITY_CHOICES, AlertSettings
+from agent.engine.dumps import DATABASE_TYPES, DatabaseSettings
+from agent.engine.hooks import HOOK_FAILURE_CHOICES, HookSettings
 from agent.engine.media import LABEL_PATTERN
 from agent.engine.retention import RetentionPolicy
 from agent.errors import ConfigError
+from agent.state_file import read_private_file
 from agent.storage.options import (ADDRESSING_CHOICES, CHECKSUM_CHOICES, LOCK_MODES, VERIFY_CHOICES,
                                    S3Options)
 
@@ -107,6 +109,8 @@ class Config:
     retention: RetentionPolicy = RetentionPolicy()
     schedule: ScheduleSettings = ScheduleSettings()
     alerts: AlertSettings = AlertSettings()
+    databases: tuple[DatabaseSettings, ...] = ()
+    hooks: tuple[HookSettings, ...] = ()
 
     def repository(self, name: str | None) -> RepositorySettings:
         if name is None:
@@ -184,7 +188,7 @@ def load(path: str) -> Config:
 
 
 def parse(raw: dict, path: str) -> Config:
-    allowed = {"agent", "source", "repositories", "key", "retention", "schedule", "alerts"}
+    allowed = {"agent", "source", "repositories", "key", "retention", "schedule", "alerts", "databases", "hooks"}
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise ConfigError(f"{path}: unknown section(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
@@ -238,7 +242,70 @@ def parse(raw: dict, path: str) -> Config:
     schedule = _schedule(path, raw.get("schedule", {}), {r.name for r in repositories})
     return Config(path=path, agent=agent, source=source, repositories=repositories, key=key,
                   retention=_retention(path, raw.get("retention", {})), schedule=schedule,
-                  alerts=_alerts(path, raw.get("alerts", {})))
+                  alerts=_alerts(path, raw.get("alerts", {})), databases=_databases(path, raw.get("databases", [])),
+                  hooks=_hooks(path, raw.get("hooks", [])))
+
+
+def _array_of_tables(path: str, key: str, data: object) -> list:
+    if not isinstance(data, list) or not all(isinstance(t, dict) for t in data):
+        raise ConfigError(f"{path}: {key} must be written as [[{key}]] tables")
+    return data
+
+
+def _databases(path: str, data: object) -> tuple[DatabaseSettings, ...]:
+    out = []
+    for number, raw in enumerate(_array_of_tables(path, "databases", data), start=1):
+        table = _Table(path, f"databases #{number}", raw)
+        name = table.get("name", str, required=True, what="a short name, such as \"cabinet\"")
+        if not name or not all(c.isalnum() or c in "-_." for c in name) or name.startswith("."):
+            raise ConfigError(f"{path}: [[databases]] name = {name!r}: letters, digits, - _ . only")
+        kind = table.choice("type", DATABASE_TYPES, "")
+        def absolute(key: str) -> str | None:
+            value = table.get(key, str, what="an absolute path")
+            if value is not None and not os.path.isabs(value):
+                raise ConfigError(f"{path}: [[databases]] {name}: {key} = {value!r}: expected an absolute path")
+            return value
+        settings = DatabaseSettings(
+            name=name, type=kind, database=table.get("database", str), host=table.get("host", str),
+            port=table.get("port", int, what="a port number"), user=table.get("user", str),
+            password_file=absolute("password_file"), options_file=absolute("options_file"), path=absolute("path"),
+            timeout=table.get("timeout", int, default=3600, what="seconds, 10 to 86400"),
+            restore_test=table.get("restore_test", bool, default=True, what="true or false"))
+        table.done()
+        if kind == "sqlite" and not settings.path:
+            raise ConfigError(f"{path}: [[databases]] {name}: type \"sqlite\" needs path = \"/.../base.sqlite\"")
+        if kind != "sqlite" and not settings.database:
+            raise ConfigError(f"{path}: [[databases]] {name}: type \"{kind}\" needs database = \"...\"")
+        if settings.port is not None and not 1 <= settings.port <= 65535:
+            raise ConfigError(f"{path}: [[databases]] {name}: port = {settings.port}: expected 1 to 65535")
+        if not 10 <= settings.timeout <= 86400:
+            raise ConfigError(f"{path}: [[databases]] {name}: timeout = {settings.timeout}: expected 10 to 86400")
+        if name in {d.name for d in out if d.type == kind}:
+            raise ConfigError(f"{path}: [[databases]] {name}: two {kind} databases have this name")
+        out.append(settings)
+    return tuple(out)
+
+
+def _hooks(path: str, data: object) -> tuple[HookSettings, ...]:
+    out = []
+    for number, raw in enumerate(_array_of_tables(path, "hooks", data), start=1):
+        table = _Table(path, f"hooks #{number}", raw)
+        name = table.get("name", str, default=f"hook {number}")
+        before, after = table.string_list("before"), table.string_list("after")
+        if not before and not after:
+            raise ConfigError(f"{path}: [[hooks]] {name}: give before = [...] and/or after = [...] "
+                              f"(a command and its arguments, no shell)")
+        environment = table.get("environment", dict, default={}, what="a table of NAME = \"value\"")
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in environment.items()):
+            raise ConfigError(f"{path}: [[hooks]] {name}: environment values must be strings")
+        timeout = table.get("timeout", int, default=300, what="seconds, 1 to 86400")
+        if not 1 <= timeout <= 86400:
+            raise ConfigError(f"{path}: [[hooks]] {name}: timeout = {timeout}: expected 1 to 86400")
+        out.append(HookSettings(name=name, before=before, after=after, timeout=timeout,
+                                on_failure=table.choice("on_failure", HOOK_FAILURE_CHOICES, "abort"),
+                                environment=tuple(sorted(environment.items()))))
+        table.done()
+    return tuple(out)
 
 
 _LOOPBACK = ("127.0.0.1", "::1", "localhost")
@@ -477,19 +544,4 @@ def read_passphrase(config: Config) -> bytes | None:
 
 def read_passphrase_file(file: str, *, where: str = "") -> bytes:
     """A passphrase from a private file (mode 0600 or stricter), without its line end."""
-    try:
-        st = os.stat(file)
-        if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise ConfigError(
-                f"{where}{file} is readable by others (mode {stat.S_IMODE(st.st_mode):04o})",
-                hint=f"run: chmod 600 {file}",
-            )
-        with open(file, "rb") as handle:
-            secret = handle.read().rstrip(b"\r\n")
-    except FileNotFoundError:
-        raise ConfigError(f"{where}{file} does not exist") from None
-    except PermissionError:
-        raise ConfigError(f"{where}{file} cannot be read (permission denied)") from None
-    if not secret:
-        raise ConfigError(f"{where}{file} is empty")
-    return secret
+    return read_private_file(file, where=where)

@@ -132,6 +132,12 @@ class UnsupportedFormat(BackupctlError):
     hint = "upgrade backupctl to read this repository"
 
 
+class HookFailed(BackupctlError):
+    """A [[hooks]] command with on_failure = "abort" failed: no backup was made."""
+
+    exit_code = 20
+
+
 class MediumError(BackupctlError):
     exit_code = 19
     hint = "plug in one of the configured backup disks (backupctl media status)"

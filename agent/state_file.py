@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 
-from agent.errors import StateDirError
+from agent.errors import ConfigError, StateDirError
 
 
 def load_json(path: str) -> dict:
@@ -38,3 +39,22 @@ def save_bytes(path: str, data: bytes) -> None:
 
 def save_json(path: str, doc: dict) -> None:
     save_bytes(path, json.dumps(doc, indent=1).encode("utf-8"))
+
+
+def read_private_file(path: str, *, where: str = "") -> bytes:
+    """A secret (passphrase, password) from a file only its owner can read, without its
+    line end. `where` prefixes messages with what the file is for."""
+    try:
+        st = os.stat(path)
+        if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ConfigError(f"{where}{path} is readable by others (mode {stat.S_IMODE(st.st_mode):04o})",
+                              hint=f"run: chmod 600 {path}")
+        with open(path, "rb") as handle:
+            secret = handle.read().rstrip(b"\r\n")
+    except FileNotFoundError:
+        raise ConfigError(f"{where}{path} does not exist") from None
+    except PermissionError:
+        raise ConfigError(f"{where}{path} cannot be read (permission denied)") from None
+    if not secret:
+        raise ConfigError(f"{where}{path} is empty")
+    return secret

@@ -1,12 +1,19 @@
 #!/bin/sh
 # Debian packages the test suite uses as real parts (called by `make test`):
-#   chromium           renders the restore-test report to PNG and PDF (tests/integration/test_report.py)
-#   fonts-dejavu-core  the report's font, so pages render the same everywhere
-# Installs only what is missing; needs root (CI runs as root) or sudo.
+#   chromium                     renders the restore-test report to PNG and PDF (test_report.py)
+#   fonts-dejavu-core            the report's font, so pages render the same everywhere
+#   postgresql                   server and pg_dump/pg_restore for the database dumps (test_databases.py)
+#   mariadb-server, mariadb-client  the same for MariaDB (mariadb-dump, mariadb)
+# The tests start their own servers on loopback in temporary folders; the packages' default
+# services are not used. Installs only what is missing; needs root (CI runs as root) or sudo.
 set -eu
 missing=""
 command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing="$missing fonts-dejavu-core"
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$missing postgresql"
+command -v pg_dump >/dev/null 2>&1 || missing="$missing postgresql-client"
+command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing="$missing mariadb-server"
+command -v mariadb-dump >/dev/null 2>&1 || missing="$missing mariadb-client"
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
 echo "installing Debian packages:$missing"

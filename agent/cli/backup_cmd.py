@@ -11,6 +11,8 @@ from agent.cli.common import (audit, display_path, human_bytes, json_option, not
                               print_json, repo_option)
 from agent.cli.progress import for_terminal
 from agent.engine.backup import BackupEngine, BackupOptions
+from agent.engine.dumps import Dump
+from agent.engine.hooks import Hooks
 from agent.engine.records import Records
 from agent.engine.files_cache import FilesCache
 from agent.errors import PARTIAL_BACKUP_EXIT_CODE, UsageError
@@ -26,7 +28,8 @@ from agent.errors import PARTIAL_BACKUP_EXIT_CODE, UsageError
 def command(ctx: click.Context, repo_name, tags, at, one_file_system, as_json) -> None:
     """Back up the configured folders into the repository.
 
-    Exit code 3 means the snapshot was saved but some files could not be read.
+    Exit code 3 means the snapshot was saved with warnings: some files could not be read,
+    a database dump or a hook failed (listed). Exit code 20: a hook refused the backup.
     """
     config, repo = open_repository(ctx, repo_name)
     moment = None
@@ -45,13 +48,20 @@ def command(ctx: click.Context, repo_name, tags, at, one_file_system, as_json) -
         tags=list(tags),
         time=moment,
         host=config.agent.hostname,
+        dumps=[Dump(settings) for settings in config.databases],
     )
     cache_path = os.path.join(config.agent.state_dir, "cache", repo.config.repository_id.hex(), "files.sqlite")
     cache = FilesCache(cache_path)
+    hooks = Hooks(config.hooks)  # after the repository opened: an unreachable one stops nothing
     try:
-        report = BackupEngine(repo, options, files_cache=cache, progress=for_terminal(as_json)).run()
+        with hooks as hook_warnings:
+            engine = BackupEngine(repo, options, files_cache=cache, progress=for_terminal(as_json))
+            engine.report.warnings.extend(("hook", w) for w in hook_warnings)  # kept in the snapshot's count
+            report = engine.run()
     finally:
         cache.close()
+    late = hooks.warnings[len([w for w in report.warnings if w[0] == "hook"]):]  # from the `after` commands
+    report.warnings.extend(("hook", w) for w in late)
     audit(config, "backup", repository=config.repository(repo_name).name, snapshot=report.snapshot.id.hex(),
           medium=ctx.obj.get("medium"), files_new=report.files_new, files_changed=report.files_changed,
           partial=report.partial)
@@ -61,6 +71,7 @@ def command(ctx: click.Context, repo_name, tags, at, one_file_system, as_json) -
                            snapshot=report.snapshot.id.hex())
     if as_json:
         document = report.as_dict()
+        document["hook_failures"] = len(hooks.warnings)
         if ctx.obj.get("medium"):
             document.update(medium=ctx.obj["medium"], rotation_warnings=rotation)
         print_json(document)
@@ -79,6 +90,6 @@ def command(ctx: click.Context, repo_name, tags, at, one_file_system, as_json) -
             click.echo(f"  warning: {warning}", err=True)
     if report.partial:
         if not as_json:
-            click.echo(f"backupctl: the backup is partial: {len(report.warnings)} file(s) could not be "
-                       f"saved as they are (listed above)", err=True)
+            click.echo(f"backupctl: the backup is partial: saved with {len(report.warnings)} warning(s) (listed above)",
+                       err=True)
         ctx.exit(PARTIAL_BACKUP_EXIT_CODE)

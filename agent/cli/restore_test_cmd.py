@@ -39,7 +39,7 @@ def command(ctx: click.Context, repo_name, snapshot_id, mode, sample, scratch_di
     oldest = snapshots[0] if snapshots else None
     scratch = scratch_dir or os.path.join(config.agent.state_dir, "restore-test")
     engine = RestoreTestEngine(repo, snapshot, scratch, sources=list(config.source.paths), sample=sample,
-                               oldest=oldest)
+                               oldest=oldest, databases=config.databases)
     report = engine.run()
     document = {"repository": config.repository(repo_name).name, **report.as_dict()}
     name = config.repository(repo_name).name
@@ -59,6 +59,10 @@ def command(ctx: click.Context, repo_name, snapshot_id, mode, sample, scratch_di
             click.echo(f"Snapshot {test.snapshot_id[:8]} ({test.snapshot_time[:16].replace('T', ' ')}, {test.mode}): "
                        f"{test.files} file(s), {human_bytes(test.bytes)} restored in {test.duration_s:.1f} s "
                        f"({test.throughput_mib_s:.0f} MiB/s); SHA-256 verified for {test.sha256_verified}")
+        for check in report.databases:
+            click.echo(f"Database {check.name} ({check.type}): " + (
+                f"the dump restored into a scratch database: {check.tables} table(s), "
+                f"{sum((check.rows or {}).values())} row(s)" if check.ok else f"FAILED: {check.problem}"))
         click.echo("Restored data wiped." if report.scratch_wiped else "WARNING: the scratch copy could not be wiped")
         click.echo(f"Report: {written.html}" + (f" and {written.pdf}" if written.pdf else ""))
         for problem in ([written.pdf_problem] if written.pdf_problem else []) + problems:
@@ -69,8 +73,13 @@ def command(ctx: click.Context, repo_name, snapshot_id, mode, sample, scratch_di
         if not as_json:
             for failure in document["failures"]:
                 click.echo(f"  FAILED /{failure['path']}: {failure['problem']}", err=True)
-        raise IntegrityError(f"restore test failed: {len(document['failures'])} file(s) did not restore intact",
-                             hint="run `backupctl check --read-data` to see what is damaged")
+        databases = [d for d in report.databases if not d.ok]
+        if document["failures"]:
+            raise IntegrityError(f"restore test failed: {len(document['failures'])} file(s) did not restore intact"
+                                 + (f", {len(databases)} database dump(s) did not load" if databases else ""),
+                                 hint="run `backupctl check --read-data` to see what is damaged")
+        raise IntegrityError(f"restore test failed: {len(databases)} database dump(s) did not load into a scratch "
+                             f"database ({databases[0].name}: {databases[0].problem})")
 
 
 def _report(ctx: click.Context, config, name: str, repo, result, report_id: bytes, report_dir: str | None):

@@ -141,7 +141,8 @@ def _summary(command: str, stdout: bytes) -> dict:
     except ValueError:
         return {}
     keys = {
-        "backup": ("snapshot_id", "files_new", "files_changed", "files_unchanged", "bytes_added", "partial"),
+        "backup": ("snapshot_id", "files_new", "files_changed", "files_unchanged", "bytes_added", "partial",
+                   "database_failures", "hook_failures"),
         "prune": ("snapshots_forgotten", "packs_deleted", "bytes_freed"),
         "check": ("ok", "read_data_subset", "packs", "blobs_verified"),
         "restore-test": ("ok", "files", "bytes", "sha256_verified", "seed", "scratch_wiped"),
@@ -195,6 +196,8 @@ def run_job(job_id: str) -> None:
         _alert(restore_test_alert(job_id, entry, ok, attach=_config.alerts.attach_report))
     elif not ok:
         _alert(failure_alert(job_id, entry))
+    elif _backup_problems(entry):
+        _alert(warning_alert(job_id, entry))
     _alert_risks(job_id.partition(":")[2])
 
 
@@ -253,6 +256,31 @@ def _report_files(report: dict) -> tuple[list[tuple[str, str, bytes]], dict | No
     except (OSError, ValueError) as exc:
         log.warning("restore-test report facts not sent: %s", exc)
     return attachments, document
+
+
+def _backup_problems(entry: dict) -> dict:
+    """Database dumps or hooks that failed in a backup that was nevertheless saved."""
+    summary = next((s.get("summary", {}) for s in entry.get("steps", []) if s.get("command") == "backup"), {})
+    return {k: summary[k] for k in ("database_failures", "hook_failures") if summary.get(k)}
+
+
+def warning_alert(job_id: str, entry: dict):
+    from agent.alerts import Alert
+
+    kind, _, repository = job_id.partition(":")
+    what = _WHAT.get(kind, kind)
+    host = socket.gethostname()
+    problems = _backup_problems(entry)
+    lines = [f"Sur le serveur {host}, {what} du dépôt « {repository} » est faite, mais incomplète :", ""]
+    if problems.get("database_failures"):
+        lines.append(f"  - {problems['database_failures']} sauvegarde(s) de base de données ont échoué : la base du "
+                     f"logiciel n'est pas dans cette sauvegarde.")
+    if problems.get("hook_failures"):
+        lines.append(f"  - {problems['hook_failures']} commande(s) avant/après la sauvegarde ont échoué "
+                     f"(par exemple l'arrêt ou le redémarrage du logiciel).")
+    lines += ["", "Pour le prestataire : backupctl backup --json (liste des avertissements) ; journalctl -u backupctl."]
+    return Alert(subject=f"[backupctl] À vérifier : {what} de « {repository} » incomplète ({host})",
+                 body="\n".join(lines), facts={"event": "backup_warnings", "job": job_id, "host": host, **problems})
 
 
 def failure_alert(job_id: str, entry: dict):

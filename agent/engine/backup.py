@@ -33,6 +33,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from agent import __version__, clock
+from agent.engine.dumps import DUMP_FOLDER, DumpError
 from agent.engine.files_cache import FilesCache
 from agent.engine.progress import Progress, SilentProgress
 from agent.errors import SourceError
@@ -66,6 +67,7 @@ class BackupOptions:
     tags: list[str] = field(default_factory=list)
     time: object | None = None  # datetime; None means now
     host: str | None = None
+    dumps: list = field(default_factory=list)  # agent.engine.dumps.Dump: streamed into /backupctl-databases
 
 
 @dataclass
@@ -80,6 +82,8 @@ class BackupReport:
     bytes_added: int = 0
     duration_s: float = 0.0
     warnings: list[tuple[str, str]] = field(default_factory=list)
+    databases_dumped: list[str] = field(default_factory=list)  # paths in the snapshot
+    database_failures: int = 0
 
     @property
     def partial(self) -> bool:
@@ -98,6 +102,8 @@ class BackupReport:
             "bytes_added": self.bytes_added,
             "duration_s": round(self.duration_s, 3),
             "partial": self.partial,
+            "databases_dumped": self.databases_dumped,
+            "database_failures": self.database_failures,
             "warnings": [{"path": p, "problem": m} for p, m in self.warnings],
         }
 
@@ -192,6 +198,7 @@ class BackupEngine:
         self._pending: list[_PendingFile] = []
         self._dir_jobs: deque[_DirJob] = deque()
         self._local = threading.local()  # one chunker per worker (FastCDC is not thread-safe)
+        self._root_extra: list[Node] = []  # the database dumps' folder, added to the snapshot's root
 
     # ---- entry point ----------------------------------------------------------
 
@@ -213,6 +220,8 @@ class BackupEngine:
             self._pool = pool
             self._hasher = hasher
             self._streamer = streamer
+            if self.options.dumps:
+                self._root_extra = self._store_dumps(snapshot_time)
             if b"/" in sources:  # the whole system (rule S5): everything else is inside it
                 self._root_devices[b"/"] = os.lstat(b"/").st_dev
                 root_ref = self._directory(b"/", self._root_devices[b"/"])
@@ -300,9 +309,20 @@ class BackupEngine:
                     node = self._base_node(name, DIR, st)
                     node.subtree = self._virtual_dir(child_path, child)
                     nodes.append(node)
-            return self._queue_tree(nodes, self._pending)
+            return self._queue_tree(self._with_root_extra(path, nodes), self._pending)
         finally:
             self._pending = outer_pending
+
+    def _with_root_extra(self, path: bytes, nodes: list[Node]) -> list[Node]:
+        if path != b"/" or not self._root_extra:
+            return nodes
+        names = {n.name for n in nodes}
+        for extra in self._root_extra:
+            if extra.name in names:
+                self._warn(b"/" + extra.name, "a source folder has this name: the database dumps are not saved")
+                continue
+            nodes = nodes + [extra]
+        return nodes
 
     def _directory(self, path: bytes, root_dev: int) -> _TreeRef:
         self.report.dirs += 1
@@ -332,7 +352,7 @@ class BackupEngine:
             node = self._node_for(child, name, st, root_dev=root_dev)
             if node is not None:
                 nodes.append(node)
-        return self._queue_tree(nodes, self._pending)
+        return self._queue_tree(self._with_root_extra(path, nodes), self._pending)
 
     def _excluded(self, path: bytes, name: bytes) -> bool:
         return _matches_any(self.options.excludes, path, name)
@@ -459,37 +479,77 @@ class BackupEngine:
         return _FileResult(digest.hexdigest(), size, after, chunk_ids=chunk_ids)
 
     def _stream_file(self, path: bytes, *, database: bool) -> _FileResult:
-        """In the streaming thread: a large file is cut as a stream, its chunks stored by workers.
+        """In the streaming thread: a large file is cut as a stream, its chunks stored by workers."""
+        with self._open(path) as handle:
+            sha256, size, futures = self._cut_stream(handle, database=database)
+            after = os.fstat(handle.fileno())
+        return _FileResult(sha256, size, after, chunk_futures=futures)
 
-        The file's SHA-256 is fed in order by a one-thread executor, so fingerprinting
-        (which releases the GIL) overlaps with reading and cutting the next blocks.
-        """
+    def _store_dumps(self, moment) -> list[Node]:
+        """Stream each database dump into the repository (agent.engine.dumps); returns the
+        /backupctl-databases folder for the snapshot's root, or nothing if none worked."""
+        by_type: dict[bytes, list[Node]] = {}
+        mtime_ns = int(moment.timestamp() * 1e9)
+        for dump in self.options.dumps:
+            try:
+                with dump.open() as stream:
+                    sha256, size, futures = self._cut_stream(stream, database=False)
+                chunks = [chunk_id for f in futures for chunk_id in f.result()]
+            except DumpError as exc:
+                self._warn(b"/" + dump.path, str(exc))
+                self.report.database_failures += 1
+                continue
+            folder, _type, name = dump.path.split(b"/")
+            node = Node(name=name, type=FILE, mode=0o600, uid=os.getuid(), gid=os.getgid(), mtime_ns=mtime_ns,
+                        user=self._names.user(os.getuid()), group=self._names.group(os.getgid()),
+                        size=size, sha256=sha256, chunks=chunks)
+            by_type.setdefault(_type, []).append(node)
+            self.report.bytes_total += size
+            self.report.bytes_read += size
+            self.report.files_new += 1
+            self.report.databases_dumped.append("/" + dump.path.decode())
+        if not by_type:
+            return []
+        folders = []
+        for kind, nodes in sorted(by_type.items()):
+            folder_node = Node(name=kind, type=DIR, mode=0o700, uid=os.getuid(), gid=os.getgid(), mtime_ns=mtime_ns,
+                               user=self._names.user(os.getuid()), group=self._names.group(os.getgid()))
+            folder_node.subtree = self.repo.store_blob(BLOB_TREE, encode_tree(nodes))[0]
+            folders.append(folder_node)
+        top = Node(name=DUMP_FOLDER, type=DIR, mode=0o700, uid=os.getuid(), gid=os.getgid(), mtime_ns=mtime_ns,
+                   user=self._names.user(os.getuid()), group=self._names.group(os.getgid()))
+        top.subtree = self.repo.store_blob(BLOB_TREE, encode_tree(folders))[0]
+        self.report.dirs += 1 + len(folders)
+        return [top]
+
+    def _cut_stream(self, handle, *, database: bool) -> tuple[str, int, list[Future]]:
+        """Cut a stream into chunks stored by the workers; returns (SHA-256, size, futures
+        of the chunk ids). The SHA-256 is fed in order by a one-thread executor, so
+        fingerprinting (which releases the GIL) overlaps with reading and cutting."""
         digest = hashlib.sha256()
         hashing: list[Future] = []
         futures: list[Future] = []
         size = 0
-        with self._open(path) as handle:
-            chunks = (self._chunker.fixed_chunks(handle, self.options.database_chunk_size) if database
-                      else self._chunker.chunks(handle))
-            batch: list = []
-            batch_bytes = 0
-            for chunk in chunks:
-                size += len(chunk)
-                batch.append(chunk)
-                batch_bytes += len(chunk)
-                # Small database blocks travel in batches of about a megabyte: one task
-                # per 32 KiB block measured 30 % slower than one per batch.
-                if batch_bytes >= BATCH_BYTES:
-                    futures.append(self._submit_batch(batch, digest, hashing))
-                    self.progress.advance(bytes_done=batch_bytes)
-                    batch, batch_bytes = [], 0
-            if batch:
+        chunks = (self._chunker.fixed_chunks(handle, self.options.database_chunk_size) if database
+                  else self._chunker.chunks(handle))
+        batch: list = []
+        batch_bytes = 0
+        for chunk in chunks:
+            size += len(chunk)
+            batch.append(chunk)
+            batch_bytes += len(chunk)
+            # Small database blocks travel in batches of about a megabyte: one task
+            # per 32 KiB block measured 30 % slower than one per batch.
+            if batch_bytes >= BATCH_BYTES:
                 futures.append(self._submit_batch(batch, digest, hashing))
                 self.progress.advance(bytes_done=batch_bytes)
-            after = os.fstat(handle.fileno())
+                batch, batch_bytes = [], 0
+        if batch:
+            futures.append(self._submit_batch(batch, digest, hashing))
+            self.progress.advance(bytes_done=batch_bytes)
         sha256 = self._hasher.submit(digest.hexdigest).result()  # after every update, in order
         self.progress.advance(files=1)
-        return _FileResult(sha256, size, after, chunk_futures=futures)
+        return sha256, size, futures
 
     def _submit_batch(self, batch: list, digest, hashing: list[Future]) -> Future:
         # The fingerprint is fed batch by batch, in order, by the one-thread executor.

@@ -21,9 +21,11 @@ import time
 from dataclasses import dataclass, field
 
 from agent import clock
+from agent.engine import browse
+from agent.engine.dumps import DatabaseCheck, DatabaseSettings, Dump, check_postgresql_restore
 from agent.engine.restore import RestoreEngine
 from agent.engine.walk import walk
-from agent.errors import RestoreTargetError, UsageError
+from agent.errors import IntegrityError, RestoreTargetError, UsageError
 from agent.repo.repository import Repository
 from agent.repo.snapshot import Snapshot
 from agent.repo.tree import FILE
@@ -62,28 +64,33 @@ class RestoreTestReport:
     seed: int
     tests: list[SnapshotTest] = field(default_factory=list)
     scratch_wiped: bool = False
+    databases: list[DatabaseCheck] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return all(not t.failures and t.sha256_verified == t.files for t in self.tests)
+        return (all(not t.failures and t.sha256_verified == t.files for t in self.tests)
+                and all(d.ok for d in self.databases))
 
     def as_dict(self) -> dict:
         return {"started": self.started, "ok": self.ok, "seed": self.seed,
                 "files": sum(t.files for t in self.tests), "bytes": sum(t.bytes for t in self.tests),
                 "sha256_verified": sum(t.sha256_verified for t in self.tests),
                 "failures": [f for t in self.tests for f in t.failures],
-                "tests": [t.as_dict() for t in self.tests], "scratch_wiped": self.scratch_wiped}
+                "tests": [t.as_dict() for t in self.tests], "scratch_wiped": self.scratch_wiped,
+                "databases": [d.as_dict() for d in self.databases]}
 
 
 class RestoreTestEngine:
     def __init__(self, repo: Repository, snapshot: Snapshot, scratch_dir: str, *, sources: list[str],
-                 sample: int | None = None, oldest: Snapshot | None = None, seed: int | None = None) -> None:
+                 sample: int | None = None, oldest: Snapshot | None = None, seed: int | None = None,
+                 databases: tuple[DatabaseSettings, ...] = ()) -> None:
         self.repo = repo
         self.snapshot = snapshot
         self.scratch_dir = os.path.abspath(scratch_dir)
         self.sources = sources
         self.sample = sample
         self.oldest = oldest
+        self.databases = [d for d in databases if d.type == "postgresql" and d.restore_test]
         self.seed = seed if seed is not None else random.SystemRandom().randrange(2**32)
         self.report = RestoreTestReport(started=clock.now().isoformat(), seed=self.seed)
 
@@ -103,7 +110,21 @@ class RestoreTestEngine:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)  # patient data: never left behind
             self.report.scratch_wiped = not os.path.exists(scratch)
+        for settings in self.databases:  # proof that the dump restores, not only that its bytes are intact
+            self.report.databases.append(self._check_database(settings))
         return self.report
+
+    def _check_database(self, settings: DatabaseSettings) -> DatabaseCheck:
+        path = "/" + Dump(settings).path.decode()
+        try:
+            node = browse.find_node(self.repo, self.snapshot, path)
+        except UsageError:
+            return DatabaseCheck(settings.name, settings.type, path,
+                                 problem="this snapshot holds no dump of the database (its dump failed that day)")
+        try:
+            return check_postgresql_restore(settings, browse.file_bytes(self.repo, node, path), path)
+        except IntegrityError as exc:
+            return DatabaseCheck(settings.name, settings.type, path, problem=f"the dump is damaged ({exc})")
 
     def _refuse_scratch_inside_sources(self) -> None:
         scratch = os.path.realpath(self.scratch_dir)

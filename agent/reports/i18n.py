@@ -102,6 +102,9 @@ LABELS = {
     "en": {
         "title": "Restore test report", "colon": ":", "days": "days", "keyed": "keyed",
         "level": "level", "none": "none", "name": "Name",
+        "databases": "Databases: the latest dump loaded into a scratch database", "db_name": "Database",
+        "db_type": "Kind", "db_tables": "Tables", "db_rows": "Rows", "db_ok": "restored",
+        "db_note": "The scratch database is dropped after counting the rows of every table.",
         "verdict_ok": "PASSED: every file tested restored identically (SHA-256 compared)",
         "verdict_fail": "FAILED: some files did not restore identically",
         "practice": "Practice", "host": "Server", "generated": "Report produced on", "report_id": "Report id",
@@ -140,6 +143,9 @@ LABELS = {
     "fr": {
         "title": "Rapport de test de restauration", "colon": "\u00a0:", "days": "jours", "keyed": "avec clé",
         "level": "niveau", "none": "aucune", "name": "Nom",
+        "databases": "Bases de données : la dernière sauvegarde chargée dans une base de test", "db_name": "Base",
+        "db_type": "Type", "db_tables": "Tables", "db_rows": "Lignes", "db_ok": "restaurée",
+        "db_note": "La base de test est supprimée après le comptage des lignes de chaque table.",
         "verdict_ok": "RÉUSSI : chaque fichier testé a été restauré à l'identique (empreintes SHA-256 comparées)",
         "verdict_fail": "ÉCHEC : des fichiers n'ont pas été restaurés à l'identique",
         "practice": "Cabinet", "host": "Serveur", "generated": "Rapport produit le", "report_id": "Identifiant du rapport",

@@ -154,3 +154,16 @@ def test_the_report_is_attached_unless_turned_off(tmp_path):
     kept = restore_test_alert("restore-test:main", entry, True, attach=False)
     assert kept.attachments == [] and "report_document" not in kept.facts
     assert str(page) in kept.body  # says where the report is instead
+
+
+def test_a_backup_saved_without_its_database_is_alerted():
+    from agent.daemon.jobs import _backup_problems, warning_alert
+
+    entry = {"steps": [{"command": "backup", "exit_code": 3,
+                        "summary": {"partial": True, "database_failures": 1, "hook_failures": 0}},
+                       {"command": "prune", "exit_code": 0, "summary": {}}]}
+    assert _backup_problems(entry) == {"database_failures": 1}
+    alert = warning_alert("weekly:main", entry)
+    assert "À vérifier" in alert.subject and "« main »" in alert.subject
+    assert "base de données" in alert.body and alert.facts["database_failures"] == 1
+    assert _backup_problems({"steps": [{"command": "backup", "summary": {"database_failures": 0}}]}) == {}

@@ -1,0 +1,287 @@
+"""Consistent dumps of the practice's databases, streamed into the snapshot.
+
+Copying a live database's files gives a backup that may not open; a dump by the database
+itself is consistent. Each [[databases]] entry becomes one file of the snapshot,
+/backupctl-databases/<type>/<name>.<ext>, whose bytes come straight from the dump
+program's standard output into the chunker: no copy of patient data is left on disk.
+
+* PostgreSQL: `pg_dump --format=custom` (compressed, restorable table by table with
+  pg_restore). The password, if any, goes through a temporary pgpass file (0600, in a
+  private folder, deleted at once), never on a command line that `ps` shows.
+* MariaDB / MySQL: `mariadb-dump` (or `mysqldump`) `--single-transaction` (a consistent
+  read of InnoDB tables without locking the practice software out), with routines,
+  events and triggers. Credentials through a temporary option file given by
+  `--defaults-extra-file`, likewise private.
+* SQLite: Python's online backup API into memory, then its serialized image: consistent
+  even while the software writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import sqlite3
+import subprocess
+import tempfile
+import threading
+from dataclasses import dataclass
+from typing import BinaryIO, Iterator
+
+from agent.errors import BackupctlError, SourceError
+from agent.state_file import read_private_file
+
+DATABASE_TYPES = ("postgresql", "mariadb", "mysql", "sqlite")
+DUMP_FOLDER = b"backupctl-databases"
+EXTENSIONS = {"postgresql": "pgdump", "mariadb": "sql", "mysql": "sql", "sqlite": "sqlite"}
+STDERR_KEPT = 4000  # bytes of a failing dump's messages kept for the warning
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    """[[databases]] in the configuration: one database dumped into every snapshot."""
+
+    name: str  # file name in the snapshot: /backupctl-databases/<type>/<name>.<ext>
+    type: str  # one of DATABASE_TYPES
+    database: str | None = None  # server databases: the database to dump
+    host: str | None = None  # a host name or address, or a socket (PostgreSQL: its folder; MariaDB: the file)
+    port: int | None = None
+    user: str | None = None
+    password_file: str | None = None  # the password alone, mode 0600; else the client's own files
+    options_file: str | None = None  # PostgreSQL: a pgpass file; MariaDB/MySQL: an option file ([client]) used
+    #                                  instead of host, port, user and password_file
+    path: str | None = None  # SQLite: the database file
+    timeout: int = 3600  # seconds a dump may take
+    restore_test: bool = True  # PostgreSQL: the restore test loads the dump into a scratch database
+
+
+class DumpError(SourceError):
+    """A database dump failed: the snapshot is saved without it, with a warning."""
+
+
+@dataclass(frozen=True)
+class Dump:
+    settings: DatabaseSettings
+
+    @property
+    def path(self) -> bytes:
+        """Where the dump is in the snapshot (relative to its root)."""
+        name = f"{self.settings.name}.{EXTENSIONS[self.settings.type]}".encode()
+        return b"/".join((DUMP_FOLDER, self.settings.type.encode(), name))
+
+    @contextlib.contextmanager
+    def open(self) -> Iterator[BinaryIO]:
+        """The dump's bytes as a stream; raises DumpError (at the end) if it failed."""
+        if self.settings.type == "sqlite":
+            yield io.BytesIO(_sqlite_image(self.settings))
+            return
+        with tempfile.TemporaryDirectory(prefix="backupctl-dump-") as private:
+            argv, env = _command(self.settings, private)
+            try:
+                process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                           stderr=subprocess.PIPE, env=env)
+            except OSError as exc:
+                raise DumpError(f"database {self.settings.name}: {argv[0]} cannot be started ({exc.strerror}); "
+                                f"install the database's client tools") from None
+            errors = bytearray()
+            reader = threading.Thread(target=_drain, args=(process.stderr, errors), daemon=True)
+            reader.start()
+            timed_out = threading.Event()
+            timer = threading.Timer(self.settings.timeout, lambda: (timed_out.set(), process.kill()))
+            timer.start()
+            try:
+                yield process.stdout
+                process.stdout.read()  # whatever the consumer left: let the dump finish
+                code = process.wait()
+            except BaseException:
+                process.kill()
+                process.wait()
+                raise
+            finally:
+                timer.cancel()
+                reader.join(5)
+                process.stdout.close()
+            if code != 0:
+                why = f"stopped after {self.settings.timeout} s" if timed_out.is_set() else f"exit code {code}"
+                raise DumpError(f"database {self.settings.name}: {os.path.basename(argv[0])} failed ({why}): "
+                                f"{_telling_line(errors)}")
+
+
+def _telling_line(errors: bytes) -> str:
+    """The line of a client's messages that says what went wrong (FATAL/error), else the last."""
+    lines = [line.strip() for line in bytes(errors).decode("utf-8", "replace").splitlines() if line.strip()]
+    telling = [line for line in lines if "FATAL" in line or "error" in line.lower()]
+    return (telling or lines or ["no message"])[0 if telling else -1][:300]
+
+
+def _drain(stream, into: bytearray) -> None:
+    for line in stream:
+        into.extend(line)
+        del into[:-STDERR_KEPT]
+
+
+def _password(settings: DatabaseSettings) -> str | None:
+    if not settings.password_file:
+        return None
+    try:
+        return read_private_file(settings.password_file,
+                                 where=f"[[databases]] {settings.name}: password_file ").decode("utf-8")
+    except BackupctlError as exc:
+        raise DumpError(str(exc)) from None
+
+
+def _private_file(folder: str, name: str, text: str) -> str:
+    path = os.path.join(folder, name)
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as handle:
+        handle.write(text)
+    return path
+
+
+def _tool(*names: str) -> str:
+    return next((found for name in names if (found := shutil.which(name))), names[0])
+
+
+def _command(settings: DatabaseSettings, private: str) -> tuple[list[str], dict]:
+    env = dict(os.environ)
+    password = _password(settings)
+    if settings.type == "postgresql":
+        argv = [_tool("pg_dump"), "--format=custom", "--no-password", f"--dbname={settings.database}"]
+        if settings.host:
+            argv.append(f"--host={settings.host}")
+        if settings.port:
+            argv.append(f"--port={settings.port}")
+        if settings.user:
+            argv.append(f"--username={settings.user}")
+        if settings.options_file:
+            env["PGPASSFILE"] = settings.options_file
+        if password is not None:
+            line = ":".join(_pgpass_escape(v) for v in ("*", "*", "*", "*", password))
+            env["PGPASSFILE"] = _private_file(private, "pgpass", line + "\n")
+        return argv, env
+    # MariaDB and MySQL: --defaults-extra-file must be the first option.
+    lines = ["[client]"]
+    if settings.user:
+        lines.append(f"user={_option_escape(settings.user)}")
+    if password is not None:
+        lines.append(f"password={_option_escape(password)}")
+    if settings.host and settings.host.startswith("/"):
+        lines.append(f"socket={settings.host}")
+    elif settings.host:
+        lines += [f"host={settings.host}", "protocol=tcp"]
+    if settings.port:
+        lines.append(f"port={settings.port}")
+    argv = [_tool("mariadb-dump", "mysqldump") if settings.type == "mariadb" else _tool("mysqldump", "mariadb-dump")]
+    options = settings.options_file or _private_file(private, "client.cnf", "\n".join(lines) + "\n")
+    argv.append(f"--defaults-extra-file={options}")
+    argv += ["--single-transaction", "--routines", "--events", "--triggers", "--hex-blob", "--databases",
+             settings.database]
+    return argv, env
+
+
+def _pgpass_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(":", "\\:")
+
+
+def _option_escape(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _sqlite_image(settings: DatabaseSettings) -> bytes:
+    """A consistent copy of the database, made in memory by SQLite's online backup."""
+    try:
+        source = sqlite3.connect(f"file:{settings.path}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise DumpError(f"database {settings.name}: {settings.path} cannot be opened ({exc})") from None
+    try:
+        copy = sqlite3.connect(":memory:")
+        try:
+            source.backup(copy)
+            return copy.serialize()
+        finally:
+            copy.close()
+    except sqlite3.Error as exc:
+        raise DumpError(f"database {settings.name}: the online backup of {settings.path} failed ({exc})") from None
+    finally:
+        source.close()
+
+
+# ---- proof that a dump restores (the restore test, rule S7) ----------------------------------
+
+
+@dataclass
+class DatabaseCheck:
+    name: str
+    type: str
+    path: str  # the dump in the snapshot
+    ok: bool = False
+    tables: int = 0
+    rows: dict = None  # {"schema.table": row count}
+    problem: str | None = None
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "type": self.type, "path": self.path, "ok": self.ok, "tables": self.tables,
+                "rows": self.rows or {}, "problem": self.problem}
+
+
+def check_postgresql_restore(settings: DatabaseSettings, dump_bytes: Iterator[bytes], path: str) -> DatabaseCheck:
+    """Load a PostgreSQL dump into a scratch database on the same server, count the rows
+    of every table, then drop the scratch database. The role needs CREATEDB."""
+    check = DatabaseCheck(settings.name, settings.type, path)
+    scratch = f"backupctl_restore_test_{os.urandom(4).hex()}"
+    with tempfile.TemporaryDirectory(prefix="backupctl-dump-") as private:
+        base, env = _command(settings, private)
+        connection = [a for a in base[1:] if a.startswith(("--host=", "--port=", "--username="))] + ["--no-password"]
+        psql = [_tool("psql"), *connection, "--no-psqlrc", "-v", "ON_ERROR_STOP=1", "-At"]
+
+        def sql(database: str, statement: str) -> str:
+            done = subprocess.run([*psql, f"--dbname={database}", "-c", statement], env=env, capture_output=True,
+                                  text=True, timeout=settings.timeout)
+            if done.returncode != 0:
+                raise DumpError((done.stderr.strip().splitlines() or ["psql failed"])[-1][:300])
+            return done.stdout
+
+        try:
+            sql(settings.database, f'CREATE DATABASE "{scratch}"')
+        except (DumpError, OSError, subprocess.TimeoutExpired) as exc:
+            check.problem = f"the scratch database cannot be created ({exc}); grant CREATEDB to the backup role"
+            return check
+        try:
+            restore = subprocess.Popen([_tool("pg_restore"), *connection, "--no-owner", "--no-privileges",
+                                        "--exit-on-error", f"--dbname={scratch}"], env=env, stdin=subprocess.PIPE,
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            errors = bytearray()
+            reader = threading.Thread(target=_drain, args=(restore.stderr, errors), daemon=True)
+            reader.start()
+            try:
+                for block in dump_bytes:
+                    restore.stdin.write(block)
+                restore.stdin.close()
+            except BrokenPipeError:
+                pass
+            code = restore.wait(timeout=settings.timeout)
+            reader.join(5)
+            if code != 0:
+                check.problem = f"pg_restore failed (exit code {code}): {_telling_line(errors)}"
+                return check
+            tables = [line for line in sql(scratch, (
+                "SELECT quote_ident(table_schema) || '.' || quote_ident(table_name) FROM information_schema.tables "
+                "WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema') "
+                "ORDER BY 1")).splitlines() if line]
+            check.rows = {}
+            if tables:
+                counts = sql(scratch, " UNION ALL ".join(f"SELECT '{t}', count(*) FROM {t}" for t in tables))
+                for line in counts.splitlines():
+                    table, _, count = line.rpartition("|")
+                    check.rows[table] = int(count)
+            check.tables = len(tables)
+            check.ok = True
+        except (DumpError, OSError, subprocess.TimeoutExpired, ValueError) as exc:
+            check.problem = f"the sanity query failed ({exc})"
+        finally:
+            try:
+                sql(settings.database, f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
+            except (DumpError, OSError, subprocess.TimeoutExpired) as exc:
+                check.problem = (check.problem or "") + f"; the scratch database {scratch} could not be dropped ({exc})"
+                check.ok = False
+    return check

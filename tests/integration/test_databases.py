@@ -1,0 +1,316 @@
+"""Consistent database backups (issue 9): dumps streamed into the snapshot from real
+PostgreSQL and MariaDB servers (Debian's packages, started by the tests on loopback) and
+from SQLite; restored back into a server with the documented commands; credentials never
+on a command line; hooks around the backup."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.support.databases import PASSWORD, PATIENTS, start_mariadb, start_postgresql
+
+from .support import Backupctl, assert_error, base_env, write
+
+DUMP_WRAPPER = """#!/bin/sh
+# Records the command line the dump program was given, then runs the real one.
+printf '%s\\n' "$0" "$@" >> "{log}"
+exec {real} "$@"
+"""
+
+
+@pytest.fixture(scope="module")
+def postgresql():
+    server = start_postgresql()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def mariadb():
+    server = start_mariadb()
+    yield server
+    server.stop()
+
+
+def _secret(bk: Backupctl) -> Path:
+    path = bk.base / "db-password"
+    path.write_text(PASSWORD + "\n")
+    path.chmod(0o600)
+    return path
+
+
+def _spy(bk: Backupctl, name: str, real: str) -> tuple[dict, Path]:
+    """PATH with a wrapper of `name` that logs its arguments (to prove no password is in them)."""
+    folder = bk.base / "bin"
+    folder.mkdir(exist_ok=True)
+    log = bk.base / f"{name}.argv"
+    wrapper = folder / name
+    wrapper.write_text(DUMP_WRAPPER.format(log=log, real=real))
+    wrapper.chmod(0o755)
+    return {"PATH": f"{folder}:{os.environ['PATH']}"}, log
+
+
+def _run(bk: Backupctl, *args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(bk.command(*args), env={**base_env(), **(env_extra or {})}, cwd=bk.base,
+                          capture_output=True, timeout=600)
+
+
+def _no_private_files_left() -> None:
+    assert not [p for p in Path("/tmp").glob("backupctl-dump-*")], "a temporary credentials folder stayed"
+
+
+def test_postgresql_dump_is_streamed_into_the_snapshot_and_restores(bk: Backupctl, postgresql):
+    write(bk.src / "lettre.txt", "Madame, " * 100)
+    bk.write_config(extra_repo_lines=f"""
+[[databases]]
+name = "cabinet"
+type = "postgresql"
+host = "127.0.0.1"
+port = {postgresql.port}
+user = "backupctl"
+database = "cabinet"
+password_file = "{_secret(bk)}"
+""")
+    bk.init()
+    env, log = _spy(bk, "pg_dump", str(postgresql.bin / "pg_dump"))
+    result = _run(bk, "backup", "--json", env_extra=env)
+    assert result.returncode == 0, result.stderr.decode()
+    report = json.loads(result.stdout)
+    dump_path = "/backupctl-databases/postgresql/cabinet.pgdump"
+    assert report["databases_dumped"] == [dump_path] and report["database_failures"] == 0
+    argv = log.read_text()
+    assert "--format=custom" in argv and PASSWORD not in argv and "mot de passe" not in argv
+    _no_private_files_left()
+    entry = bk.ok_json("ls", "latest", dump_path)["entries"][0]
+    assert entry["mode"] == "0600" and entry["size"] > 1000
+    # The documented restore: backupctl dump ... | pg_restore into a database.
+    postgresql.psql("CREATE DATABASE restauree")
+    dump = subprocess.Popen(bk.command("dump", "latest", dump_path), env=base_env(), stdout=subprocess.PIPE)
+    restore = subprocess.run(["runuser", "-u", "postgres", "--", str(postgresql.bin / "pg_restore"), "-h",
+                              str(postgresql.socket_dir), "-p", str(postgresql.port), "--no-owner", "-d", "restauree"],
+                             stdin=dump.stdout, capture_output=True, text=True)
+    dump.stdout.close()
+    assert dump.wait() == 0 and restore.returncode == 0, restore.stderr
+    query = "SELECT count(*), string_agg(name || born, ',' ORDER BY id) FROM patients"
+    assert postgresql.psql(query, "restauree") == postgresql.psql(query, "cabinet")
+    assert postgresql.psql("SELECT count(*) FROM rendez_vous", "restauree").strip() == str(len(PATIENTS))
+
+
+def test_a_failing_dump_saves_the_rest_with_a_warning(bk: Backupctl, postgresql):
+    write(bk.src / "lettre.txt", "Madame, " * 100)
+    wrong = bk.base / "wrong"
+    wrong.write_text("pas le bon mot de passe\n")
+    wrong.chmod(0o600)
+    bk.write_config(extra_repo_lines=f"""
+[[databases]]
+name = "cabinet"
+type = "postgresql"
+host = "127.0.0.1"
+port = {postgresql.port}
+user = "backupctl"
+database = "cabinet"
+password_file = "{wrong}"
+""")
+    bk.init()
+    result = bk.run("backup", "--json")
+    assert result.returncode == 3, str(result)
+    report = result.json()
+    assert report["database_failures"] == 1 and report["databases_dumped"] == []
+    (warning,) = report["warnings"]
+    assert warning["path"].endswith("cabinet.pgdump") and "pg_dump failed" in warning["problem"]
+    assert "password authentication failed" in warning["problem"]
+    assert any(e["path"].endswith("lettre.txt") for e in bk.ok_json("ls", "latest", "/", "-r")["entries"])
+    _no_private_files_left()
+
+
+def test_mariadb_dump_single_transaction_and_restore(bk: Backupctl, mariadb):
+    write(bk.src / "lettre.txt", "Madame, " * 100)
+    bk.write_config(extra_repo_lines=f"""
+[[databases]]
+name = "cabinet"
+type = "mariadb"
+host = "127.0.0.1"
+port = {mariadb.port}
+user = "backupctl"
+database = "cabinet"
+password_file = "{_secret(bk)}"
+""")
+    bk.init()
+    env, log = _spy(bk, "mariadb-dump", "/usr/bin/mariadb-dump")
+    result = _run(bk, "backup", "--json", env_extra=env)
+    assert result.returncode == 0, result.stderr.decode()
+    assert json.loads(result.stdout)["databases_dumped"] == ["/backupctl-databases/mariadb/cabinet.sql"]
+    argv = log.read_text()
+    assert "--single-transaction" in argv and PASSWORD not in argv and "--defaults-extra-file=" in argv
+    _no_private_files_left()
+    before = mariadb.sql("SELECT count(*), md5(group_concat(name, born ORDER BY id)) FROM cabinet.patients")
+    # The documented restore: backupctl dump ... | mariadb (the dump recreates the database).
+    mariadb.sql("DROP DATABASE cabinet")
+    dump = subprocess.Popen(bk.command("dump", "latest", "/backupctl-databases/mariadb/cabinet.sql"), env=base_env(),
+                            stdout=subprocess.PIPE)
+    restore = subprocess.run(["mariadb", "--no-defaults", f"--socket={mariadb.socket}", "-u", "root"],
+                             stdin=dump.stdout, capture_output=True, text=True)
+    dump.stdout.close()
+    assert dump.wait() == 0 and restore.returncode == 0, restore.stderr
+    assert mariadb.sql("SELECT count(*), md5(group_concat(name, born ORDER BY id)) FROM cabinet.patients") == before
+
+
+def test_sqlite_online_backup_while_the_software_writes(bk: Backupctl):
+    base = bk.base / "logiciel" / "base.sqlite"
+    base.parent.mkdir()
+    db = sqlite3.connect(base)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("CREATE TABLE patients (id INTEGER PRIMARY KEY, name TEXT)")
+    db.executemany("INSERT INTO patients VALUES (?, ?)", [(i, n) for i, n, _b in PATIENTS])
+    db.commit()
+    db.execute("INSERT INTO patients VALUES (999, 'pas encore validé')")  # an open, uncommitted transaction
+    write(bk.src / "lettre.txt", "Madame, " * 100)
+    bk.write_config(extra_repo_lines=f"""
+[[databases]]
+name = "base"
+type = "sqlite"
+path = "{base}"
+""")
+    bk.init()
+    report = bk.backup()
+    db.rollback()
+    db.close()
+    assert report["databases_dumped"] == ["/backupctl-databases/sqlite/base.sqlite"]
+    restored = bk.base / "restauree.sqlite"
+    dumped = bk.run("dump", "latest", "/backupctl-databases/sqlite/base.sqlite")
+    assert dumped.returncode == 0
+    restored.write_bytes(dumped.stdout_bytes)
+    copy = sqlite3.connect(restored)
+    assert copy.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert copy.execute("SELECT count(*), max(id) FROM patients").fetchone() == (len(PATIENTS), len(PATIENTS))
+    copy.close()
+
+
+def test_database_configuration_errors(bk: Backupctl):
+    bk.write_config(extra_repo_lines='[[databases]]\nname = "x"\ntype = "oracle"\ndatabase = "x"\n')
+    assert_error(bk.run("backup"), 2, "type", "postgresql")
+    bk.write_config(extra_repo_lines='[[databases]]\nname = "x"\ntype = "postgresql"\n')
+    assert_error(bk.run("backup"), 2, "needs database")
+    bk.write_config(extra_repo_lines='[[databases]]\nname = "x"\ntype = "sqlite"\npath = "relative.db"\n')
+    assert_error(bk.run("backup"), 2, "absolute path")
+    bk.write_config(extra_repo_lines='[databases]\nname = "x"\n')
+    assert_error(bk.run("backup"), 2, "[[databases]]")
+
+
+# ---- hooks ---------------------------------------------------------------------------------
+
+
+def _hooks(bk: Backupctl, text: str) -> None:
+    write(bk.src / "lettre.txt", "Madame, " * 100)
+    bk.write_config(extra_repo_lines=text)
+    bk.init()
+
+
+def test_hooks_run_before_and_after_with_their_environment(bk: Backupctl):
+    trace = bk.base / "trace"
+    _hooks(bk, f"""
+[[hooks]]
+name = "arrêt du logiciel"
+before = ["sh", "-c", "echo before-1 $LOGICIEL >> {trace}; echo arrêté"]
+after = ["sh", "-c", "echo after-1 >> {trace}"]
+environment = {{ LOGICIEL = "cabinet" }}
+[[hooks]]
+name = "instantané"
+before = ["sh", "-c", "echo before-2 >> {trace}"]
+after = ["sh", "-c", "echo after-2 >> {trace}"]
+""")
+    report = bk.backup()
+    assert report["hook_failures"] == 0
+    assert trace.read_text().split("\n")[:-1] == ["before-1 cabinet", "before-2", "after-2", "after-1"]
+
+
+def test_an_abort_hook_stops_the_backup_and_still_undoes_what_ran(bk: Backupctl):
+    trace = bk.base / "trace"
+    _hooks(bk, f"""
+[[hooks]]
+name = "arrêt du logiciel"
+before = ["sh", "-c", "echo stopped >> {trace}"]
+after = ["sh", "-c", "echo started >> {trace}"]
+[[hooks]]
+name = "vérification"
+before = ["sh", "-c", "echo 'la base est verrouillée' >&2; exit 7"]
+""")
+    result = bk.run("backup")
+    assert_error(result, 20, "vérification", "exit code 7", "la base est verrouillée", "no backup was made")
+    assert trace.read_text() == "stopped\nstarted\n"
+    assert bk.ok_json("snapshots")["snapshots"] == []
+
+
+def test_a_continue_hook_backs_up_with_a_warning_and_a_slow_hook_is_stopped(bk: Backupctl):
+    _hooks(bk, """
+[[hooks]]
+name = "lent"
+before = ["sleep", "30"]
+timeout = 1
+on_failure = "continue"
+[[hooks]]
+name = "après"
+after = ["false"]
+""")
+    result = bk.run("backup", "--json")
+    assert result.returncode == 3, str(result)
+    report = result.json()
+    problems = [w["problem"] for w in report["warnings"]]
+    assert report["hook_failures"] == 2 and report["snapshot_id"]
+    assert any("stopped after 1 s" in p and "backed up anyway" in p for p in problems)
+    assert any("'après' (after) failed with exit code 1" in p for p in problems)
+    bk.write_config(extra_repo_lines='[[hooks]]\nname = "vide"\n')
+    assert_error(bk.run("backup"), 2, "before = [...]")
+
+
+def _pg_config(bk: Backupctl, postgresql, user: str = "backupctl") -> None:
+    bk.write_config(extra_repo_lines=f"""
+[[databases]]
+name = "cabinet"
+type = "postgresql"
+host = "127.0.0.1"
+port = {postgresql.port}
+user = "{user}"
+database = "cabinet"
+password_file = "{_secret(bk)}"
+""")
+
+
+def test_the_restore_test_loads_the_dump_into_a_scratch_database(bk: Backupctl, postgresql):
+    write(bk.src / "lettre.txt", "Madame, " * 100)
+    _pg_config(bk, postgresql)
+    bk.init()
+    bk.backup()
+    result = bk.run("restore-test", "--scratch-dir", str(bk.base / "scratch"), "--json")
+    assert result.returncode == 0, str(result)
+    (check,) = result.json()["databases"]
+    assert check["ok"] is True and check["tables"] == 2
+    assert check["rows"] == {"public.patients": len(PATIENTS), "public.rendez_vous": len(PATIENTS)}
+    assert "backupctl_restore_test" not in postgresql.psql("SELECT string_agg(datname, ',') FROM pg_database")
+    page = Path(result.json()["report"]["html"]).read_text(encoding="utf-8")
+    assert 'id="databases"' in page and "restaurée" in page and str(2 * len(PATIENTS)) in page
+    assert "Database cabinet (postgresql): the dump restored" in bk.ok("restore-test", "--scratch-dir",
+                                                                        str(bk.base / "scratch")).stdout
+
+
+def test_a_dump_that_cannot_be_loaded_fails_the_restore_test(bk: Backupctl, postgresql):
+    escaped = PASSWORD.replace("'", "''")
+    postgresql.psql(f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'lecteur') THEN "
+                    f"CREATE ROLE lecteur LOGIN PASSWORD '{escaped}'; END IF; END $$;")
+    postgresql.psql("GRANT SELECT ON ALL TABLES IN SCHEMA public TO lecteur; "
+                    "GRANT SELECT, USAGE ON ALL SEQUENCES IN SCHEMA public TO lecteur", database="cabinet")
+    write(bk.src / "lettre.txt", "Madame, " * 100)
+    _pg_config(bk, postgresql, user="lecteur")  # may read and dump, may not create a database
+    bk.init()
+    assert bk.backup()["databases_dumped"]
+    result = bk.run("restore-test", "--scratch-dir", str(bk.base / "scratch"), "--json")
+    assert result.returncode == 13
+    (check,) = result.json()["databases"]
+    assert check["ok"] is False and "grant CREATEDB" in check["problem"]
+    assert "database dump(s) did not load" in result.stderr
