@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import signal
 import sys
@@ -85,7 +86,19 @@ def _limit_malloc_arenas() -> None:
         pass  # not glibc: nothing to tune
 
 
+def _hook_output_to_stderr() -> None:
+    """The [[hooks]] commands' output (agent.engine.hooks logs it) goes to standard error,
+    line by line, where a person or the daemon's journal sees it."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("backupctl: %(message)s"))
+    hooks = logging.getLogger("backupctl.hooks")
+    hooks.addHandler(handler)
+    hooks.setLevel(logging.INFO)
+    hooks.propagate = False
+
+
 def main() -> None:
     _limit_malloc_arenas()
+    _hook_output_to_stderr()
     signal.signal(signal.SIGTERM, _on_sigterm)
     cli(prog_name="backupctl")

@@ -28,6 +28,7 @@ log = logging.getLogger("backupctl.daemon")
 
 # Exit codes of a backup that saved a snapshot (3: some files unreadable, listed).
 BACKUP_SAVED = (0, 3)
+HOOK_LINE_PREFIX = "backupctl: hook "  # what agent.cli.main prints for the hooks' output
 
 
 @dataclass
@@ -126,6 +127,9 @@ class JobRunner:
             code = self._child.returncode
             self._child = None
         summary = _summary(command, out)
+        for line in err.decode("utf-8", "replace").splitlines():
+            if line.startswith(HOOK_LINE_PREFIX):  # the hooks' own output belongs in the journal
+                log.info("%s", line[len("backupctl: "):])
         if code not in (0, 3):
             # The error line names what failed (a disk, the storage, a lock), not a patient file.
             last = [line for line in err.decode("utf-8", "replace").splitlines() if line.strip()]

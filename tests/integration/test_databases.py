@@ -225,9 +225,11 @@ name = "instantané"
 before = ["sh", "-c", "echo before-2 >> {trace}"]
 after = ["sh", "-c", "echo after-2 >> {trace}"]
 """)
-    report = bk.backup()
-    assert report["hook_failures"] == 0
+    result = bk.run("backup", "--json")
+    assert result.returncode == 0 and result.json()["hook_failures"] == 0, str(result)
     assert trace.read_text().split("\n")[:-1] == ["before-1 cabinet", "before-2", "after-2", "after-1"]
+    # The hooks' output goes to standard error (the daemon forwards it to its journal).
+    assert "backupctl: hook arrêt du logiciel (before): arrêté" in result.stderr
 
 
 def test_an_abort_hook_stops_the_backup_and_still_undoes_what_ran(bk: Backupctl):
@@ -242,7 +244,10 @@ name = "vérification"
 before = ["sh", "-c", "echo 'la base est verrouillée' >&2; exit 7"]
 """)
     result = bk.run("backup")
-    assert_error(result, 20, "vérification", "exit code 7", "la base est verrouillée", "no backup was made")
+    # The hook's own output comes first (it is the log), then the one error line.
+    assert_error(result, 20, "vérification", "exit code 7", "la base est verrouillée", "no backup was made",
+                 only_line=False)
+    assert result.stderr.splitlines()[0] == "backupctl: hook vérification (before): la base est verrouillée"
     assert trace.read_text() == "stopped\nstarted\n"
     assert bk.ok_json("snapshots")["snapshots"] == []
 
