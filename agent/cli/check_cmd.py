@@ -8,7 +8,7 @@ from agent import clock
 from agent.cli.common import (audit, human_bytes, json_option, note_medium, open_repository, print_json,
                               repo_option)
 from agent.cli.progress import for_terminal
-from agent.engine.check import CheckEngine
+from agent.engine.check import MISSING_PACK, CheckEngine
 from agent.engine.records import Records
 from agent.errors import IntegrityError, UsageError
 
@@ -55,8 +55,11 @@ def command(ctx: click.Context, read_data, subset, repo_name, as_json) -> None:
         if report.ok:
             click.echo("No problem found.")
     if not report.ok:
-        raise IntegrityError(f"the repository is damaged: {len(report.errors)} problem(s) found",
-                             hint="see the list above; run a new backup to store missing data again")
+        only_missing = all(why == MISSING_PACK for why in report.damaged_packs.values())
+        hint = ("see the list above; run a new backup to store missing data again" if only_missing else
+                "see the list above; a new backup stores again only data whose pack is missing, damaged packs are "
+                "not repaired: restore the affected files from your other copy (another repository or disk)")
+        raise IntegrityError(f"the repository is damaged: {len(report.errors)} problem(s) found", hint=hint)
 
 
 def _subset(text: str | None) -> tuple[int, int] | None:

@@ -31,6 +31,9 @@ from agent.repo.tree import DIR, FILE
 MAX_FILES_LISTED = 50
 
 
+MISSING_PACK = "pack is missing from the storage"  # a new backup stores its data again; damage it does not
+
+
 @dataclass
 class CheckReport:
     read_data: bool = False
@@ -98,7 +101,7 @@ class CheckEngine:
             if name not in stored:
                 lost = [e for e in packs[pack_id] if self._only_copy_in(e.chunk_id, name)]
                 if lost:
-                    self._damage(name, "pack is missing from the storage", lost)
+                    self._damage(name, MISSING_PACK, lost)
                 else:
                     self.report.warnings.append(f"pack {name} is missing, but a later backup stored all of "
                                                 f"its data again (its stale index entry is harmless)")

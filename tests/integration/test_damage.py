@@ -128,6 +128,8 @@ def test_flipped_byte_in_a_pack_is_found_and_named(two_snapshots: Damaged) -> No
     again = bk.run("check", "--read-data")
     assert_error(again, 13, only_line=False)
     output = again.stdout + again.stderr
+    # ... and says so: its advice is not "run a new backup" (which fixes only missing packs).
+    assert "damaged packs are not repaired" in again.stderr and "your other copy" in again.stderr
     assert label in output and third["snapshot_id"][:8] in output and second_short in output, str(again)
 
 
