@@ -539,9 +539,4 @@ def read_passphrase(config: Config) -> bytes | None:
     file = config.key.passphrase_file
     if not file:
         return None
-    return read_passphrase_file(file, where=f"{config.path}: [key] passphrase_file ")
-
-
-def read_passphrase_file(file: str, *, where: str = "") -> bytes:
-    """A passphrase from a private file (mode 0600 or stricter), without its line end."""
-    return read_private_file(file, where=where)
+    return read_private_file(file, where=f"{config.path}: [key] passphrase_file ")

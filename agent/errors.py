@@ -13,12 +13,14 @@
     |   +-- ObjectNotFound             14  a named object does not exist
     |   +-- TransientStorageError      14  a failure worth retrying (5xx, SlowDown, reset)
     |   +-- ObjectLocked               14  an object is under object lock; it was not deleted
+    |   +-- ClockSkewError             21  this computer's clock and the storage server's disagree
     +-- RestoreTargetError             15  the restore target is full, read-only or occupied
     +-- RepositoryLocked               16  another process holds an exclusive lock
     +-- AlreadyRunning                 16  a daemon already runs for this state_dir
     +-- SourceError                    17  a configured source path cannot be backed up at all
     +-- UnsupportedFormat              18  the repository uses a newer format than this program
     +-- MediumError                    19  no rotated disk mounted, or not one of the set's
+    +-- HookFailed                     20  a [[hooks]] command with on_failure = "abort" failed
 
 `PartialBackup` (exit code 3) is not an error: the snapshot was saved but some
 files could not be read; the CLI reports it after printing the summary.
@@ -105,6 +107,13 @@ class TransientStorageError(StorageError):
 
 class ObjectLocked(StorageError):
     hint = "the object is under object lock until its retain-until date; nothing was deleted"
+
+
+class ClockSkewError(StorageError):
+    """The storage server's clock contradicts ours: a strict server refuses the requests,
+    and prune refuses to count retention periods from a clock it cannot trust."""
+
+    exit_code = 21
 
 
 class RestoreTargetError(BackupctlError):

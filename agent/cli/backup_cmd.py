@@ -7,8 +7,8 @@ import os
 import click
 
 from agent import clock
-from agent.cli.common import (audit, display_path, human_bytes, json_option, note_medium, open_repository,
-                              print_json, repo_option)
+from agent.cli.common import (audit, display_path, human_bytes, json_option, ledger_of, note_medium, open_repository,
+                              print_json, repo_option, warn_ledger)
 from agent.cli.progress import for_terminal
 from agent.engine.backup import BackupEngine, BackupOptions
 from agent.engine.dumps import Dump
@@ -54,14 +54,16 @@ def command(ctx: click.Context, repo_name, tags, at, one_file_system, as_json) -
     cache = FilesCache(cache_path)
     hooks = Hooks(config.hooks)  # after the repository opened: an unreachable one stops nothing
     try:
-        with hooks as hook_warnings:
+        with hooks:
             engine = BackupEngine(repo, options, files_cache=cache, progress=for_terminal(as_json))
-            engine.report.warnings.extend(("hook", w) for w in hook_warnings)  # kept in the snapshot's count
+            engine.report.warnings.extend(("hook", w) for w in hooks.before_warnings)  # counted in the snapshot
             report = engine.run()
     finally:
         cache.close()
-    late = hooks.warnings[len([w for w in report.warnings if w[0] == "hook"]):]  # from the `after` commands
-    report.warnings.extend(("hook", w) for w in late)
+    report.warnings.extend(("hook", w) for w in hooks.after_warnings)
+    ledger = ledger_of(config, repo)
+    ledger.note_saved(report.snapshot.id.hex(), report.snapshot.time.isoformat())
+    warn_ledger(ledger)
     audit(config, "backup", repository=config.repository(repo_name).name, snapshot=report.snapshot.id.hex(),
           medium=ctx.obj.get("medium"), files_new=report.files_new, files_changed=report.files_changed,
           partial=report.partial)
@@ -71,7 +73,7 @@ def command(ctx: click.Context, repo_name, tags, at, one_file_system, as_json) -
                            snapshot=report.snapshot.id.hex())
     if as_json:
         document = report.as_dict()
-        document["hook_failures"] = len(hooks.warnings)
+        document["hook_failures"] = hooks.failures
         if ctx.obj.get("medium"):
             document.update(medium=ctx.obj["medium"], rotation_warnings=rotation)
         print_json(document)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from agent import clock
-from agent.cli.common import (audit, human_bytes, json_option, note_medium, open_repository, print_json,
-                              repo_option)
+from agent.cli.common import (audit, human_bytes, json_option, ledger_of, note_medium, open_repository,
+                              print_json, repo_option, warn_ledger)
 from agent.cli.progress import for_terminal
 from agent.engine.check import MISSING_PACK, CheckEngine
 from agent.engine.records import Records
@@ -18,25 +18,39 @@ from agent.errors import IntegrityError, UsageError
 @click.option("--read-data-subset", "subset", metavar="K/N",
               help="Read only the K-th of N slices of the packs (implies --read-data); reading slice "
                    "1..N in turn verifies everything.")
+@click.option("--accept-storage", is_flag=True,
+              help="Take the snapshots the repository holds now as the reference, after a deliberate change made "
+                   "from elsewhere (e.g. a prune run on another machine); the change is written in the audit trail.")
 @repo_option
 @json_option
 @click.pass_context
-def command(ctx: click.Context, read_data, subset, repo_name, as_json) -> None:
+def command(ctx: click.Context, read_data, subset, accept_storage, repo_name, as_json) -> None:
     """Check the repository's structure (and with --read-data, all of its data)."""
     config, repo = open_repository(ctx, repo_name)
+    ledger = ledger_of(config, repo)
+    if accept_storage:
+        _accept(config, repo, ledger, repo_name, as_json)
     report = CheckEngine(repo, read_data=read_data, progress=for_terminal(as_json),
-                         read_data_subset=_subset(subset)).run()
+                         read_data_subset=_subset(subset), ledger=ledger).run()
+    warn_ledger(ledger)
     read_data = report.read_data
     note_medium(ctx, config, repo_name, last_check=clock.now().isoformat(), check_read_data=read_data,
                 check_ok=report.ok)
     audit(config, "check", repository=config.repository(repo_name).name, ok=report.ok, read_data=read_data,
           medium=ctx.obj.get("medium"))
-    Records(config.agent.state_dir, config.repository(repo_name).name).note(
-        "check", clock.now(), ok=report.ok, read_data=read_data,
-        read_data_subset=report.as_dict()["read_data_subset"])
+    records = Records(config.agent.state_dir, config.repository(repo_name).name)
+    records.note("check", clock.now(), ok=report.ok, read_data=read_data,
+                 read_data_subset=report.as_dict()["read_data_subset"])
     if read_data:  # kept apart so a later structure-only check does not hide when data was last re-read
-        Records(config.agent.state_dir, config.repository(repo_name).name).note(
-            "read_data_check", clock.now(), ok=report.ok, read_data_subset=report.as_dict()["read_data_subset"])
+        records.note("read_data_check", clock.now(), ok=report.ok,
+                     read_data_subset=report.as_dict()["read_data_subset"])
+    repository_id = repo.config.repository_id
+    if report.ok:
+        records.clear_damage(repository_id, read_all_data=read_data and report.read_data_subset is None)
+    else:  # prune refuses until a check or a repair clears it
+        first = report.ledger_problems  # the likeliest explanation of the rest
+        records.note_damage(repository_id, clock.now(), read_data=read_data,
+                            problems=first + [e for e in report.errors if e not in first])
     if as_json:
         print_json(report.as_dict())
     else:
@@ -55,11 +69,36 @@ def command(ctx: click.Context, read_data, subset, repo_name, as_json) -> None:
         if report.ok:
             click.echo("No problem found.")
     if not report.ok:
-        only_missing = all(why == MISSING_PACK for why in report.damaged_packs.values())
-        hint = ("see the list above; run a new backup to store missing data again" if only_missing else
-                "see the list above; a new backup stores again only data whose pack is missing, damaged packs are "
-                "not repaired: restore the affected files from your other copy (another repository or disk)")
-        raise IntegrityError(f"the repository is damaged: {len(report.errors)} problem(s) found", hint=hint)
+        raise IntegrityError(f"the repository is damaged: {len(report.errors)} problem(s) found",
+                             hint=_advice(report))
+
+
+def _advice(report) -> str:
+    if report.ledger_problems and len(report.ledger_problems) == len(report.errors):
+        return ("see the list above; if nobody changed the repository on purpose from another machine, treat it "
+                "as an attack on the storage (tell your IT provider); once explained, `backupctl check "
+                "--accept-storage` takes the repository as it is now")
+    if report.unindexed_packs:
+        return ("see the list above; run `backupctl repair`: packs that no index lists may hold the missing data "
+                "(it indexes them again), then a new backup")
+    if all(why == MISSING_PACK for why in report.damaged_packs.values()):
+        return "see the list above; run a new backup to store missing data again"
+    return ("see the list above; run `backupctl repair` (it takes the damaged packs out and keeps what still "
+            "reads), then a new backup: it stores again every lost file still on this computer")
+
+
+def _accept(config, repo, ledger, repo_name, as_json: bool) -> None:
+    listing = {}
+    for snapshot in repo.snapshots():
+        listing[snapshot.id.hex()] = snapshot.time.isoformat()
+    accepted = ledger.accept(listing)
+    audit(config, "accept_storage", repository=config.repository(repo_name).name,
+          vanished=[sid for sid, _ in accepted.vanished], replayed=[sid for sid, _ in accepted.replayed],
+          snapshots=len(listing))
+    if not as_json:
+        for line in accepted.problems():
+            click.echo(f"accepted: {line}")
+        click.echo(f"The {len(listing)} snapshot(s) the repository holds are now the reference.")
 
 
 def _subset(text: str | None) -> tuple[int, int] | None:

@@ -12,10 +12,13 @@ from agent import clock
 from agent import config as config_module
 from agent.audit import AuditTrail
 from agent.engine import media
-from agent.errors import ConfigError, StateDirError, UsageError
+from agent.errors import ConfigError, IntegrityError, StateDirError, UsageError
 from agent.repo.repository import Repository
 from agent.repo.snapshot import Snapshot
+from agent.engine.ledger import Ledger
+from agent.state_file import read_private_file
 from agent.storage import open_storage
+from agent.storage.clock_skew import CLOCK_SKEW_HINT, CLOCK_SKEW_LIMIT, describe_skew
 
 repo_option = click.option("--repo", "repo_name", metavar="NAME",
                            help="Repository name from the configuration (default: the first).")
@@ -39,9 +42,11 @@ def passphrase(config: config_module.Config, *, confirm: bool = False) -> bytes:
     return text.encode("utf-8")
 
 
-def open_repository(ctx: click.Context, repo_name: str | None) -> tuple[config_module.Config, Repository]:
+def open_repository(ctx: click.Context, repo_name: str | None, *,
+                    warn_skew: bool = True) -> tuple[config_module.Config, Repository]:
     """Open the named repository; for a set of rotated disks, the one mounted now (its
-    label is then in ctx.obj["medium"])."""
+    label is then in ctx.obj["medium"]). Warns of a storage server whose clock disagrees
+    with ours unless `warn_skew` is False (prune, which refuses instead)."""
     config = load_config(ctx)
     settings = config.repository(repo_name)
     ctx.obj["medium"] = None
@@ -52,7 +57,34 @@ def open_repository(ctx: click.Context, repo_name: str | None) -> tuple[config_m
     else:
         storage = open_storage(settings.url, s3=settings.s3)
     repo = Repository.open(storage, passphrase(config))
+    if warn_skew:
+        warn_clock_skew(repo)
     return config, repo
+
+
+def warn_clock_skew(repo: Repository) -> None:
+    """Say so when the storage server's clock contradicts ours (prune then refuses)."""
+    skew = repo.clock_skew()
+    if skew is not None and abs(skew) > CLOCK_SKEW_LIMIT:
+        click.echo(f"backupctl: warning: {describe_skew(skew)}; snapshot times follow this computer's "
+                   f"clock and prune will refuse to run — {CLOCK_SKEW_HINT}", err=True)
+
+
+def ledger_of(config: config_module.Config, repo: Repository) -> Ledger:
+    """This machine's record of the repository's snapshots (agent/engine/ledger.py)."""
+    return Ledger(config.agent.state_dir, repo.config.repository_id)
+
+
+def warn_ledger(ledger: Ledger) -> None:
+    if ledger.write_problem:
+        click.echo(f"backupctl: warning: the snapshot ledger was not updated: {ledger.write_problem}; "
+                   f"deleted or replayed snapshots may go unnoticed until it can be written", err=True)
+
+
+def warn_unreadable_snapshots(repo: Repository) -> None:
+    """After repo.snapshots(): name the snapshots left out because they do not decrypt."""
+    for problem in repo.snapshot_problems:
+        click.echo(f"backupctl: warning: {problem}; `backupctl check` tells more", err=True)
 
 
 def note_medium(ctx: click.Context, config: config_module.Config, repo_name: str | None, **fields) -> list[str]:
@@ -71,6 +103,9 @@ def note_medium(ctx: click.Context, config: config_module.Config, repo_name: str
 def find_snapshot(repo: Repository, wanted: str) -> Snapshot:
     if wanted == "latest":
         snapshots = repo.snapshots()
+        if not snapshots and repo.snapshot_problems:
+            raise IntegrityError(repo.snapshot_problems[0], hint="run `backupctl check` to see what is affected")
+        warn_unreadable_snapshots(repo)  # "latest" is then the newest readable one
         if not snapshots:
             raise UsageError("the repository has no snapshot yet", hint="run `backupctl backup` first")
         return snapshots[-1]
@@ -102,18 +137,24 @@ def display_path(path: str) -> str:
 
 
 def audit(config: config_module.Config, action: str, **details) -> None:
-    """Add a record to the audit trail (rules T1-T3; agent/audit.py). A trail that cannot
-    be written is said loudly but does not fail the command: the action is done by then,
-    and a restore in an emergency must not be undone by an unwritable state directory."""
+    """Add a record to the audit trail (rules T1-T3; agent/audit.py)."""
+    audit_in(config.agent.state_dir, action, **details)
+
+
+def audit_in(state_dir: str, action: str, **details) -> None:
+    """The same for a state directory given directly (`recover` has no configuration).
+    A trail that cannot be written is said loudly but does not fail the command: the
+    action is done by then, and a restore in an emergency must not be undone by an
+    unwritable state directory."""
     try:
-        AuditTrail(config.agent.state_dir).append(action, **details)
+        AuditTrail(state_dir).append(action, **details)
     except StateDirError as exc:
         click.echo(f"backupctl: warning: the action was not recorded in the audit trail: {exc}", err=True)
 
 
 def new_passphrase(path: str | None) -> bytes:
     if path:
-        return config_module.read_passphrase_file(path, where="--new-passphrase-file ")
+        return read_private_file(path, where="--new-passphrase-file ")
     if not click.get_text_stream("stdin").isatty():
         raise UsageError("no new passphrase: give --new-passphrase-file FILE (mode 0600)")
     text = click.prompt("New passphrase", hide_input=True, confirmation_prompt=True)

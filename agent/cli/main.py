@@ -59,12 +59,12 @@ def cli(ctx: click.Context, config_file: str | None, debug: bool) -> None:
 
 def _register() -> None:
     from agent.cli import (audit_cmd, backup_cmd, browse_cmd, check_cmd, cleanup_cmd, compliance_cmd, copy_cmd,
-                           daemon_cmd, export_cmd, init_cmd, key_cmd, media_cmd, prune_cmd, recover_cmd, reports_cmd,
-                           restore_cmd, restore_test_cmd, snapshots_cmd, status_cmd)
+                           daemon_cmd, export_cmd, init_cmd, key_cmd, media_cmd, prune_cmd, recover_cmd, repair_cmd,
+                           reports_cmd, restore_cmd, restore_test_cmd, snapshots_cmd, status_cmd)
 
     for module in (init_cmd, backup_cmd, snapshots_cmd, restore_cmd, restore_test_cmd, check_cmd, prune_cmd,
-                   copy_cmd, media_cmd, daemon_cmd, status_cmd, compliance_cmd, reports_cmd, key_cmd, recover_cmd,
-                   export_cmd, audit_cmd, cleanup_cmd):
+                   repair_cmd, copy_cmd, media_cmd, daemon_cmd, status_cmd, compliance_cmd, reports_cmd, key_cmd,
+                   recover_cmd, export_cmd, audit_cmd, cleanup_cmd):
         cli.add_command(module.command)
     for command in (browse_cmd.ls, browse_cmd.find, browse_cmd.dump):
         cli.add_command(command)

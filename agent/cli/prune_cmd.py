@@ -6,10 +6,13 @@ import os
 
 import click
 
-from agent.cli.common import audit, human_bytes, json_option, open_repository, print_json, repo_option
+from agent.cli.common import (audit, human_bytes, json_option, ledger_of, open_repository, print_json,
+                              repo_option)
 from agent.cli.progress import for_terminal
 from agent.engine.lock_dates import LockDateCache
 from agent.engine.prune import PruneEngine
+from agent.engine.records import Records
+from agent.errors import IntegrityError
 
 
 @click.command("prune")
@@ -20,11 +23,13 @@ from agent.engine.prune import PruneEngine
 def command(ctx: click.Context, dry_run, repo_name, as_json) -> None:
     """Apply the retention policy: keep the snapshots its calendar windows keep, forget
     the others, then delete the data no kept snapshot uses."""
-    config, repo = open_repository(ctx, repo_name)
+    config, repo = open_repository(ctx, repo_name, warn_skew=dry_run)
+    if not dry_run:
+        _refuse_on_known_damage(config, repo, repo_name)
     cache = LockDateCache(os.path.join(config.agent.state_dir, "cache", repo.config.repository_id.hex(),
                                        "lock-dates.json"))
     report = PruneEngine(repo, config.retention, dry_run=dry_run, progress=for_terminal(as_json),
-                         lock_cache=cache).run()
+                         lock_cache=cache, ledger=ledger_of(config, repo)).run()
     if not dry_run:
         audit(config, "prune", repository=config.repository(repo_name).name,
               forgotten=[d.snapshot_id.hex() for d in report.decisions if not d.keep],
@@ -46,3 +51,16 @@ def command(ctx: click.Context, dry_run, repo_name, as_json) -> None:
     if report.object_locks is not None:
         click.echo(f"Object lock: {report.object_locks.locks_extended} lock date(s) extended "
                    f"({report.object_locks.objects_checked} object(s) checked)")
+
+
+def _refuse_on_known_damage(config, repo, repo_name) -> None:
+    """Prune checks the structure itself, but damage inside packs shows only to a check
+    that reads the data: a failed `check --read-data` blocks prune until repaired."""
+    damage = Records(config.agent.state_dir, config.repository(repo_name).name).damage(repo.config.repository_id)
+    if damage is None:
+        return
+    first = (damage.detail.get("problems") or ["?"])[0]
+    raise IntegrityError(
+        f"prune refused: the check of {damage.time:%Y-%m-%d %H:%M} found damage ({first})",
+        hint="run `backupctl repair` if it named damaged packs, then `backupctl check --read-data`; "
+             "prune runs again once a check passes")

@@ -15,14 +15,13 @@ from urllib.parse import urlparse
 
 import click
 
-from agent.audit import AuditTrail
-from agent.cli.common import (display_path, find_snapshot, human_bytes, json_option, new_passphrase,
+from agent.cli.common import (audit_in, display_path, find_snapshot, human_bytes, json_option, new_passphrase,
                               new_passphrase_option, print_json)
 from agent.cli.progress import for_terminal
 from agent.crypto import paper
 from agent.crypto.keys import MasterKey
 from agent.engine.restore import RestoreEngine
-from agent.errors import IntegrityError, StateDirError, UsageError
+from agent.errors import IntegrityError, UsageError
 from agent.repo.repository import Repository
 from agent.storage import open_storage
 from agent.storage.options import ADDRESSING_CHOICES, S3Options
@@ -74,13 +73,13 @@ def command(url, endpoint, region, addressing, credentials_file, ca_bundle, code
         return
     if add_key:
         key_id = repo.add_key(new_passphrase(new_passphrase_file))
-        _audit(state_dir, "key_add", url=url, key_id=key_id.hex(), by="recover")
+        audit_in(state_dir, "key_add", url=url, key_id=key_id.hex(), by="recover")
         click.echo(f"Passphrase added (key {key_id.hex()[:8]}). Put it in [key] passphrase_file of the new "
                    f"configuration; the repository's address is {url}.")
         return
     snap = find_snapshot(repo, snapshot)
     report = RestoreEngine(repo, snap, target, includes=list(includes), progress=for_terminal(as_json)).run()
-    _audit(state_dir, "restore", url=url, snapshot=snap.id.hex(), target=os.path.abspath(target),
+    audit_in(state_dir, "restore", url=url, snapshot=snap.id.hex(), target=os.path.abspath(target),
            includes=list(includes), files=report.files, sha256_verified=report.verified,
            failures=len(report.failures), by="recover")
     if as_json:
@@ -125,10 +124,3 @@ def _read_code(code_file: str | None) -> str:
         lines.append(line)
     return "\n".join(lines)
 
-
-def _audit(state_dir: str, action: str, **details) -> None:
-    """Rule T1: restores are traced on the machine that made them (a warning if it cannot)."""
-    try:
-        AuditTrail(state_dir).append(action, **details)
-    except StateDirError as exc:
-        click.echo(f"backupctl: warning: the action was not recorded in the audit trail: {exc}", err=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from agent.cli.common import human_bytes, json_option, open_repository, print_json, repo_option
+from agent.errors import IntegrityError
 
 
 @click.command("snapshots")
@@ -15,6 +16,15 @@ def command(ctx: click.Context, repo_name, as_json) -> None:
     """List the snapshots, oldest first."""
     _config, repo = open_repository(ctx, repo_name)
     snapshots = repo.snapshots()
+    _list(snapshots, as_json)
+    problems = repo.snapshot_problems
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise IntegrityError(f"{problems[0]}{more}; the {len(snapshots)} listed are intact",
+                             hint="run `backupctl check` to see what is affected")
+
+
+def _list(snapshots, as_json: bool) -> None:
     if as_json:
         print_json({"snapshots": [
             {"id": s.id.hex(), "time": s.time.isoformat(), "host": s.host, "tags": s.tags,

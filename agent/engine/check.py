@@ -19,6 +19,7 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from agent.engine.ledger import Ledger
 from agent.engine.progress import Progress, SilentProgress
 from agent.engine.walk import load_tree
 from agent.errors import IntegrityError, StorageError
@@ -46,6 +47,8 @@ class CheckReport:
     warnings: list[str] = field(default_factory=list)
     damaged_packs: dict[str, str] = field(default_factory=dict)
     affected: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    unindexed_packs: int = 0  # packs no index lists: left by an interrupted backup, or a lost index file
+    ledger_problems: list[str] = field(default_factory=list)  # snapshots gone or back (agent.engine.ledger)
 
     @property
     def ok(self) -> bool:
@@ -65,12 +68,14 @@ class CheckReport:
             "warnings": self.warnings,
             "damaged_packs": self.damaged_packs,
             "affected_files": {k: v for k, v in self.affected.items()},
+            "ledger_problems": self.ledger_problems,
         }
 
 
 class CheckEngine:
     def __init__(self, repo: Repository, *, read_data: bool = False, progress: Progress | None = None,
-                 take_lock: bool = True, read_data_subset: tuple[int, int] | None = None) -> None:
+                 take_lock: bool = True, read_data_subset: tuple[int, int] | None = None,
+                 ledger: Ledger | None = None) -> None:
         if read_data_subset is not None:
             k, n = read_data_subset
             if not 1 <= k <= n:
@@ -79,6 +84,7 @@ class CheckEngine:
         self.read_data_subset = read_data_subset
         self.repo = repo
         self.take_lock = take_lock  # False when the caller (prune) already holds a lock
+        self.ledger = ledger  # this machine's memory of the snapshots (None: not compared)
         self.read_data = read_data
         self.progress = progress or SilentProgress()
         self.report = CheckReport(read_data=read_data, read_data_subset=read_data_subset)
@@ -107,8 +113,9 @@ class CheckEngine:
                                                 f"its data again (its stale index entry is harmless)")
         for name in stored:
             if name not in indexed:
-                self.report.warnings.append(f"pack {name} is not in any index (left by an interrupted "
-                                            f"backup; harmless, prune removes it)")
+                self.report.unindexed_packs += 1
+                self.report.warnings.append(f"pack {name} is not in any index (left by an interrupted backup, "
+                                            f"or its index file was lost: `backupctl repair` indexes it again)")
         if self.read_data:
             self._read_all(stored)
         self._check_snapshots()
@@ -144,6 +151,10 @@ class CheckEngine:
             try:
                 data, header_entries = self.repo.read_pack(pack_id)
             except (IntegrityError, StorageError) as exc:
+                if pack_id not in packs:  # nothing refers to it: harmless
+                    self.report.warnings.append(f"pack {name} is damaged but no index lists it (nothing uses "
+                                                f"it; prune deletes it): {exc}")
+                    continue
                 self._damage(name, str(exc).removeprefix(f"pack {name}: "), expected)
                 self._narrow_damage(name, expected)
                 continue
@@ -179,6 +190,7 @@ class CheckEngine:
 
     def _check_snapshots(self) -> None:
         snapshot_ids = self.repo.list_snapshot_ids()
+        readable: dict[str, str] = {}
         for snapshot_id in snapshot_ids:
             try:
                 snapshot = self.repo.load_snapshot(snapshot_id)
@@ -186,7 +198,12 @@ class CheckEngine:
                 self.report.errors.append(f"snapshot {snapshot_id.hex()}: {exc}")
                 continue
             self.report.snapshots += 1
+            readable[snapshot_id.hex()] = snapshot.time.isoformat()
             self._check_tree_of(snapshot)
+        if self.ledger is not None:
+            problems = self.ledger.verify(readable).problems()
+            self.report.ledger_problems = problems
+            self.report.errors.extend(problems)
 
     def _check_tree_of(self, snapshot) -> None:
         label = f"{snapshot.short_id} ({snapshot.time:%Y-%m-%d %H:%M})"

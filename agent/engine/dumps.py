@@ -142,23 +142,32 @@ def _tool(*names: str) -> str:
     return next((found for name in names if (found := shutil.which(name))), names[0])
 
 
+def _postgresql_connection(settings: DatabaseSettings, private: str) -> tuple[list[str], dict]:
+    """The options and environment every PostgreSQL client here (pg_dump, psql, pg_restore)
+    connects with; a password goes through a pgpass file in `private`."""
+    env = dict(os.environ)
+    options = ["--no-password"]
+    if settings.host:
+        options.append(f"--host={settings.host}")
+    if settings.port:
+        options.append(f"--port={settings.port}")
+    if settings.user:
+        options.append(f"--username={settings.user}")
+    if settings.options_file:
+        env["PGPASSFILE"] = settings.options_file
+    password = _password(settings)
+    if password is not None:
+        line = ":".join(_pgpass_escape(v) for v in ("*", "*", "*", "*", password))
+        env["PGPASSFILE"] = _private_file(private, "pgpass", line + "\n")
+    return options, env
+
+
 def _command(settings: DatabaseSettings, private: str) -> tuple[list[str], dict]:
+    if settings.type == "postgresql":
+        options, env = _postgresql_connection(settings, private)
+        return [_tool("pg_dump"), "--format=custom", *options, f"--dbname={settings.database}"], env
     env = dict(os.environ)
     password = _password(settings)
-    if settings.type == "postgresql":
-        argv = [_tool("pg_dump"), "--format=custom", "--no-password", f"--dbname={settings.database}"]
-        if settings.host:
-            argv.append(f"--host={settings.host}")
-        if settings.port:
-            argv.append(f"--port={settings.port}")
-        if settings.user:
-            argv.append(f"--username={settings.user}")
-        if settings.options_file:
-            env["PGPASSFILE"] = settings.options_file
-        if password is not None:
-            line = ":".join(_pgpass_escape(v) for v in ("*", "*", "*", "*", password))
-            env["PGPASSFILE"] = _private_file(private, "pgpass", line + "\n")
-        return argv, env
     # MariaDB and MySQL: --defaults-extra-file must be the first option.
     lines = ["[client]"]
     if settings.user:
@@ -230,8 +239,7 @@ def check_postgresql_restore(settings: DatabaseSettings, dump_bytes: Iterator[by
     check = DatabaseCheck(settings.name, settings.type, path)
     scratch = f"backupctl_restore_test_{os.urandom(4).hex()}"
     with tempfile.TemporaryDirectory(prefix="backupctl-dump-") as private:
-        base, env = _command(settings, private)
-        connection = [a for a in base[1:] if a.startswith(("--host=", "--port=", "--username="))] + ["--no-password"]
+        connection, env = _postgresql_connection(settings, private)
         psql = [_tool("psql"), *connection, "--no-psqlrc", "-v", "ON_ERROR_STOP=1", "-At"]
 
         def sql(database: str, statement: str) -> str:

@@ -64,15 +64,22 @@ def _log_output(hook: HookSettings, when: str, output: bytes) -> list[str]:
 
 
 class Hooks:
-    """`with Hooks(settings) as warnings:` runs the before commands on entry (raising
-    HookFailed for an "abort" hook that fails) and the after commands on exit."""
+    """`with Hooks(settings):` runs the before commands on entry (raising HookFailed for
+    an "abort" hook that fails) and the after commands on exit. Failures that did not
+    stop the backup are in `before_warnings` (known before the snapshot is saved, so
+    counted in it) and `after_warnings`."""
 
     def __init__(self, hooks: tuple[HookSettings, ...]) -> None:
         self.hooks = hooks
-        self.warnings: list[str] = []
+        self.before_warnings: list[str] = []
+        self.after_warnings: list[str] = []
         self._started: list[HookSettings] = []
 
-    def __enter__(self) -> list[str]:
+    @property
+    def failures(self) -> int:
+        return len(self.before_warnings) + len(self.after_warnings)
+
+    def __enter__(self) -> "Hooks":
         for hook in self.hooks:
             problem = run_command(hook, hook.before, "before") if hook.before else None
             self._started.append(hook)
@@ -81,8 +88,8 @@ class Hooks:
             if hook.on_failure == "abort":
                 self._after()
                 raise HookFailed(f"{problem}; no backup was made", hint="see the hook's output in the log")
-            self.warnings.append(problem + "; backed up anyway (on_failure = \"continue\")")
-        return self.warnings
+            self.before_warnings.append(problem + "; backed up anyway (on_failure = \"continue\")")
+        return self
 
     def __exit__(self, *_exc) -> None:
         self._after()
@@ -92,5 +99,5 @@ class Hooks:
             if hook.after:
                 problem = run_command(hook, hook.after, "after")
                 if problem:
-                    self.warnings.append(problem)
+                    self.after_warnings.append(problem)
         self._started = []

@@ -32,14 +32,16 @@ from dataclasses import dataclass, field
 
 from agent import clock
 from agent.engine.check import CheckEngine
+from agent.engine.ledger import Ledger
 from agent.engine.lock_dates import LockDateCache, LockReport, extend_locks
 from agent.engine.progress import Progress, SilentProgress
 from agent.engine.retention import Decision, RetentionPolicy, apply_policy
 from agent.engine.walk import load_tree
-from agent.errors import IntegrityError, ObjectLocked, ObjectNotFound
+from agent.errors import ClockSkewError, IntegrityError, ObjectLocked, ObjectNotFound
 from agent.repo import layout
 from agent.repo.layout import PackId
 from agent.repo.lock import RepositoryLock, remove_stale_locks
+from agent.storage.clock_skew import CLOCK_SKEW_HINT, CLOCK_SKEW_LIMIT, describe_skew
 from agent.repo.repository import Repository
 from agent.repo.tree import DIR, FILE
 
@@ -82,8 +84,10 @@ class PruneReport:
 
 class PruneEngine:
     def __init__(self, repo: Repository, policy: RetentionPolicy, *, dry_run: bool = False,
-                 progress: Progress | None = None, lock_cache: LockDateCache | None = None) -> None:
+                 progress: Progress | None = None, lock_cache: LockDateCache | None = None,
+                 ledger: Ledger | None = None) -> None:
         self.repo = repo
+        self.ledger = ledger or Ledger(None, repo.config.repository_id)
         self.lock_cache = lock_cache or LockDateCache(None)
         self.policy = policy
         self.dry_run = dry_run
@@ -105,6 +109,9 @@ class PruneEngine:
     # ---- the steps ---------------------------------------------------------------------
 
     def _prune(self) -> None:
+        self._refuse_on_clock_skew()
+        if not self.dry_run:  # finish what a killed prune noted, before comparing
+            self.ledger.settle({i.hex() for i in self.repo.list_snapshot_ids()}, clock.now().isoformat())
         self._refuse_on_damage()
         self.repo.load_index(reload=True)
         snapshots = self.repo.snapshots()
@@ -112,10 +119,13 @@ class PruneEngine:
         forget = {d.snapshot_id for d in self.report.decisions if not d.keep}
         still_there: set[bytes] = set()  # forgotten, but under object lock until a date
         if not self.dry_run:
+            # Noted before deleting, so a prune killed in between is not taken for an attack.
+            self.ledger.note_forgetting([i.hex() for i in forget], clock.now().isoformat())
             for snapshot_id in sorted(forget):
                 name = layout.snapshot_name(snapshot_id)
                 if not self._delete(name, lambda i=snapshot_id: self.repo.delete_snapshot(i)):
                     still_there.add(snapshot_id)
+            self.ledger.note_forgotten([i.hex() for i in forget - still_there], clock.now().isoformat())
         # A snapshot that could not be deleted still references its data: keep that data.
         kept = [s for s in snapshots if s.id not in forget or s.id in still_there]
         self.report.snapshots_forgotten = len(forget) - len(still_there)
@@ -167,8 +177,21 @@ class PruneEngine:
             self.report.object_locks = extend_locks(self.repo, self.report.decisions, kept,
                                                     cache=self.lock_cache)
 
+    def _refuse_on_clock_skew(self) -> None:
+        """Retention counts periods back from this computer's "now": on a clock that the
+        storage server contradicts, a prune could forget a snapshot early."""
+        skew = self.repo.clock_skew()
+        if skew is not None and abs(skew) > CLOCK_SKEW_LIMIT:
+            raise ClockSkewError(f"prune refused, nothing was forgotten: {describe_skew(skew)}",
+                                 hint=CLOCK_SKEW_HINT)
+
     def _refuse_on_damage(self) -> None:
-        check = CheckEngine(self.repo, take_lock=False).run()
+        check = CheckEngine(self.repo, take_lock=False, ledger=self.ledger).run()
+        if check.ledger_problems:
+            raise IntegrityError(f"prune refused: {check.ledger_problems[0]}"
+                                 f"{f' (and {len(check.errors) - 1} more problem(s))' if len(check.errors) > 1 else ''}",
+                                 hint="a prune now could free data that newer snapshots need; see `backupctl "
+                                      "check`, and if the change was deliberate, `backupctl check --accept-storage`")
         if not check.ok:
             raise IntegrityError(
                 f"prune refused: the repository has damage or missing data ({check.errors[0]}"

@@ -45,6 +45,38 @@ class Records:
         doc[kind] = {"time": moment.isoformat(), **detail}
         save_json(self.path, doc)
 
+    # Damage found by a check, per repository id (each disk of a rotated set has its
+    # own). Prune refuses while it stands: a check that reads all the data, or a repair,
+    # clears it; a structure check clears only what a structure check can see.
+
+    def note_damage(self, repository_id: bytes, moment: _dt.datetime, *, read_data: bool,
+                    problems: list[str]) -> None:
+        doc = self.load()
+        damage = doc.get("damage") if isinstance(doc.get("damage"), dict) else {}
+        damage[repository_id.hex()] = {"time": moment.isoformat(), "read_data": read_data,
+                                       "problems": problems[:5], "count": len(problems)}
+        doc["damage"] = damage
+        save_json(self.path, doc)
+
+    def damage(self, repository_id: bytes) -> Event | None:
+        entry = (self.load().get("damage") or {}).get(repository_id.hex())
+        if not isinstance(entry, dict):
+            return None
+        try:
+            return Event(_dt.datetime.fromisoformat(entry["time"]), entry)
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def clear_damage(self, repository_id: bytes, *, read_all_data: bool) -> None:
+        """A clean check: forget the damage it is able to see (all of it when it read
+        every pack)."""
+        found = self.damage(repository_id)
+        if found is None or (found.detail.get("read_data") and not read_all_data):
+            return
+        doc = self.load()
+        doc.get("damage", {}).pop(repository_id.hex(), None)
+        save_json(self.path, doc)
+
 
 # ---- obligations (pure) ---------------------------------------------------------------------
 

@@ -126,6 +126,7 @@ class Repository:
         self.index = MasterIndex()
         self._index_loaded = False
         self.index_problems: list[str] = []  # index files that could not be read
+        self.snapshot_problems: list[str] = []  # snapshots `snapshots()` could not read
         self._write_lock = threading.Lock()
         self._builders: dict[int, PackBuilder] = {}
         self._pending_ids: set[bytes] = set()
@@ -177,22 +178,15 @@ class Repository:
         key_file = None
         problems = []
         for name in sorted(key_names):
-            # Key files are plain JSON, not authenticated as a whole: a copy altered in
-            # transit looks malformed or "wrong passphrase". Read it a second time before
-            # concluding (a wrong passphrase then costs two Argon2id runs, not more).
-            for attempt in (1, 2):
-                try:
-                    candidate = KeyFile.parse(storage.read(name), name=name)
-                    if layout.key_name(candidate.key_id) != name:
-                        raise KeyFileError(f"key file {name} does not carry its own id")
-                    master = candidate.unwrap(passphrase)
-                    key_file = candidate
-                    break
-                except (WrongPassphrase, KeyFileError) as exc:
-                    if attempt == 2:
-                        problems.append(exc)
-            if master is not None:
+            try:
+                candidate = KeyFile.parse(_agreed_read(storage, name), name=name)
+                if layout.key_name(candidate.key_id) != name:
+                    raise KeyFileError(f"key file {name} does not carry its own id")
+                master = candidate.unwrap(passphrase)
+                key_file = candidate
                 break
+            except (WrongPassphrase, KeyFileError) as exc:
+                problems.append(exc)
         if master is None or key_file is None:
             if problems and all(isinstance(p, KeyFileError) for p in problems):
                 raise problems[0]
@@ -257,11 +251,9 @@ class Repository:
         return aead.seal(self._enc_key, payload, self._aad(kind, object_id), cipher=self.config.cipher)
 
     def _read_metadata(self, name: str, kind: int, object_id: bytes) -> bytes:
-        """Read and open a metadata object, reading it a second time if the first copy fails."""
-        try:
-            return self._open_metadata(kind, object_id, self.storage.read(name), what=name)
-        except IntegrityError:
-            return self._open_metadata(kind, object_id, self.storage.read(name), what=name)
+        """Read and open a metadata object (see `_verified_read`)."""
+        return _verified_read(lambda: self.storage.read(name),
+                              lambda envelope: self._open_metadata(kind, object_id, envelope, what=name))
 
     def _open_metadata(self, kind: int, object_id: bytes, envelope: bytes, *, what: str) -> bytes:
         payload = aead.open_envelope(self._enc_key, envelope, self._aad(kind, object_id), what=what)
@@ -427,14 +419,9 @@ class Repository:
         if location is None:
             raise IntegrityError(f"chunk {chunk_id.hex()[:16]} is not in any index (data missing)")
         name = layout.pack_name(location.pack_id)
-        envelope = self.storage.read_range(name, location.offset, location.length)
-        try:
-            return self.decode_blob(chunk_id, location.kind, envelope, location.raw_length, pack_name=name)
-        except IntegrityError:
-            # Read once more before declaring damage: bytes altered on the wire (a bad
-            # proxy, a flaky link) must not pass for damage at rest, nor be restored.
-            envelope = self.storage.read_range(name, location.offset, location.length)
-            return self.decode_blob(chunk_id, location.kind, envelope, location.raw_length, pack_name=name)
+        return _verified_read(
+            lambda: self.storage.read_range(name, location.offset, location.length),
+            lambda envelope: self.decode_blob(chunk_id, location.kind, envelope, location.raw_length, pack_name=name))
 
     def decode_blob(self, chunk_id: bytes, kind: int, envelope: bytes, raw_length: int, *, pack_name: str,
                     verify_id: bool = True) -> bytes:
@@ -456,16 +443,23 @@ class Repository:
     def read_pack(self, pack_id: PackId) -> tuple[bytes, list[PackEntry]]:
         """Read a whole pack, verify its SHA-256 name and decrypt its header."""
         name = layout.pack_name(pack_id)
-        data = self.storage.read(name)
-        if hashlib.sha256(data).digest() != pack_id:
-            data = self.storage.read(name)  # a second read tells wire errors from damage at rest
+
+        def verified(data: bytes) -> bytes:
             if hashlib.sha256(data).digest() != pack_id:
                 raise IntegrityError(f"pack {name}: SHA-256 of its bytes does not match its name")
+            return data
+
+        data = _verified_read(lambda: self.storage.read(name), verified)
+        return data, self.pack_header_entries(data, name)
+
+    def pack_header_entries(self, data: bytes, name: str) -> list[PackEntry]:
+        """The blob list of a pack's bytes (its authenticated header); repair also uses it
+        on a pack whose bytes no longer match its name, to find the blobs still intact."""
         header, _start = split_pack(data, what=name)
         payload = aead.open_envelope(self._enc_key, header, self._aad(layout.KIND_PACK_HEADER, b""),
                                      what=f"{name} header")
         plain = compression.decompress(payload, expected_size=None, what=f"{name} header")
-        return data, decode_header_entries(plain, what=name)
+        return decode_header_entries(plain, what=name)
 
     def list_pack_names(self) -> dict[str, int]:
         return {info.name: info.size for info in self.storage.list(layout.DATA_PREFIX)}
@@ -556,6 +550,12 @@ class Repository:
 
     # ---- object lock (S3) ----------------------------------------------------------
 
+    def clock_skew(self):
+        """How far this computer's clock is from the storage server's (a timedelta,
+        positive when the server is ahead), or None when the storage has no clock."""
+        measure = getattr(self.storage, "clock_skew", None)
+        return measure() if measure is not None else None
+
     @property
     def object_lock_enabled(self) -> bool:
         """Whether objects are written under an S3 object lock (wrappers pass it through)."""
@@ -594,5 +594,43 @@ class Repository:
         self.storage.delete(layout.pack_name(pack_id))
 
     def snapshots(self) -> list[Snapshot]:
-        """All snapshots, oldest first."""
-        return sorted((self.load_snapshot(i) for i in self.list_snapshot_ids()), key=lambda s: s.time)
+        """All readable snapshots, oldest first. One that does not decrypt (damaged, or an
+        object put there by someone without the key) is left out and named in
+        `snapshot_problems`: it must not stop a restore of the others."""
+        found = []
+        self.snapshot_problems = []
+        for snapshot_id in self.list_snapshot_ids():
+            try:
+                found.append(self.load_snapshot(snapshot_id))
+            except IntegrityError as exc:
+                self.snapshot_problems.append(f"snapshot {snapshot_id.hex()} cannot be read ({exc})")
+        return sorted(found, key=lambda s: s.time)
+
+
+# Bytes altered on the wire (a bad proxy, a flaky link) must not pass for damage at
+# rest, nor be restored: an object that fails verification is read again, up to this
+# many reads in all, before it is declared damaged.
+READ_ATTEMPTS = 3
+
+
+def _verified_read(read, verify):
+    """verify(read()), reading again while verification fails (IntegrityError)."""
+    for attempt in range(1, READ_ATTEMPTS + 1):
+        try:
+            return verify(read())
+        except IntegrityError:
+            if attempt == READ_ATTEMPTS:
+                raise
+
+
+def _agreed_read(storage: Storage, name: str, *, reads: int = 5) -> bytes:
+    """A key file's bytes, read until two reads agree. Key files are plain JSON (their
+    secret part is authenticated, the parameters only by plausibility checks): a copy
+    altered in transit would otherwise look malformed or like a wrong passphrase."""
+    seen: list[bytes] = []
+    for _ in range(reads):
+        data = storage.read(name)
+        if data in seen:
+            return data
+        seen.append(data)
+    return seen[-1]

@@ -1,8 +1,8 @@
 """Bar charts of the report as plain geometry, drawn as inline SVG by the template.
 
-A dozen to fifty bars need no charting library: matplotlib would add about 40 MB and a
-second of import to a page that must open anywhere, offline, years later. Pure functions:
-values in, rectangles and labels out.
+A dozen to fifty rectangles need no charting library (and a dependency the size of
+matplotlib for them would be out of proportion); inline SVG opens anywhere, offline,
+years later. Pure functions: values in, rectangles and labels out.
 """
 
 from __future__ import annotations

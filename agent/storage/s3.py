@@ -26,6 +26,8 @@ import hashlib
 import ipaddress
 import os
 import stat
+import threading
+from email.utils import parsedate_to_datetime
 from typing import Iterator
 from urllib.parse import urlparse
 
@@ -34,19 +36,22 @@ import botocore.exceptions
 from botocore.config import Config as BotoConfig
 
 from agent import clock
-from agent.errors import ConfigError, ObjectLocked, ObjectNotFound, StorageError, TransientStorageError
+from agent.errors import (ClockSkewError, ConfigError, ObjectLocked, ObjectNotFound, StorageError,
+                          TransientStorageError)
 from agent.storage.base import ObjectInfo
+from agent.storage.clock_skew import CLOCK_SKEW_HINT, describe_skew, skew_from_date
 from agent.storage.options import S3Options
 
 _TRANSIENT_CODES = {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "Throttling",
-                    "ThrottlingException", "RequestThrottled", "500", "502", "503", "504"}
+                    "ThrottlingException", "RequestThrottled", "500", "502", "503", "504",
+                    # the server saw other bytes than we sent: altered in transit, send again
+                    "BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch", "IncompleteBody"}
 _PERMANENT_HINTS = {
     "AccessDenied": "access denied: check the access key's rights on this bucket",
     "InvalidAccessKeyId": "the access key id is unknown to the provider: check the credentials",
     "SignatureDoesNotMatch": "the secret key is wrong: check the credentials",
     "NoSuchBucket": "the bucket does not exist: check the bucket name in the url",
     "InvalidBucketName": "the bucket name is invalid: check the url",
-    "RequestTimeTooSkewed": "the server's clock is too far off: check its time (NTP)",
     "AuthorizationHeaderMalformed": "the request was signed for the wrong region: check region",
     "PermanentRedirect": "the bucket is in another region or endpoint: check endpoint and region",
     "AllAccessDisabled": "all access to this bucket is disabled by the provider",
@@ -59,6 +64,10 @@ _CONNECTION_ERRORS = (
     botocore.exceptions.ResponseStreamingError,
 )
 
+
+# Written exclusively to refuse a second repository in one place: never deleted by the
+# "stored altered, write again" path of `write`, which only random names may take.
+_NEVER_DISCARDED = ("config",)
 
 # Repository locks (agent/repo/lock.py) are coordination objects that live minutes: an
 # object lock would keep a released lock in the bucket for lock_days, so they are never
@@ -137,6 +146,43 @@ class S3Storage:
         )
         self.client = session.client("s3", endpoint_url=endpoint, config=config,
                                      verify=options.ca_bundle if options.ca_bundle else None)
+        # The server's clock, from the Date header of every answer (agent/storage/clock_skew.py).
+        self._skew: _dt.timedelta | None = None
+        self._sent = threading.local()
+        self.client.meta.events.register("before-send.s3", self._note_sent)
+        self.client.meta.events.register("after-call.s3", self._note_answer)
+
+    # ---- the server's clock ---------------------------------------------------------
+
+    def _note_sent(self, **_kwargs) -> None:
+        self._sent.time = clock.now()
+        self._sent.attempts = getattr(self._sent, "attempts", 0) + 1  # botocore's own retries count too
+
+    def _note_answer(self, http_response=None, **_kwargs) -> None:
+        sent = getattr(self._sent, "time", None)
+        date = http_response.headers.get("Date") if http_response is not None else None
+        if sent is None or not date:
+            return
+        try:
+            server = parsedate_to_datetime(date)
+        except (TypeError, ValueError):
+            return
+        if server.tzinfo is not None:
+            self._skew = skew_from_date(server, sent, clock.now())
+
+    def clock_skew(self) -> _dt.timedelta | None:
+        """The server's clock minus ours at the last answer (None before any answer)."""
+        return self._skew
+
+    def _skew_error(self, error: dict) -> ClockSkewError:
+        try:
+            server = _dt.datetime.fromisoformat(str(error.get("ServerTime", "")).replace("Z", "+00:00"))
+            self._skew = server - clock.now()
+        except ValueError:
+            pass  # the Date header of the refusal was noted already
+        gap = describe_skew(self._skew) if self._skew is not None else "this computer's clock is too far off"
+        return ClockSkewError(f"{self.where}: {gap}, and the server refuses requests more than 15 minutes off",
+                              hint=CLOCK_SKEW_HINT)
 
     # ---- names and errors -------------------------------------------------------
 
@@ -164,6 +210,8 @@ class S3Storage:
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
             if code in ("NoSuchKey", "404", "NotFound") and code != "NoSuchBucket":
                 return ObjectNotFound(f"object {name} is missing from {self.where}")
+            if code == "RequestTimeTooSkewed":
+                return self._skew_error(error)
             if code in _PERMANENT_HINTS:
                 return StorageError(f"{self.where}: {_PERMANENT_HINTS[code]} (while {action} {name})",
                                     hint="nothing was changed in the repository")
@@ -183,6 +231,13 @@ class S3Storage:
             return function(**kwargs)
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
             raise self._translate(exc, action, name) from None
+        except ValueError as exc:
+            raise self._garbled(exc, action, name) from None
+
+    def _garbled(self, exc: ValueError, action: str, name: str) -> TransientStorageError:
+        """botocore parses an answer whose bytes were altered in transit (a bad proxy, a
+        flaky link) into a ValueError, such as an impossible date in a listing: retried."""
+        return TransientStorageError(f"{self.where}: the answer to {action} {name} was garbled ({exc})")
 
     # ---- the Storage contract ------------------------------------------------------
 
@@ -227,15 +282,50 @@ class S3Storage:
         if until is not None:
             args["ObjectLockMode"] = self.options.object_lock.upper()
             args["ObjectLockRetainUntilDate"] = until
+        self._sent.attempts = 0
         try:
             self.client.put_object(**args)
         except botocore.exceptions.ClientError as exc:
+            resent = getattr(self._sent, "attempts", 0) > 1  # an earlier attempt of this call was sent
+            if exc.response.get("Error", {}).get("Code") == "PreconditionFailed" and resent:
+                if self._holds(name, digest):
+                    # An earlier attempt of this very write landed, but its answer was lost
+                    # (a timeout, a reset): the object is ours, byte for byte.
+                    return
+                if name not in _NEVER_DISCARDED:
+                    # Random names (snapshots, keys, reports) are never reused: this is our
+                    # own earlier attempt, stored altered. Out of the way, and again.
+                    self._discard(name)
+                    raise TransientStorageError(f"{self.where}: object {name} was stored altered by an "
+                                                f"earlier attempt; writing it again") from None
             if exc.response.get("Error", {}).get("Code") == "PreconditionFailed":
                 raise StorageError(f"object {name} already exists in {self.where}") from None
             raise self._translate(exc, "writing", name) from None
         except botocore.exceptions.BotoCoreError as exc:
             raise self._translate(exc, "writing", name) from None
-        self._verify(name, data, digest, checksum)
+        except ValueError as exc:
+            raise self._garbled(exc, "writing", name) from None
+        try:
+            self._verify(name, data, digest, checksum)
+        except TransientStorageError:
+            if exclusive and name not in _NEVER_DISCARDED:
+                self._discard(name)  # stored altered: out of the way so the retry can write it
+            raise
+
+    def _discard(self, name: str) -> None:
+        """Delete an object we just wrote that the provider holds altered. Under object
+        lock this adds a delete marker above the locked version (allowed), so the next
+        conditional write succeeds; the altered version stays hidden until its date."""
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(name))
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError, ValueError):
+            pass  # the retry then fails cleanly with "already exists"
+
+    def _holds(self, name: str, digest: bytes) -> bool:
+        try:
+            return hashlib.sha256(self.read(name)).digest() == digest
+        except StorageError:
+            return False
 
     def _retain_until(self, explicit: _dt.datetime | None, name: str = "") -> _dt.datetime | None:
         if self.options.object_lock == "none" or name.startswith(UNLOCKED_PREFIXES):
@@ -278,6 +368,8 @@ class S3Storage:
                     yield ObjectInfo(self._name(item["Key"]), int(item["Size"]))
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
             raise self._translate(exc, "listing", prefix or "/") from None
+        except ValueError as exc:
+            raise self._garbled(exc, "listing", prefix or "/") from None
 
     def stat(self, name: str) -> ObjectInfo:
         head = self._call("checking", name, self.client.head_object, Bucket=self.bucket, Key=self._key(name))

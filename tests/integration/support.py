@@ -163,6 +163,12 @@ class Backupctl:
     def restore(self, target: os.PathLike | str, *args: str, snapshot: str = "latest", **kwargs) -> dict:
         return self.ok_json("restore", snapshot, "--target", str(target), *args, **kwargs)
 
+    def assert_restores(self, snapshot_id: str, expected: dict[str, str], where: Path) -> None:
+        """The snapshot restores into `where` with exactly these files (tree_digests of the source)."""
+        result = self.run("restore", snapshot_id, "--target", str(where))
+        assert result.returncode == 0, str(result)
+        assert tree_digests(where / str(self.src).lstrip("/")) == expected
+
     def restored(self, target: os.PathLike | str, path: os.PathLike | str | None = None) -> Path:
         """Where `path` (default: the source dir) lands inside a restore target."""
         path = Path(path or self.src)
@@ -263,6 +269,11 @@ def file_sha256(path: bytes | str | Path) -> str:
         while block := handle.read(1 << 20):
             digest.update(block)
     return digest.hexdigest()
+
+
+def tree_digests(root: Path) -> dict[str, str]:
+    """{relative path: SHA-256} of every regular file below root."""
+    return {str(p.relative_to(root)): file_sha256(p) for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def tree_state(root: Path | bytes | str, *, owners: bool = True) -> dict[bytes, tuple]:

@@ -6,26 +6,15 @@ nothing half-way."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
 import time
 from pathlib import Path
 
-from .support import Backupctl, random_file, write
+from .support import Backupctl, random_file, tree_digests, write
 
 ROUNDS = int(os.environ.get("BACKUPCTL_CONCURRENCY_ROUNDS", "20"))
 
-
-def _digests(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def _restores(bk: Backupctl, snapshot_id: str, expected: dict[str, str], where: Path) -> None:
-    result = bk.run("restore", snapshot_id, "--target", str(where))
-    assert result.returncode == 0, str(result)
-    assert _digests(where / str(bk.src).lstrip("/")) == expected
 
 
 def test_backup_and_prune_with_random_timing(bk: Backupctl, tmp_path: Path):
@@ -40,7 +29,7 @@ def test_backup_and_prune_with_random_timing(bk: Backupctl, tmp_path: Path):
         for i in range(2):  # old snapshots for prune to forget, and new data for the backup
             write(bk.src / f"lettre-{round_number}-{i}.txt", f"Lettre {round_number} {i}. " * rng.randrange(100, 3000))
             snapshot = bk.backup("--time", f"2026-09-{1 + (round_number * 2 + i) % 28:02d}T10:00:00+00:00")
-            saved[snapshot["snapshot_id"]] = _digests(bk.src)
+            saved[snapshot["snapshot_id"]] = tree_digests(bk.src)
         # A large new scan keeps the backup busy (holding its lock) for a few tenths of a
         # second; the previous one goes, so every snapshot stays small to restore.
         for old in bk.src.glob("scan-*.jpg"):
@@ -49,7 +38,7 @@ def test_backup_and_prune_with_random_timing(bk: Backupctl, tmp_path: Path):
         # and the prune starts the moment the backup's lock object appears.
         forced = round_number % 4 == 3
         random_file(bk.src / f"scan-{round_number}.jpg", (96 if forced else rng.randrange(20, 40)) * 1024 * 1024)
-        before = _digests(bk.src)
+        before = tree_digests(bk.src)
         first, second = ("backup", "prune") if forced or rng.random() < 0.5 else ("prune", "backup")
         one = bk.popen(first, "--json")
         if forced:
@@ -77,9 +66,9 @@ def test_backup_and_prune_with_random_timing(bk: Backupctl, tmp_path: Path):
         for snapshot_id in [s for s in saved if s not in snapshots]:
             del saved[snapshot_id]  # forgotten by the policy: fine, as long as the kept ones restore
         newest_id = max(saved, key=lambda s: snapshots[s]["time"])
-        _restores(bk, newest_id, saved[newest_id], tmp_path / f"r-{round_number}")
+        bk.assert_restores(newest_id, saved[newest_id], tmp_path / f"r-{round_number}")
     for number, (snapshot_id, expected) in enumerate(saved.items()):
-        _restores(bk, snapshot_id, expected, tmp_path / f"final-{number}")
+        bk.assert_restores(snapshot_id, expected, tmp_path / f"final-{number}")
     result = bk.run("check", "--read-data")
     assert result.returncode == 0, str(result)
     print(f"concurrency campaign: {outcomes}")
@@ -92,7 +81,7 @@ def test_two_backups_at_once_from_two_processes(bk: Backupctl, tmp_path: Path):
         random_file(bk.src / f"imagerie-{i}.dcm", 3 * 1024 * 1024)
     write(bk.src / "courrier.txt", "Madame, " * 2000)
     bk.init()
-    expected = _digests(bk.src)
+    expected = tree_digests(bk.src)
     processes = [bk.popen("backup", "--json") for _ in range(2)]
     codes = [p.wait(600) for p in processes]
     for p in processes:
@@ -101,5 +90,5 @@ def test_two_backups_at_once_from_two_processes(bk: Backupctl, tmp_path: Path):
     snapshots = bk.snapshots()
     assert len(snapshots) == 2
     for number, snapshot in enumerate(snapshots):
-        _restores(bk, snapshot["id"], expected, tmp_path / f"r-{number}")
+        bk.assert_restores(snapshot["id"], expected, tmp_path / f"r-{number}")
     assert bk.run("check", "--read-data").returncode == 0

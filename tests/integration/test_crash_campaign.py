@@ -7,23 +7,18 @@ BACKUPCTL_CRASH_TRIALS raises the number of trials for a longer campaign."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
 import signal
 import time
 from pathlib import Path
 
-from .support import Backupctl, random_file, write
+from .support import Backupctl, random_file, tree_digests, write
 
 KILLS = int(os.environ.get("BACKUPCTL_CRASH_TRIALS", "50"))  # backups really killed
 PRUNE_KILLS = max(10, KILLS // 5)
 MAX_ROUNDS = 3  # rounds per kill wanted at most: a kill that comes after the end is a round, not a kill
 
-
-def _digests(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def _mutate(bk: Backupctl, rng: random.Random, trial: int) -> None:
@@ -40,12 +35,6 @@ def _mutate(bk: Backupctl, rng: random.Random, trial: int) -> None:
     letters = sorted((bk.src / "courriers").glob("*.txt"))
     with open(letters[0], "a") as handle:
         handle.write(f"ajout {trial}\n")
-
-
-def _restore_and_compare(bk: Backupctl, snapshot_id: str, expected: dict[str, str], where: Path) -> None:
-    result = bk.run("restore", snapshot_id, "--target", str(where), "--json")
-    assert result.returncode == 0, str(result)
-    assert _digests(where / str(bk.src).lstrip("/")) == expected
 
 
 def _killed(bk: Backupctl, command: str, delay: float) -> int:
@@ -67,7 +56,7 @@ def test_backups_killed_at_random_moments(bk: Backupctl, tmp_path: Path):
     started = time.monotonic()
     first = bk.backup()
     duration = max(time.monotonic() - started, 0.5)
-    saved = {first["snapshot_id"]: _digests(bk.src)}
+    saved = {first["snapshot_id"]: tree_digests(bk.src)}
     killed = completed_anyway = late_kills = 0
     trial = -1
     while killed < KILLS:
@@ -91,17 +80,17 @@ def test_backups_killed_at_random_moments(bk: Backupctl, tmp_path: Path):
             assert len(new) <= 1, f"trial {trial} (seed {seed}): a killed backup left {len(new)} snapshots"
             late_kills += len(new)
         for snapshot_id in new:
-            saved[snapshot_id] = _digests(bk.src)
-            _restore_and_compare(bk, snapshot_id, saved[snapshot_id], tmp_path / f"new-{trial}")
+            saved[snapshot_id] = tree_digests(bk.src)
+            bk.assert_restores(snapshot_id, saved[snapshot_id], tmp_path / f"new-{trial}")
         # Every earlier snapshot still restores bit-exact: the newest every time, all of them
         # every tenth trial (restoring all of them fifty times would take minutes).
         ids = list(saved) if trial % 10 == 9 else [next(reversed(saved))]
         for number, snapshot_id in enumerate(ids):
-            _restore_and_compare(bk, snapshot_id, saved[snapshot_id], tmp_path / f"r-{trial}-{number}")
+            bk.assert_restores(snapshot_id, saved[snapshot_id], tmp_path / f"r-{trial}-{number}")
         started = time.monotonic()
         rerun = bk.backup()  # the rerun completes
         duration = time.monotonic() - started  # the next kill aims inside a backup of today's size
-        saved[rerun["snapshot_id"]] = _digests(bk.src)
+        saved[rerun["snapshot_id"]] = tree_digests(bk.src)
     result = bk.run("check", "--read-data")
     assert result.returncode == 0, str(result)
     print(f"crash campaign: {killed} backups killed ({late_kills} after saving their snapshot) in {trial + 1} "
@@ -124,7 +113,7 @@ def test_prunes_killed_at_random_moments(bk: Backupctl, tmp_path: Path):
         for day in range(6):
             _mutate(bk, rng, trial * 10 + day)
             moment = f"2026-{10 + day // 4:02d}-{1 + (trial * 6 + day) % 20:02d}T{8 + day:02d}:00:00+00:00"
-            saved[bk.backup("--time", moment)["snapshot_id"]] = _digests(bk.src)
+            saved[bk.backup("--time", moment)["snapshot_id"]] = tree_digests(bk.src)
         started = time.monotonic()
         dry = bk.ok_json("prune", "--dry-run")
         planning = time.monotonic() - started  # start-up, lock, check and policy: the prune's first part
@@ -136,7 +125,7 @@ def test_prunes_killed_at_random_moments(bk: Backupctl, tmp_path: Path):
         remaining = {s["id"] for s in bk.snapshots()}
         assert kept <= remaining, f"trial {trial} (seed {seed}): a kept snapshot was deleted"
         for snapshot_id in sorted(kept & set(saved)):
-            _restore_and_compare(bk, snapshot_id, saved[snapshot_id], tmp_path / f"p-{trial}-{snapshot_id[:8]}")
+            bk.assert_restores(snapshot_id, saved[snapshot_id], tmp_path / f"p-{trial}-{snapshot_id[:8]}")
         rerun = bk.run("prune", "--json")  # the rerun completes: what the killed one left is collected
         assert rerun.returncode == 0, f"trial {trial} (seed {seed}): {rerun}"
     result = bk.run("check", "--read-data")

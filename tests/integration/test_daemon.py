@@ -47,6 +47,12 @@ def stop(daemon: subprocess.Popen) -> tuple[int, str]:
     return daemon.returncode, err.decode()
 
 
+def backups_recorded(bk: Backupctl) -> int:
+    trail = Path(bk.state) / "audit.jsonl"
+    lines = trail.read_text().splitlines() if trail.exists() else []
+    return sum(1 for line in lines if json.loads(line).get("action") == "backup")
+
+
 def snapshot_count(bk: Backupctl) -> int:
     result = bk.run("snapshots", "--json")
     assert result.returncode == 0, str(result)
@@ -94,7 +100,9 @@ def test_a_run_missed_while_the_server_was_off_is_caught_up(scheduled):
     record["weekly:main"]["last_success"] = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=8)).isoformat()
     (Path(bk.state) / "daemon" / "jobs.json").write_text(json.dumps(record))
     daemon = start_daemon(bk)
-    wait_for(lambda: snapshot_count(bk) == 2, what="the caught-up backup")
+    # Counted in the audit trail: the prune after the catch-up forgets the first snapshot
+    # (both are from today), so the snapshot count may be 2 only for a moment.
+    wait_for(lambda: backups_recorded(bk) == 2, what="the caught-up backup")
     code, err = stop(daemon)
     assert code == 0 and "catching up: weekly backup of main" in err
 

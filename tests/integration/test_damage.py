@@ -128,8 +128,8 @@ def test_flipped_byte_in_a_pack_is_found_and_named(two_snapshots: Damaged) -> No
     again = bk.run("check", "--read-data")
     assert_error(again, 13, only_line=False)
     output = again.stdout + again.stderr
-    # ... and says so: its advice is not "run a new backup" (which fixes only missing packs).
-    assert "damaged packs are not repaired" in again.stderr and "your other copy" in again.stderr
+    # ... and says so: its advice is `repair`, then a backup (a backup alone fixes only missing packs).
+    assert "backupctl repair" in again.stderr, again.stderr
     assert label in output and third["snapshot_id"][:8] in output and second_short in output, str(again)
 
 
@@ -202,3 +202,97 @@ def test_new_backup_after_a_lost_pack_stores_the_data_again(two_snapshots: Damag
     assert_others_restored(d, target, missing="")
     after = bk.run("check")
     assert third["snapshot_id"][:8] not in after.stdout + after.stderr, str(after)
+
+
+def _truncate_middle(path: Path) -> None:
+    with open(path, "r+b") as handle:
+        handle.truncate(path.stat().st_size // 2)
+
+
+@pytest.mark.parametrize("damage", ["flipped byte", "truncated pack", "deleted index"])
+def test_repair_then_a_backup_make_check_clean_and_every_snapshot_restore(two_snapshots: Damaged, damage) -> None:
+    """Issue 10, point 3: after damage, check names it and prune is blocked; `repair`
+    takes it out of the index (keeping what still reads), the next backup stores the
+    lost chunks again from the source, and then check --read-data is clean and every
+    snapshot, the damaged one included, restores bit-exact."""
+    d = two_snapshots
+    bk = d.bk
+    if damage == "flipped byte":
+        flip_middle_byte(d.pack)
+    elif damage == "truncated pack":
+        _truncate_middle(d.pack)
+    else:
+        newest = max(bk.index_files(), key=lambda p: p.stat().st_mtime_ns)
+        newest.unlink()
+
+    found = bk.run("check", "--read-data")
+    assert_error(found, 13, only_line=False)
+    output = found.stdout + found.stderr
+    assert d.second["snapshot_id"][:8] in output and d.first["snapshot_id"][:8] not in output, str(found)
+    assert "backupctl repair" in found.stderr, str(found)
+    if damage != "deleted index":
+        assert pack_label(d.pack) in output and f"{bk.src}/{BIG}" in output, str(found)
+    else:  # the second backup's listings were in that index: its whole tree is named
+        assert "not in any index" in output and "/: directory listing is missing" in output, str(found)
+    prune = bk.run("prune")
+    assert_error(prune, 13)
+    assert "prune refused" in prune.stderr
+    untouched = bk.base / "untouched"  # the first snapshot does not need what was damaged
+    bk.restore(untouched, snapshot=d.first["snapshot_id"])
+    assert {str(p.relative_to(bk.restored(untouched))): file_sha256(p)
+            for p in bk.restored(untouched).rglob("*") if p.is_file()} == {k: v for k, v in d.hashes.items() if k != BIG}
+
+    repair = bk.run("repair", "--json")
+    doc = repair.json()
+    if damage == "deleted index":  # every pack is intact: indexed again, nothing lost
+        assert repair.returncode == 0, str(repair)
+        assert doc["packs_reindexed"] >= 1 and doc["blobs_lost"] == 0 and not doc["damaged_packs"]
+    else:
+        assert_error(repair, 13)
+        assert list(doc["damaged_packs"]) == [pack_label(d.pack)], doc
+        assert doc["blobs_lost"] >= 1 and doc["blobs_salvaged"] >= 1, doc
+        assert not d.pack.exists(), "the damaged pack must be deleted once its good blobs are safe"
+        (files,) = doc["check_after"]["affected_files"].values()
+        assert [f.split(":")[0] for f in files] == [f"{bk.src}/{BIG}"], files
+
+    third = bk.backup()
+    clean = bk.run("check", "--read-data")
+    assert clean.returncode == 0, str(clean)
+    for number, (snapshot, expected) in enumerate([
+            (d.first, {k: v for k, v in d.hashes.items() if k != BIG}),
+            (d.second, d.hashes), (third, d.hashes)]):
+        assert bk.ok_json("restore", snapshot["snapshot_id"], "--target", str(bk.base / f"r{number}"))
+        copy = bk.restored(bk.base / f"r{number}")
+        assert {str(p.relative_to(copy)): file_sha256(p) for p in copy.rglob("*") if p.is_file()} == expected
+    assert bk.run("prune").returncode == 0, "a clean check must unblock prune"
+
+
+def test_repair_of_an_intact_repository_changes_nothing(two_snapshots: Damaged) -> None:
+    bk = two_snapshots.bk
+    before = bk.repo_digest()
+    result = bk.run("repair")
+    assert result.returncode == 0, str(result)
+    assert "Nothing to repair" in result.stdout
+    after = {k: v for k, v in bk.repo_digest().items() if not k.startswith("locks/")}
+    assert after == before
+
+
+def test_deleted_snapshot_is_named_and_the_others_restore(two_snapshots: Damaged) -> None:
+    """The format cannot show a missing snapshot; this machine's ledger can."""
+    d = two_snapshots
+    bk = d.bk
+    (bk.repo / "snapshots" / d.second["snapshot_id"]).unlink()
+    result = bk.run("check", "--read-data")
+    line = assert_error(result, 13, only_line=False)
+    assert d.second["snapshot_id"][:8] in result.stderr and "gone from the repository" in result.stderr, str(result)
+    assert "--accept-storage" in line
+    assert_error(bk.run("prune"), 13)
+    target = bk.base / "first"
+    bk.restore(target, snapshot="latest")
+    assert {str(p.relative_to(bk.restored(target))): file_sha256(p)
+            for p in bk.restored(target).rglob("*") if p.is_file()} == {k: v for k, v in d.hashes.items() if k != BIG}
+    third = bk.backup()  # a backup goes on, and is kept in the ledger
+    assert_error(bk.run("check"), 13, only_line=False)
+    assert bk.run("check", "--accept-storage").returncode == 0
+    assert bk.run("check", "--read-data").returncode == 0
+    assert third["snapshot_id"] in {p.name for p in bk.snapshot_files()}

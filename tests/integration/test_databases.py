@@ -45,6 +45,21 @@ def _secret(bk: Backupctl) -> Path:
     return path
 
 
+def _server_config(bk: Backupctl, kind: str, port: int, *, user: str = "backupctl",
+                   password_file: Path | None = None) -> None:
+    """A configuration dumping the test server's "cabinet" database."""
+    bk.write_config(extra_repo_lines=f"""
+[[databases]]
+name = "cabinet"
+type = "{kind}"
+host = "127.0.0.1"
+port = {port}
+user = "{user}"
+database = "cabinet"
+password_file = "{password_file or _secret(bk)}"
+""")
+
+
 def _spy(bk: Backupctl, name: str, real: str) -> tuple[dict, Path]:
     """PATH with a wrapper of `name` that logs its arguments (to prove no password is in them)."""
     folder = bk.base / "bin"
@@ -67,16 +82,7 @@ def _no_private_files_left() -> None:
 
 def test_postgresql_dump_is_streamed_into_the_snapshot_and_restores(bk: Backupctl, postgresql):
     write(bk.src / "lettre.txt", "Madame, " * 100)
-    bk.write_config(extra_repo_lines=f"""
-[[databases]]
-name = "cabinet"
-type = "postgresql"
-host = "127.0.0.1"
-port = {postgresql.port}
-user = "backupctl"
-database = "cabinet"
-password_file = "{_secret(bk)}"
-""")
+    _server_config(bk, "postgresql", postgresql.port)
     bk.init()
     env, log = _spy(bk, "pg_dump", str(postgresql.bin / "pg_dump"))
     result = _run(bk, "backup", "--json", env_extra=env)
@@ -107,16 +113,7 @@ def test_a_failing_dump_saves_the_rest_with_a_warning(bk: Backupctl, postgresql)
     wrong = bk.base / "wrong"
     wrong.write_text("pas le bon mot de passe\n")
     wrong.chmod(0o600)
-    bk.write_config(extra_repo_lines=f"""
-[[databases]]
-name = "cabinet"
-type = "postgresql"
-host = "127.0.0.1"
-port = {postgresql.port}
-user = "backupctl"
-database = "cabinet"
-password_file = "{wrong}"
-""")
+    _server_config(bk, "postgresql", postgresql.port, password_file=wrong)
     bk.init()
     result = bk.run("backup", "--json")
     assert result.returncode == 3, str(result)
@@ -131,16 +128,7 @@ password_file = "{wrong}"
 
 def test_mariadb_dump_single_transaction_and_restore(bk: Backupctl, mariadb):
     write(bk.src / "lettre.txt", "Madame, " * 100)
-    bk.write_config(extra_repo_lines=f"""
-[[databases]]
-name = "cabinet"
-type = "mariadb"
-host = "127.0.0.1"
-port = {mariadb.port}
-user = "backupctl"
-database = "cabinet"
-password_file = "{_secret(bk)}"
-""")
+    _server_config(bk, "mariadb", mariadb.port)
     bk.init()
     env, log = _spy(bk, "mariadb-dump", "/usr/bin/mariadb-dump")
     result = _run(bk, "backup", "--json", env_extra=env)
@@ -274,22 +262,9 @@ after = ["false"]
     assert_error(bk.run("backup"), 2, "before = [...]")
 
 
-def _pg_config(bk: Backupctl, postgresql, user: str = "backupctl") -> None:
-    bk.write_config(extra_repo_lines=f"""
-[[databases]]
-name = "cabinet"
-type = "postgresql"
-host = "127.0.0.1"
-port = {postgresql.port}
-user = "{user}"
-database = "cabinet"
-password_file = "{_secret(bk)}"
-""")
-
-
 def test_the_restore_test_loads_the_dump_into_a_scratch_database(bk: Backupctl, postgresql):
     write(bk.src / "lettre.txt", "Madame, " * 100)
-    _pg_config(bk, postgresql)
+    _server_config(bk, "postgresql", postgresql.port)
     bk.init()
     bk.backup()
     result = bk.run("restore-test", "--scratch-dir", str(bk.base / "scratch"), "--json")
@@ -311,7 +286,8 @@ def test_a_dump_that_cannot_be_loaded_fails_the_restore_test(bk: Backupctl, post
     postgresql.psql("GRANT SELECT ON ALL TABLES IN SCHEMA public TO lecteur; "
                     "GRANT SELECT, USAGE ON ALL SEQUENCES IN SCHEMA public TO lecteur", database="cabinet")
     write(bk.src / "lettre.txt", "Madame, " * 100)
-    _pg_config(bk, postgresql, user="lecteur")  # may read and dump, may not create a database
+    # "lecteur" may read and dump, may not create a database.
+    _server_config(bk, "postgresql", postgresql.port, user="lecteur")
     bk.init()
     assert bk.backup()["databases_dumped"]
     result = bk.run("restore-test", "--scratch-dir", str(bk.base / "scratch"), "--json")

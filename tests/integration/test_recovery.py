@@ -4,7 +4,6 @@ sheet alone, passphrases, and leaving with one's data. Real processes, a real S3
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -18,7 +17,7 @@ import pytest
 
 from tests.support import s3server
 
-from .support import ROOT, Backupctl, assert_error, base_env, random_file, write
+from .support import ROOT, Backupctl, assert_error, base_env, random_file, tree_state, write
 
 
 @pytest.fixture(scope="module")
@@ -34,19 +33,6 @@ def _practice(root: Path) -> None:
     random_file(root / "imagerie" / "radio.jpg", 3 * 1024 * 1024)
     (root / "vide").mkdir(parents=True, exist_ok=True)
     os.symlink("courriers/2026", root / "annee-en-cours")
-
-
-def _tree(root: Path) -> dict:
-    out = {}
-    for path in sorted(root.rglob("*")):
-        rel = str(path.relative_to(root))
-        if path.is_symlink():
-            out[rel] = "-> " + os.readlink(path)
-        elif path.is_dir():
-            out[rel] = "dir"
-        else:
-            out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return out
 
 
 def _typed_code(sheet: Path) -> str:
@@ -67,7 +53,7 @@ def test_disaster_recovery_from_the_sheet_alone_on_s3(tmp_path, s3):
     machine_a = tmp_path / "machine-a"
     source = machine_a / "srv" / "cabinet"
     _practice(source)
-    original = _tree(source)
+    original = tree_state(source)
     prefix = "cabinet-" + os.urandom(4).hex()
     config = machine_a / "config.toml"
     config.write_text(f"""
@@ -121,7 +107,7 @@ lock_days = 3
                       cwd=machine_b)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["sha256_verified"] == 7
-    assert _tree(restored / str(source).lstrip("/")) == original
+    assert tree_state(restored / str(source).lstrip("/")) == original
     trail = [json.loads(line) for line in (machine_b / "state" / "audit.jsonl").read_text().splitlines()]
     assert trail[-1]["action"] == "restore" and trail[-1]["target"] == str(restored)
 

@@ -3,9 +3,16 @@
 Faults, each drawn per request with its own probability:
   * `error`: answer 500 InternalError or 503 SlowDown without forwarding;
   * `reset`: read part of the request, then reset the TCP connection (a dropped upload);
-  * `corrupt`: forward, then flip one byte of the response body (altered in transit);
-  * `delay`: forward after a pause (a slow provider).
+  * `corrupt`: flip one byte of an upload's body before forwarding it, or of a
+    download's body after (altered in transit, either way);
+  * `delay`: forward after a pause (a slow provider);
+  * `stall`: forward, then hold the answer longer than the client's read timeout and
+    drop the connection (a provider that stops answering mid-request).
 `counts` records what was injected, so tests can prove faults really happened.
+
+`skew_s` plays a server whose clock is that many seconds off: its `Date` headers say
+so, and with `reject_skew` it refuses, as AWS S3 does, every request signed more than
+15 minutes away from its time (403 RequestTimeTooSkewed).
 """
 
 from __future__ import annotations
@@ -18,20 +25,26 @@ import struct
 import threading
 import time
 from collections import Counter
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler
 
 _ERROR_BODIES = {
     500: b"<Error><Code>InternalError</Code><Message>injected</Message></Error>",
     503: b"<Error><Code>SlowDown</Code><Message>injected</Message></Error>",
 }
+MAX_SKEW_S = 15 * 60  # what AWS S3 tolerates between a request's signature time and its clock
 
 
 class FaultProxy:
     def __init__(self, upstream_port: int, *, error: float = 0.0, reset: float = 0.0,
-                 corrupt: float = 0.0, delay: float = 0.0, delay_s: float = 0.3, seed: int = 1) -> None:
+                 corrupt: float = 0.0, delay: float = 0.0, delay_s: float = 0.3, stall: float = 0.0,
+                 stall_s: float = 3.0, skew_s: float = 0.0, reject_skew: bool = False, seed: int = 1) -> None:
         self.upstream_port = upstream_port
-        self.rates = {"error": error, "reset": reset, "corrupt": corrupt, "delay": delay}
+        self.rates = {"error": error, "reset": reset, "corrupt": corrupt, "delay": delay, "stall": stall}
         self.delay_s = delay_s
+        self.stall_s = stall_s
+        self.skew_s = skew_s
+        self.reject_skew = reject_skew
         self.random = random.Random(seed)
         self.counts: Counter = Counter()
         self.enabled = True
@@ -45,6 +58,27 @@ class FaultProxy:
             def log_message(self, *args) -> None:
                 pass
 
+            def date_time_string(self, timestamp=None) -> str:  # the Date header: the server's clock
+                return formatdate((timestamp or time.time()) + proxy.skew_s, usegmt=True)
+
+            def _refuse_skewed(self) -> bool:
+                if not (proxy.reject_skew and abs(proxy.skew_s) > MAX_SKEW_S):
+                    return False
+                server = time.time() + proxy.skew_s
+                payload = (f"<Error><Code>RequestTimeTooSkewed</Code><Message>The difference between the "
+                           f"request time and the current time is too large.</Message><RequestTime>"
+                           f"{self.headers.get('X-Amz-Date', '')}</RequestTime><ServerTime>"
+                           f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(server))}</ServerTime>"
+                           f"<MaxAllowedSkewMilliseconds>900000</MaxAllowedSkewMilliseconds></Error>").encode()
+                proxy.counts["skew_refused"] += 1
+                self.send_response(403)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(payload)
+                return True
+
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length", 0) or 0)
                 with proxy._lock:
@@ -57,6 +91,8 @@ class FaultProxy:
                     self.close_connection = True
                     return
                 body = self.rfile.read(length) if length else b""
+                if self._refuse_skewed():
+                    return
                 if fault == "error":
                     status = proxy.random.choice((500, 503))
                     payload = _ERROR_BODIES[status]
@@ -68,15 +104,26 @@ class FaultProxy:
                     return
                 if fault == "delay":
                     time.sleep(proxy.delay_s)
+                if fault == "corrupt" and self.command == "PUT" and body:
+                    position = proxy.random.randrange(len(body))
+                    body = body[:position] + bytes((body[position] ^ 0x40,)) + body[position + 1:]
+                    proxy.counts["corrupt_upload"] += 1
                 upstream = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=60)
                 headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
                 upstream.request(self.command, self.path, body=body, headers=headers)
                 response = upstream.getresponse()
                 data = response.read()
+                if fault == "stall":
+                    time.sleep(proxy.stall_s)
+                    self.connection.close()
+                    self.close_connection = True
+                    upstream.close()
+                    return
                 if fault == "corrupt" and self.command == "GET" and len(data) > 0 and response.status < 300:
                     position = proxy.random.randrange(len(data))
                     data = data[:position] + bytes((data[position] ^ 0x40,)) + data[position + 1:]
-                elif fault == "corrupt":
+                    proxy.counts["corrupt_download"] += 1
+                if fault == "corrupt" and not (self.command in ("GET", "PUT") and (data or body)):
                     proxy.counts["corrupt"] -= 1  # nothing to corrupt: not counted
                 self.send_response(response.status)
                 for key, value in response.getheaders():
