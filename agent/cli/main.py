@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import importlib
 import logging
 import os
 import signal
@@ -15,7 +16,31 @@ from agent import __version__
 from agent.errors import INTERRUPTED_EXIT_CODE, BackupctlError, Terminated
 
 
+# Each command's module is imported when that command runs, not at every start: a
+# `snapshots` then skips the report renderer, the mail client and the daemon (importing
+# every command took 0.24 s of a 0.55 s `snapshots`; measured with python -X importtime).
+_COMMANDS = {
+    "init": "init_cmd:command", "backup": "backup_cmd:command", "snapshots": "snapshots_cmd:command",
+    "restore": "restore_cmd:command", "restore-test": "restore_test_cmd:command", "check": "check_cmd:command",
+    "prune": "prune_cmd:command", "repair": "repair_cmd:command", "copy": "copy_cmd:command",
+    "media": "media_cmd:command", "daemon": "daemon_cmd:command", "status": "status_cmd:command",
+    "compliance": "compliance_cmd:command", "reports": "reports_cmd:command", "key": "key_cmd:command",
+    "recover": "recover_cmd:command", "export": "export_cmd:command", "audit": "audit_cmd:command",
+    "cleanup-versions": "cleanup_cmd:command", "ls": "browse_cmd:ls", "find": "browse_cmd:find",
+    "dump": "browse_cmd:dump",
+}
+
+
 class _Group(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in _COMMANDS:
+            return None
+        module, attribute = _COMMANDS[name].split(":")
+        return getattr(importlib.import_module(f"agent.cli.{module}"), attribute)
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
@@ -57,20 +82,6 @@ def cli(ctx: click.Context, config_file: str | None, debug: bool) -> None:
     ctx.obj["debug"] = debug
 
 
-def _register() -> None:
-    from agent.cli import (audit_cmd, backup_cmd, browse_cmd, check_cmd, cleanup_cmd, compliance_cmd, copy_cmd,
-                           daemon_cmd, export_cmd, init_cmd, key_cmd, media_cmd, prune_cmd, recover_cmd, repair_cmd,
-                           reports_cmd, restore_cmd, restore_test_cmd, snapshots_cmd, status_cmd)
-
-    for module in (init_cmd, backup_cmd, snapshots_cmd, restore_cmd, restore_test_cmd, check_cmd, prune_cmd,
-                   repair_cmd, copy_cmd, media_cmd, daemon_cmd, status_cmd, compliance_cmd, reports_cmd, key_cmd,
-                   recover_cmd, export_cmd, audit_cmd, cleanup_cmd):
-        cli.add_command(module.command)
-    for command in (browse_cmd.ls, browse_cmd.find, browse_cmd.dump):
-        cli.add_command(command)
-
-
-_register()
 
 
 def _on_sigterm(_signum, _frame) -> None:

@@ -34,7 +34,6 @@ backup and a check finishing together both land their changes.
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import fcntl
 import os
 from dataclasses import dataclass, field

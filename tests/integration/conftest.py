@@ -10,7 +10,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import s3server
+
 from .support import Backupctl
+
+
+@pytest.fixture(scope="module")
+def s3():
+    """A real S3 server process (moto_server) on loopback, one per test module."""
+    endpoint = s3server.start()
+    yield endpoint
+    s3server.stop(endpoint)
 
 
 @pytest.fixture

@@ -13,18 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from tests.support import s3server
 
 from .support import ROOT, Backupctl, assert_error, base_env, random_file, tree_state, write
-
-
-@pytest.fixture(scope="module")
-def s3():
-    endpoint = s3server.start()
-    yield endpoint
-    s3server.stop(endpoint)
 
 
 def _practice(root: Path) -> None:

@@ -19,17 +19,9 @@ import pytest
 from agent.errors import ObjectLocked, StorageError
 from agent.storage.options import S3Options
 from agent.storage.s3 import S3Storage
-from tests.support import s3server
 from tests.support.faultproxy import FaultProxy
 
 PASSPHRASE = "correct horse battery staple"
-
-
-@pytest.fixture(scope="module")
-def s3():
-    endpoint = s3server.start()
-    yield endpoint
-    s3server.stop(endpoint)
 
 
 def _tree(root) -> None:

@@ -21,7 +21,6 @@ import random
 
 import pytest
 
-from tests.support import s3server
 from tests.support.faultproxy import FaultProxy
 
 from .test_s3 import Cli, _assert_one_line_error, _digest_tree
@@ -30,13 +29,6 @@ from .test_s3 import Cli, _assert_one_line_error, _digest_tree
 ROUNDS = int(os.environ.get("BACKUPCTL_S3_FAULT_ROUNDS", "4"))
 MAX_ROUNDS = max(ROUNDS, 16)
 FAULTS = ("error", "reset", "corrupt_upload", "corrupt_download", "delay", "stall")
-
-
-@pytest.fixture(scope="module")
-def s3():
-    endpoint = s3server.start()
-    yield endpoint
-    s3server.stop(endpoint)
 
 
 def _port(s3) -> int:
