@@ -180,6 +180,7 @@ class RestoreEngine:
                 if node.hardlink and node.hardlink not in first_of_link:
                     first_of_link[node.hardlink] = (dest, node.sha256)
                 files.append((dest, node))
+        del plan  # a snapshot of a million files: its paths are in `dest` form from here on
         for dest, _node in dirs:
             self._guard(lambda: os.makedirs(dest, mode=0o700, exist_ok=True), dest)
             self.report.dirs += 1

@@ -41,7 +41,7 @@ SPARSE_BLOCK = 64 * 1024
 _ZERO_BLOCK = bytes(SPARSE_BLOCK)
 
 
-@dataclass
+@dataclass(slots=True)
 class FileTarget:
     dest: bytes
     node: Node
@@ -51,7 +51,7 @@ class FileTarget:
     done: bool = False
 
 
-@dataclass
+@dataclass(slots=True)
 class _Use:
     target: FileTarget
     offset: int

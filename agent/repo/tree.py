@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sys
 from dataclasses import dataclass, field
 
 from agent.errors import IntegrityError
@@ -24,7 +25,7 @@ SYMLINK = "symlink"
 NODE_TYPES = (FILE, DIR, SYMLINK)
 
 
-@dataclass
+@dataclass(slots=True)  # restore holds one per file of a snapshot: no per-instance dict
 class Node:
     name: bytes
     type: str
@@ -72,8 +73,8 @@ class Node:
                 uid=int(raw["uid"]),
                 gid=int(raw["gid"]),
                 mtime_ns=int(raw["mtime_ns"]),
-                user=str(raw.get("user", "")),
-                group=str(raw.get("group", "")),
+                user=sys.intern(str(raw.get("user", ""))),  # a handful of names, a million nodes
+                group=sys.intern(str(raw.get("group", ""))),
             )
             if node_type == FILE:
                 node.size = int(raw["size"])
