@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from agent import clock
-from agent.cli.common import audit, json_option, ledger_of, open_repository, print_json, repo_option
+from agent.cli.common import audit, json_option, open_repository, print_json, repo_option
 from agent.cli.progress import for_terminal
 from agent.engine.check import CheckEngine
 from agent.engine.records import Records
@@ -25,7 +25,9 @@ def command(ctx: click.Context, dry_run, repo_name, as_json) -> None:
     the packs themselves, then delete the damaged packs. Downloads the whole repository."""
     config, repo = open_repository(ctx, repo_name)
     report = RepairEngine(repo, dry_run=dry_run, progress=for_terminal(as_json)).run()
-    after = None if dry_run else CheckEngine(repo, ledger=ledger_of(config, repo)).run()
+    # Without the ledger: deleted or replayed snapshots are check's and prune's concern,
+    # repair answers for the packs and the index only.
+    after = None if dry_run else CheckEngine(repo).run()
     if after is not None:
         records = Records(config.agent.state_dir, config.repository(repo_name).name)
         if after.ok:  # repair read every pack: no damage inside them is left
@@ -49,7 +51,7 @@ def command(ctx: click.Context, dry_run, repo_name, as_json) -> None:
             click.echo(f"  damaged: {name}: {why}")
         for name in report.missing_packs:
             click.echo(f"  missing: {name}")
-        if report.damaged_packs or report.missing_packs or report.packs_reindexed:
+        if report.changed or report.blobs_lost:
             click.echo(f"{report.blobs_salvaged} blob(s) {verb} salvaged into new packs, "
                        f"{report.blobs_lost} {'are' if report.blobs_lost != 1 else 'is'} lost; "
                        f"{report.packs_reindexed} pack(s) {verb} indexed again.")
