@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from agent import __version__, clock
 from agent.engine.dumps import DUMP_FOLDER, DumpError
 from agent.engine.files_cache import FilesCache
+from agent.engine.holes import HoleSkippingReader, is_sparse
 from agent.engine.progress import Progress, SilentProgress
 from agent.errors import SourceError
 from agent.repo.chunker import DEFAULT_DATABASE_CHUNK_SIZE
@@ -481,7 +482,9 @@ class BackupEngine:
     def _stream_file(self, path: bytes, *, database: bool) -> _FileResult:
         """In the streaming thread: a large file is cut as a stream, its chunks stored by workers."""
         with self._open(path) as handle:
-            sha256, size, futures = self._cut_stream(handle, database=database)
+            sparse = is_sparse(os.fstat(handle.fileno()))
+            sha256, size, futures = self._cut_stream(HoleSkippingReader(handle) if sparse else handle,
+                                                     database=database)
             after = os.fstat(handle.fileno())
         return _FileResult(sha256, size, after, chunk_futures=futures)
 
