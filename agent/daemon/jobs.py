@@ -333,7 +333,7 @@ def warning_alert(job_id: str, entry: dict):
         lines.append(f"  - {problems['hook_failures']} commande(s) avant/après la sauvegarde ont échoué "
                      f"(par exemple l'arrêt ou le redémarrage du logiciel).")
     lines += ["", f"Pour le prestataire : les noms des fichiers (des données de santé) ne sont donnés que sur le "
-                  f"serveur : backupctl backup --repo {repository} lancé à la main les liste ; journalctl -u backupctl."]
+                  f"serveur : backupctl backup --repo {repository} lancé à la main les liste."]
     return Alert(subject=f"[backupctl] À vérifier : {what} de « {repository} » incomplète ({host})",
                  body="\n".join(lines),
                  facts={"event": "backup_warnings", "job": job_id, "host": host, "snapshot_id": snapshot,
@@ -359,6 +359,10 @@ def failure_alert(job_id: str, entry: dict):
         lines += ["", f"À faire : {advice(code)}."]
     if snapshot:
         lines += [f"La sauvegarde {str(snapshot)[:8]} a bien été enregistrée avant l'échec."]
+    problems = _backup_problems(entry)
+    if problems.get("unreadable"):
+        lines += [f"Elle est incomplète : {problems['unreadable']} fichier(s) ou dossier(s) n'ont pas pu être lus "
+                  f"(leurs noms ne sont donnés que sur le serveur : backupctl backup --repo {repository})."]
     record = os.path.join(_config.agent.state_dir, "daemon", "jobs.json") if _config is not None else "jobs.json"
     lines += ["", "Rien de ce qui était déjà sauvegardé n'est perdu. La tâche sera relancée au prochain "
               "démarrage du service ou à la prochaine échéance.",
@@ -370,7 +374,8 @@ def failure_alert(job_id: str, entry: dict):
                         "steps": [{"command": s["command"], "exit_code": s["exit_code"],
                                    "meaning": meaning(s["exit_code"])} for s in steps],
                         "failed_step": failed.get("command"), "meaning": meaning(code) if code is not None else None,
-                        "advice": advice(code) if code is not None else None, "snapshot_id": snapshot})
+                        "advice": advice(code) if code is not None else None, "snapshot_id": snapshot,
+                        **problems})
 
 
 def _alert_risks(repository: str) -> None:

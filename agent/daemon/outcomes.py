@@ -15,7 +15,7 @@ from agent import errors
 _MEANINGS: dict[int, tuple[str, str]] = {
     0: ("réussi", ""),
     errors.PARTIAL_BACKUP_EXIT_CODE: (
-        "sauvegarde faite, mais incomplète (des fichiers n'ont pas pu être lus)",
+        "sauvegarde faite, avec des avertissements : fichiers illisibles, base de données ou commande en échec",
         "relancer la sauvegarde à la main sur le serveur pour voir la liste"),
     errors.BackupctlError.exit_code: (
         "erreur inattendue",
@@ -36,7 +36,7 @@ _MEANINGS: dict[int, tuple[str, str]] = {
         "des données stockées sont endommagées, altérées ou manquantes",
         "lancer backupctl check --read-data sur le serveur"),
     errors.StorageError.exit_code: (
-        "le stockage a échoué (disque, réseau ou droits d'accès)",
+        "le stockage a échoué : disque, réseau ou droits d'accès",
         "vérifier que le stockage est joignable, monté et accessible en écriture"),
     errors.RestoreTargetError.exit_code: (
         "la cible de restauration est pleine, en lecture seule ou occupée",
