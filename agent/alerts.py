@@ -1,7 +1,9 @@
 """Alerts: an e-mail (SMTP with STARTTLS or TLS, optional login) and a webhook (JSON POST).
 
 Sent by the daemon when a job fails and when an obligation is at risk. Messages are in
-French, for the practitioner. Delivery never raises: a failing alert is logged and
+French, for the practitioner. What goes out is built by the daemon from facts (exit codes,
+counts, snapshot and rule ids), never a file name: a name can be health data, and an
+e-mail or a webhook body leaves the server (docs/SECURITY.md section 6). Delivery never raises: a failing alert is logged and
 reported by `send`, and never hides the job's own error (which the job record keeps).
 The standard library does both protocols well (smtplib, urllib), so no dependency.
 """
@@ -34,7 +36,7 @@ class AlertSettings:
     smtp_ca_file: str | None = None
     webhook_url: str | None = None
     timeout: float = 20.0
-    attach_report: bool = True  # restore-test reports go out attached (HTML, PDF)
+    attach_report: bool = True  # a copy of each restore-test report, without file names, goes out attached
 
     @property
     def enabled(self) -> bool:
@@ -88,7 +90,10 @@ def _send_email(settings: AlertSettings, alert: Alert) -> None:
     message.set_content(alert.body)
     for filename, mime_type, content in alert.attachments:
         maintype, _, subtype = mime_type.partition("/")
-        message.add_attachment(content, maintype=maintype, subtype=subtype, filename=filename)
+        if maintype == "text":  # say its charset, so that mail readers show the accents
+            message.add_attachment(content.decode("utf-8"), subtype=subtype, filename=filename)
+        else:
+            message.add_attachment(content, maintype=maintype, subtype=subtype, filename=filename)
     context = ssl.create_default_context(cafile=settings.smtp_ca_file)
     if settings.smtp_security == "tls":
         client = smtplib.SMTP_SSL(settings.smtp_host, settings.smtp_port, timeout=settings.timeout, context=context)

@@ -1,9 +1,11 @@
 """Job bodies: each job runs the agent's own commands as child processes.
 
 The record of every job (last run, last success, exit codes) is kept in
-state_dir/daemon/jobs.json, which catch-up and `status` read. Logs name the job, the
-repository, exit codes, counts and durations, never a file name (a file name can be
-health data): the children's output is parsed, not copied.
+state_dir/daemon/jobs.json, which catch-up and `status` read. Logs and alerts name the
+job, the repository, exit codes and their meaning, counts, snapshot and rule ids, never
+a file name (a file name can be health data): the children's output is parsed, not
+copied. The one exception is each failed step's last error line, kept for the IT person
+in jobs.json only (0600, on this server), never in a log line, an e-mail or a webhook.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ import time
 from dataclasses import dataclass, field
 
 from agent import clock
+from agent.daemon.outcomes import advice, meaning
 from agent.errors import StateDirError
+from agent.reports.document import shareable
 from agent.state_file import load_json, save_json
 
 log = logging.getLogger("backupctl.daemon")
@@ -37,6 +41,7 @@ class StepResult:
     exit_code: int
     seconds: float
     summary: dict = field(default_factory=dict)
+    error_detail: str = ""  # the child's last error line: jobs.json only (it may name a file)
 
 
 class JobRecord:
@@ -61,7 +66,8 @@ class JobRecord:
         entry["last_run"] = started.isoformat()
         entry["last_exit"] = [s.exit_code for s in steps]
         entry["steps"] = [{"command": s.command, "exit_code": s.exit_code, "seconds": round(s.seconds, 1),
-                           "summary": s.summary} for s in steps]
+                           "summary": s.summary, **({"error_detail": s.error_detail} if s.error_detail else {})}
+                          for s in steps]
         if ok:
             entry["last_success"] = started.isoformat()
         save_json(self.path, doc)
@@ -127,15 +133,18 @@ class JobRunner:
             code = self._child.returncode
             self._child = None
         summary = _summary(command, out)
+        # Of the child's standard error only the hooks' own output reaches the journal: the
+        # rest (unreadable files of a partial backup, an error line) may name patient files.
         for line in err.decode("utf-8", "replace").splitlines():
             if line.startswith(HOOK_LINE_PREFIX):  # the hooks' own output belongs in the journal
                 log.info("%s", line[len("backupctl: "):])
-        if code not in (0, 3):
-            # The error line names what failed (a disk, the storage, a lock), not a patient file.
+        detail = ""
+        if code not in BACKUP_SAVED:
             last = [line for line in err.decode("utf-8", "replace").splitlines() if line.strip()]
-            summary["error"] = last[-1][:500] if last else ""
-        log.info("%s of %s: exit %s in %.1f s", command, repository, code, time.monotonic() - started)
-        return StepResult(command, code, time.monotonic() - started, summary)
+            detail = last[-1][:500] if last else ""
+        log.info("%s of %s: exit %s (%s) in %.1f s", command, repository, code, meaning(code),
+                 time.monotonic() - started)
+        return StepResult(command, code, time.monotonic() - started, summary, detail)
 
 
 def _summary(command: str, stdout: bytes) -> dict:
@@ -153,7 +162,12 @@ def _summary(command: str, stdout: bytes) -> dict:
     }[command]
     out = {k: doc.get(k) for k in keys if k in doc}
     if command == "backup":
-        out["warnings"] = len(doc.get("warnings", []))
+        warnings = doc.get("warnings", [])
+        out["warnings"] = len(warnings)
+        # Files and folders that could not be read: every warning but the hooks' (path "hook")
+        # and the failed database dumps (counted on their own).
+        out["unreadable"] = max(0, sum(1 for w in warnings if isinstance(w, dict) and w.get("path") != "hook")
+                                - int(doc.get("database_failures") or 0))
     if command == "check":
         out["errors"] = len(doc.get("errors", []))
     if command == "restore-test":
@@ -206,11 +220,20 @@ def run_job(job_id: str) -> None:
 
 
 def restore_test_alert(job_id: str, entry: dict, ok: bool, *, attach: bool = True):
+    """Every restore test is mailed, passed or not: counts, snapshot ids, rule verdicts and
+    a copy of the report without file names; the full report stays on this server."""
     from agent.alerts import Alert
 
     repository = job_id.partition(":")[2]
     host = socket.gethostname()
-    summary = entry.get("steps", [{}])[-1].get("summary", {}) if entry.get("steps") else {}
+    step = (entry.get("steps") or [{}])[-1]
+    summary, code = step.get("summary", {}), step.get("exit_code")
+    report = summary.get("report") or {}
+    on_server = report.get("html") or report.get("json")
+    document = _report_document(report)
+    rules = [{"rule": r.get("rule"), "status": r.get("status")}
+             for r in (document or {}).get("compliance", {}).get("rules", [])]
+    snapshots = [str(t.get("snapshot_id")) for t in summary.get("tests", [])]
     lines = [f"Test de restauration trimestriel du dépôt « {repository} » sur {host} : "
              f"{'RÉUSSI' if ok else 'ÉCHEC'}.", "",
              f"Fichiers restaurés : {summary.get('files', 0)}, empreinte SHA-256 vérifiée pour "
@@ -219,53 +242,75 @@ def restore_test_alert(job_id: str, entry: dict, ok: bool, *, attach: bool = Tru
         lines.append(f"  - sauvegarde {str(test.get('snapshot_id'))[:8]} ({test.get('mode')}) : "
                      f"{test.get('files')} fichier(s) en {test.get('duration_s')} s "
                      f"({test.get('throughput_mib_s')} Mio/s)")
-    if summary.get("error"):
-        lines += ["", "Message :", f"  {summary['error']}"]
+    if not ok and code is not None:
+        lines += ["", f"Code de sortie {code} : {meaning(code)}.", f"À faire : {advice(code)}."]
+    if rules:
+        failing = [f"{r['rule']} ({r['status']})" for r in rules if r["status"] != "OK"]
+        lines += ["", f"Règles du mémento : {sum(r['status'] == 'OK' for r in rules)} conforme(s) sur {len(rules)}"
+                  + (f" ; à voir : {', '.join(failing)}." if failing else ".")]
     lines += ["", "Les données restaurées pour le test ont été effacées." if summary.get("scratch_wiped")
-              else "Attention : vérifier que le dossier de test a bien été effacé.",
-              ]
-    report = summary.get("report") or {}
-    attachments, document = _report_files(report) if attach else ([], None)
+              else "Attention : vérifier que le dossier de test a bien été effacé."]
+    shared = shareable(document, full_report=on_server or "") if document is not None and attach else None
+    attachments = _shared_page(report, shared) if shared is not None else []
     if attachments:
-        lines.append("Le rapport complet est joint (à conserver : c'est la preuve du test pour un contrôle).")
-    elif report.get("html"):
-        lines.append(f"Rapport complet sur le serveur : {report['html']} (et une copie chiffrée dans le dépôt).")
+        lines.append("Une copie du rapport est jointe, sans noms de fichiers (à conserver : c'est la preuve du "
+                     "test pour un contrôle).")
+    if on_server:
+        lines.append(f"Rapport complet, avec les noms des fichiers en échec, sur le serveur seulement : {on_server} "
+                     f"(et une copie chiffrée dans le dépôt).")
     else:
         lines.append("Aucun rapport n'a pu être produit : voir backupctl restore-test (prestataire).")
     return Alert(subject=f"[backupctl] Test de restauration : {'réussi' if ok else 'ÉCHEC'} pour « {repository} » "
                          f"({host})", body="\n".join(lines),
                  facts={"event": "restore_test", "repository": repository, "host": host, "ok": ok,
-                        "report": summary, **({"report_document": document} if document else {})},
+                        "exit_code": code, "meaning": meaning(code) if code is not None else None,
+                        "files": summary.get("files", 0), "sha256_verified": summary.get("sha256_verified", 0),
+                        "failures": summary.get("failures", 0), "snapshots": snapshots, "rules": rules,
+                        "report_id": report.get("id"), "report_on_server": on_server,
+                        **({"report_document": shared} if shared is not None else {})},
                  attachments=attachments)
 
 
 ATTACHMENT_LIMIT = 10 * 2**20  # a report is tens of KiB; never mail something unexpectedly large
 
 
-def _report_files(report: dict) -> tuple[list[tuple[str, str, bytes]], dict | None]:
-    """The report's HTML and PDF to attach, and its JSON facts for the webhook."""
-    attachments, document = [], None
-    for key, mime_type in (("html", "text/html"), ("pdf", "application/pdf")):
-        path = report.get(key)
-        try:
-            if path and os.path.getsize(path) <= ATTACHMENT_LIMIT:
-                with open(path, "rb") as handle:
-                    attachments.append((os.path.basename(path), mime_type, handle.read()))
-        except OSError as exc:
-            log.warning("restore-test report %s not attached: %s", key, exc.strerror)
+def _report_document(report: dict) -> dict | None:
+    """The full report's JSON facts, read on this server (never sent as they are)."""
     try:
         if report.get("json") and os.path.getsize(report["json"]) <= ATTACHMENT_LIMIT:
             with open(report["json"], encoding="utf-8") as handle:
                 document = json.load(handle)
+                return document if isinstance(document, dict) else None
     except (OSError, ValueError) as exc:
-        log.warning("restore-test report facts not sent: %s", exc)
-    return attachments, document
+        log.warning("restore-test report facts not read: %s", getattr(exc, "strerror", None) or type(exc).__name__)
+    return None
+
+
+def _shared_page(report: dict, shared: dict) -> list[tuple[str, str, bytes]]:
+    """The report page drawn again from the copy without file names. Only the page: a PDF
+    of it would need Chromium at every alert, and the page prints as it is (A4 print CSS)."""
+    from agent.reports.html import render
+
+    try:
+        page = render(shared).encode("utf-8")
+    except Exception as exc:  # noqa: BLE001 - the alert goes out without its copy, never not at all
+        log.warning("restore-test report copy not attached: %s", type(exc).__name__)
+        return []
+    if len(page) > ATTACHMENT_LIMIT:
+        return []
+    stem = os.path.splitext(os.path.basename(report.get("html") or report.get("json") or "rapport"))[0]
+    return [(f"{stem}-sans-noms-de-fichiers.html", "text/html", page)]
 
 
 def _backup_problems(entry: dict) -> dict:
-    """Database dumps or hooks that failed in a backup that was nevertheless saved."""
-    summary = next((s.get("summary", {}) for s in entry.get("steps", []) if s.get("command") == "backup"), {})
-    return {k: summary[k] for k in ("database_failures", "hook_failures") if summary.get(k)}
+    """What a backup that was nevertheless saved left out: unreadable files (counted, never
+    named), database dumps or hooks that failed."""
+    summary = _backup_summary(entry)
+    return {k: summary[k] for k in ("unreadable", "database_failures", "hook_failures") if summary.get(k)}
+
+
+def _backup_summary(entry: dict) -> dict:
+    return next((s.get("summary", {}) for s in entry.get("steps", []) if s.get("command") == "backup"), {})
 
 
 def warning_alert(job_id: str, entry: dict):
@@ -275,37 +320,62 @@ def warning_alert(job_id: str, entry: dict):
     what = _WHAT.get(kind, kind)
     host = socket.gethostname()
     problems = _backup_problems(entry)
-    lines = [f"Sur le serveur {host}, {what} du dépôt « {repository} » est faite, mais incomplète :", ""]
+    snapshot = _backup_summary(entry).get("snapshot_id")
+    lines = [f"Sur le serveur {host}, {what} du dépôt « {repository} » est faite, mais incomplète"
+             + (f" (sauvegarde {str(snapshot)[:8]})" if snapshot else "") + " :", ""]
+    if problems.get("unreadable"):
+        lines.append(f"  - {problems['unreadable']} fichier(s) ou dossier(s) n'ont pas pu être lus : ils ne sont "
+                     f"pas dans cette sauvegarde (ils le seront à la suivante, une fois lisibles).")
     if problems.get("database_failures"):
         lines.append(f"  - {problems['database_failures']} sauvegarde(s) de base de données ont échoué : la base du "
                      f"logiciel n'est pas dans cette sauvegarde.")
     if problems.get("hook_failures"):
         lines.append(f"  - {problems['hook_failures']} commande(s) avant/après la sauvegarde ont échoué "
                      f"(par exemple l'arrêt ou le redémarrage du logiciel).")
-    lines += ["", "Pour le prestataire : backupctl backup --json (liste des avertissements) ; journalctl -u backupctl."]
+    lines += ["", f"Pour le prestataire : les noms des fichiers (des données de santé) ne sont donnés que sur le "
+                  f"serveur : backupctl backup --repo {repository} lancé à la main les liste."]
     return Alert(subject=f"[backupctl] À vérifier : {what} de « {repository} » incomplète ({host})",
-                 body="\n".join(lines), facts={"event": "backup_warnings", "job": job_id, "host": host, **problems})
+                 body="\n".join(lines),
+                 facts={"event": "backup_warnings", "job": job_id, "host": host, "snapshot_id": snapshot,
+                        "exit_codes": [s.get("exit_code") for s in entry.get("steps", [])], **problems})
 
 
 def failure_alert(job_id: str, entry: dict):
+    """What failed, said by exit code: the child's own error line may name a patient's file,
+    so it stays in jobs.json on the server."""
     from agent.alerts import Alert
 
     kind, _, repository = job_id.partition(":")
     what = _WHAT.get(kind, kind)
     host = socket.gethostname()
     steps = entry.get("steps", [])
+    failed = next((s for s in reversed(steps) if s.get("exit_code") not in (0, 3)), steps[-1] if steps else {})
+    code = failed.get("exit_code")
+    snapshot = _backup_summary(entry).get("snapshot_id")
     lines = [f"Sur le serveur {host}, {what} du dépôt « {repository} » a échoué.", "",
              "Étapes (code de sortie ; 0 = réussi) :"]
-    lines += [f"  - {s['command']} : code {s['exit_code']}" for s in steps]
-    errors = [s["summary"].get("error") for s in steps if s.get("summary", {}).get("error")]
-    if errors:
-        lines += ["", "Message :", f"  {errors[-1]}"]
+    lines += [f"  - {s['command']} : code {s['exit_code']} ({meaning(s['exit_code'])})" for s in steps]
+    if code is not None:
+        lines += ["", f"À faire : {advice(code)}."]
+    if snapshot:
+        lines += [f"La sauvegarde {str(snapshot)[:8]} a bien été enregistrée avant l'échec."]
+    problems = _backup_problems(entry)
+    if problems.get("unreadable"):
+        lines += [f"Elle est incomplète : {problems['unreadable']} fichier(s) ou dossier(s) n'ont pas pu être lus "
+                  f"(leurs noms ne sont donnés que sur le serveur : backupctl backup --repo {repository})."]
+    record = os.path.join(_config.agent.state_dir, "daemon", "jobs.json") if _config is not None else "jobs.json"
     lines += ["", "Rien de ce qui était déjà sauvegardé n'est perdu. La tâche sera relancée au prochain "
               "démarrage du service ou à la prochaine échéance.",
-              "Pour le prestataire : backupctl status ; journalctl -u backupctl ; codes de sortie dans le README."]
+              f"Pour le prestataire : le message d'erreur complet n'est gardé que sur le serveur ({record}, "
+              f"« error_detail ») ; backupctl status ; codes de sortie dans le README."]
     return Alert(subject=f"[backupctl] ÉCHEC : {what} de « {repository} » ({host})", body="\n".join(lines),
                  facts={"event": "job_failed", "job": job_id, "host": host,
-                        "exit_codes": [s["exit_code"] for s in steps], "error": errors[-1] if errors else None})
+                        "exit_codes": [s["exit_code"] for s in steps],
+                        "steps": [{"command": s["command"], "exit_code": s["exit_code"],
+                                   "meaning": meaning(s["exit_code"])} for s in steps],
+                        "failed_step": failed.get("command"), "meaning": meaning(code) if code is not None else None,
+                        "advice": advice(code) if code is not None else None, "snapshot_id": snapshot,
+                        **problems})
 
 
 def _alert_risks(repository: str) -> None:

@@ -137,6 +137,27 @@ def _record(records: Records, kind: str) -> dict | None:
     return None if event is None else {"time": event.time.isoformat(), "ok": event.detail.get("ok")}
 
 
+def shareable(document: dict, *, full_report: str) -> dict:
+    """The copy of a report that may leave the server (e-mail, webhook): the same facts
+    (verdict, counts, snapshot ids, rule verdicts) without a single file name. A failed
+    file's path, and a failed database's message (a database client may quote a row),
+    stay in the full report (`full_report`, 0600 on the server) and its encrypted copy."""
+    restore_test = document["restore_test"]
+    withheld = len(restore_test.get("failures", []))
+    return {
+        **document,
+        "restore_test": {
+            **restore_test,
+            "failures": [],
+            "tests": [{**test, "failures": [], "failures_withheld": len(test.get("failures", []))}
+                      for test in restore_test.get("tests", [])],
+            "databases": [{**database, "path": "", "problem": None}
+                          for database in restore_test.get("databases", [])],
+        },
+        "shared_copy": {"failures": withheld, "full_report": full_report},
+    }
+
+
 def encode_stored(document: dict, html: str) -> bytes:
     """The plaintext of a `reports/` object: the JSON facts and the page, as one JSON."""
     return json.dumps({"document": document, "html": html}, ensure_ascii=False).encode("utf-8")

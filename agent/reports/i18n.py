@@ -120,6 +120,10 @@ LABELS = {
         "duration": "Duration", "throughput": "Throughput",
         "mismatches": "Files that did not restore identically", "no_mismatch": "None.",
         "path": "File", "problem": "Problem",
+        "withheld": "{count} file(s). This copy was sent without file names (a name can be health data): "
+                    "they are in the full report on the server, {where}, and in its encrypted copy in the "
+                    "repository.",
+        "shared_copy": "Copy without file names, sent by e-mail; the full report stays on the server.",
         "wiped": "The restored copy (patient data) was wiped after the test.",
         "not_wiped": "WARNING: the restored copy could not be wiped.",
         "algorithms": "Algorithms", "cipher": "Encryption", "kdf": "Key protection",
@@ -161,6 +165,11 @@ LABELS = {
         "duration": "Durée", "throughput": "Débit",
         "mismatches": "Fichiers non restaurés à l'identique", "no_mismatch": "Aucun.",
         "path": "Fichier", "problem": "Problème",
+        "withheld": "{count} fichier(s). Cette copie est envoyée sans noms de fichiers (un nom peut être une "
+                    "donnée de santé) : ils sont dans le rapport complet sur le serveur, {where}, et dans sa "
+                    "copie chiffrée dans le dépôt.",
+        "shared_copy": "Copie sans noms de fichiers, envoyée par courriel ; le rapport complet reste sur le "
+                       "serveur.",
         "wiped": "La copie restaurée (données de patients) a été effacée après le test.",
         "not_wiped": "ATTENTION : la copie restaurée n'a pas pu être effacée.",
         "algorithms": "Algorithmes", "cipher": "Chiffrement", "kdf": "Protection de la clé",

@@ -113,17 +113,16 @@ webhook_url = "{hook.url}"
         failure = next(m for m in mailbox.messages if "ÉCHEC" in m["Subject"] and "usb" in m["Subject"])
         assert "la sauvegarde hebdomadaire de « usb »" in failure["Subject"]
         body = failure.get_content()
-        assert "a échoué" in body and "backup : code 19" in body and "no backup disk is mounted" in body
+        assert "a échoué" in body and "backup : code 19 (aucun des disques de sauvegarde prévus n'est branché)" in body
+        assert "À faire : brancher le disque de la semaine" in body
         report = next(m for m in mailbox.messages if "Test de restauration" in m["Subject"])
         assert "réussi pour « main »" in report["Subject"]
         assert "empreinte SHA-256 vérifiée pour 1" in report.get_body(("plain",)).get_content()
-        assert "Le rapport complet est joint" in report.get_body(("plain",)).get_content()
-        # The alert carries the report: the page (and its PDF) attached, its facts to the webhook.
-        attached = {part.get_filename(): part for part in report.iter_attachments()}
-        page = next(part for name, part in attached.items() if name.endswith(".html"))
+        assert "Une copie du rapport est jointe, sans noms de fichiers" in report.get_body(("plain",)).get_content()
+        # The alert carries the report without file names: the page attached (not the PDF of
+        # the full report), its facts to the webhook.
+        (page,) = report.iter_attachments()
         assert page.get_content_type() == "text/html" and "Rapport de test de restauration" in page.get_content()
-        pdf = next(part for name, part in attached.items() if name.endswith(".pdf"))
-        assert pdf.get_content().startswith(b"%PDF-")
         posted = next(h["json"] for h in hook.received if h["json"].get("event") == "restore_test")
         assert posted["ok"] is True and posted["report_document"]["schema"] == "backupctl-restore-test-report/1"
         assert posted["report_document"]["report_id"] in page.get_content()
@@ -139,21 +138,27 @@ webhook_url = "{hook.url}"
         hook.stop()
 
 
-def test_the_report_is_attached_unless_turned_off(tmp_path):
+def test_the_report_copy_without_file_names_is_attached_unless_turned_off(bk: Backupctl):
     from agent.daemon.jobs import restore_test_alert
 
-    page = tmp_path / "2026-11-24-restore-test-main-0a1b2c3d.html"
-    page.write_text("<!DOCTYPE html><title>rapport</title>", encoding="utf-8")
-    facts = tmp_path / "2026-11-24-restore-test-main-0a1b2c3d.json"
-    facts.write_text(json.dumps({"schema": "backupctl-restore-test-report/1", "ok": True}), encoding="utf-8")
-    entry = {"steps": [{"summary": {"files": 3, "sha256_verified": 3, "failures": 0, "scratch_wiped": True,
-                                    "report": {"html": str(page), "json": str(facts), "pdf": None}}}]}
+    write(bk.src / "patients" / "Martin Paul" / "ordonnance.txt", "Paracétamol\n")
+    bk.init()
+    bk.backup()
+    result = bk.run("restore-test", "--json")
+    assert result.returncode == 0, str(result)
+    report = result.json()["report"]
+    entry = {"steps": [{"command": "restore-test", "exit_code": 0,
+                        "summary": {"files": 1, "sha256_verified": 1, "failures": 0, "scratch_wiped": True,
+                                    "report": report}}]}
     attached = restore_test_alert("restore-test:main", entry, True, attach=True)
-    assert [(name, kind) for name, kind, _data in attached.attachments] == [(page.name, "text/html")]
-    assert attached.facts["report_document"]["schema"] == "backupctl-restore-test-report/1"
+    ((name, kind, page),) = attached.attachments
+    assert name.endswith("-sans-noms-de-fichiers.html") and kind == "text/html"
+    assert report["id"] in page.decode() and 'id="shared-copy"' in page.decode()
+    assert attached.facts["report_document"]["shared_copy"] == {"failures": 0, "full_report": report["html"]}
+    assert attached.facts["rules"] and all(set(r) == {"rule", "status"} for r in attached.facts["rules"])
     kept = restore_test_alert("restore-test:main", entry, True, attach=False)
     assert kept.attachments == [] and "report_document" not in kept.facts
-    assert str(page) in kept.body  # says where the report is instead
+    assert report["html"] in kept.body  # says where the report is instead
 
 
 def test_a_backup_saved_without_its_database_is_alerted():
@@ -167,3 +172,27 @@ def test_a_backup_saved_without_its_database_is_alerted():
     assert "À vérifier" in alert.subject and "« main »" in alert.subject
     assert "base de données" in alert.body and alert.facts["database_failures"] == 1
     assert _backup_problems({"steps": [{"command": "backup", "summary": {"database_failures": 0}}]}) == {}
+
+
+def test_a_failure_alert_says_the_exit_codes_meaning_never_the_childs_error_line():
+    from agent.daemon.jobs import failure_alert
+
+    line = "backupctl: error: the restore target is full: srv/patients/Dupont Jean/compte rendu.pdf"
+    entry = {"steps": [{"command": "backup", "exit_code": 3, "summary": {"snapshot_id": "ab" * 32}},
+                       {"command": "check", "exit_code": 15, "summary": {}, "error_detail": line}]}
+    alert = failure_alert("weekly:main", entry)
+    assert "check : code 15 (la cible de restauration est pleine" in alert.body
+    assert "La sauvegarde abababab a bien été enregistrée" in alert.body
+    assert alert.facts["failed_step"] == "check" and alert.facts["exit_codes"] == [3, 15]
+    assert alert.facts["meaning"].startswith("la cible de restauration est pleine")
+    assert "Dupont" not in alert.body + alert.subject + json.dumps(alert.facts, ensure_ascii=False)
+
+
+def test_every_exit_code_of_the_exception_tree_has_a_meaning():
+    from agent import errors
+    from agent.daemon.outcomes import known_exit_codes
+
+    codes = {cls.exit_code for cls in vars(errors).values()
+             if isinstance(cls, type) and issubclass(cls, errors.BackupctlError)}
+    codes |= {errors.PARTIAL_BACKUP_EXIT_CODE, errors.INTERRUPTED_EXIT_CODE}
+    assert codes <= known_exit_codes()

@@ -92,7 +92,8 @@ class WebhookServer:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                outer.received.append({"content_type": self.headers["Content-Type"], "json": json.loads(body)})
+                outer.received.append({"content_type": self.headers["Content-Type"], "json": json.loads(body),
+                                       "raw": body})
                 self.send_response(status)
                 self.end_headers()
 
