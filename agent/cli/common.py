@@ -12,6 +12,7 @@ from agent import clock
 from agent import config as config_module
 from agent.audit import AuditTrail
 from agent.engine import media
+from agent.engine.known_keys import KnownKeys
 from agent.errors import ConfigError, IntegrityError, StateDirError, UsageError
 from agent.repo.repository import Repository
 from agent.repo.snapshot import Snapshot
@@ -56,7 +57,9 @@ def open_repository(ctx: click.Context, repo_name: str | None, *,
         storage = media.medium_storage(settings.mount)
     else:
         storage = open_storage(settings.url, s3=settings.s3)
-    repo = Repository.open(storage, passphrase(config))
+    known = KnownKeys(config.agent.state_dir)
+    repo = Repository.open(storage, passphrase(config), try_first=known.key_ids())
+    known.remember(repo.config.repository_id, repo.key_id)
     if warn_skew:
         warn_clock_skew(repo)
     return config, repo

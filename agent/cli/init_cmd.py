@@ -6,6 +6,7 @@ import click
 
 from agent.cli.common import audit, json_option, load_config, passphrase, print_json, repo_option
 from agent.crypto.kdf import KdfParams
+from agent.engine.known_keys import KnownKeys
 from agent.errors import UsageError
 from agent.repo.repository import Repository
 from agent.storage import open_storage
@@ -47,6 +48,7 @@ def command(ctx: click.Context, repo_name: str | None, as_json: bool) -> None:
         facts["endpoint"] = endpoint_facts
         facts["object_lock_mode"] = settings.s3.object_lock
         facts["verify_uploads"] = settings.s3.verify_uploads
+    KnownKeys(config.agent.state_dir).remember(repo.config.repository_id, repo.key_id)
     # A new repository means a new master key, wrapped by the passphrase (a key change, rule T1).
     audit(config, "repository_created", repository=settings.name, repository_id=repo.config.repository_id.hex())
     if as_json:

@@ -20,6 +20,7 @@ from agent.cli.common import (audit_in, display_path, find_snapshot, human_bytes
 from agent.cli.progress import for_terminal
 from agent.crypto import paper
 from agent.crypto.keys import MasterKey
+from agent.engine.known_keys import KnownKeys
 from agent.engine.restore import RestoreEngine
 from agent.errors import IntegrityError, UsageError
 from agent.repo.repository import Repository
@@ -73,6 +74,7 @@ def command(url, endpoint, region, addressing, credentials_file, ca_bundle, code
         return
     if add_key:
         key_id = repo.add_key(new_passphrase(new_passphrase_file))
+        KnownKeys(state_dir).remember(repo.config.repository_id, key_id)  # this machine's key: tried first
         audit_in(state_dir, "key_add", url=url, key_id=key_id.hex(), by="recover")
         click.echo(f"Passphrase added (key {key_id.hex()[:8]}). Put it in [key] passphrase_file of the new "
                    f"configuration; the repository's address is {url}.")
