@@ -11,6 +11,7 @@ import click
 from agent import clock
 from agent import config as config_module
 from agent.audit import AuditTrail
+from agent.crypto.kdf import normalize_passphrase
 from agent.engine import media
 from agent.engine.known_keys import KnownKeys
 from agent.errors import ConfigError, IntegrityError, StateDirError, UsageError
@@ -26,7 +27,7 @@ repo_option = click.option("--repo", "repo_name", metavar="NAME",
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 new_passphrase_option = click.option("--new-passphrase-file", metavar="FILE",
                                      help="File holding the new passphrase (one line, mode 0600).")
-MIN_PASSPHRASE = 12  # characters asked of a passphrase typed at a prompt
+MIN_PASSPHRASE = 12  # characters asked of every new passphrase (init, key add/passwd, recover --add-key)
 
 
 def load_config(ctx: click.Context) -> config_module.Config:
@@ -155,12 +156,26 @@ def audit_in(state_dir: str, action: str, **details) -> None:
         click.echo(f"backupctl: warning: the action was not recorded in the audit trail: {exc}", err=True)
 
 
+GENERATE_HINT = ("choose a longer one, or a generated one: head -c 32 /dev/urandom | base64 "
+                 "(README, \"Installing on the practice server\")")
+
+
+def require_long_passphrase(secret: bytes, *, what: str = "the new passphrase") -> bytes:
+    """A passphrase that will wrap a master key: at least MIN_PASSPHRASE characters,
+    wherever it came from (file, environment, systemd credential, prompt). Counted in
+    characters after NFC normalisation (docs/FORMAT.md 3.1); the message never says
+    anything of the passphrase itself, not even its length."""
+    length = len(normalize_passphrase(secret).decode("utf-8", errors="replace"))
+    if length < MIN_PASSPHRASE:
+        raise UsageError(f"{what} is shorter than {MIN_PASSPHRASE} characters", hint=GENERATE_HINT)
+    return secret
+
+
 def new_passphrase(path: str | None) -> bytes:
     if path:
-        return read_private_file(path, where="--new-passphrase-file ")
+        return require_long_passphrase(read_private_file(path, where="--new-passphrase-file "),
+                                       what=f"the passphrase in --new-passphrase-file {path}")
     if not click.get_text_stream("stdin").isatty():
         raise UsageError("no new passphrase: give --new-passphrase-file FILE (mode 0600)")
     text = click.prompt("New passphrase", hide_input=True, confirmation_prompt=True)
-    if len(text) < MIN_PASSPHRASE:
-        raise UsageError(f"the new passphrase is shorter than {MIN_PASSPHRASE} characters", hint="choose a longer one")
-    return text.encode("utf-8")
+    return require_long_passphrase(text.encode("utf-8"))

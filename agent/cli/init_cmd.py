@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import click
 
-from agent.cli.common import audit, json_option, load_config, passphrase, print_json, repo_option
+from agent.cli.common import (audit, json_option, load_config, passphrase, print_json, repo_option,
+                               require_long_passphrase)
+from agent.crypto import aead
 from agent.crypto.kdf import KdfParams
 from agent.engine.known_keys import KnownKeys
 from agent.errors import UsageError
@@ -18,6 +20,7 @@ from agent.storage import open_storage
 @click.pass_context
 def command(ctx: click.Context, repo_name: str | None, as_json: bool) -> None:
     """Create an empty encrypted repository at the configured URL."""
+    aead.self_test()  # before the storage is even probed: a non-standard backend writes nothing
     config = load_config(ctx)
     settings = config.repository(repo_name)
     if settings.media:
@@ -29,7 +32,7 @@ def command(ctx: click.Context, repo_name: str | None, as_json: bool) -> None:
         # Probe before asking for anything: a wrong bucket or key fails here, cleanly.
         endpoint_facts = storage.probe()
         storage.require_object_lock(endpoint_facts)
-    secret = passphrase(config, confirm=True)
+    secret = require_long_passphrase(passphrase(config, confirm=True), what="the passphrase for the new repository")
     params = KdfParams()
     repo = Repository.init(storage, secret, cipher=settings.cipher,
                            compression_level=settings.zstd_level, kdf_params=params)

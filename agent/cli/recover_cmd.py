@@ -118,10 +118,12 @@ def _read_code(code_file: str | None) -> str:
     if not sys.stdin.isatty():
         return sys.stdin.read()
     click.echo("Type the recovery code, one line of the sheet at a time (or paste the QR code's text);\n"
-               "for shares, an empty line between two sheets; end with two empty lines.", err=True)
+               "for shares, an empty line between two sheets; end with two empty lines.\n"
+               "What you type is not shown: the code is the master key, and a terminal's scrollback or a\n"
+               "screen share must not keep it. Each line's two check characters name a mistyped line.", err=True)
     lines, empty = [], 0
     while empty < 2:
-        line = click.prompt("", default="", show_default=False, prompt_suffix="> ", err=True)
+        line = click.prompt("", default="", show_default=False, prompt_suffix="> ", err=True, hide_input=True)
         empty = empty + 1 if not line.strip() else 0
         lines.append(line)
     return "\n".join(lines)

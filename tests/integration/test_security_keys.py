@@ -103,3 +103,156 @@ def test_the_recovery_sheet_is_never_written_through_a_local_users_file(bk: Back
     # Nothing else was left in the folder (no temporary file of ours).
     assert sorted(p.name for p in shared.iterdir()) == ["autre.html", "autre.html.tmp", "fiche.html",
                                                         "fiche.html.tmp"]
+
+
+# ---- point 8: small leaks ----------------------------------------------------------------
+
+# Secrets as they happen: a "%" (configparser's interpolation), quotes of both kinds, and
+# a line break (a value continued on an indented next line, or pasted with its newline).
+KEY_ID = "AKIA%TEST\"KEY'ID"
+SECRET = "sEcR%(et)s\"q'%%z/+Kw"
+
+
+def _no_secret_in(result, *secrets: str) -> None:
+    output = result.stdout + result.stderr
+    for secret in secrets:
+        for part in [secret, *secret.split("\n")]:
+            if len(part) >= 6:
+                assert part not in output, (part, output)
+
+
+def test_s3_credentials_with_percent_quotes_and_line_breaks_never_reach_a_message(tmp_path, s3):
+    from .test_s3 import Cli, _assert_one_line_error
+
+    def credentials(name: str, text: str) -> Path:
+        path = tmp_path / name
+        path.write_text(text)
+        path.chmod(0o600)
+        return path
+
+    good = credentials("good", f"[default]\naws_access_key_id = {KEY_ID}\naws_secret_access_key = {SECRET}\n")
+    cli = Cli(tmp_path, s3.url, s3, bucket=s3.plain_bucket, extra=f'credentials_file = "{good}"')
+    for args in (("init",), ("backup",), ("snapshots",)):
+        result = cli.run(*args)
+        assert result.returncode == 0, result.stderr
+        _no_secret_in(result, KEY_ID, SECRET)
+    continued = credentials("continued", f"[default]\naws_access_key_id = {KEY_ID}\n"
+                                         f"aws_secret_access_key = {SECRET}\n  SECONDLINE%\"'\n")
+    broken = credentials("broken", f"[default]\naws_access_key_id = {KEY_ID}\n{SECRET} no equals sign\n")
+    headless = credentials("headless", f"aws_secret_access_key = {SECRET}\n")
+    for path, needle in ((continued, "line break"), (broken, "not in the AWS credentials format"),
+                         (headless, "not in the AWS credentials format")):
+        other = Cli(tmp_path, s3.url, s3, bucket=s3.plain_bucket, extra=f'credentials_file = "{path}"')
+        result = other.run("snapshots")
+        assert needle in _assert_one_line_error(result, 2)
+        _no_secret_in(result, KEY_ID, SECRET, "SECONDLINE%\"'")
+    password = "Pa55w0rd%25sEcReT"  # percent-encoded, as a URL carries it
+    with_password = Cli(tmp_path, s3.url.replace("http://", f"http://user:{password}@"), s3,
+                        bucket=s3.plain_bucket)
+    result = with_password.run("snapshots")
+    assert "user name or password" in _assert_one_line_error(result, 2)
+    _no_secret_in(result, password, "Pa55w0rd%sEcReT")
+
+
+def test_a_passphrase_with_percent_quotes_and_line_breaks_is_never_shown(bk: Backupctl):
+    phrase = "phrase %s \"de\" 'passe'\nsur deux lignes %(x)s"
+    write(bk.src / "lettre.txt", "Madame, " * 100)
+    for args in (("init",), ("backup",)):
+        result = bk.run(*args, passphrase=phrase)
+        assert result.returncode == 0, result
+        _no_secret_in(result, phrase)
+    wrong = phrase.replace("deux", "trois")
+    for args in (("snapshots",), ("check",), ("key", "list")):
+        result = bk.run(*args, passphrase=wrong)
+        assert_error(result, 12, "passphrase")
+        _no_secret_in(result, wrong, phrase)
+
+
+def test_init_refuses_a_short_passphrase_from_the_environment_or_a_file(bk: Backupctl):
+    for short in ("court", "onze-chiffr", "e\u0301" * 11):  # 11 characters once NFC-normalised
+        line = assert_error(bk.run("init", passphrase=short), 2, "shorter than 12 characters",
+                            "head -c 32 /dev/urandom")
+        assert short not in line
+    assert not bk.repo.exists()
+    phrase_file = write(bk.base / "phrase", "onze-chiffr\n", mode=0o600)
+    bk.config.write_text(bk.config.read_text() + f'\n[key]\npassphrase_file = "{phrase_file}"\n')
+    assert_error(bk.run("init", passphrase=None), 2, "shorter than 12 characters")
+    assert not bk.repo.exists()
+    phrase_file.write_text("douze-chiffr\n")
+    bk.ok("init", passphrase=None)
+    short_new = write(bk.base / "new", "trop-court\n", mode=0o600)
+    assert_error(bk.run("key", "add", "--new-passphrase-file", str(short_new), passphrase=None), 2,
+                 "shorter than 12 characters")
+    assert len(list((bk.repo / "keys").iterdir())) == 1
+
+
+def test_recover_does_not_echo_the_code_typed_on_the_terminal(bk: Backupctl):
+    import pty
+    import select
+    import time
+
+    write(bk.src / "lettre.txt", "Madame, " * 100)
+    bk.init()
+    bk.backup()
+    sheet = bk.base / "fiche.html"
+    bk.ok("key", "export", "--paper", str(sheet))
+    typed = _typed_code(sheet).splitlines() + ["", ""]
+    env = {**base_env(passphrase=None), "BACKUPCTL_STATE_DIR": str(bk.base / "b")}
+    argv = [sys.executable, "-m", "agent", "recover", "--url", f"file://{bk.repo}", "--list"]
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: a terminal session of its own, as a person at the keyboard has
+        os.chdir(bk.base)
+        os.execve(sys.executable, argv, env)
+    output = b""
+    deadline = time.monotonic() + 120
+
+    def read_until(predicate) -> None:
+        nonlocal output
+        while not predicate() and time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(fd, 4096)
+                except OSError:
+                    return
+                if not chunk:
+                    return
+                output += chunk
+
+    try:
+        for line in typed:
+            count = output.count(b">")
+            read_until(lambda: output.count(b">") > count and output.endswith(b" "))
+            os.write(fd, line.encode() + b"\r")
+        read_until(lambda: b"snapshot(s)" in output and b"\n" in output.split(b"snapshot(s)")[-1])
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    text = output.decode("utf-8", errors="replace")
+    assert os.waitstatus_to_exitcode(status) == 0, text
+    assert "opened with the recovery code: 1 snapshot(s)" in text
+    for line in typed:
+        for group in line.split():
+            assert group not in text, (group, text)
+
+
+def test_a_non_standard_crypto_backend_writes_nothing(bk: Backupctl, tmp_path: Path):
+    """A `cryptography` whose ChaCha20 takes its IV in another layout (as a backend
+    change could): the known-answer self-test refuses before anything is written."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        "from cryptography.hazmat.primitives.ciphers import algorithms\n"
+        "_Real = algorithms.ChaCha20\n"
+        "class ChaCha20(_Real):\n"
+        "    def __init__(self, key, nonce):\n"
+        "        super().__init__(key, nonce[8:] + nonce[:8])\n"
+        "algorithms.ChaCha20 = ChaCha20\n")
+    env = base_env()
+    env["PYTHONPATH"] = f"{site}:{env['PYTHONPATH']}"
+    result = subprocess.run(bk.command("init"), env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "non-standard results" in lines[0] and "nothing was written" in lines[0]
+    assert "Traceback" not in result.stderr
+    assert not bk.repo.exists() or not any(bk.repo.rglob("*"))
