@@ -186,23 +186,18 @@ def test_init_refuses_a_short_passphrase_from_the_environment_or_a_file(bk: Back
     assert len(list((bk.repo / "keys").iterdir())) == 1
 
 
-def test_recover_does_not_echo_the_code_typed_on_the_terminal(bk: Backupctl):
+def _on_a_terminal(argv: list[str], env: dict, cwd: Path, answers: list[str], *, prompt: bytes,
+                   done: bytes) -> tuple[int, str]:
+    """Run argv on a pseudo-terminal of its own session (as a person at the keyboard),
+    typing each answer once a new `prompt` has appeared; returns (exit code, screen)."""
     import pty
     import select
     import time
 
-    write(bk.src / "lettre.txt", "Madame, " * 100)
-    bk.init()
-    bk.backup()
-    sheet = bk.base / "fiche.html"
-    bk.ok("key", "export", "--paper", str(sheet))
-    typed = _typed_code(sheet).splitlines() + ["", ""]
-    env = {**base_env(passphrase=None), "BACKUPCTL_STATE_DIR": str(bk.base / "b")}
-    argv = [sys.executable, "-m", "agent", "recover", "--url", f"file://{bk.repo}", "--list"]
     pid, fd = pty.fork()
-    if pid == 0:  # the child: a terminal session of its own, as a person at the keyboard has
-        os.chdir(bk.base)
-        os.execve(sys.executable, argv, env)
+    if pid == 0:
+        os.chdir(cwd)
+        os.execve(argv[0], argv, env)
     output = b""
     deadline = time.monotonic() + 120
 
@@ -220,20 +215,42 @@ def test_recover_does_not_echo_the_code_typed_on_the_terminal(bk: Backupctl):
                 output += chunk
 
     try:
-        for line in typed:
-            count = output.count(b">")
-            read_until(lambda: output.count(b">") > count and output.endswith(b" "))
-            os.write(fd, line.encode() + b"\r")
-        read_until(lambda: b"snapshot(s)" in output and b"\n" in output.split(b"snapshot(s)")[-1])
+        for answer in answers:
+            count = output.count(prompt)
+            # The hidden prompt switches echo off before it writes its last space.
+            read_until(lambda: output.count(prompt) > count and output.endswith(b" "))
+            os.write(fd, answer.encode() + b"\r")
+        read_until(lambda: done in output and b"\n" in output.split(done)[-1])
     finally:
         _, status = os.waitpid(pid, 0)
         os.close(fd)
-    text = output.decode("utf-8", errors="replace")
-    assert os.waitstatus_to_exitcode(status) == 0, text
-    assert "opened with the recovery code: 1 snapshot(s)" in text
+    return os.waitstatus_to_exitcode(status), output.decode("utf-8", errors="replace")
+
+
+def test_recover_does_not_echo_the_code_typed_on_the_terminal(bk: Backupctl):
+    write(bk.src / "lettre.txt", "Madame, " * 100)
+    bk.init()
+    bk.backup()
+    sheet = bk.base / "fiche.html"
+    bk.ok("key", "export", "--paper", str(sheet))
+    typed = _typed_code(sheet).splitlines() + ["", ""]
+    env = {**base_env(passphrase=None), "BACKUPCTL_STATE_DIR": str(bk.base / "b")}
+    argv = [sys.executable, "-m", "agent", "recover", "--url", f"file://{bk.repo}", "--list"]
+    code, screen = _on_a_terminal(argv, env, bk.base, typed, prompt=b">", done=b"snapshot(s)")
+    assert code == 0, screen
+    assert "opened with the recovery code: 1 snapshot(s)" in screen
     for line in typed:
         for group in line.split():
-            assert group not in text, (group, text)
+            assert group not in screen, (group, screen)
+
+
+def test_init_refuses_a_short_passphrase_typed_at_the_prompt(bk: Backupctl):
+    argv = [sys.executable, "-m", "agent", "--config", str(bk.config), "init"]
+    code, screen = _on_a_terminal(argv, base_env(passphrase=None), bk.base, ["court%'\"", "court%'\""],
+                                  prompt=b":", done=b"backupctl: error:")
+    assert code == 2, screen
+    assert "shorter than 12 characters" in screen and "court" not in screen
+    assert not bk.repo.exists()
 
 
 def test_a_non_standard_crypto_backend_writes_nothing(bk: Backupctl, tmp_path: Path):
