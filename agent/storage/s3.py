@@ -109,6 +109,7 @@ def _read_credentials_file(path: str, profile: str | None) -> tuple[str, str, st
                           f"and aws_secret_access_key")
     values = {field: parser.get(section, field, fallback=None)
               for field in ("aws_access_key_id", "aws_secret_access_key", "aws_session_token")}
+    values["aws_session_token"] = values["aws_session_token"] or None  # "aws_session_token =" means none
     for field, value in values.items():
         # An indented next line continues a value in this format; a key never holds a
         # line break or a control character, and would fail later with a misleading
