@@ -32,6 +32,7 @@ import socket
 
 from agent import clock
 from agent.errors import IntegrityError, StateDirError
+from agent.state_file import write_private
 
 RETENTION = _dt.timedelta(days=183)  # six months (rule T2)
 _HINT = "keep the file as it is (it is evidence) and report it; new records go on from the current end"
@@ -82,10 +83,7 @@ class AuditTrail:
         return record
 
     def _write_head(self, digest: str, count: int) -> None:
-        tmp = self.head_path + ".tmp"
-        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="ascii") as handle:
-            handle.write(f"{digest} {count}\n")
-        os.replace(tmp, self.head_path)
+        write_private(self.head_path, f"{digest} {count}\n".encode("ascii"))
 
     @staticmethod
     def _purged(lines: list[bytes], now: _dt.datetime) -> list[bytes]:

@@ -46,6 +46,14 @@ class BackupctlError(Exception):
         return f"{text} — {self.hint}" if self.hint else text
 
 
+class CryptoSelfTestError(BackupctlError):
+    """The crypto backend failed the known-answer self-test (agent/crypto/aead.py): exit 1,
+    before anything is sealed or opened."""
+
+    hint = ("reinstall backupctl's Python dependencies (the `cryptography` package and its OpenSSL) "
+            "and report it; the repository was not touched")
+
+
 class ReportError(BackupctlError):
     """A report could not be written or rendered (the test or table it reports on stands)."""
 

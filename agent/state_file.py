@@ -2,6 +2,10 @@
 
 One way to read and write them: written whole to a temporary file (mode 0600) and
 renamed into place, so a crash leaves the old or the new version, never half of one;
+the temporary file has an unpredictable name made with O_CREAT | O_EXCL | O_NOFOLLOW
+(`tempfile.mkstemp`) in the destination's own folder, so a local user who can write in
+that folder (a shared folder chosen for the recovery sheet) cannot have the secret
+written into a file or symbolic link they prepared;
 read tolerantly, because each is a summary that a later run rebuilds, so a missing or
 damaged file reads as empty rather than stopping a backup.
 """
@@ -11,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import tempfile
 
 from agent.errors import ConfigError, StateDirError
 
@@ -24,15 +29,58 @@ def load_json(path: str) -> dict:
         return {}
 
 
-def save_bytes(path: str, data: bytes) -> None:
-    tmp = path + ".tmp"
+def write_private(path: str, data: bytes, *, mode: int = 0o600) -> None:
+    """Write `path` whole, mode 0600 (or `mode`), owned by the writer, atomically; raises OSError.
+
+    Never opens a predictable name: the data goes into a fresh file from mkstemp in the
+    same folder (same file system, so the rename is atomic), which is fsynced and renamed
+    over `path`. Renaming replaces whatever `path` was (a symbolic link included) without
+    following it. The folder is fsynced so the rename itself survives a crash."""
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
     try:
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        os.fchmod(fd, mode)  # mkstemp creates 0600 whatever the umask; a public file asks for more
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        _unlink_quietly(tmp)
+        raise
+    os.close(fd)
+    try:
         os.replace(tmp, path)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+    _fsync_dir(directory)
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _fsync_dir(directory: str) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems (network mounts) refuse fsync on a folder; the data is synced
+    finally:
+        os.close(fd)
+
+
+def save_bytes(path: str, data: bytes) -> None:
+    try:
+        write_private(path, data)
     except OSError as exc:
         raise StateDirError(f"{path} cannot be written ({exc.strerror})") from None
 

@@ -11,7 +11,9 @@ import click
 from agent import clock
 from agent import config as config_module
 from agent.audit import AuditTrail
+from agent.crypto.kdf import normalize_passphrase
 from agent.engine import media
+from agent.engine.known_keys import KnownKeys
 from agent.errors import ConfigError, IntegrityError, StateDirError, UsageError
 from agent.repo.repository import Repository
 from agent.repo.snapshot import Snapshot
@@ -25,7 +27,7 @@ repo_option = click.option("--repo", "repo_name", metavar="NAME",
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 new_passphrase_option = click.option("--new-passphrase-file", metavar="FILE",
                                      help="File holding the new passphrase (one line, mode 0600).")
-MIN_PASSPHRASE = 12  # characters asked of a passphrase typed at a prompt
+MIN_PASSPHRASE = 12  # characters asked of every new passphrase (init, key add/passwd, recover --add-key)
 
 
 def load_config(ctx: click.Context) -> config_module.Config:
@@ -56,7 +58,9 @@ def open_repository(ctx: click.Context, repo_name: str | None, *,
         storage = media.medium_storage(settings.mount)
     else:
         storage = open_storage(settings.url, s3=settings.s3)
-    repo = Repository.open(storage, passphrase(config))
+    known = KnownKeys(config.agent.state_dir)
+    repo = Repository.open(storage, passphrase(config), try_first=known.key_ids())
+    known.remember(repo.config.repository_id, repo.key_id)
     if warn_skew:
         warn_clock_skew(repo)
     return config, repo
@@ -152,12 +156,26 @@ def audit_in(state_dir: str, action: str, **details) -> None:
         click.echo(f"backupctl: warning: the action was not recorded in the audit trail: {exc}", err=True)
 
 
+GENERATE_HINT = ("choose a longer one, or a generated one: head -c 32 /dev/urandom | base64 "
+                 "(README, \"Installing on the practice server\")")
+
+
+def require_long_passphrase(secret: bytes, *, what: str = "the new passphrase") -> bytes:
+    """A passphrase that will wrap a master key: at least MIN_PASSPHRASE characters,
+    wherever it came from (file, environment, systemd credential, prompt). Counted in
+    characters after NFC normalisation (docs/FORMAT.md 3.1); the message never says
+    anything of the passphrase itself, not even its length."""
+    length = len(normalize_passphrase(secret).decode("utf-8", errors="replace"))
+    if length < MIN_PASSPHRASE:
+        raise UsageError(f"{what} is shorter than {MIN_PASSPHRASE} characters", hint=GENERATE_HINT)
+    return secret
+
+
 def new_passphrase(path: str | None) -> bytes:
     if path:
-        return read_private_file(path, where="--new-passphrase-file ")
+        return require_long_passphrase(read_private_file(path, where="--new-passphrase-file "),
+                                       what=f"the passphrase in --new-passphrase-file {path}")
     if not click.get_text_stream("stdin").isatty():
         raise UsageError("no new passphrase: give --new-passphrase-file FILE (mode 0600)")
     text = click.prompt("New passphrase", hide_input=True, confirmation_prompt=True)
-    if len(text) < MIN_PASSPHRASE:
-        raise UsageError(f"the new passphrase is shorter than {MIN_PASSPHRASE} characters", hint="choose a longer one")
-    return text.encode("utf-8")
+    return require_long_passphrase(text.encode("utf-8"))

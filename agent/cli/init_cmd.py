@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import click
 
-from agent.cli.common import audit, json_option, load_config, passphrase, print_json, repo_option
+from agent.cli.common import (audit, json_option, load_config, passphrase, print_json, repo_option,
+                               require_long_passphrase)
+from agent.crypto import aead
 from agent.crypto.kdf import KdfParams
+from agent.engine.known_keys import KnownKeys
 from agent.errors import UsageError
 from agent.repo.repository import Repository
 from agent.storage import open_storage
@@ -17,6 +20,7 @@ from agent.storage import open_storage
 @click.pass_context
 def command(ctx: click.Context, repo_name: str | None, as_json: bool) -> None:
     """Create an empty encrypted repository at the configured URL."""
+    aead.self_test()  # before the storage is even probed: a non-standard backend writes nothing
     config = load_config(ctx)
     settings = config.repository(repo_name)
     if settings.media:
@@ -28,7 +32,7 @@ def command(ctx: click.Context, repo_name: str | None, as_json: bool) -> None:
         # Probe before asking for anything: a wrong bucket or key fails here, cleanly.
         endpoint_facts = storage.probe()
         storage.require_object_lock(endpoint_facts)
-    secret = passphrase(config, confirm=True)
+    secret = require_long_passphrase(passphrase(config, confirm=True), what="the passphrase for the new repository")
     params = KdfParams()
     repo = Repository.init(storage, secret, cipher=settings.cipher,
                            compression_level=settings.zstd_level, kdf_params=params)
@@ -47,6 +51,7 @@ def command(ctx: click.Context, repo_name: str | None, as_json: bool) -> None:
         facts["endpoint"] = endpoint_facts
         facts["object_lock_mode"] = settings.s3.object_lock
         facts["verify_uploads"] = settings.s3.verify_uploads
+    KnownKeys(config.agent.state_dir).remember(repo.config.repository_id, repo.key_id)
     # A new repository means a new master key, wrapped by the passphrase (a key change, rule T1).
     audit(config, "repository_created", repository=settings.name, repository_id=repo.config.repository_id.hex())
     if as_json:

@@ -18,6 +18,7 @@ from agent import clock
 from agent.cli.common import (audit, json_option, new_passphrase, new_passphrase_option, open_repository, print_json,
                               repo_option)
 from agent.crypto import paper, shares
+from agent.engine.known_keys import KnownKeys
 from agent.engine.records import Records
 from agent.errors import ReportError, UsageError
 from agent.reports import browser, qr
@@ -165,6 +166,7 @@ def passwd(ctx: click.Context, new_passphrase_file, repo_name) -> None:
     new = repo.add_key(new_passphrase(new_passphrase_file))
     if old is not None:
         repo.remove_key(old)
+    KnownKeys(config.agent.state_dir).remember(repo.config.repository_id, new)
     audit(config, "key_passwd", repository=config.repository(repo_name).name, key_id=new.hex(),
           removed=old.hex() if old else None)
     click.echo(f"Passphrase changed (key {new.hex()[:8]}); update [key] passphrase_file or the systemd credential.")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as _dt
+import os
 
 import click
 
 from agent import clock
-from agent.cli.common import audit, json_option, load_config, passphrase, print_json, repo_option
+from agent.cli.common import (audit, json_option, load_config, passphrase, print_json, repo_option,
+                               require_long_passphrase)
 from agent.crypto.kdf import KdfParams
 from agent.engine import media
 from agent.errors import UsageError
@@ -45,6 +47,8 @@ def init(ctx: click.Context, label, repo_name, as_json) -> None:
         raise UsageError(f"{label!r} is not one of the disks of {settings.name}: {', '.join(settings.media)}")
     secret = passphrase(config, confirm=True)
     state = media.MediaState(config.agent.state_dir, settings.name)
+    if not os.path.exists(state.key_path):  # the set's first disk: a new master key
+        require_long_passphrase(secret, what="the passphrase for the new disk set")
     params = KdfParams()
     master = state.master_key(secret, kdf_params=params, create=True)  # checks the passphrase first
     medium = media.write_label(settings.mount, label, settings.name)

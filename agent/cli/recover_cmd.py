@@ -20,6 +20,7 @@ from agent.cli.common import (audit_in, display_path, find_snapshot, human_bytes
 from agent.cli.progress import for_terminal
 from agent.crypto import paper
 from agent.crypto.keys import MasterKey
+from agent.engine.known_keys import KnownKeys
 from agent.engine.restore import RestoreEngine
 from agent.errors import IntegrityError, UsageError
 from agent.repo.repository import Repository
@@ -73,6 +74,7 @@ def command(url, endpoint, region, addressing, credentials_file, ca_bundle, code
         return
     if add_key:
         key_id = repo.add_key(new_passphrase(new_passphrase_file))
+        KnownKeys(state_dir).remember(repo.config.repository_id, key_id)  # this machine's key: tried first
         audit_in(state_dir, "key_add", url=url, key_id=key_id.hex(), by="recover")
         click.echo(f"Passphrase added (key {key_id.hex()[:8]}). Put it in [key] passphrase_file of the new "
                    f"configuration; the repository's address is {url}.")
@@ -116,10 +118,12 @@ def _read_code(code_file: str | None) -> str:
     if not sys.stdin.isatty():
         return sys.stdin.read()
     click.echo("Type the recovery code, one line of the sheet at a time (or paste the QR code's text);\n"
-               "for shares, an empty line between two sheets; end with two empty lines.", err=True)
+               "for shares, an empty line between two sheets; end with two empty lines.\n"
+               "What you type is not shown: the code is the master key, and a terminal's scrollback or a\n"
+               "screen share must not keep it. Each line's two check characters name a mistyped line.", err=True)
     lines, empty = [], 0
     while empty < 2:
-        line = click.prompt("", default="", show_default=False, prompt_suffix="> ", err=True)
+        line = click.prompt("", default="", show_default=False, prompt_suffix="> ", err=True, hide_input=True)
         empty = empty + 1 if not line.strip() else 0
         lines.append(line)
     return "\n".join(lines)

@@ -20,6 +20,15 @@ measured about 700 MiB/s against about 1,100 MiB/s for OpenSSL's ChaCha20-Poly13
 this machine (bench/primitives.py), so the bulk cipher is OpenSSL's (through
 `cryptography`) and the test suite proves byte-for-byte equality with libsodium's.
 
+Because the XChaCha20-Poly1305 composition is ours (HChaCha20 computed from OpenSSL's
+ChaCha20 block function), a change of the crypto backend (another OpenSSL, a patched
+`cryptography`) could silently make it write a format no other implementation reads.
+So before the first object is sealed or opened, `self_test` encrypts and decrypts the
+draft-irtf-cfrg-xchacha-03 appendix A.3.1 vector (libsodium's
+crypto_aead_xchacha20poly1305_ietf gives exactly these bytes; tests/unit/crypto/test_aead.py
+checks it) and the AES-256-GCM envelope vector of docs/FORMAT.md 15.3, and refuses to go on
+when a byte differs: nothing is written with a backend that gives non-standard results.
+
 AES-256-GCM must never see a (key, nonce) pair twice. Rather than trust 96 random bits
 per object under one key, every object gets its own AES key, derived with BLAKE3 from
 the encryption key and the object's 192-bit random nonce; GCM's 12-byte nonce is then
@@ -37,7 +46,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
 from agent.crypto.ids import CONTEXT_AES_OBJECT_KEY
-from agent.errors import IntegrityError
+from agent.errors import CryptoSelfTestError, IntegrityError
 
 ENVELOPE_VERSION = 1
 NONCE_SIZE = 24
@@ -71,43 +80,86 @@ def _aes_object_key(key: bytes, nonce: bytes) -> bytes:
     return blake3.blake3(key + nonce, derive_key_context=CONTEXT_AES_OBJECT_KEY).digest()
 
 
+def _seal_body(cipher_id: int, key: bytes, nonce: bytes, plaintext: bytes | memoryview, full_aad: bytes) -> bytes:
+    if cipher_id == 1:
+        return ChaCha20Poly1305(hchacha20(key, nonce[:16])).encrypt(b"\x00\x00\x00\x00" + nonce[16:], plaintext,
+                                                                    full_aad)
+    return AESGCM(_aes_object_key(key, nonce)).encrypt(nonce[:12], plaintext, full_aad)
+
+
+def _open_body(cipher_id: int, key: bytes, nonce: bytes, body: bytes, full_aad: bytes) -> bytes:
+    if cipher_id == 1:
+        return ChaCha20Poly1305(hchacha20(key, nonce[:16])).decrypt(b"\x00\x00\x00\x00" + nonce[16:], body, full_aad)
+    return AESGCM(_aes_object_key(key, nonce)).decrypt(nonce[:12], body, full_aad)
+
+
+# Known answers (docs/FORMAT.md 15.1-15.3): the inputs of draft-irtf-cfrg-xchacha-03
+# appendix A.3.1, the XChaCha20-Poly1305 ciphertext and tag printed there (libsodium's
+# result), and backupctl's AES-256-GCM envelope of the same inputs.
+_KAT_KEY = bytes(range(0x80, 0xA0))
+_KAT_NONCE = bytes(range(0x40, 0x58))
+_KAT_AAD = bytes.fromhex("50515253c0c1c2c3c4c5c6c7")
+_KAT_PLAINTEXT = (b"Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, "
+                  b"sunscreen would be it.")
+_KAT_HCHACHA20 = bytes.fromhex("4a8ac0c0296222bafe959faabe06a45b89a3cee444fef6e3d77659a53f49ee32")
+_KAT_XCHACHA20_POLY1305 = bytes.fromhex(
+    "bd6d179d3e83d43b9576579493c0e939572a1700252bfaccbed2902c21396cbb731c7f1b0b4aa6440bf3a82f4eda7e39"
+    "ae64c6708c54c216cb96b72e1213b4522f8c9ba40db5d945b11b69b982c1bb9e3f3fac2bc369488f76b2383565d3fff9"
+    "21f9664c97637da9768812f615c68b13b52ec0875924c1c7987947deafd8780acf49")
+_KAT_AES_BODY = bytes.fromhex(
+    "d2caab31265d3a55f8a7d11ee2bfb4b9a2aeb405ed20b2f095cdaddfd5652ed9d8dffb22df57aa9ff901373850d3259b"
+    "fd366a2ee0faf6777bdc4c103a014fb424cda9d099e54c758ad0a5db6ee30e2e6d115e02db0cabd01349d6e546ec59a1"
+    "87683b98f4e6de16d9cb71989a06740f0a7f36b62c68db04dd91243a01f9c37c2284")
+_self_tested = False
+
+
+def self_test() -> None:
+    """Check both compositions against their known answers, once per process; raises
+    CryptoSelfTestError (before anything is sealed or opened) when a byte differs."""
+    global _self_tested
+    if _self_tested:
+        return
+    try:
+        good = (
+            hchacha20(_KAT_KEY, _KAT_NONCE[:16]) == _KAT_HCHACHA20
+            and _seal_body(1, _KAT_KEY, _KAT_NONCE, _KAT_PLAINTEXT, _KAT_AAD) == _KAT_XCHACHA20_POLY1305
+            and _open_body(1, _KAT_KEY, _KAT_NONCE, _KAT_XCHACHA20_POLY1305, _KAT_AAD) == _KAT_PLAINTEXT
+            and _seal_body(2, _KAT_KEY, _KAT_NONCE, _KAT_PLAINTEXT, b"\x01\x02" + _KAT_AAD) == _KAT_AES_BODY
+            and _open_body(2, _KAT_KEY, _KAT_NONCE, _KAT_AES_BODY, b"\x01\x02" + _KAT_AAD) == _KAT_PLAINTEXT
+        )
+    except Exception:  # any failure of the backend is the same verdict: not the standard
+        good = False
+    if not good:
+        raise CryptoSelfTestError("the cryptographic library on this machine gives non-standard results "
+                                  "(XChaCha20-Poly1305 / AES-256-GCM known-answer self-test); nothing was written")
+    _self_tested = True
+
+
 def seal(key: bytes, plaintext: bytes | memoryview, aad: bytes, *, cipher: str) -> bytes:
     """Encrypt and authenticate `plaintext`; returns the whole envelope."""
+    self_test()
     cipher_id = CIPHER_IDS[cipher]
     nonce = os.urandom(NONCE_SIZE)
     header = bytes((ENVELOPE_VERSION, cipher_id)) + nonce
-    full_aad = header[:2] + aad
-    if cipher_id == 1:
-        body = ChaCha20Poly1305(hchacha20(key, nonce[:16])).encrypt(
-            b"\x00\x00\x00\x00" + nonce[16:], plaintext, full_aad
-        )
-    else:
-        body = AESGCM(_aes_object_key(key, nonce)).encrypt(nonce[:12], plaintext, full_aad)
-    return header + body
+    return header + _seal_body(cipher_id, key, nonce, plaintext, header[:2] + aad)
 
 
 def open_envelope(key: bytes, envelope: bytes | memoryview, aad: bytes, *, what: str) -> bytes:
     """Check and decrypt an envelope; any tampering raises IntegrityError naming `what`."""
+    self_test()
     envelope = bytes(envelope)
     if len(envelope) < OVERHEAD or envelope[0] != ENVELOPE_VERSION:
         raise IntegrityError(f"{what}: not a valid encrypted object (bad header or too short)")
     cipher_id = envelope[1]
+    if cipher_id not in CIPHER_NAMES:
+        raise IntegrityError(f"{what}: unknown cipher id {cipher_id}")
     nonce = envelope[2:HEADER_SIZE]
-    full_aad = envelope[:2] + aad
     try:
-        if cipher_id == 1:
-            return ChaCha20Poly1305(hchacha20(key, nonce[:16])).decrypt(
-                b"\x00\x00\x00\x00" + nonce[16:], envelope[HEADER_SIZE:], full_aad
-            )
-        if cipher_id == 2:
-            return AESGCM(_aes_object_key(key, nonce)).decrypt(
-                nonce[:12], envelope[HEADER_SIZE:], full_aad
-            )
+        return _open_body(cipher_id, key, nonce, envelope[HEADER_SIZE:], envelope[:2] + aad)
     except InvalidTag:
         raise IntegrityError(
             f"{what}: authentication failed (the data was altered, moved or belongs elsewhere)"
         ) from None
-    raise IntegrityError(f"{what}: unknown cipher id {cipher_id}")
 
 
 def envelope_cipher(envelope: bytes | memoryview) -> str | None:

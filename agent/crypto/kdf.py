@@ -5,8 +5,13 @@ Parameters (docs/FORMAT.md, "Key files"): Argon2id version 0x13, 3 passes over
 t=3, m=64 MiB for memory-constrained hosts; libsodium (PyNaCl) computes one lane,
 so p=1. On this machine one derivation takes about 0.2 s.
 
-Parameters read from a key file are bounded before any work is done, so a hostile
-key file cannot make the agent allocate gigabytes or loop for hours.
+Parameters read from a key file are bounded before any work is done. The upper bounds
+are exactly what backupctl writes (every writer, `init`, `key add`, `key passwd`,
+`recover --add-key` and `media init`, uses the defaults above, and no option changes
+them): a key file planted in the storage by someone who can only add objects can then
+cost at most one default derivation (64 MiB, 3 passes), never gigabytes or minutes.
+The lower bounds admit the cheaper parameters the test suite writes (8 MiB, 1 pass);
+they cost less than the defaults, so they cannot be used to stall anything.
 """
 
 from __future__ import annotations
@@ -24,10 +29,12 @@ DEFAULT_ITERATIONS = 3
 SALT_SIZE = 16
 KEY_SIZE = 32
 
-# Bounds accepted from a key file: 8 MiB .. 4 GiB of memory, 1 .. 64 passes.
+# Bounds accepted from a key file: 8 MiB .. 64 MiB of memory, 1 .. 3 passes (see above:
+# the maximum is what every writer writes; raising the defaults means raising these too,
+# and saying so in docs/FORMAT.md 3.1).
 MIN_MEMORY_KIB = 8 * 1024
-MAX_MEMORY_KIB = 4 * 1024 * 1024
-MAX_ITERATIONS = 64
+MAX_MEMORY_KIB = DEFAULT_MEMORY_KIB
+MAX_ITERATIONS = DEFAULT_ITERATIONS
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,14 @@ MASTER_SIZE = 32
 KEY_FILE_VERSION = 1
 KEY_WRAP_CIPHER = "xchacha20-poly1305"
 _WRAP_AAD_PREFIX = b"backupctl key v1\x00"
+# Key files on which Repository.open runs Argon2id, at most. Someone who can add objects to the
+# storage (object lock does not stop adding) can plant key files; each costs at most one
+# derivation at the largest accepted parameters (agent/crypto/kdf.py: 64 MiB, 3 passes,
+# about 0.2 s here), so an opening costs at most 8 of them (about 2 s, one at a time).
+# A practice has a few passphrases (the server's, the doctor's, the IT provider's, a new
+# machine's after `recover --add-key`): 8 leaves room, and the key that opened last time
+# on this machine is tried first anyway, so planted files cost a machine in use nothing.
+MAX_KEY_FILES_TRIED = 8
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from agent import clock
 from agent.crypto.kdf import KdfParams
 from agent.crypto.keys import KeyFile, MasterKey, wrap_master_key
 from agent.errors import MediumError
-from agent.state_file import load_json, save_bytes, save_json
+from agent.state_file import load_json, save_bytes, save_json, write_private
 from agent.storage.local import LocalStorage
 
 LABEL_FILE = "backupctl-medium.json"
@@ -75,14 +75,12 @@ def write_label(mount: str, label: str, set_name: str) -> MediumLabel:
         raise MediumError(f"{mount} already holds a {REPOSITORY_DIR}/ folder without a label",
                           hint="use an empty disk")
     medium = MediumLabel(label, os.urandom(8).hex(), set_name, clock.now().isoformat())
-    tmp = os.path.join(mount, f".{LABEL_FILE}.tmp")
+    document = {"label": medium.label, "medium_id": medium.medium_id, "set": medium.set_name,
+                "created": medium.created}
     try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump({"label": medium.label, "medium_id": medium.medium_id, "set": medium.set_name,
-                       "created": medium.created}, handle, indent=1)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, os.path.join(mount, LABEL_FILE))
+        # Not secret (0644), but written like the state files: never through a name
+        # prepared by someone else on the disk.
+        write_private(os.path.join(mount, LABEL_FILE), json.dumps(document, indent=1).encode("utf-8"), mode=0o644)
     except OSError as exc:
         raise MediumError(f"the label cannot be written on {mount} ({exc.strerror})") from None
     return medium

@@ -14,11 +14,12 @@ import os
 import socket
 import threading
 from dataclasses import dataclass
+from typing import Iterable
 
 from agent import clock
 from agent.crypto import aead, ids
 from agent.crypto.kdf import KdfParams
-from agent.crypto.keys import KeyFile, MasterKey, wrap_master_key
+from agent.crypto.keys import MAX_KEY_FILES_TRIED, KeyFile, MasterKey, wrap_master_key
 from agent.errors import (
     IntegrityError,
     KeyFileError,
@@ -170,24 +171,49 @@ class Repository:
         return repo
 
     @classmethod
-    def open(cls, storage: Storage, passphrase: bytes) -> "Repository":
-        key_names = [info.name for info in storage.list(layout.KEYS_PREFIX)]
+    def open(cls, storage: Storage, passphrase: bytes, *, try_first: Iterable[bytes] = ()) -> "Repository":
+        """Open with a passphrase: the key files named in `try_first` (the key that opened
+        this repository last time on this machine) first, then the others in name order,
+        running Argon2id on at most MAX_KEY_FILES_TRIED of them (see that constant)."""
+        key_names = sorted(info.name for info in storage.list(layout.KEYS_PREFIX))
         if not key_names and not storage.exists(layout.CONFIG):
             raise RepositoryNotFound(f"no repository at {storage.describe()}")
+        listed = set(key_names)
+        first = [name for name in dict.fromkeys(layout.key_name(k) for k in try_first) if name in listed]
+        order = first + [name for name in key_names if name not in first]
         master = None
         key_file = None
-        problems = []
-        for name in sorted(key_names):
+        problems: list[WrongPassphrase | KeyFileError] = []
+        tried = 0
+        skipped = 0
+        for position, name in enumerate(order):
+            if tried == MAX_KEY_FILES_TRIED:
+                skipped = len(order) - position
+                break
             try:
+                # Checks that cost no Argon2id come first: a malformed key file, or one
+                # asking for more than backupctl ever writes, is refused for free.
                 candidate = KeyFile.parse(_agreed_read(storage, name), name=name)
                 if layout.key_name(candidate.key_id) != name:
                     raise KeyFileError(f"key file {name} does not carry its own id")
+            except KeyFileError as exc:
+                problems.append(exc)
+                continue
+            tried += 1
+            try:
                 master = candidate.unwrap(passphrase)
                 key_file = candidate
                 break
             except (WrongPassphrase, KeyFileError) as exc:
                 problems.append(exc)
         if master is None or key_file is None:
+            if skipped:
+                raise WrongPassphrase(
+                    f"the passphrase opens none of the {tried} key files tried at {storage.describe()}; "
+                    f"{skipped} more were not tried (at most {MAX_KEY_FILES_TRIED} are tried per opening, "
+                    f"so that key files added to the storage cannot stall every command)",
+                    hint="open once with the recovery sheet (`backupctl recover --add-key`): this machine "
+                         "then tries its own key first; or remove unused keys (`backupctl key remove`)")
             if problems and all(isinstance(p, KeyFileError) for p in problems):
                 raise problems[0]
             raise WrongPassphrase(f"the passphrase opens none of the {len(key_names)} key(s) "

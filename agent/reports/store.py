@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 
 from agent.errors import BackupctlError, ReportError, UsageError
@@ -51,12 +53,18 @@ def write(report_dir: str, document: dict, html: str, *, pdf: bool = True) -> Wr
     if executable is None:
         written.pdf_problem = "Chromium is not installed (apt install chromium); print the HTML page instead"
     else:
+        # Chromium writes where it is told, through any symbolic link: it prints into a
+        # private folder, and the PDF is then written like the other files.
+        private = tempfile.mkdtemp(prefix="backupctl-report-")
         try:
-            browser.print_pdf(written.html, stem + ".pdf", executable=executable)
-            os.chmod(stem + ".pdf", 0o600)
+            browser.print_pdf(written.html, os.path.join(private, "report.pdf"), executable=executable)
+            with open(os.path.join(private, "report.pdf"), "rb") as handle:
+                save_bytes(stem + ".pdf", handle.read())
             written.pdf = stem + ".pdf"
         except ReportError as exc:
             written.pdf_problem = str(exc)
+        finally:
+            shutil.rmtree(private, ignore_errors=True)
     return written
 
 

@@ -94,18 +94,31 @@ def _read_credentials_file(path: str, profile: str | None) -> tuple[str, str, st
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ConfigError(f"S3 credentials_file {path} is readable by others (mode {stat.S_IMODE(mode):04o})",
                           hint=f"run: chmod 600 {path}")
-    parser = configparser.ConfigParser()
+    # No interpolation: a "%" in a secret is a character, not a reference to expand (the
+    # default ConfigParser failed on it with an error quoting the rest of the secret).
+    # configparser's own messages quote the offending line, so none of them is passed on.
+    parser = configparser.ConfigParser(interpolation=None)
     try:
-        parser.read(path)
-    except configparser.Error:
+        parser.read(path, encoding="utf-8")
+    except (configparser.Error, UnicodeDecodeError):
         raise ConfigError(f"S3 credentials_file {path} is not in the AWS credentials format") from None
     section = profile or "default"
     if not parser.has_section(section) or not parser.has_option(section, "aws_access_key_id") \
             or not parser.has_option(section, "aws_secret_access_key"):
         raise ConfigError(f"S3 credentials_file {path} has no [{section}] with aws_access_key_id "
                           f"and aws_secret_access_key")
-    return (parser.get(section, "aws_access_key_id"), parser.get(section, "aws_secret_access_key"),
-            parser.get(section, "aws_session_token", fallback=None))
+    values = {field: parser.get(section, field, fallback=None)
+              for field in ("aws_access_key_id", "aws_secret_access_key", "aws_session_token")}
+    values["aws_session_token"] = values["aws_session_token"] or None  # "aws_session_token =" means none
+    for field, value in values.items():
+        # An indented next line continues a value in this format; a key never holds a
+        # line break or a control character, and would fail later with a misleading
+        # network error. The message names the field, never the value.
+        if value is not None and (not value or any(ord(c) < 32 or c == "\x7f" for c in value)):
+            raise ConfigError(f"S3 credentials_file {path}: {field} in [{section}] is empty or holds a line "
+                              f"break or control character",
+                              hint="write each key on one line of its own, without indenting the next line")
+    return values["aws_access_key_id"], values["aws_secret_access_key"], values["aws_session_token"]
 
 
 class S3Storage:
@@ -116,6 +129,11 @@ class S3Storage:
         endpoint = options.endpoint
         if endpoint:
             parsed = urlparse(endpoint)
+            if "@" in parsed.netloc:
+                # Never echoed: the part before "@" would be a user name and password.
+                raise ConfigError("S3 endpoint holds a user name or password (user:secret@host), which "
+                                  "would be shown in every message naming the endpoint",
+                                  hint="remove it from endpoint and put the keys in credentials_file")
             if parsed.scheme not in ("http", "https"):
                 raise ConfigError(f"S3 endpoint {endpoint!r} must start with https://")
             if parsed.scheme == "http" and not _is_loopback(parsed.hostname) and not options.allow_insecure:

@@ -713,8 +713,9 @@ def test_prose_constants_match_the_code():
     assert keys.KEY_WRAP_CIPHER == "xchacha20-poly1305" and keys.MASTER_SIZE == 32
     assert "the envelope is 74 bytes" in " ".join(doc.split())
     assert (kdf.DEFAULT_MEMORY_KIB, kdf.DEFAULT_ITERATIONS, kdf.SALT_SIZE, kdf.KEY_SIZE) == (65536, 3, 16, 32)
-    assert (kdf.MIN_MEMORY_KIB, kdf.MAX_MEMORY_KIB, kdf.MAX_ITERATIONS) == (8192, 4194304, 64)
-    assert "`8192 ≤ memory_kib ≤ 4194304`" in doc and "`1 ≤ iterations ≤ 64`" in doc
+    assert (kdf.MIN_MEMORY_KIB, kdf.MAX_MEMORY_KIB, kdf.MAX_ITERATIONS) == (8192, 65536, 3)
+    assert "`8192 ≤ memory_kib ≤ 65536`" in doc and "`1 ≤ iterations ≤ 3`" in doc
+    assert f"at most {keys.MAX_KEY_FILES_TRIED} key files" in doc
     assert (compression.NONE, compression.ZSTD, compression.DEFAULT_LEVEL) == (0, 1, 3)
     assert compression.MAX_METADATA_SIZE == 1 << 30 and "1 GiB" in doc
     assert pack.ENTRY.format == "<B32sIII" and pack.ENTRY.size == 45 and "`<B32sIII`" in doc

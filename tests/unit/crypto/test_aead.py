@@ -253,3 +253,79 @@ def test_envelope_cipher_reports_the_cipher():
 def test_arbitrary_bytes_never_open(garbage, aad):
     with pytest.raises(IntegrityError):
         aead.open_envelope(KEY, garbage, aad, what="garbage")
+
+
+# ---- the known-answer self-test (docs/SECURITY.md section 8) --------------------------
+
+
+@pytest.fixture
+def untested(monkeypatch):
+    """A process in which the self-test has not run yet."""
+    monkeypatch.setattr(aead, "_self_tested", False)
+
+
+def _chacha20_with_another_iv_layout(monkeypatch) -> None:
+    """A backend whose ChaCha20 takes its 16-byte IV as nonce || counter instead of
+    counter || nonce: every HChaCha20 subkey, hence every XChaCha20 object, changes."""
+    real = aead.algorithms.ChaCha20
+
+    class ChaCha20(real):
+        def __init__(self, key, nonce):
+            super().__init__(key, nonce[8:] + nonce[:8])
+
+    monkeypatch.setattr(aead.algorithms, "ChaCha20", ChaCha20)
+
+
+def test_the_self_test_passes_on_this_machine(untested):
+    aead.self_test()
+    assert aead._self_tested
+
+
+def test_a_non_standard_chacha20_is_refused_before_anything_is_sealed(untested, monkeypatch):
+    from agent.errors import CryptoSelfTestError
+
+    _chacha20_with_another_iv_layout(monkeypatch)
+    with pytest.raises(CryptoSelfTestError, match="non-standard results.*nothing was written") as caught:
+        aead.seal(bytes(32), b"patient record", b"", cipher="xchacha20-poly1305")
+    assert caught.value.exit_code == 1
+    with pytest.raises(CryptoSelfTestError):
+        aead.open_envelope(bytes(32), bytes(64), b"", what="x")
+    assert not aead._self_tested  # asked again at the next use, never cached as good
+
+
+@pytest.mark.parametrize("broken", ["aead_tag", "aes"])
+def test_other_backend_faults_are_refused_too(untested, monkeypatch, broken):
+    from agent.errors import CryptoSelfTestError
+
+    if broken == "aead_tag":
+        real = aead.ChaCha20Poly1305
+
+        class Truncating:  # a tag with its last byte wrong
+            def __init__(self, key):
+                self._aead = real(key)
+
+            def encrypt(self, nonce, data, associated_data):
+                return self._aead.encrypt(nonce, data, associated_data)[:-1] + b"\x00"
+
+            def decrypt(self, nonce, data, associated_data):
+                return self._aead.decrypt(nonce, data, associated_data)
+
+        monkeypatch.setattr(aead, "ChaCha20Poly1305", Truncating)
+    else:
+        monkeypatch.setattr(aead, "_aes_object_key", lambda key, nonce: bytes(32))
+    with pytest.raises(CryptoSelfTestError):
+        aead.self_test()
+
+
+def test_a_repository_is_not_created_with_a_non_standard_backend(untested, monkeypatch):
+    from agent.errors import CryptoSelfTestError
+    from agent.crypto.kdf import KdfParams
+    from agent.repo.repository import Repository
+    from agent.storage.memory import MemoryStorage
+
+    _chacha20_with_another_iv_layout(monkeypatch)
+    storage = MemoryStorage()
+    with pytest.raises(CryptoSelfTestError):
+        Repository.init(storage, b"a long enough passphrase", cipher="aes-256-gcm", compression_level=None,
+                        kdf_params=KdfParams(memory_kib=8192, iterations=1))
+    assert storage.objects == {}

@@ -23,8 +23,8 @@ def test_defaults_are_the_documented_ones():
     "params",
     [
         KdfParams(memory_kib=8 * 1024, iterations=1),  # lower memory bound
-        KdfParams(memory_kib=4 * 1024 * 1024, iterations=1),  # upper memory bound (not derived here)
-        KdfParams(memory_kib=65536, iterations=64),  # upper pass bound
+        KdfParams(memory_kib=64 * 1024, iterations=1),  # upper memory bound: what init writes
+        KdfParams(memory_kib=65536, iterations=3),  # upper pass bound: what init writes
     ],
 )
 def test_bounds_are_inclusive(params):
@@ -34,6 +34,8 @@ def test_bounds_are_inclusive(params):
 @pytest.mark.parametrize(
     "params, word",
     [
+        (KdfParams(memory_kib=64 * 1024 + 1), "memory"),
+        (KdfParams(memory_kib=4 * 1024 * 1024, iterations=6), "memory"),  # the planted key of issue 16
         (KdfParams(memory_kib=4 * 1024 * 1024 + 1), "memory"),
         (KdfParams(memory_kib=2**40), "memory"),
         (KdfParams(memory_kib=8 * 1024 - 1), "memory"),
@@ -41,6 +43,8 @@ def test_bounds_are_inclusive(params):
         (KdfParams(memory_kib=-65536), "memory"),
         (KdfParams(iterations=0), "passes"),
         (KdfParams(iterations=-1), "passes"),
+        (KdfParams(iterations=4), "passes"),
+        (KdfParams(iterations=64), "passes"),
         (KdfParams(iterations=65), "passes"),
         (KdfParams(iterations=10**9), "passes"),
         (KdfParams(parallelism=0), "lanes"),

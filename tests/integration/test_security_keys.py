@@ -1,0 +1,275 @@
+"""Security hardening of keys and secrets through the real CLI (issue 16, points 4, 7, 8;
+docs/SECURITY.md sections 4, 7, 8): planted key files, files written in shared folders,
+and secrets that never reach a message."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+from .support import NOBODY, Backupctl, as_user, assert_error, base_env, write
+from .test_recovery import _typed_code
+
+HOSTILE = (4 * 1024 * 1024, 6)  # the planted key of the issue: 4 GiB, 6 passes
+LARGEST_ACCEPTED = (65536, 3)  # what init writes
+
+
+def _plant(repo: Path, repository_id: str, numbers: range, params: tuple[int, int]) -> None:
+    """Key files written by someone who can add objects to the storage and nothing else:
+    well formed, ids that sort before any real one, a wrapped key nothing opens."""
+    for number in numbers:
+        key_id = number.to_bytes(16, "big").hex()
+        document = {
+            "version": 1, "repository_id": repository_id, "key_id": key_id,
+            "created": "2026-01-01T00:00:00+00:00", "host": "planted",
+            "kdf": {"algorithm": "argon2id", "version": 19, "memory_kib": params[0], "iterations": params[1],
+                    "parallelism": 1, "salt": base64.b64encode(os.urandom(16)).decode()},
+            "wrapped_master_key": base64.b64encode(os.urandom(74)).decode(),
+        }
+        (repo / "keys" / key_id).write_text(json.dumps(document))
+
+
+# ---- point 4: a planted key file cannot stall a command ---------------------------------
+
+
+def test_planted_key_files_cost_a_machine_in_use_nothing_and_a_new_one_a_bounded_amount(bk: Backupctl):
+    write(bk.src / "lettre.txt", "Madame, " * 100)
+    repository_id = bk.init()["repository_id"]
+    bk.backup()
+    sheet = bk.base / "fiche.html"
+    bk.ok("key", "export", "--paper", str(sheet))
+    assert repository_id in json.loads((bk.state / "keys.json").read_text())  # init remembered its key
+    _plant(bk.repo, repository_id, range(0, 1), HOSTILE)
+    _plant(bk.repo, repository_id, range(1, 11), LARGEST_ACCEPTED)
+    # This machine opened the repository before: its own key first, nothing else tried.
+    assert len(bk.ok_json("snapshots")["snapshots"]) == 1
+    # A machine without that memory: the 4 GiB file is refused for free, Argon2id runs on
+    # 8 key files, then a clear error that says how many were not tried.
+    (bk.state / "keys.json").unlink()
+    assert_error(bk.run("snapshots"), 12, "none of the 8 key files tried", "3 more were not tried",
+                 "recover --add-key")
+    # The recovery sheet gives this machine a key, which it then tries first.
+    new = write(bk.base / "new", "nouvelle phrase de passe du serveur\n", mode=0o600)
+    env = {**base_env(passphrase=None), "BACKUPCTL_STATE_DIR": str(bk.state)}
+    added = subprocess.run([sys.executable, "-m", "agent", "recover", "--url", f"file://{bk.repo}", "--add-key",
+                            "--new-passphrase-file", str(new)], input=_typed_code(sheet),
+                           capture_output=True, text=True, env=env, cwd=bk.base, timeout=300)
+    assert added.returncode == 0, added.stderr
+    result = bk.run("snapshots", "--json", passphrase="nouvelle phrase de passe du serveur")
+    assert result.returncode == 0, result
+
+
+# ---- point 7: files written safely -------------------------------------------------------
+
+
+def _shared_folder(open_dir: Path) -> Path:
+    """A folder a local user (uid 65534) can write in, where the sheet is asked for."""
+    shared = open_dir / "partage"
+    shared.mkdir()
+    shared.chmod(0o777)
+    return shared
+
+
+def _as_nobody(*argv: str) -> None:
+    subprocess.run([*as_user(NOBODY), *argv], check=True)
+
+
+def test_the_recovery_sheet_is_never_written_through_a_local_users_file(bk: Backupctl, open_dir: Path):
+    write(bk.src / "lettre.txt", "Madame, " * 100)
+    bk.init()
+    shared = _shared_folder(open_dir)
+    victim = open_dir / "victim"
+    victim.write_text("root's own file\n")
+    victim.chmod(0o644)
+    # The local user prepares the names the old code used: a symbolic link to a file it
+    # wants overwritten, and a file of its own that it keeps open to read the key.
+    _as_nobody("ln", "-s", str(victim), str(shared / "fiche.html.tmp"))
+    _as_nobody("sh", "-c", f"umask 0; : > {shared / 'autre.html.tmp'}")
+    for name in ("fiche.html", "autre.html"):
+        bk.ok("key", "export", "--paper", str(shared / name))
+        sheet = shared / name
+        st = os.lstat(sheet)
+        assert stat.S_ISREG(st.st_mode) and st.st_uid == 0 and stat.S_IMODE(st.st_mode) == 0o600
+        assert "<td class=\"check\">" in sheet.read_text(encoding="utf-8")
+    assert victim.read_text() == "root's own file\n"
+    assert os.readlink(shared / "fiche.html.tmp") == str(victim)
+    theirs = os.lstat(shared / "autre.html.tmp")
+    assert theirs.st_uid == NOBODY and theirs.st_size == 0
+    # Nothing else was left in the folder (no temporary file of ours).
+    assert sorted(p.name for p in shared.iterdir()) == ["autre.html", "autre.html.tmp", "fiche.html",
+                                                        "fiche.html.tmp"]
+
+
+# ---- point 8: small leaks ----------------------------------------------------------------
+
+# Secrets as they happen: a "%" (configparser's interpolation), quotes of both kinds, and
+# a line break (a value continued on an indented next line, or pasted with its newline).
+KEY_ID = "AKIA%TEST\"KEY'ID"
+SECRET = "sEcR%(et)s\"q'%%z/+Kw"
+
+
+def _no_secret_in(result, *secrets: str) -> None:
+    output = result.stdout + result.stderr
+    for secret in secrets:
+        for part in [secret, *secret.split("\n")]:
+            if len(part) >= 6:
+                assert part not in output, (part, output)
+
+
+def test_s3_credentials_with_percent_quotes_and_line_breaks_never_reach_a_message(tmp_path, s3):
+    from .test_s3 import Cli, _assert_one_line_error
+
+    def credentials(name: str, text: str) -> Path:
+        path = tmp_path / name
+        path.write_text(text)
+        path.chmod(0o600)
+        return path
+
+    good = credentials("good", f"[default]\naws_access_key_id = {KEY_ID}\naws_secret_access_key = {SECRET}\n")
+    cli = Cli(tmp_path, s3.url, s3, bucket=s3.plain_bucket, extra=f'credentials_file = "{good}"')
+    for args in (("init",), ("backup",), ("snapshots",)):
+        result = cli.run(*args)
+        assert result.returncode == 0, result.stderr
+        _no_secret_in(result, KEY_ID, SECRET)
+    continued = credentials("continued", f"[default]\naws_access_key_id = {KEY_ID}\n"
+                                         f"aws_secret_access_key = {SECRET}\n  SECONDLINE%\"'\n")
+    broken = credentials("broken", f"[default]\naws_access_key_id = {KEY_ID}\n{SECRET} no equals sign\n")
+    headless = credentials("headless", f"aws_secret_access_key = {SECRET}\n")
+    for path, needle in ((continued, "line break"), (broken, "not in the AWS credentials format"),
+                         (headless, "not in the AWS credentials format")):
+        other = Cli(tmp_path, s3.url, s3, bucket=s3.plain_bucket, extra=f'credentials_file = "{path}"')
+        result = other.run("snapshots")
+        assert needle in _assert_one_line_error(result, 2)
+        _no_secret_in(result, KEY_ID, SECRET, "SECONDLINE%\"'")
+    password = "Pa55w0rd%25sEcReT"  # percent-encoded, as a URL carries it
+    with_password = Cli(tmp_path, s3.url.replace("http://", f"http://user:{password}@"), s3,
+                        bucket=s3.plain_bucket)
+    result = with_password.run("snapshots")
+    assert "user name or password" in _assert_one_line_error(result, 2)
+    _no_secret_in(result, password, "Pa55w0rd%sEcReT")
+
+
+def test_a_passphrase_with_percent_quotes_and_line_breaks_is_never_shown(bk: Backupctl):
+    phrase = "phrase %s \"de\" 'passe'\nsur deux lignes %(x)s"
+    write(bk.src / "lettre.txt", "Madame, " * 100)
+    for args in (("init",), ("backup",)):
+        result = bk.run(*args, passphrase=phrase)
+        assert result.returncode == 0, result
+        _no_secret_in(result, phrase)
+    wrong = phrase.replace("deux", "trois")
+    for args in (("snapshots",), ("check",), ("key", "list")):
+        result = bk.run(*args, passphrase=wrong)
+        assert_error(result, 12, "passphrase")
+        _no_secret_in(result, wrong, phrase)
+
+
+def test_init_refuses_a_short_passphrase_from_the_environment_or_a_file(bk: Backupctl):
+    for short in ("court", "onze-chiffr", "e\u0301" * 11):  # 11 characters once NFC-normalised
+        line = assert_error(bk.run("init", passphrase=short), 2, "shorter than 12 characters",
+                            "head -c 32 /dev/urandom")
+        assert short not in line
+    assert not bk.repo.exists()
+    phrase_file = write(bk.base / "phrase", "onze-chiffr\n", mode=0o600)
+    bk.config.write_text(bk.config.read_text() + f'\n[key]\npassphrase_file = "{phrase_file}"\n')
+    assert_error(bk.run("init", passphrase=None), 2, "shorter than 12 characters")
+    assert not bk.repo.exists()
+    phrase_file.write_text("douze-chiffr\n")
+    bk.ok("init", passphrase=None)
+    short_new = write(bk.base / "new", "trop-court\n", mode=0o600)
+    assert_error(bk.run("key", "add", "--new-passphrase-file", str(short_new), passphrase=None), 2,
+                 "shorter than 12 characters")
+    assert len(list((bk.repo / "keys").iterdir())) == 1
+
+
+def _on_a_terminal(argv: list[str], env: dict, cwd: Path, answers: list[str], *, prompt: bytes,
+                   done: bytes) -> tuple[int, str]:
+    """Run argv on a pseudo-terminal of its own session (as a person at the keyboard),
+    typing each answer once a new `prompt` has appeared; returns (exit code, screen)."""
+    import pty
+    import select
+    import time
+
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.chdir(cwd)
+        os.execve(argv[0], argv, env)
+    output = b""
+    deadline = time.monotonic() + 120
+
+    def read_until(predicate) -> None:
+        nonlocal output
+        while not predicate() and time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(fd, 4096)
+                except OSError:
+                    return
+                if not chunk:
+                    return
+                output += chunk
+
+    try:
+        for answer in answers:
+            count = output.count(prompt)
+            # The hidden prompt switches echo off before it writes its last space.
+            read_until(lambda: output.count(prompt) > count and output.endswith(b" "))
+            os.write(fd, answer.encode() + b"\r")
+        read_until(lambda: done in output and b"\n" in output.split(done)[-1])
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    return os.waitstatus_to_exitcode(status), output.decode("utf-8", errors="replace")
+
+
+def test_recover_does_not_echo_the_code_typed_on_the_terminal(bk: Backupctl):
+    write(bk.src / "lettre.txt", "Madame, " * 100)
+    bk.init()
+    bk.backup()
+    sheet = bk.base / "fiche.html"
+    bk.ok("key", "export", "--paper", str(sheet))
+    typed = _typed_code(sheet).splitlines() + ["", ""]
+    env = {**base_env(passphrase=None), "BACKUPCTL_STATE_DIR": str(bk.base / "b")}
+    argv = [sys.executable, "-m", "agent", "recover", "--url", f"file://{bk.repo}", "--list"]
+    code, screen = _on_a_terminal(argv, env, bk.base, typed, prompt=b">", done=b"snapshot(s)")
+    assert code == 0, screen
+    assert "opened with the recovery code: 1 snapshot(s)" in screen
+    for line in typed:
+        for group in line.split():
+            assert group not in screen, (group, screen)
+
+
+def test_init_refuses_a_short_passphrase_typed_at_the_prompt(bk: Backupctl):
+    argv = [sys.executable, "-m", "agent", "--config", str(bk.config), "init"]
+    code, screen = _on_a_terminal(argv, base_env(passphrase=None), bk.base, ["court%'\"", "court%'\""],
+                                  prompt=b":", done=b"backupctl: error:")
+    assert code == 2, screen
+    assert "shorter than 12 characters" in screen and "court" not in screen
+    assert not bk.repo.exists()
+
+
+def test_a_non_standard_crypto_backend_writes_nothing(bk: Backupctl, tmp_path: Path):
+    """A `cryptography` whose ChaCha20 takes its IV in another layout (as a backend
+    change could): the known-answer self-test refuses before anything is written."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        "from cryptography.hazmat.primitives.ciphers import algorithms\n"
+        "_Real = algorithms.ChaCha20\n"
+        "class ChaCha20(_Real):\n"
+        "    def __init__(self, key, nonce):\n"
+        "        super().__init__(key, nonce[8:] + nonce[:8])\n"
+        "algorithms.ChaCha20 = ChaCha20\n")
+    env = base_env()
+    env["PYTHONPATH"] = f"{site}:{env['PYTHONPATH']}"
+    result = subprocess.run(bk.command("init"), env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "non-standard results" in lines[0] and "nothing was written" in lines[0]
+    assert "Traceback" not in result.stderr
+    assert not bk.repo.exists() or not any(bk.repo.rglob("*"))
