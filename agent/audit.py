@@ -61,7 +61,7 @@ class AuditTrail:
         """Add one record (and purge what is older than RETENTION)."""
         try:
             os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
         except OSError as exc:
             raise StateDirError(f"the audit trail {self.path} cannot be written ({exc.strerror})") from None
         with os.fdopen(fd, "r+b") as handle:

@@ -35,6 +35,7 @@ from agent.daemon import jobs, notify
 from agent.daemon.schedule import catch_ups, planned_jobs
 from agent.engine.records import Records
 from agent.errors import AlreadyRunning, ConfigError, StateDirError
+from agent.state_file import write_private
 
 log = logging.getLogger("backupctl.daemon")
 JOB_FUNCTION = "agent.daemon.jobs:run_job"
@@ -116,7 +117,9 @@ class Daemon:
     def _single_instance(self) -> None:
         try:
             os.makedirs(self.folder, mode=0o700, exist_ok=True)
-            handle = open(os.path.join(self.folder, "daemon.lock"), "a+")
+            # O_NOFOLLOW: the lock file is never a link planted in a folder someone else could write.
+            fd = os.open(os.path.join(self.folder, "daemon.lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+            handle = open(fd, "r+", encoding="ascii")
         except OSError as exc:
             raise StateDirError(f"{self.folder} cannot be written ({exc.strerror})") from None
         try:
@@ -147,8 +150,7 @@ class Daemon:
         if known != digest:
             AuditTrail(self.config.agent.state_dir).append("config_changed", config=self.config_path,
                                                           sha256=digest, previous_sha256=known)
-            with open(marker, "w", encoding="ascii") as handle:
-                handle.write(digest)
+            write_private(marker, digest.encode("ascii"))
 
     def _reschedule(self, scheduler) -> None:
         self._note_config()

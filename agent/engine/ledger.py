@@ -139,7 +139,7 @@ class Ledger:
             return
         try:
             os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
-            handle = open(os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600), "rb+")
+            handle = open(os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600), "rb+")
         except OSError as exc:
             self.write_problem = f"{self.path}.lock cannot be opened ({exc.strerror})"
             yield self.load()

@@ -135,3 +135,21 @@ def test_no_predictable_temporary_name_is_left_in_the_agent():
             if pattern.search(line) and "mkstemp(" not in line:  # mkstemp's suffix is not a name
                 offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
     assert offenders == []
+
+
+def test_the_audit_trail_and_ledger_lock_are_never_opened_through_a_link(tmp_path: Path):
+    """Files opened in place (append, flock) refuse a symbolic link at their name."""
+    from agent.engine.ledger import Ledger
+
+    state = tmp_path / "state"
+    (state / "ledger").mkdir(parents=True)
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep")
+    os.symlink(victim, state / "audit.jsonl")
+    with pytest.raises(StateDirError):
+        AuditTrail(str(state)).append("test")
+    ledger = Ledger(str(state), b"\x01" * 32)
+    os.symlink(victim, ledger.path + ".lock")
+    ledger.note_saved("a" * 64, "2026-12-06T00:00:00+00:00")
+    assert ledger.write_problem is not None
+    assert victim.read_bytes() == b"keep"
