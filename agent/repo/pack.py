@@ -139,11 +139,11 @@ class PackBuilder:
     """Accumulates blob envelopes until the pack reaches its target size."""
 
     def __init__(self) -> None:
-        self.parts: list[bytes] = []
+        self.parts: list[bytes | memoryview] = []
         self.entries: list[PackEntry] = []
         self.size = 0
 
-    def add(self, kind: int, chunk_id: ChunkId, envelope: bytes, raw_length: int) -> None:
+    def add(self, kind: int, chunk_id: ChunkId, envelope: bytes | memoryview, raw_length: int) -> None:
         self.entries.append(PackEntry(kind, chunk_id, self.size, len(envelope), raw_length))
         self.parts.append(envelope)
         self.size += len(envelope)

@@ -405,13 +405,15 @@ class Repository:
             return layout.KIND_TREE_BLOB_V4 if blob_type == BLOB_TREE else layout.KIND_DATA_BLOB_V4
         return layout.KIND_TREE_BLOB if blob_type == BLOB_TREE else layout.KIND_DATA_BLOB
 
-    def _seal_part(self, kind: int, object_id: bytes, payload: bytes) -> bytes:
+    def _seal_part(self, kind: int, object_id: bytes, payload: bytes) -> bytes | memoryview:
         """One part of a pack: a whole envelope (versions 1-3), or (version 4) an envelope
         of the padded payload without its two clear bytes, which the repository's
-        format and cipher imply and the associated data still covers."""
+        format and cipher imply and the associated data still covers (a view, not a
+        copy of up to 8 MiB: the pack joins its parts once)."""
         if not self.padded:
             return aead.seal(self._enc_key, payload, self._aad(kind, object_id), cipher=self.config.cipher)
-        return aead.seal(self._enc_key, pad(payload), self._aad(kind, object_id), cipher=self.config.cipher)[2:]
+        sealed = aead.seal(self._enc_key, pad(payload), self._aad(kind, object_id), cipher=self.config.cipher)
+        return memoryview(sealed)[2:]
 
     def _open_part(self, kind: int, object_id: bytes, stored: bytes | memoryview, *, what: str) -> bytes:
         """The payload (compression byte and data) of a part sealed by `_seal_part`."""
@@ -431,13 +433,14 @@ class Repository:
     def _write_pack(self, builder: PackBuilder) -> None:
         header_payload = compression.compress(encode_header_entries(builder.entries), compression.DEFAULT_LEVEL)
         if self.padded:
-            header = self._seal_part(layout.KIND_PACK_HEADER_V4, b"", header_payload)
+            header = bytes(self._seal_part(layout.KIND_PACK_HEADER_V4, b"", header_payload))
             # The trailer's plaintext is its 4 bytes alone: no compression byte, no padding.
             trailer = aead.seal(self._enc_key, TRAILER_PLAIN.pack(len(header)),
                                 self._aad(layout.KIND_PACK_TRAILER_V4, b""), cipher=self.config.cipher)[2:]
             pack_id, data = builder.finish_v4(header, trailer)
         else:
-            header = self._seal_part(layout.KIND_PACK_HEADER, b"", header_payload)
+            header = aead.seal(self._enc_key, header_payload, self._aad(layout.KIND_PACK_HEADER, b""),
+                               cipher=self.config.cipher)
             pack_id, data = builder.finish(header)
         self.storage.write(layout.pack_name(pack_id), data)
         index_now = None
@@ -527,9 +530,10 @@ class Repository:
                 raise IntegrityError(f"{name} trailer: {len(opened)} bytes instead of {TRAILER_PLAIN.size}")
             header, _start = header_body(data, TRAILER_PLAIN.unpack(opened)[0], what=name)
             payload = self._open_part(layout.KIND_PACK_HEADER_V4, b"", header, what=f"{name} header")
-        else:
+        else:  # versions 1-3, read exactly as before
             header, _start = split_pack(data, what=name)
-            payload = self._open_part(layout.KIND_PACK_HEADER, b"", header, what=f"{name} header")
+            payload = aead.open_envelope(self._enc_key, header, self._aad(layout.KIND_PACK_HEADER, b""),
+                                         what=f"{name} header")
         plain = compression.decompress(payload, expected_size=None, what=f"{name} header")
         return decode_header_entries(plain, what=name)
 
