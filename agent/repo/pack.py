@@ -90,8 +90,8 @@ def split_pack(data: bytes, *, what: str) -> tuple[bytes, int]:
 def padme(length: int) -> int:
     """Padmé (Nikitin et al., "Reducing Metadata Leakage from Encrypted Files and
     Communication with PURBs", PETS 2019): round `length` up so that only its top
-    about log2(log2(length)) + 1 bits remain; costs at most about 12 %, typically 3 %
-    near a megabyte, and leaks O(log log L) bits instead of log L."""
+    log2(log2(length)) + 2 bits remain; costs at most 1/2^S (6.25 % from 512 bytes to
+    64 KiB, 3.125 % above) and leaks O(log log L) bits of the length instead of log L."""
     if length < 2:
         return length
     exponent = length.bit_length() - 1          # floor(log2 L)
