@@ -35,9 +35,19 @@ from agent.crypto import aead, ids  # noqa: E402
 from agent.crypto.kdf import KdfParams, derive_key  # noqa: E402
 from agent.crypto.keys import KEY_FILE_VERSION, MasterKey  # noqa: E402
 from agent.repo import compression, layout  # noqa: E402
-from agent.repo.chunker import ChunkerParams  # noqa: E402
+from agent.repo.chunker import Chunker, ChunkerParams  # noqa: E402
 from agent.repo.index import encode_index  # noqa: E402
-from agent.repo.pack import BLOB_DATA, BLOB_TREE, TRAILER, PackEntry, encode_header_entries  # noqa: E402
+from agent.repo.pack import (  # noqa: E402
+    BLOB_DATA,
+    BLOB_TREE,
+    TRAILER,
+    TRAILER_PLAIN,
+    PackEntry,
+    encode_header_entries,
+    pad,
+    padded_length,
+    padme,
+)
 from agent.repo.repository import AAD_PREFIX, StoredConfig  # noqa: E402
 from agent.repo.snapshot import Snapshot  # noqa: E402
 from agent.repo.tree import DIR, FILE, SYMLINK, Node, encode_tree  # noqa: E402
@@ -439,11 +449,94 @@ def example_repository() -> tuple[list[str], list[str]]:
     return md, [name for name, _ in objects]
 
 
+# ---- format version 4 ----------------------------------------------------------------------
+
+CHUNKER_INPUT_LABEL = b"backupctl test vector chunker input"
+CHUNKER_INPUT_SIZE = 6 * 1024 * 1024
+PADME_INPUTS = (5, 100, 511, 512, 513, 1000, 4097, 70000, 1048577, 8388613)
+BLOB_2 = blake3.blake3(b"backupctl test vector incompressible blob").digest(length=700)
+
+
+def vectors_version4() -> list[str]:
+    """Sections 15.9 to 15.11: gear table, padding and a whole version-4 pack (no zstd
+    output in any of them, so they are reproduced exactly by the test)."""
+    out = []
+    gear = ids.gear_table(MASTER)
+    data = blake3.blake3(CHUNKER_INPUT_LABEL).digest(length=CHUNKER_INPUT_SIZE)
+    lengths = [len(c) for c in Chunker(ChunkerParams(), gear=gear).chunks(__import__("io").BytesIO(data))]
+    out.append("\n### 15.9 Gear table and cut points (version 4)\n\n`gear_table` is the first 2048 bytes "
+               "of BLAKE3 derive_key(\"" + ids.CONTEXT_GEAR_TABLE + "\", master) in its extendable-output "
+               "mode, for 15.4's `master`; entry i is bytes 8i to 8i + 8 read as a little-endian u64 "
+               "(`gear_0` and `gear_255` are entries 0 and 255 in hexadecimal, most significant digit first). "
+               "`input` is described by `input_label`: the first `input_size` bytes of the extendable "
+               "output of unkeyed BLAKE3 over the label's ASCII bytes (`input_sha256` is their SHA-256). "
+               "`chunk_lengths` are the lengths of the chunks FastCDC (section 11, default sizes) cuts "
+               "it into with this gear table.\n")
+    out.append(block("vector", "gear-table", [
+        ("master", MASTER),
+        ("gear_table", b"".join(g.to_bytes(8, "little") for g in gear)),
+        ("gear_0", gear[0].to_bytes(8, "big")),
+        ("gear_255", gear[255].to_bytes(8, "big")),
+        ("input_label", CHUNKER_INPUT_LABEL.decode("ascii")),
+        ("input_size", CHUNKER_INPUT_SIZE),
+        ("input_sha256", hashlib.sha256(data).digest()),
+        ("chunk_lengths", " ".join(str(n) for n in lengths)),
+    ]))
+
+    out.append("\n### 15.10 Padding (version 4)\n\n`padme` is Padmé of section 7.2 for each length of "
+               "`lengths`, `padded` is padded_length (Padmé of at least 512), in the same order.\n")
+    out.append(block("vector", "padding", [
+        ("lengths", " ".join(str(n) for n in PADME_INPUTS)),
+        ("padme", " ".join(str(padme(n)) for n in PADME_INPUTS)),
+        ("padded", " ".join(str(padded_length(n)) for n in PADME_INPUTS)),
+    ]))
+
+    master = MasterKey(MASTER)
+    enc_key, id_key = master.encryption_key, master.chunk_id_key
+    implied = bytes((aead.ENVELOPE_VERSION, aead.CIPHER_IDS[XCHACHA]))
+    fields: list[tuple[str, object]] = [("encryption_key", enc_key), ("repository_id", REPOSITORY_ID)]
+    entries, parts, offset = [], [], 0
+    for number, content in ((1, LETTER), (2, BLOB_2)):
+        cid = ids.chunk_id(id_key, content)
+        padded = pad(compression.compress(content, 3))
+        nonce = fixed_nonce(f"v4 blob {number}")
+        body = seal(enc_key, padded, object_aad(layout.KIND_DATA_BLOB_V4, cid), cipher=XCHACHA, nonce=nonce)[2:]
+        entries.append(PackEntry(BLOB_DATA, cid, offset, len(body), len(content)))
+        parts.append(body)
+        offset += len(body)
+        fields += [(f"blob_{number}_data", content), (f"blob_{number}_chunk_id", cid),
+                   (f"blob_{number}_padded", padded), (f"blob_{number}_body", body)]
+    header_plain = encode_header_entries(entries)
+    header_padded = pad(compression.compress(header_plain, compression.DEFAULT_LEVEL))
+    header = seal(enc_key, header_padded, object_aad(layout.KIND_PACK_HEADER_V4, b""), cipher=XCHACHA,
+                  nonce=fixed_nonce("v4 pack header"))[2:]
+    trailer_plain = TRAILER_PLAIN.pack(len(header))
+    trailer = seal(enc_key, trailer_plain, object_aad(layout.KIND_PACK_TRAILER_V4, b""), cipher=XCHACHA,
+                   nonce=fixed_nonce("v4 pack trailer"))[2:]
+    pack = b"".join(parts) + header + trailer
+    assert implied == b"\x01\x01"
+    fields += [("header_entries", header_plain), ("header_padded", header_padded), ("header_body", header),
+               ("trailer_plain", trailer_plain), ("trailer_body", trailer),
+               ("pack_id", hashlib.sha256(pack).digest()), ("pack", pack)]
+    out.append("\n### 15.11 A version-4 pack\n\nA data pack of a version-4 repository (section 7.2) "
+               "with the cipher XChaCha20-Poly1305, the keys of 15.4 and the repository id of 15.7. "
+               "Blob 1 is the letter of 15.8, blob 2 the first 700 bytes of the extendable output of "
+               "BLAKE3 over `backupctl test vector incompressible blob`; neither compresses, so each "
+               "payload is `00` and the data. `*_padded` are the padded plaintexts, `*_body` the "
+               "envelopes without their two implied bytes `01 01` (whose associated data includes "
+               "them, section 4.3, with kinds 9, 11 and 12). Nonces as in 15.8, labels `v4 blob 1`, "
+               "`v4 blob 2`, `v4 pack header`, `v4 pack trailer`. The header is stored as is (zstd "
+               "does not shorten it). The stored object is `pack`, named `data/<pack_id hex[0:2]>/<pack_id hex>`.\n")
+    out.append(block("vector", "pack-v4", fields))
+    return out
+
+
 def render() -> str:
     parts = vectors_primitives()
     repo_parts, _object_names = example_repository()
     parts.append("")
     parts.extend(repo_parts)
+    parts.extend(vectors_version4())
     return "\n".join(parts) + "\n"
 
 

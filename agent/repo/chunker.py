@@ -1,9 +1,27 @@
 """Content-defined chunking (the only user of pyfastcdc).
 
 FastCDC 2020 (Xia et al.) with normalized chunking level 1, as in fastcdc-rs and
-pyfastcdc's Cython build. The gear table is XORed with a 64-bit secret derived from
-the master key, so chunk boundaries (and thus chunk sizes visible in pack headers'
-ciphertext lengths) depend on the key and do not fingerprint known files.
+pyfastcdc's Cython build. Chunk boundaries depend on the key so that they do not
+fingerprint known files:
+
+* format versions 1-3: pyfastcdc's public gear table XOR a 63-bit seed derived from
+  the master secret (its `seed` argument);
+* format version 4: a gear table of 256 independent secret u64 derived from the master
+  secret (agent.crypto.ids.gear_table). XOR with one seed keeps the public table's
+  structure, which "Breaking and Fixing Content-Defined Chunking" (RWC 2025) used to
+  recover Borg's chunker key.
+
+pyfastcdc 0.3 takes only a seed. Its compiled FastCDC object keeps the table it cuts
+with in two heap arrays of 256 u64 (the table and the table shifted left by one) that
+it allocates whenever the seed is not 0, and reads them on every cut through a pointer
+in its own C struct. `_install_gear_table` writes the key's table into those two
+arrays: the cutting loop stays the compiled one (same speed, docs/BENCHMARKS.md), and
+no pure-Python chunker is on the hot path. It first identifies the struct by values
+it must hold (the masks for these sizes, then each table pointer twice), reads the
+arrays back and compares them with the seed-XOR table it expects before writing, and
+reads them back after; any other layout (another pyfastcdc) stops with an error
+instead of chunking with an unknown table. tests/unit/repo/test_chunker.py checks
+the cut points against an independent pure-Python gear loop with the same table.
 
 Sizes: minimum 256 KiB, pyfastcdc "average" parameter 1 MiB (the expected chunk is
 about min + avg = 1.25 MiB), maximum 8 MiB. Chunks of about a megabyte keep the
@@ -13,11 +31,17 @@ a 2 % page rewrite in a large database touches a bounded set of chunks.
 
 from __future__ import annotations
 
+import ctypes
 import io
+import struct
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterator, Sequence
 
 from pyfastcdc.cy import FastCDC
+from pyfastcdc.py.constants import GEAR, GEAR_LS, MASKS
+from pyfastcdc.utils import logarithm2
+
+from agent.errors import BackupctlError
 
 MIN_SIZE = 256 * 1024
 AVG_SIZE = 1024 * 1024
@@ -44,16 +68,29 @@ class ChunkerParams:
         }
 
 
+NORMALIZED_CHUNKING = 1
+_U64 = (1 << 64) - 1
+# A seed that only makes pyfastcdc allocate its own table arrays (a seed of 0 would
+# make it point at the shared public table); its table is overwritten at once.
+_PROBE_SEED = 0x2545F4914F6CDD1D
+
+
 class Chunker:
-    def __init__(self, params: ChunkerParams, seed: int) -> None:
+    def __init__(self, params: ChunkerParams, seed: int | None = None, *,
+                 gear: Sequence[int] | None = None) -> None:
+        """Either `seed` (format versions 1-3) or `gear`, the 256-entry table (version 4)."""
+        if (seed is None) == (gear is None):
+            raise ValueError("a chunker takes either a seed or a gear table")
         self.params = params
         self._fastcdc = FastCDC(
             params.avg_size,
             min_size=params.min_size,
             max_size=params.max_size,
-            normalized_chunking=1,
-            seed=seed,
+            normalized_chunking=NORMALIZED_CHUNKING,
+            seed=_PROBE_SEED if gear is not None else seed,
         )
+        if gear is not None:
+            _install_gear_table(self._fastcdc, params, gear)
 
     def chunks(self, stream: BinaryIO, size_hint: int | None = None) -> Iterator[bytes | memoryview]:
         """Yield the chunks of `stream`.
@@ -103,3 +140,34 @@ class Chunker:
             view = memoryview(block)
             for start in range(0, len(view), size):
                 yield view[start : start + size]
+
+
+def _install_gear_table(fastcdc: FastCDC, params: ChunkerParams, gear: Sequence[int]) -> None:
+    """Make `fastcdc` (built with _PROBE_SEED) cut with `gear`; see the module docstring."""
+    if len(gear) != 256 or not all(0 <= g <= _U64 for g in gear):
+        raise ValueError("a gear table is 256 unsigned 64-bit integers")
+    size = type(fastcdc).__basicsize__
+    words = struct.unpack(f"<{size // 8}Q", ctypes.string_at(id(fastcdc), size))
+    bits = logarithm2(params.avg_size)
+    mask_s, mask_l = MASKS[bits + NORMALIZED_CHUNKING], MASKS[bits - NORMALIZED_CHUNKING]
+    masks = (mask_s, mask_l, mask_s << 1, mask_l << 1)
+    probe = bytes(struct.pack("<256Q", *(g ^ _PROBE_SEED for g in GEAR)))
+    probe_ls = bytes(struct.pack("<256Q", *(g ^ ((_PROBE_SEED << 1) & _U64) for g in GEAR_LS)))
+    # _Config ends with mask_s, mask_l, mask_s_ls, mask_l_ls, gear, gear_ls; the object
+    # then holds gear_holder, gear_holder_ls: the same two pointers.
+    places = [i for i in range(len(words) - 7)
+              if tuple(words[i : i + 4]) == masks
+              and words[i + 4] == words[i + 6] != 0 and words[i + 5] == words[i + 7] != 0]
+    if len(places) != 1 or ctypes.string_at(words[places[0] + 4], 2048) != probe \
+            or ctypes.string_at(words[places[0] + 5], 2048) != probe_ls:
+        raise BackupctlError(
+            "the installed pyfastcdc cannot take this repository's key-derived gear table "
+            "(its compiled chunker is not laid out as pyfastcdc 0.3's)",
+            hint="install pyfastcdc 0.3.x (pip install 'pyfastcdc>=0.3,<0.4')")
+    table = struct.pack("<256Q", *gear)
+    table_ls = struct.pack("<256Q", *((g << 1) & _U64 for g in gear))
+    ctypes.memmove(words[places[0] + 4], table, 2048)
+    ctypes.memmove(words[places[0] + 5], table_ls, 2048)
+    if ctypes.string_at(words[places[0] + 4], 2048) != table \
+            or ctypes.string_at(words[places[0] + 5], 2048) != table_ls:
+        raise BackupctlError("the chunker's gear table could not be set")

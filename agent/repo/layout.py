@@ -37,6 +37,13 @@ KIND_TREE_BLOB = 5
 KIND_PACK_HEADER = 6
 KIND_LOCK = 7
 KIND_REPORT = 8
+# Format version 4: padded plaintexts get kinds of their own, so that no object of an
+# older layout can ever be opened as one of these (docs/FORMAT.md section 4.3).
+KIND_DATA_BLOB_V4 = 9
+KIND_TREE_BLOB_V4 = 10
+KIND_PACK_HEADER_V4 = 11
+KIND_PACK_TRAILER_V4 = 12
+KIND_INDEX_V4 = 13
 
 
 def key_name(key_id: bytes) -> str:

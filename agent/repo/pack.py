@@ -1,8 +1,17 @@
 """Pack files: many encrypted blobs in one stored object.
 
-Layout (docs/FORMAT.md, "Packs"):
+Layout of format versions 1-3 (docs/FORMAT.md section 7.1):
 
     blob envelope 1 | blob envelope 2 | ... | header envelope | u32 LE header length
+
+Layout of format version 4 (section 7.2): nothing in clear. Every part is an envelope
+without its two clear bytes (version 1 and the repository's cipher id are implied, and
+still authenticated), and every plaintext but the trailer's is padded (`pad`):
+
+    blob body 1 | blob body 2 | ... | header body | trailer body (44 bytes)
+
+The trailer's 4-byte plaintext is the header body's length, so the blob count, the
+blob boundaries and the header's place are visible only to the key holder.
 
 The header envelope's plaintext (after its compression byte) is a sequence of
 45-byte entries, one per blob, in file order:
@@ -30,6 +39,15 @@ ENTRY = struct.Struct("<B32sIII")
 TRAILER = struct.Struct("<I")
 TARGET_PACK_SIZE = 16 * 1024 * 1024
 MAX_HEADER_SIZE = 16 * 1024 * 1024
+
+# Format version 4.
+LENGTH_PREFIX = struct.Struct("<I")
+TRAILER_PLAIN = struct.Struct("<I")
+BODY_OVERHEAD = 24 + 16  # nonce and tag of an envelope without its two clear bytes
+TRAILER_SIZE = BODY_OVERHEAD + TRAILER_PLAIN.size
+# Every padded plaintext is at least this long: Padmé alone would show the exact size
+# of the smallest blobs (it rounds nothing below 8 bytes and little below 256).
+PAD_MINIMUM = 512
 
 
 @dataclass(frozen=True)
@@ -69,15 +87,63 @@ def split_pack(data: bytes, *, what: str) -> tuple[bytes, int]:
     return data[start : len(data) - TRAILER.size], start
 
 
+def padme(length: int) -> int:
+    """Padmé (Nikitin et al., "Reducing Metadata Leakage from Encrypted Files and
+    Communication with PURBs", PETS 2019): round `length` up so that only its top
+    log2(log2(length)) + 2 bits remain; costs at most 1/2^S (6.25 % from 512 bytes to
+    64 KiB, 3.125 % above) and leaks O(log log L) bits of the length instead of log L."""
+    if length < 2:
+        return length
+    exponent = length.bit_length() - 1          # floor(log2 L)
+    size_bits = exponent.bit_length()           # floor(log2 E) + 1
+    mask = (1 << (exponent - size_bits)) - 1
+    return (length + mask) & ~mask
+
+
+def padded_length(length: int) -> int:
+    return padme(max(length, PAD_MINIMUM))
+
+
+def pad(payload: bytes) -> bytes:
+    """u32 LE len(payload) || payload || zero bytes, to padded_length(4 + len(payload))."""
+    length = LENGTH_PREFIX.size + len(payload)
+    return LENGTH_PREFIX.pack(len(payload)) + payload + bytes(padded_length(length) - length)
+
+
+def unpad(plain: bytes, *, what: str) -> bytes:
+    if len(plain) < LENGTH_PREFIX.size:
+        raise IntegrityError(f"{what}: padded plaintext too short")
+    (length,) = LENGTH_PREFIX.unpack_from(plain)
+    end = LENGTH_PREFIX.size + length
+    if end > len(plain) or plain.count(0, end) != len(plain) - end:  # counted in place, no copy
+        raise IntegrityError(f"{what}: bad padding")
+    return plain[LENGTH_PREFIX.size : end]
+
+
+def split_trailer(data: bytes, *, what: str) -> bytes:
+    """The trailer body of a whole version-4 pack."""
+    if len(data) < TRAILER_SIZE:
+        raise IntegrityError(f"{what}: too short to be a pack")
+    return data[len(data) - TRAILER_SIZE :]
+
+
+def header_body(data: bytes, header_length: int, *, what: str) -> tuple[bytes, int]:
+    """(header body, its offset) of a whole version-4 pack, from the trailer's length."""
+    start = len(data) - TRAILER_SIZE - header_length
+    if header_length > MAX_HEADER_SIZE or header_length < BODY_OVERHEAD or start < 0:
+        raise IntegrityError(f"{what}: header length {header_length} is impossible")
+    return data[start : len(data) - TRAILER_SIZE], start
+
+
 class PackBuilder:
     """Accumulates blob envelopes until the pack reaches its target size."""
 
     def __init__(self) -> None:
-        self.parts: list[bytes] = []
+        self.parts: list[bytes | memoryview] = []
         self.entries: list[PackEntry] = []
         self.size = 0
 
-    def add(self, kind: int, chunk_id: ChunkId, envelope: bytes, raw_length: int) -> None:
+    def add(self, kind: int, chunk_id: ChunkId, envelope: bytes | memoryview, raw_length: int) -> None:
         self.entries.append(PackEntry(kind, chunk_id, self.size, len(envelope), raw_length))
         self.parts.append(envelope)
         self.size += len(envelope)
@@ -86,5 +152,15 @@ class PackBuilder:
         return self.size >= target
 
     def finish(self, header_envelope: bytes) -> tuple[PackId, bytes]:
-        data = b"".join(self.parts) + header_envelope + TRAILER.pack(len(header_envelope))
+        """Versions 1-3: the header envelope, then its length in clear."""
+        return self._finish(header_envelope + TRAILER.pack(len(header_envelope)))
+
+    def finish_v4(self, header: bytes, trailer: bytes) -> tuple[PackId, bytes]:
+        """Version 4: the header body, then the encrypted trailer holding its length."""
+        if len(trailer) != TRAILER_SIZE:
+            raise ValueError("a version-4 pack trailer is 44 bytes")
+        return self._finish(header + trailer)
+
+    def _finish(self, tail: bytes) -> tuple[PackId, bytes]:
+        data = b"".join(self.parts) + tail
         return PackId(hashlib.sha256(data).digest()), data

@@ -36,18 +36,26 @@ from agent.repo.layout import ChunkId, IndexId, PackId, SnapshotId
 from agent.repo.pack import (
     BLOB_TREE,
     TARGET_PACK_SIZE,
+    TRAILER_PLAIN,
     PackBuilder,
     PackEntry,
     decode_header_entries,
     encode_header_entries,
+    header_body,
+    pad,
     split_pack,
+    split_trailer,
+    unpad,
 )
 from agent.repo.snapshot import Snapshot
 from agent.storage.base import Storage
 
-# Version 2 adds locks and prune, version 3 restore-test reports (docs/FORMAT.md section
-# 16); older repositories are read and written as they are.
-FORMAT_VERSION = 3
+# Version 2 adds locks and prune, version 3 restore-test reports, version 4 packs that
+# show nothing in clear, padded blobs, headers and index files, and a key-derived gear
+# table (docs/FORMAT.md section 16). Older repositories are read and written as they
+# are: their config is never rewritten, so each keeps one pack layout throughout.
+FORMAT_VERSION = 4
+PADDED_FORMAT = 4  # first version with the padded, marker-free layout
 AAD_PREFIX = b"backupctl\x00"
 # An index file is written after this many packs, so an interrupted backup loses at
 # most this much upload work (the packs themselves stay, prune collects them).
@@ -148,15 +156,20 @@ class Repository:
         compression_level: int | None,
         kdf_params: KdfParams = KdfParams(),
         master: MasterKey | None = None,
+        format_version: int = FORMAT_VERSION,
     ) -> "Repository":
         """A new repository; `master` lets several repositories share one master key
-        (the disks of a rotated set), each with its own repository id."""
+        (the disks of a rotated set), each with its own repository id. `format_version`
+        is for tests that need an older layout; `init` always writes the current one."""
+        if not 1 <= format_version <= FORMAT_VERSION:
+            raise ValueError(f"no format version {format_version}")
         if storage.exists(layout.CONFIG) or any(True for _ in storage.list(layout.KEYS_PREFIX)):
             raise RepositoryExists(f"a repository already exists at {storage.describe()}")
         master = master or MasterKey.generate()
         repository_id = os.urandom(16)
         created = clock.now().isoformat()
-        config = StoredConfig(repository_id, cipher, compression_level, ChunkerParams(), created)
+        config = StoredConfig(repository_id, cipher, compression_level, ChunkerParams(), created,
+                              format_version=format_version)
         repo = cls(storage, master, config)
         repo.kdf_params = kdf_params
         key_id = repo.key_id = os.urandom(16)
@@ -292,8 +305,15 @@ class Repository:
 
     # ---- chunking -------------------------------------------------------------
 
+    @property
+    def padded(self) -> bool:
+        """Whether this repository uses the version-4 layout (docs/FORMAT.md section 7.2)."""
+        return self.config.format_version >= PADDED_FORMAT
+
     def new_chunker(self) -> Chunker:
         """A chunker keyed for this repository; not thread-safe, one per reader."""
+        if self.padded:
+            return Chunker(self.config.chunker, gear=ids.gear_table(self.master.secret))
         return Chunker(self.config.chunker, self.master.chunker_seed)
 
     def chunk_id(self, data: bytes | memoryview) -> ChunkId:
@@ -346,8 +366,21 @@ class Repository:
 
     def read_index_file(self, index_id: IndexId) -> tuple[dict[PackId, list[PackEntry]], list[IndexId]]:
         name = layout.index_name(index_id)
-        plain = self._read_metadata(name, layout.KIND_INDEX, index_id)
+        if self.padded:
+            plain = _verified_read(lambda: self.storage.read(name),
+                                   lambda envelope: self._open_padded_index(index_id, envelope, what=name))
+        else:
+            plain = self._read_metadata(name, layout.KIND_INDEX, index_id)
         return decode_index(plain, what=name)
+
+    def _open_padded_index(self, index_id: IndexId, envelope: bytes, *, what: str) -> bytes:
+        """Version 4: an index file is an ordinary envelope (clear `01` and cipher bytes,
+        section 4) whose plaintext is padded, so its size does not count the blobs."""
+        plain = aead.open_envelope(self._enc_key, envelope, self._aad(layout.KIND_INDEX_V4, index_id), what=what)
+        if aead.envelope_cipher(envelope) != self.config.cipher:
+            raise IntegrityError(f"{what}: encrypted with {aead.envelope_cipher(envelope)}, "
+                                 f"repository uses {self.config.cipher}")
+        return compression.decompress(unpad(plain, what=what), expected_size=None, what=what)
 
     def list_index_ids(self) -> list[IndexId]:
         found = (layout.index_id_from_name(i.name) for i in self.storage.list(layout.INDEX_PREFIX))
@@ -377,10 +410,8 @@ class Repository:
         when full. Returns the stored size. Compression and encryption run outside the
         lock (both release the GIL)."""
         try:
-            blob_kind = layout.KIND_TREE_BLOB if kind == BLOB_TREE else layout.KIND_DATA_BLOB
             payload = compression.compress(data, self.config.compression_level)
-            envelope = aead.seal(self._enc_key, payload, self._aad(blob_kind, chunk_id),
-                                 cipher=self.config.cipher)
+            envelope = self._seal_part(self._blob_kind(kind), chunk_id, payload)
         except BaseException:
             with self._write_lock:
                 self._pending_ids.discard(chunk_id)
@@ -395,14 +426,48 @@ class Repository:
             self._write_pack(full)
         return len(envelope)
 
+    def _blob_kind(self, blob_type: int) -> int:
+        if self.padded:
+            return layout.KIND_TREE_BLOB_V4 if blob_type == BLOB_TREE else layout.KIND_DATA_BLOB_V4
+        return layout.KIND_TREE_BLOB if blob_type == BLOB_TREE else layout.KIND_DATA_BLOB
+
+    def _seal_part(self, kind: int, object_id: bytes, payload: bytes) -> bytes | memoryview:
+        """One part of a pack: a whole envelope (versions 1-3), or (version 4) an envelope
+        of the padded payload without its two clear bytes, which the repository's
+        format and cipher imply and the associated data still covers (a view, not a
+        copy of up to 8 MiB: the pack joins its parts once)."""
+        if not self.padded:
+            return aead.seal(self._enc_key, payload, self._aad(kind, object_id), cipher=self.config.cipher)
+        sealed = aead.seal(self._enc_key, pad(payload), self._aad(kind, object_id), cipher=self.config.cipher)
+        return memoryview(sealed)[2:]
+
+    def _open_part(self, kind: int, object_id: bytes, stored: bytes | memoryview, *, what: str) -> bytes:
+        """The payload (compression byte and data) of a part sealed by `_seal_part`."""
+        if not self.padded:
+            payload = aead.open_envelope(self._enc_key, stored, self._aad(kind, object_id), what=what)
+            if aead.envelope_cipher(stored) != self.config.cipher:
+                raise IntegrityError(f"{what}: encrypted with {aead.envelope_cipher(stored)}, "
+                                     f"the repository uses {self.config.cipher}")
+            return payload
+        envelope = self._implied_header + bytes(stored)
+        return unpad(aead.open_envelope(self._enc_key, envelope, self._aad(kind, object_id), what=what), what=what)
+
+    @property
+    def _implied_header(self) -> bytes:
+        return bytes((aead.ENVELOPE_VERSION, aead.CIPHER_IDS[self.config.cipher]))
+
     def _write_pack(self, builder: PackBuilder) -> None:
-        header = aead.seal(
-            self._enc_key,
-            compression.compress(encode_header_entries(builder.entries), compression.DEFAULT_LEVEL),
-            self._aad(layout.KIND_PACK_HEADER, b""),
-            cipher=self.config.cipher,
-        )
-        pack_id, data = builder.finish(header)
+        header_payload = compression.compress(encode_header_entries(builder.entries), compression.DEFAULT_LEVEL)
+        if self.padded:
+            header = bytes(self._seal_part(layout.KIND_PACK_HEADER_V4, b"", header_payload))
+            # The trailer's plaintext is its 4 bytes alone: no compression byte, no padding.
+            trailer = aead.seal(self._enc_key, TRAILER_PLAIN.pack(len(header)),
+                                self._aad(layout.KIND_PACK_TRAILER_V4, b""), cipher=self.config.cipher)[2:]
+            pack_id, data = builder.finish_v4(header, trailer)
+        else:
+            header = aead.seal(self._enc_key, header_payload, self._aad(layout.KIND_PACK_HEADER, b""),
+                               cipher=self.config.cipher)
+            pack_id, data = builder.finish(header)
         self.storage.write(layout.pack_name(pack_id), data)
         index_now = None
         with self._write_lock:
@@ -419,8 +484,14 @@ class Repository:
     def _write_index(self, packs: dict[PackId, list[PackEntry]], superseded=()) -> IndexId:
         index_id = IndexId(os.urandom(16))
         plain = encode_index(packs, superseded)
-        self.storage.write(layout.index_name(index_id),
-                           self._seal_metadata(layout.KIND_INDEX, index_id, plain))
+        if self.padded:
+            level = self.config.compression_level
+            payload = compression.compress(plain, level if level is not None else compression.DEFAULT_LEVEL)
+            envelope = aead.seal(self._enc_key, pad(payload), self._aad(layout.KIND_INDEX_V4, index_id),
+                                 cipher=self.config.cipher)
+        else:
+            envelope = self._seal_metadata(layout.KIND_INDEX, index_id, plain)
+        self.storage.write(layout.index_name(index_id), envelope)
         return index_id
 
     def flush(self) -> None:
@@ -456,11 +527,7 @@ class Repository:
         plaintext. Restore skips that (`verify_id=False`) because it checks every
         file's SHA-256, which catches the same thing; check keeps it."""
         what = f"chunk {chunk_id.hex()[:16]} in pack {pack_name}"
-        blob_kind = layout.KIND_TREE_BLOB if kind == BLOB_TREE else layout.KIND_DATA_BLOB
-        payload = aead.open_envelope(self._enc_key, envelope, self._aad(blob_kind, chunk_id), what=what)
-        if aead.envelope_cipher(envelope) != self.config.cipher:
-            raise IntegrityError(f"{what}: encrypted with {aead.envelope_cipher(envelope)}, "
-                                 f"the repository uses {self.config.cipher}")
+        payload = self._open_part(self._blob_kind(kind), chunk_id, envelope, what=what)
         data = compression.decompress(payload, expected_size=raw_length, what=what)
         if verify_id and self.chunk_id(data) != chunk_id:
             raise IntegrityError(f"{what}: content does not match its id")
@@ -481,9 +548,18 @@ class Repository:
     def pack_header_entries(self, data: bytes, name: str) -> list[PackEntry]:
         """The blob list of a pack's bytes (its authenticated header); repair also uses it
         on a pack whose bytes no longer match its name, to find the blobs still intact."""
-        header, _start = split_pack(data, what=name)
-        payload = aead.open_envelope(self._enc_key, header, self._aad(layout.KIND_PACK_HEADER, b""),
-                                     what=f"{name} header")
+        if self.padded:
+            trailer = self._implied_header + split_trailer(data, what=name)
+            opened = aead.open_envelope(self._enc_key, trailer, self._aad(layout.KIND_PACK_TRAILER_V4, b""),
+                                        what=f"{name} trailer")
+            if len(opened) != TRAILER_PLAIN.size:
+                raise IntegrityError(f"{name} trailer: {len(opened)} bytes instead of {TRAILER_PLAIN.size}")
+            header, _start = header_body(data, TRAILER_PLAIN.unpack(opened)[0], what=name)
+            payload = self._open_part(layout.KIND_PACK_HEADER_V4, b"", header, what=f"{name} header")
+        else:  # versions 1-3, read exactly as before
+            header, _start = split_pack(data, what=name)
+            payload = aead.open_envelope(self._enc_key, header, self._aad(layout.KIND_PACK_HEADER, b""),
+                                         what=f"{name} header")
         plain = compression.decompress(payload, expected_size=None, what=f"{name} header")
         return decode_header_entries(plain, what=name)
 

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
+import math
 import os
 import re
 import stat
@@ -32,7 +34,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 DOC_PATH = Path(__file__).resolve().parents[2] / "docs" / "FORMAT.md"
 BEGIN_MARK = "<!-- BEGIN GENERATED TEST VECTORS (scripts/format_vectors.py) -->"
 END_MARK = "<!-- END GENERATED TEST VECTORS -->"
-INTEGER_FIELDS = {"memory_kib", "iterations", "parallelism", "chunker_seed"}
+INTEGER_FIELDS = {"memory_kib", "iterations", "parallelism", "chunker_seed", "input_size"}
 EXAMPLE_MTIME_NS = 1767547800000000000
 
 # ---- parsing the document ----------------------------------------------------------------
@@ -125,8 +127,10 @@ class SpecReader:
         self.id_key = blake3.blake3(self.master, derive_key_context="backupctl 2026-11 chunk id key").digest()
         self.config = json.loads(self.payload(self.open_envelope(self.enc_key, self.objects["config"],
                                                                   self.binding(1, b""))))
-        assert self.config["format_version"] in (1, 2, 3)
+        assert self.config["format_version"] in (1, 2, 3, 4)
         assert bytes.fromhex(self.config["repository_id"]) == self.repo_id
+        self.padded = self.config["format_version"] >= 4  # section 7.2
+        self.cipher_id = {"xchacha20-poly1305": 1, "aes-256-gcm": 2}[self.config["cipher"]]
         self.index = self._master_index()
 
     # -- primitives (sections 4 and 5) --
@@ -159,6 +163,24 @@ class SpecReader:
 
     def binding(self, kind: int, object_id: bytes) -> bytes:
         return b"backupctl\x00" + self.repo_id + bytes((kind,)) + object_id
+
+    @staticmethod
+    def padme(length: int) -> int:
+        e = math.floor(math.log2(length))
+        s = math.floor(math.log2(e)) + 1
+        mask = 2 ** (e - s) - 1
+        return (length + mask) & ~mask
+
+    @classmethod
+    def unpad(cls, plain: bytes) -> bytes:
+        """Section 7.2: u32 n || payload (n bytes) || zero padding to padme(max(4 + n, 512))."""
+        (n,) = struct.unpack_from("<I", plain)
+        assert 4 + n <= len(plain) == cls.padme(max(4 + n, 512)) and not any(plain[4 + n :])
+        return plain[4 : 4 + n]
+
+    def open_body(self, body: bytes, binding: bytes) -> bytes:
+        """Section 4.1: a version-4 body is an envelope without its implied `01 || cipher id`."""
+        return self.open_envelope(self.enc_key, bytes((1, self.cipher_id)) + body, binding)
 
     # -- keys (section 3) --
 
@@ -215,7 +237,11 @@ class SpecReader:
         files = {}
         for name in self.names("index/"):
             index_id = bytes.fromhex(name[len("index/"):])
-            plain = self.payload(self.open_envelope(self.enc_key, self.objects[name], self.binding(2, index_id)))
+            if self.padded:  # section 8: kind 13, padded plaintext
+                plain = self.payload(self.unpad(self.open_envelope(self.enc_key, self.objects[name],
+                                                                   self.binding(13, index_id))))
+            else:
+                plain = self.payload(self.open_envelope(self.enc_key, self.objects[name], self.binding(2, index_id)))
             files[index_id] = self._parse_index(plain)
         superseded = {old for replaced, _packs in files.values() for old in replaced}
         index: dict[bytes, tuple] = {}
@@ -234,6 +260,14 @@ class SpecReader:
     def pack_header(self, name: str) -> list[tuple]:
         data = self.objects[name]
         assert hashlib.sha256(data).digest().hex() == name.rsplit("/", 1)[-1]
+        if self.padded:  # section 7.2
+            assert len(data) >= 44
+            trailer = self.open_body(data[-44:], self.binding(12, b""))
+            assert len(trailer) == 4
+            (header_length,) = struct.unpack("<I", trailer)
+            start = len(data) - 44 - header_length
+            assert start >= 0 and 40 <= header_length <= 16 * 1024 * 1024
+            return self._entries(self.payload(self.unpad(self.open_body(data[start:-44], self.binding(11, b"")))))
         (header_length,) = struct.unpack("<I", data[-4:])
         start = len(data) - 4 - header_length
         assert start >= 0 and header_length <= 16 * 1024 * 1024
@@ -244,8 +278,11 @@ class SpecReader:
         pack_id, kind, offset, length, raw_length = self.index[chunk_id]
         envelope = self.objects[self.pack_name(pack_id)][offset : offset + length]
         assert len(envelope) == length
-        data = self.payload(self.open_envelope(self.enc_key, envelope, self.binding(5 if kind == 1 else 4, chunk_id)),
-                            raw_length)
+        if self.padded:
+            plain = self.unpad(self.open_body(envelope, self.binding(10 if kind == 1 else 9, chunk_id)))
+        else:
+            plain = self.open_envelope(self.enc_key, envelope, self.binding(5 if kind == 1 else 4, chunk_id))
+        data = self.payload(plain, raw_length)
         assert blake3.blake3(data, key=self.id_key).digest() == chunk_id
         return data
 
@@ -316,7 +353,7 @@ class SpecReader:
 def test_document_has_every_vector():
     assert set(vectors()) == {
         "hchacha20", "xchacha20-poly1305-aead", "envelope-xchacha20-poly1305", "envelope-aes-256-gcm",
-        "subkeys", "chunk-id", "argon2id", "associated-data",
+        "subkeys", "chunk-id", "argon2id", "associated-data", "gear-table", "padding", "pack-v4",
     }
     objects = example_objects()
     assert sum(n.startswith("keys/") for n in objects) == 1
@@ -446,6 +483,90 @@ def test_associated_data():
     assert v["full_aad_pack_header"] == header + repo._aad(layout.KIND_PACK_HEADER, b"")
     assert v["full_aad_key_file"] == header + _wrap_aad(v["repository_id"], v["key_id"])
     assert v["full_aad_snapshot"] == header + b"backupctl\x00" + v["repository_id"] + b"\x03" + v["snapshot_id"]
+
+
+def test_gear_table_vector():
+    from agent.crypto import ids
+    from agent.repo.chunker import Chunker, ChunkerParams
+
+    v = vectors()["gear-table"]
+    assert v["master"] == vectors()["subkeys"]["master"]
+    # Independently: BLAKE3 derive_key in XOF mode, 2048 bytes, as section 3.3 says.
+    stream = blake3.blake3(v["master"], derive_key_context="backupctl 2026-12 gear table").digest(length=2048)
+    assert stream == v["gear_table"]
+    table = struct.unpack("<256Q", v["gear_table"])
+    assert table[0] == int.from_bytes(v["gear_0"], "big") and table[255] == int.from_bytes(v["gear_255"], "big")
+    # With the agent's code: the same table, and the same cut points.
+    assert ids.gear_table(v["master"]) == table
+    data = blake3.blake3(v["input_label"].encode("ascii")).digest(length=v["input_size"])
+    assert hashlib.sha256(data).digest() == v["input_sha256"]
+    lengths = [len(c) for c in Chunker(ChunkerParams(), gear=table).chunks(io.BytesIO(data))]
+    assert lengths == [int(n) for n in v["chunk_lengths"].split()]
+
+
+def test_padding_vector():
+    from agent.repo.pack import padded_length, padme
+
+    v = vectors()["padding"]
+    lengths = [int(n) for n in v["lengths"].split()]
+    assert [SpecReader.padme(n) for n in lengths] == [padme(n) for n in lengths] == \
+        [int(n) for n in v["padme"].split()]
+    assert [SpecReader.padme(max(n, 512)) for n in lengths] == [padded_length(n) for n in lengths] == \
+        [int(n) for n in v["padded"].split()]
+
+
+def test_version_4_pack_vector_is_what_the_agent_writes(monkeypatch):
+    """The agent, given 15.11's nonces, writes exactly 15.11's pack, part by part."""
+    from agent.crypto.keys import MasterKey
+    from agent.repo.chunker import ChunkerParams
+    from agent.repo.repository import Repository, StoredConfig
+    from agent.storage.memory import MemoryStorage
+
+    v = vectors()["pack-v4"]
+    labels = ["v4 blob 1", "v4 blob 2", "v4 pack header", "v4 pack trailer"]
+    nonces = [hashlib.sha256(b"backupctl test vector nonce " + label.encode()).digest()[:24] for label in labels]
+    master = MasterKey(vectors()["subkeys"]["master"])
+    assert master.encryption_key == v["encryption_key"]
+    repo = Repository(MemoryStorage(), master, StoredConfig(v["repository_id"], "xchacha20-poly1305", 3,
+                                                            ChunkerParams(), "", format_version=4))
+    # Then the index file's nonce, which the vector does not cover.
+    monkeypatch.setattr(os, "urandom", lambda n: nonces.pop(0) if n == 24 and nonces else bytes(n))
+    assert repo.store_blob(0, v["blob_1_data"])[0] == v["blob_1_chunk_id"]
+    assert repo.store_blob(0, v["blob_2_data"])[0] == v["blob_2_chunk_id"]
+    repo.flush()
+    name = "data/" + v["pack_id"].hex()[:2] + "/" + v["pack_id"].hex()
+    assert repo.storage.read(name) == v["pack"] == (v["blob_1_body"] + v["blob_2_body"] + v["header_body"]
+                                                   + v["trailer_body"])
+    assert hashlib.sha256(v["pack"]).digest() == v["pack_id"]
+
+
+def test_version_4_pack_vector_with_the_spec_reader():
+    """15.11 opened with section 7.2 alone: trailer, header, entries, then each blob."""
+    v = vectors()["pack-v4"]
+    reader = SpecReader.__new__(SpecReader)  # only the primitives: no repository around it
+    reader.enc_key, reader.repo_id, reader.cipher_id = v["encryption_key"], v["repository_id"], 1
+    pack = v["pack"]
+    trailer = reader.open_body(pack[-44:], reader.binding(12, b""))
+    assert trailer == v["trailer_plain"]
+    (header_length,) = struct.unpack("<I", trailer)
+    header = pack[len(pack) - 44 - header_length : -44]
+    assert header == v["header_body"]
+    padded_header = reader.open_body(header, reader.binding(11, b""))
+    assert padded_header == v["header_padded"]
+    entries = reader._entries(reader.payload(reader.unpad(padded_header)))
+    assert reader.payload(reader.unpad(padded_header)) == v["header_entries"]
+    assert len(entries) == 2
+    for number, (kind, chunk_id, offset, length, raw_length) in enumerate(entries, start=1):
+        assert kind == 0 and chunk_id == v[f"blob_{number}_chunk_id"]
+        body = pack[offset : offset + length]
+        assert body == v[f"blob_{number}_body"] and body[:2] != b"\x01\x01"
+        plain = reader.open_body(body, reader.binding(9, chunk_id))
+        assert plain == v[f"blob_{number}_padded"]
+        assert reader.payload(reader.unpad(plain), raw_length) == v[f"blob_{number}_data"]
+        with pytest.raises(Exception):  # bound to its kind: not a tree blob, not a version-3 blob
+            reader.open_body(body, reader.binding(10, chunk_id))
+        with pytest.raises(Exception):
+            reader.open_body(body, reader.binding(4, chunk_id))
 
 
 # ---- the example repository ------------------------------------------------------------------
@@ -613,10 +734,19 @@ def test_spec_reader_restores_a_backupctl_repository(tmp_path, cipher, level):
     out.mkdir()
     reader.restore(snapshot, bytes(out))
     _compare_trees(bytes(source), os.path.join(bytes(out), bytes(source).lstrip(b"/")))
-    # Every envelope names the repository's cipher.
+    # Version 4 (section 7.2): the packs carry no clear byte; every blob opens only with
+    # the repository's cipher as its implied second byte, and the index rebuilt from the
+    # packs' headers is the one the index files give.
+    assert reader.config["format_version"] == 4
+    rebuilt = {}
     for name in reader.names("data/"):
-        for _kind, _cid, offset, _length, _raw in reader.pack_header(name):
-            assert storage.objects[name][offset + 1] == {"xchacha20-poly1305": 1, "aes-256-gcm": 2}[cipher]
+        for kind, cid, offset, length, raw in reader.pack_header(name):
+            rebuilt[cid] = (bytes.fromhex(name.rsplit("/", 1)[-1]), kind, offset, length, raw)
+            body = storage.objects[name][offset : offset + length]
+            other = bytes((1, 3 - reader.cipher_id)) + body
+            with pytest.raises(Exception):
+                reader.open_envelope(reader.enc_key, other, reader.binding(10 if kind else 9, cid))
+    assert rebuilt == reader.index
 
 
 def test_spec_reader_reads_a_stored_report_and_the_binding_protects_it(tmp_path):
@@ -679,12 +809,55 @@ def test_spec_reader_restores_a_pruned_repository(tmp_path):
     finally:
         clock.freeze(None)
     reader = SpecReader(dict(storage.objects), b"phrase de passe")
-    assert reader.config["format_version"] == 3
+    assert reader.config["format_version"] == 4
     newest = max(reader.snapshots(), key=lambda s: s["time"])
     out = tmp_path / "out"
     out.mkdir()
     reader.restore(newest, bytes(out))
     _compare_trees(bytes(source), os.path.join(bytes(out), bytes(source).lstrip(b"/")))
+
+
+def test_example_version_1_repository_is_backed_up_into_as_it_is(tmp_path):
+    """A version-1 repository stays version 1 under a version-4 program: its config is not
+    rewritten, its new packs have the layout of section 7.1 and the seeded chunker, and
+    both the old and the new snapshot restore, with the agent and with the spec reader."""
+    from agent.engine.backup import BackupEngine, BackupOptions
+    from agent.engine.check import CheckEngine
+    from agent.engine.restore import RestoreEngine
+    from agent.repo.repository import Repository
+
+    storage = _memory_storage(example_objects())
+    config_before = storage.read("config")
+    packs_before = {info.name for info in storage.list("data/")}
+    source = tmp_path / "source"
+    _make_source(source)
+    repo = Repository.open(storage, _passphrase())
+    assert repo.config.format_version == 1 and not repo.padded
+    BackupEngine(repo, BackupOptions(paths=[str(source)])).run()
+    assert storage.read("config") == config_before
+    new_packs = {info.name for info in storage.list("data/")} - packs_before
+    assert new_packs
+    reader = SpecReader(dict(storage.objects), _passphrase())
+    for name in new_packs:
+        data = storage.read(name)
+        entries = reader.pack_header(name)  # the clear u32 header length of section 7.1
+        assert all(data[offset : offset + 2] == b"\x01\x01" for _k, _c, offset, _l, _r in entries)
+    # scan.bin (3 MiB + 17, incompressible) was cut by the seeded chunker of versions 1-3.
+    chunker = Repository.open(storage, _passphrase()).new_chunker()
+    scan = (source / "scan.bin").read_bytes()
+    from agent.repo.chunker import Chunker
+
+    assert [len(c) for c in chunker.chunks(io.BytesIO(scan))] == \
+        [len(c) for c in Chunker(repo.config.chunker, repo.master.chunker_seed).chunks(io.BytesIO(scan))]
+    fresh = Repository.open(storage, _passphrase())
+    assert CheckEngine(fresh, read_data=True).run().ok
+    old, new = sorted(fresh.snapshots(), key=lambda snap: snap.time)
+    assert not RestoreEngine(fresh, old, str(tmp_path / "old")).run().failures
+    _check_restored(tmp_path / "old")
+    (tmp_path / "new").mkdir()
+    newest = max(reader.snapshots(), key=lambda snap: snap["time"])
+    reader.restore(newest, bytes(tmp_path / "new"))
+    _compare_trees(bytes(source), os.path.join(bytes(tmp_path / "new"), bytes(source).lstrip(b"/")))
 
 
 # ---- constants stated in the prose ------------------------------------------------------------
@@ -695,9 +868,9 @@ def test_prose_constants_match_the_code():
     from agent.repo import chunker, compression, index, layout, pack, repository, snapshot
 
     doc = _doc()
-    assert repository.FORMAT_VERSION == 3 and doc.startswith("# backupctl repository format, version 3\n")
+    assert repository.FORMAT_VERSION == 4 and doc.startswith("# backupctl repository format, version 4\n")
     for context in (ids.CONTEXT_ENCRYPTION, ids.CONTEXT_CHUNK_ID, ids.CONTEXT_CHUNKER_SEED,
-                    ids.CONTEXT_AES_OBJECT_KEY):
+                    ids.CONTEXT_AES_OBJECT_KEY, ids.CONTEXT_GEAR_TABLE):
         assert f"`{context}`" in doc
     assert repository.AAD_PREFIX == bytes.fromhex("62 61 63 6b 75 70 63 74 6c 00")
     assert "`62 61 63 6b 75 70 63 74 6c 00`" in doc
@@ -708,6 +881,14 @@ def test_prose_constants_match_the_code():
                      str(layout.KIND_SNAPSHOT): "snapshot", str(layout.KIND_DATA_BLOB): "data blob",
                      str(layout.KIND_TREE_BLOB): "tree blob", str(layout.KIND_PACK_HEADER): "pack header",
                      str(layout.KIND_LOCK): "lock", str(layout.KIND_REPORT): "report"}
+    kinds_v4 = dict(re.findall(r"^\| (\d+) \| (data blob|tree blob|pack header|pack trailer|index file)"
+                               r"(?:, padded)? \(version 4\) \|", doc, re.M))
+    assert kinds_v4 == {str(layout.KIND_DATA_BLOB_V4): "data blob", str(layout.KIND_TREE_BLOB_V4): "tree blob",
+                        str(layout.KIND_PACK_HEADER_V4): "pack header", str(layout.KIND_PACK_TRAILER_V4): "pack trailer",
+                        str(layout.KIND_INDEX_V4): "index file"}
+    assert pack.TRAILER_SIZE == 44 and pack.TRAILER_PLAIN.format == "<I" and "the last 44 bytes" in doc
+    assert pack.PAD_MINIMUM == 512 and "padded_length(L) = padme(max(L, 512))" in doc
+    assert repository.PADDED_FORMAT == 4
     assert aead.CIPHER_IDS == {"xchacha20-poly1305": 1, "aes-256-gcm": 2}
     assert (aead.ENVELOPE_VERSION, aead.NONCE_SIZE, aead.TAG_SIZE, aead.OVERHEAD) == (1, 24, 16, 42)
     assert keys.KEY_WRAP_CIPHER == "xchacha20-poly1305" and keys.MASTER_SIZE == 32
@@ -745,3 +926,4 @@ def test_generated_section_matches_the_script_where_it_is_deterministic():
     spec.loader.exec_module(module)
     generated = "\n".join(module.vectors_primitives())
     assert generated in _generated()
+    assert "\n".join(module.vectors_version4()) in _generated()

@@ -6,7 +6,6 @@ from __future__ import annotations
 from agent.engine.check import CheckEngine
 from agent.engine.repair import RepairEngine
 from agent.repo import layout
-from agent.repo.index import encode_index
 
 from .test_prune import History, fridays
 
@@ -60,9 +59,7 @@ def test_an_index_that_disagrees_with_a_pack_header_loses_no_pack(tmp_path):
     repo.load_index()
     pack_id, entries = next(iter(repo.index.packs().items()))
     bogus = [entries[0].__class__(entries[0].kind, b"\x01" * 32, 0, entries[0].length, entries[0].raw_length)]
-    index_id = b"\x02" * 16
-    history.storage.write(layout.index_name(index_id),
-                          repo._seal_metadata(layout.KIND_INDEX, index_id, encode_index({pack_id: bogus})))
+    repo._write_index({pack_id: bogus})  # sealed in the repository's own layout (format 4: padded)
     report = RepairEngine(history.fresh_repo()).run()
     assert not report.damaged_packs and report.blobs_lost == 1  # the bogus id, which no pack holds
     assert layout.pack_name(pack_id) in _packs(history.storage)

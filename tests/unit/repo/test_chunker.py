@@ -1,10 +1,14 @@
 from __future__ import annotations
 
 import io
+import math
 import os
 
+import blake3
+import pytest
 from hypothesis import given, settings, strategies as st
 
+from agent.crypto import ids
 from agent.repo.chunker import Chunker, ChunkerParams
 
 
@@ -60,3 +64,81 @@ def test_the_seed_moves_chunk_boundaries():
     first = [len(c) for c in Chunker(ChunkerParams(), seed=1).chunks(io.BytesIO(data))]
     second = [len(c) for c in Chunker(ChunkerParams(), seed=2**62 + 7).chunks(io.BytesIO(data))]
     assert first != second
+
+
+# ---- format version 4: a gear table derived whole from the key ---------------------------
+
+SMALL = ChunkerParams(min_size=256, avg_size=1024, max_size=8192)
+
+
+def _reference_cuts(data: bytes, params: ChunkerParams, gear: list[int]) -> list[int]:
+    """Chunk lengths by FastCDC 2020, normalized level 1, written from docs/FORMAT.md
+    section 11 alone (one byte per step; pyfastcdc takes two at a time, same cuts)."""
+    from pyfastcdc.py.constants import MASKS
+
+    bits = round(math.log2(params.avg_size))
+    mask_s, mask_l = MASKS[bits + 1], MASKS[bits - 1]
+    lengths, start = [], 0
+    while start < len(data):
+        remaining = len(data) - start
+        if remaining <= params.min_size:
+            lengths.append(remaining)
+            break
+        end = min(remaining, params.max_size)
+        center = min(params.avg_size, end)
+        cut, h = end, 0
+        for pos in range(params.min_size // 2 * 2, end // 2 * 2):
+            h = ((h << 1) + gear[data[start + pos]]) & 0xFFFFFFFFFFFFFFFF
+            if h & (mask_s if pos < center // 2 * 2 else mask_l) == 0:
+                cut = pos
+                break
+        lengths.append(cut)
+        start += cut
+    return lengths
+
+
+def _lengths(chunker: Chunker, data: bytes, hint: int | None) -> list[int]:
+    return [len(c) for c in chunker.chunks(io.BytesIO(data), size_hint=hint)]
+
+
+def test_the_key_derived_gear_table_is_the_one_the_compiled_chunker_cuts_with():
+    """The installed table is really used, entry for entry: the compiled chunker's cut
+    points equal those of an independent gear loop fed the same 256 entries."""
+    gear = list(ids.gear_table(b"\x07" * 32))
+    data = os.urandom(120_000) + bytes(range(256)) * 300 + os.urandom(60_000)
+    expected = _reference_cuts(data, SMALL, gear)
+    assert len(expected) > 20
+    chunker = Chunker(SMALL, gear=gear)
+    assert _lengths(chunker, data, None) == expected  # streamed
+    big = ChunkerParams(min_size=256, avg_size=1024, max_size=len(data) + 1024)
+    assert _lengths(Chunker(big, gear=gear), data, len(data)) == _reference_cuts(data, big, gear)  # in memory
+    # ...and not the public table XOR a seed, nor a neighbouring key's table.
+    assert expected != _reference_cuts(data, SMALL, [g ^ 1 for g in gear])
+
+
+def test_two_keys_cut_the_same_data_at_different_points():
+    data = os.urandom(12 * 1024 * 1024)
+    first = _lengths(Chunker(ChunkerParams(), gear=ids.gear_table(b"\x01" * 32)), data, None)
+    second = _lengths(Chunker(ChunkerParams(), gear=ids.gear_table(b"\x02" * 32)), data, None)
+    assert sum(first) == sum(second) == len(data)
+    assert first != second
+    assert _lengths(Chunker(ChunkerParams(), gear=ids.gear_table(b"\x01" * 32)), data, None) == first
+
+
+def test_gear_table_is_the_blake3_derive_key_xof_read_as_little_endian_u64():
+    master = bytes(range(32))
+    stream = blake3.blake3(master, derive_key_context="backupctl 2026-12 gear table").digest(length=2048)
+    table = ids.gear_table(master)
+    assert len(table) == 256 and len(set(table)) == 256
+    assert table == tuple(int.from_bytes(stream[8 * i : 8 * i + 8], "little") for i in range(256))
+    # The XOF's first 32 bytes are the ordinary derive_key output (BLAKE3 prefix property).
+    assert stream[:32] == ids.derive_subkey(master, "backupctl 2026-12 gear table")
+
+
+def test_a_chunker_takes_a_seed_or_a_table_not_both():
+    with pytest.raises(ValueError):
+        Chunker(ChunkerParams())
+    with pytest.raises(ValueError):
+        Chunker(ChunkerParams(), 5, gear=ids.gear_table(b"\x00" * 32))
+    with pytest.raises(ValueError):
+        Chunker(ChunkerParams(), gear=[1] * 255)

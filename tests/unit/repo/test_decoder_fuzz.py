@@ -13,11 +13,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.errors import IntegrityError, UnsupportedFormat
-from agent.repo import compression, tree
+from agent.repo import compression, layout, tree
 from agent.repo.chunker import ChunkerParams
 from agent.repo.index import decode_index, encode_index
 from agent.repo.layout import SnapshotId
-from agent.repo.pack import PackEntry, decode_header_entries, encode_header_entries, split_pack
+from agent.repo.pack import (
+    TRAILER_SIZE,
+    PackEntry,
+    decode_header_entries,
+    encode_header_entries,
+    header_body,
+    pad,
+    split_pack,
+    split_trailer,
+    unpad,
+)
 from agent.repo.repository import StoredConfig
 from agent.repo.snapshot import Snapshot
 
@@ -233,3 +243,80 @@ def test_deeply_nested_json_raises_integrity_error(decode):
     depth = 100_000
     with pytest.raises(IntegrityError):
         decode(b"[" * depth + b"]" * depth)
+
+
+# ---- format version 4: padded payloads, trailers, whole packs ------------------------------------
+
+_VALID_PADDED = pad(b"\x00" + b"contenu" * 10)
+
+
+@FUZZ
+@given(data=_mutations(_VALID_PADDED))
+def test_unpad_raises_only_integrity_error(data):
+    try:
+        payload = unpad(data, what="blob")
+    except IntegrityError:
+        return
+    assert data[4 : 4 + len(payload)] == payload and not data[4 + len(payload) :].strip(b"\0")
+
+
+@FUZZ
+@given(data=st.binary(max_size=400), header_length=st.integers(0, 2**32 - 1))
+def test_v4_trailer_and_header_location_raise_only_integrity_error(data, header_length):
+    try:
+        trailer = split_trailer(data, what="pack")
+        header, start = header_body(data, header_length, what="pack")
+    except IntegrityError:
+        return
+    assert len(trailer) == TRAILER_SIZE and data[start : len(data) - TRAILER_SIZE] == header
+
+
+def _v4_repository():
+    from agent.crypto.kdf import KdfParams
+    from agent.repo.pack import BLOB_DATA
+    from agent.repo.repository import Repository
+    from agent.storage.memory import MemoryStorage
+
+    repo = Repository.init(MemoryStorage(), b"phrase", cipher="xchacha20-poly1305", compression_level=3,
+                           kdf_params=KdfParams(memory_kib=8192, iterations=1), format_version=4)
+    for n in range(3):
+        repo.store_blob(BLOB_DATA, bytes([n]) * 100)
+    repo.flush()
+    [pack_id] = list(repo.index.pack_ids())
+    return repo, repo.storage.read(layout.pack_name(pack_id))
+
+
+_V4_REPO, _V4_PACK = _v4_repository()
+_V4_ENTRIES = _V4_REPO.pack_header_entries(_V4_PACK, "p")
+
+
+@FUZZ
+@given(data=st.one_of(
+    st.binary(max_size=400),
+    st.tuples(st.integers(0, len(_V4_PACK) - 1), st.integers(1, 255)).map(
+        lambda t: _V4_PACK[: t[0]] + bytes((_V4_PACK[t[0]] ^ t[1],)) + _V4_PACK[t[0] + 1 :]),
+    st.integers(0, len(_V4_PACK) - 1).map(lambda n: _V4_PACK[:n]),
+    st.integers(1, len(_V4_PACK) - 1).map(lambda n: _V4_PACK[n:]),
+    st.binary(min_size=1, max_size=50).map(lambda tail: _V4_PACK + tail),
+))
+def test_v4_pack_header_of_damaged_packs_raises_only_integrity_error(data):
+    """A damaged version-4 pack (a flipped bit, a cut, bytes added at either end) gives an
+    IntegrityError when its header is read, or, when only blob bytes were touched, the
+    genuine header (the blobs are authenticated on their own); never another exception
+    nor another header."""
+    try:
+        entries = _V4_REPO.pack_header_entries(data, "data/xx/pack")
+    except IntegrityError:
+        return
+    assert entries == _V4_ENTRIES
+    assert data.endswith(_V4_PACK[_V4_ENTRIES[-1].offset + _V4_ENTRIES[-1].length :])
+
+
+@FUZZ
+@given(index=st.integers(0, 2), flip=st.integers(0, 10_000), bit=st.integers(0, 7))
+def test_v4_blob_bodies_with_a_flipped_bit_raise_only_integrity_error(index, flip, bit):
+    entry = _V4_REPO.pack_header_entries(_V4_PACK, "p")[index]
+    body = bytearray(_V4_PACK[entry.offset : entry.offset + entry.length])
+    body[flip % len(body)] ^= 1 << bit
+    with pytest.raises(IntegrityError):
+        _V4_REPO.decode_blob(entry.chunk_id, entry.kind, bytes(body), entry.raw_length, pack_name="p")

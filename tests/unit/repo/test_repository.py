@@ -20,7 +20,7 @@ from agent.errors import (
     WrongPassphrase,
 )
 from agent.repo import layout
-from agent.repo.pack import BLOB_DATA, BLOB_TREE
+from agent.repo.pack import BLOB_DATA, BLOB_TREE, padded_length
 from agent.repo.repository import PACKS_PER_INDEX, Repository, StoredConfig
 from agent.repo.snapshot import Snapshot
 from agent.storage.memory import MemoryStorage
@@ -48,14 +48,22 @@ def cipher(request) -> str:
     return request.param
 
 
+# Every test runs on the current layout (4) and on the older one (3), which older
+# repositories keep being read and written with.
+@pytest.fixture(params=(3, 4), ids=("v3", "v4"))
+def format_version(request) -> int:
+    return request.param
+
+
 @pytest.fixture
 def storage() -> RecordingStorage:
     return RecordingStorage()
 
 
 @pytest.fixture
-def repo(storage, cipher) -> Repository:
-    return Repository.init(storage, PASSPHRASE, cipher=cipher, compression_level=3, kdf_params=FAST)
+def repo(storage, cipher, format_version) -> Repository:
+    return Repository.init(storage, PASSPHRASE, cipher=cipher, compression_level=3, kdf_params=FAST,
+                           format_version=format_version)
 
 
 def _reopen(repo: Repository) -> Repository:
@@ -215,10 +223,14 @@ def test_store_blob_compresses_when_enabled(repo):
     assert added < len(TEXT) // 4
 
 
-def test_store_blob_without_compression(storage, cipher):
-    repo = Repository.init(storage, PASSPHRASE, cipher=cipher, compression_level=None, kdf_params=FAST)
+def test_store_blob_without_compression(storage, cipher, format_version):
+    repo = Repository.init(storage, PASSPHRASE, cipher=cipher, compression_level=None, kdf_params=FAST,
+                           format_version=format_version)
     chunk_id, added = repo.store_blob(BLOB_DATA, TEXT)
-    assert added == len(TEXT) + 1 + aead.OVERHEAD
+    if format_version >= 4:  # padded, without the two clear bytes
+        assert added == padded_length(4 + len(TEXT) + 1) + aead.OVERHEAD - 2
+    else:
+        assert added == len(TEXT) + 1 + aead.OVERHEAD
     repo.flush()
     assert _reopen(repo).load_blob(chunk_id) == TEXT
 
@@ -263,7 +275,8 @@ def test_packs_are_named_by_their_sha256_and_self_describing(repo, storage, ciph
     assert {e.chunk_id for e in entries} == set(blobs)
     for entry in entries:
         envelope = data[entry.offset : entry.offset + entry.length]
-        assert aead.envelope_cipher(envelope) == cipher
+        if repo.config.format_version < 4:
+            assert aead.envelope_cipher(envelope) == cipher
         plain = repo.decode_blob(entry.chunk_id, entry.kind, envelope, entry.raw_length, pack_name="p")
         assert plain == blobs[entry.chunk_id]
 
@@ -280,11 +293,13 @@ def test_read_pack_detects_a_changed_byte(repo, storage):
         repo.read_pack(pack_id)
 
 
-def test_an_index_is_written_every_few_packs(storage, cipher):
+def test_an_index_is_written_every_few_packs(storage, cipher, format_version):
     """An interrupted backup loses at most PACKS_PER_INDEX packs of indexing."""
-    repo = Repository.init(storage, PASSPHRASE, cipher=cipher, compression_level=None, kdf_params=FAST)
+    repo = Repository.init(storage, PASSPHRASE, cipher=cipher, compression_level=None, kdf_params=FAST,
+                           format_version=format_version)
     small = Repository(storage, repo.master, StoredConfig(
-        repo.config.repository_id, cipher, None, repo.config.chunker, repo.config.created, pack_target_size=1000))
+        repo.config.repository_id, cipher, None, repo.config.chunker, repo.config.created, pack_target_size=1000,
+        format_version=format_version))
     stored = [small.store_blob(BLOB_DATA, os.urandom(1000))[0] for _ in range(PACKS_PER_INDEX + 1)]
     # no flush: the process "dies" here
     assert len(_names(storage, layout.DATA_PREFIX)) == PACKS_PER_INDEX + 1
@@ -429,7 +444,8 @@ def test_objects_sealed_with_the_other_cipher_are_refused(repo, storage, cipher)
     impostor.flush()
     loc = impostor.locate(chunk_id)
     envelope = storage.read_range(layout.pack_name(loc.pack_id), loc.offset, loc.length)
-    assert aead.envelope_cipher(envelope) == other_cipher
+    if repo.config.format_version < 4:  # version 4: the cipher is implied by the config
+        assert aead.envelope_cipher(envelope) == other_cipher
     assert impostor.decode_blob(chunk_id, BLOB_DATA, envelope, loc.raw_length, pack_name="p") == TEXT
     with pytest.raises(IntegrityError):
         repo.decode_blob(chunk_id, BLOB_DATA, envelope, loc.raw_length, pack_name="p")
@@ -512,4 +528,16 @@ def test_every_stored_object_uses_the_repository_cipher(repo, storage, cipher):
     for pack_id in repo.index.pack_ids():
         data, entries = repo.read_pack(pack_id)
         for entry in entries:
-            assert aead.envelope_cipher(data[entry.offset : entry.offset + entry.length]) == cipher
+            body = data[entry.offset : entry.offset + entry.length]
+            if repo.config.format_version < 4:
+                assert aead.envelope_cipher(body) == cipher
+                continue
+            # Version 4: the cipher is implied by the config and bound by the AAD.
+            kind = layout.KIND_TREE_BLOB_V4 if entry.kind == BLOB_TREE else layout.KIND_DATA_BLOB_V4
+            aad = repo._aad(kind, entry.chunk_id)
+            assert aead.open_envelope(repo.master.encryption_key, bytes((1, aead.CIPHER_IDS[cipher])) + body,
+                                      aad, what="blob")
+            other = next(c for c in CIPHERS if c != cipher)
+            with pytest.raises(IntegrityError):
+                aead.open_envelope(repo.master.encryption_key, bytes((1, aead.CIPHER_IDS[other])) + body,
+                                   aad, what="blob")
