@@ -15,7 +15,7 @@ import pytest
 
 from tests.support.databases import PASSWORD, PATIENTS, start_mariadb, start_postgresql
 
-from .support import Backupctl, assert_error, base_env, write
+from .support import NOBODY, Backupctl, assert_error, base_env, write
 
 DUMP_WRAPPER = """#!/bin/sh
 # Records the command line the dump program was given, then runs the real one.
@@ -46,8 +46,9 @@ def _secret(bk: Backupctl) -> Path:
 
 
 def _server_config(bk: Backupctl, kind: str, port: int, *, user: str = "backupctl",
-                   password_file: Path | None = None) -> None:
-    """A configuration dumping the test server's "cabinet" database."""
+                   password_file: Path | None = None, database: str = "cabinet",
+                   restore_test: str = "throwaway") -> None:
+    """A configuration dumping the test server's "cabinet" database (by default)."""
     bk.write_config(extra_repo_lines=f"""
 [[databases]]
 name = "cabinet"
@@ -55,8 +56,9 @@ type = "{kind}"
 host = "127.0.0.1"
 port = {port}
 user = "{user}"
-database = "cabinet"
+database = {json.dumps(database)}
 password_file = "{password_file or _secret(bk)}"
+restore_test = "{restore_test}"
 """)
 
 
@@ -262,32 +264,64 @@ after = ["false"]
     assert_error(bk.run("backup"), 2, "before = [...]")
 
 
-def test_the_restore_test_loads_the_dump_into_a_scratch_database(bk: Backupctl, postgresql):
+def _service_world(open_dir: Path) -> Backupctl:
+    """A world whose state dir belongs to an unprivileged user (nobody), as the service user
+    owns /var/lib/backupctl: the restore test, run as root, starts its throwaway servers as it."""
+    bk = Backupctl(open_dir)
+    bk.state.mkdir(mode=0o700)
+    os.chown(bk.state, NOBODY, NOBODY)
+    return bk
+
+
+def _our_server_processes(bk: Backupctl) -> list[str]:
+    """Processes whose command line names the world's state dir (a throwaway server left running)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if entry.name.isdigit() and str(bk.state).encode() in cmdline and b"agent" not in cmdline:
+            found.append(cmdline.replace(b"\0", b" ").decode(errors="replace"))
+    return found
+
+
+def _assert_throwaway_gone(bk: Backupctl) -> None:
+    assert list((bk.state / "restore-test-databases").iterdir()) == []
+    assert _our_server_processes(bk) == []
+
+
+def test_the_restore_test_loads_the_dump_into_a_throwaway_server(open_dir: Path, postgresql):
+    bk = _service_world(open_dir)
     write(bk.src / "lettre.txt", "Madame, " * 100)
     _server_config(bk, "postgresql", postgresql.port)
     bk.init()
     bk.backup()
+    databases_before = postgresql.psql("SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database")
     result = bk.run("restore-test", "--scratch-dir", str(bk.base / "scratch"), "--json")
     assert result.returncode == 0, str(result)
     (check,) = result.json()["databases"]
-    assert check["ok"] is True and check["tables"] == 2
+    assert check["ok"] is True and check["tables"] == 2 and check["loaded_into"] == "throwaway"
     assert check["rows"] == {"public.patients": len(PATIENTS), "public.rendez_vous": len(PATIENTS)}
-    assert "backupctl_restore_test" not in postgresql.psql("SELECT string_agg(datname, ',') FROM pg_database")
+    # Not a database was created on the practice's server, even for a moment it would show.
+    assert postgresql.psql("SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database") == databases_before
+    _assert_throwaway_gone(bk)
     page = Path(result.json()["report"]["html"]).read_text(encoding="utf-8")
     assert 'id="databases"' in page and "restaurée" in page and str(2 * len(PATIENTS)) in page
-    assert "Database cabinet (postgresql): the dump restored" in bk.ok("restore-test", "--scratch-dir",
-                                                                        str(bk.base / "scratch")).stdout
+    assert "Database cabinet (postgresql): the dump restored into a throwaway" in bk.ok(
+        "restore-test", "--scratch-dir", str(bk.base / "scratch")).stdout
 
 
-def test_a_dump_that_cannot_be_loaded_fails_the_restore_test(bk: Backupctl, postgresql):
+def test_the_production_fallback_needs_createdb_and_warns(open_dir: Path, postgresql):
     escaped = PASSWORD.replace("'", "''")
     postgresql.psql(f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'lecteur') THEN "
                     f"CREATE ROLE lecteur LOGIN PASSWORD '{escaped}'; END IF; END $$;")
     postgresql.psql("GRANT SELECT ON ALL TABLES IN SCHEMA public TO lecteur; "
                     "GRANT SELECT, USAGE ON ALL SEQUENCES IN SCHEMA public TO lecteur", database="cabinet")
+    bk = _service_world(open_dir)
     write(bk.src / "lettre.txt", "Madame, " * 100)
     # "lecteur" may read and dump, may not create a database.
-    _server_config(bk, "postgresql", postgresql.port, user="lecteur")
+    _server_config(bk, "postgresql", postgresql.port, user="lecteur", restore_test="production")
     bk.init()
     assert bk.backup()["databases_dumped"]
     result = bk.run("restore-test", "--scratch-dir", str(bk.base / "scratch"), "--json")
@@ -295,3 +329,30 @@ def test_a_dump_that_cannot_be_loaded_fails_the_restore_test(bk: Backupctl, post
     (check,) = result.json()["databases"]
     assert check["ok"] is False and "grant CREATEDB" in check["problem"]
     assert "database dump(s) did not load" in result.stderr
+    # With CREATEDB (the backupctl role) it loads there, and says how unsafe that is.
+    _server_config(bk, "postgresql", postgresql.port, restore_test="production")
+    result = bk.run("restore-test", "--scratch-dir", str(bk.base / "scratch"), "--json")
+    assert result.returncode == 0, str(result)
+    (check,) = result.json()["databases"]
+    assert check["ok"] is True and check["loaded_into"] == "production" and check["tables"] == 2
+    assert "production server" in check["note"] and "holds the key" in check["note"]
+    assert "WARNING: database cabinet: loaded into the production server" in result.stderr
+    page = Path(result.json()["report"]["html"]).read_text(encoding="utf-8")
+    assert "ATTENTION" in page and "production server" in page
+    assert "backupctl_restore_test" not in postgresql.psql("SELECT string_agg(datname, ',') FROM pg_database")
+
+
+def test_the_production_fallback_refuses_a_superuser_role(open_dir: Path, postgresql):
+    escaped = PASSWORD.replace("'", "''")
+    postgresql.psql(f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'patron') THEN "
+                    f"CREATE ROLE patron LOGIN SUPERUSER PASSWORD '{escaped}'; END IF; END $$;")
+    bk = _service_world(open_dir)
+    write(bk.src / "lettre.txt", "Madame, " * 100)
+    _server_config(bk, "postgresql", postgresql.port, user="patron", restore_test="production")
+    bk.init()
+    assert bk.backup()["databases_dumped"]
+    result = bk.run("restore-test", "--scratch-dir", str(bk.base / "scratch"), "--json")
+    assert result.returncode == 13
+    (check,) = result.json()["databases"]
+    assert check["ok"] is False and "is a superuser" in check["problem"] and "throwaway" in check["problem"]
+    assert "backupctl_restore_test" not in postgresql.psql("SELECT string_agg(datname, ',') FROM pg_database")
