@@ -27,7 +27,7 @@ from typing import Any, Iterator
 from agent.child_env import child_environment
 from agent.engine import db_credentials
 from agent.engine.dumps import DatabaseSettings, DumpError, drain, postgresql_connection, telling_line, tool
-from agent.engine.throwaway_db import LOADER, MariaDBServer, PostgreSQLServer, Unavailable
+from agent.engine.throwaway_db import LOADER, MariaDBServer, NoServerUser, PostgreSQLServer, Unavailable
 from agent.errors import BackupctlError
 
 RESTORE_TEST_CHOICES = ("throwaway", "production", "none")
@@ -86,6 +86,8 @@ def check_dump(settings: DatabaseSettings, dump_bytes: Iterator[bytes], path: st
             check.problem = f"the throwaway server's folder {server.folder} could not be removed"
     except Unavailable as exc:
         return _read_only(check, dump_bytes, str(exc))
+    except NoServerUser as exc:
+        check.problem = str(exc)
     return check
 
 

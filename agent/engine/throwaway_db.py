@@ -49,7 +49,11 @@ PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 47, 4  # linux/prctl.h
 
 
 class Unavailable(BackupctlError):
-    """No throwaway server can run here (binaries missing, only root to run it as)."""
+    """No throwaway server can run here (its binaries are not installed, or it failed to start)."""
+
+
+class NoServerUser(BackupctlError):
+    """Run as root with a state dir of root's: no unprivileged user to run the server as."""
 
 
 def _alive(pid: int) -> bool:
@@ -68,7 +72,7 @@ def _server_owner(state_dir: str) -> tuple[int, int] | None:
         return None
     found = os.stat(state_dir)
     if found.st_uid == 0:
-        raise Unavailable(f"the throwaway database server must not run as root, and the state dir {state_dir} "
+        raise NoServerUser(f"the throwaway database server must not run as root, and the state dir {state_dir} "
                           f"belongs to root; run restore-test as the service user (sudo -u backupctl backupctl "
                           f"restore-test) or give the state dir to that user (chown -R backupctl: {state_dir})")
     return found.st_uid, found.st_gid
@@ -371,7 +375,8 @@ class MariaDBServer(ThrowawayServer):
         return [self.client, "--no-defaults", f"--socket={self.socket}", "--user=root", "--sandbox", *options]
 
     def sql(self, statement: str) -> str:
-        return self._run(self.client_command("--batch", "--skip-column-names"), what="mariadb", stdin=statement)
+        return self._run(self.client_command("--batch", "--raw", "--skip-column-names"), what="mariadb",
+                         stdin=statement)
 
     def ready(self) -> None:
         self.sql("SELECT 1")

@@ -9,13 +9,14 @@ import json
 import os
 import sqlite3
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from tests.support.databases import PASSWORD, PATIENTS, start_mariadb, start_postgresql
 
-from .support import NOBODY, Backupctl, assert_error, base_env, write
+from .support import NOBODY, ROOT, Backupctl, assert_error, base_env, write
 
 DUMP_WRAPPER = """#!/bin/sh
 # Records the command line the dump program was given, then runs the real one.
@@ -356,3 +357,173 @@ def test_the_production_fallback_refuses_a_superuser_role(open_dir: Path, postgr
     (check,) = result.json()["databases"]
     assert check["ok"] is False and "is a superuser" in check["problem"] and "throwaway" in check["problem"]
     assert "backupctl_restore_test" not in postgresql.psql("SELECT string_agg(datname, ',') FROM pg_database")
+
+
+# ---- the restore test never runs repository SQL on the production server (issue 16, point 5) ----
+
+
+def test_a_crafted_dump_runs_only_in_the_throwaway_server(open_dir: Path, postgresql):
+    """A dump whose restore runs SQL (a CHECK constraint calling a function, evaluated for each
+    row loaded): it alters the loading role on the whole server, creates a table, and tries a
+    shell command. All of it stays in the throwaway server, which is gone afterwards."""
+    marker = open_dir / "commande-executee"
+    postgresql.psql("CREATE DATABASE piege OWNER backupctl")
+    postgresql.psql(f"""
+        CREATE FUNCTION public.piege(n int) RETURNS boolean LANGUAGE plpgsql AS $f$
+        BEGIN
+          IF pg_catalog.current_database() = 'piege' THEN RETURN true; END IF;  -- only where it is loaded
+          EXECUTE pg_catalog.format('ALTER ROLE %I SET application_name = %L', current_user, 'intrus');
+          CREATE TABLE IF NOT EXISTS public.intrusion (n int);
+          BEGIN
+            EXECUTE 'COPY (SELECT 1) TO PROGRAM ''touch {marker}''';
+          EXCEPTION WHEN insufficient_privilege THEN NULL;
+          END;
+          RETURN true;
+        END $f$;
+        CREATE TABLE public.appat (n int CHECK (public.piege(n)));
+        INSERT INTO public.appat VALUES (1), (2);
+        ALTER FUNCTION public.piege(int) OWNER TO backupctl; ALTER TABLE public.appat OWNER TO backupctl;
+        """, database="piege")
+    try:
+        bk = _service_world(open_dir)
+        write(bk.src / "lettre.txt", "Madame, " * 100)
+        _server_config(bk, "postgresql", postgresql.port, database="piege")
+        bk.init()
+        assert bk.backup()["databases_dumped"]
+        databases_before = postgresql.psql("SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database")
+        result = bk.run("restore-test", "--scratch-dir", str(bk.base / "scratch"), "--json")
+        assert result.returncode == 0, str(result)
+        (check,) = result.json()["databases"]
+        # The dump's SQL did run (its table is counted), in the throwaway server ...
+        assert check["loaded_into"] == "throwaway" and check["rows"] == {"public.appat": 2, "public.intrusion": 0}
+        # ... and nothing of it reached the practice's server: no role altered, no table, no database.
+        assert postgresql.psql("SELECT rolname FROM pg_roles WHERE rolconfig IS NOT NULL") == ""
+        assert postgresql.psql("SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database") == databases_before
+        for database in ("piege", "cabinet"):
+            assert postgresql.psql("SELECT count(*) FROM pg_tables WHERE tablename = 'intrusion'", database) == "0\n"
+        # The loading role is no superuser even there: no shell command ran.
+        assert not marker.exists()
+        _assert_throwaway_gone(bk)
+    finally:
+        postgresql.psql("ALTER ROLE backupctl RESET ALL")
+        postgresql.psql("DROP DATABASE piege WITH (FORCE)")
+
+
+def test_names_with_quotes_are_quoted(open_dir: Path, postgresql):
+    """A database, a schema and a table named with ' and " (the dump's names come from its writer)."""
+    postgresql.psql('CREATE DATABASE "d\'b""c" OWNER backupctl')
+    postgresql.psql('SET ROLE backupctl; CREATE SCHEMA "s\'c""h"; CREATE TABLE "s\'c""h"."t\'a""b" (n int); '
+                    'INSERT INTO "s\'c""h"."t\'a""b" VALUES (1), (2), (3); CREATE TABLE public."x|y" (n int);',
+                    database='d\'b"c')
+    try:
+        bk = _service_world(open_dir)
+        write(bk.src / "lettre.txt", "Madame, " * 100)
+        _server_config(bk, "postgresql", postgresql.port, database='d\'b"c')
+        bk.init()
+        assert bk.backup()["databases_dumped"]
+        result = bk.run("restore-test", "--scratch-dir", str(bk.base / "scratch"), "--json")
+        assert result.returncode == 0, str(result)
+        (check,) = result.json()["databases"]
+        assert check["rows"] == {'"s\'c""h"."t\'a""b"': 3, 'public."x|y"': 0}
+        # The production fallback quotes its own names too.
+        _server_config(bk, "postgresql", postgresql.port, database='d\'b"c', restore_test="production")
+        result = bk.run("restore-test", "--scratch-dir", str(bk.base / "scratch"), "--json")
+        assert result.returncode == 0, str(result)
+        assert result.json()["databases"][0]["rows"] == {'"s\'c""h"."t\'a""b"': 3, 'public."x|y"': 0}
+    finally:
+        postgresql.psql('DROP DATABASE "d\'b""c" WITH (FORCE)')
+
+
+def test_as_root_the_throwaway_server_never_runs_as_root(bk: Backupctl, postgresql):
+    """The world's state dir belongs to root: no unprivileged user to run the server as."""
+    write(bk.src / "lettre.txt", "Madame, " * 100)
+    _server_config(bk, "postgresql", postgresql.port)
+    bk.init()
+    bk.backup()
+    result = bk.run("restore-test", "--scratch-dir", str(bk.base / "scratch"), "--json")
+    assert result.returncode == 13
+    (check,) = result.json()["databases"]
+    assert check["ok"] is False and "must not run as root" in check["problem"]
+    assert "sudo -u backupctl" in check["problem"] and "chown" in check["problem"]
+
+
+def test_a_killed_restore_test_leaves_a_server_that_the_next_one_removes(open_dir: Path, postgresql):
+    bk = _service_world(open_dir)
+    write(bk.src / "lettre.txt", "Madame, " * 100)
+    _server_config(bk, "postgresql", postgresql.port)
+    bk.init()
+    bk.backup()
+    # A process that starts a throwaway server and dies without stopping it (SIGKILL, power cut).
+    crash = subprocess.run([sys.executable, "-c", (
+        "import os, sys\n"
+        "from agent.engine.throwaway_db import PostgreSQLServer\n"
+        "server = PostgreSQLServer(sys.argv[1], timeout=60).__enter__()\n"
+        "os._exit(0)\n"), str(bk.state)], env=base_env(), cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert crash.returncode == 0, crash.stderr
+    assert len(_our_server_processes(bk)) >= 1 and len(list((bk.state / "restore-test-databases").iterdir())) == 1
+    result = bk.run("restore-test", "--scratch-dir", str(bk.base / "scratch"), "--json")
+    assert result.returncode == 0, str(result)
+    _assert_throwaway_gone(bk)
+
+
+def _mariadb_config(bk: Backupctl, port: int, database: str) -> None:
+    bk.write_config(extra_repo_lines=f"""
+[[databases]]
+name = "agenda"
+type = "mariadb"
+host = "127.0.0.1"
+port = {port}
+user = "backupctl"
+database = "{database}"
+password_file = "{_secret(bk)}"
+""")
+
+
+def test_the_restore_test_loads_a_mariadb_dump_into_a_throwaway_server(open_dir: Path, mariadb):
+    mariadb.sql("CREATE DATABASE IF NOT EXISTS agenda; CREATE TABLE IF NOT EXISTS agenda.rdv (id int PRIMARY KEY);"
+                "CREATE TABLE IF NOT EXISTS agenda.`t'a\"b``c` (n int); DELETE FROM agenda.rdv;"
+                "DELETE FROM agenda.`t'a\"b``c`; INSERT INTO agenda.rdv VALUES (1), (2), (3);"
+                "INSERT INTO agenda.`t'a\"b``c` VALUES (7), (8);")
+    bk = _service_world(open_dir)
+    write(bk.src / "lettre.txt", "Madame, " * 100)
+    _mariadb_config(bk, mariadb.port, "agenda")
+    bk.init()
+    assert bk.backup()["databases_dumped"] == ["/backupctl-databases/mariadb/agenda.sql"]
+    databases_before = mariadb.sql("SHOW DATABASES")
+    result = bk.run("restore-test", "--scratch-dir", str(bk.base / "scratch"), "--json")
+    assert result.returncode == 0, str(result)
+    (check,) = result.json()["databases"]
+    assert check["ok"] is True and check["loaded_into"] == "throwaway"
+    assert check["rows"] == {"agenda.rdv": 3, "agenda.t'a\"b`c": 2}
+    assert mariadb.sql("SHOW DATABASES") == databases_before
+    _assert_throwaway_gone(bk)
+
+
+CRAFTED_MARIADB_DUMP = """#!/bin/sh
+# A "dump" written by whoever holds the key: plain SQL with a shell escape of the client.
+cat <<'SQL'
+CREATE DATABASE intrusion;
+\\! touch {marker}
+SQL
+"""
+
+
+def test_a_crafted_mariadb_dump_stays_in_the_throwaway_server(open_dir: Path, mariadb):
+    marker = open_dir / "commande-executee"
+    bk = _service_world(open_dir)
+    write(bk.src / "lettre.txt", "Madame, " * 100)
+    _mariadb_config(bk, mariadb.port, "cabinet")
+    bk.init()
+    folder = bk.base / "bin"
+    folder.mkdir()
+    (folder / "mariadb-dump").write_text(CRAFTED_MARIADB_DUMP.format(marker=marker))
+    (folder / "mariadb-dump").chmod(0o755)
+    result = _run(bk, "backup", "--json", env_extra={"PATH": f"{folder}:{os.environ['PATH']}"})
+    assert result.returncode == 0 and json.loads(result.stdout)["databases_dumped"], result.stderr
+    result = bk.run("restore-test", "--scratch-dir", str(bk.base / "scratch"), "--json")
+    (check,) = result.json()["databases"]
+    # The client's shell escape is refused (--sandbox): the load fails, and says so.
+    assert result.returncode == 13 and check["ok"] is False and "sandbox" in check["problem"]
+    assert not marker.exists()
+    assert "intrusion" not in mariadb.sql("SHOW DATABASES")
+    _assert_throwaway_gone(bk)
