@@ -429,3 +429,27 @@ def test_passphrase_from_a_systemd_credential(tmp_path, monkeypatch):
     (credentials / "passphrase").write_bytes(b"\n")
     with pytest.raises(config.ConfigError, match="empty"):
         config.read_passphrase(cfg)
+
+
+# ---- [[databases]] restore_test ------------------------------------------------------------------
+
+
+def _database(tmp_path: Path, kind: str, line: str) -> config.Config:
+    return config.load(_write(tmp_path, MINIMAL + f'\n[[databases]]\nname = "x"\ntype = "{kind}"\n'
+                                                 f'database = "x"\n{line}\n'))
+
+
+@pytest.mark.parametrize("line, expected", [("", "throwaway"), ('restore_test = "throwaway"', "throwaway"),
+                                            ('restore_test = "production"', "production"),
+                                            ('restore_test = "none"', "none"),
+                                            # Before the throwaway servers: true loaded into production.
+                                            ("restore_test = true", "throwaway"), ("restore_test = false", "none")])
+def test_restore_test_load(tmp_path, line, expected):
+    assert _database(tmp_path, "postgresql", line).databases[0].restore_test == expected
+
+
+def test_restore_test_errors(tmp_path):
+    with pytest.raises(ConfigError, match='restore_test = .prod.: expected "throwaway"'):
+        _database(tmp_path, "postgresql", 'restore_test = "prod"')
+    with pytest.raises(ConfigError, match="PostgreSQL only"):
+        _database(tmp_path, "mariadb", 'restore_test = "production"')
