@@ -121,7 +121,7 @@ port = {postgresql.port}
 user = "backupctl"
 database = "cabinet"
 password_file = "{secret}"
-restore_test = "{restore_test}"
+{"" if restore_test == "throwaway" else f'restore_test = "{restore_test}"'}
 [[databases]]
 name = "agenda"
 type = "mariadb"
