@@ -100,20 +100,23 @@ def _read_only(check: DatabaseCheck, dump_bytes: Iterator[bytes], why: str) -> D
 
 
 def _feed(process: subprocess.Popen, dump_bytes: Iterator[bytes], timeout: float) -> tuple[int, bytes]:
+    """Write the dump into the loading client; the client is killed if anything stops us (a
+    damaged dump, the time limit, SIGTERM), so that the server can be stopped and wiped."""
     errors = bytearray()
     reader = threading.Thread(target=drain, args=(process.stderr, errors), daemon=True)
     reader.start()
     try:
-        for block in dump_bytes:
-            process.stdin.write(block)
-        process.stdin.close()
-    except BrokenPipeError:
-        pass
+        try:
+            for block in dump_bytes:
+                process.stdin.write(block)
+            process.stdin.close()
+        except BrokenPipeError:
+            pass
+        code = process.wait(timeout=timeout)
     except BaseException:
         process.kill()
         process.wait()
         raise
-    code = process.wait(timeout=timeout)
     reader.join(5)
     return code, bytes(errors)
 
@@ -134,7 +137,11 @@ def _load_postgresql(check: DatabaseCheck, server: PostgreSQLServer, dump_bytes:
                                 "--no-privileges", "--exit-on-error", f"--dbname={LOADER}"],
                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                **server.run_options())
-    code, errors = _feed(restore, dump_bytes, timeout)
+    try:
+        code, errors = _feed(restore, dump_bytes, timeout)
+    except subprocess.TimeoutExpired:
+        check.problem = f"pg_restore did not finish within {timeout} s (the database's timeout)"
+        return
     if code != 0:
         check.problem = f"pg_restore failed (exit code {code}): {telling_line(errors)}"
         return
@@ -213,7 +220,11 @@ def quote_mariadb(identifier: str) -> str:
 def _load_mariadb(check: DatabaseCheck, server: MariaDBServer, dump_bytes: Iterator[bytes], timeout: float) -> None:
     load = subprocess.Popen(server.client_command("--batch"), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, **server.run_options())
-    code, errors = _feed(load, dump_bytes, timeout)
+    try:
+        code, errors = _feed(load, dump_bytes, timeout)
+    except subprocess.TimeoutExpired:
+        check.problem = f"mariadb did not finish loading within {timeout} s (the database's timeout)"
+        return
     if code != 0:
         check.problem = f"mariadb failed to load the dump (exit code {code}): {telling_line(errors)}"
         return

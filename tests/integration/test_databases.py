@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -526,4 +528,42 @@ def test_a_crafted_mariadb_dump_stays_in_the_throwaway_server(open_dir: Path, ma
     assert result.returncode == 13 and check["ok"] is False and "sandbox" in check["problem"]
     assert not marker.exists()
     assert "intrusion" not in mariadb.sql("SHOW DATABASES")
+    _assert_throwaway_gone(bk)
+
+
+SLOW_PG_RESTORE = """#!/bin/sh
+touch "{started}"
+sleep 60
+exec {real} "$@"
+"""
+
+
+def test_sigterm_stops_and_wipes_the_throwaway_server(open_dir: Path, postgresql):
+    """The daemon stops a job with SIGTERM: the server being loaded is stopped and removed."""
+    bk = _service_world(open_dir)
+    write(bk.src / "lettre.txt", "Madame, " * 100)
+    _server_config(bk, "postgresql", postgresql.port)
+    bk.init()
+    bk.backup()
+    # The PostgreSQL programs of this folder (first on PATH) are used, pg_restore taking its time.
+    folder, flags = open_dir / "bin", open_dir / "flags"
+    folder.mkdir()
+    flags.mkdir(mode=0o777)
+    flags.chmod(0o777)
+    for tool in ("initdb", "postgres", "psql"):
+        (folder / tool).symlink_to(postgresql.bin / tool)
+    started = flags / "pg_restore-started"
+    (folder / "pg_restore").write_text(SLOW_PG_RESTORE.format(started=started, real=postgresql.bin / "pg_restore"))
+    (folder / "pg_restore").chmod(0o755)
+    agent = subprocess.Popen(bk.command("restore-test", "--scratch-dir", str(bk.base / "scratch")),
+                             env={**base_env(), "PATH": f"{folder}:{os.environ['PATH']}"}, cwd=bk.base,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not started.exists():
+        assert agent.poll() is None and time.monotonic() < deadline, agent.communicate()
+        time.sleep(0.2)
+    assert any("postgres" in p for p in _our_server_processes(bk))
+    agent.send_signal(signal.SIGTERM)
+    _out, err = agent.communicate(timeout=60)
+    assert agent.returncode != 0 and b"SIGTERM" in err, err
     _assert_throwaway_gone(bk)
