@@ -27,20 +27,26 @@ FOLDER = "credentials"
 
 
 def _base(state_dir: str) -> str:
-    """state_dir/credentials, created private; refused if it is not ours and private."""
+    """state_dir/credentials, created private; refused if it is anything but a folder of the
+    state dir's owner (the service user, whose folder root may use too: a run by hand as
+    root must not leave the daemon a folder it cannot enter)."""
     base = os.path.join(state_dir, FOLDER)
     try:
         os.makedirs(state_dir, mode=0o700, exist_ok=True)
+        owner = os.stat(state_dir)
         try:
             os.mkdir(base, 0o700)
+            if os.geteuid() == 0 and owner.st_uid != 0:
+                os.chown(base, owner.st_uid, owner.st_gid, follow_symlinks=False)
         except FileExistsError:
             pass
         found = os.lstat(base)
     except OSError as exc:
         raise StateDirError(f"{base} cannot be created ({exc.strerror})") from None
-    if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.geteuid():
+    ours = found.st_uid == os.geteuid() or (os.geteuid() == 0 and found.st_uid == owner.st_uid)
+    if not stat.S_ISDIR(found.st_mode) or not ours:
         raise StateDirError(f"{base} is not a folder of this user",
-                            hint=f"remove it; backupctl creates it again (mode 0700)")
+                            hint="remove it; backupctl creates it again (mode 0700)")
     if stat.S_IMODE(found.st_mode) != 0o700:
         os.chmod(base, 0o700)
     return base

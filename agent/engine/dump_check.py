@@ -27,7 +27,8 @@ from typing import Any, Iterator
 from agent.child_env import child_environment
 from agent.engine import db_credentials
 from agent.engine.dumps import DatabaseSettings, DumpError, drain, postgresql_connection, telling_line, tool
-from agent.engine.throwaway_db import LOADER, MariaDBServer, NoServerUser, PostgreSQLServer, Unavailable
+from agent.engine.throwaway_db import (LOADER, MariaDBServer, NoServerUser, PostgreSQLServer, ServerFailed,
+                                       Unavailable)
 from agent.errors import BackupctlError
 
 RESTORE_TEST_CHOICES = ("throwaway", "production", "none")
@@ -86,7 +87,7 @@ def check_dump(settings: DatabaseSettings, dump_bytes: Iterator[bytes], path: st
             check.problem = f"the throwaway server's folder {server.folder} could not be removed"
     except Unavailable as exc:
         return _read_only(check, dump_bytes, str(exc))
-    except NoServerUser as exc:
+    except (NoServerUser, ServerFailed, OSError) as exc:
         check.problem = str(exc)
     return check
 
@@ -147,7 +148,7 @@ def _load_postgresql(check: DatabaseCheck, server: PostgreSQLServer, dump_bytes:
         return
     try:
         rows = json.loads(server.psql(LOADER, LOADER, POSTGRESQL_COUNTS))
-    except (Unavailable, ValueError) as exc:
+    except (ServerFailed, ValueError) as exc:
         check.problem = f"the sanity query failed ({exc})"
         return
     _counted(check, {str(k): int(v) for k, v in rows.items()}, "throwaway")
@@ -239,7 +240,7 @@ def _load_mariadb(check: DatabaseCheck, server: MariaDBServer, dump_bytes: Itera
                 number, count = line.split("\t")
                 schema, table = tables[int(number)]
                 rows[f"{schema}.{table}"] = int(count)
-    except (Unavailable, ValueError) as exc:
+    except (ServerFailed, ValueError) as exc:
         check.problem = f"the sanity query failed ({exc})"
         return
     _counted(check, rows, "throwaway")

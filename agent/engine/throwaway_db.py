@@ -49,7 +49,11 @@ PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 47, 4  # linux/prctl.h
 
 
 class Unavailable(BackupctlError):
-    """No throwaway server can run here (its binaries are not installed, or it failed to start)."""
+    """No throwaway server can run here: its programs are not installed."""
+
+
+class ServerFailed(BackupctlError):
+    """The throwaway server or one of its clients failed (to start, to answer)."""
 
 
 class NoServerUser(BackupctlError):
@@ -145,6 +149,7 @@ class ThrowawayServer:
     the block stops it and removes its folder."""
 
     kind = ""
+    stop_signal = signal.SIGKILL
 
     def __init__(self, state_dir: str, *, timeout: float) -> None:
         self.state_dir = os.path.abspath(state_dir)
@@ -179,7 +184,7 @@ class ThrowawayServer:
     def _own(self, path: str) -> None:
         found = os.lstat(path)
         if not stat.S_ISDIR(found.st_mode):
-            raise Unavailable(f"{path} is not a folder; remove it")
+            raise ServerFailed(f"{path} is not a folder; remove it")
         if self.owner is not None and (found.st_uid, found.st_gid) != self.owner:
             os.chown(path, *self.owner, follow_symlinks=False)
         os.chmod(path, 0o700)
@@ -201,10 +206,10 @@ class ThrowawayServer:
             done = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=self.timeout,
                                   **self.run_options())
         except (OSError, subprocess.TimeoutExpired) as exc:
-            raise Unavailable(f"{what}: {exc}") from None
+            raise ServerFailed(f"{what}: {exc}") from None
         if done.returncode != 0:
             lines = (done.stderr or done.stdout).strip().splitlines() or ["no message"]
-            raise Unavailable(f"{what} failed: {lines[-1][:300]}")
+            raise ServerFailed(f"{what} failed: {lines[-1][:300]}")
         return done.stdout
 
     def _start_process(self, argv: list[str]) -> None:
@@ -217,13 +222,13 @@ class ThrowawayServer:
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             if self.process.poll() is not None:
-                raise Unavailable(f"the throwaway {self.kind} server stopped at once: {self._last_log_line()}")
+                raise ServerFailed(f"the throwaway {self.kind} server stopped at once: {self._last_log_line()}")
             try:
                 self.ready()
                 return
-            except Unavailable:
+            except ServerFailed:
                 if time.monotonic() > deadline:
-                    raise Unavailable(f"the throwaway {self.kind} server did not start within {START_TIMEOUT_S} s: "
+                    raise ServerFailed(f"the throwaway {self.kind} server did not start within {START_TIMEOUT_S} s: "
                                       f"{self._last_log_line()}") from None
                 time.sleep(0.2)
 
@@ -269,8 +274,6 @@ class ThrowawayServer:
     def wiped(self) -> bool:
         return not self.folder or not os.path.exists(self.folder)
 
-    stop_signal = signal.SIGKILL
-
     def _check_binaries(self) -> None:
         raise NotImplementedError
 
@@ -302,6 +305,7 @@ def postgresql_bin() -> str | None:
 class PostgreSQLServer(ThrowawayServer):
     kind = "postgresql"
     stop_signal = signal.SIGQUIT  # PostgreSQL's "immediate shutdown"
+    bin = ""  # the folder of its programs, found by _check_binaries
 
     def _check_binaries(self) -> None:
         folder = postgresql_bin()
@@ -348,6 +352,7 @@ def mariadb_binaries() -> tuple[str, str, str] | None:
 class MariaDBServer(ThrowawayServer):
     kind = "mariadb"
     stop_signal = signal.SIGKILL  # InnoDB recovers from anything; and the data is thrown away
+    server = installer = client = ""  # its programs, found by _check_binaries
 
     def _check_binaries(self) -> None:
         found = mariadb_binaries()

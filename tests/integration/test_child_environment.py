@@ -30,8 +30,9 @@ SECRETS = {
     "CABINET_API_TOKEN": "jeton-du-logiciel",
 }
 WRAPPER = """#!/bin/sh
-# Records the environment it was given, then runs the real program.
-{{ echo "== {name}"; env; {extra} echo "== end"; }} >> "{log}"
+# Records the environment it was given (one file per process: servers start in parallel), then
+# runs the real program.
+{{ echo "== {name}"; env; {extra} }} > "{logs}/{name}.$$"
 exec {real} "$@"
 """
 PGPASSFILE_PROBE = ('[ -n "$PGPASSFILE" ] && echo "PGPASSFILE_FOUND=$PGPASSFILE '
@@ -59,25 +60,21 @@ class Spy:
     def __init__(self, base: Path) -> None:
         self.folder = base / "spy-bin"
         self.folder.mkdir(mode=0o755)
-        self.log = base / "spy-log" / "environments"
-        self.log.parent.mkdir(mode=0o777)
-        self.log.parent.chmod(0o777)
-        self.log.touch(mode=0o666)
-        self.log.chmod(0o666)
+        self.logs = base / "spy-log"
+        self.logs.mkdir(mode=0o777)
+        self.logs.chmod(0o777)
 
     def wrap(self, name: str, real: str, *, extra: str = "") -> Path:
         wrapper = self.folder / name
-        wrapper.write_text(WRAPPER.format(name=name, real=real, log=self.log, extra=extra))
+        wrapper.write_text(WRAPPER.format(name=name, real=real, logs=self.logs, extra=extra))
         wrapper.chmod(0o755)
         return wrapper
 
     def environments(self) -> dict[str, list[dict[str, str]]]:
         """{program: [its environment, each time it ran]}"""
         found: dict[str, list[dict[str, str]]] = {}
-        for block in self.log.read_text().split("== end\n"):
-            lines = block.strip("\n").splitlines()
-            if not lines:
-                continue
+        for record in sorted(self.logs.iterdir()):
+            lines = record.read_text().splitlines()
             name = lines[0].removeprefix("== ")
             found.setdefault(name, []).append(dict(line.split("=", 1) for line in lines[1:] if "=" in line))
         return found
@@ -132,7 +129,7 @@ database = "cabinet"
 password_file = "{secret}"
 [[hooks]]
 name = "instantané"
-before = ["sh", "-c", "{{ echo '== hook'; env; echo '== end'; }} >> {bk.base / 'spy-log' / 'environments'}"]
+before = ["sh", "-c", "{{ echo '== hook'; env; }} > {bk.base / 'spy-log'}/hook.$$"]
 environment = {{ LOGICIEL = "cabinet" }}
 """)
     bk.init()

@@ -525,7 +525,7 @@ def test_a_crafted_mariadb_dump_stays_in_the_throwaway_server(open_dir: Path, ma
     result = bk.run("restore-test", "--scratch-dir", str(bk.base / "scratch"), "--json")
     (check,) = result.json()["databases"]
     # The client's shell escape is refused (--sandbox): the load fails, and says so.
-    assert result.returncode == 13 and check["ok"] is False and "sandbox" in check["problem"]
+    assert result.returncode == 13 and check["ok"] is False and "sandbox" in check["problem"], str(result)
     assert not marker.exists()
     assert "intrusion" not in mariadb.sql("SHOW DATABASES")
     _assert_throwaway_gone(bk)

@@ -58,3 +58,15 @@ def test_a_credentials_path_that_is_not_our_folder_is_refused(tmp_path):
     os.symlink("/tmp", tmp_path / "credentials")
     with pytest.raises(db_credentials.StateDirError, match="not a folder of this user"):
         db_credentials.clean_stale(str(tmp_path))
+
+
+def test_made_by_root_it_belongs_to_the_state_dirs_owner(tmp_path):
+    """A restore test or backup by hand as root must leave the service user a folder it can use."""
+    if os.geteuid() != 0:
+        pytest.fail("this test runs as root (the suite does)")
+    os.chown(tmp_path, 65534, 65534)
+    with db_credentials.private_folder(str(tmp_path)) as folder:
+        db_credentials.private_file(folder, "pgpass", "secret")
+    found = os.stat(tmp_path / "credentials")
+    assert (found.st_uid, found.st_gid, stat.S_IMODE(found.st_mode)) == (65534, 65534, 0o700)
+    db_credentials.clean_stale(str(tmp_path))  # and root still accepts it
