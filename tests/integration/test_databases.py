@@ -5,6 +5,7 @@ on a command line; hooks around the backup."""
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import signal
@@ -566,4 +567,23 @@ def test_sigterm_stops_and_wipes_the_throwaway_server(open_dir: Path, postgresql
     agent.send_signal(signal.SIGTERM)
     _out, err = agent.communicate(timeout=60)
     assert agent.returncode != 0 and b"SIGTERM" in err, err
+    _assert_throwaway_gone(bk)
+
+
+def test_a_deep_state_dir_puts_the_socket_in_a_short_private_folder(open_dir: Path, mariadb):
+    """A Unix socket's path holds at most 107 bytes: past that, a fresh short folder, removed too."""
+    deep = open_dir / ("dossier-du-cabinet-" * 5)
+    deep.mkdir(mode=0o755)
+    bk = _service_world(deep)
+    assert len(str(bk.state / "restore-test-databases" / "123456-mariadb-0123abcd" / "s" / "m.sock")) > 107
+    write(bk.src / "lettre.txt", "Madame, " * 100)
+    _mariadb_config(bk, mariadb.port, "cabinet")
+    bk.init()
+    bk.backup()
+    before = set(glob.glob("/tmp/backupctl-db-*"))
+    result = bk.run("restore-test", "--scratch-dir", str(bk.base / "scratch"), "--json")
+    assert result.returncode == 0, str(result)
+    (check,) = result.json()["databases"]
+    assert check["loaded_into"] == "throwaway" and check["rows"] == {"cabinet.patients": len(PATIENTS)}
+    assert set(glob.glob("/tmp/backupctl-db-*")) == before
     _assert_throwaway_gone(bk)
