@@ -25,6 +25,7 @@ instance that nothing else uses, which is gone a minute later:
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -42,6 +43,7 @@ FOLDER = "restore-test-databases"  # under state_dir
 START_TIMEOUT_S = 120
 STOP_TIMEOUT_S = 30
 SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes with its final NUL; keep a margin
+SOCKET_PREFIX = "backupctl-db-"  # short socket folders in the temporary folder: backupctl-db-<pid>-<random>
 POSTGRESQL_PORT = 5432  # only names the socket file (.s.PGSQL.5432): no TCP listener exists
 ADMIN = "backupctl_admin"  # the throwaway's superuser: creates the loading role, nothing else
 LOADER = "restore_test"  # owns the scratch database and loads the dump; not a superuser
@@ -117,11 +119,20 @@ def clean_stale(state_dir: str) -> list[str]:
             continue  # another restore test, still running
         folder = os.path.join(base, name)
         _kill_server_of(folder)
-        socket_link = os.path.join(folder, "socket-folder")
-        if os.path.islink(socket_link):
-            shutil.rmtree(os.readlink(socket_link), ignore_errors=True)
         shutil.rmtree(folder, ignore_errors=True)
         removed.append(name)
+    # Short socket folders of dead runs. Found by their name, never through anything written in
+    # the server's folder (the server's user could point that anywhere; root would remove it).
+    temporary = tempfile.gettempdir()
+    for name in os.listdir(temporary):
+        pid = name.removeprefix(SOCKET_PREFIX).partition("-")[0]
+        path = os.path.join(temporary, name)
+        if not (name.startswith(SOCKET_PREFIX) and pid.isdigit() and not _alive(int(pid))):
+            continue
+        with contextlib.suppress(OSError):
+            if stat.S_ISDIR(os.lstat(path).st_mode):  # a symlink of that name is not followed
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
     return removed
 
 
@@ -174,8 +185,7 @@ class ThrowawayServer:
         sockets = os.path.join(self.folder, "s")
         if len(sockets) + len("/.s.PGSQL.5432") > SOCKET_PATH_MAX:
             # A deep state dir: the socket goes to a short private folder (mkdtemp: new, random, 0700).
-            sockets = tempfile.mkdtemp(prefix="backupctl-db-")
-            os.symlink(sockets, os.path.join(self.folder, "socket-folder"))  # for clean_stale
+            sockets = tempfile.mkdtemp(prefix=f"{SOCKET_PREFIX}{os.getpid()}-")
         else:
             os.mkdir(sockets, 0o700)
         self._own(sockets)
