@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from urllib.parse import urlparse
 
 from agent.alerts import SECURITY_CHOICES, AlertSettings
+from agent.engine.dump_check import RESTORE_TEST_CHOICES
 from agent.engine.dumps import DATABASE_TYPES, DatabaseSettings
 from agent.engine.hooks import HOOK_FAILURE_CHOICES, HookSettings
 from agent.engine.media import LABEL_PATTERN
@@ -270,7 +271,8 @@ def _databases(path: str, data: object) -> tuple[DatabaseSettings, ...]:
             port=table.get("port", int, what="a port number"), user=table.get("user", str),
             password_file=absolute("password_file"), options_file=absolute("options_file"), path=absolute("path"),
             timeout=table.get("timeout", int, default=3600, what="seconds, 10 to 86400"),
-            restore_test=table.get("restore_test", bool, default=True, what="true or false"))
+            restore_test=_restore_test_load(path, name, table.get("restore_test", (str, bool), default="throwaway",
+                                                                    what=RESTORE_TEST_WHAT)))
         table.done()
         if kind == "sqlite" and not settings.path:
             raise ConfigError(f"{path}: [[databases]] {name}: type \"sqlite\" needs path = \"/.../base.sqlite\"")
@@ -280,10 +282,26 @@ def _databases(path: str, data: object) -> tuple[DatabaseSettings, ...]:
             raise ConfigError(f"{path}: [[databases]] {name}: port = {settings.port}: expected 1 to 65535")
         if not 10 <= settings.timeout <= 86400:
             raise ConfigError(f"{path}: [[databases]] {name}: timeout = {settings.timeout}: expected 10 to 86400")
+        if settings.restore_test == "production" and kind != "postgresql":
+            raise ConfigError(f"{path}: [[databases]] {name}: restore_test = \"production\" is for PostgreSQL only; "
+                              f"use \"throwaway\" or \"none\"")
         if name in {d.name for d in out if d.type == kind}:
             raise ConfigError(f"{path}: [[databases]] {name}: two {kind} databases have this name")
         out.append(settings)
     return tuple(out)
+
+
+RESTORE_TEST_WHAT = '"throwaway" (the default), "production" or "none"'
+
+
+def _restore_test_load(path: str, name: str, value: str | bool) -> str:
+    """Where the restore test loads the dump. true/false, from before the throwaway servers,
+    read as "throwaway"/"none": true used to mean the production server, which is now opt-in."""
+    if isinstance(value, bool):
+        return "throwaway" if value else "none"
+    if value not in RESTORE_TEST_CHOICES:
+        raise ConfigError(f"{path}: [[databases]] {name}: restore_test = {value!r}: expected {RESTORE_TEST_WHAT}")
+    return value
 
 
 def _hooks(path: str, data: object) -> tuple[HookSettings, ...]:
@@ -522,13 +540,21 @@ def _s3_options(table: _Table, *, bucket: str, prefix: str) -> S3Options:
     )
 
 
+# BACKUPCTL_PASSPHRASE, taken out of os.environ at its first reading (so that no child process
+# started later can inherit it, whatever environment it is given), kept here for the next ones.
+_passphrase_from_environment: bytes | None = None
+
+
 def read_passphrase(config: Config) -> bytes | None:
     """BACKUPCTL_PASSPHRASE wins; then a systemd credential named "passphrase"
     ($CREDENTIALS_DIRECTORY/passphrase, see systemd/backupctl.service); else the
     passphrase file, which must be private (0600)."""
-    from_env = os.environ.get(ENV_PASSPHRASE)
+    global _passphrase_from_environment
+    from_env = os.environ.pop(ENV_PASSPHRASE, None)
     if from_env:
-        return from_env.encode("utf-8")
+        _passphrase_from_environment = from_env.encode("utf-8")
+    if _passphrase_from_environment is not None:
+        return _passphrase_from_environment
     credentials = os.environ.get("CREDENTIALS_DIRECTORY")
     if credentials and os.path.isfile(os.path.join(credentials, "passphrase")):
         with open(os.path.join(credentials, "passphrase"), "rb") as handle:

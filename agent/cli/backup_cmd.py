@@ -48,7 +48,7 @@ def command(ctx: click.Context, repo_name, tags, at, one_file_system, as_json) -
         tags=list(tags),
         time=moment,
         host=config.agent.hostname,
-        dumps=[Dump(settings) for settings in config.databases],
+        dumps=[Dump(settings, config.agent.state_dir) for settings in config.databases],
     )
     cache_path = os.path.join(config.agent.state_dir, "cache", repo.config.repository_id.hex(), "files.sqlite")
     cache = FilesCache(cache_path)

@@ -39,7 +39,7 @@ def command(ctx: click.Context, repo_name, snapshot_id, mode, sample, scratch_di
     oldest = snapshots[0] if snapshots else None
     scratch = scratch_dir or os.path.join(config.agent.state_dir, "restore-test")
     engine = RestoreTestEngine(repo, snapshot, scratch, sources=list(config.source.paths), sample=sample,
-                               oldest=oldest, databases=config.databases)
+                               oldest=oldest, databases=config.databases, state_dir=config.agent.state_dir)
     report = engine.run()
     document = {"repository": config.repository(repo_name).name, **report.as_dict()}
     name = config.repository(repo_name).name
@@ -52,6 +52,9 @@ def command(ctx: click.Context, repo_name, snapshot_id, mode, sample, scratch_di
           report=report_id.hex())
     written, problems = _report(ctx, config, name, repo, report, report_id, report_dir)
     document["report"] = {**written.as_dict(), "unreadable_past_reports": problems}
+    for check in report.databases:
+        if check.loaded_into == "production":
+            click.echo(f"WARNING: database {check.name}: {check.note}", err=True)
     if as_json:
         print_json(document)
     else:
@@ -61,8 +64,10 @@ def command(ctx: click.Context, repo_name, snapshot_id, mode, sample, scratch_di
                        f"({test.throughput_mib_s:.0f} MiB/s); SHA-256 verified for {test.sha256_verified}")
         for check in report.databases:
             click.echo(f"Database {check.name} ({check.type}): " + (
-                f"the dump restored into a scratch database: {check.tables} table(s), "
-                f"{sum((check.rows or {}).values())} row(s)" if check.ok else f"FAILED: {check.problem}"))
+                f"FAILED: {check.problem}" if not check.ok else
+                f"the dump {check.note}" if not check.loaded_into else
+                f"the dump restored into a {check.loaded_into} scratch database: {check.tables} table(s), "
+                f"{sum((check.rows or {}).values())} row(s)"))
         click.echo("Restored data wiped." if report.scratch_wiped else "WARNING: the scratch copy could not be wiped")
         click.echo(f"Report: {written.html}" + (f" and {written.pdf}" if written.pdf else ""))
         for problem in ([written.pdf_problem] if written.pdf_problem else []) + problems:

@@ -6,12 +6,15 @@ itself is consistent. Each [[databases]] entry becomes one file of the snapshot,
 program's standard output into the chunker: no copy of patient data is left on disk.
 
 * PostgreSQL: `pg_dump --format=custom` (compressed, restorable table by table with
-  pg_restore). The password, if any, goes through a temporary pgpass file (0600, in a
-  private folder, deleted at once), never on a command line that `ps` shows.
+  pg_restore). The password, if any, goes through a pgpass file (0600, in a private
+  folder of the state dir, agent/engine/db_credentials.py, removed when pg_dump exits),
+  never on a command line that `ps` shows.
 * MariaDB / MySQL: `mariadb-dump` (or `mysqldump`) `--single-transaction` (a consistent
   read of InnoDB tables without locking the practice software out), with routines,
   events and triggers. Credentials through a temporary option file given by
   `--defaults-extra-file`, likewise private.
+* Every client gets a clean environment (agent/child_env.py): no passphrase, no S3 keys,
+  not even a PGPASSWORD or PGHOST of the shell that started the agent.
 * SQLite: Python's online backup API into memory, then its serialized image: consistent
   even while the software writes.
 """
@@ -24,11 +27,12 @@ import os
 import shutil
 import sqlite3
 import subprocess
-import tempfile
 import threading
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator
+from typing import IO, BinaryIO, Iterator
 
+from agent.child_env import child_environment
+from agent.engine import db_credentials
 from agent.errors import BackupctlError, SourceError
 from agent.state_file import read_private_file
 
@@ -53,7 +57,10 @@ class DatabaseSettings:
     #                                  instead of host, port, user and password_file
     path: str | None = None  # SQLite: the database file
     timeout: int = 3600  # seconds a dump may take
-    restore_test: bool = True  # PostgreSQL: the restore test loads the dump into a scratch database
+    # The restore test loads a PostgreSQL or MariaDB/MySQL dump: "throwaway" into a server it starts
+    # for it alone (agent/engine/throwaway_db.py), "production" into a scratch database on the
+    # practice's own server (PostgreSQL only), or "none" (read and verified only).
+    restore_test: str = "throwaway"
 
 
 class DumpError(SourceError):
@@ -63,6 +70,7 @@ class DumpError(SourceError):
 @dataclass(frozen=True)
 class Dump:
     settings: DatabaseSettings
+    state_dir: str  # its credentials folder holds the client's password file while it runs
 
     @property
     def path(self) -> bytes:
@@ -76,7 +84,12 @@ class Dump:
         if self.settings.type == "sqlite":
             yield io.BytesIO(_sqlite_image(self.settings))
             return
-        with tempfile.TemporaryDirectory(prefix="backupctl-dump-") as private:
+        with contextlib.ExitStack() as credentials:  # the password file goes as soon as the client is gone
+            try:
+                private = credentials.enter_context(db_credentials.private_folder(self.state_dir))
+            except (BackupctlError, OSError) as exc:
+                raise DumpError(f"database {self.settings.name}: no private folder for its credentials "
+                                f"({exc})") from None
             argv, env = _command(self.settings, private)
             try:
                 process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -85,7 +98,7 @@ class Dump:
                 raise DumpError(f"database {self.settings.name}: {argv[0]} cannot be started ({exc.strerror}); "
                                 f"install the database's client tools") from None
             errors = bytearray()
-            reader = threading.Thread(target=_drain, args=(process.stderr, errors), daemon=True)
+            reader = threading.Thread(target=drain, args=(process.stderr, errors), daemon=True)
             reader.start()
             timed_out = threading.Event()
             timer = threading.Timer(self.settings.timeout, lambda: (timed_out.set(), process.kill()))
@@ -105,17 +118,17 @@ class Dump:
             if code != 0:
                 why = f"stopped after {self.settings.timeout} s" if timed_out.is_set() else f"exit code {code}"
                 raise DumpError(f"database {self.settings.name}: {os.path.basename(argv[0])} failed ({why}): "
-                                f"{_telling_line(errors)}")
+                                f"{telling_line(errors)}")
 
 
-def _telling_line(errors: bytes) -> str:
+def telling_line(errors: bytes) -> str:
     """The line of a client's messages that says what went wrong (FATAL/error), else the last."""
     lines = [line.strip() for line in bytes(errors).decode("utf-8", "replace").splitlines() if line.strip()]
     telling = [line for line in lines if "FATAL" in line or "error" in line.lower()]
     return (telling or lines or ["no message"])[0 if telling else -1][:300]
 
 
-def _drain(stream, into: bytearray) -> None:
+def drain(stream: IO[bytes], into: bytearray) -> None:
     for line in stream:
         into.extend(line)
         del into[:-STDERR_KEPT]
@@ -131,21 +144,14 @@ def _password(settings: DatabaseSettings) -> str | None:
         raise DumpError(str(exc)) from None
 
 
-def _private_file(folder: str, name: str, text: str) -> str:
-    path = os.path.join(folder, name)
-    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as handle:
-        handle.write(text)
-    return path
-
-
-def _tool(*names: str) -> str:
+def tool(*names: str) -> str:
     return next((found for name in names if (found := shutil.which(name))), names[0])
 
 
-def _postgresql_connection(settings: DatabaseSettings, private: str) -> tuple[list[str], dict]:
+def postgresql_connection(settings: DatabaseSettings, private: str) -> tuple[list[str], dict]:
     """The options and environment every PostgreSQL client here (pg_dump, psql, pg_restore)
     connects with; a password goes through a pgpass file in `private`."""
-    env = dict(os.environ)
+    env: dict[str, str] = {}
     options = ["--no-password"]
     if settings.host:
         options.append(f"--host={settings.host}")
@@ -158,15 +164,15 @@ def _postgresql_connection(settings: DatabaseSettings, private: str) -> tuple[li
     password = _password(settings)
     if password is not None:
         line = ":".join(_pgpass_escape(v) for v in ("*", "*", "*", "*", password))
-        env["PGPASSFILE"] = _private_file(private, "pgpass", line + "\n")
-    return options, env
+        env["PGPASSFILE"] = db_credentials.private_file(private, "pgpass", line + "\n")
+    return options, child_environment(env)
 
 
 def _command(settings: DatabaseSettings, private: str) -> tuple[list[str], dict]:
     if settings.type == "postgresql":
-        options, env = _postgresql_connection(settings, private)
-        return [_tool("pg_dump"), "--format=custom", *options, f"--dbname={settings.database}"], env
-    env = dict(os.environ)
+        options, env = postgresql_connection(settings, private)
+        return [tool("pg_dump"), "--format=custom", *options, f"--dbname={settings.database}"], env
+    env = child_environment()
     password = _password(settings)
     # MariaDB and MySQL: --defaults-extra-file must be the first option.
     lines = ["[client]"]
@@ -180,8 +186,8 @@ def _command(settings: DatabaseSettings, private: str) -> tuple[list[str], dict]
         lines += [f"host={settings.host}", "protocol=tcp"]
     if settings.port:
         lines.append(f"port={settings.port}")
-    argv = [_tool("mariadb-dump", "mysqldump") if settings.type == "mariadb" else _tool("mysqldump", "mariadb-dump")]
-    options = settings.options_file or _private_file(private, "client.cnf", "\n".join(lines) + "\n")
+    argv = [tool("mariadb-dump", "mysqldump") if settings.type == "mariadb" else tool("mysqldump", "mariadb-dump")]
+    options = settings.options_file or db_credentials.private_file(private, "client.cnf", "\n".join(lines) + "\n")
     argv.append(f"--defaults-extra-file={options}")
     argv += ["--single-transaction", "--routines", "--events", "--triggers", "--hex-blob", "--databases",
              settings.database]
@@ -213,83 +219,3 @@ def _sqlite_image(settings: DatabaseSettings) -> bytes:
         raise DumpError(f"database {settings.name}: the online backup of {settings.path} failed ({exc})") from None
     finally:
         source.close()
-
-
-# ---- proof that a dump restores (the restore test, rule S7) ----------------------------------
-
-
-@dataclass
-class DatabaseCheck:
-    name: str
-    type: str
-    path: str  # the dump in the snapshot
-    ok: bool = False
-    tables: int = 0
-    rows: dict = None  # {"schema.table": row count}
-    problem: str | None = None
-
-    def as_dict(self) -> dict:
-        return {"name": self.name, "type": self.type, "path": self.path, "ok": self.ok, "tables": self.tables,
-                "rows": self.rows or {}, "problem": self.problem}
-
-
-def check_postgresql_restore(settings: DatabaseSettings, dump_bytes: Iterator[bytes], path: str) -> DatabaseCheck:
-    """Load a PostgreSQL dump into a scratch database on the same server, count the rows
-    of every table, then drop the scratch database. The role needs CREATEDB."""
-    check = DatabaseCheck(settings.name, settings.type, path)
-    scratch = f"backupctl_restore_test_{os.urandom(4).hex()}"
-    with tempfile.TemporaryDirectory(prefix="backupctl-dump-") as private:
-        connection, env = _postgresql_connection(settings, private)
-        psql = [_tool("psql"), *connection, "--no-psqlrc", "-v", "ON_ERROR_STOP=1", "-At"]
-
-        def sql(database: str, statement: str) -> str:
-            done = subprocess.run([*psql, f"--dbname={database}", "-c", statement], env=env, capture_output=True,
-                                  text=True, timeout=settings.timeout)
-            if done.returncode != 0:
-                raise DumpError((done.stderr.strip().splitlines() or ["psql failed"])[-1][:300])
-            return done.stdout
-
-        try:
-            sql(settings.database, f'CREATE DATABASE "{scratch}"')
-        except (DumpError, OSError, subprocess.TimeoutExpired) as exc:
-            check.problem = f"the scratch database cannot be created ({exc}); grant CREATEDB to the backup role"
-            return check
-        try:
-            restore = subprocess.Popen([_tool("pg_restore"), *connection, "--no-owner", "--no-privileges",
-                                        "--exit-on-error", f"--dbname={scratch}"], env=env, stdin=subprocess.PIPE,
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            errors = bytearray()
-            reader = threading.Thread(target=_drain, args=(restore.stderr, errors), daemon=True)
-            reader.start()
-            try:
-                for block in dump_bytes:
-                    restore.stdin.write(block)
-                restore.stdin.close()
-            except BrokenPipeError:
-                pass
-            code = restore.wait(timeout=settings.timeout)
-            reader.join(5)
-            if code != 0:
-                check.problem = f"pg_restore failed (exit code {code}): {_telling_line(errors)}"
-                return check
-            tables = [line for line in sql(scratch, (
-                "SELECT quote_ident(table_schema) || '.' || quote_ident(table_name) FROM information_schema.tables "
-                "WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema') "
-                "ORDER BY 1")).splitlines() if line]
-            check.rows = {}
-            if tables:
-                counts = sql(scratch, " UNION ALL ".join(f"SELECT '{t}', count(*) FROM {t}" for t in tables))
-                for line in counts.splitlines():
-                    table, _, count = line.rpartition("|")
-                    check.rows[table] = int(count)
-            check.tables = len(tables)
-            check.ok = True
-        except (DumpError, OSError, subprocess.TimeoutExpired, ValueError) as exc:
-            check.problem = f"the sanity query failed ({exc})"
-        finally:
-            try:
-                sql(settings.database, f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
-            except (DumpError, OSError, subprocess.TimeoutExpired) as exc:
-                check.problem = (check.problem or "") + f"; the scratch database {scratch} could not be dropped ({exc})"
-                check.ok = False
-    return check

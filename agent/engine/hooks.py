@@ -2,8 +2,13 @@
 
 To make the data consistent before it is read (stop the practice software, flush it,
 take a file-system snapshot) and to undo that afterwards. Each hook is a command and
-its arguments, run without a shell, with a time limit and its own environment
-variables. Its output goes to the log (the daemon's journal), line by line.
+its arguments, run without a shell, with a time limit. Its output goes to the log (the
+daemon's journal), line by line.
+
+A hook's environment is not the agent's: it gets PATH, the locale (LANG, LC_*), TZ, HOME,
+USER, LOGNAME and TMPDIR of the agent (agent/child_env.py), then its own `environment`
+table from the configuration, and nothing else: not the passphrase, not the S3 keys, not
+the systemd credentials folder, not a variable of the shell that started backupctl.
 
 On failure (a non-zero exit, a time-out, a command that cannot start), `on_failure`
 decides: "abort" stops before reading anything (exit code 20, and the daemon alerts);
@@ -15,10 +20,10 @@ reverse order, so a stopped service is always started again.
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 from dataclasses import dataclass
 
+from agent.child_env import child_environment
 from agent.errors import HookFailed
 
 log = logging.getLogger("backupctl.hooks")
@@ -35,12 +40,12 @@ class HookSettings:
     after: tuple[str, ...] = ()
     timeout: int = 300
     on_failure: str = "abort"  # or "continue"
-    environment: tuple[tuple[str, str], ...] = ()
+    environment: tuple[tuple[str, str], ...] = ()  # added to the clean environment of agent/child_env.py
 
 
 def run_command(hook: HookSettings, argv: tuple[str, ...], when: str) -> str | None:
     """Run one command of a hook; returns None, or why it failed (one line)."""
-    env = {**os.environ, **dict(hook.environment)}
+    env = child_environment(dict(hook.environment))
     try:
         done = subprocess.run(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               env=env, timeout=hook.timeout)

@@ -10,6 +10,9 @@ restored copy, which is patient data, whatever happened.
 Before writing anything it checks that the scratch folder is not inside the backed-up
 sources (a restore test must not add patient data to the next backup) and that it has
 room for what will be restored.
+
+Database dumps are then loaded (agent/engine/dump_check.py): by default into a throwaway
+server the restore test starts and wipes itself, never into the practice's own server.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ from dataclasses import dataclass, field
 
 from agent import clock
 from agent.engine import browse
-from agent.engine.dumps import DatabaseCheck, DatabaseSettings, Dump, check_postgresql_restore
+from agent.engine import throwaway_db
+from agent.engine.dump_check import DatabaseCheck, check_dump
+from agent.engine.dumps import DatabaseSettings, Dump
 from agent.engine.restore import RestoreEngine
 from agent.engine.walk import walk
 from agent.errors import IntegrityError, RestoreTargetError, UsageError
@@ -83,14 +88,15 @@ class RestoreTestReport:
 class RestoreTestEngine:
     def __init__(self, repo: Repository, snapshot: Snapshot, scratch_dir: str, *, sources: list[str],
                  sample: int | None = None, oldest: Snapshot | None = None, seed: int | None = None,
-                 databases: tuple[DatabaseSettings, ...] = ()) -> None:
+                 databases: tuple[DatabaseSettings, ...] = (), state_dir: str | None = None) -> None:
         self.repo = repo
         self.snapshot = snapshot
         self.scratch_dir = os.path.abspath(scratch_dir)
         self.sources = sources
         self.sample = sample
         self.oldest = oldest
-        self.databases = [d for d in databases if d.type == "postgresql" and d.restore_test]
+        self.databases = [d for d in databases if d.type != "sqlite"]
+        self.state_dir = state_dir or self.scratch_dir  # the throwaway database servers live there
         self.seed = seed if seed is not None else random.SystemRandom().randrange(2**32)
         self.report = RestoreTestReport(started=clock.now().isoformat(), seed=self.seed)
 
@@ -110,19 +116,21 @@ class RestoreTestEngine:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)  # patient data: never left behind
             self.report.scratch_wiped = not os.path.exists(scratch)
+        if self.databases:
+            throwaway_db.clean_stale(self.state_dir)  # servers of a restore test that was killed
         for settings in self.databases:  # proof that the dump restores, not only that its bytes are intact
             self.report.databases.append(self._check_database(settings))
         return self.report
 
     def _check_database(self, settings: DatabaseSettings) -> DatabaseCheck:
-        path = "/" + Dump(settings).path.decode()
+        path = "/" + Dump(settings, self.state_dir).path.decode()
         try:
             node = browse.find_node(self.repo, self.snapshot, path)
         except UsageError:
             return DatabaseCheck(settings.name, settings.type, path,
                                  problem="this snapshot holds no dump of the database (its dump failed that day)")
         try:
-            return check_postgresql_restore(settings, browse.file_bytes(self.repo, node, path), path)
+            return check_dump(settings, browse.file_bytes(self.repo, node, path), path, state_dir=self.state_dir)
         except IntegrityError as exc:
             return DatabaseCheck(settings.name, settings.type, path, problem=f"the dump is damaged ({exc})")
 

@@ -7,6 +7,8 @@ the print CSS; WeasyPrint would need Pango from the system as well and lays out 
 its own. The page has no script, and its content security policy forbids scripts and
 outside resources (see html.py); Chromium is also started with networking off, a fresh
 profile, and a time limit. (Turning scripts off by a switch makes headless printing fail.)
+Its environment is the clean one of agent/child_env.py, with its profile as HOME: none of
+the agent's secrets (passphrase, S3 keys) reaches a browser.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import shutil
 import subprocess
 import tempfile
 
+from agent.child_env import child_environment
 from agent.errors import ReportError
 
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -39,7 +42,7 @@ def _run(executable: str, html_path: str, *arguments: str) -> None:
             command.insert(1, "--no-sandbox")  # Chromium refuses root otherwise; the page runs no script
         try:
             done = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, timeout=TIMEOUT_S,
-                                  env={**os.environ, "HOME": profile})
+                                  env=child_environment({"HOME": profile}))
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise ReportError(f"Chromium ({executable}) did not render the report: {exc}") from None
         if done.returncode != 0:

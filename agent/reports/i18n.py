@@ -104,7 +104,9 @@ LABELS = {
         "level": "level", "none": "none", "name": "Name",
         "databases": "Databases: the latest dump loaded into a scratch database", "db_name": "Database",
         "db_type": "Kind", "db_tables": "Tables", "db_rows": "Rows", "db_ok": "restored",
-        "db_note": "The scratch database is dropped after counting the rows of every table.",
+        "db_note": "Each dump is loaded into a throwaway database server started for the test, which is stopped "
+                   "and deleted after counting the rows of every table.",
+        "db_not_loaded": "read, not loaded", "db_production": "WARNING: ",
         "verdict_ok": "PASSED: every file tested restored identically (SHA-256 compared)",
         "verdict_fail": "FAILED: some files did not restore identically",
         "practice": "Practice", "host": "Server", "generated": "Report produced on", "report_id": "Report id",
@@ -149,7 +151,9 @@ LABELS = {
         "level": "niveau", "none": "aucune", "name": "Nom",
         "databases": "Bases de données : la dernière sauvegarde chargée dans une base de test", "db_name": "Base",
         "db_type": "Type", "db_tables": "Tables", "db_rows": "Lignes", "db_ok": "restaurée",
-        "db_note": "La base de test est supprimée après le comptage des lignes de chaque table.",
+        "db_note": "Chaque sauvegarde est chargée dans un serveur de base de données jetable, démarré pour le test, "
+                   "arrêté et supprimé après le comptage des lignes de chaque table.",
+        "db_not_loaded": "lue, non chargée", "db_production": "ATTENTION : ",
         "verdict_ok": "RÉUSSI : chaque fichier testé a été restauré à l'identique (empreintes SHA-256 comparées)",
         "verdict_fail": "ÉCHEC : des fichiers n'ont pas été restaurés à l'identique",
         "practice": "Cabinet", "host": "Serveur", "generated": "Rapport produit le", "report_id": "Identifiant du rapport",

@@ -5,17 +5,21 @@ on a command line; hooks around the backup."""
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import signal
 import sqlite3
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.support.databases import PASSWORD, PATIENTS, start_mariadb, start_postgresql
 
-from .support import Backupctl, assert_error, base_env, write
+from .support import NOBODY, ROOT, Backupctl, assert_error, base_env, write
 
 DUMP_WRAPPER = """#!/bin/sh
 # Records the command line the dump program was given, then runs the real one.
@@ -46,8 +50,9 @@ def _secret(bk: Backupctl) -> Path:
 
 
 def _server_config(bk: Backupctl, kind: str, port: int, *, user: str = "backupctl",
-                   password_file: Path | None = None) -> None:
-    """A configuration dumping the test server's "cabinet" database."""
+                   password_file: Path | None = None, database: str = "cabinet",
+                   restore_test: str = "throwaway") -> None:
+    """A configuration dumping the test server's "cabinet" database (by default)."""
     bk.write_config(extra_repo_lines=f"""
 [[databases]]
 name = "cabinet"
@@ -55,8 +60,9 @@ type = "{kind}"
 host = "127.0.0.1"
 port = {port}
 user = "{user}"
-database = "cabinet"
+database = {json.dumps(database)}
 password_file = "{password_file or _secret(bk)}"
+{"" if restore_test == "throwaway" else f'restore_test = "{restore_test}"'}
 """)
 
 
@@ -262,32 +268,64 @@ after = ["false"]
     assert_error(bk.run("backup"), 2, "before = [...]")
 
 
-def test_the_restore_test_loads_the_dump_into_a_scratch_database(bk: Backupctl, postgresql):
+def _service_world(open_dir: Path) -> Backupctl:
+    """A world whose state dir belongs to an unprivileged user (nobody), as the service user
+    owns /var/lib/backupctl: the restore test, run as root, starts its throwaway servers as it."""
+    bk = Backupctl(open_dir)
+    bk.state.mkdir(mode=0o700)
+    os.chown(bk.state, NOBODY, NOBODY)
+    return bk
+
+
+def _our_server_processes(bk: Backupctl) -> list[str]:
+    """Processes whose command line names the world's state dir (a throwaway server left running)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if entry.name.isdigit() and str(bk.state).encode() in cmdline and b"agent" not in cmdline:
+            found.append(cmdline.replace(b"\0", b" ").decode(errors="replace"))
+    return found
+
+
+def _assert_throwaway_gone(bk: Backupctl) -> None:
+    assert list((bk.state / "restore-test-databases").iterdir()) == []
+    assert _our_server_processes(bk) == []
+
+
+def test_the_restore_test_loads_the_dump_into_a_throwaway_server(open_dir: Path, postgresql):
+    bk = _service_world(open_dir)
     write(bk.src / "lettre.txt", "Madame, " * 100)
     _server_config(bk, "postgresql", postgresql.port)
     bk.init()
     bk.backup()
+    databases_before = postgresql.psql("SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database")
     result = bk.run("restore-test", "--scratch-dir", str(bk.base / "scratch"), "--json")
     assert result.returncode == 0, str(result)
     (check,) = result.json()["databases"]
-    assert check["ok"] is True and check["tables"] == 2
+    assert check["ok"] is True and check["tables"] == 2 and check["loaded_into"] == "throwaway"
     assert check["rows"] == {"public.patients": len(PATIENTS), "public.rendez_vous": len(PATIENTS)}
-    assert "backupctl_restore_test" not in postgresql.psql("SELECT string_agg(datname, ',') FROM pg_database")
+    # Not a database was created on the practice's server, even for a moment it would show.
+    assert postgresql.psql("SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database") == databases_before
+    _assert_throwaway_gone(bk)
     page = Path(result.json()["report"]["html"]).read_text(encoding="utf-8")
     assert 'id="databases"' in page and "restaurée" in page and str(2 * len(PATIENTS)) in page
-    assert "Database cabinet (postgresql): the dump restored" in bk.ok("restore-test", "--scratch-dir",
-                                                                        str(bk.base / "scratch")).stdout
+    assert "Database cabinet (postgresql): the dump restored into a throwaway" in bk.ok(
+        "restore-test", "--scratch-dir", str(bk.base / "scratch")).stdout
 
 
-def test_a_dump_that_cannot_be_loaded_fails_the_restore_test(bk: Backupctl, postgresql):
+def test_the_production_fallback_needs_createdb_and_warns(open_dir: Path, postgresql):
     escaped = PASSWORD.replace("'", "''")
     postgresql.psql(f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'lecteur') THEN "
                     f"CREATE ROLE lecteur LOGIN PASSWORD '{escaped}'; END IF; END $$;")
     postgresql.psql("GRANT SELECT ON ALL TABLES IN SCHEMA public TO lecteur; "
                     "GRANT SELECT, USAGE ON ALL SEQUENCES IN SCHEMA public TO lecteur", database="cabinet")
+    bk = _service_world(open_dir)
     write(bk.src / "lettre.txt", "Madame, " * 100)
     # "lecteur" may read and dump, may not create a database.
-    _server_config(bk, "postgresql", postgresql.port, user="lecteur")
+    _server_config(bk, "postgresql", postgresql.port, user="lecteur", restore_test="production")
     bk.init()
     assert bk.backup()["databases_dumped"]
     result = bk.run("restore-test", "--scratch-dir", str(bk.base / "scratch"), "--json")
@@ -295,3 +333,257 @@ def test_a_dump_that_cannot_be_loaded_fails_the_restore_test(bk: Backupctl, post
     (check,) = result.json()["databases"]
     assert check["ok"] is False and "grant CREATEDB" in check["problem"]
     assert "database dump(s) did not load" in result.stderr
+    # With CREATEDB (the backupctl role) it loads there, and says how unsafe that is.
+    _server_config(bk, "postgresql", postgresql.port, restore_test="production")
+    result = bk.run("restore-test", "--scratch-dir", str(bk.base / "scratch"), "--json")
+    assert result.returncode == 0, str(result)
+    (check,) = result.json()["databases"]
+    assert check["ok"] is True and check["loaded_into"] == "production" and check["tables"] == 2
+    assert "production server" in check["note"] and "holds the key" in check["note"]
+    assert "WARNING: database cabinet: loaded into the production server" in result.stderr
+    page = Path(result.json()["report"]["html"]).read_text(encoding="utf-8")
+    assert "ATTENTION" in page and "production server" in page
+    assert "backupctl_restore_test" not in postgresql.psql("SELECT string_agg(datname, ',') FROM pg_database")
+
+
+def test_the_production_fallback_refuses_a_superuser_role(open_dir: Path, postgresql):
+    escaped = PASSWORD.replace("'", "''")
+    postgresql.psql(f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'patron') THEN "
+                    f"CREATE ROLE patron LOGIN SUPERUSER PASSWORD '{escaped}'; END IF; END $$;")
+    bk = _service_world(open_dir)
+    write(bk.src / "lettre.txt", "Madame, " * 100)
+    _server_config(bk, "postgresql", postgresql.port, user="patron", restore_test="production")
+    bk.init()
+    assert bk.backup()["databases_dumped"]
+    result = bk.run("restore-test", "--scratch-dir", str(bk.base / "scratch"), "--json")
+    assert result.returncode == 13
+    (check,) = result.json()["databases"]
+    assert check["ok"] is False and "is a superuser" in check["problem"] and "throwaway" in check["problem"]
+    assert "backupctl_restore_test" not in postgresql.psql("SELECT string_agg(datname, ',') FROM pg_database")
+
+
+# ---- the restore test never runs repository SQL on the production server (issue 16, point 5) ----
+
+
+def test_a_crafted_dump_runs_only_in_the_throwaway_server(open_dir: Path, postgresql):
+    """A dump whose restore runs SQL (a CHECK constraint calling a function, evaluated for each
+    row loaded): it alters the loading role on the whole server, creates a table, and tries a
+    shell command. All of it stays in the throwaway server, which is gone afterwards."""
+    marker = open_dir / "commande-executee"
+    postgresql.psql("CREATE DATABASE piege OWNER backupctl")
+    postgresql.psql(f"""
+        CREATE FUNCTION public.piege(n int) RETURNS boolean LANGUAGE plpgsql AS $f$
+        BEGIN
+          IF pg_catalog.current_database() = 'piege' THEN RETURN true; END IF;  -- only where it is loaded
+          EXECUTE pg_catalog.format('ALTER ROLE %I SET application_name = %L', current_user, 'intrus');
+          CREATE TABLE IF NOT EXISTS public.intrusion (n int);
+          BEGIN
+            EXECUTE 'COPY (SELECT 1) TO PROGRAM ''touch {marker}''';
+          EXCEPTION WHEN insufficient_privilege THEN NULL;
+          END;
+          RETURN true;
+        END $f$;
+        CREATE TABLE public.appat (n int CHECK (public.piege(n)));
+        INSERT INTO public.appat VALUES (1), (2);
+        ALTER FUNCTION public.piege(int) OWNER TO backupctl; ALTER TABLE public.appat OWNER TO backupctl;
+        """, database="piege")
+    try:
+        bk = _service_world(open_dir)
+        write(bk.src / "lettre.txt", "Madame, " * 100)
+        _server_config(bk, "postgresql", postgresql.port, database="piege")
+        bk.init()
+        assert bk.backup()["databases_dumped"]
+        databases_before = postgresql.psql("SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database")
+        result = bk.run("restore-test", "--scratch-dir", str(bk.base / "scratch"), "--json")
+        assert result.returncode == 0, str(result)
+        # Nothing of the dump's SQL reached the practice's server: no role altered, no table, no database ...
+        assert postgresql.psql("SELECT rolname FROM pg_roles WHERE rolconfig IS NOT NULL") == ""
+        assert postgresql.psql("SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database") == databases_before
+        for database in ("piege", "cabinet"):
+            assert postgresql.psql("SELECT count(*) FROM pg_tables WHERE tablename = 'intrusion'", database) == "0\n"
+        # ... though it did run (its table is counted), in the throwaway server.
+        (check,) = result.json()["databases"]
+        assert check["loaded_into"] == "throwaway" and check["rows"] == {"public.appat": 2, "public.intrusion": 0}
+        # The loading role is no superuser even there: no shell command ran.
+        assert not marker.exists()
+        _assert_throwaway_gone(bk)
+    finally:
+        postgresql.psql("ALTER ROLE backupctl RESET ALL")
+        postgresql.psql("DROP DATABASE piege WITH (FORCE)")
+
+
+def test_names_with_quotes_are_quoted(open_dir: Path, postgresql):
+    """A database, a schema and a table named with ' and " (the dump's names come from its writer)."""
+    postgresql.psql('CREATE DATABASE "d\'b""c" OWNER backupctl')
+    postgresql.psql('SET ROLE backupctl; CREATE SCHEMA "s\'c""h"; CREATE TABLE "s\'c""h"."t\'a""b" (n int); '
+                    'INSERT INTO "s\'c""h"."t\'a""b" VALUES (1), (2), (3); CREATE TABLE public."x|y" (n int);',
+                    database='d\'b"c')
+    try:
+        bk = _service_world(open_dir)
+        write(bk.src / "lettre.txt", "Madame, " * 100)
+        _server_config(bk, "postgresql", postgresql.port, database='d\'b"c')
+        bk.init()
+        assert bk.backup()["databases_dumped"]
+        result = bk.run("restore-test", "--scratch-dir", str(bk.base / "scratch"), "--json")
+        assert result.returncode == 0, str(result)
+        (check,) = result.json()["databases"]
+        assert check["rows"] == {'"s\'c""h"."t\'a""b"': 3, 'public."x|y"': 0}
+        # The production fallback quotes its own names too.
+        _server_config(bk, "postgresql", postgresql.port, database='d\'b"c', restore_test="production")
+        result = bk.run("restore-test", "--scratch-dir", str(bk.base / "scratch"), "--json")
+        assert result.returncode == 0, str(result)
+        assert result.json()["databases"][0]["rows"] == {'"s\'c""h"."t\'a""b"': 3, 'public."x|y"': 0}
+    finally:
+        postgresql.psql('DROP DATABASE "d\'b""c" WITH (FORCE)')
+
+
+def test_as_root_the_throwaway_server_never_runs_as_root(bk: Backupctl, postgresql):
+    """The world's state dir belongs to root: no unprivileged user to run the server as."""
+    write(bk.src / "lettre.txt", "Madame, " * 100)
+    _server_config(bk, "postgresql", postgresql.port)
+    bk.init()
+    bk.backup()
+    result = bk.run("restore-test", "--scratch-dir", str(bk.base / "scratch"), "--json")
+    assert result.returncode == 13
+    (check,) = result.json()["databases"]
+    assert check["ok"] is False and "must not run as root" in check["problem"]
+    assert "sudo -u backupctl" in check["problem"] and "chown" in check["problem"]
+
+
+def test_a_killed_restore_test_leaves_a_server_that_the_next_one_removes(open_dir: Path, postgresql):
+    bk = _service_world(open_dir)
+    write(bk.src / "lettre.txt", "Madame, " * 100)
+    _server_config(bk, "postgresql", postgresql.port)
+    bk.init()
+    bk.backup()
+    # A process that starts a throwaway server and dies without stopping it (SIGKILL, power cut).
+    crash = subprocess.run([sys.executable, "-c", (
+        "import os, sys\n"
+        "from agent.engine.throwaway_db import PostgreSQLServer\n"
+        "server = PostgreSQLServer(sys.argv[1], timeout=60).__enter__()\n"
+        "os._exit(0)\n"), str(bk.state)], env=base_env(), cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert crash.returncode == 0, crash.stderr
+    assert len(_our_server_processes(bk)) >= 1 and len(list((bk.state / "restore-test-databases").iterdir())) == 1
+    result = bk.run("restore-test", "--scratch-dir", str(bk.base / "scratch"), "--json")
+    assert result.returncode == 0, str(result)
+    _assert_throwaway_gone(bk)
+
+
+def _mariadb_config(bk: Backupctl, port: int, database: str) -> None:
+    bk.write_config(extra_repo_lines=f"""
+[[databases]]
+name = "agenda"
+type = "mariadb"
+host = "127.0.0.1"
+port = {port}
+user = "backupctl"
+database = "{database}"
+password_file = "{_secret(bk)}"
+""")
+
+
+def test_the_restore_test_loads_a_mariadb_dump_into_a_throwaway_server(open_dir: Path, mariadb):
+    mariadb.sql("CREATE DATABASE IF NOT EXISTS agenda; CREATE TABLE IF NOT EXISTS agenda.rdv (id int PRIMARY KEY);"
+                "CREATE TABLE IF NOT EXISTS agenda.`t'a\"b``c` (n int); DELETE FROM agenda.rdv;"
+                "DELETE FROM agenda.`t'a\"b``c`; INSERT INTO agenda.rdv VALUES (1), (2), (3);"
+                "INSERT INTO agenda.`t'a\"b``c` VALUES (7), (8);")
+    bk = _service_world(open_dir)
+    write(bk.src / "lettre.txt", "Madame, " * 100)
+    _mariadb_config(bk, mariadb.port, "agenda")
+    bk.init()
+    assert bk.backup()["databases_dumped"] == ["/backupctl-databases/mariadb/agenda.sql"]
+    databases_before = mariadb.sql("SHOW DATABASES")
+    result = bk.run("restore-test", "--scratch-dir", str(bk.base / "scratch"), "--json")
+    assert result.returncode == 0, str(result)
+    (check,) = result.json()["databases"]
+    assert check["ok"] is True and check["loaded_into"] == "throwaway"
+    assert check["rows"] == {"agenda.rdv": 3, "agenda.t'a\"b`c": 2}
+    assert mariadb.sql("SHOW DATABASES") == databases_before
+    _assert_throwaway_gone(bk)
+
+
+CRAFTED_MARIADB_DUMP = """#!/bin/sh
+# A "dump" written by whoever holds the key: plain SQL with a shell escape of the client.
+cat <<'SQL'
+CREATE DATABASE intrusion;
+\\! touch {marker}
+SQL
+"""
+
+
+def test_a_crafted_mariadb_dump_stays_in_the_throwaway_server(open_dir: Path, mariadb):
+    marker = open_dir / "commande-executee"
+    bk = _service_world(open_dir)
+    write(bk.src / "lettre.txt", "Madame, " * 100)
+    _mariadb_config(bk, mariadb.port, "cabinet")
+    bk.init()
+    folder = bk.base / "bin"
+    folder.mkdir()
+    (folder / "mariadb-dump").write_text(CRAFTED_MARIADB_DUMP.format(marker=marker))
+    (folder / "mariadb-dump").chmod(0o755)
+    result = _run(bk, "backup", "--json", env_extra={"PATH": f"{folder}:{os.environ['PATH']}"})
+    assert result.returncode == 0 and json.loads(result.stdout)["databases_dumped"], result.stderr
+    result = bk.run("restore-test", "--scratch-dir", str(bk.base / "scratch"), "--json")
+    (check,) = result.json()["databases"]
+    # The client's shell escape is refused (--sandbox): the load fails, and says so.
+    assert result.returncode == 13 and check["ok"] is False and "sandbox" in check["problem"], str(result)
+    assert not marker.exists()
+    assert "intrusion" not in mariadb.sql("SHOW DATABASES")
+    _assert_throwaway_gone(bk)
+
+
+SLOW_PG_RESTORE = """#!/bin/sh
+touch "{started}"
+sleep 60
+exec {real} "$@"
+"""
+
+
+def test_sigterm_stops_and_wipes_the_throwaway_server(open_dir: Path, postgresql):
+    """The daemon stops a job with SIGTERM: the server being loaded is stopped and removed."""
+    bk = _service_world(open_dir)
+    write(bk.src / "lettre.txt", "Madame, " * 100)
+    _server_config(bk, "postgresql", postgresql.port)
+    bk.init()
+    bk.backup()
+    # The PostgreSQL programs of this folder (first on PATH) are used, pg_restore taking its time.
+    folder, flags = open_dir / "bin", open_dir / "flags"
+    folder.mkdir()
+    flags.mkdir(mode=0o777)
+    flags.chmod(0o777)
+    for tool in ("initdb", "postgres", "psql"):
+        (folder / tool).symlink_to(postgresql.bin / tool)
+    started = flags / "pg_restore-started"
+    (folder / "pg_restore").write_text(SLOW_PG_RESTORE.format(started=started, real=postgresql.bin / "pg_restore"))
+    (folder / "pg_restore").chmod(0o755)
+    agent = subprocess.Popen(bk.command("restore-test", "--scratch-dir", str(bk.base / "scratch")),
+                             env={**base_env(), "PATH": f"{folder}:{os.environ['PATH']}"}, cwd=bk.base,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not started.exists():
+        assert agent.poll() is None and time.monotonic() < deadline, agent.communicate()
+        time.sleep(0.2)
+    assert any("postgres" in p for p in _our_server_processes(bk))
+    agent.send_signal(signal.SIGTERM)
+    _out, err = agent.communicate(timeout=60)
+    assert agent.returncode != 0 and b"SIGTERM" in err, err
+    _assert_throwaway_gone(bk)
+
+
+def test_a_deep_state_dir_puts_the_socket_in_a_short_private_folder(open_dir: Path, mariadb):
+    """A Unix socket's path holds at most 107 bytes: past that, a fresh short folder, removed too."""
+    deep = open_dir / ("dossier-du-cabinet-" * 5)
+    deep.mkdir(mode=0o755)
+    bk = _service_world(deep)
+    assert len(str(bk.state / "restore-test-databases" / "123456-mariadb-0123abcd" / "s" / "m.sock")) > 107
+    write(bk.src / "lettre.txt", "Madame, " * 100)
+    _mariadb_config(bk, mariadb.port, "cabinet")
+    bk.init()
+    bk.backup()
+    before = set(glob.glob("/tmp/backupctl-db-*"))
+    result = bk.run("restore-test", "--scratch-dir", str(bk.base / "scratch"), "--json")
+    assert result.returncode == 0, str(result)
+    (check,) = result.json()["databases"]
+    assert check["loaded_into"] == "throwaway" and check["rows"] == {"cabinet.patients": len(PATIENTS)}
+    assert set(glob.glob("/tmp/backupctl-db-*")) == before
+    _assert_throwaway_gone(bk)

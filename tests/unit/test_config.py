@@ -312,6 +312,7 @@ def _config_with_passphrase_file(tmp_path: Path, secret: bytes | None, mode: int
 @pytest.fixture(autouse=True)
 def _no_passphrase_env(monkeypatch):
     monkeypatch.delenv(config.ENV_PASSPHRASE, raising=False)
+    monkeypatch.setattr(config, "_passphrase_from_environment", None)  # what an earlier test's reading kept
 
 
 def test_passphrase_from_file(tmp_path):
@@ -340,6 +341,16 @@ def test_env_var_wins_over_the_file(tmp_path, monkeypatch):
     cfg, _ = _config_with_passphrase_file(tmp_path, b"from file")
     monkeypatch.setenv(config.ENV_PASSPHRASE, "from env é")
     assert config.read_passphrase(cfg) == "from env é".encode()
+
+
+def test_the_env_var_leaves_the_environment_once_read(tmp_path, monkeypatch):
+    """No child process can inherit the passphrase: it is no longer in os.environ after
+    the first reading, and later readings (other repositories of one command) still find it."""
+    cfg, _ = _config_with_passphrase_file(tmp_path, b"from file")
+    monkeypatch.setenv(config.ENV_PASSPHRASE, "from env")
+    assert config.read_passphrase(cfg) == b"from env"
+    assert config.ENV_PASSPHRASE not in os.environ
+    assert config.read_passphrase(cfg) == b"from env"
 
 
 def test_env_var_wins_even_over_an_unsafe_file(tmp_path, monkeypatch):
@@ -414,7 +425,31 @@ def test_passphrase_from_a_systemd_credential(tmp_path, monkeypatch):
     assert config.read_passphrase(cfg) == b"phrase du coffre"
     monkeypatch.setenv("BACKUPCTL_PASSPHRASE", "from env")
     assert config.read_passphrase(cfg) == b"from env"  # the environment still wins
-    monkeypatch.delenv("BACKUPCTL_PASSPHRASE")
+    monkeypatch.setattr(config, "_passphrase_from_environment", None)  # a new process, without the variable
     (credentials / "passphrase").write_bytes(b"\n")
     with pytest.raises(config.ConfigError, match="empty"):
         config.read_passphrase(cfg)
+
+
+# ---- [[databases]] restore_test ------------------------------------------------------------------
+
+
+def _database(tmp_path: Path, kind: str, line: str) -> config.Config:
+    return config.load(_write(tmp_path, MINIMAL + f'\n[[databases]]\nname = "x"\ntype = "{kind}"\n'
+                                                 f'database = "x"\n{line}\n'))
+
+
+@pytest.mark.parametrize("line, expected", [("", "throwaway"), ('restore_test = "throwaway"', "throwaway"),
+                                            ('restore_test = "production"', "production"),
+                                            ('restore_test = "none"', "none"),
+                                            # Before the throwaway servers: true loaded into production.
+                                            ("restore_test = true", "throwaway"), ("restore_test = false", "none")])
+def test_restore_test_load(tmp_path, line, expected):
+    assert _database(tmp_path, "postgresql", line).databases[0].restore_test == expected
+
+
+def test_restore_test_errors(tmp_path):
+    with pytest.raises(ConfigError, match='restore_test = .prod.: expected "throwaway"'):
+        _database(tmp_path, "postgresql", 'restore_test = "prod"')
+    with pytest.raises(ConfigError, match="PostgreSQL only"):
+        _database(tmp_path, "mariadb", 'restore_test = "production"')
