@@ -281,3 +281,57 @@ def test_folders_that_share_one_listing_still_restore_every_copy(repo, tmp_path)
     report = RestoreEngine(repo, snapshot, str(tmp_path / "target")).run()
     assert report.failures == [] and report.files == 8 and report.verified == 8
     assert (tmp_path / "target" / "b" / "a" / "b" / "note.txt").read_bytes() == CONTENT
+
+
+def test_a_link_in_a_folder_another_user_can_write_is_owned_in_a_private_folder_first(tmp_path):
+    """In a folder someone else can write to, the link could be swapped between symlink()
+    and lchown(): it is made and owned in a private folder, then hard-linked into place."""
+    target = tmp_path / "target"
+    (target / "shared").mkdir(parents=True)
+    os.chmod(target / "shared", 0o777)
+    seen: list[bytes] = []
+    real_symlink = os.symlink
+
+    def recording_symlink(src, dst, target_is_directory=False, *, dir_fd=None):
+        seen.append(dst)
+        return real_symlink(src, dst, target_is_directory, dir_fd=dir_fd)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "symlink", recording_symlink)
+        with TargetTree(os.fsencode(target), overwrite=False) as tree:
+            tree.symlink(b"shared/link", b"../elsewhere", uid=os.getuid() if os.geteuid() == 0 else None,
+                         gid=os.getgid(), mtime_ns=10**18)
+            tree.symlink(b"private-link", b"shared", uid=None, gid=os.getgid(), mtime_ns=10**18)
+    assert seen == [b"l", b"private-link"]  # the first one staged, the second made in place
+    assert os.readlink(target / "shared" / "link") == "../elsewhere"
+    assert os.lstat(target / "shared" / "link").st_mtime_ns == 10**18
+    assert os.lstat(target / "shared" / "link").st_nlink == 1
+    assert sorted(os.listdir(target / "shared")) == ["link"]  # no staging folder left
+
+
+def test_a_hard_link_names_only_the_file_this_restore_created(tmp_path, victim):
+    target = tmp_path / "target"
+    target.mkdir()
+    with TargetTree(os.fsencode(target), overwrite=False) as tree:
+        ino = tree.create_file(b"first", 3)
+        tree.hardlink(b"first", ino, b"second")
+        assert os.stat(target / "second").st_ino == ino
+        os.unlink(target / "first")
+        os.link(victim / "existing", target / "first")  # swapped before the next link
+        with pytest.raises(RestoreTargetError, match="first was replaced"):
+            tree.hardlink(b"first", ino, b"third")
+    assert not (target / "third").exists()
+
+
+def test_a_target_folder_swapped_before_the_restore_began_is_refused(repo, tmp_path):
+    """restore-test makes its folder, then hands its inode to the restore."""
+    chunk, _ = repo.store_blob(BLOB_DATA, CONTENT)
+    snapshot = _snapshot(repo, [_file_node(b"f", chunk, CONTENT)])
+    made = tmp_path / "made"
+    made.mkdir()
+    identity = (made.stat().st_dev, made.stat().st_ino)
+    made.rename(tmp_path / "elsewhere")
+    made.mkdir()  # someone else's folder now stands at that name
+    with pytest.raises(RestoreTargetError, match="was replaced before the restore began"):
+        RestoreEngine(repo, snapshot, str(made), expect_root=identity).run()
+    assert list(made.iterdir()) == []
