@@ -19,17 +19,20 @@ import os
 import stat
 import time
 from dataclasses import dataclass, field
+from typing import Callable, TypeVar
 
 from agent.crypto.ids import new_file_fingerprint
 from agent.engine.expansion import Expansion
 from agent.engine.progress import Progress, SilentProgress
 from agent.engine.restore_files import ContentRestorer, FileTarget
 from agent.engine.target import TargetTree, not_a_folder, permissions, target_error as _target_error
-from agent.errors import IntegrityError, RestoreTargetError
+from agent.errors import RestoreTargetError
 from agent.repo.lock import shared_lock_for_reading
 from agent.repo.repository import Repository
 from agent.repo.snapshot import Snapshot
 from agent.repo.tree import DIR, FILE, SYMLINK, Node
+
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -285,7 +288,7 @@ class RestoreEngine:
                      "replace them",
             )
 
-    def _guard(self, action, path: bytes):
+    def _guard(self, action: Callable[[], _T], path: bytes) -> _T:
         try:
             return action()
         except OSError as exc:

@@ -335,3 +335,28 @@ def test_a_target_folder_swapped_before_the_restore_began_is_refused(repo, tmp_p
     with pytest.raises(RestoreTargetError, match="was replaced before the restore began"):
         RestoreEngine(repo, snapshot, str(made), expect_root=identity).run()
     assert list(made.iterdir()) == []
+
+
+def test_restore_test_refuses_a_scratch_folder_swapped_after_it_made_it(repo, tmp_path, victim, monkeypatch):
+    """restore-test's folder in a shared scratch directory, replaced by a link once made:
+    the restore is refused and nothing lands where the link points."""
+    from agent.engine import restore_test
+
+    chunk, _ = repo.store_blob(BLOB_DATA, CONTENT)
+    snapshot = _snapshot(repo, [_file_node(b"f", chunk, CONTENT)])
+    scratch = tmp_path / "scratch"
+    real_fresh = restore_test._fresh_folder
+
+    def fresh_then_swap(parent, name, child):
+        identity = real_fresh(parent, name, child)
+        os.rename(scratch / name / child, scratch / "moved")
+        (scratch / name / child).symlink_to(victim)
+        return identity
+
+    monkeypatch.setattr(restore_test, "_fresh_folder", fresh_then_swap)
+    before = _listing(victim)
+    engine = restore_test.RestoreTestEngine(repo, snapshot, str(scratch), sources=[str(tmp_path / "src")])
+    with pytest.raises(RestoreTargetError, match="was replaced before the restore began"):
+        engine.run()
+    assert _listing(victim) == before
+    assert engine.report.scratch_wiped and sorted(os.listdir(scratch)) == ["moved"]
