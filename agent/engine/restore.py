@@ -94,6 +94,8 @@ def _intact(fd: int, node: Node, *, owner_checked: bool) -> bool:
     while block := os.read(fd, 1 << 20):
         digest.update(block)
     return digest.hexdigest() == node.sha256
+
+
 class RestoreEngine:
     def __init__(
         self,
@@ -183,7 +185,8 @@ class RestoreEngine:
                 if node.hardlink and node.hardlink not in first_of_link:
                     first_of_link[node.hardlink] = file
                 files.append(file)
-        del plan, first_of_link  # a snapshot of a million files: held once, in `files`
+        plan.clear()  # a snapshot of a million files: held once from here, in `files` (the caller's list too)
+        del first_of_link
         made = []
         for path, node in dirs:
             made.append((path, node, self._guard(lambda: tree.make_dir(path), path)))
