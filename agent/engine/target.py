@@ -323,9 +323,11 @@ class TargetTree:
                     if (os.fstat(stage).st_uid, os.fstat(stage).st_mode & 0o077) != (os.geteuid(), 0):
                         raise Replaced(rel)
                     os.symlink(link_target, b"l", dir_fd=stage)
-                    _own_link(b"l", stage, uid=uid, gid=gid, mtime_ns=mtime_ns)
-                    os.link(b"l", name, src_dir_fd=stage, dst_dir_fd=parent, follow_symlinks=False)
-                    os.unlink(b"l", dir_fd=stage)
+                    try:
+                        _own_link(b"l", stage, uid=uid, gid=gid, mtime_ns=mtime_ns)
+                        os.link(b"l", name, src_dir_fd=stage, dst_dir_fd=parent, follow_symlinks=False)
+                    finally:
+                        os.unlink(b"l", dir_fd=stage)  # so that the private folder can go
                 finally:
                     os.close(stage)
             finally:

@@ -360,3 +360,15 @@ def test_restore_test_refuses_a_scratch_folder_swapped_after_it_made_it(repo, tm
         engine.run()
     assert _listing(victim) == before
     assert engine.report.scratch_wiped and sorted(os.listdir(scratch)) == ["moved"]
+
+
+def test_a_staged_link_that_cannot_be_placed_leaves_no_private_folder(tmp_path):
+    target = tmp_path / "target"
+    (target / "shared").mkdir(parents=True)
+    os.chmod(target / "shared", 0o777)
+    (target / "shared" / "link").write_text("already there")
+    with TargetTree(os.fsencode(target), overwrite=False) as tree:
+        with pytest.raises(FileExistsError):
+            tree.symlink(b"shared/link", b"x", uid=None, gid=os.getgid(), mtime_ns=10**18)
+    assert sorted(os.listdir(target / "shared")) == ["link"]
+    assert (target / "shared" / "link").read_text() == "already there"
