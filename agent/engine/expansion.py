@@ -26,23 +26,30 @@ FREE_ENTRIES = 1_000_000
 
 
 class Expansion:
-    """Every listing reachable from `tree_id`, decoded once, checked before any walk."""
+    """Every listing reachable from `tree_id`, decoded once, checked before any walk.
 
-    def __init__(self, repo: Repository, tree_id: bytes) -> None:
+    keep_listings=False (a streaming export) keeps only counts while checking and reads
+    each listing again as the walk reaches it: memory for one path, not the whole tree."""
+
+    def __init__(self, repo: Repository, tree_id: bytes, *, keep_listings: bool = True) -> None:
         self.root = tree_id
+        self._repo = repo
+        self._keep = keep_listings
         self.listings: dict[bytes, list[Node]] = {}
         self.unreadable: dict[bytes, Exception] = {}
+        self.stored = 0  # entries of the distinct listings
+        self.distinct = 0
         self.entries = self._count(repo)
-        stored = sum(len(nodes) for nodes in self.listings.values())
-        limit = max(FREE_ENTRIES, MAX_EXPANSION * stored)
+        limit = max(FREE_ENTRIES, MAX_EXPANSION * self.stored)
         if self.entries > limit:
             raise IntegrityError(
-                f"the snapshot's tree would expand to {self.entries} entries from {stored} stored "
-                f"({len(self.listings)} folder listings): refused as crafted or damaged",
+                f"the snapshot's tree would expand to {self.entries} entries from {self.stored} stored "
+                f"({self.distinct} folder listings): refused as crafted or damaged",
                 hint="restore another snapshot; run `backupctl check` and report this one")
 
     def _count(self, repo: Repository) -> int:
         sizes: dict[bytes, int] = {}
+        open_children: dict[bytes, tuple[int, list[bytes]]] = {}  # entries, subtrees of listings being counted
         # Iterative post-order walk over distinct listings (a deep tree must not hit
         # Python's recursion limit): (tree id, entered?).
         stack: list[tuple[bytes, bool]] = [(self.root, False)]
@@ -51,9 +58,8 @@ class Expansion:
             tree_id, entered = stack.pop()
             if entered:
                 open_.discard(tree_id)
-                nodes = self.listings.get(tree_id, [])
-                sizes[tree_id] = len(nodes) + sum(sizes.get(n.subtree, 0) for n in nodes
-                                                  if n.type == DIR and n.subtree is not None)
+                count, children = open_children.pop(tree_id)
+                sizes[tree_id] = count + sum(sizes[child] for child in children)
                 continue
             if tree_id in sizes:
                 continue
@@ -66,7 +72,12 @@ class Expansion:
                 self.unreadable[tree_id] = exc
                 sizes[tree_id] = 0
                 continue
-            self.listings[tree_id] = nodes
+            if self._keep:
+                self.listings[tree_id] = nodes
+            self.stored += len(nodes)
+            self.distinct += 1
+            open_children[tree_id] = (len(nodes), [n.subtree for n in nodes
+                                                   if n.type == DIR and n.subtree is not None])
             open_.add(tree_id)
             stack.append((tree_id, True))
             for node in nodes:
@@ -96,9 +107,17 @@ class Expansion:
 
     def _enter(self, stack: list[tuple[bytes, Iterator[Node]]], prefix: bytes, tree_id: bytes,
                on_error: Callable[[bytes, Exception], None] | None) -> None:
-        if tree_id in self.unreadable:
+        problem = self.unreadable.get(tree_id)
+        nodes = self.listings.get(tree_id)
+        if problem is None and nodes is None:
+            try:
+                nodes = decode_tree(self._repo.load_blob(tree_id))
+            except (IntegrityError, StorageError) as exc:
+                problem = exc
+        if problem is not None:
             if on_error is None:
-                raise self.unreadable[tree_id]
-            on_error(prefix, self.unreadable[tree_id])
+                raise problem
+            on_error(prefix, problem)
             return
-        stack.append((prefix, iter(self.listings[tree_id])))
+        assert nodes is not None
+        stack.append((prefix, iter(nodes)))

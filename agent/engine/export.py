@@ -89,7 +89,9 @@ def _write_tar(repo: Repository, snapshot: Snapshot, stream: BinaryIO, *, keep_s
     def on_error(path: bytes, exc: Exception) -> None:
         report.failures.append((os.fsdecode(path) or "/", f"folder listing unreadable: {exc}"))
 
-    expansion = Expansion(repo, snapshot.tree)  # refused before the first byte of the stream
+    # Refused before the first byte of the stream; listings read again as the walk goes,
+    # so a streamed export holds one path of the tree in memory, not all of it.
+    expansion = Expansion(repo, snapshot.tree, keep_listings=False)
     with tarfile.open(fileobj=stream, mode="w|", format=tarfile.PAX_FORMAT) as archive:
         for path, node in expansion.walk(on_error):
             name = path.decode("utf-8", "surrogateescape")

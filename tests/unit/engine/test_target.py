@@ -372,3 +372,16 @@ def test_a_staged_link_that_cannot_be_placed_leaves_no_private_folder(tmp_path):
             tree.symlink(b"shared/link", b"x", uid=None, gid=os.getgid(), mtime_ns=10**18)
     assert sorted(os.listdir(target / "shared")) == ["link"]
     assert (target / "shared" / "link").read_text() == "already there"
+
+
+def test_a_streamed_tar_export_holds_every_copy_of_a_shared_listing(repo, tmp_path):
+    import tarfile
+
+    snapshot = _dag(repo, 3)
+    with open(tmp_path / "out.tar", "wb") as stream:
+        report = write_tar(repo, snapshot, stream)
+    assert report.failures == [] and report.files == 8 and report.verified == 8
+    with tarfile.open(tmp_path / "out.tar") as archive:
+        names = archive.getnames()
+    assert "b/a/b/note.txt" in names and len(names) == 8 + 14
+    assert names.index("b/a") < names.index("b/a/a") < names.index("b/a/a/note.txt") < names.index("b/a/b")
