@@ -24,10 +24,13 @@ from agent.errors import IntegrityError, RestoreTargetError, UsageError
 @click.argument("snapshot", default="latest", metavar="[SNAPSHOT|latest]")
 @click.option("--target", metavar="DIR", help="An empty folder to write the plain tree into.")
 @click.option("--tar", "tar_path", metavar="FILE", help="A tar archive to write (- for standard output).")
+@click.option("--keep-special-bits", is_flag=True,
+              help="Keep setuid, setgid and sticky bits (for a system's files; a practice's documents never have "
+                   "them). Default: dropped.")
 @repo_option
 @json_option
 @click.pass_context
-def command(ctx: click.Context, snapshot, target, tar_path, repo_name, as_json) -> None:
+def command(ctx: click.Context, snapshot, target, tar_path, keep_special_bits, repo_name, as_json) -> None:
     """Write a snapshot out as a plain folder (--target DIR) or a tar archive (--tar FILE
     or -), every file checked against its SHA-256: the data, without backupctl."""
     if bool(target) == bool(tar_path):
@@ -39,17 +42,19 @@ def command(ctx: click.Context, snapshot, target, tar_path, repo_name, as_json) 
     if target:
         if os.path.isdir(target) and os.listdir(target):
             raise UsageError(f"--target {target} is not empty", hint="export into a new or empty folder")
-        document = RestoreEngine(repo, snap, target, progress=for_terminal(as_json)).run().as_dict()
+        document = RestoreEngine(repo, snap, target, keep_special_bits=keep_special_bits,
+                                 progress=for_terminal(as_json)).run().as_dict()
         where = os.path.abspath(target)
     elif tar_path == "-":
-        document = write_tar(repo, snap, sys.stdout.buffer).as_dict()
+        document = write_tar(repo, snap, sys.stdout.buffer, keep_special_bits=keep_special_bits).as_dict()
         where = "standard output"
     else:
         if os.path.exists(tar_path):
             raise UsageError(f"--tar {tar_path} already exists", hint="give a new file name")
         try:
+            # "x": O_CREAT | O_EXCL, which never follows a link planted at that name.
             with open(tar_path, "xb") as handle:
-                document = write_tar(repo, snap, handle).as_dict()
+                document = write_tar(repo, snap, handle, keep_special_bits=keep_special_bits).as_dict()
         except OSError as exc:
             raise RestoreTargetError(f"--tar {tar_path}: cannot be written ({exc.strerror})") from None
         where = os.path.abspath(tar_path)

@@ -44,13 +44,15 @@ DEFAULT_STATE_DIR = "/var/lib/backupctl"
 @click.option("--restore", "snapshot", metavar="SNAPSHOT", help="Restore this snapshot (id prefix, or latest).")
 @click.option("--target", metavar="DIR", help="Folder to restore into (with --restore).")
 @click.option("--include", "includes", multiple=True, metavar="GLOB", help="Restore only matching paths.")
+@click.option("--keep-special-bits", is_flag=True,
+              help="Restore setuid, setgid and sticky bits (a system restore wants them). Default: dropped.")
 @click.option("--add-key", is_flag=True, help="Add a new passphrase to the repository (for backups from here).")
 @new_passphrase_option
 @click.option("--state-dir", metavar="DIR", envvar="BACKUPCTL_STATE_DIR", default=DEFAULT_STATE_DIR,
               show_default=True, help="Where the audit trail of this machine is kept.")
 @json_option
 def command(url, endpoint, region, addressing, credentials_file, ca_bundle, code_file, listing, snapshot, target,
-            includes, add_key, new_passphrase_file, state_dir, as_json) -> None:
+            includes, keep_special_bits, add_key, new_passphrase_file, state_dir, as_json) -> None:
     """Reconnect to a repository from the recovery sheet alone; list, restore, or add a passphrase."""
     if sum(bool(x) for x in (listing, snapshot, add_key)) != 1:
         raise UsageError("say what to do: --list, --restore SNAPSHOT --target DIR, or --add-key")
@@ -80,7 +82,8 @@ def command(url, endpoint, region, addressing, credentials_file, ca_bundle, code
                    f"configuration; the repository's address is {url}.")
         return
     snap = find_snapshot(repo, snapshot)
-    report = RestoreEngine(repo, snap, target, includes=list(includes), progress=for_terminal(as_json)).run()
+    report = RestoreEngine(repo, snap, target, includes=list(includes), keep_special_bits=keep_special_bits,
+                           progress=for_terminal(as_json)).run()
     audit_in(state_dir, "restore", url=url, snapshot=snap.id.hex(), target=os.path.abspath(target),
            includes=list(includes), files=report.files, sha256_verified=report.verified,
            failures=len(report.failures), by="recover")

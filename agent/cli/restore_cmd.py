@@ -28,12 +28,16 @@ from agent.errors import IntegrityError, UsageError
 @click.option("--dry-run", is_flag=True, help="List what would be restored; write nothing.")
 @click.option("--resume", is_flag=True,
               help="Go on with an interrupted restore: files already there with the right SHA-256 are kept.")
-@click.option("--overwrite", is_flag=True, help="Replace files that already exist in the target.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace what is in the way in the target (a link is removed itself, never followed).")
+@click.option("--keep-special-bits", is_flag=True,
+              help="Restore setuid, setgid and sticky bits (a system restore wants them; a practice's documents "
+                   "never have them). Default: dropped.")
 @repo_option
 @json_option
 @click.pass_context
-def command(ctx: click.Context, snapshot, target, at, includes, excludes, dry_run, resume, overwrite, repo_name,
-            as_json) -> None:
+def command(ctx: click.Context, snapshot, target, at, includes, excludes, dry_run, resume, overwrite,
+            keep_special_bits, repo_name, as_json) -> None:
     """Restore SNAPSHOT (an id prefix, or latest) into --target and verify every file."""
     _config, repo = open_repository(ctx, repo_name)
     if at is not None:
@@ -43,7 +47,8 @@ def command(ctx: click.Context, snapshot, target, at, includes, excludes, dry_ru
     else:
         snap = find_snapshot(repo, snapshot)
     engine = RestoreEngine(repo, snap, target, includes=list(includes), excludes=list(excludes),
-                           overwrite=overwrite, resume=resume, dry_run=dry_run, progress=for_terminal(as_json))
+                           overwrite=overwrite, resume=resume, dry_run=dry_run, keep_special_bits=keep_special_bits,
+                           progress=for_terminal(as_json))
     report = engine.run()
     if not dry_run:  # rule T1: a restore of patient data is traced, with where it went
         audit(_config, "restore", repository=_config.repository(repo_name).name, snapshot=snap.id.hex(),

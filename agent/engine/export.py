@@ -6,6 +6,10 @@ files, exact mtimes); each file's bytes are read chunk by chunk from the reposit
 checked against the SHA-256 recorded at backup as they stream. A file that does not
 match is reported by path; the stream cannot take back bytes already written, so the
 command then fails and says which files in the archive are not to be trusted.
+
+Setuid, setgid and sticky bits are left out of the archive unless keep_special_bits:
+whoever unpacks it as root would otherwise get them back. The tree is read through
+agent.engine.expansion, so a crafted snapshot cannot make the stream exponential.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from agent.crypto.ids import new_file_fingerprint
-from agent.engine.walk import walk
+from agent.engine.expansion import Expansion
+from agent.engine.target import permissions
 from agent.errors import IntegrityError, StorageError
 from agent.repo.lock import shared_lock_for_reading
 from agent.repo.repository import Repository
@@ -71,23 +76,28 @@ class _ChunkReader:
         return out
 
 
-def write_tar(repo: Repository, snapshot: Snapshot, stream: BinaryIO) -> ExportReport:
+def write_tar(repo: Repository, snapshot: Snapshot, stream: BinaryIO, *,
+              keep_special_bits: bool = False) -> ExportReport:
     with shared_lock_for_reading(repo, "export"):  # no prune meanwhile
-        return _write_tar(repo, snapshot, stream)
+        return _write_tar(repo, snapshot, stream, keep_special_bits=keep_special_bits)
 
 
-def _write_tar(repo: Repository, snapshot: Snapshot, stream: BinaryIO) -> ExportReport:
+def _write_tar(repo: Repository, snapshot: Snapshot, stream: BinaryIO, *, keep_special_bits: bool) -> ExportReport:
     report = ExportReport()
     repo.load_index()
 
     def on_error(path: bytes, exc: Exception) -> None:
         report.failures.append((os.fsdecode(path) or "/", f"folder listing unreadable: {exc}"))
 
+    # Refused before the first byte of the stream; listings read again as the walk goes,
+    # so a streamed export holds one path of the tree in memory, not all of it.
+    expansion = Expansion(repo, snapshot.tree, keep_listings=False)
     with tarfile.open(fileobj=stream, mode="w|", format=tarfile.PAX_FORMAT) as archive:
-        for path, node in walk(repo, snapshot.tree, on_error=on_error):
+        for path, node in expansion.walk(on_error):
             name = path.decode("utf-8", "surrogateescape")
             info = tarfile.TarInfo(name)
-            info.mode, info.uid, info.gid = node.mode & 0o7777, node.uid, node.gid
+            info.mode = permissions(node.mode, keep_special_bits=keep_special_bits)
+            info.uid, info.gid = node.uid, node.gid
             info.uname, info.gname = node.user, node.group
             info.mtime = node.mtime_ns / 1e9
             if node.type == DIR:

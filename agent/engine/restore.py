@@ -6,33 +6,33 @@ chunk is reported with the file's path and the restore exits non-zero, while eve
 other file is still restored.
 
 Nothing existing is overwritten unless asked: the plan is checked against the target
-before the first byte is written.
+before the first byte is written. Nothing found in the target is ever followed: every
+write goes through agent.engine.target (folder descriptors, O_NOFOLLOW, O_EXCL), so a
+symbolic link planted in the target cannot make root write or chown outside it.
+Setuid, setgid and sticky bits are restored only with keep_special_bits.
 """
 
 from __future__ import annotations
 
-import errno
 import fnmatch
 import os
 import stat
 import time
 from dataclasses import dataclass, field
+from typing import Callable, TypeVar
 
 from agent.crypto.ids import new_file_fingerprint
+from agent.engine.expansion import Expansion
 from agent.engine.progress import Progress, SilentProgress
 from agent.engine.restore_files import ContentRestorer, FileTarget
-from agent.engine.walk import walk
-from agent.errors import IntegrityError, RestoreTargetError
+from agent.engine.target import TargetTree, not_a_folder, permissions, target_error as _target_error
+from agent.errors import RestoreTargetError
 from agent.repo.lock import shared_lock_for_reading
 from agent.repo.repository import Repository
 from agent.repo.snapshot import Snapshot
 from agent.repo.tree import DIR, FILE, SYMLINK, Node
 
-_TARGET_ERRNOS = {errno.ENOSPC: "the restore target is full",
-                  errno.EROFS: "the restore target is read-only",
-                  errno.EACCES: "the restore target is not writable",
-                  errno.EPERM: "the restore target is not writable",
-                  errno.EDQUOT: "the disk quota of the restore target is exhausted"}
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -80,24 +80,20 @@ def _excluded(path: str, patterns: list[str]) -> bool:
     return False
 
 
-def _has_content(dest: bytes, node: Node) -> bool:
-    """Is `dest` a regular file of the node's size and SHA-256?"""
-    try:
-        st = os.lstat(dest)
-        if not stat.S_ISREG(st.st_mode) or st.st_size != node.size:
-            return False
-        digest = new_file_fingerprint()
-        with open(dest, "rb") as handle:
-            while block := handle.read(1 << 20):
-                digest.update(block)
-        return digest.hexdigest() == node.sha256
-    except OSError:
+def _intact(fd: int, node: Node, *, owner_checked: bool) -> bool:
+    """Is the file open on `fd` one an interrupted restore finished: a regular file with
+    one name (a hard link to a file elsewhere is never trusted), owned by root or by the
+    snapshot's owner (a user cannot plant a file root would then adopt), of the node's
+    size and SHA-256, read from the descriptor?"""
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or st.st_size != node.size:
         return False
-
-
-def _target_error(exc: OSError, where: str) -> RestoreTargetError:
-    reason = _TARGET_ERRNOS.get(exc.errno, f"cannot write to the restore target ({exc.strerror})")
-    return RestoreTargetError(f"{reason}: {where}")
+    if owner_checked and st.st_uid not in (0, node.uid):
+        return False
+    digest = new_file_fingerprint()
+    while block := os.read(fd, 1 << 20):
+        digest.update(block)
+    return digest.hexdigest() == node.sha256
 
 
 class RestoreEngine:
@@ -112,6 +108,8 @@ class RestoreEngine:
         overwrite: bool = False,
         resume: bool = False,
         dry_run: bool = False,
+        keep_special_bits: bool = False,
+        expect_root: tuple[int, int] | None = None,
         progress: Progress | None = None,
     ) -> None:
         self.repo = repo
@@ -124,19 +122,24 @@ class RestoreEngine:
         self.resume = resume
         self.overwrite = overwrite or resume
         self.dry_run = dry_run
+        self.keep_special_bits = keep_special_bits
+        # (st_dev, st_ino) the target folder must have (restore-test's fresh scratch folder).
+        self.expect_root = expect_root
         self.progress = progress or SilentProgress()
         self.report = RestoreReport()
         self._same_owner = os.geteuid() == 0
-        self._verified: set[bytes] = set()  # destinations whose SHA-256 matched
+        self._verified: set[bytes] = set()  # paths (relative to the target) whose SHA-256 matched
 
     # ---- plan -----------------------------------------------------------------
 
     def _plan(self) -> list[tuple[bytes, Node]]:
-        def on_error(path: bytes, exc: IntegrityError) -> None:
+        def on_error(path: bytes, exc: Exception) -> None:
             self.report.failures.append((os.fsdecode(path) or "/", f"directory listing unreadable: {exc}"))
 
         plan = []
-        for path, node in walk(self.repo, self.snapshot.tree, on_error=on_error):
+        # Each listing read once, and a tree that would expand far beyond what is stored
+        # (a crafted DAG) refused before anything is planned.
+        for path, node in Expansion(self.repo, self.snapshot.tree).walk(on_error):
             if self.includes and not _matches(os.fsdecode(path), self.includes):
                 continue
             if self.excludes and _excluded(os.fsdecode(path), self.excludes):
@@ -157,72 +160,101 @@ class RestoreEngine:
             for _path, node in plan:
                 self._count(node)
             return self.report
-        self._refuse_existing(plan)
+        with TargetTree(self.target, overwrite=self.overwrite, expect=self.expect_root) as tree:
+            self._refuse_existing(tree, plan)
+            self._restore(tree, plan)
+        self.report.duration_s = time.monotonic() - started
+        return self.report
+
+    def _restore(self, tree: TargetTree, plan: list[tuple[bytes, Node]]) -> None:
         self.progress.start("restore", sum(n.size for _, n in plan if n.type == FILE))
-        try:
-            os.makedirs(self.target, exist_ok=True)
-        except OSError as exc:
-            raise _target_error(exc, os.fsdecode(self.target)) from None
         dirs, files, links, hardlinks = [], [], [], []
-        first_of_link: dict[str, tuple[bytes, str]] = {}
+        first_of_link: dict[str, FileTarget] = {}
         for path, node in plan:
-            dest = os.path.join(self.target, path)
             if node.type == DIR:
-                dirs.append((dest, node))
+                dirs.append((path, node))
             elif node.type == SYMLINK:
-                links.append((dest, node))
+                links.append((path, node))
             elif node.hardlink and node.hardlink in first_of_link \
-                    and first_of_link[node.hardlink][1] == node.sha256:
-                hardlinks.append((dest, first_of_link[node.hardlink][0], node))
+                    and first_of_link[node.hardlink].node.sha256 == node.sha256:
+                hardlinks.append((path, first_of_link[node.hardlink], node))
             else:
                 # A link whose recorded content differs from its first name's (the file
                 # changed between reading the two) is restored as a file of its own.
+                file = FileTarget(path, node)
                 if node.hardlink and node.hardlink not in first_of_link:
-                    first_of_link[node.hardlink] = (dest, node.sha256)
-                files.append((dest, node))
-        del plan  # a snapshot of a million files: its paths are in `dest` form from here on
-        for dest, _node in dirs:
-            self._guard(lambda: os.makedirs(dest, mode=0o700, exist_ok=True), dest)
+                    first_of_link[node.hardlink] = file
+                files.append(file)
+        plan.clear()  # a snapshot of a million files: held once from here, in `files` (the caller's list too)
+        del first_of_link
+        made = []
+        for path, node in dirs:
+            made.append((path, node, self._guard(lambda: tree.make_dir(path), path)))
             self.report.dirs += 1
+        del dirs
         # With --include a file may be selected without its folders: create them too.
-        parents = {os.path.dirname(dest) for dest, *_rest in (*files, *links, *hardlinks)}
-        for parent in sorted(parents):
-            self._guard(lambda: os.makedirs(parent, mode=0o700, exist_ok=True), parent)
+        parents = {os.path.dirname(f.rel) for f in files} | {os.path.dirname(p) for p, *_ in (*links, *hardlinks)}
+        for parent in sorted(parents - {b""}):
+            self._guard(lambda: tree.make_dir(parent), parent)
         if self.resume:
-            files = self._skip_already_restored(files)
-        contents = ContentRestorer(self.repo, progress=self.progress, overwrite=self.overwrite,
-                                   same_owner=self._same_owner, target_error=_target_error)
-        contents.run([FileTarget(dest, node, os.fsdecode(os.path.relpath(dest, self.target)))
-                      for dest, node in files])
+            files = self._skip_already_restored(tree, files)
+        contents = ContentRestorer(self.repo, tree=tree, progress=self.progress, same_owner=self._same_owner,
+                                   keep_special_bits=self.keep_special_bits)
+        contents.run(files)
         self.report.files += contents.files
         self.report.bytes += contents.bytes
         self.report.verified += len(contents.verified)
         self.report.failures.extend(contents.failures)
         self._verified |= contents.verified
-        for dest, node in links:
-            self._restore_symlink(dest, node)
-        for dest, source, node in hardlinks:
-            self._restore_hardlink(dest, source, node)
-        for dest, node in reversed(dirs):  # deepest first: children no longer touch the mtime
-            self._guard(lambda: self._apply_metadata(dest, node), dest)
+        for path, node in links:
+            self._guard(lambda: tree.symlink(path, node.target or b"", uid=self._uid(node), gid=node.gid,
+                                             mtime_ns=node.mtime_ns), path)
+            self.report.symlinks += 1
+        for path, source, node in hardlinks:
+            self._restore_hardlink(tree, path, source)
+        for path, node, ino in reversed(made):  # deepest first: children no longer touch the mtime
+            self._guard(lambda: tree.set_dir_metadata(path, ino, uid=self._uid(node), gid=node.gid,
+                                                      mode=self._mode(node), mtime_ns=node.mtime_ns), path)
         self.progress.finish()
-        self.report.duration_s = time.monotonic() - started
-        return self.report
 
-    def _skip_already_restored(self, files: list[tuple[bytes, Node]]) -> list[tuple[bytes, Node]]:
-        """Files an interrupted restore already wrote and verified are left as they are."""
+    def _uid(self, node: Node) -> int | None:
+        return node.uid if self._same_owner else None
+
+    def _mode(self, node: Node) -> int:
+        return permissions(node.mode, keep_special_bits=self.keep_special_bits)
+
+    def _skip_already_restored(self, tree: TargetTree, files: list[FileTarget]) -> list[FileTarget]:
+        """Files an interrupted restore already wrote and verified are left as they are;
+        anything else at their name (a link, a FIFO, a hard link, another's file) is replaced."""
         remaining = []
-        for dest, node in files:
-            if _has_content(dest, node):
-                self._guard(lambda: self._apply_metadata(dest, node), dest)
-                self.report.files += 1
-                self.report.bytes += node.size
-                self.report.verified += 1
-                self.report.skipped += 1
-                self._verified.add(dest)
-                self.progress.advance(files=1, bytes_done=node.size)
-            else:
-                remaining.append((dest, node))
+        for file in files:
+            fd = tree.open_existing(file.rel)
+            if fd is None:
+                remaining.append(file)
+                continue
+            try:
+                if not _intact(fd, file.node, owner_checked=self._same_owner):
+                    remaining.append(file)
+                    continue
+                file.ino = os.fstat(fd).st_ino
+                node = file.node
+
+                def metadata() -> None:
+                    if self._same_owner:
+                        os.fchown(fd, node.uid, node.gid)
+                    os.fchmod(fd, self._mode(node))
+                    os.utime(fd, ns=(node.mtime_ns, node.mtime_ns))
+
+                self._guard(metadata, file.rel)
+            finally:
+                os.close(fd)
+            file.done = True
+            self.report.files += 1
+            self.report.bytes += file.node.size
+            self.report.verified += 1
+            self.report.skipped += 1
+            self._verified.add(file.rel)
+            self.progress.advance(files=1, bytes_done=file.node.size)
         return remaining
 
     def _count(self, node: Node) -> None:
@@ -234,13 +266,24 @@ class RestoreEngine:
             self.report.files += 1
             self.report.bytes += node.size
 
-    def _refuse_existing(self, plan: list[tuple[bytes, Node]]) -> None:
+    def _refuse_existing(self, tree: TargetTree, plan: list[tuple[bytes, Node]]) -> None:
+        """Before the first write: anything in the way is named, and nothing is written."""
         if self.overwrite:
             return
-        clashes = [
-            path for path, node in plan
-            if node.type != DIR and os.path.lexists(os.path.join(self.target, path))
-        ]
+        clashes = []
+        absent: bytes | None = None  # a folder not in the target: nothing below it can clash
+        for path, node in plan:
+            if absent is not None and path.startswith(absent):
+                continue
+            st = tree.lstat(path)  # a parent that is not a real folder is refused here
+            if st is None:
+                if node.type == DIR:
+                    absent = path + b"/"
+            elif node.type == DIR:
+                if not stat.S_ISDIR(st.st_mode):
+                    raise not_a_folder(path, st)
+            else:
+                clashes.append(path)
         if clashes:
             raise RestoreTargetError(
                 f"{len(clashes)} file(s) already exist in the target, e.g. {os.fsdecode(clashes[0])}",
@@ -248,41 +291,23 @@ class RestoreEngine:
                      "replace them",
             )
 
-    def _guard(self, action, dest: bytes) -> None:
+    def _guard(self, action: Callable[[], _T], path: bytes) -> _T:
         try:
-            action()
+            return action()
         except OSError as exc:
-            raise _target_error(exc, os.fsdecode(dest)) from None
+            raise _target_error(exc, os.fsdecode(path)) from None
 
-    # ---- files ----------------------------------------------------------------------
+    # ---- links ------------------------------------------------------------------------
 
-    def _apply_metadata(self, dest: bytes, node: Node) -> None:
-        if self._same_owner:
-            os.chown(dest, node.uid, node.gid)
-        os.chmod(dest, node.mode)
-        os.utime(dest, ns=(node.mtime_ns, node.mtime_ns))
-
-    def _restore_symlink(self, dest: bytes, node: Node) -> None:
-        if self.overwrite and os.path.lexists(dest):
-            self._guard(lambda: os.unlink(dest), dest)
-        self._guard(lambda: os.symlink(node.target or b"", dest), dest)
-        if self._same_owner:
-            self._guard(lambda: os.lchown(dest, node.uid, node.gid), dest)
-        if os.utime in os.supports_follow_symlinks:
-            self._guard(lambda: os.utime(dest, ns=(node.mtime_ns, node.mtime_ns), follow_symlinks=False), dest)
-        self.report.symlinks += 1
-
-    def _restore_hardlink(self, dest: bytes, source: bytes, node: Node) -> None:
-        display = os.fsdecode(os.path.relpath(dest, self.target))
-        if not os.path.exists(source):  # the first link failed; its failure is already reported
+    def _restore_hardlink(self, tree: TargetTree, path: bytes, source: FileTarget) -> None:
+        display = os.fsdecode(path)
+        if not source.ino or source.failed:  # the first link failed; its failure is already reported
             self.report.failures.append((display, "not restored: the file it is a hard link to failed"))
             return
-        if self.overwrite and os.path.lexists(dest):
-            self._guard(lambda: os.unlink(dest), dest)
-        self._guard(lambda: os.link(source, dest), dest)
+        self._guard(lambda: tree.hardlink(source.rel, source.ino, path), path)
         self.report.hardlinks += 1
         self.report.files += 1
-        if source in self._verified:  # the same inode as a file whose SHA-256 matched
+        if source.rel in self._verified:  # the same inode as a file whose SHA-256 matched
             self.report.verified += 1
         else:
             self.report.failures.append((display, "hard link to a file that failed verification"))

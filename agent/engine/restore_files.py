@@ -11,6 +11,10 @@ When the last blob of a file is written, the file is read back from the target a
 its SHA-256 compared with the one recorded at backup (rules C3, C5): the proof covers
 the bytes actually on disk. A file that cannot be restored intact is removed and named
 in the report, never left looking restored.
+
+Files are created, reopened and removed only through agent.engine.target, relative to
+folder descriptors and checked against the inode recorded at creation: a name swapped
+for a link or another file between two packs is refused, never written through.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from dataclasses import dataclass
 
 from agent.engine.holes import HoleSkippingReader
 from agent.engine.progress import Progress
+from agent.engine.target import TargetTree, permissions, target_error
 from agent.errors import IntegrityError, RestoreTargetError, StorageError
 from agent.repo import layout
 from agent.repo.index import BlobLocation
@@ -44,12 +49,16 @@ _ZERO_BLOCK = bytes(SPARSE_BLOCK)
 
 @dataclass(slots=True)
 class FileTarget:
-    dest: bytes
+    rel: bytes  # the path below the target's root
     node: Node
-    display: str
+    ino: int = 0  # of the file this restore created (0: not created yet)
     remaining: int = 0
     failed: str | None = None
     done: bool = False
+
+    @property
+    def display(self) -> str:
+        return os.fsdecode(self.rel)
 
 
 @dataclass(slots=True)
@@ -59,13 +68,13 @@ class _Use:
 
 
 class ContentRestorer:
-    def __init__(self, repo: Repository, *, progress: Progress, overwrite: bool, same_owner: bool,
-                 target_error) -> None:
+    def __init__(self, repo: Repository, *, tree: TargetTree, progress: Progress, same_owner: bool,
+                 keep_special_bits: bool = False) -> None:
         self.repo = repo
+        self.tree = tree
         self.progress = progress
-        self.overwrite = overwrite
         self.same_owner = same_owner
-        self._target_error = target_error  # OSError -> RestoreTargetError, from restore.py
+        self.keep_special_bits = keep_special_bits
         self._lock = threading.Lock()
         self.verified: set[bytes] = set()
         self.failures: list[tuple[str, str]] = []
@@ -105,28 +114,19 @@ class ContentRestorer:
         except RestoreTargetError:
             for target in created:  # an aborted restore leaves no file that looks restored
                 if not target.done:
-                    _unlink_quietly(target.dest)
+                    self.tree.remove_created(target.rel, target.ino)
             raise
 
     def _create(self, target: FileTarget, *, size: int) -> None:
-        if self.overwrite and os.path.lexists(target.dest):
-            try:
-                os.unlink(target.dest)
-            except OSError as exc:
-                raise self._target_error(exc, target.display) from None
         try:
-            fd = os.open(target.dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                os.ftruncate(fd, size)  # the right length from the start; holes until written
-            finally:
-                os.close(fd)
+            target.ino = self.tree.create_file(target.rel, size)
         except OSError as exc:
-            raise self._target_error(exc, target.display) from None
+            raise target_error(exc, target.display) from None
 
     # ---- one pack ----------------------------------------------------------------------
 
     def _restore_pack(self, pack_id: bytes, blobs: dict[bytes, tuple[BlobLocation, list[_Use]]]) -> None:
-        writer = _Writer(self._target_error)
+        writer = _Writer(self.tree)
         try:
             self._restore_pack_with(pack_id, blobs, writer)
         finally:
@@ -183,7 +183,7 @@ class ContentRestorer:
     def _finish(self, target: FileTarget) -> None:
         node = target.node
         if target.failed:
-            _unlink_quietly(target.dest)
+            self.tree.remove_created(target.rel, target.ino)
             with self._lock:
                 self.failures.append((target.display, target.failed))
                 target.done = True
@@ -191,7 +191,7 @@ class ContentRestorer:
         digest = hashlib.sha256()
         size = 0
         try:
-            with open(target.dest, "rb", buffering=0) as handle:
+            with os.fdopen(self.tree.open_created(target.rel, target.ino, os.O_RDONLY), "rb", buffering=0) as handle:
                 # A sparse file's holes (left by _pwrite_sparse) read back as zeros from
                 # memory instead of from the kernel: the same bytes, seconds less.
                 source = HoleSkippingReader(handle) if node.sparse else handle
@@ -201,10 +201,10 @@ class ContentRestorer:
                     size += count
                 if self.same_owner:
                     os.fchown(handle.fileno(), node.uid, node.gid)
-                os.fchmod(handle.fileno(), node.mode)
+                os.fchmod(handle.fileno(), permissions(node.mode, keep_special_bits=self.keep_special_bits))
                 os.utime(handle.fileno(), ns=(node.mtime_ns, node.mtime_ns))
         except OSError as exc:
-            raise self._target_error(exc, target.display) from None
+            raise target_error(exc, target.display) from None
         with self._lock:
             target.done = True
             self.files += 1
@@ -213,7 +213,7 @@ class ContentRestorer:
                 self.failures.append((target.display, f"SHA-256 mismatch: recorded {node.sha256}, "
                                                       f"restored {digest.hexdigest()}"))
             else:
-                self.verified.add(target.dest)
+                self.verified.add(target.rel)
         self.progress.advance(files=1)
 
 
@@ -221,8 +221,8 @@ class _Writer:
     """Writes blobs into target files, keeping the last file open: a pack often holds
     many consecutive blobs of one file (a database's blocks)."""
 
-    def __init__(self, target_error) -> None:
-        self._target_error = target_error
+    def __init__(self, tree: TargetTree) -> None:
+        self._tree = tree
         self._target: FileTarget | None = None
         self._fd = -1
 
@@ -230,14 +230,14 @@ class _Writer:
         try:
             if target is not self._target:
                 self.close()
-                self._fd = os.open(target.dest, os.O_WRONLY)
+                self._fd = self._tree.open_created(target.rel, target.ino, os.O_WRONLY)
                 self._target = target
             if target.node.sparse:
                 _pwrite_sparse(self._fd, plain, offset)
             else:
                 _pwrite_all(self._fd, plain, offset)
         except OSError as exc:
-            raise self._target_error(exc, target.display) from None
+            raise target_error(exc, target.display) from None
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -279,10 +279,3 @@ def _pwrite_sparse(fd: int, data: bytes, offset: int) -> None:
         block = data[start : start + SPARSE_BLOCK]
         if not (len(block) == SPARSE_BLOCK and block == _ZERO_BLOCK):
             _pwrite_all(fd, block, offset + start)
-
-
-def _unlink_quietly(path: bytes) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass

@@ -108,14 +108,31 @@ class RestoreTestEngine:
         if self.oldest is not None and self.oldest.id != self.snapshot.id:
             plans.append((self.oldest, self._select(self.oldest, OLDEST_SAMPLE, rng), "sample"))
         self._check_space(sum(size for _snap, files, _mode in plans for _path, size in files))
-        os.makedirs(self.scratch_dir, mode=0o700, exist_ok=True)
-        scratch = os.path.join(self.scratch_dir, f"backupctl-restore-test-{os.getpid()}-{os.urandom(4).hex()}")
+        # The scratch folder may be shared (/var/tmp): our folder in it is made fresh (mkdir
+        # fails on anything already there, link included), reached by descriptor, and each
+        # restore is told the inode it must find, so a folder swapped in meanwhile is refused.
+        try:
+            os.makedirs(self.scratch_dir, mode=0o700, exist_ok=True)
+            parent = os.open(self.scratch_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise RestoreTargetError(f"the scratch folder {self.scratch_dir} cannot be used ({exc.strerror})",
+                                     hint="give another --scratch-dir") from None
+        name = f"backupctl-restore-test-{os.getpid()}-{os.urandom(8).hex()}"
+        scratch = os.path.join(self.scratch_dir, name)
+        try:
+            os.mkdir(name, 0o700, dir_fd=parent)  # outside the wiping `try`: never wipe what is not ours
+        except OSError as exc:
+            os.close(parent)
+            raise RestoreTargetError(f"the scratch folder {self.scratch_dir} cannot be written ({exc.strerror})",
+                                     hint="give another --scratch-dir") from None
         try:
             for number, (snapshot, files, mode) in enumerate(plans):
-                self.report.tests.append(self._restore(snapshot, files, mode, os.path.join(scratch, str(number))))
+                self.report.tests.append(self._restore(snapshot, files, mode, os.path.join(scratch, str(number)),
+                                                       _fresh_folder(parent, name, str(number))))
         finally:
-            shutil.rmtree(scratch, ignore_errors=True)  # patient data: never left behind
-            self.report.scratch_wiped = not os.path.exists(scratch)
+            shutil.rmtree(name, dir_fd=parent, ignore_errors=True)  # patient data: never left behind
+            self.report.scratch_wiped = not _exists(parent, name)
+            os.close(parent)
         if self.databases:
             throwaway_db.clean_stale(self.state_dir)  # servers of a restore test that was killed
         for settings in self.databases:  # proof that the dump restores, not only that its bytes are intact
@@ -162,17 +179,41 @@ class RestoreTestEngine:
                                      f"restore test needs about {wanted // 2**20} MiB",
                                      hint="free some space or give another --scratch-dir")
 
-    def _restore(self, snapshot: Snapshot, files: list[tuple[str, int]], mode: str, target: str) -> SnapshotTest:
+    def _restore(self, snapshot: Snapshot, files: list[tuple[str, int]], mode: str, target: str,
+                 identity: tuple[int, int]) -> SnapshotTest:
         test = SnapshotTest(snapshot.id.hex(), snapshot.time.isoformat(), mode)
         if not files:
             return test
         started = time.monotonic()
         includes = None if mode == "full" else [glob_escape(path) for path, _size in files]
-        report = RestoreEngine(self.repo, snapshot, target, includes=includes).run()
+        report = RestoreEngine(self.repo, snapshot, target, includes=includes, expect_root=identity).run()
         test.duration_s = time.monotonic() - started
         test.files, test.bytes, test.sha256_verified = report.files, report.bytes, report.verified
         test.failures = [{"path": path, "problem": problem} for path, problem in report.failures]
         return test
+
+
+def _fresh_folder(parent: int, name: str, child: str) -> tuple[int, int]:
+    """Make `name/child` below `parent` without following links; its (st_dev, st_ino)."""
+    try:
+        folder = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+        try:
+            os.mkdir(child, 0o700, dir_fd=folder)
+            st = os.stat(child, dir_fd=folder, follow_symlinks=False)
+            return st.st_dev, st.st_ino
+        finally:
+            os.close(folder)
+    except OSError as exc:
+        raise RestoreTargetError(f"the restore test's folder {name} in the scratch folder cannot be used "
+                                 f"({exc.strerror})", hint="give a --scratch-dir only this user can write") from None
+
+
+def _exists(parent: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=parent, follow_symlinks=False)
+        return True
+    except FileNotFoundError:
+        return False
 
 
 def glob_escape(path: str) -> str:

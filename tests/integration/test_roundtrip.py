@@ -71,7 +71,7 @@ def test_odd_tree_round_trip(make_bk, cipher: str) -> None:
     assert report["bytes_total"] == size
 
     target = bk.base / "restored"
-    restored = bk.restore(target)
+    restored = bk.restore(target, "--keep-special-bits")  # every bit back, setuid and sticky included
     assert restored["failures"] == []
     assert restored["files"] == files
     assert restored["sha256_verified"] == files

@@ -13,8 +13,8 @@ import pytest
 
 from agent.crypto.kdf import KdfParams
 from agent.engine.progress import SilentProgress
-from agent.engine.restore import _target_error
 from agent.engine.restore_files import ContentRestorer, FileTarget
+from agent.engine.target import TargetTree
 from agent.repo.pack import BLOB_DATA
 from agent.repo.repository import Repository
 from agent.repo.tree import FILE, Node
@@ -44,9 +44,9 @@ def _node(chunks: list[bytes], content: bytes, *, sha256: str | None = None) -> 
 
 
 def _restore(repo: Repository, node: Node, dest) -> ContentRestorer:
-    restorer = ContentRestorer(repo, progress=SilentProgress(), overwrite=False, same_owner=False,
-                               target_error=_target_error)
-    restorer.run([FileTarget(os.fsencode(dest), node, "f")])
+    with TargetTree(os.fsencode(dest.parent), overwrite=False) as tree:
+        restorer = ContentRestorer(repo, tree=tree, progress=SilentProgress(), same_owner=False)
+        restorer.run([FileTarget(os.fsencode(dest.name), node)])
     return restorer
 
 
@@ -56,7 +56,7 @@ def test_file_verified_whatever_the_order_of_its_pieces_in_the_pack(repo, tmp_pa
     content = b"".join(PIECES)
     restorer = _restore(repo, _node(ids, content), tmp_path / "f")
     assert restorer.failures == []
-    assert restorer.verified == {os.fsencode(tmp_path / "f")}
+    assert restorer.verified == {b"f"}
     assert (tmp_path / "f").read_bytes() == content
     assert restorer.bytes == len(content)
 

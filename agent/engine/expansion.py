@@ -1,0 +1,123 @@
+"""A snapshot's tree, read once per distinct folder listing, and refused when it explodes.
+
+Trees are content-addressed, so identical folders share one listing (every empty folder
+is the same blob) and a tree is a DAG, not a tree. Walked naively, a crafted snapshot
+(written with a stolen key) whose listing names the same subtree twice at each of 30
+levels costs 2**30 entries: restore would plan until memory runs out. Here each distinct
+listing is loaded and decoded once, the size of the expanded tree is counted bottom-up
+(linear in the listings stored), and a tree whose expansion is far larger than what is
+stored is refused with an IntegrityError before a single entry is planned. A cycle
+cannot be built with content addresses, but one would be refused the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+from agent.errors import IntegrityError, StorageError
+from agent.repo.repository import Repository
+from agent.repo.tree import DIR, Node, decode_tree
+
+# Real data repeats folders (empty ones, copies of a folder) but never by orders of
+# magnitude: up to this many entries planned per entry stored, beyond FREE_ENTRIES...
+MAX_EXPANSION = 100
+# ...which any snapshot may expand to (a million files plan in about 1.2 GiB).
+FREE_ENTRIES = 1_000_000
+
+
+class Expansion:
+    """Every listing reachable from `tree_id`, decoded once, checked before any walk.
+
+    keep_listings=False (a streaming export) keeps only counts while checking and reads
+    each listing again as the walk reaches it: memory for one path, not the whole tree."""
+
+    def __init__(self, repo: Repository, tree_id: bytes, *, keep_listings: bool = True) -> None:
+        self.root = tree_id
+        self._repo = repo
+        self._keep = keep_listings
+        self.listings: dict[bytes, list[Node]] = {}
+        self.unreadable: dict[bytes, Exception] = {}
+        self.stored = 0  # entries of the distinct listings
+        self.distinct = 0
+        self.entries = self._count(repo)
+        limit = max(FREE_ENTRIES, MAX_EXPANSION * self.stored)
+        if self.entries > limit:
+            raise IntegrityError(
+                f"the snapshot's tree would expand to {self.entries} entries from {self.stored} stored "
+                f"({self.distinct} folder listings): refused as crafted or damaged",
+                hint="restore another snapshot; run `backupctl check` and report this one")
+
+    def _count(self, repo: Repository) -> int:
+        sizes: dict[bytes, int] = {}
+        open_children: dict[bytes, tuple[int, list[bytes]]] = {}  # entries, subtrees of listings being counted
+        # Iterative post-order walk over distinct listings (a deep tree must not hit
+        # Python's recursion limit): (tree id, entered?).
+        stack: list[tuple[bytes, bool]] = [(self.root, False)]
+        open_: set[bytes] = set()
+        while stack:
+            tree_id, entered = stack.pop()
+            if entered:
+                open_.discard(tree_id)
+                count, children = open_children.pop(tree_id)
+                sizes[tree_id] = count + sum(sizes[child] for child in children)
+                continue
+            if tree_id in sizes:
+                continue
+            if tree_id in open_:
+                raise IntegrityError("the snapshot's tree contains itself (a folder listing names one of its own "
+                                     "parents): refused as crafted or damaged")
+            try:
+                nodes = decode_tree(repo.load_blob(tree_id))
+            except (IntegrityError, StorageError) as exc:
+                self.unreadable[tree_id] = exc
+                sizes[tree_id] = 0
+                continue
+            if self._keep:
+                self.listings[tree_id] = nodes
+            self.stored += len(nodes)
+            self.distinct += 1
+            open_children[tree_id] = (len(nodes), [n.subtree for n in nodes
+                                                   if n.type == DIR and n.subtree is not None])
+            open_.add(tree_id)
+            stack.append((tree_id, True))
+            for node in nodes:
+                if node.type == DIR and node.subtree is not None and node.subtree not in sizes:
+                    if node.subtree in open_:
+                        raise IntegrityError("the snapshot's tree contains itself (a folder listing names one of "
+                                             "its own parents): refused as crafted or damaged")
+                    stack.append((node.subtree, False))
+        return sizes[self.root]
+
+    def walk(self, on_error: Callable[[bytes, Exception], None] | None = None) -> Iterator[tuple[bytes, Node]]:
+        """(path, node) depth-first, parents before children, in the order of
+        agent.engine.walk.walk; an unreadable listing is reported at each path that names
+        it, then skipped. A stack of iterators: no recursion limit on depth."""
+        stack: list[tuple[bytes, Iterator[Node]]] = []
+        self._enter(stack, b"", self.root, on_error)
+        while stack:
+            prefix, nodes = stack[-1]
+            node = next(nodes, None)
+            if node is None:
+                stack.pop()
+                continue
+            path = prefix + b"/" + node.name if prefix else node.name
+            yield path, node
+            if node.type == DIR and node.subtree is not None:
+                self._enter(stack, path, node.subtree, on_error)
+
+    def _enter(self, stack: list[tuple[bytes, Iterator[Node]]], prefix: bytes, tree_id: bytes,
+               on_error: Callable[[bytes, Exception], None] | None) -> None:
+        problem = self.unreadable.get(tree_id)
+        nodes = self.listings.get(tree_id)
+        if problem is None and nodes is None:
+            try:
+                nodes = decode_tree(self._repo.load_blob(tree_id))
+            except (IntegrityError, StorageError) as exc:
+                problem = exc
+        if problem is not None:
+            if on_error is None:
+                raise problem
+            on_error(prefix, problem)
+            return
+        assert nodes is not None
+        stack.append((prefix, iter(nodes)))

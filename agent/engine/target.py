@@ -1,0 +1,361 @@
+"""The restore target, written only through directory file descriptors (openat-style).
+
+Restore runs as root and writes into a folder that other users may own in part: a
+practice's shared folder, a home directory, /tmp. Whatever is already in the target is
+theirs to arrange, so nothing found there is ever followed. Each folder is reached from
+the target's root one name at a time with O_DIRECTORY | O_NOFOLLOW relative to its
+parent's descriptor (like restic's restorer and every `openat` walker); files are created
+with O_CREAT | O_EXCL | O_NOFOLLOW; owner, mode and times are set on descriptors (fchown,
+fchmod, utime of an fd) or with follow_symlinks=False. A file created here is reopened
+only when its device and inode are still the ones recorded at creation, so a name
+swapped for a hard link, a symbolic link or another file between two steps is refused
+rather than written.
+
+What is in the way:
+- a symbolic link, file, FIFO or device where the snapshot has a folder: refused
+  (RestoreTargetError, exit 15) with the path relative to the target, or, with
+  --overwrite, removed by name (the link itself, never what it points to) and replaced;
+- any entry where the snapshot has a file or link: removed by name with --overwrite
+  (a non-empty folder is refused: restore never deletes a tree).
+
+The root itself is the path the operator typed: opening it may follow their links,
+nothing below it does. Folder descriptors are kept in a small LRU cache (a million
+files restore in a few hundred folders' worth of descriptors, far below the fd limit).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import threading
+from collections import OrderedDict
+
+from agent.errors import RestoreTargetError
+
+# Folder descriptors kept open: the plan is depth-first, so a few dozen cover the path
+# being written and its neighbours; more would only cost descriptors.
+CACHED_DIRS = 64
+# O_NONBLOCK: opening a FIFO planted in the target must never block the restore.
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+_FILE_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+SPECIAL_BITS = stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX
+_OVERWRITE_HINT = ("restore into an empty folder, or --overwrite to replace it (a link is removed itself, "
+                   "never what it points to)")
+
+_TARGET_ERRNOS = {errno.ENOSPC: "the restore target is full",
+                  errno.EROFS: "the restore target is read-only",
+                  errno.EACCES: "the restore target is not writable",
+                  errno.EPERM: "the restore target is not writable",
+                  errno.EDQUOT: "the disk quota of the restore target is exhausted"}
+
+
+def target_error(exc: OSError, where: str) -> RestoreTargetError:
+    reason = _TARGET_ERRNOS.get(exc.errno, f"cannot write to the restore target ({exc.strerror})")
+    return RestoreTargetError(f"{reason}: {where}")
+
+
+def permissions(mode: int, *, keep_special_bits: bool) -> int:
+    """The mode bits to restore: setuid, setgid and sticky only when asked for (a system
+    restore wants them; a practice's documents never have them, and a crafted snapshot
+    must not hand out a setuid root program)."""
+    return stat.S_IMODE(mode) & (0o7777 if keep_special_bits else 0o777)
+
+
+def _kind(st: os.stat_result) -> str:
+    mode = st.st_mode
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISREG(mode):
+        return "a file"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a device"
+
+
+def not_a_folder(rel: bytes, st: os.stat_result) -> RestoreTargetError:
+    return RestoreTargetError(f"{_show(rel)} is {_kind(st)} in the restore target where the snapshot has a folder; "
+                              f"nothing was written through it", hint=_OVERWRITE_HINT)
+
+
+def _show(rel: bytes) -> str:
+    return os.fsdecode(rel)
+
+
+class Replaced(RestoreTargetError):
+    """An entry this restore created is no longer the one at its name: someone swapped it
+    (for a link, another file) meanwhile. Nothing is written through it."""
+
+    def __init__(self, rel: bytes) -> None:
+        super().__init__(f"{_show(rel)} was replaced in the restore target while it was being restored; "
+                         f"nothing was written through it",
+                         hint="someone else writes in that folder; restore into a folder only you can write")
+
+
+class TargetTree:
+    """Every write of a restore below `root`, relative to folder descriptors.
+
+    Thread-safe: the descriptor cache is used under one lock, and each call returns or
+    closes its own descriptors before releasing it."""
+
+    def __init__(self, root: bytes, *, overwrite: bool, expect: tuple[int, int] | None = None) -> None:
+        self.root = root
+        self.overwrite = overwrite
+        self._lock = threading.Lock()
+        self._cache: OrderedDict[bytes, tuple[int, int]] = OrderedDict()  # rel -> (fd, st_dev)
+        where = _show(root)
+        try:
+            os.makedirs(root, exist_ok=True)  # the operator's own path: their links are theirs
+            self._root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except NotADirectoryError:
+            raise RestoreTargetError(f"the restore target {where} is not a folder",
+                                     hint="choose a folder for --target") from None
+        except FileExistsError:
+            raise RestoreTargetError(f"the restore target {where} is not a folder",
+                                     hint="choose a folder for --target") from None
+        except OSError as exc:
+            raise target_error(exc, where) from None
+        st = os.fstat(self._root_fd)
+        self._root_dev = st.st_dev
+        if expect is not None and (st.st_dev, st.st_ino) != expect:
+            os.close(self._root_fd)
+            raise RestoreTargetError(f"the restore target {where} was replaced before the restore began",
+                                     hint="someone else writes in the parent folder; choose a private one")
+
+    def close(self) -> None:
+        with self._lock:
+            for fd, _dev in self._cache.values():
+                os.close(fd)
+            self._cache.clear()
+            os.close(self._root_fd)
+
+    def __enter__(self) -> "TargetTree":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- walking -----------------------------------------------------------------------
+
+    def _dir(self, rel: bytes, *, create: bool) -> tuple[int, int]:
+        """(fd, st_dev) of folder `rel` (b"" is the root); the fd belongs to the cache and is
+        valid until the next call (the caller holds the lock). Missing folders are made
+        (mode 0700 until the end of the restore) when `create`, else FileNotFoundError."""
+        if not rel:
+            return self._root_fd, self._root_dev
+        parts = rel.split(b"/")
+        depth = len(parts)
+        found: tuple[int, int] | None = None
+        while depth > 0:
+            found = self._cache.get(b"/".join(parts[:depth]))
+            if found is not None:
+                self._cache.move_to_end(b"/".join(parts[:depth]))
+                break
+            depth -= 1
+        fd, dev = found if found is not None else (self._root_fd, self._root_dev)
+        for index in range(depth, len(parts)):
+            path = b"/".join(parts[: index + 1])
+            fd = self._open_dir(fd, parts[index], path, create=create)
+            dev = os.fstat(fd).st_dev
+            self._cache[path] = (fd, dev)
+            while len(self._cache) > CACHED_DIRS:
+                old_fd, _ = self._cache.popitem(last=False)[1]
+                os.close(old_fd)
+        return fd, dev
+
+    def _open_dir(self, parent: int, name: bytes, rel: bytes, *, create: bool) -> int:
+        try:
+            return os.open(name, _DIR_FLAGS, dir_fd=parent)
+        except FileNotFoundError:
+            if not create:
+                raise
+        except OSError as exc:
+            if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                raise target_error(exc, _show(rel)) from None
+            st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+            if not (create and self.overwrite):
+                raise not_a_folder(rel, st) from None
+            os.unlink(name, dir_fd=parent)  # the link (or file) itself, never what it points to
+        try:
+            os.mkdir(name, 0o700, dir_fd=parent)
+            return os.open(name, _DIR_FLAGS, dir_fd=parent)
+        except OSError as exc:  # e.g. replaced again in between: refused, never followed
+            raise target_error(exc, _show(rel)) from None
+
+    def _parent(self, rel: bytes, *, create: bool) -> tuple[int, int, bytes]:
+        head, _, name = rel.rpartition(b"/")
+        fd, dev = self._dir(head, create=create)
+        return fd, dev, name
+
+    # ---- looking ------------------------------------------------------------------------
+
+    def lstat(self, rel: bytes) -> os.stat_result | None:
+        """What is at `rel` (not followed), None if nothing; a parent that is not a real
+        folder raises RestoreTargetError (it would be replaced only with --overwrite)."""
+        with self._lock:
+            try:
+                parent, _dev, name = self._parent(rel, create=False)
+                return os.stat(name, dir_fd=parent, follow_symlinks=False)
+            except FileNotFoundError:
+                return None
+            except OSError as exc:
+                raise target_error(exc, _show(rel)) from None
+
+    # ---- folders ------------------------------------------------------------------------
+
+    def make_dir(self, rel: bytes) -> int:
+        """Make `rel` a real folder (reusing one that is there); returns its inode."""
+        with self._lock:
+            fd, _dev = self._dir(rel, create=True)
+            return os.fstat(fd).st_ino
+
+    def set_dir_metadata(self, rel: bytes, ino: int, *, uid: int | None, gid: int, mode: int,
+                         mtime_ns: int) -> None:
+        with self._lock:
+            fd, _dev = self._dir(rel, create=False)
+            if os.fstat(fd).st_ino != ino:
+                raise Replaced(rel)
+            if uid is not None:
+                os.fchown(fd, uid, gid)
+            os.fchmod(fd, mode)
+            os.utime(fd, ns=(mtime_ns, mtime_ns))
+
+    # ---- files --------------------------------------------------------------------------
+
+    def _clear(self, parent: int, name: bytes, rel: bytes) -> None:
+        """--overwrite: remove what is at `name` by name, never following it."""
+        try:
+            st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(st.st_mode):
+            try:
+                os.rmdir(name, dir_fd=parent)
+            except OSError as exc:
+                if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise RestoreTargetError(f"{_show(rel)} is a folder that is not empty in the restore target "
+                                             f"where the snapshot has a file",
+                                             hint="move that folder away, or restore into an empty folder") from None
+                raise
+        else:
+            os.unlink(name, dir_fd=parent)
+
+    def create_file(self, rel: bytes, size: int) -> int:
+        """A new, empty file of `size` bytes (holes), mode 0600; returns its inode."""
+        with self._lock:
+            parent, _dev, name = self._parent(rel, create=True)
+            if self.overwrite:
+                self._clear(parent, name, rel)
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _FILE_FLAGS, 0o600, dir_fd=parent)
+        try:
+            os.ftruncate(fd, size)  # the right length from the start; holes until written
+            return os.fstat(fd).st_ino
+        finally:
+            os.close(fd)
+
+    def open_created(self, rel: bytes, ino: int, flags: int) -> int:
+        """Reopen a file this restore created; Replaced if its name now holds anything else."""
+        with self._lock:
+            parent, dev, name = self._parent(rel, create=False)
+            fd = os.open(name, flags | _FILE_FLAGS, dir_fd=parent)
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_ino != ino or st.st_dev != dev:
+            os.close(fd)
+            raise Replaced(rel)
+        return fd
+
+    def open_existing(self, rel: bytes) -> int | None:
+        """A regular file already at `rel` (for --resume), opened without following a link;
+        None if anything else is there (it is then replaced, never trusted)."""
+        with self._lock:
+            try:
+                parent, _dev, name = self._parent(rel, create=True)
+                fd = os.open(name, os.O_RDONLY | _FILE_FLAGS, dir_fd=parent)
+            except OSError:
+                return None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            return None
+        return fd
+
+    def remove_created(self, rel: bytes, ino: int) -> None:
+        """Remove a file this restore created (a failed one), only if it is still ours."""
+        with self._lock:
+            try:
+                parent, _dev, name = self._parent(rel, create=False)
+                if os.stat(name, dir_fd=parent, follow_symlinks=False).st_ino == ino:
+                    os.unlink(name, dir_fd=parent)
+            except OSError:
+                pass
+
+    def inode(self, rel: bytes) -> int | None:
+        st = self.lstat(rel)
+        return st.st_ino if st is not None and stat.S_ISREG(st.st_mode) else None
+
+    # ---- links --------------------------------------------------------------------------
+
+    def symlink(self, rel: bytes, link_target: bytes, *, uid: int | None, gid: int, mtime_ns: int) -> None:
+        """A symbolic link, owned and dated without ever being followed.
+
+        In a folder that someone else can write to, the link could be swapped for another
+        entry between its creation and lchown: there it is made, owned and dated in a
+        private folder of ours first, then hard-linked into place (linkat never follows
+        and never replaces)."""
+        with self._lock:
+            parent, _dev, name = self._parent(rel, create=True)
+            if self.overwrite:
+                self._clear(parent, name, rel)
+            pst = os.fstat(parent)
+            private = pst.st_uid == os.geteuid() and not pst.st_mode & 0o022
+            if private:
+                os.symlink(link_target, name, dir_fd=parent)
+                _own_link(name, parent, uid=uid, gid=gid, mtime_ns=mtime_ns)
+                return
+            stage_name = b".backupctl-link-" + os.urandom(8).hex().encode()
+            os.mkdir(stage_name, 0o700, dir_fd=parent)
+            try:
+                stage = os.open(stage_name, _DIR_FLAGS, dir_fd=parent)
+                try:
+                    if (os.fstat(stage).st_uid, os.fstat(stage).st_mode & 0o077) != (os.geteuid(), 0):
+                        raise Replaced(rel)
+                    os.symlink(link_target, b"l", dir_fd=stage)
+                    try:
+                        _own_link(b"l", stage, uid=uid, gid=gid, mtime_ns=mtime_ns)
+                        os.link(b"l", name, src_dir_fd=stage, dst_dir_fd=parent, follow_symlinks=False)
+                    finally:
+                        os.unlink(b"l", dir_fd=stage)  # so that the private folder can go
+                finally:
+                    os.close(stage)
+            finally:
+                try:
+                    os.rmdir(stage_name, dir_fd=parent)
+                except OSError:
+                    pass
+
+    def hardlink(self, source: bytes, source_ino: int, rel: bytes) -> None:
+        """`rel` as a second name of the file this restore created at `source`."""
+        with self._lock:
+            src_parent, _dev, src_name = self._parent(source, create=False)
+            src_parent = os.dup(src_parent)  # the next walk may evict it from the cache
+            try:
+                if os.stat(src_name, dir_fd=src_parent, follow_symlinks=False).st_ino != source_ino:
+                    raise Replaced(source)
+                parent, _dev, name = self._parent(rel, create=True)
+                if self.overwrite:
+                    self._clear(parent, name, rel)
+                os.link(src_name, name, src_dir_fd=src_parent, dst_dir_fd=parent, follow_symlinks=False)
+                if os.stat(name, dir_fd=parent, follow_symlinks=False).st_ino != source_ino:
+                    raise Replaced(rel)  # swapped in between: the link names something else
+            finally:
+                os.close(src_parent)
+
+
+def _own_link(name: bytes, parent: int, *, uid: int | None, gid: int, mtime_ns: int) -> None:
+    if uid is not None:
+        os.chown(name, uid, gid, dir_fd=parent, follow_symlinks=False)
+    if os.utime in os.supports_follow_symlinks:
+        os.utime(name, ns=(mtime_ns, mtime_ns), dir_fd=parent, follow_symlinks=False)

@@ -1,0 +1,256 @@
+"""Restore as root into a target that an unprivileged user (uid 65534) prepared.
+
+The user owns the target and plants, at the top, in the middle or at the leaf of the
+restored tree, a symbolic link to a root-owned folder (standing in for /etc/cron.d), a
+symbolic link to a root-owned file, a hard link to a root-owned file, or a FIFO. Without
+--overwrite the restore refuses in one line (exit 15) and writes nothing; with
+--overwrite or --resume it replaces the planted entry by name. Either way nothing outside
+the target changes: a before/after listing (type, owner, mode, content) proves it.
+Also: two snapshots made with a stolen key (a link, then a folder of the same name)
+restored one after the other, special bits, and export/recover/restore-test the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from .support import NOBODY, Backupctl, assert_error, base_env, tree_digests, write
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the attack needs root restoring (CI runs as root)")
+
+NOTE = "ordonnance : amoxicilline 1 g\n"
+
+
+def listing(root: Path) -> dict[str, tuple]:
+    """type, owner, mode and content (or link target) of `root` and everything below it."""
+    out: dict[str, tuple] = {}
+    for path in [root, *sorted(root.rglob("*"))]:
+        st = path.lstat()
+        if stat.S_ISREG(st.st_mode):
+            what = hashlib.sha256(path.read_bytes()).hexdigest()
+        elif stat.S_ISLNK(st.st_mode):
+            what = os.readlink(path)
+        else:
+            what = ""
+        out[str(path.relative_to(root))] = (stat.S_IFMT(st.st_mode), st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode),
+                                            what)
+    return out
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Backupctl:
+    """One backup of src/a/b/c/note.txt (plus a file at each level), restored many times."""
+    bk = Backupctl(tmp_path_factory.mktemp("attacks"))
+    write(bk.src / "top.txt", "lettre\n")
+    write(bk.src / "a" / "mid.txt", "compte rendu\n")
+    write(bk.src / "a" / "b" / "c" / "note.txt", NOTE)
+    bk.init()
+    bk.backup()
+    return bk
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    """Root's things outside the target: a folder (for /etc/cron.d) and a file whose content
+    is exactly the restored note's, so --resume would take a hard link to it as restored."""
+    base = tmp_path / "outside"
+    (base / "cron.d").mkdir(parents=True)
+    os.chmod(base / "cron.d", 0o755)
+    write(base / "cron.d" / "existing", "0 3 * * * root /usr/sbin/logrotate\n")
+    write(base / "secret", NOTE)
+    os.chmod(base / "secret", 0o600)
+    return base
+
+
+def _relative(world: Backupctl, *parts: str) -> Path:
+    return world.src.relative_to("/").joinpath(*parts)
+
+
+POSITIONS = {
+    "top": lambda w: Path(_relative(w).parts[0]),  # the first folder below the target
+    "middle": lambda w: _relative(w, "a"),
+    "leaf-folder": lambda w: _relative(w, "a", "b", "c"),
+    "leaf-file": lambda w: _relative(w, "a", "b", "c", "note.txt"),
+}
+
+
+def _plant(target: Path, where: Path, kind: str, outside: Path) -> None:
+    """As the unprivileged user would: its folders, its entry, owned by uid 65534."""
+    path = target / where
+    for parent in reversed(path.relative_to(target).parents[:-1]):
+        (target / parent).mkdir(exist_ok=True)
+        os.chown(target / parent, NOBODY, NOBODY)
+    if kind == "link-to-folder":
+        path.symlink_to(outside / "cron.d")
+    elif kind == "link-to-file":
+        path.symlink_to(outside / "secret")
+    elif kind == "hard-link":
+        os.link(outside / "secret", path)  # root made it: protected_hardlinks stops the user
+    else:
+        os.mkfifo(path)
+    if kind != "hard-link":
+        os.lchown(path, NOBODY, NOBODY)
+
+
+def _target(tmp_path: Path) -> Path:
+    target = tmp_path / "target"
+    target.mkdir()
+    os.chown(target, NOBODY, NOBODY)
+    os.chmod(target, 0o755)
+    return target
+
+
+@pytest.mark.parametrize("kind", ["link-to-folder", "link-to-file", "hard-link", "fifo"])
+@pytest.mark.parametrize("position", list(POSITIONS))
+def test_a_planted_entry_is_refused_in_one_line_and_nothing_is_written(world, tmp_path, outside, kind, position):
+    target = _target(tmp_path)
+    where = POSITIONS[position](world)
+    _plant(target, where, kind, outside)
+    before, target_before = listing(outside), listing(target)
+    result = world.run("restore", "latest", "--target", str(target), timeout=120)
+    if position == "leaf-file":
+        assert_error(result, 15, "already exist", "note.txt", "--overwrite")
+    else:
+        what = {"link-to-folder": "a symbolic link", "link-to-file": "a symbolic link", "hard-link": "a file",
+                "fifo": "a named pipe"}[kind]
+        assert_error(result, 15, f"{where} is {what} in the restore target where the snapshot has a folder",
+                     "--overwrite")
+    assert listing(outside) == before
+    assert listing(target) == target_before
+
+
+@pytest.mark.parametrize("flag", ["--overwrite", "--resume"])
+@pytest.mark.parametrize("kind", ["link-to-folder", "link-to-file", "hard-link", "fifo"])
+@pytest.mark.parametrize("position", list(POSITIONS))
+def test_overwrite_and_resume_replace_a_planted_entry_and_never_follow_it(world, tmp_path, outside, kind,
+                                                                           position, flag):
+    target = _target(tmp_path)
+    where = POSITIONS[position](world)
+    _plant(target, where, kind, outside)
+    before = listing(outside)
+    result = world.run("restore", "latest", "--target", str(target), flag, "--json", timeout=120)
+    assert result.returncode == 0, str(result)
+    report = result.json()
+    assert report["failures"] == [] and report["sha256_verified"] == 3 and report["already_restored"] == 0
+    assert listing(outside) == before
+    assert tree_digests(world.restored(target)) == tree_digests(world.src)
+    planted = target / where
+    assert not planted.is_symlink()
+    assert planted.is_dir() if position != "leaf-file" else planted.is_file()
+    if position == "leaf-file":
+        assert os.stat(planted).st_nlink == 1 and planted.read_text() == NOTE
+
+
+def test_two_snapshots_made_with_a_stolen_key_a_link_then_a_folder_of_the_same_name(tmp_path, outside):
+    """Snapshot 1 holds x -> cron.d, snapshot 2 a folder x/ with a cron job. Restored one
+    after the other into one target, the second must not write through the first's link."""
+    bk = Backupctl(tmp_path / "stolen")
+    os.symlink(outside / "cron.d", bk.src / "x")
+    bk.init()
+    first = bk.backup()["snapshot_id"]
+    os.unlink(bk.src / "x")
+    write(bk.src / "x" / "backdoor", "* * * * * root /tmp/pwn\n")
+    second = bk.backup()["snapshot_id"]
+    target = tmp_path / "target"
+    before = listing(outside)
+
+    bk.ok("restore", first, "--target", str(target))
+    link = bk.restored(target, bk.src / "x")
+    assert os.readlink(link) == str(outside / "cron.d")
+    result = bk.run("restore", second, "--target", str(target))
+    assert_error(result, 15, f"{link.relative_to(target)} is a symbolic link in the restore target where the "
+                             f"snapshot has a folder")
+    assert listing(outside) == before
+
+    report = bk.ok_json("restore", second, "--target", str(target), "--overwrite")
+    assert report["failures"] == [] and report["sha256_verified"] == 1
+    assert not link.is_symlink() and (link / "backdoor").read_text() == "* * * * * root /tmp/pwn\n"
+    assert listing(outside) == before, "the second snapshot wrote through the first one's link"
+
+
+def test_export_into_a_folder_and_restore_test_follow_no_link_either(tmp_path, outside):
+    """export --target walks the same way; its tar output file is created O_EXCL, so a link
+    planted at that name is never followed either."""
+    bk = Backupctl(tmp_path / "export")
+    write(bk.src / "a" / "lettre.txt", NOTE)
+    bk.init()
+    bk.backup()
+    before = listing(outside)
+    tar = tmp_path / "export.tar"
+    tar.symlink_to(outside / "cron.d" / "new")  # dangling: would be created through the link
+    result = bk.run("export", "--tar", str(tar))
+    assert result.returncode == 15 and "Traceback" not in result.stderr, str(result)
+    assert not (outside / "cron.d" / "new").exists()
+    # export --target refuses a non-empty folder; the walk itself is restore's (tested above).
+    target = tmp_path / "out"
+    report = bk.ok_json("export", "--target", str(target))
+    assert report["failures"] == [] and report["sha256_verified"] == 1
+    assert listing(outside) == before
+
+
+SPECIAL = {"tools/setuid-tool": 0o4755, "tools/setgid-tool": 0o2755, "tools": 0o755, "shared": 0o3777}
+
+
+@pytest.fixture(scope="module")
+def special(tmp_path_factory) -> Backupctl:
+    bk = Backupctl(tmp_path_factory.mktemp("special"))
+    write(bk.src / "tools" / "setuid-tool", "#!/bin/sh\n")
+    write(bk.src / "tools" / "setgid-tool", "#!/bin/sh\n")
+    write(bk.src / "shared" / "lettre.txt", NOTE)
+    for name, mode in SPECIAL.items():
+        os.chmod(bk.src / name, mode)
+    bk.init()
+    bk.backup()
+    return bk
+
+
+def _modes(root: Path) -> dict[str, int]:
+    return {name: stat.S_IMODE(os.lstat(root / name).st_mode) for name in SPECIAL}
+
+
+STRIPPED = {name: mode & 0o777 for name, mode in SPECIAL.items()}
+
+
+@pytest.mark.parametrize("command", ["restore", "export"])
+def test_special_bits_are_dropped_by_default_and_kept_on_request(special, tmp_path, command):
+    args = [command, "latest"] if command == "restore" else [command]
+    special.ok(*args, "--target", str(tmp_path / "plain"))
+    assert _modes(special.restored(tmp_path / "plain")) == STRIPPED
+    special.ok(*args, "--target", str(tmp_path / "system"), "--keep-special-bits")
+    assert _modes(special.restored(tmp_path / "system")) == SPECIAL
+
+
+def test_special_bits_in_a_tar_export_only_on_request(special, tmp_path):
+    prefix = str(special.src).lstrip("/")
+    for name, flags, expected in (("plain.tar", [], STRIPPED), ("system.tar", ["--keep-special-bits"], SPECIAL)):
+        special.ok("export", "--tar", str(tmp_path / name), *flags)
+        with tarfile.open(tmp_path / name) as archive:
+            modes = {member.name[len(prefix) + 1:]: member.mode for member in archive.getmembers()
+                     if member.name.startswith(prefix + "/")}
+        assert {key: modes[key] for key in SPECIAL} == expected
+
+
+def test_special_bits_with_recover_restore(special, tmp_path):
+    sheet = tmp_path / "fiche.html"
+    special.ok("key", "export", "--paper", str(sheet))
+    page = sheet.read_text(encoding="utf-8")
+    rows = re.findall(r'<td class="number">(\d+)</td><td>([A-Z2-7 ]+)</td><td class="check">([A-Z2-7]{2})</td>', page)
+    code = "\n".join(f"{groups}  {check}" for _n, groups, check in rows) + "\n"
+    env = {**base_env(passphrase=None), "BACKUPCTL_STATE_DIR": str(tmp_path / "state-b")}
+    for folder, flags, expected in (("plain", [], STRIPPED), ("system", ["--keep-special-bits"], SPECIAL)):
+        result = subprocess.run([sys.executable, "-m", "agent", "recover", "--url", f"file://{special.repo}",
+                                 "--restore", "latest", "--target", str(tmp_path / folder), *flags],
+                                input=code, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+        assert result.returncode == 0, result.stderr
+        assert _modes(special.restored(tmp_path / folder)) == expected
+    shutil.rmtree(tmp_path / "plain")

@@ -1,0 +1,387 @@
+"""agent.engine.target and the restore engine on top of it: nothing found in the target is
+followed, a name swapped between two steps is never written through, and a crafted
+snapshot whose tree names the same subtree many times is refused while planning."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import stat
+import time
+from pathlib import Path
+
+import pytest
+
+from agent.crypto.kdf import KdfParams
+from agent.engine import restore_files
+from agent.engine.export import write_tar
+from agent.engine.progress import SilentProgress
+from agent.engine.restore import RestoreEngine
+from agent.engine.restore_files import ContentRestorer, FileTarget
+from agent.engine.target import TargetTree, permissions
+from agent.errors import IntegrityError, RestoreTargetError
+from agent.repo.pack import BLOB_DATA, BLOB_TREE
+from agent.repo.repository import Repository
+from agent.repo.snapshot import Snapshot
+from agent.repo.tree import DIR, FILE, Node, encode_tree
+from agent.storage.memory import MemoryStorage
+
+FAST = KdfParams(memory_kib=8192, iterations=1)
+CONTENT = b"compte rendu de consultation\n" * 100
+
+
+@pytest.fixture
+def repo() -> Repository:
+    return Repository.init(MemoryStorage(), b"phrase", cipher="xchacha20-poly1305", compression_level=3,
+                           kdf_params=FAST)
+
+
+def _listing(root: Path) -> dict[str, tuple]:
+    """type, owner, mode and content (or link target) of everything below `root`."""
+    out: dict[str, tuple] = {}
+    for path in [root, *sorted(root.rglob("*"))]:
+        st = path.lstat()
+        if stat.S_ISREG(st.st_mode):
+            what = hashlib.sha256(path.read_bytes()).hexdigest()
+        elif stat.S_ISLNK(st.st_mode):
+            what = os.readlink(path)
+        else:
+            what = ""
+        out[str(path.relative_to(root))] = (stat.S_IFMT(st.st_mode), st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode), what)
+    return out
+
+
+@pytest.fixture
+def victim(tmp_path: Path) -> Path:
+    folder = tmp_path / "victim"  # stands in for /etc/cron.d
+    folder.mkdir(mode=0o755)
+    (folder / "existing").write_bytes(b"root's own file\n")
+    return folder
+
+
+def _file_node(name: bytes, chunk: bytes, content: bytes, *, mode: int = 0o640) -> Node:
+    return Node(name=name, type=FILE, mode=mode, uid=os.getuid(), gid=os.getgid(), mtime_ns=10**18,
+                size=len(content), chunks=[chunk] if content else [], sha256=hashlib.sha256(content).hexdigest())
+
+
+def _snapshot(repo: Repository, nodes: list[Node]) -> Snapshot:
+    tree_id, _ = repo.store_blob(BLOB_TREE, encode_tree(nodes))
+    repo.flush()
+    snapshot = Snapshot(time=dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc), host="h", user="u", paths=["/"],
+                        tree=tree_id)
+    snapshot.id = repo.save_snapshot(snapshot)
+    return snapshot
+
+
+def _dir_node(repo: Repository, name: bytes, children: list[Node], *, mode: int = 0o755) -> Node:
+    subtree, _ = repo.store_blob(BLOB_TREE, encode_tree(children))
+    return Node(name=name, type=DIR, mode=mode, uid=os.getuid(), gid=os.getgid(), mtime_ns=10**18, subtree=subtree)
+
+
+# ---- the walker ----------------------------------------------------------------------------
+
+
+def test_a_symlink_where_a_folder_is_expected_is_refused_and_never_followed(tmp_path, victim):
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "sub").symlink_to(victim)
+    before = _listing(victim)
+    with TargetTree(os.fsencode(target), overwrite=False) as tree:
+        with pytest.raises(RestoreTargetError, match="sub is a symbolic link in the restore target where the "
+                                                     "snapshot has a folder"):
+            tree.create_file(b"sub/f", 10)
+        with pytest.raises(RestoreTargetError, match="sub is a symbolic link"):
+            tree.make_dir(b"sub/deeper")
+        with pytest.raises(RestoreTargetError, match="symbolic link"):
+            tree.lstat(b"sub/f")
+    assert _listing(victim) == before
+
+
+@pytest.mark.parametrize("plant", ["symlink", "file", "fifo"])
+def test_overwrite_replaces_what_is_in_the_way_of_a_folder_by_name(tmp_path, victim, plant):
+    target = tmp_path / "target"
+    target.mkdir()
+    if plant == "symlink":
+        (target / "sub").symlink_to(victim)
+    elif plant == "file":
+        os.link(victim / "existing", target / "sub")  # a hard link to a file outside
+    else:
+        os.mkfifo(target / "sub")  # opened, it would block the restore forever
+    before = _listing(victim)
+    with TargetTree(os.fsencode(target), overwrite=True) as tree:
+        ino = tree.create_file(b"sub/f", 10)
+        fd = tree.open_created(b"sub/f", ino, os.O_WRONLY)
+        os.write(fd, b"x")
+        os.close(fd)
+    assert (target / "sub").is_dir() and not (target / "sub").is_symlink()
+    assert (target / "sub" / "f").read_bytes()[:1] == b"x"
+    assert _listing(victim) == before
+
+
+def test_overwrite_never_deletes_a_folder_that_holds_something(tmp_path):
+    target = tmp_path / "target"
+    (target / "f").mkdir(parents=True)
+    (target / "f" / "keep").write_text("mine")
+    with TargetTree(os.fsencode(target), overwrite=True) as tree:
+        with pytest.raises(RestoreTargetError, match="f is a folder that is not empty"):
+            tree.create_file(b"f", 1)
+    assert (target / "f" / "keep").read_text() == "mine"
+
+
+def test_a_file_swapped_for_a_hard_link_after_creation_is_never_written(tmp_path, victim):
+    target = tmp_path / "target"
+    target.mkdir()
+    before = _listing(victim)
+    with TargetTree(os.fsencode(target), overwrite=False) as tree:
+        ino = tree.create_file(b"f", 5)
+        os.unlink(target / "f")
+        os.link(victim / "existing", target / "f")
+        with pytest.raises(RestoreTargetError, match="f was replaced in the restore target"):
+            tree.open_created(b"f", ino, os.O_WRONLY)
+        tree.remove_created(b"f", ino)  # not ours any more: left alone
+    assert (target / "f").exists()
+    assert _listing(victim) == before
+
+
+def test_special_bits_are_dropped_unless_asked():
+    assert permissions(0o104755, keep_special_bits=False) == 0o755
+    assert permissions(0o43777, keep_special_bits=False) == 0o777
+    assert permissions(0o104755, keep_special_bits=True) == 0o4755
+    assert permissions(0o41777, keep_special_bits=True) == 0o1777
+
+
+# ---- races between planning and writing -------------------------------------------------------
+
+
+@pytest.mark.parametrize("cached", [True, False])
+def test_a_parent_swapped_for_a_symlink_between_creation_and_writing_does_not_redirect_writes(
+        repo, tmp_path, victim, monkeypatch, cached):
+    """The restorer creates every file, then writes blobs pack by pack: here, in between,
+    the folder holding the file is renamed away and replaced by a link to the victim."""
+    chunk, _ = repo.store_blob(BLOB_DATA, CONTENT)
+    repo.flush()
+    repo.load_index()
+    target = tmp_path / "target"
+    (target / "sub").mkdir(parents=True)
+    before = _listing(victim)
+    real_create = ContentRestorer._create
+
+    def create_then_swap(self, file, *, size):
+        real_create(self, file, size=size)
+        os.rename(target / "sub", target / "moved")
+        (target / "sub").symlink_to(victim)
+        if not cached:  # the folder must then be found again from the root, by name
+            for fd, _dev in self.tree._cache.values():
+                os.close(fd)
+            self.tree._cache.clear()
+
+    monkeypatch.setattr(restore_files.ContentRestorer, "_create", create_then_swap)
+    with TargetTree(os.fsencode(target), overwrite=False) as tree:
+        restorer = ContentRestorer(repo, tree=tree, progress=SilentProgress(), same_owner=False)
+        node = _file_node(b"f", chunk, CONTENT)
+        if cached:
+            restorer.run([FileTarget(b"sub/f", node)])
+            # Written through the descriptor of the folder it was created in, wherever that went.
+            assert (target / "moved" / "f").read_bytes() == CONTENT
+        else:
+            with pytest.raises(RestoreTargetError, match="sub is a symbolic link"):
+                restorer.run([FileTarget(b"sub/f", node)])
+    assert _listing(victim) == before
+
+
+def test_a_file_swapped_for_a_hard_link_between_creation_and_writing_is_refused(repo, tmp_path, victim,
+                                                                                monkeypatch):
+    chunk, _ = repo.store_blob(BLOB_DATA, CONTENT)
+    repo.flush()
+    repo.load_index()
+    target = tmp_path / "target"
+    target.mkdir()
+    before = _listing(victim)
+    real_create = ContentRestorer._create
+
+    def create_then_swap(self, file, *, size):
+        real_create(self, file, size=size)
+        os.unlink(target / "f")
+        os.link(victim / "existing", target / "f")
+
+    monkeypatch.setattr(restore_files.ContentRestorer, "_create", create_then_swap)
+    with TargetTree(os.fsencode(target), overwrite=False) as tree:
+        restorer = ContentRestorer(repo, tree=tree, progress=SilentProgress(), same_owner=False)
+        with pytest.raises(RestoreTargetError, match="f was replaced"):
+            restorer.run([FileTarget(b"f", _file_node(b"f", chunk, CONTENT))])
+    assert _listing(victim) == before
+
+
+# ---- the engine ---------------------------------------------------------------------------
+
+
+def test_restore_refuses_a_planted_link_before_writing_anything(repo, tmp_path, victim):
+    chunk, _ = repo.store_blob(BLOB_DATA, CONTENT)
+    snapshot = _snapshot(repo, [_dir_node(repo, b"cron.d", [_file_node(b"evil", chunk, CONTENT)])])
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "cron.d").symlink_to(victim)
+    (target / "untouched").mkdir()
+    before, target_before = _listing(victim), _listing(target)
+    with pytest.raises(RestoreTargetError, match="cron.d is a symbolic link"):
+        RestoreEngine(repo, snapshot, str(target)).run()
+    assert _listing(victim) == before and _listing(target) == target_before
+
+    report = RestoreEngine(repo, snapshot, str(target), overwrite=True).run()
+    assert report.failures == [] and report.verified == 1
+    assert not (target / "cron.d").is_symlink() and (target / "cron.d" / "evil").read_bytes() == CONTENT
+    assert _listing(victim) == before
+
+
+def test_restore_drops_special_bits_unless_asked(repo, tmp_path):
+    chunk, _ = repo.store_blob(BLOB_DATA, CONTENT)
+    snapshot = _snapshot(repo, [_dir_node(repo, b"shared", [_file_node(b"tool", chunk, CONTENT, mode=0o4755)],
+                                          mode=0o3777)])
+    RestoreEngine(repo, snapshot, str(tmp_path / "plain")).run()
+    assert stat.S_IMODE((tmp_path / "plain" / "shared").stat().st_mode) == 0o777
+    assert stat.S_IMODE((tmp_path / "plain" / "shared" / "tool").stat().st_mode) == 0o755
+    RestoreEngine(repo, snapshot, str(tmp_path / "system"), keep_special_bits=True).run()
+    assert stat.S_IMODE((tmp_path / "system" / "shared").stat().st_mode) == 0o3777
+    assert stat.S_IMODE((tmp_path / "system" / "shared" / "tool").stat().st_mode) == 0o4755
+
+
+# ---- a tree that names one subtree many times ---------------------------------------------
+
+
+def _dag(repo: Repository, depth: int) -> Snapshot:
+    """Level k lists two folders, both the listing of level k-1: 2**depth copies of the leaf."""
+    chunk, _ = repo.store_blob(BLOB_DATA, CONTENT)
+    level = [_file_node(b"note.txt", chunk, CONTENT)]
+    for _ in range(depth):
+        subtree, _ = repo.store_blob(BLOB_TREE, encode_tree(level))
+        level = [Node(name=name, type=DIR, mode=0o755, uid=os.getuid(), gid=os.getgid(), mtime_ns=10**18,
+                      subtree=subtree) for name in (b"a", b"b")]
+    return _snapshot(repo, level)
+
+
+@pytest.mark.timeout(60)
+def test_a_tree_naming_one_subtree_twice_at_each_of_30_levels_is_refused_promptly(repo, tmp_path):
+    snapshot = _dag(repo, 30)  # 2**31 entries once expanded, from 61 stored
+    started = time.monotonic()
+    with pytest.raises(IntegrityError, match=r"would expand to 3221225470 entries from 61 stored"):
+        RestoreEngine(repo, snapshot, str(tmp_path / "target")).run()
+    with pytest.raises(IntegrityError, match="refused as crafted or damaged"):
+        RestoreEngine(repo, snapshot, str(tmp_path / "target"), dry_run=True).run()
+    with open(tmp_path / "out.tar", "wb") as stream:
+        with pytest.raises(IntegrityError, match="would expand"):
+            write_tar(repo, snapshot, stream)
+    assert time.monotonic() - started < 30
+    assert not (tmp_path / "target").exists()
+    assert (tmp_path / "out.tar").stat().st_size == 0
+
+
+def test_folders_that_share_one_listing_still_restore_every_copy(repo, tmp_path):
+    snapshot = _dag(repo, 3)
+    report = RestoreEngine(repo, snapshot, str(tmp_path / "target")).run()
+    assert report.failures == [] and report.files == 8 and report.verified == 8
+    assert (tmp_path / "target" / "b" / "a" / "b" / "note.txt").read_bytes() == CONTENT
+
+
+def test_a_link_in_a_folder_another_user_can_write_is_owned_in_a_private_folder_first(tmp_path):
+    """In a folder someone else can write to, the link could be swapped between symlink()
+    and lchown(): it is made and owned in a private folder, then hard-linked into place."""
+    target = tmp_path / "target"
+    (target / "shared").mkdir(parents=True)
+    os.chmod(target / "shared", 0o777)
+    seen: list[bytes] = []
+    real_symlink = os.symlink
+
+    def recording_symlink(src, dst, target_is_directory=False, *, dir_fd=None):
+        seen.append(dst)
+        return real_symlink(src, dst, target_is_directory, dir_fd=dir_fd)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "symlink", recording_symlink)
+        with TargetTree(os.fsencode(target), overwrite=False) as tree:
+            tree.symlink(b"shared/link", b"../elsewhere", uid=os.getuid() if os.geteuid() == 0 else None,
+                         gid=os.getgid(), mtime_ns=10**18)
+            tree.symlink(b"private-link", b"shared", uid=None, gid=os.getgid(), mtime_ns=10**18)
+    assert seen == [b"l", b"private-link"]  # the first one staged, the second made in place
+    assert os.readlink(target / "shared" / "link") == "../elsewhere"
+    assert os.lstat(target / "shared" / "link").st_mtime_ns == 10**18
+    assert os.lstat(target / "shared" / "link").st_nlink == 1
+    assert sorted(os.listdir(target / "shared")) == ["link"]  # no staging folder left
+
+
+def test_a_hard_link_names_only_the_file_this_restore_created(tmp_path, victim):
+    target = tmp_path / "target"
+    target.mkdir()
+    with TargetTree(os.fsencode(target), overwrite=False) as tree:
+        ino = tree.create_file(b"first", 3)
+        tree.hardlink(b"first", ino, b"second")
+        assert os.stat(target / "second").st_ino == ino
+        os.unlink(target / "first")
+        os.link(victim / "existing", target / "first")  # swapped before the next link
+        with pytest.raises(RestoreTargetError, match="first was replaced"):
+            tree.hardlink(b"first", ino, b"third")
+    assert not (target / "third").exists()
+
+
+def test_a_target_folder_swapped_before_the_restore_began_is_refused(repo, tmp_path):
+    """restore-test makes its folder, then hands its inode to the restore."""
+    chunk, _ = repo.store_blob(BLOB_DATA, CONTENT)
+    snapshot = _snapshot(repo, [_file_node(b"f", chunk, CONTENT)])
+    made = tmp_path / "made"
+    made.mkdir()
+    identity = (made.stat().st_dev, made.stat().st_ino)
+    made.rename(tmp_path / "elsewhere")
+    made.mkdir()  # someone else's folder now stands at that name
+    with pytest.raises(RestoreTargetError, match="was replaced before the restore began"):
+        RestoreEngine(repo, snapshot, str(made), expect_root=identity).run()
+    assert list(made.iterdir()) == []
+
+
+def test_restore_test_refuses_a_scratch_folder_swapped_after_it_made_it(repo, tmp_path, victim, monkeypatch):
+    """restore-test's folder in a shared scratch directory, replaced by a link once made:
+    the restore is refused and nothing lands where the link points."""
+    from agent.engine import restore_test
+
+    chunk, _ = repo.store_blob(BLOB_DATA, CONTENT)
+    snapshot = _snapshot(repo, [_file_node(b"f", chunk, CONTENT)])
+    scratch = tmp_path / "scratch"
+    real_fresh = restore_test._fresh_folder
+
+    def fresh_then_swap(parent, name, child):
+        identity = real_fresh(parent, name, child)
+        os.rename(scratch / name / child, scratch / "moved")
+        (scratch / name / child).symlink_to(victim)
+        return identity
+
+    monkeypatch.setattr(restore_test, "_fresh_folder", fresh_then_swap)
+    before = _listing(victim)
+    engine = restore_test.RestoreTestEngine(repo, snapshot, str(scratch), sources=[str(tmp_path / "src")])
+    with pytest.raises(RestoreTargetError, match="was replaced before the restore began"):
+        engine.run()
+    assert _listing(victim) == before
+    assert engine.report.scratch_wiped and sorted(os.listdir(scratch)) == ["moved"]
+
+
+def test_a_staged_link_that_cannot_be_placed_leaves_no_private_folder(tmp_path):
+    target = tmp_path / "target"
+    (target / "shared").mkdir(parents=True)
+    os.chmod(target / "shared", 0o777)
+    (target / "shared" / "link").write_text("already there")
+    with TargetTree(os.fsencode(target), overwrite=False) as tree:
+        with pytest.raises(FileExistsError):
+            tree.symlink(b"shared/link", b"x", uid=None, gid=os.getgid(), mtime_ns=10**18)
+    assert sorted(os.listdir(target / "shared")) == ["link"]
+    assert (target / "shared" / "link").read_text() == "already there"
+
+
+def test_a_streamed_tar_export_holds_every_copy_of_a_shared_listing(repo, tmp_path):
+    import tarfile
+
+    snapshot = _dag(repo, 3)
+    with open(tmp_path / "out.tar", "wb") as stream:
+        report = write_tar(repo, snapshot, stream)
+    assert report.failures == [] and report.files == 8 and report.verified == 8
+    with tarfile.open(tmp_path / "out.tar") as archive:
+        names = archive.getnames()
+    assert "b/a/b/note.txt" in names and len(names) == 8 + 14
+    assert names.index("b/a") < names.index("b/a/a") < names.index("b/a/a/note.txt") < names.index("b/a/b")
