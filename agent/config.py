@@ -552,7 +552,9 @@ def read_passphrase(config: Config) -> bytes | None:
     global _passphrase_from_environment
     from_env = os.environ.pop(ENV_PASSPHRASE, None)
     if from_env:
-        _passphrase_from_environment = from_env.encode("utf-8")
+        # The variable's own bytes: os.environ decoded them with surrogateescape, so a
+        # passphrase that is not UTF-8 comes back as it was typed, never as an error quoting it.
+        _passphrase_from_environment = os.fsencode(from_env)
     if _passphrase_from_environment is not None:
         return _passphrase_from_environment
     credentials = os.environ.get("CREDENTIALS_DIRECTORY")

@@ -353,6 +353,15 @@ def test_the_env_var_leaves_the_environment_once_read(tmp_path, monkeypatch):
     assert config.read_passphrase(cfg) == b"from env"
 
 
+def test_a_passphrase_that_is_not_utf8_is_read_as_its_bytes(tmp_path, monkeypatch):
+    """An environment variable of Latin-1 bytes: its bytes, never an encoding error that
+    would quote one of its characters."""
+    cfg, _ = _config_with_passphrase_file(tmp_path, b"from file")
+    secret = b"m\xe9decin cabinet 2026"
+    monkeypatch.setenv(config.ENV_PASSPHRASE, os.fsdecode(secret))
+    assert config.read_passphrase(cfg) == secret
+
+
 def test_env_var_wins_even_over_an_unsafe_file(tmp_path, monkeypatch):
     cfg, _ = _config_with_passphrase_file(tmp_path, b"from file", mode=0o644)
     monkeypatch.setenv(config.ENV_PASSPHRASE, "from env")
