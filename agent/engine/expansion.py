@@ -29,13 +29,17 @@ class Expansion:
     """Every listing reachable from `tree_id`, decoded once, checked before any walk.
 
     keep_listings=False (a streaming export) keeps only counts while checking and reads
-    each listing again as the walk reaches it: memory for one path, not the whole tree."""
+    each listing again as the walk reaches it: memory for one path, not the whole tree.
+    `listings` (a dict the caller keeps) is shared by the checks of several snapshots
+    (find): a folder unchanged between them is read once, and each snapshot's own size is
+    still checked."""
 
-    def __init__(self, repo: Repository, tree_id: bytes, *, keep_listings: bool = True) -> None:
+    def __init__(self, repo: Repository, tree_id: bytes, *, keep_listings: bool = True,
+                 listings: dict[bytes, list[Node]] | None = None) -> None:
         self.root = tree_id
         self._repo = repo
-        self._keep = keep_listings
-        self.listings: dict[bytes, list[Node]] = {}
+        self._keep = keep_listings or listings is not None
+        self.listings: dict[bytes, list[Node]] = listings if listings is not None else {}
         self.unreadable: dict[bytes, Exception] = {}
         self.stored = 0  # entries of the distinct listings
         self.distinct = 0
@@ -66,12 +70,14 @@ class Expansion:
             if tree_id in open_:
                 raise IntegrityError("the snapshot's tree contains itself (a folder listing names one of its own "
                                      "parents): refused as crafted or damaged")
-            try:
-                nodes = decode_tree(repo.load_blob(tree_id))
-            except (IntegrityError, StorageError) as exc:
-                self.unreadable[tree_id] = exc
-                sizes[tree_id] = 0
-                continue
+            nodes = self.listings.get(tree_id)
+            if nodes is None:
+                try:
+                    nodes = decode_tree(repo.load_blob(tree_id))
+                except (IntegrityError, StorageError) as exc:
+                    self.unreadable[tree_id] = exc
+                    sizes[tree_id] = 0
+                    continue
             if self._keep:
                 self.listings[tree_id] = nodes
             self.stored += len(nodes)
@@ -89,8 +95,8 @@ class Expansion:
         return sizes[self.root]
 
     def walk(self, on_error: Callable[[bytes, Exception], None] | None = None) -> Iterator[tuple[bytes, Node]]:
-        """(path, node) depth-first, parents before children, in the order of
-        agent.engine.walk.walk; an unreadable listing is reported at each path that names
+        """(path, node) depth-first, parents before children, entries in listing order;
+        an unreadable listing is reported at each path that names
         it, then skipped. A stack of iterators: no recursion limit on depth."""
         stack: list[tuple[bytes, Iterator[Node]]] = []
         self._enter(stack, b"", self.root, on_error)
