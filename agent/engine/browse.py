@@ -12,7 +12,7 @@ import fnmatch
 from typing import Callable, Iterator
 
 from agent.crypto.ids import new_file_fingerprint
-from agent.engine.expansion import Expansion
+from agent.engine.expansion import Expansion, Shape
 from agent.engine.walk import load_tree
 from agent.errors import IntegrityError, UsageError
 from agent.repo.repository import Repository
@@ -87,29 +87,29 @@ def find(repo: Repository, snapshots: list[Snapshot], pattern: str) -> list[tupl
     unchanged between snapshots is the same tree: it is read and searched once."""
     matches = matcher(pattern)
     whole_path = "/" in pattern
-    listings: dict[bytes, list[Node]] = {}  # shared by the snapshots' expansion checks
+    shapes: dict[bytes, Shape] = {}  # shared by the snapshots' size checks: each listing read once for them
     cache: dict[tuple[bytes, bytes], list[tuple[bytes, Node]]] = {}
 
     def key(tree: bytes, prefix: bytes) -> tuple[bytes, bytes]:
         return tree, prefix if whole_path else b""  # by name, a subtree's matches do not depend on where it is
 
-    def search(root: bytes, expansion: Expansion) -> list[tuple[bytes, Node]]:
+    def search(root: bytes) -> list[tuple[bytes, Node]]:
         # Post-order with an explicit stack (a deep tree must not hit the recursion limit).
         stack: list[tuple[bytes, bytes, bool]] = [(root, b"", False)]
+        pending: dict[tuple[bytes, bytes], list[Node]] = {}  # listings whose subtrees are being searched
         while stack:
             tree, prefix, entered = stack.pop()
-            if key(tree, prefix) in cache:
-                continue
-            problem = expansion.unreadable.get(tree)
-            if problem is not None:
-                raise problem
-            nodes = listings[tree]
             if not entered:
+                if key(tree, prefix) in cache or key(tree, prefix) in pending:
+                    continue
+                # Read again here (the size check kept no listing): only the matches are kept.
+                nodes = pending[key(tree, prefix)] = load_tree(repo, tree)
                 stack.append((tree, prefix, True))
                 for node in nodes:
                     if node.type == DIR and node.subtree is not None:
                         stack.append((node.subtree, prefix + b"/" + node.name if prefix else node.name, False))
                 continue
+            nodes = pending.pop(key(tree, prefix))
             found = []
             for node in nodes:
                 relative = prefix + b"/" + node.name if prefix else node.name
@@ -124,8 +124,8 @@ def find(repo: Repository, snapshots: list[Snapshot], pattern: str) -> list[tupl
     for snapshot in snapshots:
         # Each snapshot's size is checked before it is searched: a crafted DAG would make
         # the matches (by name) or the distinct paths (by path) number 2**30.
-        expansion = Expansion(repo, snapshot.tree, listings=listings)
-        for relative, node in search(snapshot.tree, expansion):
+        Expansion(repo, snapshot.tree, keep_listings=False, shapes=shapes)
+        for relative, node in search(snapshot.tree):
             results.append((snapshot, relative, node))
     return results
 
