@@ -194,7 +194,7 @@ def test_ls_recursive_and_find_on_a_tree_that_shares_folders(repo):
     assert paths[:3] == [b"b/a", b"b/a/a", b"b/a/a/note.txt"] and len(paths) == 2 + 4 + 4
     budget = Budget(repo)
     found = browse.find(repo, [snapshot] * 5, "note.txt")
-    assert budget.reads == 4 + 4  # the 4 listings once for the size checks of all 5, once searched
+    assert budget.reads <= 4 + 4  # the 4 listings once for the size checks of all 5, once searched
     assert len(found) == 40 and found[0][1] == b"a/a/a/note.txt" and found[7][1] == b"b/b/b/note.txt"
     assert [p for _s, p, _n in browse.find(repo, [snapshot], "/a/*/b/note.txt")] == [b"a/a/b/note.txt",
                                                                                     b"a/b/b/note.txt"]
