@@ -12,6 +12,7 @@ import fnmatch
 from typing import Callable, Iterator
 
 from agent.crypto.ids import new_file_fingerprint
+from agent.engine.expansion import Expansion, Shape
 from agent.engine.walk import load_tree
 from agent.errors import IntegrityError, UsageError
 from agent.repo.repository import Repository
@@ -60,16 +61,16 @@ def list_dir(repo: Repository, snapshot: Snapshot, path: str = "", *,
         yield base, node
         return
     tree = snapshot.tree if node is None else node.subtree
-    if tree is not None:
-        yield from _entries(repo, tree, base, recursive)
-
-
-def _entries(repo: Repository, tree: bytes, prefix: bytes, recursive: bool) -> Iterator[tuple[bytes, Node]]:
-    for node in load_tree(repo, tree):
-        path = prefix + b"/" + node.name if prefix else node.name
-        yield path, node
-        if recursive and node.type == DIR and node.subtree is not None:
-            yield from _entries(repo, node.subtree, path, recursive)
+    if tree is None:
+        return
+    if not recursive:
+        for child in load_tree(repo, tree):
+            yield (base + b"/" + child.name if base else child.name), child
+        return
+    # Refused before the first line when the folder is a crafted DAG (one listing named
+    # twice at each of 30 levels: 2**30 lines); walked without recursion otherwise.
+    for relative, child in Expansion(repo, tree, keep_listings=False).walk():
+        yield (base + b"/" + relative if base else relative), child
 
 
 def matcher(pattern: str) -> Callable[[bytes], bool]:
@@ -86,24 +87,45 @@ def find(repo: Repository, snapshots: list[Snapshot], pattern: str) -> list[tupl
     unchanged between snapshots is the same tree: it is read and searched once."""
     matches = matcher(pattern)
     whole_path = "/" in pattern
+    shapes: dict[bytes, Shape] = {}  # shared by the snapshots' size checks: each listing read once for them
     cache: dict[tuple[bytes, bytes], list[tuple[bytes, Node]]] = {}
 
-    def search(tree: bytes, prefix: bytes) -> list[tuple[bytes, Node]]:
-        key = (tree, prefix if whole_path else b"")  # by name, a subtree's matches do not depend on where it is
-        if key not in cache:
+    def key(tree: bytes, prefix: bytes) -> tuple[bytes, bytes]:
+        return tree, prefix if whole_path else b""  # by name, a subtree's matches do not depend on where it is
+
+    def search(root: bytes) -> list[tuple[bytes, Node]]:
+        # Post-order with an explicit stack (a deep tree must not hit the recursion limit).
+        stack: list[tuple[bytes, bytes, bool]] = [(root, b"", False)]
+        pending: dict[tuple[bytes, bytes], list[Node]] = {}  # listings whose subtrees are being searched
+        while stack:
+            tree, prefix, entered = stack.pop()
+            if not entered:
+                if key(tree, prefix) in cache or key(tree, prefix) in pending:
+                    continue
+                # Read again here (the size check kept no listing): only the matches are kept.
+                nodes = pending[key(tree, prefix)] = load_tree(repo, tree)
+                stack.append((tree, prefix, True))
+                for node in nodes:
+                    if node.type == DIR and node.subtree is not None:
+                        stack.append((node.subtree, prefix + b"/" + node.name if prefix else node.name, False))
+                continue
+            nodes = pending.pop(key(tree, prefix))
             found = []
-            for node in load_tree(repo, tree):
+            for node in nodes:
                 relative = prefix + b"/" + node.name if prefix else node.name
                 if matches(relative):
                     found.append((node.name, node))
                 if node.type == DIR and node.subtree is not None:
-                    found.extend((node.name + b"/" + sub, n) for sub, n in search(node.subtree, relative))
-            cache[key] = found
-        return cache[key]
+                    found.extend((node.name + b"/" + sub, n) for sub, n in cache[key(node.subtree, relative)])
+            cache[key(tree, prefix)] = found
+        return cache[key(root, b"")]
 
     results = []
     for snapshot in snapshots:
-        for relative, node in search(snapshot.tree, b""):
+        # Each snapshot's size is checked before it is searched: a crafted DAG would make
+        # the matches (by name) or the distinct paths (by path) number 2**30.
+        Expansion(repo, snapshot.tree, keep_listings=False, shapes=shapes)
+        for relative, node in search(snapshot.tree):
             results.append((snapshot, relative, node))
     return results
 

@@ -19,6 +19,7 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from agent.engine.expansion import FREE_ENTRIES, MAX_EXPANSION
 from agent.engine.ledger import Ledger
 from agent.engine.progress import Progress, SilentProgress
 from agent.engine.walk import load_tree
@@ -26,7 +27,7 @@ from agent.errors import IntegrityError, StorageError
 from agent.repo import layout
 from agent.repo.lock import shared_lock_for_reading
 from agent.repo.repository import Repository
-from agent.repo.tree import DIR, FILE
+from agent.repo.tree import DIR, FILE, Node
 
 # Files named per snapshot in the report; the count is always exact.
 MAX_FILES_LISTED = 50
@@ -72,6 +73,26 @@ class CheckReport:
         }
 
 
+@dataclass
+class _TreeSummary:
+    """One folder listing and everything below it, as check found it."""
+
+    problems: int = 0  # files or folders below that cannot be restored (exact, however large)
+    samples: list[tuple[bytes, str]] = field(default_factory=list)  # the first MAX_FILES_LISTED: (path below, why)
+    entries: int = 0  # entries below once expanded (a DAG: may be far more than stored)
+    listed: int = 0  # entries of this listing itself
+    subtrees: set[bytes] = field(default_factory=set)
+
+    @classmethod
+    def broken(cls, why: str) -> _TreeSummary:
+        return cls(problems=1, samples=[(b"", why)])
+
+    def add(self, name: bytes, problems: int, samples: list[tuple[bytes, str]]) -> None:
+        self.problems += problems
+        for path, why in samples[:MAX_FILES_LISTED - len(self.samples)]:
+            self.samples.append((name + b"/" + path if path else name, why))
+
+
 class CheckEngine:
     def __init__(self, repo: Repository, *, read_data: bool = False, progress: Progress | None = None,
                  take_lock: bool = True, read_data_subset: tuple[int, int] | None = None,
@@ -89,7 +110,7 @@ class CheckEngine:
         self.progress = progress or SilentProgress()
         self.report = CheckReport(read_data=read_data, read_data_subset=read_data_subset)
         self._bad_chunks: dict[bytes, str] = {}  # chunk id -> why it cannot be read
-        self._clean_trees: set[bytes] = set()  # shared by snapshots: each tree checked once
+        self._trees: dict[bytes, _TreeSummary] = {}  # shared by snapshots: each tree checked once
 
     def run(self) -> CheckReport:
         if not self.take_lock:
@@ -207,46 +228,81 @@ class CheckEngine:
 
     def _check_tree_of(self, snapshot) -> None:
         label = f"{snapshot.short_id} ({snapshot.time:%Y-%m-%d %H:%M})"
-        affected = self.report.affected
-        count = 0
+        summary = self._summarize(snapshot.tree)
+        if summary.problems:
+            listed = self.report.affected[label]
+            listed.extend(f"/{os.fsdecode(path)}: {why}" for path, why in summary.samples)
+            if summary.problems > MAX_FILES_LISTED:
+                listed.append(f"... and {summary.problems - MAX_FILES_LISTED} more")
+            self.report.errors.append(f"snapshot {label}: {summary.problems} file(s) or folder(s) cannot be restored")
+        if summary.entries > FREE_ENTRIES:  # only then is counting what is stored worth it
+            stored = self._stored_entries(snapshot.tree)
+            if summary.entries > MAX_EXPANSION * stored:
+                self.report.errors.append(
+                    f"snapshot {label}: its tree would expand to {summary.entries} entries from {stored} stored "
+                    f"(one folder listing named over and over): restore refuses it as crafted or damaged")
 
-        def note(path: str, why: str) -> None:
-            nonlocal count
-            count += 1
-            if count <= MAX_FILES_LISTED:
-                affected[label].append(f"/{path}: {why}")
+    def _summarize(self, root: bytes) -> _TreeSummary:
+        """What is damaged in a tree, each distinct listing read and summed once.
 
-        def visit(tree_id: bytes, prefix: bytes) -> bool:
-            """Check one directory and below; True when all of it is restorable."""
-            if tree_id in self._clean_trees:
-                return True
-            if self.repo.locate(tree_id) is None:
-                note(os.fsdecode(prefix), "directory listing is missing, everything below it is affected")
-                return False
-            try:
-                nodes = load_tree(self.repo, tree_id)
-            except (IntegrityError, StorageError) as exc:
-                note(os.fsdecode(prefix), f"directory listing unreadable, everything below it is affected ({exc})")
-                return False
-            clean = True
+        Trees are content-addressed, so a snapshot's tree is a DAG: a crafted one naming
+        one subtree twice at each of 30 levels has 2**30 paths from 61 listings. Walking
+        paths (as this did for unclean trees) is then exponential; here each listing is
+        summarized once, bottom-up, from its subtrees' summaries (exact counts, the first
+        MAX_FILES_LISTED paths), with an explicit stack: no recursion limit on depth."""
+        summaries = self._trees
+        pending: dict[bytes, list[Node]] = {}  # listings whose subtrees are being summarized
+        stack: list[tuple[bytes, bool]] = [(root, False)]
+        while stack:
+            tree_id, entered = stack.pop()
+            if not entered:
+                if tree_id in summaries or tree_id in pending:  # done, or a cycle (summarized below)
+                    continue
+                if self.repo.locate(tree_id) is None:
+                    summaries[tree_id] = _TreeSummary.broken(
+                        "directory listing is missing, everything below it is affected")
+                    continue
+                try:
+                    nodes = load_tree(self.repo, tree_id)
+                except (IntegrityError, StorageError) as exc:
+                    summaries[tree_id] = _TreeSummary.broken(
+                        f"directory listing unreadable, everything below it is affected ({exc})")
+                    continue
+                pending[tree_id] = nodes
+                stack.append((tree_id, True))
+                stack.extend((node.subtree, False) for node in nodes
+                             if node.type == DIR and node.subtree is not None and node.subtree not in summaries)
+                continue
+            nodes = pending.pop(tree_id)
+            summary = _TreeSummary(entries=len(nodes), listed=len(nodes))
             for node in nodes:
-                path = prefix + b"/" + node.name if prefix else node.name
                 if node.type == DIR and node.subtree is not None:
-                    clean = visit(node.subtree, path) and clean
+                    below = summaries.get(node.subtree)
+                    if below is None:  # only a listing that names one of its parents (impossible unless forged)
+                        summary.add(node.name, 1, [(b"", "folder listing names one of its own parents")])
+                        continue
+                    summary.entries += below.entries
+                    summary.subtrees.add(node.subtree)
+                    summary.add(node.name, below.problems, below.samples)
                 elif node.type == FILE:
                     problems = [p for p in map(self._chunk_problem, node.chunks) if p]
                     if problems:
-                        note(os.fsdecode(path), problems[0])
-                        clean = False
-            if clean:
-                self._clean_trees.add(tree_id)
-            return clean
+                        summary.add(node.name, 1, [(b"", problems[0])])
+            summaries[tree_id] = summary
+        return summaries[root]
 
-        visit(snapshot.tree, b"")
-        if count:
-            if count > MAX_FILES_LISTED:
-                affected[label].append(f"... and {count - MAX_FILES_LISTED} more")
-            self.report.errors.append(f"snapshot {label}: {count} file(s) or folder(s) cannot be restored")
+    def _stored_entries(self, root: bytes) -> int:
+        """Entries of the distinct listings a snapshot reaches (what restore compares with)."""
+        seen = {root}
+        stack = [root]
+        total = 0
+        while stack:
+            summary = self._trees[stack.pop()]
+            total += summary.listed
+            for subtree in summary.subtrees - seen:
+                seen.add(subtree)
+                stack.append(subtree)
+        return total
 
     def _chunk_problem(self, chunk_id: bytes) -> str | None:
         if chunk_id in self._bad_chunks:

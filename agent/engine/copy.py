@@ -17,11 +17,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from agent.engine.walk import load_tree
+from agent.errors import IntegrityError
 from agent.repo.lock import RepositoryLock, shared_lock_for_reading
 from agent.repo.pack import BLOB_DATA, BLOB_TREE
 from agent.repo.repository import Repository
 from agent.repo.snapshot import Snapshot
-from agent.repo.tree import DIR, FILE, encode_tree
+from agent.repo.tree import DIR, FILE, Node, encode_tree
 
 
 @dataclass
@@ -68,19 +69,38 @@ class CopyEngine:
             self.report.bytes_added = self.destination.bytes_added
         return self.report
 
-    def _copy_tree(self, tree_id: bytes) -> bytes:
-        if tree_id in self._ids:
-            return self._ids[tree_id]
-        nodes = load_tree(self.source, tree_id)
-        for node in nodes:
-            if node.type == DIR and node.subtree is not None:
-                node.subtree = self._copy_tree(node.subtree)
-            elif node.type == FILE:
-                node.chunks = [self._copy_chunk(chunk_id) for chunk_id in node.chunks]
-        new_id, added = self.destination.store_blob(BLOB_TREE, encode_tree(nodes))
-        self.report.blobs_copied += bool(added)
-        self._ids[tree_id] = new_id
-        return new_id
+    def _copy_tree(self, root: bytes) -> bytes:
+        """The tree rewritten bottom-up under the destination's ids, each distinct listing
+        once. An explicit stack, not recursion: a tree deeper than Python's recursion limit
+        (~1000 folders) must not end the copy in a traceback."""
+        if root in self._ids:
+            return self._ids[root]
+        # [source tree id, its listing, index of the next entry to rewrite]
+        stack: list[tuple[bytes, list[Node], list[int]]] = [(root, load_tree(self.source, root), [0])]
+        open_ = {root}
+        while stack:
+            tree_id, nodes, position = stack[-1]
+            if position[0] < len(nodes):
+                node = nodes[position[0]]
+                if node.type == DIR and node.subtree is not None:
+                    if node.subtree not in self._ids:  # copy that folder first, then come back to this entry
+                        if node.subtree in open_:
+                            raise IntegrityError(f"tree {tree_id.hex()[:16]} names one of its own parents: "
+                                                 f"refused as crafted or damaged")
+                        open_.add(node.subtree)
+                        stack.append((node.subtree, load_tree(self.source, node.subtree), [0]))
+                        continue
+                    node.subtree = self._ids[node.subtree]
+                elif node.type == FILE:
+                    node.chunks = [self._copy_chunk(chunk_id) for chunk_id in node.chunks]
+                position[0] += 1
+                continue
+            stack.pop()
+            open_.discard(tree_id)
+            new_id, added = self.destination.store_blob(BLOB_TREE, encode_tree(nodes))
+            self.report.blobs_copied += bool(added)
+            self._ids[tree_id] = new_id
+        return self._ids[root]
 
     def _copy_chunk(self, chunk_id: bytes) -> bytes:
         if chunk_id in self._ids:

@@ -24,17 +24,26 @@ MAX_EXPANSION = 100
 # ...which any snapshot may expand to (a million files plan in about 1.2 GiB).
 FREE_ENTRIES = 1_000_000
 
+# What counting needs of one listing: its number of entries and its subtrees' ids.
+Shape = tuple[int, list[bytes]]
+
 
 class Expansion:
     """Every listing reachable from `tree_id`, decoded once, checked before any walk.
 
     keep_listings=False (a streaming export) keeps only counts while checking and reads
-    each listing again as the walk reaches it: memory for one path, not the whole tree."""
+    each listing again as the walk reaches it: memory for one path, not the whole tree.
+    `shapes` (a dict the caller keeps, shared by the checks of several snapshots: find)
+    remembers per listing only its number of entries and its subtrees, so a folder
+    unchanged between snapshots is read once for all of them while each snapshot's own
+    size is still checked; listings not kept are read again by walk()."""
 
-    def __init__(self, repo: Repository, tree_id: bytes, *, keep_listings: bool = True) -> None:
+    def __init__(self, repo: Repository, tree_id: bytes, *, keep_listings: bool = True,
+                 shapes: dict[bytes, Shape] | None = None) -> None:
         self.root = tree_id
         self._repo = repo
         self._keep = keep_listings
+        self._shapes: dict[bytes, Shape] = shapes if shapes is not None else {}
         self.listings: dict[bytes, list[Node]] = {}
         self.unreadable: dict[bytes, Exception] = {}
         self.stored = 0  # entries of the distinct listings
@@ -66,31 +75,34 @@ class Expansion:
             if tree_id in open_:
                 raise IntegrityError("the snapshot's tree contains itself (a folder listing names one of its own "
                                      "parents): refused as crafted or damaged")
-            try:
-                nodes = decode_tree(repo.load_blob(tree_id))
-            except (IntegrityError, StorageError) as exc:
-                self.unreadable[tree_id] = exc
-                sizes[tree_id] = 0
-                continue
-            if self._keep:
-                self.listings[tree_id] = nodes
-            self.stored += len(nodes)
+            shape = self._shapes.get(tree_id)
+            if shape is None:
+                try:
+                    nodes = decode_tree(repo.load_blob(tree_id))
+                except (IntegrityError, StorageError) as exc:
+                    self.unreadable[tree_id] = exc
+                    sizes[tree_id] = 0
+                    continue
+                if self._keep:
+                    self.listings[tree_id] = nodes
+                shape = self._shapes[tree_id] = (len(nodes), [n.subtree for n in nodes
+                                                              if n.type == DIR and n.subtree is not None])
+            self.stored += shape[0]
             self.distinct += 1
-            open_children[tree_id] = (len(nodes), [n.subtree for n in nodes
-                                                   if n.type == DIR and n.subtree is not None])
+            open_children[tree_id] = shape
             open_.add(tree_id)
             stack.append((tree_id, True))
-            for node in nodes:
-                if node.type == DIR and node.subtree is not None and node.subtree not in sizes:
-                    if node.subtree in open_:
+            for subtree in shape[1]:
+                if subtree not in sizes:
+                    if subtree in open_:
                         raise IntegrityError("the snapshot's tree contains itself (a folder listing names one of "
                                              "its own parents): refused as crafted or damaged")
-                    stack.append((node.subtree, False))
+                    stack.append((subtree, False))
         return sizes[self.root]
 
     def walk(self, on_error: Callable[[bytes, Exception], None] | None = None) -> Iterator[tuple[bytes, Node]]:
-        """(path, node) depth-first, parents before children, in the order of
-        agent.engine.walk.walk; an unreadable listing is reported at each path that names
+        """(path, node) depth-first, parents before children, entries in listing order;
+        an unreadable listing is reported at each path that names
         it, then skipped. A stack of iterators: no recursion limit on depth."""
         stack: list[tuple[bytes, Iterator[Node]]] = []
         self._enter(stack, b"", self.root, on_error)

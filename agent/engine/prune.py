@@ -214,19 +214,21 @@ class PruneEngine:
                 raise IntegrityError(f"chunk {chunk_id.hex()[:16]} of a kept snapshot is not indexed")
             used[location.pack_id] = used.get(location.pack_id, 0) + location.length
 
-        def visit(tree_id: bytes) -> None:
-            if tree_id in seen:
-                return
-            use(tree_id)
-            for node in load_tree(self.repo, tree_id):
-                if node.type == DIR and node.subtree is not None:
-                    visit(node.subtree)
-                elif node.type == FILE:
-                    for chunk_id in node.chunks:
-                        use(chunk_id)
-
         for snapshot in kept:
-            visit(snapshot.tree)
+            # An explicit stack, not recursion: a tree deeper than Python's recursion
+            # limit (~1000 folders, real or forged) must not end prune in a traceback.
+            stack = [snapshot.tree]
+            while stack:
+                tree_id = stack.pop()
+                if tree_id in seen:
+                    continue
+                use(tree_id)
+                for node in load_tree(self.repo, tree_id):
+                    if node.type == DIR and node.subtree is not None:
+                        stack.append(node.subtree)
+                    elif node.type == FILE:
+                        for chunk_id in node.chunks:
+                            use(chunk_id)
         return seen, used
 
     def _rewrite(self, pack_id: PackId) -> None:

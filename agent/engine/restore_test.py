@@ -28,8 +28,8 @@ from agent.engine import browse
 from agent.engine import throwaway_db
 from agent.engine.dump_check import DatabaseCheck, check_dump
 from agent.engine.dumps import DatabaseSettings, Dump
+from agent.engine.expansion import Expansion
 from agent.engine.restore import RestoreEngine
-from agent.engine.walk import walk
 from agent.errors import IntegrityError, RestoreTargetError, UsageError
 from agent.repo.repository import Repository
 from agent.repo.snapshot import Snapshot
@@ -161,8 +161,14 @@ class RestoreTestEngine:
                                       "would otherwise enter the next backup)")
 
     def _select(self, snapshot: Snapshot, count: int | None, rng: random.Random) -> list[tuple[str, int]]:
-        files = [(os.fsdecode(path), node.size) for path, node in walk(self.repo, snapshot.tree)
-                 if node.type == FILE]
+        # Expansion refuses a crafted tree that names one subtree over and over (2**30
+        # paths from 61 listings) before a path is listed, and walks without recursion.
+        try:
+            expansion = Expansion(self.repo, snapshot.tree, keep_listings=False)
+            files = [(os.fsdecode(path), node.size) for path, node in expansion.walk() if node.type == FILE]
+        except IntegrityError as exc:
+            raise IntegrityError(f"restore test failed: snapshot {snapshot.short_id}: {exc}",
+                                 hint=exc.hint or "run `backupctl check` to see what is affected") from None
         if count is not None and count < len(files):
             files = rng.sample(files, count)
         return files

@@ -18,7 +18,7 @@ import pytest
 import agent.engine.backup as backup_module
 from agent.crypto.kdf import KdfParams
 from agent.engine.backup import BackupEngine, BackupOptions
-from agent.engine.walk import walk
+from agent.engine.expansion import Expansion
 from agent.repo.repository import Repository
 from agent.repo.tree import DIR, FILE
 from agent.storage.memory import MemoryStorage
@@ -55,7 +55,7 @@ def _make_tree(root, *, dirs: int, files_per_dir: int, big: int = 0) -> dict[str
 def _snapshot_files(repo: Repository, tree_id: bytes, source) -> dict[str, str]:
     prefix = os.fsencode(str(source).lstrip("/"))
     found = {}
-    for path, node in walk(repo, tree_id):
+    for path, node in Expansion(repo, tree_id).walk():
         assert node.type in (DIR, FILE)
         if node.type == FILE:
             found[os.fsdecode(os.path.relpath(path, prefix))] = node.sha256

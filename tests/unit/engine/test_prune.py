@@ -297,12 +297,12 @@ class ObjectLockStorage(MemoryStorage):
 
 
 def _packs_of(repo: Repository, snapshot_id: bytes) -> set[str]:
-    from agent.engine.walk import walk
+    from agent.engine.expansion import Expansion
 
     repo.load_index()
     snapshot = repo.load_snapshot(snapshot_id)
     names = {layout.pack_name(repo.locate(snapshot.tree).pack_id)}
-    for _path, node in walk(repo, snapshot.tree):
+    for _path, node in Expansion(repo, snapshot.tree).walk():
         for chunk_id in node.chunks or []:
             names.add(layout.pack_name(repo.locate(chunk_id).pack_id))
         if node.subtree:
