@@ -40,9 +40,18 @@ def command(ctx: click.Context, repo_name, snapshot_id, mode, sample, scratch_di
     scratch = scratch_dir or os.path.join(config.agent.state_dir, "restore-test")
     engine = RestoreTestEngine(repo, snapshot, scratch, sources=list(config.source.paths), sample=sample,
                                oldest=oldest, databases=config.databases, state_dir=config.agent.state_dir)
-    report = engine.run()
-    document = {"repository": config.repository(repo_name).name, **report.as_dict()}
     name = config.repository(repo_name).name
+    try:
+        report = engine.run()
+    except IntegrityError as exc:
+        # A test that could not even start (a tree refused as crafted, a listing missing)
+        # is a failed test: status and the audit trail must say so, not keep the last pass.
+        Records(config.agent.state_dir, name).note("restore_test", clock.now(), ok=False, snapshot=snapshot.id.hex(),
+                                                   files=0, sha256_verified=0, error=str(exc))
+        audit(config, "restore_test", repository=name, snapshot=snapshot.id.hex(), ok=False, files=0,
+              scratch=os.path.abspath(scratch), error=str(exc))
+        raise
+    document = {"repository": name, **report.as_dict()}
     report_id = os.urandom(16)
     Records(config.agent.state_dir, name).note("restore_test", clock.now(), ok=report.ok, snapshot=snapshot.id.hex(),
                                                files=document["files"], sha256_verified=document["sha256_verified"],

@@ -6,6 +6,8 @@ run for days), and the ordinary snapshot beside it still lists.
 
 from __future__ import annotations
 
+import json
+
 import datetime as dt
 import hashlib
 
@@ -57,6 +59,11 @@ def test_restore_test_of_a_crafted_snapshot_fails_in_one_line(forged, tmp_path):
     assert_error(result, 13, f"restore test failed: snapshot {snapshot[:8]}", "would expand to 3221225470 entries "
                  "from 61 stored", "backupctl check")
     assert not (tmp_path / "s").exists()
+    # Recorded as a failed test: status says so, and the audit trail has it.
+    records = json.loads(next((bk.state / "records").glob("*.json")).read_text())
+    assert records["restore_test"]["ok"] is False and records["restore_test"]["snapshot"] == snapshot
+    trail = [json.loads(line) for line in (bk.state / "audit.jsonl").read_text().splitlines()]
+    assert trail[-1]["action"] == "restore_test" and trail[-1]["ok"] is False
 
 
 def test_ls_recursive_and_find_refuse_a_crafted_snapshot_in_one_line(forged):
