@@ -26,6 +26,7 @@ import os
 import pwd
 import socket
 import stat
+import sys
 import threading
 import time
 from collections import deque
@@ -44,6 +45,9 @@ from agent.repo.pack import BLOB_DATA, BLOB_TREE
 from agent.repo.repository import Repository
 from agent.repo.snapshot import Snapshot
 from agent.repo.tree import DIR, FILE, SYMLINK, Node, encode_tree
+
+# Frames for the deepest walk PATH_MAX allows ("a/" repeated: 2,048 levels, 3 frames each).
+WALK_RECURSION_LIMIT = 3 * (os.pathconf("/", "PC_PATH_MAX") // 2) + 1_000
 
 # One worker per core. Two per core measured 16 % slower on the initial backup of the
 # benchmark data (and 40 MiB more peak RSS): the threads' Python parts contend for the
@@ -204,9 +208,20 @@ class BackupEngine:
     # ---- entry point ----------------------------------------------------------
 
     def run(self) -> BackupReport:
-        # A shared lock: other backups may run, a prune may not (agent.repo.lock).
-        with RepositoryLock(self.repo, "backup"):
-            return self._run()
+        # The walk recurses once per folder level (three frames each). A local user who can
+        # write in a backed-up folder could otherwise stop every backup with a folder 400
+        # levels deep (Python's default limit is 1,000 frames). Paths are at most PATH_MAX
+        # bytes, so a walk is at most PATH_MAX / 2 levels deep (deeper entries are reported
+        # unreadable); since Python 3.11 a call between Python functions uses no C stack, so
+        # a limit that covers that depth is safe.
+        limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(max(limit, WALK_RECURSION_LIMIT))
+        try:
+            # A shared lock: other backups may run, a prune may not (agent.repo.lock).
+            with RepositoryLock(self.repo, "backup"):
+                return self._run()
+        finally:
+            sys.setrecursionlimit(limit)
 
     def _run(self) -> BackupReport:
         started = time.monotonic()

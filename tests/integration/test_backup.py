@@ -182,3 +182,34 @@ def test_two_backups_at_once_into_one_repository(make_bk) -> None:
         target = bk.base / "restored"
         bk.restore(target, snapshot=snapshot_id)
         assert_same_tree(bk.src, bk.restored(target))
+
+
+def test_a_folder_1500_levels_deep_is_backed_up_restored_and_checked(bk: Backupctl) -> None:
+    """A local user who can write in a backed-up folder must not be able to stop every
+    backup with a deep folder (the walk recursed past Python's limit: exit 1, no snapshot)."""
+    fd = os.open(bk.src, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(1500):  # by descriptor: the path is longer than a shell would take
+        os.mkdir("d", dir_fd=fd)
+        inner = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = inner
+    leaf = os.open("fond.txt", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+    os.write(leaf, b"au fond\n")
+    os.close(leaf)
+    os.close(fd)
+    bk.init()
+    report = bk.backup()
+    assert report["files_new"] == 1 and report["dirs"] >= 1500, report
+    target = bk.base / "restored"
+    restored = bk.restore(target)
+    assert restored["files"] == 1 and restored["sha256_verified"] == 1, restored
+    fd = os.open(bk.restored(target), os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(1500):
+        inner = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = inner
+    leaf = os.open("fond.txt", os.O_RDONLY, dir_fd=fd)
+    assert os.read(leaf, 100) == b"au fond\n"
+    os.close(leaf)
+    os.close(fd)
+    bk.ok("check")
