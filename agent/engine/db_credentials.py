@@ -22,6 +22,7 @@ import stat
 from typing import Iterator
 
 from agent.errors import StateDirError
+from agent.processes import process_exists
 
 FOLDER = "credentials"
 
@@ -52,23 +53,13 @@ def _base(state_dir: str) -> str:
     return base
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def clean_stale(state_dir: str) -> list[str]:
     """Remove the credentials folders left by runs that no longer exist; returns their names."""
     base = _base(state_dir)
     removed = []
     for name in os.listdir(base):
         pid, _, _rest = name.partition("-")
-        if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and process_exists(int(pid)):
             continue  # a run still going (the daemon's and a manual one may overlap)
         shutil.rmtree(os.path.join(base, name), ignore_errors=True)
         removed.append(name)

@@ -38,6 +38,7 @@ from typing import Any, Callable
 
 from agent.child_env import child_environment
 from agent.errors import BackupctlError
+from agent.processes import process_exists
 
 FOLDER = "restore-test-databases"  # under state_dir
 START_TIMEOUT_S = 120
@@ -60,16 +61,6 @@ class ServerFailed(BackupctlError):
 
 class NoServerUser(BackupctlError):
     """Run as root with a state dir of root's: no unprivileged user to run the server as."""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _server_owner(state_dir: str) -> tuple[int, int] | None:
@@ -115,7 +106,7 @@ def clean_stale(state_dir: str) -> list[str]:
         return removed
     for name in names:
         pid = name.partition("-")[0]
-        if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and process_exists(int(pid)):
             continue  # another restore test, still running
         folder = os.path.join(base, name)
         _kill_server_of(folder)
@@ -127,7 +118,7 @@ def clean_stale(state_dir: str) -> list[str]:
     for name in os.listdir(temporary):
         pid = name.removeprefix(SOCKET_PREFIX).partition("-")[0]
         path = os.path.join(temporary, name)
-        if not (name.startswith(SOCKET_PREFIX) and pid.isdigit() and not _alive(int(pid))):
+        if not (name.startswith(SOCKET_PREFIX) and pid.isdigit() and not process_exists(int(pid))):
             continue
         with contextlib.suppress(OSError):
             if stat.S_ISDIR(os.lstat(path).st_mode):  # a symlink of that name is not followed
@@ -150,7 +141,7 @@ def _kill_server_of(folder: str) -> None:
         if os.fsencode(folder) in cmdline:
             os.kill(pid, signal.SIGKILL)
             for _ in range(100):
-                if not _alive(pid):
+                if not process_exists(pid):
                     break
                 time.sleep(0.05)
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from agent import clock
 from agent.errors import ObjectNotFound, RepositoryLocked, StorageError, IntegrityError
+from agent.processes import process_exists
 from agent.repo.repository import Repository
 
 # A holder rewrites its lock this often...
@@ -56,18 +57,8 @@ class LockInfo:
         if now - self.time > STALE_AFTER:
             return True
         if self.host == socket.gethostname() and self.pid != os.getpid():
-            return not _process_exists(self.pid)
+            return not process_exists(self.pid)
         return False
-
-
-def _process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # it exists, under another user
-    return True
 
 
 class RepositoryLock:
