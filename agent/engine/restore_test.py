@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import time
 from dataclasses import dataclass, field
 
@@ -30,6 +29,7 @@ from agent.engine.dump_check import DatabaseCheck, check_dump
 from agent.engine.dumps import DatabaseSettings, Dump
 from agent.engine.expansion import Expansion
 from agent.engine.restore import RestoreEngine
+from agent.engine.wipe import remove_tree
 from agent.errors import IntegrityError, RestoreTargetError, UsageError
 from agent.repo.repository import Repository
 from agent.repo.snapshot import Snapshot
@@ -130,7 +130,7 @@ class RestoreTestEngine:
                 self.report.tests.append(self._restore(snapshot, files, mode, os.path.join(scratch, str(number)),
                                                        _fresh_folder(parent, name, str(number))))
         finally:
-            shutil.rmtree(name, dir_fd=parent, ignore_errors=True)  # patient data: never left behind
+            remove_tree(parent, name)  # patient data: never left behind
             self.report.scratch_wiped = not _exists(parent, name)
             os.close(parent)
         if self.databases:

@@ -187,6 +187,13 @@ def test_two_backups_at_once_into_one_repository(make_bk) -> None:
 def test_a_folder_1500_levels_deep_is_backed_up_restored_and_checked(bk: Backupctl) -> None:
     """A local user who can write in a backed-up folder must not be able to stop every
     backup with a deep folder (the walk recursed past Python's limit: exit 1, no snapshot)."""
+    try:
+        _backup_restore_and_test_a_deep_folder(bk)
+    finally:  # pytest's clean-up of old temporary folders recurses: leave it no deep tree
+        subprocess.run(["rm", "-rf", str(bk.src), str(bk.base / "restored"), str(bk.base / "scratch")], check=False)
+
+
+def _backup_restore_and_test_a_deep_folder(bk: Backupctl) -> None:
     fd = os.open(bk.src, os.O_RDONLY | os.O_DIRECTORY)
     for _ in range(1500):  # by descriptor: the path is longer than a shell would take
         os.mkdir("d", dir_fd=fd)
@@ -213,3 +220,8 @@ def test_a_folder_1500_levels_deep_is_backed_up_restored_and_checked(bk: Backupc
     os.close(leaf)
     os.close(fd)
     bk.ok("check")
+    # The restore test restores it and wipes it (shutil.rmtree recursed: patient data left).
+    scratch = bk.base / "scratch"
+    tested = bk.ok_json("restore-test", "--scratch-dir", str(scratch))
+    assert tested["sha256_verified"] == 1 and tested["scratch_wiped"] is True, tested
+    assert os.listdir(scratch) == []
