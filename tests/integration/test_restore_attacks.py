@@ -254,3 +254,26 @@ def test_special_bits_with_recover_restore(special, tmp_path):
         assert result.returncode == 0, result.stderr
         assert _modes(special.restored(tmp_path / folder)) == expected
     shutil.rmtree(tmp_path / "plain")
+
+
+def test_resume_never_adopts_a_file_the_local_user_planted_with_the_right_content(world, tmp_path, outside):
+    """--resume keeps a file only if root or the snapshot's owner owns it: a user who plants
+    a file of the right content (and keeps it open for writing) must not see root adopt it,
+    chown it to the snapshot's owner and leave them a descriptor on a restored file."""
+    target = _target(tmp_path)
+    where = target / POSITIONS["leaf-file"](world)
+    for parent in reversed(where.relative_to(target).parents[:-1]):
+        (target / parent).mkdir(exist_ok=True)
+        os.chown(target / parent, NOBODY, NOBODY)
+    where.write_text(NOTE)
+    os.chown(where, NOBODY, NOBODY)
+    os.chmod(where, 0o666)
+    planted = os.stat(where).st_ino
+    result = world.run("restore", "latest", "--target", str(target), "--resume", "--json", timeout=120)
+    assert result.returncode == 0, str(result)
+    report = result.json()
+    assert report["failures"] == [] and report["already_restored"] == 0 and report["sha256_verified"] == 3
+    st = os.lstat(where)
+    assert st.st_ino != planted and st.st_uid == 0 and stat.S_IMODE(st.st_mode) == stat.S_IMODE(
+        os.stat(world.src / "a" / "b" / "c" / "note.txt").st_mode)
+    assert where.read_text() == NOTE
