@@ -439,3 +439,23 @@ def test_a_planted_link_is_refused_before_any_folder_is_made(repo, tmp_path, vic
     with pytest.raises(RestoreTargetError, match="cron.d is a symbolic link"):
         RestoreEngine(repo, snapshot, str(target)).run()
     assert _listing(victim) == before and _listing(target) == target_before
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_a_restored_link_to_an_existing_file_is_owned_and_dated_itself_never_its_target(tmp_path, victim, shared):
+    """A snapshot (forged with a stolen key) holds a link owned by a user, pointing at a
+    root file: restore owns and dates the link, never what it points to (chown through it
+    would hand that user the file)."""
+    if os.geteuid() != 0:
+        pytest.fail("this test runs as root (the suite does)")
+    target = tmp_path / "target"
+    target.mkdir()
+    if shared:
+        os.chmod(target, 0o777)  # someone else can write here: the link is staged in a private folder
+    before = _listing(victim)
+    with TargetTree(os.fsencode(target), overwrite=False) as tree:
+        tree.symlink(b"link", os.fsencode(victim / "existing"), uid=65534, gid=65534, mtime_ns=10**18)
+    st = os.lstat(target / "link")
+    assert (st.st_uid, st.st_gid, st.st_mtime_ns) == (65534, 65534, 10**18)
+    assert _listing(victim) == before
+    assert os.stat(victim / "existing").st_mtime_ns != 10**18
