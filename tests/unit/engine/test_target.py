@@ -459,3 +459,20 @@ def test_a_restored_link_to_an_existing_file_is_owned_and_dated_itself_never_its
     assert (st.st_uid, st.st_gid, st.st_mtime_ns) == (65534, 65534, 10**18)
     assert _listing(victim) == before
     assert os.stat(victim / "existing").st_mtime_ns != 10**18
+
+
+def test_folder_metadata_is_never_set_on_a_folder_swapped_in_after_creation(tmp_path):
+    """The folder restore made was renamed away and another put at its name (the descriptor
+    no longer cached, as after 64 other folders): owner and mode are not applied to it."""
+    target = tmp_path / "target"
+    target.mkdir()
+    with TargetTree(os.fsencode(target), overwrite=False) as tree:
+        ino = tree.make_dir(b"d")
+    os.rename(target / "d", target / "moved")
+    (target / "d").mkdir(mode=0o700)
+    os.chown(target / "d", 65534, 65534)
+    with TargetTree(os.fsencode(target), overwrite=False) as tree:
+        with pytest.raises(RestoreTargetError, match="d was replaced"):
+            tree.set_dir_metadata(b"d", ino, uid=0, gid=0, mode=0o4777, mtime_ns=10**18)
+    st = os.stat(target / "d")
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (65534, 0o700)
