@@ -268,12 +268,17 @@ def test_resume_never_adopts_a_file_the_local_user_planted_with_the_right_conten
     where.write_text(NOTE)
     os.chown(where, NOBODY, NOBODY)
     os.chmod(where, 0o666)
-    planted = os.stat(where).st_ino
-    result = world.run("restore", "latest", "--target", str(target), "--resume", "--json", timeout=120)
-    assert result.returncode == 0, str(result)
-    report = result.json()
-    assert report["failures"] == [] and report["already_restored"] == 0 and report["sha256_verified"] == 3
-    st = os.lstat(where)
-    assert st.st_ino != planted and st.st_uid == 0 and stat.S_IMODE(st.st_mode) == stat.S_IMODE(
-        os.stat(world.src / "a" / "b" / "c" / "note.txt").st_mode)
-    assert where.read_text() == NOTE
+    held = os.open(where, os.O_RDWR)  # the user's descriptor, kept open (it also keeps the inode number taken)
+    try:
+        result = world.run("restore", "latest", "--target", str(target), "--resume", "--json", timeout=120)
+        assert result.returncode == 0, str(result)
+        report = result.json()
+        assert report["failures"] == [] and report["already_restored"] == 0 and report["sha256_verified"] == 3
+        planted, st = os.fstat(held), os.lstat(where)
+        assert planted.st_nlink == 0 and planted.st_uid == NOBODY  # replaced, not adopted nor chowned
+        assert st.st_ino != planted.st_ino and st.st_uid == 0 and stat.S_IMODE(st.st_mode) == stat.S_IMODE(
+            os.stat(world.src / "a" / "b" / "c" / "note.txt").st_mode)
+        os.pwrite(held, b"falsifie", 0)
+        assert where.read_text() == NOTE
+    finally:
+        os.close(held)
