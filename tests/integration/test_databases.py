@@ -587,3 +587,67 @@ def test_a_deep_state_dir_puts_the_socket_in_a_short_private_folder(open_dir: Pa
     assert check["loaded_into"] == "throwaway" and check["rows"] == {"cabinet.patients": len(PATIENTS)}
     assert set(glob.glob("/tmp/backupctl-db-*")) == before
     _assert_throwaway_gone(bk)
+
+
+# ---- added by the security review: the throwaway servers' confinement, seen from inside ----------
+
+PROBING_MARIADB_DUMP = """#!/bin/sh
+# A "dump" that asks the server it is loaded into how it is confined: one row in a table
+# for each confinement missing (TCP listening; file access not limited to a folder).
+cat <<'SQL'
+CREATE DATABASE sonde;
+USE sonde;
+CREATE TABLE reseau (n int);
+INSERT INTO reseau SELECT 1 FROM DUAL WHERE @@skip_networking = 0;
+CREATE TABLE fichiers (n int);
+INSERT INTO fichiers SELECT 1 FROM DUAL WHERE @@secure_file_priv IS NULL OR @@secure_file_priv = '';
+SQL
+"""
+
+
+def test_the_throwaway_mariadb_listens_on_no_port_and_reaches_no_file_outside_its_folder(open_dir: Path, mariadb):
+    """What a dump written with the key can reach from inside the throwaway MariaDB: no TCP
+    listener (--skip-networking), file access confined to a folder (--secure-file-priv)."""
+    bk = _service_world(open_dir)
+    write(bk.src / "lettre.txt", "Madame, " * 100)
+    _mariadb_config(bk, mariadb.port, "cabinet")
+    bk.init()
+    folder = bk.base / "bin"
+    folder.mkdir()
+    (folder / "mariadb-dump").write_text(PROBING_MARIADB_DUMP)
+    (folder / "mariadb-dump").chmod(0o755)
+    result = _run(bk, "backup", "--json", env_extra={"PATH": f"{folder}:{os.environ['PATH']}"})
+    assert result.returncode == 0 and json.loads(result.stdout)["databases_dumped"], result.stderr
+    result = bk.run("restore-test", "--scratch-dir", str(bk.base / "scratch"), "--json")
+    assert result.returncode == 0, str(result)
+    (check,) = result.json()["databases"]
+    assert check["loaded_into"] == "throwaway"
+    assert check["rows"] == {"sonde.reseau": 0, "sonde.fichiers": 0}
+    _assert_throwaway_gone(bk)
+
+
+def test_the_throwaway_postgresql_listens_on_no_tcp_address(open_dir: Path, postgresql):
+    """A CHECK constraint evaluated for each row loaded asks the throwaway server for its
+    listen_addresses: the load fails (and the test with it) if it listens on TCP."""
+    postgresql.psql("CREATE DATABASE sonde OWNER backupctl")
+    postgresql.psql("""
+        CREATE FUNCTION public.sans_tcp(n int) RETURNS boolean LANGUAGE sql AS $f$
+          SELECT pg_catalog.current_database() = 'sonde' OR pg_catalog.current_setting('listen_addresses') = ''
+        $f$;
+        CREATE TABLE public.sonde (n int CHECK (public.sans_tcp(n)));
+        INSERT INTO public.sonde VALUES (1);
+        ALTER FUNCTION public.sans_tcp(int) OWNER TO backupctl; ALTER TABLE public.sonde OWNER TO backupctl;
+        """, database="sonde")
+    try:
+        bk = _service_world(open_dir)
+        write(bk.src / "lettre.txt", "Madame, " * 100)
+        _server_config(bk, "postgresql", postgresql.port, database="sonde")
+        bk.init()
+        assert bk.backup()["databases_dumped"]
+        result = bk.run("restore-test", "--scratch-dir", str(bk.base / "scratch"), "--json")
+        assert result.returncode == 0, str(result)
+        (check,) = result.json()["databases"]
+        assert check["loaded_into"] == "throwaway" and check["rows"] == {"public.sonde": 1}
+        _assert_throwaway_gone(bk)
+    finally:
+        postgresql.psql("DROP DATABASE sonde WITH (FORCE)")

@@ -332,3 +332,15 @@ def test_check_is_recorded_for_the_mounted_disk_only(bk: Backupctl) -> None:
     disks = rot.by_disk()
     assert disks["DISQUE-A"]["last_check_ok"] is False and recent(disks["DISQUE-A"]["last_check"], start)
     assert disks["DISQUE-B"]["last_check_ok"] is True and disks["DISQUE-A"]["mounted"] is True
+
+
+def test_media_init_refuses_a_short_passphrase_for_a_new_set(bk: Backupctl) -> None:
+    """The first disk of a set creates its master key: the passphrase that wraps it must
+    have 12 characters, like init's, and nothing is written when it has not."""
+    rot = Rotation(bk)
+    rot.plug("DISQUE-A")
+    line = assert_error(bk.run("media", "init", "DISQUE-A", "--repo", "usb", passphrase="trop-court"), 2,
+                        "shorter than 12 characters")
+    assert "trop-court" not in line
+    assert os.listdir(rot.disks["DISQUE-A"]) == []
+    assert not (bk.state / "media" / "usb" / "set-key.json").exists()

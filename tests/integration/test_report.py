@@ -176,3 +176,38 @@ def test_the_page_renders_in_headless_chromium(bk: Backupctl, chromium):
 def test_reports_get_refuses_an_unknown_id(bk: Backupctl):
     _practice(bk)
     assert_error(bk.run("reports", "get", "ffffffff", "--output-dir", str(bk.base / "o")), 2, "no stored report")
+
+
+def test_a_file_name_with_markup_is_escaped_and_the_shared_copy_names_no_file_nor_row(bk: Backupctl):
+    """A local user names a file so that it would be markup in the report (which Chromium
+    renders as root, with file:// access); the full page shows it as text. The copy that
+    leaves by e-mail names neither the file nor what a failed database client quoted."""
+    from agent.reports.document import shareable
+    from agent.reports.html import render
+
+    evil = "<img src=x onerror=alert(1)><svg onload=alert(2)>Dupont &amp; \"'.pdf"
+    random_file(bk.src / evil, 300 * 1024)
+    bk.init()
+    bk.backup()
+    biggest = max(bk.packs(), key=lambda p: p.stat().st_size)  # the file's data
+    data = bytearray(biggest.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    biggest.write_bytes(bytes(data))
+    result = bk.run("restore-test", "--scratch-dir", str(bk.base / "scratch"), "--json")
+    assert result.returncode == 13, str(result)
+    report = _report(result)
+    html = Path(report["html"]).read_text(encoding="utf-8")
+    assert "<img" not in html and "<svg onload" not in html and "onerror=alert(1)&gt;" in html
+    assert "&lt;img src=x onerror=alert(1)&gt;&lt;svg onload=alert(2)&gt;Dupont &amp;amp; &#34;&#39;.pdf" in html
+
+    document = json.loads(Path(report["json"]).read_text(encoding="utf-8"))
+    assert any("Dupont" in f["path"] for f in document["restore_test"]["failures"])
+    document["restore_test"]["databases"] = [{
+        "name": "cabinet", "type": "postgresql", "path": "/var/backups/cabinet.dump", "ok": False, "tables": 0,
+        "rows": {}, "loaded_into": "throwaway", "note": None,
+        "problem": "pg_restore failed (exit code 1): DETAIL: Key (nom)=(Durand Marie) already exists."}]
+    shared = shareable(document, full_report=report["html"])
+    page = render(shared)
+    text = json.dumps(shared, ensure_ascii=False) + page
+    assert "Dupont" not in text and "onerror" not in text and "Durand" not in text
+    assert shared["shared_copy"]["failures"] == len(document["restore_test"]["failures"])

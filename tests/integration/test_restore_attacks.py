@@ -254,3 +254,31 @@ def test_special_bits_with_recover_restore(special, tmp_path):
         assert result.returncode == 0, result.stderr
         assert _modes(special.restored(tmp_path / folder)) == expected
     shutil.rmtree(tmp_path / "plain")
+
+
+def test_resume_never_adopts_a_file_the_local_user_planted_with_the_right_content(world, tmp_path, outside):
+    """--resume keeps a file only if root or the snapshot's owner owns it: a user who plants
+    a file of the right content (and keeps it open for writing) must not see root adopt it,
+    chown it to the snapshot's owner and leave them a descriptor on a restored file."""
+    target = _target(tmp_path)
+    where = target / POSITIONS["leaf-file"](world)
+    for parent in reversed(where.relative_to(target).parents[:-1]):
+        (target / parent).mkdir(exist_ok=True)
+        os.chown(target / parent, NOBODY, NOBODY)
+    where.write_text(NOTE)
+    os.chown(where, NOBODY, NOBODY)
+    os.chmod(where, 0o666)
+    held = os.open(where, os.O_RDWR)  # the user's descriptor, kept open (it also keeps the inode number taken)
+    try:
+        result = world.run("restore", "latest", "--target", str(target), "--resume", "--json", timeout=120)
+        assert result.returncode == 0, str(result)
+        report = result.json()
+        assert report["failures"] == [] and report["already_restored"] == 0 and report["sha256_verified"] == 3
+        planted, st = os.fstat(held), os.lstat(where)
+        assert planted.st_nlink == 0 and planted.st_uid == NOBODY  # replaced, not adopted nor chowned
+        assert st.st_ino != planted.st_ino and st.st_uid == 0 and stat.S_IMODE(st.st_mode) == stat.S_IMODE(
+            os.stat(world.src / "a" / "b" / "c" / "note.txt").st_mode)
+        os.pwrite(held, b"falsifie", 0)
+        assert where.read_text() == NOTE
+    finally:
+        os.close(held)

@@ -70,3 +70,16 @@ def test_made_by_root_it_belongs_to_the_state_dirs_owner(tmp_path):
     found = os.stat(tmp_path / "credentials")
     assert (found.st_uid, found.st_gid, stat.S_IMODE(found.st_mode)) == (65534, 65534, 0o700)
     db_credentials.clean_stale(str(tmp_path))  # and root still accepts it
+
+
+def test_a_credentials_folder_another_user_owns_is_refused(tmp_path):
+    """A folder planted at state_dir/credentials by someone else (who could read the
+    pgpass files written in it, or swap their folders) is refused, not used."""
+    if os.geteuid() != 0:
+        pytest.fail("this test runs as root (the suite does)")
+    (tmp_path / "credentials").mkdir(mode=0o700)
+    os.chown(tmp_path / "credentials", 65534, 65534)
+    with pytest.raises(db_credentials.StateDirError, match="not a folder of this user"):
+        with db_credentials.private_folder(str(tmp_path)):
+            pass
+    assert os.listdir(tmp_path / "credentials") == []

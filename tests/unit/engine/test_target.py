@@ -385,3 +385,94 @@ def test_a_streamed_tar_export_holds_every_copy_of_a_shared_listing(repo, tmp_pa
         names = archive.getnames()
     assert "b/a/b/note.txt" in names and len(names) == 8 + 14
     assert names.index("b/a") < names.index("b/a/a") < names.index("b/a/a/note.txt") < names.index("b/a/b")
+
+
+# ---- added by the security review (mutations no test caught) ----------------------------------
+
+
+def test_a_name_planted_after_planning_is_never_opened_by_create_file(tmp_path, victim):
+    """A hard link to a root file appearing at a name between the check for existing
+    entries and the file's creation: O_EXCL refuses it, so the victim is neither
+    truncated nor resized (without O_EXCL, ftruncate would cut it to the snapshot's size)."""
+    target = tmp_path / "target"
+    target.mkdir()
+    os.link(victim / "existing", target / "f")
+    before = _listing(victim)
+    with TargetTree(os.fsencode(target), overwrite=False) as tree:
+        with pytest.raises((OSError, RestoreTargetError)):
+            tree.create_file(b"f", 3)
+    assert _listing(victim) == before
+
+
+def test_a_hard_link_swapped_right_after_it_is_made_is_refused(tmp_path, victim, monkeypatch):
+    """linkat made the second name, then someone swapped that name for a link to another
+    file before the check: the restore says so rather than counting it as restored."""
+    target = tmp_path / "target"
+    target.mkdir()
+    real_link = os.link
+
+    def link_then_swap(src, dst, **kwargs):
+        real_link(src, dst, **kwargs)
+        if dst == b"second":
+            os.unlink(target / "second")
+            real_link(victim / "existing", target / "second")
+
+    with TargetTree(os.fsencode(target), overwrite=False) as tree:
+        ino = tree.create_file(b"first", 3)
+        monkeypatch.setattr(os, "link", link_then_swap)
+        with pytest.raises(RestoreTargetError, match="second was replaced"):
+            tree.hardlink(b"first", ino, b"second")
+
+
+def test_a_planted_link_is_refused_before_any_folder_is_made(repo, tmp_path, victim):
+    """The snapshot has a folder that sorts before the planted link's name and is not in the
+    target: it must not be created either, the refusal comes before the first write. The
+    snapshot's folder at the link's name is empty, so only the check of that very entry
+    (not of a child's parent) can refuse it in time."""
+    chunk, _ = repo.store_blob(BLOB_DATA, CONTENT)
+    snapshot = _snapshot(repo, [_dir_node(repo, b"archives", [_file_node(b"old", chunk, CONTENT)]),
+                                _dir_node(repo, b"cron.d", [])])
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "cron.d").symlink_to(victim)
+    before, target_before = _listing(victim), _listing(target)
+    with pytest.raises(RestoreTargetError, match="cron.d is a symbolic link"):
+        RestoreEngine(repo, snapshot, str(target)).run()
+    assert _listing(victim) == before and _listing(target) == target_before
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_a_restored_link_to_an_existing_file_is_owned_and_dated_itself_never_its_target(tmp_path, victim, shared):
+    """A snapshot (forged with a stolen key) holds a link owned by a user, pointing at a
+    root file: restore owns and dates the link, never what it points to (chown through it
+    would hand that user the file)."""
+    if os.geteuid() != 0:
+        pytest.fail("this test runs as root (the suite does)")
+    target = tmp_path / "target"
+    target.mkdir()
+    if shared:
+        os.chmod(target, 0o777)  # someone else can write here: the link is staged in a private folder
+    before = _listing(victim)
+    with TargetTree(os.fsencode(target), overwrite=False) as tree:
+        tree.symlink(b"link", os.fsencode(victim / "existing"), uid=65534, gid=65534, mtime_ns=10**18)
+    st = os.lstat(target / "link")
+    assert (st.st_uid, st.st_gid, st.st_mtime_ns) == (65534, 65534, 10**18)
+    assert _listing(victim) == before
+    assert os.stat(victim / "existing").st_mtime_ns != 10**18
+
+
+def test_folder_metadata_is_never_set_on_a_folder_swapped_in_after_creation(tmp_path):
+    """The folder restore made was renamed away and another put at its name (the descriptor
+    no longer cached, as after 64 other folders): owner and mode are not applied to it."""
+    target = tmp_path / "target"
+    target.mkdir()
+    with TargetTree(os.fsencode(target), overwrite=False) as tree:
+        ino = tree.make_dir(b"d")
+    os.rename(target / "d", target / "moved")
+    (target / "d").mkdir(mode=0o700)
+    os.chown(target / "d", 65534, 65534)
+    with TargetTree(os.fsencode(target), overwrite=False) as tree:
+        with pytest.raises(RestoreTargetError, match="d was replaced"):
+            tree.set_dir_metadata(b"d", ino, uid=0, gid=0, mode=0o4777, mtime_ns=10**18)
+    st = os.stat(target / "d")
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (65534, 0o700)

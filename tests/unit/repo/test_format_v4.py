@@ -210,3 +210,19 @@ def test_the_chunker_of_each_version_is_keyed_as_its_format_says():
     by_table = lengths(Chunker(v4.config.chunker, gear=ids.gear_table(v4.master.secret)))
     assert lengths(v4.new_chunker()) == by_table
     assert by_table != lengths(Chunker(v4.config.chunker, v4.master.chunker_seed))
+
+
+def test_index_files_are_padded_so_the_blob_count_does_not_show():
+    """An index file lists one entry per blob: unpadded, its length counts the blobs of the
+    packs it covers. In version 4 index files of a few entries are one length (the
+    512-byte floor), where version 3 shows each count."""
+    lengths: dict[tuple[int, int], list[int]] = {}
+    for version in (3, 4):
+        for count in (1, 2, 3, 5):
+            repo = _repo(version=version)
+            for n in range(count):
+                repo.store_blob(BLOB_DATA, os.urandom(100 + n))
+            repo.flush()
+            lengths[version, count] = _index_sizes(repo)
+    assert lengths[4, 1] == lengths[4, 2] == lengths[4, 3] == lengths[4, 5]
+    assert len({tuple(lengths[3, count]) for count in (1, 2, 3, 5)}) == 4  # what version 3 shows
