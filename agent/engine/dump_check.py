@@ -154,6 +154,17 @@ def _load_postgresql(check: DatabaseCheck, server: PostgreSQLServer, dump_bytes:
     _counted(check, {str(k): int(v) for k, v in rows.items()}, "throwaway")
 
 
+# What a role must not hold to load a dump written with the key into the practice's own
+# server: each runs shell commands or reads and writes the server's files (COPY ... TO
+# PROGRAM, pg_read_file), and CREATEROLE could grant itself the others (before PostgreSQL 16).
+DANGEROUS_POWERS = ("SUPERUSER", "CREATEROLE", "pg_execute_server_program", "pg_write_server_files",
+                    "pg_read_server_files")
+POWERS_QUERY = ("SELECT r.rolsuper, r.rolcreaterole, pg_has_role(current_user, 'pg_execute_server_program', 'USAGE'), "
+                "pg_has_role(current_user, 'pg_write_server_files', 'USAGE'), "
+                "pg_has_role(current_user, 'pg_read_server_files', 'USAGE') "
+                "FROM pg_roles r WHERE r.rolname = current_user")
+
+
 def _production_postgresql(check: DatabaseCheck, settings: DatabaseSettings, dump_bytes: Iterator[bytes],
                            state_dir: str) -> None:
     """The explicit fallback: a scratch database on the practice's server, loaded by a role that
@@ -174,14 +185,16 @@ def _production_postgresql(check: DatabaseCheck, settings: DatabaseSettings, dum
                 return done.stdout
 
             try:
-                superuser = sql(settings.database, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+                powers = sql(settings.database, POWERS_QUERY).strip().split("|")
             except (DumpError, OSError, subprocess.TimeoutExpired) as exc:
                 check.problem = f"the production server cannot be reached ({exc})"
                 return
-            if superuser.strip() != "f":
-                check.problem = (f"the role {settings.user or '(default)'} is a superuser: a dump written with the "
-                                 f"key could run commands on the practice's server; restore_test = \"production\" "
-                                 f"needs a role without SUPERUSER (with CREATEDB), or use \"throwaway\"")
+            dangerous = [power for power, held in zip(DANGEROUS_POWERS, powers) if held != "f"]
+            if dangerous or len(powers) != len(DANGEROUS_POWERS):
+                check.problem = (f"the role {settings.user or '(default)'} has {', '.join(dangerous) or 'unknown powers'}: "
+                                 f"a dump written with the key could run commands or reach files on the practice's "
+                                 f"server; restore_test = \"production\" needs a role with CREATEDB and none of "
+                                 f"{', '.join(DANGEROUS_POWERS)}, or use \"throwaway\"")
                 return
             try:
                 sql(settings.database, 'CREATE DATABASE :"scratch"')

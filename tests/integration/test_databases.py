@@ -358,7 +358,27 @@ def test_the_production_fallback_refuses_a_superuser_role(open_dir: Path, postgr
     result = bk.run("restore-test", "--scratch-dir", str(bk.base / "scratch"), "--json")
     assert result.returncode == 13
     (check,) = result.json()["databases"]
-    assert check["ok"] is False and "is a superuser" in check["problem"] and "throwaway" in check["problem"]
+    assert check["ok"] is False and "has SUPERUSER" in check["problem"] and "throwaway" in check["problem"]
+    assert "backupctl_restore_test" not in postgresql.psql("SELECT string_agg(datname, ',') FROM pg_database")
+
+
+def test_the_production_fallback_refuses_a_role_that_can_run_programs(open_dir: Path, postgresql):
+    """Not a superuser, but a member of pg_execute_server_program: COPY ... TO PROGRAM in a
+    dump written with the key would run a shell command as the server's user."""
+    escaped = PASSWORD.replace("'", "''")
+    postgresql.psql(f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'operateur') THEN "
+                    f"CREATE ROLE operateur LOGIN CREATEDB PASSWORD '{escaped}'; END IF; END $$;")
+    postgresql.psql("GRANT pg_execute_server_program TO operateur")
+    postgresql.psql("GRANT pg_read_all_data TO operateur")  # to dump the practice's tables
+    bk = _service_world(open_dir)
+    write(bk.src / "lettre.txt", "Madame, " * 100)
+    _server_config(bk, "postgresql", postgresql.port, user="operateur", restore_test="production")
+    bk.init()
+    assert bk.backup()["databases_dumped"]
+    result = bk.run("restore-test", "--scratch-dir", str(bk.base / "scratch"), "--json")
+    assert result.returncode == 13
+    (check,) = result.json()["databases"]
+    assert check["ok"] is False and "pg_execute_server_program" in check["problem"], check
     assert "backupctl_restore_test" not in postgresql.psql("SELECT string_agg(datname, ',') FROM pg_database")
 
 
