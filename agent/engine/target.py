@@ -43,16 +43,24 @@ SPECIAL_BITS = stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX
 _OVERWRITE_HINT = ("restore into an empty folder, or --overwrite to replace it (a link is removed itself, "
                    "never what it points to)")
 
-_TARGET_ERRNOS = {errno.ENOSPC: "the restore target is full",
-                  errno.EROFS: "the restore target is read-only",
-                  errno.EACCES: "the restore target is not writable",
-                  errno.EPERM: "the restore target is not writable",
-                  errno.EDQUOT: "the disk quota of the restore target is exhausted"}
+_CHANGED = ("the restore target changed while restoring",
+            "another program or user is writing there: restore into a folder only you can write")
+_NOT_WRITABLE = ("the restore target is not writable",
+                 "check the owner and permissions of that folder, or choose another --target")
+# What went wrong, and what to do about it, per errno: a race is not a full disk.
+_TARGET_ERRNOS = {errno.ENOSPC: ("the restore target is full", "free some space or choose another --target"),
+                  errno.EDQUOT: ("the disk quota of the restore target is exhausted",
+                                 "free some space or choose another --target"),
+                  errno.EROFS: ("the restore target is read-only",
+                                "remount it read-write or choose another --target"),
+                  errno.EACCES: _NOT_WRITABLE, errno.EPERM: _NOT_WRITABLE,
+                  errno.EEXIST: _CHANGED, errno.ENOENT: _CHANGED, errno.ELOOP: _CHANGED, errno.ENOTDIR: _CHANGED}
 
 
 def target_error(exc: OSError, where: str) -> RestoreTargetError:
-    reason = _TARGET_ERRNOS.get(exc.errno, f"cannot write to the restore target ({exc.strerror})")
-    return RestoreTargetError(f"{reason}: {where}")
+    reason, hint = _TARGET_ERRNOS.get(exc.errno, (f"cannot write to the restore target ({exc.strerror})",
+                                                  "check the restore target, or choose another --target"))
+    return RestoreTargetError(f"{reason}: {where}", hint=hint)
 
 
 def permissions(mode: int, *, keep_special_bits: bool) -> int:

@@ -5,6 +5,7 @@ snapshot whose tree names the same subtree many times is refused while planning.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import hashlib
 import os
 import stat
@@ -19,7 +20,7 @@ from agent.engine.export import write_tar
 from agent.engine.progress import SilentProgress
 from agent.engine.restore import RestoreEngine
 from agent.engine.restore_files import ContentRestorer, FileTarget
-from agent.engine.target import TargetTree, permissions
+from agent.engine.target import TargetTree, permissions, target_error
 from agent.errors import IntegrityError, RestoreTargetError
 from agent.repo.pack import BLOB_DATA, BLOB_TREE
 from agent.repo.repository import Repository
@@ -476,3 +477,46 @@ def test_folder_metadata_is_never_set_on_a_folder_swapped_in_after_creation(tmp_
             tree.set_dir_metadata(b"d", ino, uid=0, gid=0, mode=0o4777, mtime_ns=10**18)
     st = os.stat(target / "d")
     assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (65534, 0o700)
+
+
+# ---- what a failed write says --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("code, says, advice", [
+    (errno.ENOSPC, "the restore target is full", "free some space"),
+    (errno.EDQUOT, "quota", "free some space"),
+    (errno.EROFS, "read-only", "read-write"),
+    (errno.EACCES, "not writable", "permissions"),
+    (errno.EPERM, "not writable", "permissions"),
+    (errno.EEXIST, "changed while restoring", "restore into a folder only you can write"),
+    (errno.ENOENT, "changed while restoring", "restore into a folder only you can write"),
+    (errno.ELOOP, "changed while restoring", "restore into a folder only you can write"),
+    (errno.ENOTDIR, "changed while restoring", "restore into a folder only you can write"),
+])
+def test_a_failed_write_says_what_happened_and_what_to_do_per_errno(code, says, advice):
+    error = target_error(OSError(code, os.strerror(code)), "tmp/atk")
+    assert says in str(error) and "tmp/atk" in str(error)
+    assert advice in error.hint
+    if code not in (errno.ENOSPC, errno.EDQUOT):
+        assert "space" not in error.hint  # a race or a permission is not a full disk
+
+
+def test_a_restore_racing_another_writer_says_so_not_free_some_space(repo, tmp_path, monkeypatch):
+    """Another program makes the file's name between the plan and the create (EEXIST): the
+    restore ends with the race's advice, not "free some space"."""
+    chunk, _ = repo.store_blob(BLOB_DATA, CONTENT)
+    snapshot = _snapshot(repo, [_dir_node(repo, b"dossier", [_file_node(b"note.txt", chunk, CONTENT)])])
+    real_open = os.open
+
+    def racing(path, flags, *args, **kwargs):
+        if path == b"note.txt" and flags & os.O_CREAT:
+            with open(tmp_path / "target" / "dossier" / "note.txt", "wb"):  # the other writer, just in time
+                pass
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", racing)
+    with pytest.raises(RestoreTargetError) as caught:
+        RestoreEngine(repo, snapshot, str(tmp_path / "target")).run()
+    assert str(caught.value) == "the restore target changed while restoring: dossier/note.txt"
+    assert caught.value.hint == ("another program or user is writing there: restore into a folder only you "
+                                 "can write")
