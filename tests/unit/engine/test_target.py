@@ -20,8 +20,8 @@ from agent.engine.export import write_tar
 from agent.engine.progress import SilentProgress
 from agent.engine.restore import RestoreEngine
 from agent.engine.restore_files import ContentRestorer, FileTarget
-from agent.engine.target import TargetTree, permissions, target_error
-from agent.errors import IntegrityError, RestoreTargetError
+from agent.engine.target import TargetTree, create_private_file, open_target, permissions, target_error
+from agent.errors import IntegrityError, RestoreTargetError, UsageError
 from agent.repo.pack import BLOB_DATA, BLOB_TREE
 from agent.repo.repository import Repository
 from agent.repo.snapshot import Snapshot
@@ -477,6 +477,93 @@ def test_folder_metadata_is_never_set_on_a_folder_swapped_in_after_creation(tmp_
             tree.set_dir_metadata(b"d", ino, uid=0, gid=0, mode=0o4777, mtime_ns=10**18)
     st = os.stat(target / "d")
     assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (65534, 0o700)
+
+
+# ---- reaching the target root from "/" ----------------------------------------------------
+
+NOBODY = 65534
+root_only = pytest.mark.skipif(os.geteuid() != 0, reason="links owned by another user need root to make")
+
+
+def _real(fd: int) -> str:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)
+
+
+@root_only
+def test_open_target_refuses_another_users_link_at_any_component_and_makes_nothing(tmp_path, victim):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chown(shared, NOBODY, NOBODY)
+    (shared / "to-victim").symlink_to(victim)
+    os.lchown(shared / "to-victim", NOBODY, NOBODY)
+    before = _listing(victim)
+    for path in (shared / "to-victim", shared / "to-victim" / "a" / "b"):
+        with pytest.raises(RestoreTargetError, match=f"{shared / 'to-victim'} is a symbolic link owned by uid "
+                                                     f"{NOBODY}.*not followed") as caught:
+            open_target(os.fsencode(path), create=True)
+        assert caught.value.hint == "give a --target path without a link another user controls"
+    assert _listing(victim) == before
+
+
+@root_only
+def test_open_target_refuses_roots_link_in_a_folder_another_user_owns(tmp_path, victim):
+    """That user could swap it for a link of theirs between the look and the follow."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chown(shared, NOBODY, NOBODY)
+    (shared / "to-victim").symlink_to(victim)
+    with pytest.raises(RestoreTargetError, match=f"in a folder owned by uid {NOBODY}"):
+        open_target(os.fsencode(shared / "to-victim"), create=True)
+
+
+def test_open_target_follows_trusted_links_relative_absolute_and_dotdot(tmp_path):
+    (tmp_path / "real" / "inner").mkdir(parents=True)
+    (tmp_path / "abs").symlink_to(tmp_path / "real")
+    (tmp_path / "real" / "up").symlink_to("../real/inner")
+    assert _real(open_target(os.fsencode(tmp_path / "abs" / "up"), create=False)) == str(tmp_path / "real" / "inner")
+    assert _real(open_target(os.fsencode(tmp_path / "abs" / "up" / ".." / "made"), create=True)) == \
+        str(tmp_path / "real" / "made")
+
+
+def test_open_target_refuses_a_loop_a_file_and_a_missing_folder_without_creating(tmp_path):
+    (tmp_path / "loop").symlink_to("loop")
+    with pytest.raises(RestoreTargetError, match="too many levels of symbolic links"):
+        open_target(os.fsencode(tmp_path / "loop"), create=True)
+    (tmp_path / "file").write_bytes(b"x")
+    with pytest.raises(RestoreTargetError, match=f"{tmp_path / 'file'} is a file, not a folder"):
+        open_target(os.fsencode(tmp_path / "file" / "sub"), create=True)
+    with pytest.raises(RestoreTargetError, match="does not exist"):
+        open_target(os.fsencode(tmp_path / "missing" / "sub"), create=False)
+    assert not (tmp_path / "missing").exists()
+
+
+def test_folders_made_on_the_way_to_the_target_are_private_whatever_the_umask(tmp_path):
+    old = os.umask(0)
+    try:
+        os.close(open_target(os.fsencode(tmp_path / "a" / "b"), create=True))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a").stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "a" / "b").stat().st_mode) == 0o700
+
+
+def test_a_private_file_is_0600_whatever_the_umask_and_never_made_through_a_link(tmp_path, victim):
+    old = os.umask(0)
+    try:
+        fd = create_private_file(os.fsencode(tmp_path / "cabinet.tar"))
+    finally:
+        os.umask(old)
+    os.close(fd)
+    assert stat.S_IMODE((tmp_path / "cabinet.tar").stat().st_mode) == 0o600
+    (tmp_path / "planted.tar").symlink_to(victim / "new.tar")
+    with pytest.raises(FileExistsError):
+        create_private_file(os.fsencode(tmp_path / "planted.tar"))
+    assert not (victim / "new.tar").exists()
+    with pytest.raises(UsageError, match="not a file name"):
+        create_private_file(os.fsencode(str(tmp_path) + "/"))
 
 
 # ---- what a failed write says --------------------------------------------------------------
