@@ -17,6 +17,7 @@ from agent.cli.common import audit, find_snapshot, human_bytes, json_option, ope
 from agent.cli.progress import for_terminal
 from agent.engine.export import write_tar
 from agent.engine.restore import RestoreEngine
+from agent.engine.target import create_private_file
 from agent.errors import IntegrityError, RestoreTargetError, UsageError
 
 
@@ -40,20 +41,24 @@ def command(ctx: click.Context, snapshot, target, tar_path, keep_special_bits, r
     config, repo = open_repository(ctx, repo_name)
     snap = find_snapshot(repo, snapshot)
     if target:
-        if os.path.isdir(target) and os.listdir(target):
-            raise UsageError(f"--target {target} is not empty", hint="export into a new or empty folder")
-        document = RestoreEngine(repo, snap, target, keep_special_bits=keep_special_bits,
+        # Emptiness is checked on the folder opened (never through a link another user controls).
+        document = RestoreEngine(repo, snap, target, keep_special_bits=keep_special_bits, require_empty=True,
                                  progress=for_terminal(as_json)).run().as_dict()
         where = os.path.abspath(target)
     elif tar_path == "-":
         document = write_tar(repo, snap, sys.stdout.buffer, keep_special_bits=keep_special_bits).as_dict()
         where = "standard output"
     else:
-        if os.path.exists(tar_path):
-            raise UsageError(f"--tar {tar_path} already exists", hint="give a new file name")
         try:
-            # "x": O_CREAT | O_EXCL, which never follows a link planted at that name.
-            with open(tar_path, "xb") as handle:
+            # Mode 0600 (the practice's data, readable by no other local user), O_EXCL | O_NOFOLLOW
+            # relative to its folder, itself reached without following a link another user controls.
+            fd = create_private_file(os.fsencode(tar_path))
+        except FileExistsError:
+            raise UsageError(f"--tar {tar_path} already exists",
+                             hint="give a new file name (what is there, a link included, is never written through)"
+                             ) from None
+        try:
+            with os.fdopen(fd, "wb") as handle:
                 document = write_tar(repo, snap, handle, keep_special_bits=keep_special_bits).as_dict()
         except OSError as exc:
             raise RestoreTargetError(f"--tar {tar_path}: cannot be written ({exc.strerror})") from None

@@ -6,7 +6,9 @@ chunk is reported with the file's path and the restore exits non-zero, while eve
 other file is still restored.
 
 Nothing existing is overwritten unless asked: the plan is checked against the target
-before the first byte is written. Nothing found in the target is ever followed: every
+before the first byte is written. The target itself is reached from "/" without following
+a link another user controls (agent.engine.target.open_target). Nothing found in the
+target is ever followed: every
 write goes through agent.engine.target (folder descriptors, O_NOFOLLOW, O_EXCL), so a
 symbolic link planted in the target cannot make root write or chown outside it.
 Setuid, setgid and sticky bits are restored only with keep_special_bits.
@@ -110,6 +112,7 @@ class RestoreEngine:
         dry_run: bool = False,
         keep_special_bits: bool = False,
         expect_root: tuple[int, int] | None = None,
+        require_empty: bool = False,
         progress: Progress | None = None,
     ) -> None:
         self.repo = repo
@@ -125,6 +128,8 @@ class RestoreEngine:
         self.keep_special_bits = keep_special_bits
         # (st_dev, st_ino) the target folder must have (restore-test's fresh scratch folder).
         self.expect_root = expect_root
+        # export --target: into a new or empty folder only (checked on the folder opened).
+        self.require_empty = require_empty
         self.progress = progress or SilentProgress()
         self.report = RestoreReport()
         self._same_owner = os.geteuid() == 0
@@ -160,7 +165,8 @@ class RestoreEngine:
             for _path, node in plan:
                 self._count(node)
             return self.report
-        with TargetTree(self.target, overwrite=self.overwrite, expect=self.expect_root) as tree:
+        with TargetTree(self.target, overwrite=self.overwrite, expect=self.expect_root,
+                        require_empty=self.require_empty) as tree:
             self._refuse_existing(tree, plan)
             self._restore(tree, plan)
         self.report.duration_s = time.monotonic() - started

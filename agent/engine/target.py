@@ -18,8 +18,13 @@ What is in the way:
 - any entry where the snapshot has a file or link: removed by name with --overwrite
   (a non-empty folder is refused: restore never deletes a tree).
 
-The root itself is the path the operator typed: opening it may follow their links,
-nothing below it does. Folder descriptors are kept in a small LRU cache (a million
+The root itself is reached the same way, from "/" one name at a time (open_target): a
+symbolic link on the way is followed only when no other user controls it (owned by root
+or by us, in a folder only root or we can write to; in a sticky folder such as /tmp, only
+a link of ours or of the folder's owner, as the kernel's protected_symlinks). A link a
+local user planted at `--target /tmp/shared/restore` (-> /) is refused rather than
+followed by root. Folders missing on the way are made 0700 and stay so: until the
+snapshot's own modes are applied below it, nobody else may look in. Folder descriptors are kept in a small LRU cache (a million
 files restore in a few hundred folders' worth of descriptors, far below the fd limit).
 """
 
@@ -27,11 +32,12 @@ from __future__ import annotations
 
 import errno
 import os
+import pwd
 import stat
 import threading
 from collections import OrderedDict
 
-from agent.errors import RestoreTargetError
+from agent.errors import RestoreTargetError, UsageError
 
 # Folder descriptors kept open: the plan is depth-first, so a few dozen cover the path
 # being written and its neighbours; more would only cost descriptors.
@@ -43,16 +49,24 @@ SPECIAL_BITS = stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX
 _OVERWRITE_HINT = ("restore into an empty folder, or --overwrite to replace it (a link is removed itself, "
                    "never what it points to)")
 
-_TARGET_ERRNOS = {errno.ENOSPC: "the restore target is full",
-                  errno.EROFS: "the restore target is read-only",
-                  errno.EACCES: "the restore target is not writable",
-                  errno.EPERM: "the restore target is not writable",
-                  errno.EDQUOT: "the disk quota of the restore target is exhausted"}
+_CHANGED = ("the restore target changed while restoring",
+            "another program or user is writing there: restore into a folder only you can write")
+_NOT_WRITABLE = ("the restore target is not writable",
+                 "check the owner and permissions of that folder, or choose another --target")
+# What went wrong, and what to do about it, per errno: a race is not a full disk.
+_TARGET_ERRNOS = {errno.ENOSPC: ("the restore target is full", "free some space or choose another --target"),
+                  errno.EDQUOT: ("the disk quota of the restore target is exhausted",
+                                 "free some space or choose another --target"),
+                  errno.EROFS: ("the restore target is read-only",
+                                "remount it read-write or choose another --target"),
+                  errno.EACCES: _NOT_WRITABLE, errno.EPERM: _NOT_WRITABLE,
+                  errno.EEXIST: _CHANGED, errno.ENOENT: _CHANGED, errno.ELOOP: _CHANGED, errno.ENOTDIR: _CHANGED}
 
 
 def target_error(exc: OSError, where: str) -> RestoreTargetError:
-    reason = _TARGET_ERRNOS.get(exc.errno, f"cannot write to the restore target ({exc.strerror})")
-    return RestoreTargetError(f"{reason}: {where}")
+    reason, hint = _TARGET_ERRNOS.get(exc.errno, (f"cannot write to the restore target ({exc.strerror})",
+                                                  "check the restore target, or choose another --target"))
+    return RestoreTargetError(f"{reason}: {where}", hint=hint)
 
 
 def permissions(mode: int, *, keep_special_bits: bool) -> int:
@@ -86,6 +100,144 @@ def _show(rel: bytes) -> str:
     return os.fsdecode(rel)
 
 
+# ---- reaching the target from "/" ---------------------------------------------------------
+
+MAX_LINKS = 40  # as the kernel's path walk: a loop of links ends here
+_LINK_HINT = "give a --target path without a link another user controls"
+
+
+def _who(uid: int) -> str:
+    try:
+        return f"uid {uid} ({pwd.getpwuid(uid).pw_name})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+def _untrusted(folder: os.stat_result, link: os.stat_result) -> str | None:
+    """Why a link must not be followed (another user controls it), or None.
+
+    Trusted: owned by root or by us, in a folder owned by root or by us that nobody else
+    can write to, so nobody else can swap it between the look and the follow. In a sticky
+    folder others may write to (/tmp), nobody else can remove or rename our entries, and
+    the kernel's protected_symlinks rule applies: the link is ours or the folder owner's."""
+    me = os.geteuid()
+    if link.st_uid not in (0, me):
+        return f"a symbolic link owned by {_who(link.st_uid)}"
+    if folder.st_uid not in (0, me):
+        return f"a symbolic link in a folder owned by {_who(folder.st_uid)}"
+    if folder.st_mode & 0o022:
+        if not folder.st_mode & stat.S_ISVTX:
+            return f"a symbolic link in a folder other users can write to (mode {stat.S_IMODE(folder.st_mode):04o})"
+        if link.st_uid not in (me, folder.st_uid):
+            return f"a symbolic link owned by {_who(link.st_uid)} in a sticky folder others can write to"
+    return None
+
+
+def _join(walked: bytes, name: bytes) -> str:
+    return os.fsdecode(walked.rstrip(b"/") + b"/" + name)
+
+
+def _step(fd: int, name: bytes, walked: bytes, *, create: bool) -> int | bytes:
+    """The folder `name` below `fd`, opened without following (an fd), or, for a link we
+    may follow, its content (bytes). Made 0700 if missing and `create`."""
+    where = _join(walked, name)
+    for _attempt in range(3):  # a name made or removed meanwhile is looked at again, a few times
+        try:
+            return os.open(name, _DIR_FLAGS, dir_fd=fd)
+        except FileNotFoundError:
+            if not create:
+                raise RestoreTargetError(f"{where} does not exist", hint="give an existing folder") from None
+            try:
+                os.mkdir(name, 0o700, dir_fd=fd)
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise target_error(exc, where) from None
+            try:
+                made = os.open(name, _DIR_FLAGS, dir_fd=fd)
+            except OSError:
+                continue  # swapped for something else at once: looked at again, never followed
+            if os.fstat(made).st_uid != os.geteuid():  # another user's folder swapped in for ours
+                os.close(made)
+                raise Replaced(os.fsencode(where))
+            return made
+        except OSError as exc:
+            if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                raise target_error(exc, where) from None
+            try:
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if not stat.S_ISLNK(st.st_mode):
+                raise RestoreTargetError(f"{where} is {_kind(st)}, not a folder",
+                                         hint="choose a folder for --target") from None
+            why = _untrusted(os.fstat(fd), st)
+            if why is not None:
+                raise RestoreTargetError(f"{where} is {why}; it was not followed", hint=_LINK_HINT) from None
+            return os.readlink(name, dir_fd=fd)
+    raise RestoreTargetError(f"{where} keeps changing while it is opened", hint=_CHANGED[1])
+
+
+def open_target(path: bytes, *, create: bool) -> int:
+    """A descriptor of folder `path`, reached from "/" one name at a time, never through a
+    link another user controls (see _untrusted); missing folders are made 0700 when
+    `create`. RestoreTargetError names the first name refused and who owns it."""
+    fd = os.open(b"/", _DIR_FLAGS)
+    walked = b"/"  # the real path of `fd`, for messages
+    pending = [part for part in os.fsencode(path).split(b"/") if part][::-1]  # next name last
+    links = 0
+    try:
+        while pending:
+            name = pending.pop()
+            if name == b".":
+                continue
+            if name == b"..":  # the real parent of where we are (a link's ".." means that too)
+                step: int | bytes = os.open(b"..", _DIR_FLAGS, dir_fd=fd)
+                walked = os.path.dirname(walked.rstrip(b"/")) or b"/"
+            else:
+                step = _step(fd, name, walked, create=create)
+            if isinstance(step, bytes):  # a link we may follow: its content replaces its name
+                links += 1
+                if links > MAX_LINKS:
+                    raise RestoreTargetError(f"{_join(walked, name)}: too many levels of symbolic links",
+                                             hint="choose a folder for --target")
+                pending.extend(part for part in reversed(step.split(b"/")) if part)
+                if step.startswith(b"/"):
+                    os.close(fd)
+                    fd = os.open(b"/", _DIR_FLAGS)
+                    walked = b"/"
+                continue
+            os.close(fd)
+            fd = step
+            if name != b"..":
+                walked = walked.rstrip(b"/") + b"/" + name
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def create_private_file(path: bytes) -> int:
+    """A new file at `path`, mode 0600 whatever the umask (an export of patient data is the
+    operator's alone), its folder reached by open_target (never created), the file made
+    O_CREAT | O_EXCL | O_NOFOLLOW relative to it. FileExistsError if anything, a link
+    included, is at that name: nothing is ever written through it."""
+    path = os.fsencode(path)
+    head, name = os.path.split(os.path.abspath(path))
+    if not name or path.endswith(b"/"):
+        raise UsageError(f"{_show(path)} is a folder, not a file name", hint="give a new file name")
+    parent = open_target(head, create=False)
+    try:
+        return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                       dir_fd=parent)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        raise target_error(exc, _show(path)) from None
+    finally:
+        os.close(parent)
+
+
 class Replaced(RestoreTargetError):
     """An entry this restore created is no longer the one at its name: someone swapped it
     (for a link, another file) meanwhile. Nothing is written through it."""
@@ -102,29 +254,25 @@ class TargetTree:
     Thread-safe: the descriptor cache is used under one lock, and each call returns or
     closes its own descriptors before releasing it."""
 
-    def __init__(self, root: bytes, *, overwrite: bool, expect: tuple[int, int] | None = None) -> None:
+    def __init__(self, root: bytes, *, overwrite: bool, expect: tuple[int, int] | None = None,
+                 require_empty: bool = False) -> None:
         self.root = root
         self.overwrite = overwrite
         self._lock = threading.Lock()
         self._cache: OrderedDict[bytes, tuple[int, int]] = OrderedDict()  # rel -> (fd, st_dev)
         where = _show(root)
-        try:
-            os.makedirs(root, exist_ok=True)  # the operator's own path: their links are theirs
-            self._root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except NotADirectoryError:
-            raise RestoreTargetError(f"the restore target {where} is not a folder",
-                                     hint="choose a folder for --target") from None
-        except FileExistsError:
-            raise RestoreTargetError(f"the restore target {where} is not a folder",
-                                     hint="choose a folder for --target") from None
-        except OSError as exc:
-            raise target_error(exc, where) from None
+        # Reached from "/" without following a link another user controls (a link planted
+        # at the target's name must not make root restore over / or into their choice).
+        self._root_fd = open_target(root, create=True)
         st = os.fstat(self._root_fd)
         self._root_dev = st.st_dev
         if expect is not None and (st.st_dev, st.st_ino) != expect:
             os.close(self._root_fd)
             raise RestoreTargetError(f"the restore target {where} was replaced before the restore began",
                                      hint="someone else writes in the parent folder; choose a private one")
+        if require_empty and os.listdir(self._root_fd):
+            os.close(self._root_fd)
+            raise UsageError(f"--target {where} is not empty", hint="export into a new or empty folder")
 
     def close(self) -> None:
         with self._lock:

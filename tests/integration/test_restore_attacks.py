@@ -7,7 +7,9 @@ symbolic link to a root-owned file, a hard link to a root-owned file, or a FIFO.
 --overwrite or --resume it replaces the planted entry by name. Either way nothing outside
 the target changes: a before/after listing (type, owner, mode, content) proves it.
 Also: two snapshots made with a stolen key (a link, then a folder of the same name)
-restored one after the other, special bits, and export/recover/restore-test the same.
+restored one after the other, special bits, and export/recover/restore-test the same; a
+link the user plants at (or on the way to) the --target path itself, for restore, recover,
+export --target and export --tar; and the modes of what restore and export create.
 """
 
 from __future__ import annotations
@@ -188,8 +190,7 @@ def test_export_into_a_folder_and_restore_test_follow_no_link_either(tmp_path, o
     before = listing(outside)
     tar = tmp_path / "export.tar"
     tar.symlink_to(outside / "cron.d" / "new")  # dangling: would be created through the link
-    result = bk.run("export", "--tar", str(tar))
-    assert result.returncode == 15 and "Traceback" not in result.stderr, str(result)
+    assert_error(bk.run("export", "--tar", str(tar)), 2, "already exists", "never written through")
     assert not (outside / "cron.d" / "new").exists()
     # export --target refuses a non-empty folder; the walk itself is restore's (tested above).
     target = tmp_path / "out"
@@ -240,17 +241,23 @@ def test_special_bits_in_a_tar_export_only_on_request(special, tmp_path):
         assert {key: modes[key] for key in SPECIAL} == expected
 
 
-def test_special_bits_with_recover_restore(special, tmp_path):
+def _recover(bk: Backupctl, tmp_path: Path, target: Path, *flags: str) -> subprocess.CompletedProcess:
+    """`recover --restore latest --target TARGET` with the recovery code read off the paper sheet."""
     sheet = tmp_path / "fiche.html"
-    special.ok("key", "export", "--paper", str(sheet))
+    if not sheet.exists():
+        bk.ok("key", "export", "--paper", str(sheet))
     page = sheet.read_text(encoding="utf-8")
     rows = re.findall(r'<td class="number">(\d+)</td><td>([A-Z2-7 ]+)</td><td class="check">([A-Z2-7]{2})</td>', page)
     code = "\n".join(f"{groups}  {check}" for _n, groups, check in rows) + "\n"
     env = {**base_env(passphrase=None), "BACKUPCTL_STATE_DIR": str(tmp_path / "state-b")}
+    return subprocess.run([sys.executable, "-m", "agent", "recover", "--url", f"file://{bk.repo}",
+                           "--restore", "latest", "--target", str(target), *flags],
+                          input=code, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+
+
+def test_special_bits_with_recover_restore(special, tmp_path):
     for folder, flags, expected in (("plain", [], STRIPPED), ("system", ["--keep-special-bits"], SPECIAL)):
-        result = subprocess.run([sys.executable, "-m", "agent", "recover", "--url", f"file://{special.repo}",
-                                 "--restore", "latest", "--target", str(tmp_path / folder), *flags],
-                                input=code, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+        result = _recover(special, tmp_path, tmp_path / folder, *flags)
         assert result.returncode == 0, result.stderr
         assert _modes(special.restored(tmp_path / folder)) == expected
     shutil.rmtree(tmp_path / "plain")
@@ -282,3 +289,131 @@ def test_resume_never_adopts_a_file_the_local_user_planted_with_the_right_conten
         assert where.read_text() == NOTE
     finally:
         os.close(held)
+
+
+# ---- the --target path itself ------------------------------------------------------------
+
+
+@pytest.fixture
+def shared(tmp_path: Path) -> Path:
+    """A folder the unprivileged user owns (a practice's shared folder), and root's own
+    folder `victimroot` (standing in for / or /etc) next to it."""
+    (tmp_path / "victimroot").mkdir(mode=0o755)
+    write(tmp_path / "victimroot" / "existing", "root's own file\n")
+    folder = tmp_path / "shared"
+    folder.mkdir(mode=0o755)
+    os.chown(folder, NOBODY, NOBODY)
+    return folder
+
+
+def _plant_as_user(link: Path, to: Path) -> None:
+    """As uid 65534 would with `ln -s` (pytest's folders are root's 0700, out of its reach)."""
+    link.symlink_to(to)
+    os.lchown(link, NOBODY, NOBODY)
+
+
+def _run_at(bk: Backupctl, tmp_path: Path, command: str, where: Path, *flags: str):
+    if command == "recover":
+        return _recover(bk, tmp_path, where, *flags)
+    args = {"restore": ["restore", "latest", "--target"], "export": ["export", "--target"],
+            "export-tar": ["export", "--tar"]}[command]
+    return bk.run(*args, str(where), *flags, timeout=300)
+
+
+@pytest.mark.parametrize("last", [True, False], ids=["last-component", "intermediate-component"])
+@pytest.mark.parametrize("command, flags", [("restore", []), ("restore", ["--overwrite"]), ("recover", []),
+                                            ("export", []), ("export-tar", [])])
+def test_a_target_link_planted_by_another_user_is_refused(world, tmp_path, shared, command, flags, last):
+    """uid 65534 plants shared/restauration -> victimroot (root's); root restores (recovers,
+    exports) to shared/restauration (or to a path below it): refused in one line naming the
+    link and its owner, exit 15, and nothing written in victimroot."""
+    victimroot = tmp_path / "victimroot"
+    _plant_as_user(shared / "restauration", victimroot)
+    where = shared / "restauration"
+    if not last:
+        where = where / "2026" / ("cabinet.tar" if command == "export-tar" else "dossier")
+    elif command == "export-tar":
+        where = where / "cabinet.tar"
+    before = listing(victimroot)
+    result = _run_at(world, tmp_path, command, where, *flags)
+    if command == "recover":  # recover prints its progress before the restore: the error is the last line
+        assert_error(result, 15, f"{shared / 'restauration'} is a symbolic link owned by uid {NOBODY}",
+                     "not followed", "without a link another user controls", only_line=False)
+    else:
+        assert_error(result, 15, f"{shared / 'restauration'} is a symbolic link owned by uid {NOBODY}",
+                     "not followed", "give a --target path without a link another user controls")
+    assert listing(victimroot) == before
+
+
+@pytest.mark.parametrize("folder_mode", [0o777, 0o775])
+def test_our_own_link_in_a_folder_others_can_write_is_refused(world, tmp_path, folder_mode):
+    """A root-owned link in a folder others may write to (not sticky) could be swapped
+    between the look and the follow: refused too."""
+    (tmp_path / "victimroot").mkdir()
+    folder = tmp_path / "open"
+    folder.mkdir()
+    os.chmod(folder, folder_mode)
+    (folder / "restauration").symlink_to(tmp_path / "victimroot")
+    result = world.run("restore", "latest", "--target", str(folder / "restauration"))
+    assert_error(result, 15, f"{folder / 'restauration'} is a symbolic link in a folder other users can write to",
+                 f"{folder_mode:04o}")
+    assert list((tmp_path / "victimroot").iterdir()) == []
+
+
+def test_a_target_under_a_root_link_or_the_operators_own_link_is_restored(world, tmp_path):
+    """What must keep working: /var/run -> /run (root's link in root's folder), a link of
+    the operator's in a folder of theirs, and root's link in a sticky folder (like /tmp)."""
+    run_target = Path("/var/run") / f"backupctl-test-{os.getpid()}" / "restauration"
+    assert Path("/var/run").is_symlink() and Path("/var/run").lstat().st_uid == 0
+    try:
+        world.ok("restore", "latest", "--target", str(run_target))
+        assert tree_digests(world.restored(Path("/run") / run_target.relative_to("/var/run"))) == \
+            tree_digests(world.src)
+    finally:
+        shutil.rmtree(run_target.parent, ignore_errors=True)
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "mine").symlink_to("real")  # relative, in the operator's own 0755 folder
+    world.ok("restore", "latest", "--target", str(tmp_path / "mine" / "sub"))
+    assert tree_digests(world.restored(real / "sub")) == tree_digests(world.src)
+    sticky = tmp_path / "sticky"
+    sticky.mkdir()
+    os.chmod(sticky, 0o1777)
+    (sticky / "to-real").symlink_to(real)
+    world.ok("restore", "latest", "--target", str(sticky / "to-real" / "other"))
+    assert tree_digests(world.restored(real / "other")) == tree_digests(world.src)
+
+
+def test_another_users_link_in_a_sticky_folder_is_refused(world, tmp_path):
+    """In a sticky world-writable folder like /tmp, uid 65534's link is theirs, not ours
+    (the kernel's protected_symlinks would refuse it to root as well)."""
+    (tmp_path / "victimroot").mkdir()
+    sticky = tmp_path / "sticky"
+    sticky.mkdir()
+    os.chmod(sticky, 0o1777)
+    _plant_as_user(sticky / "restauration", tmp_path / "victimroot")
+    result = world.run("restore", "latest", "--target", str(sticky / "restauration"))
+    assert_error(result, 15, f"owned by uid {NOBODY}", "not followed")
+    assert list((tmp_path / "victimroot").iterdir()) == []
+
+
+def test_a_target_folder_made_by_restore_is_private(world, tmp_path):
+    """The folders restore makes for --target (and on the way to it) are 0700, whatever the
+    umask, and stay so: the snapshot's modes apply below them, and until then (and after)
+    no other user lists the restored patient files."""
+    target = tmp_path / "new" / "restauration"
+    world.ok("restore", "latest", "--target", str(target))
+    for folder in (tmp_path / "new", target):
+        st = folder.lstat()
+        assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o700), folder
+    assert tree_digests(world.restored(target)) == tree_digests(world.src)
+
+
+def test_a_tar_export_is_readable_by_its_owner_only(world, tmp_path):
+    """An export of every patient file must not be 0644 under the usual umask 022."""
+    tar = tmp_path / "cabinet.tar"
+    world.ok("export", "--tar", str(tar))
+    st = tar.lstat()
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o600)
+    with tarfile.open(tar) as archive:
+        assert any(member.name.endswith("note.txt") for member in archive.getmembers())

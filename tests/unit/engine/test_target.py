@@ -5,6 +5,7 @@ snapshot whose tree names the same subtree many times is refused while planning.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import hashlib
 import os
 import stat
@@ -19,8 +20,8 @@ from agent.engine.export import write_tar
 from agent.engine.progress import SilentProgress
 from agent.engine.restore import RestoreEngine
 from agent.engine.restore_files import ContentRestorer, FileTarget
-from agent.engine.target import TargetTree, permissions
-from agent.errors import IntegrityError, RestoreTargetError
+from agent.engine.target import TargetTree, create_private_file, open_target, permissions, target_error
+from agent.errors import IntegrityError, RestoreTargetError, UsageError
 from agent.repo.pack import BLOB_DATA, BLOB_TREE
 from agent.repo.repository import Repository
 from agent.repo.snapshot import Snapshot
@@ -476,3 +477,133 @@ def test_folder_metadata_is_never_set_on_a_folder_swapped_in_after_creation(tmp_
             tree.set_dir_metadata(b"d", ino, uid=0, gid=0, mode=0o4777, mtime_ns=10**18)
     st = os.stat(target / "d")
     assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (65534, 0o700)
+
+
+# ---- reaching the target root from "/" ----------------------------------------------------
+
+NOBODY = 65534
+root_only = pytest.mark.skipif(os.geteuid() != 0, reason="links owned by another user need root to make")
+
+
+def _real(fd: int) -> str:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)
+
+
+@root_only
+def test_open_target_refuses_another_users_link_at_any_component_and_makes_nothing(tmp_path, victim):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chown(shared, NOBODY, NOBODY)
+    (shared / "to-victim").symlink_to(victim)
+    os.lchown(shared / "to-victim", NOBODY, NOBODY)
+    before = _listing(victim)
+    for path in (shared / "to-victim", shared / "to-victim" / "a" / "b"):
+        with pytest.raises(RestoreTargetError, match=f"{shared / 'to-victim'} is a symbolic link owned by uid "
+                                                     f"{NOBODY}.*not followed") as caught:
+            open_target(os.fsencode(path), create=True)
+        assert caught.value.hint == "give a --target path without a link another user controls"
+    assert _listing(victim) == before
+
+
+@root_only
+def test_open_target_refuses_roots_link_in_a_folder_another_user_owns(tmp_path, victim):
+    """That user could swap it for a link of theirs between the look and the follow."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chown(shared, NOBODY, NOBODY)
+    (shared / "to-victim").symlink_to(victim)
+    with pytest.raises(RestoreTargetError, match=f"in a folder owned by uid {NOBODY}"):
+        open_target(os.fsencode(shared / "to-victim"), create=True)
+
+
+def test_open_target_follows_trusted_links_relative_absolute_and_dotdot(tmp_path):
+    (tmp_path / "real" / "inner").mkdir(parents=True)
+    (tmp_path / "abs").symlink_to(tmp_path / "real")
+    (tmp_path / "real" / "up").symlink_to("../real/inner")
+    assert _real(open_target(os.fsencode(tmp_path / "abs" / "up"), create=False)) == str(tmp_path / "real" / "inner")
+    assert _real(open_target(os.fsencode(tmp_path / "abs" / "up" / ".." / "made"), create=True)) == \
+        str(tmp_path / "real" / "made")
+
+
+def test_open_target_refuses_a_loop_a_file_and_a_missing_folder_without_creating(tmp_path):
+    (tmp_path / "loop").symlink_to("loop")
+    with pytest.raises(RestoreTargetError, match="too many levels of symbolic links"):
+        open_target(os.fsencode(tmp_path / "loop"), create=True)
+    (tmp_path / "file").write_bytes(b"x")
+    with pytest.raises(RestoreTargetError, match=f"{tmp_path / 'file'} is a file, not a folder"):
+        open_target(os.fsencode(tmp_path / "file" / "sub"), create=True)
+    with pytest.raises(RestoreTargetError, match="does not exist"):
+        open_target(os.fsencode(tmp_path / "missing" / "sub"), create=False)
+    assert not (tmp_path / "missing").exists()
+
+
+def test_folders_made_on_the_way_to_the_target_are_private_whatever_the_umask(tmp_path):
+    old = os.umask(0)
+    try:
+        os.close(open_target(os.fsencode(tmp_path / "a" / "b"), create=True))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a").stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "a" / "b").stat().st_mode) == 0o700
+
+
+def test_a_private_file_is_0600_whatever_the_umask_and_never_made_through_a_link(tmp_path, victim):
+    old = os.umask(0)
+    try:
+        fd = create_private_file(os.fsencode(tmp_path / "cabinet.tar"))
+    finally:
+        os.umask(old)
+    os.close(fd)
+    assert stat.S_IMODE((tmp_path / "cabinet.tar").stat().st_mode) == 0o600
+    (tmp_path / "planted.tar").symlink_to(victim / "new.tar")
+    with pytest.raises(FileExistsError):
+        create_private_file(os.fsencode(tmp_path / "planted.tar"))
+    assert not (victim / "new.tar").exists()
+    with pytest.raises(UsageError, match="not a file name"):
+        create_private_file(os.fsencode(str(tmp_path) + "/"))
+
+
+# ---- what a failed write says --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("code, says, advice", [
+    (errno.ENOSPC, "the restore target is full", "free some space"),
+    (errno.EDQUOT, "quota", "free some space"),
+    (errno.EROFS, "read-only", "read-write"),
+    (errno.EACCES, "not writable", "permissions"),
+    (errno.EPERM, "not writable", "permissions"),
+    (errno.EEXIST, "changed while restoring", "restore into a folder only you can write"),
+    (errno.ENOENT, "changed while restoring", "restore into a folder only you can write"),
+    (errno.ELOOP, "changed while restoring", "restore into a folder only you can write"),
+    (errno.ENOTDIR, "changed while restoring", "restore into a folder only you can write"),
+])
+def test_a_failed_write_says_what_happened_and_what_to_do_per_errno(code, says, advice):
+    error = target_error(OSError(code, os.strerror(code)), "tmp/atk")
+    assert says in str(error) and "tmp/atk" in str(error)
+    assert advice in error.hint
+    if code not in (errno.ENOSPC, errno.EDQUOT):
+        assert "space" not in error.hint  # a race or a permission is not a full disk
+
+
+def test_a_restore_racing_another_writer_says_so_not_free_some_space(repo, tmp_path, monkeypatch):
+    """Another program makes the file's name between the plan and the create (EEXIST): the
+    restore ends with the race's advice, not "free some space"."""
+    chunk, _ = repo.store_blob(BLOB_DATA, CONTENT)
+    snapshot = _snapshot(repo, [_dir_node(repo, b"dossier", [_file_node(b"note.txt", chunk, CONTENT)])])
+    real_open = os.open
+
+    def racing(path, flags, *args, **kwargs):
+        if path == b"note.txt" and flags & os.O_CREAT:
+            with open(tmp_path / "target" / "dossier" / "note.txt", "wb"):  # the other writer, just in time
+                pass
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", racing)
+    with pytest.raises(RestoreTargetError) as caught:
+        RestoreEngine(repo, snapshot, str(tmp_path / "target")).run()
+    assert str(caught.value) == "the restore target changed while restoring: dossier/note.txt"
+    assert caught.value.hint == ("another program or user is writing there: restore into a folder only you "
+                                 "can write")
