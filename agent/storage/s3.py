@@ -36,7 +36,7 @@ import botocore.exceptions
 from botocore.config import Config as BotoConfig
 
 from agent import clock
-from agent.errors import (ClockSkewError, ConfigError, ObjectLocked, ObjectNotFound, StorageError,
+from agent.errors import (ClockSkewError, ConfigError, ForeignObject, ObjectLocked, ObjectNotFound, StorageError,
                           TransientStorageError)
 from agent.storage.base import ObjectInfo
 from agent.storage.clock_skew import CLOCK_SKEW_HINT, describe_skew, skew_from_date
@@ -266,10 +266,21 @@ class S3Storage:
         except ObjectNotFound:
             return False
 
-    def read(self, name: str) -> bytes:
+    def read(self, name: str, *, max_size: int | None = None) -> bytes:
         response = self._call("reading", name, self.client.get_object, Bucket=self.bucket, Key=self._key(name))
+        body = response["Body"]
         try:
-            return response["Body"].read()
+            if max_size is None:
+                return body.read()
+            # The announced length is checked before the body is read, and the body is read
+            # no further than one byte past the bound whatever was announced.
+            announced = int(response.get("ContentLength") or 0)
+            data = body.read(max_size + 1) if announced <= max_size else b""
+            if announced > max_size or len(data) > max_size:
+                body.close()
+                raise ForeignObject(f"{self.where}: object {name} is {max(announced, len(data))} bytes, "
+                                    f"more than any such object ({max_size}): not read")
+            return data
         except (botocore.exceptions.BotoCoreError, OSError) as exc:
             raise TransientStorageError(f"{self.where}: connection lost while reading {name}") from exc
 
