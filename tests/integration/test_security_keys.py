@@ -29,7 +29,7 @@ def _plant(repo: Path, repository_id: str, numbers: range, params: tuple[int, in
             "created": "2026-01-01T00:00:00+00:00", "host": "planted",
             "kdf": {"algorithm": "argon2id", "version": 19, "memory_kib": params[0], "iterations": params[1],
                     "parallelism": 1, "salt": base64.b64encode(os.urandom(16)).decode()},
-            "wrapped_master_key": base64.b64encode(os.urandom(74)).decode(),
+            "wrapped_master_key": base64.b64encode(b"\x01\x01" + os.urandom(72)).decode(),
         }
         (repo / "keys" / key_id).write_text(json.dumps(document))
 

@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from agent.errors import ObjectNotFound, StorageError
+from agent.errors import ForeignObject, ObjectNotFound, StorageError
 from agent.storage.base import ObjectInfo, Storage
 from agent.storage.local import LocalStorage
 from agent.storage.memory import MemoryStorage
@@ -89,6 +89,18 @@ def test_round_trip_sizes(storage, size):
     storage.write(PACK, data)
     assert storage.read(PACK) == data
     assert storage.stat(PACK) == ObjectInfo(PACK, size)
+
+
+def test_read_with_max_size_refuses_a_larger_object_naming_it(storage):
+    """An object larger than its kind allows (a planted junk index file, key file) is
+    refused by every backend, with its name, and is not returned (docs/SECURITY.md 4)."""
+    data = os.urandom(64 * 1024)
+    storage.write(SNAPSHOT, data)
+    assert storage.read(SNAPSHOT, max_size=len(data)) == data
+    with pytest.raises(ForeignObject, match=f"object {SNAPSHOT} .*{len(data)} bytes, more than any such object"):
+        storage.read(SNAPSHOT, max_size=len(data) - 1)
+    with pytest.raises(ObjectNotFound):
+        storage.read("snapshots/absent", max_size=10)
 
 
 def test_write_accepts_bytes_like(storage):
