@@ -80,9 +80,9 @@ MAX_SNAPSHOT_SIZE = 16 * 1024 * 1024  # paths, tags, excludes and a summary: KiB
 MAX_REPORT_SIZE = 64 * 1024 * 1024    # a restore-test report with its HTML (tens of KiB)
 # An index file lists 45 bytes per blob. Backup writes one per PACKS_PER_INDEX packs and
 # prune splits a complete index at PACKS_PER_INDEX_FILE packs and at
-# MAX_INDEX_ENTRIES_PER_FILE blobs, so no file the writer makes exceeds about
-# 8 packs x 16 MiB / 42-byte smallest envelope x 45 bytes = 144 MB even at the absurd limit
-# of packs full of empty blobs (a real one: 16 packs of 1 MiB chunks, under 1 KiB). The cap
+# MAX_INDEX_ENTRIES_PER_FILE blobs, so the largest file the writer can make is
+# 8 packs x (16 MiB / 43-byte smallest envelope) x 45 bytes = under 150 MB even at the absurd
+# limit of packs full of empty blobs (a real one: 8 packs of ~16 chunks, about 6 KB). The cap
 # is well above that; a legitimate file near it would hold ~6 million blobs, which the agent
 # could not keep in memory under MemoryMax anyway. docs/FORMAT.md section 8.
 MAX_INDEX_ENTRIES_PER_FILE = 1_000_000
