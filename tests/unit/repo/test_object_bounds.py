@@ -159,3 +159,27 @@ def test_prune_never_writes_an_index_file_of_more_blobs_than_the_bound(tmp_path,
     sizes = [sum(len(entries) for entries in repo.read_index_file(index_id)[0].values()) for index_id in written]
     assert sizes == [5, 5, 2]
     assert max(info.size for info in storage.list(layout.INDEX_PREFIX)) < repository_module.MAX_INDEX_FILE_SIZE
+
+
+def test_fifos_under_keys_locks_and_reports_are_named_never_waited_for(stored):
+    """The other prefixes read whole: a FIFO under keys/ is a refused key file (the real key
+    opens, `key list` leaves it out), one under locks/ an unreadable lock (named, and taken
+    as held, as any lock that cannot be read), one under reports/ a named unreadable report."""
+    from agent.repo import lock
+    from agent.reports import store
+
+    root, _chunk_id = stored
+    planted = [root / "keys" / ("0" * 32), root / "locks" / ("0" * 32), root / "reports" / ("0" * 32)]
+    for path in planted:
+        path.parent.mkdir(exist_ok=True)
+        os.mkfifo(path)
+    try:
+        repo = _within_deadline(lambda: _open(root))
+        assert len(_within_deadline(repo.list_keys)) == 1
+        locks = _within_deadline(lambda: lock.list_locks(repo))
+        assert [info.operation for info in locks if "is a FIFO" in info.operation], locks
+        _documents, problems = _within_deadline(lambda: store.past_tests(repo))
+        assert [p for p in problems if "is a FIFO" in p], problems
+    finally:
+        for path in planted:
+            _unblock(path)
