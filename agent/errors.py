@@ -100,6 +100,14 @@ class IntegrityError(BackupctlError):
     hint = "run `backupctl check --read-data` to list everything affected"
 
 
+class ForeignObject(IntegrityError):
+    """An object backupctl cannot have written: not a regular file (a FIFO, a device, a link,
+    a folder where a file belongs) or larger than any object of its kind. It is refused
+    unread, so a planted one cannot hang, exhaust memory or crash a command (docs/SECURITY.md 4)."""
+
+    hint = "someone or something put it there: `backupctl check` lists the others; keep it for inquiry"
+
+
 class StorageError(BackupctlError):
     exit_code = 14
     hint = "check that the storage is reachable, mounted and writable"

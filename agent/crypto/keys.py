@@ -29,6 +29,15 @@ _WRAP_AAD_PREFIX = b"backupctl key v1\x00"
 # machine's after `recover --add-key`): 8 leaves room, and the key that opened last time
 # on this machine is tried first anyway, so planted files cost a machine in use nothing.
 MAX_KEY_FILES_TRIED = 8
+# A key file is about 500 bytes (JSON: two hex ids, a date, a host name of at most 255
+# bytes, the KDF parameters, a 16-byte salt and a 74-byte wrapped key, in base64). A
+# larger object under keys/ is not a key file: it is refused from its listed size, never
+# read, and costs no derivation (a planted 400 MB one cost 1.27 GB of memory).
+MAX_KEY_FILE_SIZE = 8 * 1024
+# Repository and key ids: 16 random bytes, written as 32 hex digits (init, media init, key add).
+ID_SIZE = 16
+# The wrapped master key: the envelope of a 32-byte secret (docs/FORMAT.md 3.1).
+WRAPPED_KEY_SIZE = aead.OVERHEAD + 32
 
 
 @dataclass(frozen=True)
@@ -126,10 +135,11 @@ class KeyFile:
             doc = json.loads(raw)
         except (ValueError, UnicodeDecodeError, RecursionError):
             raise KeyFileError(f"key file {name} is not valid JSON") from None
-        if not isinstance(doc, dict) or doc.get("version") != KEY_FILE_VERSION:
+        if not isinstance(doc, dict) or type(doc.get("version")) is not int or doc["version"] != KEY_FILE_VERSION:
             raise KeyFileError(f"key file {name} has an unknown version")
         kdf = doc.get("kdf")
-        if not isinstance(kdf, dict) or kdf.get("algorithm") != "argon2id" or kdf.get("version") != 19:
+        if (not isinstance(kdf, dict) or kdf.get("algorithm") != "argon2id"
+                or type(kdf.get("version")) is not int or kdf["version"] != 19):
             raise KeyFileError(f"key file {name} does not use Argon2id version 19")
         try:
             repository_id = bytes.fromhex(doc["repository_id"])
@@ -142,14 +152,30 @@ class KeyFile:
             parallelism=kdf.get("parallelism"),
         )
         params.validate()
+        # Everything derive_key and unwrap would refuse is refused here, before Argon2id
+        # runs: a file that cannot open anything must not count as a tried key file
+        # (Repository.open stops after MAX_KEY_FILES_TRIED of those).
+        salt = _unb64(kdf.get("salt"), "kdf.salt")
+        if len(salt) != SALT_SIZE:
+            raise KeyFileError(f"key file {name} has a {len(salt)}-byte salt, expected {SALT_SIZE}")
+        wrapped = _unb64(doc.get("wrapped_master_key"), "wrapped_master_key")
+        if (len(wrapped) != WRAPPED_KEY_SIZE or wrapped[0] != aead.ENVELOPE_VERSION
+                or aead.envelope_cipher(wrapped) != KEY_WRAP_CIPHER):
+            raise KeyFileError(f"key file {name} does not hold a wrapped master key "
+                               f"({len(wrapped)} bytes, expected {WRAPPED_KEY_SIZE} with {KEY_WRAP_CIPHER})")
+        if len(repository_id) != ID_SIZE or len(key_id) != ID_SIZE:
+            raise KeyFileError(f"key file {name} has no valid repository_id/key_id")
+        created, host = doc.get("created", ""), doc.get("host", "")
+        if not isinstance(created, str) or not isinstance(host, str):
+            raise KeyFileError(f"key file {name}: created and host must be strings")
         return cls(
             repository_id=repository_id,
             key_id=key_id,
             params=params,
-            salt=_unb64(kdf.get("salt"), "kdf.salt"),
-            wrapped=_unb64(doc.get("wrapped_master_key"), "wrapped_master_key"),
-            created=str(doc.get("created", "")),
-            host=str(doc.get("host", "")),
+            salt=salt,
+            wrapped=wrapped,
+            created=created,
+            host=host,
         )
 
     def unwrap(self, passphrase: bytes) -> MasterKey:

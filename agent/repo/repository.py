@@ -14,13 +14,15 @@ import os
 import socket
 import threading
 from dataclasses import dataclass
-from typing import Iterable
+from itertools import chain as _chain
+from typing import Iterable, Iterator
 
 from agent import clock
 from agent.crypto import aead, ids
 from agent.crypto.kdf import KdfParams
-from agent.crypto.keys import MAX_KEY_FILES_TRIED, KeyFile, MasterKey, wrap_master_key
+from agent.crypto.keys import MAX_KEY_FILE_SIZE, MAX_KEY_FILES_TRIED, KeyFile, MasterKey, wrap_master_key
 from agent.errors import (
+    ForeignObject,
     IntegrityError,
     KeyFileError,
     ObjectNotFound,
@@ -63,6 +65,28 @@ PACKS_PER_INDEX = 8
 # A complete index (written by prune) is split into files of at most this many packs,
 # so no single index object grows without bound (4096 packs: about 64 GiB of data).
 PACKS_PER_INDEX_FILE = 4096
+
+# The largest object of each kind read whole. Anyone who can add objects to the storage
+# (object lock stops deleting, not adding) could otherwise plant a junk object of any size
+# that every command reads into memory: a 1.2 GB index file cost every backup and restore
+# 1.2 GB, a 3 GB one would have had each nightly backup killed by MemoryMax=3G. A larger
+# object is refused from its size, unread, as a foreign object (exit 13); one under index/
+# or snapshots/ is named among the damaged ones and the others are still used.
+# Packs are never read whole except by `check --read-data` and repair (their headers are
+# bounded by pack.MAX_HEADER_SIZE); blobs are read by range.
+MAX_CONFIG_SIZE = 1024 * 1024        # a few hundred bytes of settings
+MAX_LOCK_SIZE = 1024 * 1024          # a few hundred bytes: host, pid, user, time
+MAX_SNAPSHOT_SIZE = 16 * 1024 * 1024  # paths, tags, excludes and a summary: KiB, not MiB
+MAX_REPORT_SIZE = 64 * 1024 * 1024    # a restore-test report with its HTML (tens of KiB)
+# An index file lists 45 bytes per blob. Backup writes one per PACKS_PER_INDEX packs and
+# prune splits a complete index at PACKS_PER_INDEX_FILE packs and at
+# MAX_INDEX_ENTRIES_PER_FILE blobs, so the largest file the writer can make is
+# 8 packs x (16 MiB / 43-byte smallest envelope) x 45 bytes = under 150 MB even at the absurd
+# limit of packs full of empty blobs (a real one: 8 packs of ~16 chunks, about 6 KB). The cap
+# is well above that; a legitimate file near it would hold ~6 million blobs, which the agent
+# could not keep in memory under MemoryMax anyway. docs/FORMAT.md section 8.
+MAX_INDEX_ENTRIES_PER_FILE = 1_000_000
+MAX_INDEX_FILE_SIZE = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -188,7 +212,8 @@ class Repository:
         """Open with a passphrase: the key files named in `try_first` (the key that opened
         this repository last time on this machine) first, then the others in name order,
         running Argon2id on at most MAX_KEY_FILES_TRIED of them (see that constant)."""
-        key_names = sorted(info.name for info in storage.list(layout.KEYS_PREFIX))
+        sizes = {info.name: info.size for info in storage.list(layout.KEYS_PREFIX)}
+        key_names = sorted(sizes)
         if not key_names and not storage.exists(layout.CONFIG):
             raise RepositoryNotFound(f"no repository at {storage.describe()}")
         listed = set(key_names)
@@ -204,9 +229,18 @@ class Repository:
                 skipped = len(order) - position
                 break
             try:
-                # Checks that cost no Argon2id come first: a malformed key file, or one
-                # asking for more than backupctl ever writes, is refused for free.
-                candidate = KeyFile.parse(_agreed_read(storage, name), name=name)
+                # Checks that cost no Argon2id come first: an object too large to be a key
+                # file (refused from its listed size, unread), a malformed key file, or one
+                # asking for more than backupctl ever writes, is refused for one small read
+                # at most. Only a file that would run a derivation is read again until two
+                # reads agree (see _agreed_read): junk files cost one read each.
+                if sizes[name] > MAX_KEY_FILE_SIZE:
+                    raise KeyFileError(f"key file {name} is {sizes[name]} bytes, larger than any key file "
+                                       f"({MAX_KEY_FILE_SIZE}): not read")
+                raw, candidate = _key_file(storage, name)
+                agreed = _agreed_read(storage, name, first=raw) if layout.key_name(candidate.key_id) == name else raw
+                if agreed != raw:
+                    candidate = KeyFile.parse(agreed, name=name)
                 if layout.key_name(candidate.key_id) != name:
                     raise KeyFileError(f"key file {name} does not carry its own id")
             except KeyFileError as exc:
@@ -232,7 +266,7 @@ class Repository:
             raise WrongPassphrase(f"the passphrase opens none of the {len(key_names)} key(s) "
                                   f"of the repository at {storage.describe()}")
         try:
-            raw_config = storage.read(layout.CONFIG)
+            raw_config = storage.read(layout.CONFIG, max_size=MAX_CONFIG_SIZE)
         except ObjectNotFound:
             raise IntegrityError(f"repository at {storage.describe()} has keys but no config object") from None
         probe = cls(storage, master, StoredConfig(key_file.repository_id, "xchacha20-poly1305", None,
@@ -240,7 +274,7 @@ class Repository:
         try:
             plain_config = probe._open_metadata(layout.KIND_CONFIG, b"", raw_config, what="config")
         except IntegrityError:
-            plain_config = probe._read_metadata(layout.CONFIG, layout.KIND_CONFIG, b"")
+            plain_config = probe._read_metadata(layout.CONFIG, layout.KIND_CONFIG, b"", MAX_CONFIG_SIZE)
         config = StoredConfig.decode(plain_config)
         if config.repository_id != key_file.repository_id:
             raise IntegrityError("the config object belongs to another repository than the key")
@@ -258,16 +292,15 @@ class Repository:
         or a sheet of another repository opens nothing."""
         if not storage.exists(layout.CONFIG):
             raise RepositoryNotFound(f"no repository at {storage.describe()}")
-        candidates = [repository_id]
-        for info in storage.list(layout.KEYS_PREFIX):
-            try:
-                other = KeyFile.parse(storage.read(info.name), name=info.name).repository_id
-            except (KeyFileError, ObjectNotFound):
+        raw_config = storage.read(layout.CONFIG, max_size=MAX_CONFIG_SIZE)
+        # The sheet's own id is tried before any key file is read: planted key files then
+        # cost the usual recovery nothing. Only for another disk of a set (its own id, the
+        # same secret) are the key files read, each once and bounded in size.
+        tried: set[bytes] = set()
+        for candidate in _chain([repository_id], _key_repository_ids(storage)):
+            if candidate in tried:
                 continue
-            if other not in candidates:
-                candidates.append(other)
-        raw_config = storage.read(layout.CONFIG)
-        for candidate in candidates:
+            tried.add(candidate)
             probe = cls(storage, master, StoredConfig(candidate, "xchacha20-poly1305", None, ChunkerParams(), ""))
             try:
                 plain = probe._open_metadata(layout.KIND_CONFIG, b"", raw_config, what="config")
@@ -289,9 +322,9 @@ class Repository:
         payload = compression.compress(plain, level if level is not None else compression.DEFAULT_LEVEL)
         return aead.seal(self._enc_key, payload, self._aad(kind, object_id), cipher=self.config.cipher)
 
-    def _read_metadata(self, name: str, kind: int, object_id: bytes) -> bytes:
-        """Read and open a metadata object (see `_verified_read`)."""
-        return _verified_read(lambda: self.storage.read(name),
+    def _read_metadata(self, name: str, kind: int, object_id: bytes, max_size: int) -> bytes:
+        """Read and open a metadata object of at most `max_size` bytes (see `_verified_read`)."""
+        return _verified_read(lambda: self.storage.read(name, max_size=max_size),
                               lambda envelope: self._open_metadata(kind, object_id, envelope, what=name))
 
     def _open_metadata(self, kind: int, object_id: bytes, envelope: bytes, *, what: str) -> bytes:
@@ -367,10 +400,10 @@ class Repository:
     def read_index_file(self, index_id: IndexId) -> tuple[dict[PackId, list[PackEntry]], list[IndexId]]:
         name = layout.index_name(index_id)
         if self.padded:
-            plain = _verified_read(lambda: self.storage.read(name),
+            plain = _verified_read(lambda: self.storage.read(name, max_size=MAX_INDEX_FILE_SIZE),
                                    lambda envelope: self._open_padded_index(index_id, envelope, what=name))
         else:
-            plain = self._read_metadata(name, layout.KIND_INDEX, index_id)
+            plain = self._read_metadata(name, layout.KIND_INDEX, index_id, MAX_INDEX_FILE_SIZE)
         return decode_index(plain, what=name)
 
     def _open_padded_index(self, index_id: IndexId, envelope: bytes, *, what: str) -> bytes:
@@ -587,7 +620,7 @@ class Repository:
 
     def load_snapshot(self, snapshot_id: SnapshotId) -> Snapshot:
         name = layout.snapshot_name(snapshot_id)
-        plain = self._read_metadata(name, layout.KIND_SNAPSHOT, snapshot_id)
+        plain = self._read_metadata(name, layout.KIND_SNAPSHOT, snapshot_id, MAX_SNAPSHOT_SIZE)
         return Snapshot.decode(plain, snapshot_id)
 
     def delete_snapshot(self, snapshot_id: SnapshotId) -> None:
@@ -599,7 +632,7 @@ class Repository:
         self.storage.write(layout.lock_name(lock_id), self._seal_metadata(layout.KIND_LOCK, lock_id, plain))
 
     def read_lock_object(self, lock_id: bytes) -> bytes:
-        return self._read_metadata(layout.lock_name(lock_id), layout.KIND_LOCK, lock_id)
+        return self._read_metadata(layout.lock_name(lock_id), layout.KIND_LOCK, lock_id, MAX_LOCK_SIZE)
 
     def delete_lock_object(self, lock_id: bytes) -> None:
         self.storage.delete(layout.lock_name(lock_id))
@@ -624,9 +657,11 @@ class Repository:
         """The key files of this repository (unreadable ones are left out)."""
         keys = []
         for info in self.storage.list(layout.KEYS_PREFIX):
+            if info.size > MAX_KEY_FILE_SIZE:
+                continue
             try:
-                key = KeyFile.parse(self.storage.read(info.name), name=info.name)
-            except (KeyFileError, ObjectNotFound):
+                key = _key_file(self.storage, info.name)[1]
+            except KeyFileError:
                 continue
             if key.repository_id == self.config.repository_id and layout.key_name(key.key_id) == info.name:
                 keys.append(key)
@@ -644,7 +679,7 @@ class Repository:
                            self._seal_metadata(layout.KIND_REPORT, report_id, plain), exclusive=True)
 
     def load_report(self, report_id: bytes) -> bytes:
-        return self._read_metadata(layout.report_name(report_id), layout.KIND_REPORT, report_id)
+        return self._read_metadata(layout.report_name(report_id), layout.KIND_REPORT, report_id, MAX_REPORT_SIZE)
 
     def list_report_ids(self) -> list[bytes]:
         found = (layout.report_id_from_name(i.name) for i in self.storage.list(layout.REPORTS_PREFIX))
@@ -682,9 +717,15 @@ class Repository:
         """Write a complete index of `packs` in several files, the last of which
         supersedes `supersede`: until it is written, the old index files stay the
         current ones, so a crash at any point leaves every pack indexed."""
-        items = list(packs.items())
-        size = PACKS_PER_INDEX_FILE
-        groups = [dict(items[i : i + size]) for i in range(0, len(items), size)] or [{}]
+        groups: list[dict[PackId, list[PackEntry]]] = [{}]
+        entries = 0
+        for pack_id, pack_entries in packs.items():
+            if groups[-1] and (len(groups[-1]) == PACKS_PER_INDEX_FILE
+                               or entries + len(pack_entries) > MAX_INDEX_ENTRIES_PER_FILE):
+                groups.append({})
+                entries = 0
+            groups[-1][pack_id] = pack_entries
+            entries += len(pack_entries)
         written = [self._write_index(group) for group in groups[:-1]]
         written.append(self._write_index(groups[-1], superseded=[*supersede]))
         return written
@@ -716,22 +757,55 @@ READ_ATTEMPTS = 3
 
 
 def _verified_read(read, verify):
-    """verify(read()), reading again while verification fails (IntegrityError)."""
+    """verify(read()), reading again while verification fails (IntegrityError). An object
+    refused unread (ForeignObject: not a file, too large) would be refused again: not retried."""
     for attempt in range(1, READ_ATTEMPTS + 1):
         try:
             return verify(read())
+        except ForeignObject:
+            raise
         except IntegrityError:
             if attempt == READ_ATTEMPTS:
                 raise
 
 
-def _agreed_read(storage: Storage, name: str, *, reads: int = 5) -> bytes:
-    """A key file's bytes, read until two reads agree. Key files are plain JSON (their
-    secret part is authenticated, the parameters only by plausibility checks): a copy
-    altered in transit would otherwise look malformed or like a wrong passphrase."""
-    seen: list[bytes] = []
-    for _ in range(reads):
-        data = storage.read(name)
+def _key_file(storage: Storage, name: str) -> tuple[bytes, KeyFile]:
+    """One bounded read of key file `name`: its bytes and their parse; anything wrong with it is a KeyFileError
+    naming it (a missing file, a FIFO or link on a disk, an oversize object, bad content)."""
+    try:
+        raw = storage.read(name, max_size=MAX_KEY_FILE_SIZE)
+    except ObjectNotFound:
+        raise KeyFileError(f"key file {name} disappeared while being read") from None
+    except ForeignObject as exc:
+        raise KeyFileError(str(exc)) from None
+    return raw, KeyFile.parse(raw, name=name)
+
+
+def _key_repository_ids(storage: Storage) -> Iterator[bytes]:
+    """The repository ids named by the readable key files, read lazily (open_with_master)."""
+    for info in storage.list(layout.KEYS_PREFIX):
+        if info.size > MAX_KEY_FILE_SIZE:
+            continue
+        try:
+            yield _key_file(storage, info.name)[1].repository_id
+        except KeyFileError:
+            continue
+
+
+def _agreed_read(storage: Storage, name: str, *, first: bytes, reads: int = 5) -> bytes:
+    """A key file's bytes, read until two reads agree (`first` is the read already made).
+    Key files are plain JSON (their secret part is authenticated, the parameters only by
+    plausibility checks): a copy altered in transit would otherwise look like a wrong
+    passphrase. Used only for a file about to run Argon2id, which costs far more than the
+    read; junk files are read once."""
+    seen: list[bytes] = [first]
+    for _ in range(reads - 1):
+        try:
+            data = storage.read(name, max_size=MAX_KEY_FILE_SIZE)
+        except ObjectNotFound:
+            raise KeyFileError(f"key file {name} disappeared while being read") from None
+        except ForeignObject as exc:
+            raise KeyFileError(str(exc)) from None
         if data in seen:
             return data
         seen.append(data)

@@ -11,10 +11,17 @@ Contract, checked for every backend by tests/unit/storage/test_conformance.py:
   raises `StorageError` if the object exists (used by `init` to never overwrite).
   Overwriting an existing object with the same bytes must succeed (content-addressed
   packs may be written twice after an interrupted run).
-* `read(name)` returns the full object, `read_range(name, offset, length)` exactly
-  `length` bytes; both raise `ObjectNotFound` for a missing object.
+* `read(name, max_size=None)` returns the full object, `read_range(name, offset, length)`
+  exactly `length` bytes; both raise `ObjectNotFound` for a missing object. With
+  `max_size`, an object larger than that raises `ForeignObject` naming it, and no more than
+  `max_size + 1` bytes are ever held (the size is checked before the body is read).
+* Something at a name that is not a stored object (on a disk: a FIFO, a device, a symbolic
+  link) raises `ForeignObject` on `read`, `read_range` and `stat`; it is never opened in a
+  way that can block, nor followed.
 * `list(prefix)` yields every complete object whose name starts with `prefix`, in no
-  particular order, with its size; it never yields partial or temporary objects.
+  particular order, with its size; it never yields partial or temporary objects. A
+  non-object entry (see above) is yielded too, so that reading it reports it instead of it
+  hiding silently.
 * `delete(name)` removes an object; deleting a missing object raises ObjectNotFound.
 * All failures are `StorageError` (or subclasses); no backend-specific exception
   escapes.
@@ -38,7 +45,7 @@ class Storage(Protocol):
 
     def exists(self, name: str) -> bool: ...
 
-    def read(self, name: str) -> bytes: ...
+    def read(self, name: str, *, max_size: int | None = None) -> bytes: ...
 
     def read_range(self, name: str, offset: int, length: int) -> bytes: ...
 

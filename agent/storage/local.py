@@ -13,7 +13,7 @@ import secrets
 import stat
 from typing import Iterator
 
-from agent.errors import ObjectNotFound, StorageError
+from agent.errors import ForeignObject, ObjectNotFound, StorageError
 from agent.storage.base import ObjectInfo
 
 _TMP_PREFIX = ".tmp-"
@@ -61,26 +61,88 @@ class LocalStorage:
             except FileExistsError:
                 pass
 
-    def exists(self, name: str) -> bool:
-        return os.path.isfile(self._path(name))
+    def _foreign(self, name: str, mode: int) -> ForeignObject:
+        kind = ("a symbolic link" if stat.S_ISLNK(mode) else "a FIFO" if stat.S_ISFIFO(mode)
+                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+                else "a socket" if stat.S_ISSOCK(mode) else "a folder" if stat.S_ISDIR(mode)
+                else "not a regular file")
+        return ForeignObject(f"object {name} in {self.root} is {kind}, not a file backupctl wrote: not read")
 
-    def read(self, name: str) -> bytes:
+    def _open_object(self, name: str) -> tuple[int, os.stat_result]:
+        """An open descriptor on the regular file `name`, and its fstat.
+
+        Whatever else sits at the name is refused, not opened: reading a FIFO blocks until
+        a writer comes (a planted one hung every backup), a link may lead to /dev/zero or to
+        any file of the machine, a device may act on open. lstat refuses those first;
+        O_NOFOLLOW and O_NONBLOCK make the open itself unable to follow or block if the
+        entry is swapped in between, and fstat checks what was actually opened."""
+        path = self._path(name)
         try:
-            with open(self._path(name), "rb") as handle:
-                return handle.read()
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            before = os.lstat(path)
+        except (FileNotFoundError, NotADirectoryError):
             raise ObjectNotFound(f"object {name} is missing from {self.root}") from None
         except OSError as exc:
             raise self._fail("read", name, exc) from exc
+        if not stat.S_ISREG(before.st_mode):
+            if stat.S_ISDIR(before.st_mode):
+                raise ObjectNotFound(f"object {name} is missing from {self.root}")
+            raise self._foreign(name, before.st_mode)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError):
+            raise ObjectNotFound(f"object {name} is missing from {self.root}") from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise self._foreign(name, stat.S_IFLNK) from None
+            raise self._fail("read", name, exc) from exc
+        opened = os.fstat(fd)
+        if not stat.S_ISREG(opened.st_mode):
+            os.close(fd)
+            raise self._foreign(name, opened.st_mode)
+        return fd, opened
+
+    def exists(self, name: str) -> bool:
+        # Any entry but a folder counts: a planted FIFO named `config` must be reported as
+        # foreign when read, not make the repository look absent.
+        try:
+            return not stat.S_ISDIR(os.lstat(self._path(name)).st_mode)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        except OSError as exc:
+            raise self._fail("check", name, exc) from exc
+
+    def read(self, name: str, *, max_size: int | None = None) -> bytes:
+        fd, opened = self._open_object(name)
+        try:
+            if max_size is not None and opened.st_size > max_size:
+                raise ForeignObject(f"object {name} in {self.root} is {opened.st_size} bytes, more than any "
+                                    f"such object ({max_size}): not read")
+            chunks = []
+            held = 0
+            # Bounded even if the file grows while it is read.
+            limit = max_size + 1 if max_size is not None else None
+            while limit is None or held < limit:
+                block = os.read(fd, 1 << 20 if limit is None else min(1 << 20, limit - held))
+                if not block:
+                    break
+                chunks.append(block)
+                held += len(block)
+        except OSError as exc:
+            raise self._fail("read", name, exc) from exc
+        finally:
+            os.close(fd)
+        if max_size is not None and held > max_size:
+            raise ForeignObject(f"object {name} in {self.root} grew past {max_size} bytes while read: not read")
+        return b"".join(chunks)
 
     def read_range(self, name: str, offset: int, length: int) -> bytes:
+        fd, _opened = self._open_object(name)
         try:
-            with open(self._path(name), "rb") as handle:
-                data = os.pread(handle.fileno(), length, offset)
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            raise ObjectNotFound(f"object {name} is missing from {self.root}") from None
+            data = os.pread(fd, length, offset)
         except OSError as exc:
             raise self._fail("read", name, exc) from exc
+        finally:
+            os.close(fd)
         if len(data) != length:
             raise StorageError(f"object {name} is shorter than expected (truncated?)")
         return data
@@ -137,8 +199,11 @@ class LocalStorage:
         base = self._path(directory_part) if directory_part else self.root
         if not os.path.isdir(base):
             return
-        for directory, _subdirs, files in os.walk(base):
-            for file_name in files:
+        for directory, subdirs, files in os.walk(base):
+            # os.walk puts a link to a folder among the folders and never enters it: it is
+            # listed as an entry (reading it is refused), not silently left out.
+            links = [d for d in subdirs if os.path.islink(os.path.join(directory, d))]
+            for file_name in files + links:
                 if file_name.startswith(_TMP_PREFIX):
                     continue
                 full = os.path.join(directory, file_name)
@@ -146,18 +211,21 @@ class LocalStorage:
                 if not name.startswith(prefix):
                     continue
                 try:
-                    size = os.stat(full).st_size
+                    # lstat: never follows a link nor opens anything (a FIFO stays harmless).
+                    size = os.lstat(full).st_size
                 except FileNotFoundError:
                     continue
                 yield ObjectInfo(name, size)
 
     def stat(self, name: str) -> ObjectInfo:
         try:
-            st = os.stat(self._path(name))
-            if not stat.S_ISREG(st.st_mode):
-                raise FileNotFoundError(name)
-            return ObjectInfo(name, st.st_size)
+            st = os.lstat(self._path(name))
         except (FileNotFoundError, NotADirectoryError):
             raise ObjectNotFound(f"object {name} is missing from {self.root}") from None
         except OSError as exc:
             raise self._fail("stat", name, exc) from exc
+        if stat.S_ISDIR(st.st_mode):
+            raise ObjectNotFound(f"object {name} is missing from {self.root}")
+        if not stat.S_ISREG(st.st_mode):
+            raise self._foreign(name, st.st_mode)
+        return ObjectInfo(name, st.st_size)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Iterator
 
-from agent.errors import ObjectNotFound, StorageError
+from agent.errors import ForeignObject, ObjectNotFound, StorageError
 from agent.storage.base import ObjectInfo
 
 
@@ -20,11 +20,15 @@ class MemoryStorage:
     def exists(self, name: str) -> bool:
         return name in self.objects
 
-    def read(self, name: str) -> bytes:
+    def read(self, name: str, *, max_size: int | None = None) -> bytes:
         try:
-            return self.objects[name]
+            data = self.objects[name]
         except KeyError:
             raise ObjectNotFound(f"object {name} is missing") from None
+        if max_size is not None and len(data) > max_size:
+            raise ForeignObject(f"object {name} is {len(data)} bytes, more than any such object "
+                                f"({max_size}): not read")
+        return data
 
     def read_range(self, name: str, offset: int, length: int) -> bytes:
         data = self.read(name)[offset : offset + length]

@@ -57,8 +57,8 @@ class RetryingStorage:
     def exists(self, name: str) -> bool:
         return self._call(lambda: self.inner.exists(name))
 
-    def read(self, name: str) -> bytes:
-        return self._call(lambda: self.inner.read(name))
+    def read(self, name: str, *, max_size: int | None = None) -> bytes:
+        return self._call(lambda: self.inner.read(name, max_size=max_size))
 
     def read_range(self, name: str, offset: int, length: int) -> bytes:
         return self._call(lambda: self.inner.read_range(name, offset, length))

@@ -36,7 +36,7 @@ import botocore.exceptions
 from botocore.config import Config as BotoConfig
 
 from agent import clock
-from agent.errors import (ClockSkewError, ConfigError, ObjectLocked, ObjectNotFound, StorageError,
+from agent.errors import (ClockSkewError, ConfigError, ForeignObject, ObjectLocked, ObjectNotFound, StorageError,
                           TransientStorageError)
 from agent.storage.base import ObjectInfo
 from agent.storage.clock_skew import CLOCK_SKEW_HINT, describe_skew, skew_from_date
@@ -266,12 +266,32 @@ class S3Storage:
         except ObjectNotFound:
             return False
 
-    def read(self, name: str) -> bytes:
-        response = self._call("reading", name, self.client.get_object, Bucket=self.bucket, Key=self._key(name))
+    def read(self, name: str, *, max_size: int | None = None) -> bytes:
+        # ChecksumMode: the answer carries the SHA-256 stored at upload (see `write`), so a
+        # whole object altered in transit is caught here and read again (TransientStorageError,
+        # retried), instead of passing for damage at rest or for a malformed key file.
+        response = self._call("reading", name, self.client.get_object, Bucket=self.bucket, Key=self._key(name),
+                              ChecksumMode="ENABLED")
+        body = response["Body"]
         try:
-            return response["Body"].read()
+            if max_size is None:
+                data = body.read()
+            else:
+                # The announced length is checked before the body is read, and the body is
+                # read no further than one byte past the bound whatever was announced.
+                announced = int(response.get("ContentLength") or 0)
+                data = body.read(max_size + 1) if announced <= max_size else b""
+                if announced > max_size or len(data) > max_size:
+                    body.close()
+                    raise ForeignObject(f"{self.where}: object {name} is {max(announced, len(data))} bytes, "
+                                        f"more than any such object ({max_size}): not read")
         except (botocore.exceptions.BotoCoreError, OSError) as exc:
             raise TransientStorageError(f"{self.where}: connection lost while reading {name}") from exc
+        stored = response.get("ChecksumSHA256")
+        if stored and "-" not in stored and base64.b64encode(hashlib.sha256(data).digest()).decode() != stored:
+            raise TransientStorageError(f"{self.where}: object {name} was altered in transit (SHA-256 differs "
+                                        f"from the one stored with it); read again")
+        return data
 
     def read_range(self, name: str, offset: int, length: int) -> bytes:
         if length == 0:

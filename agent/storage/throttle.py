@@ -62,9 +62,9 @@ class ThrottledStorage:
         with self._slots:
             return self.inner.exists(name)
 
-    def read(self, name: str) -> bytes:
+    def read(self, name: str, *, max_size: int | None = None) -> bytes:
         with self._slots:
-            data = self.inner.read(name)
+            data = self.inner.read(name, max_size=max_size)
         self._transfer(len(data))
         return data
 

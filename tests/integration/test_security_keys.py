@@ -29,7 +29,7 @@ def _plant(repo: Path, repository_id: str, numbers: range, params: tuple[int, in
             "created": "2026-01-01T00:00:00+00:00", "host": "planted",
             "kdf": {"algorithm": "argon2id", "version": 19, "memory_kib": params[0], "iterations": params[1],
                     "parallelism": 1, "salt": base64.b64encode(os.urandom(16)).decode()},
-            "wrapped_master_key": base64.b64encode(os.urandom(74)).decode(),
+            "wrapped_master_key": base64.b64encode(b"\x01\x01" + os.urandom(72)).decode(),
         }
         (repo / "keys" / key_id).write_text(json.dumps(document))
 
@@ -273,3 +273,58 @@ def test_a_non_standard_crypto_backend_writes_nothing(bk: Backupctl, tmp_path: P
     assert len(lines) == 1 and "non-standard results" in lines[0] and "nothing was written" in lines[0]
     assert "Traceback" not in result.stderr
     assert not bk.repo.exists() or not any(bk.repo.rglob("*"))
+
+
+# ---- objects that are not what they claim (section 4, end) ------------------------------
+
+
+def test_planted_fifos_links_and_junk_never_hang_nor_crash_a_command(bk: Backupctl):
+    """The reviewer's reproductions on a file:// repository: a FIFO in index/ hung every
+    backup (killed by `timeout`), one in snapshots/ hung `snapshots`, a link to /dev/zero
+    in index/ made backup fail with "internal error: MemoryError"."""
+    write(bk.src / "lettre.txt", "Madame, " * 100)
+    bk.init()
+    bk.backup()
+    index, snapshot = bk.repo / "index" / ("0" * 32), bk.repo / "snapshots" / ("0" * 32)
+    os.mkfifo(index)
+    os.mkfifo(snapshot)
+    try:
+        listed = bk.run("snapshots", "--json", timeout=60)
+        # Exit 13 (a damaged object, named), as for any unreadable snapshot; the others listed.
+        assert listed.returncode == 13 and len(json.loads(listed.stdout)["snapshots"]) == 1, listed
+        assert f"object snapshots/{'0' * 32}" in listed.stderr and "is a FIFO" in listed.stderr
+        write(bk.src / "deuxieme.txt", "Monsieur, " * 100)
+        backed_up = bk.run("backup", timeout=60)
+        assert backed_up.returncode in (0, 3), backed_up
+        assert "internal error" not in backed_up.stderr
+        os.unlink(index)
+        os.symlink("/dev/zero", index)
+        backed_up = bk.run("backup", timeout=60)
+        assert backed_up.returncode in (0, 3), backed_up
+        assert "internal error" not in backed_up.stderr and "MemoryError" not in backed_up.stderr
+        listed = bk.run("snapshots", "--json", timeout=60)
+        assert listed.returncode == 13 and len(json.loads(listed.stdout)["snapshots"]) == 3, listed
+    finally:
+        for planted in (index, snapshot):
+            if planted.is_fifo():
+                try:
+                    os.close(os.open(planted, os.O_WRONLY | os.O_NONBLOCK))
+                except OSError:
+                    pass
+
+
+def test_a_new_machine_opens_despite_junk_and_one_byte_salt_key_files(bk: Backupctl):
+    """Eight key files with a 1-byte salt (named after their key_id, valid parameters) made
+    `snapshots` exit 12 in 0.16 s on a machine without keys.json; a key file of 1 MiB was
+    read whole. Both are refused for free now: the real key opens."""
+    write(bk.src / "lettre.txt", "Madame, " * 100)
+    repository_id = bk.init()["repository_id"]
+    bk.backup()
+    _plant(bk.repo, repository_id, range(0, 8), LARGEST_ACCEPTED)
+    for path in sorted((bk.repo / "keys").iterdir())[:8]:
+        document = json.loads(path.read_text())
+        document["kdf"]["salt"] = "eA=="
+        path.write_text(json.dumps(document))
+    (bk.repo / "keys" / (8).to_bytes(16, "big").hex()).write_bytes(b" " * (1 << 20))
+    (bk.state / "keys.json").unlink()
+    assert len(bk.ok_json("snapshots")["snapshots"]) == 1

@@ -279,3 +279,36 @@ def test_parse_mutated_kdf_section_raises_only_key_file_error(field, value, drop
     else:
         doc["kdf"][field] = value
     _expect_only_key_file_error(json.dumps(doc).encode())
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        # The reviewer's case: a 1-byte salt ("eA==") passed parse and was refused only by
+        # derive_key, after Repository.open had counted the file as tried.
+        pytest.param(lambda d: d["kdf"].update(salt="eA=="), id="salt-1-byte"),
+        pytest.param(lambda d: d["kdf"].update(salt=""), id="salt-empty"),
+        pytest.param(lambda d: d["kdf"].update(salt=base64.b64encode(b"s" * 17).decode()), id="salt-17"),
+        pytest.param(lambda d: d.update(wrapped_master_key=base64.b64encode(b"\x01\x01" + b"w" * 71).decode()),
+                     id="wrapped-73"),
+        pytest.param(lambda d: d.update(wrapped_master_key=base64.b64encode(b"\x01\x01" + b"w" * 4000).decode()),
+                     id="wrapped-long"),
+        pytest.param(lambda d: d.update(wrapped_master_key=base64.b64encode(b"\x02\x01" + b"w" * 72).decode()),
+                     id="wrapped-envelope-version"),
+        pytest.param(lambda d: d.update(wrapped_master_key=base64.b64encode(b"\x01\x02" + b"w" * 72).decode()),
+                     id="wrapped-other-cipher"),
+        pytest.param(lambda d: d.update(repository_id="ab" * 15), id="repository_id-15-bytes"),
+        pytest.param(lambda d: d.update(key_id="ab" * 17), id="key_id-17-bytes"),
+        pytest.param(lambda d: d.update(created=12), id="created-int"),
+        pytest.param(lambda d: d.update(host=["a"]), id="host-list"),
+        pytest.param(lambda d: d.update(version=True), id="version-true"),
+        pytest.param(lambda d: d["kdf"].update(version=19.0), id="argon2-version-float"),
+    ],
+)
+def test_a_key_file_that_cannot_open_anything_is_refused_by_parse(wrapped, edit):
+    """Everything derive_key or unwrap would refuse for its form is refused by parse,
+    before any Argon2id run, so such a file never counts as a tried key file
+    (docs/SECURITY.md section 4)."""
+    _master, raw = wrapped
+    with pytest.raises(KeyFileError, match="key file keys/x"):
+        KeyFile.parse(_edit(raw, edit), name="keys/x")

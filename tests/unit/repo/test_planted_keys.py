@@ -62,7 +62,7 @@ def plant(storage: MemoryStorage, repository_id: bytes, count: int, params: tupl
             "created": "2026-01-01T00:00:00+00:00", "host": "planted",
             "kdf": {"algorithm": "argon2id", "version": 19, "memory_kib": params[0], "iterations": params[1],
                     "parallelism": 1, "salt": base64.b64encode(os.urandom(16)).decode()},
-            "wrapped_master_key": base64.b64encode(os.urandom(74)).decode(),
+            "wrapped_master_key": base64.b64encode(b"\x01\x01" + os.urandom(72)).decode(),
         }
         storage.write(layout.key_name(key_id), json.dumps(document).encode())
         planted.append(key_id)
@@ -125,6 +125,100 @@ def test_malformed_and_hostile_files_do_not_count_against_the_bound(repo, storag
     plant(storage, repo.config.repository_id, 7, LARGEST_ACCEPTED, start=40)
     assert Repository.open(storage, PASSPHRASE).key_id == repo.key_id
     assert len(derivations) == 8
+
+
+def test_key_files_with_a_one_byte_salt_cost_no_derivation_and_do_not_lock_out(repo, storage, derivations):
+    """The reviewer's reproduction: 8 files named after their key_id, valid parameters,
+    salt "eA==" (1 byte). They used to count as tried and lock a new machine out (exit 12)
+    without a single Argon2id run; parse now refuses them, and the real key opens."""
+    _real_key_sorts_last(repo)
+    for key_id in plant(storage, repo.config.repository_id, 8, LARGEST_ACCEPTED):
+        name = layout.key_name(key_id)
+        document = json.loads(storage.read(name))
+        document["kdf"]["salt"] = "eA=="
+        storage.write(name, json.dumps(document).encode())
+    assert Repository.open(storage, PASSPHRASE).key_id == repo.key_id
+    assert derivations == [(FAST.memory_kib, FAST.iterations)]
+
+
+class CountingStorage(MemoryStorage):
+    """A MemoryStorage that counts the reads of each object."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: dict[str, int] = {}
+
+    def read(self, name: str, *, max_size: int | None = None) -> bytes:
+        self.reads[name] = self.reads.get(name, 0) + 1
+        return super().read(name) if max_size is None else super().read(name, max_size=max_size)
+
+    def key_reads(self) -> dict[str, int]:
+        return {name: count for name, count in self.reads.items() if name.startswith(layout.KEYS_PREFIX)}
+
+
+@pytest.fixture
+def counted() -> tuple[CountingStorage, Repository]:
+    storage = CountingStorage()
+    repo = Repository.init(storage, PASSPHRASE, cipher="xchacha20-poly1305", compression_level=None,
+                           kdf_params=FAST)
+    storage.reads.clear()
+    return storage, repo
+
+
+def test_each_junk_key_file_is_read_once(counted, derivations):
+    """20,000 junk key files were each read twice (the two-reads-agree check): tens of
+    thousands of GETs on S3. Now one small read each; only a file about to run Argon2id
+    is read again to confirm its bytes."""
+    storage, repo = counted
+    junk = 200
+    for number in range(junk):
+        storage.write(layout.key_name(number.to_bytes(16, "big")), b"{not a key file")
+    assert Repository.open(storage, PASSPHRASE).key_id == repo.key_id
+    reads = storage.key_reads()
+    real = reads.pop(layout.key_name(repo.key_id))
+    assert len(reads) == junk and set(reads.values()) == {1}
+    assert real == 2  # two reads that agree, then Argon2id
+    assert len(derivations) == 1
+
+
+def test_a_key_file_too_large_to_be_one_is_never_read_nor_counted(counted, derivations):
+    """A planted 400 MB key file cost 1.27 GB on a machine without keys.json. Anything over
+    MAX_KEY_FILE_SIZE is refused from its listed size, unread, and is no tried key."""
+    storage, repo = counted
+    _real_key_sorts_last(repo)
+    big = [layout.key_name(number.to_bytes(16, "big")) for number in range(3)]
+    for name in big:
+        storage.write(name, b" " * (keys.MAX_KEY_FILE_SIZE + 1))
+    plant(storage, repo.config.repository_id, 7, LARGEST_ACCEPTED, start=3)
+    assert Repository.open(storage, PASSPHRASE).key_id == repo.key_id
+    assert not set(big) & set(storage.reads)
+    assert len(derivations) == 8  # the 7 planted that look valid, then the real one
+    only_big = CountingStorage()
+    only_big.write(layout.CONFIG, b"x")
+    only_big.write(big[0], b" " * (keys.MAX_KEY_FILE_SIZE + 1))
+    with pytest.raises(KeyFileError, match=f"key file {big[0]} is {keys.MAX_KEY_FILE_SIZE + 1} bytes, "
+                                           f"larger than any key file"):
+        Repository.open(only_big, PASSPHRASE)
+    assert only_big.reads == {}
+
+
+def test_the_recovery_sheet_opens_without_reading_any_key_file(counted):
+    """`recover` read every key file before trying the sheet's repository id (a planted
+    400 MB key cost `recover --list` 1.27 GB): the sheet's id is now tried first."""
+    storage, repo = counted
+    oversize = layout.key_name(b"\x00" * 16)
+    storage.write(oversize, b" " * (keys.MAX_KEY_FILE_SIZE + 1))
+    plant(storage, repo.config.repository_id, 5, HOSTILE, start=1)
+    opened = Repository.open_with_master(storage, repo.master, repo.config.repository_id)
+    assert opened.config.repository_id == repo.config.repository_id
+    assert storage.key_reads() == {}
+    # Another disk of a set (same secret, its own id, not the sheet's): the key files
+    # name it, each read once, the oversize one never.
+    storage.reads.clear()
+    opened = Repository.open_with_master(storage, repo.master, os.urandom(16))
+    assert opened.config.repository_id == repo.config.repository_id
+    reads = storage.key_reads()
+    assert oversize not in reads and reads and set(reads.values()) == {1}
 
 
 def test_a_wrong_passphrase_still_says_so(repo, storage, derivations):

@@ -7,12 +7,13 @@ backend-specific.
 
 from __future__ import annotations
 
+import io
 import os
 import uuid
 
 import pytest
 
-from agent.errors import ObjectNotFound, StorageError
+from agent.errors import ForeignObject, ObjectNotFound, StorageError, TransientStorageError
 from agent.storage.base import ObjectInfo, Storage
 from agent.storage.local import LocalStorage
 from agent.storage.memory import MemoryStorage
@@ -89,6 +90,18 @@ def test_round_trip_sizes(storage, size):
     storage.write(PACK, data)
     assert storage.read(PACK) == data
     assert storage.stat(PACK) == ObjectInfo(PACK, size)
+
+
+def test_read_with_max_size_refuses_a_larger_object_naming_it(storage):
+    """An object larger than its kind allows (a planted junk index file, key file) is
+    refused by every backend, with its name, and is not returned (docs/SECURITY.md 4)."""
+    data = os.urandom(64 * 1024)
+    storage.write(SNAPSHOT, data)
+    assert storage.read(SNAPSHOT, max_size=len(data)) == data
+    with pytest.raises(ForeignObject, match=f"object {SNAPSHOT} .*{len(data)} bytes, more than any such object"):
+        storage.read(SNAPSHOT, max_size=len(data) - 1)
+    with pytest.raises(ObjectNotFound):
+        storage.read("snapshots/absent", max_size=10)
 
 
 def test_write_accepts_bytes_like(storage):
@@ -305,3 +318,32 @@ def test_list_is_lazy_safe_to_consume_while_deleting(populated):
     for info in populated.list("data/"):
         populated.delete(info.name)
     assert _names(populated, "data/") == set()
+
+
+def test_s3_read_catches_a_whole_object_altered_in_transit(tmp_path, s3_endpoint, monkeypatch):
+    """S3 only: a whole-object read is checked against the SHA-256 stored with the object, so
+    one byte flipped on the wire (a bad proxy) is a transient error, read again, never bytes
+    handed up as if stored: a key file altered so would have looked malformed, and with key
+    files read once (docs/SECURITY.md 4) nothing else would have caught it."""
+    storage = _s3(tmp_path, s3_endpoint)
+    backend = storage.inner.inner  # RetryingStorage(ThrottledStorage(S3Storage))
+    storage.write("keys/k", b'{"version": 1}')
+    real_get = backend.client.get_object
+    flips = []
+
+    def altered_once(**kwargs):
+        response = real_get(**kwargs)
+        if not flips:
+            body = bytearray(response["Body"].read())
+            body[3] ^= 0x40
+            flips.append(1)
+            response["Body"] = io.BytesIO(bytes(body))
+        return response
+
+    monkeypatch.setattr(backend.client, "get_object", altered_once)
+    with pytest.raises(TransientStorageError, match="keys/k was altered in transit"):
+        backend.read("keys/k", max_size=100)
+    flips.clear()
+    storage.retries = 0
+    assert storage.read("keys/k", max_size=100) == b'{"version": 1}'  # retried, then right
+    assert storage.retries == 1
