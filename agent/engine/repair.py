@@ -26,12 +26,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from agent.engine.progress import Progress, SilentProgress
-from agent.errors import IntegrityError, ObjectLocked, ObjectNotFound, StorageError
+from agent.errors import ForeignObject, IntegrityError, ObjectLocked, ObjectNotFound, StorageError
 from agent.repo import layout
 from agent.repo.layout import PackId
 from agent.repo.lock import RepositoryLock
 from agent.repo.pack import PackEntry
-from agent.repo.repository import Repository
+from agent.repo.repository import MAX_PACK_SIZE, Repository
 
 
 @dataclass
@@ -159,8 +159,8 @@ class RepairEngine:
 
     def _bytes_or_empty(self, name: str) -> bytes:
         try:
-            return self.repo.storage.read(name)
-        except StorageError:
+            return self.repo.storage.read(name, max_size=MAX_PACK_SIZE)
+        except (StorageError, ForeignObject):  # a FIFO or an oversize object salvages nothing
             return b""
 
     def _decode(self, entry: PackEntry, data: bytes, name: str) -> bytes | None:

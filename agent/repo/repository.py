@@ -87,6 +87,12 @@ MAX_REPORT_SIZE = 64 * 1024 * 1024    # a restore-test report with its HTML (ten
 # could not keep in memory under MemoryMax anyway. docs/FORMAT.md section 8.
 MAX_INDEX_ENTRIES_PER_FILE = 1_000_000
 MAX_INDEX_FILE_SIZE = 256 * 1024 * 1024
+# Packs are read whole only by `check --read-data` and `repair`. A pack closes past 16 MiB of
+# blobs, so it exceeds that by one blob: a chunk (8 MiB at most) or a folder listing, whose
+# size grows with the folder (about 200 bytes per entry: a million files in one folder is
+# about 200 MiB). Far above both, and far below MemoryMax: an object planted in data/ that
+# claims to be a 3 GiB pack is named, not read.
+MAX_PACK_SIZE = 1024 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -575,7 +581,7 @@ class Repository:
                 raise IntegrityError(f"pack {name}: SHA-256 of its bytes does not match its name")
             return data
 
-        data = _verified_read(lambda: self.storage.read(name), verified)
+        data = _verified_read(lambda: self.storage.read(name, max_size=MAX_PACK_SIZE), verified)
         return data, self.pack_header_entries(data, name)
 
     def pack_header_entries(self, data: bytes, name: str) -> list[PackEntry]:

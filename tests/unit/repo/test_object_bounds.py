@@ -183,3 +183,21 @@ def test_fifos_under_keys_locks_and_reports_are_named_never_waited_for(stored):
     finally:
         for path in planted:
             _unblock(path)
+
+
+def test_an_object_claiming_to_be_a_huge_pack_is_named_unread(stored):
+    """check --read-data and repair read packs whole: a sparse 1.5 GiB object planted at a
+    pack's name is refused from its size (MemoryMax would otherwise stop the check)."""
+    from agent.errors import ForeignObject
+
+    root, _chunk_id = stored
+    pack_id = bytes(range(32))
+    path = root / layout.pack_name(pack_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as handle:
+        handle.truncate(1536 * 1024 * 1024)
+    repo = _open(root)
+    with pytest.raises(ForeignObject, match="more than any such object"):
+        repo.read_pack(pack_id)
+    assert repo.storage.largest_read < 1024 * 1024
+    assert 1536 * 1024 * 1024 > repository_module.MAX_PACK_SIZE
