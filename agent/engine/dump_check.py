@@ -132,19 +132,27 @@ def _counted(check: DatabaseCheck, rows: dict[str, int], into: str) -> None:
 # ---- PostgreSQL ---------------------------------------------------------------------------------
 
 
+def _loaded(check: DatabaseCheck, loader: subprocess.Popen, dump_bytes: Iterator[bytes], timeout: float,
+            what: str) -> bool:
+    """Feed the dump to the loading client; False (and the check's problem set) if it failed."""
+    try:
+        code, errors = _feed(loader, dump_bytes, timeout)
+    except subprocess.TimeoutExpired:
+        check.problem = f"{what} did not finish loading within {timeout} s (the database's timeout)"
+        return False
+    if code != 0:
+        check.problem = f"{what} failed to load the dump (exit code {code}): {telling_line(errors)}"
+        return False
+    return True
+
+
 def _load_postgresql(check: DatabaseCheck, server: PostgreSQLServer, dump_bytes: Iterator[bytes],
                      timeout: float) -> None:
     restore = subprocess.Popen([server.tool("pg_restore"), *server.connection(LOADER), "--no-owner",
                                 "--no-privileges", "--exit-on-error", f"--dbname={LOADER}"],
                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                **server.run_options())
-    try:
-        code, errors = _feed(restore, dump_bytes, timeout)
-    except subprocess.TimeoutExpired:
-        check.problem = f"pg_restore did not finish within {timeout} s (the database's timeout)"
-        return
-    if code != 0:
-        check.problem = f"pg_restore failed (exit code {code}): {telling_line(errors)}"
+    if not _loaded(check, restore, dump_bytes, timeout, "pg_restore"):
         return
     try:
         rows = json.loads(server.psql(LOADER, LOADER, POSTGRESQL_COUNTS))
@@ -234,13 +242,7 @@ def quote_mariadb(identifier: str) -> str:
 def _load_mariadb(check: DatabaseCheck, server: MariaDBServer, dump_bytes: Iterator[bytes], timeout: float) -> None:
     load = subprocess.Popen(server.client_command("--batch"), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, **server.run_options())
-    try:
-        code, errors = _feed(load, dump_bytes, timeout)
-    except subprocess.TimeoutExpired:
-        check.problem = f"mariadb did not finish loading within {timeout} s (the database's timeout)"
-        return
-    if code != 0:
-        check.problem = f"mariadb failed to load the dump (exit code {code}): {telling_line(errors)}"
+    if not _loaded(check, load, dump_bytes, timeout, "mariadb"):
         return
     try:
         tables = json.loads(server.sql(MARIADB_TABLES).strip() or "null") or []

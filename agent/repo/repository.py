@@ -778,13 +778,17 @@ def _verified_read(read, verify):
 def _key_file(storage: Storage, name: str) -> tuple[bytes, KeyFile]:
     """One bounded read of key file `name`: its bytes and their parse; anything wrong with it is a KeyFileError
     naming it (a missing file, a FIFO or link on a disk, an oversize object, bad content)."""
+    raw = _key_bytes(storage, name)
+    return raw, KeyFile.parse(raw, name=name)
+
+
+def _key_bytes(storage: Storage, name: str) -> bytes:
     try:
-        raw = storage.read(name, max_size=MAX_KEY_FILE_SIZE)
+        return storage.read(name, max_size=MAX_KEY_FILE_SIZE)
     except ObjectNotFound:
         raise KeyFileError(f"key file {name} disappeared while being read") from None
     except ForeignObject as exc:
         raise KeyFileError(str(exc)) from None
-    return raw, KeyFile.parse(raw, name=name)
 
 
 def _key_repository_ids(storage: Storage) -> Iterator[bytes]:
@@ -806,12 +810,7 @@ def _agreed_read(storage: Storage, name: str, *, first: bytes, reads: int = 5) -
     read; junk files are read once."""
     seen: list[bytes] = [first]
     for _ in range(reads - 1):
-        try:
-            data = storage.read(name, max_size=MAX_KEY_FILE_SIZE)
-        except ObjectNotFound:
-            raise KeyFileError(f"key file {name} disappeared while being read") from None
-        except ForeignObject as exc:
-            raise KeyFileError(str(exc)) from None
+        data = _key_bytes(storage, name)
         if data in seen:
             return data
         seen.append(data)
