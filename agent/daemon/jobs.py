@@ -24,14 +24,14 @@ from dataclasses import dataclass, field
 
 from agent import clock
 from agent.daemon.outcomes import advice, meaning
-from agent.errors import StateDirError
+from agent.errors import PARTIAL_BACKUP_EXIT_CODE, StateDirError
 from agent.reports.document import shareable
 from agent.state_file import load_json, save_json
 
 log = logging.getLogger("backupctl.daemon")
 
 # Exit codes of a backup that saved a snapshot (3: some files unreadable, listed).
-BACKUP_SAVED = (0, 3)
+BACKUP_SAVED = (0, PARTIAL_BACKUP_EXIT_CODE)
 HOOK_LINE_PREFIX = "backupctl: hook "  # what agent.cli.main prints for the hooks' output
 
 
@@ -59,6 +59,29 @@ class JobRecord:
             if isinstance(entry, dict) and entry.get("last_success"):
                 out[job_id] = _dt.datetime.fromisoformat(entry["last_success"])
         return out
+
+    def last_failure(self, job_ids: set[str] | None = None) -> tuple[str, int, _dt.datetime] | None:
+        """The most recent job (of `job_ids`: those still planned) whose last run failed:
+        (job id, failing exit code, start time), or None. A job's next success clears it
+        (last_success == last_run)."""
+        failures = []
+        for job_id, entry in self.load().items():
+            if job_ids is not None and job_id not in job_ids:
+                continue
+            if not isinstance(entry, dict) or not entry.get("last_run"):
+                continue
+            if entry.get("last_success") == entry["last_run"]:
+                continue
+            codes = [c for c in entry.get("last_exit") or [] if isinstance(c, int)]
+            code = next((c for c in codes if c not in BACKUP_SAVED), codes[-1] if codes else 1)
+            try:
+                failures.append((_dt.datetime.fromisoformat(entry["last_run"]), job_id, code))
+            except (TypeError, ValueError):
+                continue
+        if not failures:
+            return None
+        when, job_id, code = max(failures)
+        return job_id, code, when
 
     def save(self, job_id: str, *, started: _dt.datetime, ok: bool, steps: list[StepResult]) -> None:
         doc = self.load()
@@ -117,8 +140,7 @@ class JobRunner:
             if self.stopping.is_set() and any(s.exit_code == 143 for s in steps):
                 ok = False  # interrupted: caught up at the next start
             self.record.save(job_id, started=started, ok=ok, steps=steps)
-            log.info("job %s %s (exit codes %s)", job_id, "succeeded" if ok else "FAILED",
-                     ", ".join(str(s.exit_code) for s in steps))
+            _log_outcome(job_id, ok, steps, interrupted=self.stopping.is_set())
             return ok
 
     def _step(self, command: str, repository: str, extra: list[str]) -> StepResult:
@@ -145,6 +167,33 @@ class JobRunner:
         log.info("%s of %s: exit %s (%s) in %.1f s", command, repository, code, meaning(code),
                  time.monotonic() - started)
         return StepResult(command, code, time.monotonic() - started, summary, detail)
+
+
+def _log_outcome(job_id: str, ok: bool, steps: list[StepResult], *, interrupted: bool) -> None:
+    """One line per job, at the journal priority its outcome deserves (error: failed;
+    warning: saved incomplete, or stopped by the service's stop), with the reason as exit
+    code and plain meaning: never the child's own error line, which may name a file."""
+    codes = ", ".join(str(s.exit_code) for s in steps)
+    failed = next((s for s in steps if s.exit_code not in BACKUP_SAVED), None)
+    if not ok and failed is not None and interrupted and failed.exit_code == 143:
+        log.warning("job %s interrupted by the stop of the service (exit codes %s): run again at the next start",
+                    job_id, codes)
+    elif not ok:
+        step = failed or steps[-1]
+        log.error("job %s FAILED: %s exit %s: %s — %s (exit codes %s)", job_id, step.command, step.exit_code,
+                  meaning(step.exit_code), advice(step.exit_code), codes)
+    elif any(s.exit_code == PARTIAL_BACKUP_EXIT_CODE for s in steps) or _problems(steps):
+        counts = ", ".join(f"{k} {v}" for k, v in _problems(steps).items())
+        log.warning("job %s saved incomplete: %s (%s) (exit codes %s)", job_id,
+                    meaning(PARTIAL_BACKUP_EXIT_CODE), counts or "see backupctl backup by hand", codes)
+    else:
+        log.info("job %s succeeded (exit codes %s)", job_id, codes)
+
+
+def _problems(steps: list[StepResult]) -> dict:
+    """The counts a saved backup left out (never names): unreadable, failed dumps, hooks."""
+    summary = next((s.summary for s in steps if s.command == "backup"), {})
+    return {k: summary[k] for k in ("unreadable", "database_failures", "hook_failures") if summary.get(k)}
 
 
 def _summary(command: str, stdout: bytes) -> dict:
@@ -206,7 +255,10 @@ def run_job(job_id: str) -> None:
     schedule = _config.schedule
     ok = _runner.run(job_id, read_data_slice=read_data_slice(schedule.read_data_period_days, clock.now().date()),
                      prune=schedule.prune_after_backup)
-    if not _config.alerts.enabled or _runner.stopping.is_set():
+    if _runner.stopping.is_set():
+        return
+    if not _config.alerts.enabled:
+        _risks(job_id.partition(":")[2])  # logged at warning priority, mailed only with [alerts]
         return
     entry = _runner.record.load().get(job_id, {})
     if job_id.startswith("restore-test:"):
@@ -378,14 +430,26 @@ def failure_alert(job_id: str, entry: dict):
                         **problems})
 
 
-def _alert_risks(repository: str) -> None:
-    from agent.alerts import Alert
+def _risks(repository: str) -> list[str]:
+    """The obligations at risk for a repository (rule ids and dates, no file names), each
+    logged at warning priority so that `journalctl -p warning` shows them."""
     from agent.daemon.status import collect
 
+    repo = next((r for r in collect(_config, clock.now())["repositories"] if r["repository"] == repository), None)
+    risks = list(repo["at_risk"]) if repo is not None else []
+    for risk in risks:
+        log.warning("obligation at risk for %s: %s", repository, risk)
+    return risks
+
+
+def _alert_risks(repository: str) -> None:
+    from agent.alerts import Alert
+
     now = clock.now()
-    repo = next((r for r in collect(_config, now)["repositories"] if r["repository"] == repository), None)
-    if repo is None or not repo["at_risk"]:
+    risks = _risks(repository)
+    if not risks:
         return
+    repo = {"at_risk": risks}
     path = os.path.join(_config.agent.state_dir, "daemon", "alerts.json")
     sent = load_json(path)
     previous = sent.get(repository, {})

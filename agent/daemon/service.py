@@ -9,8 +9,11 @@
 * One job at a time (a one-thread executor, and the runner's own lock).
 * SIGTERM/SIGINT: the running command gets SIGTERM (it keeps what it stored and exits),
   the scheduler stops, the daemon exits 0; the interrupted job is caught up next start.
-* SIGHUP: the configuration is read again and the jobs rescheduled.
-* sd_notify: READY=1 once scheduled, STATUS= with the next run, WATCHDOG=1 when asked.
+* SIGHUP: the configuration is read again and the jobs rescheduled. `backupctl daemon
+  --reload` (the unit's ExecReload=) checks the configuration the same way first
+  (check_config) and sends the SIGHUP only when it would be taken.
+* sd_notify: READY=1 once scheduled, STATUS= with the last failure (until that job next
+  succeeds) and the next run, WATCHDOG=1 when asked.
 """
 
 from __future__ import annotations
@@ -32,13 +35,62 @@ from agent import clock
 from agent import config as config_module
 from agent.audit import AuditTrail
 from agent.daemon import jobs, notify
+from agent.daemon.outcomes import meaning
 from agent.daemon.schedule import catch_ups, planned_jobs
 from agent.engine.records import Records
-from agent.errors import AlreadyRunning, ConfigError, StateDirError
+from agent.errors import AlreadyRunning, ConfigError, StateDirError, UsageError
 from agent.state_file import write_private
 
 log = logging.getLogger("backupctl.daemon")
 JOB_FUNCTION = "agent.daemon.jobs:run_job"
+
+
+def check_config(config_path: str):
+    """The configuration as the daemon takes it (parsed, and its schedule planned), or
+    ConfigError with the one-line reason: the same check at a reload and before one."""
+    config = config_module.load(config_path)
+    try:
+        planned_jobs(config)
+    except ValueError as exc:  # a trigger APScheduler refuses
+        raise ConfigError(f"{config_path}: [schedule]: {exc}") from None
+    return config
+
+
+def reload_daemon(config_path: str, pid: int | None) -> int:
+    """`backupctl daemon --reload [PID]`: refuse a configuration the daemon would refuse
+    (ConfigError, exit 2: the daemon keeps running its schedule), else SIGHUP the daemon
+    (PID, or the one holding state_dir/daemon/daemon.lock). Returns the pid signalled."""
+    config = check_config(config_path)
+    if pid is None:
+        pid = running_daemon(config.agent.state_dir)
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except ProcessLookupError:
+        raise UsageError(f"no process {pid}: the daemon is not running",
+                         hint="start it (systemctl start backupctl) instead of reloading it") from None
+    except PermissionError:
+        raise UsageError(f"process {pid} cannot be signalled by this user",
+                         hint="run the reload as the daemon's user (systemctl reload backupctl)") from None
+    return pid
+
+
+def running_daemon(state_dir: str) -> int:
+    """The pid of the daemon that holds state_dir/daemon/daemon.lock (UsageError if none)."""
+    path = os.path.join(state_dir, "daemon", "daemon.lock")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        fd = None
+    if fd is not None:
+        with open(fd, encoding="ascii") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:  # held: a daemon runs, and its pid is in the file
+                text = handle.read().strip()
+                if text.isdigit() and int(text) > 1:
+                    return int(text)
+    raise UsageError(f"no backupctl daemon runs for {state_dir}",
+                     hint="start it (backupctl daemon, or systemctl start backupctl) instead of reloading it")
 
 
 class Daemon:
@@ -74,6 +126,7 @@ class Daemon:
             self._reschedule(scheduler)
             scheduler.resume()
             notify.notify("READY=1")
+            notify.notify(f"STATUS={self.status_text(scheduler)}")  # a failure recorded before this start
             log.info("daemon started (pid %s)", os.getpid())
             self._loop(scheduler, runner)
         finally:
@@ -97,13 +150,13 @@ class Daemon:
             if self._reload:
                 self._reload = False
                 try:
-                    self.config = config_module.load(self.config_path)
+                    self.config = check_config(self.config_path)
                     jobs.install(runner, self.config)
                     self._reschedule(scheduler)
                     log.info("configuration reloaded")
                 except ConfigError as exc:  # keep the running schedule; say why
                     log.error("configuration not reloaded: %s", exc.one_line())
-            notify.notify(f"STATUS={self.next_run_text(scheduler)}")
+            notify.notify(f"STATUS={self.status_text(scheduler)}")
 
     def _on_stop(self, _signum, _frame) -> None:
         self._stop = True
@@ -186,6 +239,24 @@ class Daemon:
                               id=f"catch-up:{job.job_id}",
                               name=f"catch-up {job.describe()}", args=[job.job_id], jobstore="catch_up",
                               replace_existing=True, misfire_grace_time=None)
+
+    def status_text(self, scheduler) -> str:
+        """systemctl status's "Status:" line: the last failure first, so that a failing
+        service does not look healthy, then the next run."""
+        failure = self.last_failure_text()
+        return f"{failure}; {self.next_run_text(scheduler)}" if failure else self.next_run_text(scheduler)
+
+    def last_failure_text(self) -> str | None:
+        """E.g. "last failure: weekly backup of main, exit 14 (meaning) at 2026-12-06 20:00"
+        (exit code and its plain meaning only: the child's error line may name a file)."""
+        names = {job.job_id: job.describe() for job in planned_jobs(self.config)}
+        failure = jobs.JobRecord(self.config.agent.state_dir).last_failure(set(names))
+        if failure is None:
+            return None
+        job_id, code, when = failure
+        local = when.astimezone(self.config.retention.zone) if when.tzinfo else when
+        return (f"last failure: {names.get(job_id, job_id)}, exit {code} ({meaning(code)}) "
+                f"at {local:%Y-%m-%d %H:%M}")
 
     @staticmethod
     def next_run_text(scheduler) -> str:

@@ -185,3 +185,104 @@ def test_systemd_notifications(scheduled, tmp_path):
         if daemon.poll() is None:
             daemon.kill()
         listener.close()
+
+
+def _listen(tmp_path: Path) -> tuple[socket.socket, str]:
+    address = str(tmp_path / "notify.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(address)
+    listener.settimeout(180)
+    return listener, address
+
+
+def _status_until(listener: socket.socket, predicate, seen: list[str], timeout: float = 180) -> str:
+    """The first STATUS= message that satisfies predicate (every message kept in seen)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        message = listener.recv(4096).decode()
+        seen.append(message)
+        if message.startswith("STATUS=") and predicate(message):
+            return message
+    raise AssertionError(f"no such STATUS within {timeout} s; received: {seen[-5:]}")
+
+
+def test_a_failed_job_is_an_error_in_the_journal_and_in_the_status_until_it_succeeds(bk, tmp_path):
+    """Issue 17.4: under systemd (JOURNAL_STREAM set) a failed job's line carries syslog
+    priority 3 with its exit code and plain meaning, never the child's error line (which
+    names the missing folder); sd_notify STATUS names the failure until the job succeeds."""
+    from agent.daemon.outcomes import meaning
+
+    folder = bk.src / "Dupont Jean"  # a patient's name, in the child's own error line
+    bk.write_config(paths=[folder])
+    bk.config.write_text(bk.config.read_text() + SCHEDULE)
+    assert bk.run("init").returncode == 0
+    listener, address = _listen(tmp_path)
+    daemon = start_daemon(bk, env={"NOTIFY_SOCKET": address, "JOURNAL_STREAM": "8:12345"})
+    seen: list[str] = []
+    try:
+        failed = _status_until(listener, lambda m: "last failure: weekly backup of main" in m, seen)
+        assert f"exit 17 ({meaning(17)}) at " in failed and "Dupont" not in failed
+        assert "next: " in failed
+        assert "Dupont" in jobs_record(bk)["weekly:main"]["steps"][0]["error_detail"]  # kept on the server only
+        # Fixed, and the configuration reloaded (`daemon --reload`, the unit's ExecReload):
+        # the failed jobs are caught up and succeed; the status no longer names a failure.
+        write(folder / "lettre.txt", "Madame, " * 500)
+        reload = bk.run("daemon", "--reload")
+        assert reload.returncode == 0, str(reload)
+        _status_until(listener, lambda m: "last failure" not in m and "next: " in m
+                      and jobs_record(bk).get("weekly:main", {}).get("last_success") is not None, seen)
+        code, err = stop(daemon)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+        listener.close()
+    assert code == 0 and "Traceback" not in err
+    failure = [line for line in err.splitlines() if "job weekly:main FAILED" in line]
+    assert len(failure) == 1 and failure[0].startswith("<3>ERROR "), err
+    assert f"backup exit 17: {meaning(17)}" in failure[0]
+    assert "Dupont" not in err  # no file or folder name in any journal line
+    assert any(line.startswith("<6>INFO job weekly:main succeeded") for line in err.splitlines()), err
+    assert all(line[:3] in ("<3>", "<4>", "<6>") for line in err.splitlines() if line), err
+
+
+def test_without_systemd_the_log_has_no_priority_prefix(scheduled):
+    bk = scheduled
+    daemon = start_daemon(bk)
+    wait_for(lambda: jobs_record(bk).get("weekly:main", {}).get("last_success"), what="the first backup")
+    code, err = stop(daemon)
+    assert code == 0 and "INFO job weekly:main succeeded" in err
+    assert not any(line.startswith("<") for line in err.splitlines()), err
+
+
+def test_reload_command_refuses_a_broken_configuration_and_keeps_the_schedule(scheduled):
+    """`daemon --reload` (ExecReload=): exit 2 with the reason on a configuration the
+    daemon would refuse, which is then not even signalled; exit 0 and reloaded otherwise."""
+    bk = scheduled
+    daemon = start_daemon(bk)
+    lock = Path(bk.state) / "daemon" / "daemon.lock"
+    wait_for(lambda: jobs_record(bk).get("weekly:main", {}).get("last_success"), what="the first backup")
+    database = Path(bk.state) / "daemon" / "schedule.sqlite"
+
+    def next_weekly() -> tuple[int, int, int]:
+        with sqlite3.connect(database) as db:
+            (stamp,) = db.execute("SELECT next_run_time FROM apscheduler_jobs WHERE id='weekly:main'").fetchone()
+        local = dt.datetime.fromtimestamp(stamp, dt.timezone.utc).astimezone(
+            __import__("zoneinfo").ZoneInfo("Europe/Paris"))
+        return local.weekday(), local.hour, local.minute
+
+    assert next_weekly() == (4, 20, 0)
+    good = bk.config.read_text()
+    bk.config.write_text(good.replace('backup = "fri 20:00"', 'backup = "someday"'))
+    refused = bk.run("daemon", "--reload", str(daemon.pid))
+    assert_error(refused, 2, "someday")
+    time.sleep(2)
+    assert daemon.poll() is None and next_weekly() == (4, 20, 0)
+    bk.config.write_text(good.replace('backup = "fri 20:00"', 'backup = "mon 07:15"'))
+    taken = bk.run("daemon", "--reload")  # the pid from state_dir/daemon/daemon.lock
+    assert taken.returncode == 0 and str(daemon.pid) in taken.stderr and lock.read_text().strip() == str(daemon.pid)
+    wait_for(lambda: next_weekly() == (0, 7, 15), what="the new schedule")
+    code, err = stop(daemon)
+    assert code == 0 and "configuration reloaded" in err
+    assert "configuration not reloaded" not in err  # the broken one never reached the daemon
+    # No daemon: nothing to reload, one line, exit 2.
+    assert_error(bk.run("daemon", "--reload"), 2, "no backupctl daemon runs")
