@@ -14,7 +14,6 @@ export --target and export --tar; and the modes of what restore and export creat
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -26,27 +25,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.trees import listing
+
 from .support import NOBODY, Backupctl, assert_error, base_env, tree_digests, write
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the attack needs root restoring (CI runs as root)")
 
 NOTE = "ordonnance : amoxicilline 1 g\n"
 
-
-def listing(root: Path) -> dict[str, tuple]:
-    """type, owner, mode and content (or link target) of `root` and everything below it."""
-    out: dict[str, tuple] = {}
-    for path in [root, *sorted(root.rglob("*"))]:
-        st = path.lstat()
-        if stat.S_ISREG(st.st_mode):
-            what = hashlib.sha256(path.read_bytes()).hexdigest()
-        elif stat.S_ISLNK(st.st_mode):
-            what = os.readlink(path)
-        else:
-            what = ""
-        out[str(path.relative_to(root))] = (stat.S_IFMT(st.st_mode), st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode),
-                                            what)
-    return out
 
 
 @pytest.fixture(scope="module")

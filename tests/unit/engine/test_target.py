@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.trees import listing
+
 from agent.crypto.kdf import KdfParams
 from agent.engine import restore_files
 from agent.engine.export import write_tar
@@ -37,20 +39,6 @@ def repo() -> Repository:
     return Repository.init(MemoryStorage(), b"phrase", cipher="xchacha20-poly1305", compression_level=3,
                            kdf_params=FAST)
 
-
-def _listing(root: Path) -> dict[str, tuple]:
-    """type, owner, mode and content (or link target) of everything below `root`."""
-    out: dict[str, tuple] = {}
-    for path in [root, *sorted(root.rglob("*"))]:
-        st = path.lstat()
-        if stat.S_ISREG(st.st_mode):
-            what = hashlib.sha256(path.read_bytes()).hexdigest()
-        elif stat.S_ISLNK(st.st_mode):
-            what = os.readlink(path)
-        else:
-            what = ""
-        out[str(path.relative_to(root))] = (stat.S_IFMT(st.st_mode), st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode), what)
-    return out
 
 
 @pytest.fixture
@@ -87,7 +75,7 @@ def test_a_symlink_where_a_folder_is_expected_is_refused_and_never_followed(tmp_
     target = tmp_path / "target"
     target.mkdir()
     (target / "sub").symlink_to(victim)
-    before = _listing(victim)
+    before = listing(victim)
     with TargetTree(os.fsencode(target), overwrite=False) as tree:
         with pytest.raises(RestoreTargetError, match="sub is a symbolic link in the restore target where the "
                                                      "snapshot has a folder"):
@@ -96,7 +84,7 @@ def test_a_symlink_where_a_folder_is_expected_is_refused_and_never_followed(tmp_
             tree.make_dir(b"sub/deeper")
         with pytest.raises(RestoreTargetError, match="symbolic link"):
             tree.lstat(b"sub/f")
-    assert _listing(victim) == before
+    assert listing(victim) == before
 
 
 @pytest.mark.parametrize("plant", ["symlink", "file", "fifo"])
@@ -109,7 +97,7 @@ def test_overwrite_replaces_what_is_in_the_way_of_a_folder_by_name(tmp_path, vic
         os.link(victim / "existing", target / "sub")  # a hard link to a file outside
     else:
         os.mkfifo(target / "sub")  # opened, it would block the restore forever
-    before = _listing(victim)
+    before = listing(victim)
     with TargetTree(os.fsencode(target), overwrite=True) as tree:
         ino = tree.create_file(b"sub/f", 10)
         fd = tree.open_created(b"sub/f", ino, os.O_WRONLY)
@@ -117,7 +105,7 @@ def test_overwrite_replaces_what_is_in_the_way_of_a_folder_by_name(tmp_path, vic
         os.close(fd)
     assert (target / "sub").is_dir() and not (target / "sub").is_symlink()
     assert (target / "sub" / "f").read_bytes()[:1] == b"x"
-    assert _listing(victim) == before
+    assert listing(victim) == before
 
 
 def test_overwrite_never_deletes_a_folder_that_holds_something(tmp_path):
@@ -133,7 +121,7 @@ def test_overwrite_never_deletes_a_folder_that_holds_something(tmp_path):
 def test_a_file_swapped_for_a_hard_link_after_creation_is_never_written(tmp_path, victim):
     target = tmp_path / "target"
     target.mkdir()
-    before = _listing(victim)
+    before = listing(victim)
     with TargetTree(os.fsencode(target), overwrite=False) as tree:
         ino = tree.create_file(b"f", 5)
         os.unlink(target / "f")
@@ -142,7 +130,7 @@ def test_a_file_swapped_for_a_hard_link_after_creation_is_never_written(tmp_path
             tree.open_created(b"f", ino, os.O_WRONLY)
         tree.remove_created(b"f", ino)  # not ours any more: left alone
     assert (target / "f").exists()
-    assert _listing(victim) == before
+    assert listing(victim) == before
 
 
 def test_special_bits_are_dropped_unless_asked():
@@ -165,7 +153,7 @@ def test_a_parent_swapped_for_a_symlink_between_creation_and_writing_does_not_re
     repo.load_index()
     target = tmp_path / "target"
     (target / "sub").mkdir(parents=True)
-    before = _listing(victim)
+    before = listing(victim)
     real_create = ContentRestorer._create
 
     def create_then_swap(self, file, *, size):
@@ -188,7 +176,7 @@ def test_a_parent_swapped_for_a_symlink_between_creation_and_writing_does_not_re
         else:
             with pytest.raises(RestoreTargetError, match="sub is a symbolic link"):
                 restorer.run([FileTarget(b"sub/f", node)])
-    assert _listing(victim) == before
+    assert listing(victim) == before
 
 
 def test_a_file_swapped_for_a_hard_link_between_creation_and_writing_is_refused(repo, tmp_path, victim,
@@ -198,7 +186,7 @@ def test_a_file_swapped_for_a_hard_link_between_creation_and_writing_is_refused(
     repo.load_index()
     target = tmp_path / "target"
     target.mkdir()
-    before = _listing(victim)
+    before = listing(victim)
     real_create = ContentRestorer._create
 
     def create_then_swap(self, file, *, size):
@@ -211,7 +199,7 @@ def test_a_file_swapped_for_a_hard_link_between_creation_and_writing_is_refused(
         restorer = ContentRestorer(repo, tree=tree, progress=SilentProgress(), same_owner=False)
         with pytest.raises(RestoreTargetError, match="f was replaced"):
             restorer.run([FileTarget(b"f", _file_node(b"f", chunk, CONTENT))])
-    assert _listing(victim) == before
+    assert listing(victim) == before
 
 
 # ---- the engine ---------------------------------------------------------------------------
@@ -224,15 +212,15 @@ def test_restore_refuses_a_planted_link_before_writing_anything(repo, tmp_path, 
     target.mkdir()
     (target / "cron.d").symlink_to(victim)
     (target / "untouched").mkdir()
-    before, target_before = _listing(victim), _listing(target)
+    before, target_before = listing(victim), listing(target)
     with pytest.raises(RestoreTargetError, match="cron.d is a symbolic link"):
         RestoreEngine(repo, snapshot, str(target)).run()
-    assert _listing(victim) == before and _listing(target) == target_before
+    assert listing(victim) == before and listing(target) == target_before
 
     report = RestoreEngine(repo, snapshot, str(target), overwrite=True).run()
     assert report.failures == [] and report.verified == 1
     assert not (target / "cron.d").is_symlink() and (target / "cron.d" / "evil").read_bytes() == CONTENT
-    assert _listing(victim) == before
+    assert listing(victim) == before
 
 
 def test_restore_drops_special_bits_unless_asked(repo, tmp_path):
@@ -355,11 +343,11 @@ def test_restore_test_refuses_a_scratch_folder_swapped_after_it_made_it(repo, tm
         return identity
 
     monkeypatch.setattr(restore_test, "_fresh_folder", fresh_then_swap)
-    before = _listing(victim)
+    before = listing(victim)
     engine = restore_test.RestoreTestEngine(repo, snapshot, str(scratch), sources=[str(tmp_path / "src")])
     with pytest.raises(RestoreTargetError, match="was replaced before the restore began"):
         engine.run()
-    assert _listing(victim) == before
+    assert listing(victim) == before
     assert engine.report.scratch_wiped and sorted(os.listdir(scratch)) == ["moved"]
 
 
@@ -375,7 +363,7 @@ def test_a_staged_link_that_cannot_be_placed_leaves_no_private_folder(tmp_path):
     assert (target / "shared" / "link").read_text() == "already there"
 
 
-def test_a_streamed_tar_export_holds_every_copy_of_a_shared_listing(repo, tmp_path):
+def test_a_streamed_tar_export_holds_every_copy_of_a_sharedlisting(repo, tmp_path):
     import tarfile
 
     snapshot = _dag(repo, 3)
@@ -398,11 +386,11 @@ def test_a_name_planted_after_planning_is_never_opened_by_create_file(tmp_path, 
     target = tmp_path / "target"
     target.mkdir()
     os.link(victim / "existing", target / "f")
-    before = _listing(victim)
+    before = listing(victim)
     with TargetTree(os.fsencode(target), overwrite=False) as tree:
         with pytest.raises((OSError, RestoreTargetError)):
             tree.create_file(b"f", 3)
-    assert _listing(victim) == before
+    assert listing(victim) == before
 
 
 def test_a_hard_link_swapped_right_after_it_is_made_is_refused(tmp_path, victim, monkeypatch):
@@ -436,10 +424,10 @@ def test_a_planted_link_is_refused_before_any_folder_is_made(repo, tmp_path, vic
     target = tmp_path / "target"
     target.mkdir()
     (target / "cron.d").symlink_to(victim)
-    before, target_before = _listing(victim), _listing(target)
+    before, target_before = listing(victim), listing(target)
     with pytest.raises(RestoreTargetError, match="cron.d is a symbolic link"):
         RestoreEngine(repo, snapshot, str(target)).run()
-    assert _listing(victim) == before and _listing(target) == target_before
+    assert listing(victim) == before and listing(target) == target_before
 
 
 @pytest.mark.parametrize("shared", [False, True])
@@ -453,12 +441,12 @@ def test_a_restored_link_to_an_existing_file_is_owned_and_dated_itself_never_its
     target.mkdir()
     if shared:
         os.chmod(target, 0o777)  # someone else can write here: the link is staged in a private folder
-    before = _listing(victim)
+    before = listing(victim)
     with TargetTree(os.fsencode(target), overwrite=False) as tree:
         tree.symlink(b"link", os.fsencode(victim / "existing"), uid=65534, gid=65534, mtime_ns=10**18)
     st = os.lstat(target / "link")
     assert (st.st_uid, st.st_gid, st.st_mtime_ns) == (65534, 65534, 10**18)
-    assert _listing(victim) == before
+    assert listing(victim) == before
     assert os.stat(victim / "existing").st_mtime_ns != 10**18
 
 
@@ -499,13 +487,13 @@ def test_open_target_refuses_another_users_link_at_any_component_and_makes_nothi
     os.chown(shared, NOBODY, NOBODY)
     (shared / "to-victim").symlink_to(victim)
     os.lchown(shared / "to-victim", NOBODY, NOBODY)
-    before = _listing(victim)
+    before = listing(victim)
     for path in (shared / "to-victim", shared / "to-victim" / "a" / "b"):
         with pytest.raises(RestoreTargetError, match=f"{shared / 'to-victim'} is a symbolic link owned by uid "
                                                      f"{NOBODY}.*not followed") as caught:
             open_target(os.fsencode(path), create=True)
         assert caught.value.hint == "give a --target path without a link another user controls"
-    assert _listing(victim) == before
+    assert listing(victim) == before
 
 
 @root_only

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import threading
 from pathlib import Path
 
 import pytest
+
+from tests.support.trees import within_deadline
 
 from agent.crypto.kdf import KdfParams
 from agent.repo import layout
@@ -27,7 +28,6 @@ PASSPHRASE = b"Cabinet medical - phrase de passe 2026"
 FAST = KdfParams(memory_kib=8192, iterations=1)
 PLANTED_INDEX = "index/" + "0" * 32
 PLANTED_SNAPSHOT = "snapshots/" + "0" * 32
-DEADLINE_S = 5.0
 
 
 class MeasuredStorage(LocalStorage):
@@ -40,24 +40,6 @@ class MeasuredStorage(LocalStorage):
         self.largest_read = max(self.largest_read, len(data))
         return data
 
-
-def _within_deadline(call):
-    outcome: dict[str, object] = {}
-
-    def run() -> None:
-        try:
-            outcome["value"] = call()
-        except BaseException as exc:  # noqa: BLE001 - handed back to the test
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(DEADLINE_S)
-    if thread.is_alive():
-        pytest.fail(f"the call still blocks after {DEADLINE_S} s")
-    if "error" in outcome:
-        raise outcome["error"]  # type: ignore[misc]
-    return outcome.get("value")
 
 
 def _unblock(path: Path) -> None:
@@ -91,7 +73,7 @@ def test_a_fifo_in_index_is_named_and_the_other_index_files_still_count(stored):
     os.mkfifo(root / PLANTED_INDEX)
     repo = _open(root)
     try:
-        _within_deadline(repo.load_index)
+        within_deadline(repo.load_index)
     finally:
         _unblock(root / PLANTED_INDEX)
     assert [p for p in repo.index_problems if PLANTED_INDEX in p and "is a FIFO" in p], repo.index_problems
@@ -104,7 +86,7 @@ def test_a_link_to_dev_zero_in_index_is_named_not_followed(stored):
     os.symlink("/dev/zero", root / PLANTED_INDEX)
     repo = _open(root)
     # Bounded in time and size: before the fix, reading /dev/zero ended in MemoryError.
-    _within_deadline(repo.load_index)
+    within_deadline(repo.load_index)
     assert [p for p in repo.index_problems if PLANTED_INDEX in p and "symbolic link" in p], repo.index_problems
     assert repo.has_blob(chunk_id)
 
@@ -131,7 +113,7 @@ def test_a_fifo_or_oversize_object_in_snapshots_is_named_and_the_others_listed(s
         handle.truncate(64 * 1024 * 1024)  # sparse, above MAX_SNAPSHOT_SIZE
     repo = _open(root)
     try:
-        snapshots = _within_deadline(repo.snapshots)
+        snapshots = within_deadline(repo.snapshots)
     finally:
         _unblock(root / PLANTED_SNAPSHOT)
     assert [s.host for s in snapshots] == ["cabinet"]
@@ -174,11 +156,11 @@ def test_fifos_under_keys_locks_and_reports_are_named_never_waited_for(stored):
         path.parent.mkdir(exist_ok=True)
         os.mkfifo(path)
     try:
-        repo = _within_deadline(lambda: _open(root))
-        assert len(_within_deadline(repo.list_keys)) == 1
-        locks = _within_deadline(lambda: lock.list_locks(repo))
+        repo = within_deadline(lambda: _open(root))
+        assert len(within_deadline(repo.list_keys)) == 1
+        locks = within_deadline(lambda: lock.list_locks(repo))
         assert [info.operation for info in locks if "is a FIFO" in info.operation], locks
-        _documents, problems = _within_deadline(lambda: store.past_tests(repo))
+        _documents, problems = within_deadline(lambda: store.past_tests(repo))
         assert [p for p in problems if "is a FIFO" in p], problems
     finally:
         for path in planted:

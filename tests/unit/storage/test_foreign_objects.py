@@ -9,37 +9,18 @@ regression fails the test instead of hanging the suite."""
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 
 import pytest
+
+from tests.support.trees import within_deadline
 
 from agent.errors import ForeignObject, IntegrityError, ObjectNotFound
 from agent.storage.local import LocalStorage
 
 INDEX = "index/" + "0" * 32
 OTHER = "index/" + "1" * 32
-DEADLINE_S = 5.0
 
-
-def _within_deadline(call):
-    """call()'s result or exception, or a failure if it has not returned in DEADLINE_S."""
-    outcome: dict[str, object] = {}
-
-    def run() -> None:
-        try:
-            outcome["value"] = call()
-        except BaseException as exc:  # noqa: BLE001 - handed back to the test
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(DEADLINE_S)
-    if thread.is_alive():
-        pytest.fail(f"the call still blocks after {DEADLINE_S} s")
-    if "error" in outcome:
-        raise outcome["error"]  # type: ignore[misc]
-    return outcome.get("value")
 
 
 @pytest.fixture
@@ -67,7 +48,7 @@ def test_a_fifo_is_refused_at_once_by_read_read_range_and_stat(repo):
         for call in (lambda: storage.read(INDEX), lambda: storage.read(INDEX, max_size=100),
                      lambda: storage.read_range(INDEX, 0, 10), lambda: storage.stat(INDEX)):
             with pytest.raises(ForeignObject, match=rf"object {INDEX} .* is a FIFO"):
-                _within_deadline(call)
+                within_deadline(call)
     finally:
         _unblock(fifo)
     assert issubclass(ForeignObject, IntegrityError)  # exit 13: a damaged or planted object
@@ -89,14 +70,14 @@ def test_a_symbolic_link_is_never_followed(repo, tmp_path):
     os.unlink(root / INDEX)
     os.symlink("/dev/zero", root / INDEX)
     with pytest.raises(ForeignObject, match="symbolic link"):
-        _within_deadline(lambda: storage.read(INDEX))
+        within_deadline(lambda: storage.read(INDEX))
 
 
 def test_a_device_node_is_refused_unopened(repo):
     storage, root = repo
     os.mknod(root / INDEX, 0o600 | 0o020000, os.makedev(1, 5))  # a character device: /dev/zero's numbers
     with pytest.raises(ForeignObject, match="is a device"):
-        _within_deadline(lambda: storage.read(INDEX))
+        within_deadline(lambda: storage.read(INDEX))
 
 
 def test_listing_shows_foreign_entries_beside_the_real_objects(repo, tmp_path):
@@ -107,7 +88,7 @@ def test_listing_shows_foreign_entries_beside_the_real_objects(repo, tmp_path):
     os.symlink(tmp_path / "elsewhere", root / ("index/" + "3" * 32))  # a link to a folder
     (root / ("index/" + "4" * 32)).mkdir()  # a real folder is not an object
     try:
-        names = _within_deadline(lambda: sorted(info.name for info in storage.list("index/")))
+        names = within_deadline(lambda: sorted(info.name for info in storage.list("index/")))
     finally:
         _unblock(root / INDEX)
     assert names == [INDEX, OTHER, "index/" + "2" * 32, "index/" + "3" * 32]
