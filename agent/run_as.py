@@ -106,11 +106,20 @@ def refusing_entry(path: str, *, write: bool) -> str | None:
             return folder
     if write:
         existing = next((f for f in folders if os.path.isdir(f)), None)
-        if existing is not None and not _may(existing, os.W_OK | os.X_OK):
+        if existing is not None and not _may(existing, os.W_OK | os.X_OK) and not _read_only(existing):
             return existing
-    if os.path.lexists(path) and not _may(path, os.R_OK | (os.W_OK if write else 0)):
+    if os.path.lexists(path) and not _may(path, os.R_OK) or \
+            write and os.path.lexists(path) and not _may(path, os.W_OK) and not _read_only(path):
         return path
     return None
+
+
+def _read_only(path: str) -> bool:
+    """On a read-only file system nobody may write: not a matter of owners (StorageError says it)."""
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def describe_owner(path: str) -> str:
