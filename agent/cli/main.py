@@ -34,7 +34,8 @@ _COMMANDS = {
 
 # What root may run on an installed server (the state directory belongs to the service
 # user, agent/run_as.py): commands that only read (`status` reads records; `audit verify`
-# reads the trail) or must be root (`install-service`); help writes nothing. Every other
+# reads the trail; `daemon --reload` checks the configuration and signals the daemon) or
+# must be root (`install-service`); help writes nothing. Every other
 # command may write in the state directory (keys, ledger, records, audit trail, caches), a
 # file:// repository or a disk, and runs as the service user instead. README, "Commands by
 # hand on the server".
@@ -99,6 +100,8 @@ def _not_as_root(ctx: click.Context, name: str | None, command: click.Command, r
     if help_option is not None and help_option.name is not None \
             and parsed.get_parameter_source(help_option.name) is click.core.ParameterSource.COMMANDLINE:
         return  # --help: click prints it and stops
+    if words == ["daemon"] and parsed.params.get("reload"):
+        return
     if words == ["recover"]:
         state_dir = parsed.params.get("state_dir")  # no configuration: its own option
     else:

@@ -80,9 +80,11 @@ def test_commands_that_only_read_run_as_root_and_write_nothing(open_dir: Path) -
     assert "intact" in bk.ok("audit", "verify").stdout
     assert "Usage:" in bk.ok("backup", "--help").stdout
     assert "Usage:" in bk.ok("restore", "-h").stdout
+    assert_error(bk.run("daemon", "--reload", "4194304"), 2, "no process 4194304")  # checked, then signalled
     assert _world(bk) == before
     # An option value that looks like help is not help: refused like any restore.
     assert_error(bk.run("restore", "latest", "--target", "-h"), 22, "sudo -u nobody")
+    assert_error(bk.run("daemon", timeout=60), 22, "sudo -u nobody")  # the daemon itself writes
 
 
 def test_a_root_owned_pack_is_a_permission_error_never_damage(open_dir: Path) -> None:
