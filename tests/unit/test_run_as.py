@@ -179,3 +179,54 @@ def test_a_refused_read_names_owner_mode_and_user(open_dir: Path) -> None:
         f"cannot read {pack}: owned by root:root, mode 0600, and this command runs as nobody — run commands "
         f"as nobody (README, \"Commands by hand on the server\"), or give the files back: chown -R nobody: {repo}")
     assert stat.S_IMODE(pack.stat().st_mode) == 0o600
+
+
+def _unreadable_for_the_service_user(open_dir: Path, name: str) -> Path:
+    os.chmod(open_dir, 0o755)
+    secret = open_dir / name
+    secret.write_text("un secret\n")
+    os.chmod(secret, 0o600)  # root's: the service user may not read it
+    return secret
+
+
+def _line_as_service_user(open_dir: Path, call) -> str:
+    """The one-line error `call()` raises as uid 65534 (in a forked child)."""
+    out = open_dir / "line"
+
+    def body() -> None:
+        os.setgid(SERVICE_UID)
+        os.setuid(SERVICE_UID)
+        try:
+            call()
+        except PermissionDenied as exc:
+            with open(out, "w", encoding="utf-8") as handle:
+                handle.write(exc.one_line())
+            raise
+
+    os.chown(open_dir, SERVICE_UID, SERVICE_UID)
+    assert _in_child(body) == 3
+    return out.read_text(encoding="utf-8")
+
+
+def test_an_unreadable_smtp_password_file_names_owner_and_mode(open_dir: Path) -> None:
+    from agent.alerts import AlertSettings, _password
+
+    secret = _unreadable_for_the_service_user(open_dir, "smtp-password")
+    line = _line_as_service_user(open_dir, lambda: _password(AlertSettings(smtp_password_file=str(secret))))
+    assert line.startswith(f"cannot read the SMTP password file {secret}: owned by root:root, mode 0600, "
+                           f"and this command runs as nobody")
+
+
+def test_an_unreadable_systemd_passphrase_credential_names_owner_and_mode(open_dir: Path, monkeypatch) -> None:
+    from agent import config as config_module
+
+    credentials = open_dir / "credentials"
+    credentials.mkdir(mode=0o755)
+    secret = _unreadable_for_the_service_user(credentials, "passphrase")
+    config = config_module.parse({"source": {"paths": ["/srv"]}, "repositories": {"main": {"url": "file:///r"}}},
+                                 "/etc/backupctl/config.toml")
+    monkeypatch.delenv("BACKUPCTL_PASSPHRASE", raising=False)
+    monkeypatch.setattr(config_module, "_passphrase_from_environment", None)
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+    line = _line_as_service_user(open_dir, lambda: config_module.read_passphrase(config))
+    assert line.startswith(f"cannot read the systemd credential {secret}: owned by root:root, mode 0600")
