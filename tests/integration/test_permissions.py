@@ -85,6 +85,10 @@ def test_commands_that_only_read_run_as_root_and_write_nothing(open_dir: Path) -
     # An option value that looks like help is not help: refused like any restore.
     assert_error(bk.run("restore", "latest", "--target", "-h"), 22, "sudo -u nobody")
     assert_error(bk.run("daemon", timeout=60), 22, "sudo -u nobody")  # the daemon itself writes
+    # recover has no configuration: its --state-dir is the one protected.
+    recover = bk.run("recover", "--url", f"file://{bk.repo}", "--list", "--state-dir", str(bk.state))
+    assert_error(recover, 22, f"would write into {bk.state} (owned by nobody)", "recover --url")
+    assert _world(bk) == before
 
 
 def test_a_root_owned_pack_is_a_permission_error_never_damage(open_dir: Path) -> None:
