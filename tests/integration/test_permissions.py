@@ -125,6 +125,12 @@ def test_a_root_owned_state_file_is_a_permission_error(open_dir: Path) -> None:
     os.chmod(ledger, 0o600)
     # Read as empty, the ledger would have forgotten every snapshot it guards.
     assert_error(bk.run("check", user=NOBODY), 22, f"{ledger}: {OWNED_BY_ROOT}", f"chown -R nobody: {bk.base}")
+    os.chown(ledger, NOBODY, NOBODY)
+    (cache,) = bk.state.glob("cache/*/files.sqlite")
+    os.chown(cache, 0, 0)
+    os.chmod(cache, 0o600)
+    # SQLite says only "unable to open database file"; the line says whose it is.
+    assert_error(bk.run("backup", user=NOBODY), 22, f"cannot write {cache}: {OWNED_BY_ROOT}")
 
 
 def test_an_unreadable_passphrase_file_names_its_owner_and_mode(open_dir: Path) -> None:
