@@ -139,8 +139,9 @@ def owner_name(path: str) -> str | None:
 
 
 def _owned_top(folder: str) -> str | None:
-    """The highest folder above `folder` still owned by the same user as `folder`: the
-    state directory for one of its files (/var/lib/backupctl for .../ledger/x.json)."""
+    """The highest private (0700) folder at or above `folder` with the same owner: the
+    state directory for one of its files (/var/lib/backupctl for .../ledger/x.json, whose
+    folders backupctl makes 0700), never a shared folder above it such as a home."""
     try:
         owner = os.stat(folder).st_uid
     except OSError:
@@ -148,9 +149,10 @@ def _owned_top(folder: str) -> str | None:
     while True:
         parent = os.path.dirname(folder)
         try:
-            if parent == folder or os.stat(parent).st_uid != owner:
-                return folder
+            found = os.stat(parent)
         except OSError:
+            return folder
+        if parent == folder or found.st_uid != owner or found.st_mode & 0o077:
             return folder
         folder = parent
 

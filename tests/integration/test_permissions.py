@@ -124,7 +124,7 @@ def test_a_root_owned_state_file_is_a_permission_error(open_dir: Path) -> None:
     os.chown(ledger, 0, 0)
     os.chmod(ledger, 0o600)
     # Read as empty, the ledger would have forgotten every snapshot it guards.
-    assert_error(bk.run("check", user=NOBODY), 22, f"{ledger}: {OWNED_BY_ROOT}", f"chown -R nobody: {bk.base}")
+    assert_error(bk.run("check", user=NOBODY), 22, f"{ledger}: {OWNED_BY_ROOT}", f"chown -R nobody: {bk.state}")
     os.chown(ledger, NOBODY, NOBODY)
     (cache,) = bk.state.glob("cache/*/files.sqlite")
     os.chown(cache, 0, 0)
