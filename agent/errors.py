@@ -9,7 +9,7 @@
     +-- WrongPassphrase                12  no key of the repository opens with this passphrase
     +-- KeyFileError                   12  a key file is malformed or has unsafe parameters
     +-- IntegrityError                 13  stored data is damaged, tampered with or missing
-    +-- StorageError                   14  the storage backend failed (I/O, permissions)
+    +-- StorageError                   14  the storage backend failed (I/O, S3 access denied)
     |   +-- ObjectNotFound             14  a named object does not exist
     |   +-- TransientStorageError      14  a failure worth retrying (5xx, SlowDown, reset)
     |   +-- ObjectLocked               14  an object is under object lock; it was not deleted
