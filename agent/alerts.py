@@ -21,6 +21,9 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
+from agent import run_as
+from agent.errors import PermissionDenied
+
 SECURITY_CHOICES = ("starttls", "tls", "none")
 
 
@@ -57,7 +60,7 @@ def send(settings: AlertSettings, alert: Alert) -> list[str]:
     if settings.email_to:
         try:
             _send_email(settings, alert)
-        except (OSError, smtplib.SMTPException, ssl.SSLError, ValueError) as exc:
+        except (OSError, smtplib.SMTPException, ssl.SSLError, ValueError, PermissionDenied) as exc:
             problems.append(f"e-mail to {', '.join(settings.email_to)} via {settings.smtp_host}:"
                             f"{settings.smtp_port} failed: {exc}")
     if settings.webhook_url:
@@ -75,6 +78,7 @@ def _password(settings: AlertSettings) -> str | None:
         candidates.append(settings.smtp_password_file)
     for path in candidates:
         if os.path.isfile(path):
+            run_as.check_readable(path, "the SMTP password file")  # else "[Errno 13]" and no owner
             with open(path, encoding="utf-8") as handle:
                 return handle.read().rstrip("\r\n")
     return None

@@ -30,7 +30,7 @@ import json
 import os
 import socket
 
-from agent import clock
+from agent import clock, run_as
 from agent.errors import IntegrityError, StateDirError
 from agent.state_file import write_private
 
@@ -62,6 +62,8 @@ class AuditTrail:
         try:
             os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+        except PermissionError:
+            raise run_as.denied(self.path, "write") from None
         except OSError as exc:
             raise StateDirError(f"the audit trail {self.path} cannot be written ({exc.strerror})") from None
         with os.fdopen(fd, "r+b") as handle:
@@ -83,7 +85,10 @@ class AuditTrail:
         return record
 
     def _write_head(self, digest: str, count: int) -> None:
-        write_private(self.head_path, f"{digest} {count}\n".encode("ascii"))
+        try:
+            write_private(self.head_path, f"{digest} {count}\n".encode("ascii"))
+        except PermissionError:
+            raise run_as.denied(self.head_path, "write") from None
 
     @staticmethod
     def _purged(lines: list[bytes], now: _dt.datetime) -> list[bytes]:
@@ -118,6 +123,8 @@ class AuditTrail:
                 lines = handle.read().splitlines(keepends=True)
         except FileNotFoundError:
             return {"records": 0, "first": None, "last": None}
+        except PermissionError:
+            raise run_as.denied(self.path, "read") from None
         previous = None
         first = None
         for number, line in enumerate(lines, start=1):
@@ -143,6 +150,8 @@ class AuditTrail:
                 head_digest, _, _count = handle.read().strip().partition(" ")
         except FileNotFoundError:
             head_digest = None
+        except PermissionError:
+            raise run_as.denied(self.head_path, "read") from None
         if lines and head_digest is not None and head_digest != _digest(previous):
             raise IntegrityError(f"audit trail {self.path}: the last record (line {len(lines)}) is not the one "
                                  f"last written (it was edited, or records were removed from the end)", hint=_HINT)

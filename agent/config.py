@@ -15,6 +15,7 @@ import tomllib
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
+from agent import run_as
 from agent.alerts import SECURITY_CHOICES, AlertSettings
 from agent.engine.dump_check import RESTORE_TEST_CHOICES
 from agent.engine.dumps import DATABASE_TYPES, DatabaseSettings
@@ -559,6 +560,7 @@ def read_passphrase(config: Config) -> bytes | None:
         return _passphrase_from_environment
     credentials = os.environ.get("CREDENTIALS_DIRECTORY")
     if credentials and os.path.isfile(os.path.join(credentials, "passphrase")):
+        run_as.check_readable(os.path.join(credentials, "passphrase"), "the systemd credential")
         with open(os.path.join(credentials, "passphrase"), "rb") as handle:
             secret = handle.read().rstrip(b"\r\n")
         if not secret:

@@ -9,7 +9,7 @@
     +-- WrongPassphrase                12  no key of the repository opens with this passphrase
     +-- KeyFileError                   12  a key file is malformed or has unsafe parameters
     +-- IntegrityError                 13  stored data is damaged, tampered with or missing
-    +-- StorageError                   14  the storage backend failed (I/O, permissions)
+    +-- StorageError                   14  the storage backend failed (I/O, S3 access denied)
     |   +-- ObjectNotFound             14  a named object does not exist
     |   +-- TransientStorageError      14  a failure worth retrying (5xx, SlowDown, reset)
     |   +-- ObjectLocked               14  an object is under object lock; it was not deleted
@@ -21,6 +21,8 @@
     +-- UnsupportedFormat              18  the repository uses a newer format than this program
     +-- MediumError                    19  no rotated disk mounted, or not one of the set's
     +-- HookFailed                     20  a [[hooks]] command with on_failure = "abort" failed
+    +-- PermissionDenied               22  this user may not read or write a file backupctl needs
+                                           (never damage), or root was about to write the service's files
 
 `PartialBackup` (exit code 3) is not an error: the snapshot was saved but some
 files could not be read; the CLI reports it after printing the summary.
@@ -166,6 +168,17 @@ class HookFailed(BackupctlError):
 class MediumError(BackupctlError):
     exit_code = 19
     hint = "plug in one of the configured backup disks (backupctl media status)"
+
+
+class PermissionDenied(BackupctlError):
+    """A file backupctl needs (a repository object, a key file, a lock, a state file, a
+    cache, a credentials file) exists but the user running the command may not read or
+    write it; or root was about to write files the service user could not read back
+    (agent/run_as.py). Not a StorageError: an engine that counts storage failures as
+    damage (check, repair, restore) must not count this one, which `chown` mends."""
+
+    exit_code = 22
+    hint = "run commands as the service user (README, \"Commands by hand on the server\")"
 
 
 class Terminated(BackupctlError):

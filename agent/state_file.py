@@ -17,14 +17,20 @@ import os
 import stat
 import tempfile
 
+from agent import run_as
 from agent.errors import ConfigError, StateDirError
 
 
 def load_json(path: str) -> dict:
+    """The document, or {} when it is missing or damaged; a file this user may not read
+    is PermissionDenied: read as empty, it would silently drop what it guards (the
+    ledger's record of snapshots, the last backups)."""
     try:
         with open(path, encoding="utf-8") as handle:
             doc = json.load(handle)
         return doc if isinstance(doc, dict) else {}
+    except PermissionError:
+        raise run_as.denied(path, "read") from None
     except (OSError, ValueError):
         return {}
 
@@ -81,6 +87,8 @@ def _fsync_dir(directory: str) -> None:
 def save_bytes(path: str, data: bytes) -> None:
     try:
         write_private(path, data)
+    except PermissionError:
+        raise run_as.denied(path, "write") from None
     except OSError as exc:
         raise StateDirError(f"{path} cannot be written ({exc.strerror})") from None
 
@@ -102,7 +110,7 @@ def read_private_file(path: str, *, where: str = "") -> bytes:
     except FileNotFoundError:
         raise ConfigError(f"{where}{path} does not exist") from None
     except PermissionError:
-        raise ConfigError(f"{where}{path} cannot be read (permission denied)") from None
+        raise run_as.credentials_denied(path, where.strip()) from None
     if not secret:
         raise ConfigError(f"{where}{path} is empty")
     return secret

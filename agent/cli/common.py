@@ -14,7 +14,7 @@ from agent.audit import AuditTrail
 from agent.crypto.kdf import normalize_passphrase
 from agent.engine import media
 from agent.engine.known_keys import KnownKeys
-from agent.errors import ConfigError, IntegrityError, StateDirError, UsageError
+from agent.errors import ConfigError, IntegrityError, PermissionDenied, StateDirError, UsageError
 from agent.repo.repository import Repository
 from agent.repo.snapshot import Snapshot
 from agent.engine.ledger import Ledger
@@ -152,7 +152,7 @@ def audit_in(state_dir: str, action: str, **details) -> None:
     unwritable state directory."""
     try:
         AuditTrail(state_dir).append(action, **details)
-    except StateDirError as exc:
+    except (StateDirError, PermissionDenied) as exc:
         click.echo(f"backupctl: warning: the action was not recorded in the audit trail: {exc}", err=True)
 
 

@@ -12,8 +12,9 @@ import traceback
 
 import click
 
-from agent import __version__
-from agent.errors import INTERRUPTED_EXIT_CODE, BackupctlError, Terminated
+from agent import __version__, run_as
+from agent import config as config_module
+from agent.errors import INTERRUPTED_EXIT_CODE, BackupctlError, ConfigError, Terminated
 
 
 # Each command's module is imported when that command runs, not at every start: a
@@ -31,6 +32,18 @@ _COMMANDS = {
 }
 
 
+# What root may run on an installed server (the state directory belongs to the service
+# user, agent/run_as.py): commands that only read (`status` reads records; `audit verify`
+# reads the trail; `daemon --reload` checks the configuration and signals the daemon) or
+# must be root (`install-service`); help writes nothing. Every other command may write in
+# the state directory (keys, ledger, records, audit trail, caches), a file:// repository or
+# a disk, and runs as the service user instead. README, "Commands by hand on the server".
+ROOT_MAY_RUN = {("status",), ("audit", "verify"), ("install-service",)}
+# Commands that write where the user says (a restore target): as the service user, what
+# they write belongs to it.
+_WRITES_ELSEWHERE = {("restore",), ("recover",), ("export",), ("reports", "get"), ("key", "export")}
+
+
 class _Group(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(_COMMANDS)
@@ -40,6 +53,12 @@ class _Group(click.Group):
             return None
         module, attribute = _COMMANDS[name].split(":")
         return getattr(importlib.import_module(f"agent.cli.{module}"), attribute)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        name, command, rest = super().resolve_command(ctx, args)
+        if command is not None and not ctx.resilient_parsing and os.geteuid() == 0:
+            _not_as_root(ctx, name, command, rest)
+        return name, command, rest
 
     def invoke(self, ctx: click.Context):
         try:
@@ -58,6 +77,43 @@ class _Group(click.Group):
                        f"(run with --debug or BACKUPCTL_DEBUG=1 for details)")
             _maybe_traceback(ctx)
             ctx.exit(1)
+
+
+def _not_as_root(ctx: click.Context, name: str | None, command: click.Command, rest: list[str]) -> None:
+    """Run as root: go on, or switch to the service user, or refuse (agent/run_as.py).
+    Decided before the command runs, from click's own parse of its arguments."""
+    words = [name or command.name or ""]
+    leaf, leaf_args = command, list(rest)
+    if isinstance(command, click.Group):
+        if not rest or rest[0].startswith("-"):
+            return  # the group's help or usage: nothing runs
+        sub = command.get_command(ctx, rest[0])
+        if sub is None:
+            return  # click says it is unknown
+        words.append(rest[0])
+        leaf, leaf_args = sub, rest[1:]
+    if tuple(words) in ROOT_MAY_RUN:
+        return
+    parsed = leaf.make_context(" ".join(words), leaf_args, parent=ctx, resilient_parsing=True)
+    help_option = leaf.get_help_option(parsed)
+    if help_option is not None and help_option.name is not None \
+            and parsed.get_parameter_source(help_option.name) is click.core.ParameterSource.COMMANDLINE:
+        return  # --help: click prints it and stops
+    if words == ["daemon"] and parsed.params.get("reload"):
+        return
+    if words == ["recover"]:
+        state_dir = parsed.params.get("state_dir")  # no configuration: its own option
+    else:
+        try:
+            state_dir = config_module.load(config_module.config_path(ctx.params.get("config_file"))).agent.state_dir
+        except ConfigError:
+            return  # the command itself reports it
+    if not state_dir:
+        return
+    note = " (what it writes outside the state directory then belongs to {user}: choose a folder it may write)" \
+        if tuple(words) in _WRITES_ELSEWHERE else ""
+    run_as.switch_or_refuse(sys.argv, state_dir=state_dir, config_given=ctx.params.get("config_file") is not None,
+                            note=note)
 
 
 def _say_error(text: str) -> None:

@@ -56,6 +56,11 @@ _MEANINGS: dict[int, tuple[str, str]] = {
     errors.HookFailed.exit_code: (
         "une commande avant la sauvegarde a échoué : pas de sauvegarde",
         "voir la sortie de la commande dans journalctl -u backupctl"),
+    errors.PermissionDenied.exit_code: (
+        "droits insuffisants : un fichier du dépôt, de l'état ou un fichier d'identifiants appartient à un "
+        "autre utilisateur (ce n'est pas un dommage)",
+        "lancer les commandes à la main en tant qu'utilisateur du service (sudo -u backupctl) ; la ligne "
+        "d'erreur (journalctl -u backupctl) nomme le fichier, son propriétaire et le chown qui le rend"),
     errors.ClockSkewError.exit_code: (
         "l'horloge du serveur et celle du stockage ne concordent pas",
         "régler l'horloge du serveur (NTP)"),

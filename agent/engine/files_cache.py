@@ -15,6 +15,7 @@ import os
 import sqlite3
 from dataclasses import dataclass
 
+from agent import run_as
 from agent.errors import StateDirError
 
 _SCHEMA = """
@@ -45,6 +46,10 @@ class FilesCache:
             self._db.commit()
             row = self._db.execute("SELECT value FROM meta WHERE key='run'").fetchone()
         except (OSError, sqlite3.Error) as exc:
+            # SQLite says only "unable to open database file": name the owner and mode.
+            problem = run_as.access_problem(path, write=True)
+            if problem is not None:
+                raise problem from None
             raise StateDirError(f"the files cache {path} cannot be written ({exc})") from None
         self.run = (row[0] if row else 0) + 1
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 
-from agent.errors import StateDirError
+from agent.errors import PermissionDenied, StateDirError
 from agent.state_file import load_json, save_json
 
 _ID_HEX_SIZE = 32  # 16-byte ids
@@ -55,5 +55,5 @@ class KnownKeys:
         doc[repository_id.hex()] = key_id.hex()
         try:
             save_json(self.path, doc)
-        except StateDirError:
+        except (StateDirError, PermissionDenied):
             pass

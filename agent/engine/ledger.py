@@ -39,7 +39,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from agent.errors import StateDirError
+from agent.errors import PermissionDenied, StateDirError
 from agent.state_file import load_json, save_json
 
 LEDGER_VERSION = 1
@@ -150,8 +150,8 @@ class Ledger:
             yield doc
             try:
                 save_json(self.path, {**doc, "version": LEDGER_VERSION})
-            except StateDirError as exc:
-                self.write_problem = str(exc)
+            except (StateDirError, PermissionDenied) as exc:
+                self.write_problem = exc.one_line() if isinstance(exc, PermissionDenied) else str(exc)
 
     def verify(self, stored: dict[str, str]) -> LedgerFindings:
         """Compare with a listing (snapshot id hex -> time), then adopt what is new."""

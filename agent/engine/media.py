@@ -29,7 +29,7 @@ import re
 import socket
 from dataclasses import dataclass
 
-from agent import clock
+from agent import clock, run_as
 from agent.crypto.kdf import KdfParams
 from agent.crypto.keys import KeyFile, MasterKey, wrap_master_key
 from agent.errors import MediumError
@@ -139,8 +139,12 @@ class MediaState:
 
     def master_key(self, passphrase: bytes, *, kdf_params: KdfParams, create: bool) -> MasterKey:
         if os.path.exists(self.key_path):
-            with open(self.key_path, "rb") as handle:
-                return KeyFile.parse(handle.read(), name=self.key_path).unwrap(passphrase)
+            try:
+                with open(self.key_path, "rb") as handle:
+                    stored = handle.read()
+            except PermissionError:
+                raise run_as.denied(self.key_path, "read") from None
+            return KeyFile.parse(stored, name=self.key_path).unwrap(passphrase)
         if not create:
             raise MediumError(f"the key of this disk set is not in {self.key_path}",
                               hint="prepare the first disk with `backupctl media init` on this server")

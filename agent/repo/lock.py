@@ -26,7 +26,7 @@ import threading
 from dataclasses import dataclass
 
 from agent import clock
-from agent.errors import ObjectNotFound, RepositoryLocked, StorageError, IntegrityError
+from agent.errors import IntegrityError, ObjectNotFound, PermissionDenied, RepositoryLocked, StorageError
 from agent.processes import process_exists
 from agent.repo.repository import Repository
 
@@ -123,14 +123,14 @@ class RepositoryLock:
     def _remove(self) -> None:
         try:
             self.repo.delete_lock_object(self.lock_id)
-        except (ObjectNotFound, StorageError):
+        except (ObjectNotFound, StorageError, PermissionDenied):
             pass  # already gone, or unreachable: it goes stale by itself
 
     def _refresh_loop(self) -> None:
         while not self._stop.wait(REFRESH_EVERY.total_seconds()):
             try:
                 self._write()
-            except StorageError as exc:  # retried at the next period; stale only after several
+            except (StorageError, PermissionDenied) as exc:  # retried at the next period; stale only after several
                 self.refresh_error = exc
 
 
@@ -145,7 +145,7 @@ def shared_lock_for_reading(repo: Repository, operation: str):
         lock.acquire()
     except RepositoryLocked:
         raise
-    except StorageError:
+    except (StorageError, PermissionDenied):  # the lock cannot be written: reading may go on
         yield None
         return
     try:

@@ -13,7 +13,8 @@ import secrets
 import stat
 from typing import Iterator
 
-from agent.errors import ForeignObject, ObjectNotFound, StorageError
+from agent import run_as
+from agent.errors import ForeignObject, ObjectNotFound, PermissionDenied, StorageError
 from agent.storage.base import ObjectInfo
 
 _TMP_PREFIX = ".tmp-"
@@ -43,7 +44,9 @@ class LocalStorage:
             raise StorageError(f"invalid object name {name!r}")
         return os.path.join(self.root, name)
 
-    def _fail(self, action: str, name: str, exc: OSError) -> StorageError:
+    def _fail(self, action: str, name: str, exc: OSError) -> StorageError | PermissionDenied:
+        if isinstance(exc, PermissionError):  # EACCES, EPERM: another user's file, not damage
+            return run_as.denied(os.path.join(self.root, name), action, root=self.root)
         if exc.errno == errno.ENOSPC:
             return StorageError(f"repository disk is full while {action} {name} ({self.root})",
                                 hint="free space on the repository disk; no stored data was lost")
@@ -199,7 +202,13 @@ class LocalStorage:
         base = self._path(directory_part) if directory_part else self.root
         if not os.path.isdir(base):
             return
-        for directory, subdirs, files in os.walk(base):
+
+        def refused(exc: OSError) -> None:
+            # os.walk skips a folder it may not read: its packs would look missing (damage).
+            if isinstance(exc, PermissionError):
+                raise run_as.denied(exc.filename or base, "list", root=self.root) from None
+
+        for directory, subdirs, files in os.walk(base, onerror=refused):
             # os.walk puts a link to a folder among the folders and never enters it: it is
             # listed as an entry (reading it is refused), not silently left out.
             links = [d for d in subdirs if os.path.islink(os.path.join(directory, d))]
@@ -215,6 +224,8 @@ class LocalStorage:
                     size = os.lstat(full).st_size
                 except FileNotFoundError:
                     continue
+                except PermissionError:
+                    raise run_as.denied(full, "list", root=self.root) from None
                 yield ObjectInfo(name, size)
 
     def stat(self, name: str) -> ObjectInfo:

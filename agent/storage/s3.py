@@ -35,7 +35,7 @@ import boto3
 import botocore.exceptions
 from botocore.config import Config as BotoConfig
 
-from agent import clock
+from agent import clock, run_as
 from agent.errors import (ClockSkewError, ConfigError, ForeignObject, ObjectLocked, ObjectNotFound, StorageError,
                           TransientStorageError)
 from agent.storage.base import ObjectInfo
@@ -91,6 +91,8 @@ def _read_credentials_file(path: str, profile: str | None) -> tuple[str, str, st
         mode = os.stat(path).st_mode
     except FileNotFoundError:
         raise ConfigError(f"S3 credentials_file {path} does not exist") from None
+    except PermissionError:
+        raise run_as.credentials_denied(path, "the S3 credentials_file") from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ConfigError(f"S3 credentials_file {path} is readable by others (mode {stat.S_IMODE(mode):04o})",
                           hint=f"run: chmod 600 {path}")
@@ -99,7 +101,14 @@ def _read_credentials_file(path: str, profile: str | None) -> tuple[str, str, st
     # configparser's own messages quote the offending line, so none of them is passed on.
     parser = configparser.ConfigParser(interpolation=None)
     try:
-        parser.read(path, encoding="utf-8")
+        # Opened here, not by parser.read(), which skips a file it cannot open without a
+        # word: a root-owned 0600 file then read as "has no [default]".
+        with open(path, encoding="utf-8") as handle:
+            parser.read_file(handle)
+    except PermissionError:
+        raise run_as.credentials_denied(path, "the S3 credentials_file") from None
+    except OSError as exc:
+        raise ConfigError(f"S3 credentials_file {path} cannot be read ({exc.strerror})") from None
     except (configparser.Error, UnicodeDecodeError):
         raise ConfigError(f"S3 credentials_file {path} is not in the AWS credentials format") from None
     section = profile or "default"
@@ -148,6 +157,11 @@ class S3Storage:
                             "aws_session_token": token}
         elif options.profile:
             session_args = {"profile_name": options.profile}
+        if not options.credentials_file and not os.environ.get("AWS_ACCESS_KEY_ID"):
+            # boto3 skips an unreadable shared file silently, then finds no credentials.
+            for variable in ("AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"):
+                if os.environ.get(variable):
+                    run_as.check_readable(os.environ[variable], f"the S3 credentials file of {variable}")
         try:
             session = boto3.session.Session(**session_args)
         except botocore.exceptions.ProfileNotFound:

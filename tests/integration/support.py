@@ -78,6 +78,9 @@ class Backupctl:
 
     def __init__(self, base: Path, *, cipher: str | None = None) -> None:
         self.base = Path(base)
+        # Who runs the commands (None: the suite's root). On an installed server the service
+        # user does, and root may not write its files (agent/run_as.py).
+        self.user: int | None = None
         self.src = self.base / "src"
         self.repo = self.base / "repo"
         self.state = self.base / "state"
@@ -121,6 +124,7 @@ class Backupctl:
     # ---- running ----
 
     def command(self, *args: str, config: os.PathLike | str | None = None, user: int | None = None) -> list[str]:
+        user = user if user is not None else self.user
         prefix = as_user(user) if user is not None else []
         return [*prefix, sys.executable, "-m", "agent", "--config", str(config or self.config), *map(str, args)]
 

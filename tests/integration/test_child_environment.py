@@ -101,7 +101,7 @@ def _run(bk: Backupctl, env: dict[str, str], *args: str) -> subprocess.Completed
 
 
 def _world(open_dir: Path, postgresql, mariadb, *, restore_test: str = "throwaway") -> Backupctl:
-    """A state dir of the service user (nobody), a hook, a PostgreSQL and a MariaDB database."""
+    """A world of the service user (nobody), a hook, a PostgreSQL and a MariaDB database."""
     bk = Backupctl(open_dir)
     bk.state.mkdir(mode=0o700)
     os.chown(bk.state, NOBODY, NOBODY)
@@ -132,6 +132,10 @@ name = "instantané"
 before = ["sh", "-c", "{{ echo '== hook'; env; }} > {bk.base / 'spy-log'}/hook.$$"]
 environment = {{ LOGICIEL = "cabinet" }}
 """)
+    # The service user runs the commands, as on a server (root may not write its files).
+    for path in (bk.base, bk.src, bk.src / "lettre.txt", bk.state, bk.config, secret):
+        os.chown(path, NOBODY, NOBODY)
+    bk.user = NOBODY
     bk.init()
     return bk
 
@@ -205,6 +209,8 @@ def test_a_crash_leftover_credentials_folder_is_removed_at_the_next_dump(open_di
     (leftover / "pgpass").write_text("*:*:*:*:secret\n")
     running = bk.state / "credentials" / f"{os.getpid()}-ba9876543210"  # another run, still going: kept
     running.mkdir(mode=0o700)
+    for path in (bk.state / "credentials", leftover, leftover / "pgpass", running):  # the service's own
+        os.chown(path, NOBODY, NOBODY)
     result = subprocess.run(bk.command("backup", "--json"), env=base_env(), capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert not leftover.exists() and running.exists()

@@ -19,7 +19,7 @@ import pytest
 
 from tests.support.databases import PASSWORD, PATIENTS, start_mariadb, start_postgresql
 
-from .support import NOBODY, ROOT, Backupctl, assert_error, base_env, write
+from .support import NOBODY, ROOT, Backupctl, as_user, assert_error, base_env, write
 
 DUMP_WRAPPER = """#!/bin/sh
 # Records the command line the dump program was given, then runs the real one.
@@ -46,6 +46,8 @@ def _secret(bk: Backupctl) -> Path:
     path = bk.base / "db-password"
     path.write_text(PASSWORD + "\n")
     path.chmod(0o600)
+    if bk.user is not None:
+        os.chown(path, bk.user, bk.user)  # the service user's own password file
     return path
 
 
@@ -269,11 +271,14 @@ after = ["false"]
 
 
 def _service_world(open_dir: Path) -> Backupctl:
-    """A world whose state dir belongs to an unprivileged user (nobody), as the service user
-    owns /var/lib/backupctl: the restore test, run as root, starts its throwaway servers as it."""
+    """A world of an unprivileged service user (nobody), as `backupctl` owns /var/lib/backupctl
+    and runs every command on a server (root may not: agent/run_as.py); its throwaway
+    servers run as it."""
     bk = Backupctl(open_dir)
     bk.state.mkdir(mode=0o700)
-    os.chown(bk.state, NOBODY, NOBODY)
+    for path in (bk.base, bk.src, bk.state, bk.config):
+        os.chown(path, NOBODY, NOBODY)
+    bk.user = NOBODY
     return bk
 
 
@@ -477,7 +482,7 @@ def test_a_killed_restore_test_leaves_a_server_that_the_next_one_removes(open_di
     bk.init()
     bk.backup()
     # A process that starts a throwaway server and dies without stopping it (SIGKILL, power cut).
-    crash = subprocess.run([sys.executable, "-c", (
+    crash = subprocess.run([*as_user(NOBODY), sys.executable, "-c", (
         "import os, sys\n"
         "from agent.engine.throwaway_db import PostgreSQLServer\n"
         "server = PostgreSQLServer(sys.argv[1], timeout=60).__enter__()\n"
