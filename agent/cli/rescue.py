@@ -22,7 +22,8 @@ from agent.repo.repository import Repository
 _warned = False  # the "no kit installed" line is said once per run, however many repositories
 
 
-def store_kit(config: Config, repo: Repository, repository: str, *, as_json: bool) -> dict:
+def store_kit(config: Config, repo: Repository, repository: str, *,
+              as_json: bool) -> dict[str, object]:
     """Store the kit in `repo` if missing; the outcome as JSON (for the command's --json)."""
     global _warned
     try:

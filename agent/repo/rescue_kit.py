@@ -87,7 +87,7 @@ class KitOutcome:
     record: KitRecord | None = None
     problem: str = ""  # for UNUSABLE: what is wrong with the installed file
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, object]:
         return {"state": self.state, "version": self.version, "kit": layout.rescue_kit_name(self.version),
                 "sha256": self.record.sha256 if self.record else None, "installed": str(self.installed),
                 **({"problem": self.problem} if self.problem else {})}
@@ -172,9 +172,11 @@ class KitCheck:
     kits: int  # kits whose record opened and whose tar matched it
 
 
-def check_kits(repo: Repository, *, version: str = __version__) -> KitCheck:
+def check_kits(repo: Repository) -> KitCheck:
     """Compare every stored kit with its sealed record (`check`): a kit replaced in the
-    storage, or a record that does not open with this repository's key, is an error."""
+    storage, or a record that does not open with this repository's key, is an error. A
+    repository with no kit at all is not `check`'s business (its structure is whole):
+    `status` warns of it."""
     result = KitCheck(errors=[], warnings=[], kits=0)
     listed = {info.name: info.size for info in repo.storage.list(layout.RESCUE_PREFIX)}
     versions = sorted(v for name in listed if (v := layout.rescue_version_from_record_name(name)) is not None)
@@ -197,9 +199,6 @@ def check_kits(repo: Repository, *, version: str = __version__) -> KitCheck:
         if name.endswith(".tar") and name + layout.RESCUE_RECORD_SUFFIX not in listed:
             result.warnings.append(f"{name} has no sealed record: not stored by backupctl (or its upload "
                                    f"was interrupted); do not install from it")
-    if version not in versions:
-        result.warnings.append(f"no rescue kit of backupctl {version} in the repository: a new machine could "
-                               f"not install this version from it (`make dist`, then a backup stores it)")
     return result
 
 
