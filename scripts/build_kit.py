@@ -164,7 +164,7 @@ Les paquets (wheels/) sont pour Linux {arch} (glibc 2.36 ou plus recente, Debian
 recent) avec Python 3.11.
 
 1. Verifier l'archive. Comparer l'empreinte SHA-256 de l'archive avec celle imprimee sur la
-   fiche de reprise papier :
+   fiche de recuperation papier :
        sha256sum {tar}
    Les 64 caracteres doivent etre identiques a ceux de la fiche. S'ils different : NE PAS
    INSTALLER (l'archive a ete modifiee) ; prendre le kit d'un autre depot ou d'un autre support.
@@ -173,9 +173,7 @@ recent) avec Python 3.11.
        python3 -m venv /opt/backupctl
        /opt/backupctl/bin/pip install --no-index --find-links wheels --require-hashes -r requirements.txt
    (Debian : `apt-get install python3-venv` si `python3 -m venv` manque.)
-   Pour l'installation complete du serveur (service, utilisateur, secrets), a la place :
-       sudo sh install.sh
-4. Restaurer : suivre la fiche de reprise, etape `backupctl recover`
+{install_fr}4. Restaurer : suivre la fiche de recuperation, etape `backupctl recover`
    (/opt/backupctl/bin/backupctl recover ...).
 
 ENGLISH
@@ -195,9 +193,7 @@ Python 3.11.
        python3 -m venv /opt/backupctl
        /opt/backupctl/bin/pip install --no-index --find-links wheels --require-hashes -r requirements.txt
    (Debian: `apt-get install python3-venv` if `python3 -m venv` is missing.)
-   For the full server install (service, user, secrets), instead:
-       sudo sh install.sh
-4. Restore: follow the recovery sheet, step `backupctl recover`
+{install_en}4. Restore: follow the recovery sheet, step `backupctl recover`
    (/opt/backupctl/bin/backupctl recover ...).
 """
 
@@ -234,12 +230,17 @@ def build(root: Path, out: Path) -> Path:
     shutil.copyfile(root / "docs" / "FORMAT.md", kit / "FORMAT.md")
     tar = kit_name(version)
     top = tar.removesuffix(".tar")
-    (kit / "READ-ME-FIRST.txt").write_text(
-        READ_ME_FIRST.format(version=version, tar=tar, top=top, arch=platform.machine()))
     install_sh = root / "scripts" / "install.sh"
     if install_sh.is_file():
         shutil.copyfile(install_sh, kit / "install.sh")
         (kit / "install.sh").chmod(0o755)
+    has_script = install_sh.is_file()
+    (kit / "READ-ME-FIRST.txt").write_text(READ_ME_FIRST.format(
+        version=version, tar=tar, top=top, arch=platform.machine(),
+        install_fr=("   Pour l'installation complete du serveur (service, utilisateur, secrets), a la place :\n"
+                    "       sudo sh install.sh\n") if has_script else "",
+        install_en=("   For the full server install (service, user, secrets), instead:\n"
+                    "       sudo sh install.sh\n") if has_script else ""))
 
     tar_path = out / tar
     deterministic_tar(kit, tar_path, top, mtime=epoch)

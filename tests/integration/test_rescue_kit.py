@@ -190,3 +190,25 @@ def test_without_an_installed_kit_a_backup_says_so_once_and_succeeds(tmp_path: P
     assert not (bk.repo / "rescue").exists()
     status = bk.run("status")
     assert "warning: no rescue kit in the repository" in status.stdout, str(status)
+
+
+def test_check_names_a_kit_replaced_in_a_folder_repository(kit: Path, tmp_path: Path) -> None:
+    from .support import Backupctl
+
+    bk = Backupctl(tmp_path / "world")
+    write(bk.src / "lettre.txt", "Madame, " * 100)
+    env = {"BACKUPCTL_RESCUE_KIT_DIR": str(kit.parent)}
+    init = subprocess.run(bk.command("init"), env={**base_env(), **env}, capture_output=True, text=True, timeout=600)
+    assert init.returncode == 0 and "Rescue kit" in init.stdout, init.stdout + init.stderr
+    stored = bk.repo / "rescue" / KIT
+    assert stored.read_bytes() == kit.read_bytes()
+    assert bk.run("check").returncode == 0
+    # Someone with write access to the storage swaps the kit and its .sha256 for their own.
+    forged = bytearray(stored.read_bytes())
+    forged[-1] ^= 1
+    stored.write_bytes(bytes(forged))
+    (bk.repo / "rescue" / (KIT + ".sha256")).write_text(f"{hashlib.sha256(forged).hexdigest()}  {KIT}\n")
+    check = bk.run("check")
+    assert check.returncode == 13, str(check)
+    assert f"DAMAGED: rescue kit rescue/{KIT}" in check.stderr and "do not install from it" in check.stderr
+    assert "the backups themselves are intact" in check.stderr
