@@ -85,7 +85,8 @@ def test_the_kit_is_stored_in_clear_under_rescue_with_a_sealed_record(repo: Repo
     assert record is not None and record.sha256 == digest and record.size == len(kit_bytes)
     assert digest.encode() not in objects[layout.rescue_record_name(__version__)]  # the record is sealed
     # The record is written last: an interrupted upload leaves no record, so the next run stores again.
-    writes = [n for op, n in repo.storage.calls if op == "write" and n.startswith("rescue/")]  # type: ignore[attr-defined]
+    calls = repo.storage.calls  # type: ignore[attr-defined]
+    writes = [n for op, n in calls if op == "write" and n.startswith("rescue/")]
     assert writes[0] == name and writes[-1] == layout.rescue_record_name(__version__)
 
 
