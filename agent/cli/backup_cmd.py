@@ -10,6 +10,7 @@ from agent import clock
 from agent.cli.common import (audit, display_path, human_bytes, json_option, ledger_of, note_medium, open_repository,
                               print_json, repo_option, warn_ledger)
 from agent.cli.progress import for_terminal
+from agent.cli.rescue import store_kit
 from agent.engine.backup import BackupEngine, BackupOptions
 from agent.engine.dumps import Dump
 from agent.engine.hooks import Hooks
@@ -71,9 +72,12 @@ def command(ctx: click.Context, repo_name, tags, at, one_file_system, as_json) -
         "backup", report.snapshot.time, snapshot=report.snapshot.id.hex(), partial=report.partial)
     rotation = note_medium(ctx, config, repo_name, last_backup=report.snapshot.time.isoformat(),
                            snapshot=report.snapshot.id.hex())
+    # After the snapshot is saved: storing the kit never delays nor fails the backup itself.
+    kit = store_kit(config, repo, config.repository(repo_name).name, as_json=as_json)
     if as_json:
         document = report.as_dict()
         document["hook_failures"] = hooks.failures
+        document["rescue_kit"] = kit
         if ctx.obj.get("medium"):
             document.update(medium=ctx.obj["medium"], rotation_warnings=rotation)
         print_json(document)

@@ -74,6 +74,10 @@ def command(ctx: click.Context, read_data, subset, accept_storage, repo_name, as
 
 
 def _advice(report) -> str:
+    if report.rescue_kit_problems and len(report.rescue_kit_problems) == len(report.errors):
+        return ("the backups themselves are intact; the rescue kit in the repository is not the one backupctl "
+                "stored: treat it as an attack on the storage (tell your IT provider), and install on a new "
+                "machine only from a kit whose SHA-256 matches the recovery sheet")
     if report.ledger_problems and len(report.ledger_problems) == len(report.errors):
         return ("see the list above; if nobody changed the repository on purpose from another machine, treat it "
                 "as an attack on the storage (tell your IT provider); once explained, `backupctl check "

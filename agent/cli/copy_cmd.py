@@ -7,6 +7,7 @@ import click
 from agent import clock
 from agent.cli.common import (audit, find_snapshot, human_bytes, json_option, note_medium, open_repository,
                               print_json)
+from agent.cli.rescue import store_kit
 from agent.engine.copy import CopyEngine
 from agent.errors import UsageError
 
@@ -33,8 +34,9 @@ def command(ctx: click.Context, snapshot, source_name, destination_name, as_json
     if not report.already_there:  # a copy onto a disk of a set counts as that disk's backup
         rotation = note_medium(ctx, config, destination_name, last_backup=clock.now().isoformat(),
                                snapshot=report.snapshot_id)
+    kit = store_kit(config, destination, config.repository(destination_name).name, as_json=as_json)
     if as_json:
-        print_json({**report.as_dict(), "rotation_warnings": rotation})
+        print_json({**report.as_dict(), "rotation_warnings": rotation, "rescue_kit": kit})
     elif report.already_there:
         click.echo(f"Snapshot {snap.short_id} is already in {destination_name} (as {report.snapshot_id[:8]}).")
     else:

@@ -6,6 +6,7 @@ import click
 
 from agent.cli.common import (audit, json_option, load_config, passphrase, print_json, repo_option,
                                require_long_passphrase)
+from agent.cli.rescue import store_kit
 from agent.crypto import aead
 from agent.crypto.kdf import KdfParams
 from agent.engine.known_keys import KnownKeys
@@ -55,6 +56,7 @@ def command(ctx: click.Context, repo_name: str | None, as_json: bool) -> None:
     # A new repository means a new master key, wrapped by the passphrase (a key change, rule T1).
     audit(config, "repository_created", repository=settings.name, repository_id=repo.config.repository_id.hex())
     if as_json:
+        facts["rescue_kit"] = store_kit(config, repo, settings.name, as_json=True)
         print_json(facts)
         return
     click.echo(f"Created repository {settings.name!r} ({facts['repository_id'][:8]}) at {settings.url}")
@@ -64,6 +66,7 @@ def command(ctx: click.Context, repo_name: str | None, as_json: bool) -> None:
     if endpoint_facts is not None:
         _say_endpoint(endpoint_facts, settings.s3)
     click.echo("Keep the passphrase safe: without it the backups cannot be read by anyone.")
+    store_kit(config, repo, settings.name, as_json=False)
 
 
 def _say_endpoint(facts: dict, s3) -> None:

@@ -19,8 +19,10 @@ from agent.cli.common import (audit, json_option, new_passphrase, new_passphrase
                               repo_option)
 from agent.crypto import paper, shares
 from agent.engine.known_keys import KnownKeys
+from agent.cli.rescue import store_kit
 from agent.engine.records import Records
-from agent.errors import ReportError, UsageError
+from agent.errors import IntegrityError, ReportError, UsageError
+from agent.repo import rescue_kit
 from agent.reports import browser, qr
 from agent.reports.html import render_sheet
 from agent.reports.sheet import build
@@ -61,13 +63,22 @@ def export(ctx: click.Context, paper_file, split, repo_name, as_json) -> None:
     else:
         codes = [paper.RecoveryCode(repo.config.repository_id, repo.master.secret)]
         files = [paper_file]
+    # The sheet prints the SHA-256 of the kit the repository holds: store it first if missing.
+    kit_outcome = store_kit(config, repo, settings.name, as_json=as_json)
+    try:
+        kit = rescue_kit.stored_record(repo)
+    except IntegrityError as exc:  # no SHA-256 on the sheet rather than one nobody can vouch for
+        click.echo(f"backupctl: warning: the rescue kit's record does not open ({exc}): the sheet names no "
+                   f"kit; run `backupctl check`", err=True)
+        kit = None
     for code, path in zip(codes, files):
-        sheet = build(config, settings, repo, code, share_count=count)
+        sheet = build(config, settings, repo, code, share_count=count, kit=kit)
         _write_sheet(render_sheet(sheet, qr.svg(sheet["qr_text"])), path)
     Records(config.agent.state_dir, settings.name).note("recovery_sheet", clock.now(), shares=split, sheets=len(files))
     audit(config, "key_export", repository=settings.name, sheets=[os.path.abspath(f) for f in files], shares=split)
     if as_json:
-        print_json({"repository": settings.name, "sheets": [os.path.abspath(f) for f in files], "shares": split})
+        print_json({"repository": settings.name, "sheets": [os.path.abspath(f) for f in files], "shares": split,
+                    "rescue_kit": {**kit_outcome, "sha256": kit.sha256 if kit else None}})
         return
     for path in files:
         click.echo(f"Recovery sheet written: {path}")

@@ -10,6 +10,7 @@ import click
 from agent import clock
 from agent.cli.common import (audit, json_option, load_config, passphrase, print_json, repo_option,
                                require_long_passphrase)
+from agent.cli.rescue import store_kit
 from agent.crypto.kdf import KdfParams
 from agent.engine import media
 from agent.errors import UsageError
@@ -59,12 +60,14 @@ def init(ctx: click.Context, label, repo_name, as_json) -> None:
     document = {"repository": settings.name, "label": medium.label, "medium_id": medium.medium_id,
                 "mount": settings.mount, "repository_id": repo.config.repository_id.hex()}
     if as_json:
+        document["rescue_kit"] = store_kit(config, repo, settings.name, as_json=True)
         print_json(document)
     else:
         click.echo(f"Disk {medium.label} of {settings.name} is ready at {settings.mount} "
                    f"(repository {repo.config.repository_id.hex()[:8]}).")
         click.echo("Write its label on the disk itself; it is due every "
                    f"{len(settings.media)} weeks (backupctl media status).")
+        store_kit(config, repo, settings.name, as_json=False)
 
 
 @command.command("status")

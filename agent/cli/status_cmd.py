@@ -42,6 +42,8 @@ def command(ctx: click.Context, as_json) -> None:
                 click.echo(f"  next: {run['job']} on {_short(run['at'], zone)}")
             for risk in repo["at_risk"]:
                 click.echo(f"  AT RISK: {risk}")
+            for warning in repo.get("warnings", []):
+                click.echo(f"  warning: {warning}")
         click.echo("All obligations are met." if document["ok"] else "Some obligations are at risk (listed above).")
     if not document["ok"]:
         ctx.exit(OBLIGATIONS_AT_RISK_EXIT_CODE)

@@ -7,6 +7,7 @@ import datetime as _dt
 import fcntl
 import os
 
+from agent import __version__
 from agent.config import Config
 from agent.daemon.schedule import planned_jobs, previous_fire
 from agent.engine import media
@@ -36,10 +37,22 @@ def collect(config: Config, now: _dt.datetime) -> dict:
             "last_restore_test": restore_test.time.isoformat() if restore_test else None,
             "next_runs": next_runs,
             "at_risk": risks,
+            "warnings": _rescue_kit_warnings(records),
         })
     at_risk = any(r["at_risk"] for r in repositories)
     return {"time": now.isoformat(), "ok": not at_risk, "daemon": daemon_state(config.agent.state_dir),
             "repositories": repositories}
+
+
+def _rescue_kit_warnings(records: Records) -> list[str]:
+    """A repository without this version's rescue kit (as its last backup found it): a
+    warning, not an obligation at risk; the backups are whole, the new machine's install is
+    what would need the network (agent/repo/rescue_kit.py)."""
+    kit = records.last("rescue_kit")
+    if kit is None or kit.detail.get("version") != __version__ or kit.detail.get("in_repository"):
+        return []
+    return [f"no rescue kit in the repository (backupctl {__version__} is not installed from a kit here: "
+            f"`make dist` in the checkout, or the install script, then a backup stores it)"]
 
 
 def _disk_risks(config: Config, settings, jobs, now: _dt.datetime) -> list[str]:

@@ -24,7 +24,7 @@ from agent.engine.ledger import Ledger
 from agent.engine.progress import Progress, SilentProgress
 from agent.engine.walk import load_tree
 from agent.errors import IntegrityError, StorageError
-from agent.repo import layout
+from agent.repo import layout, rescue_kit
 from agent.repo.lock import shared_lock_for_reading
 from agent.repo.repository import Repository
 from agent.repo.tree import DIR, FILE, Node
@@ -50,6 +50,7 @@ class CheckReport:
     affected: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     unindexed_packs: int = 0  # packs no index lists: left by an interrupted backup, or a lost index file
     ledger_problems: list[str] = field(default_factory=list)  # snapshots gone or back (agent.engine.ledger)
+    rescue_kit_problems: list[str] = field(default_factory=list)  # kits that differ from their sealed record
 
     @property
     def ok(self) -> bool:
@@ -70,6 +71,7 @@ class CheckReport:
             "damaged_packs": self.damaged_packs,
             "affected_files": {k: v for k, v in self.affected.items()},
             "ledger_problems": self.ledger_problems,
+            "rescue_kit_problems": self.rescue_kit_problems,
         }
 
 
@@ -140,7 +142,16 @@ class CheckEngine:
         if self.read_data:
             self._read_all(stored)
         self._check_snapshots()
+        self._check_rescue_kits()
         return self.report
+
+    def _check_rescue_kits(self) -> None:
+        """rescue/ is in clear by design (docs/FORMAT.md section 12.5): not foreign, not
+        damage of the backups; a kit that differs from its sealed record is an error."""
+        kits = rescue_kit.check_kits(self.repo)
+        self.report.rescue_kit_problems.extend(kits.errors)
+        self.report.errors.extend(kits.errors)
+        self.report.warnings.extend(kits.warnings)
 
     def _only_copy_in(self, chunk_id: bytes, pack_name: str) -> bool:
         location = self.repo.locate(chunk_id)

@@ -7,6 +7,8 @@
     snapshots/<snapshot id hex> snapshots (encrypted)
     locks/<lock id hex>         locks (encrypted; format version 2)
     reports/<report id hex>     restore-test reports (encrypted; format version 3)
+    rescue/<kit>.tar ...        the rescue kit: public software, in clear on purpose
+                                (agent/repo/rescue_kit.py); its .record is encrypted
 """
 
 from __future__ import annotations
@@ -27,6 +29,13 @@ INDEX_PREFIX = "index/"
 SNAPSHOTS_PREFIX = "snapshots/"
 LOCKS_PREFIX = "locks/"
 REPORTS_PREFIX = "reports/"
+# The one prefix stored in clear, by design: the rescue kit (public software, no patient
+# data) must be readable by a person with no tool on the day the server is gone.
+RESCUE_PREFIX = "rescue/"
+RESCUE_FORMAT = RESCUE_PREFIX + "FORMAT.md"
+RESCUE_README = RESCUE_PREFIX + "READ-ME-FIRST.txt"
+RESCUE_KIT_STEM = "backupctl-rescue-kit-"
+RESCUE_RECORD_SUFFIX = ".record"
 
 # Kinds bound into every object's associated data (docs/FORMAT.md "Associated data").
 KIND_CONFIG = 1
@@ -44,6 +53,8 @@ KIND_TREE_BLOB_V4 = 10
 KIND_PACK_HEADER_V4 = 11
 KIND_PACK_TRAILER_V4 = 12
 KIND_INDEX_V4 = 13
+# The sealed record of a rescue kit's SHA-256 (any format version: readers ignore rescue/).
+KIND_RESCUE_RECORD = 14
 
 
 def key_name(key_id: bytes) -> str:
@@ -69,6 +80,31 @@ def lock_name(lock_id: bytes) -> str:
 
 def report_name(report_id: bytes) -> str:
     return REPORTS_PREFIX + report_id.hex()
+
+
+def rescue_kit_file(version: str) -> str:
+    """The kit's file name: the same in dist/, in <venv>/share/backupctl/ and under rescue/."""
+    if not version or not all(c.isalnum() or c in ".+-_" for c in version):
+        raise ValueError(f"not a version: {version!r}")
+    return f"{RESCUE_KIT_STEM}{version}.tar"
+
+
+def rescue_kit_name(version: str) -> str:
+    return RESCUE_PREFIX + rescue_kit_file(version)
+
+
+def rescue_record_name(version: str) -> str:
+    return rescue_kit_name(version) + RESCUE_RECORD_SUFFIX
+
+
+def rescue_version_from_record_name(name: str) -> str | None:
+    """The version a record name is for, or None for any other name under rescue/."""
+    stem = name.removeprefix(RESCUE_PREFIX).removesuffix(".tar" + RESCUE_RECORD_SUFFIX)
+    version = stem.removeprefix(RESCUE_KIT_STEM)
+    try:
+        return version if rescue_record_name(version) == name else None
+    except ValueError:
+        return None
 
 
 def _id_from_name(name: str, prefix: str, size: int) -> bytes | None:

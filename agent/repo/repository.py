@@ -78,6 +78,7 @@ MAX_CONFIG_SIZE = 1024 * 1024        # a few hundred bytes of settings
 MAX_LOCK_SIZE = 1024 * 1024          # a few hundred bytes: host, pid, user, time
 MAX_SNAPSHOT_SIZE = 16 * 1024 * 1024  # paths, tags, excludes and a summary: KiB, not MiB
 MAX_REPORT_SIZE = 64 * 1024 * 1024    # a restore-test report with its HTML (tens of KiB)
+MAX_RESCUE_RECORD_SIZE = 64 * 1024    # a rescue kit's name, size and SHA-256
 # An index file lists 45 bytes per blob. Backup writes one per PACKS_PER_INDEX packs and
 # prune splits a complete index at PACKS_PER_INDEX_FILE packs and at
 # MAX_INDEX_ENTRIES_PER_FILE blobs, so the largest file the writer can make is
@@ -690,6 +691,20 @@ class Repository:
     def list_report_ids(self) -> list[bytes]:
         found = (layout.report_id_from_name(i.name) for i in self.storage.list(layout.REPORTS_PREFIX))
         return [i for i in found if i is not None]
+
+    # ---- the rescue kit's record (agent/repo/rescue_kit.py) ---------------------------
+
+    def save_rescue_record(self, version: str, plain: bytes) -> None:
+        """Seal the record of a kit: bound to the kit's name (the associated data), so
+        nobody without the key can write one, nor move one to another kit."""
+        kit = layout.rescue_kit_file(version).encode()
+        self.storage.write(layout.rescue_record_name(version),
+                           self._seal_metadata(layout.KIND_RESCUE_RECORD, kit, plain))
+
+    def load_rescue_record(self, version: str) -> bytes:
+        kit = layout.rescue_kit_file(version).encode()
+        return self._read_metadata(layout.rescue_record_name(version), layout.KIND_RESCUE_RECORD, kit,
+                                   MAX_RESCUE_RECORD_SIZE)
 
     # ---- object lock (S3) ----------------------------------------------------------
 

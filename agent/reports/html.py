@@ -70,6 +70,16 @@ def render_sheet(sheet: dict, qr_svg: str) -> str:
     put into them are escaped (a bucket name is configuration, still not markup)."""
     labels = dict(SHEET_LABELS[sheet["language"]])
     commands = {name: Markup("<code>{}</code>").format(command) for name, command in sheet["commands"].items()}
-    labels["steps"] = [Markup(step).format(**commands) for step in labels["steps"]]
+    kit = sheet.get("rescue_kit")
+    if kit is not None:  # fetch, check against the printed SHA-256, install offline
+        facts = {**commands, "version": kit["version"],
+                 "sha256": Markup('<code class="ident">{}</code>').format(kit["sha256"])}
+        install = [Markup(step).format(**facts) for step in labels["install_kit"]]
+    else:
+        install = [Markup(labels["install_no_kit"])]
+    steps: list[Markup] = []
+    for step in labels["steps"]:
+        steps += install if step == "{install}" else [Markup(step).format(**commands)]
+    labels["steps"] = steps
     template = _ENVIRONMENT.get_template("recovery_sheet.html.j2")
     return template.render(sheet={**sheet, "commands": {}}, L=labels, qr=Markup(qr_svg))

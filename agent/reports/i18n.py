@@ -233,17 +233,31 @@ SHEET_LABELS = {
         "qr_help": "The same code, to scan.",
         "steps_title": "Recovering on a new computer",
         "steps": [
-            "Install backupctl on the new computer (the IT provider: <code>pip install backupctl</code> or the "
-            "practice's installation procedure).",
             "For an S3 repository, get an access key of the bucket from the hosting provider's console, and "
             "put it in the environment: <code>export AWS_ACCESS_KEY_ID=… AWS_SECRET_ACCESS_KEY=…</code>. For a "
             "disk, plug it in and mount it.",
+            "{install}",
             "List the backups; the command asks for the recovery code (type it, or paste the QR code's text): "
             "{list}",
             "Restore the latest backup (or one by its id) into an empty folder: {restore}",
             "To back up again from this computer, give the repository a new passphrase: {add_key} then "
             "configure backupctl as in its README.",
         ],
+        # The "{install}" step: backupctl from the repository's own rescue kit, offline, checked
+        # against the SHA-256 printed here (agent/repo/rescue_kit.py); never from a public index.
+        "install_kit": [
+            "Copy the rescue kit (backupctl {version} and everything it needs, kept in the repository itself) "
+            "onto the new computer (Debian 12 or newer, Python 3.11; for S3 the <code>aws</code> command, "
+            "Debian package awscli): {fetch_kit}",
+            "Check it: {check_kit} must print {sha256}. If it prints anything else, do not install it (it was "
+            "changed): take the kit from another repository or disk.",
+            "Install it, without network: {install_kit} (for the whole server with its service, instead: "
+            "<code>sudo sh install.sh</code> in the kit's folder).",
+        ],
+        "install_no_kit": "Install backupctl on the new computer from the practice's installation kit "
+                          "(READ-ME-FIRST.txt); this repository held no rescue kit when this sheet was made. "
+                          "Never install it from a public package index: a package of that name there is "
+                          "someone else's.",
         "footer": "Produced by backupctl. If this sheet is lost or may have been copied, make a new one and "
                   "destroy the old one.",
     },
@@ -263,17 +277,29 @@ SHEET_LABELS = {
         "qr_help": "Le même code, à scanner.",
         "steps_title": "Récupérer sur un nouvel ordinateur",
         "steps": [
-            "Installer backupctl sur le nouvel ordinateur (le prestataire : <code>pip install backupctl</code> "
-            "ou la procédure d'installation du cabinet).",
             "Pour un dépôt S3, obtenir une clé d'accès au compartiment dans la console de l'hébergeur, et la "
             "placer dans l'environnement : <code>export AWS_ACCESS_KEY_ID=… AWS_SECRET_ACCESS_KEY=…</code>. Pour "
             "un disque, le brancher et le monter.",
+            "{install}",
             "Lister les sauvegardes ; la commande demande le code de récupération (le saisir, ou coller le texte "
             "du QR code) : {list}",
             "Restaurer la dernière sauvegarde (ou une autre par son identifiant) dans un dossier vide : {restore}",
             "Pour sauvegarder de nouveau depuis cet ordinateur, donner au dépôt une nouvelle phrase de passe : "
             "{add_key} puis configurer backupctl comme l'indique son README.",
         ],
+        "install_kit": [
+            "Copier le kit de secours (backupctl {version} et tout ce qu'il lui faut, conservé dans le dépôt "
+            "lui-même) sur le nouvel ordinateur (Debian 12 ou plus récent, Python 3.11 ; pour S3 la commande "
+            "<code>aws</code>, paquet Debian awscli) : {fetch_kit}",
+            "Le vérifier : {check_kit} doit afficher {sha256}. S'il affiche autre chose, ne pas l'installer (il "
+            "a été modifié) : prendre le kit d'un autre dépôt ou d'un autre disque.",
+            "L'installer, sans réseau : {install_kit} (pour le serveur complet avec son service, à la place : "
+            "<code>sudo sh install.sh</code> dans le dossier du kit).",
+        ],
+        "install_no_kit": "Installer backupctl sur le nouvel ordinateur à partir du kit d'installation du "
+                          "cabinet (READ-ME-FIRST.txt) ; ce dépôt ne contenait pas de kit de secours quand "
+                          "cette fiche a été établie. Ne jamais l'installer depuis un index public de paquets : "
+                          "un paquet de ce nom y appartient à quelqu'un d'autre.",
         "footer": "Établie par backupctl. Si cette fiche est perdue ou a pu être copiée, en établir une nouvelle "
                   "et détruire l'ancienne.",
     },

@@ -64,6 +64,9 @@ def base_env(passphrase: str | None = PASSPHRASE) -> dict[str, str]:
     if passphrase is not None:
         env["BACKUPCTL_PASSPHRASE"] = passphrase
     env["PYTHONPATH"] = str(ROOT)
+    # No rescue kit unless a test gives one: a developer's `make dist` puts one into .venv,
+    # which every test's repository would otherwise receive (tests/integration/test_rescue_kit.py).
+    env["BACKUPCTL_RESCUE_KIT_DIR"] = str(ROOT / "tests" / "no-rescue-kit")
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     env.setdefault("LANG", "C.UTF-8")
     return env
