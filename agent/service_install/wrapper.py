@@ -13,6 +13,8 @@ read-only file system and with the capabilities restoring owners needs (CAP_CHOW
 CAP_FOWNER, CAP_FSETID, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH): as the service user still,
 but able to write where root could.
 
+The command runs in the caller's folder, entered with `env --chdir` once the capabilities
+apply (systemd-run --same-dir enters it as the bare service user: denied in /root).
 `--pty` when both standard input and output are a terminal (progress bars, prompts),
 `--pipe` otherwise: a pty would turn "\\n" into "\\r\\n" in `dump > file`. systemd expands
 "$VAR" in a transient unit's command line, so each "$" of the arguments is doubled.
@@ -101,15 +103,18 @@ for a do
   case $a in *'$'*) a=$(printf '%s\\n' "$a" | sed 's/\\$/$$/g') ;; esac
   set -- "$@" "$a"
 done
+# The caller's folder, entered once the service user has its capabilities (systemd's own
+# --same-dir enters it before, and fails on a 0700 home such as /root).
+here=$(pwd | sed 's/\\$/$$/g')
 unit="backupctl-command-$$-$(date +%s%N).service"
 cred_dir="/run/credentials/$unit"
 if [ -t 0 ] && [ -t 1 ]; then io=--pty; else io=--pipe; fi
 if [ "$mode" = writer ]; then
-  exec systemd-run --quiet --wait --collect --same-dir "$io" --unit="$unit" \\
+  exec systemd-run --quiet --wait --collect "$io" --unit="$unit" \\
     --description="backupctl command (restoring)" \\
-{_property_lines(writer_properties(properties))}    -- {layout.PROGRAM} --config {layout.CONFIG} "$@"
+{_property_lines(writer_properties(properties))}    -- /usr/bin/env --chdir="$here" {layout.PROGRAM} --config {layout.CONFIG} "$@"
 fi
-exec systemd-run --quiet --wait --collect --same-dir "$io" --unit="$unit" \\
+exec systemd-run --quiet --wait --collect "$io" --unit="$unit" \\
   --description="backupctl command" \\
-{_property_lines(sandbox_properties(properties))}  -- {layout.PROGRAM} --config {layout.CONFIG} "$@"
+{_property_lines(sandbox_properties(properties))}  -- /usr/bin/env --chdir="$here" {layout.PROGRAM} --config {layout.CONFIG} "$@"
 """

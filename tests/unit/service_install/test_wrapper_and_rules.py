@@ -37,7 +37,7 @@ def _run(tmp_path: Path, *args: str) -> tuple[int, list[str]]:
     script = _wrapper(tmp_path)
     out = tmp_path / "args"
     env = {"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin", "ARGS_OUT": str(out)}
-    done = subprocess.run([str(script), *args], env=env, stdin=subprocess.DEVNULL, capture_output=True)
+    done = subprocess.run([str(script), *args], env=env, stdin=subprocess.DEVNULL, capture_output=True, cwd=tmp_path)
     return done.returncode, out.read_text().splitlines()
 
 
@@ -45,8 +45,10 @@ def _run(tmp_path: Path, *args: str) -> tuple[int, list[str]]:
 def test_the_wrapper_runs_the_program_as_the_service_user_in_its_sandbox(tmp_path):
     code, argv = _run(tmp_path, "snapshots", "--json")
     assert code == 17  # systemd-run's exit status is the wrapper's
-    assert argv[argv.index("--") + 1:] == [layout.PROGRAM, "--config", layout.CONFIG, "snapshots", "--json"]
-    assert {"--wait", "--collect", "--quiet", "--same-dir", "--pipe"} <= set(argv)
+    # The caller's folder is entered once the capabilities apply (/root is 0700).
+    assert argv[argv.index("--") + 1:] == ["/usr/bin/env", f"--chdir={tmp_path}", layout.PROGRAM, "--config",
+                                           layout.CONFIG, "snapshots", "--json"]
+    assert {"--wait", "--collect", "--quiet", "--pipe"} <= set(argv)
     properties = [argv[i + 1] for i, a in enumerate(argv) if a == "-p"]
     for wanted in ("User=backupctl", "ProtectSystem=strict", "AmbientCapabilities=CAP_DAC_READ_SEARCH",
                    "ReadWritePaths=/srv/backup", "SystemCallFilter=~@privileged",
