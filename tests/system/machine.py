@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import atexit
 import os
+import pty
+import select
 import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Callable
 
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -75,6 +78,41 @@ class Machine:
             raise AssertionError(f"{' '.join(argv)} -> exit {done.returncode}\nstdout:\n{done.stdout}\n"
                                  f"stderr:\n{done.stderr}")
         return done
+
+    def at_a_terminal(self, *argv: str, answer: Callable[[bytes], bytes | None],
+                      timeout: float = 600) -> tuple[int, bytes]:
+        """A command inside the container with a terminal (a pty) as its standard input,
+        output and error, as a person at the console; `answer` sees the output so far and
+        may return what to type (once)."""
+        clean = [f"PATH={PATH}", "LANG=C.UTF-8", "HOME=/root", "TERM=dumb"]
+        master, slave = pty.openpty()
+        process = subprocess.Popen(["nsenter", "-t", str(self.leader), "-a", "env", "-i", *clean, *argv],
+                                   stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+        os.close(slave)
+        output, answered, deadline = b"", False, time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                ready, _, _ = select.select([master], [], [], 0.5)
+                if ready:
+                    try:
+                        chunk = os.read(master, 65536)
+                    except OSError:  # EIO: the command closed the terminal
+                        break
+                    if not chunk:
+                        break
+                    output += chunk
+                    if not answered:
+                        typed = answer(output)
+                        if typed is not None:
+                            os.write(master, typed)
+                            answered = True
+                elif process.poll() is not None:
+                    break
+            return process.wait(timeout=max(1.0, deadline - time.monotonic())), output
+        finally:
+            os.close(master)
+            if process.poll() is None:
+                process.kill()
 
     def sh(self, script: str, **kwargs) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
         return self.run("/bin/sh", "-c", script, **kwargs)

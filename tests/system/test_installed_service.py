@@ -18,11 +18,14 @@ from typing import Iterator
 
 import pytest
 
+from . import loopback
 from .conftest import TIMINGS
 from .machine import Machine
 
 KIT = "/root/kit/rescue-kit"
-PASSPHRASE = "a passphrase typed for the system test"
+S3_PORT, S3_BUCKET = 19000, "cabinet-offsite"
+S3_KEYS = {"aws_access_key_id": "AKIASYSTEMTEST", "aws_secret_access_key": "system-test-secret%key"}
+SMTP_PASSWORD = "mot de passe smtp"  # tests/support/mailserver.py's server wants it
 CONFIG = """
 [agent]
 state_dir = "/var/lib/backupctl"
@@ -39,6 +42,14 @@ url = "file:///srv/backup/repo"
 url = "file:///media/backupctl"
 media = ["DISQUE-A", "DISQUE-B"]
 
+[repositories.offsite]
+url = "s3://cabinet-offsite/serveur"
+endpoint = "http://127.0.0.1:{s3_port}"
+region = "us-east-1"
+addressing = "path"
+object_lock = "governance"
+lock_days = 2
+
 [retention]
 weekly = 4
 monthly = 12
@@ -46,7 +57,16 @@ yearly = 20
 timezone = "Europe/Paris"
 
 [schedule]
-repositories = ["main"]
+repositories = ["main", "offsite"]
+
+[alerts]
+email_to = ["docteur@cabinet.test"]
+email_from = "backupctl@cabinet.test"
+smtp_host = "127.0.0.1"
+smtp_port = {smtp_port}
+smtp_security = "starttls"
+smtp_user = "cabinet"
+smtp_ca_file = "/etc/backupctl/smtp-ca.pem"
 
 [[hooks]]
 name = "practice software"
@@ -84,6 +104,22 @@ def _write(machine: Machine, path: str, text: str, mode: str = "0644") -> None:
     machine.run("sh", "-c", f'mkdir -p "$(dirname {path})" && cat > {path} && chmod {mode} {path}', input=text)
 
 
+@pytest.fixture(scope="module")
+def servers(machine: Machine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """The off-site S3 server and the mail server, on the container's loopback."""
+    mail = tmp_path_factory.mktemp("mail")
+    s3 = loopback.start_s3(machine.leader, S3_PORT, access_key=S3_KEYS["aws_access_key_id"],
+                           secret_key=S3_KEYS["aws_secret_access_key"], bucket=S3_BUCKET)
+    try:
+        smtp, smtp_port = loopback.start_smtp(machine.leader, mail)
+        try:
+            yield {"smtp_port": smtp_port, "mail": mail}
+        finally:
+            loopback.stop(smtp)
+    finally:
+        loopback.stop(s3)
+
+
 def test_without_a_terminal_or_a_passphrase_file_the_install_refuses(machine: Machine) -> None:
     with timed("install refused without a terminal"):
         done = machine.run("sh", f"{KIT}/install.sh", check=False)
@@ -95,7 +131,7 @@ def test_without_a_terminal_or_a_passphrase_file_the_install_refuses(machine: Ma
         assert machine.run("test", "-e", absent, check=False).returncode == 1, absent
 
 
-def test_install_from_the_kit_offline_starts_the_service_ready(machine: Machine) -> None:
+def test_install_from_the_kit_offline_starts_the_service_ready(machine: Machine, servers: dict) -> None:
     # The practice: documents, a folder only root may read, its software as a unit the hooks stop.
     machine.sh("mkdir -p /srv/cabinet/docs /srv/cabinet/private"
                " && for i in 1 2 3; do echo \"letter $i\" > /srv/cabinet/docs/letter-$i.txt; done"
@@ -105,13 +141,38 @@ def test_install_from_the_kit_offline_starts_the_service_ready(machine: Machine)
     machine.run("systemctl", "enable", "--now", "dummy.service")
     _write(machine, "/etc/systemd/system/backupctl.service.d/zz-test-watchdog.conf",
            f"[Service]\nWatchdogSec={WATCHDOG}s\n")
-    _write(machine, "/root/config.toml", CONFIG)
-    _write(machine, "/root/passphrase", PASSPHRASE + "\n", "0600")
-    with timed("sh install.sh (offline, from the kit)"):
-        done = machine.run("sh", f"{KIT}/install.sh", "--config", "/root/config.toml",
-                           "--passphrase-file", "/root/passphrase", timeout=600)
-    assert "created the repository main" in done.stdout and "destroy /root/passphrase" in done.stdout, done.stdout
-    assert PASSPHRASE not in done.stdout + done.stderr
+    _write(machine, "/root/config.toml", CONFIG.format(s3_port=S3_PORT, smtp_port=servers["smtp_port"]))
+    _write(machine, "/etc/backupctl/smtp-ca.pem", (servers["mail"] / "smtp.pem").read_text())
+    _write(machine, "/root/s3.ini", "[default]\n" + "".join(f"{k} = {v}\n" for k, v in S3_KEYS.items()), "0600")
+    _write(machine, "/root/smtp.txt", SMTP_PASSWORD + "\n", "0600")
+    shown: dict[str, bytes] = {}
+
+    def type_it_back(output: bytes) -> bytes | None:
+        found = re.search(rb"\n    ([A-Za-z0-9+/]{43}=)\r?\n", output)
+        if found and b"Type it back" in output:
+            shown["passphrase"] = found.group(1)
+            return found.group(1) + b"\n"
+        return None
+
+    with timed("sh install.sh at a terminal (offline, from the kit)"):
+        code, output = machine.at_a_terminal("sh", f"{KIT}/install.sh", "--config", "/root/config.toml",
+                                             "--s3-credentials-file", "/root/s3.ini",
+                                             "--smtp-password-file", "/root/smtp.txt", answer=type_it_back)
+    text = output.decode("utf-8", "replace")
+    assert code == 0, text
+    assert "passphrase" in shown and "Write this on the paper sheet" in text and "Confirmed." in text, text
+    assert "created the repository main" in text and "created the repository offsite" in text, text
+    assert "destroy /root/s3.ini" in text and "destroy /root/smtp.txt" in text, text
+    # What was shown is what the service gets, and it is stored only encrypted, for root only.
+    stored = machine.run("systemd-creds", "decrypt", "--name=passphrase",
+                         "/etc/credstore.encrypted/backupctl-passphrase", "-").stdout.strip()
+    assert stored.encode() == shown["passphrase"]
+    seen["passphrase"] = stored
+    for name in ("passphrase", "s3-credentials", "smtp-password"):
+        path = f"/etc/credstore.encrypted/backupctl-{name}"
+        assert machine.run("stat", "-c", "%a %U", path).stdout.split() == ["600", "root"], path
+        assert machine.run("grep", "-c", "-e", stored, "-e", "system-test-secret", "-e", SMTP_PASSWORD, path,
+                           check=False).stdout.strip() == "0", path
     # Type=notify: "active" is reached only with READY=1; STATUS= comes from the daemon.
     state = machine.show("backupctl.service", "ActiveState", "SubState", "StatusText", "MainPID", "NRestarts",
                          "WatchdogUSec", "ActiveEnterTimestampMonotonic")
@@ -119,11 +180,7 @@ def test_install_from_the_kit_offline_starts_the_service_ready(machine: Machine)
     assert state["StatusText"], state
     assert state["WatchdogUSec"] == f"{WATCHDOG}s", state
     seen.update(main_pid=state["MainPID"], active_since_us=state["ActiveEnterTimestampMonotonic"])
-    # The secret is stored encrypted only, for root only; the kit is kept for the uploads.
-    credential = machine.run("stat", "-c", "%a %U", "/etc/credstore.encrypted/backupctl-passphrase").stdout.split()
-    assert credential == ["600", "root"]
-    assert machine.run("grep", "-c", PASSPHRASE, "/etc/credstore.encrypted/backupctl-passphrase",
-                       check=False).stdout.strip() == "0"
+    # The kit is kept for the uploads into the repositories.
     assert machine.run("sh", "-c", "ls /opt/backupctl/share/backupctl/backupctl-rescue-kit-*.tar").returncode == 0
     assert machine.run("head", "-2", "/usr/local/bin/backupctl").stdout.splitlines()[1] == "# backupctl service wrapper"
 
@@ -143,6 +200,22 @@ def test_the_catch_up_backup_lands_and_belongs_to_the_service_user(machine: Mach
     assert machine.run("systemctl", "is-active", "dummy.service").stdout.strip() == "active"
     strangers = machine.run("find", "/srv/backup/repo", "/var/lib/backupctl", "!", "-user", "backupctl").stdout
     assert strangers == "", strangers
+
+
+def test_the_off_site_backup_and_the_mail_use_their_credentials(machine: Machine, servers: dict) -> None:
+    # The service has no AWS variable nor file of its own: the keys come from the credential
+    # s3-credentials (AWS_SHARED_CREDENTIALS_FILE=%d/s3-credentials), and so for the wrapper.
+    def offsite() -> list[dict]:
+        done = machine.run("backupctl", "snapshots", "--repo", "offsite", "--json", check=False)
+        return json.loads(done.stdout)["snapshots"] if done.returncode == 0 else []
+
+    with timed("catch-up backup of the S3 repository"):
+        found = _wait_for("the daemon's catch-up backup to S3", offsite)
+    assert found[0]["files"] == 4, found
+    # The server takes mail only after a login with the password of the credential smtp-password.
+    with timed("first alert e-mail"):
+        mails = _wait_for("an e-mail from the daemon", lambda: sorted(servers["mail"].glob("*.eml")))
+    assert b"docteur@cabinet.test" in mails[0].read_bytes()
 
 
 def test_the_polkit_rule_allows_only_the_units_and_verbs_the_hooks_name(machine: Machine) -> None:
