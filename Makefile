@@ -3,19 +3,52 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test install install-test clean bench
+# pip-tools and build live in their own venv: the runtime venv holds only what the locks name.
+TOOLS  ?= .venv-tools
+# `make lock` resolves against the public index alone, so that the lock holds its hashes (every
+# wheel of each pinned version: x86_64, aarch64, ...) and nothing of this machine's pip config.
+LOCK_ENV := env -u PIP_FIND_LINKS -u PIP_CONSTRAINT PIP_CONFIG_FILE=/dev/null
+COMPILE  := $(TOOLS)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+            --index-url https://pypi.org/simple --no-emit-index-url
 
-$(BIN)/backupctl: pyproject.toml
+.PHONY: demo test install install-test clean bench lock dist
+
+# Every install path installs from the hash-pinned locks (--require-hashes), then the project
+# itself without dependencies.
+$(BIN)/backupctl: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet --require-hashes -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(BIN)/backupctl
 
 install: $(BIN)/backupctl
 
 install-test: install
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --require-hashes -r requirements-test.lock
+	$(BIN)/pip install --quiet --no-deps -e .
 	scripts/install-system-packages.sh
+
+$(TOOLS)/bin/pip-compile:
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet pip-tools build
+
+# Regenerates requirements.lock (runtime) and requirements-test.lock (runtime + test extras,
+# the runtime pins kept as they are in requirements.lock). Commit both.
+lock: $(TOOLS)/bin/pip-compile
+	$(LOCK_ENV) $(COMPILE) --upgrade --output-file requirements.lock pyproject.toml
+	$(LOCK_ENV) $(COMPILE) --upgrade --extra test --constraint requirements.lock \
+	    --output-file requirements-test.lock pyproject.toml
+
+# Wheel, sdist and the rescue kit (scripts/build_kit.py: dist/rescue-kit/ and its tar + .sha256).
+# The kit tar is also copied where an installed agent looks for it (<venv>/share/backupctl/), so
+# that `init` and `backup` from this checkout upload it into the repositories.
+dist: install $(TOOLS)/bin/pip-compile
+	rm -rf dist
+	$(BIN)/python scripts/build_kit.py --out dist
+	$(TOOLS)/bin/python -m build --sdist --outdir dist .
+	mkdir -p $(VENV)/share/backupctl
+	rm -f $(VENV)/share/backupctl/backupctl-rescue-kit-*.tar
+	cp dist/backupctl-rescue-kit-*.tar dist/backupctl-rescue-kit-*.tar.sha256 $(VENV)/share/backupctl/
 
 # Generates a small sample practice tree and runs init, backup, snapshots,
 # a second backup, restore, check --read-data on a local repository under demo/.
@@ -26,7 +59,7 @@ test: install-test
 	$(BIN)/python -m pytest -q
 
 clean:
-	rm -rf $(VENV) demo .pytest_cache
+	rm -rf $(VENV) $(TOOLS) demo dist .pytest_cache
 
 # Benchmarks against restic and borg (docs/BENCHMARKS.md). Installs both from Debian.
 bench: install-test
