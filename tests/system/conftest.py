@@ -43,7 +43,9 @@ def machine() -> Iterator[Machine]:
         root = rootfs.fresh_copy(work / "root")
         TIMINGS.append(("Debian 12 root (built or cached), copied", time.monotonic() - step))
         shutil.copytree(folder, root / "root" / "kit" / "rescue-kit")
-        shutil.copy2(tar, root / "root" / "kit" / tar.name)
+        for beside in (tar, tar.with_name(tar.name + ".sha256")):
+            if beside.exists():
+                shutil.copy2(beside, root / "root" / "kit" / beside.name)
         box = Machine(root, work / "console.log")
         _MACHINES.append(box)
         step = time.monotonic()

@@ -1,8 +1,8 @@
 """The rescue kit the system test installs from, offline: wheels/, requirements.txt (every
 wheel pinned with its SHA-256), install.sh, and its tar beside the folder.
 
-The kit is `make dist`'s (dist/rescue-kit/); until that target exists in this checkout, the
-same layout is built here with `pip wheel`. Either way it is built once per source state and
+The kit is `make dist`'s, built by its scripts/build_kit.py; in a checkout without that
+script the same layout is built here with `pip wheel`. Either way it is built once per source state and
 cached outside the checkout (the key is a hash of the sources the kit is made of).
 """
 
@@ -21,7 +21,8 @@ from pathlib import Path
 from .rootfs import CACHE, _log
 
 CHECKOUT = Path(__file__).resolve().parents[2]
-_SOURCES = ("pyproject.toml", "config.example.toml", "agent", "systemd", "scripts/install.sh", "docs/FORMAT.md")
+_SOURCES = ("pyproject.toml", "requirements.lock", "config.example.toml", "agent", "systemd", "scripts/install.sh",
+            "scripts/build_kit.py", "docs/FORMAT.md")
 
 
 def _source_hash() -> str:
@@ -45,24 +46,26 @@ def kit() -> tuple[Path, Path]:
     shutil.rmtree(where, ignore_errors=True)
     started = time.monotonic()
     _log(f"building the rescue kit into {where} (cached for these sources)")
-    folder.mkdir(parents=True)
+    where.mkdir(parents=True)
     if (CHECKOUT / "scripts" / "build_kit.py").is_file():
-        # `make dist`'s own builder, when this checkout has it.
-        subprocess.run([sys.executable, str(CHECKOUT / "scripts" / "build_kit.py"), "--output", str(where)],
-                       check=True, cwd=CHECKOUT)
-        folder = next(p for p in where.iterdir() if p.is_dir())
+        # `make dist`'s own builder: the kit exactly as it is shipped, with its tar.
+        subprocess.run([sys.executable, str(CHECKOUT / "scripts" / "build_kit.py"), "--out", str(where)],
+                       check=True, cwd=CHECKOUT, stdout=subprocess.DEVNULL)
+        tar = next(where.glob("backupctl-rescue-kit-*.tar"))
+        version = _version(folder)
     else:
         _provisional_kit(folder)
-    version = _version(folder)
-    tar = where / f"backupctl-rescue-kit-{version}.tar"
-    with tarfile.open(tar, "w") as archive:
-        archive.add(folder, arcname="rescue-kit")
+        version = _version(folder)
+        tar = where / f"backupctl-rescue-kit-{version}.tar"
+        with tarfile.open(tar, "w") as archive:
+            archive.add(folder, arcname="rescue-kit")
     (where / ".complete").write_text(version)
     _log(f"kit built in {time.monotonic() - started:.0f} s")
     return folder, tar
 
 
 def _provisional_kit(folder: Path) -> None:
+    folder.mkdir()
     wheels = folder / "wheels"
     build = folder.parent / "build"
     shutil.copytree(CHECKOUT, build, ignore=shutil.ignore_patterns(".git", ".venv", "demo", "dist", "build",
