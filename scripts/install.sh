@@ -22,7 +22,6 @@ VENV=/opt/backupctl
 say() { printf 'install.sh: %s\n' "$*"; }
 fail() { printf 'install.sh: error: %s\n' "$*" >&2; exit 2; }
 
-[ "$(id -u)" -eq 0 ] || fail "run it as root: sudo sh $0"
 here=$(cd "$(dirname "$0")" && pwd)
 
 kit_tar=""
@@ -34,10 +33,11 @@ while [ "$n" -gt 0 ]; do
     --kit-tar) [ "$n" -gt 0 ] || fail "--kit-tar needs a file"; kit_tar=$1; shift; n=$((n - 1)); continue ;;
     --kit-tar=*) kit_tar=${a#--kit-tar=}; continue ;;
     --uninstall) uninstall=yes ;;
-    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
   esac
   set -- "$@" "$a"
 done
+[ "$(id -u)" -eq 0 ] || fail "run it as root: sudo sh $0"
 
 if [ "$uninstall" = yes ]; then
   if [ -x "$VENV/bin/backupctl" ]; then
