@@ -156,9 +156,15 @@ class Installer:
             os.chown(where, uid, gid)
             self._changed(f"created {folder} (owner {layout.SERVICE_USER}, 0700)")
         elif where.stat().st_uid != uid:
+            # A repository made by root (the manual steps of old, or a command run as root)
+            # holds root-owned 0600 objects the service cannot read: the whole folder is the
+            # service's (folders.py refuses system and source folders). Links are not followed.
+            for parent, dirs, files in os.walk(where):
+                for name in (*dirs, *files):
+                    os.chown(os.path.join(parent, name), uid, gid, follow_symlinks=False)
             os.chown(where, uid, gid)
             os.chmod(where, 0o700)
-            self._changed(f"gave {folder} to {layout.SERVICE_USER} (0700)")
+            self._changed(f"gave {folder} and what it holds to {layout.SERVICE_USER} (0700)")
 
     def _passphrase(self, plan: credentials.PassphrasePlan, given: bytes | None) -> bool:
         if plan.how == "keep":

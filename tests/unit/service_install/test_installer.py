@@ -64,8 +64,10 @@ class RecordingSystem:
             self.repositories.add(argv[3])
         return subprocess.CompletedProcess(argv, code, out, b"")
 
+    ids = (os.getuid(), os.getgid())
+
     def service_ids(self):
-        return os.getuid(), os.getgid()
+        return self.ids
 
     def named(self, *prefix: str) -> list[tuple[str, ...]]:
         return [c for c in self.commands if c[:len(prefix)] == prefix]
@@ -260,3 +262,18 @@ def test_uninstall_removes_the_service_and_keeps_the_data(setup):
         assert (root / kept.lstrip("/")).exists(), kept
     assert system.named("systemctl", "disable", "--now")
     assert "Kept" in said[-1] and "/var/lib/backupctl" in said[-1]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root (CI runs as root)")
+def test_a_repository_made_by_root_is_given_to_the_service_user(setup):
+    root, config, passphrase = setup
+    repo = root / "srv/backup/repo"
+    (repo / "data").mkdir(parents=True)
+    (repo / "data" / "pack").write_bytes(b"x")
+    (repo / "link").symlink_to("/etc/hostname")
+    system = RecordingSystem()
+    system.ids = (65534, 65534)
+    _installer(root, system, []).install(Options(config_file=str(config), passphrase_file=str(passphrase)))
+    for path in (repo, repo / "data", repo / "data" / "pack"):
+        assert path.stat().st_uid == 65534, path
+    assert repo.joinpath("link").lstat().st_uid == 65534 and os.stat("/etc/hostname").st_uid == 0
