@@ -1,24 +1,22 @@
-"""The rescue kit the system test installs from, offline: wheels/, requirements.txt (every
-wheel pinned with its SHA-256), install.sh, and its tar beside the folder.
-
-The kit is `make dist`'s, built by its scripts/build_kit.py; in a checkout without that
-script the same layout is built here with `pip wheel`. Either way it is built once per source state and
-cached outside the checkout (the key is a hash of the sources the kit is made of).
+"""The rescue kit the system test installs from, offline: `make dist`'s own, built by
+scripts/build_kit.py (wheels/, requirements.txt with every wheel's SHA-256, install.sh, and
+the tar beside the folder), once per state of the sources it is made of, cached outside the
+checkout.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import re
 import shutil
 import subprocess
 import sys
-import tarfile
 import time
 from pathlib import Path
 
-from .rootfs import CACHE, _log
+from .rootfs import CACHE, _log, cache_lock
+
+KEEP = 3  # kits of other source states kept in the cache (switching branches back and forth)
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 _SOURCES = ("pyproject.toml", "requirements.lock", "config.example.toml", "agent", "systemd", "scripts/install.sh",
@@ -39,7 +37,15 @@ def _source_hash() -> str:
 
 def kit() -> tuple[Path, Path]:
     """(the kit folder, its tar), built when missing."""
-    where = CACHE / f"kit-{_source_hash()}"
+    with cache_lock():
+        found = _kit(CACHE / f"kit-{_source_hash()}")
+        old = sorted((p for p in CACHE.glob("kit-*") if p != found[0].parent), key=lambda p: p.stat().st_mtime)
+        for stale in old[:-KEEP] if len(old) > KEEP else []:
+            shutil.rmtree(stale, ignore_errors=True)
+    return found
+
+
+def _kit(where: Path) -> tuple[Path, Path]:
     folder = where / "rescue-kit"
     if (where / ".complete").is_file():
         return folder, next(where.glob("backupctl-rescue-kit-*.tar"))
@@ -47,47 +53,13 @@ def kit() -> tuple[Path, Path]:
     started = time.monotonic()
     _log(f"building the rescue kit into {where} (cached for these sources)")
     where.mkdir(parents=True)
-    if (CHECKOUT / "scripts" / "build_kit.py").is_file():
-        # `make dist`'s own builder: the kit exactly as it is shipped, with its tar.
-        subprocess.run([sys.executable, str(CHECKOUT / "scripts" / "build_kit.py"), "--out", str(where)],
-                       check=True, cwd=CHECKOUT, stdout=subprocess.DEVNULL)
-        tar = next(where.glob("backupctl-rescue-kit-*.tar"))
-        version = _version(folder)
-    else:
-        _provisional_kit(folder)
-        version = _version(folder)
-        tar = where / f"backupctl-rescue-kit-{version}.tar"
-        with tarfile.open(tar, "w") as archive:
-            archive.add(folder, arcname="rescue-kit")
+    subprocess.run([sys.executable, str(CHECKOUT / "scripts" / "build_kit.py"), "--out", str(where)],
+                   check=True, cwd=CHECKOUT, stdout=subprocess.DEVNULL)
+    tar = next(where.glob("backupctl-rescue-kit-*.tar"))
+    version = tar.name.removeprefix("backupctl-rescue-kit-").removesuffix(".tar")
     (where / ".complete").write_text(version)
     _log(f"kit built in {time.monotonic() - started:.0f} s")
     return folder, tar
-
-
-def _provisional_kit(folder: Path) -> None:
-    folder.mkdir()
-    wheels = folder / "wheels"
-    build = folder.parent / "build"
-    shutil.copytree(CHECKOUT, build, ignore=shutil.ignore_patterns(".git", ".venv", "demo", "dist", "build",
-                                                                      "__pycache__", "*.egg-info", ".pytest_cache"))
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
-                    "-w", str(wheels), str(build)], check=True)
-    shutil.rmtree(build)
-    lines = []
-    for wheel in sorted(wheels.glob("*.whl")):
-        name, version = wheel.name.split("-")[:2]
-        sha = hashlib.sha256(wheel.read_bytes()).hexdigest()
-        lines.append(f"{name}=={version} --hash=sha256:{sha}")
-    (folder / "requirements.txt").write_text("\n".join(lines) + "\n")
-    shutil.copy2(CHECKOUT / "scripts" / "install.sh", folder / "install.sh")
-
-
-def _version(folder: Path) -> str:
-    for wheel in (folder / "wheels").glob("backupctl*.whl"):
-        return wheel.name.split("-")[1]
-    match = re.search(r'^version = "([^"]+)"', (CHECKOUT / "pyproject.toml").read_text(), re.M)
-    assert match
-    return match.group(1)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ cached tree takes seconds. The cache name holds a hash of everything that shapes
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
@@ -35,12 +37,25 @@ def _log(text: str) -> None:
     print(f"[system test] {text}", file=sys.stderr, flush=True)
 
 
+@contextlib.contextmanager
+def cache_lock():  # type: ignore[no-untyped-def]
+    """One builder at a time: two test sessions on one machine wait for each other."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
 def cached_root() -> Path:
     """The cached tree, built when missing (a half-built tree never takes its name)."""
+    with cache_lock():
+        return _cached_root()
+
+
+def _cached_root() -> Path:
     final = cache_path()
     if (final / ".complete").is_file():
         return final
-    CACHE.mkdir(parents=True, exist_ok=True)
     building = final.with_name(final.name + ".building")
     shutil.rmtree(building, ignore_errors=True)
     started = time.monotonic()
