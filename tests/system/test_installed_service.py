@@ -180,6 +180,10 @@ def test_install_from_the_kit_offline_starts_the_service_ready(machine: Machine,
     assert state["StatusText"], state
     assert state["WatchdogUSec"] == f"{WATCHDOG}s", state
     seen.update(main_pid=state["MainPID"], active_since_us=state["ActiveEnterTimestampMonotonic"])
+    # The unit with the drop-ins written for this configuration passes systemd's own check.
+    verify = machine.run("systemd-analyze", "verify", "backupctl.service", check=False)
+    assert verify.returncode == 0 and "backupctl.service" not in verify.stderr, verify
+    assert "ReadWritePaths=/srv/backup/repo" in machine.run("systemctl", "cat", "backupctl.service").stdout
     # The kit is kept for the uploads into the repositories.
     assert machine.run("sh", "-c", "ls /opt/backupctl/share/backupctl/backupctl-rescue-kit-*.tar").returncode == 0
     assert machine.run("head", "-2", "/usr/local/bin/backupctl").stdout.splitlines()[1] == "# backupctl service wrapper"
@@ -242,7 +246,11 @@ def test_a_root_only_file_is_backed_up_and_restored_with_its_owner(machine: Mach
 
 
 def test_the_wrapper_gives_the_programs_exit_code_and_arguments_unchanged(machine: Machine) -> None:
-    assert machine.run("backupctl", "find", check=False).returncode == 2           # usage error
+    assert machine.run("backupctl", "find", check=False).returncode == 2           # usage error, --pipe
+    code, output = machine.at_a_terminal("backupctl", "find", answer=lambda _: None, timeout=120)
+    assert code == 2 and b"Missing argument" in output, output                  # the same through --pty
+    code, output = machine.at_a_terminal("backupctl", "snapshots", answer=lambda _: None, timeout=120)
+    assert code == 0 and b"/srv/cabinet" in output, output
     assert machine.run("backupctl", "restore", "feedface", "--target", "/root/x", check=False).returncode != 0
     listing = machine.run("backupctl", "find", "$HOME*", check=False)  # "$" reaches the program as typed
     assert listing.returncode == 0, listing
