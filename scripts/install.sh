@@ -26,6 +26,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 kit_tar=""
 uninstall=no
+passphrase_given=no
 n=$#
 while [ "$n" -gt 0 ]; do
   a=$1; shift; n=$((n - 1))
@@ -33,6 +34,7 @@ while [ "$n" -gt 0 ]; do
     --kit-tar) [ "$n" -gt 0 ] || fail "--kit-tar needs a file"; kit_tar=$1; shift; n=$((n - 1)); continue ;;
     --kit-tar=*) kit_tar=${a#--kit-tar=}; continue ;;
     --uninstall) uninstall=yes ;;
+    --passphrase-file|--passphrase-file=*) passphrase_given=yes ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
   esac
   set -- "$@" "$a"
@@ -55,6 +57,12 @@ elif [ -f "$here/../dist/rescue-kit/requirements.txt" ]; then
   kit=$(cd "$here/../dist/rescue-kit" && pwd)
 else
   fail "no rescue kit here (wheels/ and requirements.txt beside install.sh): run it from the unpacked kit, or run \`make dist\` in the checkout first"
+fi
+
+# install-service decides the same, later; asked here too so that a refusal changes nothing.
+if [ ! -e /etc/credstore.encrypted/backupctl-passphrase ] && [ "$passphrase_given" = no ] \
+    && ! { [ -t 0 ] && [ -t 1 ]; }; then
+  fail "no terminal to show the new passphrase on, and no --passphrase-file — run the install from a terminal (the passphrase is shown once, for the paper sheet), or write it in a file and give --passphrase-file FILE"
 fi
 
 if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -35,17 +36,19 @@ def machine() -> Iterator[Machine]:
     if reason:
         pytest.skip(reason)
     started = time.monotonic()
-    folder, tar = kit.kit()
+    _folder, tar = kit.kit()
     TIMINGS.append(("rescue kit (built or cached)", time.monotonic() - started))
     work = Path(tempfile.mkdtemp(prefix="backupctl-system-", dir="/var/tmp"))
     try:
         step = time.monotonic()
         root = rootfs.fresh_copy(work / "root")
         TIMINGS.append(("Debian 12 root (built or cached), copied", time.monotonic() - step))
-        shutil.copytree(folder, root / "root" / "kit" / "rescue-kit")
+        # As the README says: the kit's tar (and its .sha256) unpacked beside it.
+        (root / "root" / "kit").mkdir(parents=True)
         for beside in (tar, tar.with_name(tar.name + ".sha256")):
             if beside.exists():
                 shutil.copy2(beside, root / "root" / "kit" / beside.name)
+        subprocess.run(["tar", "-xf", tar.name], cwd=root / "root" / "kit", check=True)
         box = Machine(root, work / "console.log")
         _MACHINES.append(box)
         step = time.monotonic()

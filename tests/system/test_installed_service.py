@@ -22,7 +22,8 @@ from . import loopback
 from .conftest import TIMINGS
 from .machine import Machine
 
-KIT = "/root/kit/rescue-kit"
+KIT = "/root/kit/backupctl-rescue-kit-*"  # the kit's tar unpacked (conftest.py); the shell expands it
+INSTALL = ("sh", "-c", f'exec sh {KIT}/install.sh "$@"', "install.sh")  # `sh install.sh ARGS...` in the kit
 S3_PORT, S3_BUCKET = 19000, "cabinet-offsite"
 S3_KEYS = {"aws_access_key_id": "AKIASYSTEMTEST", "aws_secret_access_key": "system-test-secret%key"}
 SMTP_PASSWORD = "mot de passe smtp"  # tests/support/mailserver.py's server wants it
@@ -122,12 +123,12 @@ def servers(machine: Machine, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 def test_without_a_terminal_or_a_passphrase_file_the_install_refuses(machine: Machine) -> None:
     with timed("install refused without a terminal"):
-        done = machine.run("sh", f"{KIT}/install.sh", check=False)
+        done = machine.run(*INSTALL, check=False)
     assert done.returncode == 2, done
     errors = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(errors) == 1 and "no terminal" in errors[0] and "--passphrase-file" in errors[0], done.stderr
     for absent in ("/etc/systemd/system/backupctl.service", "/etc/credstore.encrypted/backupctl-passphrase",
-                   "/usr/local/bin/backupctl", "/etc/sysusers.d/backupctl.conf"):
+                   "/usr/local/bin/backupctl", "/etc/sysusers.d/backupctl.conf", "/opt/backupctl"):
         assert machine.run("test", "-e", absent, check=False).returncode == 1, absent
 
 
@@ -155,7 +156,7 @@ def test_install_from_the_kit_offline_starts_the_service_ready(machine: Machine,
         return None
 
     with timed("sh install.sh at a terminal (offline, from the kit)"):
-        code, output = machine.at_a_terminal("sh", f"{KIT}/install.sh", "--config", "/root/config.toml",
+        code, output = machine.at_a_terminal(*INSTALL, "--config", "/root/config.toml",
                                              "--s3-credentials-file", "/root/s3.ini",
                                              "--smtp-password-file", "/root/smtp.txt", answer=type_it_back)
     text = output.decode("utf-8", "replace")
@@ -288,7 +289,7 @@ def test_reload_takes_a_good_configuration_and_refuses_a_bad_one(machine: Machin
 
 def test_a_second_install_changes_nothing(machine: Machine) -> None:
     with timed("second sh install.sh"):
-        done = machine.run("sh", f"{KIT}/install.sh", "--config", "/root/config.toml", timeout=600)
+        done = machine.run(*INSTALL, "--config", "/root/config.toml", timeout=600)
     assert "nothing to change" in done.stdout, done.stdout
     assert machine.show("backupctl.service", "MainPID")["MainPID"] == seen["main_pid"]
 
@@ -315,7 +316,7 @@ def test_stop_is_clean(machine: Machine) -> None:
 
 def test_uninstall_removes_the_service_and_keeps_the_data(machine: Machine) -> None:
     listing_before = machine.run("find", "/srv/backup/repo", "-type", "f").stdout
-    done = machine.run("sh", f"{KIT}/install.sh", "--uninstall")
+    done = machine.run(*INSTALL, "--uninstall")
     assert "Kept" in done.stdout, done.stdout
     for gone in ("/etc/systemd/system/backupctl.service", "/etc/systemd/system/backupctl.service.d/paths.conf",
                  "/usr/local/bin/backupctl", "/etc/polkit-1/rules.d/50-backupctl.rules", "/opt/backupctl"):
