@@ -30,6 +30,10 @@ def writable_folders(config: Config) -> tuple[str, ...]:
 
     def add(path: str, what: str) -> None:
         path = posixpath.normpath(path)
+        if any(c in '"\\%' or ord(c) < 32 or c == "\x7f" for c in path):
+            raise ConfigError(f"{where}: {what} {path!r} holds a quote, backslash, % or control character, "
+                              f"which a unit file cannot carry as it is",
+                              hint="rename the folder (letters, digits, spaces, - _ . /)")
         if path in _SYSTEM:
             raise ConfigError(f"{where}: {what} is {path}, a system folder; the service user would own it",
                               hint="use a folder of its own, e.g. /srv/backup/repo")

@@ -18,9 +18,11 @@ def paths_dropin(folders: tuple[str, ...], *, config: str = layout.CONFIG) -> st
     """ReadWritePaths= for the folders of folders.writable_folders()."""
     lines = [HEADER.format(config=config),
              "# The folders the service writes besides its state directory: file:// repositories,\n"
-             "# the disks' mount point (ProtectSystem=strict makes everything else read-only).\n",
+             "# the disks' mount point (ProtectSystem=strict makes everything else read-only).\n"
+             "# \"-\": a folder missing at start (a NAS not mounted yet) fails that repository's jobs,\n"
+             "# each with its reason and an alert, instead of the whole service (226/NAMESPACE).\n",
              "[Service]\n"]
-    lines += [f"ReadWritePaths={_escape(folder)}\n" for folder in folders]
+    lines += [f"ReadWritePaths={_escape('-' + folder)}\n" for folder in folders]
     return "".join(lines)
 
 
@@ -62,5 +64,7 @@ def service_properties(unit_text: str, *dropins: str | None) -> list[tuple[str, 
 
 
 def _escape(path: str) -> str:
-    # A unit file reads "\" escapes and splits ReadWritePaths= on spaces; % starts a specifier.
-    return path.replace("\\", "\\\\").replace(" ", "\\x20").replace("%", "%%")
+    # ReadWritePaths= splits on spaces and honours double quotes (a "-" goes inside them); the
+    # same line goes to systemd-run -p in the wrapper, which expands no "%" specifier: so a
+    # folder with a quote, a backslash, a "%" or a control character is refused (folders.py).
+    return f'"{path}"' if any(c.isspace() for c in path) else path

@@ -24,6 +24,7 @@ from .machine import Machine
 
 KIT = "/root/kit/backupctl-rescue-kit-*"  # the kit's tar unpacked (conftest.py); the shell expands it
 INSTALL = ("sh", "-c", f'exec sh {KIT}/install.sh "$@"', "install.sh")  # `sh install.sh ARGS...` in the kit
+REPO = "/srv/sauvegardes/dépôt principal"  # a space and accents, as a practice names its folders
 S3_PORT, S3_BUCKET = 19000, "cabinet-offsite"
 S3_KEYS = {"aws_access_key_id": "AKIASYSTEMTEST", "aws_secret_access_key": "system-test-secret%key"}
 SMTP_PASSWORD = "mot de passe smtp"  # tests/support/mailserver.py's server wants it
@@ -37,7 +38,7 @@ report_language = "en"
 paths = ["/srv/cabinet"]
 
 [repositories.main]
-url = "file:///srv/backup/repo"
+url = "file://{repo}"
 
 [repositories.disques]
 url = "file:///media/backupctl"
@@ -142,7 +143,7 @@ def test_install_from_the_kit_offline_starts_the_service_ready(machine: Machine,
     machine.run("systemctl", "enable", "--now", "dummy.service")
     _write(machine, "/etc/systemd/system/backupctl.service.d/zz-test-watchdog.conf",
            f"[Service]\nWatchdogSec={WATCHDOG}s\n")
-    _write(machine, "/root/config.toml", CONFIG.format(s3_port=S3_PORT, smtp_port=servers["smtp_port"]))
+    _write(machine, "/root/config.toml", CONFIG.format(repo=REPO, s3_port=S3_PORT, smtp_port=servers["smtp_port"]))
     _write(machine, "/etc/backupctl/smtp-ca.pem", (servers["mail"] / "smtp.pem").read_text())
     _write(machine, "/root/s3.ini", "[default]\n" + "".join(f"{k} = {v}\n" for k, v in S3_KEYS.items()), "0600")
     _write(machine, "/root/smtp.txt", SMTP_PASSWORD + "\n", "0600")
@@ -184,7 +185,7 @@ def test_install_from_the_kit_offline_starts_the_service_ready(machine: Machine,
     # The unit with the drop-ins written for this configuration passes systemd's own check.
     verify = machine.run("systemd-analyze", "verify", "backupctl.service", check=False)
     assert verify.returncode == 0 and "backupctl.service" not in verify.stderr, verify
-    assert "ReadWritePaths=/srv/backup/repo" in machine.run("systemctl", "cat", "backupctl.service").stdout
+    assert f'ReadWritePaths="-{REPO}"' in machine.run("systemctl", "cat", "backupctl.service").stdout
     # The kit is kept for the uploads into the repositories.
     assert machine.run("sh", "-c", "ls /opt/backupctl/share/backupctl/backupctl-rescue-kit-*.tar").returncode == 0
     assert machine.run("head", "-2", "/usr/local/bin/backupctl").stdout.splitlines()[1] == "# backupctl service wrapper"
@@ -203,7 +204,7 @@ def test_the_catch_up_backup_lands_and_belongs_to_the_service_user(machine: Mach
     log = machine.run("journalctl", "--no-pager", "-o", "cat", "-u", "dummy.service").stdout
     assert "Stopped dummy.service" in log and log.count("Started dummy.service") >= 2, log
     assert machine.run("systemctl", "is-active", "dummy.service").stdout.strip() == "active"
-    strangers = machine.run("find", "/srv/backup/repo", "/var/lib/backupctl", "!", "-user", "backupctl").stdout
+    strangers = machine.run("find", REPO, "/var/lib/backupctl", "!", "-user", "backupctl").stdout
     assert strangers == "", strangers
 
 
@@ -315,7 +316,7 @@ def test_stop_is_clean(machine: Machine) -> None:
 
 
 def test_uninstall_removes_the_service_and_keeps_the_data(machine: Machine) -> None:
-    listing_before = machine.run("find", "/srv/backup/repo", "-type", "f").stdout
+    listing_before = machine.run("find", REPO, "-type", "f").stdout
     done = machine.run(*INSTALL, "--uninstall")
     assert "Kept" in done.stdout, done.stdout
     for gone in ("/etc/systemd/system/backupctl.service", "/etc/systemd/system/backupctl.service.d/paths.conf",
@@ -324,5 +325,5 @@ def test_uninstall_removes_the_service_and_keeps_the_data(machine: Machine) -> N
     for kept in ("/etc/backupctl/config.toml", "/etc/credstore.encrypted/backupctl-passphrase",
                  "/var/lib/backupctl", "/media/backupctl/repository"):
         assert machine.run("test", "-e", kept).returncode == 0, kept
-    assert machine.run("find", "/srv/backup/repo", "-type", "f").stdout == listing_before
+    assert machine.run("find", REPO, "-type", "f").stdout == listing_before
     assert machine.run("systemctl", "is-enabled", "backupctl.service", check=False).stdout.strip() != "enabled"

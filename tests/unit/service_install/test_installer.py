@@ -111,7 +111,7 @@ def test_first_install_writes_every_file_and_starts_the_service(setup):
         assert (root / installed.lstrip("/")).is_file(), installed
     assert (root / "etc/sysusers.d").is_dir()  # absent on a bare Debian 12: created
     paths = (root / layout.PATHS_DROPIN.lstrip("/")).read_text()
-    assert "ReadWritePaths=/srv/backup/repo\n" in paths and "ReadWritePaths=/media/backupctl\n" in paths
+    assert "ReadWritePaths=-/srv/backup/repo\n" in paths and "ReadWritePaths=-/media/backupctl\n" in paths
     repo = root / "srv/backup/repo"
     assert repo.is_dir() and (repo.stat().st_mode & 0o777) == 0o700
     assert (root / layout.CREDENTIAL_FILES["passphrase"].lstrip("/")).read_bytes() == \
@@ -152,7 +152,7 @@ def test_a_changed_configuration_rewrites_the_drop_in_and_restarts(setup):
     config.write_text(CONFIG.replace("file:///srv/backup/repo", "file:///srv/other/repo"))
     system.commands.clear()
     _installer(root, system, said).install(Options(config_file=str(config)))
-    assert "ReadWritePaths=/srv/other/repo\n" in (root / layout.PATHS_DROPIN.lstrip("/")).read_text()
+    assert "ReadWritePaths=-/srv/other/repo\n" in (root / layout.PATHS_DROPIN.lstrip("/")).read_text()
     assert (root / "srv/other/repo").is_dir()
     assert system.named("systemctl", "daemon-reload") and system.named("systemctl", "restart")
     assert (root / (layout.CONFIG + ".previous").lstrip("/")).read_text() == CONFIG

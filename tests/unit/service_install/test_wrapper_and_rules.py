@@ -51,7 +51,7 @@ def test_the_wrapper_runs_the_program_as_the_service_user_in_its_sandbox(tmp_pat
     assert {"--wait", "--collect", "--quiet", "--pipe"} <= set(argv)
     properties = [argv[i + 1] for i, a in enumerate(argv) if a == "-p"]
     for wanted in ("User=backupctl", "ProtectSystem=strict", "AmbientCapabilities=CAP_DAC_READ_SEARCH",
-                   "ReadWritePaths=/srv/backup", "SystemCallFilter=~@privileged",
+                   "ReadWritePaths=-/srv/backup", "SystemCallFilter=~@privileged",
                    "LoadCredentialEncrypted=passphrase:/etc/credstore.encrypted/backupctl-passphrase"):
         assert wanted in properties, wanted
     unit = next(a for a in argv if a.startswith("--unit=")).removeprefix("--unit=")
@@ -96,7 +96,16 @@ def test_the_paths_drop_in_follows_the_file_repositories(tmp_path):
                                                 "/srv/reports")
     assert folders.media_mounts(config) == ("/media/backupctl",)
     text = units.paths_dropin(folders.writable_folders(config))
-    assert "ReadWritePaths=/mnt/nas/backup\\x20dir\n" in text and text.count("ReadWritePaths=") == 4
+    assert 'ReadWritePaths="-/mnt/nas/backup dir"\n' in text and text.count("ReadWritePaths=") == 4
+
+
+def test_a_folder_name_a_unit_file_cannot_carry_is_refused():
+    for url in ("file:///srv/100%", "file:///srv/a\\b", 'file:///srv/"x"'):
+        config = parse({"agent": {"state_dir": "/var/lib/backupctl"}, "source": {"paths": ["/home"]},
+                        "repositories": {"main": {"url": url}},
+                        "retention": {"weekly": 4, "monthly": 12, "yearly": 20}}, "c.toml")
+        with pytest.raises(ConfigError, match="quote, backslash"):
+            folders.writable_folders(config)
 
 
 def test_a_repository_inside_the_sources_is_refused():
