@@ -36,22 +36,20 @@ class _Terminal:
 @click.option("--uninstall", is_flag=True,
               help="Stop and remove the service, its wrapper and polkit rule; keeps configuration, state, "
                    "credentials and every repository.")
-@click.option("--root", "root", default="/", hidden=True, metavar="DIR",
-              help="Write under DIR instead of / (tests).")
 @click.pass_context
 def command(ctx: click.Context, config_file: str | None, passphrase_file: str | None,
-            s3_credentials_file: str | None, smtp_password_file: str | None, uninstall: bool, root: str) -> None:
+            s3_credentials_file: str | None, smtp_password_file: str | None, uninstall: bool) -> None:
     """Install (or bring up to date) the backupctl service on this Debian server: user, folders,
     unit, credentials, the /usr/local/bin/backupctl wrapper, the repositories; then start it."""
     from agent.service_install.installer import HostSystem, Installer, Options
 
-    if root == "/":
-        if os.geteuid() != 0:
-            raise UsageError("install-service must run as root", hint="sudo sh install.sh")
-        if not os.path.isdir("/run/systemd/system"):
-            raise UsageError("systemd is not running as PID 1 here", hint="install-service needs a systemd system")
+    if os.geteuid() != 0:
+        raise UsageError("install-service must run as root", hint="sudo sh install.sh")
+    if not os.path.isdir("/run/systemd/system"):
+        raise UsageError("systemd is not running as PID 1 here", hint="install-service needs a systemd system")
+    # The unit tests give the installer a temporary root and a recording System instead.
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
-    installer = Installer(Path(root), HostSystem(), click.echo, _Terminal() if interactive else None)
+    installer = Installer(Path("/"), HostSystem(), click.echo, _Terminal() if interactive else None)
     if uninstall:
         installer.uninstall()
         return
