@@ -90,7 +90,7 @@ class Installer:
 
         config_changed = self._put(layout.CONFIG, config_text, 0o640, owner=(0, gid),
                                    keep_previous=options.config_file is not None)
-        for folder in writable:
+        for folder in () if from_example else writable:  # the example's folders wait for the edit
             self._own_folder(folder, uid, gid)
 
         secrets_changed = self._passphrase(passphrase_plan, given_passphrase)

@@ -248,6 +248,7 @@ def test_the_example_configuration_is_installed_but_not_started(setup):
     _installer(root, system, said).install(Options(passphrase_file=str(passphrase)))
     assert (root / layout.CONFIG.lstrip("/")).read_text().startswith("# backupctl configuration")
     assert not system.named("systemctl", "start") and "edit it" in said[-1]
+    assert not (root / "mnt/backup/repo").exists()  # the example's folder, not made before the edit
 
 
 def test_uninstall_removes_the_service_and_keeps_the_data(setup):
