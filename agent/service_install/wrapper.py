@@ -75,7 +75,8 @@ def render(properties: list[tuple[str, str]], *, media_mounts: tuple[str, ...]) 
 # run without the read-only file system, with {WRITER_CAPABILITIES}.
 set -u
 if [ "$(id -u)" -ne 0 ]; then
-  echo "backupctl: error: run it as root (sudo backupctl ...): it runs the command as the service user {layout.SERVICE_USER}" >&2
+  echo "backupctl: error: run it as root (sudo backupctl ...):" \\
+    "it runs the command as the service user {layout.SERVICE_USER}" >&2
   exit 2
 fi
 first=""; second=""
@@ -112,9 +113,11 @@ if [ -t 0 ] && [ -t 1 ]; then io=--pty; else io=--pipe; fi
 if [ "$mode" = writer ]; then
   exec systemd-run --quiet --wait --collect "$io" --unit="$unit" \\
     --description="backupctl command (restoring)" \\
-{_property_lines(writer_properties(properties))}    -- /usr/bin/env --chdir="$here" {layout.PROGRAM} --config {layout.CONFIG} "$@"
+{_property_lines(writer_properties(properties))}    -- /usr/bin/env --chdir="$here" \\
+    {layout.PROGRAM} --config {layout.CONFIG} "$@"
 fi
 exec systemd-run --quiet --wait --collect "$io" --unit="$unit" \\
   --description="backupctl command" \\
-{_property_lines(sandbox_properties(properties))}  -- /usr/bin/env --chdir="$here" {layout.PROGRAM} --config {layout.CONFIG} "$@"
+{_property_lines(sandbox_properties(properties))}  -- /usr/bin/env --chdir="$here" \\
+  {layout.PROGRAM} --config {layout.CONFIG} "$@"
 """

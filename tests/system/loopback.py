@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 
@@ -23,7 +24,7 @@ def _in_netns(leader: int, argv: list[str]) -> subprocess.Popen[bytes]:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 
-def _wait(what: str, process: subprocess.Popen[bytes], ready, timeout: float = 60) -> None:  # type: ignore[no-untyped-def]
+def _wait(what: str, process: subprocess.Popen[bytes], ready: Callable[[], bool], timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while not ready():
         if process.poll() is not None or time.monotonic() > deadline:

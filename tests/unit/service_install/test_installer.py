@@ -175,7 +175,8 @@ def test_on_a_terminal_the_passphrase_is_shown_for_the_paper_and_typed_back(setu
     assert "paper sheet" in shown and "safe" in shown
     secret = next(line.strip() for line in shown.splitlines() if line.startswith("    "))
     assert len(secret) == 44
-    assert (root / layout.CREDENTIAL_FILES["passphrase"].lstrip("/")).read_bytes() == b"sealed:" + secret.encode() + b"\n"
+    stored = (root / layout.CREDENTIAL_FILES["passphrase"].lstrip("/")).read_bytes()
+    assert stored == b"sealed:" + secret.encode() + b"\n"
     assert secret not in "".join(said)  # only on the terminal, never in the log of what was done
 
 
