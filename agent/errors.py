@@ -60,6 +60,11 @@ class ReportError(BackupctlError):
     """A report could not be written or rendered (the test or table it reports on stands)."""
 
 
+class InstallError(BackupctlError):
+    """`install-service` could not set the service up (a system command failed, a file it
+    needs is missing): exit 1, naming the step; what was already done stays consistent."""
+
+
 class ConfigError(BackupctlError):
     exit_code = 2
     hint = "fix the configuration file (see config.example.toml)"

@@ -122,8 +122,11 @@ def build_project_wheel(root: Path, out: Path, *, epoch: int) -> Path:
     with tempfile.TemporaryDirectory(prefix="backupctl-wheel-") as tmp:
         src = Path(tmp) / "src"
         src.mkdir()
-        for name in ("pyproject.toml", "README.md"):
+        # config.example.toml and systemd/: the wheel's data files, which `backupctl
+        # install-service` installs (pyproject.toml, [tool.setuptools] data-files).
+        for name in ("pyproject.toml", "README.md", "config.example.toml"):
             shutil.copy2(root / name, src / name)
+        shutil.copytree(root / "systemd", src / "systemd")
         shutil.copytree(root / "agent", src / "agent",
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"))
         env = dict(os.environ, SOURCE_DATE_EPOCH=str(epoch))

@@ -37,6 +37,25 @@ from agent.repo.tree import DIR, FILE, SYMLINK, Node
 _T = TypeVar("_T")
 
 
+
+CAP_CHOWN = 0  # linux/capability.h
+
+
+def can_set_owners() -> bool:
+    """Whether restored files get their recorded owners: as root, or holding CAP_CHOWN (the
+    installed server's /usr/local/bin/backupctl runs a restore as the service user with it,
+    agent/service_install/wrapper.py)."""
+    if os.geteuid() == 0:
+        return True
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) >> CAP_CHOWN & 1)
+    except (OSError, ValueError):
+        pass
+    return False
+
 @dataclass
 class RestoreReport:
     files: int = 0
@@ -132,7 +151,7 @@ class RestoreEngine:
         self.require_empty = require_empty
         self.progress = progress or SilentProgress()
         self.report = RestoreReport()
-        self._same_owner = os.geteuid() == 0
+        self._same_owner = can_set_owners()
         self._verified: set[bytes] = set()  # paths (relative to the target) whose SHA-256 matched
 
     # ---- plan -----------------------------------------------------------------

@@ -18,7 +18,7 @@ def _unit_for_this_machine(tmp_path: Path) -> Path:
     # The unit names the installed path; verify needs an executable that exists here.
     executable = Path(sys.executable).with_name("backupctl")
     copy = tmp_path / "backupctl.service"
-    copy.write_text(UNIT.read_text().replace("/usr/local/bin/backupctl", str(executable)))
+    copy.write_text(UNIT.read_text().replace("/opt/backupctl/bin/backupctl", str(executable)))
     return copy
 
 
@@ -44,7 +44,7 @@ def test_the_unit_is_a_hardened_notify_service():
     for line in ("Type=notify", "User=backupctl", "AmbientCapabilities=CAP_DAC_READ_SEARCH",
                  "CapabilityBoundingSet=CAP_DAC_READ_SEARCH", "ProtectSystem=strict", "PrivateTmp=true",
                  "NoNewPrivileges=true", "ReadWritePaths=/var/lib/backupctl", "WatchdogSec=",
-                 "LoadCredentialEncrypted=passphrase:", "ExecReload=/usr/local/bin/backupctl --config /etc/backupctl/config.toml daemon --reload $MAINPID", "MemoryMax=3G"):
+                 "LoadCredentialEncrypted=passphrase:", "ExecReload=/opt/backupctl/bin/backupctl --config /etc/backupctl/config.toml daemon --reload $MAINPID", "MemoryMax=3G"):
         assert line in text, line
     assert "/etc/backupctl/passphrase" not in text  # the secret comes as a credential
 
