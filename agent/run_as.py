@@ -36,8 +36,8 @@ from typing import NoReturn, Sequence
 from agent.errors import PermissionDenied
 
 # The installer's wrapper, and the line that tells it apart from anything else there
-# (another program, a link to the real one, which would loop). The "install" helper
-# writes it; both sides agree on the marker only.
+# (another program, a link to the real one, which would loop). `install-service` writes
+# it (agent/service_install/wrapper.py); both sides agree on the marker only.
 SERVICE_WRAPPER = "/usr/local/bin/backupctl"
 WRAPPER_MARKER = "# backupctl service wrapper"
 # Set before running the wrapper: if the program comes back as root anyway (a wrapper

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+# The wrapper's path and marker are the program's own (agent/run_as.py): it recognises the
+# wrapper by them when root runs the real program, so both sides read one definition.
+from agent.run_as import SERVICE_WRAPPER as WRAPPER
+from agent.run_as import WRAPPER_MARKER
+
 SERVICE_USER = "backupctl"
 VENV = "/opt/backupctl"
 PROGRAM = f"{VENV}/bin/backupctl"          # the real program: what the unit runs
-WRAPPER = "/usr/local/bin/backupctl"       # what a person runs: the program as the service user
-WRAPPER_MARKER = "# backupctl service wrapper"  # how the program recognises the wrapper (agent/cli)
 CONFIG_DIR = "/etc/backupctl"
 CONFIG = f"{CONFIG_DIR}/config.toml"
 UNIT_NAME = "backupctl.service"
