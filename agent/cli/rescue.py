@@ -15,7 +15,7 @@ from agent import clock
 from agent.cli.common import audit
 from agent.config import Config
 from agent.engine.records import Records
-from agent.errors import IntegrityError, StorageError
+from agent.errors import IntegrityError, PermissionDenied, StateDirError, StorageError
 from agent.repo import rescue_kit
 from agent.repo.repository import Repository
 
@@ -33,9 +33,15 @@ def store_kit(config: Config, repo: Repository, repository: str, *,
             click.echo(f"backupctl: warning: the rescue kit was not stored in {repository}: {exc}; "
                        f"the next backup tries again", err=True)
         return {"state": "failed", "problem": str(exc)}
-    Records(config.agent.state_dir, repository).note(
-        "rescue_kit", clock.now(), state=outcome.state, version=outcome.version,
-        in_repository=outcome.state in (rescue_kit.STORED, rescue_kit.PRESENT))
+    try:
+        Records(config.agent.state_dir, repository).note(
+            "rescue_kit", clock.now(), state=outcome.state, version=outcome.version,
+            in_repository=outcome.state in (rescue_kit.STORED, rescue_kit.PRESENT))
+    except (StateDirError, PermissionDenied) as exc:
+        # Only `status`'s "kit missing" warning reads this note; the command's own work is
+        # done, and its own state writes say what is wrong with the state directory.
+        if not as_json:
+            click.echo(f"backupctl: warning: the rescue kit's state was not noted: {exc}", err=True)
     if outcome.state == rescue_kit.STORED and outcome.record is not None:
         audit(config, "rescue_kit_stored", repository=repository, kit=outcome.record.file,
               sha256=outcome.record.sha256, size=outcome.record.size)
