@@ -11,6 +11,7 @@ the fixture's finalizer and from atexit should the test process be interrupted.
 from __future__ import annotations
 
 import atexit
+import ctypes
 import os
 import pty
 import select
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 class Machine:
@@ -35,7 +37,8 @@ class Machine:
         self.nspawn = subprocess.Popen(
             ["systemd-nspawn", "--quiet", "--register=no", "--keep-unit", "--boot", "--private-network",
              "--console=read-only", "-D", str(self.root), "--machine=backupctl-test"],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=_stop_with_the_test)
         log.close()
         atexit.register(self.poweroff)
         deadline = time.monotonic() + timeout
@@ -141,3 +144,10 @@ class Machine:
         except subprocess.TimeoutExpired:
             os.killpg(self.nspawn.pid, signal.SIGKILL)
             self.nspawn.wait(timeout=30)
+
+
+def _stop_with_the_test() -> None:
+    """In nspawn's child before exec: a test process killed outright (SIGTERM, SIGKILL) runs no
+    atexit, so the kernel sends nspawn SIGTERM when it dies, and nspawn powers the container off
+    instead of leaving it booted."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
