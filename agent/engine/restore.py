@@ -16,6 +16,7 @@ Setuid, setgid and sticky bits are restored only with keep_special_bits.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import time
@@ -46,14 +47,19 @@ SPACE_MARGIN = 0.02
 SPACE_SLACK = 1024 * 1024
 
 
-def available_space(path: bytes | str) -> tuple[int, int]:
-    """(bytes free for an unprivileged write, block size) of the file system that holds
-    `path`, or its nearest existing parent when it does not exist yet. Root may also use
-    the reserved blocks; they are kept for the system, not counted."""
+def target_file_system(path: bytes | str) -> os.statvfs_result:
+    """The file system that holds `path`, or its nearest existing parent when it does not
+    exist yet (a restore target, a restore test's scratch folder)."""
     probe = os.path.abspath(os.fsencode(path))
     while not os.path.exists(probe) and probe != os.path.dirname(probe):
         probe = os.path.dirname(probe)
-    stats = os.statvfs(probe)
+    return os.statvfs(probe)
+
+
+def available_space(path: bytes | str) -> tuple[int, int]:
+    """(bytes free for an unprivileged write, block size) where `path` is or would be made.
+    Root may also use the reserved blocks; they are kept for the system, not counted."""
+    stats = target_file_system(path)
     return stats.f_bavail * stats.f_frsize, stats.f_frsize or 4096
 
 
@@ -211,6 +217,8 @@ class RestoreEngine:
         with TargetTree(self.target, overwrite=self.overwrite, expect=self.expect_root,
                         require_empty=self.require_empty) as tree:
             self._refuse_existing(tree, plan)
+            if target_file_system(self.target).f_flag & os.ST_RDONLY:  # said as such, not as "full"
+                raise _target_error(OSError(errno.EROFS, os.strerror(errno.EROFS)), os.fsdecode(self.target))
             self._measure_space(plan, tree)
             if self.report.space_needed > self.report.space_available:
                 raise RestoreTargetError(
@@ -243,7 +251,10 @@ class RestoreEngine:
             size = node.size - (self._holes(node, zero_ids) if node.sparse else 0)
             needed += -(-size // block) * block
             if tree is not None and self.overwrite:
-                st = tree.lstat(path)
+                try:
+                    st = tree.lstat(path)
+                except RestoreTargetError:  # a link or file where a folder belongs: replaced later, no room
+                    continue
                 if st is not None and stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
                     available += st.st_blocks * 512
         self.report.space_needed = needed + int(needed * SPACE_MARGIN) + SPACE_SLACK
