@@ -8,14 +8,12 @@ from __future__ import annotations
 import os
 import shlex
 import signal
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from .support import (Backupctl, assert_error, assert_same_tree, file_sha256, random_file, set_mtimes, tree_state,
-                      wait_for, write)
+from .support import Backupctl, assert_error, assert_same_tree, file_sha256, random_file, set_mtimes, wait_for, write
 
 MiB = 1024 * 1024
 LETTER = "lettre-urgente Martin.odt"
@@ -75,7 +73,7 @@ def test_include_with_a_slash_still_matches_whole_paths_only(practice: Backupctl
     inside = str(bk.src).lstrip("/")
     report = bk.restore(target, "--include", f"{inside}/courriers/2026")
     assert report["files"] == 2
-    assert files_below(bk.restored(target)) == [f"courriers/2026/lettre-001.txt", f"courriers/2026/novembre/{LETTER}"]
+    assert files_below(bk.restored(target)) == ["courriers/2026/lettre-001.txt", f"courriers/2026/novembre/{LETTER}"]
 
 
 # ---- b. a pattern that matches nothing ------------------------------------------------------
@@ -179,8 +177,8 @@ def test_resume_counts_what_is_already_in_the_target_as_room(twenty_mib: Backupc
 # ---- e. Ctrl-C ---------------------------------------------------------------------------
 
 
-INTERRUPT_FILES = 60
-INTERRUPT_FILE_SIZE = 6 * MiB
+INTERRUPT_FILES = 96
+INTERRUPT_FILE_SIZE = 8 * MiB  # 770 MiB: the restore takes seconds, the signal lands well before its end
 
 
 def _finished_files(root: Path, source: Path) -> int:
@@ -199,31 +197,42 @@ def _intact_files(root: Path, source: Path) -> int:
     return count
 
 
-def test_ctrl_c_stops_a_restore_at_once_and_says_how_to_resume(bk: Backupctl) -> None:
+def _big_snapshot(bk: Backupctl) -> None:
     for i in range(INTERRUPT_FILES):
         random_file(bk.src / "imagerie" / f"scanner-{i:03d}.dcm", INTERRUPT_FILE_SIZE + i * 4099)
     bk.init()
     bk.backup()
-    target = bk.base / "restauration"
-    proc = bk.popen("restore", "latest", "--target", str(target))
+
+
+def _interrupt(bk: Backupctl, target: Path, *args: str) -> tuple[int, float, list[str]]:
+    """Run `args`, send SIGINT once the first file is finished; (exit code, seconds from the
+    signal to the exit, stderr lines)."""
+    proc = bk.popen(*args)
     try:
-        # Once a file is finished (the workers run), the signal.
         copy = bk.restored(target)
         wait_for(lambda: proc.poll() is not None or (copy.exists() and _finished_files(copy, bk.src) > 0),
-                 timeout=120, what="the restore's first finished file", interval=0.01)
+                 timeout=120, what="the first finished file", interval=0.01)
         proc.send_signal(signal.SIGINT)
         signalled = time.monotonic()
         stdout, stderr = proc.communicate(timeout=120)
         stopped_after = time.monotonic() - signalled
     finally:
         proc.kill()
-    result_text = f"exit {proc.returncode}\n--- stdout:\n{stdout.decode()}\n--- stderr:\n{stderr.decode()}"
-    assert proc.returncode == 130, result_text
+    print(f"exit {proc.returncode} {stopped_after:.2f} s after SIGINT\n--- stdout:\n{stdout.decode()}\n"
+          f"--- stderr:\n{stderr.decode()}")
+    return proc.returncode, stopped_after, stderr.decode().splitlines()
+
+
+def test_ctrl_c_stops_a_restore_at_once_and_says_how_to_resume(bk: Backupctl) -> None:
+    _big_snapshot(bk)
+    target = bk.base / "restauration"
+    code, stopped_after, lines = _interrupt(bk, target, "restore", "latest", "--target", str(target))
+    assert code == 130, lines
+    copy = bk.restored(target)
     done = _intact_files(copy, bk.src)
-    assert done < INTERRUPT_FILES, f"the restore ran to its end ({done} files) instead of stopping\n{result_text}"
-    assert stopped_after < 5, f"stopped {stopped_after:.1f} s after Ctrl-C\n{result_text}"
-    lines = stderr.decode().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("backupctl: error: restore interrupted (Ctrl-C)"), result_text
+    assert done < INTERRUPT_FILES, f"the restore ran to its end ({done} files) instead of stopping"
+    assert stopped_after < 5, f"stopped {stopped_after:.1f} s after Ctrl-C"
+    assert len(lines) == 1 and lines[0].startswith("backupctl: error: restore interrupted (Ctrl-C)"), lines
     assert "nothing already stored was lost" not in lines[0], "the backup's message is not the restore's"
     command = lines[0].split("to finish it, run: ", 1)[1]
     words = shlex.split(command)
@@ -236,3 +245,14 @@ def test_ctrl_c_stops_a_restore_at_once_and_says_how_to_resume(bk: Backupctl) ->
     assert report["failures"] == [] and report["sha256_verified"] == INTERRUPT_FILES
     assert 0 < report["already_restored"] < INTERRUPT_FILES
     assert_same_tree(bk.src, copy)
+
+
+def test_ctrl_c_stops_an_export_at_once_and_says_the_copy_is_incomplete(bk: Backupctl) -> None:
+    _big_snapshot(bk)
+    target = bk.base / "export"
+    code, stopped_after, lines = _interrupt(bk, target, "export", "latest", "--target", str(target))
+    assert code == 130, lines
+    assert _intact_files(bk.restored(target), bk.src) < INTERRUPT_FILES, "the export ran to its end"
+    assert stopped_after < 5, f"stopped {stopped_after:.1f} s after Ctrl-C"
+    assert lines == [f"backupctl: error: export interrupted (Ctrl-C); {target} holds an incomplete copy — "
+                     f"delete it and run the export again"], lines
