@@ -13,6 +13,8 @@ from agent.cli.common import (display_path, find_snapshot, human_bytes, json_opt
 from agent.engine import browse
 from agent.engine.patterns import closest_names, has_glob, is_path_pattern, quoted
 from agent.errors import IntegrityError, UsageError
+from agent.repo.repository import Repository
+from agent.repo.snapshot import Snapshot
 from agent.repo.tree import DIR, FILE, SYMLINK
 
 _TYPE_BITS = {FILE: stat.S_IFREG, DIR: stat.S_IFDIR, SYMLINK: stat.S_IFLNK}
@@ -91,7 +93,7 @@ def find(ctx: click.Context, pattern, ignore_case, repo_name, as_json) -> None:
                "before a change has the version to restore.)")
 
 
-def _nothing_matches(repo, snapshots, pattern: str, ignore_case: bool) -> UsageError:
+def _nothing_matches(repo: Repository, snapshots: list[Snapshot], pattern: str, ignore_case: bool) -> UsageError:
     """What to try when nothing matches: the '*NAME*' form of a bare name, the name alone
     for a path (a name matches anywhere), -i, and the closest names of the snapshots
     (shown on the terminal only; never logged)."""

@@ -24,7 +24,8 @@ MAX_SUGGESTIONS = 3
 
 
 def _canonical(text: str, ignore_case: bool) -> str:
-    text = unicodedata.normalize("NFC", text)
+    if not text.isascii():  # ASCII is its own NFC: most names skip the table look-ups
+        text = unicodedata.normalize("NFC", text)
     return text.casefold() if ignore_case else text
 
 

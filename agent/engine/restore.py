@@ -12,6 +12,12 @@ target is ever followed: every
 write goes through agent.engine.target (folder descriptors, O_NOFOLLOW, O_EXCL), so a
 symbolic link planted in the target cannot make root write or chown outside it.
 Setuid, setgid and sticky bits are restored only with keep_special_bits.
+
+Before the first write, too: every --include must name something (else UsageError naming
+each one, with the snapshot's closest names), and the target's file system must have room
+for the plan (else RestoreTargetError with both sizes). Ctrl-C stops the content workers at
+their next blob (agent/engine/restore_files.py); what they left half written does not have
+its recorded SHA-256, so --resume writes it again.
 """
 
 from __future__ import annotations
@@ -174,7 +180,7 @@ class RestoreEngine:
         # Each listing read once, and a tree that would expand far beyond what is stored
         # (a crafted DAG) refused before anything is planned.
         for path, node in Expansion(self.repo, self.snapshot.tree).walk(on_error):
-            text = os.fsdecode(path)
+            text = os.fsdecode(path) if self.includes or self.excludes else ""
             if self.includes:
                 if not any(p.covers(text) for p in self.includes):
                     continue
@@ -214,18 +220,20 @@ class RestoreEngine:
                 self._count(node)
             self._measure_space(plan, None)
             return self.report
+        if target_file_system(self.target).f_flag & os.ST_RDONLY:  # said as such, not as "full"
+            raise _target_error(OSError(errno.EROFS, os.strerror(errno.EROFS)), os.fsdecode(self.target))
+        # Room is checked before the target folder is even made; files that --overwrite or
+        # --resume would replace or keep count as room once the target is open (below).
+        self._measure_space(plan, None)
+        replacing = self.overwrite and os.path.lexists(self.target)
+        if not replacing:
+            self._refuse_no_room()
         with TargetTree(self.target, overwrite=self.overwrite, expect=self.expect_root,
                         require_empty=self.require_empty) as tree:
             self._refuse_existing(tree, plan)
-            if target_file_system(self.target).f_flag & os.ST_RDONLY:  # said as such, not as "full"
-                raise _target_error(OSError(errno.EROFS, os.strerror(errno.EROFS)), os.fsdecode(self.target))
-            self._measure_space(plan, tree)
-            if self.report.space_needed > self.report.space_available:
-                raise RestoreTargetError(
-                    f"the restore target {os.fsdecode(self.target)} is too full: this restore needs about "
-                    f"{mib(self.report.space_needed)}, {mib(self.report.space_available)} are available",
-                    hint="nothing was written; free some space or choose another --target (or restore less "
-                         "with --include)")
+            if replacing:
+                self._measure_space(plan, tree)
+                self._refuse_no_room()
             try:
                 self._restore(tree, plan)
             except KeyboardInterrupt:
@@ -236,6 +244,14 @@ class RestoreEngine:
         self.report.duration_s = time.monotonic() - started
         return self.report
 
+    def _refuse_no_room(self) -> None:
+        if self.report.space_needed > self.report.space_available:
+            raise RestoreTargetError(
+                f"the restore target {os.fsdecode(self.target)} is too full: this restore needs about "
+                f"{mib(self.report.space_needed)}, {mib(self.report.space_available)} are available",
+                hint="nothing was written; free some space or choose another --target (or restore less "
+                     "with --include)")
+
     def _measure_space(self, plan: list[tuple[bytes, Node]], tree: TargetTree | None) -> None:
         """What the plan takes on the target's file system, before anything is written:
         every file rounded up to whole blocks, less the holes of sparse files (all-zero
@@ -243,11 +259,16 @@ class RestoreEngine:
         what sits at the files' names is replaced or kept: its blocks count as free."""
         available, block = available_space(self.target)
         zero_ids: dict[int, bytes] = {}
+        links: set[str] = set()  # the names of one file after the first take no room
         needed = 0
         for path, node in plan:
             if node.type != FILE:
                 needed += block
                 continue
+            if node.hardlink:
+                if node.hardlink in links:
+                    continue
+                links.add(node.hardlink)
             size = node.size - (self._holes(node, zero_ids) if node.sparse else 0)
             needed += -(-size // block) * block
             if tree is not None and self.overwrite:

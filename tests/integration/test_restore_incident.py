@@ -149,9 +149,11 @@ def test_restore_into_a_target_too_small_is_refused_before_writing(twenty_mib: B
     report = bk.restore(small, "--dry-run")
     assert 20 * MiB < report["space_needed"] < 23 * MiB and report["space_available"] <= 8 * MiB
 
-    result = bk.run("restore", "latest", "--target", str(small))
-    line = assert_error(result, 15, "too full", "needs about 21.", "MiB, 8.0 MiB are available", "nothing was written")
-    assert list(small.iterdir()) == [], f"something was written before the refusal: {line}"
+    for target in (small, small / "restauration"):
+        result = bk.run("restore", "latest", "--target", str(target))
+        line = assert_error(result, 15, "too full", "needs about 21.", "MiB, 8.0 MiB are available",
+                            "nothing was written")
+        assert list(small.iterdir()) == [], f"something was written before the refusal: {line}"
 
     # What fits is restored: one 5 MiB image and the letter.
     report = bk.restore(small, "--include", "irm-0.dcm", "--include", "lettre.txt")
