@@ -5,6 +5,7 @@ go on with --resume."""
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import signal
@@ -240,6 +241,10 @@ def test_ctrl_c_stops_a_restore_at_once_and_says_how_to_resume(bk: Backupctl) ->
     words = shlex.split(command)
     assert words[0] == "backupctl" and words[-1] == "--resume", command
     assert words[1:-1] == ["--config", str(bk.config), "restore", "latest", "--target", str(target)], command
+
+    # Rule T1: patient data went to the target, the interrupted restore is in the audit trail.
+    records = [json.loads(line) for line in (bk.state / "audit.jsonl").read_text().splitlines()]
+    assert [r for r in records if r["action"] == "restore"][-1]["interrupted"] is True
 
     # The command given, run as is, finishes the restore: every file bit-exact.
     resumed = bk.ok(*words[1 + 2:], "--json")  # bk.ok adds its own --config
