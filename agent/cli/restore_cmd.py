@@ -50,6 +50,7 @@ def command(ctx: click.Context, snapshot, target, at, includes, excludes, dry_ru
         snap = browse.snapshot_at(repo.snapshots(), _moment(at, _config.retention.zone))
     else:
         snap = find_snapshot(repo, snapshot)
+    assert snap.id is not None  # a snapshot read from the repository has its id
     engine = RestoreEngine(repo, snap, target, includes=list(includes), excludes=list(excludes),
                            overwrite=overwrite, resume=resume, dry_run=dry_run, keep_special_bits=keep_special_bits,
                            progress=for_terminal(as_json))
