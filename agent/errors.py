@@ -23,6 +23,7 @@
     +-- HookFailed                     20  a [[hooks]] command with on_failure = "abort" failed
     +-- PermissionDenied               22  this user may not read or write a file backupctl needs
                                            (never damage), or root was about to write the service's files
+    +-- Interrupted                   130  Ctrl-C stopped a command that says how to go on
 
 `PartialBackup` (exit code 3) is not an error: the snapshot was saved but some
 files could not be read; the CLI reports it after printing the summary.
@@ -191,6 +192,12 @@ class Terminated(BackupctlError):
 
     exit_code = 143
     hint = "nothing already stored was lost; the next run resumes"
+
+
+class Interrupted(BackupctlError):
+    """Ctrl-C (SIGINT) stopped a command that says how to go on (a restore: rerun with --resume)."""
+
+    exit_code = 130
 
 
 PARTIAL_BACKUP_EXIT_CODE = 3

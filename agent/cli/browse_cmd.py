@@ -11,7 +11,10 @@ import click
 from agent.cli.common import (display_path, find_snapshot, human_bytes, json_option, open_repository, print_json,
                               repo_option)
 from agent.engine import browse
+from agent.engine.patterns import closest_names, has_glob, is_path_pattern, quoted
 from agent.errors import IntegrityError, UsageError
+from agent.repo.repository import Repository
+from agent.repo.snapshot import Snapshot
 from agent.repo.tree import DIR, FILE, SYMLINK
 
 _TYPE_BITS = {FILE: stat.S_IFREG, DIR: stat.S_IFDIR, SYMLINK: stat.S_IFLNK}
@@ -59,21 +62,24 @@ def ls(ctx: click.Context, snapshot, path, recursive, repo_name, as_json) -> Non
 
 @click.command("find")
 @click.argument("pattern")
+@click.option("-i", "--ignore-case", is_flag=True, help="Upper and lower case alike ('martin' finds 'Martin').")
 @repo_option
 @json_option
 @click.pass_context
-def find(ctx: click.Context, pattern, repo_name, as_json) -> None:
+def find(ctx: click.Context, pattern, ignore_case, repo_name, as_json) -> None:
     """In which snapshots a file exists, with its size and SHA-256 fingerprint. PATTERN
-    without "/" matches names ("lettre-dupont*"); with "/", whole paths."""
+    without "/" matches names ("lettre-dupont*"), as restore's --include does; with "/",
+    whole paths. Nothing found: exit 2, with what to try."""
     _config, repo = open_repository(ctx, repo_name)
     repo.load_index()
-    found = browse.find(repo, repo.snapshots(), pattern)
+    snapshots = repo.snapshots()
+    found = browse.find(repo, snapshots, pattern, ignore_case=ignore_case)
     rows = [{"snapshot_id": s.id.hex(), "time": s.time.isoformat(), **_entry(p, n)} for s, p, n in found]
     if as_json:
-        print_json({"pattern": pattern, "matches": rows})
-        return
+        print_json({"pattern": pattern, "ignore_case": ignore_case, "matches": rows})
     if not rows:
-        click.echo(f"No file or folder matches {pattern!r} in any of the snapshots.")
+        raise _nothing_matches(repo, snapshots, pattern, ignore_case)
+    if as_json:
         return
     previous = None
     for row in sorted(rows, key=lambda r: (r["path"], r["time"])):
@@ -85,6 +91,27 @@ def find(ctx: click.Context, pattern, repo_name, as_json) -> None:
         click.echo(f"  {row['snapshot_id'][:8]}  {row['time'][:16].replace('T', ' ')}  {what}")
     click.echo("(Where the fingerprint changes between two snapshots, the file changed; the last snapshot "
                "before a change has the version to restore.)")
+
+
+def _nothing_matches(repo: Repository, snapshots: list[Snapshot], pattern: str, ignore_case: bool) -> UsageError:
+    """What to try when nothing matches: the '*NAME*' form of a bare name, the name alone
+    for a path (a name matches anywhere), -i, and the closest names of the snapshots
+    (shown on the terminal only; never logged)."""
+    tries = []
+    name = pattern.rstrip("/").rsplit("/", 1)[-1]
+    if not is_path_pattern(pattern) and not has_glob(pattern):
+        tries.append(f"*{pattern}*")
+    elif is_path_pattern(pattern) and name:
+        tries.append(name)
+    shown = [quoted(t) for t in tries]
+    if not ignore_case:
+        shown.append(f"-i {quoted(tries[0] if tries else pattern)}")
+    hint = f"try {' or '.join(shown)}" if shown else "try a shorter part of the name between two *"
+    close = closest_names(pattern, browse.names_in(repo, snapshots)) if snapshots else []
+    if close:
+        hint += f"; closest names: {', '.join(quoted(n) for n in close)}"
+    where = f"any of the {len(snapshots)} snapshot(s)" if snapshots else "the repository (it has no snapshot yet)"
+    return UsageError(f"nothing matches {quoted(pattern)} in {where}", hint=hint)
 
 
 @click.command("dump")

@@ -18,7 +18,7 @@ from agent.cli.progress import for_terminal
 from agent.engine.export import write_tar
 from agent.engine.restore import RestoreEngine
 from agent.engine.target import create_private_file
-from agent.errors import IntegrityError, RestoreTargetError, UsageError
+from agent.errors import IntegrityError, Interrupted, RestoreTargetError, UsageError
 
 
 @click.command("export")
@@ -40,29 +40,36 @@ def command(ctx: click.Context, snapshot, target, tar_path, keep_special_bits, r
         raise UsageError("--json and --tar - would both write to standard output")
     config, repo = open_repository(ctx, repo_name)
     snap = find_snapshot(repo, snapshot)
-    if target:
-        # Emptiness is checked on the folder opened (never through a link another user controls).
-        document = RestoreEngine(repo, snap, target, keep_special_bits=keep_special_bits, require_empty=True,
-                                 progress=for_terminal(as_json)).run().as_dict()
-        where = os.path.abspath(target)
-    elif tar_path == "-":
-        document = write_tar(repo, snap, sys.stdout.buffer, keep_special_bits=keep_special_bits).as_dict()
-        where = "standard output"
-    else:
-        try:
-            # Mode 0600 (the practice's data, readable by no other local user), O_EXCL | O_NOFOLLOW
-            # relative to its folder, itself reached without following a link another user controls.
-            fd = create_private_file(os.fsencode(tar_path))
-        except FileExistsError:
-            raise UsageError(f"--tar {tar_path} already exists",
-                             hint="give a new file name (what is there, a link included, is never written through)"
-                             ) from None
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                document = write_tar(repo, snap, handle, keep_special_bits=keep_special_bits).as_dict()
-        except OSError as exc:
-            raise RestoreTargetError(f"--tar {tar_path}: cannot be written ({exc.strerror})") from None
-        where = os.path.abspath(tar_path)
+    try:
+        if target:
+            # Emptiness is checked on the folder opened (never through a link another user controls).
+            document = RestoreEngine(repo, snap, target, keep_special_bits=keep_special_bits, require_empty=True,
+                                     progress=for_terminal(as_json)).run().as_dict()
+            where = os.path.abspath(target)
+        elif tar_path == "-":
+            document = write_tar(repo, snap, sys.stdout.buffer, keep_special_bits=keep_special_bits).as_dict()
+            where = "standard output"
+        else:
+            try:
+                # Mode 0600 (the practice's data, readable by no other local user), O_EXCL | O_NOFOLLOW
+                # relative to its folder, itself reached without following a link another user controls.
+                fd = create_private_file(os.fsencode(tar_path))
+            except FileExistsError:
+                raise UsageError(f"--tar {tar_path} already exists",
+                                 hint="give a new file name (what is there, a link included, is never written through)"
+                                 ) from None
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    document = write_tar(repo, snap, handle, keep_special_bits=keep_special_bits).as_dict()
+            except OSError as exc:
+                raise RestoreTargetError(f"--tar {tar_path}: cannot be written ({exc.strerror})") from None
+            where = os.path.abspath(tar_path)
+    except KeyboardInterrupt:
+        # The restore's workers have stopped (agent/engine/restore_files.py). An export has no
+        # --resume (its folder must start empty): what it wrote is to be removed.
+        written = "standard output" if tar_path == "-" else os.path.abspath(target or tar_path)
+        raise Interrupted(f"export interrupted (Ctrl-C); {written} holds an incomplete copy",
+                          hint="delete it and run the export again") from None
     audit(config, "export", repository=config.repository(repo_name).name, snapshot=snap.id.hex(), to=where,
           files=document["files"], sha256_verified=document["sha256_verified"],
           failures=len(document["failures"]))

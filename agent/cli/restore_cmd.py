@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import shlex
+import sys
 
 import click
 
@@ -12,7 +14,7 @@ from agent.cli.common import (audit, display_path, find_snapshot, human_bytes, j
 from agent.cli.progress import for_terminal
 from agent.engine import browse
 from agent.engine.restore import RestoreEngine
-from agent.errors import IntegrityError, UsageError
+from agent.errors import IntegrityError, Interrupted, UsageError
 
 
 @click.command("restore")
@@ -22,7 +24,9 @@ from agent.errors import IntegrityError, UsageError
               help='Restore the latest snapshot taken at or before TIME ("2026-11-02 18:00"; a date alone means '
                    "the end of that day; the retention time zone unless an offset is given).")
 @click.option("--include", "includes", multiple=True, metavar="GLOB",
-              help="Restore only paths matching GLOB (with their contents); repeatable.")
+              help="Restore only what GLOB names, with a folder's contents: a name anywhere "
+                   "('lettre-urgente Martin.odt', 'lettre*.odt'), or a path with / ('srv/cabinet/courriers/2026'); "
+                   "repeatable. One that names nothing stops the restore (exit 2) with the closest names.")
 @click.option("--exclude", "excludes", multiple=True, metavar="GLOB",
               help="Leave out paths matching GLOB (a name anywhere, or a path with /); repeatable.")
 @click.option("--dry-run", is_flag=True, help="List what would be restored; write nothing.")
@@ -46,10 +50,17 @@ def command(ctx: click.Context, snapshot, target, at, includes, excludes, dry_ru
         snap = browse.snapshot_at(repo.snapshots(), _moment(at, _config.retention.zone))
     else:
         snap = find_snapshot(repo, snapshot)
+    assert snap.id is not None  # a snapshot read from the repository has its id
     engine = RestoreEngine(repo, snap, target, includes=list(includes), excludes=list(excludes),
                            overwrite=overwrite, resume=resume, dry_run=dry_run, keep_special_bits=keep_special_bits,
                            progress=for_terminal(as_json))
-    report = engine.run()
+    try:
+        report = engine.run()
+    except KeyboardInterrupt:
+        audit(_config, "restore", repository=_config.repository(repo_name).name, snapshot=snap.id.hex(),
+              target=os.path.abspath(target), includes=list(includes), excludes=list(excludes), interrupted=True)
+        raise Interrupted("restore interrupted (Ctrl-C); the files finished are verified and kept, those being "
+                          "written are incomplete", hint=f"to finish it, run: {resume_command()}") from None
     if not dry_run:  # rule T1: a restore of patient data is traced, with where it went
         audit(_config, "restore", repository=_config.repository(repo_name).name, snapshot=snap.id.hex(),
               target=os.path.abspath(target), includes=list(includes), excludes=list(excludes), files=report.files,
@@ -67,6 +78,10 @@ def command(ctx: click.Context, snapshot, target, at, includes, excludes, dry_ru
             click.echo(f"would restore /{display_path(path)}")
         click.echo(f"{report.files} file(s), {report.dirs} folder(s), {human_bytes(report.bytes)} would be "
                    f"restored from snapshot {snap.short_id}")
+        room = "" if report.space_needed <= report.space_available else " — not enough room: free some or choose " \
+                                                                        "another --target"
+        click.echo(f"They need about {human_bytes(report.space_needed)} on the target's file system "
+                   f"({human_bytes(report.space_available)} available){room}")
     else:
         click.echo(f"Restored snapshot {snap.short_id} ({snap.time:%Y-%m-%d %H:%M}) into {target}: "
                    f"{report.files} file(s), {report.dirs} folder(s), {human_bytes(report.bytes)} "
@@ -78,6 +93,12 @@ def command(ctx: click.Context, snapshot, target, at, includes, excludes, dry_ru
             for path, problem in report.failures:
                 click.echo(f"  FAILED {display_path(path)}: {problem}", err=True)
         raise IntegrityError(f"{len(report.failures)} file(s) could not be restored intact (listed above)")
+
+
+def resume_command() -> str:
+    """The command as it was typed, with --resume: what finishes an interrupted restore."""
+    words = sys.argv[1:]
+    return shlex.join(["backupctl", *words, *([] if "--resume" in words else ["--resume"])])
 
 
 def _moment(text: str, zone) -> _dt.datetime:

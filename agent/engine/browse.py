@@ -8,11 +8,11 @@ the repository like restore does, and a file's bytes are checked against its SHA
 from __future__ import annotations
 
 import datetime as _dt
-import fnmatch
-from typing import Callable, Iterator
+from typing import Iterator
 
 from agent.crypto.ids import new_file_fingerprint
 from agent.engine.expansion import Expansion, Shape
+from agent.engine.patterns import Pattern
 from agent.engine.walk import load_tree
 from agent.errors import IntegrityError, UsageError
 from agent.repo.repository import Repository
@@ -73,20 +73,31 @@ def list_dir(repo: Repository, snapshot: Snapshot, path: str = "", *,
         yield (base + b"/" + relative if base else relative), child
 
 
-def matcher(pattern: str) -> Callable[[bytes], bool]:
-    """A pattern without "/" matches a file or folder name ("lettre*.odt"); with "/", the
-    whole path inside the snapshot ("srv/cabinet/courriers/*/dupont*")."""
-    if "/" in pattern:
-        wanted = pattern.lstrip("/")
-        return lambda path: fnmatch.fnmatchcase(path.decode("utf-8", "replace"), wanted)
-    return lambda path: fnmatch.fnmatchcase(path.rsplit(b"/", 1)[-1].decode("utf-8", "replace"), pattern)
+def names_in(repo: Repository, snapshots: list[Snapshot]) -> set[str]:
+    """Every file and folder name of the snapshots (for suggesting what a pattern that
+    matched nothing meant). A folder shared by several snapshots is read once."""
+    names: set[str] = set()
+    seen: set[bytes] = set()
+    stack = [s.tree for s in snapshots]
+    while stack:
+        tree = stack.pop()
+        if tree in seen:
+            continue
+        seen.add(tree)
+        for node in load_tree(repo, tree):
+            names.add(node.name.decode("utf-8", "surrogateescape"))
+            if node.type == DIR and node.subtree is not None:
+                stack.append(node.subtree)
+    return names
 
 
-def find(repo: Repository, snapshots: list[Snapshot], pattern: str) -> list[tuple[Snapshot, bytes, Node]]:
-    """Every (snapshot, path, node) whose path matches, oldest snapshot first. A folder
-    unchanged between snapshots is the same tree: it is read and searched once."""
-    matches = matcher(pattern)
-    whole_path = "/" in pattern
+def find(repo: Repository, snapshots: list[Snapshot], pattern: str, *,
+         ignore_case: bool = False) -> list[tuple[Snapshot, bytes, Node]]:
+    """Every (snapshot, path, node) whose path matches (agent/engine/patterns.py, the rule
+    of restore's --include), oldest snapshot first. A folder unchanged between snapshots is
+    the same tree: it is read and searched once."""
+    compiled = Pattern(pattern, ignore_case=ignore_case)
+    whole_path = compiled.whole_path
     shapes: dict[bytes, Shape] = {}  # shared by the snapshots' size checks: each listing read once for them
     cache: dict[tuple[bytes, bytes], list[tuple[bytes, Node]]] = {}
 
@@ -113,7 +124,7 @@ def find(repo: Repository, snapshots: list[Snapshot], pattern: str) -> list[tupl
             found = []
             for node in nodes:
                 relative = prefix + b"/" + node.name if prefix else node.name
-                if matches(relative):
+                if compiled.matches(relative.decode("utf-8", "surrogateescape")):
                     found.append((node.name, node))
                 if node.type == DIR and node.subtree is not None:
                     found.extend((node.name + b"/" + sub, n) for sub, n in cache[key(node.subtree, relative)])

@@ -12,11 +12,17 @@ target is ever followed: every
 write goes through agent.engine.target (folder descriptors, O_NOFOLLOW, O_EXCL), so a
 symbolic link planted in the target cannot make root write or chown outside it.
 Setuid, setgid and sticky bits are restored only with keep_special_bits.
+
+Before the first write, too: every --include must name something (else UsageError naming
+each one, with the snapshot's closest names), and the target's file system must have room
+for the plan (else RestoreTargetError with both sizes). Ctrl-C stops the content workers at
+their next blob (agent/engine/restore_files.py); what they left half written does not have
+its recorded SHA-256, so --resume writes it again.
 """
 
 from __future__ import annotations
 
-import fnmatch
+import errno
 import os
 import stat
 import time
@@ -24,11 +30,13 @@ from dataclasses import dataclass, field
 from typing import Callable, TypeVar
 
 from agent.crypto.ids import new_file_fingerprint
+from agent.engine import browse
 from agent.engine.expansion import Expansion
+from agent.engine.patterns import Pattern, closest_names, compile_all, quoted
 from agent.engine.progress import Progress, SilentProgress
-from agent.engine.restore_files import ContentRestorer, FileTarget
+from agent.engine.restore_files import SPARSE_BLOCK, ContentRestorer, FileTarget
 from agent.engine.target import TargetTree, not_a_folder, permissions, target_error as _target_error
-from agent.errors import RestoreTargetError
+from agent.errors import RestoreTargetError, UsageError
 from agent.repo.lock import shared_lock_for_reading
 from agent.repo.repository import Repository
 from agent.repo.snapshot import Snapshot
@@ -39,6 +47,30 @@ _T = TypeVar("_T")
 
 
 CAP_CHOWN = 0  # linux/capability.h
+# Room asked beyond the blocks the files and folders take: file-system metadata (inodes,
+# extent trees, journal) is not in the count; a restore must not fill the disk to the last byte.
+SPACE_MARGIN = 0.02
+SPACE_SLACK = 1024 * 1024
+
+
+def target_file_system(path: bytes | str) -> os.statvfs_result:
+    """The file system that holds `path`, or its nearest existing parent when it does not
+    exist yet (a restore target, a restore test's scratch folder)."""
+    probe = os.path.abspath(os.fsencode(path))
+    while not os.path.exists(probe) and probe != os.path.dirname(probe):
+        probe = os.path.dirname(probe)
+    return os.statvfs(probe)
+
+
+def available_space(path: bytes | str) -> tuple[int, int]:
+    """(bytes free for an unprivileged write, block size) where `path` is or would be made.
+    Root may also use the reserved blocks; they are kept for the system, not counted."""
+    stats = target_file_system(path)
+    return stats.f_bavail * stats.f_frsize, stats.f_frsize or 4096
+
+
+def mib(count: int) -> str:
+    return f"{count / 2**20:.1f} MiB"
 
 
 def can_set_owners() -> bool:
@@ -68,6 +100,8 @@ class RestoreReport:
     duration_s: float = 0.0
     planned: list[str] = field(default_factory=list)
     skipped: int = 0  # files of an interrupted restore found already intact (--resume)
+    space_needed: int = 0  # bytes the restore would take on the target's file system (margin included)
+    space_available: int = 0
 
     def as_dict(self) -> dict:
         return {
@@ -76,29 +110,8 @@ class RestoreReport:
             "sha256_verified": self.verified, "already_restored": self.skipped,
             "failures": [{"path": p, "problem": m} for p, m in self.failures],
             "duration_s": round(self.duration_s, 3),
+            "space_needed": self.space_needed, "space_available": self.space_available,
         }
-
-
-def _matches(path: str, patterns: list[str]) -> bool:
-    """A path is selected when a pattern matches it or one of its parent directories."""
-    parts = path.split("/")
-    for i in range(1, len(parts) + 1):
-        prefix = "/".join(parts[:i])
-        if any(fnmatch.fnmatchcase(prefix, p) for p in patterns):
-            return True
-    return False
-
-
-def _excluded(path: str, patterns: list[str]) -> bool:
-    """Like [source] exclude: a pattern without "/" matches a name anywhere, one with "/"
-    the path or one of its parents; an excluded folder takes its content with it."""
-    parts = path.split("/")
-    for pattern in patterns:
-        if "/" not in pattern and any(fnmatch.fnmatchcase(part, pattern) for part in parts):
-            return True
-        if "/" in pattern and _matches(path, [pattern]):
-            return True
-    return False
 
 
 def _intact(fd: int, node: Node, *, owner_checked: bool) -> bool:
@@ -137,8 +150,10 @@ class RestoreEngine:
         self.repo = repo
         self.snapshot = snapshot
         self.target = os.path.abspath(os.fsencode(target))
-        self.includes = [p.lstrip("/") for p in (includes or [])]
-        self.excludes = [p.lstrip("/") for p in (excludes or [])]
+        # One rule with `find` (agent/engine/patterns.py): a bare name matches anywhere, a
+        # pattern with "/" the path; a folder matched brings (or leaves out) its content.
+        self.includes = compile_all(includes or [])
+        self.excludes = compile_all(excludes or [])
         # Resuming an interrupted restore: files already there with the recorded SHA-256
         # are kept (and count as verified); anything else in the way is replaced.
         self.resume = resume
@@ -161,15 +176,35 @@ class RestoreEngine:
             self.report.failures.append((os.fsdecode(path) or "/", f"directory listing unreadable: {exc}"))
 
         plan = []
+        unmatched: list[Pattern] = list(self.includes)
         # Each listing read once, and a tree that would expand far beyond what is stored
         # (a crafted DAG) refused before anything is planned.
         for path, node in Expansion(self.repo, self.snapshot.tree).walk(on_error):
-            if self.includes and not _matches(os.fsdecode(path), self.includes):
-                continue
-            if self.excludes and _excluded(os.fsdecode(path), self.excludes):
+            text = os.fsdecode(path) if self.includes or self.excludes else ""
+            if self.includes:
+                if not any(p.covers(text) for p in self.includes):
+                    continue
+                if unmatched:
+                    unmatched = [p for p in unmatched if not p.covers(text)]
+            if self.excludes and any(p.covers(text) for p in self.excludes):
                 continue
             plan.append((path, node))
+        if unmatched:
+            self._refuse_unmatched(unmatched)
         return plan
+
+    def _refuse_unmatched(self, unmatched: list[Pattern]) -> None:
+        """Before anything is written: each --include that names nothing, with the closest
+        names of the snapshot (for the person at the terminal; never logged)."""
+        names = browse.names_in(self.repo, [self.snapshot])
+        said = []
+        for pattern in unmatched:
+            close = closest_names(pattern.text, names)
+            said.append(f"--include {quoted(pattern.text)} matches nothing"
+                        + (f" (closest names: {', '.join(quoted(n) for n in close)})" if close else ""))
+        raise UsageError(f"{'; '.join(said)} in snapshot {self.snapshot.short_id}",
+                         hint="nothing was written; give a name shown, or search every snapshot with "
+                              "`backupctl find -i '*part of the name*'`")
 
     def run(self) -> RestoreReport:
         with shared_lock_for_reading(self.repo, "restore"):  # no prune meanwhile
@@ -183,13 +218,84 @@ class RestoreEngine:
             self.report.planned = [os.fsdecode(p) for p, _ in plan]
             for _path, node in plan:
                 self._count(node)
+            self._measure_space(plan, None)
             return self.report
+        if target_file_system(self.target).f_flag & os.ST_RDONLY:  # said as such, not as "full"
+            raise _target_error(OSError(errno.EROFS, os.strerror(errno.EROFS)), os.fsdecode(self.target))
+        # Room is checked before the target folder is even made; files that --overwrite or
+        # --resume would replace or keep count as room once the target is open (below).
+        self._measure_space(plan, None)
+        replacing = self.overwrite and os.path.lexists(self.target)
+        if not replacing:
+            self._refuse_no_room()
         with TargetTree(self.target, overwrite=self.overwrite, expect=self.expect_root,
                         require_empty=self.require_empty) as tree:
             self._refuse_existing(tree, plan)
-            self._restore(tree, plan)
+            if replacing:
+                self._measure_space(plan, tree)
+                self._refuse_no_room()
+            try:
+                self._restore(tree, plan)
+            except KeyboardInterrupt:
+                # Ctrl-C: the workers have stopped (restore_files); the bar leaves the terminal
+                # before the line that says how to go on (the command's, agent/cli/restore_cmd.py).
+                self.progress.finish()
+                raise
         self.report.duration_s = time.monotonic() - started
         return self.report
+
+    def _refuse_no_room(self) -> None:
+        if self.report.space_needed > self.report.space_available:
+            raise RestoreTargetError(
+                f"the restore target {os.fsdecode(self.target)} is too full: this restore needs about "
+                f"{mib(self.report.space_needed)}, {mib(self.report.space_available)} are available",
+                hint="nothing was written; free some space or choose another --target (or restore less "
+                     "with --include)")
+
+    def _measure_space(self, plan: list[tuple[bytes, Node]], tree: TargetTree | None) -> None:
+        """What the plan takes on the target's file system, before anything is written:
+        every file rounded up to whole blocks, less the holes of sparse files (all-zero
+        chunks), one block per folder and link, with a margin. With --overwrite or --resume,
+        what sits at the files' names is replaced or kept: its blocks count as free."""
+        available, block = available_space(self.target)
+        zero_ids: dict[int, bytes] = {}
+        links: set[str] = set()  # the names of one file after the first take no room
+        needed = 0
+        for path, node in plan:
+            if node.type != FILE:
+                needed += block
+                continue
+            if node.hardlink:
+                if node.hardlink in links:
+                    continue
+                links.add(node.hardlink)
+            size = node.size - (self._holes(node, zero_ids) if node.sparse else 0)
+            needed += -(-size // block) * block
+            if tree is not None and self.overwrite:
+                try:
+                    st = tree.lstat(path)
+                except RestoreTargetError:  # a link or file where a folder belongs: replaced later, no room
+                    continue
+                if st is not None and stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
+                    available += st.st_blocks * 512
+        self.report.space_needed = needed + int(needed * SPACE_MARGIN) + SPACE_SLACK
+        self.report.space_available = available
+
+    def _holes(self, node: Node, zero_ids: dict[int, bytes]) -> int:
+        """Bytes of a sparse file that restore leaves as holes: its all-zero chunks (a
+        chunk's id is keyed by its content, so an all-zero chunk is recognised by the id of
+        zeros of its length), less a block at each end that may be written."""
+        holes = 0
+        for chunk_id in node.chunks:
+            location = self.repo.locate(chunk_id)
+            if location is None or location.raw_length <= 2 * SPARSE_BLOCK:
+                continue
+            length = location.raw_length
+            if length not in zero_ids:
+                zero_ids[length] = self.repo.chunk_id(bytes(length))
+            if zero_ids[length] == chunk_id:
+                holes += length - 2 * SPARSE_BLOCK
+        return holes
 
     def _restore(self, tree: TargetTree, plan: list[tuple[bytes, Node]]) -> None:
         self.progress.start("restore", sum(n.size for _, n in plan if n.type == FILE))

@@ -76,6 +76,7 @@ class ContentRestorer:
         self.same_owner = same_owner
         self.keep_special_bits = keep_special_bits
         self._lock = threading.Lock()
+        self._stop = threading.Event()  # set when the restore stops early: workers return at their next blob
         self.verified: set[bytes] = set()
         self.failures: list[tuple[str, str]] = []
         self.files = 0
@@ -103,14 +104,24 @@ class ContentRestorer:
             for target in created:
                 if target.remaining == 0:  # empty files, and files failed before any blob
                     self._finish(target)
-            with ThreadPoolExecutor(WORKERS, thread_name_prefix="restore") as pool:
+            pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="restore")
+            try:
                 futures = [pool.submit(self._restore_pack, pack_id, blobs) for pack_id, blobs in needs.items()]
                 done, _ = wait(futures, return_when=FIRST_EXCEPTION)
                 for future in done:
-                    if future.exception() is not None:
-                        for other in futures:
-                            other.cancel()
-                        raise future.exception()
+                    error = future.exception()
+                    if error is not None:
+                        raise error
+            except BaseException:
+                # Ctrl-C (KeyboardInterrupt, raised in this main thread while it waits) or a
+                # worker's error: the other workers stop at their next blob, the packs not
+                # begun are dropped. Without this the pool's shutdown waited for every pack,
+                # so an interrupted restore ran to its end. A file left half written does not
+                # have its recorded SHA-256: --resume writes it again.
+                self._stop.set()
+                raise
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
         except RestoreTargetError:
             for target in created:  # an aborted restore leaves no file that looks restored
                 if not target.done:
@@ -136,6 +147,8 @@ class ContentRestorer:
         name = layout.pack_name(pack_id)
         ordered = sorted(blobs.items(), key=lambda item: item[1][0].offset)
         for group in _ranges(ordered):
+            if self._stop.is_set():
+                return
             start = group[0][1][0].offset
             end = group[-1][1][0].offset + group[-1][1][0].length
             try:
@@ -145,6 +158,8 @@ class ContentRestorer:
                     self._fail_uses(uses, f"not restored: {exc}")
                 continue
             for chunk_id, (location, uses) in group:
+                if self._stop.is_set():
+                    return
                 envelope = data[location.offset - start : location.offset - start + location.length]
                 try:
                     plain = self.repo.decode_blob(chunk_id, location.kind, envelope, location.raw_length,
@@ -197,6 +212,8 @@ class ContentRestorer:
                 source = HoleSkippingReader(handle) if node.sparse else handle
                 buffer = bytearray(READ_BACK_BLOCK)
                 while count := source.readinto(buffer):
+                    if self._stop.is_set():
+                        return  # left as it is: not done, not verified
                     digest.update(memoryview(buffer)[:count])
                     size += count
                 if self.same_owner:

@@ -28,7 +28,7 @@ from agent.engine import throwaway_db
 from agent.engine.dump_check import DatabaseCheck, check_dump
 from agent.engine.dumps import DatabaseSettings, Dump
 from agent.engine.expansion import Expansion
-from agent.engine.restore import RestoreEngine
+from agent.engine.restore import RestoreEngine, available_space
 from agent.engine.wipe import remove_tree
 from agent.errors import IntegrityError, RestoreTargetError, UsageError
 from agent.repo.repository import Repository
@@ -174,11 +174,7 @@ class RestoreTestEngine:
         return files
 
     def _check_space(self, needed: int) -> None:
-        probe = self.scratch_dir
-        while not os.path.exists(probe):
-            probe = os.path.dirname(probe)
-        stats = os.statvfs(probe)
-        free = stats.f_bavail * stats.f_frsize
+        free, _block = available_space(self.scratch_dir)  # the rule restore itself applies to its target
         wanted = int(needed * SPACE_MARGIN) + SPACE_SLACK
         if free < wanted:
             raise RestoreTargetError(f"the scratch folder {self.scratch_dir} has {free // 2**20} MiB free; the "
@@ -223,5 +219,6 @@ def _exists(parent: int, name: str) -> bool:
 
 
 def glob_escape(path: str) -> str:
-    """A path as a pattern matching only itself (restore's --include takes fnmatch patterns)."""
-    return "".join(f"[{c}]" if c in "*?[" else c for c in path)
+    """A path as a pattern matching only itself (restore's --include takes fnmatch patterns;
+    the leading "/" keeps a top-level name from matching that name anywhere)."""
+    return "/" + "".join(f"[{c}]" if c in "*?[" else c for c in path)

@@ -82,11 +82,12 @@ def test_include_readme_example_folder_star(saved: Backupctl) -> None:
 
 
 def test_include_that_matches_nothing_restores_nothing(saved: Backupctl) -> None:
+    """Refused (exit 2), not "0 file(s)" and exit 0 (tests/integration/test_restore_incident.py)."""
     bk = saved
     target = bk.base / "restored"
-    result = bk.restore(target, "--include", "*/no such folder")
-    assert result["files"] == 0
-    assert not target.exists() or files_below(target) == []
+    assert_error(bk.run("restore", "latest", "--target", str(target), "--include", "*/no such folder"), 2,
+                 "--include '*/no such folder' matches nothing")
+    assert not target.exists()
 
 
 def test_dry_run_lists_and_writes_nothing(saved: Backupctl) -> None:
