@@ -6,6 +6,7 @@ import os
 
 import click
 
+from agent import timefmt
 from agent.cli.common import (audit, human_bytes, json_option, ledger_of, open_repository, print_json,
                               repo_option)
 from agent.cli.progress import for_terminal
@@ -40,8 +41,8 @@ def command(ctx: click.Context, dry_run, repo_name, as_json) -> None:
     for decision in sorted(report.decisions, key=lambda d: d.time):
         short = decision.snapshot_id.hex()[:8] if decision.snapshot_id else "?"
         action = "keep  " if decision.keep else "forget"
-        until = f" (kept until at least {decision.keep_until:%Y-%m-%d})" if decision.keep_until else ""
-        click.echo(f"{action} {short} {decision.time:%Y-%m-%d %H:%M}: {'; '.join(decision.reasons)}{until}")
+        until = f" (kept until at least {timefmt.day(decision.keep_until, config.retention.zone)})" if decision.keep_until else ""
+        click.echo(f"{action} {short} {timefmt.shown(decision.time, config.retention.zone)}: {'; '.join(decision.reasons)}{until}")
     verb = "would be" if dry_run else "were"
     click.echo(f"{report.snapshots_forgotten} snapshot(s) {verb} forgotten; "
                f"{report.packs_deleted} pack(s) {verb} deleted and {report.packs_rewritten} rewritten, "
@@ -61,6 +62,6 @@ def _refuse_on_known_damage(config, repo, repo_name) -> None:
         return
     first = (damage.detail.get("problems") or ["?"])[0]
     raise IntegrityError(
-        f"prune refused: the check of {damage.time:%Y-%m-%d %H:%M} found damage ({first})",
+        f"prune refused: the check of {timefmt.shown(damage.time, config.retention.zone)} found damage ({first})",
         hint="run `backupctl repair` if it named damaged packs, then `backupctl check --read-data`; "
              "prune runs again once a check passes")

@@ -7,6 +7,7 @@ import os
 
 import click
 
+from agent import timefmt
 from agent.cli.common import (audit, display_path, find_snapshot, human_bytes, json_option, open_repository,
                               print_json, repo_option)
 from agent.cli.progress import for_terminal
@@ -68,7 +69,7 @@ def command(ctx: click.Context, snapshot, target, at, includes, excludes, dry_ru
         click.echo(f"{report.files} file(s), {report.dirs} folder(s), {human_bytes(report.bytes)} would be "
                    f"restored from snapshot {snap.short_id}")
     else:
-        click.echo(f"Restored snapshot {snap.short_id} ({snap.time:%Y-%m-%d %H:%M}) into {target}: "
+        click.echo(f"Restored snapshot {snap.short_id} ({timefmt.shown(snap.time, _config.retention.zone)}) into {target}: "
                    f"{report.files} file(s), {report.dirs} folder(s), {human_bytes(report.bytes)} "
                    f"in {report.duration_s:.1f} s")
         click.echo(f"SHA-256 verified for {report.verified} of {report.files} file(s)"

@@ -1,0 +1,109 @@
+"""Every time shown to a person is in `[retention] timezone`, with its zone; JSON keeps
+ISO 8601 with an offset (issue 18, point 3, first sentence).
+
+The practice here is in Cayenne (UTC-3, no summer time) while the machine runs in UTC,
+so a time left in UTC or in the machine's zone shows the wrong hour.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+
+import pytest
+
+from .support import Backupctl, write
+
+ZONE = "America/Cayenne"
+SAVED = "2026-11-02T18:00:00+00:00"  # the snapshot's time: 15:00 in Cayenne
+SHOWN = "2026-11-02 15:00"
+MTIME = dt.datetime(2026, 10, 30, 23, 30, tzinfo=dt.timezone.utc)  # the file's: 20:30 the same day in Cayenne
+
+
+def _cayenne(moment: str) -> str:
+    return dt.datetime.fromisoformat(moment).astimezone(dt.timezone(dt.timedelta(hours=-3))).strftime("%Y-%m-%d %H:%M")
+
+
+@pytest.fixture
+def world(tmp_path) -> Backupctl:
+    bk = Backupctl(tmp_path)
+    path = write(bk.src / "lettre Martin.odt", b"courrier\n")
+    os.utime(path, (MTIME.timestamp(), MTIME.timestamp()))
+    bk.write_config()
+    with open(bk.config, "a", encoding="utf-8") as handle:
+        handle.write(f'\n[retention]\ntimezone = "{ZONE}"\n')
+    bk.init()
+    bk.backup("--time", SAVED)
+    return bk
+
+
+def _has_zone(text: str, hour: str) -> None:
+    assert f"{hour} -03:00" in text, text
+
+
+def test_snapshots_backup_and_restore_show_the_practice_zone(world: Backupctl) -> None:
+    _has_zone(world.ok("snapshots").stdout, f"{SHOWN}:00")
+    restored = world.ok("restore", "latest", "--target", str(world.base / "T")).stdout
+    _has_zone(restored, SHOWN)
+    again = world.ok("backup", "--time", "2026-11-03T02:00:00+00:00").stdout  # 23:00 the day before there
+    _has_zone(again, "2026-11-02 23:00:00")
+
+
+def test_ls_and_find_show_the_file_dates_in_the_practice_zone(world: Backupctl) -> None:
+    _has_zone(world.ok("ls", "latest", "-r").stdout, "2026-10-30 20:30")
+    _has_zone(world.ok("find", "lettre*").stdout, SHOWN)
+
+
+def test_status_and_prune_dry_run_show_the_practice_zone(world: Backupctl) -> None:
+    status = world.run("status")  # may be "at risk" (no restore test): only its times matter here
+    _has_zone(status.stdout, SHOWN)
+    _has_zone(world.ok("prune", "--dry-run").stdout, SHOWN)
+
+
+def test_key_list_and_audit_verify_show_the_practice_zone(world: Backupctl) -> None:
+    created = world.ok_json("key", "list")["keys"][0]["created"]
+    _has_zone(world.ok("key", "list").stdout, _cayenne(created))
+    trail = world.ok_json("audit", "verify")
+    text = world.ok("audit", "verify").stdout
+    _has_zone(text, _cayenne(trail["first"]))
+    _has_zone(text, _cayenne(trail["last"]))
+
+
+def test_compliance_shows_the_latest_snapshot_in_the_practice_zone(world: Backupctl) -> None:
+    world.ok("backup", "--time", dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat())
+    latest = max(s["time"] for s in world.snapshots())
+    text = world.run("compliance").stdout
+    assert re.search(rf"{re.escape(_cayenne(latest))} -03:00", text), text
+
+
+_TIME_KEYS = {"time", "mtime", "created", "first", "last", "at", "snapshot_time", "last_backup", "last_check",
+              "last_restore_test", "generated", "started"}
+
+
+def _times(document, found: list[str]) -> list[str]:
+    if isinstance(document, dict):
+        for key, value in document.items():
+            if key in _TIME_KEYS and isinstance(value, str):
+                found.append(value)
+            else:
+                _times(value, found)
+    elif isinstance(document, list):
+        for item in document:
+            _times(item, found)
+    return found
+
+
+def test_json_times_are_iso_8601_with_an_offset(world: Backupctl) -> None:
+    documents = [world.ok_json(*command) for command in (
+        ["snapshots"], ["ls", "latest", "-r"], ["find", "lettre*"], ["key", "list"], ["audit", "verify"],
+        ["backup"], ["restore", "latest", "--target", str(world.base / "J")], ["prune", "--dry-run"])]
+    documents.append(world.run("status", "--json").json())
+    documents.append(world.run("compliance", "--json").json())
+    times = _times(documents, [])
+    assert len(times) >= 10, times
+    for text in times:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            continue  # a calendar day (the first audit record's): a date has no zone
+        moment = dt.datetime.fromisoformat(text)
+        assert moment.tzinfo is not None and moment.utcoffset() is not None, text
