@@ -558,6 +558,7 @@ class BackupEngine:
             self.report.bytes_total += size
             self.report.bytes_read += size
             self.report.files_new += 1
+            self.progress.discovered(files=1, bytes_total=size)  # known once streamed
             self.report.databases_dumped.append("/" + dump.path.decode())
         if not by_type:
             return []

@@ -137,7 +137,8 @@ class ProgressModel:
             if self._given_total is not None:
                 return (-1, self._given_total)
             if self._walk_done:
-                return (self._found_files, self._found_bytes)
+                # A file that grew while it was read counts what was read.
+                return (max(self._found_files, self.files_done), max(self._found_bytes, self.bytes_done))
             if self._expected is None:
                 return None
             # Never below what is already found or done: the estimate only ever grows.

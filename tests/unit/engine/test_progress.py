@@ -126,3 +126,73 @@ def test_the_files_cache_gives_the_previous_run_totals(tmp_path) -> None:
     again = FilesCache(str(tmp_path / "files.sqlite"))
     assert again.previous_totals() == (2, 42)
     again.close()
+
+
+class Recorder:
+    """A Progress that keeps the backup engine's events, and a model fed with them."""
+
+    def __init__(self) -> None:
+        self.expected: tuple[int, int] | None = None
+        self.model = ProgressModel()
+
+    def start(self, phase: str, total_bytes: int | None = None) -> None:
+        self.model.start(phase, total_bytes)
+
+    def advance(self, *, files: int = 0, bytes_done: int = 0) -> None:
+        self.model.advance(files=files, bytes_done=bytes_done)
+
+    def finish(self) -> None:
+        pass
+
+    def expect(self, *, files: int, bytes_total: int) -> None:
+        self.expected = (files, bytes_total)
+        self.model.expect(files=files, bytes_total=bytes_total)
+
+    def discovered(self, *, files: int = 0, bytes_total: int = 0) -> None:
+        self.model.discovered(files=files, bytes_total=bytes_total)
+
+    def walk_done(self) -> None:
+        self.model.walk_done()
+
+
+def test_the_backup_expects_what_the_previous_run_held_and_ends_exact(tmp_path) -> None:
+    import socket
+
+    from agent.crypto.kdf import KdfParams
+    from agent.engine.backup import BackupEngine, BackupOptions
+    from agent.engine.files_cache import FilesCache
+    from agent.repo.repository import Repository
+
+    repo = Repository.init(MemoryStorage(), b"phrase", cipher="xchacha20-poly1305", compression_level=1,
+                           kdf_params=KdfParams(memory_kib=8192, iterations=1, parallelism=1))
+    source = tmp_path / "src"
+    source.mkdir()
+    for number in range(5):
+        (source / f"f{number}").write_bytes(b"x" * (1000 * (number + 1)))  # 15,000 bytes in 5 files
+    options = BackupOptions(paths=[str(source)], host=socket.gethostname())
+
+    first = Recorder()  # the very first backup: nothing to expect, exact at the end
+    cache = FilesCache(str(tmp_path / "cache.sqlite"))
+    snapshot = BackupEngine(repo, options, files_cache=cache, progress=first).run().snapshot
+    cache.close()
+    assert first.expected is None
+    assert first.model.exact() and first.model.total() == (5, 15_000)
+
+    (source / "f5").write_bytes(b"y" * 5000)
+    second = Recorder()  # from the files cache: what the first run saw
+    cache = FilesCache(str(tmp_path / "cache.sqlite"))
+    BackupEngine(repo, options, files_cache=cache, progress=second).run()
+    cache.close()
+    assert second.expected == (5, 15_000)
+    assert second.model.total() == (6, 20_000)
+
+    third = Recorder()  # no files cache (a new state directory): from the snapshot's summary
+    with_ledger = BackupOptions(paths=[str(source)], host=socket.gethostname(),
+                                previous_snapshots=["00" * 16, snapshot.id.hex()])  # the unreadable one is skipped
+    BackupEngine(repo, with_ledger, files_cache=FilesCache(str(tmp_path / "new.sqlite")), progress=third).run()
+    assert third.expected == (5, 15_000)
+
+    other_host = Recorder()  # another machine's snapshot says nothing of this one's folders
+    elsewhere = BackupOptions(paths=[str(source)], host="autre-poste", previous_snapshots=[snapshot.id.hex()])
+    BackupEngine(repo, elsewhere, progress=other_host).run()
+    assert other_host.expected is None
