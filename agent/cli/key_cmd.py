@@ -141,7 +141,8 @@ def list_keys(ctx: click.Context, repo_name, as_json) -> None:
         print_json({"keys": keys})
         return
     for key in keys:
-        click.echo(f"{'*' if key['current'] else ' '} {key['key_id'][:8]}  {timefmt.shown(key['created'], config.retention.zone, never='-')}  "
+        created = timefmt.shown(key['created'], config.retention.zone, never='-')
+        click.echo(f"{'*' if key['current'] else ' '} {key['key_id'][:8]}  {created}  "
                    f"{key['host']}  Argon2id m={key['kdf']['memory_kib'] // 1024} MiB t={key['kdf']['iterations']}")
 
 

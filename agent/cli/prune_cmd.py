@@ -29,7 +29,8 @@ def command(ctx: click.Context, dry_run, repo_name, as_json) -> None:
         _refuse_on_known_damage(config, repo, repo_name)
     cache = LockDateCache(os.path.join(config.agent.state_dir, "cache", repo.config.repository_id.hex(),
                                        "lock-dates.json"))
-    report = PruneEngine(repo, config.retention, dry_run=dry_run, progress=for_terminal(as_json),
+    report = PruneEngine(repo, config.retention, dry_run=dry_run,
+                         progress=for_terminal(as_json, storage=repo.storage),
                          lock_cache=cache, ledger=ledger_of(config, repo)).run()
     if not dry_run:
         audit(config, "prune", repository=config.repository(repo_name).name,
@@ -41,8 +42,9 @@ def command(ctx: click.Context, dry_run, repo_name, as_json) -> None:
     for decision in sorted(report.decisions, key=lambda d: d.time):
         short = decision.snapshot_id.hex()[:8] if decision.snapshot_id else "?"
         action = "keep  " if decision.keep else "forget"
-        until = f" (kept until at least {timefmt.day(decision.keep_until, config.retention.zone)})" if decision.keep_until else ""
-        click.echo(f"{action} {short} {timefmt.shown(decision.time, config.retention.zone)}: {'; '.join(decision.reasons)}{until}")
+        zone = config.retention.zone
+        until = f" (kept until at least {timefmt.day(decision.keep_until, zone)})" if decision.keep_until else ""
+        click.echo(f"{action} {short} {timefmt.shown(decision.time, zone)}: {'; '.join(decision.reasons)}{until}")
     verb = "would be" if dry_run else "were"
     click.echo(f"{report.snapshots_forgotten} snapshot(s) {verb} forgotten; "
                f"{report.packs_deleted} pack(s) {verb} deleted and {report.packs_rewritten} rewritten, "

@@ -94,7 +94,8 @@ def command(url, endpoint, region, addressing, credentials_file, ca_bundle, code
         print_json({"snapshot_id": snap.id.hex(), "snapshot_time": snap.time.isoformat(), "target": target,
                     **report.as_dict()})
     else:
-        click.echo(f"Restored snapshot {snap.short_id} ({timefmt.shown(snap.time, timefmt.machine_zone())}, this machine's time zone) into {target}: "
+        when = timefmt.shown(snap.time, timefmt.machine_zone())
+        click.echo(f"Restored snapshot {snap.short_id} ({when}, this machine's time zone) into {target}: "
                    f"{report.files} file(s), {human_bytes(report.bytes)}; SHA-256 verified for {report.verified}")
     if report.failures:
         for path, problem in report.failures:

@@ -69,7 +69,8 @@ def command(ctx: click.Context, snapshot, target, at, includes, excludes, dry_ru
         click.echo(f"{report.files} file(s), {report.dirs} folder(s), {human_bytes(report.bytes)} would be "
                    f"restored from snapshot {snap.short_id}")
     else:
-        click.echo(f"Restored snapshot {snap.short_id} ({timefmt.shown(snap.time, _config.retention.zone)}) into {target}: "
+        when = timefmt.shown(snap.time, _config.retention.zone)
+        click.echo(f"Restored snapshot {snap.short_id} ({when}) into {target}: "
                    f"{report.files} file(s), {report.dirs} folder(s), {human_bytes(report.bytes)} "
                    f"in {report.duration_s:.1f} s")
         click.echo(f"SHA-256 verified for {report.verified} of {report.files} file(s)"

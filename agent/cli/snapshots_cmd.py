@@ -41,7 +41,8 @@ def _list(snapshots, as_json: bool, zone: timefmt.Zone) -> None:
         tags = ",".join(s.tags)
         size = human_bytes(s.summary.get("bytes_total", 0))
         partial = " (partial)" if s.summary.get("partial") else ""
-        click.echo(f"{s.short_id:8}  {timefmt.shown(s.time, zone, seconds=True):23}  {s.host[:12]:12}  {_files(s):>7}  {size:>10}  "
+        when = timefmt.shown(s.time, zone, seconds=True)
+        click.echo(f"{s.short_id:8}  {when:23}  {s.host[:12]:12}  {_files(s):>7}  {size:>10}  "
                    f"{tags + ' ' if tags else ''}{' '.join(s.paths)}{partial}")
     click.echo(f"{len(snapshots)} snapshot(s)")
 

@@ -157,9 +157,10 @@ def assess(repositories: list[RepositoryFacts], *, now: _dt.datetime, zone, year
         rows.append(Row("T2", WARN, [Evidence("no_audit")]))
     else:
         intact = bool(audit.get("intact"))
+        first = timefmt.day(audit["first"], zone) if audit.get("first") else "-"
         rows.append(Row("T2", OK if intact else FAIL,
                         [Evidence("audit_intact" if intact else "audit_altered",
-                                  {"records": str(audit.get("records")), "first": timefmt.day(audit["first"], zone) if audit.get("first") else "-"})]))
+                                  {"records": str(audit.get("records")), "first": first})]))
     return rows
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -107,3 +109,38 @@ def test_json_times_are_iso_8601_with_an_offset(world: Backupctl) -> None:
             continue  # a calendar day (the first audit record's): a date has no zone
         moment = dt.datetime.fromisoformat(text)
         assert moment.tzinfo is not None and moment.utcoffset() is not None, text
+
+
+def test_reports_list_shows_the_practice_zone(world: Backupctl) -> None:
+    test = world.ok_json("restore-test", "--scratch-dir", str(world.base / "scratch"))
+    listed = world.ok_json("reports", "list")["reports"]
+    assert listed and dt.datetime.fromisoformat(listed[0]["time"]).tzinfo is not None, test
+    _has_zone(world.ok("reports", "list").stdout, _cayenne(listed[0]["time"]))
+
+
+def test_media_status_shows_the_practice_zone(world: Backupctl) -> None:
+    from .test_media import Rotation
+
+    rotation = Rotation(world)
+    with open(world.config, "a", encoding="utf-8") as handle:
+        handle.write(f'\n[retention]\ntimezone = "{ZONE}"\n')
+    label = rotation.status()["due_this_week"]
+    rotation.media_init(label)
+    rotation.backup(label)
+    last = rotation.by_disk()[label]["last_backup"]
+    _has_zone(world.ok("media", "status", "--repo", "usb").stdout, _cayenne(last))
+
+
+def test_recover_shows_the_machine_zone_and_says_so(world: Backupctl) -> None:
+    from .test_recovery import _typed_code
+
+    sheet = world.base / "fiche.html"
+    world.ok("key", "export", "--paper", str(sheet))
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("BACKUPCTL_")}, "TZ": "Pacific/Tahiti",
+           "BACKUPCTL_STATE_DIR": str(world.base / "state-b")}
+    listed = subprocess.run([sys.executable, "-m", "agent", "recover", "--url", f"file://{world.repo}", "--list"],
+                            input=_typed_code(sheet), capture_output=True, text=True, env=env, timeout=600)
+    assert listed.returncode == 0, listed.stderr
+    # The machine is in Tahiti (UTC-10) while the practice's configuration, not read here, says Cayenne.
+    assert "times in this machine's time zone" in listed.stdout, listed.stdout
+    assert "2026-11-02 08:00 -10:00" in listed.stdout, listed.stdout
