@@ -111,7 +111,14 @@ def test_json_times_are_iso_8601_with_an_offset(world: Backupctl) -> None:
         assert moment.tzinfo is not None and moment.utcoffset() is not None, text
 
 
-def test_reports_list_shows_the_practice_zone(world: Backupctl) -> None:
+def test_restore_at_a_time_before_the_first_snapshot_names_both_in_the_practice_zone(world: Backupctl) -> None:
+    result = world.run("restore", "--at", "2026-11-01 10:00", "--target", str(world.base / "T"))
+    assert result.returncode == 2, result
+    assert "at or before 2026-11-01 10:00 -03:00 (the first is from 2026-11-02 15:00 -03:00)" in result.stderr, result
+
+
+def test_restore_test_and_reports_list_show_the_practice_zone(world: Backupctl) -> None:
+    _has_zone(world.ok("restore-test", "--scratch-dir", str(world.base / "scratch-1")).stdout, SHOWN)
     test = world.ok_json("restore-test", "--scratch-dir", str(world.base / "scratch"))
     listed = world.ok_json("reports", "list")["reports"]
     assert listed and dt.datetime.fromisoformat(listed[0]["time"]).tzinfo is not None, test
