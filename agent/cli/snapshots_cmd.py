@@ -36,13 +36,14 @@ def _list(snapshots, as_json: bool, zone: timefmt.Zone) -> None:
     if not snapshots:
         click.echo("No snapshot yet.")
         return
-    click.echo(f"{'ID':8}  {'Time':23}  {'Host':12}  {'Files':>7}  {'Size':>10}  Tags / Paths")
-    for s in snapshots:
+    times = [timefmt.shown(s.time, zone, seconds=True) for s in snapshots]
+    width = max(len(t) for t in times)  # "CET" or "-03:00": the zone's label sets the width
+    click.echo(f"{'ID':8}  {'Time':{width}}  {'Host':12}  {'Files':>7}  {'Size':>10}  Tags / Paths")
+    for s, when in zip(snapshots, times):
         tags = ",".join(s.tags)
         size = human_bytes(s.summary.get("bytes_total", 0))
         partial = " (partial)" if s.summary.get("partial") else ""
-        when = timefmt.shown(s.time, zone, seconds=True)
-        click.echo(f"{s.short_id:8}  {when:23}  {s.host[:12]:12}  {_files(s):>7}  {size:>10}  "
+        click.echo(f"{s.short_id:8}  {when:{width}}  {s.host[:12]:12}  {_files(s):>7}  {size:>10}  "
                    f"{tags + ' ' if tags else ''}{' '.join(s.paths)}{partial}")
     click.echo(f"{len(snapshots)} snapshot(s)")
 

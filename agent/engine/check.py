@@ -100,7 +100,7 @@ class _TreeSummary:
 class CheckEngine:
     def __init__(self, repo: Repository, *, read_data: bool = False, progress: Progress | None = None,
                  take_lock: bool = True, read_data_subset: tuple[int, int] | None = None,
-                 ledger: Ledger | None = None, zone: _dt.tzinfo = _dt.timezone.utc) -> None:
+                 ledger: Ledger | None = None, zone: _dt.tzinfo | None = None) -> None:
         if read_data_subset is not None:
             k, n = read_data_subset
             if not 1 <= k <= n:
@@ -110,7 +110,7 @@ class CheckEngine:
         self.repo = repo
         self.take_lock = take_lock  # False when the caller (prune) already holds a lock
         self.ledger = ledger  # this machine's memory of the snapshots (None: not compared)
-        self.zone = zone  # of the times in messages ([retention] timezone)
+        self.zone = zone  # of the times in messages ([retention] timezone; None: each time's own)
         self.read_data = read_data
         self.progress = progress or SilentProgress()
         self.report = CheckReport(read_data=read_data, read_data_subset=read_data_subset)

@@ -99,7 +99,8 @@ def _times(document, found: list[str]) -> list[str]:
 def test_json_times_are_iso_8601_with_an_offset(world: Backupctl) -> None:
     documents = [world.ok_json(*command) for command in (
         ["snapshots"], ["ls", "latest", "-r"], ["find", "lettre*"], ["key", "list"], ["audit", "verify"],
-        ["backup"], ["restore", "latest", "--target", str(world.base / "J")], ["prune", "--dry-run"])]
+        ["backup"], ["restore", "latest", "--target", str(world.base / "J")], ["prune", "--dry-run"],
+        ["check"], ["restore-test", "--scratch-dir", str(world.base / "scratch")], ["reports", "list"])]
     documents.append(world.run("status", "--json").json())
     documents.append(world.run("compliance", "--json").json())
     times = _times(documents, [])
@@ -151,3 +152,11 @@ def test_recover_shows_the_machine_zone_and_says_so(world: Backupctl) -> None:
     # The machine is in Tahiti (UTC-10) while the practice's configuration, not read here, says Cayenne.
     assert "times in this machine's time zone" in listed.stdout, listed.stdout
     assert "2026-11-02 08:00 -10:00" in listed.stdout, listed.stdout
+
+
+def test_check_names_a_damaged_snapshot_with_its_time_in_the_practice_zone(world: Backupctl) -> None:
+    for pack in world.packs():
+        pack.unlink()  # the file's data is gone: its snapshot cannot be restored whole
+    result = world.run("check")
+    assert result.returncode == 13, result
+    _has_zone(result.stdout + result.stderr, SHOWN)
