@@ -119,7 +119,10 @@ def test_restore_at_a_time_before_the_first_snapshot_names_both_in_the_practice_
 
 
 def test_restore_test_and_reports_list_show_the_practice_zone(world: Backupctl) -> None:
-    _has_zone(world.ok("restore-test", "--scratch-dir", str(world.base / "scratch-1")).stdout, SHOWN)
+    _has_zone(world.ok("restore-test", "--scratch-dir", str(world.base / "scratch-1"),
+                       "--report-dir", str(world.base / "rapports")).stdout, SHOWN)
+    (page,) = (world.base / "rapports").glob("*.html")  # the report for the practice: the zone too
+    assert "-03:00" in page.read_text(encoding="utf-8")
     test = world.ok_json("restore-test", "--scratch-dir", str(world.base / "scratch"))
     listed = world.ok_json("reports", "list")["reports"]
     assert listed and dt.datetime.fromisoformat(listed[0]["time"]).tzinfo is not None, test
