@@ -44,7 +44,7 @@ def command(ctx: click.Context, snapshot, target, tar_path, keep_special_bits, r
     if target:
         # Emptiness is checked on the folder opened (never through a link another user controls).
         document = RestoreEngine(repo, snap, target, keep_special_bits=keep_special_bits, require_empty=True,
-                                 progress=for_terminal(as_json)).run().as_dict()
+                                 progress=for_terminal(as_json, storage=repo.storage)).run().as_dict()
         where = os.path.abspath(target)
     elif tar_path == "-":
         document = write_tar(repo, snap, sys.stdout.buffer, keep_special_bits=keep_special_bits).as_dict()

@@ -86,7 +86,7 @@ def command(url, endpoint, region, addressing, credentials_file, ca_bundle, code
         return
     snap = find_snapshot(repo, snapshot)
     report = RestoreEngine(repo, snap, target, includes=list(includes), keep_special_bits=keep_special_bits,
-                           progress=for_terminal(as_json)).run()
+                           progress=for_terminal(as_json, storage=storage)).run()
     audit_in(state_dir, "restore", url=url, snapshot=snap.id.hex(), target=os.path.abspath(target),
            includes=list(includes), files=report.files, sha256_verified=report.verified,
            failures=len(report.failures), by="recover")
