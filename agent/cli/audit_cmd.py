@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from agent import timefmt
 from agent.audit import AuditTrail
 from agent.cli.common import json_option, load_config, print_json
 
@@ -25,4 +26,5 @@ def verify(ctx: click.Context, as_json) -> None:
         print_json({"path": trail.path, "intact": True, **result})
     else:
         click.echo(f"The audit trail {trail.path} is intact: {result['records']} record(s)"
-                   + (f", from {result['first']} to {result['last']}" if result["records"] else ""))
+                   + (f", from {timefmt.shown(result['first'], config.retention.zone)} to "
+                      f"{timefmt.shown(result['last'], config.retention.zone)}" if result["records"] else ""))

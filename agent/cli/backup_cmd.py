@@ -6,7 +6,7 @@ import os
 
 import click
 
-from agent import clock
+from agent import clock, timefmt
 from agent.cli.common import (audit, display_path, human_bytes, json_option, ledger_of, note_medium, open_repository,
                               print_json, repo_option, warn_ledger)
 from agent.cli.progress import for_terminal
@@ -16,7 +16,17 @@ from agent.engine.dumps import Dump
 from agent.engine.hooks import Hooks
 from agent.engine.records import Records
 from agent.engine.files_cache import FilesCache
-from agent.errors import PARTIAL_BACKUP_EXIT_CODE, UsageError
+from agent.engine.ledger import Ledger
+from agent.errors import PARTIAL_BACKUP_EXIT_CODE, BackupctlError, UsageError
+
+
+def _newest_known(ledger: Ledger) -> list[str]:
+    """Snapshot ids this machine knows of, newest first (for the progress estimate only)."""
+    try:
+        known = ledger.load().get("snapshots", {})
+        return sorted(known, key=lambda i: clock.parse_iso(known[i]), reverse=True)
+    except (BackupctlError, ValueError, TypeError, AttributeError):
+        return []  # an unreadable ledger is check's business; the bar then has no estimate
 
 
 @click.command("backup")
@@ -50,13 +60,15 @@ def command(ctx: click.Context, repo_name, tags, at, one_file_system, as_json) -
         time=moment,
         host=config.agent.hostname,
         dumps=[Dump(settings, config.agent.state_dir) for settings in config.databases],
+        previous_snapshots=_newest_known(ledger_of(config, repo)),
     )
     cache_path = os.path.join(config.agent.state_dir, "cache", repo.config.repository_id.hex(), "files.sqlite")
     cache = FilesCache(cache_path)
     hooks = Hooks(config.hooks)  # after the repository opened: an unreachable one stops nothing
     try:
         with hooks:
-            engine = BackupEngine(repo, options, files_cache=cache, progress=for_terminal(as_json))
+            engine = BackupEngine(repo, options, files_cache=cache,
+                                  progress=for_terminal(as_json, storage=repo.storage))
             engine.report.warnings.extend(("hook", w) for w in hooks.before_warnings)  # counted in the snapshot
             report = engine.run()
     finally:
@@ -83,7 +95,7 @@ def command(ctx: click.Context, repo_name, tags, at, one_file_system, as_json) -
         print_json(document)
     else:
         snap = report.snapshot
-        click.echo(f"Snapshot {snap.short_id} saved ({snap.time:%Y-%m-%d %H:%M:%S})")
+        click.echo(f"Snapshot {snap.short_id} saved ({timefmt.shown(snap.time, config.retention.zone, seconds=True)})")
         click.echo(f"  files: {report.files_new} new, {report.files_changed} changed, "
                    f"{report.files_unchanged} unchanged; {report.dirs} folders")
         click.echo(f"  {human_bytes(report.bytes_total)} in the snapshot, {human_bytes(report.bytes_read)} read, "

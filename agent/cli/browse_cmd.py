@@ -8,6 +8,7 @@ import sys
 
 import click
 
+from agent import timefmt
 from agent.cli.common import (display_path, find_snapshot, human_bytes, json_option, open_repository, print_json,
                               repo_option)
 from agent.engine import browse
@@ -32,11 +33,11 @@ def _entry(path: bytes, node) -> dict:
     return out
 
 
-def _line(entry: dict) -> str:
+def _line(entry: dict, zone: timefmt.Zone) -> str:
     mode = stat.filemode(int(entry["mode"], 8) | _TYPE_BITS.get(entry["type"], 0))
     size = human_bytes(entry["size"]) if entry["size"] is not None else ""
     target = f" -> {entry['target']}" if entry.get("target") else ""
-    return (f"{mode}  {entry['user'] or '-':8} {size:>10}  {entry['mtime'][:16].replace('T', ' ')}  "
+    return (f"{mode}  {entry['user'] or '-':8} {size:>10}  {timefmt.shown(entry['mtime'], zone)}  "
             f"{display_path(entry['path'])}{target}")
 
 
@@ -49,7 +50,7 @@ def _line(entry: dict) -> str:
 @click.pass_context
 def ls(ctx: click.Context, snapshot, path, recursive, repo_name, as_json) -> None:
     """List what a snapshot holds at PATH (default: its top): type, mode, owner, size, date."""
-    _config, repo = open_repository(ctx, repo_name)
+    config, repo = open_repository(ctx, repo_name)
     snap = find_snapshot(repo, snapshot)
     repo.load_index()
     entries = [_entry(p, n) for p, n in browse.list_dir(repo, snap, path, recursive=recursive)]
@@ -57,7 +58,7 @@ def ls(ctx: click.Context, snapshot, path, recursive, repo_name, as_json) -> Non
         print_json({"snapshot_id": snap.id.hex(), "time": snap.time.isoformat(), "entries": entries})
         return
     for entry in entries:
-        click.echo(_line(entry))
+        click.echo(_line(entry, config.retention.zone))
 
 
 @click.command("find")
@@ -70,7 +71,7 @@ def find(ctx: click.Context, pattern, ignore_case, repo_name, as_json) -> None:
     """In which snapshots a file exists, with its size and SHA-256 fingerprint. PATTERN
     without "/" matches names ("lettre-dupont*"), as restore's --include does; with "/",
     whole paths. Nothing found: exit 2, with what to try."""
-    _config, repo = open_repository(ctx, repo_name)
+    config, repo = open_repository(ctx, repo_name)
     repo.load_index()
     snapshots = repo.snapshots()
     found = browse.find(repo, snapshots, pattern, ignore_case=ignore_case)
@@ -88,7 +89,7 @@ def find(ctx: click.Context, pattern, ignore_case, repo_name, as_json) -> None:
             previous = row["path"]
         what = (f"{human_bytes(row['size']):>10}  sha256 {row['sha256'][:16]}" if row["type"] == FILE
                 else f"{row['type']:>10}")
-        click.echo(f"  {row['snapshot_id'][:8]}  {row['time'][:16].replace('T', ' ')}  {what}")
+        click.echo(f"  {row['snapshot_id'][:8]}  {timefmt.shown(row['time'], config.retention.zone)}  {what}")
     click.echo("(Where the fingerprint changes between two snapshots, the file changed; the last snapshot "
                "before a change has the version to restore.)")
 

@@ -30,7 +30,8 @@ def command(ctx: click.Context, read_data, subset, accept_storage, repo_name, as
     ledger = ledger_of(config, repo)
     if accept_storage:
         _accept(config, repo, ledger, repo_name, as_json)
-    report = CheckEngine(repo, read_data=read_data, progress=for_terminal(as_json),
+    report = CheckEngine(repo, read_data=read_data, progress=for_terminal(as_json, storage=repo.storage),
+                         zone=config.retention.zone,
                          read_data_subset=_subset(subset), ledger=ledger).run()
     warn_ledger(ledger)
     read_data = report.read_data

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from agent import clock
+from agent import clock, timefmt
 from agent.cli.common import (audit, find_snapshot, human_bytes, json_option, note_medium, open_repository,
                               print_json)
 from agent.cli.rescue import store_kit
@@ -40,7 +40,8 @@ def command(ctx: click.Context, snapshot, source_name, destination_name, as_json
     elif report.already_there:
         click.echo(f"Snapshot {snap.short_id} is already in {destination_name} (as {report.snapshot_id[:8]}).")
     else:
-        click.echo(f"Copied snapshot {snap.short_id} ({snap.time:%Y-%m-%d %H:%M}) into {destination_name} "
+        when = timefmt.shown(snap.time, config.retention.zone)
+        click.echo(f"Copied snapshot {snap.short_id} ({when}) into {destination_name} "
                    f"as {report.snapshot_id[:8]}: {report.blobs_copied} blob(s), "
                    f"{human_bytes(report.bytes_added)} added")
     for warning in rotation:

@@ -13,6 +13,7 @@ import sys
 
 import click
 
+from agent import timefmt
 from agent.cli.common import audit, find_snapshot, human_bytes, json_option, open_repository, print_json, repo_option
 from agent.cli.progress import for_terminal
 from agent.engine.export import write_tar
@@ -44,7 +45,7 @@ def command(ctx: click.Context, snapshot, target, tar_path, keep_special_bits, r
         if target:
             # Emptiness is checked on the folder opened (never through a link another user controls).
             document = RestoreEngine(repo, snap, target, keep_special_bits=keep_special_bits, require_empty=True,
-                                     progress=for_terminal(as_json)).run().as_dict()
+                                     progress=for_terminal(as_json, storage=repo.storage)).run().as_dict()
             where = os.path.abspath(target)
         elif tar_path == "-":
             document = write_tar(repo, snap, sys.stdout.buffer, keep_special_bits=keep_special_bits).as_dict()
@@ -76,7 +77,7 @@ def command(ctx: click.Context, snapshot, target, tar_path, keep_special_bits, r
     if as_json:
         print_json({"snapshot_id": snap.id.hex(), "to": where, **document})
     elif tar_path != "-":
-        click.echo(f"Exported snapshot {snap.short_id} ({snap.time:%Y-%m-%d %H:%M}) to {where}: "
+        click.echo(f"Exported snapshot {snap.short_id} ({timefmt.shown(snap.time, config.retention.zone)}) to {where}: "
                    f"{document['files']} file(s), {human_bytes(document['bytes'])}; SHA-256 verified for "
                    f"{document['sha256_verified']}")
     if document["failures"]:

@@ -14,7 +14,7 @@ import tempfile
 
 import click
 
-from agent import clock
+from agent import clock, timefmt
 from agent.cli.common import (audit, json_option, new_passphrase, new_passphrase_option, open_repository, print_json,
                               repo_option)
 from agent.crypto import paper, shares
@@ -133,7 +133,7 @@ def add(ctx: click.Context, new_passphrase_file, repo_name, as_json) -> None:
 @click.pass_context
 def list_keys(ctx: click.Context, repo_name, as_json) -> None:
     """The passphrases (key files) of the repository; * marks the one used now."""
-    _config, repo = open_repository(ctx, repo_name)
+    config, repo = open_repository(ctx, repo_name)
     keys = [{"key_id": k.key_id.hex(), "created": k.created, "host": k.host, "current": k.key_id == repo.key_id,
              "kdf": {"memory_kib": k.params.memory_kib, "iterations": k.params.iterations,
                      "parallelism": k.params.parallelism}} for k in repo.list_keys()]
@@ -141,7 +141,8 @@ def list_keys(ctx: click.Context, repo_name, as_json) -> None:
         print_json({"keys": keys})
         return
     for key in keys:
-        click.echo(f"{'*' if key['current'] else ' '} {key['key_id'][:8]}  {key['created'][:16].replace('T', ' ')}  "
+        created = timefmt.shown(key['created'], config.retention.zone, never='-')
+        click.echo(f"{'*' if key['current'] else ' '} {key['key_id'][:8]}  {created}  "
                    f"{key['host']}  Argon2id m={key['kdf']['memory_kib'] // 1024} MiB t={key['kdf']['iterations']}")
 
 

@@ -117,6 +117,9 @@ def _not_as_root(ctx: click.Context, name: str | None, command: click.Command, r
 
 
 def _say_error(text: str) -> None:
+    from agent.cli.progress import clear_bar
+
+    clear_bar()  # a bar still drawn is erased first: the error starts on a line of its own
     click.echo(f"backupctl: error: {text}", err=True)
 
 

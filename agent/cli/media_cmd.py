@@ -7,7 +7,7 @@ import os
 
 import click
 
-from agent import clock
+from agent import clock, timefmt
 from agent.cli.common import (audit, json_option, load_config, passphrase, print_json, repo_option,
                                require_long_passphrase)
 from agent.cli.rescue import store_kit
@@ -114,13 +114,11 @@ def status(ctx: click.Context, repo_name, as_json) -> None:
     click.echo(f"Disks of {settings.name} (mounted at {settings.mount}); this week: {due}"
                f"{'' if not mounted else f', plugged in: {mounted.label}'}")
     for disk in disks:
-        click.echo(f"  {disk['label']:<12} last backup {_short(disk['last_backup'])}, "
-                   f"last check {_short(disk['last_check'])}"
+        click.echo(f"  {disk['label']:<12} last backup {timefmt.shown(disk['last_backup'], config.retention.zone)}, "
+                   f"last check {timefmt.shown(disk['last_check'], config.retention.zone)}"
                    f"{'' if disk['last_check_ok'] in (None, True) else ' (FAILED)'}, "
                    f"next due week of {disk['next_due_week_of']}")
     for warning in warnings:
         click.echo(f"  warning: {warning}")
 
 
-def _short(moment: str | None) -> str:
-    return _dt.datetime.fromisoformat(moment).strftime("%Y-%m-%d %H:%M") if moment else "never"

@@ -6,6 +6,7 @@ import os
 
 import click
 
+from agent import timefmt
 from agent.cli.common import (audit, human_bytes, json_option, ledger_of, open_repository, print_json,
                               repo_option)
 from agent.cli.progress import for_terminal
@@ -28,7 +29,8 @@ def command(ctx: click.Context, dry_run, repo_name, as_json) -> None:
         _refuse_on_known_damage(config, repo, repo_name)
     cache = LockDateCache(os.path.join(config.agent.state_dir, "cache", repo.config.repository_id.hex(),
                                        "lock-dates.json"))
-    report = PruneEngine(repo, config.retention, dry_run=dry_run, progress=for_terminal(as_json),
+    report = PruneEngine(repo, config.retention, dry_run=dry_run,
+                         progress=for_terminal(as_json, storage=repo.storage),
                          lock_cache=cache, ledger=ledger_of(config, repo)).run()
     if not dry_run:
         audit(config, "prune", repository=config.repository(repo_name).name,
@@ -40,8 +42,9 @@ def command(ctx: click.Context, dry_run, repo_name, as_json) -> None:
     for decision in sorted(report.decisions, key=lambda d: d.time):
         short = decision.snapshot_id.hex()[:8] if decision.snapshot_id else "?"
         action = "keep  " if decision.keep else "forget"
-        until = f" (kept until at least {decision.keep_until:%Y-%m-%d})" if decision.keep_until else ""
-        click.echo(f"{action} {short} {decision.time:%Y-%m-%d %H:%M}: {'; '.join(decision.reasons)}{until}")
+        zone = config.retention.zone
+        until = f" (kept until at least {timefmt.day(decision.keep_until, zone)})" if decision.keep_until else ""
+        click.echo(f"{action} {short} {timefmt.shown(decision.time, zone)}: {'; '.join(decision.reasons)}{until}")
     verb = "would be" if dry_run else "were"
     click.echo(f"{report.snapshots_forgotten} snapshot(s) {verb} forgotten; "
                f"{report.packs_deleted} pack(s) {verb} deleted and {report.packs_rewritten} rewritten, "
@@ -61,6 +64,6 @@ def _refuse_on_known_damage(config, repo, repo_name) -> None:
         return
     first = (damage.detail.get("problems") or ["?"])[0]
     raise IntegrityError(
-        f"prune refused: the check of {damage.time:%Y-%m-%d %H:%M} found damage ({first})",
+        f"prune refused: the check of {timefmt.shown(damage.time, config.retention.zone)} found damage ({first})",
         hint="run `backupctl repair` if it named damaged packs, then `backupctl check --read-data`; "
              "prune runs again once a check passes")

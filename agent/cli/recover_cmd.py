@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 
 import click
 
+from agent import clock, timefmt
 from agent.cli.common import (audit_in, display_path, find_snapshot, human_bytes, json_option, new_passphrase,
                               new_passphrase_option, print_json)
 from agent.cli.progress import for_terminal
@@ -68,10 +69,12 @@ def command(url, endpoint, region, addressing, credentials_file, ca_bundle, code
                 {"snapshot_id": s.id.hex(), "time": s.time.isoformat(), "host": s.host, "paths": s.paths,
                  "bytes_total": s.summary.get("bytes_total")} for s in snapshots]})
             return
+        zone = timefmt.machine_zone()  # no configuration here: this machine's zone, said once
         click.echo(f"Repository {repo.config.repository_id.hex()[:8]} opened with the recovery code: "
-                   f"{len(snapshots)} snapshot(s)")
+                   f"{len(snapshots)} snapshot(s); times in this machine's time zone "
+                   f"({timefmt.zone_label(clock.now().astimezone(zone))})")
         for s in snapshots:
-            click.echo(f"{s.short_id}  {s.time:%Y-%m-%d %H:%M}  {s.host}  "
+            click.echo(f"{s.short_id}  {timefmt.shown(s.time, zone)}  {s.host}  "
                        f"{human_bytes(s.summary.get('bytes_total', 0))}  {', '.join(s.paths)}")
         return
     if add_key:
@@ -83,7 +86,7 @@ def command(url, endpoint, region, addressing, credentials_file, ca_bundle, code
         return
     snap = find_snapshot(repo, snapshot)
     report = RestoreEngine(repo, snap, target, includes=list(includes), keep_special_bits=keep_special_bits,
-                           progress=for_terminal(as_json)).run()
+                           progress=for_terminal(as_json, storage=storage)).run()
     audit_in(state_dir, "restore", url=url, snapshot=snap.id.hex(), target=os.path.abspath(target),
            includes=list(includes), files=report.files, sha256_verified=report.verified,
            failures=len(report.failures), by="recover")
@@ -91,7 +94,8 @@ def command(url, endpoint, region, addressing, credentials_file, ca_bundle, code
         print_json({"snapshot_id": snap.id.hex(), "snapshot_time": snap.time.isoformat(), "target": target,
                     **report.as_dict()})
     else:
-        click.echo(f"Restored snapshot {snap.short_id} ({snap.time:%Y-%m-%d %H:%M}) into {target}: "
+        when = timefmt.shown(snap.time, timefmt.machine_zone())
+        click.echo(f"Restored snapshot {snap.short_id} ({when}, this machine's time zone) into {target}: "
                    f"{report.files} file(s), {human_bytes(report.bytes)}; SHA-256 verified for {report.verified}")
     if report.failures:
         for path, problem in report.failures:

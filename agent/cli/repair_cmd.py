@@ -24,7 +24,7 @@ def command(ctx: click.Context, dry_run, repo_name, as_json) -> None:
     salvage the readable blobs of damaged ones into new packs, rebuild the index from
     the packs themselves, then delete the damaged packs. Downloads the whole repository."""
     config, repo = open_repository(ctx, repo_name)
-    report = RepairEngine(repo, dry_run=dry_run, progress=for_terminal(as_json)).run()
+    report = RepairEngine(repo, dry_run=dry_run, progress=for_terminal(as_json, storage=repo.storage)).run()
     # Without the ledger: deleted or replayed snapshots are check's and prune's concern,
     # repair answers for the packs and the index only.
     after = None if dry_run else CheckEngine(repo).run()

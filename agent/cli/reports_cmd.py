@@ -12,6 +12,7 @@ import os
 
 import click
 
+from agent import timefmt
 from agent.cli.common import json_option, open_repository, print_json, repo_option
 from agent.reports import store
 from agent.state_file import save_bytes
@@ -28,7 +29,7 @@ def command() -> None:
 @click.pass_context
 def list_reports(ctx: click.Context, repo_name, as_json) -> None:
     """The stored reports, oldest first: id, date, result, files verified."""
-    _config, repo = open_repository(ctx, repo_name)
+    config, repo = open_repository(ctx, repo_name)
     tests, problems = store.past_tests(repo)
     if as_json:
         print_json({"reports": tests, "unreadable": problems})
@@ -36,7 +37,7 @@ def list_reports(ctx: click.Context, repo_name, as_json) -> None:
     if not tests:
         click.echo("No report is stored in this repository yet (run `backupctl restore-test`).")
     for test in tests:
-        click.echo(f"{test['report_id'][:8]}  {test['time'][:16].replace('T', ' ')}  "
+        click.echo(f"{test['report_id'][:8]}  {timefmt.shown(test['time'], config.retention.zone)}  "
                    f"{'passed' if test['ok'] else 'FAILED'}  {test['sha256_verified']}/{test['files']} file(s) "
                    f"verified")
     for problem in problems:

@@ -9,6 +9,7 @@ import sys
 
 import click
 
+from agent import timefmt
 from agent.cli.common import (audit, display_path, find_snapshot, human_bytes, json_option, open_repository,
                               print_json, repo_option)
 from agent.cli.progress import for_terminal
@@ -53,7 +54,7 @@ def command(ctx: click.Context, snapshot, target, at, includes, excludes, dry_ru
     assert snap.id is not None  # a snapshot read from the repository has its id
     engine = RestoreEngine(repo, snap, target, includes=list(includes), excludes=list(excludes),
                            overwrite=overwrite, resume=resume, dry_run=dry_run, keep_special_bits=keep_special_bits,
-                           progress=for_terminal(as_json))
+                           progress=for_terminal(as_json, storage=repo.storage))
     try:
         report = engine.run()
     except KeyboardInterrupt:
@@ -83,7 +84,8 @@ def command(ctx: click.Context, snapshot, target, at, includes, excludes, dry_ru
         click.echo(f"They need about {human_bytes(report.space_needed)} on the target's file system "
                    f"({human_bytes(report.space_available)} available){room}")
     else:
-        click.echo(f"Restored snapshot {snap.short_id} ({snap.time:%Y-%m-%d %H:%M}) into {target}: "
+        when = timefmt.shown(snap.time, _config.retention.zone)
+        click.echo(f"Restored snapshot {snap.short_id} ({when}) into {target}: "
                    f"{report.files} file(s), {report.dirs} folder(s), {human_bytes(report.bytes)} "
                    f"in {report.duration_s:.1f} s")
         click.echo(f"SHA-256 verified for {report.verified} of {report.files} file(s)"

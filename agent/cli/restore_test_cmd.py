@@ -6,7 +6,7 @@ import os
 
 import click
 
-from agent import clock
+from agent import clock, timefmt
 from agent.cli.common import audit, find_snapshot, human_bytes, json_option, open_repository, print_json, repo_option
 from agent.engine.records import Records
 from agent.engine.restore_test import RestoreTestEngine
@@ -68,7 +68,8 @@ def command(ctx: click.Context, repo_name, snapshot_id, mode, sample, scratch_di
         print_json(document)
     else:
         for test in report.tests:
-            click.echo(f"Snapshot {test.snapshot_id[:8]} ({test.snapshot_time[:16].replace('T', ' ')}, {test.mode}): "
+            when = timefmt.shown(test.snapshot_time, config.retention.zone)
+            click.echo(f"Snapshot {test.snapshot_id[:8]} ({when}, {test.mode}): "
                        f"{test.files} file(s), {human_bytes(test.bytes)} restored in {test.duration_s:.1f} s "
                        f"({test.throughput_mib_s:.0f} MiB/s); SHA-256 verified for {test.sha256_verified}")
         for check in report.databases:

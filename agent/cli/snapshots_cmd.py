@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from agent import timefmt
 from agent.cli.common import human_bytes, json_option, open_repository, print_json, repo_option
 from agent.errors import IntegrityError
 
@@ -14,9 +15,9 @@ from agent.errors import IntegrityError
 @click.pass_context
 def command(ctx: click.Context, repo_name, as_json) -> None:
     """List the snapshots, oldest first."""
-    _config, repo = open_repository(ctx, repo_name)
+    config, repo = open_repository(ctx, repo_name)
     snapshots = repo.snapshots()
-    _list(snapshots, as_json)
+    _list(snapshots, as_json, config.retention.zone)
     problems = repo.snapshot_problems
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
@@ -24,7 +25,7 @@ def command(ctx: click.Context, repo_name, as_json) -> None:
                              hint="run `backupctl check` to see what is affected")
 
 
-def _list(snapshots, as_json: bool) -> None:
+def _list(snapshots, as_json: bool, zone: timefmt.Zone) -> None:
     if as_json:
         print_json({"snapshots": [
             {"id": s.id.hex(), "time": s.time.isoformat(), "host": s.host, "tags": s.tags,
@@ -35,12 +36,14 @@ def _list(snapshots, as_json: bool) -> None:
     if not snapshots:
         click.echo("No snapshot yet.")
         return
-    click.echo(f"{'ID':8}  {'Time':19}  {'Host':12}  {'Files':>7}  {'Size':>10}  Tags / Paths")
-    for s in snapshots:
+    times = [timefmt.shown(s.time, zone, seconds=True) for s in snapshots]
+    width = max(len(t) for t in times)  # "CET" or "-03:00": the zone's label sets the width
+    click.echo(f"{'ID':8}  {'Time':{width}}  {'Host':12}  {'Files':>7}  {'Size':>10}  Tags / Paths")
+    for s, when in zip(snapshots, times):
         tags = ",".join(s.tags)
         size = human_bytes(s.summary.get("bytes_total", 0))
         partial = " (partial)" if s.summary.get("partial") else ""
-        click.echo(f"{s.short_id:8}  {s.time:%Y-%m-%d %H:%M:%S}  {s.host[:12]:12}  {_files(s):>7}  {size:>10}  "
+        click.echo(f"{s.short_id:8}  {when:{width}}  {s.host[:12]:12}  {_files(s):>7}  {size:>10}  "
                    f"{tags + ' ' if tags else ''}{' '.join(s.paths)}{partial}")
     click.echo(f"{len(snapshots)} snapshot(s)")
 

@@ -7,11 +7,10 @@ nothing is at risk, 4 otherwise (errors.OBLIGATIONS_AT_RISK_EXIT_CODE).
 
 from __future__ import annotations
 
-import datetime as _dt
 
 import click
 
-from agent import clock
+from agent import clock, timefmt
 from agent.cli.common import json_option, load_config, print_json
 from agent.errors import OBLIGATIONS_AT_RISK_EXIT_CODE
 
@@ -49,5 +48,5 @@ def command(ctx: click.Context, as_json) -> None:
         ctx.exit(OBLIGATIONS_AT_RISK_EXIT_CODE)
 
 
-def _short(moment: str | None, zone) -> str:
-    return _dt.datetime.fromisoformat(moment).astimezone(zone).strftime("%Y-%m-%d %H:%M") if moment else "never"
+def _short(moment: str | None, zone: timefmt.Zone) -> str:
+    return timefmt.shown(moment, zone)

@@ -31,7 +31,7 @@ from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from agent import clock
+from agent import clock, timefmt
 from agent import config as config_module
 from agent.audit import AuditTrail
 from agent.daemon import jobs, notify
@@ -254,9 +254,8 @@ class Daemon:
         if failure is None:
             return None
         job_id, code, when = failure
-        local = when.astimezone(self.config.retention.zone) if when.tzinfo else when
         return (f"last failure: {names.get(job_id, job_id)}, exit {code} ({meaning(code)}) "
-                f"at {local:%Y-%m-%d %H:%M}")
+                f"at {timefmt.shown(when, self.config.retention.zone)}")
 
     @staticmethod
     def next_run_text(scheduler) -> str:
@@ -265,4 +264,4 @@ class Daemon:
         if not upcoming:
             return "no job scheduled"
         first = upcoming[0]
-        return f"next: {first.name} at {first.next_run_time:%Y-%m-%d %H:%M}"
+        return f"next: {first.name} at {timefmt.shown(first.next_run_time, None)}"  # the scheduler's zone

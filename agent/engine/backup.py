@@ -38,12 +38,12 @@ from agent.engine.dumps import DUMP_FOLDER, DumpError
 from agent.engine.files_cache import FilesCache
 from agent.engine.holes import HoleSkippingReader, is_sparse
 from agent.engine.progress import Progress, SilentProgress
-from agent.errors import SourceError
+from agent.errors import BackupctlError, SourceError
 from agent.repo.chunker import DEFAULT_DATABASE_CHUNK_SIZE
 from agent.repo.lock import RepositoryLock
 from agent.repo.pack import BLOB_DATA, BLOB_TREE
 from agent.repo.repository import Repository
-from agent.repo.snapshot import Snapshot
+from agent.repo.snapshot import Snapshot, SnapshotId
 from agent.repo.tree import DIR, FILE, SYMLINK, Node, encode_tree
 
 # Frames for the deepest walk PATH_MAX allows ("a/" repeated: 2,048 levels, 3 frames each).
@@ -73,6 +73,9 @@ class BackupOptions:
     time: object | None = None  # datetime; None means now
     host: str | None = None
     dumps: list = field(default_factory=list)  # agent.engine.dumps.Dump: streamed into /backupctl-databases
+    # Snapshot ids (hex), newest first, that may be this machine's previous backup (its
+    # ledger): when the files cache is empty, the progress total comes from their summary.
+    previous_snapshots: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -230,6 +233,9 @@ class BackupEngine:
         sources = self._check_sources()
         self.repo.load_index(reload=True)  # as of now, under the lock: a prune may just have run
         self.progress.start("backup")
+        expected = self._previous_totals(sources)
+        if expected is not None:
+            self.progress.expect(files=expected[0], bytes_total=expected[1])
         with ThreadPoolExecutor(WORKERS, thread_name_prefix="backup") as pool, \
                 ThreadPoolExecutor(1, thread_name_prefix="fingerprint") as hasher, \
                 ThreadPoolExecutor(1, thread_name_prefix="stream") as streamer:
@@ -243,6 +249,7 @@ class BackupEngine:
                 root_ref = self._directory(b"/", self._root_devices[b"/"])
             else:
                 root_ref = self._virtual_dir(b"/", _path_trie(sources))
+            self.progress.walk_done()  # every file is known now: the total is exact
             self._store_ready_dirs(drain=True)
         root_tree = root_ref.id
         self.repo.flush()  # packs, then index: only now may a snapshot reference them
@@ -267,6 +274,31 @@ class BackupEngine:
             self.cache.commit()
         self.report.snapshot = snapshot
         return self.report
+
+    # Snapshots read at most to find the previous run's totals (one small object each).
+    MAX_PREVIOUS_READ = 3
+
+    def _previous_totals(self, sources: list[bytes]) -> tuple[int, int] | None:
+        """(files, bytes) of the previous backup of these sources to this repository, for
+        the progress total: the files cache (local, what the last run saw), else the
+        summary of the newest snapshot of this host and these paths."""
+        if self.cache is not None:
+            totals = self.cache.previous_totals()
+            if totals is not None:
+                return totals
+        host = self.options.host or socket.gethostname()
+        paths = sorted(_display(p) for p in sources)
+        for hex_id in self.options.previous_snapshots[: self.MAX_PREVIOUS_READ]:
+            try:
+                snapshot = self.repo.load_snapshot(SnapshotId(bytes.fromhex(hex_id)))
+            except (BackupctlError, ValueError):
+                continue  # only an estimate: check reports what is wrong with a snapshot
+            summary = snapshot.summary
+            if snapshot.host != host or sorted(snapshot.paths) != paths or "bytes_total" not in summary:
+                continue
+            files = sum(int(summary.get(k, 0)) for k in ("files_new", "files_changed", "files_unchanged"))
+            return files, int(summary["bytes_total"])
+        return None
 
     def _check_sources(self) -> list[bytes]:
         if not self.options.paths:
@@ -413,6 +445,7 @@ class BackupEngine:
         if st.st_nlink > 1:
             node.hardlink = f"{st.st_dev}:{st.st_ino}"
         self.report.bytes_total += st.st_size
+        self.progress.discovered(files=1, bytes_total=st.st_size)
         known = self.cache.lookup(path, st) if self.cache is not None else None
         if known is not None and known.unchanged and all(self.repo.has_blob(c) for c in known.chunks):
             node.sha256, node.chunks = known.sha256, known.chunks
@@ -525,6 +558,7 @@ class BackupEngine:
             self.report.bytes_total += size
             self.report.bytes_read += size
             self.report.files_new += 1
+            self.progress.discovered(files=1, bytes_total=size)  # known once streamed
             self.report.databases_dumped.append("/" + dump.path.decode())
         if not by_type:
             return []

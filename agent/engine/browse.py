@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Iterator
 
+from agent import timefmt
 from agent.crypto.ids import new_file_fingerprint
 from agent.engine.expansion import Expansion, Shape
 from agent.engine.patterns import Pattern
@@ -24,8 +25,9 @@ def snapshot_at(snapshots: list[Snapshot], moment: _dt.datetime) -> Snapshot:
     """The newest snapshot taken at or before `moment` (snapshots oldest first)."""
     before = [s for s in snapshots if s.time <= moment]
     if not before:
-        first = f" (the first is from {snapshots[0].time:%Y-%m-%d %H:%M})" if snapshots else ""
-        raise UsageError(f"no snapshot was taken at or before {moment:%Y-%m-%d %H:%M}{first}")
+        zone = moment.tzinfo  # the practice's: --at is read in [retention] timezone
+        first = f" (the first is from {timefmt.shown(snapshots[0].time, zone)})" if snapshots else ""
+        raise UsageError(f"no snapshot was taken at or before {timefmt.shown(moment, zone)}{first}")
     return max(before, key=lambda s: s.time)
 
 

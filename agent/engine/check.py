@@ -15,10 +15,12 @@ the practitioner knows what is lost and what still restores.
 
 from __future__ import annotations
 
+import datetime as _dt
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from agent import timefmt
 from agent.engine.expansion import FREE_ENTRIES, MAX_EXPANSION
 from agent.engine.ledger import Ledger
 from agent.engine.progress import Progress, SilentProgress
@@ -98,7 +100,7 @@ class _TreeSummary:
 class CheckEngine:
     def __init__(self, repo: Repository, *, read_data: bool = False, progress: Progress | None = None,
                  take_lock: bool = True, read_data_subset: tuple[int, int] | None = None,
-                 ledger: Ledger | None = None) -> None:
+                 ledger: Ledger | None = None, zone: _dt.tzinfo | None = None) -> None:
         if read_data_subset is not None:
             k, n = read_data_subset
             if not 1 <= k <= n:
@@ -108,6 +110,7 @@ class CheckEngine:
         self.repo = repo
         self.take_lock = take_lock  # False when the caller (prune) already holds a lock
         self.ledger = ledger  # this machine's memory of the snapshots (None: not compared)
+        self.zone = zone  # of the times in messages ([retention] timezone; None: each time's own)
         self.read_data = read_data
         self.progress = progress or SilentProgress()
         self.report = CheckReport(read_data=read_data, read_data_subset=read_data_subset)
@@ -238,7 +241,7 @@ class CheckEngine:
             self.report.errors.extend(problems)
 
     def _check_tree_of(self, snapshot) -> None:
-        label = f"{snapshot.short_id} ({snapshot.time:%Y-%m-%d %H:%M})"
+        label = f"{snapshot.short_id} ({timefmt.shown(snapshot.time, self.zone)})"
         summary = self._summarize(snapshot.tree)
         if summary.problems:
             listed = self.report.affected[label]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as _dt
 from dataclasses import dataclass, field
 
+from agent import timefmt
 from agent.engine.records import MONTH_GRACE_DAYS, RESTORE_TEST_LIMIT, WEEKLY_LIMIT
 from agent.engine.retention import calendar_periods
 
@@ -98,7 +99,7 @@ def assess(repositories: list[RepositoryFacts], *, now: _dt.datetime, zone, year
     # S1: a backup at least every week.
     if latest and now - latest[2] <= WEEKLY_LIMIT:
         rows.append(Row("S1", OK, [Evidence("latest_snapshot", {"snapshot": latest[1][:8], "repository": latest[0],
-                                                                 "time": f"{latest[2].astimezone(zone):%Y-%m-%d %H:%M}"})]))
+                                                                 "time": timefmt.iso(latest[2].astimezone(zone))})]))
     else:
         rows.append(Row("S1", FAIL, [Evidence("latest_snapshot_old", {"date": day(latest[2])}) if latest
                                      else Evidence("no_snapshot")]))
@@ -156,9 +157,10 @@ def assess(repositories: list[RepositoryFacts], *, now: _dt.datetime, zone, year
         rows.append(Row("T2", WARN, [Evidence("no_audit")]))
     else:
         intact = bool(audit.get("intact"))
+        first = timefmt.day(audit["first"], zone) if audit.get("first") else "-"
         rows.append(Row("T2", OK if intact else FAIL,
                         [Evidence("audit_intact" if intact else "audit_altered",
-                                  {"records": str(audit.get("records")), "first": str(audit.get("first") or "-")[:10]})]))
+                                  {"records": str(audit.get("records")), "first": first})]))
     return rows
 
 

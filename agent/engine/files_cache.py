@@ -72,6 +72,12 @@ class FilesCache:
              sha256, b"".join(chunks), self.run),
         )
 
+    def previous_totals(self) -> tuple[int, int] | None:
+        """(files, bytes) the previous run saw (commit keeps only its entries), or None
+        before any run: a progress estimate, cheap and local. Called before the walk."""
+        count, size = self._db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM files").fetchone()
+        return (int(count), int(size)) if count else None
+
     def touch(self, path: bytes) -> None:
         self._db.execute("UPDATE files SET run=? WHERE path=?", (self.run, path))
 

@@ -25,7 +25,7 @@ import socket
 import threading
 from dataclasses import dataclass
 
-from agent import clock
+from agent import clock, timefmt
 from agent.errors import IntegrityError, ObjectNotFound, PermissionDenied, RepositoryLocked, StorageError
 from agent.processes import process_exists
 from agent.repo.repository import Repository
@@ -51,7 +51,7 @@ class LockInfo:
     def describe(self) -> str:
         kind = "exclusive" if self.exclusive else "shared"
         return (f"{self.operation} ({kind} lock) by {self.user}@{self.host} pid {self.pid} "
-                f"since {self.time:%Y-%m-%d %H:%M}")
+                f"since {timefmt.shown(self.time, None)}")  # in the locking machine's zone, named
 
     def is_stale(self, now: _dt.datetime) -> bool:
         if now - self.time > STALE_AFTER:

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 from markupsafe import Markup
 
+from agent import timefmt
 from agent.reports import charts
 from agent.reports.i18n import LABELS, SHEET_LABELS, status_text
 
@@ -36,7 +37,9 @@ def render(document: dict) -> str:
         if not text:
             return "-"
         moment = _dt.datetime.fromisoformat(text).astimezone(zone)
-        return f"{moment:%d/%m/%Y %H:%M}" if french else f"{moment:%Y-%m-%d %H:%M}"
+        if not french:
+            return timefmt.shown(moment, zone)
+        return f"{moment:%d/%m/%Y %H:%M} {timefmt.zone_label(moment)}"  # French order, the same zone label
 
     def day(text: str) -> str:
         return when(text)[:10]

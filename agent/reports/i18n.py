@@ -9,6 +9,8 @@ compile step, and a test checks that both languages have exactly the same keys.
 
 from __future__ import annotations
 
+from agent import timefmt
+
 LANGUAGES = ("fr", "en")
 
 RULE_TITLES = {
@@ -204,7 +206,9 @@ def rule_title(rule: str, language: str = "en") -> str:
 
 
 def evidence_text(code: str, params: dict, language: str = "en") -> str:
-    return EVIDENCE[language][code].format(**params)
+    # A "time" is ISO 8601 in the codes (JSON), shown to people in its own zone, with it.
+    shown = {k: timefmt.shown(v, None) if k == "time" else v for k, v in params.items()}
+    return EVIDENCE[language][code].format(**shown)
 
 
 def status_text(status: str, language: str = "en") -> str:

@@ -33,7 +33,7 @@ def open_storage(url: str, *, s3: S3Options | None = None) -> Storage:
         options = s3 or S3Options(bucket=parsed.netloc, prefix=parsed.path.strip("/"))
         backend = ThrottledStorage(S3Storage(options), max_concurrency=options.max_concurrency,
                                    bandwidth_limit_kib=options.bandwidth_limit_kib)
-        return RetryingStorage(backend, attempts=options.retry_attempts)
+        return RetryingStorage(backend, attempts=options.retry_attempts, label="S3 server")
     if parsed.scheme == "memory":
         from agent.storage.memory import MemoryStorage
 

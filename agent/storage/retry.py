@@ -5,6 +5,11 @@ whole), so any operation that failed with `TransientStorageError` can be repeate
 botocore retries a few times on its own; this loop covers longer outages (a provider
 answering 503 for a minute) without failing a weekly backup.
 
+Whoever shows progress can watch the loop (`watch(observer)`): each wait before a retry
+and the first success after one are told as a `RetryNotice`, so a progress bar says
+"S3 server not answering, retry 3 in 8 s" instead of a rate frozen for minutes. The
+observer is a plain callable: this layer knows nothing of who draws what.
+
 One subtlety: an exclusive write whose response was lost may have succeeded; the
 retry then finds the object existing. It is a success if the stored bytes are ours.
 """
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import random
 import time
+from dataclasses import dataclass
 from typing import Callable, Iterator, TypeVar
 
 from agent.errors import StorageError, TransientStorageError
@@ -25,11 +31,28 @@ BASE_DELAY_S = 0.5
 MAX_DELAY_S = 30.0
 
 
+@dataclass(frozen=True)
+class RetryNotice:
+    """One event of the retry loop. `retry` is the number of the retry about to be made
+    (1 for the second attempt) and `delay_s` the wait before it; `answered` says the
+    storage answered again after at least one retry (retry and delay_s are then 0)."""
+    label: str  # who stopped answering, for people: "S3 server"
+    retry: int = 0
+    delay_s: float = 0.0
+    answered: bool = False
+    problem: str = ""  # the last failure's message (never credentials: see storage/s3.py)
+
+
+RetryObserver = Callable[[RetryNotice], None]
+
+
 class RetryingStorage:
     def __init__(self, inner: Storage, *, attempts: int = DEFAULT_ATTEMPTS,
                  base_delay: float = BASE_DELAY_S, max_delay: float = MAX_DELAY_S,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, label: str = "storage") -> None:
         self.inner = inner
+        self.label = label
+        self._observers: list[RetryObserver] = []
         self.attempts = max(1, attempts)
         self.base_delay = base_delay
         self.max_delay = max_delay
@@ -39,16 +62,31 @@ class RetryingStorage:
     def __getattr__(self, name: str):
         return getattr(self.inner, name)  # backend-specific extras (probe, retention, ...)
 
+    def watch(self, observer: RetryObserver) -> Callable[[], None]:
+        """Tell `observer` of every wait before a retry and of the first answer after one
+        (from whichever thread made the call); returns what stops the watching."""
+        self._observers.append(observer)
+        return lambda: self._observers.remove(observer) if observer in self._observers else None
+
+    def _tell(self, notice: RetryNotice) -> None:
+        for observer in list(self._observers):
+            observer(notice)
+
     def _call(self, operation: Callable[[], T]) -> T:
         for attempt in range(1, self.attempts + 1):
             try:
-                return operation()
-            except TransientStorageError:
+                result = operation()
+            except TransientStorageError as exc:
                 if attempt == self.attempts:
                     raise
                 self.retries += 1
-                delay = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
-                self._sleep(random.uniform(0, delay))
+                delay = random.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
+                self._tell(RetryNotice(self.label, retry=attempt, delay_s=delay, problem=str(exc)))
+                self._sleep(delay)
+            else:
+                if attempt > 1:
+                    self._tell(RetryNotice(self.label, answered=True))
+                return result
         raise AssertionError("unreachable")
 
     def describe(self) -> str:

@@ -140,7 +140,7 @@ def test_check_counts_damage_below_a_crafted_tree_without_walking_its_paths(repo
     budget = Budget(repo)
     report = CheckEngine(repo).run()
     assert budget.reads <= 31 + 1  # each listing once, and the snapshot's root
-    label = f"{snapshot.short_id} ({snapshot.time:%Y-%m-%d %H:%M})"
+    label = f"{snapshot.short_id} (2026-12-01 09:00 +01:00)"  # no zone given: the snapshot's own offset
     assert f"snapshot {label}: {2**30} file(s) or folder(s) cannot be restored" in report.errors
     assert any("would expand to 3221225470 entries from 61 stored" in e and "restore refuses it" in e
                for e in report.errors)
@@ -157,7 +157,7 @@ def test_check_reports_an_intact_crafted_tree_as_one_restore_refuses(repo):
     report = CheckEngine(repo).run()
     assert budget.reads <= 32
     assert not report.ok
-    assert report.errors == [f"snapshot {snapshot.short_id} ({snapshot.time:%Y-%m-%d %H:%M}): its tree would expand "
+    assert report.errors == [f"snapshot {snapshot.short_id} (2026-12-01 09:00 +01:00): its tree would expand "
                              f"to 3221225470 entries from 61 stored (one folder listing named over and over): "
                              f"restore refuses it as crafted or damaged"]
     assert not report.affected
@@ -167,7 +167,7 @@ def test_check_names_every_path_of_a_damaged_folder_shared_by_a_small_tree(repo)
     """Memoized damage is reported at every place the shared folder appears."""
     snapshot = _dag(repo, 2, chunk=os.urandom(32))
     report = CheckEngine(repo).run()
-    label = f"{snapshot.short_id} ({snapshot.time:%Y-%m-%d %H:%M})"
+    label = f"{snapshot.short_id} (2026-12-01 09:00 +01:00)"  # no zone given: the snapshot's own offset
     assert report.errors == [f"snapshot {label}: 4 file(s) or folder(s) cannot be restored"]
     assert [line.split(":")[0] for line in report.affected[label]] == [
         "/a/a/note.txt", "/a/b/note.txt", "/b/a/note.txt", "/b/b/note.txt"]
