@@ -26,6 +26,7 @@ from agent import clock
 from agent.daemon.outcomes import advice, meaning
 from agent.errors import PARTIAL_BACKUP_EXIT_CODE, StateDirError
 from agent.reports.document import shareable
+from agent.reports.i18n import status_text
 from agent.state_file import load_json, save_json
 
 log = logging.getLogger("backupctl.daemon")
@@ -235,6 +236,7 @@ _config = None
 
 # The same obligations at risk are mailed again after this long, not at every job.
 RISK_ALERT_REPEAT = _dt.timedelta(hours=24)
+_MODES = {"full": "complète", "sample": "échantillon"}  # a restore test's modes, in the alert's French
 _WHAT = {"weekly": "la sauvegarde hebdomadaire", "daily": "la sauvegarde quotidienne",
          "check": "la vérification mensuelle"}
 
@@ -292,13 +294,14 @@ def restore_test_alert(job_id: str, entry: dict, ok: bool, *, attach: bool = Tru
              f"Fichiers restaurés : {summary.get('files', 0)}, empreinte SHA-256 vérifiée pour "
              f"{summary.get('sha256_verified', 0)} ; fichiers en échec : {summary.get('failures', 0)}."]
     for test in summary.get("tests", []):
-        lines.append(f"  - sauvegarde {str(test.get('snapshot_id'))[:8]} ({test.get('mode')}) : "
+        mode = _MODES.get(test.get("mode"), test.get("mode"))
+        lines.append(f"  - sauvegarde {str(test.get('snapshot_id'))[:8]} ({mode}) : "
                      f"{test.get('files')} fichier(s) en {test.get('duration_s')} s "
                      f"({test.get('throughput_mib_s')} Mio/s)")
     if not ok and code is not None:
         lines += ["", f"Code de sortie {code} : {meaning(code)}.", f"À faire : {advice(code)}."]
     if rules:
-        failing = [f"{r['rule']} ({r['status']})" for r in rules if r["status"] != "OK"]
+        failing = [f"{r['rule']} ({status_text(r['status'], 'fr')})" for r in rules if r["status"] != "OK"]
         lines += ["", f"Règles du mémento : {sum(r['status'] == 'OK' for r in rules)} conforme(s) sur {len(rules)}"
                   + (f" ; à voir : {', '.join(failing)}." if failing else ".")]
     lines += ["", "Les données restaurées pour le test ont été effacées." if summary.get("scratch_wiped")

@@ -119,6 +119,9 @@ webhook_url = "{hook.url}"
         assert "réussi pour « main »" in report["Subject"]
         assert "empreinte SHA-256 vérifiée pour 1" in report.get_body(("plain",)).get_content()
         assert "Une copie du rapport est jointe, sans noms de fichiers" in report.get_body(("plain",)).get_content()
+        report_text = report.get_body(("plain",)).get_content()
+        assert "(échantillon)" in report_text and "(sample)" not in report_text  # French, every word of it
+        assert "(NON CONFORME)" in report_text and not any(w in report_text for w in ("(FAIL)", "(WARN)"))
         # The alert carries the report without file names: the page attached (not the PDF of
         # the full report), its facts to the webhook.
         (page,) = report.iter_attachments()
