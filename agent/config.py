@@ -48,6 +48,11 @@ class AgentSettings:
         return self.report_dir or os.path.join(self.state_dir, "reports")
 
 
+# [source] databases when the key is absent: the usual files of a practice's software (what
+# config.example.toml recommended); `databases = []` turns page-aligned blocks off.
+DEFAULT_DATABASE_PATTERNS = ("*.db", "*.sqlite", "*.fdb")
+
+
 @dataclass(frozen=True)
 class SourceSettings:
     paths: tuple[str, ...]
@@ -223,7 +228,8 @@ def parse(raw: dict, path: str) -> Config:
         paths=paths,
         exclude=source_table.string_list("exclude"),
         one_file_system=source_table.get("one_file_system", bool, default=False),
-        databases=source_table.string_list("databases"),
+        databases=(source_table.string_list("databases") if "databases" in source_table.data
+                   else DEFAULT_DATABASE_PATTERNS),
         database_chunk_size=source_table.get("database_chunk_size", int, default=32 * 1024,
                                              what="a power of two from 4096 to 1048576"),
     )
