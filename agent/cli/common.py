@@ -85,6 +85,24 @@ def open_repository(ctx: click.Context, repo_name: str | None, *,
     return config, repo
 
 
+def warn_changed_parameters(settings: config_module.RepositorySettings, repo: Repository) -> None:
+    """`cipher` and `compression_level` are fixed when the repository is created (its config
+    object holds them): a configuration changed since is not applied, and says so."""
+    def level(value: int | None) -> str:
+        return "compression none" if value is None else f"compression_level {value}"
+
+    differences = []
+    if settings.cipher != repo.config.cipher:
+        differences.append(f"cipher {settings.cipher} in the configuration, {repo.config.cipher} in the repository")
+    if settings.zstd_level != repo.config.compression_level:
+        differences.append(f"{level(settings.zstd_level)} in the configuration, "
+                           f"{level(repo.config.compression_level)} in the repository")
+    if differences:
+        click.echo(f"backupctl: warning: [repositories.{settings.name}]: {'; '.join(differences)}: the repository "
+                   f"keeps what it was created with (fixed at init); set the configuration back, or init a new "
+                   f"repository with the new settings and `backupctl copy --to` it", err=True)
+
+
 def warn_clock_skew(repo: Repository) -> None:
     """Say so when the storage server's clock contradicts ours (prune then refuses)."""
     skew = repo.clock_skew()
