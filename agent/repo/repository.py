@@ -617,6 +617,18 @@ class Repository:
         plain = compression.decompress(payload, expected_size=None, what=f"{name} header")
         return decode_header_entries(plain, what=name)
 
+    def adopt_pack(self, pack_id: PackId) -> int:
+        """Index a pack that no index lists (left complete by an interrupted backup): its
+        SHA-256 checked against its name, its blob list taken from its own authenticated
+        header (as repair does), listed in the next index file this process writes (flush).
+        A blob already indexed in another pack keeps that location; the pack's copy is then
+        unused, and prune frees it. Returns the number of blobs it holds."""
+        _data, entries = self.read_pack(pack_id)
+        with self._write_lock:
+            self.index.add_pack(pack_id, entries)
+            self._unindexed[pack_id] = entries
+        return len(entries)
+
     def list_pack_names(self) -> dict[str, int]:
         return {info.name: info.size for info in self.storage.list(layout.DATA_PREFIX)}
 
