@@ -95,7 +95,8 @@ class RepositoryExists(BackupctlError):
 
 def recover_add_key(url: str = "URL") -> str:
     """What to do when no passphrase can open the repository any more: the recovery sheet."""
-    return f"`backupctl recover --url {url} --add-key` with the recovery sheet writes a new key file for a new passphrase"
+    return (f"`backupctl recover --url {url} --add-key` with the recovery sheet writes a new key file "
+            f"for a new passphrase")
 
 
 RECOVER_ADD_KEY = recover_add_key()

@@ -56,7 +56,8 @@ def gather(config: Config, open_repository: Callable[[str], Repository], *,
             gathered.snapshots[settings.name] = snapshots
         except BackupctlError as exc:
             fact.unavailable = exc.one_line()
-        fact.last_restore_test = restore_test_outcome(Records(config.agent.state_dir, settings.name).last("restore_test"))
+        test = Records(config.agent.state_dir, settings.name).last("restore_test")
+        fact.last_restore_test = restore_test_outcome(test)
         if settings.media:
             seen = media.MediaState(config.agent.state_dir, settings.name).record().get("media", {})
             recent = now - DISK_ROTATION_WINDOW

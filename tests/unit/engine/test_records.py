@@ -52,9 +52,10 @@ def test_the_monthly_snapshot_is_at_risk_only_after_the_first_week_of_a_month():
 
 def test_each_risk_is_worded_in_french_for_a_french_practice():
     november_9 = dt.datetime(2026, 11, 9, 9, tzinfo=PARIS)
-    found = worded(obligations_at_risk(now=november_9, last_backup=Event(dt.datetime(2026, 10, 30, 20, tzinfo=PARIS), {}),
-                                       last_check=Event(november_9, {"ok": False}), last_restore_test=None, zone=PARIS),
-                   "fr")
+    october_30 = Event(dt.datetime(2026, 10, 30, 20, tzinfo=PARIS), {})
+    damaged = Event(november_9, {"ok": False})
+    found = worded(obligations_at_risk(now=november_9, last_backup=october_30, last_check=damaged,
+                                       last_restore_test=None, zone=PARIS), "fr")
     assert found == ["aucune sauvegarde depuis 9 jours (règle S1 : au moins chaque semaine)",
                      "pas encore de sauvegarde en novembre 2026 : pas de sauvegarde mensuelle (règle S3)",
                      "la dernière vérification, le 2026-11-09, a trouvé des dommages",
