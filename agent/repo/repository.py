@@ -331,7 +331,9 @@ class Repository:
             if config.repository_id == candidate:
                 return cls(storage, master, config)
         raise WrongPassphrase(f"the recovery code does not open the repository at {storage.describe()}: "
-                              f"it belongs to another repository, or a share is missing or wrong")
+                              f"it belongs to another repository, or a share is missing or wrong",
+                              hint="check --url against the sheet, and that every share is the one of this "
+                                   "repository (each line's check characters were verified)")
 
     # ---- envelopes ------------------------------------------------------------
 
