@@ -9,7 +9,7 @@ import os
 
 from agent import __version__
 from agent.config import Config
-from agent.daemon.schedule import planned_jobs, previous_fire
+from agent.daemon.schedule import PlannedJob, planned_jobs, previous_fire
 from agent.engine import media
 from agent.engine.records import Records, Risk, obligations_at_risk
 from agent.reports.i18n import risk_text
@@ -52,7 +52,8 @@ def collect(config: Config, now: _dt.datetime) -> dict:
             "repositories": repositories}
 
 
-def repository_risks(config: Config, repository: str, now: _dt.datetime, *, jobs=None) -> list[Risk]:
+def repository_risks(config: Config, repository: str, now: _dt.datetime, *,
+                     jobs: list[PlannedJob] | None = None) -> list[Risk]:
     """The obligations at risk for one repository, as codes (agent.engine.records.Risk)."""
     settings = config.repository(repository)
     records = Records(config.agent.state_dir, repository)
