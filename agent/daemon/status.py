@@ -67,7 +67,7 @@ def repository_risks(config: Config, repository: str, now: _dt.datetime, *,
 def _service_risks(daemon: dict) -> list[Risk]:
     """Installed as a service, but no daemon holds the state_dir's lock: nothing scheduled runs
     (a unit stopped by hand, or one that failed and gave up restarting)."""
-    if daemon["running"] or not os.path.exists(INSTALLED_UNIT):
+    if daemon["running"] is not False or not os.path.exists(INSTALLED_UNIT):
         return []
     return [Risk("daemon_stopped", {"unit": INSTALLED_UNIT})]
 
@@ -100,6 +100,8 @@ def _disk_risks(config: Config, settings, jobs, now: _dt.datetime) -> list[Risk]
 
 
 def daemon_state(state_dir: str) -> dict:
+    """running: True (the lock is held: its pid), False, or None when this user may not
+    read the lock file (then nobody can tell, and no risk is claimed from it)."""
     path = os.path.join(state_dir, "daemon", "daemon.lock")
     try:
         with open(path) as handle:
@@ -107,6 +109,8 @@ def daemon_state(state_dir: str) -> dict:
                 fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:
                 return {"running": True, "pid": int(handle.read().strip() or 0)}
+    except PermissionError:
+        return {"running": None, "pid": None}
     except (OSError, ValueError):
         pass
     return {"running": False, "pid": None}

@@ -71,3 +71,18 @@ def test_unit_installed_and_the_daemon_holding_its_lock_is_not_a_risk(world):
         daemon._lock_handle.close()
     code, document, _text = _status(config)  # the lock released: the daemon is gone
     assert code == 4 and document["daemon"]["running"] is False
+
+
+def test_a_lock_this_user_may_not_read_claims_nothing(world, monkeypatch):
+    """Another user than the service's cannot tell whether the daemon runs: no risk from it."""
+    config, unit = world
+    unit.write_text("[Service]\n")
+    Daemon(str(config))._single_instance()  # the lock file exists (released with the object)
+
+    def refused(*_args, **_kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(status, "open", refused, raising=False)
+    code, document, text = _status(config)
+    assert code == 0 and document["ok"] and document["daemon"]["running"] is None and document["at_risk"] == []
+    assert "Daemon: unknown" in text
