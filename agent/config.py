@@ -48,6 +48,11 @@ class AgentSettings:
         return self.report_dir or os.path.join(self.state_dir, "reports")
 
 
+# [source] databases when the key is absent: the usual files of a practice's software (what
+# config.example.toml recommended); `databases = []` turns page-aligned blocks off.
+DEFAULT_DATABASE_PATTERNS = ("*.db", "*.sqlite", "*.fdb")
+
+
 @dataclass(frozen=True)
 class SourceSettings:
     paths: tuple[str, ...]
@@ -223,7 +228,8 @@ def parse(raw: dict, path: str) -> Config:
         paths=paths,
         exclude=source_table.string_list("exclude"),
         one_file_system=source_table.get("one_file_system", bool, default=False),
-        databases=source_table.string_list("databases"),
+        databases=(source_table.string_list("databases") if "databases" in source_table.data
+                   else DEFAULT_DATABASE_PATTERNS),
         database_chunk_size=source_table.get("database_chunk_size", int, default=32 * 1024,
                                              what="a power of two from 4096 to 1048576"),
     )
@@ -547,7 +553,15 @@ _passphrase_from_environment: bytes | None = None
 
 
 def read_passphrase(config: Config) -> bytes | None:
-    """BACKUPCTL_PASSPHRASE wins; then a systemd credential named "passphrase"
+    """The passphrase alone (see read_passphrase_and_source)."""
+    found = read_passphrase_and_source(config)
+    return found[0] if found else None
+
+
+def read_passphrase_and_source(config: Config) -> tuple[bytes, str] | None:
+    """The passphrase and where it came from, in words a person can act on (an error about
+    a passphrase that opens nothing names that source: the file to fix is the one used).
+    BACKUPCTL_PASSPHRASE wins; then a systemd credential named "passphrase"
     ($CREDENTIALS_DIRECTORY/passphrase, see systemd/backupctl.service); else the
     passphrase file, which must be private (0600)."""
     global _passphrase_from_environment
@@ -557,16 +571,18 @@ def read_passphrase(config: Config) -> bytes | None:
         # passphrase that is not UTF-8 comes back as it was typed, never as an error quoting it.
         _passphrase_from_environment = os.fsencode(from_env)
     if _passphrase_from_environment is not None:
-        return _passphrase_from_environment
+        return _passphrase_from_environment, f"the environment variable {ENV_PASSPHRASE}"
     credentials = os.environ.get("CREDENTIALS_DIRECTORY")
     if credentials and os.path.isfile(os.path.join(credentials, "passphrase")):
-        run_as.check_readable(os.path.join(credentials, "passphrase"), "the systemd credential")
-        with open(os.path.join(credentials, "passphrase"), "rb") as handle:
+        path = os.path.join(credentials, "passphrase")
+        run_as.check_readable(path, "the systemd credential")
+        with open(path, "rb") as handle:
             secret = handle.read().rstrip(b"\r\n")
         if not secret:
             raise ConfigError("the systemd credential 'passphrase' is empty")
-        return secret
+        return secret, "the systemd credential 'passphrase' (LoadCredential= of the service)"
     file = config.key.passphrase_file
     if not file:
         return None
-    return read_private_file(file, where=f"{config.path}: [key] passphrase_file ")
+    secret = read_private_file(file, where=f"{config.path}: [key] passphrase_file ")
+    return secret, f"the passphrase file {file} ([key] passphrase_file)"

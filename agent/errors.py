@@ -8,6 +8,7 @@
     +-- RepositoryExists               11  `init` found a repository already there
     +-- WrongPassphrase                12  no key of the repository opens with this passphrase
     +-- KeyFileError                   12  a key file is malformed or has unsafe parameters
+    |   +-- NoKeyFile                  12  the repository is there (config object) but has no key file
     +-- IntegrityError                 13  stored data is damaged, tampered with or missing
     +-- StorageError                   14  the storage backend failed (I/O, S3 access denied)
     |   +-- ObjectNotFound             14  a named object does not exist
@@ -93,14 +94,34 @@ class RepositoryExists(BackupctlError):
     hint = "nothing was changed; use another location for a new repository"
 
 
+def recover_add_key(url: str = "URL") -> str:
+    """What to do when no passphrase can open the repository any more: the recovery sheet."""
+    return (f"`backupctl recover --url {url} --add-key` with the recovery sheet writes a new key file "
+            f"for a new passphrase")
+
+
+RECOVER_ADD_KEY = recover_add_key()
+
+
 class WrongPassphrase(BackupctlError):
+    """No key file of the repository opens with this passphrase. The CLI names the source
+    of the passphrase it used (prompt, file, environment, systemd credential)."""
+
     exit_code = 12
-    hint = "check the passphrase file or BACKUPCTL_PASSPHRASE"
+    hint = f"check the passphrase file or BACKUPCTL_PASSPHRASE; if the passphrase is lost, {RECOVER_ADD_KEY}"
 
 
 class KeyFileError(BackupctlError):
     exit_code = 12
-    hint = "use another key of the repository or the recovery sheet"
+    hint = f"use another passphrase of the repository; if none is left, {RECOVER_ADD_KEY}"
+
+
+class NoKeyFile(KeyFileError):
+    """The repository's config object is there but keys/ is empty (deleted, or not copied
+    with the rest): exit 12 like the other key failures, not 10 (RepositoryNotFound), because
+    the data is there and the recovery sheet opens it."""
+
+    hint = f"the data is there but nothing can open it with a passphrase: {RECOVER_ADD_KEY}"
 
 
 class IntegrityError(BackupctlError):

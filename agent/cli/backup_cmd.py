@@ -8,7 +8,7 @@ import click
 
 from agent import clock, timefmt
 from agent.cli.common import (audit, display_path, human_bytes, json_option, ledger_of, note_medium, open_repository,
-                              print_json, repo_option, warn_ledger)
+                              print_json, repo_option, warn_changed_parameters, warn_ledger)
 from agent.cli.progress import for_terminal
 from agent.cli.rescue import store_kit
 from agent.engine.backup import BackupEngine, BackupOptions
@@ -43,6 +43,7 @@ def command(ctx: click.Context, repo_name, tags, at, one_file_system, as_json) -
     a database dump or a hook failed (listed). Exit code 20: a hook refused the backup.
     """
     config, repo = open_repository(ctx, repo_name)
+    warn_changed_parameters(config.repository(repo_name), repo)
     moment = None
     if at:
         try:

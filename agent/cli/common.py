@@ -14,7 +14,8 @@ from agent.audit import AuditTrail
 from agent.crypto.kdf import normalize_passphrase
 from agent.engine import media
 from agent.engine.known_keys import KnownKeys
-from agent.errors import ConfigError, IntegrityError, PermissionDenied, StateDirError, UsageError
+from agent.errors import (ConfigError, IntegrityError, KeyFileError, NoKeyFile, PermissionDenied, StateDirError,
+                          UsageError, WrongPassphrase, recover_add_key)
 from agent.repo.repository import Repository
 from agent.repo.snapshot import Snapshot
 from agent.engine.ledger import Ledger
@@ -35,13 +36,18 @@ def load_config(ctx: click.Context) -> config_module.Config:
 
 
 def passphrase(config: config_module.Config, *, confirm: bool = False) -> bytes:
-    secret = config_module.read_passphrase(config)
-    if secret is not None:
-        return secret
+    return passphrase_and_source(config, confirm=confirm)[0]
+
+
+def passphrase_and_source(config: config_module.Config, *, confirm: bool = False) -> tuple[bytes, str]:
+    """The passphrase, and where it came from (see config.read_passphrase_and_source)."""
+    found = config_module.read_passphrase_and_source(config)
+    if found is not None:
+        return found
     if not sys.stdin.isatty():
         raise ConfigError(f"{config.path}: no passphrase: set [key] passphrase_file or BACKUPCTL_PASSPHRASE")
     text = click.prompt("Repository passphrase", hide_input=True, confirmation_prompt=confirm)
-    return text.encode("utf-8")
+    return text.encode("utf-8"), "the passphrase typed at the prompt"
 
 
 def open_repository(ctx: click.Context, repo_name: str | None, *,
@@ -59,11 +65,42 @@ def open_repository(ctx: click.Context, repo_name: str | None, *,
     else:
         storage = open_storage(settings.url, s3=settings.s3)
     known = KnownKeys(config.agent.state_dir)
-    repo = Repository.open(storage, passphrase(config), try_first=known.key_ids())
+    secret, source = passphrase_and_source(config)
+    next_step = recover_add_key(settings.url or "URL")
+    try:
+        repo = Repository.open(storage, secret, try_first=known.key_ids())
+    except WrongPassphrase as exc:
+        # The person fixes the source that was used, not the one they think was used (a
+        # BACKUPCTL_PASSPHRASE left in a shell wins over the passphrase file).
+        raise WrongPassphrase(f"{exc}; the passphrase came from {source}",
+                              hint=(f"if the passphrase is lost, {next_step}" if exc.hint == WrongPassphrase.hint
+                                    else exc.hint)) from None
+    except NoKeyFile as exc:
+        raise NoKeyFile(str(exc), hint=f"the data is there but no passphrase can open it: {next_step}") from None
+    except KeyFileError as exc:
+        raise KeyFileError(str(exc), hint=f"if no other passphrase of the repository is left, {next_step}") from None
     known.remember(repo.config.repository_id, repo.key_id)
     if warn_skew:
         warn_clock_skew(repo)
     return config, repo
+
+
+def warn_changed_parameters(settings: config_module.RepositorySettings, repo: Repository) -> None:
+    """`cipher` and `compression_level` are fixed when the repository is created (its config
+    object holds them): a configuration changed since is not applied, and says so."""
+    def level(value: int | None) -> str:
+        return "compression none" if value is None else f"compression_level {value}"
+
+    differences = []
+    if settings.cipher != repo.config.cipher:
+        differences.append(f"cipher {settings.cipher} in the configuration, {repo.config.cipher} in the repository")
+    if settings.zstd_level != repo.config.compression_level:
+        differences.append(f"{level(settings.zstd_level)} in the configuration, "
+                           f"{level(repo.config.compression_level)} in the repository")
+    if differences:
+        click.echo(f"backupctl: warning: [repositories.{settings.name}]: {'; '.join(differences)}: the repository "
+                   f"keeps what it was created with (fixed at init); set the configuration back, or init a new "
+                   f"repository with the new settings and `backupctl copy --to` it", err=True)
 
 
 def warn_clock_skew(repo: Repository) -> None:

@@ -44,5 +44,10 @@ def command(ctx: click.Context, snapshot, source_name, destination_name, as_json
         click.echo(f"Copied snapshot {snap.short_id} ({when}) into {destination_name} "
                    f"as {report.snapshot_id[:8]}: {report.blobs_copied} blob(s), "
                    f"{human_bytes(report.bytes_added)} added")
+        if not report.same_chunking and report.bytes_added:
+            # Said at every such copy: otherwise the growth of the destination looks like a fault.
+            click.echo(f"{human_bytes(report.bytes_added)} stored anew in {destination_name}: its key differs from "
+                       f"the source's, so the same files are cut into other chunks and do not deduplicate with "
+                       f"{destination_name}'s own backups (README, \"copy\")")
     for warning in rotation:
         click.echo(f"  warning: {warning}", err=True)

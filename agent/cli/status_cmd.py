@@ -30,7 +30,11 @@ def command(ctx: click.Context, as_json) -> None:
         print_json(document)
     else:
         daemon = document["daemon"]
-        click.echo(f"Daemon: {'running (pid ' + str(daemon['pid']) + ')' if daemon['running'] else 'not running'}")
+        running = {True: f"running (pid {daemon['pid']})", False: "not running",
+                   None: "unknown (its lock file is not readable by this user)"}[daemon["running"]]
+        click.echo(f"Daemon: {running}")
+        for risk in document["at_risk"]:
+            click.echo(f"  AT RISK: {risk}")
         for repo in document["repositories"]:
             click.echo(f"{repo['repository']}: last backup {_short(repo['last_backup'], zone)}"
                        f"{' (partial)' if repo['last_backup_partial'] else ''}, "

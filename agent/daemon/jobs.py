@@ -26,6 +26,7 @@ from agent import clock
 from agent.daemon.outcomes import advice, meaning
 from agent.errors import PARTIAL_BACKUP_EXIT_CODE, StateDirError
 from agent.reports.document import shareable
+from agent.reports.i18n import status_text
 from agent.state_file import load_json, save_json
 
 log = logging.getLogger("backupctl.daemon")
@@ -235,6 +236,7 @@ _config = None
 
 # The same obligations at risk are mailed again after this long, not at every job.
 RISK_ALERT_REPEAT = _dt.timedelta(hours=24)
+_MODES = {"full": "complète", "sample": "échantillon"}  # a restore test's modes, in the alert's French
 _WHAT = {"weekly": "la sauvegarde hebdomadaire", "daily": "la sauvegarde quotidienne",
          "check": "la vérification mensuelle"}
 
@@ -252,6 +254,7 @@ def run_job(job_id: str) -> None:
         return
     from agent.daemon.schedule import read_data_slice
 
+    _started(job_id)
     schedule = _config.schedule
     ok = _runner.run(job_id, read_data_slice=read_data_slice(schedule.read_data_period_days, clock.now().date()),
                      prune=schedule.prune_after_backup)
@@ -291,13 +294,14 @@ def restore_test_alert(job_id: str, entry: dict, ok: bool, *, attach: bool = Tru
              f"Fichiers restaurés : {summary.get('files', 0)}, empreinte SHA-256 vérifiée pour "
              f"{summary.get('sha256_verified', 0)} ; fichiers en échec : {summary.get('failures', 0)}."]
     for test in summary.get("tests", []):
-        lines.append(f"  - sauvegarde {str(test.get('snapshot_id'))[:8]} ({test.get('mode')}) : "
+        mode = _MODES.get(test.get("mode"), test.get("mode"))
+        lines.append(f"  - sauvegarde {str(test.get('snapshot_id'))[:8]} ({mode}) : "
                      f"{test.get('files')} fichier(s) en {test.get('duration_s')} s "
                      f"({test.get('throughput_mib_s')} Mio/s)")
     if not ok and code is not None:
         lines += ["", f"Code de sortie {code} : {meaning(code)}.", f"À faire : {advice(code)}."]
     if rules:
-        failing = [f"{r['rule']} ({r['status']})" for r in rules if r["status"] != "OK"]
+        failing = [f"{r['rule']} ({status_text(r['status'], 'fr')})" for r in rules if r["status"] != "OK"]
         lines += ["", f"Règles du mémento : {sum(r['status'] == 'OK' for r in rules)} conforme(s) sur {len(rules)}"
                   + (f" ; à voir : {', '.join(failing)}." if failing else ".")]
     lines += ["", "Les données restaurées pour le test ont été effacées." if summary.get("scratch_wiped")
@@ -430,43 +434,78 @@ def failure_alert(job_id: str, entry: dict):
                         **problems})
 
 
-def _risks(repository: str) -> list[str]:
-    """The obligations at risk for a repository (rule ids and dates, no file names), each
-    logged at warning priority so that `journalctl -p warning` shows them."""
-    from agent.daemon.status import collect
+# Jobs the daemon has queued to run now (catch-ups at start, a missed run of a kept job), by
+# job id, with the time they were queued; a job leaves this when it starts. A risk whose
+# remedy is queued is not alerted: at the first start, the backup that runs before the
+# catch-up restore test would otherwise mail "no restore test has been made" minutes before
+# the test itself. An entry older than QUEUED_FOR_AT_MOST no longer hides anything (a job
+# that never started must not silence its risk for good).
+_queued: dict[str, _dt.datetime] = {}
+_queued_lock = threading.Lock()
+QUEUED_FOR_AT_MOST = _dt.timedelta(hours=12)
+_REMEDIES = {"backup": ("weekly", "daily"), "restore-test": ("restore-test",)}
 
-    repo = next((r for r in collect(_config, clock.now())["repositories"] if r["repository"] == repository), None)
-    risks = list(repo["at_risk"]) if repo is not None else []
-    for risk in risks:
-        log.warning("obligation at risk for %s: %s", repository, risk)
+
+def note_queued(job_id: str) -> None:
+    with _queued_lock:
+        _queued[job_id] = clock.now()
+
+
+def _started(job_id: str) -> None:
+    with _queued_lock:
+        _queued.pop(job_id, None)
+
+
+def _remedy_queued(remedy: str, repository: str, now: _dt.datetime) -> bool:
+    with _queued_lock:
+        return any(f"{kind}:{repository}" in _queued and now - _queued[f"{kind}:{repository}"] < QUEUED_FOR_AT_MOST
+                   for kind in _REMEDIES.get(remedy, ()))
+
+
+def _risks(repository: str) -> list[str]:
+    """The obligations at risk for a repository (rule ids and dates, no file names), in
+    [agent] report_language, each logged at warning priority so that `journalctl -p warning`
+    shows them; those whose remedy job is queued are left for that job to mend."""
+    from agent.daemon.status import repository_risks
+    from agent.reports.i18n import risk_text
+
+    now = clock.now()
+    language = _config.agent.report_language
+    risks = []
+    for risk in repository_risks(_config, repository, now):
+        if _remedy_queued(risk.remedy, repository, now):
+            log.info("not alerted yet for %s, its %s job is queued: %s", repository, risk.remedy,
+                     risk_text(risk.code, risk.params))
+            continue
+        log.warning("obligation at risk for %s: %s", repository, risk_text(risk.code, risk.params))
+        risks.append(risk_text(risk.code, risk.params, language))
     return risks
 
 
 def _alert_risks(repository: str) -> None:
     from agent.alerts import Alert
+    from agent.reports.i18n import risk_alert_text
 
     now = clock.now()
     risks = _risks(repository)
     if not risks:
         return
-    repo = {"at_risk": risks}
     path = os.path.join(_config.agent.state_dir, "daemon", "alerts.json")
     sent = load_json(path)
     previous = sent.get(repository, {})
-    if previous.get("risks") == repo["at_risk"] and \
+    if previous.get("risks") == risks and \
             now - _dt.datetime.fromisoformat(previous["time"]) < RISK_ALERT_REPEAT:
         return
     host = socket.gethostname()
-    body = "\n".join([f"Sur le serveur {host}, des obligations de sauvegarde du dépôt « {repository} » "
-                      f"ne sont pas remplies (mémento PGSSI-S) :", ""]
-                     + [f"  - {risk}" for risk in repo["at_risk"]]
-                     + ["", "Pour le prestataire : backupctl status"])
-    if not _alert(Alert(subject=f"[backupctl] À surveiller : obligations non remplies pour « {repository} » "
-                                f"({host})", body=body,
+    language = _config.agent.report_language
+    body = "\n".join([risk_alert_text("intro", language, host=host, repository=repository), ""]
+                     + [f"  - {risk}" for risk in risks]
+                     + ["", risk_alert_text("provider", language)])
+    if not _alert(Alert(subject=risk_alert_text("subject", language, host=host, repository=repository), body=body,
                         facts={"event": "obligations_at_risk", "repository": repository, "host": host,
-                               "at_risk": repo["at_risk"]})):
+                               "at_risk": risks})):
         return
-    sent[repository] = {"time": now.isoformat(), "risks": repo["at_risk"]}
+    sent[repository] = {"time": now.isoformat(), "risks": risks}
     try:
         save_json(path, sent)
     except StateDirError as exc:

@@ -31,7 +31,8 @@ _MEANINGS: dict[int, tuple[str, str]] = {
         "rien n'a été modifié ; choisir un autre emplacement"),
     errors.WrongPassphrase.exit_code: (
         "la phrase de passe ou le fichier de clé ne permet pas d'ouvrir le dépôt",
-        "vérifier le fichier de phrase de passe"),
+        "vérifier le fichier de phrase de passe (ou l'identifiant systemd) ; si la phrase est perdue ou les "
+        "fichiers de clé endommagés : backupctl recover --add-key avec la feuille de secours"),
     errors.IntegrityError.exit_code: (
         "des données stockées sont endommagées, altérées ou manquantes",
         "lancer backupctl check --read-data sur le serveur"),

@@ -232,6 +232,7 @@ class Daemon:
                      key=lambda job: order[job.kind])
         for position, job in enumerate(due):
             stored = scheduler.get_job(job.job_id, jobstore="default")
+            jobs.note_queued(job.job_id)  # its risks wait for it (jobs._risks)
             if stored is not None and stored.next_run_time is not None and stored.next_run_time <= now:
                 continue  # APScheduler runs it now anyway (a missed run of a kept job)
             log.info("catching up: %s", job.describe())

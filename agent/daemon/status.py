@@ -9,22 +9,27 @@ import os
 
 from agent import __version__
 from agent.config import Config
-from agent.daemon.schedule import planned_jobs, previous_fire
+from agent.daemon.schedule import PlannedJob, planned_jobs, previous_fire
 from agent.engine import media
-from agent.engine.records import Records, obligations_at_risk
+from agent.engine.records import Records, Risk, obligations_at_risk
+from agent.reports.i18n import risk_text
+from agent.service_install.layout import UNIT
+
+
+# Where install-service puts the unit (agent/service_install/layout.py); a module constant
+# so that a test can point it at a file of its own, without systemd.
+INSTALLED_UNIT = UNIT
 
 
 def collect(config: Config, now: _dt.datetime) -> dict:
-    zone = config.retention.zone
+    """What `status` prints. Risks are in English (for the IT provider at the console), with
+    their codes for monitoring; the daemon's alerts word them in [agent] report_language."""
     jobs = planned_jobs(config)
     repositories = []
     for settings in config.repositories:
         records = Records(config.agent.state_dir, settings.name)
         backup, check, restore_test = records.last("backup"), records.last("check"), records.last("restore_test")
-        risks = obligations_at_risk(now=now, last_backup=backup, last_check=check, last_restore_test=restore_test,
-                                    zone=zone)
-        if settings.media:
-            risks += _disk_risks(config, settings, jobs, now)
+        risks = repository_risks(config, settings.name, now, jobs=jobs)
         next_runs = [{"job": job.describe(), "at": when.isoformat()} for job in jobs
                      if job.repository == settings.name
                      and (when := job.trigger.get_next_fire_time(None, now)) is not None]
@@ -36,12 +41,35 @@ def collect(config: Config, now: _dt.datetime) -> dict:
             "last_check_ok": check.detail.get("ok") if check else None,
             "last_restore_test": restore_test.time.isoformat() if restore_test else None,
             "next_runs": next_runs,
-            "at_risk": risks,
+            "at_risk": [risk_text(r.code, r.params) for r in risks],
+            "at_risk_codes": [r.code for r in risks],
             "warnings": _rescue_kit_warnings(records),
         })
-    at_risk = any(r["at_risk"] for r in repositories)
-    return {"time": now.isoformat(), "ok": not at_risk, "daemon": daemon_state(config.agent.state_dir),
+    daemon = daemon_state(config.agent.state_dir)
+    service_risks = [risk_text(r.code, r.params) for r in _service_risks(daemon)]
+    at_risk = bool(service_risks) or any(r["at_risk"] for r in repositories)
+    return {"time": now.isoformat(), "ok": not at_risk, "daemon": daemon, "at_risk": service_risks,
             "repositories": repositories}
+
+
+def repository_risks(config: Config, repository: str, now: _dt.datetime, *,
+                     jobs: list[PlannedJob] | None = None) -> list[Risk]:
+    """The obligations at risk for one repository, as codes (agent.engine.records.Risk)."""
+    settings = config.repository(repository)
+    records = Records(config.agent.state_dir, repository)
+    risks = obligations_at_risk(now=now, last_backup=records.last("backup"), last_check=records.last("check"),
+                                last_restore_test=records.last("restore_test"), zone=config.retention.zone)
+    if settings.media:
+        risks += _disk_risks(config, settings, jobs if jobs is not None else planned_jobs(config), now)
+    return risks
+
+
+def _service_risks(daemon: dict) -> list[Risk]:
+    """Installed as a service, but no daemon holds the state_dir's lock: nothing scheduled runs
+    (a unit stopped by hand, or one that failed and gave up restarting)."""
+    if daemon["running"] is not False or not os.path.exists(INSTALLED_UNIT):
+        return []
+    return [Risk("daemon_stopped", {"unit": INSTALLED_UNIT})]
 
 
 def _rescue_kit_warnings(records: Records) -> list[str]:
@@ -55,7 +83,7 @@ def _rescue_kit_warnings(records: Records) -> list[str]:
             f"`make dist` in the checkout, or the install script, then a backup stores it)"]
 
 
-def _disk_risks(config: Config, settings, jobs, now: _dt.datetime) -> list[str]:
+def _disk_risks(config: Config, settings, jobs, now: _dt.datetime) -> list[Risk]:
     """The disk due this week has not received a backup although the weekly run is past."""
     local = now.astimezone(config.retention.zone)
     monday = (local - _dt.timedelta(days=local.weekday())).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -68,10 +96,12 @@ def _disk_risks(config: Config, settings, jobs, now: _dt.datetime) -> list[str]:
     last = record.get("last_backup")
     if last and _dt.datetime.fromisoformat(last) >= monday:
         return []
-    return [f"this week's disk, {due}, has not received its backup (rule S2)"]
+    return [Risk("disk_due", {"disk": due}, "backup")]
 
 
 def daemon_state(state_dir: str) -> dict:
+    """running: True (the lock is held: its pid), False, or None when this user may not
+    read the lock file (then nobody can tell, and no risk is claimed from it)."""
     path = os.path.join(state_dir, "daemon", "daemon.lock")
     try:
         with open(path) as handle:
@@ -79,6 +109,8 @@ def daemon_state(state_dir: str) -> dict:
                 fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:
                 return {"running": True, "pid": int(handle.read().strip() or 0)}
+    except PermissionError:
+        return {"running": None, "pid": None}
     except (OSError, ValueError):
         pass
     return {"running": False, "pid": None}

@@ -38,9 +38,10 @@ from agent.engine.dumps import DUMP_FOLDER, DumpError
 from agent.engine.files_cache import FilesCache
 from agent.engine.holes import HoleSkippingReader, is_sparse
 from agent.engine.progress import Progress, SilentProgress
-from agent.errors import BackupctlError, SourceError
+from agent.errors import BackupctlError, IntegrityError, ObjectNotFound, SourceError
+from agent.repo import layout
 from agent.repo.chunker import DEFAULT_DATABASE_CHUNK_SIZE
-from agent.repo.lock import RepositoryLock
+from agent.repo.lock import RepositoryLock, list_locks
 from agent.repo.pack import BLOB_DATA, BLOB_TREE
 from agent.repo.repository import Repository
 from agent.repo.snapshot import Snapshot, SnapshotId
@@ -78,6 +79,12 @@ class BackupOptions:
     previous_snapshots: list[str] = field(default_factory=list)
 
 
+# Unindexed packs one backup adopts at most (each is read whole, up to a pack's size): an
+# interrupted backup leaves fewer than PACKS_PER_INDEX plus its last partial packs; after a
+# lost index file, the next backups adopt the rest, or `repair` indexes them all at once.
+MAX_PACKS_ADOPTED = 16
+
+
 @dataclass
 class BackupReport:
     snapshot: Snapshot | None = None
@@ -92,6 +99,7 @@ class BackupReport:
     warnings: list[tuple[str, str]] = field(default_factory=list)
     databases_dumped: list[str] = field(default_factory=list)  # paths in the snapshot
     database_failures: int = 0
+    packs_adopted: int = 0  # complete packs an interrupted backup left unindexed, indexed by this one
 
     @property
     def partial(self) -> bool:
@@ -112,6 +120,7 @@ class BackupReport:
             "partial": self.partial,
             "databases_dumped": self.databases_dumped,
             "database_failures": self.database_failures,
+            "packs_adopted": self.packs_adopted,
             "warnings": [{"path": p, "problem": m} for p, m in self.warnings],
         }
 
@@ -207,8 +216,35 @@ class BackupEngine:
         self._dir_jobs: deque[_DirJob] = deque()
         self._local = threading.local()  # one chunker per worker (FastCDC is not thread-safe)
         self._root_extra: list[Node] = []  # the database dumps' folder, added to the snapshot's root
+        self._lock: RepositoryLock | None = None  # this backup's, while it runs
 
     # ---- entry point ----------------------------------------------------------
+
+    def _adopt_unindexed_packs(self) -> None:
+        """Index the complete packs an interrupted backup left in no index (docs/FORMAT.md
+        section 12): their blobs are then reused instead of stored again, and `check` has
+        nothing to say about them. Only when no other live lock is held: a pack that another
+        running backup wrote and has not indexed yet is that backup's to index. Packs are
+        listed before the locks, so a writer that starts after the listing wrote none of
+        them. A pack that does not read back whole under this repository's key is left for
+        prune, which deletes every pack no index lists."""
+        lock = self._lock
+        indexed = {layout.pack_name(pack_id) for pack_id in self.repo.index.pack_ids()}
+        orphans = sorted(name for name in self.repo.list_pack_names() if name not in indexed)
+        if not orphans or lock is None:
+            return
+        now = clock.now()
+        if any(other.lock_id != lock.lock_id and not other.is_stale(now) for other in list_locks(self.repo)):
+            return
+        for name in orphans[:MAX_PACKS_ADOPTED]:
+            pack_id = layout.pack_id_from_name(name)
+            if pack_id is None:
+                continue
+            try:
+                self.repo.adopt_pack(pack_id)
+            except (IntegrityError, ObjectNotFound):
+                continue
+            self.report.packs_adopted += 1
 
     def run(self) -> BackupReport:
         # The walk recurses once per folder level (three frames each). A local user who can
@@ -221,7 +257,8 @@ class BackupEngine:
         sys.setrecursionlimit(max(limit, WALK_RECURSION_LIMIT))
         try:
             # A shared lock: other backups may run, a prune may not (agent.repo.lock).
-            with RepositoryLock(self.repo, "backup"):
+            with RepositoryLock(self.repo, "backup") as lock:
+                self._lock = lock
                 return self._run()
         finally:
             sys.setrecursionlimit(limit)
@@ -232,6 +269,7 @@ class BackupEngine:
         snapshot_time = self.options.time or clock.now()
         sources = self._check_sources()
         self.repo.load_index(reload=True)  # as of now, under the lock: a prune may just have run
+        self._adopt_unindexed_packs()
         self.progress.start("backup")
         expected = self._previous_totals(sources)
         if expected is not None:
@@ -267,7 +305,7 @@ class BackupEngine:
         self.report.bytes_added = self.repo.bytes_added
         self.report.duration_s = time.monotonic() - started
         snapshot.summary = {k: v for k, v in self.report.as_dict().items()
-                            if k not in ("snapshot_id", "time", "warnings")}
+                            if k not in ("snapshot_id", "time", "warnings", "packs_adopted")}
         snapshot.summary["warnings"] = len(self.report.warnings)
         self.repo.save_snapshot(snapshot)
         if self.cache is not None:

@@ -74,6 +74,7 @@ class CheckReport:
             "affected_files": {k: v for k, v in self.affected.items()},
             "ledger_problems": self.ledger_problems,
             "rescue_kit_problems": self.rescue_kit_problems,
+            "unindexed_packs": self.unindexed_packs,
         }
 
 
@@ -137,16 +138,30 @@ class CheckEngine:
                 else:
                     self.report.warnings.append(f"pack {name} is missing, but a later backup stored all of "
                                                 f"its data again (its stale index entry is harmless)")
-        for name in stored:
-            if name not in indexed:
-                self.report.unindexed_packs += 1
-                self.report.warnings.append(f"pack {name} is not in any index (left by an interrupted backup, "
-                                            f"or its index file was lost: `backupctl repair` indexes it again)")
+        unindexed = [name for name in stored if name not in indexed]
+        self.report.unindexed_packs = len(unindexed)
         if self.read_data:
             self._read_all(stored)
         self._check_snapshots()
         self._check_rescue_kits()
+        self._note_unindexed(unindexed)
         return self.report
+
+    def _note_unindexed(self, unindexed: list[str]) -> None:
+        """Packs no index lists. With nothing missing, they are what an interrupted backup
+        left: the next backup indexes them (agent/engine/backup.py) or prune deletes them,
+        so one line says so and asks nothing. With data missing they may hold it: each is
+        named, and the advice is repair, which indexes every pack from its own header."""
+        if not unindexed:
+            return
+        if self.report.ok:
+            self.report.warnings.append(
+                f"{len(unindexed)} pack(s) in no index, left by an interrupted backup: the next backup indexes "
+                f"them and reuses their data, or prune deletes them; nothing to do")
+            return
+        for name in unindexed:
+            self.report.warnings.append(f"pack {name} is not in any index (left by an interrupted backup, "
+                                        f"or its index file was lost: `backupctl repair` indexes it again)")
 
     def _check_rescue_kits(self) -> None:
         """rescue/ is in clear by design (docs/FORMAT.md section 12.5): not foreign, not

@@ -9,7 +9,7 @@ import datetime as _dt
 from dataclasses import dataclass, field
 
 from agent import timefmt
-from agent.engine.records import MONTH_GRACE_DAYS, RESTORE_TEST_LIMIT, WEEKLY_LIMIT
+from agent.engine.records import MONTH_GRACE_DAYS, WEEKLY_LIMIT, restore_test_risk
 from agent.engine.retention import calendar_periods
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
@@ -130,12 +130,20 @@ def assess(repositories: list[RepositoryFacts], *, now: _dt.datetime, zone, year
                     [Evidence("places", {"count": str(len(repositories)), "off_site": ", ".join(off_site) or "-"})]))
 
     # S7 and C5: a restore test, comparing SHA-256, at least quarterly.
-    tests = [(r.name, *r.last_restore_test) for r in repositories if r.last_restore_test]
-    recent = [t for t in tests if now - t[1] <= RESTORE_TEST_LIMIT]
-    status = OK if recent and all(ok for _name, _time, ok in recent) else FAIL
-    evidence = [Evidence("restore_test_passed" if ok else "restore_test_failed", {"repository": name, "date": day(when)})
-                for name, when, ok in tests]
-    rows.append(Row("S7", status, evidence or [Evidence("no_restore_test")]))
+    # Per repository, with the very verdict `status` uses (records.restore_test_risk): the
+    # table cannot call S7 met while `status` says a repository has no recent test.
+    evidence = []
+    for r in repositories:
+        risk = restore_test_risk(r.last_restore_test, now)
+        if r.last_restore_test is None:
+            evidence.append(Evidence("no_restore_test_of", {"repository": r.name}))
+            continue
+        when, ok = r.last_restore_test
+        code = ("restore_test_passed" if risk is None else "restore_test_failed" if risk.code == "restore_test_failed"
+                else "restore_test_too_old")
+        evidence.append(Evidence(code, {"repository": r.name, "date": day(when)}))
+    met = bool(repositories) and all(restore_test_risk(r.last_restore_test, now) is None for r in repositories)
+    rows.append(Row("S7", OK if met else FAIL, evidence or [Evidence("no_restore_test")]))
 
     # S8: kept disconnected: an object-locked off-site copy.
     locked = [Evidence("object_lock", {"repository": r.name, "mode": r.object_lock})

@@ -10,6 +10,13 @@ The copy is a snapshot of its own in the destination, with the same time, host, 
 and tags, and `summary.copied_from` naming the original repository and snapshot (the
 source's own `copied_from` when the source is itself a copy), so copying twice, or back
 to where a snapshot came from, is a no-op. Write order is a backup's: packs, index, then the snapshot.
+
+Chunks are copied as the source cut them, not cut again: between repositories with
+different keys, the copy does not deduplicate against what the destination's own backups
+stored (its chunk boundaries come from its own secret seed), and the command says how much
+was stored anew and why. Re-cutting would mean reassembling every file from its chunks and
+running the destination's chunker over it: the copy would become a second backup, and
+whole-file reassembly of large files (disk images, dumps) in memory or on disk; not done.
 """
 
 from __future__ import annotations
@@ -32,11 +39,16 @@ class CopyReport:
     already_there: bool = False
     blobs_copied: int = 0
     bytes_added: int = 0
+    # Same master key and chunker parameters (two disks of one set): the copied chunks are the
+    # ones the destination's own backups would cut, and deduplicate with them. Otherwise
+    # (S3 and a disk set, each with its own key) the chunk boundaries come from another
+    # secret seed: files the destination already holds from its own backups are stored again.
+    same_chunking: bool = True
 
     def as_dict(self) -> dict:
         return {"source_snapshot": self.source_snapshot, "snapshot_id": self.snapshot_id,
                 "already_there": self.already_there, "blobs_copied": self.blobs_copied,
-                "bytes_added": self.bytes_added}
+                "bytes_added": self.bytes_added, "same_chunking": self.same_chunking}
 
 
 class CopyEngine:
@@ -44,7 +56,9 @@ class CopyEngine:
         self.source = source
         self.destination = destination
         self.snapshot = snapshot
-        self.report = CopyReport(source_snapshot=snapshot.id.hex())
+        self.report = CopyReport(source_snapshot=snapshot.id.hex(), same_chunking=(
+            source.master.secret == destination.master.secret and source.config.chunker == destination.config.chunker
+            and source.padded == destination.padded))
         self._ids: dict[bytes, bytes] = {}  # source id -> destination id, trees and chunks
 
     def run(self) -> CopyReport:

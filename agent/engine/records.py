@@ -85,26 +85,53 @@ RESTORE_TEST_LIMIT = _dt.timedelta(days=92)  # rule S7: quarterly
 MONTH_GRACE_DAYS = 7  # a weekly backup must have happened in the first week of a month
 
 
+@dataclass(frozen=True)
+class Risk:
+    """An obligation at risk, as a code and its parameters (dates, counts, names of disks,
+    never a file name); agent/reports/i18n.py turns it into words, in French or English.
+    `remedy` is the kind of job that mends it ("backup", "restore-test"; "" for none): the
+    daemon does not alert on a risk whose remedy job is already queued."""
+
+    code: str
+    params: dict[str, str]
+    remedy: str = ""
+
+
+def restore_test_outcome(event: Event | None) -> tuple[_dt.datetime, bool] | None:
+    """The last restore test as (time, passed): passed only when its record says ok."""
+    return (event.time, event.detail.get("ok") is True) if event is not None else None
+
+
+def restore_test_risk(last: tuple[_dt.datetime, bool] | None, now: _dt.datetime) -> Risk | None:
+    """Rule S7 for one repository, from its last restore test (time, passed): the one verdict
+    that `status` and `compliance` both use, so that they cannot disagree."""
+    if last is None:
+        return Risk("no_restore_test", {}, "restore-test")
+    when, ok = last
+    if now - when > RESTORE_TEST_LIMIT:
+        return Risk("restore_test_old", {"days": str((now - when).days)}, "restore-test")
+    if not ok:
+        return Risk("restore_test_failed", {}, "restore-test")
+    return None
+
+
 def obligations_at_risk(*, now: _dt.datetime, last_backup: Event | None, last_check: Event | None,
-                        last_restore_test: Event | None, zone) -> list[str]:
-    """The memento obligations not met for one repository, in plain words."""
+                        last_restore_test: Event | None, zone) -> list[Risk]:
+    """The memento obligations not met for one repository."""
     risks = []
     local_now = now.astimezone(zone)
     if last_backup is None:
-        risks.append("no backup has been made yet (rule S1: at least weekly)")
+        risks.append(Risk("no_backup", {}, "backup"))
     else:
         age = now - last_backup.time
         if age > WEEKLY_LIMIT:
-            risks.append(f"no backup for {age.days} days (rule S1: at least weekly)")
+            risks.append(Risk("backup_old", {"days": str(age.days)}, "backup"))
         local = last_backup.time.astimezone(zone)
         if local_now.day > MONTH_GRACE_DAYS and (local.year, local.month) != (local_now.year, local_now.month):
-            risks.append(f"no backup yet in {local_now:%B %Y}: no monthly snapshot (rule S3)")
+            risks.append(Risk("no_monthly", {"year": str(local_now.year), "month": str(local_now.month)}, "backup"))
     if last_check is not None and last_check.detail.get("ok") is False:
-        risks.append(f"the last check, on {last_check.time.astimezone(zone):%Y-%m-%d}, found damage")
-    if last_restore_test is None:
-        risks.append("no restore test has been made (rule S7: at least quarterly)")
-    elif now - last_restore_test.time > RESTORE_TEST_LIMIT:
-        risks.append(f"no restore test for {(now - last_restore_test.time).days} days (rule S7: quarterly)")
-    elif last_restore_test.detail.get("ok") is False:
-        risks.append("the last restore test failed")
+        risks.append(Risk("check_damage", {"date": f"{last_check.time.astimezone(zone):%Y-%m-%d}"}))
+    restore = restore_test_risk(restore_test_outcome(last_restore_test), now)
+    if restore is not None:
+        risks.append(restore)
     return risks

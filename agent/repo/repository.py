@@ -25,6 +25,7 @@ from agent.errors import (
     ForeignObject,
     IntegrityError,
     KeyFileError,
+    NoKeyFile,
     ObjectNotFound,
     RepositoryExists,
     RepositoryNotFound,
@@ -223,6 +224,8 @@ class Repository:
         key_names = sorted(sizes)
         if not key_names and not storage.exists(layout.CONFIG):
             raise RepositoryNotFound(f"no repository at {storage.describe()}")
+        if not key_names:
+            raise NoKeyFile(f"the repository at {storage.describe()} has no key file (keys/ is empty)")
         listed = set(key_names)
         first = [name for name in dict.fromkeys(layout.key_name(k) for k in try_first) if name in listed]
         order = first + [name for name in key_names if name not in first]
@@ -268,10 +271,21 @@ class Repository:
                     f"so that key files added to the storage cannot stall every command)",
                     hint="open once with the recovery sheet (`backupctl recover --add-key`): this machine "
                          "then tries its own key first; or remove unused keys (`backupctl key remove`)")
-            if problems and all(isinstance(p, KeyFileError) for p in problems):
-                raise problems[0]
+            damaged = [p for p in problems if isinstance(p, KeyFileError)]
+            if damaged and len(damaged) == len(problems):
+                # Not a passphrase problem: no key file could even be tried.
+                first_problem = damaged[0]
+                raise KeyFileError(
+                    f"{first_problem}" + (f" (and {len(damaged) - 1} other key file(s) are unusable too)"
+                                          if len(damaged) > 1 else "")
+                    + f": the repository at {storage.describe()} has no usable key file")
+            # A wrapped key that was altered fails its authentication exactly as a wrong
+            # passphrase does: the message says so rather than guess.
+            also = (f"; {len(damaged)} other key file(s) are damaged and could not be tried ({damaged[0]})"
+                    if damaged else "")
             raise WrongPassphrase(f"the passphrase opens none of the {len(key_names)} key(s) "
-                                  f"of the repository at {storage.describe()}")
+                                  f"of the repository at {storage.describe()} (wrong passphrase, "
+                                  f"or a key file altered in storage){also}")
         try:
             raw_config = storage.read(layout.CONFIG, max_size=MAX_CONFIG_SIZE)
         except ObjectNotFound:
@@ -317,7 +331,9 @@ class Repository:
             if config.repository_id == candidate:
                 return cls(storage, master, config)
         raise WrongPassphrase(f"the recovery code does not open the repository at {storage.describe()}: "
-                              f"it belongs to another repository, or a share is missing or wrong")
+                              f"it belongs to another repository, or a share is missing or wrong",
+                              hint="check --url against the sheet, and that every share is the one of this "
+                                   "repository (each line's check characters were verified)")
 
     # ---- envelopes ------------------------------------------------------------
 
@@ -602,6 +618,18 @@ class Repository:
                                          what=f"{name} header")
         plain = compression.decompress(payload, expected_size=None, what=f"{name} header")
         return decode_header_entries(plain, what=name)
+
+    def adopt_pack(self, pack_id: PackId) -> int:
+        """Index a pack that no index lists (left complete by an interrupted backup): its
+        SHA-256 checked against its name, its blob list taken from its own authenticated
+        header (as repair does), listed in the next index file this process writes (flush).
+        A blob already indexed in another pack keeps that location; the pack's copy is then
+        unused, and prune frees it. Returns the number of blobs it holds."""
+        _data, entries = self.read_pack(pack_id)
+        with self._write_lock:
+            self.index.add_pack(pack_id, entries)
+            self._unindexed[pack_id] = entries
+        return len(entries)
 
     def list_pack_names(self) -> dict[str, int]:
         return {info.name: info.size for info in self.storage.list(layout.DATA_PREFIX)}

@@ -16,7 +16,7 @@ from agent.audit import AuditTrail
 from agent.config import Config
 from agent.engine import media
 from agent.engine.compliance import RepositoryFacts, Row, assess
-from agent.engine.records import Records
+from agent.engine.records import Records, restore_test_outcome
 from agent.errors import BackupctlError, IntegrityError
 from agent.repo.repository import Repository
 from agent.repo.snapshot import Snapshot
@@ -57,8 +57,7 @@ def gather(config: Config, open_repository: Callable[[str], Repository], *,
         except BackupctlError as exc:
             fact.unavailable = exc.one_line()
         test = Records(config.agent.state_dir, settings.name).last("restore_test")
-        if test is not None:
-            fact.last_restore_test = (test.time, bool(test.detail.get("ok")))
+        fact.last_restore_test = restore_test_outcome(test)
         if settings.media:
             seen = media.MediaState(config.agent.state_dir, settings.name).record().get("media", {})
             recent = now - DISK_ROTATION_WINDOW

@@ -54,6 +54,8 @@ EVIDENCE = {
         "restore_test_passed": "{repository}: {date} passed",
         "restore_test_failed": "{repository}: {date} FAILED",
         "no_restore_test": "no restore test recorded",
+        "no_restore_test_of": "{repository}: no restore test recorded",
+        "restore_test_too_old": "{repository}: {date}, more than a quarter ago",
         "object_lock": "{repository}: object lock {mode}",
         "no_object_lock": "no S3 repository with object lock",
         "cipher": "{repository}: {cipher}",
@@ -79,6 +81,8 @@ EVIDENCE = {
         "restore_test_passed": "{repository} : {date} réussi",
         "restore_test_failed": "{repository} : {date} ÉCHEC",
         "no_restore_test": "aucun test de restauration enregistré",
+        "no_restore_test_of": "{repository} : aucun test de restauration enregistré",
+        "restore_test_too_old": "{repository} : {date}, il y a plus d'un trimestre",
         "object_lock": "{repository} : verrouillage des objets {mode}",
         "no_object_lock": "aucun dépôt S3 avec verrouillage des objets",
         "cipher": "{repository} : {cipher}",
@@ -91,6 +95,58 @@ EVIDENCE = {
         "audit_intact": "journal d'audit intact : {records} enregistrement(s) depuis le {first} ; les plus "
                         "anciens sont effacés automatiquement",
         "audit_altered": "journal d'audit MODIFIÉ : {records} enregistrement(s) depuis le {first}",
+    },
+}
+
+# The obligations at risk (agent.engine.records.Risk codes): `status` prints them in
+# English for the IT provider, the daemon's alerts in [agent] report_language.
+RISKS = {
+    "en": {
+        "no_backup": "no backup has been made yet (rule S1: at least weekly)",
+        "backup_old": "no backup for {days} days (rule S1: at least weekly)",
+        "no_monthly": "no backup yet in {month_name} {year}: no monthly snapshot (rule S3)",
+        "check_damage": "the last check, on {date}, found damage",
+        "no_restore_test": "no restore test has been made (rule S7: at least quarterly)",
+        "restore_test_old": "no restore test for {days} days (rule S7: quarterly)",
+        "restore_test_failed": "the last restore test failed",
+        "disk_due": "this week's disk, {disk}, has not received its backup (rule S2)",
+        "daemon_stopped": "the service is installed ({unit}) but its daemon is not running: no scheduled "
+                          "backup, check or restore test runs (systemctl start backupctl)",
+    },
+    "fr": {
+        "no_backup": "aucune sauvegarde n'a encore été faite (règle S1 : au moins chaque semaine)",
+        "backup_old": "aucune sauvegarde depuis {days} jours (règle S1 : au moins chaque semaine)",
+        "no_monthly": "pas encore de sauvegarde en {month_name} {year} : pas de sauvegarde mensuelle (règle S3)",
+        "check_damage": "la dernière vérification, le {date}, a trouvé des dommages",
+        "no_restore_test": "aucun test de restauration n'a été fait (règle S7 : au moins chaque trimestre)",
+        "restore_test_old": "aucun test de restauration depuis {days} jours (règle S7 : chaque trimestre)",
+        "restore_test_failed": "le dernier test de restauration a échoué",
+        "disk_due": "le disque de cette semaine, {disk}, n'a pas reçu sa sauvegarde (règle S2)",
+        "daemon_stopped": "le service est installé ({unit}) mais ne tourne pas : aucune sauvegarde, vérification "
+                          "ni test de restauration planifié n'a lieu (systemctl start backupctl)",
+    },
+}
+
+MONTH_NAMES = {
+    "en": ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+           "November", "December"),
+    "fr": ("janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre",
+           "novembre", "décembre"),
+}
+
+# The frame of the daemon's alert about obligations at risk.
+RISK_ALERT = {
+    "en": {
+        "subject": "[backupctl] To watch: obligations not met for « {repository} » ({host})",
+        "intro": "On the server {host}, backup obligations of the repository « {repository} » are not met "
+                 "(PGSSI-S memento):",
+        "provider": "For the IT provider: backupctl status",
+    },
+    "fr": {
+        "subject": "[backupctl] À surveiller : obligations non remplies pour « {repository} » ({host})",
+        "intro": "Sur le serveur {host}, des obligations de sauvegarde du dépôt « {repository} » "
+                 "ne sont pas remplies (mémento PGSSI-S) :",
+        "provider": "Pour le prestataire : backupctl status",
     },
 }
 
@@ -209,6 +265,17 @@ def evidence_text(code: str, params: dict, language: str = "en") -> str:
     # A "time" is ISO 8601 in the codes (JSON), shown to people in its own zone, with it.
     shown = {k: timefmt.shown(v, None) if k == "time" else v for k, v in params.items()}
     return EVIDENCE[language][code].format(**shown)
+
+
+def risk_text(code: str, params: dict, language: str = "en") -> str:
+    """An obligation at risk (agent.engine.records.Risk) in words."""
+    if "month" in params:
+        params = {**params, "month_name": MONTH_NAMES[language][int(params["month"]) - 1]}
+    return RISKS[language][code].format(**params)
+
+
+def risk_alert_text(part: str, language: str = "en", **params: str) -> str:
+    return RISK_ALERT[language][part].format(**params)
 
 
 def status_text(status: str, language: str = "en") -> str:

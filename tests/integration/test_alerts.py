@@ -119,6 +119,9 @@ webhook_url = "{hook.url}"
         assert "réussi pour « main »" in report["Subject"]
         assert "empreinte SHA-256 vérifiée pour 1" in report.get_body(("plain",)).get_content()
         assert "Une copie du rapport est jointe, sans noms de fichiers" in report.get_body(("plain",)).get_content()
+        report_text = report.get_body(("plain",)).get_content()
+        assert "(échantillon)" in report_text and "(sample)" not in report_text  # French, every word of it
+        assert "(NON CONFORME)" in report_text and not any(w in report_text for w in ("(FAIL)", "(WARN)"))
         # The alert carries the report without file names: the page attached (not the PDF of
         # the full report), its facts to the webhook.
         (page,) = report.iter_attachments()
@@ -126,8 +129,15 @@ webhook_url = "{hook.url}"
         posted = next(h["json"] for h in hook.received if h["json"].get("event") == "restore_test")
         assert posted["ok"] is True and posted["report_document"]["schema"] == "backupctl-restore-test-report/1"
         assert posted["report_document"]["report_id"] in page.get_content()
-        # Risks: the disks have no backup (their job failed).
+        # Risks: the disks have no backup (their job failed), in French like the rest.
         assert any("À surveiller" in s and "« usb »" in s for s in subjects)
+        risk_bodies = [m.get_content() for m in mailbox.messages if "À surveiller" in m["Subject"]]
+        assert any("  - aucune sauvegarde n'a encore été faite (règle S1 : au moins chaque semaine)" in b
+                   for b in risk_bodies), risk_bodies
+        assert not any(english in b for b in risk_bodies for english in ("no backup", "no restore test", "rule S"))
+        # main's backup ran before its catch-up restore test, which then passed: no risk
+        # e-mail about a restore test that was queued (issue 18, point 3).
+        assert not any("À surveiller" in s and "« main »" in s for s in subjects), subjects
         assert any(h["json"].get("event") == "job_failed" and h["json"]["exit_codes"] == [19] for h in hook.received)
         # The job's own result is recorded whatever the alerts did.
         record = json.loads((Path(bk.state) / "daemon" / "jobs.json").read_text())

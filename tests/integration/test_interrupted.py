@@ -83,3 +83,42 @@ def test_ctrl_c_during_backup_exits_130_in_one_line_and_leaves_no_snapshot(bk: B
     restored = bk.restore(bk.base / "restored")
     assert restored["sha256_verified"] == files
     assert_same_tree(bk.src, bk.restored(bk.base / "restored"))
+
+
+def test_the_next_backup_adopts_the_packs_a_killed_backup_left_unindexed(bk: Backupctl) -> None:
+    """Issue 18, point 5: `check` says once that there is nothing to do (no per-pack notes, no
+    `repair`, which downloads everything); the next backup indexes the complete packs and
+    reuses their data instead of storing it again; then `check` has nothing to say."""
+    for i in range(FILES):
+        random_file(bk.src / f"imagerie-{i:02d}.dcm", FILE_SIZE + i * 4099)
+    files, total = count_files(bk.src)
+    bk.init()
+    proc = bk.popen("backup", "--json")
+    try:  # one index file (8 packs) and at least two packs after it, not yet indexed
+        wait_for(lambda: (bool(bk.index_files()) and len(bk.packs()) >= 10) or proc.poll() is not None,
+                 timeout=300, what="packs after the first index file")
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert proc.returncode == -signal.SIGKILL, f"the backup finished first (exit {proc.returncode})"
+    stored = sum(p.stat().st_size for p in bk.packs())
+
+    check = bk.ok("check")
+    notes = [line for line in check.stdout.splitlines() if "note:" in line]
+    assert len(notes) == 1 and "next backup indexes them" in notes[0] and "nothing to do" in notes[0], check.stdout
+    assert "repair" not in check.stdout + check.stderr
+    unindexed = bk.ok_json("check")["unindexed_packs"]
+    assert unindexed >= 2
+
+    rerun = bk.backup()
+    assert rerun["packs_adopted"] == unindexed
+    # Every byte already in a complete pack is reused, indexed or not: only the rest is stored.
+    assert rerun["bytes_added"] <= (total - stored) * 1.02 + 2 * MiB, (rerun["bytes_added"], total, stored)
+    after = bk.ok_json("check")
+    assert after["ok"] is True and after["unindexed_packs"] == 0 and after["warnings"] == [], after
+    target = bk.base / "restored"
+    restored = bk.restore(target)
+    assert restored["failures"] == [] and restored["sha256_verified"] == files
+    assert_same_tree(bk.src, bk.restored(target))
+    assert bk.ok_json("check", "--read-data")["ok"] is True

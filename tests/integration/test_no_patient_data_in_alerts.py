@@ -182,7 +182,7 @@ def test_a_failed_restore_test_sends_counts_and_rule_ids_without_the_failed_file
     failed = len(full["restore_test"]["failures"])
     assert f"fichiers en échec : {failed}" in body
     assert "Code de sortie 13 : des données stockées sont endommagées" in body
-    assert "S7 (FAIL)" in body and step["summary"]["report"]["html"] in body
+    assert "S7 (NON CONFORME)" in body and step["summary"]["report"]["html"] in body
     for test in full["restore_test"]["tests"]:
         assert test["snapshot_id"][:8] in body
     # The attached copy is the report without names: the same verdict, counts and rules.

@@ -150,6 +150,7 @@ def test_a_typo_is_named_by_line_and_a_wrong_code_opens_nothing(bk: Backupctl):
     other_bk.ok("key", "export", "--paper", str(other_sheet))
     wrong = _recover(*where, code=_typed_code(other_sheet), env=env, cwd=bk.base)
     assert wrong.returncode == 12 and "does not open" in wrong.stderr, wrong.stderr
+    assert "BACKUPCTL_PASSPHRASE" not in wrong.stderr and "check --url against the sheet" in wrong.stderr
     # Digits typed for look-alike letters (0 for O, 1 for I) and lower case are accepted.
     relaxed = "\n".join(line.lower().replace("o", "0").replace("i", "1") for line in typed)
     assert _recover(*where, code=relaxed, env=env, cwd=bk.base).returncode == 0

@@ -74,7 +74,7 @@ def test_compliance_table_with_evidence(bk: Backupctl):
     before = bk.run("compliance", "--json")
     assert before.returncode == 4
     rules = {r["rule"]: r for r in before.json()["rules"]}
-    assert rules["S7"]["status"] == "FAIL" and rules["S7"]["evidence"] == ["no restore test recorded"]
+    assert rules["S7"]["status"] == "FAIL" and rules["S7"]["evidence"] == ["main: no restore test recorded"]
     assert rules["S1"]["status"] == "OK" and rules["C1-C4"]["status"] == "OK"
     assert rules["S6"]["status"] == "WARN" and rules["S8"]["status"] == "WARN"  # one local repository
     assert bk.run("restore-test", "--scratch-dir", str(bk.base / "s")).returncode == 0

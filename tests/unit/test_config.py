@@ -462,3 +462,14 @@ def test_restore_test_errors(tmp_path):
         _database(tmp_path, "postgresql", 'restore_test = "prod"')
     with pytest.raises(ConfigError, match="PostgreSQL only"):
         _database(tmp_path, "mariadb", 'restore_test = "production"')
+
+
+# ---- [source] databases: the recommended patterns are the default (issue 18, point 5) ------------
+
+
+def test_database_patterns_default_to_the_recommended_ones_and_can_be_turned_off(tmp_path):
+    assert config.load(_write(tmp_path, MINIMAL)).source.databases == ("*.db", "*.sqlite", "*.fdb")
+    turned_off = MINIMAL.replace('exclude = ["*.tmp"]', 'exclude = ["*.tmp"]\ndatabases = []')
+    assert config.load(_write(tmp_path, turned_off)).source.databases == ()
+    own = MINIMAL.replace('exclude = ["*.tmp"]', 'exclude = ["*.tmp"]\ndatabases = ["*.mdb"]')
+    assert config.load(_write(tmp_path, own)).source.databases == ("*.mdb",)

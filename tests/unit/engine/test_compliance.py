@@ -6,6 +6,7 @@ import datetime as dt
 from zoneinfo import ZoneInfo
 
 from agent.engine.compliance import FAIL, OK, WARN, RepositoryFacts, assess
+from agent.engine.records import Event, obligations_at_risk
 from agent.reports.i18n import row_dict
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -29,7 +30,8 @@ def a_practice() -> list[RepositoryFacts]:
                            snapshots=fridays(60), created=NOW - dt.timedelta(weeks=61),
                            last_restore_test=(NOW - dt.timedelta(days=40), True))
     disks = RepositoryFacts("disques", "disks", cipher="aes-256-gcm", snapshots=fridays(4),
-                            created=NOW - dt.timedelta(weeks=5), disks_used_last_4_weeks=4)
+                            created=NOW - dt.timedelta(weeks=5), disks_used_last_4_weeks=4,
+                            last_restore_test=(NOW - dt.timedelta(days=20), True))
     return [main, disks]
 
 
@@ -66,3 +68,26 @@ def test_months_before_the_repository_existed_are_not_missing_and_unreadable_is_
     assert rows["S3"][0] == OK and rows["S3"][1] == ["months with a snapshot: 2026-11"]
     assert rows["C1-C4"][0] == WARN and any("not readable now" in e for e in rows["C1-C4"][1])
     assert table([young[0]])["S6"][0] == WARN  # one place only
+
+
+def test_compliance_and_status_agree_on_restore_tests_per_repository():
+    """One verdict per repository (records.restore_test_risk): S7 is met only when `status`
+    finds no restore-test risk on any repository (before, one tested repository made S7 OK
+    while `status` reported the other at risk)."""
+    cases = {"none": None, "recent": (NOW - dt.timedelta(days=20), True),
+             "failed": (NOW - dt.timedelta(days=20), False), "old": (NOW - dt.timedelta(days=100), True)}
+    for name_a, test_a in cases.items():
+        for name_b, test_b in cases.items():
+            practice = a_practice()
+            practice[0].last_restore_test, practice[1].last_restore_test = test_a, test_b
+            status_risks = [obligations_at_risk(now=NOW, zone=PARIS, last_backup=Event(NOW, {}), last_check=None,
+                                                last_restore_test=None if t is None else Event(t[0], {"ok": t[1]}))
+                            for t in (test_a, test_b)]
+            s7_status, evidence = table(practice)["S7"]
+            assert (s7_status == OK) == (status_risks == [[], []]), (name_a, name_b)
+    practice = a_practice()
+    practice[1].last_restore_test = None
+    s7_status, evidence = table(practice)["S7"]
+    assert s7_status == FAIL and evidence == ["main: 2026-10-14 passed", "disques: no restore test recorded"]
+    practice[1].last_restore_test = (NOW - dt.timedelta(days=100), True)
+    assert table(practice)["S7"][1][1] == "disques: 2026-08-15, more than a quarter ago"

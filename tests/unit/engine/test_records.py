@@ -6,6 +6,7 @@ import datetime as dt
 from zoneinfo import ZoneInfo
 
 from agent.engine.records import Event, Records, obligations_at_risk
+from agent.reports import i18n
 
 PARIS = ZoneInfo("Europe/Paris")
 NOW = dt.datetime(2026, 11, 23, 9, tzinfo=PARIS)
@@ -15,9 +16,13 @@ def event(days_ago: float, **detail) -> Event:
     return Event(NOW - dt.timedelta(days=days_ago), detail)
 
 
-def risks(**events) -> list[str]:
+def worded(found, language: str = "en") -> list[str]:
+    return [i18n.risk_text(r.code, r.params, language) for r in found]
+
+
+def risks(language: str = "en", **events) -> list[str]:
     defaults = {"last_backup": event(3), "last_check": event(3, ok=True), "last_restore_test": event(30, ok=True)}
-    return obligations_at_risk(now=NOW, zone=PARIS, **{**defaults, **events})
+    return worded(obligations_at_risk(now=NOW, zone=PARIS, **{**defaults, **events}), language)
 
 
 def test_nothing_at_risk_when_everything_is_recent():
@@ -40,9 +45,28 @@ def test_the_monthly_snapshot_is_at_risk_only_after_the_first_week_of_a_month():
     kwargs = {"last_check": None, "last_restore_test": Event(november_3, {"ok": True}), "zone": PARIS}
     assert obligations_at_risk(now=november_3, last_backup=october_30, **kwargs) == []
     november_9 = dt.datetime(2026, 11, 9, 9, tzinfo=PARIS)
-    found = obligations_at_risk(now=november_9, last_backup=october_30, **kwargs)
+    found = worded(obligations_at_risk(now=november_9, last_backup=october_30, **kwargs))
     assert found == ["no backup for 9 days (rule S1: at least weekly)",
                      "no backup yet in November 2026: no monthly snapshot (rule S3)"]
+
+
+def test_each_risk_is_worded_in_french_for_a_french_practice():
+    november_9 = dt.datetime(2026, 11, 9, 9, tzinfo=PARIS)
+    october_30 = Event(dt.datetime(2026, 10, 30, 20, tzinfo=PARIS), {})
+    damaged = Event(november_9, {"ok": False})
+    found = worded(obligations_at_risk(now=november_9, last_backup=october_30, last_check=damaged,
+                                       last_restore_test=None, zone=PARIS), "fr")
+    assert found == ["aucune sauvegarde depuis 9 jours (règle S1 : au moins chaque semaine)",
+                     "pas encore de sauvegarde en novembre 2026 : pas de sauvegarde mensuelle (règle S3)",
+                     "la dernière vérification, le 2026-11-09, a trouvé des dommages",
+                     "aucun test de restauration n'a été fait (règle S7 : au moins chaque trimestre)"]
+    assert risks("fr", last_restore_test=event(10, ok=False)) == ["le dernier test de restauration a échoué"]
+
+
+def test_both_languages_have_the_same_words():
+    for catalogue in (i18n.RISKS, i18n.RISK_ALERT, i18n.EVIDENCE, i18n.MONTH_NAMES, i18n.RULE_TITLES):
+        english, french = catalogue["en"], catalogue["fr"]
+        assert (set(english) == set(french)) if isinstance(english, dict) else len(english) == len(french)
 
 
 def test_records_round_trip_and_survive_damage(tmp_path):
