@@ -18,6 +18,12 @@ def now() -> _dt.datetime:
     return _dt.datetime.now().astimezone()
 
 
+def today(zone: _dt.tzinfo) -> _dt.date:
+    """Today's date in `zone` (the practice's, `[retention] timezone`): the week of a disk
+    rotation turns at midnight there, not at the server's or UTC's midnight."""
+    return now().astimezone(zone).date()
+
+
 def freeze(moment: _dt.datetime | None) -> None:
     """Pin (or, with None, release) the clock. For tests and `--time`."""
     global _frozen

@@ -59,7 +59,8 @@ def open_repository(ctx: click.Context, repo_name: str | None, *,
     settings = config.repository(repo_name)
     ctx.obj["medium"] = None
     if settings.media:
-        medium = media.check_label(settings.media, settings.mount, settings.name)
+        medium = media.check_label(settings.media, settings.mount, settings.name,
+                                   today=clock.today(config.retention.zone))
         ctx.obj["medium"] = medium.label
         storage = media.medium_storage(settings.mount)
     else:
@@ -138,7 +139,8 @@ def note_medium(ctx: click.Context, config: config_module.Config, repo_name: str
     record = state.note(label, **fields)
     if "last_backup" not in fields:
         return []
-    return media.rotation_warnings(settings.media, label, record.get("previous"), clock.now().date())
+    return media.rotation_warnings(settings.media, label, record.get("previous"),
+                                   clock.today(config.retention.zone))
 
 
 def find_snapshot(repo: Repository, wanted: str) -> Snapshot:

@@ -78,7 +78,7 @@ def status(ctx: click.Context, repo_name, as_json) -> None:
     """For each disk: last backup, last verification, next week it is due; which is mounted."""
     config = load_config(ctx)
     settings = _media_settings(config, repo_name)
-    today = clock.now().date()
+    today = clock.today(config.retention.zone)
     record = media.MediaState(config.agent.state_dir, settings.name).record()
     seen = record.get("media", {})
     try:

@@ -90,12 +90,12 @@ def medium_storage(mount: str) -> LocalStorage:
     return LocalStorage(os.path.join(mount, REPOSITORY_DIR))
 
 
-def check_label(settings_media: tuple[str, ...], mount: str, set_name: str) -> MediumLabel:
+def check_label(settings_media: tuple[str, ...], mount: str, set_name: str, *, today: _dt.date) -> MediumLabel:
     """The mounted disk's label, refused unless it is one of the set's."""
     medium = read_label(mount)
     if medium is None:
         raise MediumError(f"no backup disk is mounted at {mount}",
-                          hint=f"plug in this week's disk, {due_medium(settings_media, clock.now().date())}")
+                          hint=f"plug in this week's disk, {due_medium(settings_media, today)}")
     if medium.label not in settings_media or medium.set_name != set_name:
         raise MediumError(f"the disk at {mount} is {medium.label} of set {medium.set_name!r}, "
                           f"not one of {', '.join(settings_media)} of set {set_name!r}",
