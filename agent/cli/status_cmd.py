@@ -43,6 +43,10 @@ def command(ctx: click.Context, as_json) -> None:
                        f"last restore test {_short(repo['last_restore_test'], zone)}")
             for run in repo["next_runs"]:
                 click.echo(f"  next: {run['job']} on {_short(run['at'], zone)}")
+            for failed in repo["failed_jobs"]:
+                detail = f": {failed['error_detail']}" if failed["error_detail"] else ""
+                click.echo(f"  last run failed: {failed['job']}, {_short(failed['at'], zone)}, "
+                           f"exit {failed['exit_code']}{detail}")
             for risk in repo["at_risk"]:
                 click.echo(f"  AT RISK: {risk}")
             for warning in repo.get("warnings", []):

@@ -45,6 +45,14 @@ class StepResult:
     error_detail: str = ""  # the child's last error line: jobs.json only (it may name a file)
 
 
+@dataclass(frozen=True)
+class JobFailure:
+    job_id: str
+    exit_code: int  # the step's failing code (a backup saved with warnings, 3, is not one)
+    when: _dt.datetime  # the run's start
+    error_detail: str  # the child's last error line, for `status` on the server (may name a file)
+
+
 class JobRecord:
     """state_dir/daemon/jobs.json: {job id: {last_run, last_success, last_exit, steps}}."""
 
@@ -61,10 +69,9 @@ class JobRecord:
                 out[job_id] = _dt.datetime.fromisoformat(entry["last_success"])
         return out
 
-    def last_failure(self, job_ids: set[str] | None = None) -> tuple[str, int, _dt.datetime] | None:
-        """The most recent job (of `job_ids`: those still planned) whose last run failed:
-        (job id, failing exit code, start time), or None. A job's next success clears it
-        (last_success == last_run)."""
+    def failures(self, job_ids: set[str] | None = None) -> list[JobFailure]:
+        """The jobs (of `job_ids`: those still planned) whose last run failed, newest first.
+        A job's next success clears it (last_success == last_run)."""
         failures = []
         for job_id, entry in self.load().items():
             if job_ids is not None and job_id not in job_ids:
@@ -75,14 +82,20 @@ class JobRecord:
                 continue
             codes = [c for c in entry.get("last_exit") or [] if isinstance(c, int)]
             code = next((c for c in codes if c not in BACKUP_SAVED), codes[-1] if codes else 1)
+            steps = [s for s in entry.get("steps") or [] if isinstance(s, dict)]
+            detail = next((str(s["error_detail"]) for s in steps
+                           if s.get("exit_code") == code and s.get("error_detail")), "")
             try:
-                failures.append((_dt.datetime.fromisoformat(entry["last_run"]), job_id, code))
+                when = _dt.datetime.fromisoformat(entry["last_run"])
             except (TypeError, ValueError):
                 continue
-        if not failures:
-            return None
-        when, job_id, code = max(failures)
-        return job_id, code, when
+            failures.append(JobFailure(job_id, code, when, detail))
+        return sorted(failures, key=lambda f: f.when, reverse=True)
+
+    def last_failure(self, job_ids: set[str] | None = None) -> tuple[str, int, _dt.datetime] | None:
+        """The most recent failed job: (job id, failing exit code, start time), or None."""
+        failures = self.failures(job_ids)
+        return (failures[0].job_id, failures[0].exit_code, failures[0].when) if failures else None
 
     def save(self, job_id: str, *, started: _dt.datetime, ok: bool, steps: list[StepResult]) -> None:
         doc = self.load()

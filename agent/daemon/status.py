@@ -9,6 +9,7 @@ import os
 
 from agent import __version__
 from agent.config import Config
+from agent.daemon.jobs import JobRecord
 from agent.daemon.schedule import PlannedJob, planned_jobs, previous_fire
 from agent.engine import media
 from agent.engine.records import Records, Risk, obligations_at_risk
@@ -25,6 +26,11 @@ def collect(config: Config, now: _dt.datetime) -> dict:
     """What `status` prints. Risks are in English (for the IT provider at the console), with
     their codes for monitoring; the daemon's alerts word them in [agent] report_language."""
     jobs = planned_jobs(config)
+    names = {job.job_id: job.describe() for job in jobs}
+    names_repository = {job.job_id: job.repository for job in jobs}
+    # The daemon's jobs whose last run failed, with the child's error line: the alert and the
+    # journal give the exit code only (they leave the server), `status` is read on it.
+    failures = JobRecord(config.agent.state_dir).failures(set(names))
     repositories = []
     for settings in config.repositories:
         records = Records(config.agent.state_dir, settings.name)
@@ -33,6 +39,8 @@ def collect(config: Config, now: _dt.datetime) -> dict:
         next_runs = [{"job": job.describe(), "at": when.isoformat()} for job in jobs
                      if job.repository == settings.name
                      and (when := job.trigger.get_next_fire_time(None, now)) is not None]
+        failed_jobs = [{"job": names[f.job_id], "exit_code": f.exit_code, "at": f.when.isoformat(), "error_detail": f.error_detail}
+                       for f in failures if f.job_id in names and names_repository[f.job_id] == settings.name]
         repositories.append({
             "repository": settings.name,
             "last_backup": backup.time.isoformat() if backup else None,
@@ -41,6 +49,7 @@ def collect(config: Config, now: _dt.datetime) -> dict:
             "last_check_ok": check.detail.get("ok") if check else None,
             "last_restore_test": restore_test.time.isoformat() if restore_test else None,
             "next_runs": next_runs,
+            "failed_jobs": failed_jobs,
             "at_risk": [risk_text(r.code, r.params) for r in risks],
             "at_risk_codes": [r.code for r in risks],
             "warnings": _rescue_kit_warnings(records),

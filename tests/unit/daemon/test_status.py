@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from agent import clock
 from agent.cli import status_cmd
-from agent.daemon import status
+from agent.daemon import jobs, status
 from agent.daemon.service import Daemon
 from agent.engine.records import Records
 
@@ -86,3 +86,21 @@ def test_a_lock_this_user_may_not_read_claims_nothing(world, monkeypatch):
     code, document, text = _status(config)
     assert code == 0 and document["ok"] and document["daemon"]["running"] is None and document["at_risk"] == []
     assert "Daemon: unknown" in text
+
+
+def test_a_failed_job_of_the_daemon_shows_with_its_error_line_until_it_succeeds(world):
+    """The alert and the journal carry the exit code only (they leave the server); the IT
+    provider reads why on the server, in `status`, which the alert points to."""
+    config, _unit = world
+    record = jobs.JobRecord(str(config.parent / "state"))
+    started = clock.now()
+    line = "backupctl: error: cannot write to s3://cabinet/main (AccessDenied) — check the bucket policy"
+    record.save("weekly:main", started=started, ok=False,
+                steps=[jobs.StepResult("backup", 14, 3.0, error_detail=line)])
+    _code, document, text = _status(config)
+    (failed,) = document["repositories"][0]["failed_jobs"]
+    assert failed["exit_code"] == 14 and failed["error_detail"] == line and failed["job"].startswith("weekly")
+    assert "last run failed:" in text and "exit 14: " + line in text
+    record.save("weekly:main", started=clock.now(), ok=True, steps=[jobs.StepResult("backup", 0, 3.0)])
+    _code, document, text = _status(config)
+    assert document["repositories"][0]["failed_jobs"] == [] and "last run failed" not in text
