@@ -85,12 +85,16 @@ def command(ctx: click.Context, repo_name, tags, at, one_file_system, as_json) -
         "backup", report.snapshot.time, snapshot=report.snapshot.id.hex(), partial=report.partial)
     rotation = note_medium(ctx, config, repo_name, last_backup=report.snapshot.time.isoformat(),
                            snapshot=report.snapshot.id.hex())
+    # A damaged index file does not stop a backup (what it listed is stored again, so the new
+    # snapshot is whole), but it is damage the repository carries: said, never silent.
+    index_problems = list(repo.index_problems)
     # After the snapshot is saved: storing the kit never delays nor fails the backup itself.
     kit = store_kit(config, repo, config.repository(repo_name).name, as_json=as_json)
     if as_json:
         document = report.as_dict()
         document["hook_failures"] = hooks.failures
         document["rescue_kit"] = kit
+        document["index_problems"] = index_problems
         if ctx.obj.get("medium"):
             document.update(medium=ctx.obj["medium"], rotation_warnings=rotation)
         print_json(document)
@@ -107,6 +111,10 @@ def command(ctx: click.Context, repo_name, tags, at, one_file_system, as_json) -
             click.echo(f"  on disk {ctx.obj['medium']}")
         for warning in rotation:
             click.echo(f"  warning: {warning}", err=True)
+        for problem in index_problems:
+            click.echo(f"  warning: the repository's index is damaged ({problem}): this snapshot is whole "
+                       f"(what it listed was stored again or re-indexed from its packs); run `backupctl check --read-data`, then "
+                       f"`backupctl repair` if it finds damage", err=True)
     if report.partial:
         if not as_json:
             click.echo(f"backupctl: the backup is partial: saved with {len(report.warnings)} warning(s) (listed above)",

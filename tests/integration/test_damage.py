@@ -296,3 +296,20 @@ def test_deleted_snapshot_is_named_and_the_others_restore(two_snapshots: Damaged
     assert bk.run("check", "--accept-storage").returncode == 0
     assert bk.run("check", "--read-data").returncode == 0
     assert third["snapshot_id"] in {p.name for p in bk.snapshot_files()}
+
+
+def test_a_backup_over_a_damaged_index_file_says_so_and_stays_whole(two_snapshots: Damaged) -> None:
+    """A damaged index file does not stop the backup (what it listed is stored again, so
+    the new snapshot is whole), but the backup says so instead of exiting 0 in silence."""
+    d = two_snapshots
+    bk = d.bk
+    for index in bk.index_files():
+        flip_middle_byte(index)
+    text = bk.run("backup")
+    assert text.returncode == 0, str(text)
+    assert "the repository's index is damaged" in text.stderr and "backupctl check --read-data" in text.stderr
+    document = bk.backup()
+    assert document["index_problems"] and document["partial"] is False
+    target = bk.base / "after"
+    bk.restore(target, snapshot=document["snapshot_id"])
+    assert_others_restored(d, target, missing="")
