@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 
 import click
@@ -218,3 +219,10 @@ def new_passphrase(path: str | None) -> bytes:
         raise UsageError("no new passphrase: give --new-passphrase-file FILE (mode 0600)")
     text = click.prompt("New passphrase", hide_input=True, confirmation_prompt=True)
     return require_long_passphrase(text.encode("utf-8"))
+
+
+def resume_command() -> str:
+    """The command as it was typed, with --resume: what finishes an interrupted restore
+    (`restore`, `recover --restore`)."""
+    words = sys.argv[1:]
+    return shlex.join(["backupctl", *words, *([] if "--resume" in words else ["--resume"])])

@@ -17,13 +17,13 @@ import click
 
 from agent import clock, timefmt
 from agent.cli.common import (audit_in, display_path, find_snapshot, human_bytes, json_option, new_passphrase,
-                              new_passphrase_option, print_json)
+                              new_passphrase_option, print_json, resume_command)
 from agent.cli.progress import for_terminal
 from agent.crypto import paper
 from agent.crypto.keys import MasterKey
 from agent.engine.known_keys import KnownKeys
 from agent.engine.restore import RestoreEngine
-from agent.errors import IntegrityError, UsageError
+from agent.errors import IntegrityError, Interrupted, UsageError
 from agent.repo.repository import Repository
 from agent.storage import open_storage
 from agent.storage.options import ADDRESSING_CHOICES, S3Options
@@ -47,13 +47,15 @@ DEFAULT_STATE_DIR = "/var/lib/backupctl"
 @click.option("--include", "includes", multiple=True, metavar="GLOB", help="Restore only matching paths.")
 @click.option("--keep-special-bits", is_flag=True,
               help="Restore setuid, setgid and sticky bits (a system restore wants them). Default: dropped.")
+@click.option("--resume", is_flag=True,
+              help="Finish an interrupted --restore: files already there with the recorded SHA-256 are kept.")
 @click.option("--add-key", is_flag=True, help="Add a new passphrase to the repository (for backups from here).")
 @new_passphrase_option
 @click.option("--state-dir", metavar="DIR", envvar="BACKUPCTL_STATE_DIR", default=DEFAULT_STATE_DIR,
               show_default=True, help="Where the audit trail of this machine is kept.")
 @json_option
 def command(url, endpoint, region, addressing, credentials_file, ca_bundle, code_file, listing, snapshot, target,
-            includes, keep_special_bits, add_key, new_passphrase_file, state_dir, as_json) -> None:
+            includes, keep_special_bits, resume, add_key, new_passphrase_file, state_dir, as_json) -> None:
     """Reconnect to a repository from the recovery sheet alone; list, restore, or add a passphrase."""
     if sum(bool(x) for x in (listing, snapshot, add_key)) != 1:
         raise UsageError("say what to do: --list, --restore SNAPSHOT --target DIR, or --add-key")
@@ -85,8 +87,16 @@ def command(url, endpoint, region, addressing, credentials_file, ca_bundle, code
                    f"configuration; the repository's address is {url}.")
         return
     snap = find_snapshot(repo, snapshot)
-    report = RestoreEngine(repo, snap, target, includes=list(includes), keep_special_bits=keep_special_bits,
-                           progress=for_terminal(as_json, storage=storage)).run()
+    engine = RestoreEngine(repo, snap, target, includes=list(includes), keep_special_bits=keep_special_bits,
+                           resume=resume, progress=for_terminal(as_json, storage=storage))
+    try:
+        report = engine.run()
+    except KeyboardInterrupt:
+        audit_in(state_dir, "restore", url=url, snapshot=snap.id.hex(), target=os.path.abspath(target),
+                 includes=list(includes), by="recover", interrupted=True)
+        raise Interrupted("recovery interrupted (Ctrl-C); the files finished are verified and kept, those being "
+                          "written are incomplete",
+                          hint=f"to finish it, run (the code is asked again): {resume_command()}") from None
     audit_in(state_dir, "restore", url=url, snapshot=snap.id.hex(), target=os.path.abspath(target),
            includes=list(includes), files=report.files, sha256_verified=report.verified,
            failures=len(report.failures), by="recover")

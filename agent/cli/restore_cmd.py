@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import shlex
-import sys
 
 import click
 
 from agent import timefmt
 from agent.cli.common import (audit, display_path, find_snapshot, human_bytes, json_option, open_repository,
-                              print_json, repo_option)
+                              print_json, repo_option, resume_command)
 from agent.cli.progress import for_terminal
 from agent.engine import browse
 from agent.engine.restore import RestoreEngine
@@ -95,12 +93,6 @@ def command(ctx: click.Context, snapshot, target, at, includes, excludes, dry_ru
             for path, problem in report.failures:
                 click.echo(f"  FAILED {display_path(path)}: {problem}", err=True)
         raise IntegrityError(f"{len(report.failures)} file(s) could not be restored intact (listed above)")
-
-
-def resume_command() -> str:
-    """The command as it was typed, with --resume: what finishes an interrupted restore."""
-    words = sys.argv[1:]
-    return shlex.join(["backupctl", *words, *([] if "--resume" in words else ["--resume"])])
 
 
 def _moment(text: str, zone) -> _dt.datetime:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import signal
 import time
@@ -263,3 +264,36 @@ def test_ctrl_c_stops_an_export_at_once_and_says_the_copy_is_incomplete(bk: Back
     assert stopped_after < 5, f"stopped {stopped_after:.1f} s after Ctrl-C"
     assert lines == [f"backupctl: error: export interrupted (Ctrl-C); {target} holds an incomplete copy — "
                      f"delete it and run the export again"], lines
+
+
+def _code_file(bk: Backupctl) -> Path:
+    """The recovery code as typed from the printed sheet, in a file (`recover --code-file`)."""
+    sheet = bk.base / "fiche.html"
+    bk.ok("key", "export", "--paper", str(sheet))
+    rows = re.findall(r'<td class="number">(\d+)</td><td>([A-Z2-7 ]+)</td><td class="check">([A-Z2-7]{2})</td>',
+                      sheet.read_text(encoding="utf-8"))
+    code = bk.base / "code.txt"
+    code.write_text("\n".join(f"{groups}  {check}" for _n, groups, check in rows) + "\n")
+    return code
+
+
+def test_ctrl_c_stops_a_recovery_and_says_how_to_resume(bk: Backupctl) -> None:
+    """The new machine of the recovery sheet: `recover --restore` stops at once too, and the
+    command it prints (with --resume) finishes it, keeping what was already verified."""
+    _big_snapshot(bk)
+    code = _code_file(bk)
+    target = bk.base / "nouvelle-machine"
+    where = ["recover", "--url", f"file://{bk.repo}", "--code-file", str(code), "--state-dir", str(bk.base / "b")]
+    status, stopped_after, lines = _interrupt(bk, target, *where, "--restore", "latest", "--target", str(target))
+    assert status == 130, lines
+    copy = bk.restored(target)
+    assert _intact_files(copy, bk.src) < INTERRUPT_FILES, "the recovery ran to its end instead of stopping"
+    assert stopped_after < 5, f"stopped {stopped_after:.1f} s after Ctrl-C"
+    assert len(lines) == 1 and lines[0].startswith("backupctl: error: recovery interrupted (Ctrl-C)"), lines
+    words = shlex.split(lines[0].split("to finish it, run (the code is asked again): ", 1)[1])
+    assert words[0] == "backupctl" and words[-1] == "--resume", words
+    resumed = bk.ok(*words[1 + 2:], "--json")  # bk.ok adds its own --config
+    report = resumed.json()
+    assert report["failures"] == [] and report["sha256_verified"] == INTERRUPT_FILES
+    assert 0 < report["already_restored"] < INTERRUPT_FILES
+    assert_same_tree(bk.src, copy)
