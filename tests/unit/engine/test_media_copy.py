@@ -56,17 +56,21 @@ def test_rotation_warnings():
 # ---- labels and the set key -----------------------------------------------------------------
 
 
+MONDAY = dt.date(2026, 12, 7)
+
+
 def test_label_written_once_and_read_back(tmp_path):
     assert media.read_label(str(tmp_path)) is None
     label = media.write_label(str(tmp_path), "DISQUE-A", "usb")
     assert media.read_label(str(tmp_path)) == label
     with pytest.raises(MediumError, match="already labelled DISQUE-A"):
         media.write_label(str(tmp_path), "DISQUE-B", "usb")
-    assert media.check_label(DISKS, str(tmp_path), "usb").label == "DISQUE-A"
+    assert media.check_label(DISKS, str(tmp_path), "usb", today=MONDAY).label == "DISQUE-A"
     with pytest.raises(MediumError, match="set 'usb'"):
-        media.check_label(DISKS, str(tmp_path), "autre")
-    with pytest.raises(MediumError, match="no backup disk"):
-        media.check_label(DISKS, str(tmp_path / "absent"), "usb")
+        media.check_label(DISKS, str(tmp_path), "autre", today=MONDAY)
+    with pytest.raises(MediumError, match="no backup disk") as missing:
+        media.check_label(DISKS, str(tmp_path / "absent"), "usb", today=MONDAY)
+    assert media.due_medium(DISKS, MONDAY) in str(missing.value.hint)  # the disk of that day's week
     (tmp_path / media.LABEL_FILE).write_text("{not json")
     with pytest.raises(MediumError, match="cannot be read"):
         media.read_label(str(tmp_path))
