@@ -6,7 +6,8 @@ repository and an off-site one on a real S3 server (moto_server) on loopback. On
 document's own placeholders are replaced ("How to read the commands"): `backupctl` is this
 checkout's CLI with BACKUPCTL_CONFIG pointing at the test's configuration (on the server, the
 wrapper adds --config), `/srv/cabinet`, `/srv/restauration` and `/root/` are folders of the
-test, the bucket, endpoint, region and key are the S3 server's. Each command must exit 0 and
+test, the bucket, endpoint, region and key are the S3 server's (with `--addressing path`, which that
+local server needs). Each command must exit 0 and
 must have run (a shell that stops half-way is caught); then each section's outcome is checked:
 the file named comes back bit for bit, the folder as it was at the date, the whole tree, the
 new machine's copy from the recovery sheet's code. Lines marked `# [system test]` are run by
