@@ -1,6 +1,6 @@
 """backupctl: the encrypted, deduplicating backup agent of a medical practice.
 
-Layers point down only (see docs/ARCHITECTURE section of README):
+Layers point down only (see docs/REFERENCE.md, "Layout"):
 cli -> config/reports -> engine -> repo -> crypto, storage -> errors, clock.
 """
 

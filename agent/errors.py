@@ -205,7 +205,7 @@ class PermissionDenied(BackupctlError):
     damage (check, repair, restore) must not count this one, which `chown` mends."""
 
     exit_code = 22
-    hint = "run commands as the service user (README, \"Commands by hand on the server\")"
+    hint = "run commands as the service user (docs/INSTALL.md, \"Commands by hand on the server\")"
 
 
 class Terminated(BackupctlError):

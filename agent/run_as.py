@@ -45,7 +45,7 @@ WRAPPER_MARKER = "# backupctl service wrapper"
 SWITCHED_ENV = "BACKUPCTL_SWITCHED_FROM_ROOT"
 _WRAPPER_READ_LIMIT = 64 * 1024  # the marker is near the top; a huge file is not ours
 
-COMMANDS_BY_HAND = 'README, "Commands by hand on the server"'
+COMMANDS_BY_HAND = 'docs/INSTALL.md, "Commands by hand on the server"'
 
 
 # ---- names ---------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ writes, under the output folder (dist/ by default):
   rescue-kit/requirements.txt   requirements.lock plus the project wheel's line, every line
                                 with its SHA-256 (`pip install --require-hashes`)
   rescue-kit/FORMAT.md          docs/FORMAT.md: the repository format, readable without a tool
+  rescue-kit/INSTALL.md         docs/INSTALL.md: installing, and the incident runbook (a new machine: 5.4)
   rescue-kit/READ-ME-FIRST.txt  what the folder is and how to install from it (French, English)
   rescue-kit/install.sh         scripts/install.sh when the checkout has one
   backupctl_sante-<ver>-py3-none-any.whl     the project wheel (also in wheels/)
@@ -124,7 +125,8 @@ def build_project_wheel(root: Path, out: Path, *, epoch: int) -> Path:
         src.mkdir()
         # config.example.toml and systemd/: the wheel's data files, which `backupctl
         # install-service` installs (pyproject.toml, [tool.setuptools] data-files).
-        for name in ("pyproject.toml", "README.md", "config.example.toml"):
+        for name in ("pyproject.toml", "README.md", "config.example.toml", "docs/INSTALL.md", "docs/REFERENCE.md"):
+            (src / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(root / name, src / name)
         shutil.copytree(root / "systemd", src / "systemd")
         shutil.copytree(root / "agent", src / "agent",
@@ -161,7 +163,8 @@ backupctl {version} - RESCUE KIT / KIT DE SECOURS
 FRANCAIS
 
 Ce dossier contient le logiciel de sauvegarde backupctl {version}, de quoi l'installer sur
-une machine neuve SANS acces a Internet, et la description du format du depot (FORMAT.md).
+une machine neuve SANS acces a Internet, la description du format du depot (FORMAT.md) et le
+guide d'installation et de reprise apres incident (INSTALL.md, en anglais).
 Il ne contient aucune donnee de patient : les sauvegardes sont chiffrees, a cote, dans le depot.
 Les paquets (wheels/) sont pour Linux {arch} (glibc 2.36 ou plus recente, Debian 12 ou plus
 recent) avec Python 3.11.
@@ -182,7 +185,8 @@ recent) avec Python 3.11.
 ENGLISH
 
 This folder holds the backup software backupctl {version}, what is needed to install it on a
-new machine WITHOUT Internet access, and the description of the repository format (FORMAT.md).
+new machine WITHOUT Internet access, the description of the repository format (FORMAT.md) and
+the guide to installing and to incidents (INSTALL.md).
 It holds no patient data: the backups are encrypted, next to it, in the repository.
 The packages (wheels/) are for Linux {arch} (glibc 2.36 or newer, Debian 12 or newer) with
 Python 3.11.
@@ -231,6 +235,7 @@ def build(root: Path, out: Path) -> Path:
     (kit / "requirements.txt").write_text(
         kit_requirements(lock.read_text(), name, version, sha256_file(project_wheel)))
     shutil.copyfile(root / "docs" / "FORMAT.md", kit / "FORMAT.md")
+    shutil.copyfile(root / "docs" / "INSTALL.md", kit / "INSTALL.md")
     tar = kit_name(version)
     top = tar.removesuffix(".tar")
     install_sh = root / "scripts" / "install.sh"

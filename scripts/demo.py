@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shlex
 import shutil
 import subprocess
 import sys
@@ -113,6 +114,27 @@ passphrase_file = "{passphrase}"
     run(bin_dir, config, "compliance", ok_codes=(0, 4))  # 4 would mean a rule FAILs
     print(f"\nDemo complete. Sample data, repository and restored copy are under {work}/; "
           f"the restore-test report is in {work}/reports/")
+    print("\nRun backupctl yourself on the demo (the passphrase comes from the demo's configuration,"
+          " [key] passphrase_file):\n")
+    for line in yourself(bin_dir, config, work):
+        print(f"    {line}")
+    print(f"\nEvery command and its options: {shlex.quote(os.path.join(bin_dir, 'backupctl'))} --help;"
+          " docs/REFERENCE.md.")
+
+
+def yourself(bin_dir: str, config: str, work: str) -> list[str]:
+    """The lines printed at the end of the demo, to be typed as they are in a POSIX shell
+    (tests/integration/test_demo.py runs them)."""
+    backupctl = shlex.quote(os.path.join(bin_dir, "backupctl"))
+    return [
+        f"export BACKUPCTL_CONFIG={shlex.quote(config)}   # or: {backupctl} --config {shlex.quote(config)} ...",
+        f"{backupctl} snapshots",
+        f"{backupctl} find -i 'LETTRE-NOUVELLE.TXT'",
+        f"{backupctl} restore latest --target {shlex.quote(os.path.join(work, 'a-moi'))}"
+        " --include 'lettre-nouvelle.txt'",
+        f"{backupctl} restore-test --sample 20 --scratch-dir {shlex.quote(os.path.join(work, 'scratch'))}",
+        f"{backupctl} status",
+    ]
 
 
 if __name__ == "__main__":

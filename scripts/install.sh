@@ -13,7 +13,7 @@
 #    into /opt/backupctl/share/backupctl/, where the agent finds it to upload it;
 # 4. `/opt/backupctl/bin/backupctl install-service` with the other options: the service user,
 #    folders, unit, credentials, the /usr/local/bin/backupctl wrapper, the repositories, and the
-#    service started (README, "Installing on the practice server").
+#    service started (docs/INSTALL.md, "Installing on the practice server").
 # Running it again after a change of /etc/backupctl/config.toml applies the change.
 # --uninstall removes the service and the venv; configuration, state, credentials and every
 # repository are kept.

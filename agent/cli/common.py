@@ -197,7 +197,7 @@ def audit_in(state_dir: str, action: str, **details) -> None:
 
 
 GENERATE_HINT = ("choose a longer one, or a generated one: head -c 32 /dev/urandom | base64 "
-                 "(README, \"Installing on the practice server\")")
+                 "(docs/INSTALL.md, \"Installing on the practice server\")")
 
 
 def require_long_passphrase(secret: bytes, *, what: str = "the new passphrase") -> bytes:

@@ -48,6 +48,6 @@ def command(ctx: click.Context, snapshot, source_name, destination_name, as_json
             # Said at every such copy: otherwise the growth of the destination looks like a fault.
             click.echo(f"{human_bytes(report.bytes_added)} stored anew in {destination_name}: its key differs from "
                        f"the source's, so the same files are cut into other chunks and do not deduplicate with "
-                       f"{destination_name}'s own backups (README, \"copy\")")
+                       f"{destination_name}'s own backups (docs/REFERENCE.md, \"copy\")")
     for warning in rotation:
         click.echo(f"  warning: {warning}", err=True)

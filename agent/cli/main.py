@@ -37,7 +37,7 @@ _COMMANDS = {
 # reads the trail; `daemon --reload` checks the configuration and signals the daemon) or
 # must be root (`install-service`); help writes nothing. Every other command may write in
 # the state directory (keys, ledger, records, audit trail, caches), a file:// repository or
-# a disk, and runs as the service user instead. README, "Commands by hand on the server".
+# a disk, and runs as the service user instead. docs/INSTALL.md, "Commands by hand on the server".
 ROOT_MAY_RUN = {("status",), ("audit", "verify"), ("install-service",)}
 # Commands that write where the user says (a restore target): as the service user, what
 # they write belongs to it.

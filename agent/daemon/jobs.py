@@ -436,7 +436,7 @@ def failure_alert(job_id: str, entry: dict):
     lines += ["", "Rien de ce qui était déjà sauvegardé n'est perdu. La tâche sera relancée au prochain "
               "démarrage du service ou à la prochaine échéance.",
               f"Pour le prestataire : le message d'erreur complet n'est gardé que sur le serveur ({record}, "
-              f"« error_detail ») ; backupctl status ; codes de sortie dans le README."]
+              f"« error_detail ») ; backupctl status ; codes de sortie dans docs/REFERENCE.md."]
     return Alert(subject=f"[backupctl] ÉCHEC : {what} de « {repository} » ({host})", body="\n".join(lines),
                  facts={"event": "job_failed", "job": job_id, "host": host,
                         "exit_codes": [s["exit_code"] for s in steps],

@@ -312,7 +312,7 @@ SHEET_LABELS = {
             "{list}",
             "Restore the latest backup (or one by its id) into an empty folder: {restore}",
             "To back up again from this computer, give the repository a new passphrase: {add_key} then "
-            "configure backupctl as in its README.",
+            "configure backupctl as in the kit's INSTALL.md (section 5.4).",
         ],
         # The "{install}" step: backupctl from the repository's own rescue kit, offline, checked
         # against the SHA-256 printed here (agent/repo/rescue_kit.py); never from a public index.
@@ -356,7 +356,7 @@ SHEET_LABELS = {
             "du QR code) : {list}",
             "Restaurer la dernière sauvegarde (ou une autre par son identifiant) dans un dossier vide : {restore}",
             "Pour sauvegarder de nouveau depuis cet ordinateur, donner au dépôt une nouvelle phrase de passe : "
-            "{add_key} puis configurer backupctl comme l'indique son README.",
+            "{add_key} puis configurer backupctl comme l'indique le fichier INSTALL.md du kit (section 5.4).",
         ],
         "install_kit": [
             "Copier le kit de secours (backupctl {version} et tout ce qu'il lui faut, conservé dans le dépôt "

@@ -156,7 +156,7 @@ def test_moved_folder_is_read_again_but_stores_no_new_data(bk: Backupctl) -> Non
 
 
 def test_two_backups_at_once_into_one_repository(make_bk) -> None:
-    """README: backups never modify existing objects, so two at once are safe."""
+    """docs/REFERENCE.md: backups never modify existing objects, so two at once are safe."""
     one, two = make_bk("poste-accueil"), make_bk("poste-médecin")
     shared = f"file://{one.repo}"
     two.write_config(repo_url=shared)

@@ -54,7 +54,7 @@ def test_include_accepts_a_leading_slash_free_path_and_several_patterns(saved: B
 
 
 def test_include_a_file_glob_restores_only_matching_files(saved: Backupctl) -> None:
-    """A glob that matches files (not their folders), as in the README's
+    """A glob that matches files (not their folders), as in docs/REFERENCE.md's
     `srv/cabinet/courriers/2026/*` example: the folders leading to them must be created."""
     bk = saved
     target = bk.base / "restored"

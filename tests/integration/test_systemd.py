@@ -29,14 +29,14 @@ def test_unit_passes_systemd_analyze_verify(tmp_path):
     assert result.returncode == 0 and result.stderr.strip() == "", result.stderr
 
 
-def test_unit_exposure_is_low_and_matches_the_readme(tmp_path):
+def test_unit_exposure_is_low_and_matches_the_install_guide(tmp_path):
     result = subprocess.run(["systemd-analyze", "security", "--offline=true", "--no-pager",
                              str(_unit_for_this_machine(tmp_path))], capture_output=True, text=True)
     match = re.search(r"Overall exposure level for backupctl\.service: ([0-9.]+)", result.stdout)
     assert match, result.stdout[-2000:]
     exposure = float(match.group(1))
     assert exposure <= 2.0
-    assert f"exposure {exposure}" in (ROOT / "README.md").read_text()
+    assert f"exposure {exposure}" in (ROOT / "docs" / "INSTALL.md").read_text()
 
 
 def test_the_unit_is_a_hardened_notify_service():

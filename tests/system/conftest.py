@@ -43,7 +43,7 @@ def machine() -> Iterator[Machine]:
         step = time.monotonic()
         root = rootfs.fresh_copy(work / "root")
         TIMINGS.append(("Debian 12 root (built or cached), copied", time.monotonic() - step))
-        # As the README says: the kit's tar (and its .sha256) unpacked beside it.
+        # As docs/INSTALL.md says: the kit's tar (and its .sha256) unpacked beside it.
         (root / "root" / "kit").mkdir(parents=True)
         for beside in (tar, tar.with_name(tar.name + ".sha256")):
             if beside.exists():

@@ -20,7 +20,7 @@ KEEP = 3  # kits of other source states kept in the cache (switching branches ba
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 _SOURCES = ("pyproject.toml", "requirements.lock", "config.example.toml", "agent", "systemd", "scripts/install.sh",
-            "scripts/build_kit.py", "docs/FORMAT.md")
+            "scripts/build_kit.py", "docs/FORMAT.md", "docs/INSTALL.md", "docs/REFERENCE.md")
 
 
 def _source_hash() -> str:
