@@ -10,7 +10,9 @@ Each step's wall time, CPU time (user+sys of the process tree) and peak RSS come
 wait4(2); bytes stored from the repository folder. Medians over the runs, and the ratio
 backupctl/peer, are printed as Markdown. `--s3` runs backupctl and restic against a
 moto_server on loopback (borg has no S3 backend). `--files 20000,200000` measures peak
-RSS against file count instead.
+RSS against file count instead. `--dataset smallfiles` runs the same steps on 100,000
+letters of 0.4-8 KiB in 1,000 folders (`--files-count` to change it), whose weekly
+mutation rewrites 1 % of them (bench/dataset.py).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ sys.path.insert(0, ROOT)
 
 PASSWORD = "benchmark passphrase"
 DATABASE_CHUNK_SIZE = 32768  # --database-chunk-size
+DATASET = "practice"  # --dataset
 STEPS = ("initial backup", "weekly backup", "full restore", "check --read-data")
 
 
@@ -199,7 +202,8 @@ def one_run(pristine: str, work: str, tool_names: list[str], s3) -> dict:
         tool.init()
         results[tool.name]["initial backup"] = tool.backup()
         results[tool.name]["stored after initial"] = tool.stored()
-    subprocess.run([sys.executable, os.path.join(HERE, "dataset.py"), "mutate", data], check=True)
+    subprocess.run([sys.executable, os.path.join(HERE, "dataset.py"), "mutate", data, "--kind", DATASET],
+                   check=True)
     for tool in tools:
         before = tool.stored()
         results[tool.name]["weekly backup"] = tool.backup()
@@ -274,17 +278,25 @@ def main() -> None:
     parser.add_argument("--files", help="comma-separated file counts for the RSS-versus-files measurement")
     parser.add_argument("--database-chunk-size", type=int, default=32768,
                         help="backupctl's [source] database_chunk_size for the dataset's cabinet.db")
+    parser.add_argument("--dataset", choices=("practice", "smallfiles"), default="practice",
+                        help="smallfiles: 100,000 letters of 0.4-8 KiB in 1,000 folders (--scale ignored)")
+    parser.add_argument("--files-count", type=int, default=100_000, help="--dataset smallfiles: how many files")
     args = parser.parse_args()
-    global DATABASE_CHUNK_SIZE
+    global DATABASE_CHUNK_SIZE, DATASET
+    DATASET = args.dataset
     DATABASE_CHUNK_SIZE = args.database_chunk_size
     tool_names = [t for t in args.tools.split(",") if t]
     if args.files:
         print(files_rss([int(n) for n in args.files.split(",")], os.path.join(args.workdir, "files"), tool_names))
         return
-    pristine = os.path.join(args.workdir, f"pristine-{args.scale}")
+    if DATASET == "smallfiles":
+        pristine = os.path.join(args.workdir, f"pristine-smallfiles-{args.files_count}")
+        create = ["--kind", "smallfiles", "--files", str(args.files_count)]
+    else:
+        pristine = os.path.join(args.workdir, f"pristine-{args.scale}")
+        create = ["--scale", str(args.scale)]
     if not os.path.isdir(pristine):
-        subprocess.run([sys.executable, os.path.join(HERE, "dataset.py"), "create", pristine,
-                        "--scale", str(args.scale)], check=True)
+        subprocess.run([sys.executable, os.path.join(HERE, "dataset.py"), "create", pristine, *create], check=True)
     s3 = None
     if args.s3:
         from tests.support import s3server
@@ -300,6 +312,8 @@ def main() -> None:
             runs.append(one_run(pristine, os.path.join(args.workdir, "run"), tool_names, s3))
             print(f"run {number + 1}/{args.runs} done", file=sys.stderr)
         label = "S3 (moto_server on loopback)" if s3 else "Local repositories"
+        if DATASET == "smallfiles":
+            label += f", {args.files_count:,} small files"
         print(report(runs, tool_names, label))
     finally:
         if s3 is not None:
