@@ -13,6 +13,9 @@ and stored once its files are done (children before parents, in walk order), so 
 workers never drain at a directory boundary while the walk goes on (a queue of
 finished directories is bounded by MAX_DIRS_PENDING).
 
+The files cache is read once per folder (FilesCache.folder), not once per file, and
+not at all on a first backup; new entries are written in one call per stored folder.
+
 Whatever happens to one file (unreadable, vanished, changed while read) is recorded
 as a warning and the backup goes on; the snapshot is then marked partial.
 """
@@ -426,6 +429,9 @@ class BackupEngine:
 
     def _walk_entries(self, path: bytes, names: list[bytes], root_dev: int) -> _TreeRef:
         nodes = []
+        # The files cache's entries of this folder, read at once; names found unchanged.
+        cached = self.cache.folder(path) if self.cache is not None else None
+        seen: list[bytes] = []
         for name in names:
             child = os.path.join(path, name)
             if self._excluded(child, name):
@@ -435,9 +441,11 @@ class BackupEngine:
             except OSError as exc:
                 self._warn(child, f"vanished or unreadable ({exc.strerror})")
                 continue
-            node = self._node_for(child, name, st, root_dev=root_dev)
+            node = self._node_for(child, name, st, root_dev=root_dev, cached=cached, seen=seen)
             if node is not None:
                 nodes.append(node)
+        if seen:
+            self.cache.touch_folder(path, seen, every=len(seen) == len(cached))
         return self._queue_tree(self._with_root_extra(path, nodes), self._pending)
 
     def _excluded(self, path: bytes, name: bytes) -> bool:
@@ -453,7 +461,8 @@ class BackupEngine:
             mtime_ns=st.st_mtime_ns, user=self._names.user(st.st_uid), group=self._names.group(st.st_gid),
         )
 
-    def _node_for(self, path: bytes, name: bytes, st: os.stat_result, *, root_dev: int) -> Node | None:
+    def _node_for(self, path: bytes, name: bytes, st: os.stat_result, *, root_dev: int,
+                  cached: dict | None = None, seen: list[bytes] | None = None) -> Node | None:
         if stat.S_ISDIR(st.st_mode):
             node = self._base_node(name, DIR, st)
             if self.options.one_file_system and st.st_dev != root_dev:
@@ -470,13 +479,17 @@ class BackupEngine:
                 return None
             return node
         if stat.S_ISREG(st.st_mode):
-            return self._file(path, name, st)
+            return self._file(path, name, st, cached, seen)
         self._warn(path, "special file (device, socket or pipe) skipped")
         return None
 
     # ---- files --------------------------------------------------------------------
 
-    def _file(self, path: bytes, name: bytes, st: os.stat_result) -> Node | None:
+    def _file(self, path: bytes, name: bytes, st: os.stat_result, cached: dict | None = None,
+              seen: list[bytes] | None = None) -> Node | None:
+        """`cached`: the files cache's entries of the file's folder (by name), and `seen`
+        the names found unchanged there; without them (a source that is a file), the
+        cache is asked for this one path."""
         node = self._base_node(name, FILE, st)
         node.size = st.st_size
         node.sparse = st.st_blocks * 512 < st.st_size
@@ -484,10 +497,18 @@ class BackupEngine:
             node.hardlink = f"{st.st_dev}:{st.st_ino}"
         self.report.bytes_total += st.st_size
         self.progress.discovered(files=1, bytes_total=st.st_size)
-        known = self.cache.lookup(path, st) if self.cache is not None else None
+        known = None
+        if cached is not None:
+            row = cached.get(name)
+            known = self.cache.check(row, st) if row is not None else None
+        elif self.cache is not None:
+            known = self.cache.lookup(path, st)
         if known is not None and known.unchanged and all(self.repo.has_blob(c) for c in known.chunks):
             node.sha256, node.chunks = known.sha256, known.chunks
-            self.cache.touch(path)
+            if seen is not None:
+                seen.append(name)
+            else:
+                self.cache.touch(path)
             self.report.files_unchanged += 1
             self.progress.advance(files=1, bytes_done=st.st_size)
             return node
@@ -510,6 +531,7 @@ class BackupEngine:
         """Collect the results of files read by workers, before their tree is stored.
         Returns the ids of the nodes of files that could not be read (left out)."""
         dropped: set[int] = set()
+        records = []
         for pending in files:
             node, path, st = pending.node, pending.path, pending.st
             try:
@@ -529,12 +551,14 @@ class BackupEngine:
                 self._warn(path, "file changed while being read; the saved copy may be inconsistent")
                 node.mtime_ns = after.st_mtime_ns
             elif self.cache is not None:
-                self.cache.record(path, st, node.sha256, node.chunks)
+                records.append((path, st, node.sha256, node.chunks))
             self.report.bytes_read += result.size
             if pending.is_new:
                 self.report.files_new += 1
             else:
                 self.report.files_changed += 1
+        if records:
+            self.cache.record_many(records)
         return dropped
 
     def _thread_chunker(self):
