@@ -34,6 +34,7 @@ sys.path.insert(0, ROOT)
 PASSWORD = "benchmark passphrase"
 DATABASE_CHUNK_SIZE = 32768  # --database-chunk-size
 DATASET = "practice"  # --dataset
+BACKUPCTL = os.path.join(os.path.dirname(sys.executable), "backupctl")  # --backupctl
 STEPS = ("initial backup", "weekly backup", "full restore", "check --read-data")
 
 
@@ -90,7 +91,7 @@ class Backupctl(Tool):
 
     def __init__(self, work, data, s3=None) -> None:
         super().__init__(work, data, s3)
-        self.bin = os.path.join(os.path.dirname(sys.executable), "backupctl")
+        self.bin = BACKUPCTL
         self.config = os.path.join(work, "backupctl.toml")
         url = f"file://{self.repo}"
         extra = ""
@@ -281,9 +282,12 @@ def main() -> None:
     parser.add_argument("--dataset", choices=("practice", "smallfiles"), default="practice",
                         help="smallfiles: 100,000 letters of 0.4-8 KiB in 1,000 folders (--scale ignored)")
     parser.add_argument("--files-count", type=int, default=100_000, help="--dataset smallfiles: how many files")
+    parser.add_argument("--backupctl", default=BACKUPCTL,
+                        help="the backupctl to measure (another build, e.g. main's venv, for a baseline)")
     args = parser.parse_args()
-    global DATABASE_CHUNK_SIZE, DATASET
+    global DATABASE_CHUNK_SIZE, DATASET, BACKUPCTL
     DATASET = args.dataset
+    BACKUPCTL = args.backupctl
     DATABASE_CHUNK_SIZE = args.database_chunk_size
     tool_names = [t for t in args.tools.split(",") if t]
     if args.files:
