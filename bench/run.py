@@ -282,12 +282,12 @@ def main() -> None:
     parser.add_argument("--dataset", choices=("practice", "smallfiles"), default="practice",
                         help="smallfiles: 100,000 letters of 0.4-8 KiB in 1,000 folders (--scale ignored)")
     parser.add_argument("--files-count", type=int, default=100_000, help="--dataset smallfiles: how many files")
-    parser.add_argument("--backupctl", default=BACKUPCTL,
+    parser.add_argument("--backupctl", default=None,
                         help="the backupctl to measure (another build, e.g. main's venv, for a baseline)")
     args = parser.parse_args()
     global DATABASE_CHUNK_SIZE, DATASET, BACKUPCTL
     DATASET = args.dataset
-    BACKUPCTL = args.backupctl
+    BACKUPCTL = args.backupctl or BACKUPCTL
     DATABASE_CHUNK_SIZE = args.database_chunk_size
     tool_names = [t for t in args.tools.split(",") if t]
     if args.files:
