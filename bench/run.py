@@ -65,6 +65,10 @@ def du(path: str) -> int:
     return total
 
 
+def count_files(path: str) -> int:
+    return sum(len(files) for _directory, _dirs, files in os.walk(path))
+
+
 class Tool:
     name = ""
 
@@ -163,7 +167,7 @@ TOOLS = {"backupctl": Backupctl, "restic": Restic, "borg": Borg}
 
 
 @contextlib.contextmanager
-def fresh_filesystem(work: str, name: str, data_bytes: int):
+def fresh_filesystem(work: str, name: str, data_bytes: int, files: int = 0):
     """A restore target on a freshly made ext4 file system (a loop device over a file in
     /dev/shm), when running as root with mkfs.ext4; else a new folder under `work`.
 
@@ -180,7 +184,9 @@ def fresh_filesystem(work: str, name: str, data_bytes: int):
         image = f"/dev/shm/backupctl-bench-{os.getpid()}-{name}.img"
         with open(image, "wb") as handle:
             handle.truncate(2 * data_bytes + 256 * 2**20)
-        subprocess.run(["mkfs.ext4", "-q", "-F", image], check=True)
+        # Inodes for every file (ext4's default of one per 16 KiB is short for small files).
+        inodes = ["-N", str(2 * files + 10_000)] if files else []
+        subprocess.run(["mkfs.ext4", "-q", "-F", *inodes, image], check=True)
         subprocess.run(["mount", "-o", "loop", image, target], check=True)
     try:
         yield target
@@ -210,7 +216,7 @@ def one_run(pristine: str, work: str, tool_names: list[str], s3) -> dict:
         results[tool.name]["weekly backup"] = tool.backup()
         results[tool.name]["bytes added by weekly"] = tool.stored() - before
     for tool in tools:
-        with fresh_filesystem(work, f"restore-{tool.name}", du(data)) as target:
+        with fresh_filesystem(work, f"restore-{tool.name}", du(data), count_files(data)) as target:
             results[tool.name]["full restore"] = tool.restore(target)
     for tool in tools:
         results[tool.name]["check --read-data"] = tool.check()
