@@ -2,12 +2,19 @@
 
     python bench/dataset.py create DIR [--scale 1.0] [--seed 2026]
     python bench/dataset.py mutate DIR [--seed 2027]      # one week of practice activity
+    python bench/dataset.py create DIR --kind smallfiles [--files 100000]
+    python bench/dataset.py mutate DIR --kind smallfiles   # 1 % of the files changed
 
 At scale 1: a 600 MiB database of 8 KiB pages of compressible text (base/cabinet.db),
 about 200 incompressible images of 2-6 MiB (imagerie/), about 20,000 letters of
 2-60 KiB of compressible text in year/month folders (courriers/YYYY/MM/), and about
 500 scans of 100-500 KiB (scans/, incompressible). The weekly mutation rewrites 2 % of
 the database pages at random positions, adds 150 letters and 10 images.
+
+The `smallfiles` kind (issue 19: per-file cost, not per-byte cost): 100,000 letters of
+0.4-8 KiB of compressible text in 1,000 folders of 100 (dossiers/NNN/), about 400 MB.
+Its weekly mutation rewrites 1 % of them (chosen at random, new text, new size) and
+adds nothing else, so the weekly backup measures the walk and the files cache.
 """
 
 from __future__ import annotations
@@ -79,6 +86,30 @@ def mutate(root: str, seed: int) -> None:
                rng.randbytes(rng.randint(2 << 20, 6 << 20)))
 
 
+SMALL_PER_FOLDER = 100
+
+
+def _small_path(root: str, i: int) -> str:
+    return os.path.join(root, "dossiers", f"{i // SMALL_PER_FOLDER:04d}", f"note-{i:06d}.txt")
+
+
+def create_small(root: str, files: int, seed: int) -> None:
+    rng = random.Random(seed)
+    for i in range(files):
+        if i % SMALL_PER_FOLDER == 0:
+            os.makedirs(os.path.dirname(_small_path(root, i)), exist_ok=True)
+        with open(_small_path(root, i), "wb") as handle:
+            handle.write(_text(rng, rng.randint(400, 8 << 10)))
+
+
+def mutate_small(root: str, seed: int) -> None:
+    files = sum(len(names) for _d, _s, names in os.walk(os.path.join(root, "dossiers")))
+    rng = random.Random(seed)
+    for i in sorted(rng.sample(range(files), max(1, files // 100))):
+        with open(_small_path(root, i), "wb") as handle:
+            handle.write(_text(rng, rng.randint(400, 8 << 10)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="action", required=True)
@@ -86,12 +117,19 @@ def main() -> None:
     make.add_argument("root")
     make.add_argument("--scale", type=float, default=1.0)
     make.add_argument("--seed", type=int, default=2026)
+    make.add_argument("--kind", choices=("practice", "smallfiles"), default="practice")
+    make.add_argument("--files", type=int, default=100_000, help="smallfiles: how many")
     change = sub.add_parser("mutate")
     change.add_argument("root")
     change.add_argument("--seed", type=int, default=2027)
+    change.add_argument("--kind", choices=("practice", "smallfiles"), default="practice")
     args = parser.parse_args()
-    if args.action == "create":
+    if args.action == "create" and args.kind == "smallfiles":
+        create_small(args.root, args.files, args.seed)
+    elif args.action == "create":
         create(args.root, args.scale, args.seed)
+    elif args.kind == "smallfiles":
+        mutate_small(args.root, args.seed)
     else:
         mutate(args.root, args.seed)
 

@@ -10,7 +10,9 @@ Each step's wall time, CPU time (user+sys of the process tree) and peak RSS come
 wait4(2); bytes stored from the repository folder. Medians over the runs, and the ratio
 backupctl/peer, are printed as Markdown. `--s3` runs backupctl and restic against a
 moto_server on loopback (borg has no S3 backend). `--files 20000,200000` measures peak
-RSS against file count instead.
+RSS against file count instead. `--dataset smallfiles` runs the same steps on 100,000
+letters of 0.4-8 KiB in 1,000 folders (`--files-count` to change it), whose weekly
+mutation rewrites 1 % of them (bench/dataset.py).
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ sys.path.insert(0, ROOT)
 
 PASSWORD = "benchmark passphrase"
 DATABASE_CHUNK_SIZE = 32768  # --database-chunk-size
+DATASET = "practice"  # --dataset
+BACKUPCTL = os.path.join(os.path.dirname(sys.executable), "backupctl")  # --backupctl
 STEPS = ("initial backup", "weekly backup", "full restore", "check --read-data")
 
 
@@ -61,6 +65,10 @@ def du(path: str) -> int:
     return total
 
 
+def count_files(path: str) -> int:
+    return sum(len(files) for _directory, _dirs, files in os.walk(path))
+
+
 class Tool:
     name = ""
 
@@ -87,7 +95,7 @@ class Backupctl(Tool):
 
     def __init__(self, work, data, s3=None) -> None:
         super().__init__(work, data, s3)
-        self.bin = os.path.join(os.path.dirname(sys.executable), "backupctl")
+        self.bin = BACKUPCTL
         self.config = os.path.join(work, "backupctl.toml")
         url = f"file://{self.repo}"
         extra = ""
@@ -159,7 +167,7 @@ TOOLS = {"backupctl": Backupctl, "restic": Restic, "borg": Borg}
 
 
 @contextlib.contextmanager
-def fresh_filesystem(work: str, name: str, data_bytes: int):
+def fresh_filesystem(work: str, name: str, data_bytes: int, files: int = 0):
     """A restore target on a freshly made ext4 file system (a loop device over a file in
     /dev/shm), when running as root with mkfs.ext4; else a new folder under `work`.
 
@@ -176,7 +184,9 @@ def fresh_filesystem(work: str, name: str, data_bytes: int):
         image = f"/dev/shm/backupctl-bench-{os.getpid()}-{name}.img"
         with open(image, "wb") as handle:
             handle.truncate(2 * data_bytes + 256 * 2**20)
-        subprocess.run(["mkfs.ext4", "-q", "-F", image], check=True)
+        # Inodes for every file (ext4's default of one per 16 KiB is short for small files).
+        inodes = ["-N", str(2 * files + 10_000)] if files else []
+        subprocess.run(["mkfs.ext4", "-q", "-F", *inodes, image], check=True)
         subprocess.run(["mount", "-o", "loop", image, target], check=True)
     try:
         yield target
@@ -199,13 +209,14 @@ def one_run(pristine: str, work: str, tool_names: list[str], s3) -> dict:
         tool.init()
         results[tool.name]["initial backup"] = tool.backup()
         results[tool.name]["stored after initial"] = tool.stored()
-    subprocess.run([sys.executable, os.path.join(HERE, "dataset.py"), "mutate", data], check=True)
+    subprocess.run([sys.executable, os.path.join(HERE, "dataset.py"), "mutate", data, "--kind", DATASET],
+                   check=True)
     for tool in tools:
         before = tool.stored()
         results[tool.name]["weekly backup"] = tool.backup()
         results[tool.name]["bytes added by weekly"] = tool.stored() - before
     for tool in tools:
-        with fresh_filesystem(work, f"restore-{tool.name}", du(data)) as target:
+        with fresh_filesystem(work, f"restore-{tool.name}", du(data), count_files(data)) as target:
             results[tool.name]["full restore"] = tool.restore(target)
     for tool in tools:
         results[tool.name]["check --read-data"] = tool.check()
@@ -274,17 +285,28 @@ def main() -> None:
     parser.add_argument("--files", help="comma-separated file counts for the RSS-versus-files measurement")
     parser.add_argument("--database-chunk-size", type=int, default=32768,
                         help="backupctl's [source] database_chunk_size for the dataset's cabinet.db")
+    parser.add_argument("--dataset", choices=("practice", "smallfiles"), default="practice",
+                        help="smallfiles: 100,000 letters of 0.4-8 KiB in 1,000 folders (--scale ignored)")
+    parser.add_argument("--files-count", type=int, default=100_000, help="--dataset smallfiles: how many files")
+    parser.add_argument("--backupctl", default=None,
+                        help="the backupctl to measure (another build, e.g. main's venv, for a baseline)")
     args = parser.parse_args()
-    global DATABASE_CHUNK_SIZE
+    global DATABASE_CHUNK_SIZE, DATASET, BACKUPCTL
+    DATASET = args.dataset
+    BACKUPCTL = args.backupctl or BACKUPCTL
     DATABASE_CHUNK_SIZE = args.database_chunk_size
     tool_names = [t for t in args.tools.split(",") if t]
     if args.files:
         print(files_rss([int(n) for n in args.files.split(",")], os.path.join(args.workdir, "files"), tool_names))
         return
-    pristine = os.path.join(args.workdir, f"pristine-{args.scale}")
+    if DATASET == "smallfiles":
+        pristine = os.path.join(args.workdir, f"pristine-smallfiles-{args.files_count}")
+        create = ["--kind", "smallfiles", "--files", str(args.files_count)]
+    else:
+        pristine = os.path.join(args.workdir, f"pristine-{args.scale}")
+        create = ["--scale", str(args.scale)]
     if not os.path.isdir(pristine):
-        subprocess.run([sys.executable, os.path.join(HERE, "dataset.py"), "create", pristine,
-                        "--scale", str(args.scale)], check=True)
+        subprocess.run([sys.executable, os.path.join(HERE, "dataset.py"), "create", pristine, *create], check=True)
     s3 = None
     if args.s3:
         from tests.support import s3server
@@ -300,6 +322,8 @@ def main() -> None:
             runs.append(one_run(pristine, os.path.join(args.workdir, "run"), tool_names, s3))
             print(f"run {number + 1}/{args.runs} done", file=sys.stderr)
         label = "S3 (moto_server on loopback)" if s3 else "Local repositories"
+        if DATASET == "smallfiles":
+            label += f", {args.files_count:,} small files"
         print(report(runs, tool_names, label))
     finally:
         if s3 is not None:

@@ -33,6 +33,15 @@ AES-256-GCM must never see a (key, nonce) pair twice. Rather than trust 96 rando
 per object under one key, every object gets its own AES key, derived with BLAKE3 from
 the encryption key and the object's 192-bit random nonce; GCM's 12-byte nonce is then
 nonce[0:12]. A repeat would need two identical 192-bit random nonces.
+
+Small objects (at most SODIUM_MAX bytes: letters, trees) are sealed and opened by
+libsodium's crypto_aead_xchacha20poly1305_ietf (PyNaCl), the same standard construction
+in one call: sealing 4 KiB took 15.9 us with the OpenSSL composition (of which about
+8 us for HChaCha20 alone: a cipher context for one ChaCha20 block, then a new AEAD
+context) against 9.3 us with libsodium; at 16 KiB 20.3 against 22.1 us, at 64 KiB 33
+against 54 (timeit, this 2-core machine, issue 19). The subkey derivation per nonce is
+inherent to XChaCha20; libsodium just does it without the two contexts. The bytes are
+the same either way; the self-test checks both paths against the known answers.
 """
 
 from __future__ import annotations
@@ -41,6 +50,8 @@ import os
 import struct
 
 import blake3
+import nacl.bindings
+import nacl.exceptions
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
@@ -58,6 +69,10 @@ CIPHER_IDS = {"xchacha20-poly1305": 1, "aes-256-gcm": 2}
 CIPHER_NAMES = {v: k for k, v in CIPHER_IDS.items()}
 
 _SIGMA = struct.unpack("<4I", b"expand 32-byte k")
+# Up to this many plaintext bytes, libsodium's one-call XChaCha20-Poly1305 is faster than
+# the OpenSSL composition (measured crossover about 16 KiB, module docstring); above,
+# OpenSSL's bulk speed wins (831 against 559 MiB/s on 1 MiB, same measurement).
+SODIUM_MAX = 16 * 1024
 
 
 def hchacha20(key: bytes, nonce16: bytes) -> bytes:
@@ -80,16 +95,38 @@ def _aes_object_key(key: bytes, nonce: bytes) -> bytes:
     return blake3.blake3(key + nonce, derive_key_context=CONTEXT_AES_OBJECT_KEY).digest()
 
 
+def _xchacha_seal_openssl(key: bytes, nonce: bytes, plaintext: bytes | memoryview, full_aad: bytes) -> bytes:
+    return ChaCha20Poly1305(hchacha20(key, nonce[:16])).encrypt(b"\x00\x00\x00\x00" + nonce[16:], plaintext, full_aad)
+
+
+def _xchacha_open_openssl(key: bytes, nonce: bytes, body: bytes, full_aad: bytes) -> bytes:
+    return ChaCha20Poly1305(hchacha20(key, nonce[:16])).decrypt(b"\x00\x00\x00\x00" + nonce[16:], body, full_aad)
+
+
+def _xchacha_seal_sodium(key: bytes, nonce: bytes, plaintext: bytes | memoryview, full_aad: bytes) -> bytes:
+    return nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(bytes(plaintext), full_aad, nonce, key)
+
+
+def _xchacha_open_sodium(key: bytes, nonce: bytes, body: bytes, full_aad: bytes) -> bytes:
+    try:
+        return nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(body, full_aad, nonce, key)
+    except nacl.exceptions.CryptoError:
+        raise InvalidTag() from None
+
+
 def _seal_body(cipher_id: int, key: bytes, nonce: bytes, plaintext: bytes | memoryview, full_aad: bytes) -> bytes:
     if cipher_id == 1:
-        return ChaCha20Poly1305(hchacha20(key, nonce[:16])).encrypt(b"\x00\x00\x00\x00" + nonce[16:], plaintext,
-                                                                    full_aad)
+        if len(plaintext) <= SODIUM_MAX:
+            return _xchacha_seal_sodium(key, nonce, plaintext, full_aad)
+        return _xchacha_seal_openssl(key, nonce, plaintext, full_aad)
     return AESGCM(_aes_object_key(key, nonce)).encrypt(nonce[:12], plaintext, full_aad)
 
 
 def _open_body(cipher_id: int, key: bytes, nonce: bytes, body: bytes, full_aad: bytes) -> bytes:
     if cipher_id == 1:
-        return ChaCha20Poly1305(hchacha20(key, nonce[:16])).decrypt(b"\x00\x00\x00\x00" + nonce[16:], body, full_aad)
+        if len(body) - TAG_SIZE <= SODIUM_MAX:
+            return _xchacha_open_sodium(key, nonce, body, full_aad)
+        return _xchacha_open_openssl(key, nonce, body, full_aad)
     return AESGCM(_aes_object_key(key, nonce)).decrypt(nonce[:12], body, full_aad)
 
 
@@ -124,6 +161,11 @@ def self_test() -> None:
             hchacha20(_KAT_KEY, _KAT_NONCE[:16]) == _KAT_HCHACHA20
             and _seal_body(1, _KAT_KEY, _KAT_NONCE, _KAT_PLAINTEXT, _KAT_AAD) == _KAT_XCHACHA20_POLY1305
             and _open_body(1, _KAT_KEY, _KAT_NONCE, _KAT_XCHACHA20_POLY1305, _KAT_AAD) == _KAT_PLAINTEXT
+            # Both paths, whichever one the size above chose.
+            and _xchacha_seal_openssl(_KAT_KEY, _KAT_NONCE, _KAT_PLAINTEXT, _KAT_AAD) == _KAT_XCHACHA20_POLY1305
+            and _xchacha_open_openssl(_KAT_KEY, _KAT_NONCE, _KAT_XCHACHA20_POLY1305, _KAT_AAD) == _KAT_PLAINTEXT
+            and _xchacha_seal_sodium(_KAT_KEY, _KAT_NONCE, _KAT_PLAINTEXT, _KAT_AAD) == _KAT_XCHACHA20_POLY1305
+            and _xchacha_open_sodium(_KAT_KEY, _KAT_NONCE, _KAT_XCHACHA20_POLY1305, _KAT_AAD) == _KAT_PLAINTEXT
             and _seal_body(2, _KAT_KEY, _KAT_NONCE, _KAT_PLAINTEXT, b"\x01\x02" + _KAT_AAD) == _KAT_AES_BODY
             and _open_body(2, _KAT_KEY, _KAT_NONCE, _KAT_AES_BODY, b"\x01\x02" + _KAT_AAD) == _KAT_PLAINTEXT
         )

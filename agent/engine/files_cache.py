@@ -7,6 +7,12 @@ preserve mtime (restoring, `touch -r`) still change ctime.
 
 New entries are committed only after the snapshot is saved; a crashed backup leaves
 the previous cache intact.
+
+The walk reads the cache one folder at a time (`folder`: one range query over the
+path key, the subfolders' entries skipped inside SQLite), marks a folder's unchanged
+files seen with one statement (`touch_folder`) and records new contents in batches
+(`record_many`): one query per file measured as the walk's largest cost on 100,000
+small files (issue 19). A first backup, with the cache empty, queries nothing.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ class FilesCache:
             self._db.execute("INSERT OR REPLACE INTO meta VALUES ('probe', 1)")
             self._db.commit()
             row = self._db.execute("SELECT value FROM meta WHERE key='run'").fetchone()
+            self._empty = self._db.execute("SELECT 1 FROM files LIMIT 1").fetchone() is None
         except (OSError, sqlite3.Error) as exc:
             # SQLite says only "unable to open database file": name the owner and mode.
             problem = run_as.access_problem(path, write=True)
@@ -53,17 +60,64 @@ class FilesCache:
             raise StateDirError(f"the files cache {path} cannot be written ({exc})") from None
         self.run = (row[0] if row else 0) + 1
 
+    @property
+    def empty(self) -> bool:
+        """Nothing cached when this run began (a first backup): the walk need not ask."""
+        return self._empty
+
+    @staticmethod
+    def _children(folder: bytes) -> tuple[bytes, bytes, int]:
+        """(low, high, start): paths P of direct children satisfy low < P < high and have
+        no "/" from byte `start` (1-based, SQLite's substr) on."""
+        prefix = folder if folder.endswith(b"/") else folder + b"/"
+        return prefix, prefix[:-1] + b"0", len(prefix) + 1  # "0" follows "/" in byte order
+
+    def folder(self, folder: bytes) -> dict[bytes, tuple]:
+        """The cached entries of the files directly in `folder`, by name (one query)."""
+        if self._empty:
+            return {}
+        low, high, start = self._children(folder)
+        rows = self._db.execute(
+            "SELECT substr(path, ?), size, mtime_ns, ctime_ns, inode, device, sha256, chunks FROM files "
+            "WHERE path > ? AND path < ? AND instr(substr(path, ?), x'2f') = 0",
+            (start, low, high, start),
+        ).fetchall()
+        return {row[0]: row[1:] for row in rows}
+
+    @staticmethod
+    def check(row: tuple, st: os.stat_result) -> CachedFile:
+        """Whether a row of `folder` still describes the file with this stat, and its content."""
+        unchanged = row[:5] == (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+        blob = row[6]
+        return CachedFile(unchanged, row[5], [blob[i : i + 32] for i in range(0, len(blob), 32)])
+
+    def touch_folder(self, folder: bytes, names: list[bytes], *, every: bool) -> None:
+        """Mark these files of `folder` seen by this run; `every`: they are all its cached files."""
+        if not names:
+            return
+        if every:
+            low, high, start = self._children(folder)
+            self._db.execute("UPDATE files SET run=? WHERE path > ? AND path < ? AND instr(substr(path, ?), x'2f') = 0",
+                             (self.run, low, high, start))
+        else:
+            prefix = self._children(folder)[0]
+            self._db.executemany("UPDATE files SET run=? WHERE path=?", ((self.run, prefix + n) for n in names))
+
+    def record_many(self, entries: list[tuple[bytes, os.stat_result, str, list[bytes]]]) -> None:
+        """`record` for (path, stat, sha256, chunks) entries, in one call."""
+        self._db.executemany(
+            "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?,?)",
+            ((path, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev, sha256, b"".join(chunks), self.run)
+             for path, st, sha256, chunks in entries),
+        )
+
     def lookup(self, path: bytes, st: os.stat_result) -> "CachedFile | None":
         """None if the path was never seen; else whether it is unchanged, and its content."""
         row = self._db.execute(
             "SELECT size, mtime_ns, ctime_ns, inode, device, sha256, chunks FROM files WHERE path=?",
             (path,),
         ).fetchone()
-        if row is None:
-            return None
-        unchanged = row[:5] == (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
-        blob = row[6]
-        return CachedFile(unchanged, row[5], [blob[i : i + 32] for i in range(0, len(blob), 32)])
+        return None if row is None else self.check(row, st)
 
     def record(self, path: bytes, st: os.stat_result, sha256: str, chunks: list[bytes]) -> None:
         self._db.execute(

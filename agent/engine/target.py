@@ -405,6 +405,20 @@ class TargetTree:
         finally:
             os.close(fd)
 
+    def create_open(self, rel: bytes) -> tuple[int, int]:
+        """A new, empty file, mode 0600, left open for reading and writing: (descriptor,
+        inode). For a file written in one piece, so it is never reopened by name."""
+        with self._lock:
+            parent, _dev, name = self._parent(rel, create=True)
+            if self.overwrite:
+                self._clear(parent, name, rel)
+            fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL | _FILE_FLAGS, 0o600, dir_fd=parent)
+        try:
+            return fd, os.fstat(fd).st_ino
+        except BaseException:
+            os.close(fd)
+            raise
+
     def open_created(self, rel: bytes, ino: int, flags: int) -> int:
         """Reopen a file this restore created; Replaced if its name now holds anything else."""
         with self._lock:

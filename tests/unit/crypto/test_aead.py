@@ -329,3 +329,22 @@ def test_a_repository_is_not_created_with_a_non_standard_backend(untested, monke
         Repository.init(storage, b"a long enough passphrase", cipher="aes-256-gcm", compression_level=None,
                         kdf_params=KdfParams(memory_kib=8192, iterations=1))
     assert storage.objects == {}
+
+
+@pytest.mark.parametrize("size", [0, 1, aead.SODIUM_MAX - 1, aead.SODIUM_MAX, aead.SODIUM_MAX + 1, 3 * aead.SODIUM_MAX])
+def test_the_libsodium_and_openssl_paths_give_the_same_bytes(size):
+    """Small objects go through libsodium, larger ones through the OpenSSL composition:
+    the same XChaCha20-Poly1305, so each opens what the other sealed, on both sides of
+    the size where seal and open switch."""
+    key, nonce, aad = bytes(range(32)), bytes(range(100, 124)), b"\x01\x01binding"
+    plain = hashlib.sha256(str(size).encode()).digest() * (size // 32 + 1)
+    plain = plain[:size]
+    sodium = aead._xchacha_seal_sodium(key, nonce, plain, aad)
+    assert sodium == aead._xchacha_seal_openssl(key, nonce, plain, aad)
+    assert aead._xchacha_open_openssl(key, nonce, sodium, aad) == plain
+    assert aead._xchacha_open_sodium(key, nonce, sodium, aad) == plain
+    assert aead._open_body(1, key, nonce, aead._seal_body(1, key, nonce, memoryview(plain), aad), aad) == plain
+    tampered = bytes([sodium[0] ^ 1]) + sodium[1:]
+    for opener in (aead._xchacha_open_sodium, aead._xchacha_open_openssl):
+        with pytest.raises(aead.InvalidTag):
+            opener(key, nonce, tampered, aad)

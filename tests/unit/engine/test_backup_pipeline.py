@@ -62,29 +62,39 @@ def _snapshot_files(repo: Repository, tree_id: bytes, source) -> dict[str, str]:
     return found
 
 
+def _patch_file_reads(monkeypatch, wrapper) -> None:
+    """Wrap both ways a worker reads a file: whole (larger files) and small (batched)."""
+    for method in ("_read_whole_file", "_read_small_file"):
+        monkeypatch.setattr(BackupEngine, method, wrapper(getattr(BackupEngine, method)))
+
+
 def _slow_some_files(monkeypatch, every: int, delay: float) -> list[int]:
-    """Make every `every`-th whole-file task sleep, so later directories finish first."""
-    real = BackupEngine._read_whole_file
+    """Make every `every`-th file read sleep, so later directories finish first."""
     counter = {"n": 0}
     lock = threading.Lock()
     slowed: list[int] = []
 
-    def slow(self, path):
-        with lock:
-            counter["n"] += 1
-            n = counter["n"]
-        if n % every == 1:
-            slowed.append(n)
-            time.sleep(delay)
-        return real(self, path)
+    def wrapper(real):
+        def slow(self, path, **kwargs):
+            with lock:
+                counter["n"] += 1
+                n = counter["n"]
+            if n % every == 1:
+                slowed.append(n)
+                time.sleep(delay)
+            return real(self, path, **kwargs)
+        return slow
 
-    monkeypatch.setattr(BackupEngine, "_read_whole_file", slow)
+    _patch_file_reads(monkeypatch, wrapper)
     return slowed
 
 
+@pytest.mark.parametrize("batch_files", [2, 256])
 @pytest.mark.parametrize("max_dirs_pending", [1, 3, 256])
-def test_snapshot_holds_the_tree_whatever_order_files_finish_in(repo, tmp_path, monkeypatch, max_dirs_pending):
+def test_snapshot_holds_the_tree_whatever_order_files_finish_in(repo, tmp_path, monkeypatch, max_dirs_pending,
+                                                                 batch_files):
     monkeypatch.setattr(backup_module, "MAX_DIRS_PENDING", max_dirs_pending)
+    monkeypatch.setattr(backup_module, "SMALL_BATCH_FILES", batch_files)
     source = tmp_path / "src"
     expected = _make_tree(source, dirs=24, files_per_dir=5, big=1)
     slowed = _slow_some_files(monkeypatch, every=7, delay=0.02)
@@ -95,27 +105,31 @@ def test_snapshot_holds_the_tree_whatever_order_files_finish_in(repo, tmp_path, 
 
 
 def test_the_walk_goes_on_while_a_directory_waits_for_a_slow_file(repo, tmp_path, monkeypatch):
-    """A slow file in the first folder does not hold back the reading of later folders."""
+    """A slow file in the first folder does not hold back the reading of later folders
+    (small files are read in batches: here one file per batch, so that the other
+    worker's batches are the later folders)."""
+    monkeypatch.setattr(backup_module, "SMALL_BATCH_FILES", 1)
     source = tmp_path / "src"
     (source / "a").mkdir(parents=True)
     (source / "a" / "slow.txt").write_bytes(b"slow " * 1000)
     for i in range(6):
         (source / f"b{i}").mkdir()
         (source / f"b{i}" / "x.txt").write_bytes(f"file {i} ".encode() * 1000)
-    real = BackupEngine._read_whole_file
     started_while_slow: list[bytes] = []
     slow_running = threading.Event()
 
-    def instrumented(self, path):
-        if path.endswith(b"slow.txt"):
-            slow_running.set()
-            time.sleep(0.5)
-            slow_running.clear()
-        elif slow_running.is_set():
-            started_while_slow.append(path)
-        return real(self, path)
+    def wrapper(real):
+        def instrumented(self, path, **kwargs):
+            if path.endswith(b"slow.txt"):
+                slow_running.set()
+                time.sleep(0.5)
+                slow_running.clear()
+            elif slow_running.is_set():
+                started_while_slow.append(path)
+            return real(self, path, **kwargs)
+        return instrumented
 
-    monkeypatch.setattr(BackupEngine, "_read_whole_file", instrumented)
+    _patch_file_reads(monkeypatch, wrapper)
     report = BackupEngine(repo, BackupOptions(paths=[str(source)])).run()
     assert not report.warnings and report.files_new == 7
     assert len(started_while_slow) >= 3  # later folders were read during the slow file
@@ -125,14 +139,14 @@ def test_an_unreadable_file_is_left_out_of_its_own_folder_only(repo, tmp_path, m
     source = tmp_path / "src"
     expected = _make_tree(source, dirs=6, files_per_dir=3)
     victim = sorted(p for p in expected if p.endswith("f1.txt"))[2]
-    real = BackupEngine._read_whole_file
+    def wrapper(real):
+        def failing(self, path, **kwargs):
+            if path.endswith(os.fsencode(victim)):
+                raise PermissionError(13, "Permission denied")
+            return real(self, path, **kwargs)
+        return failing
 
-    def failing(self, path):
-        if path.endswith(os.fsencode(victim)):
-            raise PermissionError(13, "Permission denied")
-        return real(self, path)
-
-    monkeypatch.setattr(BackupEngine, "_read_whole_file", failing)
+    _patch_file_reads(monkeypatch, wrapper)
     report = BackupEngine(repo, BackupOptions(paths=[str(source)], databases=["*.db"])).run()
     assert [path for path, _problem in report.warnings] == [str(source / victim)]
     del expected[victim]

@@ -209,3 +209,42 @@ def test_run_counter_advances_only_on_commit(db_path):
     last = FilesCache(db_path)
     assert last.run == run + 1
     last.close()
+
+
+def test_folder_reads_the_direct_children_only(db_path, source):
+    st = os.stat(source)
+    paths = [b"/srv/a/x.txt", b"/srv/a/y.txt", b"/srv/a/sub/z.txt", b"/srv/a0/w.txt", b"/srv/a.txt", b"/top.txt"]
+    _committed(db_path, {p: st for p in paths})
+    cache = FilesCache(db_path)
+    assert not cache.empty
+    assert sorted(cache.folder(b"/srv/a")) == [b"x.txt", b"y.txt"]
+    assert sorted(cache.folder(b"/srv/a/sub")) == [b"z.txt"]
+    assert sorted(cache.folder(b"/")) == [b"top.txt"]
+    assert cache.folder(b"/nowhere") == {}
+    hit = cache.check(cache.folder(b"/srv/a")[b"x.txt"], st)
+    assert hit.unchanged and hit.sha256 == SHA and hit.chunks == CHUNKS
+    assert not cache.check(cache.folder(b"/srv/a")[b"x.txt"], _with(st, st_size=st.st_size + 1)).unchanged
+    cache.close()
+
+
+@pytest.mark.parametrize("every", [True, False])
+def test_touch_folder_keeps_what_was_seen_and_record_many_adds(db_path, source, every):
+    st = os.stat(source)
+    _committed(db_path, {b"/srv/a/x.txt": st, b"/srv/a/y.txt": st, b"/srv/a/sub/z.txt": st})
+    cache = FilesCache(db_path)
+    seen = [b"x.txt", b"y.txt"] if every else [b"x.txt"]
+    cache.touch_folder(b"/srv/a", seen, every=every)
+    cache.record_many([(b"/srv/b/n.txt", st, SHA, CHUNKS)])
+    cache.commit()
+    cache.close()
+    cache = FilesCache(db_path)
+    assert sorted(cache.folder(b"/srv/a")) == sorted(seen)
+    assert cache.folder(b"/srv/a/sub") == {}  # not seen by this run: forgotten
+    assert list(cache.folder(b"/srv/b")) == [b"n.txt"]
+    cache.close()
+
+
+def test_an_empty_cache_is_not_queried(db_path):
+    cache = FilesCache(db_path)
+    assert cache.empty and cache.folder(b"/srv") == {}
+    cache.close()

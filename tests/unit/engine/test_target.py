@@ -54,6 +54,19 @@ def _file_node(name: bytes, chunk: bytes, content: bytes, *, mode: int = 0o640) 
                 size=len(content), chunks=[chunk] if content else [], sha256=hashlib.sha256(content).hexdigest())
 
 
+def _two_chunk_node(repo: Repository, name: bytes) -> tuple[Node, bytes]:
+    """A file of two chunks: created by the plan, then written pack by pack (a file of
+    one chunk is created and written at once by a worker, leaving no window to race)."""
+    first, _ = repo.store_blob(BLOB_DATA, CONTENT)
+    second, _ = repo.store_blob(BLOB_DATA, CONTENT[::-1])
+    repo.flush()
+    repo.load_index()
+    content = CONTENT + CONTENT[::-1]
+    node = Node(name=name, type=FILE, mode=0o640, uid=os.getuid(), gid=os.getgid(), mtime_ns=10**18,
+                size=len(content), chunks=[first, second], sha256=hashlib.sha256(content).hexdigest())
+    return node, content
+
+
 def _snapshot(repo: Repository, nodes: list[Node]) -> Snapshot:
     tree_id, _ = repo.store_blob(BLOB_TREE, encode_tree(nodes))
     repo.flush()
@@ -148,9 +161,7 @@ def test_a_parent_swapped_for_a_symlink_between_creation_and_writing_does_not_re
         repo, tmp_path, victim, monkeypatch, cached):
     """The restorer creates every file, then writes blobs pack by pack: here, in between,
     the folder holding the file is renamed away and replaced by a link to the victim."""
-    chunk, _ = repo.store_blob(BLOB_DATA, CONTENT)
-    repo.flush()
-    repo.load_index()
+    node, content = _two_chunk_node(repo, b"f")
     target = tmp_path / "target"
     (target / "sub").mkdir(parents=True)
     before = listing(victim)
@@ -168,11 +179,10 @@ def test_a_parent_swapped_for_a_symlink_between_creation_and_writing_does_not_re
     monkeypatch.setattr(restore_files.ContentRestorer, "_create", create_then_swap)
     with TargetTree(os.fsencode(target), overwrite=False) as tree:
         restorer = ContentRestorer(repo, tree=tree, progress=SilentProgress(), same_owner=False)
-        node = _file_node(b"f", chunk, CONTENT)
         if cached:
             restorer.run([FileTarget(b"sub/f", node)])
             # Written through the descriptor of the folder it was created in, wherever that went.
-            assert (target / "moved" / "f").read_bytes() == CONTENT
+            assert (target / "moved" / "f").read_bytes() == content
         else:
             with pytest.raises(RestoreTargetError, match="sub is a symbolic link"):
                 restorer.run([FileTarget(b"sub/f", node)])
@@ -181,9 +191,7 @@ def test_a_parent_swapped_for_a_symlink_between_creation_and_writing_does_not_re
 
 def test_a_file_swapped_for_a_hard_link_between_creation_and_writing_is_refused(repo, tmp_path, victim,
                                                                                 monkeypatch):
-    chunk, _ = repo.store_blob(BLOB_DATA, CONTENT)
-    repo.flush()
-    repo.load_index()
+    node, _content = _two_chunk_node(repo, b"f")
     target = tmp_path / "target"
     target.mkdir()
     before = listing(victim)
@@ -198,6 +206,43 @@ def test_a_file_swapped_for_a_hard_link_between_creation_and_writing_is_refused(
     with TargetTree(os.fsencode(target), overwrite=False) as tree:
         restorer = ContentRestorer(repo, tree=tree, progress=SilentProgress(), same_owner=False)
         with pytest.raises(RestoreTargetError, match="f was replaced"):
+            restorer.run([FileTarget(b"f", node)])
+    assert listing(victim) == before
+
+
+def test_a_one_chunk_file_is_created_written_and_verified_by_the_worker(repo, tmp_path, monkeypatch):
+    """No creation by the plan (`_create` is not called), one descriptor from creation to
+    metadata, and the file still proven by its SHA-256 read back from the disk."""
+    chunk, _ = repo.store_blob(BLOB_DATA, CONTENT)
+    repo.flush()
+    repo.load_index()
+    target = tmp_path / "target"
+    (target / "sub").mkdir(parents=True)
+
+    def no_plan_creation(self, file, *, size):
+        raise AssertionError("a one-chunk file is created by its worker")
+
+    monkeypatch.setattr(restore_files.ContentRestorer, "_create", no_plan_creation)
+    with TargetTree(os.fsencode(target), overwrite=False) as tree:
+        restorer = ContentRestorer(repo, tree=tree, progress=SilentProgress(), same_owner=False)
+        restorer.run([FileTarget(b"sub/f", _file_node(b"f", chunk, CONTENT, mode=0o640))])
+    assert restorer.failures == [] and restorer.verified == {b"sub/f"} and restorer.files == 1
+    st = os.stat(target / "sub" / "f")
+    assert (target / "sub" / "f").read_bytes() == CONTENT
+    assert stat.S_IMODE(st.st_mode) == 0o640 and st.st_mtime_ns == 10**18
+
+
+def test_a_one_chunk_file_whose_name_is_taken_meanwhile_is_refused(repo, tmp_path, victim):
+    chunk, _ = repo.store_blob(BLOB_DATA, CONTENT)
+    repo.flush()
+    repo.load_index()
+    target = tmp_path / "target"
+    target.mkdir()
+    before = listing(victim)
+    (target / "f").symlink_to(victim / "existing")  # planted after the plan's check
+    with TargetTree(os.fsencode(target), overwrite=False) as tree:
+        restorer = ContentRestorer(repo, tree=tree, progress=SilentProgress(), same_owner=False)
+        with pytest.raises(RestoreTargetError):
             restorer.run([FileTarget(b"f", _file_node(b"f", chunk, CONTENT))])
     assert listing(victim) == before
 
