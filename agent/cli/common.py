@@ -15,6 +15,7 @@ from agent.audit import AuditTrail
 from agent.crypto.kdf import normalize_passphrase
 from agent.engine import media
 from agent.engine.known_keys import KnownKeys
+from agent.engine.progress import human_bytes  # noqa: F401 (the commands import it from here)
 from agent.errors import (ConfigError, IntegrityError, KeyFileError, NoKeyFile, PermissionDenied, StateDirError,
                           UsageError, WrongPassphrase, recover_add_key)
 from agent.repo.repository import Repository
@@ -165,14 +166,6 @@ def find_snapshot(repo: Repository, wanted: str) -> Snapshot:
 def print_json(document: dict) -> None:
     # ASCII escapes keep the document valid UTF-8 even for file names that are not.
     click.echo(json.dumps(document, indent=2, ensure_ascii=True))
-
-
-def human_bytes(count: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(count) < 1024 or unit == "TiB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024
-    return f"{count} B"
 
 
 def display_path(path: str) -> str:

@@ -59,7 +59,8 @@ class SilentProgress:
         pass
 
 
-def _bytes(count: float) -> str:
+def human_bytes(count: float) -> str:
+    """1536 -> "1.5 KiB": the one size format of every message (the CLI uses it too)."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(count) < 1024 or unit == "TiB":
             return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
@@ -176,10 +177,10 @@ class ProgressModel:
         total = self.total()
         about = "" if self.exact() else "~"
         if total is None:
-            return f"{self.files_done:,} files, {_bytes(self.bytes_done)}"
+            return f"{self.files_done:,} files, {human_bytes(self.bytes_done)}"
         files, size = total
         files_part = f"{self.files_done:,} files" if files < 0 else f"{self.files_done:,} of {about}{files:,} files"
-        return f"{files_part}, {_bytes(self.bytes_done)} of {about}{_bytes(size)}"
+        return f"{files_part}, {human_bytes(self.bytes_done)} of {about}{human_bytes(size)}"
 
     def line(self) -> str:
         """The text beside the bar: counts, then the rate and time left, or the storage's silence."""
@@ -190,7 +191,7 @@ class ProgressModel:
         else:
             rate = self.rate()
             if rate is not None:
-                parts.append(f"{_bytes(rate)}/s")
+                parts.append(f"{human_bytes(rate)}/s")
             left = self.seconds_left()
             if left is not None:
                 parts.append(f"{'' if self.exact() else 'about '}{_duration(left)} left")
