@@ -56,7 +56,7 @@ demo: install
 	$(BIN)/python scripts/demo.py --workdir demo
 
 test: install-test
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 clean:
 	rm -rf $(VENV) $(TOOLS) demo dist .pytest_cache

@@ -182,7 +182,10 @@ def test_resume_counts_what_is_already_in_the_target_as_room(twenty_mib: Backupc
 
 
 INTERRUPT_FILES = 96
-INTERRUPT_FILE_SIZE = 8 * MiB  # 770 MiB: the restore takes seconds, the signal lands well before its end
+# 290 MiB: the restore takes about a second, and the signal lands as soon as the first of
+# the 96 files is finished, far from the end. One snapshot serves the three tests (each
+# restores into its own target and keeps its own state), which saves two backups of it.
+INTERRUPT_FILE_SIZE = 3 * MiB
 
 
 def _finished_files(root: Path, source: Path) -> int:
@@ -201,11 +204,14 @@ def _intact_files(root: Path, source: Path) -> int:
     return count
 
 
-def _big_snapshot(bk: Backupctl) -> None:
+@pytest.fixture(scope="module")
+def big_snapshot(tmp_path_factory: pytest.TempPathFactory) -> Backupctl:
+    bk = Backupctl(tmp_path_factory.mktemp("ctrl-c"))
     for i in range(INTERRUPT_FILES):
         random_file(bk.src / "imagerie" / f"scanner-{i:03d}.dcm", INTERRUPT_FILE_SIZE + i * 4099)
     bk.init()
     bk.backup()
+    return bk
 
 
 def _interrupt(bk: Backupctl, target: Path, *args: str) -> tuple[int, float, list[str]]:
@@ -227,8 +233,8 @@ def _interrupt(bk: Backupctl, target: Path, *args: str) -> tuple[int, float, lis
     return proc.returncode, stopped_after, stderr.decode().splitlines()
 
 
-def test_ctrl_c_stops_a_restore_at_once_and_says_how_to_resume(bk: Backupctl) -> None:
-    _big_snapshot(bk)
+def test_ctrl_c_stops_a_restore_at_once_and_says_how_to_resume(big_snapshot: Backupctl) -> None:
+    bk = big_snapshot
     target = bk.base / "restauration"
     code, stopped_after, lines = _interrupt(bk, target, "restore", "latest", "--target", str(target))
     assert code == 130, lines
@@ -255,8 +261,8 @@ def test_ctrl_c_stops_a_restore_at_once_and_says_how_to_resume(bk: Backupctl) ->
     assert_same_tree(bk.src, copy)
 
 
-def test_ctrl_c_stops_an_export_at_once_and_says_the_copy_is_incomplete(bk: Backupctl) -> None:
-    _big_snapshot(bk)
+def test_ctrl_c_stops_an_export_at_once_and_says_the_copy_is_incomplete(big_snapshot: Backupctl) -> None:
+    bk = big_snapshot
     target = bk.base / "export"
     code, stopped_after, lines = _interrupt(bk, target, "export", "latest", "--target", str(target))
     assert code == 130, lines
@@ -277,10 +283,10 @@ def _code_file(bk: Backupctl) -> Path:
     return code
 
 
-def test_ctrl_c_stops_a_recovery_and_says_how_to_resume(bk: Backupctl) -> None:
+def test_ctrl_c_stops_a_recovery_and_says_how_to_resume(big_snapshot: Backupctl) -> None:
     """The new machine of the recovery sheet: `recover --restore` stops at once too, and the
     command it prints (with --resume) finishes it, keeping what was already verified."""
-    _big_snapshot(bk)
+    bk = big_snapshot
     code = _code_file(bk)
     target = bk.base / "nouvelle-machine"
     where = ["recover", "--url", f"file://{bk.repo}", "--code-file", str(code), "--state-dir", str(bk.base / "b")]
