@@ -11,8 +11,36 @@ from pathlib import Path
 import pytest
 
 from tests.support import s3server
+from tests.support.databases import start_mariadb, start_postgresql
 
-from .support import Backupctl
+from .support import Backupctl, random_file, write
+
+
+@pytest.fixture(scope="module")
+def postgresql():
+    """A real PostgreSQL server (Debian's package) on loopback, one per test module."""
+    server = start_postgresql()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def mariadb():
+    """A real MariaDB server (Debian's package) on loopback, one per test module."""
+    server = start_mariadb()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def twenty_mib(bk: Backupctl) -> Backupctl:
+    """A repository with one snapshot of four 5 MiB images and a letter (about 21 MiB)."""
+    for i in range(4):
+        random_file(bk.src / "imagerie" / f"irm-{i}.dcm", 5 * 1024 * 1024)
+    write(bk.src / "lettre.txt", "Cher confrère\n")
+    bk.init()
+    bk.backup()
+    return bk
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -227,6 +228,18 @@ def assert_error(result: Result, code: int, *needles: str, only_line: bool = Tru
 
 
 # ---- building trees ----------------------------------------------------------------------
+
+
+_CODE_ROW = re.compile(r'<td class="number">(\d+)</td><td>([A-Z2-7 ]+)</td><td class="check">([A-Z2-7]{2})</td>')
+
+
+def typed_code(sheet: Path | str) -> str:
+    """What a person types from the printed recovery sheet (a path, or the page's HTML):
+    each line's groups and its check characters, one line per row of the sheet."""
+    page = sheet.read_text(encoding="utf-8") if isinstance(sheet, Path) else sheet
+    rows = _CODE_ROW.findall(page)
+    assert rows, "no code lines on the sheet"
+    return "\n".join(f"{groups}  {check}" for _number, groups, check in rows) + "\n"
 
 
 def write(path: Path | bytes | str, data: bytes | str = b"", *, mode: int | None = None) -> Path | bytes:

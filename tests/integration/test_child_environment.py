@@ -14,9 +14,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 
-from tests.support.databases import PASSWORD, start_mariadb, start_postgresql
+from tests.support.databases import PASSWORD
 
 from .support import NOBODY, PASSPHRASE, Backupctl, base_env, write
 
@@ -37,20 +36,6 @@ exec {real} "$@"
 """
 PGPASSFILE_PROBE = ('[ -n "$PGPASSFILE" ] && echo "PGPASSFILE_FOUND=$PGPASSFILE '
                     'mode=$(stat -c %a "$PGPASSFILE") folder=$(stat -c %a "$(dirname "$PGPASSFILE")")";')
-
-
-@pytest.fixture(scope="module")
-def postgresql():
-    server = start_postgresql()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def mariadb():
-    server = start_mariadb()
-    yield server
-    server.stop()
 
 
 class Spy:

@@ -15,9 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
-from tests.support.databases import PASSWORD, PATIENTS, start_mariadb, start_postgresql
+from tests.support.databases import PASSWORD, PATIENTS
 
 from .support import NOBODY, ROOT, Backupctl, as_user, assert_error, base_env, write
 
@@ -26,20 +25,6 @@ DUMP_WRAPPER = """#!/bin/sh
 printf '%s\\n' "$0" "$@" >> "{log}"
 exec {real} "$@"
 """
-
-
-@pytest.fixture(scope="module")
-def postgresql():
-    server = start_postgresql()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def mariadb():
-    server = start_mariadb()
-    yield server
-    server.stop()
 
 
 def _secret(bk: Backupctl) -> Path:

@@ -28,9 +28,9 @@ from pathlib import Path
 import pytest
 
 from tests.support import doc_commands
-from tests.support.doc_commands import BY_HAND, SYSTEM_TEST, Command
+from tests.support.doc_commands import BY_HAND, SYSTEM_TEST
 
-from .support import ROOT, base_env, random_file, tree_digests, write
+from .support import base_env, random_file, tree_digests, typed_code, write
 
 # The only lines of docs/INSTALL.md no test runs, and why (see the module docstring).
 EXPECTED_BY_HAND = [
@@ -160,14 +160,6 @@ lock_days = 2
         return [path.read_text() for path in outputs]
 
 
-def _typed_code(sheet: Path) -> str:
-    """What the provider types from the printed sheet (tests/integration/test_recovery.py)."""
-    rows = re.findall(r'<td class="number">(\d+)</td><td>([A-Z2-7 ]+)</td><td class="check">([A-Z2-7]{2})</td>',
-                      sheet.read_text(encoding="utf-8"))
-    assert rows, "no code lines on the sheet"
-    return "\n".join(f"{groups}  {check}" for _number, groups, check in rows) + "\n"
-
-
 def test_every_command_of_install_md_runs_and_does_what_it_says(tmp_path: Path, s3) -> None:  # type: ignore[no-untyped-def]
     world = World(tmp_path, s3)
     october = world.src / "courriers" / "2026" / "10"
@@ -212,7 +204,7 @@ def test_every_command_of_install_md_runs_and_does_what_it_says(tmp_path: Path, 
     # 5.4 A new machine, from the recovery sheet of the off-site repository.
     sheet = tmp_path / "fiche-offsite.html"
     world.cli("key", "export", "--repo", "offsite", "--paper", str(sheet))
-    code = _typed_code(sheet)
+    code = typed_code(sheet)
     sheet.unlink()
     _export, listed, _restore, _passphrase, _added = world.run_section(SECTIONS_RUN[4], stdin=code, server=False)
     assert listed.count("\n") >= 2 and "2026-11-01" in listed, listed

@@ -5,21 +5,10 @@ from __future__ import annotations
 
 import subprocess
 
-import pytest
 
 from .support import Backupctl, assert_error, assert_same_tree, file_sha256, random_file, write
 
 MiB = 1024 * 1024
-
-
-@pytest.fixture
-def twenty_mib(bk: Backupctl) -> Backupctl:
-    for i in range(4):
-        random_file(bk.src / "imagerie" / f"irm-{i}.dcm", 5 * MiB)
-    write(bk.src / "lettre.txt", "Cher confrère\n")
-    bk.init()
-    bk.backup()
-    return bk
 
 
 def test_restore_into_a_full_file_system_exits_15(twenty_mib: Backupctl, mount_tmpfs) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import stat
 import subprocess
@@ -14,7 +13,7 @@ import sys
 from pathlib import Path
 
 
-from .support import ROOT, Backupctl, assert_error, base_env, random_file, tree_state, write
+from .support import ROOT, Backupctl, assert_error, base_env, random_file, tree_state, typed_code, write
 
 
 def _practice(root: Path) -> None:
@@ -23,14 +22,6 @@ def _practice(root: Path) -> None:
     random_file(root / "imagerie" / "radio.jpg", 3 * 1024 * 1024)
     (root / "vide").mkdir(parents=True, exist_ok=True)
     os.symlink("courriers/2026", root / "annee-en-cours")
-
-
-def _typed_code(sheet: Path) -> str:
-    """What a person types from the printed sheet: each line's groups and check characters."""
-    page = sheet.read_text(encoding="utf-8")
-    rows = re.findall(r'<td class="number">(\d+)</td><td>([A-Z2-7 ]+)</td><td class="check">([A-Z2-7]{2})</td>', page)
-    assert rows, "no code lines on the sheet"
-    return "\n".join(f"{groups}  {check}" for _number, groups, check in rows) + "\n"
 
 
 def _recover(*args: str, code: str, env: dict, cwd: Path) -> subprocess.CompletedProcess:
@@ -74,7 +65,7 @@ lock_days = 3
     assert stat.S_IMODE(sheet.stat().st_mode) == 0o600
     page = sheet.read_text(encoding="utf-8")
     assert s3.lock_bucket in page and prefix in page and s3.url in page and "<svg" in page
-    typed = _typed_code(sheet)
+    typed = typed_code(sheet)
     secret_text = typed.replace(" ", "")
     assert secret_text[:16] not in (machine_a / "state" / "audit.jsonl").read_text()  # the key is never logged
     compliance = json.loads(run_a("compliance", "--json").stdout)
@@ -134,7 +125,7 @@ def test_a_typo_is_named_by_line_and_a_wrong_code_opens_nothing(bk: Backupctl):
     bk.backup()
     sheet = bk.base / "fiche.html"
     bk.ok("key", "export", "--paper", str(sheet))
-    typed = _typed_code(sheet).splitlines()
+    typed = typed_code(sheet).splitlines()
     env = {**base_env(passphrase=None), "BACKUPCTL_STATE_DIR": str(bk.base / "b")}
     where = ["--url", f"file://{bk.repo}", "--list"]
     first = typed[2][0]
@@ -148,7 +139,7 @@ def test_a_typo_is_named_by_line_and_a_wrong_code_opens_nothing(bk: Backupctl):
     other_bk.init()
     other_sheet = other / "fiche.html"
     other_bk.ok("key", "export", "--paper", str(other_sheet))
-    wrong = _recover(*where, code=_typed_code(other_sheet), env=env, cwd=bk.base)
+    wrong = _recover(*where, code=typed_code(other_sheet), env=env, cwd=bk.base)
     assert wrong.returncode == 12 and "does not open" in wrong.stderr, wrong.stderr
     assert "BACKUPCTL_PASSPHRASE" not in wrong.stderr and "check --url against the sheet" in wrong.stderr
     # Digits typed for look-alike letters (0 for O, 1 for I) and lower case are accepted.
@@ -167,10 +158,10 @@ def test_shares_any_two_of_three_recover_one_does_not(bk: Backupctl):
     env = {**base_env(passphrase=None), "BACKUPCTL_STATE_DIR": str(bk.base / "b")}
     where = ["--url", f"file://{bk.repo}", "--list", "--json"]
     for pair in ((0, 1), (0, 2), (1, 2)):
-        code = "\n\n".join(_typed_code(sheets[i]) for i in pair)
+        code = "\n\n".join(typed_code(sheets[i]) for i in pair)
         result = _recover(*where, code=code, env=env, cwd=bk.base)
         assert result.returncode == 0, (pair, result.stderr)
-    alone = _recover(*where, code=_typed_code(sheets[0]), env=env, cwd=bk.base)
+    alone = _recover(*where, code=typed_code(sheets[0]), env=env, cwd=bk.base)
     assert alone.returncode == 2 and "2 are needed" in alone.stderr
     assert_error(bk.run("key", "export", "--paper", str(bk.base / "x.html"), "--shares", "1/3"), 2, "--shares")
     assert_error(bk.run("key", "export", "--paper", str(bk.base / "x.txt")), 2, ".html or .pdf")

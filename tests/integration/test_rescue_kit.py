@@ -25,7 +25,7 @@ import pytest
 
 from agent import __version__
 
-from .support import ROOT, base_env, random_file, tree_state, write
+from .support import ROOT, base_env, random_file, tree_state, typed_code, write
 
 KIT = f"backupctl-rescue-kit-{__version__}.tar"
 
@@ -55,12 +55,6 @@ def _offline_env(**extra: str) -> dict[str, str]:
 
 def _sheet_codes(page: str) -> list[str]:
     return [html.unescape(code) for code in re.findall(r"<code[^>]*>(.*?)</code>", page)]
-
-
-def _typed_code(page: str) -> str:
-    rows = re.findall(r'<td class="number">(\d+)</td><td>([A-Z2-7 ]+)</td><td class="check">([A-Z2-7]{2})</td>', page)
-    assert rows, "no code lines on the sheet"
-    return "\n".join(f"{groups}  {check}" for _number, groups, check in rows) + "\n"
 
 
 def test_two_builds_of_the_kit_give_the_same_sha256(kit: Path, tmp_path: Path) -> None:
@@ -165,7 +159,7 @@ lock_days = 3
     words = shlex.split(restore_line.replace("/srv/restauration", str(target)))
     assert words[0] == "backupctl"
     recovered = subprocess.run([str(venv / "bin" / "backupctl"), *words[1:], "--json"], cwd=machine_b,
-                               input=_typed_code(page), capture_output=True, text=True, timeout=600,
+                               input=typed_code(page), capture_output=True, text=True, timeout=600,
                                env={**_offline_env(BACKUPCTL_STATE_DIR=str(machine_b / "state")), **s3.env(),
                                     "PATH": os.environ["PATH"], "no_proxy": "127.0.0.1"})
     assert recovered.returncode == 0, recovered.stdout + recovered.stderr

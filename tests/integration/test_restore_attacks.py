@@ -15,7 +15,6 @@ export --target and export --tar; and the modes of what restore and export creat
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import stat
 import subprocess
@@ -27,7 +26,7 @@ import pytest
 
 from tests.support.trees import listing
 
-from .support import NOBODY, Backupctl, assert_error, base_env, tree_digests, write
+from .support import NOBODY, Backupctl, assert_error, base_env, tree_digests, typed_code, write
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the attack needs root restoring (CI runs as root)")
 
@@ -232,9 +231,7 @@ def _recover(bk: Backupctl, tmp_path: Path, target: Path, *flags: str) -> subpro
     sheet = tmp_path / "fiche.html"
     if not sheet.exists():
         bk.ok("key", "export", "--paper", str(sheet))
-    page = sheet.read_text(encoding="utf-8")
-    rows = re.findall(r'<td class="number">(\d+)</td><td>([A-Z2-7 ]+)</td><td class="check">([A-Z2-7]{2})</td>', page)
-    code = "\n".join(f"{groups}  {check}" for _n, groups, check in rows) + "\n"
+    code = typed_code(sheet)
     env = {**base_env(passphrase=None), "BACKUPCTL_STATE_DIR": str(tmp_path / "state-b")}
     return subprocess.run([sys.executable, "-m", "agent", "recover", "--url", f"file://{bk.repo}",
                            "--restore", "latest", "--target", str(target), *flags],

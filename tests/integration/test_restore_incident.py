@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shlex
 import signal
 import time
@@ -15,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from .support import Backupctl, assert_error, assert_same_tree, file_sha256, random_file, set_mtimes, wait_for, write
+from .support import (Backupctl, assert_error, assert_same_tree, file_sha256, random_file, set_mtimes, typed_code,
+                      wait_for, write)
 
 MiB = 1024 * 1024
 LETTER = "lettre-urgente Martin.odt"
@@ -130,16 +130,6 @@ def test_find_ignore_case_and_what_to_try_when_nothing_matches(practice: Backupc
 
 
 # ---- d. free space, before anything is written ---------------------------------------------
-
-
-@pytest.fixture
-def twenty_mib(bk: Backupctl) -> Backupctl:
-    for i in range(4):
-        random_file(bk.src / "imagerie" / f"irm-{i}.dcm", 5 * MiB)
-    write(bk.src / "lettre.txt", "Cher confrère\n")
-    bk.init()
-    bk.backup()
-    return bk
 
 
 def test_restore_into_a_target_too_small_is_refused_before_writing(twenty_mib: Backupctl, mount_tmpfs) -> None:
@@ -276,10 +266,8 @@ def _code_file(bk: Backupctl) -> Path:
     """The recovery code as typed from the printed sheet, in a file (`recover --code-file`)."""
     sheet = bk.base / "fiche.html"
     bk.ok("key", "export", "--paper", str(sheet))
-    rows = re.findall(r'<td class="number">(\d+)</td><td>([A-Z2-7 ]+)</td><td class="check">([A-Z2-7]{2})</td>',
-                      sheet.read_text(encoding="utf-8"))
     code = bk.base / "code.txt"
-    code.write_text("\n".join(f"{groups}  {check}" for _n, groups, check in rows) + "\n")
+    code.write_text(typed_code(sheet))
     return code
 
 
