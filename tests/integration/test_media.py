@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 from pathlib import Path
 
 import pytest
@@ -39,16 +40,25 @@ KEYED_ID = ("import sys\nfrom agent.repo.repository import Repository\nfrom agen
             "print(Repository.open(LocalStorage(sys.argv[1]), sys.argv[2].encode()).chunk_id(b'ordonnance').hex())")
 
 
+# The disks' week is the practice's (`[retention] timezone`, Europe/Paris by default), not
+# the test machine's: on Sunday after 23:00 UTC it is already Monday there.
+PRACTICE_ZONE = ZoneInfo("Europe/Paris")
+
+
+def practice_now() -> datetime:
+    return datetime.now(PRACTICE_ZONE)
+
+
 def week_number(day: date) -> int:
     return (day - EPOCH_MONDAY).days // 7
 
 
 def due_disk() -> str:
-    return DISKS[week_number(date.today()) % len(DISKS)]
+    return DISKS[week_number(practice_now().date()) % len(DISKS)]
 
 
 def next_due_week_of(label: str) -> date:
-    today = date.today()
+    today = practice_now().date()
     ahead = (DISKS.index(label) - week_number(today)) % len(DISKS)
     return today - timedelta(days=today.weekday()) + timedelta(weeks=ahead)
 
@@ -71,7 +81,7 @@ def recent(moment: str, since: datetime) -> bool:
 
 @pytest.fixture(autouse=True)
 def same_week_throughout() -> None:
-    now = datetime.now()
+    now = practice_now()
     if now.weekday() == 6 and now.time() >= time(23, 58):
         pytest.skip("the due disk changes at midnight between Sunday and Monday")
 
@@ -148,7 +158,8 @@ def test_rotation_over_four_disks_warns_exactly_when_it_should(bk: Backupctl) ->
         "last_backup": last[label]["time"] if label in last else None,
         "last_snapshot": last[label]["snapshot_id"] if label in last else None,
         "last_check": None, "last_check_ok": None, "mounted": label == due} for label in DISKS]
-    monday = date.today() - timedelta(days=date.today().weekday())
+    today = practice_now().date()
+    monday = today - timedelta(days=today.weekday())
     assert sorted(d["next_due_week_of"] for d in status["disks"]) == [
         (monday + timedelta(weeks=k)).isoformat() for k in range(4)]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from .support import Backupctl, write
 
@@ -57,7 +58,9 @@ def test_this_weeks_disk_not_seen_is_a_risk(bk: Backupctl, tmp_path):
     for label in ("DISQUE-A", "DISQUE-B"):
         (disks / label).mkdir(parents=True)
     mount = tmp_path / "usb"
-    today = dt.datetime.now().astimezone()
+    # "Today" and the disks' week are the practice's (`[retention] timezone`, Europe/Paris by
+    # default), not the test machine's: on Sunday after 23:00 UTC it is already Monday there.
+    today = dt.datetime.now(ZoneInfo("Europe/Paris"))
     # The weekly backup is scheduled at 00:00 today, so this week's run time has passed.
     bk.config.write_text(bk.config.read_text() + f'''
 [repositories.usb]
