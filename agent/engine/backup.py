@@ -27,15 +27,18 @@ from __future__ import annotations
 import fnmatch
 import grp
 import hashlib
+import mmap
+import multiprocessing
 import os
 import pwd
 import socket
 import stat
 import sys
+import tempfile
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from agent import __version__, clock
@@ -43,6 +46,7 @@ from agent.engine.dumps import DUMP_FOLDER, DumpError
 from agent.engine.files_cache import FilesCache
 from agent.engine.holes import HoleSkippingReader, is_sparse
 from agent.engine.progress import Progress, SilentProgress
+from agent.engine.small_files import Stamp, open_nofollow, read_small, seal_small_files
 from agent.errors import BackupctlError, IntegrityError, ObjectNotFound, SourceError
 from agent.repo import layout
 from agent.repo.chunker import DEFAULT_DATABASE_CHUNK_SIZE
@@ -67,6 +71,17 @@ BATCH_BYTES = 1024 * 1024
 # semaphore round per small file kept the walking thread busier than both workers on
 # 100,000 letters of 0.4-8 KiB (issue 19).
 SMALL_BATCH_FILES = 256
+# Once a backup has met this many small files, their batches go to worker processes
+# (agent.engine.small_files), which read, fingerprint and seal them outside this
+# process's GIL; before that, to the worker threads. Starting the processes costs
+# about 0.1 CPU-s each (an interpreter importing the crypto modules): a weekly backup
+# that reads a few hundred changed letters does not pay it.
+PROCESS_MIN_FILES = 4096
+# Room in the spool (a file mapped by the backup and its worker processes) for one batch's
+# sealed parts: a batch holds at most BATCH_BYTES plus one file of at most the chunker's
+# minimum size, and sealing adds at most 1/16 (Padme) plus 560 bytes per file (padding
+# floor, envelope). A part that does not fit travels through the result pipe instead.
+SPOOL_SLOT = 2 * 1024 * 1024
 # Directories walked but not yet stored (their files still in the workers). Beyond
 # this the walk waits for the oldest one, so a slow file cannot make the queue grow
 # without bound while the walk goes through a million unchanged files.
@@ -139,7 +154,7 @@ class BackupReport:
 class _FileResult:
     sha256: str
     size: int
-    after: os.stat_result  # fstat once read: tells whether the file changed meanwhile
+    after: os.stat_result | Stamp  # fstat once read: tells whether the file changed meanwhile
     chunk_ids: list[bytes] | None = None  # whole files read by a worker
     chunk_futures: list[Future] | None = None  # streamed files: each future gives a list of ids
 
@@ -148,12 +163,14 @@ class _SmallBatch:
     """Small files read by one worker task: the future gives a _FileResult or an
     OSError per path, in order. No future until submitted."""
 
-    __slots__ = ("paths", "size", "future")
+    __slots__ = ("paths", "sizes", "size", "future", "slot")
 
     def __init__(self) -> None:
         self.paths: list[bytes] = []
+        self.sizes: list[int] = []  # as walked: each read asks for this plus one byte
         self.size = 0
         self.future: Future | None = None
+        self.slot = -1  # its slot of the spool, while a worker process has it
 
 
 @dataclass
@@ -254,6 +271,11 @@ class BackupEngine:
         self._root_extra: list[Node] = []  # the database dumps' folder, added to the snapshot's root
         self._lock: RepositoryLock | None = None  # this backup's, while it runs
         self._batch = _SmallBatch()  # small files not yet handed to the workers
+        self._small_files = 0  # small files met so far: processes from PROCESS_MIN_FILES on
+        self._processes: ProcessPoolExecutor | None = None
+        self._spool: mmap.mmap | None = None  # shared with the worker processes
+        self._spool_path = ""
+        self._spool_slots: list[int] = []  # free slots (one per task in flight at most)
         self._min_size = self._chunker.params.min_size
 
     # ---- entry point ----------------------------------------------------------
@@ -318,15 +340,18 @@ class BackupEngine:
             self._pool = pool
             self._hasher = hasher
             self._streamer = streamer
-            if self.options.dumps:
-                self._root_extra = self._store_dumps(snapshot_time)
-            if b"/" in sources:  # the whole system (rule S5): everything else is inside it
-                self._root_devices[b"/"] = os.lstat(b"/").st_dev
-                root_ref = self._directory(b"/", self._root_devices[b"/"])
-            else:
-                root_ref = self._virtual_dir(b"/", _path_trie(sources))
-            self.progress.walk_done()  # every file is known now: the total is exact
-            self._store_ready_dirs(drain=True)
+            try:
+                if self.options.dumps:
+                    self._root_extra = self._store_dumps(snapshot_time)
+                if b"/" in sources:  # the whole system (rule S5): everything else is inside it
+                    self._root_devices[b"/"] = os.lstat(b"/").st_dev
+                    root_ref = self._directory(b"/", self._root_devices[b"/"])
+                else:
+                    root_ref = self._virtual_dir(b"/", _path_trie(sources))
+                self.progress.walk_done()  # every file is known now: the total is exact
+                self._store_ready_dirs(drain=True)
+            finally:
+                self._stop_processes()
         root_tree = root_ref.id
         self.repo.flush()  # packs, then index: only now may a snapshot reference them
         self.progress.finish()
@@ -556,7 +581,9 @@ class BackupEngine:
             self._pending.append(_PendingFile(node, None, path, st, is_new=known is None,
                                               batch=batch, slot=len(batch.paths)))
             batch.paths.append(path)
+            batch.sizes.append(st.st_size)
             batch.size += st.st_size
+            self._small_files += 1
             if len(batch.paths) >= SMALL_BATCH_FILES or batch.size >= BATCH_BYTES:
                 self._submit_small_batch()
             return node
@@ -616,11 +643,7 @@ class BackupEngine:
 
     @staticmethod
     def _open(path: bytes):
-        try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOATIME", 0))
-        except PermissionError:
-            fd = os.open(path, os.O_RDONLY)  # O_NOATIME needs ownership
-        return open(fd, "rb", buffering=0)
+        return open(open_nofollow(path), "rb", buffering=0)
 
     def _submit_small_batch(self) -> None:
         batch = self._batch
@@ -628,17 +651,88 @@ class BackupEngine:
             return
         self._batch = _SmallBatch()
         self._slots.acquire()
-        batch.future = self._pool.submit(self._read_small_files, batch.paths)
-        batch.future.add_done_callback(lambda _f: self._slots.release())
+        if self._small_files < PROCESS_MIN_FILES:
+            batch.future = self._pool.submit(self._read_small_files, batch.paths, batch.sizes)
+            batch.future.add_done_callback(lambda _f: self._slots.release())
+            return
+        if self._processes is None:
+            self._start_processes()
+        batch.future = Future()
+        batch.slot = self._spool_slots.pop()
+        sealed = self._processes.submit(seal_small_files, self.repo.sealer, batch.paths, batch.sizes,
+                                        self._min_size, self._spool_path, batch.slot * SPOOL_SLOT, SPOOL_SLOT)
+        sealed.add_done_callback(lambda done: self._absorb_sealed(batch, done))
 
-    def _read_small_files(self, paths: list[bytes]) -> list:
-        """In a worker: `_read_small_file` for each path; an OSError in place of a result
-        for a file that cannot be read (the others are still stored)."""
+    def _start_processes(self) -> None:
+        # Spawned, not forked: this process has threads (a fork would copy locks they
+        # may hold), and spawned workers are this process's children, reaped at
+        # shutdown, so their CPU time counts in the backup's (bench/run.py's wait4).
+        # The spool is a private file (mode 0600) in memory when /dev/shm exists; it
+        # holds sealed parts only (ciphertext), and is unlinked when the backup ends.
+        directory = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+        fd, self._spool_path = tempfile.mkstemp(prefix="backupctl-spool-", dir=directory)
+        try:
+            os.ftruncate(fd, MAX_CHUNKS_IN_FLIGHT * SPOOL_SLOT)
+            self._spool = mmap.mmap(fd, MAX_CHUNKS_IN_FLIGHT * SPOOL_SLOT)
+        finally:
+            os.close(fd)
+        # One slot per task in flight: the semaphore `_slots` bounds them.
+        self._spool_slots = list(range(MAX_CHUNKS_IN_FLIGHT))
+        self._processes = ProcessPoolExecutor(WORKERS, mp_context=multiprocessing.get_context("spawn"))
+
+    def _stop_processes(self) -> None:
+        if self._processes is not None:
+            self._processes.shutdown(wait=True, cancel_futures=True)
+            self._processes = None
+        if self._spool is not None:
+            self._spool.close()
+            self._spool = None
+            os.unlink(self._spool_path)
+
+    def _absorb_sealed(self, batch: _SmallBatch, done: Future) -> None:
+        """In the process pool's result thread: add the blobs a worker process sealed to
+        the packs (unless already stored), and complete the batch with a _FileResult or
+        an OSError per path, as `_read_small_files` does."""
+        try:
+            items, placed = done.result()
+            spool = self._spool
+            parts = [(p[0], spool[p[1] : p[1] + p[2]], p[3]) if len(p) == 4 else p for p in placed]
+            self._spool_slots.append(batch.slot)  # copied out: free for the next batch
+            self.repo.store_sealed_blobs(BLOB_DATA, parts)
+            results: list = []
+            files = size = 0
+            for path, item in zip(batch.paths, items):
+                if type(item) is tuple:
+                    sha256, length, after_size, after_mtime, after_ctime, chunk_id = item
+                    result = _FileResult(sha256, length, Stamp(after_size, after_mtime, after_ctime),
+                                         chunk_ids=[chunk_id] if chunk_id is not None else [])
+                elif isinstance(item, OSError):
+                    results.append(item)
+                    continue
+                else:  # GREW
+                    try:
+                        result = self._read_whole_file(path, progress=False)
+                    except OSError as exc:
+                        results.append(exc)
+                        continue
+                results.append(result)
+                files += 1
+                size += result.size
+            self.progress.advance(files=files, bytes_done=size)
+            batch.future.set_result(results)
+        except BaseException as exc:  # a broken pool or a failed pack write fails the backup
+            batch.future.set_exception(exc)
+        finally:
+            self._slots.release()
+
+    def _read_small_files(self, paths: list[bytes], sizes: list[int]) -> list:
+        """In a worker thread: `_read_small_file` for each path; an OSError in place of a
+        result for a file that cannot be read (the others are still stored)."""
         results: list = []
         files = size = 0
-        for path in paths:
+        for path, walked in zip(paths, sizes):
             try:
-                result = self._read_small_file(path)
+                result = self._read_small_file(path, walked=walked)
             except OSError as exc:
                 results.append(exc)
                 continue
@@ -648,29 +742,17 @@ class BackupEngine:
         self.progress.advance(files=files, bytes_done=size)
         return results
 
-    def _read_small_file(self, path: bytes) -> _FileResult:
+    def _read_small_file(self, path: bytes, *, walked: int) -> _FileResult:
         """Read, fingerprint and store a file that was at most the chunker's minimum size
         when walked: one chunk, as the chunker would cut it (Chunker.chunks yields data of
         at most min_size whole), without its call. A file that grew past that meanwhile
         goes the general way."""
+        fd = open_nofollow(path)
         try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOATIME", 0))
-        except PermissionError:
-            fd = os.open(path, os.O_RDONLY)  # O_NOATIME needs ownership
-        try:
-            limit = self._min_size
-            parts = []
-            got = 0
-            while got <= limit:
-                part = os.read(fd, limit + 1 - got)
-                if not part:
-                    break
-                parts.append(part)
-                got += len(part)
-            if got > limit:  # it grew: the chunker decides
+            data = read_small(fd, walked, self._min_size)
+            if data is None:  # it grew: the chunker decides
                 os.lseek(fd, 0, os.SEEK_SET)
                 return self._read_whole_file(os.fdopen(os.dup(fd), "rb", buffering=0), progress=False)
-            data = parts[0] if len(parts) == 1 else b"".join(parts)
             after = os.fstat(fd)
         finally:
             os.close(fd)
