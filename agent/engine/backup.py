@@ -31,6 +31,7 @@ import mmap
 import multiprocessing
 import os
 import pwd
+import re
 import socket
 import stat
 import sys
@@ -277,6 +278,8 @@ class BackupEngine:
         self._spool_path = ""
         self._spool_slots: list[int] = []  # free slots (one per task in flight at most)
         self._min_size = self._chunker.params.min_size
+        self._exclude_matcher = _Matcher(options.excludes)
+        self._database_matcher = _Matcher(options.databases)
 
     # ---- entry point ----------------------------------------------------------
 
@@ -511,10 +514,10 @@ class BackupEngine:
         return self._queue_tree(self._with_root_extra(path, nodes), self._pending)
 
     def _excluded(self, path: bytes, name: bytes) -> bool:
-        return _matches_any(self.options.excludes, path, name)
+        return self._exclude_matcher(path, name)
 
     def _is_database(self, path: bytes) -> bool:
-        return _matches_any(self.options.databases, path, os.path.basename(path))
+        return self._database_matcher(path, os.path.basename(path))
 
 
     def _base_node(self, name: bytes, node_type: str, st: os.stat_result) -> Node:
@@ -879,6 +882,25 @@ def _path_trie(sources: list[bytes]) -> dict:
         else:
             node[parts[-1]] = None
     return trie
+
+
+class _Matcher:
+    """`_matches_any` for fixed patterns, compiled once: one regular expression for the
+    name patterns and one for the path patterns (fnmatch per pattern and per file was
+    a tenth of the walk's time on 100,000 letters, issue 19)."""
+
+    __slots__ = ("_name", "_path")
+
+    def __init__(self, patterns: list[str]) -> None:
+        names = [fnmatch.translate(p) for p in patterns if "/" not in p]
+        paths = [fnmatch.translate(p) for p in patterns if "/" in p]
+        self._name = re.compile("|".join(names)).match if names else None
+        self._path = re.compile("|".join(paths)).match if paths else None
+
+    def __call__(self, path: bytes, name: bytes) -> bool:
+        if self._name is not None and self._name(os.fsdecode(name)):
+            return True
+        return self._path is not None and self._path(os.fsdecode(path)) is not None
 
 
 def _matches_any(patterns: list[str], path: bytes, name: bytes) -> bool:
