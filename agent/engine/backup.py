@@ -698,10 +698,11 @@ class BackupEngine:
         an OSError per path, as `_read_small_files` does."""
         try:
             items, placed = done.result()
-            spool = self._spool
-            parts = [(p[0], spool[p[1] : p[1] + p[2]], p[3]) if len(p) == 4 else p for p in placed]
-            self._spool_slots.append(batch.slot)  # copied out: free for the next batch
-            self.repo.store_sealed_blobs(BLOB_DATA, parts)
+            with memoryview(self._spool) as spool:
+                # Copied from the spool straight into the pack's buffer.
+                parts = [(p[0], spool[p[1] : p[1] + p[2]], p[3]) if len(p) == 4 else p for p in placed]
+                self.repo.store_sealed_blobs(BLOB_DATA, parts)
+                del parts
             results: list = []
             files = size = 0
             for path, item in zip(batch.paths, items):
@@ -726,6 +727,7 @@ class BackupEngine:
         except BaseException as exc:  # a broken pool or a failed pack write fails the backup
             batch.future.set_exception(exc)
         finally:
+            self._spool_slots.append(batch.slot)  # copied out (or given up): free again
             self._slots.release()
 
     def _read_small_files(self, paths: list[bytes], sizes: list[int]) -> list:

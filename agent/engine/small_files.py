@@ -96,7 +96,6 @@ def seal_small_files(sealer: BlobSealer, paths: list[bytes], sizes: list[int], l
     a megabyte per batch waited on the backup process's GIL at every 64 KiB read."""
     results: list = []
     parts: list = []
-    seal = sealer.seal_blob
     mapped = _spool(spool)
     position = offset
     end = offset + room
@@ -117,14 +116,15 @@ def seal_small_files(sealer: BlobSealer, paths: list[bytes], sizes: list[int], l
         chunk_id = None
         if data:
             chunk_id = sealer.chunk_id(data)
-            part = seal(BLOB_DATA, chunk_id, data)
-            length = len(part)
-            if position + length <= end:
-                mapped[position : position + length] = part
+            plaintext = sealer.blob_plaintext(data)
+            length = sealer.part_length(len(plaintext))
+            if position + length <= end:  # sealed in place, in the shared mapping
+                with memoryview(mapped) as view:
+                    sealer.seal_blob_into(BLOB_DATA, chunk_id, plaintext, view[position : position + length])
                 parts.append((chunk_id, position, length, len(data)))
                 position += length
             else:
-                parts.append((chunk_id, bytes(part), len(data)))
+                parts.append((chunk_id, bytes(sealer.seal_blob(BLOB_DATA, chunk_id, data)), len(data)))
         results.append((hashlib.sha256(data).hexdigest(), len(data), after.st_size, after.st_mtime_ns,
                         after.st_ctime_ns, chunk_id))
     return results, parts

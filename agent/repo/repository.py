@@ -60,6 +60,9 @@ from agent.storage.base import Storage
 FORMAT_VERSION = 4
 # The padded layout's first version and the associated data's prefix live with the
 # blob sealer that worker processes share (agent.repo.sealing).
+# Room in a pack's buffer beyond its target size: the last part added may be a whole
+# chunk of the chunker's maximum size (8 MiB, padded by at most 1/16), sealed in place.
+PACK_SLACK = 9 * 1024 * 1024
 # An index file is written after this many packs, so an interrupted backup loses at
 # most this much upload work (the packs themselves stay, prune collects them).
 PACKS_PER_INDEX = 8
@@ -466,27 +469,49 @@ class Repository:
     def _seal_into_pack(self, kind: int, chunk_id: ChunkId, data: bytes) -> int:
         """Compress, encrypt and append a blob already marked pending; write the pack
         when full. Returns the stored size. Compression and encryption run outside the
-        lock (both release the GIL)."""
+        lock (both release the GIL), encryption straight into the pack's buffer."""
+        builder = None
         try:
-            envelope = self.sealer.seal_blob(kind, chunk_id, data)
+            plaintext = self.sealer.blob_plaintext(data)
+            length = self.sealer.part_length(len(plaintext))
+            with self._write_lock:
+                builder = self._open_builder(kind)
+                place = builder.reserve(kind, chunk_id, length, len(data))
+                if builder.is_full(self.config.pack_target_size):
+                    builder.closed = True
+                    del self._builders[kind]
+            try:
+                self.sealer.seal_blob_into(kind, chunk_id, plaintext, place)
+            finally:
+                place.release()
         except BaseException:
             with self._write_lock:
                 self._pending_ids.discard(chunk_id)
+                if builder is not None:
+                    # Its place holds no sealed part: that pack is never written, and its
+                    # blobs are no longer pending, so they are stored again if met again.
+                    builder.failed = True
+                    builder.done_writing()
+                    if self._builders.get(kind) is builder:
+                        del self._builders[kind]
+                    for entry in builder.entries:
+                        self._pending_ids.discard(entry.chunk_id)
             raise
-        return self._append_part(kind, chunk_id, envelope, len(data))
-
-    def _append_part(self, kind: int, chunk_id: ChunkId, envelope: bytes | memoryview, raw_length: int) -> int:
-        full = None
         with self._write_lock:
-            builder = self._builders.setdefault(kind, PackBuilder())
-            builder.add(kind, chunk_id, envelope, raw_length)
-            if builder.is_full(self.config.pack_target_size):
-                full = self._builders.pop(kind)
-        if full is not None:
-            self._write_pack(full)
-        return len(envelope)
+            builder.done_writing()
+            ready = builder.closed and not builder.writers and not builder.failed
+        if ready:
+            self._write_pack(builder)
+        return length
 
-    def store_sealed_blobs(self, kind: int, parts: list[tuple[bytes, bytes, int]]) -> int:
+    def _open_builder(self, kind: int) -> PackBuilder:
+        """The pack being filled with blobs of this kind (under the write lock)."""
+        builder = self._builders.get(kind)
+        if builder is None:
+            builder = self._builders[kind] = PackBuilder(self.config.pack_target_size + PACK_SLACK)
+        return builder
+
+    def store_sealed_blobs(self, kind: int, parts: list[tuple[bytes, bytes | memoryview, int]]) -> int:
         """Add blobs that a worker process sealed with this repository's `sealer` (same id,
         compression and envelope as `store_blob`), as (chunk id, part, plaintext length),
         leaving out those already known; returns the stored bytes added. Thread-safe."""
@@ -496,14 +521,15 @@ class Repository:
             for chunk_id, part, raw_length in parts:
                 if self.has_blob(chunk_id):
                     continue
-                builder = self._builders.get(kind)
-                if builder is None:
-                    builder = self._builders[kind] = PackBuilder()
+                builder = self._open_builder(kind)
                 builder.add(kind, ChunkId(chunk_id), part, raw_length)
                 self._pending_ids.add(chunk_id)
                 added += len(part)
                 if builder.is_full(self.config.pack_target_size):
-                    full.append(self._builders.pop(kind))
+                    builder.closed = True
+                    del self._builders[kind]
+                    if not builder.writers:
+                        full.append(builder)
         for builder in full:
             self._write_pack(builder)
         return added
@@ -570,7 +596,7 @@ class Repository:
     def flush(self) -> None:
         """Write every partly filled pack, then an index for all unindexed packs."""
         with self._write_lock:
-            builders = [b for b in self._builders.values() if b.entries]
+            builders = [b for b in self._builders.values() if b.entries and not b.failed]
             self._builders = {}
         for builder in builders:
             self._write_pack(builder)

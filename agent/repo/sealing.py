@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from agent.crypto import aead, ids
 from agent.repo import compression, layout
 from agent.repo.layout import ChunkId
-from agent.repo.pack import BLOB_TREE, pad
+from agent.repo.pack import BLOB_TREE, pad, pad_parts
 
 PADDED_FORMAT = 4  # first version with the padded, marker-free layout
 AAD_PREFIX = b"backupctl\x00"
@@ -58,7 +58,26 @@ class BlobSealer:
         sealed = aead.seal(self.enc_key, pad(payload), self.aad(kind, object_id), cipher=self.cipher)
         return memoryview(sealed)[2:]
 
-    def seal_blob(self, blob_type: int, chunk_id: bytes, data: bytes | memoryview) -> bytes | memoryview:
-        """The stored part of a data or tree blob: compressed, padded (version 4), sealed."""
-        payload = compression.compress(data, self.compression_level)
-        return self.seal_part(self.blob_kind(blob_type), chunk_id, payload)
+    # A blob sealed in place: `blob_plaintext`, then `seal_blob_into` the part_length bytes
+    # that its pack reserved for it. Same bytes as seal_part(blob_kind, id, compress(data)).
+
+    def blob_plaintext(self, data: bytes | memoryview) -> bytes | bytearray:
+        """What is encrypted for a blob: its compression byte and body, padded (version 4)."""
+        method, body = compression.compress_parts(data, self.compression_level)
+        if self.padded:
+            return pad_parts(method, body)
+        return bytes((method,)) + body
+
+    def part_length(self, plaintext_length: int) -> int:
+        return aead.sealed_length(plaintext_length, clear_header=not self.padded)
+
+    def seal_blob_into(self, blob_type: int, chunk_id: bytes, plaintext: bytes | bytearray, out: memoryview) -> None:
+        aead.seal_into(self.enc_key, plaintext, self.aad(self.blob_kind(blob_type), chunk_id), cipher=self.cipher,
+                       out=out, clear_header=not self.padded)
+
+    def seal_blob(self, blob_type: int, chunk_id: bytes, data: bytes | memoryview) -> bytearray:
+        """The stored part of a data or tree blob, in a new buffer."""
+        plaintext = self.blob_plaintext(data)
+        part = bytearray(self.part_length(len(plaintext)))
+        self.seal_blob_into(blob_type, chunk_id, plaintext, memoryview(part))
+        return part
