@@ -25,7 +25,7 @@ INDEX_VERSION = 1
 _U32 = struct.Struct("<I")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per blob in memory: no per-instance dict
 class BlobLocation:
     pack_id: PackId
     kind: int
