@@ -87,6 +87,17 @@ SPOOL_SLOT = 2 * 1024 * 1024
 # this the walk waits for the oldest one, so a slow file cannot make the queue grow
 # without bound while the walk goes through a million unchanged files.
 MAX_DIRS_PENDING = 256
+# FOLDER_RULE (issue 19 point 6): a folder's tree is taken whole from the previous run,
+# without building its nodes, only when the signature of what it is made of is the one
+# recorded with that tree (agent.engine.files_cache, table folders): the name, type,
+# mode, owner (ids and names), size, mtime, ctime, inode, device, link count above one
+# and allocated blocks of every entry, lstat-ed on this run, each subfolder's tree id,
+# and the options that decide what is kept; and when every file of it is unchanged in
+# the files cache with all its chunks still in the repository, and the tree itself is
+# in the repository. The folder's own mtime is not relied on: a file rewritten in place
+# leaves it as it was, but changes the file's ctime. A folder with a warning (an entry
+# unreadable, skipped, or changed while read) is never recorded, so never taken whole.
+FOLDER_SIGNATURE_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -126,6 +137,7 @@ class BackupReport:
     databases_dumped: list[str] = field(default_factory=list)  # paths in the snapshot
     database_failures: int = 0
     packs_adopted: int = 0  # complete packs an interrupted backup left unindexed, indexed by this one
+    folders_reused: int = 0  # folders whose tree was the previous run's, unchanged (FOLDER_RULE)
 
     @property
     def partial(self) -> bool:
@@ -213,6 +225,10 @@ class _DirJob:
     nodes: list[Node]
     files: list[_PendingFile]
     ref: _TreeRef
+    # For the files cache's folder record: the folder, what its signature is made of
+    # (subfolders by their _TreeRef), and the warnings count before its files resolve.
+    folder: bytes | None = None
+    signed: list | None = None
 
 
 class _Names:
@@ -279,6 +295,8 @@ class BackupEngine:
         self._spool_slots: list[int] = []  # free slots (one per task in flight at most)
         self._min_size = self._chunker.params.min_size
         self._exclude_matcher = _Matcher(options.excludes)
+        self._options_key = (sorted(options.excludes), sorted(options.databases), options.one_file_system,
+                             options.database_chunk_size)
         self._database_matcher = _Matcher(options.databases)
 
     # ---- entry point ----------------------------------------------------------
@@ -422,10 +440,12 @@ class BackupEngine:
 
     # ---- trees ------------------------------------------------------------------
 
-    def _queue_tree(self, nodes: list[Node], files: list[_PendingFile]) -> _TreeRef:
-        """Queue the tree of the directory just walked; stored once its files are done."""
+    def _queue_tree(self, nodes: list[Node], files: list[_PendingFile], folder: bytes | None = None,
+                    signed: list | None = None) -> _TreeRef:
+        """Queue the tree of the directory just walked; stored once its files are done.
+        With `signed`, the files cache records the folder's signature with its tree."""
         ref = _TreeRef()
-        self._dir_jobs.append(_DirJob(nodes, files, ref))
+        self._dir_jobs.append(_DirJob(nodes, files, ref, folder, signed))
         self._store_ready_dirs()
         return ref
 
@@ -440,12 +460,18 @@ class BackupEngine:
             if must_wait:
                 self._submit_small_batch()  # its files may be the ones waited for
             self._dir_jobs.popleft()
+            warnings = len(self.report.warnings)
             dropped = self._resolve_files(job.files)
             nodes = [n for n in job.nodes if id(n) not in dropped]
             for node in nodes:
                 if isinstance(node.subtree, _TreeRef):  # a subdirectory: queued, so stored, earlier
                     node.subtree = node.subtree.id
             job.ref.id, _added = self.repo.store_blob(BLOB_TREE, encode_tree(nodes))
+            if job.signed is not None and len(self.report.warnings) == warnings:
+                # Every file read as walked: the next run may take this tree as it is.
+                signature = self._signature([(n, st, ref.id if ref is not None else None)
+                                             for n, st, ref in job.signed])
+                self.cache.record_folder(job.folder, signature, job.ref.id)
 
     def _virtual_dir(self, path: bytes, trie: dict) -> _TreeRef:
         """The tree of a directory above the sources: only the components leading to them."""
@@ -493,10 +519,11 @@ class BackupEngine:
             self._pending = outer_pending
 
     def _walk_entries(self, path: bytes, names: list[bytes], root_dev: int) -> _TreeRef:
-        nodes = []
         # The files cache's entries of this folder, read at once; names found unchanged.
         cached = self.cache.folder(path) if self.cache is not None else None
-        seen: list[bytes] = []
+        warnings = len(self.report.warnings)
+        entries = []
+        subfolders: dict[bytes, Node] = {}
         for name in names:
             child = os.path.join(path, name)
             if self._excluded(child, name):
@@ -506,12 +533,76 @@ class BackupEngine:
             except OSError as exc:
                 self._warn(child, f"vanished or unreadable ({exc.strerror})")
                 continue
-            node = self._node_for(child, name, st, root_dev=root_dev, cached=cached, seen=seen)
+            entries.append((name, child, st))
+            if stat.S_ISDIR(st.st_mode):  # walked first: the folder's signature has their trees
+                subfolders[name] = self._node_for(child, name, st, root_dev=root_dev)
+        # Whether this folder may be taken whole from the previous run (FOLDER_RULE).
+        signed = None
+        if self.cache is not None and path != b"/" and len(self.report.warnings) == warnings:
+            signed = [(name, st, subfolders[name].subtree if name in subfolders else None)
+                      for name, _child, st in entries]
+            reused = self._reuse_folder(path, entries, cached, signed)
+            if reused is not None:
+                return reused
+        nodes = []
+        seen: list[bytes] = []
+        for name, child, st in entries:
+            node = subfolders.get(name)
+            if node is None:
+                node = self._node_for(child, name, st, root_dev=root_dev, cached=cached, seen=seen)
             if node is not None:
                 nodes.append(node)
         if seen:
             self.cache.touch_folder(path, seen, every=len(seen) == len(cached))
-        return self._queue_tree(self._with_root_extra(path, nodes), self._pending)
+        if len(self.report.warnings) != warnings:
+            signed = None  # an entry left out or not readable: never taken whole next time
+        return self._queue_tree(self._with_root_extra(path, nodes), self._pending, path, signed)
+
+    def _signature(self, signed: list) -> bytes:
+        """What a folder's tree is made of, hashed: every entry's name, lstat fields and
+        owner names, and each subfolder's tree id; the options that decide what is kept.
+        An unchanged signature gives an unchanged tree (FOLDER_RULE)."""
+        names = self._names
+        rows = [(name, st.st_mode, st.st_uid, st.st_gid, names.user(st.st_uid), names.group(st.st_gid),
+                 st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev, st.st_nlink > 1, st.st_blocks,
+                 subtree) for name, st, subtree in signed]
+        return hashlib.blake2b(repr((FOLDER_SIGNATURE_VERSION, self._options_key, rows)).encode(),
+                               digest_size=32).digest()
+
+    def _reuse_folder(self, path: bytes, entries: list, cached: dict | None, signed: list) -> _TreeRef | None:
+        """The previous run's tree of this folder if nothing in it changed: same
+        signature, every file unchanged in the files cache with its chunks still in the
+        repository, every subfolder's tree known now, the tree itself in the repository."""
+        record = self.cache.folder_tree(path)
+        if record is None or not self.repo.has_blob(record[1]):
+            return None
+        if any(isinstance(sub, _TreeRef) and sub.id is None for _n, _st, sub in signed):
+            return None  # a subfolder's tree is still waiting for its files: it changed
+        if self._signature([(n, st, sub.id if sub is not None else None) for n, st, sub in signed]) != record[0]:
+            return None
+        files = size = 0
+        has_blob = self.repo.has_blob
+        for name, _child, st in entries:
+            if stat.S_ISREG(st.st_mode):
+                row = cached.get(name) if cached else None
+                if row is None:
+                    return None
+                known = self.cache.check(row, st)
+                if not known.unchanged or not all(has_blob(c) for c in known.chunks):
+                    return None
+                files += 1
+                size += st.st_size
+        if files:
+            self.cache.touch_folder(path, list(cached), every=True)
+        self.cache.touch_folder_tree(path)
+        self.report.files_unchanged += files
+        self.report.bytes_total += size
+        self.report.folders_reused += 1
+        self.progress.discovered(files=files, bytes_total=size)
+        self.progress.advance(files=files, bytes_done=size)
+        ref = _TreeRef()
+        ref.id = record[1]
+        return ref
 
     def _excluded(self, path: bytes, name: bytes) -> bool:
         return self._exclude_matcher(path, name)
