@@ -16,7 +16,13 @@ finished directories is bounded by MAX_DIRS_PENDING).
 The files cache is read once per folder (FilesCache.folder), not once per file, and
 not at all on a first backup; new entries are written in one call per stored folder.
 Files of at most the chunker's minimum size (one chunk: most letters) go to the workers
-in batches (SMALL_BATCH_FILES), one task per batch rather than one per file.
+in batches (SMALL_BATCH_FILES), one task per batch rather than one per file; from
+PROCESS_MIN_FILES small files on, to worker processes (agent.engine.small_files) that
+read, fingerprint and seal a whole batch outside this process's GIL and hand the sealed
+blobs back through a shared spool.
+
+A folder whose signature (every entry's lstat, its subfolders' trees: FOLDER_RULE) is the
+one the files cache recorded with its tree gets that tree again without building it.
 
 Whatever happens to one file (unreadable, vanished, changed while read) is recorded
 as a warning and the backup goes on; the snapshot is then marked partial.
