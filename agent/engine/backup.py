@@ -93,6 +93,11 @@ SPOOL_SLOT = 2 * 1024 * 1024
 # this the walk waits for the oldest one, so a slow file cannot make the queue grow
 # without bound while the walk goes through a million unchanged files.
 MAX_DIRS_PENDING = 256
+# Files of walked directories whose trees are not stored yet (each holds its Node, stat
+# and pending result, about a kilobyte): beyond this the walk waits for the oldest
+# directory too. 256 folders of 200 letters held 51,200 of them; this bound is about
+# eight batches per worker ahead of the workers.
+MAX_FILES_PENDING = 4096
 # FOLDER_RULE (issue 19 point 6): a folder's tree is taken whole from the previous run,
 # without building its nodes, only when the signature of what it is made of is the one
 # recorded with that tree (agent.engine.files_cache, table folders): the name, type,
@@ -290,6 +295,8 @@ class BackupEngine:
         # directories waiting for their files (oldest first: children before parents).
         self._pending: list[_PendingFile] = []
         self._dir_jobs: deque[_DirJob] = deque()
+        self._files_pending = 0  # files of the queued directories (MAX_FILES_PENDING)
+        self.max_files_pending_seen = 0  # the most there were at once (tests)
         self._local = threading.local()  # one chunker per worker (FastCDC is not thread-safe)
         self._root_extra: list[Node] = []  # the database dumps' folder, added to the snapshot's root
         self._lock: RepositoryLock | None = None  # this backup's, while it runs
@@ -452,6 +459,8 @@ class BackupEngine:
         With `signed`, the files cache records the folder's signature with its tree."""
         ref = _TreeRef()
         self._dir_jobs.append(_DirJob(nodes, files, ref, folder, signed))
+        self._files_pending += len(files)
+        self.max_files_pending_seen = max(self.max_files_pending_seen, self._files_pending)
         self._store_ready_dirs()
         return ref
 
@@ -460,12 +469,14 @@ class BackupEngine:
         when the queue is too long, or for every one if `drain`."""
         while self._dir_jobs:
             job = self._dir_jobs[0]
-            must_wait = drain or len(self._dir_jobs) > MAX_DIRS_PENDING
+            must_wait = (drain or len(self._dir_jobs) > MAX_DIRS_PENDING
+                         or self._files_pending > MAX_FILES_PENDING)
             if not must_wait and not all(f.done() for f in job.files):
                 return
             if must_wait:
                 self._submit_small_batch()  # its files may be the ones waited for
             self._dir_jobs.popleft()
+            self._files_pending -= len(job.files)
             warnings = len(self.report.warnings)
             dropped = self._resolve_files(job.files)
             nodes = [n for n in job.nodes if id(n) not in dropped]
