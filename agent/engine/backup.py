@@ -53,7 +53,7 @@ from agent.engine.dumps import DUMP_FOLDER, DumpError
 from agent.engine.files_cache import FilesCache
 from agent.engine.holes import HoleSkippingReader, is_sparse
 from agent.engine.progress import Progress, SilentProgress
-from agent.engine.small_files import Stamp, open_nofollow, read_small, seal_small_files
+from agent.engine.small_files import Stamp, open_nofollow, read_small, seal_small_files, worker_init
 from agent.errors import BackupctlError, IntegrityError, ObjectNotFound, SourceError
 from agent.repo import layout
 from agent.repo.chunker import DEFAULT_DATABASE_CHUNK_SIZE
@@ -789,7 +789,8 @@ class BackupEngine:
             os.close(fd)
         # One slot per task in flight: the semaphore `_slots` bounds them.
         self._spool_slots = list(range(MAX_CHUNKS_IN_FLIGHT))
-        self._processes = ProcessPoolExecutor(WORKERS, mp_context=multiprocessing.get_context("spawn"))
+        self._processes = ProcessPoolExecutor(WORKERS, mp_context=multiprocessing.get_context("spawn"),
+                                              initializer=worker_init)
 
     def _stop_processes(self) -> None:
         if self._processes is not None:

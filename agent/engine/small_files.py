@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import mmap
 import os
+import signal
 from typing import NamedTuple
 
 from agent.repo.pack import BLOB_DATA
@@ -65,6 +66,17 @@ def read_small(fd: int, size_hint: int, limit: int) -> bytes | None:
     if got > limit:
         return None
     return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def worker_init() -> None:
+    """In each worker process, first: Ctrl-C on the terminal reaches the whole process
+    group; the backup process handles it (it stops the pool), the workers ignore it
+    instead of each printing a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def interrupts_ignored() -> bool:
+    return signal.getsignal(signal.SIGINT) == signal.SIG_IGN
 
 
 # The spool each worker process maps, by path (one per backup).

@@ -19,7 +19,7 @@ from agent.crypto.kdf import KdfParams
 from agent.engine.backup import BackupEngine, BackupOptions
 from agent.engine.expansion import Expansion
 from agent.engine.walk import load_tree
-from agent.engine.small_files import GREW, read_small, seal_small_files
+from agent.engine.small_files import GREW, interrupts_ignored, read_small, seal_small_files
 from agent.repo.pack import BLOB_DATA
 from agent.repo.repository import Repository
 from agent.repo.tree import FILE
@@ -175,3 +175,19 @@ def test_read_small_reads_the_walked_size_and_stops_past_the_limit(tmp_path):
         assert read_small(fd, 3000, 2999) is None
     finally:
         os.close(fd)
+
+
+def test_the_worker_processes_leave_ctrl_c_to_the_backup(tmp_path, monkeypatch):
+    source = tmp_path / "src"
+    _letters(source, 10)
+    monkeypatch.setattr(backup_module, "PROCESS_MIN_FILES", 0)
+    seen = []
+    real_start = BackupEngine._start_processes
+
+    def start_and_ask(self):
+        real_start(self)
+        seen.append(self._processes.submit(interrupts_ignored).result())
+
+    monkeypatch.setattr(BackupEngine, "_start_processes", start_and_ask)
+    BackupEngine(_repo(), BackupOptions(paths=[str(source)])).run()
+    assert seen == [True]
