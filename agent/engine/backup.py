@@ -781,7 +781,9 @@ class BackupEngine:
         # The spool is a private file (mode 0600) in memory when /dev/shm exists; it
         # holds sealed parts only (ciphertext), and is unlinked when the backup ends.
         directory = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-        fd, self._spool_path = tempfile.mkstemp(prefix="backupctl-spool-", dir=directory)
+        directory = directory or tempfile.gettempdir()
+        _remove_dead_spools(directory)
+        fd, self._spool_path = tempfile.mkstemp(prefix=f"{SPOOL_PREFIX}{os.getpid()}-", dir=directory)
         try:
             os.ftruncate(fd, MAX_CHUNKS_IN_FLIGHT * SPOOL_SLOT)
             self._spool = mmap.mmap(fd, MAX_CHUNKS_IN_FLIGHT * SPOOL_SLOT)
@@ -977,6 +979,36 @@ class BackupEngine:
 
     def _warn(self, path: bytes, message: str) -> None:
         self.report.warnings.append((_display(path), message))
+
+
+SPOOL_PREFIX = "backupctl-spool-"
+
+
+def _remove_dead_spools(directory: str) -> None:
+    """Remove the spools of backups that were killed (SIGKILL, power cut of a tmpfs-less
+    /tmp: nothing ran their cleanup): each is named after its backup's process id, and
+    only those of a process that no longer exists, and owned by this user, are removed.
+    A spool holds ciphertext only, but 8 MiB of memory each in /dev/shm."""
+    try:
+        names = [n for n in os.listdir(directory) if n.startswith(SPOOL_PREFIX)]
+    except OSError:
+        return
+    for name in names:
+        pid_text = name[len(SPOOL_PREFIX):].split("-", 1)[0]
+        if not pid_text.isdigit():
+            continue
+        path = os.path.join(directory, name)
+        try:
+            if os.lstat(path).st_uid != os.getuid():
+                continue
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        except OSError:  # alive under another user (EPERM), or gone meanwhile
+            continue
 
 
 def _path_trie(sources: list[bytes]) -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import mmap
 import os
+import subprocess
 import tempfile
 
 import pytest
@@ -74,6 +75,8 @@ def test_worker_processes_store_the_same_snapshot_as_worker_threads(tmp_path, mo
     monkeypatch.setattr(backup_module, "PROCESS_MIN_FILES", 0)  # every batch to a process
     by_processes = BackupEngine(repo, BackupOptions(paths=[str(source)])).run()
     assert started == [1] and not by_processes.warnings
+    spools = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
+    assert not [n for n in os.listdir(spools) if n.startswith(f"{backup_module.SPOOL_PREFIX}{os.getpid()}-")]
     assert by_processes.files_new == len(contents)
 
     # Read back with a fresh copy of the repository: what the processes sealed is in the
@@ -191,3 +194,20 @@ def test_the_worker_processes_leave_ctrl_c_to_the_backup(tmp_path, monkeypatch):
     monkeypatch.setattr(BackupEngine, "_start_processes", start_and_ask)
     BackupEngine(_repo(), BackupOptions(paths=[str(source)])).run()
     assert seen == [True]
+
+
+def test_a_killed_backups_spool_is_removed_by_the_next_one_a_live_ones_is_not(tmp_path):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    live = subprocess.Popen(["sleep", "30"])
+    try:
+        left = tmp_path / f"{backup_module.SPOOL_PREFIX}{dead.pid}-abc"
+        running = tmp_path / f"{backup_module.SPOOL_PREFIX}{live.pid}-def"
+        other = tmp_path / "backupctl-spool-notapid"
+        for path in (left, running, other):
+            path.write_bytes(b"x")
+        backup_module._remove_dead_spools(str(tmp_path))
+        assert not left.exists() and running.exists() and other.exists()
+    finally:
+        live.kill()
+        live.wait()
