@@ -186,6 +186,46 @@ def seal(key: bytes, plaintext: bytes | memoryview, aad: bytes, *, cipher: str) 
     return header + _seal_body(cipher_id, key, nonce, plaintext, header[:2] + aad)
 
 
+def _seal_body_into(cipher_id: int, key: bytes, nonce: bytes, plaintext: bytes | bytearray | memoryview,
+                    full_aad: bytes, out: memoryview) -> None:
+    """`_seal_body` written into `out` (exactly len(plaintext) + TAG_SIZE bytes). The
+    OpenSSL paths encrypt in place (cryptography's encrypt_into); libsodium's one call,
+    used for at most SODIUM_MAX bytes, returns its result, copied once."""
+    if cipher_id == 1:
+        if len(plaintext) <= SODIUM_MAX:
+            out[:] = _xchacha_seal_sodium(key, nonce, plaintext, full_aad)
+        else:
+            ChaCha20Poly1305(hchacha20(key, nonce[:16])).encrypt_into(b"\x00\x00\x00\x00" + nonce[16:], plaintext,
+                                                                      full_aad, out)
+        return
+    AESGCM(_aes_object_key(key, nonce)).encrypt_into(nonce[:12], plaintext, full_aad, out)
+
+
+def sealed_length(plaintext_length: int, *, clear_header: bool = True) -> int:
+    """The length `seal_into` writes: the envelope's, or without its two clear bytes."""
+    return plaintext_length + (OVERHEAD if clear_header else OVERHEAD - 2)
+
+
+def seal_into(key: bytes, plaintext: bytes | bytearray | memoryview, aad: bytes, *, cipher: str, out: memoryview,
+              clear_header: bool = True) -> None:
+    """`seal` written into `out` (sealed_length bytes), without building the envelope in
+    a new object and copying it: the backup seals blobs straight into a pack's buffer.
+    `clear_header=False` leaves out the envelope's first two bytes (version and cipher
+    id, still authenticated), as a version-4 pack stores its parts."""
+    self_test()
+    cipher_id = CIPHER_IDS[cipher]
+    if len(out) != sealed_length(len(plaintext), clear_header=clear_header):
+        raise ValueError("seal_into: the output does not have the sealed length")
+    nonce = os.urandom(NONCE_SIZE)
+    clear = bytes((ENVELOPE_VERSION, cipher_id))
+    start = 0
+    if clear_header:
+        out[0:2] = clear
+        start = 2
+    out[start : start + NONCE_SIZE] = nonce
+    _seal_body_into(cipher_id, key, nonce, plaintext, clear + aad, out[start + NONCE_SIZE :])
+
+
 def open_envelope(key: bytes, envelope: bytes | memoryview, aad: bytes, *, what: str) -> bytes:
     """Check and decrypt an envelope; any tampering raises IntegrityError naming `what`."""
     self_test()

@@ -13,6 +13,11 @@ path key, the subfolders' entries skipped inside SQLite), marks a folder's uncha
 files seen with one statement (`touch_folder`) and records new contents in batches
 (`record_many`): one query per file measured as the walk's largest cost on 100,000
 small files (issue 19). A first backup, with the cache empty, queries nothing.
+
+Folders (issue 19 point 6): for each folder stored whole, the tree id and a signature of
+what the tree was made of (agent.engine.backup.folder_signature: every entry's name and
+lstat, each subfolder's tree id). A folder whose signature is the same on the next run
+gets the same tree without building it; every entry is still lstat-ed to compute it.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ CREATE TABLE IF NOT EXISTS files (
     sha256 TEXT, chunks BLOB, run INTEGER
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER);
+CREATE TABLE IF NOT EXISTS folders (path BLOB PRIMARY KEY, signature BLOB, tree BLOB, run INTEGER);
 """
 
 
@@ -103,6 +109,19 @@ class FilesCache:
             prefix = self._children(folder)[0]
             self._db.executemany("UPDATE files SET run=? WHERE path=?", ((self.run, prefix + n) for n in names))
 
+    def folder_tree(self, folder: bytes) -> tuple[bytes, bytes] | None:
+        """(signature, tree id) recorded for `folder` by the previous run, or None."""
+        if self._empty:
+            return None
+        row = self._db.execute("SELECT signature, tree FROM folders WHERE path=?", (folder,)).fetchone()
+        return (bytes(row[0]), bytes(row[1])) if row else None
+
+    def record_folder(self, folder: bytes, signature: bytes, tree: bytes) -> None:
+        self._db.execute("INSERT OR REPLACE INTO folders VALUES (?,?,?,?)", (folder, signature, tree, self.run))
+
+    def touch_folder_tree(self, folder: bytes) -> None:
+        self._db.execute("UPDATE folders SET run=? WHERE path=?", (self.run, folder))
+
     def record_many(self, entries: list[tuple[bytes, os.stat_result, str, list[bytes]]]) -> None:
         """`record` for (path, stat, sha256, chunks) entries, in one call."""
         self._db.executemany(
@@ -138,6 +157,7 @@ class FilesCache:
     def commit(self) -> None:
         """Keep what this run saw; forget files that no longer exist."""
         self._db.execute("DELETE FROM files WHERE run <> ?", (self.run,))
+        self._db.execute("DELETE FROM folders WHERE run <> ?", (self.run,))
         self._db.execute("INSERT OR REPLACE INTO meta VALUES ('run', ?)", (self.run,))
         self._db.commit()
 

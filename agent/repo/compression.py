@@ -41,11 +41,18 @@ def _decompressor() -> zstandard.ZstdDecompressor:
 
 def compress(data: bytes | memoryview, level: int | None) -> bytes:
     """Prefix byte + payload. `level=None` disables compression."""
+    method, body = compress_parts(data, level)
+    return bytes((method,)) + body  # one copy (bytes + buffer), not two
+
+
+def compress_parts(data: bytes | memoryview, level: int | None) -> tuple[int, bytes | memoryview]:
+    """(method byte, body) of `compress`, without joining them: a caller that builds the
+    plaintext in its own buffer copies the body once (agent.repo.sealing)."""
     if level is not None and len(data) >= 64:
         packed = _compressor(level).compress(data)
         if len(packed) < len(data) - len(data) // 16:
-            return bytes((ZSTD,)) + packed
-    return bytes((NONE,)) + data  # one copy (bytes + buffer), not two
+            return ZSTD, packed
+    return NONE, data
 
 
 def decompress(payload: bytes, *, expected_size: int | None, what: str) -> bytes:

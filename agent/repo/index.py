@@ -25,7 +25,7 @@ INDEX_VERSION = 1
 _U32 = struct.Struct("<I")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per blob in memory: no per-instance dict
 class BlobLocation:
     pack_id: PackId
     kind: int
@@ -81,20 +81,25 @@ class MasterIndex:
     """All known blobs. Thread-safe for the backup pipeline's concurrent lookups."""
 
     def __init__(self) -> None:
-        self._blobs: dict[bytes, BlobLocation] = {}
+        # chunk id -> (pack id, its entry): the BlobLocation is made when looked up, not
+        # for every blob of every index read (a backup only asks whether a blob is known).
+        self._blobs: dict[bytes, tuple[PackId, PackEntry]] = {}
         self._packs: dict[PackId, list[PackEntry]] = {}
         self._lock = threading.Lock()
 
     def add_pack(self, pack_id: PackId, entries: list[PackEntry]) -> None:
         with self._lock:
             self._packs[pack_id] = entries
+            setdefault = self._blobs.setdefault
             for e in entries:
-                self._blobs.setdefault(
-                    e.chunk_id, BlobLocation(pack_id, e.kind, e.offset, e.length, e.raw_length)
-                )
+                setdefault(e.chunk_id, (pack_id, e))
 
     def lookup(self, chunk_id: ChunkId) -> BlobLocation | None:
-        return self._blobs.get(chunk_id)
+        found = self._blobs.get(chunk_id)
+        if found is None:
+            return None
+        pack_id, e = found
+        return BlobLocation(pack_id, e.kind, e.offset, e.length, e.raw_length)
 
     def __contains__(self, chunk_id: bytes) -> bool:
         return chunk_id in self._blobs

@@ -27,6 +27,7 @@ rebuilt from the packs alone.
 from __future__ import annotations
 
 import hashlib
+import mmap
 import struct
 from dataclasses import dataclass
 
@@ -50,7 +51,7 @@ TRAILER_SIZE = BODY_OVERHEAD + TRAILER_PLAIN.size
 PAD_MINIMUM = 512
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per blob in memory: no per-instance dict
 class PackEntry:
     kind: int
     chunk_id: ChunkId
@@ -110,6 +111,16 @@ def pad(payload: bytes) -> bytes:
     return LENGTH_PREFIX.pack(len(payload)) + payload + bytes(padded_length(length) - length)
 
 
+def pad_parts(method: int, body: bytes | memoryview) -> bytearray:
+    """`pad(bytes((method,)) + body)`, built in one buffer: the body is copied once."""
+    length = LENGTH_PREFIX.size + 1 + len(body)
+    plain = bytearray(padded_length(length))
+    LENGTH_PREFIX.pack_into(plain, 0, 1 + len(body))
+    plain[LENGTH_PREFIX.size] = method
+    plain[LENGTH_PREFIX.size + 1 : length] = body
+    return plain
+
+
 def unpad(plain: bytes, *, what: str) -> bytes:
     if len(plain) < LENGTH_PREFIX.size:
         raise IntegrityError(f"{what}: padded plaintext too short")
@@ -136,31 +147,76 @@ def header_body(data: bytes, header_length: int, *, what: str) -> tuple[bytes, i
 
 
 class PackBuilder:
-    """Accumulates blob envelopes until the pack reaches its target size."""
+    """Accumulates sealed blobs until the pack reaches its target size.
 
-    def __init__(self) -> None:
-        self.parts: list[bytes | memoryview] = []
+    The parts are sealed straight into the builder's buffer (`reserve` gives each its
+    place; several threads may seal into their places at once), so a pack's bytes are
+    written once, not sealed into one object per blob and then joined into another.
+    The buffer is an anonymous mapping of the target size plus room for the largest
+    chunk: untouched pages cost no memory, and it goes back to the system with the pack.
+    A part that does not fit (a large tree) starts another buffer, joined at the end.
+    """
+
+    def __init__(self, capacity: int = TARGET_PACK_SIZE + 9 * 1024 * 1024) -> None:
         self.entries: list[PackEntry] = []
         self.size = 0
+        self.writers = 0  # parts reserved and not yet sealed into their place
+        self.closed = False  # full: taken out of the repository's open builders
+        self.failed = False  # a part was never sealed: the pack must not be written
+        self._capacity = capacity
+        self._segments: list[memoryview] = []
+        self._buffer: mmap.mmap | None = None
+        self._used = 0
+
+    def reserve(self, kind: int, chunk_id: ChunkId, length: int, raw_length: int) -> memoryview:
+        """The place of the next part, `length` bytes; the caller seals into it, then
+        says so with `done_writing` (under the same lock as this call)."""
+        if self._buffer is None or self._used + length > len(self._buffer):
+            self._close_segment()
+            self._buffer = mmap.mmap(-1, max(self._capacity - self.size, length, 1))
+            self._used = 0
+        view = memoryview(self._buffer)[self._used : self._used + length]
+        self.entries.append(PackEntry(kind, chunk_id, self.size, length, raw_length))
+        self._used += length
+        self.size += length
+        self.writers += 1
+        return view
+
+    def done_writing(self) -> None:
+        self.writers -= 1
 
     def add(self, kind: int, chunk_id: ChunkId, envelope: bytes | memoryview, raw_length: int) -> None:
-        self.entries.append(PackEntry(kind, chunk_id, self.size, len(envelope), raw_length))
-        self.parts.append(envelope)
-        self.size += len(envelope)
+        """A part sealed elsewhere (a worker process), copied into its place."""
+        view = self.reserve(kind, chunk_id, len(envelope), raw_length)
+        view[:] = envelope
+        view.release()
+        self.done_writing()
 
     def is_full(self, target: int = TARGET_PACK_SIZE) -> bool:
         return self.size >= target
 
-    def finish(self, header_envelope: bytes) -> tuple[PackId, bytes]:
+    def finish(self, header_envelope: bytes) -> tuple[PackId, bytes | memoryview]:
         """Versions 1-3: the header envelope, then its length in clear."""
         return self._finish(header_envelope + TRAILER.pack(len(header_envelope)))
 
-    def finish_v4(self, header: bytes, trailer: bytes) -> tuple[PackId, bytes]:
+    def finish_v4(self, header: bytes, trailer: bytes) -> tuple[PackId, bytes | memoryview]:
         """Version 4: the header body, then the encrypted trailer holding its length."""
         if len(trailer) != TRAILER_SIZE:
             raise ValueError("a version-4 pack trailer is 44 bytes")
         return self._finish(header + trailer)
 
-    def _finish(self, tail: bytes) -> tuple[PackId, bytes]:
-        data = b"".join(self.parts) + tail
+    def _close_segment(self) -> None:
+        if self._buffer is not None and self._used:
+            self._segments.append(memoryview(self._buffer)[: self._used])
+        self._buffer = None
+
+    def _finish(self, tail: bytes) -> tuple[PackId, bytes | memoryview]:
+        if self.writers:
+            raise RuntimeError("a pack is finished while parts are still being sealed into it")
+        if not self._segments and self._buffer is not None and self._used + len(tail) <= len(self._buffer):
+            self._buffer[self._used : self._used + len(tail)] = tail  # the whole pack in one buffer
+            data: bytes | memoryview = memoryview(self._buffer)[: self._used + len(tail)]
+        else:
+            self._close_segment()
+            data = b"".join([*self._segments, tail])
         return PackId(hashlib.sha256(data).digest()), data

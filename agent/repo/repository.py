@@ -36,8 +36,8 @@ from agent.repo import compression, layout
 from agent.repo.chunker import Chunker, ChunkerParams
 from agent.repo.index import BlobLocation, MasterIndex, decode_index, encode_index
 from agent.repo.layout import ChunkId, IndexId, PackId, SnapshotId
+from agent.repo.sealing import AAD_PREFIX, PADDED_FORMAT, BlobSealer
 from agent.repo.pack import (
-    BLOB_TREE,
     TARGET_PACK_SIZE,
     TRAILER_PLAIN,
     PackBuilder,
@@ -58,8 +58,11 @@ from agent.storage.base import Storage
 # table (docs/FORMAT.md section 16). Older repositories are read and written as they
 # are: their config is never rewritten, so each keeps one pack layout throughout.
 FORMAT_VERSION = 4
-PADDED_FORMAT = 4  # first version with the padded, marker-free layout
-AAD_PREFIX = b"backupctl\x00"
+# The padded layout's first version and the associated data's prefix live with the
+# blob sealer that worker processes share (agent.repo.sealing).
+# Room in a pack's buffer beyond its target size: the last part added may be a whole
+# chunk of the chunker's maximum size (8 MiB, padded by at most 1/16), sealed in place.
+PACK_SLACK = 9 * 1024 * 1024
 # An index file is written after this many packs, so an interrupted backup loses at
 # most this much upload work (the packs themselves stay, prune collects them).
 PACKS_PER_INDEX = 8
@@ -169,6 +172,8 @@ class Repository:
         self.index_problems: list[str] = []  # index files that could not be read
         self.snapshot_problems: list[str] = []  # snapshots `snapshots()` could not read
         self._write_lock = threading.Lock()
+        self.sealer = BlobSealer(self._enc_key, self._id_key, config.repository_id, config.cipher,
+                                 config.compression_level, config.format_version)
         self._builders: dict[int, PackBuilder] = {}
         self._pending_ids: set[bytes] = set()
         self._unindexed: dict[PackId, list[PackEntry]] = {}
@@ -373,7 +378,7 @@ class Repository:
         return Chunker(self.config.chunker, self.master.chunker_seed)
 
     def chunk_id(self, data: bytes | memoryview) -> ChunkId:
-        return ChunkId(ids.chunk_id(self._id_key, data))
+        return self.sealer.chunk_id(data)
 
     # ---- index ----------------------------------------------------------------
 
@@ -464,38 +469,76 @@ class Repository:
     def _seal_into_pack(self, kind: int, chunk_id: ChunkId, data: bytes) -> int:
         """Compress, encrypt and append a blob already marked pending; write the pack
         when full. Returns the stored size. Compression and encryption run outside the
-        lock (both release the GIL)."""
+        lock (both release the GIL), encryption straight into the pack's buffer."""
+        builder = None
         try:
-            payload = compression.compress(data, self.config.compression_level)
-            envelope = self._seal_part(self._blob_kind(kind), chunk_id, payload)
+            plaintext = self.sealer.blob_plaintext(data)
+            length = self.sealer.part_length(len(plaintext))
+            with self._write_lock:
+                builder = self._open_builder(kind)
+                place = builder.reserve(kind, chunk_id, length, len(data))
+                if builder.is_full(self.config.pack_target_size):
+                    builder.closed = True
+                    del self._builders[kind]
+            try:
+                self.sealer.seal_blob_into(kind, chunk_id, plaintext, place)
+            finally:
+                place.release()
         except BaseException:
             with self._write_lock:
                 self._pending_ids.discard(chunk_id)
+                if builder is not None:
+                    # Its place holds no sealed part: that pack is never written, and its
+                    # blobs are no longer pending, so they are stored again if met again.
+                    builder.failed = True
+                    builder.done_writing()
+                    if self._builders.get(kind) is builder:
+                        del self._builders[kind]
+                    for entry in builder.entries:
+                        self._pending_ids.discard(entry.chunk_id)
             raise
-        full = None
         with self._write_lock:
-            builder = self._builders.setdefault(kind, PackBuilder())
-            builder.add(kind, chunk_id, envelope, len(data))
-            if builder.is_full(self.config.pack_target_size):
-                full = self._builders.pop(kind)
-        if full is not None:
-            self._write_pack(full)
-        return len(envelope)
+            builder.done_writing()
+            ready = builder.closed and not builder.writers and not builder.failed
+        if ready:
+            self._write_pack(builder)
+        return length
+
+    def _open_builder(self, kind: int) -> PackBuilder:
+        """The pack being filled with blobs of this kind (under the write lock)."""
+        builder = self._builders.get(kind)
+        if builder is None:
+            builder = self._builders[kind] = PackBuilder(self.config.pack_target_size + PACK_SLACK)
+        return builder
+
+    def store_sealed_blobs(self, kind: int, parts: list[tuple[bytes, bytes | memoryview, int]]) -> int:
+        """Add blobs that a worker process sealed with this repository's `sealer` (same id,
+        compression and envelope as `store_blob`), as (chunk id, part, plaintext length),
+        leaving out those already known; returns the stored bytes added. Thread-safe."""
+        added = 0
+        full = []
+        with self._write_lock:
+            for chunk_id, part, raw_length in parts:
+                if self.has_blob(chunk_id):
+                    continue
+                builder = self._open_builder(kind)
+                builder.add(kind, ChunkId(chunk_id), part, raw_length)
+                self._pending_ids.add(chunk_id)
+                added += len(part)
+                if builder.is_full(self.config.pack_target_size):
+                    builder.closed = True
+                    del self._builders[kind]
+                    if not builder.writers:
+                        full.append(builder)
+        for builder in full:
+            self._write_pack(builder)
+        return added
 
     def _blob_kind(self, blob_type: int) -> int:
-        if self.padded:
-            return layout.KIND_TREE_BLOB_V4 if blob_type == BLOB_TREE else layout.KIND_DATA_BLOB_V4
-        return layout.KIND_TREE_BLOB if blob_type == BLOB_TREE else layout.KIND_DATA_BLOB
+        return self.sealer.blob_kind(blob_type)
 
     def _seal_part(self, kind: int, object_id: bytes, payload: bytes) -> bytes | memoryview:
-        """One part of a pack: a whole envelope (versions 1-3), or (version 4) an envelope
-        of the padded payload without its two clear bytes, which the repository's
-        format and cipher imply and the associated data still covers (a view, not a
-        copy of up to 8 MiB: the pack joins its parts once)."""
-        if not self.padded:
-            return aead.seal(self._enc_key, payload, self._aad(kind, object_id), cipher=self.config.cipher)
-        sealed = aead.seal(self._enc_key, pad(payload), self._aad(kind, object_id), cipher=self.config.cipher)
-        return memoryview(sealed)[2:]
+        return self.sealer.seal_part(kind, object_id, payload)
 
     def _open_part(self, kind: int, object_id: bytes, stored: bytes | memoryview, *, what: str) -> bytes:
         """The payload (compression byte and data) of a part sealed by `_seal_part`."""
@@ -553,7 +596,7 @@ class Repository:
     def flush(self) -> None:
         """Write every partly filled pack, then an index for all unindexed packs."""
         with self._write_lock:
-            builders = [b for b in self._builders.values() if b.entries]
+            builders = [b for b in self._builders.values() if b.entries and not b.failed]
             self._builders = {}
         for builder in builders:
             self._write_pack(builder)
