@@ -76,8 +76,9 @@ class RequestParser:
     line and headers, then the body skipped (not copied) by Content-Length or chunked
     transfer encoding. `feed` returns where in the data each new request begins."""
 
-    def __init__(self, counts: Counter) -> None:
+    def __init__(self, counts: Counter, log: list | None = None) -> None:
         self.counts = counts
+        self.log = log  # (time, "METHOD /path?query") of each request, when kept
         self.buffer = b""
         self.state = "head"  # head | body | chunk-size | chunk-data | trailer
         self.remaining = 0
@@ -117,6 +118,8 @@ class RequestParser:
             lines = head.split("\r\n")
             method = lines[0].split(" ", 1)[0]
             self.counts[method] += 1
+            if self.log is not None:
+                self.log.append((time.time(), lines[0].rsplit(" ", 1)[0]))
             if self.current is not None:
                 self.current.method = method
             headers = {}
@@ -200,6 +203,7 @@ class WanProxy:
         self.down = Link(down_mbit, self.rtt_s / 2)
         self.window = max(1, window_kib * 1024 // CHUNK)  # queue items of at most CHUNK bytes
         self.requests: Counter = Counter()
+        self.log: list[tuple[float, str]] = []  # every request line, for bench/run.py's --wan-log
         self.bytes = {"up": 0, "down": 0}
         self.connections = 0
         self.port = 0
@@ -230,7 +234,7 @@ class WanProxy:
         connection of its own (the test server closes after each answer; on loopback, free)."""
         self.connections += 1
         loop = asyncio.get_running_loop()
-        parser = RequestParser(self.requests)
+        parser = RequestParser(self.requests, self.log)
         up_queue: asyncio.Queue = asyncio.Queue()
         down_queue: asyncio.Queue = asyncio.Queue()
         # Taken before reading from a sender, given back when delivered: a full window leaves
