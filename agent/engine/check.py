@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 from collections import defaultdict
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from agent import timefmt
@@ -33,6 +34,9 @@ from agent.repo.tree import DIR, FILE, Node
 
 # Files named per snapshot in the report; the count is always exact.
 MAX_FILES_LISTED = 50
+# Packs being downloaded while one is verified (check --read-data): each holds a pack of
+# up to 16 MiB in memory; two keep a 50 ms, 1 Gbit/s link busy (bench/run.py --wan).
+READ_AHEAD = 2
 
 
 MISSING_PACK = "pack is missing from the storage"  # a new backup stores its data again; damage it does not
@@ -192,31 +196,45 @@ class CheckEngine:
         if self.read_data_subset is not None:
             stored = {name: size for name, size in stored.items() if in_subset(name, *self.read_data_subset)}
         self.progress.start("check --read-data", sum(stored.values()))
-        for name in sorted(stored):
-            pack_id = layout.pack_id_from_name(name)
-            if pack_id is None:
-                self.report.errors.append(f"object {name} in data/ is not a valid pack name")
-                continue
-            expected = packs.get(pack_id, [])
-            try:
-                data, header_entries = self.repo.read_pack(pack_id)
-            except (IntegrityError, StorageError) as exc:
-                if pack_id not in packs:  # nothing refers to it: harmless
-                    self.report.warnings.append(f"pack {name} is damaged but no index lists it (nothing uses "
-                                                f"it; prune deletes it): {exc}")
-                    continue
-                self._damage(name, str(exc).removeprefix(f"pack {name}: "), expected)
-                self._narrow_damage(name, expected)
-                continue
-            self.report.bytes_read += len(data)
-            self.progress.advance(bytes_done=len(data))
-            header_ids = {e.chunk_id for e in header_entries}
-            for entry in expected:
-                if entry.chunk_id not in header_ids:
-                    self._damage(name, "index lists a blob the pack header does not have", [entry])
-                    continue
-                self._verify_blob(name, entry, data[entry.offset : entry.offset + entry.length])
+        names = sorted(stored)
+        with ThreadPoolExecutor(READ_AHEAD, thread_name_prefix="read-data") as pool:
+            # The next packs download while this one is verified: over a WAN link a pack
+            # read after the previous one leaves the link idle a round trip each time,
+            # and one connection's window cannot fill a long fat link.
+            reads = {}
+            for number, name in enumerate(names):
+                for ahead in names[number:number + READ_AHEAD]:
+                    ahead_id = layout.pack_id_from_name(ahead)
+                    if ahead not in reads and ahead_id is not None:
+                        reads[ahead] = pool.submit(self.repo.read_pack, ahead_id)
+                self._read_one(name, packs, reads.pop(name, None))
         self.progress.finish()
+
+    def _read_one(self, name: str, packs: dict, read: Future | None) -> None:
+        """Verify one pack whose read `read` was started ahead (None: not a pack name)."""
+        pack_id = layout.pack_id_from_name(name)
+        if pack_id is None:
+            self.report.errors.append(f"object {name} in data/ is not a valid pack name")
+            return
+        expected = packs.get(pack_id, [])
+        try:
+            data, header_entries = read.result()
+        except (IntegrityError, StorageError) as exc:
+            if pack_id not in packs:  # nothing refers to it: harmless
+                self.report.warnings.append(f"pack {name} is damaged but no index lists it (nothing uses "
+                                            f"it; prune deletes it): {exc}")
+                return
+            self._damage(name, str(exc).removeprefix(f"pack {name}: "), expected)
+            self._narrow_damage(name, expected)
+            return
+        self.report.bytes_read += len(data)
+        self.progress.advance(bytes_done=len(data))
+        header_ids = {e.chunk_id for e in header_entries}
+        for entry in expected:
+            if entry.chunk_id not in header_ids:
+                self._damage(name, "index lists a blob the pack header does not have", [entry])
+                continue
+            self._verify_blob(name, entry, data[entry.offset : entry.offset + entry.length])
 
     def _narrow_damage(self, name: str, entries) -> None:
         """A pack failed as a whole: find which of its blobs still decrypt, to spare their files."""
