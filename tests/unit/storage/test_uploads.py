@@ -130,3 +130,31 @@ def test_check_read_data_downloads_the_next_pack_while_verifying_one():
     report = CheckEngine(repo, read_data=True, take_lock=False).run()
     assert report.ok and report.blobs_verified == 6
     assert storage.most_reads == READ_AHEAD == 2
+
+
+def test_check_read_data_walks_the_folders_from_the_listings_it_verified(tmp_path):
+    import socket
+
+    from agent.engine.backup import BackupEngine, BackupOptions
+    from agent.engine.check import CheckEngine
+    from agent.engine.files_cache import FilesCache
+
+    storage = SlowReads()
+    storage.ranged = []
+    original = storage.inner.read_range
+    storage.read_range = lambda name, offset, length: storage.ranged.append(name) or original(name, offset, length)
+    repo = Repository.init(storage, b"phrase", cipher="xchacha20-poly1305", compression_level=1,
+                           kdf_params=KdfParams(memory_kib=8192, iterations=1))
+    source = tmp_path / "src"
+    for folder in range(20):
+        (source / f"d{folder}").mkdir(parents=True)
+        (source / f"d{folder}" / "letter.txt").write_bytes(b"Madame, %d" % folder)
+    cache = FilesCache(str(tmp_path / "cache.sqlite"))
+    BackupEngine(repo, BackupOptions(paths=[str(source)], host=socket.gethostname()), files_cache=cache).run()
+    cache.close()
+    storage.ranged.clear()
+    report = CheckEngine(repo, read_data=True, take_lock=False).run()
+    assert report.ok and report.snapshots == 1
+    assert storage.ranged == []  # no listing read again, one request per folder (22 before)
+    structure = CheckEngine(repo, take_lock=False).run()  # without --read-data: read one by one, as before
+    assert structure.ok and len(storage.ranged) >= 20
