@@ -36,7 +36,6 @@ from agent.repo import compression, layout
 from agent.repo.chunker import Chunker, ChunkerParams
 from agent.repo.index import BlobLocation, MasterIndex, decode_index, encode_index
 from agent.repo.layout import ChunkId, IndexId, PackId, SnapshotId
-from agent.storage.uploads import Uploads
 from agent.repo.pack import (
     BLOB_TREE,
     TARGET_PACK_SIZE,
@@ -174,8 +173,6 @@ class Repository:
         self._pending_ids: set[bytes] = set()
         self._unindexed: dict[PackId, list[PackEntry]] = {}
         self.bytes_added = 0  # stored bytes written by this process (packs only)
-        # Packs upload in the background on a network storage (agent/storage/uploads.py).
-        self._uploads = Uploads(getattr(storage, "upload_slots", 1))
         self.kdf_params: KdfParams | None = None  # of the key file the passphrase opened (reports)
         self.key_id: bytes | None = None  # that key file's id (None: opened with the recovery code)
 
@@ -527,18 +524,14 @@ class Repository:
             header = aead.seal(self._enc_key, header_payload, self._aad(layout.KIND_PACK_HEADER, b""),
                                cipher=self.config.cipher)
             pack_id, data = builder.finish(header)
-        self._uploads.submit(lambda: self._store_pack(pack_id, builder.entries, data))
-
-    def _store_pack(self, pack_id: PackId, entries: list[PackEntry], data: bytes) -> None:
-        """Upload a finished pack; only then may an index list it."""
         self.storage.write(layout.pack_name(pack_id), data)
         index_now = None
         with self._write_lock:
             self.bytes_added += len(data)
-            self.index.add_pack(pack_id, entries)
-            for entry in entries:
+            self.index.add_pack(pack_id, builder.entries)
+            for entry in builder.entries:
                 self._pending_ids.discard(entry.chunk_id)
-            self._unindexed[pack_id] = entries
+            self._unindexed[pack_id] = builder.entries
             if len(self._unindexed) >= PACKS_PER_INDEX:
                 index_now, self._unindexed = self._unindexed, {}
         if index_now:
@@ -564,7 +557,6 @@ class Repository:
             self._builders = {}
         for builder in builders:
             self._write_pack(builder)
-        self._uploads.wait()  # every pack stored before the index that lists it
         with self._write_lock:
             pending, self._unindexed = self._unindexed, {}
         if pending:

@@ -44,7 +44,6 @@ class ThrottledStorage:
     def __init__(self, inner: Storage, *, max_concurrency: int = 4, bandwidth_limit_kib: int = 0,
                  monotonic=time.monotonic, sleep=time.sleep) -> None:
         self.inner = inner
-        self.upload_slots = max(1, max_concurrency)  # packs uploaded at once (agent/storage/uploads.py)
         self._slots = threading.BoundedSemaphore(max(1, max_concurrency))
         self._bucket = (_TokenBucket(bandwidth_limit_kib * 1024, monotonic=monotonic, sleep=sleep)
                         if bandwidth_limit_kib > 0 else None)
