@@ -13,6 +13,11 @@ moto_server on loopback (borg has no S3 backend). `--files 20000,200000` measure
 RSS against file count instead. `--dataset smallfiles` runs the same steps on 100,000
 letters of 0.4-8 KiB in 1,000 folders (`--files-count` to change it), whose weekly
 mutation rewrites 1 % of them (bench/dataset.py).
+
+`--wan fibre` (100 Mbit/s down, 20 up, 50 ms round trip) or `--wan gigabit` (1000/1000,
+50 ms) puts bench/wan_proxy.py between both tools and moto_server (implies --s3) and adds a
+one-file restore; each step then reports the bytes each way and the requests through the
+proxy, and the throughput as a fraction of the link's cap in the step's main direction.
 """
 
 from __future__ import annotations
@@ -36,12 +41,17 @@ DATABASE_CHUNK_SIZE = 32768  # --database-chunk-size
 DATASET = "practice"  # --dataset
 BACKUPCTL = os.path.join(os.path.dirname(sys.executable), "backupctl")  # --backupctl
 STEPS = ("initial backup", "weekly backup", "full restore", "check --read-data")
+WAN_STEPS = ("initial backup", "weekly backup", "full restore", "one-file restore", "check --read-data")
+WAN = None  # the bench/wan_proxy.py WanProxy both tools talk through (--wan)
+VERIFY_UPLOADS = None  # --verify-uploads: backupctl's verify_uploads on S3 (None: its default)
+ONE_FILE = os.path.join("scans", "scan-00003.pdf")  # the one-file restore's file, in the dataset
 
 
 def measure(command: list[str], *, env: dict, cwd: str | None = None) -> dict:
     # Flush dirty pages first, untimed: otherwise the tool measured right after another
     # one's writes pays for their writeback (the first tool of each step, always ours).
     os.sync()
+    traffic = WAN.stats() if WAN is not None else None
     started = time.monotonic()
     process = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _pid, status, usage = os.wait4(process.pid, 0)
@@ -51,7 +61,13 @@ def measure(command: list[str], *, env: dict, cwd: str | None = None) -> dict:
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         raise SystemExit(f"bench: {' '.join(command)} failed ({code}): {stderr[-2000:]}")
-    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "rss_mib": usage.ru_maxrss / 1024}
+    result = {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "rss_mib": usage.ru_maxrss / 1024}
+    if traffic is not None:
+        after = WAN.stats()
+        result.update(up=after["bytes_up"] - traffic["bytes_up"], down=after["bytes_down"] - traffic["bytes_down"],
+                      requests={m: n - traffic["requests"].get(m, 0) for m, n in after["requests"].items()
+                                if n - traffic["requests"].get(m, 0)})
+    return result
 
 
 def du(path: str) -> int:
@@ -102,6 +118,8 @@ class Backupctl(Tool):
         if s3 is not None:
             url = f"s3://{s3.plain_bucket}/{self.name}"
             extra = f'endpoint = "{s3.url}"\nregion = "{s3.region}"\naddressing = "path"\n'
+            if VERIFY_UPLOADS:
+                extra += f'verify_uploads = "{VERIFY_UPLOADS}"\n'
             self.env.update(s3.env())
         with open(self.config, "w") as handle:
             handle.write(f'[agent]\nstate_dir = "{work}/state-backupctl"\n[source]\npaths = ["{data}"]\n'
@@ -115,6 +133,8 @@ class Backupctl(Tool):
     def init(self): return self._run("init")
     def backup(self): return self._run("backup")
     def restore(self, target): return self._run("restore", "latest", "--target", target)
+    def restore_one(self, target, path): return self._run("restore", "latest", "--target", target,
+                                                          "--include", path.lstrip("/"))
     def check(self): return self._run("check", "--read-data")
 
 
@@ -135,6 +155,7 @@ class Restic(Tool):
     def init(self): return self._run("init")
     def backup(self): return self._run("backup", self.data)
     def restore(self, target): return self._run("restore", "latest", "--target", target)
+    def restore_one(self, target, path): return self._run("restore", "latest", "--target", target, "--include", path)
     def check(self): return self._run("check", "--read-data")
 
 
@@ -218,6 +239,11 @@ def one_run(pristine: str, work: str, tool_names: list[str], s3) -> dict:
     for tool in tools:
         with fresh_filesystem(work, f"restore-{tool.name}", du(data), count_files(data)) as target:
             results[tool.name]["full restore"] = tool.restore(target)
+    if WAN is not None:
+        for tool in tools:
+            target = os.path.join(work, f"one-{tool.name}")
+            results[tool.name]["one-file restore"] = tool.restore_one(target, os.path.join(data, ONE_FILE))
+            shutil.rmtree(target)
     for tool in tools:
         results[tool.name]["check --read-data"] = tool.check()
     results["_dataset_bytes"] = du(data)
@@ -248,6 +274,30 @@ def report(runs: list[dict], tool_names: list[str], label: str) -> str:
         stored = median([r[name]["stored after initial"] for r in runs])
         added = median([r[name]["bytes added by weekly"] for r in runs])
         lines.append(f"| {name} | {stored / 2**20:.1f} | {added / 2**20:.1f} |")
+    return "\n".join(lines)
+
+
+def wan_report(runs: list[dict], tool_names: list[str], label: str) -> str:
+    """Per step: wall time, bytes each way and requests through the proxy, and the
+    throughput in the step's main direction as a fraction of that direction's cap."""
+    size = runs[0]["_dataset_bytes"]
+    caps = {"up": WAN.up.rate, "down": WAN.down.rate}  # bytes per second
+    lines = [f"### {label}: dataset {size / 2**20:.0f} MiB, {len(runs)} run(s), medians", "",
+             "| step | tool | wall s | MB up | MB down | requests | of the link | peer time / backupctl time |",
+             "|---|---|---|---|---|---|---|---|"]
+    for step in WAN_STEPS:
+        ours = median([r["backupctl"][step]["wall"] for r in runs]) if "backupctl" in tool_names else None
+        for name in tool_names:
+            cells = [r[name][step] for r in runs]
+            wall = median([c["wall"] for c in cells])
+            up, down = median([c["up"] for c in cells]), median([c["down"] for c in cells])
+            main = "up" if step.endswith("backup") else "down"
+            used = (up if main == "up" else down) / wall / caps[main] if caps[main] else float("nan")
+            methods = sorted({m for c in cells for m in c["requests"]})
+            requests = ", ".join(f"{median([c['requests'].get(m, 0) for c in cells]):.0f} {m}" for m in methods)
+            ratio = "" if name == "backupctl" or ours is None else f"{wall / ours:.2f}x"
+            lines.append(f"| {step} | {name} | {wall:.2f} | {up / 1e6:.1f} | {down / 1e6:.1f} | {requests} | "
+                         f"{used:.0%} {main} | {ratio} |")
     return "\n".join(lines)
 
 
@@ -282,6 +332,10 @@ def main() -> None:
     parser.add_argument("--tools", default="backupctl,restic,borg")
     parser.add_argument("--workdir", default=os.path.join(HERE, "work"))
     parser.add_argument("--s3", action="store_true", help="backupctl and restic against moto_server on loopback")
+    parser.add_argument("--wan", choices=("fibre", "gigabit"),
+                        help="through bench/wan_proxy.py: fibre 100/20 Mbit/s, gigabit 1000/1000, 50 ms (implies --s3)")
+    parser.add_argument("--verify-uploads", choices=("auto", "read-back", "head"),
+                        help="backupctl's verify_uploads on S3 (moto does not check checksums: auto reads back)")
     parser.add_argument("--files", help="comma-separated file counts for the RSS-versus-files measurement")
     parser.add_argument("--database-chunk-size", type=int, default=32768,
                         help="backupctl's [source] database_chunk_size for the dataset's cabinet.db")
@@ -291,7 +345,8 @@ def main() -> None:
     parser.add_argument("--backupctl", default=None,
                         help="the backupctl to measure (another build, e.g. main's venv, for a baseline)")
     args = parser.parse_args()
-    global DATABASE_CHUNK_SIZE, DATASET, BACKUPCTL
+    global DATABASE_CHUNK_SIZE, DATASET, BACKUPCTL, WAN, VERIFY_UPLOADS
+    VERIFY_UPLOADS = args.verify_uploads
     DATASET = args.dataset
     BACKUPCTL = args.backupctl or BACKUPCTL
     DATABASE_CHUNK_SIZE = args.database_chunk_size
@@ -308,11 +363,19 @@ def main() -> None:
     if not os.path.isdir(pristine):
         subprocess.run([sys.executable, os.path.join(HERE, "dataset.py"), "create", pristine, *create], check=True)
     s3 = None
-    if args.s3:
+    if args.s3 or args.wan:
         from tests.support import s3server
 
         s3 = s3server.start()
         tool_names = [t for t in tool_names if t != "borg"]
+    if args.wan:
+        from urllib.parse import urlparse
+
+        from wan_proxy import PROFILES, WanProxy
+
+        down, up, rtt = PROFILES[args.wan]
+        WAN = WanProxy(("127.0.0.1", urlparse(s3.url).port), rtt_ms=rtt, down_mbit=down, up_mbit=up).start()
+        s3.url = WAN.url  # both tools' endpoint; bucket creation and `stored` go through it too, uncounted
     try:
         runs = []
         for number in range(args.runs):
@@ -322,10 +385,18 @@ def main() -> None:
             runs.append(one_run(pristine, os.path.join(args.workdir, "run"), tool_names, s3))
             print(f"run {number + 1}/{args.runs} done", file=sys.stderr)
         label = "S3 (moto_server on loopback)" if s3 else "Local repositories"
+        if WAN is not None:
+            label = (f"S3 through bench/wan_proxy.py, {args.wan}: {WAN.down.rate * 8 / 1e6:.0f} Mbit/s down, "
+                     f"{WAN.up.rate * 8 / 1e6:.0f} up, {WAN.rtt_s * 1000:.0f} ms round trip")
         if DATASET == "smallfiles":
             label += f", {args.files_count:,} small files"
         print(report(runs, tool_names, label))
+        if WAN is not None:
+            print()
+            print(wan_report(runs, tool_names, label))
     finally:
+        if WAN is not None:
+            WAN.stop()
         if s3 is not None:
             s3server.stop(s3)
 

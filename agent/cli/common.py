@@ -21,9 +21,11 @@ from agent.errors import (ConfigError, IntegrityError, KeyFileError, NoKeyFile, 
 from agent.repo.repository import Repository
 from agent.repo.snapshot import Snapshot
 from agent.engine.ledger import Ledger
+from agent.engine.records import PROBE_RECORD, Records
 from agent.state_file import read_private_file
 from agent.storage import open_storage
 from agent.storage.clock_skew import CLOCK_SKEW_HINT, CLOCK_SKEW_LIMIT, describe_skew
+from agent.storage.verification import facts_for
 
 repo_option = click.option("--repo", "repo_name", metavar="NAME",
                            help="Repository name from the configuration (default: the first).")
@@ -67,6 +69,7 @@ def open_repository(ctx: click.Context, repo_name: str | None, *,
         storage = media.medium_storage(settings.mount)
     else:
         storage = open_storage(settings.url, s3=settings.s3)
+        attach_probe_record(config, settings, storage)
     known = KnownKeys(config.agent.state_dir)
     secret, source = passphrase_and_source(config)
     next_step = recover_add_key(settings.url or "URL")
@@ -86,6 +89,32 @@ def open_repository(ctx: click.Context, repo_name: str | None, *,
     if warn_skew:
         warn_clock_skew(repo)
     return config, repo
+
+
+def recorded_probe(config: config_module.Config, settings: config_module.RepositorySettings) -> dict | None:
+    """The facts of the last probe of this repository's S3 endpoint and bucket, if any."""
+    if settings.s3 is None:
+        return None
+    entry = Records(config.agent.state_dir, settings.name).last(PROBE_RECORD)
+    return facts_for(entry.detail if entry else None, settings.s3.endpoint, settings.s3.bucket)
+
+
+def attach_probe_record(config: config_module.Config, settings: config_module.RepositorySettings,
+                        storage) -> None:
+    """An S3 storage learns what `init`'s probe recorded (its upload verification follows
+    from it), and records the probe it makes itself before a first upload without one."""
+    if settings.s3 is None:
+        return
+    records = Records(config.agent.state_dir, settings.name)
+    storage.use_probe_facts(recorded_probe(config, settings))
+    storage.record_probes_with(lambda facts: records.note(PROBE_RECORD, clock.now(), **facts))
+
+
+def describe_verification(verification) -> str:
+    """One line for `init` and `status`: the mode in force, and why."""
+    what = {"head": "HEAD (size and the SHA-256 the server checked; no second transfer)",
+            "read-back": "read-back (each object downloaded again and its SHA-256 compared)"}[verification.mode]
+    return f"{what}; verify_uploads = \"{verification.setting}\": {verification.reason}"
 
 
 def warn_changed_parameters(settings: config_module.RepositorySettings, repo: Repository) -> None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import click
 
-from agent.cli.common import (audit, json_option, load_config, passphrase, print_json, repo_option,
-                               require_long_passphrase)
+from agent import clock
+from agent.cli.common import (audit, describe_verification, json_option, load_config, passphrase,
+                               print_json, repo_option, require_long_passphrase)
 from agent.cli.rescue import store_kit
 from agent.crypto import aead
 from agent.crypto.kdf import KdfParams
 from agent.engine.known_keys import KnownKeys
+from agent.engine.records import PROBE_RECORD, Records
 from agent.errors import UsageError
 from agent.repo.repository import Repository
 from agent.storage import open_storage
@@ -33,6 +35,8 @@ def command(ctx: click.Context, repo_name: str | None, as_json: bool) -> None:
         # Probe before asking for anything: a wrong bucket or key fails here, cleanly.
         endpoint_facts = storage.probe()
         storage.require_object_lock(endpoint_facts)
+        # Recorded: later commands choose the upload verification from it (verify_uploads = "auto").
+        Records(config.agent.state_dir, settings.name).note(PROBE_RECORD, clock.now(), **endpoint_facts)
     secret = require_long_passphrase(passphrase(config, confirm=True), what="the passphrase for the new repository")
     params = KdfParams()
     repo = Repository.init(storage, secret, cipher=settings.cipher,
@@ -51,7 +55,7 @@ def command(ctx: click.Context, repo_name: str | None, as_json: bool) -> None:
     if endpoint_facts is not None:
         facts["endpoint"] = endpoint_facts
         facts["object_lock_mode"] = settings.s3.object_lock
-        facts["verify_uploads"] = settings.s3.verify_uploads
+        facts["verify_uploads"] = storage.verification().as_dict()
     KnownKeys(config.agent.state_dir).remember(repo.config.repository_id, repo.key_id)
     # A new repository means a new master key, wrapped by the passphrase (a key change, rule T1).
     audit(config, "repository_created", repository=settings.name, repository_id=repo.config.repository_id.hex())
@@ -64,20 +68,20 @@ def command(ctx: click.Context, repo_name: str | None, as_json: bool) -> None:
     click.echo(f"  chunk ids {facts['chunk_id']}, file fingerprints {facts['file_fingerprint']}, "
                f"compression {facts['compression']}")
     if endpoint_facts is not None:
-        _say_endpoint(endpoint_facts, settings.s3)
+        _say_endpoint(endpoint_facts, settings.s3, storage.verification())
     click.echo("Keep the passphrase safe: without it the backups cannot be read by anyone.")
     store_kit(config, repo, settings.name, as_json=False)
 
 
-def _say_endpoint(facts: dict, s3) -> None:
+def _say_endpoint(facts: dict, s3, verification) -> None:
     yes_no = {True: "yes", False: "no"}
     click.echo(f"  endpoint {facts['endpoint']}, bucket {facts['bucket']}: versioning {facts['versioning']}, "
                f"object lock {facts['object_lock']} (agent writes with: {s3.object_lock}"
                + (f", {s3.lock_days} days" if s3.object_lock != "none" else "") + ")")
     click.echo(f"  provider checks upload checksums: {yes_no[facts['rejects_bad_checksum']]}; "
                f"returns SHA-256 checksums: {yes_no[facts['returns_sha256_checksum']]}; "
-               f"conditional writes: {yes_no[facts['conditional_writes']]}; "
-               f"uploads verified by: {s3.verify_uploads}")
-    if not facts["rejects_bad_checksum"] and s3.verify_uploads != "read-back":
+               f"conditional writes: {yes_no[facts['conditional_writes']]}")
+    click.echo(f"  uploads verified by: {describe_verification(verification)}")
+    if not facts["rejects_bad_checksum"] and verification.mode != "read-back":
         click.echo("  warning: this provider accepts uploads with a wrong checksum; "
                    'set verify_uploads = "read-back"', err=True)

@@ -11,8 +11,9 @@ from __future__ import annotations
 import click
 
 from agent import clock, timefmt
-from agent.cli.common import json_option, load_config, print_json
+from agent.cli.common import describe_verification, json_option, load_config, print_json
 from agent.errors import OBLIGATIONS_AT_RISK_EXIT_CODE
+from agent.storage.verification import Verification
 
 
 @click.command("status")
@@ -41,6 +42,10 @@ def command(ctx: click.Context, as_json) -> None:
                        f"last check {_short(repo['last_check'], zone)}"
                        f"{' (FAILED)' if repo['last_check_ok'] is False else ''}, "
                        f"last restore test {_short(repo['last_restore_test'], zone)}")
+            verification = repo.get("upload_verification")
+            if verification:  # an S3 repository
+                shown = Verification(verification["mode"], verification["setting"], verification["reason"])
+                click.echo(f"  uploads verified by: {describe_verification(shown)}")
             for run in repo["next_runs"]:
                 click.echo(f"  next: {run['job']} on {_short(run['at'], zone)}")
             for failed in repo["failed_jobs"]:

@@ -12,9 +12,10 @@ from agent.config import Config
 from agent.daemon.jobs import JobRecord
 from agent.daemon.schedule import PlannedJob, planned_jobs, previous_fire
 from agent.engine import media
-from agent.engine.records import Records, Risk, obligations_at_risk
+from agent.engine.records import PROBE_RECORD, Records, Risk, obligations_at_risk
 from agent.reports.i18n import risk_text
 from agent.service_install.layout import UNIT
+from agent.storage.verification import choose, facts_for
 
 
 # Where install-service puts the unit (agent/service_install/layout.py); a module constant
@@ -53,6 +54,7 @@ def collect(config: Config, now: _dt.datetime) -> dict:
             "at_risk": [risk_text(r.code, r.params) for r in risks],
             "at_risk_codes": [r.code for r in risks],
             "warnings": _rescue_kit_warnings(records),
+            "upload_verification": _upload_verification(settings, records),
         })
     daemon = daemon_state(config.agent.state_dir)
     service_risks = [risk_text(r.code, r.params) for r in _service_risks(daemon)]
@@ -71,6 +73,15 @@ def repository_risks(config: Config, repository: str, now: _dt.datetime, *,
     if settings.media:
         risks += _disk_risks(config, settings, jobs if jobs is not None else planned_jobs(config), now)
     return risks
+
+
+def _upload_verification(settings, records: Records) -> dict | None:
+    """For an S3 repository, how uploads are verified, from the recorded endpoint probe."""
+    if settings.s3 is None:
+        return None
+    entry = records.last(PROBE_RECORD)
+    facts = facts_for(entry.detail if entry else None, settings.s3.endpoint, settings.s3.bucket)
+    return {**choose(settings.s3.verify_uploads, facts).as_dict(), "probed": entry.time.isoformat() if facts else None}
 
 
 def _service_risks(daemon: dict) -> list[Risk]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 from collections import defaultdict
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from agent import timefmt
@@ -29,10 +30,17 @@ from agent.errors import IntegrityError, StorageError
 from agent.repo import layout, rescue_kit
 from agent.repo.lock import shared_lock_for_reading
 from agent.repo.repository import Repository
-from agent.repo.tree import DIR, FILE, Node
+from agent.repo.pack import BLOB_TREE
+from agent.repo.tree import DIR, FILE, Node, decode_tree
 
 # Files named per snapshot in the report; the count is always exact.
 MAX_FILES_LISTED = 50
+# Packs being downloaded while one is verified (check --read-data): each holds a pack of
+# up to 16 MiB in memory; two keep a 50 ms, 1 Gbit/s link busy (bench/run.py --wan).
+READ_AHEAD = 2
+# Folder listings that check --read-data keeps, once decrypted, for its tree walk (beyond
+# this they are read again): about 100 bytes per entry, so a million files' worth.
+MAX_LISTINGS_KEPT = 128 * 2**20
 
 
 MISSING_PACK = "pack is missing from the storage"  # a new backup stores its data again; damage it does not
@@ -117,6 +125,8 @@ class CheckEngine:
         self.report = CheckReport(read_data=read_data, read_data_subset=read_data_subset)
         self._bad_chunks: dict[bytes, str] = {}  # chunk id -> why it cannot be read
         self._trees: dict[bytes, _TreeSummary] = {}  # shared by snapshots: each tree checked once
+        self._listings: dict[bytes, bytes] = {}  # folder listings verified by --read-data, by id
+        self._listings_size = 0
 
     def run(self) -> CheckReport:
         if not self.take_lock:
@@ -192,31 +202,45 @@ class CheckEngine:
         if self.read_data_subset is not None:
             stored = {name: size for name, size in stored.items() if in_subset(name, *self.read_data_subset)}
         self.progress.start("check --read-data", sum(stored.values()))
-        for name in sorted(stored):
-            pack_id = layout.pack_id_from_name(name)
-            if pack_id is None:
-                self.report.errors.append(f"object {name} in data/ is not a valid pack name")
-                continue
-            expected = packs.get(pack_id, [])
-            try:
-                data, header_entries = self.repo.read_pack(pack_id)
-            except (IntegrityError, StorageError) as exc:
-                if pack_id not in packs:  # nothing refers to it: harmless
-                    self.report.warnings.append(f"pack {name} is damaged but no index lists it (nothing uses "
-                                                f"it; prune deletes it): {exc}")
-                    continue
-                self._damage(name, str(exc).removeprefix(f"pack {name}: "), expected)
-                self._narrow_damage(name, expected)
-                continue
-            self.report.bytes_read += len(data)
-            self.progress.advance(bytes_done=len(data))
-            header_ids = {e.chunk_id for e in header_entries}
-            for entry in expected:
-                if entry.chunk_id not in header_ids:
-                    self._damage(name, "index lists a blob the pack header does not have", [entry])
-                    continue
-                self._verify_blob(name, entry, data[entry.offset : entry.offset + entry.length])
+        names = sorted(stored)
+        with ThreadPoolExecutor(READ_AHEAD, thread_name_prefix="read-data") as pool:
+            # The next packs download while this one is verified: over a WAN link a pack
+            # read after the previous one leaves the link idle a round trip each time,
+            # and one connection's window cannot fill a long fat link.
+            reads = {}
+            for number, name in enumerate(names):
+                for ahead in names[number:number + READ_AHEAD]:
+                    ahead_id = layout.pack_id_from_name(ahead)
+                    if ahead not in reads and ahead_id is not None:
+                        reads[ahead] = pool.submit(self.repo.read_pack, ahead_id)
+                self._read_one(name, packs, reads.pop(name, None))
         self.progress.finish()
+
+    def _read_one(self, name: str, packs: dict, read: Future | None) -> None:
+        """Verify one pack whose read `read` was started ahead (None: not a pack name)."""
+        pack_id = layout.pack_id_from_name(name)
+        if pack_id is None:
+            self.report.errors.append(f"object {name} in data/ is not a valid pack name")
+            return
+        expected = packs.get(pack_id, [])
+        try:
+            data, header_entries = read.result()
+        except (IntegrityError, StorageError) as exc:
+            if pack_id not in packs:  # nothing refers to it: harmless
+                self.report.warnings.append(f"pack {name} is damaged but no index lists it (nothing uses "
+                                            f"it; prune deletes it): {exc}")
+                return
+            self._damage(name, str(exc).removeprefix(f"pack {name}: "), expected)
+            self._narrow_damage(name, expected)
+            return
+        self.report.bytes_read += len(data)
+        self.progress.advance(bytes_done=len(data))
+        header_ids = {e.chunk_id for e in header_entries}
+        for entry in expected:
+            if entry.chunk_id not in header_ids:
+                self._damage(name, "index lists a blob the pack header does not have", [entry])
+                continue
+            self._verify_blob(name, entry, data[entry.offset : entry.offset + entry.length])
 
     def _narrow_damage(self, name: str, entries) -> None:
         """A pack failed as a whole: find which of its blobs still decrypt, to spare their files."""
@@ -230,8 +254,13 @@ class CheckEngine:
 
     def _verify_blob(self, name: str, entry, envelope: bytes) -> None:
         try:
-            self.repo.decode_blob(entry.chunk_id, entry.kind, envelope, entry.raw_length, pack_name=name)
+            plain = self.repo.decode_blob(entry.chunk_id, entry.kind, envelope, entry.raw_length, pack_name=name)
             self.report.blobs_verified += 1
+            if entry.kind == BLOB_TREE and self._listings_size + len(plain) <= MAX_LISTINGS_KEPT:
+                # Kept for the tree walk that follows: over a WAN link, reading each listing
+                # again cost one round trip per folder (190 requests, 12 s at 50 ms).
+                self._listings[entry.chunk_id] = plain
+                self._listings_size += len(plain)
         except IntegrityError as exc:
             if name not in self.report.damaged_packs:
                 self.report.damaged_packs[name] = "one or more blobs fail authentication"
@@ -292,7 +321,8 @@ class CheckEngine:
                         "directory listing is missing, everything below it is affected")
                     continue
                 try:
-                    nodes = load_tree(self.repo, tree_id)
+                    kept = self._listings.pop(tree_id, None)
+                    nodes = decode_tree(kept) if kept is not None else load_tree(self.repo, tree_id)
                 except (IntegrityError, StorageError) as exc:
                     summaries[tree_id] = _TreeSummary.broken(
                         f"directory listing unreadable, everything below it is affected ({exc})")

@@ -17,6 +17,11 @@ from dataclasses import dataclass
 from agent.state_file import load_json, save_json
 
 
+# The Records kind holding the facts of the last probe of a repository's S3 endpoint (by
+# `init`, or before a first upload without one): the upload verification follows from them.
+PROBE_RECORD = "endpoint_probe"
+
+
 @dataclass(frozen=True)
 class Event:
     time: _dt.datetime

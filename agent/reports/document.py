@@ -89,11 +89,14 @@ def describe_repository(settings: RepositorySettings, repo: Repository, medium: 
     described = {"name": settings.name, "kind": "s3" if settings.s3 else "disks" if settings.media else "local",
                  "repository_id": repo.config.repository_id.hex(), "format_version": repo.config.format_version,
                  "created": repo.config.created, "object_lock": "none", "lock_days": None, "endpoint": None,
-                 "bucket": None, "prefix": None, "region": None, "location": None, "medium": None}
+                 "bucket": None, "prefix": None, "region": None, "location": None, "medium": None,
+                 "upload_verification": None}
     if settings.s3:
         described.update(endpoint=settings.s3.endpoint or "Amazon S3", bucket=settings.s3.bucket,
                          prefix=settings.s3.prefix, region=settings.s3.region, object_lock=settings.s3.object_lock,
                          lock_days=settings.s3.lock_days if settings.s3.object_lock != "none" else None)
+        verification = getattr(repo.storage, "verification", None)  # what the endpoint probe chose
+        described["upload_verification"] = verification().mode if verification is not None else None
     else:
         described.update(location=settings.mount, medium=medium)
     return described

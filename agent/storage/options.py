@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 LOCK_MODES = ("none", "governance", "compliance")
 CHECKSUM_CHOICES = ("when_required", "when_supported")
-VERIFY_CHOICES = ("read-back", "head")
+VERIFY_CHOICES = ("auto", "read-back", "head")
 ADDRESSING_CHOICES = ("auto", "path", "virtual")
 
 
@@ -32,5 +32,7 @@ class S3Options:
     lock_days: int = 30
     max_concurrency: int = 4
     bandwidth_limit_kib: int = 0
-    verify_uploads: str = "read-back"
+    # "auto": "head" where the endpoint probe showed the server checks and keeps our SHA-256,
+    # "read-back" elsewhere (agent/storage/verification.py).
+    verify_uploads: str = "auto"
     retry_attempts: int = 6

@@ -4,11 +4,15 @@ Meant for the object storage of an HDS-certified host (rule H1). Every upload ca
 the SHA-256 we computed (`ChecksumSHA256`), and is verified after the fact because
 some S3-compatible servers store any checksum they are given without checking it:
 
-* `verify_uploads = "read-back"` (default): the object is downloaded again and its
-  SHA-256 compared before the write returns, so no index or snapshot can ever refer
-  to an object the provider does not hold intact;
-* `verify_uploads = "head"`: only the size and the stored checksum are compared
-  (half the traffic; trusts the provider to have checked the checksum).
+* "read-back": the object is downloaded again and its SHA-256 compared before the
+  write returns, so no index or snapshot can ever refer to an object the provider does
+  not hold intact;
+* "head": only the size and the stored checksum are compared, no second transfer;
+  sound only where the server checked our checksum against the bytes it received.
+`verify_uploads = "auto"` (default) takes "head" where the endpoint probe showed the
+server does (agent/storage/verification.py), "read-back" elsewhere; the probe's facts
+come from `init` (recorded in the state directory) or, when none were recorded for
+this endpoint, from a probe made before the first upload.
 
 With object lock, every object is written with a retain-until date (rule S8), and
 `delete` refuses, before sending anything, to touch an object still under lock.
@@ -28,7 +32,7 @@ import os
 import stat
 import threading
 from email.utils import parsedate_to_datetime
-from typing import Iterator
+from typing import Callable, Iterator
 from urllib.parse import urlparse
 
 import boto3
@@ -41,6 +45,7 @@ from agent.errors import (ClockSkewError, ConfigError, ForeignObject, ObjectLock
 from agent.storage.base import ObjectInfo
 from agent.storage.clock_skew import CLOCK_SKEW_HINT, describe_skew, skew_from_date
 from agent.storage.options import S3Options
+from agent.storage.verification import AUTO, HEAD, Verification, choose, facts_for
 
 _TRANSIENT_CODES = {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "Throttling",
                     "ThrottlingException", "RequestThrottled", "500", "502", "503", "504",
@@ -183,6 +188,11 @@ class S3Storage:
         self._sent = threading.local()
         self.client.meta.events.register("before-send.s3", self._note_sent)
         self.client.meta.events.register("after-call.s3", self._note_answer)
+        # What the endpoint probe measured (None: not probed for this endpoint yet), and who
+        # records a probe made before the first upload (the CLI: in the state directory).
+        self._facts: dict | None = None
+        self._facts_lock = threading.Lock()
+        self._on_probe: Callable[[dict], None] | None = None
 
     # ---- the server's clock ---------------------------------------------------------
 
@@ -386,21 +396,48 @@ class S3Storage:
             return explicit
         return clock.now().astimezone(_dt.timezone.utc) + _dt.timedelta(days=self.options.lock_days)
 
+    # ---- verification of uploads ------------------------------------------------------
+
+    def use_probe_facts(self, facts: dict | None) -> None:
+        """Facts of an earlier probe of this endpoint and bucket (recorded by `init`)."""
+        facts = facts_for(facts, self.options.endpoint, self.bucket)
+        if facts is not None:
+            self._facts = dict(facts)
+
+    def record_probes_with(self, record: Callable[[dict], None]) -> None:
+        """`record(facts)` is called after a probe made before a first upload."""
+        self._on_probe = record
+
+    def verification(self) -> Verification:
+        """The verification in force now (before any probe, "auto" says read-back)."""
+        return choose(self.options.verify_uploads, self._facts)
+
+    def _verification_for_upload(self) -> Verification:
+        if self.options.verify_uploads == AUTO and self._facts is None:
+            with self._facts_lock:
+                if self._facts is None:  # one probe, whichever upload thread comes first
+                    facts = self.probe()
+                    if self._on_probe is not None:
+                        self._on_probe(facts)
+        return self.verification()
+
     def _verify(self, name: str, data: bytes, digest: bytes, checksum: str) -> None:
-        if self.options.verify_uploads == "read-back":
-            stored = self.read(name)
-            if hashlib.sha256(stored).digest() != digest:
-                raise TransientStorageError(f"{self.where}: object {name} reads back different from what "
-                                            f"was uploaded (corrupted in transit or by the provider)")
-            return
-        head = self._call("verifying", name, self.client.head_object, Bucket=self.bucket,
-                          Key=self._key(name), ChecksumMode="ENABLED")
-        if head.get("ContentLength") != len(data):
-            raise TransientStorageError(f"{self.where}: object {name} has {head.get('ContentLength')} bytes "
-                                        f"stored, {len(data)} were uploaded")
-        stored_checksum = head.get("ChecksumSHA256")
-        if stored_checksum is not None and stored_checksum.split("-")[0] != checksum:
-            raise TransientStorageError(f"{self.where}: object {name} is stored with another SHA-256")
+        if self._verification_for_upload().mode == HEAD:
+            head = self._call("verifying", name, self.client.head_object, Bucket=self.bucket,
+                              Key=self._key(name), ChecksumMode="ENABLED")
+            if head.get("ContentLength") != len(data):
+                raise TransientStorageError(f"{self.where}: object {name} has {head.get('ContentLength')} bytes "
+                                            f"stored, {len(data)} were uploaded")
+            stored_checksum = head.get("ChecksumSHA256")
+            if stored_checksum is not None:
+                if stored_checksum.split("-")[0] != checksum:
+                    raise TransientStorageError(f"{self.where}: object {name} is stored with another SHA-256")
+                return
+            # No stored checksum in the answer: nothing proves the bytes, so read them back.
+        stored = self.read(name)
+        if hashlib.sha256(stored).digest() != digest:
+            raise TransientStorageError(f"{self.where}: object {name} reads back different from what "
+                                        f"was uploaded (corrupted in transit or by the provider)")
 
     def delete(self, name: str) -> None:
         if name.startswith(UNLOCKED_PREFIXES):  # a repository lock: removed without delay
@@ -505,6 +542,7 @@ class S3Storage:
             self.client.delete_object(Bucket=self.bucket, Key=self._key(probe_name))
         except botocore.exceptions.ClientError:
             pass  # a bucket default retention may keep it; it is 24 bytes
+        self._facts = dict(facts)
         return facts
 
     def require_object_lock(self, facts: dict) -> None:

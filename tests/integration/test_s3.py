@@ -237,7 +237,7 @@ def test_example_s3_repository_block_parses(tmp_path):
     parsed = config.parse(__import__("tomllib").loads("\n".join(lines)), "example")
     offsite = parsed.repository("offsite")
     assert offsite.s3 is not None and offsite.s3.bucket == "cabinet-dupont-sauvegardes"
-    assert offsite.s3.object_lock == "compliance" and offsite.s3.verify_uploads == "read-back"
+    assert offsite.s3.object_lock == "compliance" and offsite.s3.verify_uploads == "auto"
     assert offsite.s3.request_checksum_calculation == "when_required"
 
 

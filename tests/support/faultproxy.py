@@ -10,6 +10,11 @@ Faults, each drawn per request with its own probability:
     drop the connection (a provider that stops answering mid-request).
 `counts` records what was injected, so tests can prove faults really happened.
 
+`verify_checksums` plays a server that checks uploads as AWS S3 does (moto stores any
+`x-amz-checksum-sha256` it is given without checking it, moto/s3/responses.py
+`_get_checksum`): a PUT whose body does not match its SHA-256 header is answered 400
+BadDigest and not forwarded. `requests` records every request's method and headers.
+
 `skew_s` plays a server whose clock is that many seconds off: its `Date` headers say
 so, and with `reject_skew` it refuses, as AWS S3 does, every request signed more than
 15 minutes away from its time (403 RequestTimeTooSkewed).
@@ -17,6 +22,8 @@ so, and with `reject_skew` it refuses, as AWS S3 does, every request signed more
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import http.client
 import random
 import socket
@@ -38,17 +45,20 @@ MAX_SKEW_S = 15 * 60  # what AWS S3 tolerates between a request's signature time
 class FaultProxy:
     def __init__(self, upstream_port: int, *, error: float = 0.0, reset: float = 0.0,
                  corrupt: float = 0.0, delay: float = 0.0, delay_s: float = 0.3, stall: float = 0.0,
-                 stall_s: float = 3.0, skew_s: float = 0.0, reject_skew: bool = False, seed: int = 1) -> None:
+                 stall_s: float = 3.0, skew_s: float = 0.0, reject_skew: bool = False, seed: int = 1,
+                 verify_checksums: bool = False) -> None:
         self.upstream_port = upstream_port
         self.rates = {"error": error, "reset": reset, "corrupt": corrupt, "delay": delay, "stall": stall}
         self.delay_s = delay_s
         self.stall_s = stall_s
         self.skew_s = skew_s
         self.reject_skew = reject_skew
+        self.verify_checksums = verify_checksums
         self.random = random.Random(seed)
         self.counts: Counter = Counter()
         self.enabled = True
         self.requests: list[tuple[str, dict]] = []  # (method, lower-cased headers) of each request
+        self.paths: list[tuple[str, str]] = []  # (method, path) of each request
         self._lock = threading.Lock()
         proxy = self
 
@@ -79,10 +89,27 @@ class FaultProxy:
                     self.wfile.write(payload)
                 return True
 
+            def _refuse_bad_digest(self, body: bytes) -> bool:
+                claimed = self.headers.get("x-amz-checksum-sha256")
+                if not (proxy.verify_checksums and self.command == "PUT" and claimed):
+                    return False
+                if base64.b64encode(hashlib.sha256(body).digest()).decode("ascii") == claimed:
+                    return False
+                proxy.counts["bad_digest"] += 1
+                payload = (b"<Error><Code>BadDigest</Code><Message>The SHA256 you specified did not match "
+                           b"the calculated checksum.</Message></Error>")
+                self.send_response(400)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+                return True
+
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length", 0) or 0)
                 with proxy._lock:
                     proxy.requests.append((self.command, {k.lower(): v for k, v in self.headers.items()}))
+                    proxy.paths.append((self.command, self.path))
                 fault = proxy._draw()
                 if fault == "reset":
                     self.rfile.read(length // 2)
@@ -92,6 +119,8 @@ class FaultProxy:
                     return
                 body = self.rfile.read(length) if length else b""
                 if self._refuse_skewed():
+                    return
+                if self._refuse_bad_digest(body):
                     return
                 if fault == "error":
                     status = proxy.random.choice((500, 503))
@@ -129,7 +158,9 @@ class FaultProxy:
                 for key, value in response.getheaders():
                     if key.lower() not in ("content-length", "connection", "transfer-encoding", "server", "date"):
                         self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data)))
+                # A HEAD answer has no body but the object's length (its own Content-Length).
+                length = response.getheader("Content-Length", "0") if self.command == "HEAD" else len(data)
+                self.send_header("Content-Length", str(length))
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(data)
