@@ -39,10 +39,15 @@ class Expansion:
     size is still checked; listings not kept are read again by walk()."""
 
     def __init__(self, repo: Repository, tree_id: bytes, *, keep_listings: bool = True,
-                 shapes: dict[bytes, Shape] | None = None) -> None:
+                 shapes: dict[bytes, Shape] | None = None, keep_entries: int | None = None) -> None:
         self.root = tree_id
         self._repo = repo
         self._keep = keep_listings
+        # keep_entries (restore): listings are kept while they hold at most this many
+        # entries in all; past it, none is (a large snapshot is walked from the storage
+        # again, in memory for one path).
+        self._keep_entries = keep_entries
+        self._kept = 0
         self._shapes: dict[bytes, Shape] = shapes if shapes is not None else {}
         self.listings: dict[bytes, list[Node]] = {}
         self.unreadable: dict[bytes, Exception] = {}
@@ -85,6 +90,10 @@ class Expansion:
                     continue
                 if self._keep:
                     self.listings[tree_id] = nodes
+                    self._kept += len(nodes)
+                    if self._keep_entries is not None and self._kept > self._keep_entries:
+                        self._keep = False
+                        self.listings.clear()
                 shape = self._shapes[tree_id] = (len(nodes), [n.subtree for n in nodes
                                                               if n.type == DIR and n.subtree is not None])
             self.stored += shape[0]
