@@ -33,10 +33,12 @@ pack, not once per file under the shared lock.
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
+import signal
 import threading
 from collections import defaultdict
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from agent.engine.holes import HoleSkippingReader
@@ -50,7 +52,11 @@ from agent.repo.tree import Node
 
 # Blobs closer than this in a pack are fetched in one request (the gap is read and dropped).
 MAX_GAP = 256 * 1024
-MAX_RANGE = 16 * 1024 * 1024 + 1024 * 1024
+# A request (and a worker's task) covers at most this many bytes, or this many blobs:
+# enough to cost one round trip per few MiB over a WAN (100 Mbit/s with a 50 ms round
+# trip holds 625 KB in flight), small enough to spread one pack over every worker.
+MAX_RANGE = 4 * 1024 * 1024
+MAX_RANGE_BLOBS = 512
 READ_BACK_BLOCK = 1024 * 1024
 SPARSE_BLOCK = 64 * 1024
 _ZERO_BLOCK = bytes(SPARSE_BLOCK)
@@ -103,7 +109,7 @@ class Batch:
 
 class ContentRestorer:
     def __init__(self, repo: Repository, *, tree: TargetTree, progress: Progress, same_owner: bool,
-                 keep_special_bits: bool = False, workers: int | None = None) -> None:
+                 keep_special_bits: bool = False, workers: int | None = None, processes: bool = False) -> None:
         self.repo = repo
         self.tree = tree
         self.progress = progress
@@ -117,6 +123,12 @@ class ContentRestorer:
         self.files = 0
         self.bytes = 0
         self._pool: ThreadPoolExecutor | None = None
+        # One-chunk files (most of a practice's letters) restored by worker processes
+        # when asked (a large local restore): the per-file Python (decryption's wrapper,
+        # the write, the read-back, the metadata) then runs on every core instead of
+        # taking turns on one interpreter's lock.
+        self._processes: ProcessPoolExecutor | None = None
+        self._use_processes = processes and not _remote(repo)
         self._batches: list[Batch] = []  # submitted, not yet waited for
         self._broken: list[FileTarget] = []  # created by a worker that then failed: removed if the restore aborts
 
@@ -128,6 +140,8 @@ class ContentRestorer:
             self.wait(self.submit(files))
 
     def __enter__(self) -> "ContentRestorer":
+        if self._use_processes:
+            self._processes = _fork_workers(self)
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="restore")
         return self
 
@@ -142,6 +156,9 @@ class ContentRestorer:
             self._stop.set()
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._pool = None
+        if self._processes is not None:
+            self._processes.shutdown(wait=True, cancel_futures=True)
+            self._processes = None
         if exc_type is not None and issubclass(exc_type, RestoreTargetError):
             # An aborted restore leaves no file that looks restored.
             for batch in self._batches:
@@ -184,7 +201,19 @@ class ContentRestorer:
             if target.remaining == 0:  # empty files, and files failed before any blob
                 self._finish(target, empty)
         self._add(empty)
-        batch.futures = [self._pool.submit(self._restore_pack, pack_id, blobs) for pack_id, blobs in needs.items()]
+        # One task per ranged read: a batch of small files often lies in one pack, and
+        # tasks of a few MiB keep every worker busy (and several requests in flight).
+        for pack_id, blobs in needs.items():
+            name = layout.pack_name(pack_id)
+            if self._processes is not None:
+                whole = _split_whole(blobs)
+                if whole:
+                    ordered = sorted(whole.items(), key=lambda item: item[1][0].offset)
+                    batch.futures.extend(self._in_process(name, group) for group in _ranges(ordered))
+                if not blobs:
+                    continue
+            ordered = sorted(blobs.items(), key=lambda item: item[1][0].offset)
+            batch.futures.extend(self._pool.submit(self._restore_range, name, group) for group in _ranges(ordered))
         return batch
 
     def wait(self, batch: Batch) -> None:
@@ -195,6 +224,51 @@ class ContentRestorer:
             if error is not None:
                 raise error
         self._batches.remove(batch)
+
+    def _in_process(self, name: str, group: list) -> Future:
+        """Hand one ranged read of one-chunk files to a worker process: plain values
+        only (the process has the repository and the target from the fork); its answer
+        is applied here, to the files' records and the totals."""
+        assert self._processes is not None
+        targets: list[FileTarget] = []
+        blobs = []
+        keep = self.keep_special_bits
+        for chunk_id, (location, uses) in group:
+            files = []
+            for use in uses:
+                node = use.target.node
+                files.append((len(targets), use.target.rel, node.size, node.sha256, node.uid, node.gid,
+                              permissions(node.mode, keep_special_bits=keep), node.mtime_ns, bool(node.hardlink)))
+                targets.append(use.target)
+            blobs.append((chunk_id, location.kind, location.offset, location.length, location.raw_length, files))
+        future = self._processes.submit(_child_range, name, blobs)
+        result: Future = Future()
+
+        def settle(done: Future) -> None:
+            try:
+                answer = done.result()
+            except BaseException as exc:  # the pool broke (a process killed): said as such
+                result.set_exception(exc)
+                return
+            tally = _Tally()
+            tally.files, tally.bytes, tally.verified, tally.failures, tally.progress_bytes = answer.totals
+            for index, verified, ino in answer.outcomes:
+                target = targets[index]
+                target.done, target.verified, target.remaining = True, verified, 0
+                if ino:
+                    target.ino = ino
+            for index, ino in answer.broken:
+                targets[index].ino = ino
+                with self._lock:
+                    self._broken.append(targets[index])
+            self._add(tally)
+            if answer.error is not None:
+                result.set_exception(RestoreTargetError(answer.error[0], hint=answer.error[1]))
+            else:
+                result.set_result(None)
+
+        future.add_done_callback(settle)
+        return result
 
     def _create(self, target: FileTarget, *, size: int) -> None:
         try:
@@ -213,52 +287,51 @@ class ContentRestorer:
 
     # ---- one pack ----------------------------------------------------------------------
 
-    def _restore_pack(self, pack_id: bytes, blobs: dict[bytes, tuple[BlobLocation, list[_Use]]]) -> None:
+    def _restore_range(self, name: str, group: list) -> None:
         writer = _Writer(self.tree)
         tally = _Tally()
         try:
-            self._restore_pack_with(pack_id, blobs, writer, tally)
+            self._restore_range_with(name, group, writer, tally)
         finally:
             writer.close()
             self._add(tally)
 
-    def _restore_pack_with(self, pack_id: bytes, blobs: dict, writer: "_Writer", tally: _Tally) -> None:
-        name = layout.pack_name(pack_id)
-        ordered = sorted(blobs.items(), key=lambda item: item[1][0].offset)
-        for group in _ranges(ordered):
+    def _restore_range_with(self, name: str, group: list, writer: "_Writer", tally: _Tally) -> None:
+        """One ranged read of a pack (neighbouring blobs together), then each blob
+        decrypted once and written at every place that holds it."""
+        if self._stop.is_set():
+            return
+        start = group[0][1][0].offset
+        end = group[-1][1][0].offset + group[-1][1][0].length
+        try:
+            data = self.repo.storage.read_range(name, start, end - start)
+        except StorageError as exc:
+            for chunk_id, (_location, uses) in group:
+                self._fail_uses(uses, f"not restored: {exc}", tally)
+            return
+        view = memoryview(data)
+        for chunk_id, (location, uses) in group:
             if self._stop.is_set():
                 return
-            start = group[0][1][0].offset
-            end = group[-1][1][0].offset + group[-1][1][0].length
+            envelope = view[location.offset - start : location.offset - start + location.length]
             try:
-                data = self.repo.storage.read_range(name, start, end - start)
-            except StorageError as exc:
-                for chunk_id, (_location, uses) in group:
-                    self._fail_uses(uses, f"not restored: {exc}", tally)
-                continue
-            view = memoryview(data)
-            for chunk_id, (location, uses) in group:
-                if self._stop.is_set():
-                    return
-                envelope = view[location.offset - start : location.offset - start + location.length]
+                plain = self.repo.decode_blob(chunk_id, location.kind, envelope, location.raw_length,
+                                              pack_name=name, verify_id=False)
+            except IntegrityError:
                 try:
-                    plain = self.repo.decode_blob(chunk_id, location.kind, envelope, location.raw_length,
-                                                  pack_name=name, verify_id=False)
-                except IntegrityError:
-                    try:
-                        plain = self.repo.load_blob(chunk_id)  # a second read before declaring damage
-                    except (IntegrityError, StorageError) as exc:
-                        self._fail_uses(uses, f"not restored: {exc}", tally)
-                        continue
-                for use in uses:
-                    target = use.target
-                    if target.whole:
-                        self._write_whole(target, plain, tally)
-                        continue
-                    if target.failed is None:
-                        writer.write(target, plain, use.offset)
-                        tally.progress_bytes += len(plain)
-                    self._one_less(target, tally)
+                    plain = self.repo.load_blob(chunk_id)  # a second read before declaring damage
+                except (IntegrityError, StorageError) as exc:
+                    self._fail_uses(uses, f"not restored: {exc}", tally)
+                    continue
+            for use in uses:
+                target = use.target
+                if target.whole:
+                    self._write_whole(target, plain, tally)
+                    continue
+                if target.failed is None:
+                    writer.write(target, plain, use.offset)
+                    tally.progress_bytes += len(plain)
+                self._one_less(target, tally)
 
     def _write_whole(self, target: FileTarget, plain: bytes, tally: _Tally) -> None:
         """Create a one-chunk file, write it, read it back (one pread) for its SHA-256 and
@@ -266,38 +339,21 @@ class ContentRestorer:
         only when something needs it: a hard link to it, or its removal after an error."""
         node = target.node
         try:
-            fd = self.tree.create_open(target.rel)
+            back, ino = _write_one(self.tree, target.rel, plain, node.size, node.uid if self.same_owner else None,
+                                   node.gid, permissions(node.mode, keep_special_bits=self.keep_special_bits),
+                                   node.mtime_ns, bool(node.hardlink))
+        except _Broken as exc:
+            target.ino = exc.ino
+            with self._lock:
+                self._broken.append(target)
+            raise target_error(exc.error, target.display) from None
         except OSError as exc:
             raise target_error(exc, target.display) from None
-        try:
-            _pwrite_all(fd, plain, 0)
-            # One byte more than the file should hold: a longer file reads longer.
-            back = os.pread(fd, node.size + 1, 0)
-            if self.same_owner:
-                os.fchown(fd, node.uid, node.gid)
-            os.fchmod(fd, permissions(node.mode, keep_special_bits=self.keep_special_bits))
-            os.utime(fd, ns=(node.mtime_ns, node.mtime_ns))
-            if node.hardlink:
-                target.ino = os.fstat(fd).st_ino
-        except OSError as exc:
-            self._broken_file(target, fd)
-            raise target_error(exc, target.display) from None
-        except BaseException:
-            self._broken_file(target, fd)
-            raise
-        finally:
-            os.close(fd)
+        if ino:
+            target.ino = ino
         target.remaining = 0
         tally.progress_bytes += len(plain)
         self._verdict(target, back, hashlib.sha256(back).hexdigest(), tally)
-
-    def _broken_file(self, target: FileTarget, fd: int) -> None:
-        try:
-            target.ino = os.fstat(fd).st_ino
-        except OSError:
-            return
-        with self._lock:
-            self._broken.append(target)
 
     def _verdict(self, target: FileTarget, back: bytes | int, digest: str, tally: _Tally) -> None:
         size = back if isinstance(back, int) else len(back)
@@ -369,6 +425,160 @@ def restore_workers(repo: Repository) -> int:
     return max(cores, int(getattr(options, "max_concurrency", 0) or 0))
 
 
+def _remote(repo: Repository) -> bool:
+    """A network store (S3): its client is not safe in a forked process, and its
+    restore waits on the network, not on the interpreter."""
+    return getattr(repo.storage, "options", None) is not None
+
+
+def _split_whole(blobs: dict) -> dict:
+    """Take the uses by one-chunk files out of `blobs` (left with the others, and
+    without the blobs only such files use); return them, by blob."""
+    whole: dict = {}
+    for chunk_id in list(blobs):
+        location, uses = blobs[chunk_id]
+        mine = [use for use in uses if use.target.whole]
+        if not mine:
+            continue
+        whole[chunk_id] = (location, mine)
+        rest = [use for use in uses if not use.target.whole]
+        if rest:
+            blobs[chunk_id] = (location, rest)
+        else:
+            del blobs[chunk_id]
+    return whole
+
+
+# What a forked worker process restores with: set by the parent just before the fork
+# (the processes are made at once, before any restore thread exists, so no lock of
+# this restore is held by a thread that the fork leaves behind).
+_FORKED: "ContentRestorer | None" = None
+
+
+def _fork_workers(restorer: ContentRestorer) -> ProcessPoolExecutor:
+    global _FORKED
+    _FORKED = restorer
+    try:
+        pool = ProcessPoolExecutor(restorer.workers, mp_context=multiprocessing.get_context("fork"),
+                                   initializer=_child_start)
+        pool.submit(int).result()  # the fork happens here, now
+    finally:
+        _FORKED = None
+    return pool
+
+
+def _child_start() -> None:
+    # Ctrl-C reaches the whole process group: the parent decides (it stops handing out
+    # work and waits for the tasks begun, each a few MiB); a worker never dies half-way.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    global _CHILD
+    _CHILD = _FORKED
+
+
+_CHILD: "ContentRestorer | None" = None
+
+
+@dataclass(slots=True)
+class _Answer:
+    totals: tuple  # files, bytes, verified, failures, progress bytes
+    outcomes: list  # (index, verified, inode or 0) per file finished
+    broken: list  # (index, inode) of files created then left by an error
+    error: tuple | None  # (message, hint) of the RestoreTargetError that stopped the task
+
+
+def _child_range(name: str, blobs: list) -> _Answer:
+    """In a worker process: one ranged read of pack `name`, each blob decrypted once,
+    each one-chunk file that holds it created, written, read back for its SHA-256 and
+    dated through one descriptor, as ContentRestorer._write_whole does in a thread."""
+    restorer = _CHILD
+    assert restorer is not None
+    repo, tree, same_owner = restorer.repo, restorer.tree, restorer.same_owner
+    files = size_sum = verified = progress = 0
+    failures: list[tuple[str, str]] = []
+    outcomes: list = []
+    broken: list = []
+    error = None
+    start = blobs[0][2]
+    end = blobs[-1][2] + blobs[-1][3]
+    try:
+        data = repo.storage.read_range(name, start, end - start)
+    except StorageError as exc:
+        for *_blob, uses in blobs:
+            for index, rel, *_ in uses:
+                failures.append((os.fsdecode(rel), f"not restored: {exc}"))
+                outcomes.append((index, False, 0))
+        return _Answer((len(outcomes), 0, 0, failures, 0), outcomes, broken, None)
+    view = memoryview(data)
+    try:
+        for chunk_id, kind, offset, length, raw_length, uses in blobs:
+            try:
+                plain = repo.decode_blob(chunk_id, kind, view[offset - start : offset - start + length], raw_length,
+                                         pack_name=name, verify_id=False)
+            except IntegrityError:
+                try:
+                    plain = repo.load_blob(chunk_id)  # a second read before declaring damage
+                except (IntegrityError, StorageError) as exc:
+                    for index, rel, *_ in uses:
+                        failures.append((os.fsdecode(rel), f"not restored: {exc}"))
+                        outcomes.append((index, False, 0))
+                    continue
+            for index, rel, size, sha256, uid, gid, mode, mtime_ns, want_ino in uses:
+                try:
+                    back, ino = _write_one(tree, rel, plain, size, uid if same_owner else None, gid, mode, mtime_ns,
+                                           want_ino)
+                except _Broken as exc:
+                    broken.append((index, exc.ino))
+                    raise target_error(exc.error, os.fsdecode(rel)) from None
+                except OSError as exc:
+                    raise target_error(exc, os.fsdecode(rel)) from None
+                progress += len(plain)
+                files += 1
+                size_sum += len(back)
+                digest = hashlib.sha256(back).hexdigest()
+                ok = len(back) == size and digest == sha256
+                if ok:
+                    verified += 1
+                else:
+                    failures.append((os.fsdecode(rel), f"SHA-256 mismatch: recorded {sha256}, restored {digest}"))
+                outcomes.append((index, ok, ino))
+    except RestoreTargetError as exc:
+        error = (str(exc), exc.hint)
+    return _Answer((files, size_sum, verified, failures, progress), outcomes, broken, error)
+
+
+class _Broken(Exception):
+    """An OSError after the file was created: its inode, for its removal."""
+
+    def __init__(self, error: OSError, ino: int) -> None:
+        super().__init__(str(error))
+        self.error, self.ino = error, ino
+
+
+def _write_one(tree: TargetTree, rel: bytes, plain: bytes, size: int, uid: int | None, gid: int, mode: int,
+               mtime_ns: int, want_ino: bool) -> tuple[bytes, int]:
+    """Create a one-chunk file, write it, read it back and set its metadata through the
+    one descriptor; return what it reads back (one byte more than `size` is asked: a
+    longer file reads longer) and its inode if `want_ino`. OSError before creation,
+    _Broken after."""
+    fd = tree.create_open(rel)
+    try:
+        _pwrite_all(fd, plain, 0)
+        back = os.pread(fd, size + 1, 0)
+        if uid is not None:
+            os.fchown(fd, uid, gid)
+        os.fchmod(fd, mode)
+        os.utime(fd, ns=(mtime_ns, mtime_ns))
+        return back, os.fstat(fd).st_ino if want_ino else 0
+    except OSError as exc:
+        try:
+            ino = os.fstat(fd).st_ino
+        except OSError:
+            ino = 0
+        raise _Broken(exc, ino) from None
+    finally:
+        os.close(fd)
+
+
 class _Writer:
     """Writes blobs into target files, keeping the last file open: a pack often holds
     many consecutive blobs of one file (a database's blocks)."""
@@ -406,7 +616,8 @@ def _ranges(ordered: list) -> list[list]:
             first = groups[-1][0][1][0]
             last = groups[-1][-1][1][0]
             gap = location.offset - (last.offset + last.length)
-            if 0 <= gap <= MAX_GAP and location.offset + location.length - first.offset <= MAX_RANGE:
+            if (0 <= gap <= MAX_GAP and location.offset + location.length - first.offset <= MAX_RANGE
+                    and len(groups[-1]) < MAX_RANGE_BLOBS):
                 groups[-1].append(item)
                 continue
         groups.append([item])
