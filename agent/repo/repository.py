@@ -505,7 +505,9 @@ class Repository:
                 raise IntegrityError(f"{what}: encrypted with {aead.envelope_cipher(stored)}, "
                                      f"the repository uses {self.config.cipher}")
             return payload
-        envelope = self._implied_header + bytes(stored)
+        # One copy (join takes the pack's memoryview), not two (bytes(), then +): on a
+        # restore this runs under the interpreter lock for every byte restored.
+        envelope = b"".join((self._implied_header, stored))
         return unpad(aead.open_envelope(self._enc_key, envelope, self._aad(kind, object_id), what=what), what=what)
 
     @property
