@@ -24,6 +24,10 @@ MAX_EXPANSION = 100
 # ...which any snapshot may expand to (a million files plan in about 1.2 GiB).
 FREE_ENTRIES = 1_000_000
 
+# Listings asked of the repository at once while reading a level of the tree: bounds
+# what one read holds in memory (a few MiB of listings).
+PREFETCH_LISTINGS = 256
+
 # What counting needs of one listing: its number of entries and its subtrees' ids.
 Shape = tuple[int, list[bytes]]
 
@@ -53,6 +57,7 @@ class Expansion:
         self.unreadable: dict[bytes, Exception] = {}
         self.stored = 0  # entries of the distinct listings
         self.distinct = 0
+        self._prefetch(repo)
         self.entries = self._count(repo)
         limit = max(FREE_ENTRIES, MAX_EXPANSION * self.stored)
         if self.entries > limit:
@@ -60,6 +65,47 @@ class Expansion:
                 f"the snapshot's tree would expand to {self.entries} entries from {self.stored} stored "
                 f"({self.distinct} folder listings): refused as crafted or damaged",
                 hint="restore another snapshot; run `backupctl check` and report this one")
+
+    def _prefetch(self, repo: Repository) -> None:
+        """Read the listings level by level, PREFETCH_LISTINGS at a time, neighbours in a
+        pack in one request (Repository.load_blobs): over a WAN a round trip per level of
+        the tree, not per folder. Only each listing's shape is kept (and the listing
+        itself within the budget); each distinct listing is read once, so a crafted DAG
+        costs no more here than what is stored. _count then walks the shapes."""
+        seen: set[bytes] = set(self._shapes)
+        level = [self.root] if self.root not in seen else []
+        seen.update(level)
+        while level:
+            following: list[bytes] = []
+            for at in range(0, len(level), PREFETCH_LISTINGS):
+                part = level[at : at + PREFETCH_LISTINGS]
+                loaded = repo.load_blobs(part)
+                for tree_id in part:
+                    got = loaded[tree_id]
+                    try:
+                        if isinstance(got, Exception):
+                            raise got
+                        nodes = decode_tree(got)
+                    except (IntegrityError, StorageError) as exc:
+                        self.unreadable[tree_id] = exc
+                        continue
+                    self._keep_listing(tree_id, nodes)
+                    shape = self._shapes[tree_id] = (len(nodes), [n.subtree for n in nodes
+                                                                  if n.type == DIR and n.subtree is not None])
+                    for subtree in shape[1]:
+                        if subtree not in seen:
+                            seen.add(subtree)
+                            following.append(subtree)
+                del loaded
+            level = following
+
+    def _keep_listing(self, tree_id: bytes, nodes: list[Node]) -> None:
+        if self._keep:
+            self.listings[tree_id] = nodes
+            self._kept += len(nodes)
+            if self._keep_entries is not None and self._kept > self._keep_entries:
+                self._keep = False
+                self.listings.clear()
 
     def _count(self, repo: Repository) -> int:
         sizes: dict[bytes, int] = {}
@@ -80,6 +126,9 @@ class Expansion:
             if tree_id in open_:
                 raise IntegrityError("the snapshot's tree contains itself (a folder listing names one of its own "
                                      "parents): refused as crafted or damaged")
+            if tree_id in self.unreadable:
+                sizes[tree_id] = 0
+                continue
             shape = self._shapes.get(tree_id)
             if shape is None:
                 try:
@@ -88,12 +137,7 @@ class Expansion:
                     self.unreadable[tree_id] = exc
                     sizes[tree_id] = 0
                     continue
-                if self._keep:
-                    self.listings[tree_id] = nodes
-                    self._kept += len(nodes)
-                    if self._keep_entries is not None and self._kept > self._keep_entries:
-                        self._keep = False
-                        self.listings.clear()
+                self._keep_listing(tree_id, nodes)
                 shape = self._shapes[tree_id] = (len(nodes), [n.subtree for n in nodes
                                                               if n.type == DIR and n.subtree is not None])
             self.stored += shape[0]

@@ -108,3 +108,36 @@ def test_one_pack_read_by_several_requests_in_flight_at_once(tmp_path, monkeypat
 def test_threads_follow_the_stores_max_concurrency(tmp_path, concurrency):
     repo = _repo(CountingStore(max_concurrency=concurrency))
     assert restore_files.restore_workers(repo) == max(os.cpu_count() or 2, concurrency)
+
+
+def test_a_snapshots_listings_are_read_a_level_at_a_time(tmp_path):
+    """A root and 30 folders of one file each: two ranged reads for the listings (the
+    root, then its 30 folders, neighbours in one tree pack), not one per folder; the
+    restore then reads the 30 one-chunk files' blobs in one."""
+    import datetime as dt
+
+    from agent.engine.restore import RestoreEngine
+    from agent.repo.pack import BLOB_TREE
+    from agent.repo.snapshot import Snapshot
+    from agent.repo.tree import DIR, encode_tree
+
+    store = CountingStore(max_concurrency=4)
+    repo = _repo(store)
+    folders, expected = [], {}
+    for i, (file, content) in enumerate(_letters(repo, 30)):
+        file.node.name = b"letter.txt"
+        subtree, _ = repo.store_blob(BLOB_TREE, encode_tree([file.node]))
+        folders.append(Node(name=f"d{i:02d}".encode(), type=DIR, mode=0o755, uid=os.getuid(), gid=os.getgid(),
+                            mtime_ns=10**18, subtree=subtree))
+        expected[f"d{i:02d}/letter.txt"] = content
+    root, _ = repo.store_blob(BLOB_TREE, encode_tree(folders))
+    repo.flush()
+    snapshot = Snapshot(time=dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc), host="h", user="u", paths=["/"],
+                        tree=root)
+    snapshot.id = repo.save_snapshot(snapshot)
+    store.ranges.clear()
+    report = RestoreEngine(repo, snapshot, str(tmp_path / "t")).run()
+    assert report.verified == 30 and report.failures == []
+    for rel, content in expected.items():
+        assert (tmp_path / "t" / rel).read_bytes() == content
+    assert len(store.ranges) == 3
