@@ -21,7 +21,8 @@ from agent.repo.tree import DIR, Node, decode_tree
 # Real data repeats folders (empty ones, copies of a folder) but never by orders of
 # magnitude: up to this many entries planned per entry stored, beyond FREE_ENTRIES...
 MAX_EXPANSION = 100
-# ...which any snapshot may expand to (a million files plan in about 1.2 GiB).
+# ...which any snapshot may expand to (restore streams its walk: what it holds is bounded,
+# agent/engine/restore.py).
 FREE_ENTRIES = 1_000_000
 
 # Listings asked of the repository at once while reading a level of the tree: bounds

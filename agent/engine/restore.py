@@ -73,15 +73,13 @@ class _Planned:
     """What the walk gathered for one batch: files for the workers, then the links
     restored once those files are done (a hard link needs its first name written)."""
 
-    __slots__ = ("files", "links", "hardlinks")
+    __slots__ = ("files", "links", "hardlinks", "size")
 
     def __init__(self) -> None:
         self.files: list[FileTarget] = []
         self.links: list[tuple[bytes, Node]] = []
         self.hardlinks: list[tuple[bytes, FileTarget]] = []
-
-    def size(self) -> int:
-        return len(self.files) + len(self.links) + len(self.hardlinks)
+        self.size = 0  # entries of the three
 
 
 def target_file_system(path: bytes | str) -> os.statvfs_result:
@@ -395,7 +393,8 @@ class RestoreEngine:
                     if node.hardlink and node.hardlink not in first_of_link:
                         first_of_link[node.hardlink] = file
                     batch.files.append(file)
-                if batch.size() >= BATCH_FILES:
+                batch.size += 1
+                if batch.size >= BATCH_FILES:
                     self._hand_over(tree, contents, batch, pending)
                     batch = _Planned()
             self._hand_over(tree, contents, batch, pending)

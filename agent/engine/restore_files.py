@@ -4,8 +4,11 @@ Restoring file by file asks the storage for every chunk separately: thousands of
 small ranged GETs for a tree of letters or a database cut into 32 KiB blocks, which
 measured 61 s against restic's 6 s on the loopback S3 server. Like restic's restorer,
 this works the other way round: for each pack it reads the byte ranges that hold
-needed blobs (adjacent blobs in one request), decrypts each blob once and writes it at
-every offset of every file that contains it. Packs are processed by a thread pool.
+needed blobs (adjacent blobs in one request of at most MAX_RANGE bytes), decrypts each
+blob once and writes it at every offset of every file that contains it. Each ranged read
+is one task: a thread per core on a local disk, as many as S3's max_concurrency over a
+network (requests in flight fill the link while other threads decrypt and write); files
+of one chunk go to worker processes in a large local restore (see _fork_workers).
 
 When the last blob of a file is written, the file is read back from the target and
 its SHA-256 compared with the one recorded at backup (rules C3, C5): the proof covers
@@ -178,9 +181,25 @@ class ContentRestorer:
         batch = Batch([], created)
         self._batches.append(batch)
         locate = self.repo.locate
+        # One-chunk files for the worker processes, by pack and blob, without a _Use each:
+        # this loop is the main process's share of every file.
+        forked: dict[bytes, dict[bytes, tuple[BlobLocation, list[FileTarget]]]] = defaultdict(dict)
         for target in files:
+            node = target.node
+            if self._processes is not None and len(node.chunks) == 1 and not node.sparse:
+                chunk_id = node.chunks[0]
+                location = locate(chunk_id)
+                if location is not None:
+                    target.remaining = 1
+                    target.whole = True
+                    entry = forked[location.pack_id].get(chunk_id)
+                    if entry is None:
+                        forked[location.pack_id][chunk_id] = (location, [target])
+                    else:
+                        entry[1].append(target)
+                    continue
             offset = 0
-            for chunk_id in target.node.chunks:
+            for chunk_id in node.chunks:
                 location = locate(chunk_id)
                 if location is None:
                     target.failed = f"data chunk {chunk_id.hex()[:16]} is missing from the repository"
@@ -191,7 +210,7 @@ class ContentRestorer:
                 entry[1].append(_Use(target, offset))
                 offset += location.raw_length
                 target.remaining += 1
-            if target.remaining == 1 and target.failed is None and not target.node.sparse:
+            if target.remaining == 1 and target.failed is None and not node.sparse:
                 target.whole = True  # created by the worker (_write_whole)
                 continue
             self._create(target, size=offset)
@@ -203,15 +222,12 @@ class ContentRestorer:
         self._add(empty)
         # One task per ranged read: a batch of small files often lies in one pack, and
         # tasks of a few MiB keep every worker busy (and several requests in flight).
+        for pack_id, whole in forked.items():
+            name = layout.pack_name(pack_id)
+            ordered = sorted(whole.items(), key=lambda item: item[1][0].offset)
+            batch.futures.extend(self._in_process(name, group) for group in _ranges(ordered))
         for pack_id, blobs in needs.items():
             name = layout.pack_name(pack_id)
-            if self._processes is not None:
-                whole = _split_whole(blobs)
-                if whole:
-                    ordered = sorted(whole.items(), key=lambda item: item[1][0].offset)
-                    batch.futures.extend(self._in_process(name, group) for group in _ranges(ordered))
-                if not blobs:
-                    continue
             ordered = sorted(blobs.items(), key=lambda item: item[1][0].offset)
             batch.futures.extend(self._pool.submit(self._restore_range, name, group) for group in _ranges(ordered))
         return batch
@@ -233,13 +249,14 @@ class ContentRestorer:
         targets: list[FileTarget] = []
         blobs = []
         keep = self.keep_special_bits
-        for chunk_id, (location, uses) in group:
+        mask = 0o7777 if keep else 0o777  # permissions(), inlined: this runs once per file
+        for chunk_id, (location, owners) in group:
             files = []
-            for use in uses:
-                node = use.target.node
-                files.append((len(targets), use.target.rel, node.size, node.sha256, node.uid, node.gid,
-                              permissions(node.mode, keep_special_bits=keep), node.mtime_ns, bool(node.hardlink)))
-                targets.append(use.target)
+            for target in owners:
+                node = target.node
+                files.append((len(targets), target.rel, node.size, node.sha256, node.uid, node.gid,
+                              node.mode & mask, node.mtime_ns, bool(node.hardlink)))
+                targets.append(target)
             blobs.append((chunk_id, location.kind, location.offset, location.length, location.raw_length, files))
         future = self._processes.submit(_child_range, name, blobs)
         result: Future = Future()
@@ -429,24 +446,6 @@ def _remote(repo: Repository) -> bool:
     """A network store (S3): its client is not safe in a forked process, and its
     restore waits on the network, not on the interpreter."""
     return getattr(repo.storage, "options", None) is not None
-
-
-def _split_whole(blobs: dict) -> dict:
-    """Take the uses by one-chunk files out of `blobs` (left with the others, and
-    without the blobs only such files use); return them, by blob."""
-    whole: dict = {}
-    for chunk_id in list(blobs):
-        location, uses = blobs[chunk_id]
-        mine = [use for use in uses if use.target.whole]
-        if not mine:
-            continue
-        whole[chunk_id] = (location, mine)
-        rest = [use for use in uses if not use.target.whole]
-        if rest:
-            blobs[chunk_id] = (location, rest)
-        else:
-            del blobs[chunk_id]
-    return whole
 
 
 # What a forked worker process restores with: set by the parent just before the fork
