@@ -48,9 +48,8 @@ class Expansion:
         self.root = tree_id
         self._repo = repo
         self._keep = keep_listings
-        # keep_entries (restore): listings are kept while they hold at most this many
-        # entries in all; past it, none is (a large snapshot is walked from the storage
-        # again, in memory for one path).
+        # keep_entries (restore): listings are kept up to this many entries in all; the
+        # others are read again as walk() reaches them (a large snapshot: memory bounded).
         self._keep_entries = keep_entries
         self._kept = 0
         self._shapes: dict[bytes, Shape] = shapes if shapes is not None else {}
@@ -101,12 +100,12 @@ class Expansion:
             level = following
 
     def _keep_listing(self, tree_id: bytes, nodes: list[Node]) -> None:
-        if self._keep:
-            self.listings[tree_id] = nodes
-            self._kept += len(nodes)
-            if self._keep_entries is not None and self._kept > self._keep_entries:
-                self._keep = False
-                self.listings.clear()
+        if not self._keep:
+            return
+        if self._keep_entries is not None and self._kept + len(nodes) > self._keep_entries:
+            return  # past the budget: this one is read again by walk(), the others stay
+        self.listings[tree_id] = nodes
+        self._kept += len(nodes)
 
     def _count(self, repo: Repository) -> int:
         sizes: dict[bytes, int] = {}

@@ -62,11 +62,10 @@ MAX_BATCHES_IN_FLIGHT = 2
 # From this many files, one-chunk files are restored by worker processes (local
 # repositories; agent/engine/restore_files.py): below, forking them costs more than it saves.
 PROCESSES_FROM_FILES = 2000
-# Folder listings kept decoded between the two walks of a restore (the look before any
-# write, then the restore), counted in entries: below, each listing is decoded once;
-# above (a snapshot of more files), they are read again by the second walk, and memory
-# stays bounded.
-KEEP_LISTED_ENTRIES = 200_000
+# Folder listings kept decoded between the walks of a restore (the look before any
+# write, then the restore), counted in entries (about 780 bytes each, 75 MiB in all):
+# listings past it are read again by the next walk, so memory stays bounded.
+KEEP_LISTED_ENTRIES = 100_000
 
 
 class _Planned:
@@ -477,7 +476,7 @@ class RestoreEngine:
 
     def _refuse_existing(self, tree: TargetTree, plan: Iterable[tuple[bytes, Node]]) -> None:
         """Before the first write: anything in the way is named, and nothing is written."""
-        if self.overwrite:
+        if self.overwrite or tree.was_empty:  # a new or empty target: nothing to look for
             return
         clashes = []
         absent: bytes | None = None  # a folder not in the target: nothing below it can clash

@@ -270,7 +270,10 @@ class TargetTree:
             os.close(self._root_fd)
             raise RestoreTargetError(f"the restore target {where} was replaced before the restore began",
                                      hint="someone else writes in the parent folder; choose a private one")
-        if require_empty and os.listdir(self._root_fd):
+        # Empty when opened: a restore has no clash to look for (one that appears later is
+        # refused at creation, O_EXCL).
+        self.was_empty = not os.listdir(self._root_fd)
+        if require_empty and not self.was_empty:
             os.close(self._root_fd)
             raise UsageError(f"--target {where} is not empty", hint="export into a new or empty folder")
 

@@ -110,7 +110,8 @@ def test_files_in_flight_are_bounded_whatever_the_snapshot_size(repo, tmp_path, 
 def test_listings_are_not_kept_past_their_budget(repo, monkeypatch, tmp_path):
     snapshot, _ = _snapshot(repo, 10, 20)
     assert len(Expansion(repo, snapshot.tree, keep_entries=1000).listings) == 11
-    assert Expansion(repo, snapshot.tree, keep_entries=50).listings == {}
+    kept = Expansion(repo, snapshot.tree, keep_entries=50).listings
+    assert 0 < len(kept) < 11 and sum(len(nodes) for nodes in kept.values()) <= 50
     # And a restore over that budget reads them again as it walks: same result.
     monkeypatch.setattr(restore, "KEEP_LISTED_ENTRIES", 50)
     most, restored = _restore_counting(repo, snapshot, tmp_path / "t", monkeypatch)
