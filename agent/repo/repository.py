@@ -29,6 +29,7 @@ from agent.errors import (
     ObjectNotFound,
     RepositoryExists,
     RepositoryNotFound,
+    StorageError,
     UnsupportedFormat,
     WrongPassphrase,
 )
