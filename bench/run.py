@@ -10,7 +10,8 @@ Each step's wall time, CPU time (user+sys of the process tree) and peak RSS come
 wait4(2); bytes stored from the repository folder. Medians over the runs, and the ratio
 backupctl/peer, are printed as Markdown. `--s3` runs backupctl and restic against a
 moto_server on loopback (borg has no S3 backend). `--files 20000,200000` measures peak
-RSS against file count instead. `--dataset smallfiles` runs the same steps on 100,000
+RSS of a backup and of a restore against file count instead. `--restore-again` adds a
+restore into the folder where the full restore was just deleted (same file system). `--dataset smallfiles` runs the same steps on 100,000
 letters of 0.4-8 KiB in 1,000 folders (`--files-count` to change it), whose weekly
 mutation rewrites 1 % of them (bench/dataset.py).
 
@@ -36,6 +37,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
+from weekly_floor import weekly_floor  # noqa: E402  (bench/ is the script's own folder)
+
 PASSWORD = "benchmark passphrase"
 DATABASE_CHUNK_SIZE = 32768  # --database-chunk-size
 DATASET = "practice"  # --dataset
@@ -45,6 +48,7 @@ WAN_STEPS = ("initial backup", "weekly backup", "full restore", "one-file restor
 WAN = None  # the bench/wan_proxy.py WanProxy both tools talk through (--wan)
 VERIFY_UPLOADS = None  # --verify-uploads: backupctl's verify_uploads on S3 (None: its default)
 ONE_FILE = os.path.join("scans", "scan-00003.pdf")  # the one-file restore's file, in the dataset
+AGAIN = "restore after delete"  # --restore-again: the folder of the previous restore, just emptied
 
 
 def measure(command: list[str], *, env: dict, cwd: str | None = None) -> dict:
@@ -218,7 +222,7 @@ def fresh_filesystem(work: str, name: str, data_bytes: int, files: int = 0):
         shutil.rmtree(target)
 
 
-def one_run(pristine: str, work: str, tool_names: list[str], s3) -> dict:
+def one_run(pristine: str, work: str, tool_names: list[str], s3, again: bool = False) -> dict:
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
     data = os.path.join(work, "data")
@@ -232,6 +236,9 @@ def one_run(pristine: str, work: str, tool_names: list[str], s3) -> dict:
         results[tool.name]["stored after initial"] = tool.stored()
     subprocess.run([sys.executable, os.path.join(HERE, "dataset.py"), "mutate", data, "--kind", DATASET],
                    check=True)
+    # What the week's new content weighs compressed: no tool can add less (bench/weekly_floor.py).
+    databases = ("base/cabinet.db",) if DATASET == "practice" else ()
+    results["_weekly_floor"] = weekly_floor(pristine, data, databases=databases)["floor"]
     for tool in tools:
         before = tool.stored()
         results[tool.name]["weekly backup"] = tool.backup()
@@ -239,6 +246,11 @@ def one_run(pristine: str, work: str, tool_names: list[str], s3) -> dict:
     for tool in tools:
         with fresh_filesystem(work, f"restore-{tool.name}", du(data), count_files(data)) as target:
             results[tool.name]["full restore"] = tool.restore(target)
+            if again:  # the same file system, where that restore was just deleted
+                for entry in os.listdir(target):
+                    if entry != "lost+found":
+                        shutil.rmtree(os.path.join(target, entry))
+                results[tool.name][AGAIN] = tool.restore(target)
     if WAN is not None:
         for tool in tools:
             target = os.path.join(work, f"one-{tool.name}")
@@ -259,7 +271,8 @@ def report(runs: list[dict], tool_names: list[str], label: str) -> str:
     lines = [f"### {label}: dataset {size / 2**20:.0f} MiB, {len(runs)} run(s), medians", "",
              "| step | tool | wall s | MiB/s | CPU s | peak RSS MiB | ratio vs backupctl (peer time / backupctl time) |",
              "|---|---|---|---|---|---|---|"]
-    for step in STEPS:
+    for step in (*STEPS, AGAIN) if AGAIN in runs[0]["backupctl" if "backupctl" in tool_names else tool_names[0]] \
+            else STEPS:
         ours = median([r["backupctl"][step]["wall"] for r in runs]) if "backupctl" in tool_names else None
         for name in tool_names:
             wall = median([r[name][step]["wall"] for r in runs])
@@ -269,11 +282,14 @@ def report(runs: list[dict], tool_names: list[str], label: str) -> str:
             ratio = "" if name == "backupctl" or ours is None else f"{wall / ours:.2f}x"
             speed = f"{throughput:.0f}" if throughput == throughput else "-"
             lines.append(f"| {step} | {name} | {wall:.2f} | {speed} | {cpu:.2f} | {rss:.0f} | {ratio} |")
-    lines += ["", "| tool | stored after initial MiB | bytes added by weekly MiB |", "|---|---|---|"]
+    floor = median([r["_weekly_floor"] for r in runs])
+    lines += ["", f"Weekly floor (the week's new files and changed database pages, zstd level 3; "
+              f"bench/weekly_floor.py): {floor / 2**20:.2f} MiB", "",
+              "| tool | stored after initial MiB | bytes added by weekly MiB | added / floor |", "|---|---|---|---|"]
     for name in tool_names:
         stored = median([r[name]["stored after initial"] for r in runs])
         added = median([r[name]["bytes added by weekly"] for r in runs])
-        lines.append(f"| {name} | {stored / 2**20:.1f} | {added / 2**20:.1f} |")
+        lines.append(f"| {name} | {stored / 2**20:.1f} | {added / 2**20:.1f} | {added / floor:.2f} |")
     return "\n".join(lines)
 
 
@@ -302,8 +318,9 @@ def wan_report(runs: list[dict], tool_names: list[str], label: str) -> str:
 
 
 def files_rss(counts: list[int], work: str, tool_names: list[str]) -> str:
-    lines = ["| files | " + " | ".join(f"{n} peak RSS MiB (backup)" for n in tool_names) + " |",
-             "|---|" + "---|" * len(tool_names)]
+    lines = ["| files | " + " | ".join(f"{n} peak RSS MiB (backup)" for n in tool_names) + " | "
+             + " | ".join(f"{n} peak RSS MiB (restore)" for n in tool_names) + " |",
+             "|---|" + "---|" * 2 * len(tool_names)]
     shutil.rmtree(work, ignore_errors=True)
     for count in counts:
         os.makedirs(work, exist_ok=True)
@@ -315,11 +332,15 @@ def files_rss(counts: list[int], work: str, tool_names: list[str]) -> str:
                 os.makedirs(folder)
             with open(os.path.join(folder, f"f{i:07d}.txt"), "wb") as handle:
                 handle.write(f"letter {i}\n".encode() * 20)
-        row = []
+        row, restored = [], []
         for name in tool_names:
             tool = TOOLS[name](work_count, data)
             tool.init()
             row.append(f"{tool.backup()['rss_mib']:.0f}")
+            # A block per file, whatever its size: the file system is sized by the count.
+            with fresh_filesystem(work_count, f"restore-{name}", max(du(data), 4096 * count), count) as target:
+                restored.append(f"{tool.restore(target)['rss_mib']:.0f}")
+        row += restored
         lines.append(f"| {count} | " + " | ".join(row) + " |")
         shutil.rmtree(work_count, ignore_errors=True)
     return "\n".join(lines)
@@ -342,6 +363,8 @@ def main() -> None:
     parser.add_argument("--dataset", choices=("practice", "smallfiles"), default="practice",
                         help="smallfiles: 100,000 letters of 0.4-8 KiB in 1,000 folders (--scale ignored)")
     parser.add_argument("--files-count", type=int, default=100_000, help="--dataset smallfiles: how many files")
+    parser.add_argument("--restore-again", action="store_true",
+                        help="after each full restore, delete it and restore again into the same folder")
     parser.add_argument("--backupctl", default=None,
                         help="the backupctl to measure (another build, e.g. main's venv, for a baseline)")
     args = parser.parse_args()
@@ -382,7 +405,7 @@ def main() -> None:
             if s3 is not None:  # a fresh bucket per run
                 s3.plain_bucket = f"bench-{number}-{os.getpid()}"
                 s3.client().create_bucket(Bucket=s3.plain_bucket)
-            runs.append(one_run(pristine, os.path.join(args.workdir, "run"), tool_names, s3))
+            runs.append(one_run(pristine, os.path.join(args.workdir, "run"), tool_names, s3, args.restore_again))
             print(f"run {number + 1}/{args.runs} done", file=sys.stderr)
         label = "S3 (moto_server on loopback)" if s3 else "Local repositories"
         if WAN is not None:

@@ -21,8 +21,13 @@ from agent.repo.tree import DIR, Node, decode_tree
 # Real data repeats folders (empty ones, copies of a folder) but never by orders of
 # magnitude: up to this many entries planned per entry stored, beyond FREE_ENTRIES...
 MAX_EXPANSION = 100
-# ...which any snapshot may expand to (a million files plan in about 1.2 GiB).
+# ...which any snapshot may expand to (restore streams its walk: what it holds is bounded,
+# agent/engine/restore.py).
 FREE_ENTRIES = 1_000_000
+
+# Listings asked of the repository at once while reading a level of the tree: bounds
+# what one read holds in memory (a few MiB of listings).
+PREFETCH_LISTINGS = 256
 
 # What counting needs of one listing: its number of entries and its subtrees' ids.
 Shape = tuple[int, list[bytes]]
@@ -39,15 +44,20 @@ class Expansion:
     size is still checked; listings not kept are read again by walk()."""
 
     def __init__(self, repo: Repository, tree_id: bytes, *, keep_listings: bool = True,
-                 shapes: dict[bytes, Shape] | None = None) -> None:
+                 shapes: dict[bytes, Shape] | None = None, keep_entries: int | None = None) -> None:
         self.root = tree_id
         self._repo = repo
         self._keep = keep_listings
+        # keep_entries (restore): listings are kept up to this many entries in all; the
+        # others are read again as walk() reaches them (a large snapshot: memory bounded).
+        self._keep_entries = keep_entries
+        self._kept = 0
         self._shapes: dict[bytes, Shape] = shapes if shapes is not None else {}
         self.listings: dict[bytes, list[Node]] = {}
         self.unreadable: dict[bytes, Exception] = {}
         self.stored = 0  # entries of the distinct listings
         self.distinct = 0
+        self._prefetch(repo)
         self.entries = self._count(repo)
         limit = max(FREE_ENTRIES, MAX_EXPANSION * self.stored)
         if self.entries > limit:
@@ -55,6 +65,47 @@ class Expansion:
                 f"the snapshot's tree would expand to {self.entries} entries from {self.stored} stored "
                 f"({self.distinct} folder listings): refused as crafted or damaged",
                 hint="restore another snapshot; run `backupctl check` and report this one")
+
+    def _prefetch(self, repo: Repository) -> None:
+        """Read the listings level by level, PREFETCH_LISTINGS at a time, neighbours in a
+        pack in one request (Repository.load_blobs): over a WAN a round trip per level of
+        the tree, not per folder. Only each listing's shape is kept (and the listing
+        itself within the budget); each distinct listing is read once, so a crafted DAG
+        costs no more here than what is stored. _count then walks the shapes."""
+        seen: set[bytes] = set(self._shapes)
+        level = [self.root] if self.root not in seen else []
+        seen.update(level)
+        while level:
+            following: list[bytes] = []
+            for at in range(0, len(level), PREFETCH_LISTINGS):
+                part = level[at : at + PREFETCH_LISTINGS]
+                loaded = repo.load_blobs(part)
+                for tree_id in part:
+                    got = loaded[tree_id]
+                    try:
+                        if isinstance(got, Exception):
+                            raise got
+                        nodes = decode_tree(got)
+                    except (IntegrityError, StorageError) as exc:
+                        self.unreadable[tree_id] = exc
+                        continue
+                    self._keep_listing(tree_id, nodes)
+                    shape = self._shapes[tree_id] = (len(nodes), [n.subtree for n in nodes
+                                                                  if n.type == DIR and n.subtree is not None])
+                    for subtree in shape[1]:
+                        if subtree not in seen:
+                            seen.add(subtree)
+                            following.append(subtree)
+                del loaded
+            level = following
+
+    def _keep_listing(self, tree_id: bytes, nodes: list[Node]) -> None:
+        if not self._keep:
+            return
+        if self._keep_entries is not None and self._kept + len(nodes) > self._keep_entries:
+            return  # past the budget: this one is read again by walk(), the others stay
+        self.listings[tree_id] = nodes
+        self._kept += len(nodes)
 
     def _count(self, repo: Repository) -> int:
         sizes: dict[bytes, int] = {}
@@ -75,6 +126,9 @@ class Expansion:
             if tree_id in open_:
                 raise IntegrityError("the snapshot's tree contains itself (a folder listing names one of its own "
                                      "parents): refused as crafted or damaged")
+            if tree_id in self.unreadable:
+                sizes[tree_id] = 0
+                continue
             shape = self._shapes.get(tree_id)
             if shape is None:
                 try:
@@ -83,8 +137,7 @@ class Expansion:
                     self.unreadable[tree_id] = exc
                     sizes[tree_id] = 0
                     continue
-                if self._keep:
-                    self.listings[tree_id] = nodes
+                self._keep_listing(tree_id, nodes)
                 shape = self._shapes[tree_id] = (len(nodes), [n.subtree for n in nodes
                                                               if n.type == DIR and n.subtree is not None])
             self.stored += shape[0]

@@ -270,7 +270,10 @@ class TargetTree:
             os.close(self._root_fd)
             raise RestoreTargetError(f"the restore target {where} was replaced before the restore began",
                                      hint="someone else writes in the parent folder; choose a private one")
-        if require_empty and os.listdir(self._root_fd):
+        # Empty when opened: a restore has no clash to look for (one that appears later is
+        # refused at creation, O_EXCL).
+        self.was_empty = not os.listdir(self._root_fd)
+        if require_empty and not self.was_empty:
             os.close(self._root_fd)
             raise UsageError(f"--target {where} is not empty", hint="export into a new or empty folder")
 
@@ -295,6 +298,10 @@ class TargetTree:
         (mode 0700 until the end of the restore) when `create`, else FileNotFoundError."""
         if not rel:
             return self._root_fd, self._root_dev
+        found = self._cache.get(rel)
+        if found is not None:  # most calls: the folder of the previous file
+            self._cache.move_to_end(rel)
+            return found
         parts = rel.split(b"/")
         depth = len(parts)
         found: tuple[int, int] | None = None
@@ -405,19 +412,15 @@ class TargetTree:
         finally:
             os.close(fd)
 
-    def create_open(self, rel: bytes) -> tuple[int, int]:
-        """A new, empty file, mode 0600, left open for reading and writing: (descriptor,
-        inode). For a file written in one piece, so it is never reopened by name."""
+    def create_open(self, rel: bytes) -> int:
+        """A new, empty file, mode 0600, left open for reading and writing (its descriptor).
+        For a file written in one piece, so it is never reopened by name: its inode is
+        asked (fstat) only by a caller that needs it."""
         with self._lock:
             parent, _dev, name = self._parent(rel, create=True)
             if self.overwrite:
                 self._clear(parent, name, rel)
-            fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL | _FILE_FLAGS, 0o600, dir_fd=parent)
-        try:
-            return fd, os.fstat(fd).st_ino
-        except BaseException:
-            os.close(fd)
-            raise
+            return os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL | _FILE_FLAGS, 0o600, dir_fd=parent)
 
     def open_created(self, rel: bytes, ino: int, flags: int) -> int:
         """Reopen a file this restore created; Replaced if its name now holds anything else."""

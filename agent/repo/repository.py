@@ -29,6 +29,7 @@ from agent.errors import (
     ObjectNotFound,
     RepositoryExists,
     RepositoryNotFound,
+    StorageError,
     UnsupportedFormat,
     WrongPassphrase,
 )
@@ -548,7 +549,9 @@ class Repository:
                 raise IntegrityError(f"{what}: encrypted with {aead.envelope_cipher(stored)}, "
                                      f"the repository uses {self.config.cipher}")
             return payload
-        envelope = self._implied_header + bytes(stored)
+        # One copy (join takes the pack's memoryview), not two (bytes(), then +): on a
+        # restore this runs under the interpreter lock for every byte restored.
+        envelope = b"".join((self._implied_header, stored))
         return unpad(aead.open_envelope(self._enc_key, envelope, self._aad(kind, object_id), what=what), what=what)
 
     @property
@@ -618,6 +621,60 @@ class Repository:
         return _verified_read(
             lambda: self.storage.read_range(name, location.offset, location.length),
             lambda envelope: self.decode_blob(chunk_id, location.kind, envelope, location.raw_length, pack_name=name))
+
+    def load_blobs(self, chunk_ids: Iterable[bytes]) -> dict[bytes, bytes | Exception]:
+        """Several blobs at once: the ones that are neighbours in a pack (at most
+        NEAR_BLOBS_GAP apart, NEAR_BLOBS_RANGE in all) come in one ranged read. Over a
+        WAN each read is a round trip: a snapshot's folder listings read one by one cost
+        one per folder (about 200 round trips, 10 s at 50 ms, for 20,000 letters in
+        200 folders), read this way about one per level of the tree. Each blob is
+        checked as load_blob checks it (and read again alone before being declared
+        damaged); a blob that cannot be had maps to its exception."""
+        out: dict[bytes, bytes | Exception] = {}
+        by_pack: dict[PackId, list[tuple[int, bytes, BlobLocation]]] = {}
+        for chunk_id in dict.fromkeys(chunk_ids):
+            location = self.index.lookup(ChunkId(chunk_id))
+            if location is None:
+                out[chunk_id] = IntegrityError(f"chunk {chunk_id.hex()[:16]} is not in any index (data missing)")
+                continue
+            by_pack.setdefault(location.pack_id, []).append((location.offset, chunk_id, location))
+        for pack_id, items in by_pack.items():
+            items.sort(key=lambda item: item[0])
+            name = layout.pack_name(pack_id)
+            group: list[tuple[int, bytes, BlobLocation]] = []
+            for item in items:
+                if group:
+                    first, last = group[0][2], group[-1][2]
+                    if (item[0] - (last.offset + last.length) <= NEAR_BLOBS_GAP
+                            and item[0] + item[2].length - first.offset <= NEAR_BLOBS_RANGE):
+                        group.append(item)
+                        continue
+                    self._load_near(name, group, out)
+                group = [item]
+            if group:
+                self._load_near(name, group, out)
+        return out
+
+    def _load_near(self, name: str, group: list[tuple[int, bytes, BlobLocation]],
+                   out: dict[bytes, bytes | Exception]) -> None:
+        start = group[0][2].offset
+        end = group[-1][2].offset + group[-1][2].length
+        try:
+            data: bytes | None = self.storage.read_range(name, start, end - start)
+        except StorageError:
+            data = None  # each blob read alone below: its own error, its own retries
+        for _offset, chunk_id, location in group:
+            try:
+                if data is None:
+                    raise IntegrityError("read again alone")
+                envelope = memoryview(data)[location.offset - start : location.offset - start + location.length]
+                out[chunk_id] = self.decode_blob(chunk_id, location.kind, envelope, location.raw_length,
+                                                 pack_name=name)
+            except IntegrityError:
+                try:
+                    out[chunk_id] = self.load_blob(chunk_id)
+                except (IntegrityError, StorageError) as exc:
+                    out[chunk_id] = exc
 
     def decode_blob(self, chunk_id: bytes, kind: int, envelope: bytes, raw_length: int, *, pack_name: str,
                     verify_id: bool = True) -> bytes:
@@ -846,6 +903,9 @@ class Repository:
 # rest, nor be restored: an object that fails verification is read again, up to this
 # many reads in all, before it is declared damaged.
 READ_ATTEMPTS = 3
+# load_blobs: blobs of a pack this close are read together (the gap read and dropped).
+NEAR_BLOBS_GAP = 256 * 1024
+NEAR_BLOBS_RANGE = 16 * 1024 * 1024
 
 
 def _verified_read(read, verify):

@@ -56,7 +56,7 @@ def test_file_verified_whatever_the_order_of_its_pieces_in_the_pack(repo, tmp_pa
     content = b"".join(PIECES)
     restorer = _restore(repo, _node(ids, content), tmp_path / "f")
     assert restorer.failures == []
-    assert restorer.verified == {b"f"}
+    assert restorer.verified == 1
     assert (tmp_path / "f").read_bytes() == content
     assert restorer.bytes == len(content)
 
@@ -65,7 +65,7 @@ def test_a_recorded_fingerprint_that_does_not_match_is_a_named_failure(repo, tmp
     ids = _store(repo, [2, 0, 3, 1])
     node = _node(ids, b"".join(PIECES), sha256="00" * 32)
     restorer = _restore(repo, node, tmp_path / "f")
-    assert restorer.verified == set()
+    assert restorer.verified == 0
     assert len(restorer.failures) == 1 and restorer.failures[0][0] == "f"
     assert "SHA-256 mismatch" in restorer.failures[0][1]
 
@@ -86,4 +86,41 @@ def test_read_back_sees_what_the_file_system_returns(repo, tmp_path, monkeypatch
 
     monkeypatch.setattr(restore_files.os, "pwrite", corrupting_pwrite)
     restorer = _restore(repo, _node(ids, b"".join(PIECES)), tmp_path / "f")
-    assert restorer.verified == set() and "SHA-256 mismatch" in restorer.failures[0][1]
+    assert restorer.verified == 0 and "SHA-256 mismatch" in restorer.failures[0][1]
+
+
+def test_a_one_chunk_file_is_read_back_too(repo, tmp_path, monkeypatch):
+    """The one-chunk path (created, written and read back through one descriptor with one
+    pread) proves what the file system returns, not what was handed to it."""
+    import agent.engine.restore_files as restore_files
+
+    content = b"one letter " * 300
+    chunk, _ = repo.store_blob(BLOB_DATA, content)
+    repo.flush()
+    real_pwrite = os.pwrite
+
+    def corrupting_pwrite(fd, data, offset):
+        data = bytes(data)
+        return real_pwrite(fd, b"X" + data[1:] if offset == 0 else data, offset)
+
+    monkeypatch.setattr(restore_files.os, "pwrite", corrupting_pwrite)
+    restorer = _restore(repo, _node([chunk], content), tmp_path / "f")
+    assert restorer.verified == 0 and "SHA-256 mismatch" in restorer.failures[0][1]
+
+
+def test_a_one_chunk_file_longer_on_disk_than_recorded_is_caught(repo, tmp_path, monkeypatch):
+    """The read-back asks for one byte more than the recorded size: a file that the
+    file system returns longer (here a byte appended after the write) does not pass."""
+    import agent.engine.restore_files as restore_files
+
+    content = b"one letter " * 300
+    chunk, _ = repo.store_blob(BLOB_DATA, content)
+    repo.flush()
+    real_pwrite = os.pwrite
+
+    def lengthening_pwrite(fd, data, offset):
+        return real_pwrite(fd, bytes(data) + b"!", offset) - 1
+
+    monkeypatch.setattr(restore_files.os, "pwrite", lengthening_pwrite)
+    restorer = _restore(repo, _node([chunk], content), tmp_path / "f")
+    assert restorer.verified == 0 and "SHA-256 mismatch" in restorer.failures[0][1]
