@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .support import Backupctl, assert_error, base_env, write
-from .test_recovery import _typed_code
+from .support import Backupctl, assert_error, base_env, typed_code, write
 
 WRONG = "pas la bonne phrase du tout"
 
@@ -113,7 +112,7 @@ def test_a_repository_with_no_key_file_says_so_and_the_sheet_mends_it(saved: Bac
     new = write(saved.base / "new", "nouvelle phrase de passe du serveur\n", mode=0o600)
     env = {**base_env(passphrase=None), "BACKUPCTL_STATE_DIR": str(saved.state)}
     added = subprocess.run([sys.executable, "-m", "agent", "recover", "--url", f"file://{saved.repo}", "--add-key",
-                            "--new-passphrase-file", str(new)], input=_typed_code(sheet),
+                            "--new-passphrase-file", str(new)], input=typed_code(sheet),
                            capture_output=True, text=True, env=env, cwd=saved.base, timeout=300)
     assert added.returncode == 0, added.stderr
     assert len(saved.ok_json("snapshots", passphrase="nouvelle phrase de passe du serveur")["snapshots"]) == 1

@@ -12,8 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .support import NOBODY, Backupctl, as_user, assert_error, base_env, write
-from .test_recovery import _typed_code
+from .support import NOBODY, Backupctl, as_user, assert_error, base_env, typed_code, write
 
 HOSTILE = (4 * 1024 * 1024, 6)  # the planted key of the issue: 4 GiB, 6 passes
 LARGEST_ACCEPTED = (65536, 3)  # what init writes
@@ -57,7 +56,7 @@ def test_planted_key_files_cost_a_machine_in_use_nothing_and_a_new_one_a_bounded
     new = write(bk.base / "new", "nouvelle phrase de passe du serveur\n", mode=0o600)
     env = {**base_env(passphrase=None), "BACKUPCTL_STATE_DIR": str(bk.state)}
     added = subprocess.run([sys.executable, "-m", "agent", "recover", "--url", f"file://{bk.repo}", "--add-key",
-                            "--new-passphrase-file", str(new)], input=_typed_code(sheet),
+                            "--new-passphrase-file", str(new)], input=typed_code(sheet),
                            capture_output=True, text=True, env=env, cwd=bk.base, timeout=300)
     assert added.returncode == 0, added.stderr
     result = bk.run("snapshots", "--json", passphrase="nouvelle phrase de passe du serveur")
@@ -233,7 +232,7 @@ def test_recover_does_not_echo_the_code_typed_on_the_terminal(bk: Backupctl):
     bk.backup()
     sheet = bk.base / "fiche.html"
     bk.ok("key", "export", "--paper", str(sheet))
-    typed = _typed_code(sheet).splitlines() + ["", ""]
+    typed = typed_code(sheet).splitlines() + ["", ""]
     env = {**base_env(passphrase=None), "BACKUPCTL_STATE_DIR": str(bk.base / "b")}
     argv = [sys.executable, "-m", "agent", "recover", "--url", f"file://{bk.repo}", "--list"]
     code, screen = _on_a_terminal(argv, env, bk.base, typed, prompt=b">", done=b"snapshot(s)")

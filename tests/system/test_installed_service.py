@@ -20,6 +20,8 @@ from typing import Iterator
 
 import pytest
 
+from agent.engine.backup import PROCESS_MIN_FILES
+from agent.engine.restore import PROCESSES_FROM_FILES
 from tests.support import doc_commands
 
 from . import loopback
@@ -301,6 +303,23 @@ def test_a_second_install_changes_nothing(machine: Machine) -> None:
         done = machine.run(*INSTALL, "--config", "/root/config.toml", timeout=600)
     assert "nothing to change" in done.stdout, done.stdout
     assert machine.show("backupctl.service", "MainPID")["MainPID"] == seen["main_pid"]
+
+
+def test_many_letters_are_backed_up_and_restored_by_worker_processes_inside_the_sandbox(machine: Machine) -> None:
+    # Past these counts the backup reads and seals small files in spawned worker processes
+    # (a spool in /dev/shm, semaphores) and the restore writes one-chunk files in forked ones:
+    # both must work under the unit's sandbox (PrivateDevices, ProtectSystem=strict,
+    # SystemCallFilter), through the wrapper as through the daemon.
+    letters = max(PROCESS_MIN_FILES, PROCESSES_FROM_FILES) + 904
+    machine.sh(f"mkdir -p /srv/cabinet/lettres && cd /srv/cabinet/lettres"
+               f" && i=0; while [ $i -lt {letters} ]; do echo \"Cher confrère, lettre $i\" > l-$i.txt; i=$((i+1)); done")
+    with timed(f"backup and restore of {letters} letters through the wrapper"):
+        done = machine.run("backupctl", "backup", "--repo", "main", "--json", check=False, timeout=600)
+        assert done.returncode == 0, done
+        assert json.loads(done.stdout)["files_new"] >= letters, done.stdout
+        machine.sh("cd /root && backupctl restore latest --target many --include 'srv/cabinet/lettres'", timeout=600)
+    machine.run("diff", "-r", "/srv/cabinet/lettres", "/root/many/srv/cabinet/lettres")
+    assert machine.run("sh", "-c", "ls /root/many/srv/cabinet/lettres | wc -l").stdout.strip() == str(letters)
 
 
 def test_the_watchdog_holds_for_two_minutes(machine: Machine) -> None:
