@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from .support import Backupctl, write
+from .support import Backupctl, typed_code, write
 
 ZONE = "America/Cayenne"
 SAVED = "2026-11-02T18:00:00+00:00"  # the snapshot's time: 15:00 in Cayenne
@@ -143,14 +143,12 @@ def test_media_status_shows_the_practice_zone(world: Backupctl) -> None:
 
 
 def test_recover_shows_the_machine_zone_and_says_so(world: Backupctl) -> None:
-    from .test_recovery import _typed_code
-
     sheet = world.base / "fiche.html"
     world.ok("key", "export", "--paper", str(sheet))
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("BACKUPCTL_")}, "TZ": "Pacific/Tahiti",
            "BACKUPCTL_STATE_DIR": str(world.base / "state-b")}
     listed = subprocess.run([sys.executable, "-m", "agent", "recover", "--url", f"file://{world.repo}", "--list"],
-                            input=_typed_code(sheet), capture_output=True, text=True, env=env, timeout=600)
+                            input=typed_code(sheet), capture_output=True, text=True, env=env, timeout=600)
     assert listed.returncode == 0, listed.stderr
     # The machine is in Tahiti (UTC-10) while the practice's configuration, not read here, says Cayenne.
     assert "times in this machine's time zone" in listed.stdout, listed.stdout
