@@ -541,8 +541,7 @@ class BackupEngine:
         outer_pending, self._pending = self._pending, []  # this directory's files
         try:
             try:
-                with os.scandir(path) as entries:
-                    names = sorted(entry.name for entry in entries)
+                names = sorted(os.listdir(path))  # bytes names, without "." and ".."
             except OSError as exc:
                 self._warn(path, f"directory cannot be read ({exc.strerror}); saved as empty")
                 return self._queue_tree([], [])
@@ -578,7 +577,7 @@ class BackupEngine:
         if self.cache is not None and path != b"/" and len(self.report.warnings) == warnings:
             signed = [(name, st, subfolders[name].subtree if name in subfolders else None)
                       for name, _child, st in entries]
-            if not any(isinstance(sub, _TreeRef) and sub.id is None for _n, _st, sub in signed):
+            if all(node.subtree.id is not None for node in subfolders.values() if isinstance(node.subtree, _TreeRef)):
                 signed = self._signature([(n, st, sub.id if sub is not None else None) for n, st, sub in signed])
                 reused = self._reuse_folder(path, entries, cached, signed)
                 if reused is not None:
