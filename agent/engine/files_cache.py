@@ -39,7 +39,14 @@ CREATE TABLE IF NOT EXISTS files (
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER);
 CREATE TABLE IF NOT EXISTS folders (path BLOB PRIMARY KEY, signature BLOB, tree BLOB, run INTEGER);
+CREATE TABLE IF NOT EXISTS seen (folder BLOB PRIMARY KEY, run INTEGER);
 """
+
+
+def _parent(path: bytes) -> bytes:
+    """The folder of a cached path, as the walk names it (b"/srv/a" for b"/srv/a/x.txt")."""
+    return path[: path.rfind(b"/")] or b"/"
+
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,7 @@ class FilesCache:
         try:
             os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
             self._db = sqlite3.connect(path, isolation_level="DEFERRED")
+            self._db.create_function("parent_folder", 1, _parent, deterministic=True)
             self._db.executescript(_SCHEMA)
             # Prove now that the cache is writable: failing mid-walk would waste the run.
             self._db.execute("INSERT OR REPLACE INTO meta VALUES ('probe', 1)")
@@ -111,13 +119,14 @@ class FilesCache:
         return [blob[i : i + 32] for i in range(0, len(blob), 32)]
 
     def touch_folder(self, folder: bytes, forget: Iterable[bytes] = ()) -> None:
-        """Mark every cached file of `folder` seen by this run, in one statement, then drop
-        the ones named in `forget` (vanished or changed: a changed file is recorded again
-        once read). One UPDATE per file was a tenth of a weekly backup (issue 19)."""
-        low, high, start = self._children(folder)
-        self._db.execute("UPDATE files SET run=? WHERE path > ? AND path < ? AND instr(substr(path, ?), x'2f') = 0",
-                         (self.run, low, high, start))
-        self._db.executemany("DELETE FROM files WHERE path=?", ((low + name,) for name in forget))
+        """Mark every cached file of `folder` seen by this run with one row for the folder
+        (`commit` keeps the files of the folders seen), then drop the ones named in
+        `forget` (vanished or changed: a changed file is recorded again once read). One
+        UPDATE per file was a tenth of a weekly backup of 100,000 letters, and one UPDATE
+        of the folder's rows still 0.2 s (issue 19)."""
+        self._db.execute("INSERT OR REPLACE INTO seen VALUES (?, ?)", (folder, self.run))
+        prefix = self._children(folder)[0]
+        self._db.executemany("DELETE FROM files WHERE path=?", ((prefix + name,) for name in forget))
 
     def folder_tree(self, folder: bytes) -> tuple[bytes, bytes] | None:
         """(signature, tree id) recorded for `folder` by the previous run, or None."""
@@ -165,8 +174,11 @@ class FilesCache:
         self._db.execute("UPDATE files SET run=? WHERE path=?", (self.run, path))
 
     def commit(self) -> None:
-        """Keep what this run saw; forget files that no longer exist."""
-        self._db.execute("DELETE FROM files WHERE run <> ?", (self.run,))
+        """Keep what this run saw (files recorded or touched, and the files of the folders
+        seen); forget files that no longer exist."""
+        self._db.execute("DELETE FROM files WHERE run <> ? AND parent_folder(path) NOT IN "
+                         "(SELECT folder FROM seen WHERE run = ?)", (self.run, self.run))
+        self._db.execute("DELETE FROM seen WHERE run <> ?", (self.run,))
         self._db.execute("DELETE FROM folders WHERE run <> ?", (self.run,))
         self._db.execute("INSERT OR REPLACE INTO meta VALUES ('run', ?)", (self.run,))
         self._db.commit()

@@ -245,17 +245,27 @@ def test_touch_folder_keeps_what_was_seen_and_record_many_adds(db_path, source, 
 
 def test_a_folder_is_marked_seen_with_one_statement_whatever_its_size(db_path, source):
     st = os.stat(source)
-    _committed(db_path, {b"/srv/a/f%04d.txt" % i: st for i in range(500)})
+    _committed(db_path, {b"/srv/a/f%04d.txt" % i: st for i in range(500)} | {b"/srv/b/gone.txt": st, b"/top.txt": st})
     cache = FilesCache(db_path)
     statements: list[str] = []
     cache._db.set_trace_callback(statements.append)
     cache.touch_folder(b"/srv/a")
+    cache.touch_folder(b"/")
     cache._db.set_trace_callback(None)
-    assert [s.split()[0] for s in statements if s.split()[0] != "BEGIN"] == ["UPDATE"]  # BEGIN: the transaction
+    writes = [s for s in statements if s.split()[0] != "BEGIN"]  # BEGIN: the transaction
+    assert len(writes) == 2 and not any("files" in s for s in writes)  # no file row rewritten
     cache.commit()
     cache.close()
     cache = FilesCache(db_path)
-    assert len(cache.folder(b"/srv/a")) == 500
+    assert len(cache.folder(b"/srv/a")) == 500 and list(cache.folder(b"/")) == [b"top.txt"]
+    assert cache.folder(b"/srv/b") == {}  # its folder not seen: forgotten
+    cache.close()
+    cache = FilesCache(db_path)  # the next run did not see /srv/a: its files are forgotten then
+    cache.touch_folder(b"/")
+    cache.commit()
+    cache.close()
+    cache = FilesCache(db_path)
+    assert cache.folder(b"/srv/a") == {} and list(cache.folder(b"/")) == [b"top.txt"]
     cache.close()
 
 
