@@ -589,7 +589,8 @@ class BackupEngine:
         for name, child, st in entries:
             node = subfolders.get(name)
             if node is None:
-                node = self._node_for(child, name, st, root_dev=root_dev, cached=cached, seen=seen)
+                node = (self._file(child, name, st, cached, seen) if stat.S_ISREG(st.st_mode)  # most entries
+                        else self._node_for(child, name, st, root_dev=root_dev, cached=cached, seen=seen))
             if node is not None:
                 nodes.append(node)
         if cached:
