@@ -17,7 +17,6 @@ from urllib.parse import urlparse
 
 from agent import run_as
 from agent.alerts import SECURITY_CHOICES, AlertSettings
-from agent.engine.dump_check import RESTORE_TEST_CHOICES
 from agent.engine.dumps import DATABASE_TYPES, DatabaseSettings
 from agent.engine.hooks import HOOK_FAILURE_CHOICES, HookSettings
 from agent.engine.media import LABEL_PATTERN
@@ -306,6 +305,10 @@ def _restore_test_load(path: str, name: str, value: str | bool) -> str:
     read as "throwaway"/"none": true used to mean the production server, which is now opt-in."""
     if isinstance(value, bool):
         return "throwaway" if value else "none"
+    # Here, not at the top: the restore test's module (throwaway servers, subprocesses) is
+    # not needed by every command that reads the configuration.
+    from agent.engine.dump_check import RESTORE_TEST_CHOICES
+
     if value not in RESTORE_TEST_CHOICES:
         raise ConfigError(f"{path}: [[databases]] {name}: restore_test = {value!r}: expected {RESTORE_TEST_WHAT}")
     return value

@@ -227,20 +227,45 @@ def test_folder_reads_the_direct_children_only(db_path, source):
     cache.close()
 
 
-@pytest.mark.parametrize("every", [True, False])
-def test_touch_folder_keeps_what_was_seen_and_record_many_adds(db_path, source, every):
+@pytest.mark.parametrize("forget", [[], [b"y.txt"]])
+def test_touch_folder_keeps_what_was_seen_and_record_many_adds(db_path, source, forget):
     st = os.stat(source)
     _committed(db_path, {b"/srv/a/x.txt": st, b"/srv/a/y.txt": st, b"/srv/a/sub/z.txt": st})
     cache = FilesCache(db_path)
-    seen = [b"x.txt", b"y.txt"] if every else [b"x.txt"]
-    cache.touch_folder(b"/srv/a", seen, every=every)
+    cache.touch_folder(b"/srv/a", forget=forget)
     cache.record_many([(b"/srv/b/n.txt", st, SHA, CHUNKS)])
     cache.commit()
     cache.close()
     cache = FilesCache(db_path)
-    assert sorted(cache.folder(b"/srv/a")) == sorted(seen)
+    assert sorted(cache.folder(b"/srv/a")) == sorted({b"x.txt", b"y.txt"} - set(forget))
     assert cache.folder(b"/srv/a/sub") == {}  # not seen by this run: forgotten
     assert list(cache.folder(b"/srv/b")) == [b"n.txt"]
+    cache.close()
+
+
+def test_a_folder_is_marked_seen_with_one_statement_whatever_its_size(db_path, source):
+    st = os.stat(source)
+    _committed(db_path, {b"/srv/a/f%04d.txt" % i: st for i in range(500)} | {b"/srv/b/gone.txt": st, b"/top.txt": st})
+    cache = FilesCache(db_path)
+    statements: list[str] = []
+    cache._db.set_trace_callback(statements.append)
+    cache.touch_folder(b"/srv/a")
+    cache.touch_folder(b"/")
+    cache._db.set_trace_callback(None)
+    writes = [s for s in statements if s.split()[0] != "BEGIN"]  # BEGIN: the transaction
+    assert len(writes) == 2 and not any("files" in s for s in writes)  # no file row rewritten
+    cache.commit()
+    cache.close()
+    cache = FilesCache(db_path)
+    assert len(cache.folder(b"/srv/a")) == 500 and list(cache.folder(b"/")) == [b"top.txt"]
+    assert cache.folder(b"/srv/b") == {}  # its folder not seen: forgotten
+    cache.close()
+    cache = FilesCache(db_path)  # the next run did not see /srv/a: its files are forgotten then
+    cache.touch_folder(b"/")
+    cache.commit()
+    cache.close()
+    cache = FilesCache(db_path)
+    assert cache.folder(b"/srv/a") == {} and list(cache.folder(b"/")) == [b"top.txt"]
     cache.close()
 
 

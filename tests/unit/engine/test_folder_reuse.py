@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import types
 
 import pytest
 
@@ -136,3 +137,74 @@ def test_other_options_or_a_warning_stop_the_reuse(repo, source, tmp_path):
     report = _backup(repo, source, tmp_path / "cache", excludes=["*.tmp"])
     assert report.warnings and report.folders_reused == 3  # a, a/deep, c
     assert _backup(repo, source, tmp_path / "cache", excludes=["*.tmp"]).folders_reused == 3
+
+
+def _signed(folder) -> list:
+    return [(name, os.lstat(os.path.join(folder, name)), None) for name in sorted(os.listdir(folder))]
+
+
+def test_the_signature_is_value_based_and_follows_every_signed_field(repo, source):
+    engine = BackupEngine(repo, BackupOptions(paths=[str(source)], excludes=["*.tmp"]))
+    signed = _signed(os.fsencode(source / "c"))
+    uid, gid = signed[0][1].st_uid, signed[0][1].st_gid
+    # The same names as one object or as equal copies: the same signature (marshal from
+    # version 3 on would write the second one as a reference to the first).
+    engine._names._users[uid] = engine._names._groups[gid] = name = "practice"
+    shared = engine._signature(signed)
+    engine._names._groups[gid] = "".join(["prac", "tice"])
+    assert engine._signature(signed) == shared
+    other = BackupEngine(repo, BackupOptions(paths=[str(source)], excludes=["*.log"]))
+    other._names._users[uid] = other._names._groups[gid] = name
+    assert other._signature(signed) != shared  # the options that decide what is kept
+    engine._names._groups[gid] = name
+    fields = ("st_mode", "st_uid", "st_gid", "st_size", "st_mtime_ns", "st_ctime_ns", "st_ino", "st_dev",
+              "st_nlink", "st_blocks")
+    name0, st0, _ = signed[0]
+    for field_name in fields:
+        changed = types.SimpleNamespace(**{f: getattr(st0, f) for f in fields})
+        setattr(changed, field_name, getattr(st0, field_name) + 1)
+        assert engine._signature([(name0, changed, None)] + signed[1:]) != shared, field_name
+    assert engine._signature([(name0, st0, b"\x01" * 32)] + signed[1:]) != shared  # a subfolder's tree
+    assert engine._signature([(name0 + b"x", st0, None)] + signed[1:]) != shared
+    engine._names._users[uid] = "someone else"  # an owner renamed in /etc/passwd
+    assert engine._signature(signed) != shared
+    engine._names._users[uid] = name
+    assert engine._signature(signed) == shared
+
+
+def test_each_folder_signature_is_computed_once_per_run(repo, source, tmp_path, monkeypatch):
+    _backup(repo, source, tmp_path / "cache")
+    (source / "b" / "letter2.txt").write_bytes(b"changed")  # b and src above it are built again
+    calls = []
+    real = BackupEngine._signature
+    monkeypatch.setattr(BackupEngine, "_signature", lambda self, signed: calls.append(1) or real(self, signed))
+    report = _backup(repo, source, tmp_path / "cache")
+    assert report.folders_reused == 3 and report.files_changed == 1
+    assert len(calls) == 5  # src, a, a/deep, b, c: once each
+
+
+def test_a_changed_folder_marks_its_unchanged_files_seen_in_one_statement(repo, tmp_path):
+    root = tmp_path / "many"
+    root.mkdir()
+    for i in range(40):
+        (root / f"letter{i:02d}.txt").write_bytes(b"letter %d " % i * 30)
+    _backup(repo, root, tmp_path / "cache")
+    (root / "letter07.txt").write_bytes(b"changed")
+    (root / "letter08.txt").unlink()
+    cache = FilesCache(str(tmp_path / "cache"))
+    statements: list[str] = []
+    cache._db.set_trace_callback(statements.append)
+    try:
+        report = BackupEngine(repo, BackupOptions(paths=[str(root)]), files_cache=cache).run()
+    finally:
+        cache.close()
+    assert report.files_unchanged == 38 and report.files_changed == 1
+    marks = [s for s in statements if s.startswith(("UPDATE files", "INSERT OR REPLACE INTO seen"))]
+    assert len(marks) == 1  # the folder, not each of its 38 unchanged files
+    again = FilesCache(str(tmp_path / "cache"))
+    try:
+        kept = again.folder(os.fsencode(root))
+    finally:
+        again.close()
+    assert len(kept) == 39 and b"letter08.txt" not in kept  # the vanished one forgotten
+    assert FilesCache.unchanged(kept[b"letter07.txt"], os.lstat(root / "letter07.txt"))  # recorded again

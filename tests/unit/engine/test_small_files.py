@@ -211,3 +211,35 @@ def test_a_killed_backups_spool_is_removed_by_the_next_one_a_live_ones_is_not(tm
     finally:
         live.kill()
         live.wait()
+
+
+class _Tally:
+    def __init__(self) -> None:
+        self.files = self.bytes = 0
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+    def advance(self, *, files: int = 0, bytes_done: int = 0) -> None:
+        self.files += files
+        self.bytes += bytes_done
+
+
+@pytest.mark.parametrize("processes", [False, True])
+def test_both_batch_paths_count_the_files_read_and_not_the_ones_lost(tmp_path, monkeypatch, processes):
+    source = tmp_path / "src"
+    contents = _letters(source, 20)
+    monkeypatch.setattr(backup_module, "PROCESS_MIN_FILES", 0 if processes else 10**9)
+    real_submit = BackupEngine._submit_small_batch
+
+    def lose_one_then_submit(self):
+        for path in self._batch.paths:
+            if path.endswith(b"/l8.txt"):
+                os.unlink(path)  # between the walk and the worker's read
+        real_submit(self)
+
+    monkeypatch.setattr(BackupEngine, "_submit_small_batch", lose_one_then_submit)
+    tally = _Tally()
+    report = BackupEngine(_repo(), BackupOptions(paths=[str(source)]), progress=tally).run()
+    assert [os.path.basename(path) for path, _problem in report.warnings] == ["l8.txt"]
+    assert tally.files == 19 and tally.bytes == sum(len(d) for k, d in contents.items() if k != "folder3/l8.txt")
