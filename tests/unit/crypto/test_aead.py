@@ -367,3 +367,13 @@ def test_small_objects_open_through_libsodium_without_pynacls_wrapper(monkeypatc
                 aead._xchacha_open_sodium(key, nonce, bad, aad)
     envelope = aead.seal(key, b"lettre" * 200, aad, cipher="xchacha20-poly1305")
     assert aead.open_envelope(key, envelope, aad, what="letter") == b"lettre" * 200
+
+
+def test_without_the_compiled_binding_small_objects_open_through_pynacls_wrapper(monkeypatch):
+    """Another PyNaCl layout (no nacl._sodium): the public wrapper opens and refuses the same."""
+    monkeypatch.setattr(aead, "_sodium_lib", None)
+    key, nonce, aad = bytes(range(32)), bytes(range(100, 124)), b"\x01\x01binding"
+    sealed = aead._xchacha_seal_openssl(key, nonce, b"lettre" * 200, aad)
+    assert aead._xchacha_open_sodium(key, nonce, sealed, aad) == b"lettre" * 200
+    with pytest.raises(aead.InvalidTag):
+        aead._xchacha_open_sodium(key, nonce, sealed[:-1] + bytes([sealed[-1] ^ 1]), aad)
