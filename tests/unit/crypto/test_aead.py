@@ -348,3 +348,32 @@ def test_the_libsodium_and_openssl_paths_give_the_same_bytes(size):
     for opener in (aead._xchacha_open_sodium, aead._xchacha_open_openssl):
         with pytest.raises(aead.InvalidTag):
             opener(key, nonce, tampered, aad)
+
+
+def test_small_objects_open_through_libsodium_without_pynacls_wrapper(monkeypatch):
+    """A restore opens one small object per letter: libsodium is called directly (PyNaCl's
+    wrapper costs more than the decryption there). Same bytes, same refusals: a changed
+    tag, a body shorter than a tag, the empty message."""
+    def wrapper(*_args):
+        raise AssertionError("PyNaCl's per-call wrapper was used")
+
+    monkeypatch.setattr(aead.nacl.bindings, "crypto_aead_xchacha20poly1305_ietf_decrypt", wrapper)
+    key, nonce, aad = bytes(range(32)), bytes(range(100, 124)), b"\x01\x01binding"
+    for plain in (b"", b"x", b"lettre" * 200):
+        sealed = aead._xchacha_seal_openssl(key, nonce, plain, aad)
+        assert aead._xchacha_open_sodium(key, nonce, sealed, aad) == plain
+        for bad in (sealed[:-1] + bytes([sealed[-1] ^ 1]), sealed[: aead.TAG_SIZE - 1]):
+            with pytest.raises(aead.InvalidTag):
+                aead._xchacha_open_sodium(key, nonce, bad, aad)
+    envelope = aead.seal(key, b"lettre" * 200, aad, cipher="xchacha20-poly1305")
+    assert aead.open_envelope(key, envelope, aad, what="letter") == b"lettre" * 200
+
+
+def test_without_the_compiled_binding_small_objects_open_through_pynacls_wrapper(monkeypatch):
+    """Another PyNaCl layout (no nacl._sodium): the public wrapper opens and refuses the same."""
+    monkeypatch.setattr(aead, "_sodium_lib", None)
+    key, nonce, aad = bytes(range(32)), bytes(range(100, 124)), b"\x01\x01binding"
+    sealed = aead._xchacha_seal_openssl(key, nonce, b"lettre" * 200, aad)
+    assert aead._xchacha_open_sodium(key, nonce, sealed, aad) == b"lettre" * 200
+    with pytest.raises(aead.InvalidTag):
+        aead._xchacha_open_sodium(key, nonce, sealed[:-1] + bytes([sealed[-1] ^ 1]), aad)
