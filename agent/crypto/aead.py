@@ -60,11 +60,12 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
 from agent.crypto.ids import CONTEXT_AES_OBJECT_KEY
 
+from agent.errors import CryptoSelfTestError, IntegrityError
+
 try:  # PyNaCl's compiled binding of libsodium, called without its per-call wrapper (_xchacha_open_sodium)
     from nacl._sodium import ffi as _sodium_ffi, lib as _sodium_lib
 except ImportError:  # another PyNaCl layout: its public wrapper, a few microseconds slower per object
     _sodium_ffi = _sodium_lib = None
-from agent.errors import CryptoSelfTestError, IntegrityError
 
 ENVELOPE_VERSION = 1
 NONCE_SIZE = 24
