@@ -59,7 +59,6 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
 from agent.crypto.ids import CONTEXT_AES_OBJECT_KEY
-
 from agent.errors import CryptoSelfTestError, IntegrityError
 
 try:  # PyNaCl's compiled binding of libsodium, called without its per-call wrapper (_xchacha_open_sodium)
