@@ -78,8 +78,8 @@ class RepositoryLock:
     def acquire(self) -> "RepositoryLock":
         self._write()
         try:
-            conflicts = [other for other in list_locks(self.repo)
-                         if other.lock_id != self.lock_id and not other.is_stale(clock.now())
+            conflicts = [other for other in list_locks(self.repo, but=self.lock_id)
+                         if not other.is_stale(clock.now())
                          and (self.exclusive or other.exclusive)]
         except BaseException:
             self._remove()
@@ -154,11 +154,73 @@ def shared_lock_for_reading(repo: Repository, operation: str):
         lock.release()
 
 
-def list_locks(repo: Repository) -> list[LockInfo]:
-    """Every readable lock. A lock that cannot be decrypted or parsed counts as a
-    foreign exclusive lock: better to stop than to prune under an unknown writer."""
+class PendingLock:
+    """A shared lock being taken in the background (overlapped_shared_lock)."""
+
+    def __init__(self, repo: Repository, operation: str) -> None:
+        self.lock = RepositoryLock(repo, operation)
+        self.error: BaseException | None = None
+        self._acquired = False
+        self._thread = threading.Thread(target=self._acquire, name="lock-acquire", daemon=True)
+        self._thread.start()
+
+    def _acquire(self) -> None:
+        try:
+            self.lock.acquire()
+            self._acquired = True
+        except BaseException as exc:  # said by confirmed(), in the caller's thread
+            self.error = exc
+
+    def confirmed(self) -> RepositoryLock | None:
+        """Wait until the lock is taken: call it before anything is written. Raises
+        RepositoryLocked on a conflict; None when the lock cannot even be written (the
+        reading goes on unlocked, as shared_lock_for_reading says why)."""
+        self._thread.join()
+        if self.error is None:
+            return self.lock
+        if isinstance(self.error, (StorageError, PermissionDenied)) and not isinstance(self.error, RepositoryLocked):
+            return None
+        raise self.error
+
+    def release(self) -> None:
+        self._thread.join()
+        if self._acquired:
+            self.lock.release()
+            self._acquired = False
+
+
+@contextlib.contextmanager
+def overlapped_shared_lock(repo: Repository, operation: str):
+    """shared_lock_for_reading, its round trips (the lock written, its upload checked, the
+    others listed and read) overlapped with the reading: over a WAN a restore reads the index
+    and the folder listings meanwhile, instead of waiting three or four round trips first.
+    Reading before the lock is confirmed is harmless (nothing is written, and everything
+    read is verified); the body calls `confirmed()` on the PendingLock it is given before it
+    writes anything, and a conflict is said at the end even when the body wrote nothing
+    (a dry run). If the body fails while a prune holds the repository (its reads may meet
+    packs being deleted), the conflict is what is said, as if the lock had come first."""
+    pending = PendingLock(repo, operation)
+    try:
+        yield pending
+        pending.confirmed()
+    except BaseException as exc:
+        pending.release()
+        if isinstance(pending.error, RepositoryLocked) and exc is not pending.error:
+            raise pending.error from exc
+        raise
+    finally:
+        pending.release()
+
+
+def list_locks(repo: Repository, *, but: bytes | None = None) -> list[LockInfo]:
+    """Every readable lock (but the one whose id is `but`: our own, which a lock being
+    taken need not read back, a round trip over a WAN). A lock that cannot be decrypted or
+    parsed counts as a foreign exclusive lock: better to stop than to prune under an
+    unknown writer."""
     locks = []
     for lock_id in repo.list_lock_ids():
+        if lock_id == but:
+            continue
         try:
             document = json.loads(repo.read_lock_object(lock_id))
             locks.append(LockInfo(lock_id, _dt.datetime.fromisoformat(document["time"]),
