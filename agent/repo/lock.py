@@ -23,11 +23,14 @@ import json
 import os
 import socket
 import threading
+from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import Callable
 
 from agent import clock, timefmt
 from agent.errors import IntegrityError, ObjectNotFound, PermissionDenied, RepositoryLocked, StorageError
 from agent.processes import process_exists
+from agent.repo import layout
 from agent.repo.repository import Repository
 
 # A holder rewrites its lock this often...
@@ -64,8 +67,13 @@ class LockInfo:
 class RepositoryLock:
     """Context manager: `with RepositoryLock(repo, "backup"):` (shared) or exclusive=True."""
 
-    def __init__(self, repo: Repository, operation: str, *, exclusive: bool = False) -> None:
+    def __init__(self, repo: Repository, operation: str, *, exclusive: bool = False,
+                 on_written: Callable[[], None] | None = None) -> None:
         self.repo = repo
+        self._on_written = on_written  # called once the lock is written, before the others are listed
+        # Listings made before the lock (while opening) are not what the holder reads:
+        # a prune must see every snapshot saved before its lock, a backup every index.
+        repo.forget_listings()
         self.operation = operation
         self.exclusive = exclusive
         self.lock_id = os.urandom(16)
@@ -77,6 +85,8 @@ class RepositoryLock:
 
     def acquire(self) -> "RepositoryLock":
         self._write()
+        if self._on_written is not None:
+            self._on_written()
         try:
             conflicts = [other for other in list_locks(self.repo, but=self.lock_id)
                          if not other.is_stale(clock.now())
@@ -155,14 +165,31 @@ def shared_lock_for_reading(repo: Repository, operation: str):
 
 
 class PendingLock:
-    """A shared lock being taken in the background (overlapped_shared_lock)."""
+    """A shared lock being taken in the background (overlapped_shared_lock). As soon as the
+    lock is written, index/ is listed alongside the other locks, for the holder's
+    load_index: the index is then read as of the lock, exactly as when the lock was taken
+    first (a prune that ended before it is seen; one that starts after it waits for us)."""
 
     def __init__(self, repo: Repository, operation: str) -> None:
-        self.lock = RepositoryLock(repo, operation)
+        self.lock = RepositoryLock(repo, operation, on_written=self._list_index)
+        self._index_listing: Future = Future()
+        self._listing_started = False  # both set and read by the acquiring thread
+        repo.expect_listing(layout.INDEX_PREFIX, self._index_listing)
+        self._repo = repo
         self.error: BaseException | None = None
         self._acquired = False
         self._thread = threading.Thread(target=self._acquire, name="lock-acquire", daemon=True)
         self._thread.start()
+
+    def _list_index(self) -> None:
+        self._listing_started = True
+        threading.Thread(target=self._fill_index_listing, name="lock-index-listing", daemon=True).start()
+
+    def _fill_index_listing(self) -> None:
+        try:
+            self._index_listing.set_result(list(self._repo.storage.list(layout.INDEX_PREFIX)))
+        except BaseException as exc:  # load_index lists again and says it
+            self._index_listing.set_exception(exc)
 
     def _acquire(self) -> None:
         try:
@@ -170,6 +197,9 @@ class PendingLock:
             self._acquired = True
         except BaseException as exc:  # said by confirmed(), in the caller's thread
             self.error = exc
+        finally:
+            if not self._listing_started:  # never written: load_index lists by itself
+                self._index_listing.set_exception(StorageError("the lock was not written"))
 
     def confirmed(self) -> RepositoryLock | None:
         """Wait until the lock is taken: call it before anything is written. Raises

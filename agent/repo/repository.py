@@ -239,8 +239,8 @@ class Repository:
         running Argon2id on at most MAX_KEY_FILES_TRIED of them (see that constant).
 
         Over a network (a storage that runs several requests at once) the listing of keys/,
-        the config and the listings of snapshots/ and index/ are requested together: one
-        round trip instead of four (_OpeningReads). With `cache` (a network repository's
+        the config and the listing of snapshots/ are requested together: one round trip
+        instead of three (_OpeningReads). With `cache` (a network repository's
         local metadata, agent.repo.cache) the key file of `try_first` is taken from its
         local copy: no key file is read at all. That copy is unwrapped by the passphrase
         like any and must still be listed in keys/ (a removed key opens nothing)."""
@@ -424,9 +424,9 @@ class Repository:
     # ---- reading through the local cache, listing, reading at once ----------------
 
     def _listing(self, prefix: str, *, fresh: bool = False) -> list[ObjectInfo]:
-        """storage.list(prefix); the listing started while opening is used instead, once,
-        unless `fresh` (a listing "as of now", under a lock). Anything this process writes
-        or deletes drops those early listings (_forget_listings)."""
+        """storage.list(prefix); a listing started earlier (while opening, or by a lock being
+        taken) is used instead, once, unless `fresh`. Anything this process writes or
+        deletes, and any lock it takes, drops those early listings (forget_listings)."""
         future = self._prefetched.pop(prefix, None)
         if future is not None and not fresh:
             try:
@@ -435,8 +435,16 @@ class Repository:
                 pass  # listed again below, where its error is said as usual
         return _listed(self.storage, prefix)
 
-    def _forget_listings(self) -> None:
+    def forget_listings(self) -> None:
+        """Drop the listings started early: what is read from now on is listed anew. A lock
+        calls it before it is written (a prune, a backup must see every snapshot saved
+        before their lock, not the listing made when the repository was opened)."""
         self._prefetched.clear()
+
+    def expect_listing(self, prefix: str, future: Future) -> None:
+        """The next listing of `prefix` is `future`'s, which someone else completes (a
+        restore's lock lists index/ as soon as it is written: agent.repo.lock)."""
+        self._prefetched[prefix] = future
 
     def _read_all(self, read, items: list) -> list:
         """[read(item) for item in items], as many at once as the storage runs requests:
@@ -767,7 +775,7 @@ class Repository:
                                  cipher=self.config.cipher)
         else:
             envelope = self._seal_metadata(layout.KIND_INDEX, index_id, plain)
-        self._forget_listings()
+        self.forget_listings()
         self.storage.write(layout.index_name(index_id), envelope)
         if self.cache is not None:  # a backup fills the cache as it writes
             self.cache.put(layout.index_name(index_id), envelope)
@@ -934,7 +942,7 @@ class Repository:
                 raise RuntimeError("save_snapshot called before flush(): data would be unreferenced")
         snapshot_id = SnapshotId(os.urandom(16))
         sealed = self._seal_metadata(layout.KIND_SNAPSHOT, snapshot_id, snapshot.encode())
-        self._forget_listings()
+        self.forget_listings()
         self.storage.write(layout.snapshot_name(snapshot_id), sealed, exclusive=True)
         if self.cache is not None:
             self.cache.put(layout.snapshot_name(snapshot_id), sealed)
@@ -955,7 +963,7 @@ class Repository:
         return Snapshot.decode(plain, snapshot_id)
 
     def delete_snapshot(self, snapshot_id: SnapshotId) -> None:
-        self._forget_listings()
+        self.forget_listings()
         if self.cache is not None:
             self.cache.drop(layout.snapshot_name(snapshot_id))
         self.storage.delete(layout.snapshot_name(snapshot_id))
@@ -1079,7 +1087,7 @@ class Repository:
         return written
 
     def delete_index_file(self, index_id: IndexId) -> None:
-        self._forget_listings()
+        self.forget_listings()
         if self.cache is not None:
             self.cache.drop(layout.index_name(index_id))
         self.storage.delete(layout.index_name(index_id))
@@ -1186,9 +1194,10 @@ def _listed(storage: Storage, prefix: str) -> list[ObjectInfo]:
 
 class _OpeningReads:
     """The requests an opening makes that depend on nothing: the listing of keys/ and the
-    config, and for what follows (snapshots, index) the listings of snapshots/ and index/.
-    Over a network they are issued at once, one round trip for all. On a local disk each
-    runs when first wanted, in the order of old (and snapshots/, index/ when read)."""
+    config, and for what follows (the snapshot to use) the listing of snapshots/. Over a
+    network they are issued at once, one round trip for all. On a local disk each runs when
+    first wanted, in the order of old (and snapshots/ when read). index/ is not listed here:
+    it is read under the lock of whoever reads it, as of that lock (a prune may run before)."""
 
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
@@ -1198,8 +1207,7 @@ class _OpeningReads:
         if self._pool is not None:
             self._futures[layout.KEYS_PREFIX] = self._pool.submit(_listed, storage, layout.KEYS_PREFIX)
             self._futures[layout.CONFIG] = self._pool.submit(storage.read, layout.CONFIG, max_size=MAX_CONFIG_SIZE)
-            for prefix in (layout.SNAPSHOTS_PREFIX, layout.INDEX_PREFIX):
-                self._futures[prefix] = self._pool.submit(_listed, storage, prefix)
+            self._futures[layout.SNAPSHOTS_PREFIX] = self._pool.submit(_listed, storage, layout.SNAPSHOTS_PREFIX)
 
     def _get(self, name: str, read) -> object:
         future = self._futures.get(name)
@@ -1230,9 +1238,8 @@ class _OpeningReads:
         return True
 
     def listings(self) -> dict[str, Future]:
-        """The listings of snapshots/ and index/ started here (none on a local disk)."""
-        return {prefix: self._futures[prefix] for prefix in (layout.SNAPSHOTS_PREFIX, layout.INDEX_PREFIX)
-                if prefix in self._futures}
+        """The listing of snapshots/ started here (none on a local disk)."""
+        return {prefix: self._futures[prefix] for prefix in (layout.SNAPSHOTS_PREFIX,) if prefix in self._futures}
 
     def close(self) -> None:
         if self._pool is not None:

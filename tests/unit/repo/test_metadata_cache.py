@@ -135,11 +135,12 @@ def _rounds_before(store: RoundStore, what: str) -> int:
 
 def test_a_warm_one_file_restore_takes_three_rounds_before_the_files_bytes(store, tmp_path):
     """Cold: the snapshots and index files are read together (one round each kind, not one
-    per object) and the listings a level at a time. Warm: nothing but the three listings and
-    the config (one round, while the key is derived), the lock's PUT and the listing of the
-    other locks (two rounds; the index and folder listings meanwhile come from the cache),
-    then the file's own ranged read, then the lock's DELETE. No key file, snapshot, index
-    file or folder listing is read again, our own lock is not read back, data/ is not listed."""
+    per object) and the listings a level at a time. Warm: the listings of keys/ and
+    snapshots/ and the config (one round, while the key is derived), the lock's PUT, then
+    the listings of the other locks and of index/ (one round; the index files and folder
+    listings then come from the cache), then the file's own ranged read, then the lock's
+    DELETE. No key file, snapshot, index file or folder listing is read again, our own lock
+    is not read back, data/ is not listed."""
     state = str(tmp_path / "state")
     _restore_one_file(store, state, tmp_path / "cold")
     cold = list(store.log)
@@ -153,6 +154,8 @@ def test_a_warm_one_file_restore_takes_three_rounds_before_the_files_bytes(store
                                ("PUT", "locks/"), ("LIST", "locks/"), ("GET range", "data/"),
                                ("DELETE", "locks/")]), warm
     assert _rounds_before(store, "GET range") == 3, warm
+    put = next(r for r, w, _n in warm if w == "PUT")
+    assert [r for r, w, n in warm if w == "LIST" and n == "index/"] == [put + 1]  # as of the lock
     assert store.rounds() == 5, warm  # then the file's read, then the lock's DELETE
     assert len(cold) > len(warm) + 8  # key file twice, 3 snapshots, 3 index files, 4 listings, data/
 
@@ -261,3 +264,17 @@ def test_a_backup_fills_the_cache_as_it_writes(store, tmp_path):
     assert layout.snapshot_name(new.id) not in names  # the older three, never seen here, are read
     assert not [n for n in names if n.startswith("index/")], names
     assert sum(1 for _r, w, _n in store.log if w == "GET range") == 1  # the file's content alone
+
+
+def test_a_lock_taken_after_opening_lists_the_snapshots_again(store, tmp_path):
+    """The listing of snapshots/ made while opening is not what a lock's holder reads: a
+    snapshot saved by another machine between this one's opening and its prune's lock
+    would otherwise be missing from the prune's view, and its data taken for garbage."""
+    from agent.repo.lock import RepositoryLock
+
+    repo = Repository.open(store, PASSPHRASE, try_first=[store.key_id], cache=CacheRoot(str(tmp_path / "s")))
+    other = Repository.open(store, PASSPHRASE)
+    other.load_index()
+    saved = _backup(other, b"saved meanwhile", 9)
+    with RepositoryLock(repo, "prune", exclusive=True):
+        assert saved.id in repo.list_snapshot_ids()
