@@ -256,6 +256,8 @@ class Repository:
                     repo.cache = cache.repository(repo.config.repository_id)
                     repo.cache.put(layout.key_name(repo.key_id), repo._opening_key)
             repo._opening_key = None
+            if repo.cache is not None:  # a key file removed meanwhile leaves the cache too
+                repo.cache.keep_only(layout.KEYS_PREFIX, reads.keys())
             repo._prefetched = reads.listings()
             return repo
         finally:

@@ -42,6 +42,7 @@ class RoundStore(MemoryStorage):
         self._finished: list[int] = []
         self._rounds = threading.Lock()
         self.counting = False
+        self.latency = 0.0  # LATENCY where rounds are counted
 
     def _request(self, what: str, name: str, call):
         if not self.counting:
@@ -49,7 +50,7 @@ class RoundStore(MemoryStorage):
         with self._rounds:
             round_ = 1 + max(self._finished, default=0)
             self.log.append((round_, what, name))
-        time.sleep(LATENCY)
+        time.sleep(self.latency)
         try:
             return call()
         finally:
@@ -142,6 +143,7 @@ def test_a_warm_one_file_restore_takes_three_rounds_before_the_files_bytes(store
     DELETE. No key file, snapshot, index file or folder listing is read again, our own lock
     is not read back, data/ is not listed."""
     state = str(tmp_path / "state")
+    store.latency = LATENCY
     _restore_one_file(store, state, tmp_path / "cold")
     cold = list(store.log)
     assert sum(1 for _r, w, n in cold if w == "GET" and n.startswith("snapshots/")) == 3
@@ -278,3 +280,25 @@ def test_a_lock_taken_after_opening_lists_the_snapshots_again(store, tmp_path):
     saved = _backup(other, b"saved meanwhile", 9)
     with RepositoryLock(repo, "prune", exclusive=True):
         assert saved.id in repo.list_snapshot_ids()
+
+
+def test_folder_listings_past_the_bound_go_oldest_first(tmp_path):
+    from agent.repo.cache import MetadataCache
+
+    cache = MetadataCache(str(tmp_path / "c"))
+    ids = [bytes([i]) * 32 for i in range(4)]
+    for age, chunk_id in enumerate(ids):
+        cache.put_tree(chunk_id, b"x" * 100)
+        os.utime(tmp_path / "c" / "trees" / chunk_id.hex(), (1000 + age, 1000 + age))
+    cache.trim_trees(lambda chunk_id: chunk_id != ids[3], limit=150)  # ids[3] no longer indexed
+    assert [cache.get_tree(i) is not None for i in ids] == [False, False, True, False]
+
+
+def test_only_object_names_of_the_repository_are_cached(tmp_path):
+    from agent.repo.cache import MetadataCache
+
+    cache = MetadataCache(str(tmp_path / "c"))
+    for name in ("../../etc/passwd", "data/00/" + "00" * 32, "locks/" + "00" * 16, "snapshots/x"):
+        with pytest.raises(ValueError):
+            cache.put(name, b"x")
+    assert not (tmp_path / "c").exists()
