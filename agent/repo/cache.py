@@ -1,7 +1,6 @@
 """A local copy of a network repository's metadata, exactly as stored (ciphertext).
 
     <state_dir>/cache/<repository id hex>/repository/     (folders 0700, files 0600)
-        config                 the config object as last read (compared with the storage's)
         keys/<key id hex>      the key file that opened the repository on this machine
         snapshots/<id hex>     snapshot objects
         index/<id hex>         index files
@@ -13,8 +12,8 @@ path. Snapshots, index files and key files are never rewritten under the same na
 names are random or content ids), nor are tree parts (named by their chunk id), so a copy
 kept here is the object itself for as long as the repository lists its name. Like restic's
 local cache (internal/cache), only those immutable-by-name objects are kept; the config may
-change (a format upgrade), so it is always read from the storage too, and the copy here is
-only the bytes last seen.
+change (a format upgrade), so it is always read from the storage, in the same round trip as
+the listings of keys/ and snapshots/ (Repository.open).
 
 Why the cache adds no trust (an attacker who can edit this folder, or the bucket, gains
 nothing): everything read from here goes through the very checks an object read from the
@@ -49,7 +48,7 @@ MAX_ENTRY_SIZE = 256 * 1024 * 1024
 
 _DIR_MODE = 0o700
 _FILE_MODE = 0o600
-_NAME = re.compile(r"^(config|(keys|snapshots|index)/[0-9a-f]{32}|trees/[0-9a-f]{64})$")
+_NAME = re.compile(r"^((keys|snapshots|index)/[0-9a-f]{32}|trees/[0-9a-f]{64})$")
 _TMP_PREFIX = ".tmp-"
 
 
