@@ -18,6 +18,7 @@ from agent.engine.known_keys import KnownKeys
 from agent.engine.progress import human_bytes  # noqa: F401 (the commands import it from here)
 from agent.errors import (ConfigError, IntegrityError, KeyFileError, NoKeyFile, PermissionDenied, StateDirError,
                           UsageError, WrongPassphrase, recover_add_key)
+from agent.repo.cache import CacheRoot
 from agent.repo.repository import Repository
 from agent.repo.snapshot import Snapshot
 from agent.engine.ledger import Ledger
@@ -73,8 +74,13 @@ def open_repository(ctx: click.Context, repo_name: str | None, *,
     known = KnownKeys(config.agent.state_dir)
     secret, source = passphrase_and_source(config)
     next_step = recover_add_key(settings.url or "URL")
+    # An S3 repository's metadata is kept in the state directory (agent/repo/cache.py): each
+    # object read is a round trip over the WAN. A file:// repository or a rotated disk is
+    # read at the speed of a local disk already, and a copy on the same machine would only
+    # double what is stored (a rotated disk's whole point is to leave with its data).
+    cache = CacheRoot(config.agent.state_dir) if settings.s3 is not None and not settings.media else None
     try:
-        repo = Repository.open(storage, secret, try_first=known.key_ids())
+        repo = Repository.open(storage, secret, try_first=known.key_ids(), cache=cache)
     except WrongPassphrase as exc:
         # The person fixes the source that was used, not the one they think was used (a
         # BACKUPCTL_PASSPHRASE left in a shell wins over the passphrase file).

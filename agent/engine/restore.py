@@ -40,7 +40,7 @@ from agent.engine.progress import Progress, SilentProgress
 from agent.engine.restore_files import SPARSE_BLOCK, Batch, ContentRestorer, FileTarget
 from agent.engine.target import TargetTree, not_a_folder, permissions, target_error as _target_error
 from agent.errors import RestoreTargetError, UsageError
-from agent.repo.lock import shared_lock_for_reading
+from agent.repo.lock import PendingLock, overlapped_shared_lock
 from agent.repo.repository import Repository
 from agent.repo.snapshot import Snapshot
 from agent.repo.tree import DIR, FILE, SYMLINK, Node
@@ -211,6 +211,7 @@ class RestoreEngine:
         self.require_empty = require_empty
         self.progress = progress or SilentProgress()
         self.report = RestoreReport()
+        self._lock: PendingLock | None = None  # the shared lock being taken while run() reads
         self._same_owner = can_set_owners()
         self._files_bytes = 0  # what the files selected hold, for the progress bar
         self._files_count = 0
@@ -252,12 +253,13 @@ class RestoreEngine:
                               "`backupctl find -i '*part of the name*'`")
 
     def run(self) -> RestoreReport:
-        with shared_lock_for_reading(self.repo, "restore"), _no_cycle_collection():  # no prune meanwhile
+        # No prune meanwhile; the lock's round trips run while the index and listings are read.
+        with overlapped_shared_lock(self.repo, "restore") as self._lock, _no_cycle_collection():
             return self._run()
 
     def _run(self) -> RestoreReport:
         started = time.monotonic()
-        self.repo.load_index()
+        self.repo.load_index(for_reading=True)
         # The walk is streamed, twice (a look before anything is written, then the
         # restore): listings are kept only up to a budget, so a million files restore
         # in bounded memory (browse keeps them otherwise: one decoding, not two).
@@ -281,6 +283,8 @@ class RestoreEngine:
         replacing = self.overwrite and os.path.lexists(self.target)
         if not replacing:
             self._refuse_no_room()
+        if self._lock is not None:
+            self._lock.confirmed()  # before anything is written to the target
         with TargetTree(self.target, overwrite=self.overwrite, expect=self.expect_root,
                         require_empty=self.require_empty) as tree:
             self._refuse_existing(tree, self._selected(expansion))

@@ -23,11 +23,14 @@ import json
 import os
 import socket
 import threading
+from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import Callable
 
 from agent import clock, timefmt
 from agent.errors import IntegrityError, ObjectNotFound, PermissionDenied, RepositoryLocked, StorageError
 from agent.processes import process_exists
+from agent.repo import layout
 from agent.repo.repository import Repository
 
 # A holder rewrites its lock this often...
@@ -64,8 +67,13 @@ class LockInfo:
 class RepositoryLock:
     """Context manager: `with RepositoryLock(repo, "backup"):` (shared) or exclusive=True."""
 
-    def __init__(self, repo: Repository, operation: str, *, exclusive: bool = False) -> None:
+    def __init__(self, repo: Repository, operation: str, *, exclusive: bool = False,
+                 on_written: Callable[[], None] | None = None) -> None:
         self.repo = repo
+        self._on_written = on_written  # called once the lock is written, before the others are listed
+        # Listings made before the lock (while opening) are not what the holder reads:
+        # a prune must see every snapshot saved before its lock, a backup every index.
+        repo.forget_listings()
         self.operation = operation
         self.exclusive = exclusive
         self.lock_id = os.urandom(16)
@@ -77,9 +85,11 @@ class RepositoryLock:
 
     def acquire(self) -> "RepositoryLock":
         self._write()
+        if self._on_written is not None:
+            self._on_written()
         try:
-            conflicts = [other for other in list_locks(self.repo)
-                         if other.lock_id != self.lock_id and not other.is_stale(clock.now())
+            conflicts = [other for other in list_locks(self.repo, but=self.lock_id)
+                         if not other.is_stale(clock.now())
                          and (self.exclusive or other.exclusive)]
         except BaseException:
             self._remove()
@@ -154,11 +164,93 @@ def shared_lock_for_reading(repo: Repository, operation: str):
         lock.release()
 
 
-def list_locks(repo: Repository) -> list[LockInfo]:
-    """Every readable lock. A lock that cannot be decrypted or parsed counts as a
-    foreign exclusive lock: better to stop than to prune under an unknown writer."""
+class PendingLock:
+    """A shared lock being taken in the background (overlapped_shared_lock). As soon as the
+    lock is written, index/ is listed alongside the other locks, for the holder's
+    load_index: the index is then read as of the lock, exactly as when the lock was taken
+    first (a prune that ended before it is seen; one that starts after it waits for us)."""
+
+    def __init__(self, repo: Repository, operation: str) -> None:
+        self.lock = RepositoryLock(repo, operation, on_written=self._list_index)
+        self._index_listing: Future = Future()
+        self._listing_started = False  # both set and read by the acquiring thread
+        repo.expect_listing(layout.INDEX_PREFIX, self._index_listing)
+        self._repo = repo
+        self.error: BaseException | None = None
+        self._acquired = False
+        self._thread = threading.Thread(target=self._acquire, name="lock-acquire", daemon=True)
+        self._thread.start()
+
+    def _list_index(self) -> None:
+        self._listing_started = True
+        threading.Thread(target=self._fill_index_listing, name="lock-index-listing", daemon=True).start()
+
+    def _fill_index_listing(self) -> None:
+        try:
+            self._index_listing.set_result(list(self._repo.storage.list(layout.INDEX_PREFIX)))
+        except BaseException as exc:  # load_index lists again and says it
+            self._index_listing.set_exception(exc)
+
+    def _acquire(self) -> None:
+        try:
+            self.lock.acquire()
+            self._acquired = True
+        except BaseException as exc:  # said by confirmed(), in the caller's thread
+            self.error = exc
+        finally:
+            if not self._listing_started:  # never written: load_index lists by itself
+                self._index_listing.set_exception(StorageError("the lock was not written"))
+
+    def confirmed(self) -> RepositoryLock | None:
+        """Wait until the lock is taken: call it before anything is written. Raises
+        RepositoryLocked on a conflict; None when the lock cannot even be written (the
+        reading goes on unlocked, as shared_lock_for_reading says why)."""
+        self._thread.join()
+        if self.error is None:
+            return self.lock
+        if isinstance(self.error, (StorageError, PermissionDenied)) and not isinstance(self.error, RepositoryLocked):
+            return None
+        raise self.error
+
+    def release(self) -> None:
+        self._thread.join()
+        if self._acquired:
+            self.lock.release()
+            self._acquired = False
+
+
+@contextlib.contextmanager
+def overlapped_shared_lock(repo: Repository, operation: str):
+    """shared_lock_for_reading, its round trips (the lock written, its upload checked, the
+    others listed and read) overlapped with the reading: over a WAN a restore reads the index
+    and the folder listings meanwhile, instead of waiting three or four round trips first.
+    Reading before the lock is confirmed is harmless (nothing is written, and everything
+    read is verified); the body calls `confirmed()` on the PendingLock it is given before it
+    writes anything, and a conflict is said at the end even when the body wrote nothing
+    (a dry run). If the body fails while a prune holds the repository (its reads may meet
+    packs being deleted), the conflict is what is said, as if the lock had come first."""
+    pending = PendingLock(repo, operation)
+    try:
+        yield pending
+        pending.confirmed()
+    except BaseException as exc:
+        pending.release()
+        if isinstance(pending.error, RepositoryLocked) and exc is not pending.error:
+            raise pending.error from exc
+        raise
+    finally:
+        pending.release()
+
+
+def list_locks(repo: Repository, *, but: bytes | None = None) -> list[LockInfo]:
+    """Every readable lock (but the one whose id is `but`: our own, which a lock being
+    taken need not read back, a round trip over a WAN). A lock that cannot be decrypted or
+    parsed counts as a foreign exclusive lock: better to stop than to prune under an
+    unknown writer."""
     locks = []
     for lock_id in repo.list_lock_ids():
+        if lock_id == but:
+            continue
         try:
             document = json.loads(repo.read_lock_object(lock_id))
             locks.append(LockInfo(lock_id, _dt.datetime.fromisoformat(document["time"]),

@@ -13,6 +13,7 @@ import json
 import os
 import socket
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import chain as _chain
 from typing import Iterable, Iterator
@@ -34,11 +35,13 @@ from agent.errors import (
     WrongPassphrase,
 )
 from agent.repo import compression, layout
+from agent.repo.cache import CacheRoot, MetadataCache
 from agent.repo.chunker import Chunker, ChunkerParams
 from agent.repo.index import BlobLocation, MasterIndex, decode_index, encode_index
 from agent.repo.layout import ChunkId, IndexId, PackId, SnapshotId
 from agent.repo.sealing import AAD_PREFIX, PADDED_FORMAT, BlobSealer
 from agent.repo.pack import (
+    BLOB_TREE,
     TARGET_PACK_SIZE,
     TRAILER_PLAIN,
     PackBuilder,
@@ -52,7 +55,7 @@ from agent.repo.pack import (
     unpad,
 )
 from agent.repo.snapshot import Snapshot
-from agent.storage.base import Storage
+from agent.storage.base import ObjectInfo, Storage
 
 # Version 2 adds locks and prune, version 3 restore-test reports, version 4 packs that
 # show nothing in clear, padded blobs, headers and index files, and a key-derived gear
@@ -181,6 +184,13 @@ class Repository:
         self.bytes_added = 0  # stored bytes written by this process (packs only)
         self.kdf_params: KdfParams | None = None  # of the key file the passphrase opened (reports)
         self.key_id: bytes | None = None  # that key file's id (None: opened with the recovery code)
+        # The local copy of this repository's metadata (agent.repo.cache), for a network
+        # repository only: on a local disk the cache would be a second copy on the same disk.
+        self.cache: MetadataCache | None = None
+        # Listings started while opening, alongside the key and config reads (one round
+        # trip for all), each used once by the first reader that wants it (see _listing).
+        self._prefetched: dict[str, Future] = {}
+        self._opening_key: bytes | None = None  # the key file's bytes while opening (for the cache)
 
     # ---- creating and opening -------------------------------------------------
 
@@ -222,13 +232,74 @@ class Repository:
         return repo
 
     @classmethod
-    def open(cls, storage: Storage, passphrase: bytes, *, try_first: Iterable[bytes] = ()) -> "Repository":
+    def open(cls, storage: Storage, passphrase: bytes, *, try_first: Iterable[bytes] = (),
+             cache: CacheRoot | None = None) -> "Repository":
         """Open with a passphrase: the key files named in `try_first` (the key that opened
         this repository last time on this machine) first, then the others in name order,
-        running Argon2id on at most MAX_KEY_FILES_TRIED of them (see that constant)."""
-        sizes = {info.name: info.size for info in storage.list(layout.KEYS_PREFIX)}
+        running Argon2id on at most MAX_KEY_FILES_TRIED of them (see that constant).
+
+        Over a network (a storage that runs several requests at once) the listing of keys/,
+        the config and the listing of snapshots/ are requested together: one round trip
+        instead of three (_OpeningReads). With `cache` (a network repository's
+        local metadata, agent.repo.cache) the key file of `try_first` is taken from its
+        local copy: no key file is read at all. That copy is unwrapped by the passphrase
+        like any and must still be listed in keys/ (a removed key opens nothing)."""
+        try_first = list(try_first)
+        reads = _OpeningReads(storage)
+        try:
+            repo = None
+            if cache is not None:
+                repo = cls._open_with_cached_key(storage, passphrase, try_first, cache, reads)
+            if repo is None:
+                repo = cls._open_with_key_files(storage, passphrase, try_first, reads)
+                if cache is not None and repo.key_id is not None and repo._opening_key is not None:
+                    repo.cache = cache.repository(repo.config.repository_id)
+                    repo.cache.put(layout.key_name(repo.key_id), repo._opening_key)
+            repo._opening_key = None
+            if repo.cache is not None:  # a key file removed meanwhile leaves the cache too
+                repo.cache.keep_only(layout.KEYS_PREFIX, reads.keys())
+            repo._prefetched = reads.listings()
+            return repo
+        finally:
+            reads.close()
+
+    @classmethod
+    def _open_with_cached_key(cls, storage: Storage, passphrase: bytes, try_first: list[bytes], cache: CacheRoot,
+                              reads: "_OpeningReads") -> "Repository | None":
+        """The repository opened with the cached copy of a key of `try_first`, or None (no
+        copy, a damaged one, a passphrase it does not take, a key no longer listed): the key
+        files in the storage then decide, exactly as without a cache."""
+        for key_id in dict.fromkeys(try_first):
+            name = layout.key_name(key_id)
+            for repository_id, raw in cache.key_files(name):
+                local = cache.repository(repository_id)
+                try:
+                    candidate = KeyFile.parse(raw, name=name)
+                    if layout.key_name(candidate.key_id) != name or candidate.repository_id != repository_id:
+                        raise KeyFileError(f"the cached copy of key file {name} names another key")
+                except KeyFileError:
+                    local.drop(name)
+                    continue
+                try:
+                    master = candidate.unwrap(passphrase)  # Argon2id, while the opening reads are in flight
+                except (WrongPassphrase, KeyFileError):
+                    # Another passphrase (`key passwd` writes a new key file), or a copy
+                    # altered here: the storage's key files are tried as without a cache.
+                    continue
+                if name not in reads.keys():  # removed by `key remove`: it must open nothing
+                    local.drop(name)
+                    continue
+                repo = cls._with_config(storage, master, candidate, reads)
+                repo.cache = local
+                return repo
+        return None
+
+    @classmethod
+    def _open_with_key_files(cls, storage: Storage, passphrase: bytes, try_first: list[bytes],
+                             reads: "_OpeningReads") -> "Repository":
+        sizes = reads.keys()
         key_names = sorted(sizes)
-        if not key_names and not storage.exists(layout.CONFIG):
+        if not key_names and not reads.config_exists():
             raise RepositoryNotFound(f"no repository at {storage.describe()}")
         if not key_names:
             raise NoKeyFile(f"the repository at {storage.describe()} has no key file (keys/ is empty)")
@@ -237,6 +308,7 @@ class Repository:
         order = first + [name for name in key_names if name not in first]
         master = None
         key_file = None
+        opening_key = None
         problems: list[WrongPassphrase | KeyFileError] = []
         tried = 0
         skipped = 0
@@ -266,6 +338,7 @@ class Repository:
             try:
                 master = candidate.unwrap(passphrase)
                 key_file = candidate
+                opening_key = agreed
                 break
             except (WrongPassphrase, KeyFileError) as exc:
                 problems.append(exc)
@@ -292,8 +365,17 @@ class Repository:
             raise WrongPassphrase(f"the passphrase opens none of the {len(key_names)} key(s) "
                                   f"of the repository at {storage.describe()} (wrong passphrase, "
                                   f"or a key file altered in storage){also}")
+        repo = cls._with_config(storage, master, key_file, reads)
+        repo._opening_key = opening_key
+        return repo
+
+    @classmethod
+    def _with_config(cls, storage: Storage, master: MasterKey, key_file: KeyFile,
+                     reads: "_OpeningReads") -> "Repository":
+        """The repository whose config the master key opens (read from the storage each
+        time: unlike the objects the cache keeps, it may be rewritten by an upgrade)."""
         try:
-            raw_config = storage.read(layout.CONFIG, max_size=MAX_CONFIG_SIZE)
+            raw_config = reads.config()
         except ObjectNotFound:
             raise IntegrityError(f"repository at {storage.describe()} has keys but no config object") from None
         probe = cls(storage, master, StoredConfig(key_file.repository_id, "xchacha20-poly1305", None,
@@ -341,6 +423,83 @@ class Repository:
                               hint="check --url against the sheet, and that every share is the one of this "
                                    "repository (each line's check characters were verified)")
 
+    # ---- reading through the local cache, listing, reading at once ----------------
+
+    def _listing(self, prefix: str, *, fresh: bool = False) -> list[ObjectInfo]:
+        """storage.list(prefix); a listing started earlier (while opening, or by a lock being
+        taken) is used instead, once, unless `fresh`. Anything this process writes or
+        deletes, and any lock it takes, drops those early listings (forget_listings)."""
+        future = self._prefetched.pop(prefix, None)
+        if future is not None and not fresh:
+            try:
+                return future.result()
+            except StorageError:
+                pass  # listed again below, where its error is said as usual
+        return _listed(self.storage, prefix)
+
+    def forget_listings(self) -> None:
+        """Drop the listings started early: what is read from now on is listed anew. A lock
+        calls it before it is written (a prune, a backup must see every snapshot saved
+        before their lock, not the listing made when the repository was opened)."""
+        self._prefetched.clear()
+
+    def expect_listing(self, prefix: str, future: Future) -> None:
+        """The next listing of `prefix` is `future`'s, which someone else completes (a
+        restore's lock lists index/ as soon as it is written: agent.repo.lock)."""
+        self._prefetched[prefix] = future
+
+    def _read_all(self, read, items: list) -> list:
+        """[read(item) for item in items], as many at once as the storage runs requests:
+        over a network the snapshots and index files come in one round trip, not one each."""
+        workers = min(concurrency(self.storage), len(items))
+        if workers <= 1:
+            return [read(item) for item in items]
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="read") as pool:
+            return list(pool.map(read, items))
+
+    def _read_cached(self, name: str, max_size: int, open_) -> bytes:
+        """open_(the object's bytes): from the local cache when it holds `name`, else from the
+        storage (read again while it does not verify, see _verified_read) and then cached.
+        A cached copy goes through the same open_ as one from the storage: a damaged or
+        forged one fails it, is dropped and read from the storage; it is never fatal."""
+        if self.cache is not None:
+            cached = self.cache.get(name)
+            if cached is not None:
+                try:
+                    return open_(cached)
+                except IntegrityError:
+                    self.cache.drop(name)
+        kept: list[bytes] = []
+
+        def read() -> bytes:
+            data = self.storage.read(name, max_size=max_size)
+            kept[:] = [data]
+            return data
+
+        plain = _verified_read(read, open_)
+        if self.cache is not None:
+            self.cache.put(name, kept[0])
+        return plain
+
+    def _cached_tree(self, chunk_id: bytes, location: BlobLocation) -> bytes | None:
+        """A folder listing from the local cache, checked as one read from its pack (AEAD
+        bound to its chunk id, the id recomputed from the plaintext), or None."""
+        if self.cache is None or location.kind != BLOB_TREE:
+            return None
+        sealed = self.cache.get_tree(chunk_id)
+        if sealed is None:
+            return None
+        try:
+            return self.decode_blob(chunk_id, location.kind, sealed, location.raw_length,
+                                    pack_name="the local cache", verify_id=True)
+        except IntegrityError:
+            self.cache.drop(MetadataCache.tree_name(chunk_id))
+            return None
+
+    def _keep_tree(self, chunk_id: bytes, location: BlobLocation, sealed: bytes | memoryview) -> None:
+        if self.cache is not None and location.kind == BLOB_TREE:
+            self.cache.put_tree(chunk_id, sealed)
+
     # ---- envelopes ------------------------------------------------------------
 
     def _aad(self, kind: int, object_id: bytes) -> bytes:
@@ -383,7 +542,8 @@ class Repository:
 
     # ---- index ----------------------------------------------------------------
 
-    def load_index(self, *, keep_missing_packs: bool = False, reload: bool = False) -> None:
+    def load_index(self, *, keep_missing_packs: bool = False, reload: bool = False,
+                   for_reading: bool = False) -> None:
         """Read every index file into memory (once per process).
 
         By default a pack listed in an index but absent from the storage is left out, so
@@ -392,29 +552,45 @@ class Repository:
         (`keep_missing_packs=True`), after the existing ones, so it can name what they
         held while a blob stored again elsewhere still resolves to its existing copy.
         `reload=True` reads the storage again even if the index was loaded before.
+        `for_reading=True` (restore) over a network: data/ is not listed. A pack that is
+        missing is then an error when its blobs are read, which a restore reports as it
+        reports damage; listing data/ cost a round trip per thousand packs for nothing.
+        On a local disk the listing is cheap, and kept.
+
+        Over a network the index files are read as many at once as the storage allows,
+        and a network repository's index files come from its local cache (agent.repo.cache).
         """
         if self._index_loaded and not reload:
             return
         self.index = MasterIndex()
         self.index_problems = []
-        files = {}
-        for info in self.storage.list(layout.INDEX_PREFIX):
-            index_id = layout.index_id_from_name(info.name)
-            if index_id is None:
-                continue
+        listed = [i for i in (layout.index_id_from_name(info.name)
+                              for info in self._listing(layout.INDEX_PREFIX, fresh=reload)) if i is not None]
+        if self.cache is not None:
+            self.cache.keep_only(layout.INDEX_PREFIX, [layout.index_name(i) for i in listed])
+
+        def read(index_id: IndexId):
             try:
-                files[index_id] = self.read_index_file(index_id)
+                return self.read_index_file(index_id)
             except (IntegrityError, ObjectNotFound) as exc:
                 # One damaged index must not stop every restore: the blobs it listed are
                 # then "missing", and restore and check name the files that need them.
-                self.index_problems.append(str(exc))
+                return exc
+
+        files = {}
+        for index_id, result in zip(listed, self._read_all(read, listed)):
+            if isinstance(result, Exception):
+                self.index_problems.append(str(result))
+            else:
+                files[index_id] = result
         superseded = {old for _packs, replaced in files.values() for old in replaced}
         current = [packs for index_id, (packs, _replaced) in files.items() if index_id not in superseded]
-        stored = {layout.pack_id_from_name(name) for name in self.list_pack_names()}
+        everything_stored = for_reading and concurrency(self.storage) > 1
+        stored = set() if everything_stored else {layout.pack_id_from_name(name) for name in self.list_pack_names()}
         missing = []
         for packs in current:
             for pack_id, entries in packs.items():
-                if pack_id in stored:
+                if everything_stored or pack_id in stored:
                     self.index.add_pack(pack_id, entries)
                 else:
                     missing.append((pack_id, entries))
@@ -424,15 +600,18 @@ class Repository:
             else:
                 self.index_problems.append(f"pack {layout.pack_name(pack_id)} is listed in an index "
                                            f"but missing from the storage")
+        if self.cache is not None and not self.index_problems:  # listings no index holds any more: gone
+            self.cache.trim_trees(lambda chunk_id: chunk_id in self.index)
         self._index_loaded = True
 
     def read_index_file(self, index_id: IndexId) -> tuple[dict[PackId, list[PackEntry]], list[IndexId]]:
         name = layout.index_name(index_id)
         if self.padded:
-            plain = _verified_read(lambda: self.storage.read(name, max_size=MAX_INDEX_FILE_SIZE),
-                                   lambda envelope: self._open_padded_index(index_id, envelope, what=name))
+            plain = self._read_cached(name, MAX_INDEX_FILE_SIZE,
+                                      lambda envelope: self._open_padded_index(index_id, envelope, what=name))
         else:
-            plain = self._read_metadata(name, layout.KIND_INDEX, index_id, MAX_INDEX_FILE_SIZE)
+            plain = self._read_cached(name, MAX_INDEX_FILE_SIZE, lambda envelope: self._open_metadata(
+                layout.KIND_INDEX, index_id, envelope, what=name))
         return decode_index(plain, what=name)
 
     def _open_padded_index(self, index_id: IndexId, envelope: bytes, *, what: str) -> bytes:
@@ -571,6 +750,11 @@ class Repository:
                                cipher=self.config.cipher)
             pack_id, data = builder.finish(header)
         self.storage.write(layout.pack_name(pack_id), data)
+        if self.cache is not None:  # the folder listings just written, for the next restore
+            view = memoryview(data)
+            for entry in builder.entries:
+                if entry.kind == BLOB_TREE:
+                    self.cache.put_tree(entry.chunk_id, view[entry.offset:entry.offset + entry.length])
         index_now = None
         with self._write_lock:
             self.bytes_added += len(data)
@@ -593,7 +777,10 @@ class Repository:
                                  cipher=self.config.cipher)
         else:
             envelope = self._seal_metadata(layout.KIND_INDEX, index_id, plain)
+        self.forget_listings()
         self.storage.write(layout.index_name(index_id), envelope)
+        if self.cache is not None:  # a backup fills the cache as it writes
+            self.cache.put(layout.index_name(index_id), envelope)
         return index_id
 
     def flush(self) -> None:
@@ -617,10 +804,20 @@ class Repository:
         location = self.index.lookup(ChunkId(chunk_id))
         if location is None:
             raise IntegrityError(f"chunk {chunk_id.hex()[:16]} is not in any index (data missing)")
+        cached = self._cached_tree(chunk_id, location)
+        if cached is not None:
+            return cached
         name = layout.pack_name(location.pack_id)
-        return _verified_read(
-            lambda: self.storage.read_range(name, location.offset, location.length),
-            lambda envelope: self.decode_blob(chunk_id, location.kind, envelope, location.raw_length, pack_name=name))
+        read: list[bytes] = []
+
+        def read_range() -> bytes:
+            read[:] = [self.storage.read_range(name, location.offset, location.length)]
+            return read[0]
+
+        data = _verified_read(read_range, lambda envelope: self.decode_blob(chunk_id, location.kind, envelope,
+                                                                            location.raw_length, pack_name=name))
+        self._keep_tree(chunk_id, location, read[0])
+        return data
 
     def load_blobs(self, chunk_ids: Iterable[bytes]) -> dict[bytes, bytes | Exception]:
         """Several blobs at once: the ones that are neighbours in a pack (at most
@@ -636,6 +833,10 @@ class Repository:
             location = self.index.lookup(ChunkId(chunk_id))
             if location is None:
                 out[chunk_id] = IntegrityError(f"chunk {chunk_id.hex()[:16]} is not in any index (data missing)")
+                continue
+            cached = self._cached_tree(chunk_id, location)
+            if cached is not None:
+                out[chunk_id] = cached
                 continue
             by_pack.setdefault(location.pack_id, []).append((location.offset, chunk_id, location))
         for pack_id, items in by_pack.items():
@@ -670,6 +871,7 @@ class Repository:
                 envelope = memoryview(data)[location.offset - start : location.offset - start + location.length]
                 out[chunk_id] = self.decode_blob(chunk_id, location.kind, envelope, location.raw_length,
                                                  pack_name=name)
+                self._keep_tree(chunk_id, location, envelope)
             except IntegrityError:
                 try:
                     out[chunk_id] = self.load_blob(chunk_id)
@@ -741,24 +943,31 @@ class Repository:
             if self._unindexed or any(b.entries for b in self._builders.values()) or self._pending_ids:
                 raise RuntimeError("save_snapshot called before flush(): data would be unreferenced")
         snapshot_id = SnapshotId(os.urandom(16))
-        self.storage.write(
-            layout.snapshot_name(snapshot_id),
-            self._seal_metadata(layout.KIND_SNAPSHOT, snapshot_id, snapshot.encode()),
-            exclusive=True,
-        )
+        sealed = self._seal_metadata(layout.KIND_SNAPSHOT, snapshot_id, snapshot.encode())
+        self.forget_listings()
+        self.storage.write(layout.snapshot_name(snapshot_id), sealed, exclusive=True)
+        if self.cache is not None:
+            self.cache.put(layout.snapshot_name(snapshot_id), sealed)
         snapshot.id = snapshot_id
         return snapshot_id
 
     def list_snapshot_ids(self) -> list[SnapshotId]:
-        found = (layout.snapshot_id_from_name(i.name) for i in self.storage.list(layout.SNAPSHOTS_PREFIX))
-        return [i for i in found if i is not None]
+        found = [i for i in (layout.snapshot_id_from_name(info.name) for info in self._listing(layout.SNAPSHOTS_PREFIX))
+                 if i is not None]
+        if self.cache is not None:  # snapshots forgotten meanwhile leave the cache too
+            self.cache.keep_only(layout.SNAPSHOTS_PREFIX, [layout.snapshot_name(i) for i in found])
+        return found
 
     def load_snapshot(self, snapshot_id: SnapshotId) -> Snapshot:
         name = layout.snapshot_name(snapshot_id)
-        plain = self._read_metadata(name, layout.KIND_SNAPSHOT, snapshot_id, MAX_SNAPSHOT_SIZE)
+        plain = self._read_cached(name, MAX_SNAPSHOT_SIZE, lambda envelope: self._open_metadata(
+            layout.KIND_SNAPSHOT, snapshot_id, envelope, what=name))
         return Snapshot.decode(plain, snapshot_id)
 
     def delete_snapshot(self, snapshot_id: SnapshotId) -> None:
+        self.forget_listings()
+        if self.cache is not None:
+            self.cache.drop(layout.snapshot_name(snapshot_id))
         self.storage.delete(layout.snapshot_name(snapshot_id))
 
     # ---- locks (agent.repo.lock) ------------------------------------------------------
@@ -880,6 +1089,9 @@ class Repository:
         return written
 
     def delete_index_file(self, index_id: IndexId) -> None:
+        self.forget_listings()
+        if self.cache is not None:
+            self.cache.drop(layout.index_name(index_id))
         self.storage.delete(layout.index_name(index_id))
 
     def delete_pack(self, pack_id: PackId) -> None:
@@ -891,11 +1103,19 @@ class Repository:
         `snapshot_problems`: it must not stop a restore of the others."""
         found = []
         self.snapshot_problems = []
-        for snapshot_id in self.list_snapshot_ids():
+
+        def read(snapshot_id: SnapshotId) -> Snapshot | IntegrityError:
             try:
-                found.append(self.load_snapshot(snapshot_id))
+                return self.load_snapshot(snapshot_id)
             except IntegrityError as exc:
-                self.snapshot_problems.append(f"snapshot {snapshot_id.hex()} cannot be read ({exc})")
+                return exc
+
+        listed = self.list_snapshot_ids()
+        for snapshot_id, result in zip(listed, self._read_all(read, listed)):
+            if isinstance(result, IntegrityError):
+                self.snapshot_problems.append(f"snapshot {snapshot_id.hex()} cannot be read ({result})")
+            else:
+                found.append(result)
         return sorted(found, key=lambda s: s.time)
 
 
@@ -961,3 +1181,68 @@ def _agreed_read(storage: Storage, name: str, *, first: bytes, reads: int = 5) -
             return data
         seen.append(data)
     return seen[-1]
+
+
+def concurrency(storage: Storage) -> int:
+    """How many requests the storage runs at once: S3's `max_concurrency` (through its
+    wrappers); 1 for a local disk, whose reads are not worth threads."""
+    options = getattr(storage, "options", None)
+    return max(1, int(getattr(options, "max_concurrency", 0) or 0))
+
+
+def _listed(storage: Storage, prefix: str) -> list[ObjectInfo]:
+    return list(storage.list(prefix))
+
+
+class _OpeningReads:
+    """The requests an opening makes that depend on nothing: the listing of keys/ and the
+    config, and for what follows (the snapshot to use) the listing of snapshots/. Over a
+    network they are issued at once, one round trip for all. On a local disk each runs when
+    first wanted, in the order of old (and snapshots/ when read). index/ is not listed here:
+    it is read under the lock of whoever reads it, as of that lock (a prune may run before)."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        workers = concurrency(storage)
+        self._pool = ThreadPoolExecutor(max_workers=min(workers, 4), thread_name_prefix="open") if workers > 1 else None
+        self._futures: dict[str, Future] = {}
+        if self._pool is not None:
+            self._futures[layout.KEYS_PREFIX] = self._pool.submit(_listed, storage, layout.KEYS_PREFIX)
+            self._futures[layout.CONFIG] = self._pool.submit(storage.read, layout.CONFIG, max_size=MAX_CONFIG_SIZE)
+            self._futures[layout.SNAPSHOTS_PREFIX] = self._pool.submit(_listed, storage, layout.SNAPSHOTS_PREFIX)
+
+    def _get(self, name: str, read) -> object:
+        future = self._futures.get(name)
+        if future is None:
+            future = self._futures[name] = Future()
+            try:
+                future.set_result(read())
+            except BaseException as exc:
+                future.set_exception(exc)
+        return future.result()
+
+    def keys(self) -> dict[str, int]:
+        listed = self._get(layout.KEYS_PREFIX, lambda: _listed(self.storage, layout.KEYS_PREFIX))
+        return {info.name: info.size for info in listed}  # type: ignore[attr-defined]
+
+    def config(self) -> bytes:
+        return self._get(layout.CONFIG, lambda: self.storage.read(layout.CONFIG, max_size=MAX_CONFIG_SIZE))  # type: ignore[return-value]
+
+    def config_exists(self) -> bool:
+        if self._pool is None:
+            return self.storage.exists(layout.CONFIG)
+        try:
+            self.config()
+        except ObjectNotFound:
+            return False
+        except (StorageError, ForeignObject):
+            return True
+        return True
+
+    def listings(self) -> dict[str, Future]:
+        """The listing of snapshots/ started here (none on a local disk)."""
+        return {prefix: self._futures[prefix] for prefix in (layout.SNAPSHOTS_PREFIX,) if prefix in self._futures}
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)  # what is in flight finishes; its result stays in its future

@@ -126,6 +126,8 @@ def test_round_trip_of_single_file_source_and_two_sources(bk: Backupctl) -> None
     assert_same_tree(bk.src, bk.restored(target, bk.src))
     assert_same_tree(other, bk.restored(target, other))
     assert bk.restored(target, single).read_bytes() == single.read_bytes()
+    # A file:// repository keeps no copy of its metadata in the state directory (an S3 one does).
+    assert not list(bk.state.glob("cache/*/repository"))
 
 
 def test_every_new_repository_can_back_up(make_bk) -> None:

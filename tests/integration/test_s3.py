@@ -10,6 +10,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -104,12 +105,23 @@ def test_backup_restore_check_on_s3_with_object_lock(tmp_path, s3):
         assert head["ObjectLockMode"] == "COMPLIANCE"
         assert now + dt.timedelta(days=2) < head["ObjectLockRetainUntilDate"] < now + dt.timedelta(days=4)
 
+    # The backup left its snapshot, index and folder listings in the local cache, as stored.
+    cached = {p.relative_to(p.parents[1]).as_posix(): p.read_bytes()
+              for p in (tmp_path / "state" / "cache").glob("*/repository/*/*")}
+    assert any(name.startswith("snapshots/") for name in cached) and any(n.startswith("trees/") for n in cached)
+    for name, data in cached.items():
+        if not name.startswith("trees/"):
+            assert client.get_object(Bucket=s3.lock_bucket, Key=f"{cli.prefix}/{name}")["Body"].read() == data
+
     restored = tmp_path / "restored"
     restore = cli.run("restore", "latest", "--target", str(restored), "--json")
     assert restore.returncode == 0, restore.stderr
     report = json.loads(restore.stdout)
     assert report["sha256_verified"] == report["files"] == 33
     assert _digest_tree(restored / str(cli.source).lstrip("/")) == _digest_tree(cli.source)
+    shutil.rmtree(tmp_path / "state" / "cache")  # the cache may be deleted at any time
+    restore = cli.run("restore", "latest", "--target", str(tmp_path / "again"), "--json")
+    assert restore.returncode == 0 and json.loads(restore.stdout)["sha256_verified"] == 33, restore.stderr
 
     check = cli.run("check", "--read-data", "--json")
     assert check.returncode == 0, check.stderr

@@ -137,3 +137,49 @@ def test_reading_still_refuses_during_a_prune(repo):
     with pytest.raises(RepositoryLocked):
         with shared_lock_for_reading(repo, "restore"):
             pass
+
+
+def test_an_overlapped_lock_is_confirmed_before_writing_and_refuses_during_a_prune(repo, tmp_path):
+    """overlapped_shared_lock: the body may read while the lock is being taken, but
+    confirmed() (called before anything is written) raises the conflict, and a body that
+    failed meanwhile (a prune deleting what it read) is reported as the conflict."""
+    foreign_lock(repo, exclusive=True)
+    written = []
+    with pytest.raises(RepositoryLocked):
+        with lock_module.overlapped_shared_lock(repo, "restore") as pending:
+            pending.confirmed()
+            written.append("target")
+    assert written == []
+    with pytest.raises(RepositoryLocked) as raised:
+        with lock_module.overlapped_shared_lock(repo, "restore"):
+            raise StorageError("pack deleted meanwhile")
+    assert isinstance(raised.value.__cause__, StorageError)
+    with pytest.raises(RepositoryLocked):  # a body that writes nothing (a dry run) still hears of it
+        with lock_module.overlapped_shared_lock(repo, "restore"):
+            pass
+    assert lock_names(repo) == [layout.lock_name(bytes(range(16)))]  # ours removed each time
+
+
+def test_an_overlapped_lock_is_held_then_removed(repo):
+    with lock_module.overlapped_shared_lock(repo, "restore") as pending:
+        held = pending.confirmed()
+        assert held is not None and [lock.operation for lock in list_locks(repo)] == ["restore"]
+    assert lock_names(repo) == []
+
+
+def test_an_overlapped_lock_that_cannot_be_written_lets_reading_go_on(repo):
+    read_only = Repository(ReadOnlyStorage(), repo.master, repo.config)
+    read_only.storage.objects = dict(repo.storage.objects)
+    with lock_module.overlapped_shared_lock(read_only, "restore") as pending:
+        assert pending.confirmed() is None
+
+
+def test_taking_a_lock_does_not_read_it_back(repo):
+    """The lock just written is not read again among the others (a round trip over a WAN)."""
+    reads = []
+    original = repo.storage.read
+    repo.storage.read = lambda name, **kw: reads.append(name) or original(name, **kw)
+    foreign_lock(repo, exclusive=False)
+    with RepositoryLock(repo, "backup") as held:
+        assert reads == [layout.lock_name(bytes(range(16)))]
+        assert layout.lock_name(held.lock_id) not in reads
