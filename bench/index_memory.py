@@ -6,8 +6,8 @@ Makes one synthetic index file's plaintext (random chunk ids, `--per-pack` blobs
 pack, as a repository of one-chunk files has), then, in a fresh process, decodes it and
 adds every pack to a MasterIndex as Repository.load_index does, and reports: resident
 memory the index keeps (VmRSS after, minus before reading the file, per blob), the peak
-while loading (VmHWM, the file's bytes included), CPU seconds of the load, lookups and membership tests per second (hits and
-misses), and the time to walk packs() as prune and check do. Run it with
+while loading (VmHWM, the file's bytes included), CPU seconds of the load, lookups and membership tests per CPU second (hits and
+misses, best of 3), and the time to walk packs() as prune and check do. Run it with
 PYTHONPATH=<checkout> to measure that checkout's index.
 """
 
@@ -80,16 +80,19 @@ def measure(path: str) -> None:
     del all_packs
     misses = [rng.randbytes(32) for _ in range(len(hits))]
     rates = {}
-    for name, ids in (("lookup hit", hits), ("lookup miss", misses)):
-        start = time.perf_counter()
-        for chunk_id in ids:
-            index.lookup(chunk_id)
-        rates[name] = len(ids) / (time.perf_counter() - start)
-    for name, ids in (("in hit", hits), ("in miss", misses)):
-        start = time.perf_counter()
-        for chunk_id in ids:
-            chunk_id in index
-        rates[name] = len(ids) / (time.perf_counter() - start)
+    lookup = index.lookup
+    for name, ids in (("lookup hit", hits), ("lookup miss", misses), ("in hit", hits), ("in miss", misses)):
+        best = float("inf")
+        for _ in range(3):  # CPU seconds, the best of 3: the machine may be shared
+            start = time.process_time()
+            if name.startswith("in"):
+                for chunk_id in ids:
+                    chunk_id in index
+            else:
+                for chunk_id in ids:
+                    lookup(chunk_id)
+            best = min(best, time.process_time() - start)
+        rates[name] = len(ids) / best
     start = time.process_time()
     walked = sum(e.length for entries in index.packs().values() for e in entries)
     walk = time.process_time() - start

@@ -16,11 +16,11 @@ from __future__ import annotations
 import struct
 import threading
 from array import array
-from bisect import bisect_left, bisect_right
-from collections import Counter, defaultdict
+from bisect import bisect_left
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import accumulate, compress, count, islice, repeat, starmap
+from itertools import compress, count, islice, repeat, starmap
 from operator import eq, itemgetter, lshift, or_, rshift
 from typing import Iterable, Iterator, overload
 
@@ -162,17 +162,20 @@ class MasterIndex:
     looks blobs up from several threads while packs are added.
 
     A restore of a million one-chunk files has a million blobs here. Kept as a dict of
-    PackEntry objects that was about 330 bytes a blob (330 MB); here it is about 55:
+    PackEntry objects that was about 330 bytes a blob (330 MB); here it is about 65:
     - each pack's entries stay the 45-byte records of its index file (PackEntries);
     - blobs have positions 0, 1, 2... in the order they were added, pack after pack
-      (`_starts` holds each pack's first position), and a sorted array('Q') holds
-      (first 4 bytes of the chunk id << 32 | position) for each, 8 bytes a blob. A lookup
-      bisects it to the blobs whose ids start with those 4 bytes, in the order they were
-      added, and compares each full id with its record: the first equal one is the
-      answer. Chunk ids are keyed BLAKE3 (and index files authenticated), so nobody
-      without the key can make many ids share 4 bytes to slow lookups down.
-    Building the array is a sort of Python ints in C, and decoding an index file makes
-    no object per blob: the load does no per-blob Python work.
+      (`_starts` holds each pack's first position, `_pack_of` each position's pack, 4
+      bytes a blob), and a sorted array('Q') holds (first 4 bytes of the chunk id << 32 |
+      position) for each, 8 bytes a blob. A fan-out array (4 to 8 bytes a blob) gives
+      where the keys of each value of the ids' first `bits` bits begin, about one key
+      each, so a lookup reads the few keys of its bucket, in the order they were added,
+      and compares the full id with the record of those whose 4 bytes are its own: the
+      first equal one is the answer. Chunk ids are keyed BLAKE3 (and index files
+      authenticated), so nobody without the key can make many ids share a bucket to
+      slow lookups down.
+    Building the arrays is a sort of Python ints and bisections, in C, and decoding an
+    index file makes no object per blob: the load does no per-blob Python work.
     Packs added later (a backup's new packs) first go into `_recent`, a dict chunk id ->
     position, and the array is built again when more than RECENT_BLOBS_MIN blobs and an
     eighth of the array wait (so the dict adds at most ~24 bytes a blob): that sort is
@@ -187,6 +190,7 @@ class MasterIndex:
         self._lock = threading.Lock()
         self._raw: list[bytes] = []  # pack number -> its 45-byte records
         self._starts: list[int] = []  # pack number -> position of its first blob
+        self._pack_of = array("I")  # position -> pack number
         self._ids: list[PackId] = []  # pack number -> pack id
         self._numbers: dict[PackId, int] = {}  # pack id -> its latest pack number
         self._end = 0  # the next position
@@ -204,6 +208,7 @@ class MasterIndex:
                 raise OverflowError(f"an index of more than {_POSITION_MASK} blobs")
             self._raw.append(raw)
             self._starts.append(self._end)
+            self._pack_of.extend(repeat(len(self._raw) - 1, count_))
             self._ids.append(pack_id)
             self._numbers[pack_id] = len(self._raw) - 1
             self._end += count_
@@ -236,18 +241,17 @@ class MasterIndex:
             prefixes = map(itemgetter(0), _RECORD_PREFIX.iter_unpack(self._raw[number]))
             keys.extend(map(or_, map(lshift, prefixes, repeat(_POSITION_BITS)), count(self._starts[number])))
         keys.sort()
-        # Fan-out: fan[b] is where the keys whose ids start with the `bits` bits b begin
-        # (about 8 keys a bucket), so a lookup bisects 3 steps instead of 20 at a million.
-        bits = min(24, max(4, len(keys).bit_length() - 3))
+        # Fan-out: fan[b] is where the keys whose ids start with the `bits` bits b begin,
+        # between one and two buckets a key.
+        bits = min(_POSITION_BITS, max(4, len(keys).bit_length()))
         shift = 64 - bits
-        counts = Counter(map(rshift, keys, repeat(shift)))
-        fan = array("I", [0])
-        fan.extend(accumulate(map(counts.get, range(1 << bits), repeat(0))))
+        fan = array("I", map(bisect_left, repeat(keys), map(lshift, range(1 << bits), repeat(shift))))
+        fan.append(len(keys))
         self._view = (array("Q", keys), fan, shift - _POSITION_BITS, {})
         self._sorted_packs = self._settled = last
 
     def _chunk_id_at(self, position: int) -> tuple[int, int, bytes]:
-        number = bisect_right(self._starts, position) - 1
+        number = self._pack_of[position]
         offset = (position - self._starts[number]) * ENTRY.size
         return number, offset, self._raw[number][offset + 1 : offset + 33]
 
@@ -256,25 +260,21 @@ class MasterIndex:
         if self._settled != len(self._raw):
             with self._lock:
                 self._settle()
+        if len(chunk_id) != 32:
+            return None  # no chunk id (startswith below compares 32 bytes)
         sorted_keys, fan, shift, recent = self._view
-        try:
-            prefix = _ID_PREFIX.unpack_from(chunk_id)[0]
-        except struct.error:
-            return None  # shorter than any chunk id
+        prefix = _ID_PREFIX.unpack_from(chunk_id)[0]
         bucket = prefix >> shift
-        end = fan[bucket + 1]
-        at = bisect_left(sorted_keys, prefix << _POSITION_BITS, fan[bucket], end)
         # Inlined _chunk_id_at: a backup asks this once a file, a restore once a blob.
-        starts, raws = self._starts, self._raw
-        while at < end:
+        at, end = fan[bucket], fan[bucket + 1]
+        while at < end:  # mostly 0 or 1 keys: cheaper than a range
             key = sorted_keys[at]
-            if key >> _POSITION_BITS != prefix:
-                break
-            position = key & _POSITION_MASK
-            number = bisect_right(starts, position) - 1
-            offset = (position - starts[number]) * ENTRY.size
-            if raws[number][offset + 1 : offset + 33] == chunk_id:
-                return number, offset
+            if key >> _POSITION_BITS == prefix:
+                position = key & _POSITION_MASK
+                number = self._pack_of[position]
+                offset = (position - self._starts[number]) * ENTRY.size
+                if self._raw[number].startswith(chunk_id, offset + 1):
+                    return number, offset
             at += 1
         position = recent.get(chunk_id)
         if position is None:
