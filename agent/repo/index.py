@@ -167,8 +167,8 @@ class MasterIndex:
     - blobs have positions 0, 1, 2... in the order they were added, pack after pack
       (`_starts` holds each pack's first position, `_pack_of` each position's pack, 4
       bytes a blob), and a sorted array('Q') holds (first 4 bytes of the chunk id << 32 |
-      position) for each, 8 bytes a blob. A fan-out array (4 to 8 bytes a blob) gives
-      where the keys of each value of the ids' first `bits` bits begin, about one key
+      position) for each, 8 bytes a blob. A fan-out array (2 to 4 bytes a blob) gives
+      where the keys of each value of the ids' first `bits` bits begin, one or two keys
       each, so a lookup reads the few keys of its bucket, in the order they were added,
       and compares the full id with the record of those whose 4 bytes are its own: the
       first equal one is the answer. Chunk ids are keyed BLAKE3 (and index files
@@ -181,9 +181,11 @@ class MasterIndex:
     eighth of the array wait (so the dict adds at most ~24 bytes a blob): that sort is
     mostly a merge of the array's run with the new keys, and a backup that adds n blobs
     one pack at a time sorts about 9 n keys in all. Index files read at start are all
-    added before the first question, so they make one array and no dict.
-    Readers take `_view` (array, dict) in one read, so a rebuild by another thread never
-    shows them a half-updated pair; packs are only ever appended to `_raw`/`_starts`.
+    added before the first question, so they make one array and no dict (if they hold
+    more than RECENT_BLOBS_MIN blobs).
+    Readers take `_view` (arrays, dict) in one read, so a rebuild by another thread never
+    shows them a half-updated set; packs are only ever appended to `_raw`, `_starts`,
+    `_pack_of` and `_ids`, and a key is in the view only once its pack is complete there.
     """
 
     def __init__(self) -> None:
@@ -242,8 +244,9 @@ class MasterIndex:
             keys.extend(map(or_, map(lshift, prefixes, repeat(_POSITION_BITS)), count(self._starts[number])))
         keys.sort()
         # Fan-out: fan[b] is where the keys whose ids start with the `bits` bits b begin,
-        # between one and two buckets a key.
-        bits = min(_POSITION_BITS, max(4, len(keys).bit_length()))
+        # one or two keys a bucket. (Fewer buckets would cost each lookup more keys to
+        # read; more, a longer build: this bisects once a bucket.)
+        bits = min(_POSITION_BITS, max(4, len(keys).bit_length() - 1))
         shift = 64 - bits
         fan = array("I", map(bisect_left, repeat(keys), map(lshift, range(1 << bits), repeat(shift))))
         fan.append(len(keys))
