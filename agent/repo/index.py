@@ -19,10 +19,9 @@ from array import array
 from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
-from itertools import compress, count, islice, repeat, starmap
+from itertools import compress, count, islice, repeat
 from operator import eq, itemgetter, lshift, or_, rshift
-from typing import Iterable, Iterator, overload
+from typing import Iterable, Iterator, NamedTuple, overload
 
 from agent.errors import IntegrityError
 from agent.repo.layout import ChunkId, IndexId, PackId
@@ -44,8 +43,10 @@ RECENT_BLOBS_MIN = 4096
 RECENT_BLOBS_FRACTION = 8
 
 
-@dataclass(frozen=True, slots=True)  # one per blob in memory: no per-instance dict
-class BlobLocation:
+class BlobLocation(NamedTuple):
+    """Where one blob is. A named tuple rather than a frozen dataclass: a restore makes one
+    per blob, and a frozen dataclass's __init__ cost about five times as much."""
+
     pack_id: PackId
     kind: int
     offset: int
@@ -86,10 +87,10 @@ class PackEntries(Sequence[PackEntry]):
         number = item + len(self) if item < 0 else item
         if not 0 <= number < len(self):
             raise IndexError("pack entry index out of range")
-        return PackEntry(*ENTRY.unpack_from(self.raw, number * ENTRY.size))
+        return PackEntry._make(ENTRY.unpack_from(self.raw, number * ENTRY.size))
 
     def __iter__(self) -> Iterator[PackEntry]:
-        return starmap(PackEntry, ENTRY.iter_unpack(self.raw))
+        return map(PackEntry._make, ENTRY.iter_unpack(self.raw))
 
     def chunk_ids(self) -> Iterator[bytes]:
         return map(itemgetter(0), _RECORD_CHUNK_ID.iter_unpack(self.raw))
@@ -291,7 +292,7 @@ class MasterIndex:
             return None
         number, offset = found
         kind, _chunk_id, blob_offset, length, raw_length = ENTRY.unpack_from(self._raw[number], offset)
-        return BlobLocation(self._ids[number], kind, blob_offset, length, raw_length)
+        return BlobLocation._make((self._ids[number], kind, blob_offset, length, raw_length))
 
     def __contains__(self, chunk_id: bytes) -> bool:
         return self._find(chunk_id) is not None
