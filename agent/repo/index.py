@@ -45,7 +45,7 @@ RECENT_BLOBS_FRACTION = 8
 
 class BlobLocation(NamedTuple):
     """Where one blob is. A named tuple rather than a frozen dataclass: a restore makes one
-    per blob, and a frozen dataclass's __init__ cost about five times as much."""
+    per blob, and a frozen dataclass's __init__ cost about six times as much."""
 
     pack_id: PackId
     kind: int
@@ -56,8 +56,8 @@ class BlobLocation(NamedTuple):
 
 class PackEntries(Sequence[PackEntry]):
     """One pack's blob list as its 45-byte records, the bytes an index file holds: a
-    PackEntry object is made only for the entry read. As objects (a list of PackEntry)
-    a million blobs cost about 150 MB more, and making them took most of an index load."""
+    PackEntry object is made only for the entry read. Kept as objects, a million blobs
+    cost about 300 MB more (bench/index_memory.py), and making them took most of a load."""
 
     __slots__ = ("raw",)
 
@@ -163,7 +163,7 @@ class MasterIndex:
     looks blobs up from several threads while packs are added.
 
     A restore of a million one-chunk files has a million blobs here. Kept as a dict of
-    PackEntry objects that was about 330 bytes a blob (330 MB); here it is about 65:
+    PackEntry objects that was about 370 bytes a blob (350 MiB); here it is about 60:
     - each pack's entries stay the 45-byte records of its index file (PackEntries);
     - blobs have positions 0, 1, 2... in the order they were added, pack after pack
       (`_starts` holds each pack's first position, `_pack_of` each position's pack, 4

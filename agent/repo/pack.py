@@ -54,7 +54,7 @@ PAD_MINIMUM = 512
 class PackEntry(NamedTuple):
     """One blob of a pack. A named tuple rather than a frozen dataclass: one is made per
     blob written and per entry read back (agent/repo/index.py PackEntries), and a frozen
-    dataclass's __init__ (object.__setattr__ for each field) cost about five times as much."""
+    dataclass's __init__ (object.__setattr__ for each field) cost about six times as much."""
 
     kind: int
     chunk_id: ChunkId
