@@ -10,7 +10,9 @@ from __future__ import annotations
 import gc
 import random
 import struct
+import sys
 import threading
+import time
 import tracemalloc
 
 import pytest
@@ -205,7 +207,8 @@ def test_lookups_while_packs_are_added_from_another_thread(small_recent):
 
     def reader(seed: int) -> None:
         local = random.Random(seed)
-        while not done.is_set() or local.random() < 0.5:
+        asked = 0
+        while not done.is_set() or asked < 100:
             upto = added
             if not upto:
                 continue
@@ -214,17 +217,22 @@ def test_lookups_while_packs_are_added_from_another_thread(small_recent):
             location = index.lookup(entry.chunk_id)
             if location is None or (location.pack_id, location.offset) != (pack_id, entry.offset):
                 failures.append(entry.chunk_id.hex())
+            asked += 1
 
     threads = [threading.Thread(target=reader, args=(seed,)) for seed in range(3)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # threads interleave inside add_pack and lookup
     for thread in threads:
         thread.start()
     try:
         for number, (pack_id, entries) in enumerate(packs):
             index.add_pack(pack_id, entries)
             added = number + 1
+            time.sleep(0)  # let the readers in between two packs too
     finally:
         done.set()
         for thread in threads:
             thread.join()
+        sys.setswitchinterval(interval)
     assert failures == []
     assert len(index) == sum(len(entries) for _pack_id, entries in packs)
