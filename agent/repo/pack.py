@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import mmap
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from agent.errors import IntegrityError
 from agent.repo.layout import ChunkId, PackId
@@ -51,8 +51,11 @@ TRAILER_SIZE = BODY_OVERHEAD + TRAILER_PLAIN.size
 PAD_MINIMUM = 512
 
 
-@dataclass(frozen=True, slots=True)  # one per blob in memory: no per-instance dict
-class PackEntry:
+class PackEntry(NamedTuple):
+    """One blob of a pack. A named tuple rather than a frozen dataclass: one is made per
+    blob written and per entry read back (agent/repo/index.py PackEntries), and a frozen
+    dataclass's __init__ (object.__setattr__ for each field) cost about six times as much."""
+
     kind: int
     chunk_id: ChunkId
     offset: int
