@@ -16,7 +16,7 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import chain as _chain
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 from agent import clock
 from agent.crypto import aead, ids
@@ -604,7 +604,7 @@ class Repository:
             self.cache.trim_trees(lambda chunk_id: chunk_id in self.index)
         self._index_loaded = True
 
-    def read_index_file(self, index_id: IndexId) -> tuple[dict[PackId, list[PackEntry]], list[IndexId]]:
+    def read_index_file(self, index_id: IndexId) -> tuple[dict[PackId, Sequence[PackEntry]], list[IndexId]]:
         name = layout.index_name(index_id)
         if self.padded:
             plain = self._read_cached(name, MAX_INDEX_FILE_SIZE,
@@ -767,7 +767,7 @@ class Repository:
         if index_now:
             self._write_index(index_now)
 
-    def _write_index(self, packs: dict[PackId, list[PackEntry]], superseded=()) -> IndexId:
+    def _write_index(self, packs: dict[PackId, Sequence[PackEntry]], superseded=()) -> IndexId:
         index_id = IndexId(os.urandom(16))
         plain = encode_index(packs, superseded)
         if self.padded:
@@ -1071,11 +1071,11 @@ class Repository:
             self._pending_ids.add(chunk_id)
         self._seal_into_pack(kind, chunk_id, data)
 
-    def write_index_files(self, packs: dict[PackId, list[PackEntry]], *, supersede: list[IndexId]) -> list[IndexId]:
+    def write_index_files(self, packs: dict[PackId, Sequence[PackEntry]], *, supersede: list[IndexId]) -> list[IndexId]:
         """Write a complete index of `packs` in several files, the last of which
         supersedes `supersede`: until it is written, the old index files stay the
         current ones, so a crash at any point leaves every pack indexed."""
-        groups: list[dict[PackId, list[PackEntry]]] = [{}]
+        groups: list[dict[PackId, Sequence[PackEntry]]] = [{}]
         entries = 0
         for pack_id, pack_entries in packs.items():
             if groups[-1] and (len(groups[-1]) == PACKS_PER_INDEX_FILE
