@@ -9,7 +9,7 @@ import click
 from agent import clock, timefmt
 from agent.cli.common import audit, find_snapshot, human_bytes, json_option, open_repository, print_json, repo_option
 from agent.engine.records import Records
-from agent.engine.restore_test import RestoreTestEngine
+from agent.engine.restore_testing import RestoreTestEngine
 from agent.errors import IntegrityError
 from agent.reports import store
 from agent.reports.document import build

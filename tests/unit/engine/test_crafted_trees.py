@@ -26,7 +26,7 @@ from agent.engine.check import MAX_FILES_LISTED, CheckEngine
 from agent.engine.copy import CopyEngine
 from agent.engine.expansion import Expansion
 from agent.engine.prune import PruneEngine
-from agent.engine.restore_test import RestoreTestEngine
+from agent.engine.restore_testing import RestoreTestEngine
 from agent.engine.retention import RetentionPolicy
 from agent.errors import IntegrityError
 from agent.repo.pack import BLOB_DATA, BLOB_TREE

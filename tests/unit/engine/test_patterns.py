@@ -15,7 +15,7 @@ from agent.crypto.kdf import KdfParams
 from agent.engine import browse
 from agent.engine.patterns import Pattern, closest_names, quoted
 from agent.engine.restore import RestoreEngine
-from agent.engine.restore_test import glob_escape
+from agent.engine.restore_testing import glob_escape
 from agent.errors import UsageError
 from agent.repo.pack import BLOB_DATA, BLOB_TREE
 from agent.repo.repository import Repository

@@ -374,7 +374,7 @@ def test_a_target_folder_swapped_before_the_restore_began_is_refused(repo, tmp_p
 def test_restore_test_refuses_a_scratch_folder_swapped_after_it_made_it(repo, tmp_path, victim, monkeypatch):
     """restore-test's folder in a shared scratch directory, replaced by a link once made:
     the restore is refused and nothing lands where the link points."""
-    from agent.engine import restore_test
+    from agent.engine import restore_testing as restore_test
 
     chunk, _ = repo.store_blob(BLOB_DATA, CONTENT)
     snapshot = _snapshot(repo, [_file_node(b"f", chunk, CONTENT)])
