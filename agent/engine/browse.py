@@ -17,7 +17,7 @@ from agent.engine.patterns import Pattern
 from agent.engine.walk import load_tree
 from agent.errors import IntegrityError, UsageError
 from agent.repo.repository import Repository
-from agent.repo.snapshot import Snapshot
+from agent.repo.snapshot import Snapshot, chronological
 from agent.repo.tree import DIR, FILE, Node
 
 
@@ -28,7 +28,7 @@ def snapshot_at(snapshots: list[Snapshot], moment: _dt.datetime) -> Snapshot:
         zone = moment.tzinfo  # the practice's: --at is read in [retention] timezone
         first = f" (the first is from {timefmt.shown(snapshots[0].time, zone)})" if snapshots else ""
         raise UsageError(f"no snapshot was taken at or before {timefmt.shown(moment, zone)}{first}")
-    return max(before, key=lambda s: s.time)
+    return max(before, key=chronological)  # the same instant twice: the one "latest" would name
 
 
 def _components(path: str) -> list[bytes]:

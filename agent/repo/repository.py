@@ -54,7 +54,7 @@ from agent.repo.pack import (
     split_trailer,
     unpad,
 )
-from agent.repo.snapshot import Snapshot
+from agent.repo.snapshot import Snapshot, chronological
 from agent.storage.base import ObjectInfo, Storage
 
 # Version 2 adds locks and prune, version 3 restore-test reports, version 4 packs that
@@ -1098,7 +1098,8 @@ class Repository:
         self.storage.delete(layout.pack_name(pack_id))
 
     def snapshots(self) -> list[Snapshot]:
-        """All readable snapshots, oldest first. One that does not decrypt (damaged, or an
+        """All readable snapshots, oldest first (snapshot.chronological: by instant, then
+        id; the last is "latest"). One that does not decrypt (damaged, or an
         object put there by someone without the key) is left out and named in
         `snapshot_problems`: it must not stop a restore of the others."""
         found = []
@@ -1116,7 +1117,7 @@ class Repository:
                 self.snapshot_problems.append(f"snapshot {snapshot_id.hex()} cannot be read ({result})")
             else:
                 found.append(result)
-        return sorted(found, key=lambda s: s.time)
+        return sorted(found, key=chronological)
 
 
 # Bytes altered on the wire (a bad proxy, a flaky link) must not pass for damage at

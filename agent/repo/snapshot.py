@@ -57,8 +57,11 @@ class Snapshot:
             doc = json.loads(data)
             if doc["version"] != SNAPSHOT_VERSION:
                 raise IntegrityError(f"snapshot {snapshot_id.hex()[:8]}: unknown version {doc['version']}")
+            moment = _dt.datetime.fromisoformat(doc["time"])
+            if moment.tzinfo is None:  # never written so; read as UTC rather than be incomparable
+                moment = moment.replace(tzinfo=_dt.timezone.utc)
             return cls(
-                time=_dt.datetime.fromisoformat(doc["time"]),
+                time=moment,
                 host=str(doc["host"]),
                 user=str(doc["user"]),
                 paths=[str(p) for p in doc["paths"]],
@@ -71,3 +74,13 @@ class Snapshot:
             )
         except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError, OverflowError) as exc:
             raise IntegrityError(f"snapshot {snapshot_id.hex()[:8]}: malformed ({exc})") from None
+
+
+def chronological(snapshot: Snapshot) -> tuple[_dt.datetime, bytes]:
+    """The order of snapshots (docs/FORMAT.md section 10), oldest first; "latest" is the last.
+
+    By the instant `time` names, never by its text: times carry the offset of the zone they
+    were taken in (daylight saving time changes it twice a year). Equal instants are ordered
+    by snapshot id, so the order, and "latest", do not depend on the order in which the
+    storage happens to list the objects (insertion order, directory order, key order)."""
+    return (snapshot.time, snapshot.id or b"")

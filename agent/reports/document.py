@@ -20,6 +20,7 @@ from agent.engine.restore_testing import RestoreTestReport
 from agent.engine.retention import calendar_periods
 from agent.errors import IntegrityError
 from agent.repo.repository import Repository
+from agent.repo.snapshot import chronological
 from agent.reports.facts import Gathered
 from agent.reports.i18n import row_dict
 
@@ -122,7 +123,7 @@ def backup_history(snapshots, *, now: _dt.datetime, zone) -> list[dict]:
     weeks = []
     for name, start, end in calendar_periods("week", now, HISTORY_WEEKS, zone):
         inside = [s for s in snapshots if start <= s.time < end]
-        newest = max(inside, key=lambda s: s.time, default=None)
+        newest = max(inside, key=chronological, default=None)
         weeks.append({"week": name, "start": start.date().isoformat(),
                       "snapshot": newest.id.hex() if newest else None,
                       "time": newest.time.isoformat() if newest else None,

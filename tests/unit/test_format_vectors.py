@@ -14,6 +14,7 @@ Constants the document states in prose are compared with the code's constants to
 from __future__ import annotations
 
 import base64
+import datetime
 import hashlib
 import io
 import json
@@ -189,7 +190,7 @@ class SpecReader:
             doc = json.loads(self.objects[name])
             kdf = doc["kdf"]
             assert doc["version"] == 1 and kdf["algorithm"] == "argon2id" and kdf["version"] == 19
-            assert 8192 <= kdf["memory_kib"] <= 4194304 and 1 <= kdf["iterations"] <= 64
+            assert 8192 <= kdf["memory_kib"] <= 65536 and 1 <= kdf["iterations"] <= 3  # KDF_BOUNDS
             assert kdf["parallelism"] == 1 and name == "keys/" + doc["key_id"]
             salt = base64.b64decode(kdf["salt"], validate=True)
             assert len(salt) == 16
@@ -289,21 +290,33 @@ class SpecReader:
     # -- snapshots and trees (sections 9 and 10) --
 
     def snapshots(self) -> list[dict]:
+        """Section 10: ordered by the instant of `time` (never its text), then by id; the
+        last is "latest"."""
         found = []
         for name in self.names("snapshots/"):
             snapshot_id = bytes.fromhex(name[len("snapshots/"):])
             doc = json.loads(self.payload(self.open_envelope(self.enc_key, self.objects[name],
                                                              self.binding(3, snapshot_id))))
             assert doc["version"] == 1
-            found.append(doc)
-        return sorted(found, key=lambda s: s["time"])
+            moment = datetime.datetime.fromisoformat(doc["time"])
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=datetime.timezone.utc)
+            found.append((moment, snapshot_id, doc))
+        return [doc for _moment, _id, doc in sorted(found, key=lambda item: item[:2])]
 
-    def restore(self, snapshot: dict, target: bytes) -> None:
-        first_link: dict[str, bytes] = {}
+    def latest(self) -> dict:
+        return self.snapshots()[-1]
+
+    def restore(self, snapshot: dict, target: bytes, *, keep_special_bits: bool = False) -> None:
+        first_link: dict[str, tuple[bytes, str]] = {}  # hardlink -> (first path, its verified sha256)
         directories: list[tuple[bytes, dict]] = []
+        may_chown = os.geteuid() == 0
 
         def apply(path: bytes, node: dict) -> None:
-            os.chmod(path, node["mode"])
+            """Section 9, in its order: owner first (chown clears setuid and setgid), mode, times."""
+            if may_chown:
+                os.lchown(path, node["uid"], node["gid"])
+            os.chmod(path, node["mode"] & (0o7777 if keep_special_bits else 0o777))
             os.utime(path, ns=(node["mtime_ns"], node["mtime_ns"]))
 
         def restore_dir(tree_id: bytes, directory: bytes) -> None:
@@ -323,10 +336,13 @@ class SpecReader:
                     link = node["target"].encode("utf-8") if "target" in node else \
                         base64.b64decode(node["target_b64"], validate=True)
                     os.symlink(link, path)
+                    if may_chown:
+                        os.lchown(path, node["uid"], node["gid"])
                     os.utime(path, ns=(node["mtime_ns"], node["mtime_ns"]), follow_symlinks=False)
                 elif node["type"] == "file":
-                    if node.get("hardlink") in first_link:
-                        os.link(first_link[node["hardlink"]], path)
+                    first = first_link.get(node.get("hardlink"))
+                    if first is not None and first[1] == node["sha256"]:  # never on `hardlink` alone
+                        os.link(first[0], path)
                         continue
                     digest, size = hashlib.sha256(), 0
                     with open(path, "wb") as handle:
@@ -337,8 +353,8 @@ class SpecReader:
                             size += len(data)
                     assert size == node["size"] and digest.hexdigest() == node["sha256"], path
                     apply(path, node)
-                    if node.get("hardlink"):
-                        first_link[node["hardlink"]] = path
+                    if node.get("hardlink") and node["hardlink"] not in first_link:
+                        first_link[node["hardlink"]] = (path, node["sha256"])
                 else:
                     raise AssertionError(f"unknown node type {node['type']}")
 
@@ -810,7 +826,7 @@ def test_spec_reader_restores_a_pruned_repository(tmp_path):
         clock.freeze(None)
     reader = SpecReader(dict(storage.objects), b"phrase de passe")
     assert reader.config["format_version"] == 4
-    newest = max(reader.snapshots(), key=lambda s: s["time"])
+    newest = reader.latest()
     out = tmp_path / "out"
     out.mkdir()
     reader.restore(newest, bytes(out))
@@ -855,7 +871,7 @@ def test_example_version_1_repository_is_backed_up_into_as_it_is(tmp_path):
     assert not RestoreEngine(fresh, old, str(tmp_path / "old")).run().failures
     _check_restored(tmp_path / "old")
     (tmp_path / "new").mkdir()
-    newest = max(reader.snapshots(), key=lambda snap: snap["time"])
+    newest = reader.latest()
     reader.restore(newest, bytes(tmp_path / "new"))
     _compare_trees(bytes(source), os.path.join(bytes(tmp_path / "new"), bytes(source).lstrip(b"/")))
 
