@@ -112,7 +112,7 @@ def test_the_code_is_as_docs_format_describes_it():
     import blake3
 
     doc = (Path(__file__).resolve().parents[3] / "docs" / "FORMAT.md").read_text(encoding="utf-8")
-    assert 'b"backupctl recovery code line\\x00"' in doc and "`BACKUPCTL1:`" in doc
+    assert 'b"backupctl recovery code line\\x00"' in doc and "BACKUPCTL1: ||" in doc
     repository_id, secret = bytes(range(16)), bytes(range(100, 132))
     text = base64.b32encode(b"\x01" + repository_id + secret).decode().rstrip("=")
 
