@@ -24,15 +24,16 @@ from dataclasses import dataclass, field
 
 from agent import clock
 from agent.daemon.outcomes import advice, meaning
-from agent.errors import PARTIAL_BACKUP_EXIT_CODE, StateDirError
+from agent.errors import (PARTIAL_BACKUP_EXIT_CODE, SUCCESS_EXIT_CODE, TERMINATED_EXIT_CODE, BackupctlError,
+                          StateDirError)
 from agent.reports.document import shareable
 from agent.reports.i18n import status_text
 from agent.state_file import load_json, save_json
 
 log = logging.getLogger("backupctl.daemon")
 
-# Exit codes of a backup that saved a snapshot (3: some files unreadable, listed).
-BACKUP_SAVED = (0, PARTIAL_BACKUP_EXIT_CODE)
+# Exit codes of a backup that saved a snapshot (partial: some files unreadable, listed).
+BACKUP_SAVED = (SUCCESS_EXIT_CODE, PARTIAL_BACKUP_EXIT_CODE)
 HOOK_LINE_PREFIX = "backupctl: hook "  # what agent.cli.main prints for the hooks' output
 
 
@@ -48,7 +49,7 @@ class StepResult:
 @dataclass(frozen=True)
 class JobFailure:
     job_id: str
-    exit_code: int  # the step's failing code (a backup saved with warnings, 3, is not one)
+    exit_code: int  # the step's failing code (a backup saved with warnings is not one)
     when: _dt.datetime  # the run's start
     error_detail: str  # the child's last error line, for `status` on the server (may name a file)
 
@@ -81,7 +82,7 @@ class JobRecord:
             if entry.get("last_success") == entry["last_run"]:
                 continue
             codes = [c for c in entry.get("last_exit") or [] if isinstance(c, int)]
-            code = next((c for c in codes if c not in BACKUP_SAVED), codes[-1] if codes else 1)
+            code = next((c for c in codes if c not in BACKUP_SAVED), codes[-1] if codes else BackupctlError.exit_code)
             steps = [s for s in entry.get("steps") or [] if isinstance(s, dict)]
             detail = next((str(s["error_detail"]) for s in steps
                            if s.get("exit_code") == code and s.get("error_detail")), "")
@@ -125,7 +126,7 @@ class JobRunner:
         self.stopping.set()
         child = self._child
         if child is not None and child.poll() is None:
-            child.send_signal(signal.SIGTERM)  # the command saves what it stored and exits 143
+            child.send_signal(signal.SIGTERM)  # the command saves what it stored, exits TERMINATED_EXIT_CODE
 
     def run(self, job_id: str, *, read_data_slice: tuple[int, int] | None, prune: bool) -> bool:
         kind, _, repository = job_id.partition(":")
@@ -136,22 +137,22 @@ class JobRunner:
             steps: list[StepResult] = []
             if kind == "check":
                 steps.append(self._step("check", repository, []))
-                ok = steps[-1].exit_code == 0
+                ok = steps[-1].exit_code == SUCCESS_EXIT_CODE
             elif kind == "restore-test":
                 sample = ["--sample", str(self.restore_test_sample)] if self.restore_test_sample else ["--full"]
                 steps.append(self._step("restore-test", repository, sample))
-                ok = steps[-1].exit_code == 0
+                ok = steps[-1].exit_code == SUCCESS_EXIT_CODE
             else:
                 steps.append(self._step("backup", repository, []))
                 ok = steps[-1].exit_code in BACKUP_SAVED
                 if ok and kind == "weekly" and prune and not self.stopping.is_set():
                     steps.append(self._step("prune", repository, []))
-                    ok = steps[-1].exit_code == 0
+                    ok = steps[-1].exit_code == SUCCESS_EXIT_CODE
                 if ok and kind == "weekly" and read_data_slice and not self.stopping.is_set():
                     k, n = read_data_slice
                     steps.append(self._step("check", repository, ["--read-data-subset", f"{k}/{n}"]))
-                    ok = steps[-1].exit_code == 0
-            if self.stopping.is_set() and any(s.exit_code == 143 for s in steps):
+                    ok = steps[-1].exit_code == SUCCESS_EXIT_CODE
+            if self.stopping.is_set() and any(s.exit_code == TERMINATED_EXIT_CODE for s in steps):
                 ok = False  # interrupted: caught up at the next start
             self.record.save(job_id, started=started, ok=ok, steps=steps)
             _log_outcome(job_id, ok, steps, interrupted=self.stopping.is_set())
@@ -189,7 +190,7 @@ def _log_outcome(job_id: str, ok: bool, steps: list[StepResult], *, interrupted:
     code and plain meaning: never the child's own error line, which may name a file."""
     codes = ", ".join(str(s.exit_code) for s in steps)
     failed = next((s for s in steps if s.exit_code not in BACKUP_SAVED), None)
-    if not ok and failed is not None and interrupted and failed.exit_code == 143:
+    if not ok and failed is not None and interrupted and failed.exit_code == TERMINATED_EXIT_CODE:
         log.warning("job %s interrupted by the stop of the service (exit codes %s): run again at the next start",
                     job_id, codes)
     elif not ok:
@@ -418,7 +419,7 @@ def failure_alert(job_id: str, entry: dict):
     what = _WHAT.get(kind, kind)
     host = socket.gethostname()
     steps = entry.get("steps", [])
-    failed = next((s for s in reversed(steps) if s.get("exit_code") not in (0, 3)), steps[-1] if steps else {})
+    failed = next((s for s in reversed(steps) if s.get("exit_code") not in BACKUP_SAVED), steps[-1] if steps else {})
     code = failed.get("exit_code")
     snapshot = _backup_summary(entry).get("snapshot_id")
     lines = [f"Sur le serveur {host}, {what} du dépôt « {repository} » a échoué.", "",
