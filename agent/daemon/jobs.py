@@ -4,8 +4,9 @@ The record of every job (last run, last success, exit codes) is kept in
 state_dir/daemon/jobs.json, which catch-up and `status` read. Logs and alerts name the
 job, the repository, exit codes and their meaning, counts, snapshot and rule ids, never
 a file name (a file name can be health data): the children's output is parsed, not
-copied. The one exception is each failed step's last error line, kept for the IT person
-in jobs.json only (0600, on this server), never in a log line, an e-mail or a webhook.
+copied (agent/daemon/children.py declares what is read). The one exception is each
+failed step's last error line, kept for the IT person in jobs.json only (0600, on this
+server), never in a log line, an e-mail or a webhook.
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
 
 from agent import clock
+from agent.daemon.children import child_command, summary
 from agent.daemon.outcomes import advice, meaning
 from agent.errors import (PARTIAL_BACKUP_EXIT_CODE, SUCCESS_EXIT_CODE, TERMINATED_EXIT_CODE, BackupctlError,
                           StateDirError)
@@ -159,8 +160,7 @@ class JobRunner:
             return ok
 
     def _step(self, command: str, repository: str, extra: list[str]) -> StepResult:
-        args = [sys.executable, "-m", "agent", "--config", self.config_path, command, "--repo", repository,
-                *extra, "--json"]
+        args = child_command(self.config_path, command, repository, extra)
         started = time.monotonic()
         self._child = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                        stdin=subprocess.DEVNULL)
@@ -169,7 +169,7 @@ class JobRunner:
         finally:
             code = self._child.returncode
             self._child = None
-        summary = _summary(command, out)
+        counts = summary(command, out)
         # Of the child's standard error only the hooks' own output reaches the journal: the
         # rest (unreadable files of a partial backup, an error line) may name patient files.
         for line in err.decode("utf-8", "replace").splitlines():
@@ -181,7 +181,7 @@ class JobRunner:
             detail = last[-1][:500] if last else ""
         log.info("%s of %s: exit %s (%s) in %.1f s", command, repository, code, meaning(code),
                  time.monotonic() - started)
-        return StepResult(command, code, time.monotonic() - started, summary, detail)
+        return StepResult(command, code, time.monotonic() - started, counts, detail)
 
 
 def _log_outcome(job_id: str, ok: bool, steps: list[StepResult], *, interrupted: bool) -> None:
@@ -209,38 +209,6 @@ def _problems(steps: list[StepResult]) -> dict:
     """The counts a saved backup left out (never names): unreadable, failed dumps, hooks."""
     summary = next((s.summary for s in steps if s.command == "backup"), {})
     return {k: summary[k] for k in ("unreadable", "database_failures", "hook_failures") if summary.get(k)}
-
-
-def _summary(command: str, stdout: bytes) -> dict:
-    """Counts only, from the command's JSON (no paths)."""
-    try:
-        doc = json.loads(stdout)
-    except ValueError:
-        return {}
-    keys = {
-        "backup": ("snapshot_id", "files_new", "files_changed", "files_unchanged", "bytes_added", "partial",
-                   "database_failures", "hook_failures"),
-        "prune": ("snapshots_forgotten", "packs_deleted", "bytes_freed"),
-        "check": ("ok", "read_data_subset", "packs", "blobs_verified"),
-        "restore-test": ("ok", "files", "bytes", "sha256_verified", "seed", "scratch_wiped"),
-    }[command]
-    out = {k: doc.get(k) for k in keys if k in doc}
-    if command == "backup":
-        warnings = doc.get("warnings", [])
-        out["warnings"] = len(warnings)
-        # Files and folders that could not be read: every warning but the hooks' (path "hook")
-        # and the failed database dumps (counted on their own).
-        out["unreadable"] = max(0, sum(1 for w in warnings if isinstance(w, dict) and w.get("path") != "hook")
-                                - int(doc.get("database_failures") or 0))
-    if command == "check":
-        out["errors"] = len(doc.get("errors", []))
-    if command == "restore-test":
-        out["failures"] = len(doc.get("failures", []))
-        out["tests"] = [{k: t.get(k) for k in ("snapshot_id", "mode", "files", "duration_s", "throughput_mib_s")}
-                        for t in doc.get("tests", [])]
-        report = doc.get("report") or {}
-        out["report"] = {k: report.get(k) for k in ("id", "html", "json", "pdf", "stored_in_repository")}
-    return out
 
 
 # Set by the daemon: APScheduler stores jobs as "module:function" + arguments, so the
