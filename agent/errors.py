@@ -1,15 +1,27 @@
-"""One exception tree for the whole agent; exit codes are mapped only in the CLI.
+"""One exception tree for the whole agent, and the one table of exit codes.
 
-    BackupctlError                      1  something went wrong (generic)
+Every exit code backupctl returns is written once, here: each exception class carries
+its own (`exit_code`), and the outcomes that are not errors are the module constants at
+the end. The CLI (agent/cli/main.py) turns an exception into its code; whatever reads a
+code back (the daemon reading its child commands, agent/daemon/) imports it from here.
+tests/unit/test_exit_codes.py checks that this docstring, the table of docs/REFERENCE.md
+and the classes and constants say the same codes.
+
+    BackupctlError                      1  something went wrong (generic; a bug)
+    +-- CryptoSelfTestError             1  the crypto backend failed its known-answer self-test
+    +-- ReportError                     1  a report or a recovery sheet could not be written or rendered
+    +-- InstallError                    1  `install-service` could not set the service up
     +-- ConfigError                     2  the configuration file is missing or invalid
     |   +-- StateDirError               2  the local state directory (files cache) is unusable
     +-- UsageError                      2  a command was called with bad arguments
+    |   +-- RecoveryCodeError           2  a recovery code typed from the sheet does not read back
     +-- RepositoryNotFound             10  no repository at the configured URL
     +-- RepositoryExists               11  `init` found a repository already there
     +-- WrongPassphrase                12  no key of the repository opens with this passphrase
     +-- KeyFileError                   12  a key file is malformed or has unsafe parameters
     |   +-- NoKeyFile                  12  the repository is there (config object) but has no key file
     +-- IntegrityError                 13  stored data is damaged, tampered with or missing
+    |   +-- ForeignObject              13  an object backupctl cannot have written, refused unread
     +-- StorageError                   14  the storage backend failed (I/O, S3 access denied)
     |   +-- ObjectNotFound             14  a named object does not exist
     |   +-- TransientStorageError      14  a failure worth retrying (5xx, SlowDown, reset)
@@ -24,10 +36,15 @@
     +-- HookFailed                     20  a [[hooks]] command with on_failure = "abort" failed
     +-- PermissionDenied               22  this user may not read or write a file backupctl needs
                                            (never damage), or root was about to write the service's files
-    +-- Interrupted                   130  Ctrl-C stopped a command that says how to go on
+    +-- Interrupted                   130  Ctrl-C stopped a command (128 + SIGINT)
+    +-- Terminated                    143  SIGTERM stopped a command, e.g. systemctl stop (128 + SIGTERM)
 
-`PartialBackup` (exit code 3) is not an error: the snapshot was saved but some
-files could not be read; the CLI reports it after printing the summary.
+The outcomes that are not errors:
+
+    SUCCESS_EXIT_CODE                   0  the command did what it was asked
+    PARTIAL_BACKUP_EXIT_CODE            3  the snapshot was saved, but some files could not be read
+                                           (or a database dump or a hook failed): listed after the summary
+    OBLIGATIONS_AT_RISK_EXIT_CODE       4  `status`: an obligation is at risk; `compliance`: a rule FAILs
 
 Each class carries a `hint`: the plain-language "what to do" half of the one-line
 message a user sees.
@@ -221,6 +238,10 @@ class Interrupted(BackupctlError):
     exit_code = 130
 
 
-PARTIAL_BACKUP_EXIT_CODE = 3
-OBLIGATIONS_AT_RISK_EXIT_CODE = 4  # `status`: a memento obligation is not met (for monitoring)
-INTERRUPTED_EXIT_CODE = 130
+SUCCESS_EXIT_CODE = 0
+PARTIAL_BACKUP_EXIT_CODE = 3  # `backup`: saved, with warnings (files unreadable, a dump or a hook failed)
+OBLIGATIONS_AT_RISK_EXIT_CODE = 4  # `status`, `compliance`: a memento obligation is not met (for monitoring)
+# Ctrl-C and SIGTERM by name, for code that meets them without the exception: the CLI
+# catching a bare KeyboardInterrupt, the daemon reading a child it stopped.
+INTERRUPTED_EXIT_CODE = Interrupted.exit_code
+TERMINATED_EXIT_CODE = Terminated.exit_code

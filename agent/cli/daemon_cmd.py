@@ -33,11 +33,13 @@ def command(ctx: click.Context, reload: bool, pid: int | None) -> None:
 
         reloaded = reload_daemon(path, pid)
         click.echo(f"backupctl: configuration checked; daemon (pid {reloaded}) asked to reload it", err=True)
-        ctx.exit(0)
+        return
     if pid is not None:
         raise click.UsageError("PID is only for --reload")
     from agent.daemon import journal
     from agent.daemon.service import Daemon  # APScheduler is loaded only for the daemon
 
     journal.setup(logging.INFO)
-    ctx.exit(Daemon(path).run())
+    # Returns once stopped (SIGTERM, SIGINT): a stop that was asked for exits 0, so systemd
+    # counts it a clean stop and restarts only a daemon that failed.
+    Daemon(path).run()

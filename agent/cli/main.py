@@ -1,4 +1,5 @@
-"""`backupctl`: the entry point. Maps the exception tree to exit codes, once."""
+"""`backupctl`: the entry point. Maps the exception tree to exit codes, once (the codes
+themselves live in agent/errors.py)."""
 
 from __future__ import annotations
 
@@ -76,7 +77,7 @@ class _Group(click.Group):
             _say_error(f"internal error: {type(exc).__name__}: {exc} "
                        f"(run with --debug or BACKUPCTL_DEBUG=1 for details)")
             _maybe_traceback(ctx)
-            ctx.exit(1)
+            ctx.exit(BackupctlError.exit_code)  # the generic code: "something went wrong"
 
 
 def _not_as_root(ctx: click.Context, name: str | None, command: click.Command, rest: list[str]) -> None:

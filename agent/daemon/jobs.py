@@ -4,8 +4,9 @@ The record of every job (last run, last success, exit codes) is kept in
 state_dir/daemon/jobs.json, which catch-up and `status` read. Logs and alerts name the
 job, the repository, exit codes and their meaning, counts, snapshot and rule ids, never
 a file name (a file name can be health data): the children's output is parsed, not
-copied. The one exception is each failed step's last error line, kept for the IT person
-in jobs.json only (0600, on this server), never in a log line, an e-mail or a webhook.
+copied (agent/daemon/children.py declares what is read). The one exception is each
+failed step's last error line, kept for the IT person in jobs.json only (0600, on this
+server), never in a log line, an e-mail or a webhook.
 """
 
 from __future__ import annotations
@@ -17,22 +18,23 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
 
 from agent import clock
+from agent.daemon.children import child_command, summary
 from agent.daemon.outcomes import advice, meaning
-from agent.errors import PARTIAL_BACKUP_EXIT_CODE, StateDirError
+from agent.errors import (PARTIAL_BACKUP_EXIT_CODE, SUCCESS_EXIT_CODE, TERMINATED_EXIT_CODE, BackupctlError,
+                          StateDirError)
 from agent.reports.document import shareable
 from agent.reports.i18n import status_text
 from agent.state_file import load_json, save_json
 
 log = logging.getLogger("backupctl.daemon")
 
-# Exit codes of a backup that saved a snapshot (3: some files unreadable, listed).
-BACKUP_SAVED = (0, PARTIAL_BACKUP_EXIT_CODE)
+# Exit codes of a backup that saved a snapshot (partial: some files unreadable, listed).
+BACKUP_SAVED = (SUCCESS_EXIT_CODE, PARTIAL_BACKUP_EXIT_CODE)
 HOOK_LINE_PREFIX = "backupctl: hook "  # what agent.cli.main prints for the hooks' output
 
 
@@ -48,7 +50,7 @@ class StepResult:
 @dataclass(frozen=True)
 class JobFailure:
     job_id: str
-    exit_code: int  # the step's failing code (a backup saved with warnings, 3, is not one)
+    exit_code: int  # the step's failing code (a backup saved with warnings is not one)
     when: _dt.datetime  # the run's start
     error_detail: str  # the child's last error line, for `status` on the server (may name a file)
 
@@ -81,7 +83,7 @@ class JobRecord:
             if entry.get("last_success") == entry["last_run"]:
                 continue
             codes = [c for c in entry.get("last_exit") or [] if isinstance(c, int)]
-            code = next((c for c in codes if c not in BACKUP_SAVED), codes[-1] if codes else 1)
+            code = next((c for c in codes if c not in BACKUP_SAVED), codes[-1] if codes else BackupctlError.exit_code)
             steps = [s for s in entry.get("steps") or [] if isinstance(s, dict)]
             detail = next((str(s["error_detail"]) for s in steps
                            if s.get("exit_code") == code and s.get("error_detail")), "")
@@ -125,7 +127,7 @@ class JobRunner:
         self.stopping.set()
         child = self._child
         if child is not None and child.poll() is None:
-            child.send_signal(signal.SIGTERM)  # the command saves what it stored and exits 143
+            child.send_signal(signal.SIGTERM)  # the command saves what it stored, exits TERMINATED_EXIT_CODE
 
     def run(self, job_id: str, *, read_data_slice: tuple[int, int] | None, prune: bool) -> bool:
         kind, _, repository = job_id.partition(":")
@@ -136,30 +138,29 @@ class JobRunner:
             steps: list[StepResult] = []
             if kind == "check":
                 steps.append(self._step("check", repository, []))
-                ok = steps[-1].exit_code == 0
+                ok = steps[-1].exit_code == SUCCESS_EXIT_CODE
             elif kind == "restore-test":
                 sample = ["--sample", str(self.restore_test_sample)] if self.restore_test_sample else ["--full"]
                 steps.append(self._step("restore-test", repository, sample))
-                ok = steps[-1].exit_code == 0
+                ok = steps[-1].exit_code == SUCCESS_EXIT_CODE
             else:
                 steps.append(self._step("backup", repository, []))
                 ok = steps[-1].exit_code in BACKUP_SAVED
                 if ok and kind == "weekly" and prune and not self.stopping.is_set():
                     steps.append(self._step("prune", repository, []))
-                    ok = steps[-1].exit_code == 0
+                    ok = steps[-1].exit_code == SUCCESS_EXIT_CODE
                 if ok and kind == "weekly" and read_data_slice and not self.stopping.is_set():
                     k, n = read_data_slice
                     steps.append(self._step("check", repository, ["--read-data-subset", f"{k}/{n}"]))
-                    ok = steps[-1].exit_code == 0
-            if self.stopping.is_set() and any(s.exit_code == 143 for s in steps):
+                    ok = steps[-1].exit_code == SUCCESS_EXIT_CODE
+            if self.stopping.is_set() and any(s.exit_code == TERMINATED_EXIT_CODE for s in steps):
                 ok = False  # interrupted: caught up at the next start
             self.record.save(job_id, started=started, ok=ok, steps=steps)
             _log_outcome(job_id, ok, steps, interrupted=self.stopping.is_set())
             return ok
 
     def _step(self, command: str, repository: str, extra: list[str]) -> StepResult:
-        args = [sys.executable, "-m", "agent", "--config", self.config_path, command, "--repo", repository,
-                *extra, "--json"]
+        args = child_command(self.config_path, command, repository, extra)
         started = time.monotonic()
         self._child = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                        stdin=subprocess.DEVNULL)
@@ -168,7 +169,7 @@ class JobRunner:
         finally:
             code = self._child.returncode
             self._child = None
-        summary = _summary(command, out)
+        counts = summary(command, out)
         # Of the child's standard error only the hooks' own output reaches the journal: the
         # rest (unreadable files of a partial backup, an error line) may name patient files.
         for line in err.decode("utf-8", "replace").splitlines():
@@ -180,7 +181,7 @@ class JobRunner:
             detail = last[-1][:500] if last else ""
         log.info("%s of %s: exit %s (%s) in %.1f s", command, repository, code, meaning(code),
                  time.monotonic() - started)
-        return StepResult(command, code, time.monotonic() - started, summary, detail)
+        return StepResult(command, code, time.monotonic() - started, counts, detail)
 
 
 def _log_outcome(job_id: str, ok: bool, steps: list[StepResult], *, interrupted: bool) -> None:
@@ -189,7 +190,7 @@ def _log_outcome(job_id: str, ok: bool, steps: list[StepResult], *, interrupted:
     code and plain meaning: never the child's own error line, which may name a file."""
     codes = ", ".join(str(s.exit_code) for s in steps)
     failed = next((s for s in steps if s.exit_code not in BACKUP_SAVED), None)
-    if not ok and failed is not None and interrupted and failed.exit_code == 143:
+    if not ok and failed is not None and interrupted and failed.exit_code == TERMINATED_EXIT_CODE:
         log.warning("job %s interrupted by the stop of the service (exit codes %s): run again at the next start",
                     job_id, codes)
     elif not ok:
@@ -208,38 +209,6 @@ def _problems(steps: list[StepResult]) -> dict:
     """The counts a saved backup left out (never names): unreadable, failed dumps, hooks."""
     summary = next((s.summary for s in steps if s.command == "backup"), {})
     return {k: summary[k] for k in ("unreadable", "database_failures", "hook_failures") if summary.get(k)}
-
-
-def _summary(command: str, stdout: bytes) -> dict:
-    """Counts only, from the command's JSON (no paths)."""
-    try:
-        doc = json.loads(stdout)
-    except ValueError:
-        return {}
-    keys = {
-        "backup": ("snapshot_id", "files_new", "files_changed", "files_unchanged", "bytes_added", "partial",
-                   "database_failures", "hook_failures"),
-        "prune": ("snapshots_forgotten", "packs_deleted", "bytes_freed"),
-        "check": ("ok", "read_data_subset", "packs", "blobs_verified"),
-        "restore-test": ("ok", "files", "bytes", "sha256_verified", "seed", "scratch_wiped"),
-    }[command]
-    out = {k: doc.get(k) for k in keys if k in doc}
-    if command == "backup":
-        warnings = doc.get("warnings", [])
-        out["warnings"] = len(warnings)
-        # Files and folders that could not be read: every warning but the hooks' (path "hook")
-        # and the failed database dumps (counted on their own).
-        out["unreadable"] = max(0, sum(1 for w in warnings if isinstance(w, dict) and w.get("path") != "hook")
-                                - int(doc.get("database_failures") or 0))
-    if command == "check":
-        out["errors"] = len(doc.get("errors", []))
-    if command == "restore-test":
-        out["failures"] = len(doc.get("failures", []))
-        out["tests"] = [{k: t.get(k) for k in ("snapshot_id", "mode", "files", "duration_s", "throughput_mib_s")}
-                        for t in doc.get("tests", [])]
-        report = doc.get("report") or {}
-        out["report"] = {k: report.get(k) for k in ("id", "html", "json", "pdf", "stored_in_repository")}
-    return out
 
 
 # Set by the daemon: APScheduler stores jobs as "module:function" + arguments, so the
@@ -418,7 +387,7 @@ def failure_alert(job_id: str, entry: dict):
     what = _WHAT.get(kind, kind)
     host = socket.gethostname()
     steps = entry.get("steps", [])
-    failed = next((s for s in reversed(steps) if s.get("exit_code") not in (0, 3)), steps[-1] if steps else {})
+    failed = next((s for s in reversed(steps) if s.get("exit_code") not in BACKUP_SAVED), steps[-1] if steps else {})
     code = failed.get("exit_code")
     snapshot = _backup_summary(entry).get("snapshot_id")
     lines = [f"Sur le serveur {host}, {what} du dépôt « {repository} » a échoué.", "",

@@ -13,7 +13,7 @@ from agent import errors
 
 # One plain meaning per exit code, and what to do about it (for the IT person).
 _MEANINGS: dict[int, tuple[str, str]] = {
-    0: ("réussi", ""),
+    errors.SUCCESS_EXIT_CODE: ("réussi", ""),
     errors.PARTIAL_BACKUP_EXIT_CODE: (
         "sauvegarde faite, avec des avertissements : fichiers illisibles, base de données ou commande en échec",
         "relancer la sauvegarde à la main sur le serveur pour voir la liste"),
@@ -68,7 +68,7 @@ _MEANINGS: dict[int, tuple[str, str]] = {
     errors.INTERRUPTED_EXIT_CODE: (
         "interrompu ; rien de ce qui était déjà sauvegardé n'est perdu",
         "la tâche sera reprise au prochain démarrage"),
-    errors.Terminated.exit_code: (
+    errors.TERMINATED_EXIT_CODE: (
         "arrêté par l'arrêt du service ; rien de ce qui était déjà sauvegardé n'est perdu",
         "la tâche sera reprise au prochain démarrage"),
 }

@@ -105,7 +105,8 @@ class Daemon:
 
     # ---- life cycle ------------------------------------------------------------------
 
-    def run(self) -> int:
+    def run(self) -> None:
+        """Run the schedule until SIGTERM or SIGINT; returns once everything stopped."""
         self._single_instance()
         runner = jobs.JobRunner(self.config_path, self.config.agent.state_dir)
         jobs.install(runner, self.config)
@@ -136,7 +137,6 @@ class Daemon:
             for number, handler in previous.items():
                 signal.signal(number, handler)
             log.info("daemon stopped")
-        return 0
 
     def _loop(self, scheduler, runner) -> None:
         interval = notify.watchdog_interval()

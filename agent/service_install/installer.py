@@ -19,10 +19,8 @@ from pathlib import Path
 from typing import Callable, Protocol, Sequence
 
 from agent import config as config_module
-from agent.errors import ConfigError, InstallError, UsageError
+from agent.errors import SUCCESS_EXIT_CODE, ConfigError, InstallError, RepositoryExists, UsageError
 from agent.service_install import credentials, folders, layout, polkit, shipped, units, wrapper
-
-REPOSITORY_EXISTS = 11  # errors.RepositoryExists: `init` found one, which is what we want
 
 
 class System(Protocol):
@@ -204,10 +202,10 @@ class Installer:
 
     def _init(self, name: str) -> None:
         done = self.system.run([str(self.path(layout.WRAPPER)), "init", "--repo", name])
-        if done.returncode == REPOSITORY_EXISTS:
+        if done.returncode == RepositoryExists.exit_code:  # `init` found one, which is what we want
             return
         output = (done.stdout + done.stderr).decode("utf-8", "replace").strip()
-        if done.returncode != 0:
+        if done.returncode != SUCCESS_EXIT_CODE:
             raise InstallError(f"`backupctl init --repo {name}` in the service's sandbox failed (exit "
                                f"{done.returncode}): {output.splitlines()[-1] if output else 'no output'}",
                                hint="fix what it names, then run the install again")
