@@ -146,6 +146,13 @@ class ObjectNotFound(StorageError):
     pass
 
 
+class ObjectExists(StorageError):
+    """`write(..., exclusive=True)` found an object at the name: nothing was overwritten.
+    A permanent answer, never retried (storage/retry.py)."""
+
+    hint = "nothing was overwritten; the object already there was left as it was"
+
+
 class TransientStorageError(StorageError):
     """Raised by backends for failures that may succeed if retried (see storage/retry.py)."""
 

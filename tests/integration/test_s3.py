@@ -17,7 +17,8 @@ import uuid
 
 import pytest
 
-from agent.errors import ObjectLocked, StorageError
+from agent.errors import ObjectExists, ObjectLocked, StorageError
+from agent.storage import open_storage
 from agent.storage.options import S3Options
 from agent.storage.s3 import S3Storage
 from tests.support.faultproxy import FaultProxy
@@ -144,6 +145,35 @@ def test_locked_objects_are_never_deleted_and_locks_extend(s3):
     assert storage.retention("data/aa/object") >= later - dt.timedelta(seconds=1)
     storage.extend_retention("data/aa/object", first)  # never moves a lock earlier
     assert storage.retention("data/aa/object") >= later - dt.timedelta(seconds=1)
+
+
+def test_the_caller_not_the_name_decides_what_is_written_without_object_lock(s3):
+    """agent/storage/s3.py knows no repository names: an ephemeral write (a repository lock,
+    agent/repo/repository.py) has no retain-until date and is deleted at once; any other
+    write has one, whatever its name."""
+    options = S3Options(bucket=s3.lock_bucket, prefix="eph-" + uuid.uuid4().hex[:6], endpoint=s3.url,
+                        region=s3.region, addressing="path", object_lock="compliance", lock_days=2)
+    os.environ.update(s3.env())
+    storage = S3Storage(options)
+    storage.write("locks/" + "ab" * 16, b"a lock", ephemeral=True)
+    storage.write("locks/" + "cd" * 16, b"not said to be ephemeral")
+    assert storage.retention("locks/" + "ab" * 16) is None
+    assert storage.retention("locks/" + "cd" * 16) is not None
+    storage.delete("locks/" + "ab" * 16, ephemeral=True)
+    assert not storage.exists("locks/" + "ab" * 16)
+    with pytest.raises(ObjectLocked):
+        storage.delete("locks/" + "cd" * 16)
+
+
+def test_an_exclusive_write_over_an_object_is_object_exists_and_not_retried(s3):
+    options = S3Options(bucket=s3.plain_bucket, prefix="excl-" + uuid.uuid4().hex[:6], endpoint=s3.url,
+                        region=s3.region, addressing="path")
+    os.environ.update(s3.env())
+    storage = open_storage(f"s3://{s3.plain_bucket}/{options.prefix}", s3=options)
+    storage.write("config", b"first", exclusive=True)
+    with pytest.raises(ObjectExists, match="already exists"):
+        storage.write("config", b"second", exclusive=True)
+    assert storage.retries == 0 and storage.read("config") == b"first"
 
 
 def test_object_lock_on_a_bucket_without_it_is_refused_with_instructions(tmp_path, s3):
