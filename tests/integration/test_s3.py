@@ -311,6 +311,22 @@ def test_cleanup_versions_keeps_locked_versions_and_aborts_stale_uploads(tmp_pat
     assert client.list_multipart_uploads(Bucket=s3.lock_bucket, Prefix=prefix).get("Uploads", []) == []
 
 
+def test_cleanup_versions_runs_where_the_storage_has_versions_and_refuses_elsewhere(tmp_path, s3):
+    """The command asks the storage for its VersionCleanup capability (through the retry and
+    throttle wrappers), and says so plainly where there is none (a directory)."""
+    cli = Cli(tmp_path, s3.url, s3, bucket=s3.lock_bucket)
+    result = cli.run("cleanup-versions", "--dry-run", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"deleted_versions": 0, "still_locked": 0, "aborted_uploads": 0,
+                                         "dry_run": True}
+    local = tmp_path / "local.toml"
+    local.write_text(f'[agent]\nstate_dir = "{tmp_path}/state"\n[source]\npaths = ["{cli.source}"]\n'
+                     f'[repositories.disk]\nurl = "file://{tmp_path}/repo"\n')
+    refused = subprocess.run([sys.executable, "-m", "agent", "--config", str(local), "cleanup-versions"],
+                             capture_output=True, text=True, env=cli.env, timeout=120)
+    assert "is not on S3" in _assert_one_line_error(refused, 2)
+
+
 def test_prune_on_s3_sets_lock_dates_per_tier_and_leaves_no_lock_object(tmp_path, s3):
     """With object lock, prune locks a monthly keeper's objects for twelve months (plus
     the margin), a weekly one's for weeks; repository locks never stay in the bucket;
