@@ -26,6 +26,7 @@ and the classes and constants say the same codes.
     |   +-- ObjectNotFound             14  a named object does not exist
     |   +-- TransientStorageError      14  a failure worth retrying (5xx, SlowDown, reset)
     |   +-- ObjectLocked               14  an object is under object lock; it was not deleted
+    |   +-- ObjectExists               14  an object written only if absent is already there
     |   +-- ClockSkewError             21  this computer's clock and the storage server's disagree
     +-- RestoreTargetError             15  the restore target is full, read-only or occupied
     +-- RepositoryLocked               16  another process holds an exclusive lock
@@ -161,6 +162,13 @@ class StorageError(BackupctlError):
 
 class ObjectNotFound(StorageError):
     pass
+
+
+class ObjectExists(StorageError):
+    """`write(..., exclusive=True)` found an object at the name: nothing was overwritten.
+    A permanent answer, never retried (storage/retry.py)."""
+
+    hint = "nothing was overwritten; the object already there was left as it was"
 
 
 class TransientStorageError(StorageError):

@@ -13,6 +13,7 @@ import click
 from agent.cli.common import json_option, load_config, print_json, repo_option
 from agent.errors import UsageError
 from agent.storage import open_storage
+from agent.storage.base import VersionCleanup
 
 
 @click.command("cleanup-versions")
@@ -24,9 +25,10 @@ def command(ctx: click.Context, dry_run, repo_name, as_json) -> None:
     """Delete expired old versions and stale uploads in an S3 repository's bucket."""
     config = load_config(ctx)
     settings = config.repository(repo_name)
-    if settings.s3 is None:
+    storage = None if settings.media else open_storage(settings.url, s3=settings.s3)
+    if not isinstance(storage, VersionCleanup):
         raise UsageError(f"repository {settings.name!r} is not on S3; there are no object versions to clean")
-    report = open_storage(settings.url, s3=settings.s3).cleanup(dry_run=dry_run)
+    report = storage.cleanup(dry_run=dry_run)
     if as_json:
         print_json(report)
         return

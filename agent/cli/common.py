@@ -25,6 +25,7 @@ from agent.engine.ledger import Ledger
 from agent.engine.records import PROBE_RECORD, Records
 from agent.state_file import read_private_file
 from agent.storage import open_storage
+from agent.storage.base import Probing, Storage
 from agent.storage.clock_skew import CLOCK_SKEW_HINT, CLOCK_SKEW_LIMIT, describe_skew
 from agent.storage.verification import facts_for
 
@@ -106,10 +107,10 @@ def recorded_probe(config: config_module.Config, settings: config_module.Reposit
 
 
 def attach_probe_record(config: config_module.Config, settings: config_module.RepositorySettings,
-                        storage) -> None:
+                        storage: Storage) -> None:
     """An S3 storage learns what `init`'s probe recorded (its upload verification follows
     from it), and records the probe it makes itself before a first upload without one."""
-    if settings.s3 is None:
+    if settings.s3 is None or not isinstance(storage, Probing):
         return
     records = Records(config.agent.state_dir, settings.name)
     storage.use_probe_facts(recorded_probe(config, settings))

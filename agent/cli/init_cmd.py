@@ -15,6 +15,7 @@ from agent.engine.records import PROBE_RECORD, Records
 from agent.errors import UsageError
 from agent.repo.repository import Repository
 from agent.storage import open_storage
+from agent.storage.base import Probing
 
 
 @click.command("init")
@@ -30,11 +31,12 @@ def command(ctx: click.Context, repo_name: str | None, as_json: bool) -> None:
         raise UsageError(f"repository {settings.name} is a set of disks: prepare each disk with "
                          f"`backupctl media init LABEL --repo {settings.name}`")
     storage = open_storage(settings.url, s3=settings.s3)
+    probing = storage if isinstance(storage, Probing) else None  # an S3 endpoint
     endpoint_facts = None
-    if settings.s3 is not None:
+    if probing is not None:
         # Probe before asking for anything: a wrong bucket or key fails here, cleanly.
-        endpoint_facts = storage.probe()
-        storage.require_object_lock(endpoint_facts)
+        endpoint_facts = probing.probe()
+        probing.require_object_lock(endpoint_facts)
         # Recorded: later commands choose the upload verification from it (verify_uploads = "auto").
         Records(config.agent.state_dir, settings.name).note(PROBE_RECORD, clock.now(), **endpoint_facts)
     secret = require_long_passphrase(passphrase(config, confirm=True), what="the passphrase for the new repository")
@@ -52,10 +54,10 @@ def command(ctx: click.Context, repo_name: str | None, as_json: bool) -> None:
         "file_fingerprint": "SHA-256",
         "compression": f"zstd level {settings.zstd_level}" if settings.zstd_level else "none",
     }
-    if endpoint_facts is not None:
+    if probing is not None and endpoint_facts is not None:
         facts["endpoint"] = endpoint_facts
-        facts["object_lock_mode"] = settings.s3.object_lock
-        facts["verify_uploads"] = storage.verification().as_dict()
+        facts["object_lock_mode"] = settings.s3.object_lock if settings.s3 is not None else "none"
+        facts["verify_uploads"] = probing.verification().as_dict()
     KnownKeys(config.agent.state_dir).remember(repo.config.repository_id, repo.key_id)
     # A new repository means a new master key, wrapped by the passphrase (a key change, rule T1).
     audit(config, "repository_created", repository=settings.name, repository_id=repo.config.repository_id.hex())
@@ -67,8 +69,8 @@ def command(ctx: click.Context, repo_name: str | None, as_json: bool) -> None:
     click.echo(f"  encryption {facts['cipher']}, key wrapping {facts['kdf']},")
     click.echo(f"  chunk ids {facts['chunk_id']}, file fingerprints {facts['file_fingerprint']}, "
                f"compression {facts['compression']}")
-    if endpoint_facts is not None:
-        _say_endpoint(endpoint_facts, settings.s3, storage.verification())
+    if probing is not None and endpoint_facts is not None:
+        _say_endpoint(endpoint_facts, settings.s3, probing.verification())
     click.echo("Keep the passphrase safe: without it the backups cannot be read by anyone.")
     store_kit(config, repo, settings.name, as_json=False)
 

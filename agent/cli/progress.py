@@ -15,7 +15,7 @@ import threading
 from typing import Any, Callable
 
 from agent.engine.progress import Progress, ProgressModel, SilentProgress
-from agent.storage.retry import RetryNotice
+from agent.storage.retry import RetryingStorage, RetryNotice
 
 _active: "RichProgress | None" = None
 _active_lock = threading.Lock()
@@ -40,9 +40,8 @@ class RichProgress:
                         console=Console(stderr=True))
         self._task: Any = None
         self._unwatch: Callable[[], None] | None = None
-        watch = getattr(storage, "watch", None) if storage is not None else None
-        if callable(watch):
-            self._unwatch = watch(self._on_retry)
+        if isinstance(storage, RetryingStorage):  # the retries it makes are shown as they come
+            self._unwatch = storage.watch(self._on_retry)
 
     def _on_retry(self, notice: RetryNotice) -> None:
         if notice.answered:

@@ -438,14 +438,13 @@ def restore_workers(repo: Repository) -> int:
     (S3's `max_concurrency`), so that enough requests are in flight to fill the link
     while the others decode and write."""
     cores = os.cpu_count() or 2
-    options = getattr(repo.storage, "options", None)  # an S3 store's, through its wrappers
-    return max(cores, int(getattr(options, "max_concurrency", 0) or 0))
+    return max(cores, repo.request_concurrency)
 
 
 def _remote(repo: Repository) -> bool:
     """A network store (S3): its client is not safe in a forked process, and its
     restore waits on the network, not on the interpreter."""
-    return getattr(repo.storage, "options", None) is not None
+    return repo.over_network
 
 
 # What a forked worker process restores with: set by the parent just before the fork

@@ -8,6 +8,7 @@ packs and index files that a rerun reuses, never a snapshot pointing at missing 
 
 from __future__ import annotations
 
+import datetime as _dt
 import hashlib
 import json
 import os
@@ -55,7 +56,7 @@ from agent.repo.pack import (
     unpad,
 )
 from agent.repo.snapshot import Snapshot, chronological
-from agent.storage.base import ObjectInfo, Storage
+from agent.storage.base import NetworkStorage, ObjectInfo, ObjectLocking, ServerClock, Storage
 
 # Version 2 adds locks and prune, version 3 restore-test reports, version 4 packs that
 # show nothing in clear, padded blobs, headers and index files, and a key-derived gear
@@ -225,8 +226,10 @@ class Repository:
             layout.key_name(key_id),
             wrap_master_key(master, passphrase, repository_id=repository_id, key_id=key_id,
                             params=kdf_params, created=created, host=socket.gethostname()),
-            exclusive=True,
+            exclusive=True, random_name=True,
         )
+        # Not a random name: another `init` may claim the same place. An object found there
+        # is never taken for ours, nor deleted (the storage's "stored altered, write again").
         storage.write(layout.CONFIG, repo._seal_metadata(layout.KIND_CONFIG, b"", config.encode()),
                       exclusive=True)
         return repo
@@ -945,7 +948,7 @@ class Repository:
         snapshot_id = SnapshotId(os.urandom(16))
         sealed = self._seal_metadata(layout.KIND_SNAPSHOT, snapshot_id, snapshot.encode())
         self.forget_listings()
-        self.storage.write(layout.snapshot_name(snapshot_id), sealed, exclusive=True)
+        self.storage.write(layout.snapshot_name(snapshot_id), sealed, exclusive=True, random_name=True)
         if self.cache is not None:
             self.cache.put(layout.snapshot_name(snapshot_id), sealed)
         snapshot.id = snapshot_id
@@ -973,13 +976,21 @@ class Repository:
     # ---- locks (agent.repo.lock) ------------------------------------------------------
 
     def write_lock_object(self, lock_id: bytes, plain: bytes) -> None:
-        self.storage.write(layout.lock_name(lock_id), self._seal_metadata(layout.KIND_LOCK, lock_id, plain))
+        # Ephemeral: a lock is a coordination object that lives minutes. Under an object lock
+        # a released lock would stay in the bucket for lock_days. Its upload is not verified:
+        # the write comes before the listing of the other locks, so a verification would add
+        # a round trip to every command's start over a WAN, and would buy nothing. A lock
+        # stored damaged reads as an unreadable lock, which prune takes for a foreign exclusive
+        # one and waits for (the safe side); its holder rewrites it every few minutes and
+        # deletes it at the end (agent/repo/lock.py).
+        self.storage.write(layout.lock_name(lock_id), self._seal_metadata(layout.KIND_LOCK, lock_id, plain),
+                           ephemeral=True)
 
     def read_lock_object(self, lock_id: bytes) -> bytes:
         return self._read_metadata(layout.lock_name(lock_id), layout.KIND_LOCK, lock_id, MAX_LOCK_SIZE)
 
     def delete_lock_object(self, lock_id: bytes) -> None:
-        self.storage.delete(layout.lock_name(lock_id))
+        self.storage.delete(layout.lock_name(lock_id), ephemeral=True)  # never locked: no need to ask
 
     def list_lock_ids(self) -> list[bytes]:
         found = (layout.lock_id_from_name(i.name) for i in self.storage.list(layout.LOCKS_PREFIX))
@@ -994,7 +1005,7 @@ class Repository:
                            wrap_master_key(self.master, passphrase, repository_id=self.config.repository_id,
                                            key_id=key_id, params=params, created=clock.now().isoformat(),
                                            host=host or socket.gethostname()),
-                           exclusive=True)
+                           exclusive=True, random_name=True)
         return key_id
 
     def list_keys(self) -> list[KeyFile]:
@@ -1020,7 +1031,8 @@ class Repository:
         """Keep a restore-test report (agent.reports) encrypted beside the data it proves,
         so the proof is off-site with the backups. Written once, never rewritten."""
         self.storage.write(layout.report_name(report_id),
-                           self._seal_metadata(layout.KIND_REPORT, report_id, plain), exclusive=True)
+                           self._seal_metadata(layout.KIND_REPORT, report_id, plain), exclusive=True,
+                           random_name=True)
 
     def load_report(self, report_id: bytes) -> bytes:
         return self._read_metadata(layout.report_name(report_id), layout.KIND_REPORT, report_id, MAX_REPORT_SIZE)
@@ -1045,20 +1057,32 @@ class Repository:
 
     # ---- object lock (S3) ----------------------------------------------------------
 
-    def clock_skew(self):
+    def clock_skew(self) -> _dt.timedelta | None:
         """How far this computer's clock is from the storage server's (a timedelta,
         positive when the server is ahead), or None when the storage has no clock."""
-        measure = getattr(self.storage, "clock_skew", None)
-        return measure() if measure is not None else None
+        return self.storage.clock_skew() if isinstance(self.storage, ServerClock) else None
 
     @property
     def object_lock_enabled(self) -> bool:
-        """Whether objects are written under an S3 object lock (wrappers pass it through)."""
-        return bool(getattr(self.storage, "object_lock_enabled", False))
+        """Whether objects are written under an S3 object lock."""
+        return isinstance(self.storage, ObjectLocking) and self.storage.object_lock_enabled
 
-    def extend_lock(self, name: str, until) -> None:
+    def extend_lock(self, name: str, until: _dt.datetime) -> None:
         """Keep object `name` (a name from agent.repo.layout) locked until at least `until`."""
+        if not isinstance(self.storage, ObjectLocking):
+            raise StorageError(f"{self.storage.describe()} has no object lock to extend")
         self.storage.extend_retention(name, until)
+
+    @property
+    def over_network(self) -> bool:
+        """Whether the storage is reached over a network (S3): its requests wait on round
+        trips, and its client is not to be used in a forked process."""
+        return isinstance(self.storage, NetworkStorage)
+
+    @property
+    def request_concurrency(self) -> int:
+        """How many requests the storage runs at once (see `concurrency` below)."""
+        return concurrency(self.storage)
 
     # ---- rewriting (prune) ----------------------------------------------------------
 
@@ -1185,10 +1209,9 @@ def _agreed_read(storage: Storage, name: str, *, first: bytes, reads: int = 5) -
 
 
 def concurrency(storage: Storage) -> int:
-    """How many requests the storage runs at once: S3's `max_concurrency` (through its
-    wrappers); 1 for a local disk, whose reads are not worth threads."""
-    options = getattr(storage, "options", None)
-    return max(1, int(getattr(options, "max_concurrency", 0) or 0))
+    """How many requests the storage runs at once: a network store's `max_concurrency`
+    (S3's); 1 for a local disk, whose reads are not worth threads."""
+    return max(1, storage.max_concurrency) if isinstance(storage, NetworkStorage) else 1
 
 
 def _listed(storage: Storage, prefix: str) -> list[ObjectInfo]:

@@ -21,6 +21,7 @@ from agent.engine.retention import calendar_periods
 from agent.errors import IntegrityError
 from agent.repo.repository import Repository
 from agent.repo.snapshot import chronological
+from agent.storage.base import Probing
 from agent.reports.facts import Gathered
 from agent.reports.i18n import row_dict
 
@@ -96,8 +97,8 @@ def describe_repository(settings: RepositorySettings, repo: Repository, medium: 
         described.update(endpoint=settings.s3.endpoint or "Amazon S3", bucket=settings.s3.bucket,
                          prefix=settings.s3.prefix, region=settings.s3.region, object_lock=settings.s3.object_lock,
                          lock_days=settings.s3.lock_days if settings.s3.object_lock != "none" else None)
-        verification = getattr(repo.storage, "verification", None)  # what the endpoint probe chose
-        described["upload_verification"] = verification().mode if verification is not None else None
+        described["upload_verification"] = (repo.storage.verification().mode  # what the endpoint probe chose
+                                            if isinstance(repo.storage, Probing) else None)
     else:
         described.update(location=settings.mount, medium=medium)
     return described

@@ -14,7 +14,7 @@ import stat
 from typing import Iterator
 
 from agent import run_as
-from agent.errors import ForeignObject, ObjectNotFound, PermissionDenied, StorageError
+from agent.errors import ForeignObject, ObjectExists, ObjectNotFound, PermissionDenied, StorageError
 from agent.storage.base import ObjectInfo
 
 _TMP_PREFIX = ".tmp-"
@@ -150,7 +150,9 @@ class LocalStorage:
             raise StorageError(f"object {name} is shorter than expected (truncated?)")
         return data
 
-    def write(self, name: str, data: bytes, *, exclusive: bool = False) -> None:
+    def write(self, name: str, data: bytes, *, exclusive: bool = False, random_name: bool = False,
+              ephemeral: bool = False) -> None:
+        # random_name and ephemeral: a disk has no object lock, and fsync is its verification.
         final = self._path(name)
         directory = os.path.dirname(final)
         tmp = os.path.join(directory, _TMP_PREFIX + secrets.token_hex(8))
@@ -170,7 +172,7 @@ class LocalStorage:
                 try:
                     os.link(tmp, final)
                 except FileExistsError:
-                    raise StorageError(f"object {name} already exists in {self.root}") from None
+                    raise ObjectExists(f"object {name} already exists in {self.root}") from None
                 finally:
                     os.unlink(tmp)
             else:
@@ -185,7 +187,7 @@ class LocalStorage:
                 pass
             raise self._fail("write", name, exc) from exc
 
-    def delete(self, name: str) -> None:
+    def delete(self, name: str, *, ephemeral: bool = False) -> None:
         try:
             os.unlink(self._path(name))
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Iterator
 
-from agent.errors import ForeignObject, ObjectNotFound, StorageError
+from agent.errors import ForeignObject, ObjectExists, ObjectNotFound, StorageError
 from agent.storage.base import ObjectInfo
 
 
@@ -36,13 +36,15 @@ class MemoryStorage:
             raise StorageError(f"object {name} is shorter than expected (truncated?)")
         return data
 
-    def write(self, name: str, data: bytes, *, exclusive: bool = False) -> None:
+    def write(self, name: str, data: bytes, *, exclusive: bool = False, random_name: bool = False,
+              ephemeral: bool = False) -> None:
+        # random_name and ephemeral ask for nothing a dictionary could do otherwise.
         with self._lock:
             if exclusive and name in self.objects:
-                raise StorageError(f"object {name} already exists")
+                raise ObjectExists(f"object {name} already exists")
             self.objects[name] = bytes(data)
 
-    def delete(self, name: str) -> None:
+    def delete(self, name: str, *, ephemeral: bool = False) -> None:
         with self._lock:
             if self.objects.pop(name, None) is None:
                 raise ObjectNotFound(f"object {name} is missing")

@@ -10,19 +10,32 @@ and the first success after one are told as a `RetryNotice`, so a progress bar s
 "S3 server not answering, retry 3 in 8 s" instead of a rate frozen for minutes. The
 observer is a plain callable: this layer knows nothing of who draws what.
 
+Only `TransientStorageError` is repeated: a permanent failure (access denied, an object
+that exists where `exclusive=True` wanted none, a missing object) would fail the same
+way again, and is raised at once.
+
 One subtlety: an exclusive write whose response was lost may have succeeded; the
-retry then finds the object existing. It is a success if the stored bytes are ours.
+retry then finds the object existing (ObjectExists). It is a success if the stored bytes
+are ours.
+
+The optional capabilities of the storage wrapped (agent/storage/base.py: object lock,
+probing, version cleanup, the server's clock) are retried the same way: a wrapper around
+a backend that has one is an instance of a subclass implementing it (`wrapper_class`), and
+one around a backend without it does not have it either. Nothing is forwarded unseen.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import random
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterator, TypeVar
+from typing import Any, Callable, Iterator, TypeVar, cast
 
-from agent.errors import StorageError, TransientStorageError
-from agent.storage.base import ObjectInfo, Storage
+from agent.errors import ObjectExists, TransientStorageError
+from agent.storage.base import (NetworkStorage, ObjectInfo, ObjectLocking, Probing, ServerClock, Storage,
+                                VersionCleanup, wrapper_class)
+from agent.storage.verification import Verification
 
 T = TypeVar("T")
 
@@ -47,6 +60,11 @@ RetryObserver = Callable[[RetryNotice], None]
 
 
 class RetryingStorage:
+    def __new__(cls, inner: Storage, **_settings: Any) -> "RetryingStorage":
+        if cls is RetryingStorage:  # the subclass exposing exactly inner's capabilities
+            cls = wrapper_class(RetryingStorage, inner, _IMPLEMENTATIONS)
+        return super().__new__(cls)
+
     def __init__(self, inner: Storage, *, attempts: int = DEFAULT_ATTEMPTS,
                  base_delay: float = BASE_DELAY_S, max_delay: float = MAX_DELAY_S,
                  sleep: Callable[[float], None] = time.sleep, label: str = "storage") -> None:
@@ -58,9 +76,6 @@ class RetryingStorage:
         self.max_delay = max_delay
         self._sleep = sleep
         self.retries = 0  # how many operations were repeated (for reports and tests)
-
-    def __getattr__(self, name: str):
-        return getattr(self.inner, name)  # backend-specific extras (probe, retention, ...)
 
     def watch(self, observer: RetryObserver) -> Callable[[], None]:
         """Tell `observer` of every wait before a retry and of the first answer after one
@@ -101,25 +116,26 @@ class RetryingStorage:
     def read_range(self, name: str, offset: int, length: int) -> bytes:
         return self._call(lambda: self.inner.read_range(name, offset, length))
 
-    def write(self, name: str, data: bytes, *, exclusive: bool = False, **extra) -> None:
+    def write(self, name: str, data: bytes, *, exclusive: bool = False, random_name: bool = False,
+              ephemeral: bool = False) -> None:
         failed_once = False
 
         def attempt() -> None:
             nonlocal failed_once
             try:
-                self.inner.write(name, data, exclusive=exclusive, **extra)
+                self.inner.write(name, data, exclusive=exclusive, random_name=random_name, ephemeral=ephemeral)
             except TransientStorageError:
                 failed_once = True
                 raise
-            except StorageError:
-                if exclusive and failed_once and self.inner.read(name) == data:
+            except ObjectExists:
+                if failed_once and self.inner.read(name) == data:
                     return  # our earlier attempt landed; only its answer was lost
                 raise
 
         self._call(attempt)
 
-    def delete(self, name: str) -> None:
-        self._call(lambda: self.inner.delete(name))
+    def delete(self, name: str, *, ephemeral: bool = False) -> None:
+        self._call(lambda: self.inner.delete(name, ephemeral=ephemeral))
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         # Listing is retried as a whole: a partial listing must never be taken for all.
@@ -127,3 +143,63 @@ class RetryingStorage:
 
     def stat(self, name: str) -> ObjectInfo:
         return self._call(lambda: self.inner.stat(name))
+
+
+# ---- the optional capabilities, each only where the inner storage has it ------------------
+
+
+# `wrapper_class` picks each of these only for an inner storage that has the capability,
+# hence the casts.
+
+class _ObjectLocking(RetryingStorage):
+    @property
+    def object_lock_enabled(self) -> bool:
+        return cast(ObjectLocking, self.inner).object_lock_enabled
+
+    def retention(self, name: str) -> _dt.datetime | None:
+        return self._call(lambda: cast(ObjectLocking, self.inner).retention(name))
+
+    def extend_retention(self, name: str, until: _dt.datetime) -> None:
+        # Idempotent: the date only ever moves later, so a repeated request is harmless.
+        self._call(lambda: cast(ObjectLocking, self.inner).extend_retention(name, until))
+
+
+class _Probing(RetryingStorage):
+    def probe(self) -> dict[str, Any]:
+        # A repeated probe writes its test object under a new random name: nothing collides.
+        return self._call(lambda: cast(Probing, self.inner).probe())
+
+    def require_object_lock(self, facts: dict[str, Any]) -> None:
+        cast(Probing, self.inner).require_object_lock(facts)  # no request: judges facts measured already
+
+    def verification(self) -> Verification:
+        return cast(Probing, self.inner).verification()
+
+    def use_probe_facts(self, facts: dict[str, Any] | None) -> None:
+        cast(Probing, self.inner).use_probe_facts(facts)
+
+    def record_probes_with(self, record: Callable[[dict[str, Any]], None]) -> None:
+        cast(Probing, self.inner).record_probes_with(record)
+
+
+class _VersionCleanup(RetryingStorage):
+    def cleanup(self, *, dry_run: bool, older_than: _dt.timedelta = _dt.timedelta(days=1)) -> dict[str, Any]:
+        # Repeated as a whole: a new attempt lists again and finds only what is left, so the
+        # counts are of what the last attempt did (what a failed one deleted is gone already).
+        return self._call(lambda: cast(VersionCleanup, self.inner).cleanup(dry_run=dry_run, older_than=older_than))
+
+
+class _ServerClock(RetryingStorage):
+    def clock_skew(self) -> _dt.timedelta | None:
+        return cast(ServerClock, self.inner).clock_skew()  # what the last answer said: no request
+
+
+class _NetworkStorage(RetryingStorage):
+    @property
+    def max_concurrency(self) -> int:
+        return cast(NetworkStorage, self.inner).max_concurrency
+
+
+_IMPLEMENTATIONS: list[tuple[type, type[RetryingStorage]]] = [
+    (ObjectLocking, _ObjectLocking), (Probing, _Probing), (VersionCleanup, _VersionCleanup),
+    (ServerClock, _ServerClock), (NetworkStorage, _NetworkStorage)]

@@ -15,7 +15,10 @@ come from `init` (recorded in the state directory) or, when none were recorded f
 this endpoint, from a probe made before the first upload.
 
 With object lock, every object is written with a retain-until date (rule S8), and
-`delete` refuses, before sending anything, to touch an object still under lock.
+`delete` refuses, before sending anything, to touch an object still under lock. This
+backend knows no repository names: what differs between objects (an ephemeral one, never
+locked nor verified; a random name, which an altered upload may be deleted from) is said
+by the caller with each write (agent/storage/base.py).
 Errors are translated here: permanent ones (credentials, bucket, clock) become one
 `StorageError` line naming endpoint and bucket; retryable ones become
 `TransientStorageError` for storage/retry.py. Credentials never appear in messages.
@@ -32,7 +35,7 @@ import os
 import stat
 import threading
 from email.utils import parsedate_to_datetime
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 from urllib.parse import urlparse
 
 import boto3
@@ -40,8 +43,8 @@ import botocore.exceptions
 from botocore.config import Config as BotoConfig
 
 from agent import clock, run_as
-from agent.errors import (ClockSkewError, ConfigError, ForeignObject, ObjectLocked, ObjectNotFound, StorageError,
-                          TransientStorageError)
+from agent.errors import (ClockSkewError, ConfigError, ForeignObject, ObjectExists, ObjectLocked, ObjectNotFound,
+                          StorageError, TransientStorageError)
 from agent.storage.base import ObjectInfo
 from agent.storage.clock_skew import CLOCK_SKEW_HINT, describe_skew, skew_from_date
 from agent.storage.options import S3Options
@@ -68,16 +71,6 @@ _CONNECTION_ERRORS = (
     botocore.exceptions.ConnectTimeoutError,
     botocore.exceptions.ResponseStreamingError,
 )
-
-
-# Written exclusively to refuse a second repository in one place: never deleted by the
-# "stored altered, write again" path of `write`, which only random names may take.
-_NEVER_DISCARDED = ("config",)
-
-# Repository locks (agent/repo/lock.py) are coordination objects that live minutes: an
-# object lock would keep a released lock in the bucket for lock_days, so they are never
-# written under one (the only repository names this backend knows of, as strings).
-UNLOCKED_PREFIXES = ("locks/",)
 
 
 def _is_loopback(host: str | None) -> bool:
@@ -190,9 +183,9 @@ class S3Storage:
         self.client.meta.events.register("after-call.s3", self._note_answer)
         # What the endpoint probe measured (None: not probed for this endpoint yet), and who
         # records a probe made before the first upload (the CLI: in the state directory).
-        self._facts: dict | None = None
+        self._facts: dict[str, Any] | None = None
         self._facts_lock = threading.Lock()
-        self._on_probe: Callable[[dict], None] | None = None
+        self._on_probe: Callable[[dict[str, Any]], None] | None = None
 
     # ---- the server's clock ---------------------------------------------------------
 
@@ -330,17 +323,17 @@ class S3Storage:
             raise StorageError(f"object {name} is shorter than expected (truncated?)")
         return data
 
-    def write(self, name: str, data: bytes, *, exclusive: bool = False,
-              retain_until: _dt.datetime | None = None) -> None:
+    def write(self, name: str, data: bytes, *, exclusive: bool = False, random_name: bool = False,
+              ephemeral: bool = False) -> None:
         if not isinstance(data, bytes):
             data = bytes(data)  # botocore takes bytes or a file, not a memoryview
         digest = hashlib.sha256(data).digest()
         checksum = base64.b64encode(digest).decode("ascii")
-        args = {"Bucket": self.bucket, "Key": self._key(name), "Body": data,
+        args: dict[str, Any] = {"Bucket": self.bucket, "Key": self._key(name), "Body": data,
                 "ChecksumAlgorithm": "SHA256", "ChecksumSHA256": checksum}
         if exclusive:
             args["IfNoneMatch"] = "*"
-        until = self._retain_until(retain_until, name)
+        until = None if ephemeral else self._retain_until()
         if until is not None:
             args["ObjectLockMode"] = self.options.object_lock.upper()
             args["ObjectLockRetainUntilDate"] = until
@@ -354,31 +347,25 @@ class S3Storage:
                     # An earlier attempt of this very write landed, but its answer was lost
                     # (a timeout, a reset): the object is ours, byte for byte.
                     return
-                if name not in _NEVER_DISCARDED:
-                    # Random names (snapshots, keys, reports) are never reused: this is our
-                    # own earlier attempt, stored altered. Out of the way, and again.
+                if random_name:
+                    # A name drawn for this write alone is never reused: this is our own
+                    # earlier attempt, stored altered. Out of the way, and again.
                     self._discard(name)
                     raise TransientStorageError(f"{self.where}: object {name} was stored altered by an "
                                                 f"earlier attempt; writing it again") from None
             if exc.response.get("Error", {}).get("Code") == "PreconditionFailed":
-                raise StorageError(f"object {name} already exists in {self.where}") from None
+                raise ObjectExists(f"object {name} already exists in {self.where}") from None
             raise self._translate(exc, "writing", name) from None
         except botocore.exceptions.BotoCoreError as exc:
             raise self._translate(exc, "writing", name) from None
         except ValueError as exc:
             raise self._garbled(exc, "writing", name) from None
-        if name.startswith(UNLOCKED_PREFIXES):
-            # A repository lock is not verified: its PUT comes before the listing of the
-            # other locks, so a verification would add a round trip to every command's
-            # start over a WAN, and it would buy nothing. A lock stored damaged reads as an
-            # unreadable lock, which prune takes for a foreign exclusive one and waits for
-            # (the safe side); its holder rewrites it every few minutes and deletes it at
-            # the end (agent/repo/lock.py).
-            return
+        if ephemeral:
+            return  # not verified: the caller said why that is safe (agent/repo/repository.py)
         try:
             self._verify(name, data, digest, checksum)
         except TransientStorageError:
-            if exclusive and name not in _NEVER_DISCARDED:
+            if exclusive and random_name:
                 self._discard(name)  # stored altered: out of the way so the retry can write it
             raise
 
@@ -397,22 +384,20 @@ class S3Storage:
         except StorageError:
             return False
 
-    def _retain_until(self, explicit: _dt.datetime | None, name: str = "") -> _dt.datetime | None:
-        if self.options.object_lock == "none" or name.startswith(UNLOCKED_PREFIXES):
+    def _retain_until(self) -> _dt.datetime | None:
+        if self.options.object_lock == "none":
             return None
-        if explicit is not None:
-            return explicit
         return clock.now().astimezone(_dt.timezone.utc) + _dt.timedelta(days=self.options.lock_days)
 
     # ---- verification of uploads ------------------------------------------------------
 
-    def use_probe_facts(self, facts: dict | None) -> None:
+    def use_probe_facts(self, facts: dict[str, Any] | None) -> None:
         """Facts of an earlier probe of this endpoint and bucket (recorded by `init`)."""
         facts = facts_for(facts, self.options.endpoint, self.bucket)
         if facts is not None:
             self._facts = dict(facts)
 
-    def record_probes_with(self, record: Callable[[dict], None]) -> None:
+    def record_probes_with(self, record: Callable[[dict[str, Any]], None]) -> None:
         """`record(facts)` is called after a probe made before a first upload."""
         self._on_probe = record
 
@@ -447,8 +432,8 @@ class S3Storage:
             raise TransientStorageError(f"{self.where}: object {name} reads back different from what "
                                         f"was uploaded (corrupted in transit or by the provider)")
 
-    def delete(self, name: str) -> None:
-        if name.startswith(UNLOCKED_PREFIXES):  # a repository lock: removed without delay
+    def delete(self, name: str, *, ephemeral: bool = False) -> None:
+        if ephemeral:  # never written under a lock: removed without asking for one
             self._call("deleting", name, self.client.delete_object, Bucket=self.bucket, Key=self._key(name))
             return
         until = self.retention(name)  # raises ObjectNotFound for a missing object
@@ -472,6 +457,11 @@ class S3Storage:
         head = self._call("checking", name, self.client.head_object, Bucket=self.bucket, Key=self._key(name))
         return ObjectInfo(name, int(head["ContentLength"]))
 
+    @property
+    def max_concurrency(self) -> int:
+        """Requests worth running at once (a NetworkStorage, agent/storage/base.py)."""
+        return self.options.max_concurrency
+
     # ---- object lock ------------------------------------------------------------------
 
     @property
@@ -481,7 +471,8 @@ class S3Storage:
     def retention(self, name: str) -> _dt.datetime | None:
         """The object's retain-until date, or None when it is not locked."""
         head = self._call("checking", name, self.client.head_object, Bucket=self.bucket, Key=self._key(name))
-        return head.get("ObjectLockRetainUntilDate")
+        until: _dt.datetime | None = head.get("ObjectLockRetainUntilDate")
+        return until
 
     def extend_retention(self, name: str, until: _dt.datetime) -> None:
         """Move an object's lock date later (never earlier: compliance mode forbids it anyway)."""
@@ -496,9 +487,9 @@ class S3Storage:
 
     # ---- what the endpoint supports (for `init`) -----------------------------------------
 
-    def probe(self) -> dict:
+    def probe(self) -> dict[str, Any]:
         """Facts about the bucket that `init` reports and checks. Writes one small object."""
-        facts: dict = {"endpoint": self.options.endpoint or "AWS", "bucket": self.bucket}
+        facts: dict[str, Any] = {"endpoint": self.options.endpoint or "AWS", "bucket": self.bucket}
         try:
             self.client.head_bucket(Bucket=self.bucket)
         except botocore.exceptions.ClientError as exc:
@@ -553,7 +544,7 @@ class S3Storage:
         self._facts = dict(facts)
         return facts
 
-    def require_object_lock(self, facts: dict) -> None:
+    def require_object_lock(self, facts: dict[str, Any]) -> None:
         """With object_lock configured, refuse a bucket that cannot enforce it (rule S8)."""
         if self.options.object_lock == "none":
             return
@@ -569,7 +560,7 @@ class S3Storage:
 
     # ---- cleaning what lifecycle rules would (explicit command only) ---------------------
 
-    def cleanup(self, *, dry_run: bool, older_than: _dt.timedelta = _dt.timedelta(days=1)) -> dict:
+    def cleanup(self, *, dry_run: bool, older_than: _dt.timedelta = _dt.timedelta(days=1)) -> dict[str, Any]:
         """Delete non-current versions and delete markers whose lock has expired, and abort
         incomplete multipart uploads older than `older_than`. Never touches a locked version."""
         now = clock.now()

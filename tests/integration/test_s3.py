@@ -17,7 +17,8 @@ import uuid
 
 import pytest
 
-from agent.errors import ObjectLocked, StorageError
+from agent.errors import ObjectExists, ObjectLocked, StorageError
+from agent.storage import open_storage
 from agent.storage.options import S3Options
 from agent.storage.s3 import S3Storage
 from tests.support.faultproxy import FaultProxy
@@ -144,6 +145,35 @@ def test_locked_objects_are_never_deleted_and_locks_extend(s3):
     assert storage.retention("data/aa/object") >= later - dt.timedelta(seconds=1)
     storage.extend_retention("data/aa/object", first)  # never moves a lock earlier
     assert storage.retention("data/aa/object") >= later - dt.timedelta(seconds=1)
+
+
+def test_the_caller_not_the_name_decides_what_is_written_without_object_lock(s3):
+    """agent/storage/s3.py knows no repository names: an ephemeral write (a repository lock,
+    agent/repo/repository.py) has no retain-until date and is deleted at once; any other
+    write has one, whatever its name."""
+    options = S3Options(bucket=s3.lock_bucket, prefix="eph-" + uuid.uuid4().hex[:6], endpoint=s3.url,
+                        region=s3.region, addressing="path", object_lock="compliance", lock_days=2)
+    os.environ.update(s3.env())
+    storage = S3Storage(options)
+    storage.write("locks/" + "ab" * 16, b"a lock", ephemeral=True)
+    storage.write("locks/" + "cd" * 16, b"not said to be ephemeral")
+    assert storage.retention("locks/" + "ab" * 16) is None
+    assert storage.retention("locks/" + "cd" * 16) is not None
+    storage.delete("locks/" + "ab" * 16, ephemeral=True)
+    assert not storage.exists("locks/" + "ab" * 16)
+    with pytest.raises(ObjectLocked):
+        storage.delete("locks/" + "cd" * 16)
+
+
+def test_an_exclusive_write_over_an_object_is_object_exists_and_not_retried(s3):
+    options = S3Options(bucket=s3.plain_bucket, prefix="excl-" + uuid.uuid4().hex[:6], endpoint=s3.url,
+                        region=s3.region, addressing="path")
+    os.environ.update(s3.env())
+    storage = open_storage(f"s3://{s3.plain_bucket}/{options.prefix}", s3=options)
+    storage.write("config", b"first", exclusive=True)
+    with pytest.raises(ObjectExists, match="already exists"):
+        storage.write("config", b"second", exclusive=True)
+    assert storage.retries == 0 and storage.read("config") == b"first"
 
 
 def test_object_lock_on_a_bucket_without_it_is_refused_with_instructions(tmp_path, s3):
@@ -279,6 +309,22 @@ def test_cleanup_versions_keeps_locked_versions_and_aborts_stale_uploads(tmp_pat
     versions = client.list_object_versions(Bucket=s3.lock_bucket, Prefix=prefix)["Versions"]
     assert sorted(v["Key"].rsplit("/", 1)[1] for v in versions) == ["locked", "locked", "old"]
     assert client.list_multipart_uploads(Bucket=s3.lock_bucket, Prefix=prefix).get("Uploads", []) == []
+
+
+def test_cleanup_versions_runs_where_the_storage_has_versions_and_refuses_elsewhere(tmp_path, s3):
+    """The command asks the storage for its VersionCleanup capability (through the retry and
+    throttle wrappers), and says so plainly where there is none (a directory)."""
+    cli = Cli(tmp_path, s3.url, s3, bucket=s3.lock_bucket)
+    result = cli.run("cleanup-versions", "--dry-run", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"deleted_versions": 0, "still_locked": 0, "aborted_uploads": 0,
+                                         "dry_run": True}
+    local = tmp_path / "local.toml"
+    local.write_text(f'[agent]\nstate_dir = "{tmp_path}/state"\n[source]\npaths = ["{cli.source}"]\n'
+                     f'[repositories.disk]\nurl = "file://{tmp_path}/repo"\n')
+    refused = subprocess.run([sys.executable, "-m", "agent", "--config", str(local), "cleanup-versions"],
+                             capture_output=True, text=True, env=cli.env, timeout=120)
+    assert "is not on S3" in _assert_one_line_error(refused, 2)
 
 
 def test_prune_on_s3_sets_lock_dates_per_tier_and_leaves_no_lock_object(tmp_path, s3):

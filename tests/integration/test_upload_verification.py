@@ -137,11 +137,11 @@ def test_a_backup_without_a_recorded_probe_probes_once_and_records_it(tmp_path, 
 def test_a_repository_lock_is_written_in_one_request(s3):
     """A lock's PUT is not followed by a HEAD or a read-back: it would be one more round trip
     before every command can list the other locks, for an object whose damage only makes
-    prune wait (agent/storage/s3.py, write)."""
+    prune wait (agent/repo/repository.py, write_lock_object, which writes it ephemeral)."""
     with FaultProxy(_port(s3), verify_checksums=True) as proxy:
         storage = _storage(s3, proxy.url)
         storage.write("data/00/object", os.urandom(5000))  # probes the endpoint first
-        storage.write("locks/" + "ab" * 16, os.urandom(200))
+        storage.write("locks/" + "ab" * 16, os.urandom(200), ephemeral=True)
         assert storage.read("locks/" + "ab" * 16)
     locks = [(verb, path) for verb, path in proxy.paths if "/locks/" in path]
     assert [verb for verb, _path in locks] == ["PUT", "GET"], locks  # the PUT, then the test's own read

@@ -189,13 +189,13 @@ class CrashingStorage(MemoryStorage):
         if self.mutations == self.crash_at:
             raise KeyboardInterrupt("simulated crash")
 
-    def write(self, name, data, *, exclusive=False):
+    def write(self, name, data, **options):
         self._tick()
-        super().write(name, data, exclusive=exclusive)
+        super().write(name, data, **options)
 
-    def delete(self, name):
+    def delete(self, name, **options):
         self._tick()
-        super().delete(name)
+        super().delete(name, **options)
 
 
 @pytest.mark.parametrize("packs_per_index_file", [4096, 1])
@@ -246,10 +246,10 @@ class LockedStorage(MemoryStorage):
         super().__init__()
         self.locked_until = NOW + dt.timedelta(days=30)
 
-    def delete(self, name):
+    def delete(self, name, **options):
         if name.startswith(layout.DATA_PREFIX) and clock.now() < self.locked_until:
             raise ObjectLocked(f"object {name} is locked until {self.locked_until:%Y-%m-%d}; not deleted")
-        super().delete(name)
+        super().delete(name, **options)
 
 
 def test_locked_packs_are_reported_and_deleted_by_a_later_prune(tmp_path):
@@ -281,15 +281,18 @@ class ObjectLockStorage(MemoryStorage):
         self.until: dict[str, dt.datetime] = {}
         self.extensions = 0
 
-    def write(self, name, data, *, exclusive=False):
-        super().write(name, data, exclusive=exclusive)
-        if not name.startswith(layout.LOCKS_PREFIX):
+    def write(self, name, data, *, ephemeral=False, **options):
+        super().write(name, data, ephemeral=ephemeral, **options)
+        if not ephemeral:  # as S3 does: whatever the caller did not say is short-lived is locked
             self.until[name] = max(self.until.get(name, clock.now()), clock.now() + self.WRITE_LOCK)
 
-    def delete(self, name):
+    def delete(self, name, **options):
         if name in self.until and clock.now() < self.until[name]:
             raise ObjectLocked(f"object {name} is locked until {self.until[name]:%Y-%m-%d}; not deleted")
-        super().delete(name)
+        super().delete(name, **options)
+
+    def retention(self, name):
+        return self.until.get(name)
 
     def extend_retention(self, name, until):
         self.extensions += 1
@@ -351,3 +354,31 @@ def test_object_lock_dates_follow_the_tiers(tmp_path):
     assert storage.until[layout.snapshot_name(newest)] == dt.datetime(2027, 11, 1, tzinfo=PARIS) + LOCK_MARGIN
     for name in _packs_of(history.fresh_repo(), newest):
         assert storage.until[name] >= dt.datetime(2027, 11, 1, tzinfo=PARIS) + LOCK_MARGIN
+
+
+def test_a_transient_error_while_extending_a_lock_is_retried(tmp_path):
+    """Prune's lock extension goes through the storage's retries like every request: one
+    503 from the provider on the way does not fail the prune (the wrappers used to pass
+    `extend_retention` straight to the backend)."""
+    from agent.engine.lock_dates import LockDateCache
+    from agent.errors import TransientStorageError
+    from agent.storage.retry import RetryingStorage
+    from agent.storage.throttle import ThrottledStorage
+
+    class OneFailure(ObjectLockStorage):
+        failures = 0
+
+        def extend_retention(self, name, until):
+            if not self.failures:
+                self.failures += 1
+                raise TransientStorageError("provider error 503 while extending the lock of " + name)
+            super().extend_retention(name, until)
+
+    backend = OneFailure()
+    storage = RetryingStorage(ThrottledStorage(backend), attempts=3, sleep=lambda _s: None)
+    history = History(tmp_path, storage=storage)
+    history.backup(dt.datetime(2026, 11, 20, 20, tzinfo=PARIS), new_files=1, size=20_000)
+    cache = LockDateCache(str(tmp_path / "lock-dates.json"))
+    report = PruneEngine(history.fresh_repo(), POLICY, lock_cache=cache).run()
+    assert backend.failures == 1 and storage.retries == 1
+    assert report.object_locks is not None and report.object_locks.locks_extended == backend.extensions > 0

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from types import SimpleNamespace
 
 import pytest
 
@@ -25,12 +24,12 @@ from agent.storage.memory import MemoryStorage
 
 
 class CountingStore(MemoryStorage):
-    """A store that looks remote (it has S3 options) and counts its ranged reads, and
+    """A remote store (a NetworkStorage, agent/storage/base.py) that counts its ranged reads, and
     how many were in flight at once: each read waits (up to a second) for others."""
 
     def __init__(self, max_concurrency: int) -> None:
         super().__init__()
-        self.options = SimpleNamespace(max_concurrency=max_concurrency)
+        self.max_concurrency = max_concurrency
         self.ranges: list[tuple[str, int, int]] = []
         self.in_flight = self.most_in_flight = 0
         self._lock = threading.Condition()
@@ -43,7 +42,7 @@ class CountingStore(MemoryStorage):
             self.most_in_flight = max(self.most_in_flight, self.in_flight)
             self._lock.notify_all()
             if self.hold:  # wait until the others arrive, as on a link with a long round trip
-                self._lock.wait_for(lambda: self.in_flight >= self.options.max_concurrency, timeout=1)
+                self._lock.wait_for(lambda: self.in_flight >= self.max_concurrency, timeout=1)
         try:
             return super().read_range(name, offset, length)
         finally:

@@ -17,6 +17,7 @@ from agent.repo import layout
 from agent.repo.lock import (STALE_AFTER, RepositoryLock, list_locks, remove_stale_locks,
                              shared_lock_for_reading)
 from agent.repo.repository import Repository
+from agent.repo.snapshot import Snapshot
 from agent.storage.memory import MemoryStorage
 
 FAST = KdfParams(memory_kib=8192, iterations=1)
@@ -121,7 +122,7 @@ def test_a_held_lock_is_refreshed(repo, monkeypatch):
 
 
 class ReadOnlyStorage(MemoryStorage):
-    def write(self, name, data, *, exclusive=False):
+    def write(self, name, data, **options):
         raise StorageError(f"{name}: read-only file system")
 
 
@@ -183,3 +184,39 @@ def test_taking_a_lock_does_not_read_it_back(repo):
     with RepositoryLock(repo, "backup") as held:
         assert reads == [layout.lock_name(bytes(range(16)))]
         assert layout.lock_name(held.lock_id) not in reads
+
+
+class OptionsStorage(MemoryStorage):
+    """Remembers what the repository said of each object it wrote or deleted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.said: list[tuple[str, str, dict]] = []
+
+    def write(self, name, data, **options):
+        self.said.append(("write", name, {k: v for k, v in options.items() if v}))
+        super().write(name, data, **options)
+
+    def delete(self, name, **options):
+        self.said.append(("delete", name, {k: v for k, v in options.items() if v}))
+        super().delete(name, **options)
+
+
+def test_the_repository_says_per_object_what_a_backend_cannot_guess_from_its_name():
+    """A lock is ephemeral (no object lock, no upload verification, deleted without asking
+    for a lock date); an exclusive write names a random name as such, and the config, whose
+    name another `init` may claim, is never taken for a random one."""
+    storage = OptionsStorage()
+    repo = Repository.init(storage, b"phrase", cipher="xchacha20-poly1305", compression_level=1, kdf_params=FAST)
+    with RepositoryLock(repo, "backup"):
+        pass
+    repo.add_key(b"another phrase", params=FAST)
+    repo.save_snapshot(Snapshot(time=NOW, host="cabinet", user="root", paths=["/srv"], tree=bytes(32)))
+    repo.save_report(bytes(16), b"{}")
+    said = {(what, name.split("/")[0]): options for what, name, options in storage.said}
+    assert said == {("write", "keys"): {"exclusive": True, "random_name": True},
+                    ("write", "config"): {"exclusive": True},
+                    ("write", "snapshots"): {"exclusive": True, "random_name": True},
+                    ("write", "reports"): {"exclusive": True, "random_name": True},
+                    ("write", "locks"): {"ephemeral": True},
+                    ("delete", "locks"): {"ephemeral": True}}

@@ -16,7 +16,6 @@ import os
 import stat
 import threading
 import time
-from types import SimpleNamespace
 
 import pytest
 
@@ -37,7 +36,7 @@ PASSPHRASE = b"phrase"
 class RoundStore(MemoryStorage):
     def __init__(self) -> None:
         super().__init__()
-        self.options = SimpleNamespace(max_concurrency=8)
+        self.max_concurrency = 8  # a NetworkStorage (agent/storage/base.py), as S3 is
         self.log: list[tuple[int, str, str]] = []  # (round, request, name)
         self._finished: list[int] = []
         self._rounds = threading.Lock()
@@ -72,13 +71,14 @@ class RoundStore(MemoryStorage):
     def read_range(self, name, offset, length):
         return self._request("GET range", name, lambda: MemoryStorage.read(self, name)[offset:offset + length])
 
-    def write(self, name, data, *, exclusive=False):
-        self._request("PUT", name, lambda: super(RoundStore, self).write(name, data, exclusive=exclusive))
-        if not name.startswith(layout.LOCKS_PREFIX):
+    def write(self, name, data, *, exclusive=False, ephemeral=False, **options):
+        self._request("PUT", name, lambda: super(RoundStore, self).write(name, data, exclusive=exclusive,
+                                                                          ephemeral=ephemeral, **options))
+        if not ephemeral:
             self._request("HEAD", name, lambda: None)  # the upload's verification
 
-    def delete(self, name):
-        return self._request("DELETE", name, lambda: super(RoundStore, self).delete(name))
+    def delete(self, name, *, ephemeral=False):
+        return self._request("DELETE", name, lambda: super(RoundStore, self).delete(name, ephemeral=ephemeral))
 
     def list(self, prefix):
         return iter(self._request("LIST", prefix, lambda: list(super(RoundStore, self).list(prefix))))

@@ -38,8 +38,8 @@ class RecordingStorage(MemoryStorage):
         super().__init__()
         self.writes: list[str] = []
 
-    def write(self, name: str, data: bytes, *, exclusive: bool = False) -> None:
-        super().write(name, data, exclusive=exclusive)
+    def write(self, name: str, data: bytes, **options: bool) -> None:
+        super().write(name, data, **options)
         self.writes.append(name)
 
 

@@ -39,9 +39,9 @@ class CountingStorage(MemoryStorage):
         self.calls.append(("exists", name))
         return super().exists(name)
 
-    def write(self, name: str, data: bytes, *, exclusive: bool = False) -> None:
+    def write(self, name: str, data: bytes, *, exclusive: bool = False, **options: bool) -> None:
         self.calls.append(("write", name))
-        super().write(name, data, exclusive=exclusive)
+        super().write(name, data, exclusive=exclusive, **options)
 
     def read(self, name: str, *, max_size: int | None = None) -> bytes:
         self.calls.append(("read", name))

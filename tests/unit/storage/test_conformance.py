@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from agent.errors import ForeignObject, ObjectNotFound, StorageError, TransientStorageError
+from agent.errors import ForeignObject, ObjectExists, ObjectNotFound, StorageError, TransientStorageError
 from agent.storage.base import ObjectInfo, Storage
 from agent.storage.local import LocalStorage
 from agent.storage.memory import MemoryStorage
@@ -146,21 +146,37 @@ def test_exclusive_write_creates(storage):
     assert storage.read("config") == b"first"
 
 
+def _retries(storage: Storage) -> int:
+    return storage.retries if isinstance(storage, RetryingStorage) else 0
+
+
 def test_exclusive_write_refuses_existing_object(storage):
     storage.write("config", b"first", exclusive=True)
-    with pytest.raises(StorageError):
+    with pytest.raises(ObjectExists):
         storage.write("config", b"second", exclusive=True)
-    with pytest.raises(StorageError):
+    with pytest.raises(ObjectExists):
         storage.write("config", b"first", exclusive=True)
+    assert _retries(storage) == 0  # a permanent answer: never repeated
     assert storage.read("config") == b"first"
     assert _names(storage, "") == {"config"}
 
 
 def test_exclusive_write_refuses_object_written_non_exclusively(storage):
     storage.write("keys/k1", b"a")
-    with pytest.raises(StorageError):
-        storage.write("keys/k1", b"b", exclusive=True)
+    with pytest.raises(ObjectExists):
+        storage.write("keys/k1", b"b", exclusive=True, random_name=True)
+    assert _retries(storage) == 0
     assert storage.read("keys/k1") == b"a"
+
+
+def test_every_backend_takes_the_write_options(storage):
+    """What the repository says of an object (agent/storage/base.py) changes nothing of the
+    contract: the bytes are stored, listed and deleted as any."""
+    storage.write("snapshots/ab", b"s", exclusive=True, random_name=True)
+    storage.write("locks/cd", b"l", ephemeral=True)
+    assert storage.read("snapshots/ab") == b"s" and storage.read("locks/cd") == b"l"
+    storage.delete("locks/cd", ephemeral=True)
+    assert _names(storage, "") == {"snapshots/ab"}
 
 
 # ---- read_range -----------------------------------------------------------------------
