@@ -144,6 +144,48 @@ class NetworkStorage(Protocol):
         """How many requests may run at once (S3's `max_concurrency`)."""
 
 
+# ---- what a wrapper passes through as it is ---------------------------------------------
+# The calls of a capability that make no request: a wrapper has nothing to retry or to
+# throttle there, so retry and throttle share these forwards (each wrapper keeps `inner`).
+
+
+class ForwardProbeFacts:
+    """Probing's calls that judge or record facts without a request."""
+
+    inner: Storage
+
+    def require_object_lock(self, facts: dict[str, Any]) -> None:
+        cast(Probing, self.inner).require_object_lock(facts)
+
+    def verification(self) -> Verification:
+        return cast(Probing, self.inner).verification()
+
+    def use_probe_facts(self, facts: dict[str, Any] | None) -> None:
+        cast(Probing, self.inner).use_probe_facts(facts)
+
+    def record_probes_with(self, record: Callable[[dict[str, Any]], None]) -> None:
+        cast(Probing, self.inner).record_probes_with(record)
+
+
+class ForwardServerClock:
+    """ServerClock: what the last answer said, no request of its own."""
+
+    inner: Storage
+
+    def clock_skew(self) -> _dt.timedelta | None:
+        return cast(ServerClock, self.inner).clock_skew()
+
+
+class ForwardNetworkStorage:
+    """NetworkStorage: a setting of the backend."""
+
+    inner: Storage
+
+    @property
+    def max_concurrency(self) -> int:
+        return cast(NetworkStorage, self.inner).max_concurrency
+
+
 CAPABILITIES: tuple[type, ...] = (ObjectLocking, Probing, VersionCleanup, ServerClock, NetworkStorage)
 
 W = TypeVar("W")

@@ -33,9 +33,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, TypeVar, cast
 
 from agent.errors import ObjectExists, TransientStorageError
-from agent.storage.base import (NetworkStorage, ObjectInfo, ObjectLocking, Probing, ServerClock, Storage,
-                                VersionCleanup, wrapper_class)
-from agent.storage.verification import Verification
+from agent.storage.base import (ForwardNetworkStorage, ForwardProbeFacts, ForwardServerClock, NetworkStorage, ObjectInfo,
+                                ObjectLocking, Probing, ServerClock, Storage, VersionCleanup, wrapper_class)
 
 T = TypeVar("T")
 
@@ -164,22 +163,10 @@ class _ObjectLocking(RetryingStorage):
         self._call(lambda: cast(ObjectLocking, self.inner).extend_retention(name, until))
 
 
-class _Probing(RetryingStorage):
+class _Probing(ForwardProbeFacts, RetryingStorage):
     def probe(self) -> dict[str, Any]:
         # A repeated probe writes its test object under a new random name: nothing collides.
         return self._call(lambda: cast(Probing, self.inner).probe())
-
-    def require_object_lock(self, facts: dict[str, Any]) -> None:
-        cast(Probing, self.inner).require_object_lock(facts)  # no request: judges facts measured already
-
-    def verification(self) -> Verification:
-        return cast(Probing, self.inner).verification()
-
-    def use_probe_facts(self, facts: dict[str, Any] | None) -> None:
-        cast(Probing, self.inner).use_probe_facts(facts)
-
-    def record_probes_with(self, record: Callable[[dict[str, Any]], None]) -> None:
-        cast(Probing, self.inner).record_probes_with(record)
 
 
 class _VersionCleanup(RetryingStorage):
@@ -189,15 +176,12 @@ class _VersionCleanup(RetryingStorage):
         return self._call(lambda: cast(VersionCleanup, self.inner).cleanup(dry_run=dry_run, older_than=older_than))
 
 
-class _ServerClock(RetryingStorage):
-    def clock_skew(self) -> _dt.timedelta | None:
-        return cast(ServerClock, self.inner).clock_skew()  # what the last answer said: no request
+class _ServerClock(ForwardServerClock, RetryingStorage):
+    pass
 
 
-class _NetworkStorage(RetryingStorage):
-    @property
-    def max_concurrency(self) -> int:
-        return cast(NetworkStorage, self.inner).max_concurrency
+class _NetworkStorage(ForwardNetworkStorage, RetryingStorage):
+    pass
 
 
 _IMPLEMENTATIONS: list[tuple[type, type[RetryingStorage]]] = [

@@ -16,9 +16,8 @@ import threading
 import time
 from typing import Any, Callable, Iterator, cast
 
-from agent.storage.base import (NetworkStorage, ObjectInfo, ObjectLocking, Probing, ServerClock, Storage,
-                                VersionCleanup, wrapper_class)
-from agent.storage.verification import Verification
+from agent.storage.base import (ForwardNetworkStorage, ForwardProbeFacts, ForwardServerClock, NetworkStorage, ObjectInfo,
+                                ObjectLocking, Probing, ServerClock, Storage, VersionCleanup, wrapper_class)
 
 
 class _TokenBucket:
@@ -122,22 +121,10 @@ class _ObjectLocking(ThrottledStorage):
             cast(ObjectLocking, self.inner).extend_retention(name, until)
 
 
-class _Probing(ThrottledStorage):
+class _Probing(ForwardProbeFacts, ThrottledStorage):
     def probe(self) -> dict[str, Any]:
         with self._slots:
             return cast(Probing, self.inner).probe()
-
-    def require_object_lock(self, facts: dict[str, Any]) -> None:
-        cast(Probing, self.inner).require_object_lock(facts)
-
-    def verification(self) -> Verification:
-        return cast(Probing, self.inner).verification()
-
-    def use_probe_facts(self, facts: dict[str, Any] | None) -> None:
-        cast(Probing, self.inner).use_probe_facts(facts)
-
-    def record_probes_with(self, record: Callable[[dict[str, Any]], None]) -> None:
-        cast(Probing, self.inner).record_probes_with(record)
 
 
 class _VersionCleanup(ThrottledStorage):
@@ -146,15 +133,12 @@ class _VersionCleanup(ThrottledStorage):
             return cast(VersionCleanup, self.inner).cleanup(dry_run=dry_run, older_than=older_than)
 
 
-class _ServerClock(ThrottledStorage):
-    def clock_skew(self) -> _dt.timedelta | None:
-        return cast(ServerClock, self.inner).clock_skew()
+class _ServerClock(ForwardServerClock, ThrottledStorage):
+    pass
 
 
-class _NetworkStorage(ThrottledStorage):
-    @property
-    def max_concurrency(self) -> int:
-        return cast(NetworkStorage, self.inner).max_concurrency
+class _NetworkStorage(ForwardNetworkStorage, ThrottledStorage):
+    pass
 
 
 _IMPLEMENTATIONS: list[tuple[type, type[ThrottledStorage]]] = [
