@@ -25,7 +25,7 @@ from pathlib import Path
 import blake3
 import pytest
 
-from tests.unit.test_format_vectors import DOC_PATH, SpecReader
+from tests.unit.test_format_vectors import DOC_PATH, SpecReader, _parse_fields
 
 ROOT = DOC_PATH.parents[1]
 PASSPHRASE = b"phrase de passe"
@@ -57,20 +57,7 @@ def _hand_vectors() -> dict[str, dict]:
     text = _section("### 15.12 Recovery code")
     found: dict[str, dict] = {}
     for name, body in re.findall(r"^```vector (\S+)\n(.*?)^```$", text, re.M | re.S):
-        fields: dict = {}
-        last = None
-        for line in body.splitlines():
-            if not line.strip():
-                continue
-            if line[0].isspace():
-                fields[last] += bytes.fromhex(line.strip())
-                continue
-            key, _, value = line.partition(" ")
-            value = value.strip()
-            fields[key] = json.loads(value) if value.startswith('"') else \
-                int(value) if key in _INTEGERS else bytes.fromhex(value)
-            last = key
-        found[name] = fields
+        found[name] = _parse_fields(body, _INTEGERS)
     return found
 
 

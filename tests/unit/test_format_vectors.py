@@ -59,7 +59,7 @@ def _blocks() -> list[tuple[str, str, str]]:
     return [(m.group(1), m.group(2) or "", m.group(3)) for m in _FENCE.finditer(_generated())]
 
 
-def _parse_fields(body: str) -> dict:
+def _parse_fields(body: str, integers: set[str] = INTEGER_FIELDS) -> dict:
     fields: dict = {}
     last = None
     for line in body.splitlines():
@@ -73,7 +73,7 @@ def _parse_fields(body: str) -> dict:
         value = value.strip()
         if value.startswith('"'):
             fields[key] = json.loads(value)
-        elif key in INTEGER_FIELDS:
+        elif key in integers:
             fields[key] = int(value)
         else:
             fields[key] = bytes.fromhex(value)
