@@ -17,12 +17,13 @@ from urllib.parse import urlparse
 
 from agent import run_as
 from agent.alerts import SECURITY_CHOICES, AlertSettings
-from agent.engine.dumps import DATABASE_TYPES, DatabaseSettings
-from agent.engine.hooks import HOOK_FAILURE_CHOICES, HookSettings
-from agent.engine.media import LABEL_PATTERN
+from agent.engine.source.dumps import DATABASE_TYPES, DatabaseSettings
+from agent.engine.source.hooks import HOOK_FAILURE_CHOICES, HookSettings
+from agent.state.media import LABEL_PATTERN
 from agent.engine.retention import RetentionPolicy
 from agent.errors import ConfigError
-from agent.state_file import read_private_file
+from agent.state.files import read_private_file
+from agent.state.layout import StateLayout
 from agent.storage.options import (ADDRESSING_CHOICES, CHECKSUM_CHOICES, LOCK_MODES, VERIFY_CHOICES,
                                    S3Options)
 
@@ -44,7 +45,7 @@ class AgentSettings:
 
     @property
     def reports(self) -> str:
-        return self.report_dir or os.path.join(self.state_dir, "reports")
+        return self.report_dir or StateLayout(self.state_dir).reports()
 
 
 # [source] databases when the key is absent: the usual files of a practice's software (what
@@ -69,7 +70,7 @@ class RepositorySettings:
     compression: str = "zstd"
     compression_level: int = 1
     s3: S3Options | None = None
-    media: tuple[str, ...] = ()  # a set of rotated disks mounted at the file:// URL (agent/engine/media.py)
+    media: tuple[str, ...] = ()  # a set of rotated disks mounted at the file:// URL (agent/state/media.py)
 
     @property
     def mount(self) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from agent import timefmt
-from agent.audit import AuditTrail
+from agent.state.audit import AuditTrail
 from agent.cli.common import json_option, load_config, print_json
 
 

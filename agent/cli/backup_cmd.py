@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 
 import click
 
@@ -12,12 +11,13 @@ from agent.cli.common import (audit, display_path, human_bytes, json_option, led
 from agent.cli.progress import for_terminal
 from agent.cli.rescue import store_kit
 from agent.engine.backup import BackupEngine, BackupOptions
-from agent.engine.dumps import Dump
-from agent.engine.hooks import Hooks
-from agent.engine.records import Records
-from agent.engine.files_cache import FilesCache
-from agent.engine.ledger import Ledger
+from agent.engine.source.dumps import Dump
+from agent.engine.source.hooks import Hooks
+from agent.state.records import Records
+from agent.state.files_cache import FilesCache
+from agent.state.ledger import Ledger
 from agent.errors import PARTIAL_BACKUP_EXIT_CODE, BackupctlError, UsageError
+from agent.state.layout import StateLayout
 
 
 def _newest_known(ledger: Ledger) -> list[str]:
@@ -63,7 +63,7 @@ def command(ctx: click.Context, repo_name, tags, at, one_file_system, as_json) -
         dumps=[Dump(settings, config.agent.state_dir) for settings in config.databases],
         previous_snapshots=_newest_known(ledger_of(config, repo)),
     )
-    cache_path = os.path.join(config.agent.state_dir, "cache", repo.config.repository_id.hex(), "files.sqlite")
+    cache_path = StateLayout(config.agent.state_dir).files_cache(repo.config.repository_id)
     cache = FilesCache(cache_path)
     hooks = Hooks(config.hooks)  # after the repository opened: an unreachable one stops nothing
     try:

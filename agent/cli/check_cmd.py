@@ -9,7 +9,7 @@ from agent.cli.common import (audit, human_bytes, json_option, ledger_of, note_m
                               print_json, repo_option, warn_ledger)
 from agent.cli.progress import for_terminal
 from agent.engine.check import MISSING_PACK, CheckEngine
-from agent.engine.records import Records
+from agent.state.records import Records
 from agent.errors import IntegrityError, UsageError
 
 

@@ -11,22 +11,23 @@ import click
 
 from agent import clock
 from agent import config as config_module
-from agent.audit import AuditTrail
+from agent.state.audit import AuditTrail
 from agent.crypto.kdf import normalize_passphrase
-from agent.engine import media
-from agent.engine.known_keys import KnownKeys
+from agent.state import media
+from agent.state.known_keys import KnownKeys
 from agent.engine.progress import human_bytes  # noqa: F401 (the commands import it from here)
 from agent.errors import (ConfigError, IntegrityError, KeyFileError, NoKeyFile, PermissionDenied, StateDirError,
                           UsageError, WrongPassphrase, recover_add_key)
 from agent.repo.cache import CacheRoot
 from agent.repo.repository import Repository
 from agent.repo.snapshot import Snapshot
-from agent.engine.ledger import Ledger
-from agent.engine.records import PROBE_RECORD, Records
-from agent.state_file import read_private_file
+from agent.state.ledger import Ledger
+from agent.state.records import PROBE_RECORD, Records
+from agent.state.files import read_private_file
 from agent.storage import open_storage
 from agent.storage.base import Probing, Storage
-from agent.storage.clock_skew import CLOCK_SKEW_HINT, CLOCK_SKEW_LIMIT, describe_skew
+from agent.storage.local import LocalStorage
+from agent.clock_skew import CLOCK_SKEW_HINT, CLOCK_SKEW_LIMIT, describe_skew
 from agent.storage.verification import facts_for
 
 repo_option = click.option("--repo", "repo_name", metavar="NAME",
@@ -68,7 +69,7 @@ def open_repository(ctx: click.Context, repo_name: str | None, *,
         medium = media.check_label(settings.media, settings.mount, settings.name,
                                    today=clock.today(config.retention.zone))
         ctx.obj["medium"] = medium.label
-        storage = media.medium_storage(settings.mount)
+        storage = medium_storage(settings.mount)
     else:
         storage = open_storage(settings.url, s3=settings.s3)
         attach_probe_record(config, settings, storage)
@@ -96,6 +97,11 @@ def open_repository(ctx: click.Context, repo_name: str | None, *,
     if warn_skew:
         warn_clock_skew(repo)
     return config, repo
+
+
+def medium_storage(mount: str) -> LocalStorage:
+    """The repository on the rotated disk mounted at `mount` (agent/state/media.py)."""
+    return LocalStorage(os.path.join(mount, media.REPOSITORY_DIR))
 
 
 def recorded_probe(config: config_module.Config, settings: config_module.RepositorySettings) -> dict | None:
@@ -151,7 +157,7 @@ def warn_clock_skew(repo: Repository) -> None:
 
 
 def ledger_of(config: config_module.Config, repo: Repository) -> Ledger:
-    """This machine's record of the repository's snapshots (agent/engine/ledger.py)."""
+    """This machine's record of the repository's snapshots (agent/state/ledger.py)."""
     return Ledger(config.agent.state_dir, repo.config.repository_id)
 
 
@@ -210,7 +216,7 @@ def display_path(path: str) -> str:
 
 
 def audit(config: config_module.Config, action: str, **details) -> None:
-    """Add a record to the audit trail (rules T1-T3; agent/audit.py)."""
+    """Add a record to the audit trail (rules T1-T3; agent/state/audit.py)."""
     audit_in(config.agent.state_dir, action, **details)
 
 

@@ -10,8 +10,8 @@ from agent.cli.common import (audit, describe_verification, json_option, load_co
 from agent.cli.rescue import store_kit
 from agent.crypto import aead
 from agent.crypto.kdf import KdfParams
-from agent.engine.known_keys import KnownKeys
-from agent.engine.records import PROBE_RECORD, Records
+from agent.state.known_keys import KnownKeys
+from agent.state.records import PROBE_RECORD, Records
 from agent.errors import UsageError
 from agent.repo.repository import Repository
 from agent.storage import open_storage

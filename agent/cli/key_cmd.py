@@ -18,15 +18,15 @@ from agent import clock, timefmt
 from agent.cli.common import (audit, json_option, new_passphrase, new_passphrase_option, open_repository, print_json,
                               repo_option)
 from agent.crypto import paper, shares
-from agent.engine.known_keys import KnownKeys
+from agent.state.known_keys import KnownKeys
 from agent.cli.rescue import store_kit
-from agent.engine.records import Records
+from agent.state.records import Records
 from agent.errors import IntegrityError, ReportError, UsageError
 from agent.repo import rescue_kit
 from agent.reports import browser, qr
 from agent.reports.html import render_sheet
 from agent.reports.sheet import build
-from agent.state_file import save_bytes
+from agent.state.files import save_bytes
 
 
 @click.group("key")

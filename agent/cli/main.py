@@ -158,7 +158,7 @@ def _limit_malloc_arenas() -> None:
 
 
 def _hook_output_to_stderr() -> None:
-    """The [[hooks]] commands' output (agent.engine.hooks logs it) goes to standard error,
+    """The [[hooks]] commands' output (agent.engine.source.hooks logs it) goes to standard error,
     line by line, where a person or the daemon's journal sees it."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("backupctl: %(message)s"))

@@ -8,11 +8,11 @@ import os
 import click
 
 from agent import clock, timefmt
-from agent.cli.common import (audit, json_option, load_config, passphrase, print_json, repo_option,
+from agent.cli.common import (medium_storage, audit, json_option, load_config, passphrase, print_json, repo_option,
                                require_long_passphrase)
 from agent.cli.rescue import store_kit
 from agent.crypto.kdf import KdfParams
-from agent.engine import media
+from agent.state import media
 from agent.errors import UsageError
 from agent.repo.repository import Repository
 
@@ -53,7 +53,7 @@ def init(ctx: click.Context, label, repo_name, as_json) -> None:
     params = KdfParams()
     master = state.master_key(secret, kdf_params=params, create=True)  # checks the passphrase first
     medium = media.write_label(settings.mount, label, settings.name)
-    repo = Repository.init(media.medium_storage(settings.mount), secret, cipher=settings.cipher,
+    repo = Repository.init(medium_storage(settings.mount), secret, cipher=settings.cipher,
                            compression_level=settings.zstd_level, kdf_params=params, master=master)
     audit(config, "disk_prepared", repository=settings.name, label=medium.label,
           repository_id=repo.config.repository_id.hex())

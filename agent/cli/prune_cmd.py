@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 
 import click
 
@@ -12,8 +11,9 @@ from agent.cli.common import (audit, human_bytes, json_option, ledger_of, open_r
 from agent.cli.progress import for_terminal
 from agent.engine.lock_dates import LockDateCache
 from agent.engine.prune import PruneEngine
-from agent.engine.records import Records
+from agent.state.records import Records
 from agent.errors import IntegrityError
+from agent.state.layout import StateLayout
 
 
 @click.command("prune")
@@ -27,8 +27,7 @@ def command(ctx: click.Context, dry_run, repo_name, as_json) -> None:
     config, repo = open_repository(ctx, repo_name, warn_skew=dry_run)
     if not dry_run:
         _refuse_on_known_damage(config, repo, repo_name)
-    cache = LockDateCache(os.path.join(config.agent.state_dir, "cache", repo.config.repository_id.hex(),
-                                       "lock-dates.json"))
+    cache = LockDateCache(StateLayout(config.agent.state_dir).lock_dates(repo.config.repository_id))
     report = PruneEngine(repo, config.retention, dry_run=dry_run,
                          progress=for_terminal(as_json, storage=repo.storage),
                          lock_cache=cache, ledger=ledger_of(config, repo)).run()

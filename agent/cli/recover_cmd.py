@@ -21,7 +21,7 @@ from agent.cli.common import (audit_in, display_path, find_snapshot, human_bytes
 from agent.cli.progress import for_terminal
 from agent.crypto import paper
 from agent.crypto.keys import MasterKey
-from agent.engine.known_keys import KnownKeys
+from agent.state.known_keys import KnownKeys
 from agent.engine.restore import RestoreEngine
 from agent.errors import IntegrityError, Interrupted, UsageError
 from agent.repo.repository import Repository

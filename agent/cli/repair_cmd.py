@@ -9,7 +9,7 @@ from agent import clock
 from agent.cli.common import audit, json_option, open_repository, print_json, repo_option
 from agent.cli.progress import for_terminal
 from agent.engine.check import CheckEngine
-from agent.engine.records import Records
+from agent.state.records import Records
 from agent.engine.repair import RepairEngine
 from agent.errors import IntegrityError
 

@@ -15,7 +15,7 @@ import click
 from agent import timefmt
 from agent.cli.common import json_option, open_repository, print_json, repo_option
 from agent.reports import store
-from agent.state_file import save_bytes
+from agent.state.files import save_bytes
 
 
 @click.group("reports")

@@ -14,7 +14,7 @@ import click
 from agent import clock
 from agent.cli.common import audit
 from agent.config import Config
-from agent.engine.records import Records
+from agent.state.records import Records
 from agent.errors import IntegrityError, PermissionDenied, StateDirError, StorageError
 from agent.repo import rescue_kit
 from agent.repo.repository import Repository

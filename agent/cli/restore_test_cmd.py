@@ -8,13 +8,14 @@ import click
 
 from agent import clock, timefmt
 from agent.cli.common import audit, find_snapshot, human_bytes, json_option, open_repository, print_json, repo_option
-from agent.engine.records import Records
+from agent.state.records import Records
 from agent.engine.restore_testing import RestoreTestEngine
 from agent.errors import IntegrityError
 from agent.reports import store
 from agent.reports.document import build
 from agent.reports.facts import gather
 from agent.reports.html import render
+from agent.state.layout import StateLayout
 
 
 @click.command("restore-test")
@@ -37,7 +38,7 @@ def command(ctx: click.Context, repo_name, snapshot_id, mode, sample, scratch_di
     snapshot = find_snapshot(repo, snapshot_id)
     snapshots = repo.snapshots()
     oldest = snapshots[0] if snapshots else None
-    scratch = scratch_dir or os.path.join(config.agent.state_dir, "restore-test")
+    scratch = scratch_dir or StateLayout(config.agent.state_dir).restore_test_scratch()
     engine = RestoreTestEngine(repo, snapshot, scratch, sources=list(config.source.paths), sample=sample,
                                oldest=oldest, databases=config.databases, state_dir=config.agent.state_dir)
     name = config.repository(repo_name).name

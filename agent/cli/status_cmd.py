@@ -1,7 +1,7 @@
 """`backupctl status`: are the obligations met? For the practitioner and for monitoring.
 
 Reads only the state directory (no passphrase, no network): the records the commands
-leave (agent.engine.records), the disks' record, and the schedule. Exit code 0 when
+leave (agent.state.records), the disks' record, and the schedule. Exit code 0 when
 nothing is at risk, 4 otherwise (errors.OBLIGATIONS_AT_RISK_EXIT_CODE).
 """
 

@@ -29,7 +29,8 @@ from agent.errors import (PARTIAL_BACKUP_EXIT_CODE, SUCCESS_EXIT_CODE, TERMINATE
                           StateDirError)
 from agent.reports.document import shareable
 from agent.reports.i18n import status_text
-from agent.state_file import load_json, save_json
+from agent.state.files import load_json, save_json
+from agent.state.layout import StateLayout
 
 log = logging.getLogger("backupctl.daemon")
 
@@ -59,7 +60,7 @@ class JobRecord:
     """state_dir/daemon/jobs.json: {job id: {last_run, last_success, last_exit, steps}}."""
 
     def __init__(self, state_dir: str) -> None:
-        self.path = os.path.join(state_dir, "daemon", "jobs.json")
+        self.path = StateLayout(state_dir).job_record()
 
     def load(self) -> dict:
         return load_json(self.path)  # lost: one extra catch-up run, never a lost backup
@@ -401,7 +402,7 @@ def failure_alert(job_id: str, entry: dict):
     if problems.get("unreadable"):
         lines += [f"Elle est incomplète : {problems['unreadable']} fichier(s) ou dossier(s) n'ont pas pu être lus "
                   f"(leurs noms ne sont donnés que sur le serveur : backupctl backup --repo {repository})."]
-    record = os.path.join(_config.agent.state_dir, "daemon", "jobs.json") if _config is not None else "jobs.json"
+    record = StateLayout(_config.agent.state_dir).job_record() if _config is not None else "jobs.json"
     lines += ["", "Rien de ce qui était déjà sauvegardé n'est perdu. La tâche sera relancée au prochain "
               "démarrage du service ou à la prochaine échéance.",
               f"Pour le prestataire : le message d'erreur complet n'est gardé que sur le serveur ({record}, "
@@ -472,7 +473,7 @@ def _alert_risks(repository: str) -> None:
     risks = _risks(repository)
     if not risks:
         return
-    path = os.path.join(_config.agent.state_dir, "daemon", "alerts.json")
+    path = StateLayout(_config.agent.state_dir).alert_record()
     sent = load_json(path)
     previous = sent.get(repository, {})
     if previous.get("risks") == risks and \

@@ -33,13 +33,14 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from agent import clock, timefmt
 from agent import config as config_module
-from agent.audit import AuditTrail
+from agent.state.audit import AuditTrail
 from agent.daemon import jobs, notify
 from agent.daemon.outcomes import meaning
 from agent.daemon.schedule import catch_ups, planned_jobs
-from agent.engine.records import Records
+from agent.state.records import Records
 from agent.errors import AlreadyRunning, ConfigError, StateDirError, UsageError
-from agent.state_file import write_private
+from agent.state.files import write_private
+from agent.state.layout import StateLayout
 
 log = logging.getLogger("backupctl.daemon")
 JOB_FUNCTION = "agent.daemon.jobs:run_job"
@@ -76,7 +77,7 @@ def reload_daemon(config_path: str, pid: int | None) -> int:
 
 def running_daemon(state_dir: str) -> int:
     """The pid of the daemon that holds state_dir/daemon/daemon.lock (UsageError if none)."""
-    path = os.path.join(state_dir, "daemon", "daemon.lock")
+    path = StateLayout(state_dir).daemon_lock()
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError:
@@ -97,7 +98,8 @@ class Daemon:
     def __init__(self, config_path: str) -> None:
         self.config_path = config_path
         self.config = config_module.load(config_path)
-        self.folder = os.path.join(self.config.agent.state_dir, "daemon")
+        self.layout = StateLayout(self.config.agent.state_dir)
+        self.folder = self.layout.daemon()
         self._wake = threading.Event()
         self._stop = False
         self._reload = False
@@ -111,7 +113,7 @@ class Daemon:
         runner = jobs.JobRunner(self.config_path, self.config.agent.state_dir)
         jobs.install(runner, self.config)
         scheduler = BackgroundScheduler(
-            jobstores={"default": SQLAlchemyJobStore(url=f"sqlite:///{self.folder}/schedule.sqlite"),
+            jobstores={"default": SQLAlchemyJobStore(url=f"sqlite:///{self.layout.job_store()}"),
                        "catch_up": MemoryJobStore()},
             executors={"default": ThreadPoolExecutor(1)},
             job_defaults={"coalesce": True, "max_instances": 1,
@@ -171,7 +173,7 @@ class Daemon:
         try:
             os.makedirs(self.folder, mode=0o700, exist_ok=True)
             # O_NOFOLLOW: the lock file is never a link planted in a folder someone else could write.
-            fd = os.open(os.path.join(self.folder, "daemon.lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+            fd = os.open(self.layout.daemon_lock(), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
             handle = open(fd, "r+", encoding="ascii")
         except OSError as exc:
             raise StateDirError(f"{self.folder} cannot be written ({exc.strerror})") from None
@@ -194,7 +196,7 @@ class Daemon:
         """Rule T1: a change of the configuration is traced (its SHA-256, at start and reload)."""
         with open(self.config_path, "rb") as handle:
             digest = hashlib.sha256(handle.read()).hexdigest()
-        marker = os.path.join(self.folder, "config.sha256")
+        marker = self.layout.daemon_config_fingerprint()
         try:
             with open(marker, encoding="ascii") as handle:
                 known = handle.read().strip()

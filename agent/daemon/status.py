@@ -11,11 +11,12 @@ from agent import __version__
 from agent.config import Config
 from agent.daemon.jobs import JobRecord
 from agent.daemon.schedule import PlannedJob, planned_jobs, previous_fire
-from agent.engine import media
-from agent.engine.records import PROBE_RECORD, Records, Risk, obligations_at_risk
+from agent.state import media
+from agent.state.records import PROBE_RECORD, Records, Risk, obligations_at_risk
 from agent.reports.i18n import risk_text
 from agent.service_install.layout import UNIT
 from agent.storage.verification import choose, facts_for
+from agent.state.layout import StateLayout
 
 
 # Where install-service puts the unit (agent/service_install/layout.py); a module constant
@@ -65,7 +66,7 @@ def collect(config: Config, now: _dt.datetime) -> dict:
 
 def repository_risks(config: Config, repository: str, now: _dt.datetime, *,
                      jobs: list[PlannedJob] | None = None) -> list[Risk]:
-    """The obligations at risk for one repository, as codes (agent.engine.records.Risk)."""
+    """The obligations at risk for one repository, as codes (agent.state.records.Risk)."""
     settings = config.repository(repository)
     records = Records(config.agent.state_dir, repository)
     risks = obligations_at_risk(now=now, last_backup=records.last("backup"), last_check=records.last("check"),
@@ -122,7 +123,7 @@ def _disk_risks(config: Config, settings, jobs, now: _dt.datetime) -> list[Risk]
 def daemon_state(state_dir: str) -> dict:
     """running: True (the lock is held: its pid), False, or None when this user may not
     read the lock file (then nobody can tell, and no risk is claimed from it)."""
-    path = os.path.join(state_dir, "daemon", "daemon.lock")
+    path = StateLayout(state_dir).daemon_lock()
     try:
         with open(path) as handle:
             try:

@@ -51,9 +51,9 @@ from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from agent import __version__, clock
-from agent.engine.dumps import DUMP_FOLDER, DumpError
-from agent.engine.files_cache import FilesCache
-from agent.engine.holes import HoleSkippingReader, is_sparse
+from agent.engine.source.dumps import DUMP_FOLDER, DumpError
+from agent.state.files_cache import FilesCache
+from agent.engine.source.holes import HoleSkippingReader, is_sparse
 from agent.engine.progress import Progress, SilentProgress
 from agent.engine.small_files import Stamp, open_nofollow, read_small, seal_small_files, worker_init
 from agent.errors import BackupctlError, IntegrityError, ObjectNotFound, SourceError
@@ -102,7 +102,7 @@ MAX_DIRS_PENDING = 256
 MAX_FILES_PENDING = 4096
 # FOLDER_RULE (issue 19 point 6): a folder's tree is taken whole from the previous run,
 # without building its nodes, only when the signature of what it is made of is the one
-# recorded with that tree (agent.engine.files_cache, table folders): the name, type,
+# recorded with that tree (agent.state.files_cache, table folders): the name, type,
 # mode, owner (ids and names), size, mtime, ctime, inode, device, link count
 # and allocated blocks of every entry, lstat-ed on this run, each subfolder's tree id,
 # and the options that decide what is kept; and when every file of it is unchanged in
@@ -127,7 +127,7 @@ class BackupOptions:
     tags: list[str] = field(default_factory=list)
     time: object | None = None  # datetime; None means now
     host: str | None = None
-    dumps: list = field(default_factory=list)  # agent.engine.dumps.Dump: streamed into /backupctl-databases
+    dumps: list = field(default_factory=list)  # agent.engine.source.dumps.Dump: streamed into /backupctl-databases
     # Snapshot ids (hex), newest first, that may be this machine's previous backup (its
     # ledger): when the files cache is empty, the progress total comes from their summary.
     previous_snapshots: list[str] = field(default_factory=list)
@@ -940,7 +940,7 @@ class BackupEngine:
         return _FileResult(sha256, size, after, chunk_futures=futures)
 
     def _store_dumps(self, moment) -> list[Node]:
-        """Stream each database dump into the repository (agent.engine.dumps); returns the
+        """Stream each database dump into the repository (agent.engine.source.dumps); returns the
         /backupctl-databases folder for the snapshot's root, or nothing if none worked."""
         by_type: dict[bytes, list[Node]] = {}
         mtime_ns = int(moment.timestamp() * 1e9)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from agent import timefmt
 from agent.engine.expansion import FREE_ENTRIES, MAX_EXPANSION
-from agent.engine.ledger import Ledger
+from agent.state.ledger import Ledger
 from agent.engine.progress import Progress, SilentProgress
 from agent.engine.walk import load_tree
 from agent.errors import IntegrityError, StorageError
@@ -59,7 +59,7 @@ class CheckReport:
     damaged_packs: dict[str, str] = field(default_factory=dict)
     affected: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     unindexed_packs: int = 0  # packs no index lists: left by an interrupted backup, or a lost index file
-    ledger_problems: list[str] = field(default_factory=list)  # snapshots gone or back (agent.engine.ledger)
+    ledger_problems: list[str] = field(default_factory=list)  # snapshots gone or back (agent.state.ledger)
     rescue_kit_problems: list[str] = field(default_factory=list)  # kits that differ from their sealed record
 
     @property

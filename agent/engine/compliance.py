@@ -9,7 +9,7 @@ import datetime as _dt
 from dataclasses import dataclass, field
 
 from agent import timefmt
-from agent.engine.records import MONTH_GRACE_DAYS, WEEKLY_LIMIT, restore_test_risk
+from agent.state.records import MONTH_GRACE_DAYS, WEEKLY_LIMIT, restore_test_risk
 from agent.engine.retention import calendar_periods
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from agent.child_env import child_environment
-from agent.engine import db_credentials
-from agent.engine.dumps import DatabaseSettings, DumpError, drain, postgresql_connection, telling_line, tool
+from agent.engine.source import db_credentials
+from agent.engine.source.dumps import DatabaseSettings, DumpError, drain, postgresql_connection, telling_line, tool
 from agent.engine.throwaway_db import (LOADER, MariaDBServer, NoServerUser, PostgreSQLServer, ServerFailed,
                                        Unavailable)
 from agent.errors import BackupctlError

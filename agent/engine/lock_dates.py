@@ -26,7 +26,7 @@ from agent.repo import layout
 from agent.repo.repository import Repository
 from agent.repo.snapshot import Snapshot
 from agent.repo.tree import DIR, FILE
-from agent.state_file import load_json, save_json
+from agent.state.files import load_json, save_json
 
 # A snapshot is forgotten by the first prune after its settled date. Prune runs weekly
 # after the backup: the lock must outlive that prune even if one weekly run is missed

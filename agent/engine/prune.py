@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 from agent import clock
 from agent.engine.check import CheckEngine
-from agent.engine.ledger import Ledger
+from agent.state.ledger import Ledger
 from agent.engine.lock_dates import LockDateCache, LockReport, extend_locks
 from agent.engine.progress import Progress, SilentProgress
 from agent.engine.retention import Decision, RetentionPolicy, apply_policy
@@ -41,7 +41,7 @@ from agent.errors import ClockSkewError, IntegrityError, ObjectLocked, ObjectNot
 from agent.repo import layout
 from agent.repo.layout import PackId
 from agent.repo.lock import RepositoryLock, remove_stale_locks
-from agent.storage.clock_skew import CLOCK_SKEW_HINT, CLOCK_SKEW_LIMIT, describe_skew
+from agent.clock_skew import CLOCK_SKEW_HINT, CLOCK_SKEW_LIMIT, describe_skew
 from agent.repo.repository import Repository
 from agent.repo.tree import DIR, FILE
 

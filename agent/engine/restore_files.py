@@ -44,7 +44,7 @@ from collections import defaultdict
 from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
-from agent.engine.holes import HoleSkippingReader
+from agent.engine.source.holes import HoleSkippingReader
 from agent.engine.progress import Progress
 from agent.engine.target import TargetTree, permissions, target_error
 from agent.errors import IntegrityError, RestoreTargetError, StorageError

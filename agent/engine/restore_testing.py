@@ -26,7 +26,7 @@ from agent import clock
 from agent.engine import browse
 from agent.engine import throwaway_db
 from agent.engine.dump_check import DatabaseCheck, check_dump
-from agent.engine.dumps import DatabaseSettings, Dump
+from agent.engine.source.dumps import DatabaseSettings, Dump
 from agent.engine.expansion import Expansion
 from agent.engine.restore import RestoreEngine, available_space
 from agent.engine.wipe import remove_tree

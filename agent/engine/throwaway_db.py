@@ -39,8 +39,8 @@ from typing import Any, Callable
 from agent.child_env import child_environment
 from agent.errors import BackupctlError
 from agent.processes import process_exists
+from agent.state.layout import StateLayout
 
-FOLDER = "restore-test-databases"  # under state_dir
 START_TIMEOUT_S = 120
 STOP_TIMEOUT_S = 30
 SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes with its final NUL; keep a margin
@@ -98,7 +98,7 @@ def _clear_ambient() -> Callable[[], None] | None:
 
 def clean_stale(state_dir: str) -> list[str]:
     """Stop and remove the servers left by restore tests that no longer run (killed, power cut)."""
-    base = os.path.join(state_dir, FOLDER)
+    base = StateLayout(state_dir).restore_test_databases()
     removed: list[str] = []
     try:
         names = os.listdir(base)
@@ -166,7 +166,7 @@ class ThrowawayServer:
     def _prepare(self) -> None:
         self._check_binaries()
         self.owner = _server_owner(self.state_dir)
-        base = os.path.join(self.state_dir, FOLDER)
+        base = StateLayout(self.state_dir).restore_test_databases()
         os.makedirs(base, mode=0o700, exist_ok=True)
         self._own(base)
         clean_stale(self.state_dir)

@@ -15,7 +15,7 @@ import socket
 from agent import __version__
 from agent.config import Config, RepositorySettings
 from agent.engine.compliance import BEFORE, FAIL, coverage
-from agent.engine.records import Records
+from agent.state.records import Records
 from agent.engine.restore_testing import RestoreTestReport
 from agent.engine.retention import calendar_periods
 from agent.errors import IntegrityError

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from agent import clock
-from agent.audit import AuditTrail
+from agent.state.audit import AuditTrail
 from agent.config import Config
-from agent.engine import media
+from agent.state import media
 from agent.engine.compliance import RepositoryFacts, Row, assess
-from agent.engine.records import Records, restore_test_outcome
+from agent.state.records import Records, restore_test_outcome
 from agent.errors import BackupctlError, IntegrityError
 from agent.repo.repository import Repository
 from agent.repo.snapshot import Snapshot

@@ -98,7 +98,7 @@ EVIDENCE = {
     },
 }
 
-# The obligations at risk (agent.engine.records.Risk codes): `status` prints them in
+# The obligations at risk (agent.state.records.Risk codes): `status` prints them in
 # English for the IT provider, the daemon's alerts in [agent] report_language.
 RISKS = {
     "en": {
@@ -275,7 +275,7 @@ def evidence_text(code: str, params: dict, language: str = "en") -> str:
 
 
 def risk_text(code: str, params: dict, language: str = "en") -> str:
-    """An obligation at risk (agent.engine.records.Risk) in words."""
+    """An obligation at risk (agent.state.records.Risk) in words."""
     if "month" in params:
         params = {**params, "month_name": MONTH_NAMES[language][int(params["month"]) - 1]}
     return RISKS[language][code].format(**params)

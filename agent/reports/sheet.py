@@ -14,7 +14,7 @@ import socket
 from agent import clock
 from agent.config import Config, RepositorySettings
 from agent.crypto import paper
-from agent.engine import media
+from agent.state import media
 from agent.repo import layout
 from agent.repo.rescue_kit import KitRecord
 from agent.repo.repository import Repository

@@ -20,7 +20,7 @@ from agent.errors import BackupctlError, ReportError, UsageError
 from agent.repo.repository import Repository
 from agent.reports import browser
 from agent.reports.document import decode_stored, encode_stored, summary
-from agent.state_file import save_bytes
+from agent.state.files import save_bytes
 
 
 @dataclass

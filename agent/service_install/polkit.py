@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import posixpath
 
-from agent.engine.hooks import HookSettings
+from agent.engine.source.hooks import HookSettings
 from agent.service_install import layout
 
 VERBS = ("start", "stop", "restart")

@@ -46,7 +46,7 @@ from agent import clock, run_as
 from agent.errors import (ClockSkewError, ConfigError, ForeignObject, ObjectExists, ObjectLocked, ObjectNotFound,
                           StorageError, TransientStorageError)
 from agent.storage.base import ObjectInfo
-from agent.storage.clock_skew import CLOCK_SKEW_HINT, describe_skew, skew_from_date
+from agent.clock_skew import CLOCK_SKEW_HINT, describe_skew, skew_from_date
 from agent.storage.options import S3Options
 from agent.storage.verification import AUTO, HEAD, Verification, choose, facts_for
 
@@ -176,7 +176,7 @@ class S3Storage:
         )
         self.client = session.client("s3", endpoint_url=endpoint, config=config,
                                      verify=options.ca_bundle if options.ca_bundle else None)
-        # The server's clock, from the Date header of every answer (agent/storage/clock_skew.py).
+        # The server's clock, from the Date header of every answer (agent/clock_skew.py).
         self._skew: _dt.timedelta | None = None
         self._sent = threading.local()
         self.client.meta.events.register("before-send.s3", self._note_sent)

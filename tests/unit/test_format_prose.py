@@ -383,7 +383,7 @@ def test_a_tree_blob_is_not_bounded_by_the_chunk_size(tmp_path):
 
 def test_root_tree_database_dumps_and_every_summary_member_are_documented(tmp_path):
     from agent.engine.backup import BackupEngine, BackupOptions
-    from agent.engine.dumps import DatabaseSettings, Dump
+    from agent.engine.source.dumps import DatabaseSettings, Dump
     from agent.engine.walk import load_tree
     from agent.repo.repository import Repository
     from agent.storage.memory import MemoryStorage

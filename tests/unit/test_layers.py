@@ -118,7 +118,7 @@ def _imports_from(module: Module, packages: list[str]) -> list[str]:
 def test_the_checker_sees_the_whole_agent():
     names = {m.name for m in MODULES}
     for expected in ("agent.clock", "agent.config", "agent.crypto.aead", "agent.storage.local",
-                     "agent.repo.repository", "agent.engine.files_cache", "agent.cli.main"):
+                     "agent.repo.repository", "agent.state.files_cache", "agent.cli.main"):
         assert expected in names
     repository = next(m for m in MODULES if m.name == "agent.repo.repository")
     assert "agent.crypto.aead" in repository.imports  # `from agent.crypto import aead, ids`
@@ -146,15 +146,71 @@ def test_the_import_resolver_on_a_synthetic_module():
 
 # ---- (a) layers point down -------------------------------------------------------------------
 
+ABOVE_STORAGE = ["agent.repo", "agent.state", "agent.engine", "agent.cli", "agent.config", "agent.daemon",
+                 "agent.reports"]
 LAYER_RULES = [
-    ("agent.storage", ["agent.repo", "agent.engine", "agent.cli", "agent.config", "agent.daemon", "agent.reports"]),
-    ("agent.crypto", ["agent.repo", "agent.engine", "agent.cli", "agent.config", "agent.daemon", "agent.reports"]),
-    ("agent.repo", ["agent.engine", "agent.cli", "agent.config", "agent.daemon", "agent.reports"]),
-    ("agent.engine", ["agent.cli", "agent.config", "agent.daemon", "agent.reports"]),
+    # storage and crypto at the bottom, apart from each other (storage moves bytes it never reads;
+    # crypto never does I/O)
+    ("agent.storage", ABOVE_STORAGE + ["agent.crypto"]),
+    ("agent.crypto", ABOVE_STORAGE + ["agent.storage"]),
+    # the repository format and the machine's state directory are siblings: a repository never
+    # depends on what one machine remembers, and the state never reads a repository
+    ("agent.repo", ["agent.state", "agent.engine", "agent.cli", "agent.config", "agent.daemon", "agent.reports"]),
+    ("agent.state", ["agent.repo", "agent.storage", "agent.engine", "agent.cli", "agent.config", "agent.daemon",
+                     "agent.reports"]),
+    # engines reach storage only through a Repository (its lock, retries, verification)
+    ("agent.engine", ["agent.storage", "agent.cli", "agent.config", "agent.daemon", "agent.reports"]),
     ("agent.config", ["agent.cli", "agent.daemon", "agent.reports"]),
     ("agent.reports", ["agent.cli", "agent.daemon"]),
     ("agent.daemon", ["agent.cli"]),
 ]
+
+# The modules directly in agent/ are the foundation every layer may use: they import no package
+# of agent/ (only one another).
+FOUNDATION = ["agent.alerts", "agent.child_env", "agent.clock", "agent.clock_skew", "agent.errors",
+              "agent.processes", "agent.run_as", "agent.timefmt"]
+PACKAGES = ["agent.storage", "agent.crypto", "agent.repo", "agent.state", "agent.engine", "agent.config",
+            "agent.reports", "agent.daemon", "agent.cli", "agent.service_install"]
+
+
+def test_the_foundation_is_every_plain_module_and_imports_no_package():
+    plain = {m.name for m in MODULES if m.name.count(".") == 1 and not m.is_package}
+    # the two entry points and config (a layer of its own) are the plain modules outside it
+    assert plain - {"agent.__main__", "agent.config"} == set(FOUNDATION)
+    violations = {m.rel: _imports_from(m, PACKAGES) for m in MODULES
+                  if m.name in FOUNDATION and _imports_from(m, PACKAGES)}
+    assert violations == {}
+
+
+def test_what_a_backup_reads_besides_files_needs_no_other_engine():
+    """agent/engine/source/ (dumps, hooks, holes) is used by the engines, never the reverse: a
+    source can be read (and tested) without a repository or an engine."""
+    members = [m for m in MODULES if _in(m.name, "agent.engine.source")]
+    assert {m.name for m in members} >= {"agent.engine.source.dumps", "agent.engine.source.hooks",
+                                         "agent.engine.source.holes"}
+    violations = {m.rel: [i for i in _imports_from(m, ["agent.engine", "agent.repo"])
+                          if not _in(i, "agent.engine.source") and i != "agent.engine"]
+                  for m in members}
+    assert {k: v for k, v in violations.items() if v} == {}
+
+
+def test_the_state_directorys_paths_are_built_in_its_layout_module_only():
+    """Every path under state_dir comes from agent/state/layout.py: a literal folder or file name
+    of the state directory joined anywhere else is a second, divergent copy of the layout."""
+    names = ("records", "ledger", "keys.json", "media", "audit.jsonl", "audit.head", "credentials",
+             "restore-test", "restore-test-databases", "reports", "daemon", "files.sqlite",
+             "lock-dates.json", "jobs.json", "alerts.json", "daemon.lock", "schedule.sqlite", "config.sha256")
+    found = []
+    for module in MODULES:
+        if module.name == "agent.state.layout":
+            continue
+        for node in ast.walk(module.tree):
+            if isinstance(node, ast.Call) and _qualify(node.func, module.aliases) == "os.path.join":
+                literals = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+                mentions_state = any("state_dir" in ast.unparse(a) for a in node.args)
+                if mentions_state and any(literal in names for literal in literals):
+                    found.append(f"{module.rel}:{node.lineno}")
+    assert found == []
 
 
 @pytest.mark.parametrize("package, forbidden", LAYER_RULES, ids=[r[0] for r in LAYER_RULES])

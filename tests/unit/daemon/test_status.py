@@ -14,7 +14,7 @@ from agent import clock
 from agent.cli import status_cmd
 from agent.daemon import jobs, status
 from agent.daemon.service import Daemon
-from agent.engine.records import Records
+from agent.state.records import Records
 
 
 @pytest.fixture

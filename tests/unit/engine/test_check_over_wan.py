@@ -65,7 +65,7 @@ def test_check_read_data_walks_the_folders_from_the_listings_it_verified(tmp_pat
 
     from agent.engine.backup import BackupEngine, BackupOptions
     from agent.engine.check import CheckEngine
-    from agent.engine.files_cache import FilesCache
+    from agent.state.files_cache import FilesCache
 
     storage = SlowReads()
     storage.ranged = []

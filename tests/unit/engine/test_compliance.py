@@ -6,7 +6,7 @@ import datetime as dt
 from zoneinfo import ZoneInfo
 
 from agent.engine.compliance import FAIL, OK, WARN, RepositoryFacts, assess
-from agent.engine.records import Event, obligations_at_risk
+from agent.state.records import Event, obligations_at_risk
 from agent.reports.i18n import row_dict
 
 PARIS = ZoneInfo("Europe/Paris")

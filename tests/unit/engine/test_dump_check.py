@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import pathlib
+
 import pytest
 
 from agent.engine import throwaway_db
 from agent.engine.dump_check import check_dump, quote_mariadb
-from agent.engine.dumps import DatabaseSettings
+from agent.engine.source.dumps import DatabaseSettings
 from agent.errors import IntegrityError
+from agent.state.layout import StateLayout
 
 
 def _blocks(read: list, *, damaged: bool = False):
@@ -28,7 +31,7 @@ def test_without_server_binaries_the_dump_is_read_and_verified_not_loaded(tmp_pa
                        state_dir=str(tmp_path))
     assert read == ["all"] and check.ok and check.loaded_into is None
     assert "SHA-256 verified, not loaded" in check.note and "no " in check.note and "server is installed" in check.note
-    assert not (tmp_path / throwaway_db.FOLDER).exists() or not list((tmp_path / throwaway_db.FOLDER).iterdir())
+    assert not pathlib.Path(StateLayout(str(tmp_path)).restore_test_databases()).exists() or not list(pathlib.Path(StateLayout(str(tmp_path)).restore_test_databases()).iterdir())
 
 
 def test_a_damaged_dump_read_without_a_server_is_an_error(tmp_path, monkeypatch):

@@ -13,7 +13,7 @@ import pytest
 from agent.crypto.kdf import KdfParams
 from agent.engine.backup import BackupEngine, BackupOptions
 from agent.engine.expansion import Expansion
-from agent.engine.files_cache import FilesCache
+from agent.state.files_cache import FilesCache
 from agent.engine.walk import load_tree
 from agent.repo.repository import Repository
 from agent.repo.tree import FILE

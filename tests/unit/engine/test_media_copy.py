@@ -1,4 +1,4 @@
-"""agent.engine.media (rotation calendar, labels, set key) and agent.engine.copy."""
+"""agent.state.media (rotation calendar, labels, set key) and agent.engine.copy."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import os
 import pytest
 
 from agent.crypto.kdf import KdfParams
-from agent.engine import media
+from agent.state import media
 from agent.engine.backup import BackupEngine, BackupOptions
 from agent.engine.copy import CopyEngine
 from agent.engine.restore import RestoreEngine

@@ -113,7 +113,7 @@ def test_the_retry_loop_tells_its_observer_of_each_wait_and_of_the_answer() -> N
 def test_the_files_cache_gives_the_previous_run_totals(tmp_path) -> None:
     import os
 
-    from agent.engine.files_cache import FilesCache
+    from agent.state.files_cache import FilesCache
 
     cache = FilesCache(str(tmp_path / "files.sqlite"))
     assert cache.previous_totals() is None  # the first run: nothing to estimate from
@@ -160,7 +160,7 @@ def test_the_backup_expects_what_the_previous_run_held_and_ends_exact(tmp_path) 
 
     from agent.crypto.kdf import KdfParams
     from agent.engine.backup import BackupEngine, BackupOptions
-    from agent.engine.files_cache import FilesCache
+    from agent.state.files_cache import FilesCache
     from agent.repo.repository import Repository
 
     repo = Repository.init(MemoryStorage(), b"phrase", cipher="xchacha20-poly1305", compression_level=1,

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
+from pathlib import Path
 
 from agent.engine import throwaway_db
+from agent.state.layout import StateLayout
 
 
 def _dead_pid() -> int:
@@ -17,18 +19,18 @@ def _dead_pid() -> int:
 
 def test_leftovers_of_dead_runs_are_removed_and_no_symlink_is_followed(tmp_path, monkeypatch):
     state, temporary, precious = tmp_path / "state", tmp_path / "tmp", tmp_path / "precious"
-    for folder in (state / throwaway_db.FOLDER, temporary, precious):
+    for folder in (Path(StateLayout(str(state)).restore_test_databases()), temporary, precious):
         folder.mkdir(parents=True)
     (precious / "keep").write_text("not ours")
     monkeypatch.setattr(tempfile, "tempdir", str(temporary))
     dead, alive = _dead_pid(), os.getppid()
-    (state / throwaway_db.FOLDER / f"{dead}-postgresql-aaaa" / "data").mkdir(parents=True)
-    (state / throwaway_db.FOLDER / f"{alive}-mariadb-bbbb").mkdir()  # a restore test still running
+    (Path(StateLayout(str(state)).restore_test_databases()) / f"{dead}-postgresql-aaaa" / "data").mkdir(parents=True)
+    (Path(StateLayout(str(state)).restore_test_databases()) / f"{alive}-mariadb-bbbb").mkdir()  # a restore test still running
     (temporary / f"backupctl-db-{dead}-cccc").mkdir()
     (temporary / f"backupctl-db-{dead}-dddd").symlink_to(precious)  # planted: never followed
     (temporary / f"backupctl-db-{alive}-eeee").mkdir()
     throwaway_db.clean_stale(str(state))
-    assert os.listdir(state / throwaway_db.FOLDER) == [f"{alive}-mariadb-bbbb"]
+    assert os.listdir(Path(StateLayout(str(state)).restore_test_databases())) == [f"{alive}-mariadb-bbbb"]
     assert set(os.listdir(temporary)) == {f"backupctl-db-{dead}-dddd", f"backupctl-db-{alive}-eeee"}
     assert (precious / "keep").read_text() == "not ours"
 

@@ -13,7 +13,7 @@ import pytest
 
 from agent.crypto import keys
 from agent.crypto.kdf import DEFAULT_ITERATIONS, DEFAULT_MEMORY_KIB, KdfParams
-from agent.engine.known_keys import KnownKeys
+from agent.state.known_keys import KnownKeys
 from agent.errors import KeyFileError, WrongPassphrase
 from agent.repo import layout
 from agent.repo.repository import Repository
@@ -236,7 +236,7 @@ def test_only_hostile_key_files_is_a_key_file_error(storage, derivations):
     assert derivations == []
 
 
-# ---- the memory of this machine (agent/engine/known_keys.py) -------------------------
+# ---- the memory of this machine (agent/state/known_keys.py) -------------------------
 
 
 def test_known_keys_round_trip_private_and_tolerant(tmp_path):

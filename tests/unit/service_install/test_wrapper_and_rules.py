@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from agent.config import parse
-from agent.engine.hooks import HookSettings
+from agent.engine.source.hooks import HookSettings
 from agent.errors import ConfigError
 from agent.service_install import folders, layout, polkit, shipped, units, wrapper
 

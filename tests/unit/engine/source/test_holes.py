@@ -1,4 +1,4 @@
-"""agent.engine.holes: a sparse file read through its data only gives the file's bytes."""
+"""agent.engine.source.holes: a sparse file read through its data only gives the file's bytes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from agent.engine.holes import HoleSkippingReader, is_sparse
+from agent.engine.source.holes import HoleSkippingReader, is_sparse
 
 MiB = 1 << 20
 

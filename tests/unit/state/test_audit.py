@@ -1,4 +1,4 @@
-"""agent.audit: a hash-chained, append-only trail; edits and deletions are detected;
+"""agent.state.audit: a hash-chained, append-only trail; edits and deletions are detected;
 records older than six months are purged while the chain stays verifiable."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import threading
 import pytest
 
 from agent import clock
-from agent.audit import GENESIS, RETENTION, AuditTrail
+from agent.state.audit import GENESIS, RETENTION, AuditTrail
 from agent.errors import IntegrityError
 
 NOW = dt.datetime(2026, 11, 23, 9, tzinfo=dt.timezone.utc)

@@ -1,4 +1,4 @@
-"""agent/state_file.py: state files and the recovery sheet are written through an
+"""agent/state/files.py: state files and the recovery sheet are written through an
 unpredictable temporary name (mkstemp: O_CREAT | O_EXCL | O_NOFOLLOW, 0600) in the same
 folder, then renamed; a name prepared by a local user is never opened (SECURITY.md 7)."""
 
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from agent import state_file
-from agent.audit import AuditTrail
-from agent.engine import media
+from agent.state import files as state_file
+from agent.state.audit import AuditTrail
+from agent.state import media
 from agent.errors import StateDirError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -139,7 +139,7 @@ def test_no_predictable_temporary_name_is_left_in_the_agent():
 
 def test_the_audit_trail_and_ledger_lock_are_never_opened_through_a_link(tmp_path: Path):
     """Files opened in place (append, flock) refuse a symbolic link at their name."""
-    from agent.engine.ledger import Ledger
+    from agent.state.ledger import Ledger
 
     state = tmp_path / "state"
     (state / "ledger").mkdir(parents=True)

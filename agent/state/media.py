@@ -33,8 +33,8 @@ from agent import clock, run_as
 from agent.crypto.kdf import KdfParams
 from agent.crypto.keys import KeyFile, MasterKey, wrap_master_key
 from agent.errors import MediumError
-from agent.state_file import load_json, save_bytes, save_json, write_private
-from agent.storage.local import LocalStorage
+from agent.state.files import load_json, save_bytes, save_json, write_private
+from agent.state.layout import StateLayout
 
 LABEL_FILE = "backupctl-medium.json"
 REPOSITORY_DIR = "repository"
@@ -86,10 +86,6 @@ def write_label(mount: str, label: str, set_name: str) -> MediumLabel:
     return medium
 
 
-def medium_storage(mount: str) -> LocalStorage:
-    return LocalStorage(os.path.join(mount, REPOSITORY_DIR))
-
-
 def check_label(settings_media: tuple[str, ...], mount: str, set_name: str, *, today: _dt.date) -> MediumLabel:
     """The mounted disk's label, refused unless it is one of the set's."""
     medium = read_label(mount)
@@ -131,7 +127,7 @@ class MediaState:
     """state_dir/media/<set>/: the set's wrapped master key and the record of each disk."""
 
     def __init__(self, state_dir: str, set_name: str) -> None:
-        self.folder = os.path.join(state_dir, "media", set_name)
+        self.folder = StateLayout(state_dir).media_set(set_name)
         self.key_path = os.path.join(self.folder, "set-key.json")
         self.record_path = os.path.join(self.folder, "record.json")
 

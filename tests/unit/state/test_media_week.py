@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from agent import clock
 from agent.cli import media_cmd
-from agent.engine import media
+from agent.state import media
 
 DISKS = ("DISQUE-A", "DISQUE-B", "DISQUE-C", "DISQUE-D")
 # Sunday 6 December 2026, 23:30 UTC: Monday 7 December, 00:30 in Paris.

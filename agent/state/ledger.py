@@ -40,7 +40,8 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 from agent.errors import PermissionDenied, StateDirError
-from agent.state_file import load_json, save_json
+from agent.state.files import load_json, save_json
+from agent.state.layout import StateLayout
 
 LEDGER_VERSION = 1
 
@@ -122,7 +123,7 @@ class Ledger:
     (commands run without one, such as `recover` on a new machine)."""
 
     def __init__(self, state_dir: str | None, repository_id: bytes) -> None:
-        self.path = (os.path.join(state_dir, "ledger", f"{repository_id.hex()}.json")
+        self.path = (StateLayout(state_dir).ledger(repository_id)
                      if state_dir else None)
         self.write_problem: str | None = None
 

@@ -11,10 +11,10 @@ next backup.
 from __future__ import annotations
 
 import datetime as _dt
-import os
 from dataclasses import dataclass
 
-from agent.state_file import load_json, save_json
+from agent.state.files import load_json, save_json
+from agent.state.layout import StateLayout
 
 
 # The Records kind holding the facts of the last probe of a repository's S3 endpoint (by
@@ -30,7 +30,7 @@ class Event:
 
 class Records:
     def __init__(self, state_dir: str, repository: str) -> None:
-        self.path = os.path.join(state_dir, "records", f"{repository}.json")
+        self.path = StateLayout(state_dir).records(repository)
 
     def load(self) -> dict:
         return load_json(self.path)

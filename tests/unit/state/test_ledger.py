@@ -1,11 +1,11 @@
-"""The snapshot ledger (agent/engine/ledger.py): the pure comparison, and the file."""
+"""The snapshot ledger (agent/state/ledger.py): the pure comparison, and the file."""
 
 from __future__ import annotations
 
 import threading
 
-from agent.engine import ledger
-from agent.engine.ledger import Ledger
+from agent.state import ledger
+from agent.state.ledger import Ledger
 
 A, B, C = "aa" * 16, "bb" * 16, "cc" * 16
 T1, T2, T3 = "2026-01-05T10:00:00+00:00", "2026-02-02T10:00:00+00:00", "2026-03-02T10:00:00+00:00"

@@ -1,4 +1,4 @@
-"""agent.engine.files_cache: unchanged files are recognised; only committed runs count."""
+"""agent.state.files_cache: unchanged files are recognised; only committed runs count."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from agent.engine.files_cache import FilesCache
+from agent.state.files_cache import FilesCache
 
 SHA = "5e" * 32
 CHUNKS = [b"\x01" * 32, b"\x02" * 32, b"\x03" * 32]

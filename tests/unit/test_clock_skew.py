@@ -1,10 +1,10 @@
-"""The S3 server's clock against ours (agent/storage/clock_skew.py): pure helpers."""
+"""The S3 server's clock against ours (agent/clock_skew.py): pure helpers."""
 
 from __future__ import annotations
 
 import datetime as dt
 
-from agent.storage.clock_skew import CLOCK_SKEW_LIMIT, describe_skew, skew_from_date
+from agent.clock_skew import CLOCK_SKEW_LIMIT, describe_skew, skew_from_date
 
 T = dt.datetime(2026, 12, 6, 10, 0, 0, tzinfo=dt.timezone.utc)
 S = dt.timedelta(seconds=1)

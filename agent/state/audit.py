@@ -32,7 +32,8 @@ import socket
 
 from agent import clock, run_as
 from agent.errors import IntegrityError, StateDirError
-from agent.state_file import write_private
+from agent.state.files import write_private
+from agent.state.layout import StateLayout
 
 RETENTION = _dt.timedelta(days=183)  # six months (rule T2)
 _HINT = "keep the file as it is (it is evidence) and report it; new records go on from the current end"
@@ -52,10 +53,10 @@ def _user() -> str:
 
 class AuditTrail:
     def __init__(self, state_dir: str) -> None:
-        self.path = os.path.join(state_dir, "audit.jsonl")
+        self.path = StateLayout(state_dir).audit_trail()
         # The SHA-256 of the last line, kept beside the trail: without it an edit of the
         # very last record (which no later record names) would go unnoticed.
-        self.head_path = os.path.join(state_dir, "audit.head")
+        self.head_path = StateLayout(state_dir).audit_head()
 
     def append(self, action: str, **details) -> dict:
         """Add one record (and purge what is older than RETENTION)."""

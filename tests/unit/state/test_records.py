@@ -1,11 +1,11 @@
-"""agent.engine.records: the state records and the obligations `status` reports."""
+"""agent.state.records: the state records and the obligations `status` reports."""
 
 from __future__ import annotations
 
 import datetime as dt
 from zoneinfo import ZoneInfo
 
-from agent.engine.records import Event, Records, obligations_at_risk
+from agent.state.records import Event, Records, obligations_at_risk
 from agent.reports import i18n
 
 PARIS = ZoneInfo("Europe/Paris")

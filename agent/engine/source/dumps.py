@@ -7,7 +7,7 @@ program's standard output into the chunker: no copy of patient data is left on d
 
 * PostgreSQL: `pg_dump --format=custom` (compressed, restorable table by table with
   pg_restore). The password, if any, goes through a pgpass file (0600, in a private
-  folder of the state dir, agent/engine/db_credentials.py, removed when pg_dump exits),
+  folder of the state dir, agent/engine/source/db_credentials.py, removed when pg_dump exits),
   never on a command line that `ps` shows.
 * MariaDB / MySQL: `mariadb-dump` (or `mysqldump`) `--single-transaction` (a consistent
   read of InnoDB tables without locking the practice software out), with routines,
@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from typing import IO, BinaryIO, Iterator
 
 from agent.child_env import child_environment
-from agent.engine import db_credentials
+from agent.engine.source import db_credentials
 from agent.errors import BackupctlError, SourceError
-from agent.state_file import read_private_file
+from agent.state.files import read_private_file
 
 DATABASE_TYPES = ("postgresql", "mariadb", "mysql", "sqlite")
 DUMP_FOLDER = b"backupctl-databases"

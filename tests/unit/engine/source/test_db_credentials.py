@@ -1,4 +1,4 @@
-"""agent/engine/db_credentials.py: database clients' password files in a private folder of the state dir."""
+"""agent/engine/source/db_credentials.py: database clients' password files in a private folder of the state dir."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from agent.engine import db_credentials
+from agent.engine.source import db_credentials
 
 
 def _mode(path) -> int:

@@ -23,15 +23,15 @@ from typing import Iterator
 
 from agent.errors import StateDirError
 from agent.processes import process_exists
+from agent.state.layout import StateLayout
 
-FOLDER = "credentials"
 
 
 def _base(state_dir: str) -> str:
     """state_dir/credentials, created private; refused if it is anything but a folder of the
     state dir's owner (the service user, whose folder root may use too: a run by hand as
     root must not leave the daemon a folder it cannot enter)."""
-    base = os.path.join(state_dir, FOLDER)
+    base = StateLayout(state_dir).credentials()
     try:
         os.makedirs(state_dir, mode=0o700, exist_ok=True)
         owner = os.stat(state_dir)

@@ -14,10 +14,10 @@ A lost or damaged file only makes the next opening try the key files in name ord
 
 from __future__ import annotations
 
-import os
 
 from agent.errors import PermissionDenied, StateDirError
-from agent.state_file import load_json, save_json
+from agent.state.files import load_json, save_json
+from agent.state.layout import StateLayout
 
 _ID_HEX_SIZE = 32  # 16-byte ids
 
@@ -34,7 +34,7 @@ def _is_id(text: object) -> bool:
 
 class KnownKeys:
     def __init__(self, state_dir: str) -> None:
-        self.path = os.path.join(state_dir, "keys.json")
+        self.path = StateLayout(state_dir).known_keys()
 
     def _load(self) -> dict[str, str]:
         return {r: k for r, k in load_json(self.path).items() if _is_id(r) and _is_id(k)}
