@@ -446,7 +446,7 @@ def _retention(path: str, data: object) -> RetentionPolicy:
             raise ConfigError(f"{path}: [retention] {tier} = {value}: expected 0 to {high}")
         counts[tier] = value
     if counts["weekly"] < 4 or counts["monthly"] < 12 or counts["yearly"] < 1:
-        # The memento's minimum (docs/RULES.md S1, S3, S4): refusing it here beats a compliance
+        # The memento's minimum (docs/COMPLIANCE.md S1, S3, S4): refusing it here beats a compliance
         # report that discovers months later that the monthly snapshots were pruned.
         raise ConfigError(f"{path}: [retention] weekly = {counts['weekly']}, monthly = {counts['monthly']}, "
                           f"yearly = {counts['yearly']}: the memento asks for at least weekly = 4, "

@@ -1,4 +1,4 @@
-"""`backupctl compliance`: the rules of docs/RULES.md the agent can assess, with evidence."""
+"""`backupctl compliance`: the rules of docs/COMPLIANCE.md the agent can assess, with evidence."""
 
 from __future__ import annotations
 

@@ -50,7 +50,7 @@ class RetentionPolicy:
     daily: int = 0
     weekly: int = 4
     monthly: int = 12
-    yearly: int = 20  # medical records are kept 20 years (docs/RULES.md S4, memento 1.4.1)
+    yearly: int = 20  # medical records are kept 20 years (docs/COMPLIANCE.md S4, memento 1.4.1)
     timezone: str = "Europe/Paris"
     keep_tags: tuple[str, ...] = ()
 
