@@ -1,4 +1,4 @@
-"""The compliance table: each rule of docs/RULES.md the agent can assess, OK / WARN / FAIL,
+"""The compliance table: each rule of docs/COMPLIANCE.md the agent can assess, OK / WARN / FAIL,
 with its evidence (snapshot ids and dates, lock settings, restore tests). Pure: the
 caller gathers the facts (`RepositoryFacts`), this module judges them.
 """
