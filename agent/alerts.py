@@ -3,8 +3,9 @@
 Sent by the daemon when a job fails and when an obligation is at risk. Messages are in
 French, for the practitioner. What goes out is built by the daemon from facts (exit codes,
 counts, snapshot and rule ids), never a file name: a name can be health data, and an
-e-mail or a webhook body leaves the server (docs/SECURITY.md section 6). Delivery never raises: a failing alert is logged and
-reported by `send`, and never hides the job's own error (which the job record keeps).
+e-mail or a webhook body leaves the server (docs/SECURITY.md section 6). Delivery never
+raises: a failing alert is logged and reported by `send`, and never hides the job's own
+error (which the job record keeps).
 The standard library does both protocols well (smtplib, urllib), so no dependency.
 """
 

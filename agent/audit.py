@@ -16,8 +16,8 @@ when the oldest record is older than RETENTION, the older records are dropped an
 file starts with an `audit_purged` record whose `prev` is the hash of the last dropped
 line, which the first kept record also names; it states how many records were dropped
 and until when. The chain stays verifiable from that record on. (Deleting the start of
-the trail and forging such a record is not detectable from the file alone.) Restores are recorded with their target and patterns
-(T1: restores of patient data are traced); ordinary logs never name files.
+the trail and forging such a record is not detectable from the file alone.) Restores are
+recorded with their target and patterns (T1: restores of patient data are traced); ordinary logs never name files.
 """
 
 from __future__ import annotations

@@ -267,15 +267,12 @@ def _databases(path: str, data: object) -> tuple[DatabaseSettings, ...]:
         if not name or not all(c.isalnum() or c in "-_." for c in name) or name.startswith("."):
             raise ConfigError(f"{path}: [[databases]] name = {name!r}: letters, digits, - _ . only")
         kind = table.choice("type", DATABASE_TYPES, "")
-        def absolute(key: str) -> str | None:
-            value = table.get(key, str, what="an absolute path")
-            if value is not None and not os.path.isabs(value):
-                raise ConfigError(f"{path}: [[databases]] {name}: {key} = {value!r}: expected an absolute path")
-            return value
         settings = DatabaseSettings(
             name=name, type=kind, database=table.get("database", str), host=table.get("host", str),
             port=table.get("port", int, what="a port number"), user=table.get("user", str),
-            password_file=absolute("password_file"), options_file=absolute("options_file"), path=absolute("path"),
+            password_file=_absolute_path(path, table, name, "password_file"),
+            options_file=_absolute_path(path, table, name, "options_file"),
+            path=_absolute_path(path, table, name, "path"),
             timeout=table.get("timeout", int, default=3600, what="seconds, 10 to 86400"),
             restore_test=_restore_test_load(path, name, table.get("restore_test", (str, bool), default="throwaway",
                                                                     what=RESTORE_TEST_WHAT)))
@@ -295,6 +292,13 @@ def _databases(path: str, data: object) -> tuple[DatabaseSettings, ...]:
             raise ConfigError(f"{path}: [[databases]] {name}: two {kind} databases have this name")
         out.append(settings)
     return tuple(out)
+
+
+def _absolute_path(path: str, table: _Table, name: str, key: str) -> str | None:
+    value = table.get(key, str, what="an absolute path")
+    if value is not None and not os.path.isabs(value):
+        raise ConfigError(f"{path}: [[databases]] {name}: {key} = {value!r}: expected an absolute path")
+    return value
 
 
 RESTORE_TEST_WHAT = '"throwaway" (the default), "production" or "none"'

@@ -55,7 +55,8 @@ def planned_jobs(config: Config) -> list[PlannedJob]:
                                CronTrigger(day_of_week=day, hour=hour, minute=minute, timezone=zone)))
         if schedule.daily_backup is not None:
             hour, minute = schedule.daily_backup
-            jobs.append(PlannedJob(f"daily:{name}", "daily", name, CronTrigger(hour=hour, minute=minute, timezone=zone)))
+            jobs.append(PlannedJob(f"daily:{name}", "daily", name,
+                                   CronTrigger(hour=hour, minute=minute, timezone=zone)))
         month_day, hour, minute = schedule.monthly_check
         jobs.append(PlannedJob(f"check:{name}", "check", name,
                                CronTrigger(day=month_day, hour=hour, minute=minute, timezone=zone)))

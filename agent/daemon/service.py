@@ -181,7 +181,8 @@ class Daemon:
             handle.seek(0)
             pid = handle.read().strip() or "?"
             handle.close()
-            raise AlreadyRunning(f"a backupctl daemon already runs for {self.config.agent.state_dir} (pid {pid})")
+            raise AlreadyRunning(
+                f"a backupctl daemon already runs for {self.config.agent.state_dir} (pid {pid})") from None
         handle.seek(0)
         handle.truncate()
         handle.write(str(os.getpid()))

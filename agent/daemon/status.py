@@ -40,7 +40,8 @@ def collect(config: Config, now: _dt.datetime) -> dict:
         next_runs = [{"job": job.describe(), "at": when.isoformat()} for job in jobs
                      if job.repository == settings.name
                      and (when := job.trigger.get_next_fire_time(None, now)) is not None]
-        failed_jobs = [{"job": names[f.job_id], "exit_code": f.exit_code, "at": f.when.isoformat(), "error_detail": f.error_detail}
+        failed_jobs = [{"job": names[f.job_id], "exit_code": f.exit_code, "at": f.when.isoformat(),
+                        "error_detail": f.error_detail}
                        for f in failures if f.job_id in names and names_repository[f.job_id] == settings.name]
         repositories.append({
             "repository": settings.name,

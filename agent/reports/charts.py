@@ -53,7 +53,7 @@ def bars(entries: list[dict], *, value, css, title, label, max_text) -> Chart:
     slot = WIDTH / max(len(entries), 1)
     width = max(slot * 0.7, 1.0)
     drawn, labels = [], []
-    for number, (entry, amount) in enumerate(zip(entries, values)):
+    for number, (entry, amount) in enumerate(zip(entries, values, strict=True)):
         x = LEFT + number * slot + (slot - width) / 2
         kind = css(entry)
         # A gap is a low grey tick; a real bar stays visible however small its value.
