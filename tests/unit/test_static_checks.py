@@ -14,7 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 # The ratchet: each may go down, never up. A new module is written clean, never allow-listed.
-MYPY_ALLOW_LIST_MAX = 76
+MYPY_ALLOW_LIST_MAX = 57
 RUFF_EXCLUDED_MAX = 6
 
 
