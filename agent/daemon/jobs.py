@@ -32,7 +32,7 @@ from agent.reports.document import shareable
 from agent.reports.i18n import status_text
 from agent.state_file import load_json, save_json
 
-if TYPE_CHECKING:  # imported where used: a daemon that never alerts loads no mail code
+if TYPE_CHECKING:  # for the annotations; at run time each function imports what it uses, as before
     from agent.alerts import Alert
     from agent.config import Config
 
