@@ -34,9 +34,12 @@ $(TOOLS)/bin/pip-compile:
 
 # Regenerates requirements.lock (runtime) and requirements-test.lock (runtime + test extras,
 # the runtime pins kept as they are in requirements.lock). Commit both.
+# `make lock LOCK_UPGRADE=` adds what pyproject.toml newly names and leaves every other pin as it is
+# (pip-compile keeps the pins already in an output file unless told --upgrade).
+LOCK_UPGRADE ?= --upgrade
 lock: $(TOOLS)/bin/pip-compile
-	$(LOCK_ENV) $(COMPILE) --upgrade --output-file requirements.lock pyproject.toml
-	$(LOCK_ENV) $(COMPILE) --upgrade --extra test --constraint requirements.lock \
+	$(LOCK_ENV) $(COMPILE) $(LOCK_UPGRADE) --output-file requirements.lock pyproject.toml
+	$(LOCK_ENV) $(COMPILE) $(LOCK_UPGRADE) --extra test --constraint requirements.lock \
 	    --output-file requirements-test.lock pyproject.toml
 
 # Wheel, sdist and the rescue kit (scripts/build_kit.py: dist/rescue-kit/ and its tar + .sha256).

@@ -3,8 +3,9 @@
 Sent by the daemon when a job fails and when an obligation is at risk. Messages are in
 French, for the practitioner. What goes out is built by the daemon from facts (exit codes,
 counts, snapshot and rule ids), never a file name: a name can be health data, and an
-e-mail or a webhook body leaves the server (docs/SECURITY.md section 6). Delivery never raises: a failing alert is logged and
-reported by `send`, and never hides the job's own error (which the job record keeps).
+e-mail or a webhook body leaves the server (docs/SECURITY.md section 6). Delivery never
+raises: a failing alert is logged and reported by `send`, and never hides the job's own
+error (which the job record keeps).
 The standard library does both protocols well (smtplib, urllib), so no dependency.
 """
 
@@ -14,6 +15,7 @@ import json
 import os
 import socket
 from dataclasses import dataclass, field
+from typing import Any
 
 from agent import run_as
 from agent.errors import PermissionDenied
@@ -44,7 +46,7 @@ class AlertSettings:
 class Alert:
     subject: str  # one line, in French
     body: str  # plain text, in French
-    facts: dict = field(default_factory=dict)  # the same facts for the webhook (JSON)
+    facts: dict[str, Any] = field(default_factory=dict)  # the same facts for the webhook (JSON)
     attachments: list[tuple[str, str, bytes]] = field(default_factory=list)  # (file name, MIME type, content)
 
 
@@ -65,7 +67,7 @@ def send(settings: AlertSettings, alert: Alert) -> list[str]:
                             f"{settings.smtp_port} failed: {exc}")
     if settings.webhook_url:
         try:
-            _send_webhook(settings, alert)
+            _send_webhook(settings.webhook_url, settings, alert)
         except (OSError, urllib.error.URLError, ValueError) as exc:
             problems.append(f"webhook {_redact(settings.webhook_url)} failed: {exc}")
     return problems
@@ -104,6 +106,7 @@ def _send_email(settings: AlertSettings, alert: Alert) -> None:
         else:
             message.add_attachment(content, maintype=maintype, subtype=subtype, filename=filename)
     context = ssl.create_default_context(cafile=settings.smtp_ca_file)
+    client: smtplib.SMTP  # SMTP_SSL is one
     if settings.smtp_security == "tls":
         client = smtplib.SMTP_SSL(settings.smtp_host, settings.smtp_port, timeout=settings.timeout, context=context)
     else:
@@ -119,12 +122,12 @@ def _send_email(settings: AlertSettings, alert: Alert) -> None:
         client.send_message(message)
 
 
-def _send_webhook(settings: AlertSettings, alert: Alert) -> None:
+def _send_webhook(url: str, settings: AlertSettings, alert: Alert) -> None:
     import ssl
     import urllib.request
 
     body = json.dumps({"subject": alert.subject, "text": alert.body, **alert.facts}).encode("utf-8")
-    request = urllib.request.Request(settings.webhook_url, data=body, method="POST",
+    request = urllib.request.Request(url, data=body, method="POST",
                                      headers={"Content-Type": "application/json", "User-Agent": "backupctl"})
     context = ssl.create_default_context(cafile=settings.smtp_ca_file)
     with urllib.request.urlopen(request, timeout=settings.timeout, context=context) as response:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import tomllib
 from dataclasses import dataclass
+from typing import Any, Literal, TypeVar, overload
 from urllib.parse import urlparse
 
 from agent import run_as
@@ -129,6 +130,14 @@ class Config:
         raise ConfigError(f"{self.path}: no repository named {name!r} (configured: {known})")
 
 
+_T = TypeVar("_T")
+_U = TypeVar("_U")
+
+
+def _names(kind: type[Any] | tuple[type[Any], type[Any]]) -> str:
+    return " or ".join(k.__name__ for k in kind) if isinstance(kind, tuple) else kind.__name__
+
+
 class _Table:
     """One TOML table being validated; tracks which keys were used."""
 
@@ -141,15 +150,33 @@ class _Table:
     def _where(self, key: str) -> str:
         return f"{self.file}: [{self.name}] {key}"
 
-    def get(self, key: str, kind: type, *, default=None, required: bool = False, what: str = ""):
+    # The value of `key`, checked to be of `kind` (a type, or one of two); without the key,
+    # `default` (None unless given), or an error if `required`.
+    @overload
+    def get(self, key: str, kind: type[_T], *, default: _T, required: bool = ..., what: str = ...) -> _T: ...
+    @overload
+    def get(self, key: str, kind: type[_T], *, default: None = ..., required: Literal[True],
+            what: str = ...) -> _T: ...
+    @overload
+    def get(self, key: str, kind: type[_T], *, default: None = ..., required: Literal[False] = ...,
+            what: str = ...) -> _T | None: ...
+    @overload
+    def get(self, key: str, kind: tuple[type[_T], type[_U]], *, default: _T | _U, required: bool = ...,
+            what: str = ...) -> _T | _U: ...
+    @overload
+    def get(self, key: str, kind: tuple[type[_T], type[_U]], *, default: None = ...,
+            required: Literal[False] = ..., what: str = ...) -> _T | _U | None: ...
+
+    def get(self, key: str, kind: type[Any] | tuple[type[Any], type[Any]], *, default: Any = None,
+            required: bool = False, what: str = "") -> Any:
         self.used.add(key)
         if key not in self.data:
             if required:
-                raise ConfigError(f"{self._where(key)} is missing; expected {what or kind.__name__}")
+                raise ConfigError(f"{self._where(key)} is missing; expected {what or _names(kind)}")
             return default
         value = self.data[key]
         if kind is int and isinstance(value, bool) or not isinstance(value, kind):
-            raise ConfigError(f"{self._where(key)} = {value!r}: expected {what or kind.__name__}")
+            raise ConfigError(f"{self._where(key)} = {value!r}: expected {what or _names(kind)}")
         return value
 
     def string_list(self, key: str, *, required: bool = False) -> tuple[str, ...]:
@@ -194,7 +221,7 @@ def load(path: str) -> Config:
     return parse(raw, path)
 
 
-def parse(raw: dict, path: str) -> Config:
+def parse(raw: dict[str, Any], path: str) -> Config:
     allowed = {"agent", "source", "repositories", "key", "retention", "schedule", "alerts", "databases", "hooks"}
     unknown = sorted(set(raw) - allowed)
     if unknown:
@@ -254,29 +281,26 @@ def parse(raw: dict, path: str) -> Config:
                   hooks=_hooks(path, raw.get("hooks", [])))
 
 
-def _array_of_tables(path: str, key: str, data: object) -> list:
+def _array_of_tables(path: str, key: str, data: object) -> list[dict[str, Any]]:
     if not isinstance(data, list) or not all(isinstance(t, dict) for t in data):
         raise ConfigError(f"{path}: {key} must be written as [[{key}]] tables")
     return data
 
 
 def _databases(path: str, data: object) -> tuple[DatabaseSettings, ...]:
-    out = []
+    out: list[DatabaseSettings] = []
     for number, raw in enumerate(_array_of_tables(path, "databases", data), start=1):
         table = _Table(path, f"databases #{number}", raw)
         name = table.get("name", str, required=True, what="a short name, such as \"cabinet\"")
         if not name or not all(c.isalnum() or c in "-_." for c in name) or name.startswith("."):
             raise ConfigError(f"{path}: [[databases]] name = {name!r}: letters, digits, - _ . only")
         kind = table.choice("type", DATABASE_TYPES, "")
-        def absolute(key: str) -> str | None:
-            value = table.get(key, str, what="an absolute path")
-            if value is not None and not os.path.isabs(value):
-                raise ConfigError(f"{path}: [[databases]] {name}: {key} = {value!r}: expected an absolute path")
-            return value
         settings = DatabaseSettings(
             name=name, type=kind, database=table.get("database", str), host=table.get("host", str),
             port=table.get("port", int, what="a port number"), user=table.get("user", str),
-            password_file=absolute("password_file"), options_file=absolute("options_file"), path=absolute("path"),
+            password_file=_absolute_path(path, table, name, "password_file"),
+            options_file=_absolute_path(path, table, name, "options_file"),
+            path=_absolute_path(path, table, name, "path"),
             timeout=table.get("timeout", int, default=3600, what="seconds, 10 to 86400"),
             restore_test=_restore_test_load(path, name, table.get("restore_test", (str, bool), default="throwaway",
                                                                     what=RESTORE_TEST_WHAT)))
@@ -296,6 +320,13 @@ def _databases(path: str, data: object) -> tuple[DatabaseSettings, ...]:
             raise ConfigError(f"{path}: [[databases]] {name}: two {kind} databases have this name")
         out.append(settings)
     return tuple(out)
+
+
+def _absolute_path(path: str, table: _Table, name: str, key: str) -> str | None:
+    value = table.get(key, str, what="an absolute path")
+    if value is not None and not os.path.isabs(value):
+        raise ConfigError(f"{path}: [[databases]] {name}: {key} = {value!r}: expected an absolute path")
+    return value
 
 
 RESTORE_TEST_WHAT = '"throwaway" (the default), "production" or "none"'
@@ -511,12 +542,20 @@ _S3_KEYS = ("endpoint", "region", "addressing", "profile", "credentials_file", "
 def _s3_options(table: _Table, *, bucket: str, prefix: str) -> S3Options:
     defaults = S3Options(bucket=bucket)
 
-    def number(key: str, low: float, high: float, *, integer: bool = True):
-        kind = int if integer else (int, float)
-        value = table.get(key, kind, default=getattr(defaults, key),
-                          what=f"a number from {low} to {high}")
+    def within(key: str, value: float, low: float, high: float) -> None:
         if not low <= value <= high:
             raise ConfigError(f"{table.file}: [{table.name}] {key} = {value}: expected {low} to {high}")
+
+    def number(key: str, low: int, high: int) -> int:
+        default: int = getattr(defaults, key)
+        value = table.get(key, int, default=default, what=f"a number from {low} to {high}")
+        within(key, value, low, high)
+        return value
+
+    def seconds(key: str, low: int, high: int) -> float:  # a whole number or not
+        default: float = getattr(defaults, key)
+        value = table.get(key, (int, float), default=default, what=f"a number from {low} to {high}")
+        within(key, value, low, high)
         return value
 
     def optional_path(key: str) -> str | None:
@@ -535,8 +574,8 @@ def _s3_options(table: _Table, *, bucket: str, prefix: str) -> S3Options:
         profile=table.get("profile", str),
         credentials_file=optional_path("credentials_file"),
         ca_bundle=optional_path("ca_bundle"),
-        connect_timeout=number("connect_timeout", 1, 600, integer=False),
-        read_timeout=number("read_timeout", 1, 3600, integer=False),
+        connect_timeout=seconds("connect_timeout", 1, 600),
+        read_timeout=seconds("read_timeout", 1, 3600),
         allow_insecure=table.get("allow_insecure", bool, default=False),
         request_checksum_calculation=table.choice("request_checksum_calculation", CHECKSUM_CHOICES,
                                                   defaults.request_checksum_calculation),

@@ -62,7 +62,8 @@ def main() -> None:
         added = sum(len(zstd.compress(c)) for c in new_chunks if c not in old)
         per_gib = len(old) * 1024 / args.mib
         print(f"| {min_size >> 10} KiB | {avg_size >> 10} KiB | {max_size >> 10} KiB | {per_gib:.0f} | "
-              f"{len(before) / len(old) / 1024:.0f} KiB | {added / 2**20:.1f} MiB | {len(before) / elapsed / 2**20:.0f} |")
+              f"{len(before) / len(old) / 1024:.0f} KiB | {added / 2**20:.1f} MiB | "
+              f"{len(before) / elapsed / 2**20:.0f} |")
     print(f"\nfor scale: the rewritten pages alone are {len(pages) * 2 // 100 * PAGE / 2**20:.1f} MiB "
           f"before compression; the whole database compresses to {len(zstd.compress(before)) / 2**20:.1f} MiB")
 

@@ -58,7 +58,8 @@ def main() -> None:
     report("XChaCha20-Poly1305, PyNaCl (libsodium)", lambda: [
         nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(c, b"aad", nonce24, key) for c in chunks])
     chacha = ChaCha20Poly1305(key)
-    report("ChaCha20-Poly1305, cryptography (OpenSSL)", lambda: [chacha.encrypt(nonce24[:12], c, b"aad") for c in chunks])
+    report("ChaCha20-Poly1305, cryptography (OpenSSL)",
+           lambda: [chacha.encrypt(nonce24[:12], c, b"aad") for c in chunks])
     aes = AESGCM(key)
     report("AES-256-GCM, cryptography (OpenSSL)", lambda: [aes.encrypt(nonce24[:12], c, b"aad") for c in chunks])
 

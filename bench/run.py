@@ -11,9 +11,9 @@ wait4(2); bytes stored from the repository folder. Medians over the runs, and th
 backupctl/peer, are printed as Markdown. `--s3` runs backupctl and restic against a
 moto_server on loopback (borg has no S3 backend). `--files 20000,200000` measures peak
 RSS of a backup and of a restore against file count instead. `--restore-again` adds a
-restore into the folder where the full restore was just deleted (same file system). `--dataset smallfiles` runs the same steps on 100,000
-letters of 0.4-8 KiB in 1,000 folders (`--files-count` to change it), whose weekly
-mutation rewrites 1 % of them (bench/dataset.py).
+restore into the folder where the full restore was just deleted (same file system).
+`--dataset smallfiles` runs the same steps on 100,000 letters of 0.4-8 KiB in 1,000 folders
+(`--files-count` to change it), whose weekly mutation rewrites 1 % of them (bench/dataset.py).
 
 `--wan fibre` (100 Mbit/s down, 20 up, 50 ms round trip) or `--wan gigabit` (1000/1000,
 50 ms) puts bench/wan_proxy.py between both tools and moto_server (implies --s3) and adds a
@@ -269,7 +269,8 @@ def median(values):
 def report(runs: list[dict], tool_names: list[str], label: str) -> str:
     size = runs[0]["_dataset_bytes"]
     lines = [f"### {label}: dataset {size / 2**20:.0f} MiB, {len(runs)} run(s), medians", "",
-             "| step | tool | wall s | MiB/s | CPU s | peak RSS MiB | ratio vs backupctl (peer time / backupctl time) |",
+             "| step | tool | wall s | MiB/s | CPU s | peak RSS MiB "
+             "| ratio vs backupctl (peer time / backupctl time) |",
              "|---|---|---|---|---|---|---|"]
     for step in (*STEPS, AGAIN) if AGAIN in runs[0]["backupctl" if "backupctl" in tool_names else tool_names[0]] \
             else STEPS:

@@ -46,7 +46,7 @@ def make_sample(root: str, seed: int = 7) -> None:
             handle.write(rng.randbytes(rng.randint(100_000, 500_000)))
     os.makedirs(os.path.join(root, "base"), exist_ok=True)
     with open(os.path.join(root, "base", "cabinet.db"), "wb") as handle:
-        for page in range(2_000):
+        for _page in range(2_000):
             handle.write(text(rng, 8192))
     os.makedirs(os.path.join(root, "vide"), exist_ok=True)
     with open(os.path.join(root, "brouillon.tmp"), "wb") as handle:

@@ -21,6 +21,7 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from agent import clock
 from agent.daemon.children import child_command, summary
@@ -31,6 +32,10 @@ from agent.reports.document import shareable
 from agent.reports.i18n import status_text
 from agent.state.files import load_json, save_json
 from agent.state.layout import StateLayout
+
+if TYPE_CHECKING:  # for the annotations; at run time each function imports what it uses, as before
+    from agent.alerts import Alert
+    from agent.config import Config
 
 log = logging.getLogger("backupctl.daemon")
 
@@ -44,7 +49,7 @@ class StepResult:
     command: str
     exit_code: int
     seconds: float
-    summary: dict = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
     error_detail: str = ""  # the child's last error line: jobs.json only (it may name a file)
 
 
@@ -62,7 +67,7 @@ class JobRecord:
     def __init__(self, state_dir: str) -> None:
         self.path = StateLayout(state_dir).job_record()
 
-    def load(self) -> dict:
+    def load(self) -> dict[str, Any]:
         return load_json(self.path)  # lost: one extra catch-up run, never a lost backup
 
     def last_success(self) -> dict[str, _dt.datetime]:
@@ -121,7 +126,7 @@ class JobRunner:
         self.record = JobRecord(state_dir)
         self.stopping = threading.Event()
         self._lock = threading.Lock()  # one job at a time, whatever the executor does
-        self._child: subprocess.Popen | None = None
+        self._child: subprocess.Popen[bytes] | None = None
         self.restore_test_sample = 500  # set from [schedule] by install()
 
     def terminate_child(self) -> None:
@@ -206,7 +211,7 @@ def _log_outcome(job_id: str, ok: bool, steps: list[StepResult], *, interrupted:
         log.info("job %s succeeded (exit codes %s)", job_id, codes)
 
 
-def _problems(steps: list[StepResult]) -> dict:
+def _problems(steps: list[StepResult]) -> dict[str, Any]:
     """The counts a saved backup left out (never names): unreadable, failed dumps, hooks."""
     summary = next((s.summary for s in steps if s.command == "backup"), {})
     return {k: summary[k] for k in ("unreadable", "database_failures", "hook_failures") if summary.get(k)}
@@ -215,7 +220,7 @@ def _problems(steps: list[StepResult]) -> dict:
 # Set by the daemon: APScheduler stores jobs as "module:function" + arguments, so the
 # function it calls finds the runner and the configuration here.
 _runner: JobRunner | None = None
-_config = None
+_config: Config | None = None
 
 # The same obligations at risk are mailed again after this long, not at every job.
 RISK_ALERT_REPEAT = _dt.timedelta(hours=24)
@@ -224,11 +229,18 @@ _WHAT = {"weekly": "la sauvegarde hebdomadaire", "daily": "la sauvegarde quotidi
          "check": "la vérification mensuelle"}
 
 
-def install(runner: JobRunner, config) -> None:
+def install(runner: JobRunner, config: Config) -> None:
     global _runner, _config
     _runner = runner
     _config = config
     runner.restore_test_sample = config.schedule.restore_test_sample
+
+
+def _installed_config() -> Config:
+    """The configuration install() gave: what runs a job comes after it."""
+    if _config is None:
+        raise RuntimeError("agent.daemon.jobs.install() was not called")
+    return _config
 
 
 def run_job(job_id: str) -> None:
@@ -238,18 +250,19 @@ def run_job(job_id: str) -> None:
     from agent.daemon.schedule import read_data_slice
 
     _started(job_id)
-    schedule = _config.schedule
+    config = _installed_config()
+    schedule = config.schedule
     ok = _runner.run(job_id, read_data_slice=read_data_slice(schedule.read_data_period_days, clock.now().date()),
                      prune=schedule.prune_after_backup)
     if _runner.stopping.is_set():
         return
-    if not _config.alerts.enabled:
+    if not config.alerts.enabled:
         _risks(job_id.partition(":")[2])  # logged at warning priority, mailed only with [alerts]
         return
     entry = _runner.record.load().get(job_id, {})
     if job_id.startswith("restore-test:"):
         # every report goes out, passed or not
-        _alert(restore_test_alert(job_id, entry, ok, attach=_config.alerts.attach_report))
+        _alert(restore_test_alert(job_id, entry, ok, attach=config.alerts.attach_report))
     elif not ok:
         _alert(failure_alert(job_id, entry))
     elif _backup_problems(entry):
@@ -257,7 +270,7 @@ def run_job(job_id: str) -> None:
     _alert_risks(job_id.partition(":")[2])
 
 
-def restore_test_alert(job_id: str, entry: dict, ok: bool, *, attach: bool = True):
+def restore_test_alert(job_id: str, entry: dict[str, Any], ok: bool, *, attach: bool = True) -> Alert:
     """Every restore test is mailed, passed or not: counts, snapshot ids, rule verdicts and
     a copy of the report without file names; the full report stays on this server."""
     from agent.alerts import Alert
@@ -313,7 +326,7 @@ def restore_test_alert(job_id: str, entry: dict, ok: bool, *, attach: bool = Tru
 ATTACHMENT_LIMIT = 10 * 2**20  # a report is tens of KiB; never mail something unexpectedly large
 
 
-def _report_document(report: dict) -> dict | None:
+def _report_document(report: dict[str, Any]) -> dict[str, Any] | None:
     """The full report's JSON facts, read on this server (never sent as they are)."""
     try:
         if report.get("json") and os.path.getsize(report["json"]) <= ATTACHMENT_LIMIT:
@@ -325,7 +338,7 @@ def _report_document(report: dict) -> dict | None:
     return None
 
 
-def _shared_page(report: dict, shared: dict) -> list[tuple[str, str, bytes]]:
+def _shared_page(report: dict[str, Any], shared: dict[str, Any]) -> list[tuple[str, str, bytes]]:
     """The report page drawn again from the copy without file names. Only the page: a PDF
     of it would need Chromium at every alert, and the page prints as it is (A4 print CSS)."""
     from agent.reports.html import render
@@ -341,18 +354,18 @@ def _shared_page(report: dict, shared: dict) -> list[tuple[str, str, bytes]]:
     return [(f"{stem}-sans-noms-de-fichiers.html", "text/html", page)]
 
 
-def _backup_problems(entry: dict) -> dict:
+def _backup_problems(entry: dict[str, Any]) -> dict[str, Any]:
     """What a backup that was nevertheless saved left out: unreadable files (counted, never
     named), database dumps or hooks that failed."""
     summary = _backup_summary(entry)
     return {k: summary[k] for k in ("unreadable", "database_failures", "hook_failures") if summary.get(k)}
 
 
-def _backup_summary(entry: dict) -> dict:
+def _backup_summary(entry: dict[str, Any]) -> dict[str, Any]:
     return next((s.get("summary", {}) for s in entry.get("steps", []) if s.get("command") == "backup"), {})
 
 
-def warning_alert(job_id: str, entry: dict):
+def warning_alert(job_id: str, entry: dict[str, Any]) -> Alert:
     from agent.alerts import Alert
 
     kind, _, repository = job_id.partition(":")
@@ -379,7 +392,7 @@ def warning_alert(job_id: str, entry: dict):
                         "exit_codes": [s.get("exit_code") for s in entry.get("steps", [])], **problems})
 
 
-def failure_alert(job_id: str, entry: dict):
+def failure_alert(job_id: str, entry: dict[str, Any]) -> Alert:
     """What failed, said by exit code: the child's own error line may name a patient's file,
     so it stays in jobs.json on the server."""
     from agent.alerts import Alert
@@ -452,10 +465,11 @@ def _risks(repository: str) -> list[str]:
     from agent.daemon.status import repository_risks
     from agent.reports.i18n import risk_text
 
+    config = _installed_config()
     now = clock.now()
-    language = _config.agent.report_language
+    language = config.agent.report_language
     risks = []
-    for risk in repository_risks(_config, repository, now):
+    for risk in repository_risks(config, repository, now):
         if _remedy_queued(risk.remedy, repository, now):
             log.info("not alerted yet for %s, its %s job is queued: %s", repository, risk.remedy,
                      risk_text(risk.code, risk.params))
@@ -473,14 +487,15 @@ def _alert_risks(repository: str) -> None:
     risks = _risks(repository)
     if not risks:
         return
-    path = StateLayout(_config.agent.state_dir).alert_record()
+    config = _installed_config()
+    path = StateLayout(config.agent.state_dir).alert_record()
     sent = load_json(path)
     previous = sent.get(repository, {})
     if previous.get("risks") == risks and \
             now - _dt.datetime.fromisoformat(previous["time"]) < RISK_ALERT_REPEAT:
         return
     host = socket.gethostname()
-    language = _config.agent.report_language
+    language = config.agent.report_language
     body = "\n".join([risk_alert_text("intro", language, host=host, repository=repository), ""]
                      + [f"  - {risk}" for risk in risks]
                      + ["", risk_alert_text("provider", language)])
@@ -495,11 +510,11 @@ def _alert_risks(repository: str) -> None:
         log.error("the alert record cannot be written: %s", exc)
 
 
-def _alert(alert) -> bool:
+def _alert(alert: Alert) -> bool:
     """Send; a failing alert is logged, never raised (the job's own result stands)."""
     from agent.alerts import send
 
-    problems = send(_config.alerts, alert)
+    problems = send(_installed_config().alerts, alert)
     for problem in problems:
         log.error("alert not delivered: %s", problem)
     if not problems:

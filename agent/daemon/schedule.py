@@ -55,13 +55,14 @@ def planned_jobs(config: Config) -> list[PlannedJob]:
                                CronTrigger(day_of_week=day, hour=hour, minute=minute, timezone=zone)))
         if schedule.daily_backup is not None:
             hour, minute = schedule.daily_backup
-            jobs.append(PlannedJob(f"daily:{name}", "daily", name, CronTrigger(hour=hour, minute=minute, timezone=zone)))
+            jobs.append(PlannedJob(f"daily:{name}", "daily", name,
+                                   CronTrigger(hour=hour, minute=minute, timezone=zone)))
         month_day, hour, minute = schedule.monthly_check
         jobs.append(PlannedJob(f"check:{name}", "check", name,
                                CronTrigger(day=month_day, hour=hour, minute=minute, timezone=zone)))
-        day, hour, minute = schedule.restore_test
+        test_day, hour, minute = schedule.restore_test
         jobs.append(PlannedJob(f"restore-test:{name}", "restore-test", name,
-                               CronTrigger(month="1,4,7,10", day=day, hour=hour, minute=minute, timezone=zone)))
+                               CronTrigger(month="1,4,7,10", day=test_day, hour=hour, minute=minute, timezone=zone)))
     return jobs
 
 

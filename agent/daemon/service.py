@@ -25,6 +25,8 @@ import logging
 import os
 import signal
 import threading
+from types import FrameType
+from typing import TextIO
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.memory import MemoryJobStore
@@ -46,7 +48,7 @@ log = logging.getLogger("backupctl.daemon")
 JOB_FUNCTION = "agent.daemon.jobs:run_job"
 
 
-def check_config(config_path: str):
+def check_config(config_path: str) -> config_module.Config:
     """The configuration as the daemon takes it (parsed, and its schedule planned), or
     ConfigError with the one-line reason: the same check at a reload and before one."""
     config = config_module.load(config_path)
@@ -103,7 +105,7 @@ class Daemon:
         self._wake = threading.Event()
         self._stop = False
         self._reload = False
-        self._lock_handle = None
+        self._lock_handle: TextIO | None = None
 
     # ---- life cycle ------------------------------------------------------------------
 
@@ -140,7 +142,7 @@ class Daemon:
                 signal.signal(number, handler)
             log.info("daemon stopped")
 
-    def _loop(self, scheduler, runner) -> None:
+    def _loop(self, scheduler: BackgroundScheduler, runner: jobs.JobRunner) -> None:
         interval = notify.watchdog_interval()
         while not self._stop:
             self._wake.wait(timeout=interval or 60)
@@ -160,12 +162,13 @@ class Daemon:
                     log.error("configuration not reloaded: %s", exc.one_line())
             notify.notify(f"STATUS={self.status_text(scheduler)}")
 
-    def _on_stop(self, _signum, _frame) -> None:
+    def _on_stop(self, _signum: int, _frame: FrameType | None) -> None:
         self._stop = True
-        jobs._runner and jobs._runner.terminate_child()
+        if jobs._runner is not None:
+            jobs._runner.terminate_child()
         self._wake.set()
 
-    def _on_reload(self, _signum, _frame) -> None:
+    def _on_reload(self, _signum: int, _frame: FrameType | None) -> None:
         self._reload = True
         self._wake.set()
 
@@ -183,7 +186,8 @@ class Daemon:
             handle.seek(0)
             pid = handle.read().strip() or "?"
             handle.close()
-            raise AlreadyRunning(f"a backupctl daemon already runs for {self.config.agent.state_dir} (pid {pid})")
+            raise AlreadyRunning(
+                f"a backupctl daemon already runs for {self.config.agent.state_dir} (pid {pid})") from None
         handle.seek(0)
         handle.truncate()
         handle.write(str(os.getpid()))
@@ -207,7 +211,7 @@ class Daemon:
                                                           sha256=digest, previous_sha256=known)
             write_private(marker, digest.encode("ascii"))
 
-    def _reschedule(self, scheduler) -> None:
+    def _reschedule(self, scheduler: BackgroundScheduler) -> None:
         self._note_config()
         planned = planned_jobs(self.config)
         wanted = {job.job_id for job in planned}
@@ -243,7 +247,7 @@ class Daemon:
                               name=f"catch-up {job.describe()}", args=[job.job_id], jobstore="catch_up",
                               replace_existing=True, misfire_grace_time=None)
 
-    def status_text(self, scheduler) -> str:
+    def status_text(self, scheduler: BackgroundScheduler) -> str:
         """systemctl status's "Status:" line: the last failure first, so that a failing
         service does not look healthy, then the next run."""
         failure = self.last_failure_text()
@@ -261,7 +265,7 @@ class Daemon:
                 f"at {timefmt.shown(when, self.config.retention.zone)}")
 
     @staticmethod
-    def next_run_text(scheduler) -> str:
+    def next_run_text(scheduler: BackgroundScheduler) -> str:
         upcoming = sorted((j for j in scheduler.get_jobs() if j.next_run_time is not None),
                           key=lambda j: j.next_run_time)
         if not upcoming:

@@ -6,9 +6,10 @@ from __future__ import annotations
 import datetime as _dt
 import fcntl
 import os
+from typing import Any
 
 from agent import __version__
-from agent.config import Config
+from agent.config import Config, RepositorySettings
 from agent.daemon.jobs import JobRecord
 from agent.daemon.schedule import PlannedJob, planned_jobs, previous_fire
 from agent.state import media
@@ -24,7 +25,7 @@ from agent.state.layout import StateLayout
 INSTALLED_UNIT = UNIT
 
 
-def collect(config: Config, now: _dt.datetime) -> dict:
+def collect(config: Config, now: _dt.datetime) -> dict[str, Any]:
     """What `status` prints. Risks are in English (for the IT provider at the console), with
     their codes for monitoring; the daemon's alerts word them in [agent] report_language."""
     jobs = planned_jobs(config)
@@ -41,7 +42,8 @@ def collect(config: Config, now: _dt.datetime) -> dict:
         next_runs = [{"job": job.describe(), "at": when.isoformat()} for job in jobs
                      if job.repository == settings.name
                      and (when := job.trigger.get_next_fire_time(None, now)) is not None]
-        failed_jobs = [{"job": names[f.job_id], "exit_code": f.exit_code, "at": f.when.isoformat(), "error_detail": f.error_detail}
+        failed_jobs = [{"job": names[f.job_id], "exit_code": f.exit_code, "at": f.when.isoformat(),
+                        "error_detail": f.error_detail}
                        for f in failures if f.job_id in names and names_repository[f.job_id] == settings.name]
         repositories.append({
             "repository": settings.name,
@@ -76,16 +78,17 @@ def repository_risks(config: Config, repository: str, now: _dt.datetime, *,
     return risks
 
 
-def _upload_verification(settings, records: Records) -> dict | None:
+def _upload_verification(settings: RepositorySettings, records: Records) -> dict[str, Any] | None:
     """For an S3 repository, how uploads are verified, from the recorded endpoint probe."""
     if settings.s3 is None:
         return None
     entry = records.last(PROBE_RECORD)
     facts = facts_for(entry.detail if entry else None, settings.s3.endpoint, settings.s3.bucket)
-    return {**choose(settings.s3.verify_uploads, facts).as_dict(), "probed": entry.time.isoformat() if facts else None}
+    return {**choose(settings.s3.verify_uploads, facts).as_dict(),
+            "probed": entry.time.isoformat() if facts and entry else None}
 
 
-def _service_risks(daemon: dict) -> list[Risk]:
+def _service_risks(daemon: dict[str, Any]) -> list[Risk]:
     """Installed as a service, but no daemon holds the state_dir's lock: nothing scheduled runs
     (a unit stopped by hand, or one that failed and gave up restarting)."""
     if daemon["running"] is not False or not os.path.exists(INSTALLED_UNIT):
@@ -104,7 +107,7 @@ def _rescue_kit_warnings(records: Records) -> list[str]:
             f"`make dist` in the checkout, or the install script, then a backup stores it)"]
 
 
-def _disk_risks(config: Config, settings, jobs, now: _dt.datetime) -> list[Risk]:
+def _disk_risks(config: Config, settings: RepositorySettings, jobs: list[PlannedJob], now: _dt.datetime) -> list[Risk]:
     """The disk due this week has not received a backup although the weekly run is past."""
     local = now.astimezone(config.retention.zone)
     monday = (local - _dt.timedelta(days=local.weekday())).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -120,7 +123,7 @@ def _disk_risks(config: Config, settings, jobs, now: _dt.datetime) -> list[Risk]
     return [Risk("disk_due", {"disk": due}, "backup")]
 
 
-def daemon_state(state_dir: str) -> dict:
+def daemon_state(state_dir: str) -> dict[str, Any]:
     """running: True (the lock is held: its pid), False, or None when this user may not
     read the lock file (then nobody can tell, and no risk is claimed from it)."""
     path = StateLayout(state_dir).daemon_lock()

@@ -8,6 +8,7 @@ years later. Pure functions: values in, rectangles and labels out.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable
 
 WIDTH, HEIGHT = 720, 150  # the plotting area, in SVG user units
 LEFT, BOTTOM, TOP = 56, 22, 8  # room for the value axis, the labels below and the top label
@@ -45,15 +46,18 @@ def _scale(value: float, maximum: float) -> float:
     return HEIGHT * value / maximum if maximum > 0 else 0.0
 
 
-def bars(entries: list[dict], *, value, css, title, label, max_text) -> Chart:
+def bars(entries: list[dict[str, Any]], *, value: Callable[[dict[str, Any]], float],
+         css: Callable[[dict[str, Any]], str], title: Callable[[dict[str, Any]], str],
+         label: Callable[[dict[str, Any]], str | None], max_text: Callable[[float], str]) -> Chart:
     """A chart of `entries` (oldest first): value(e) -> number, css(e), title(e) and
     label(e) -> text or None (None: no label under that bar)."""
     values = [float(value(e)) for e in entries]
     maximum = max(values, default=0.0)
     slot = WIDTH / max(len(entries), 1)
     width = max(slot * 0.7, 1.0)
-    drawn, labels = [], []
-    for number, (entry, amount) in enumerate(zip(entries, values)):
+    drawn: list[Bar] = []
+    labels: list[Label] = []
+    for number, (entry, amount) in enumerate(zip(entries, values, strict=True)):
         x = LEFT + number * slot + (slot - width) / 2
         kind = css(entry)
         # A gap is a low grey tick; a real bar stays visible however small its value.
@@ -66,9 +70,9 @@ def bars(entries: list[dict], *, value, css, title, label, max_text) -> Chart:
     return Chart(drawn, labels, max_text(maximum))
 
 
-def backup_history_chart(weeks: list[dict], month_names: list[str]) -> Chart:
+def backup_history_chart(weeks: list[dict[str, Any]], month_names: list[str]) -> Chart:
     """Weekly bars: the size of the snapshot kept for each week; a grey tick where none is."""
-    def label(week: dict) -> str | None:  # under the week in which a month begins
+    def label(week: dict[str, Any]) -> str | None:  # under the week in which a month begins
         day = int(week["start"][8:10])
         return month_names[int(week["start"][5:7]) - 1] if day <= 7 else None
 
@@ -78,7 +82,7 @@ def backup_history_chart(weeks: list[dict], month_names: list[str]) -> Chart:
                 label=label, max_text=_gib)
 
 
-def restore_tests_chart(tests: list[dict]) -> Chart:
+def restore_tests_chart(tests: list[dict[str, Any]]) -> Chart:
     return bars(tests, value=lambda t: t["throughput_mib_s"], css=lambda t: "ok" if t["ok"] else "fail",
                 title=lambda t: f"{t['time'][:10]}: {t['files']} / {t['throughput_mib_s']} MiB/s",
                 label=lambda t: t["time"][:10], max_text=lambda m: f"{m:.0f} MiB/s")

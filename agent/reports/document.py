@@ -11,6 +11,8 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import socket
+from typing import Any
+from zoneinfo import ZoneInfo
 
 from agent import __version__
 from agent.config import Config, RepositorySettings
@@ -20,9 +22,9 @@ from agent.engine.restore_testing import RestoreTestReport
 from agent.engine.retention import calendar_periods
 from agent.errors import IntegrityError
 from agent.repo.repository import Repository
-from agent.repo.snapshot import chronological
+from agent.repo.snapshot import Snapshot, chronological
 from agent.storage.base import Probing
-from agent.reports.facts import Gathered
+from agent.reports.facts import Gathered, snapshot_hex
 from agent.reports.i18n import row_dict
 
 SCHEMA = "backupctl-restore-test-report/1"
@@ -33,7 +35,8 @@ CIPHER_NAMES = {"xchacha20-poly1305": "XChaCha20-Poly1305", "aes-256-gcm": "AES-
 
 
 def build(config: Config, settings: RepositorySettings, repo: Repository, result: RestoreTestReport,
-          gathered: Gathered, *, report_id: bytes, past_tests: list[dict], medium: str | None = None) -> dict:
+          gathered: Gathered, *, report_id: bytes, past_tests: list[dict[str, Any]],
+          medium: str | None = None) -> dict[str, Any]:
     now = gathered.now
     zone = config.retention.zone
     facts = next(f for f in gathered.repositories if f.name == settings.name)
@@ -74,7 +77,7 @@ def build(config: Config, settings: RepositorySettings, repo: Repository, result
     }
 
 
-def summary(restore_test: dict) -> dict:
+def summary(restore_test: dict[str, Any]) -> dict[str, Any]:
     """What the history of restore tests keeps of one test."""
     return {"time": restore_test["started"], "ok": restore_test["ok"], "files": restore_test["files"],
             "bytes": restore_test["bytes"], "sha256_verified": restore_test["sha256_verified"],
@@ -82,12 +85,12 @@ def summary(restore_test: dict) -> dict:
             "throughput_mib_s": _throughput(restore_test)}
 
 
-def _throughput(restore_test: dict) -> float:
+def _throughput(restore_test: dict[str, Any]) -> float:
     duration = sum(t["duration_s"] for t in restore_test["tests"])
     return round(restore_test["bytes"] / 2**20 / duration, 1) if duration > 0 else 0.0
 
 
-def describe_repository(settings: RepositorySettings, repo: Repository, medium: str | None) -> dict:
+def describe_repository(settings: RepositorySettings, repo: Repository, medium: str | None) -> dict[str, Any]:
     described = {"name": settings.name, "kind": "s3" if settings.s3 else "disks" if settings.media else "local",
                  "repository_id": repo.config.repository_id.hex(), "format_version": repo.config.format_version,
                  "created": repo.config.created, "object_lock": "none", "lock_days": None, "endpoint": None,
@@ -104,7 +107,7 @@ def describe_repository(settings: RepositorySettings, repo: Repository, medium: 
     return described
 
 
-def algorithms(repo: Repository) -> dict:
+def algorithms(repo: Repository) -> dict[str, Any]:
     kdf = repo.kdf_params
     level = repo.config.compression_level
     return {
@@ -118,7 +121,7 @@ def algorithms(repo: Repository) -> dict:
     }
 
 
-def backup_history(snapshots, *, now: _dt.datetime, zone) -> list[dict]:
+def backup_history(snapshots: list[Snapshot], *, now: _dt.datetime, zone: ZoneInfo) -> list[dict[str, Any]]:
     """One entry per ISO week over the last year: the newest snapshot kept of that week
     (its total size and file count), or none."""
     weeks = []
@@ -126,23 +129,23 @@ def backup_history(snapshots, *, now: _dt.datetime, zone) -> list[dict]:
         inside = [s for s in snapshots if start <= s.time < end]
         newest = max(inside, key=chronological, default=None)
         weeks.append({"week": name, "start": start.date().isoformat(),
-                      "snapshot": newest.id.hex() if newest else None,
+                      "snapshot": snapshot_hex(newest) if newest else None,
                       "time": newest.time.isoformat() if newest else None,
                       "bytes_total": int(newest.summary.get("bytes_total", 0)) if newest else 0,
                       "files": _files(newest.summary) if newest else 0})
     return weeks
 
 
-def _files(summary: dict) -> int:
+def _files(summary: dict[str, Any]) -> int:
     return sum(int(summary.get(k, 0)) for k in ("files_new", "files_changed", "files_unchanged"))
 
 
-def _record(records: Records, kind: str) -> dict | None:
+def _record(records: Records, kind: str) -> dict[str, Any] | None:
     event = records.last(kind)
     return None if event is None else {"time": event.time.isoformat(), "ok": event.detail.get("ok")}
 
 
-def shareable(document: dict, *, full_report: str) -> dict:
+def shareable(document: dict[str, Any], *, full_report: str) -> dict[str, Any]:
     """The copy of a report that may leave the server (e-mail, webhook): the same facts
     (verdict, counts, snapshot ids, rule verdicts) without a single file name. A failed
     file's path, and a failed database's message (a database client may quote a row),
@@ -163,12 +166,12 @@ def shareable(document: dict, *, full_report: str) -> dict:
     }
 
 
-def encode_stored(document: dict, html: str) -> bytes:
+def encode_stored(document: dict[str, Any], html: str) -> bytes:
     """The plaintext of a `reports/` object: the JSON facts and the page, as one JSON."""
     return json.dumps({"document": document, "html": html}, ensure_ascii=False).encode("utf-8")
 
 
-def decode_stored(plain: bytes, *, what: str) -> tuple[dict, str]:
+def decode_stored(plain: bytes, *, what: str) -> tuple[dict[str, Any], str]:
     try:
         doc = json.loads(plain)
     except (ValueError, RecursionError) as exc:

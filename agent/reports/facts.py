@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from agent import clock
 from agent.state.audit import AuditTrail
@@ -29,12 +29,19 @@ class Gathered:
     now: _dt.datetime
     repositories: list[RepositoryFacts]
     snapshots: dict[str, list[Snapshot]] = field(default_factory=dict)  # by repository name, oldest first
-    audit: dict | None = None
+    audit: dict[str, Any] | None = None
     recovery_sheet: _dt.datetime | None = None
 
     def rows(self, config: Config) -> list[Row]:
         return assess(self.repositories, now=self.now, zone=config.retention.zone, yearly=config.retention.yearly,
                       audit=self.audit, recovery_sheet=self.recovery_sheet)
+
+
+def snapshot_hex(snapshot: Snapshot) -> str:
+    """The id of a snapshot read from a repository (Repository.snapshots gives each its id;
+    only a snapshot still being written has none)."""
+    assert snapshot.id is not None, "a snapshot read from a repository has its id"
+    return snapshot.id.hex()
 
 
 def gather(config: Config, open_repository: Callable[[str], Repository], *,
@@ -52,7 +59,7 @@ def gather(config: Config, open_repository: Callable[[str], Repository], *,
             snapshots = repo.snapshots()
             fact.cipher = repo.config.cipher
             fact.created = clock.parse_iso(repo.config.created) if repo.config.created else None
-            fact.snapshots = [(s.id.hex(), s.time) for s in snapshots]
+            fact.snapshots = [(snapshot_hex(s), s.time) for s in snapshots]
             gathered.snapshots[settings.name] = snapshots
         except BackupctlError as exc:
             fact.unavailable = exc.one_line()

@@ -10,6 +10,7 @@ outside resource. Styles are inline, charts inline SVG: the page opens offline, 
 from __future__ import annotations
 
 import datetime as _dt
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import jinja2
@@ -28,7 +29,7 @@ _ENVIRONMENT = jinja2.Environment(loader=jinja2.PackageLoader("agent.reports", "
                                   trim_blocks=True, lstrip_blocks=True)
 
 
-def render(document: dict) -> str:
+def render(document: dict[str, Any]) -> str:
     language = document["language"]
     zone = ZoneInfo(document.get("time_zone") or "UTC")
     french = language == "fr"
@@ -68,7 +69,7 @@ def render(document: dict) -> str:
         tests_chart=charts.restore_tests_chart(document["history"]["restore_tests"]))
 
 
-def render_sheet(sheet: dict, qr_svg: str) -> str:
+def render_sheet(sheet: dict[str, Any], qr_svg: str) -> str:
     """The recovery sheet (agent.reports.sheet): catalog steps hold markup, the commands
     put into them are escaped (a bucket name is configuration, still not markup)."""
     labels = dict(SHEET_LABELS[sheet["language"]])

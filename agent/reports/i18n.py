@@ -9,7 +9,12 @@ compile step, and a test checks that both languages have exactly the same keys.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from agent import timefmt
+
+if TYPE_CHECKING:
+    from agent.engine.compliance import Row
 
 LANGUAGES = ("fr", "en")
 
@@ -217,7 +222,8 @@ LABELS = {
         "db_not_loaded": "lue, non chargée", "db_production": "ATTENTION : ",
         "verdict_ok": "RÉUSSI : chaque fichier testé a été restauré à l'identique (empreintes SHA-256 comparées)",
         "verdict_fail": "ÉCHEC : des fichiers n'ont pas été restaurés à l'identique",
-        "practice": "Cabinet", "host": "Serveur", "generated": "Rapport produit le", "report_id": "Identifiant du rapport",
+        "practice": "Cabinet", "host": "Serveur", "generated": "Rapport produit le",
+        "report_id": "Identifiant du rapport",
         "program": "Programme",
         "repository": "Dépôt de sauvegarde", "kind": "Type", "endpoint": "Point d'accès", "bucket": "Compartiment",
         "location": "Emplacement", "object_lock": "Verrouillage des objets", "repository_id": "Identifiant du dépôt",
@@ -268,13 +274,13 @@ def rule_title(rule: str, language: str = "en") -> str:
     return RULE_TITLES[language].get(rule, rule)
 
 
-def evidence_text(code: str, params: dict, language: str = "en") -> str:
+def evidence_text(code: str, params: dict[str, Any], language: str = "en") -> str:
     # A "time" is ISO 8601 in the codes (JSON), shown to people in its own zone, with it.
     shown = {k: timefmt.shown(v, None) if k == "time" else v for k, v in params.items()}
     return EVIDENCE[language][code].format(**shown)
 
 
-def risk_text(code: str, params: dict, language: str = "en") -> str:
+def risk_text(code: str, params: dict[str, Any], language: str = "en") -> str:
     """An obligation at risk (agent.state.records.Risk) in words."""
     if "month" in params:
         params = {**params, "month_name": MONTH_NAMES[language][int(params["month"]) - 1]}
@@ -289,7 +295,7 @@ def status_text(status: str, language: str = "en") -> str:
     return STATUS[language].get(status, status)
 
 
-def row_dict(row, language: str = "en") -> dict:
+def row_dict(row: Row, language: str = "en") -> dict[str, Any]:
     """A compliance row (agent.engine.compliance.Row) as JSON: the words and the codes."""
     return {"rule": row.rule, "title": rule_title(row.rule, language), "status": row.status,
             "evidence": [evidence_text(e.code, e.params, language) for e in row.evidence],

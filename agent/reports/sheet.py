@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shlex
 import socket
+from typing import Any
 
 from agent import clock
 from agent.config import Config, RepositorySettings
@@ -70,7 +71,7 @@ def kit_commands(settings: RepositorySettings, version: str) -> dict[str, str]:
 
 
 def build(config: Config, settings: RepositorySettings, repo: Repository, code: paper.RecoveryCode, *,
-          share_count: int = 0, kit: KitRecord | None = None) -> dict:
+          share_count: int = 0, kit: KitRecord | None = None) -> dict[str, Any]:
     """The sheet's facts; `kit` is the sealed record of the rescue kit stored in the repository
     (None when it has none: the sheet then says to install from the practice's own kit)."""
     base = recover_command(settings)

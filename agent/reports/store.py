@@ -15,6 +15,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
+from typing import Any
 
 from agent.errors import BackupctlError, ReportError, UsageError
 from agent.repo.repository import Repository
@@ -33,18 +34,18 @@ class WrittenReport:
     stored: bool = False
     store_problem: str | None = None
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"id": self.report_id, "html": self.html, "json": self.json, "pdf": self.pdf,
                 "pdf_problem": self.pdf_problem, "stored_in_repository": self.stored,
                 "store_problem": self.store_problem}
 
 
-def base_name(document: dict) -> str:
+def base_name(document: dict[str, Any]) -> str:
     repository = "".join(c if c.isalnum() or c in "-_" else "_" for c in document["repository"]["name"])
     return f"{document['generated'][:10]}-restore-test-{repository}-{document['report_id'][:8]}"
 
 
-def write(report_dir: str, document: dict, html: str, *, pdf: bool = True) -> WrittenReport:
+def write(report_dir: str, document: dict[str, Any], html: str, *, pdf: bool = True) -> WrittenReport:
     stem = os.path.join(report_dir, base_name(document))
     written = WrittenReport(document["report_id"], stem + ".html", stem + ".json")
     save_bytes(written.json, json.dumps(document, indent=1, ensure_ascii=False).encode("utf-8"))
@@ -68,7 +69,7 @@ def write(report_dir: str, document: dict, html: str, *, pdf: bool = True) -> Wr
     return written
 
 
-def store(repo: Repository, written: WrittenReport, document: dict, html: str) -> None:
+def store(repo: Repository, written: WrittenReport, document: dict[str, Any], html: str) -> None:
     """Keep the report in the repository; a failure is told, not fatal (the files exist)."""
     try:
         repo.save_report(bytes.fromhex(document["report_id"]), encode_stored(document, html))
@@ -77,7 +78,7 @@ def store(repo: Repository, written: WrittenReport, document: dict, html: str) -
         written.store_problem = exc.one_line()
 
 
-def past_tests(repo: Repository) -> tuple[list[dict], list[str]]:
+def past_tests(repo: Repository) -> tuple[list[dict[str, Any]], list[str]]:
     """Summaries of the restore tests stored in the repository, oldest first, and the
     reports that could not be read (named, not fatal: a damaged old report must not stop
     this quarter's test)."""
@@ -91,7 +92,7 @@ def past_tests(repo: Repository) -> tuple[list[dict], list[str]]:
     return sorted(tests, key=lambda t: t["time"]), problems
 
 
-def load(repo: Repository, wanted: str) -> tuple[dict, str]:
+def load(repo: Repository, wanted: str) -> tuple[dict[str, Any], str]:
     """A stored report by (a prefix of) its id."""
     matches = [i for i in repo.list_report_ids() if i.hex().startswith(wanted.lower())]
     if len(matches) != 1:

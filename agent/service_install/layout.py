@@ -4,8 +4,10 @@ from __future__ import annotations
 
 # The wrapper's path and marker are the program's own (agent/run_as.py): it recognises the
 # wrapper by them when root runs the real program, so both sides read one definition.
-from agent.run_as import SERVICE_WRAPPER as WRAPPER
-from agent.run_as import WRAPPER_MARKER
+from agent import run_as
+
+WRAPPER = run_as.SERVICE_WRAPPER
+WRAPPER_MARKER = run_as.WRAPPER_MARKER
 
 SERVICE_USER = "backupctl"
 VENV = "/opt/backupctl"

@@ -16,8 +16,8 @@ when the oldest record is older than RETENTION, the older records are dropped an
 file starts with an `audit_purged` record whose `prev` is the hash of the last dropped
 line, which the first kept record also names; it states how many records were dropped
 and until when. The chain stays verifiable from that record on. (Deleting the start of
-the trail and forging such a record is not detectable from the file alone.) Restores are recorded with their target and patterns
-(T1: restores of patient data are traced); ordinary logs never name files.
+the trail and forging such a record is not detectable from the file alone.) Restores are
+recorded with their target and patterns (T1: restores of patient data are traced); ordinary logs never name files.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import hashlib
 import json
 import os
 import socket
+from typing import Any
 
 from agent import clock, run_as
 from agent.errors import IntegrityError, StateDirError
@@ -58,7 +59,7 @@ class AuditTrail:
         # very last record (which no later record names) would go unnoticed.
         self.head_path = StateLayout(state_dir).audit_head()
 
-    def append(self, action: str, **details) -> dict:
+    def append(self, action: str, **details: Any) -> dict[str, Any]:
         """Add one record (and purge what is older than RETENTION)."""
         try:
             os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
@@ -117,7 +118,7 @@ class AuditTrail:
         # records are never rewritten, and verify follows the chain through the marker.
         return [json.dumps(marker, ensure_ascii=True, sort_keys=True).encode() + b"\n", *lines[keep_from:]]
 
-    def verify(self) -> dict:
+    def verify(self) -> dict[str, Any]:
         """Check the chain; raises IntegrityError naming the first broken line."""
         try:
             with open(self.path, "rb") as handle:
@@ -126,8 +127,8 @@ class AuditTrail:
             return {"records": 0, "first": None, "last": None}
         except PermissionError:
             raise run_as.denied(self.path, "read") from None
-        previous = None
-        first = None
+        previous = b""  # the line before, once there is one
+        first: dict[str, Any] = {}  # line 1's record, once read
         for number, line in enumerate(lines, start=1):
             try:
                 record = json.loads(line)

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, TypeVar, cast
 
 from agent.errors import ObjectExists, TransientStorageError
-from agent.storage.base import (ForwardNetworkStorage, ForwardProbeFacts, ForwardServerClock, NetworkStorage, ObjectInfo,
-                                ObjectLocking, Probing, ServerClock, Storage, VersionCleanup, wrapper_class)
+from agent.storage.base import (ForwardNetworkStorage, ForwardProbeFacts, ForwardServerClock, NetworkStorage,
+                                ObjectInfo, ObjectLocking, Probing, ServerClock, Storage, VersionCleanup, wrapper_class)
 
 T = TypeVar("T")
 

@@ -125,7 +125,9 @@ def _read_credentials_file(path: str, profile: str | None) -> tuple[str, str, st
             raise ConfigError(f"S3 credentials_file {path}: {field} in [{section}] is empty or holds a line "
                               f"break or control character",
                               hint="write each key on one line of its own, without indenting the next line")
-    return values["aws_access_key_id"], values["aws_secret_access_key"], values["aws_session_token"]
+    key_id, secret = values["aws_access_key_id"], values["aws_secret_access_key"]
+    assert key_id is not None and secret is not None  # has_option() above
+    return key_id, secret, values["aws_session_token"]
 
 
 class S3Storage:
@@ -189,11 +191,11 @@ class S3Storage:
 
     # ---- the server's clock ---------------------------------------------------------
 
-    def _note_sent(self, **_kwargs) -> None:
+    def _note_sent(self, **_kwargs: Any) -> None:
         self._sent.time = clock.now()
         self._sent.attempts = getattr(self._sent, "attempts", 0) + 1  # botocore's own retries count too
 
-    def _note_answer(self, http_response=None, **_kwargs) -> None:
+    def _note_answer(self, http_response: Any = None, **_kwargs: Any) -> None:
         sent = getattr(self._sent, "time", None)
         date = http_response.headers.get("Date") if http_response is not None else None
         if sent is None or not date:
@@ -209,7 +211,7 @@ class S3Storage:
         """The server's clock minus ours at the last answer (None before any answer)."""
         return self._skew
 
-    def _skew_error(self, error: dict) -> ClockSkewError:
+    def _skew_error(self, error: dict[str, Any]) -> ClockSkewError:
         try:
             server = _dt.datetime.fromisoformat(str(error.get("ServerTime", "")).replace("Z", "+00:00"))
             self._skew = server - clock.now()
@@ -261,7 +263,8 @@ class S3Storage:
             return TransientStorageError(f"{self.where}: {type(exc).__name__} while {action} {name}")
         raise exc
 
-    def _call(self, action: str, name: str, function, **kwargs):
+    def _call(self, action: str, name: str, function: Callable[..., Any], **kwargs: Any) -> Any:
+        # Any: boto3 has no types; the callers read what they need out of the answer.
         try:
             return function(**kwargs)
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
@@ -290,6 +293,7 @@ class S3Storage:
         response = self._call("reading", name, self.client.get_object, Bucket=self.bucket, Key=self._key(name),
                               ChecksumMode="ENABLED")
         body = response["Body"]
+        data: bytes
         try:
             if max_size is None:
                 data = body.read()
@@ -316,7 +320,7 @@ class S3Storage:
         response = self._call("reading", name, self.client.get_object, Bucket=self.bucket,
                               Key=self._key(name), Range=f"bytes={offset}-{offset + length - 1}")
         try:
-            data = response["Body"].read()
+            data: bytes = response["Body"].read()
         except (botocore.exceptions.BotoCoreError, OSError) as exc:
             raise TransientStorageError(f"{self.where}: connection lost while reading {name}") from exc
         if len(data) != length:

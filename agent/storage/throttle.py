@@ -16,8 +16,8 @@ import threading
 import time
 from typing import Any, Callable, Iterator, cast
 
-from agent.storage.base import (ForwardNetworkStorage, ForwardProbeFacts, ForwardServerClock, NetworkStorage, ObjectInfo,
-                                ObjectLocking, Probing, ServerClock, Storage, VersionCleanup, wrapper_class)
+from agent.storage.base import (ForwardNetworkStorage, ForwardProbeFacts, ForwardServerClock, NetworkStorage,
+                                ObjectInfo, ObjectLocking, Probing, ServerClock, Storage, VersionCleanup, wrapper_class)
 
 
 class _TokenBucket:

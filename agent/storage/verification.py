@@ -15,6 +15,7 @@ and "head" set by hand are kept as they are.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 READ_BACK = "read-back"
 HEAD = "head"
@@ -27,17 +28,17 @@ class Verification:
     setting: str  # verify_uploads as configured: "auto", "head" or "read-back"
     reason: str  # why, in a few words (English, for the console and --json)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, str]:
         return {"mode": self.mode, "setting": self.setting, "reason": self.reason}
 
 
-def server_verifies(facts: dict | None) -> bool:
+def server_verifies(facts: dict[str, Any] | None) -> bool:
     """The probe saw the server refuse a wrong SHA-256 and return the stored one."""
-    return bool(facts) and facts.get("rejects_bad_checksum") is True \
+    return facts is not None and facts.get("rejects_bad_checksum") is True \
         and facts.get("returns_sha256_checksum") is True
 
 
-def choose(setting: str, facts: dict | None) -> Verification:
+def choose(setting: str, facts: dict[str, Any] | None) -> Verification:
     """The mode in force for `setting` given the probe's facts (None: not probed)."""
     if setting in (HEAD, READ_BACK):
         return Verification(setting, setting, "set by verify_uploads")
@@ -50,7 +51,7 @@ def choose(setting: str, facts: dict | None) -> Verification:
     return Verification(READ_BACK, AUTO, "the server does not return the stored SHA-256")
 
 
-def facts_for(facts: dict | None, endpoint: str | None, bucket: str) -> dict | None:
+def facts_for(facts: dict[str, Any] | None, endpoint: str | None, bucket: str) -> dict[str, Any] | None:
     """Recorded probe facts if they were measured on this endpoint and bucket, else None."""
     if facts and facts.get("endpoint") == (endpoint or "AWS") and facts.get("bucket") == bucket:
         return facts
