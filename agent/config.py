@@ -488,7 +488,7 @@ def _retention(path: str, data: object) -> RetentionPolicy:
     table.done()
     try:
         return RetentionPolicy(**counts, timezone=zone, keep_tags=keep_tags)
-    except Exception:  # zoneinfo raises several kinds for a bad name
+    except ValueError:  # the counts were checked above: only the zone is left to refuse
         raise ConfigError(f"{path}: [retention] timezone = {zone!r}: not a known time zone",
                           hint='use a name such as "Europe/Paris" (see /usr/share/zoneinfo)') from None
 

@@ -59,7 +59,10 @@ class RetentionPolicy:
             value = getattr(self, tier)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"retention {tier} must be a whole number >= 0, not {value!r}")
-        ZoneInfo(self.timezone)  # raises for an unknown zone
+        try:
+            ZoneInfo(self.timezone)
+        except (KeyError, ValueError, OSError) as exc:  # ZoneInfoNotFoundError is a KeyError; a path, a ValueError
+            raise ValueError(f"retention timezone {self.timezone!r} is not a known time zone") from exc
 
     @property
     def zone(self) -> ZoneInfo:

@@ -145,7 +145,8 @@ class FilesCache:
         """`record` for (path, stat, sha256, chunks) entries, in one call."""
         self._db.executemany(
             "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?,?)",
-            ((path, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev, sha256, b"".join(chunks), self.run)
+            ((path, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev, sha256, b"".join(chunks),
+              self.run)
              for path, st, sha256, chunks in entries),
         )
 

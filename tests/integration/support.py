@@ -51,7 +51,7 @@ class Result:
                                  f"stdout: {self.stdout_bytes[:2000]!r}") from None
 
     def describe(self) -> str:
-        shown = " ".join(self.args[self.args.index("--config") + 2:]) if "--config" in self.args else " ".join(self.args)
+        shown = " ".join(self.args[self.args.index("--config") + 2:] if "--config" in self.args else self.args)
         return f"`backupctl {shown}` (exit {self.returncode})"
 
     def __str__(self) -> str:

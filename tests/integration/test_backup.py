@@ -6,7 +6,8 @@ import json
 import os
 import subprocess
 
-from .support import Backupctl, assert_error, base_env, assert_same_tree, count_files, file_sha256, random_file, set_mtimes, write
+from .support import (Backupctl, assert_error, assert_same_tree, base_env, count_files, file_sha256, random_file,
+                      set_mtimes, write)
 
 MiB = 1024 * 1024
 
@@ -172,13 +173,13 @@ def test_two_backups_at_once_into_one_repository(make_bk) -> None:
              for bk in (one, two)]
     outputs = [p.communicate() for p in procs]
     ids = []
-    for proc, (out, err) in zip(procs, outputs):
+    for proc, (out, err) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, err.decode()
         ids.append(json.loads(out)["snapshot_id"])
     assert sorted(s["id"] for s in one.snapshots()) == sorted(ids)
     check = one.ok_json("check", "--read-data")
     assert check["ok"] is True, check
-    for bk, snapshot_id in zip((one, two), ids):
+    for bk, snapshot_id in zip((one, two), ids, strict=True):
         target = bk.base / "restored"
         bk.restore(target, snapshot=snapshot_id)
         assert_same_tree(bk.src, bk.restored(target))

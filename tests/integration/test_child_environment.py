@@ -138,7 +138,8 @@ def test_no_secret_reaches_a_hook_or_a_dump_client(open_dir: Path, postgresql, m
     environments = spy.environments()
     _assert_no_secret(environments, {"hook", "pg_dump", "mariadb-dump"})
     (hook,) = environments["hook"]
-    # What a hook gets: the allow-list, and its own environment table (docs/REFERENCE.md, "The practice database: dumps and hooks").
+    # What a hook gets: the allow-list, and its own environment table (docs/REFERENCE.md, "The practice database:
+    # dumps and hooks").
     assert hook["LOGICIEL"] == "cabinet" and hook["PATH"].startswith(str(spy.folder)) and hook["LANG"]
     # The PostgreSQL password went through a file, in the private folder of the state dir.
     (dump,) = environments["pg_dump"]

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from .support import Backupctl, random_file, tree_digests, write
 
-KILLS = int(os.environ.get("BACKUPCTL_CRASH_TRIALS", "30"))  # backups really killed (make test; more: see RELIABILITY.md)
+# backups really killed (make test; more: see RELIABILITY.md)
+KILLS = int(os.environ.get("BACKUPCTL_CRASH_TRIALS", "30"))
 PRUNE_KILLS = max(10, KILLS // 5)
 MAX_ROUNDS = 3  # rounds per kill wanted at most: a kill that comes after the end is a round, not a kill
 

@@ -151,7 +151,8 @@ def test_sighup_reloads_the_schedule(scheduled):
     def next_weekly() -> dt.datetime:
         with sqlite3.connect(database) as db:
             (stamp,) = db.execute("SELECT next_run_time FROM apscheduler_jobs WHERE id='weekly:main'").fetchone()
-        return dt.datetime.fromtimestamp(stamp, dt.timezone.utc).astimezone(__import__("zoneinfo").ZoneInfo("Europe/Paris"))
+        paris = __import__("zoneinfo").ZoneInfo("Europe/Paris")
+        return dt.datetime.fromtimestamp(stamp, dt.timezone.utc).astimezone(paris)
 
     wait_for(lambda: next_weekly().weekday() == 0, what="the new schedule")
     assert (next_weekly().hour, next_weekly().minute) == (7, 15)

@@ -142,7 +142,8 @@ def test_rotation_over_four_disks_warns_exactly_when_it_should(bk: Backupctl) ->
         result = rot.backup(label)
         assert result["medium"] == label, result
         warnings = result["rotation_warnings"]
-        assert len(warnings) == len(expected) and all(w.startswith(e) for w, e in zip(warnings, expected)), \
+        assert len(warnings) == len(expected), f"backup {number} on {label} (due {due}): {warnings}"
+        assert all(w.startswith(e) for w, e in zip(warnings, expected, strict=True)), \
             f"backup {number} on {label} (due {due}): {warnings}"
         done.append(result)
     assert rot.snapshot_ids() == [done[i]["snapshot_id"] for i in (0, 1, 4)]  # due is plugged

@@ -54,7 +54,7 @@ def _compliance_status(html: str, rule: str) -> str:
 def _pixels_near(image: Image.Image, colour: tuple[int, int, int], tolerance: int = 12) -> int:
     rgb = image.convert("RGB")
     return sum(count for count, pixel in rgb.getcolors(maxcolors=1 << 24)
-               if all(abs(a - b) <= tolerance for a, b in zip(pixel, colour)))
+               if all(abs(a - b) <= tolerance for a, b in zip(pixel, colour, strict=True)))
 
 
 def test_a_passing_test_writes_html_json_pdf_and_keeps_a_copy_in_the_repository(bk: Backupctl, chromium):
@@ -73,7 +73,8 @@ def test_a_passing_test_writes_html_json_pdf_and_keeps_a_copy_in_the_repository(
     assert document["schema"] == "backupctl-restore-test-report/1" and document["language"] == "fr"
     assert document["restore_test"]["ok"] is True and document["restore_test"]["sha256_verified"] == 9
     assert document["practice"] == "Cabinet du Dr Martin" and document["repository"]["name"] == "main"
-    assert document["algorithms"]["cipher"] == "XChaCha20-Poly1305" and document["algorithms"]["file_fingerprint"] == "SHA-256"
+    algorithms = document["algorithms"]
+    assert algorithms["cipher"] == "XChaCha20-Poly1305" and algorithms["file_fingerprint"] == "SHA-256"
     assert document["algorithms"]["kdf"].startswith("Argon2id (m = ")
     assert document["checks"]["check"]["ok"] is True and document["checks"]["read_data_check"]["ok"] is True
     assert len(document["history"]["backups"]) == 53 and document["history"]["backups"][-1]["snapshot"]

@@ -144,7 +144,7 @@ def test_every_new_repository_can_back_up(make_bk) -> None:
         return [(bk, p, *p.communicate()) for bk, p in procs]
 
     for args in (["init"], ["backup"], ["restore", "latest", "--target", "restored"]):
-        for bk, proc, out, err in all_run(*args):
+        for bk, proc, _out, err in all_run(*args):
             assert proc.returncode == 0, f"{bk.base.name}: `{' '.join(args)}` exit {proc.returncode}: {err.decode()}"
     for bk in worlds:
         assert (bk.restored(bk.base / "restored") / "données.bin").read_bytes() == (bk.src / "données.bin").read_bytes()

@@ -399,6 +399,7 @@ def test_restore_test_report_on_s3_names_endpoint_bucket_and_lock_and_is_kept_lo
     assert s3.lock_bucket in page and "conformité" in page  # the lock mode, in French
     key = f"{cli.prefix}/reports/{document['report_id']}"
     head = s3.client().head_object(Bucket=s3.lock_bucket, Key=key)
-    assert head["ObjectLockMode"] == "COMPLIANCE" and head["ObjectLockRetainUntilDate"] > dt.datetime.now(dt.timezone.utc)
+    assert head["ObjectLockMode"] == "COMPLIANCE"
+    assert head["ObjectLockRetainUntilDate"] > dt.datetime.now(dt.timezone.utc)
     stored = s3.client().get_object(Bucket=s3.lock_bucket, Key=key)["Body"].read()
     assert document["report_id"].encode() not in stored and b"restore_test" not in stored  # encrypted

@@ -217,7 +217,7 @@ def _on_a_terminal(argv: list[str], env: dict, cwd: Path, answers: list[str], *,
         for answer in answers:
             count = output.count(prompt)
             # The hidden prompt switches echo off before it writes its last space.
-            read_until(lambda: output.count(prompt) > count and output.endswith(b" "))
+            read_until(lambda count=count: output.count(prompt) > count and output.endswith(b" "))
             os.write(fd, answer.encode() + b"\r")
         read_until(lambda: done in output and b"\n" in output.split(done)[-1])
     finally:

@@ -44,7 +44,9 @@ def test_the_unit_is_a_hardened_notify_service():
     for line in ("Type=notify", "User=backupctl", "AmbientCapabilities=CAP_DAC_READ_SEARCH",
                  "CapabilityBoundingSet=CAP_DAC_READ_SEARCH", "ProtectSystem=strict", "PrivateTmp=true",
                  "NoNewPrivileges=true", "ReadWritePaths=/var/lib/backupctl", "WatchdogSec=",
-                 "LoadCredentialEncrypted=passphrase:", "ExecReload=/opt/backupctl/bin/backupctl --config /etc/backupctl/config.toml daemon --reload $MAINPID", "MemoryMax=3G"):
+                 "LoadCredentialEncrypted=passphrase:",
+                 "ExecReload=/opt/backupctl/bin/backupctl --config /etc/backupctl/config.toml daemon --reload $MAINPID",
+                 "MemoryMax=3G"):
         assert line in text, line
     assert "/etc/backupctl/passphrase" not in text  # the secret comes as a credential
 

@@ -126,7 +126,7 @@ def start_mariadb() -> MariaDB:
         except subprocess.CalledProcessError:
             if time.monotonic() > deadline or process.poll() is not None:
                 server.stop()
-                raise AssertionError("MariaDB did not start")
+                raise AssertionError("MariaDB did not start") from None
             time.sleep(0.3)
     escaped = PASSWORD.replace("\\", "\\\\").replace("'", "\\'")
     rows = ",".join(f"({i}, '{name}', '{born}')" for i, name, born in PATIENTS)

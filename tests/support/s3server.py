@@ -71,7 +71,7 @@ def start() -> S3Endpoint:
         except OSError:
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
-                raise RuntimeError("moto_server did not start")
+                raise RuntimeError("moto_server did not start") from None
             time.sleep(0.1)
     endpoint = S3Endpoint(url=url, access_key="AK" + secrets.token_hex(8), secret_key=secrets.token_hex(16),
                           region="us-east-1", lock_bucket="backupctl-locked", plain_bucket="backupctl-plain",

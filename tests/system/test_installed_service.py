@@ -312,7 +312,8 @@ def test_many_letters_are_backed_up_and_restored_by_worker_processes_inside_the_
     # SystemCallFilter), through the wrapper as through the daemon.
     letters = max(PROCESS_MIN_FILES, PROCESSES_FROM_FILES) + 904
     machine.sh(f"mkdir -p /srv/cabinet/lettres && cd /srv/cabinet/lettres"
-               f" && i=0; while [ $i -lt {letters} ]; do echo \"Cher confrère, lettre $i\" > l-$i.txt; i=$((i+1)); done")
+               f" && i=0; while [ $i -lt {letters} ];"
+               f" do echo \"Cher confrère, lettre $i\" > l-$i.txt; i=$((i+1)); done")
     with timed(f"backup and restore of {letters} letters through the wrapper"):
         done = machine.run("backupctl", "backup", "--repo", "main", "--json", check=False, timeout=600)
         assert done.returncode == 0, done

@@ -11,7 +11,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 RULES = ROOT / "docs" / "COMPLIANCE.md"
 _ROW = re.compile(r"^\| ([A-Z]\d+)( ✓)? \|", re.M)
 # "rule S7", "rules S1, S3, S4", "COMPLIANCE.md S1, S3": the ids that follow such a word.
-_CITED = re.compile(r"\b(?:rules?|COMPLIANCE\.md)\s+((?:[A-Z]\d+(?:-[A-Z]?\d+)?)(?:\s*(?:,|and|or)\s*[A-Z]\d+(?:-[A-Z]?\d+)?)*)")
+_ONE = r"[A-Z]\d+(?:-[A-Z]?\d+)?"
+_CITED = re.compile(rf"\b(?:rules?|COMPLIANCE\.md)\s+({_ONE}(?:\s*(?:,|and|or)\s*{_ONE})*)")
 _ID = re.compile(r"[A-Z]\d+(?:-[A-Z]?\d+)?")
 
 
@@ -85,7 +86,8 @@ def test_every_rule_marked_judged_has_a_row_in_the_compliance_table() -> None:
     # C5 (fingerprints compared by restore tests) is judged inside S7's row: a restore test
     # passes only when every file's SHA-256 matched the one taken at backup.
     assert judged - {"C5"} == rows, (f"marked ✓ in docs/COMPLIANCE.md but judged by no compliance row: "
-                                     f"{sorted(judged - {'C5'} - rows)}; judged but not marked ✓: {sorted(rows - judged)}")
+                                     f"{sorted(judged - {'C5'} - rows)}; "
+                                     f"judged but not marked ✓: {sorted(rows - judged)}")
 
 
 def test_the_judgement_section_covers_exactly_the_rules_marked_judged() -> None:

@@ -177,7 +177,8 @@ def test_a_refused_read_names_owner_mode_and_user(open_dir: Path) -> None:
     assert _in_child(as_service_user) == 0
     assert messages.read_text() == (
         f"cannot read {pack}: owned by root:root, mode 0600, and this command runs as nobody — run commands "
-        f"as nobody (docs/INSTALL.md, \"Commands by hand on the server\"), or give the files back: chown -R nobody: {repo}")
+        f"as nobody (docs/INSTALL.md, \"Commands by hand on the server\"), or give the files back: "
+        f"chown -R nobody: {repo}")
     assert stat.S_IMODE(pack.stat().st_mode) == 0o600
 
 

@@ -49,7 +49,8 @@ def test_previous_fire_and_catch_up():
     # Never succeeded: the weekly backup (last Friday) is due; the monthly check of
     # 1 November is older than catch_up_days.
     def due(done, now, days):
-        return [j.job_id for j in catch_ups(jobs, done, now, days) if j.repository == "main" and j.kind != "restore-test"]
+        return [j.job_id for j in catch_ups(jobs, done, now, days)
+                if j.repository == "main" and j.kind != "restore-test"]
 
     assert due({}, monday, 7) == ["weekly:main"]
     assert due({}, monday, 30) == ["weekly:main", "check:main"]

@@ -31,7 +31,8 @@ def test_without_server_binaries_the_dump_is_read_and_verified_not_loaded(tmp_pa
                        state_dir=str(tmp_path))
     assert read == ["all"] and check.ok and check.loaded_into is None
     assert "SHA-256 verified, not loaded" in check.note and "no " in check.note and "server is installed" in check.note
-    assert not pathlib.Path(StateLayout(str(tmp_path)).restore_test_databases()).exists() or not list(pathlib.Path(StateLayout(str(tmp_path)).restore_test_databases()).iterdir())
+    servers = pathlib.Path(StateLayout(str(tmp_path)).restore_test_databases())
+    assert not servers.exists() or not list(servers.iterdir())
 
 
 def test_a_damaged_dump_read_without_a_server_is_an_error(tmp_path, monkeypatch):

@@ -77,7 +77,8 @@ def test_an_unchanged_tree_is_taken_whole_and_is_the_same(repo, source, tmp_path
     first = _backup(repo, source, tmp_path / "cache")
     second = _backup(repo, source, tmp_path / "cache")
     assert first.folders_reused == 0
-    assert second.folders_reused == 5  # src, a, a/deep, b, c (the folders above src: never recorded as sources' parents)
+    # src, a, a/deep, b, c (the folders above src: never recorded as sources' parents)
+    assert second.folders_reused == 5
     assert second.files_unchanged == 12 and second.files_new == second.files_changed == 0
     # The same tree for the source (the folders above it hold the files cache: changed).
     assert _source_tree(repo, second, source) == _source_tree(repo, first, source)

@@ -25,7 +25,8 @@ def test_leftovers_of_dead_runs_are_removed_and_no_symlink_is_followed(tmp_path,
     monkeypatch.setattr(tempfile, "tempdir", str(temporary))
     dead, alive = _dead_pid(), os.getppid()
     (Path(StateLayout(str(state)).restore_test_databases()) / f"{dead}-postgresql-aaaa" / "data").mkdir(parents=True)
-    (Path(StateLayout(str(state)).restore_test_databases()) / f"{alive}-mariadb-bbbb").mkdir()  # a restore test still running
+    # a restore test still running
+    (Path(StateLayout(str(state)).restore_test_databases()) / f"{alive}-mariadb-bbbb").mkdir()
     (temporary / f"backupctl-db-{dead}-cccc").mkdir()
     (temporary / f"backupctl-db-{dead}-dddd").symlink_to(precious)  # planted: never followed
     (temporary / f"backupctl-db-{alive}-eeee").mkdir()
