@@ -28,6 +28,7 @@ from agent.errors import (
     IntegrityError,
     KeyFileError,
     NoKeyFile,
+    ObjectExists,
     ObjectNotFound,
     RepositoryExists,
     RepositoryNotFound,
@@ -40,11 +41,14 @@ from agent.repo.cache import CacheRoot, MetadataCache
 from agent.repo.chunker import Chunker, ChunkerParams
 from agent.repo.index import BlobLocation, MasterIndex, decode_index, encode_index
 from agent.repo.layout import ChunkId, IndexId, PackId, SnapshotId
-from agent.repo.sealing import AAD_PREFIX, PADDED_FORMAT, BlobSealer
+from agent.repo.sealing import AAD_PREFIX, BlobSealer
 from agent.repo.pack import (
     BLOB_TREE,
     TARGET_PACK_SIZE,
     TRAILER_PLAIN,
+    TRAILER_PLAIN_V5,
+    TRAILER_SIZE,
+    TRAILER_SIZE_V5,
     PackBuilder,
     PackEntry,
     decode_header_entries,
@@ -56,15 +60,13 @@ from agent.repo.pack import (
     unpad,
 )
 from agent.repo.snapshot import Snapshot, chronological
+from agent.repo.tree import check_tree_version, with_version
+from agent.repo.versions import FORMAT_VERSION, PADDED_FORMAT, VERSIONED_FORMAT, check_version
 from agent.storage.base import NetworkStorage, ObjectInfo, ObjectLocking, ServerClock, Storage
 
-# Version 2 adds locks and prune, version 3 restore-test reports, version 4 packs that
-# show nothing in clear, padded blobs, headers and index files, and a key-derived gear
-# table (docs/FORMAT.md section 16). Older repositories are read and written as they
-# are: their config is never rewritten, so each keeps one pack layout throughout.
-FORMAT_VERSION = 4
-# The padded layout's first version and the associated data's prefix live with the
-# blob sealer that worker processes share (agent.repo.sealing).
+# FORMAT_VERSION (5), what each version adds and which structures say their own version:
+# agent.repo.versions. The associated data's prefix lives with the blob sealer that
+# worker processes share (agent.repo.sealing).
 # Room in a pack's buffer beyond its target size: the last part added may be a whole
 # chunk of the chunker's maximum size (8 MiB, padded by at most 1/16), sealed in place.
 PACK_SLACK = 9 * 1024 * 1024
@@ -230,8 +232,19 @@ class Repository:
         )
         # Not a random name: another `init` may claim the same place. An object found there
         # is never taken for ours, nor deleted (the storage's "stored altered, write again").
-        storage.write(layout.CONFIG, repo._seal_metadata(layout.KIND_CONFIG, b"", config.encode()),
-                      exclusive=True)
+        try:
+            storage.write(layout.CONFIG, repo._seal_metadata(layout.KIND_CONFIG, b"", config.encode()),
+                          exclusive=True)
+        except ObjectExists:
+            # Another `init` created the repository between our check and this write: it is
+            # theirs. Our key file wraps another master secret for another repository id:
+            # left there it would be tried, and fail, at every opening of theirs.
+            try:
+                storage.delete(layout.key_name(key_id))
+            except StorageError:
+                pass
+            raise RepositoryExists(f"a repository was created at {storage.describe()} while this one "
+                                   f"was being initialised") from None
         return repo
 
     @classmethod
@@ -531,8 +544,15 @@ class Repository:
 
     @property
     def padded(self) -> bool:
-        """Whether this repository uses the version-4 layout (docs/FORMAT.md section 7.2)."""
+        """Whether this repository uses the padded layout of versions 4 and 5 (docs/FORMAT.md
+        section 7.2)."""
         return self.config.format_version >= PADDED_FORMAT
+
+    @property
+    def versioned(self) -> bool:
+        """Whether every structure of this repository says its own format version (version 5,
+        docs/FORMAT.md section 7.3)."""
+        return self.config.format_version >= VERSIONED_FORMAT
 
     def new_chunker(self) -> Chunker:
         """A chunker keyed for this repository; not thread-safe, one per reader."""
@@ -615,10 +635,10 @@ class Repository:
         else:
             plain = self._read_cached(name, MAX_INDEX_FILE_SIZE, lambda envelope: self._open_metadata(
                 layout.KIND_INDEX, index_id, envelope, what=name))
-        return decode_index(plain, what=name)
+        return decode_index(plain, what=name, format_version=self.config.format_version)
 
     def _open_padded_index(self, index_id: IndexId, envelope: bytes, *, what: str) -> bytes:
-        """Version 4: an index file is an ordinary envelope (clear `01` and cipher bytes,
+        """Versions 4 and 5: an index file is an ordinary envelope (clear `01` and cipher bytes,
         section 4) whose plaintext is padded, so its size does not count the blobs."""
         plain = aead.open_envelope(self._enc_key, envelope, self._aad(layout.KIND_INDEX_V4, index_id), what=what)
         if aead.envelope_cipher(envelope) != self.config.cipher:
@@ -641,6 +661,13 @@ class Repository:
         Compression and encryption run outside the lock (both release the GIL), so
         several threads keep the cores busy; only the pack bookkeeping is serialized.
         """
+        if kind == BLOB_TREE and self.versioned:
+            # Every tree this repository stores says its format version, whoever encoded it
+            # (docs/FORMAT.md section 9); its id is that of the document as stored.
+            stamped = with_version(data, self.config.format_version)
+            if stamped is not data and chunk_id is not None:
+                raise ValueError("a tree's id is that of its document with its format version")
+            data = stamped
         if chunk_id is None:
             chunk_id = self.chunk_id(data)
         with self._write_lock:
@@ -744,8 +771,11 @@ class Repository:
         header_payload = compression.compress(encode_header_entries(builder.entries), compression.DEFAULT_LEVEL)
         if self.padded:
             header = bytes(self._seal_part(layout.KIND_PACK_HEADER_V4, b"", header_payload))
-            # The trailer's plaintext is its 4 bytes alone: no compression byte, no padding.
-            trailer = aead.seal(self._enc_key, TRAILER_PLAIN.pack(len(header)),
+            # The trailer's plaintext is its 4 bytes alone (version 5: 8, the format version
+            # first): no compression byte, no padding.
+            trailer_plain = (TRAILER_PLAIN_V5.pack(self.config.format_version, len(header)) if self.versioned
+                             else TRAILER_PLAIN.pack(len(header)))
+            trailer = aead.seal(self._enc_key, trailer_plain,
                                 self._aad(layout.KIND_PACK_TRAILER_V4, b""), cipher=self.config.cipher)[2:]
             pack_id, data = builder.finish_v4(header, trailer)
         else:
@@ -772,7 +802,7 @@ class Repository:
 
     def _write_index(self, packs: dict[PackId, Sequence[PackEntry]], superseded=()) -> IndexId:
         index_id = IndexId(os.urandom(16))
-        plain = encode_index(packs, superseded)
+        plain = encode_index(packs, superseded, format_version=self.config.format_version)
         if self.padded:
             level = self.config.compression_level
             payload = compression.compress(plain, level if level is not None else compression.DEFAULT_LEVEL)
@@ -892,6 +922,8 @@ class Repository:
         data = compression.decompress(payload, expected_size=raw_length, what=what)
         if verify_id and self.chunk_id(data) != chunk_id:
             raise IntegrityError(f"{what}: content does not match its id")
+        if kind == BLOB_TREE:
+            check_tree_version(data, self.config.format_version, what=f"tree {chunk_id.hex()[:16]} in pack {pack_name}")
         return data
 
     def read_pack(self, pack_id: PackId) -> tuple[bytes, list[PackEntry]]:
@@ -910,12 +942,19 @@ class Repository:
         """The blob list of a pack's bytes (its authenticated header); repair also uses it
         on a pack whose bytes no longer match its name, to find the blobs still intact."""
         if self.padded:
-            trailer = self._implied_header + split_trailer(data, what=name)
+            trailer_format, trailer_size = ((TRAILER_PLAIN_V5, TRAILER_SIZE_V5) if self.versioned
+                                            else (TRAILER_PLAIN, TRAILER_SIZE))
+            trailer = self._implied_header + split_trailer(data, what=name, trailer_size=trailer_size)
             opened = aead.open_envelope(self._enc_key, trailer, self._aad(layout.KIND_PACK_TRAILER_V4, b""),
                                         what=f"{name} trailer")
-            if len(opened) != TRAILER_PLAIN.size:
-                raise IntegrityError(f"{name} trailer: {len(opened)} bytes instead of {TRAILER_PLAIN.size}")
-            header, _start = header_body(data, TRAILER_PLAIN.unpack(opened)[0], what=name)
+            if len(opened) != trailer_format.size:
+                raise IntegrityError(f"{name} trailer: {len(opened)} bytes instead of {trailer_format.size}")
+            if self.versioned:
+                pack_version, header_length = TRAILER_PLAIN_V5.unpack(opened)
+                check_version(pack_version, self.config.format_version, what=f"{name} trailer")
+            else:
+                (header_length,) = TRAILER_PLAIN.unpack(opened)
+            header, _start = header_body(data, header_length, what=name, trailer_size=trailer_size)
             payload = self._open_part(layout.KIND_PACK_HEADER_V4, b"", header, what=f"{name} header")
         else:  # versions 1-3, read exactly as before
             header, _start = split_pack(data, what=name)
@@ -946,7 +985,7 @@ class Repository:
             if self._unindexed or any(b.entries for b in self._builders.values()) or self._pending_ids:
                 raise RuntimeError("save_snapshot called before flush(): data would be unreferenced")
         snapshot_id = SnapshotId(os.urandom(16))
-        sealed = self._seal_metadata(layout.KIND_SNAPSHOT, snapshot_id, snapshot.encode())
+        sealed = self._seal_metadata(layout.KIND_SNAPSHOT, snapshot_id, snapshot.encode(self.config.format_version))
         self.forget_listings()
         self.storage.write(layout.snapshot_name(snapshot_id), sealed, exclusive=True, random_name=True)
         if self.cache is not None:
@@ -965,7 +1004,7 @@ class Repository:
         name = layout.snapshot_name(snapshot_id)
         plain = self._read_cached(name, MAX_SNAPSHOT_SIZE, lambda envelope: self._open_metadata(
             layout.KIND_SNAPSHOT, snapshot_id, envelope, what=name))
-        return Snapshot.decode(plain, snapshot_id)
+        return Snapshot.decode(plain, snapshot_id, self.config.format_version)
 
     def delete_snapshot(self, snapshot_id: SnapshotId) -> None:
         self.forget_listings()

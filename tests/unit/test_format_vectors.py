@@ -128,9 +128,13 @@ class SpecReader:
         self.id_key = blake3.blake3(self.master, derive_key_context="backupctl 2026-11 chunk id key").digest()
         self.config = json.loads(self.payload(self.open_envelope(self.enc_key, self.objects["config"],
                                                                   self.binding(1, b""))))
-        assert self.config["format_version"] in (1, 2, 3, 4)
+        self.format_version = self.config["format_version"]
+        assert self.format_version in (1, 2, 3, 4, 5)
         assert bytes.fromhex(self.config["repository_id"]) == self.repo_id
-        self.padded = self.config["format_version"] >= 4  # section 7.2
+        self.padded = self.format_version >= 4  # section 7.2
+        self.versioned = self.format_version >= 5  # section 7.3: every structure says its version
+        # Section 8 and 10: the `version` of index files and snapshots.
+        self.document_version = self.format_version if self.versioned else 1
         self.cipher_id = {"xchacha20-poly1305": 1, "aes-256-gcm": 2}[self.config["cipher"]]
         self.index = self._master_index()
 
@@ -216,7 +220,7 @@ class SpecReader:
         return entries
 
     def _parse_index(self, plain: bytes) -> tuple[list[bytes], dict[bytes, list[tuple]]]:
-        assert plain[0] == 1
+        assert plain[0] == self.document_version
         pos = 1
         (n_superseded,) = struct.unpack_from("<I", plain, pos)
         pos += 4
@@ -261,6 +265,15 @@ class SpecReader:
     def pack_header(self, name: str) -> list[tuple]:
         data = self.objects[name]
         assert hashlib.sha256(data).digest().hex() == name.rsplit("/", 1)[-1]
+        if self.versioned:  # section 7.3: a 48-byte trailer, u32 format version || u32 header length
+            assert len(data) >= 48
+            trailer = self.open_body(data[-48:], self.binding(12, b""))
+            assert len(trailer) == 8
+            version, header_length = struct.unpack("<II", trailer)
+            assert version == self.format_version
+            start = len(data) - 48 - header_length
+            assert start >= 0 and 40 <= header_length <= 16 * 1024 * 1024
+            return self._entries(self.payload(self.unpad(self.open_body(data[start:-48], self.binding(11, b"")))))
         if self.padded:  # section 7.2
             assert len(data) >= 44
             trailer = self.open_body(data[-44:], self.binding(12, b""))
@@ -297,7 +310,7 @@ class SpecReader:
             snapshot_id = bytes.fromhex(name[len("snapshots/"):])
             doc = json.loads(self.payload(self.open_envelope(self.enc_key, self.objects[name],
                                                              self.binding(3, snapshot_id))))
-            assert doc["version"] == 1
+            assert doc["version"] == self.document_version
             moment = datetime.datetime.fromisoformat(doc["time"])
             if moment.tzinfo is None:
                 moment = moment.replace(tzinfo=datetime.timezone.utc)
@@ -320,7 +333,9 @@ class SpecReader:
             os.utime(path, ns=(node["mtime_ns"], node["mtime_ns"]))
 
         def restore_dir(tree_id: bytes, directory: bytes) -> None:
-            for node in json.loads(self.load_blob(tree_id))["nodes"]:
+            tree = json.loads(self.load_blob(tree_id))
+            assert tree.get("version") == (self.format_version if self.versioned else None)  # section 9
+            for node in tree["nodes"]:
                 if "name" in node:
                     name = node["name"].encode("utf-8")
                 else:
@@ -727,8 +742,9 @@ def _compare_trees(source: bytes, restored: bytes) -> None:
         os.stat(os.path.join(restored, b"lettre-lien.txt")).st_ino
 
 
-@pytest.mark.parametrize("cipher, level", [("xchacha20-poly1305", 3), ("aes-256-gcm", None)])
-def test_spec_reader_restores_a_backupctl_repository(tmp_path, cipher, level):
+@pytest.mark.parametrize("cipher, level, version", [("xchacha20-poly1305", 3, 5), ("aes-256-gcm", None, 5),
+                                                    ("xchacha20-poly1305", 3, 4)])
+def test_spec_reader_restores_a_backupctl_repository(tmp_path, cipher, level, version):
     from agent.crypto.kdf import KdfParams
     from agent.engine.backup import BackupEngine, BackupOptions
     from agent.repo.repository import Repository
@@ -738,22 +754,22 @@ def test_spec_reader_restores_a_backupctl_repository(tmp_path, cipher, level):
     _make_source(source)
     storage = MemoryStorage()
     repo = Repository.init(storage, b"phrase de passe", cipher=cipher, compression_level=level,
-                           kdf_params=KdfParams(memory_kib=8192, iterations=1))
+                           kdf_params=KdfParams(memory_kib=8192, iterations=1), format_version=version)
     report = BackupEngine(repo, BackupOptions(paths=[str(source)])).run()
     assert not report.warnings
 
     reader = SpecReader(dict(storage.objects), b"phrase de passe")
-    assert reader.config["cipher"] == cipher
+    assert reader.config["cipher"] == cipher and reader.format_version == version
     (snapshot,) = reader.snapshots()
     assert snapshot["paths"] == [str(source)]
     out = tmp_path / "out"
     out.mkdir()
     reader.restore(snapshot, bytes(out))
     _compare_trees(bytes(source), os.path.join(bytes(out), bytes(source).lstrip(b"/")))
-    # Version 4 (section 7.2): the packs carry no clear byte; every blob opens only with
-    # the repository's cipher as its implied second byte, and the index rebuilt from the
-    # packs' headers is the one the index files give.
-    assert reader.config["format_version"] == 4
+    # Versions 4 and 5 (section 7.2): the packs carry no clear byte; every blob opens only
+    # with the repository's cipher as its implied second byte, and the index rebuilt from
+    # the packs' headers (and, version 5, trailers that say 5: section 7.3) is the one the
+    # index files give.
     rebuilt = {}
     for name in reader.names("data/"):
         for kind, cid, offset, length, raw in reader.pack_header(name):
@@ -825,7 +841,7 @@ def test_spec_reader_restores_a_pruned_repository(tmp_path):
     finally:
         clock.freeze(None)
     reader = SpecReader(dict(storage.objects), b"phrase de passe")
-    assert reader.config["format_version"] == 4
+    assert reader.config["format_version"] == 5
     newest = reader.latest()
     out = tmp_path / "out"
     out.mkdir()
@@ -884,7 +900,7 @@ def test_prose_constants_match_the_code():
     from agent.repo import chunker, compression, index, layout, pack, repository, snapshot
 
     doc = _doc()
-    assert repository.FORMAT_VERSION == 4 and doc.startswith("# backupctl repository format, version 4\n")
+    assert repository.FORMAT_VERSION == 5 and doc.startswith("# backupctl repository format, version 5\n")
     for context in (ids.CONTEXT_ENCRYPTION, ids.CONTEXT_CHUNK_ID, ids.CONTEXT_CHUNKER_SEED,
                     ids.CONTEXT_AES_OBJECT_KEY, ids.CONTEXT_GEAR_TABLE):
         assert f"`{context}`" in doc
@@ -904,7 +920,8 @@ def test_prose_constants_match_the_code():
                         str(layout.KIND_INDEX_V4): "index file"}
     assert pack.TRAILER_SIZE == 44 and pack.TRAILER_PLAIN.format == "<I" and "the last 44 bytes" in doc
     assert pack.PAD_MINIMUM == 512 and "padded_length(L) = padme(max(L, 512))" in doc
-    assert repository.PADDED_FORMAT == 4
+    assert repository.PADDED_FORMAT == 4 and repository.VERSIONED_FORMAT == 5
+    assert pack.TRAILER_SIZE_V5 == 48 and pack.TRAILER_PLAIN_V5.format == "<II" and "the last 48 bytes" in doc
     assert aead.CIPHER_IDS == {"xchacha20-poly1305": 1, "aes-256-gcm": 2}
     assert (aead.ENVELOPE_VERSION, aead.NONCE_SIZE, aead.TAG_SIZE, aead.OVERHEAD) == (1, 24, 16, 42)
     assert keys.KEY_WRAP_CIPHER == "xchacha20-poly1305" and keys.MASTER_SIZE == 32
