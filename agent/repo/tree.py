@@ -135,7 +135,7 @@ def with_version(data: bytes, format_version: int) -> bytes:
     prefix = _version_prefix(format_version)
     if data.startswith(prefix):
         return data
-    if not data.startswith(b'{"nodes":'):
+    if not (data.startswith(b'{"nodes":[') and data.endswith(b"]}")):  # "nodes" its only member
         raise ValueError("not a tree document of encode_tree without a version")
     return prefix + data[1:]
 
