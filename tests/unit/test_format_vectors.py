@@ -385,6 +385,7 @@ def test_document_has_every_vector():
     assert set(vectors()) == {
         "hchacha20", "xchacha20-poly1305-aead", "envelope-xchacha20-poly1305", "envelope-aes-256-gcm",
         "subkeys", "chunk-id", "argon2id", "associated-data", "gear-table", "padding", "pack-v4",
+        "pack-v5",
     }
     objects = example_objects()
     assert sum(n.startswith("keys/") for n in objects) == 1
@@ -598,6 +599,54 @@ def test_version_4_pack_vector_with_the_spec_reader():
             reader.open_body(body, reader.binding(10, chunk_id))
         with pytest.raises(Exception):
             reader.open_body(body, reader.binding(4, chunk_id))
+
+
+def test_version_5_pack_vector_is_what_the_agent_writes(monkeypatch):
+    """The agent of a version-5 repository, given 15.11's nonces and 15.11.1's, writes 15.11's
+    blobs and header with 15.11.1's trailer, and reads its blob list back."""
+    from agent.crypto.keys import MasterKey
+    from agent.repo.chunker import ChunkerParams
+    from agent.repo.repository import Repository, StoredConfig
+    from agent.storage.memory import MemoryStorage
+
+    v4, v = vectors()["pack-v4"], vectors()["pack-v5"]
+    labels = ["v4 blob 1", "v4 blob 2", "v4 pack header", "v5 pack trailer"]
+    nonces = [hashlib.sha256(b"backupctl test vector nonce " + label.encode()).digest()[:24] for label in labels]
+    master = MasterKey(vectors()["subkeys"]["master"])
+    assert master.encryption_key == v["encryption_key"] and v["repository_id"] == v4["repository_id"]
+    repo = Repository(MemoryStorage(), master, StoredConfig(v["repository_id"], "xchacha20-poly1305", 3,
+                                                            ChunkerParams(), "", format_version=5))
+    monkeypatch.setattr(os, "urandom", lambda n: nonces.pop(0) if n == 24 and nonces else bytes(n))
+    repo.store_blob(0, v4["blob_1_data"])
+    repo.store_blob(0, v4["blob_2_data"])
+    repo.flush()
+    name = "data/" + v["pack_id"].hex()[:2] + "/" + v["pack_id"].hex()
+    pack = repo.storage.read(name)
+    assert pack == v4["pack"][:-44] + v["trailer_body"]
+    assert hashlib.sha256(pack).digest() == v["pack_id"]
+    assert [e.chunk_id for e in repo.pack_header_entries(pack, name)] == [v4["blob_1_chunk_id"],
+                                                                           v4["blob_2_chunk_id"]]
+
+
+def test_version_5_pack_vector_with_the_spec_reader():
+    """15.11.1 opened with section 7.3 alone: the last 48 bytes say version 5 and the header's
+    length; the last 44 do not open (it is not a version-4 trailer)."""
+    v4, v = vectors()["pack-v4"], vectors()["pack-v5"]
+    reader = SpecReader.__new__(SpecReader)
+    reader.enc_key, reader.repo_id, reader.cipher_id = v["encryption_key"], v["repository_id"], 1
+    pack = v4["pack"][:-44] + v["trailer_body"]
+    assert len(v["trailer_body"]) == 48
+    trailer = reader.open_body(pack[-48:], reader.binding(12, b""))
+    assert trailer == v["trailer_plain"]
+    version, header_length = struct.unpack("<II", trailer)
+    assert version == 5 and header_length == len(v4["header_body"])
+    assert pack[len(pack) - 48 - header_length : -48] == v4["header_body"]
+    with pytest.raises(Exception):
+        reader.open_body(pack[-44:], reader.binding(12, b""))
+    reader.format_version, reader.versioned, reader.padded = 5, True, True
+    reader.objects = {"data/" + v["pack_id"].hex()[:2] + "/" + v["pack_id"].hex(): pack}
+    [name] = reader.objects
+    assert [entry[1] for entry in reader.pack_header(name)] == [v4["blob_1_chunk_id"], v4["blob_2_chunk_id"]]
 
 
 # ---- the example repository ------------------------------------------------------------------
@@ -850,7 +899,7 @@ def test_spec_reader_restores_a_pruned_repository(tmp_path):
 
 
 def test_example_version_1_repository_is_backed_up_into_as_it_is(tmp_path):
-    """A version-1 repository stays version 1 under a version-4 program: its config is not
+    """A version-1 repository stays version 1 under a version-5 program: its config is not
     rewritten, its new packs have the layout of section 7.1 and the seeded chunker, and
     both the old and the new snapshot restore, with the agent and with the spec reader."""
     from agent.engine.backup import BackupEngine, BackupOptions
@@ -914,7 +963,7 @@ def test_prose_constants_match_the_code():
                      str(layout.KIND_TREE_BLOB): "tree blob", str(layout.KIND_PACK_HEADER): "pack header",
                      str(layout.KIND_LOCK): "lock", str(layout.KIND_REPORT): "report"}
     kinds_v4 = dict(re.findall(r"^\| (\d+) \| (data blob|tree blob|pack header|pack trailer|index file)"
-                               r"(?:, padded)? \(version 4\) \|", doc, re.M))
+                               r"(?:, padded)? \(versions 4 and 5\) \|", doc, re.M))
     assert kinds_v4 == {str(layout.KIND_DATA_BLOB_V4): "data blob", str(layout.KIND_TREE_BLOB_V4): "tree blob",
                         str(layout.KIND_PACK_HEADER_V4): "pack header", str(layout.KIND_PACK_TRAILER_V4): "pack trailer",
                         str(layout.KIND_INDEX_V4): "index file"}
@@ -938,6 +987,8 @@ def test_prose_constants_match_the_code():
     assert pack.TARGET_PACK_SIZE == pack.MAX_HEADER_SIZE == 16777216
     assert "`16777216`" in doc and "above 16 MiB (16777216)" in doc
     assert index.INDEX_VERSION == 1 and snapshot.SNAPSHOT_VERSION == 1 and keys.KEY_FILE_VERSION == 1
+    assert "u8   version                                  1 in versions 1 to 4; 5 in version 5" in doc
+    assert "    {\"version\":5,\"nodes\":[node, node, ...]}" in doc
     assert repository.PACKS_PER_INDEX == 8 and "After every **8** packs" in doc
     assert (chunker.MIN_SIZE, chunker.AVG_SIZE, chunker.MAX_SIZE) == (262144, 1048576, 8388608)
     assert chunker.ALGORITHM == "fastcdc-2020-nc1" and f'`"{chunker.ALGORITHM}"`' in doc
