@@ -18,7 +18,7 @@ import threading
 from array import array
 from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from itertools import compress, count, islice, repeat
 from operator import eq, itemgetter, lshift, or_, rshift
 from typing import Iterable, Iterator, NamedTuple, overload
@@ -110,7 +110,7 @@ class PackEntries(Sequence[PackEntry]):
         return f"PackEntries({list(self)!r})"
 
 
-def encode_index(packs: dict[PackId, Sequence[PackEntry]], superseded: Iterable[IndexId] = (), *,
+def encode_index(packs: Mapping[PackId, Sequence[PackEntry]], superseded: Iterable[IndexId] = (), *,
                  format_version: int = INDEX_VERSION) -> bytes:
     """An index file's plaintext for a repository of `format_version` (its first byte says
     that version from format 5 on, 1 before)."""

@@ -17,7 +17,8 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import chain as _chain
-from typing import Iterable, Iterator, Sequence
+from collections.abc import Callable, Mapping
+from typing import Any, Iterable, Iterator, Sequence, TypeVar, cast
 
 from agent import clock
 from agent.crypto import aead, ids
@@ -39,7 +40,7 @@ from agent.errors import (
 from agent.repo import compression, layout
 from agent.repo.cache import CacheRoot, MetadataCache
 from agent.repo.chunker import Chunker, ChunkerParams
-from agent.repo.index import BlobLocation, MasterIndex, decode_index, encode_index
+from agent.repo.index import BlobLocation, MasterIndex, PackEntries, decode_index, encode_index
 from agent.repo.layout import ChunkId, IndexId, PackId, SnapshotId
 from agent.repo.sealing import AAD_PREFIX, BlobSealer
 from agent.repo.pack import (
@@ -63,6 +64,9 @@ from agent.repo.snapshot import Snapshot, chronological
 from agent.repo.tree import check_tree_version, with_version
 from agent.repo.versions import FORMAT_VERSION, PADDED_FORMAT, VERSIONED_FORMAT, check_version
 from agent.storage.base import NetworkStorage, ObjectInfo, ObjectLocking, ServerClock, Storage
+
+_Item = TypeVar("_Item")  # what _read_all reads each of
+_Read = TypeVar("_Read")  # what a read gives
 
 # FORMAT_VERSION (5), what each version adds and which structures say their own version:
 # agent.repo.versions. The associated data's prefix lives with the blob sealer that
@@ -192,7 +196,7 @@ class Repository:
         self.cache: MetadataCache | None = None
         # Listings started while opening, alongside the key and config reads (one round
         # trip for all), each used once by the first reader that wants it (see _listing).
-        self._prefetched: dict[str, Future] = {}
+        self._prefetched: dict[str, Future[list[ObjectInfo]]] = {}
         self._opening_key: bytes | None = None  # the key file's bytes while opening (for the cache)
 
     # ---- creating and opening -------------------------------------------------
@@ -459,12 +463,12 @@ class Repository:
         before their lock, not the listing made when the repository was opened)."""
         self._prefetched.clear()
 
-    def expect_listing(self, prefix: str, future: Future) -> None:
+    def expect_listing(self, prefix: str, future: Future[list[ObjectInfo]]) -> None:
         """The next listing of `prefix` is `future`'s, which someone else completes (a
         restore's lock lists index/ as soon as it is written: agent.repo.lock)."""
         self._prefetched[prefix] = future
 
-    def _read_all(self, read, items: list) -> list:
+    def _read_all(self, read: Callable[[_Item], _Read], items: list[_Item]) -> list[_Read]:
         """[read(item) for item in items], as many at once as the storage runs requests:
         over a network the snapshots and index files come in one round trip, not one each."""
         workers = min(concurrency(self.storage), len(items))
@@ -473,7 +477,7 @@ class Repository:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="read") as pool:
             return list(pool.map(read, items))
 
-    def _read_cached(self, name: str, max_size: int, open_) -> bytes:
+    def _read_cached(self, name: str, max_size: int, open_: Callable[[bytes], bytes]) -> bytes:
         """open_(the object's bytes): from the local cache when it holds `name`, else from the
         storage (read again while it does not verify, see _verified_read) and then cached.
         A cached copy goes through the same open_ as one from the storage: a damaged or
@@ -592,7 +596,7 @@ class Repository:
         if self.cache is not None:
             self.cache.keep_only(layout.INDEX_PREFIX, [layout.index_name(i) for i in listed])
 
-        def read(index_id: IndexId):
+        def read(index_id: IndexId) -> tuple[dict[PackId, PackEntries], list[IndexId]] | Exception:
             try:
                 return self.read_index_file(index_id)
             except (IntegrityError, ObjectNotFound) as exc:
@@ -627,7 +631,7 @@ class Repository:
             self.cache.trim_trees(lambda chunk_id: chunk_id in self.index)
         self._index_loaded = True
 
-    def read_index_file(self, index_id: IndexId) -> tuple[dict[PackId, Sequence[PackEntry]], list[IndexId]]:
+    def read_index_file(self, index_id: IndexId) -> tuple[dict[PackId, PackEntries], list[IndexId]]:
         name = layout.index_name(index_id)
         if self.padded:
             plain = self._read_cached(name, MAX_INDEX_FILE_SIZE,
@@ -782,7 +786,9 @@ class Repository:
             header = aead.seal(self._enc_key, header_payload, self._aad(layout.KIND_PACK_HEADER, b""),
                                cipher=self.config.cipher)
             pack_id, data = builder.finish(header)
-        self.storage.write(layout.pack_name(pack_id), data)
+        # A memoryview of the pack's buffer is written without a copy: every storage takes any
+        # buffer, though Storage.write is declared for bytes.
+        self.storage.write(layout.pack_name(pack_id), cast(bytes, data))
         if self.cache is not None:  # the folder listings just written, for the next restore
             view = memoryview(data)
             for entry in builder.entries:
@@ -800,7 +806,7 @@ class Repository:
         if index_now:
             self._write_index(index_now)
 
-    def _write_index(self, packs: dict[PackId, Sequence[PackEntry]], superseded=()) -> IndexId:
+    def _write_index(self, packs: Mapping[PackId, Sequence[PackEntry]], superseded: Iterable[IndexId] = ()) -> IndexId:
         index_id = IndexId(os.urandom(16))
         plain = encode_index(packs, superseded, format_version=self.config.format_version)
         if self.padded:
@@ -911,7 +917,7 @@ class Repository:
                 except (IntegrityError, StorageError) as exc:
                     out[chunk_id] = exc
 
-    def decode_blob(self, chunk_id: bytes, kind: int, envelope: bytes, raw_length: int, *, pack_name: str,
+    def decode_blob(self, chunk_id: bytes, kind: int, envelope: bytes | memoryview, raw_length: int, *, pack_name: str,
                     verify_id: bool = True) -> bytes:
         """Decrypt and decompress one blob. The AEAD tag already binds it to `chunk_id`;
         recomputing the keyed BLAKE3 id also catches a writer that sealed the wrong
@@ -1192,17 +1198,17 @@ NEAR_BLOBS_GAP = 256 * 1024
 NEAR_BLOBS_RANGE = 16 * 1024 * 1024
 
 
-def _verified_read(read, verify):
+def _verified_read(read: Callable[[], bytes], verify: Callable[[bytes], _Read]) -> _Read:
     """verify(read()), reading again while verification fails (IntegrityError). An object
     refused unread (ForeignObject: not a file, too large) would be refused again: not retried."""
-    for attempt in range(1, READ_ATTEMPTS + 1):
+    for _attempt in range(READ_ATTEMPTS - 1):
         try:
             return verify(read())
         except ForeignObject:
             raise
         except IntegrityError:
-            if attempt == READ_ATTEMPTS:
-                raise
+            continue
+    return verify(read())  # the last attempt: its error is the one raised
 
 
 def _key_file(storage: Storage, name: str) -> tuple[bytes, KeyFile]:
@@ -1268,13 +1274,13 @@ class _OpeningReads:
         self.storage = storage
         workers = concurrency(storage)
         self._pool = ThreadPoolExecutor(max_workers=min(workers, 4), thread_name_prefix="open") if workers > 1 else None
-        self._futures: dict[str, Future] = {}
+        self._futures: dict[str, Future[Any]] = {}
         if self._pool is not None:
             self._futures[layout.KEYS_PREFIX] = self._pool.submit(_listed, storage, layout.KEYS_PREFIX)
             self._futures[layout.CONFIG] = self._pool.submit(storage.read, layout.CONFIG, max_size=MAX_CONFIG_SIZE)
             self._futures[layout.SNAPSHOTS_PREFIX] = self._pool.submit(_listed, storage, layout.SNAPSHOTS_PREFIX)
 
-    def _get(self, name: str, read) -> object:
+    def _get(self, name: str, read: Callable[[], object]) -> object:
         future = self._futures.get(name)
         if future is None:
             future = self._futures[name] = Future()
@@ -1302,7 +1308,7 @@ class _OpeningReads:
             return True
         return True
 
-    def listings(self) -> dict[str, Future]:
+    def listings(self) -> dict[str, Future[list[ObjectInfo]]]:
         """The listing of snapshots/ started here (none on a local disk)."""
         return {prefix: self._futures[prefix] for prefix in (layout.SNAPSHOTS_PREFIX,) if prefix in self._futures}
 

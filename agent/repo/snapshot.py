@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 from agent.errors import IntegrityError
 from agent.repo.layout import SnapshotId
@@ -28,7 +29,7 @@ class Snapshot:
     tree: bytes
     tags: list[str] = field(default_factory=list)
     excludes: list[str] = field(default_factory=list)
-    summary: dict = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
     program: str = ""
     id: SnapshotId | None = None
 

@@ -17,6 +17,7 @@ import base64
 import json
 import sys
 from dataclasses import dataclass, field
+from typing import Any
 from json.encoder import encode_basestring_ascii as _quote  # json.dumps' own string escaping (C)
 
 from agent.errors import IntegrityError
@@ -46,8 +47,8 @@ class Node:
     hardlink: str | None = None  # "device:inode" shared by the links of one file
     sparse: bool = False
 
-    def to_json(self) -> dict:
-        out: dict = {}
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
         _put_bytes(out, "name", self.name)
         out.update(type=self.type, mode=self.mode, uid=self.uid, gid=self.gid,
                    user=self.user, group=self.group, mtime_ns=self.mtime_ns)
@@ -64,7 +65,7 @@ class Node:
         return out
 
     @classmethod
-    def from_json(cls, raw: dict) -> "Node":
+    def from_json(cls, raw: dict[str, Any]) -> "Node":
         try:
             node_type = raw["type"]
             if node_type not in NODE_TYPES:
@@ -96,14 +97,14 @@ class Node:
         return node
 
 
-def _put_bytes(out: dict, key: str, value: bytes) -> None:
+def _put_bytes(out: dict[str, Any], key: str, value: bytes) -> None:
     try:
         out[key] = value.decode("utf-8")
     except UnicodeDecodeError:
         out[key + "_b64"] = base64.b64encode(value).decode("ascii")
 
 
-def _get_bytes(raw: dict, key: str) -> bytes:
+def _get_bytes(raw: dict[str, Any], key: str) -> bytes:
     if key in raw:
         return str(raw[key]).encode("utf-8")
     return base64.b64decode(raw[key + "_b64"], validate=True)
@@ -117,7 +118,7 @@ def encode_tree(nodes: list[Node], format_version: int | None = None) -> bytes:
     cost (issue 19: 0.5 s for 638 trees of 100 letters); tests/unit/repo/test_tree_encoding.py
     holds this to the reference encoding, test_format_vectors.py to the vectors."""
     ordered = sorted(nodes, key=_name_of)
-    owners: dict = {}
+    owners: dict[tuple[str, str], str] = {}
     listing = ('{"nodes":[' + ",".join([_encode_node(n, owners) for n in ordered]) + "]}").encode("ascii")
     return with_version(listing, format_version) if format_version is not None else listing
 
@@ -173,7 +174,7 @@ def _encode_bytes(key: str, value: bytes) -> str:
         return f'"{key}_b64":"{base64.b64encode(value).decode("ascii")}"'
 
 
-def _encode_node(node: Node, owners: dict) -> str:
+def _encode_node(node: Node, owners: dict[tuple[str, str], str]) -> str:
     """`json.dumps(node.to_json(), separators=(",", ":"))`, same keys in the same order.
     Integers are written as json writes an int (its repr): Node's integer fields are
     ints (from lstat, or int() when decoded). `owners` caches the encoded owner names."""

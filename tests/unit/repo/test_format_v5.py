@@ -23,7 +23,7 @@ import zstandard
 from agent.crypto import aead
 from agent.crypto.kdf import KdfParams
 from agent.errors import IntegrityError, RepositoryExists
-from agent.repo import layout
+from agent.repo import compression, layout
 from agent.repo import repository as repository_module
 from agent.repo.layout import SnapshotId
 from agent.repo.pack import BLOB_DATA, BLOB_TREE
@@ -191,9 +191,13 @@ def _flip(stored: bytes, at: int, old: bytes, new: bytes) -> bytes:
     return stored[:at] + changed + stored[at + len(old) :]
 
 
-def test_a_version_altered_inside_the_ciphertext_fails_authentication():
+def test_a_version_altered_inside_the_ciphertext_fails_authentication(monkeypatch):
     repo = _repo()
+    # Index files and snapshots stored uncompressed (compression byte 00, valid for every
+    # object, section 5), so that their version is at a known place of the plaintext.
+    monkeypatch.setattr(compression, "compress", lambda data, _level: b"\x00" + data)
     _chunk, tree, snapshot_id = _fill(repo)
+    monkeypatch.undo()
     # A pack's trailer: the version is the first 4 plaintext bytes, after the 24-byte nonce.
     name, pack = next(iter(_packs(repo).items()))
     trailer_at = len(pack) - 48 + 24
@@ -208,42 +212,22 @@ def test_a_version_altered_inside_the_ciphertext_fails_authentication():
     forged_body = _flip(body, 24 + 4 + 1 + 11, b"5", b"6")
     with pytest.raises(IntegrityError, match="authentication"):
         repo.decode_blob(tree, BLOB_TREE, forged_body, location.raw_length, pack_name="p", verify_id=False)
-    # An index file and a snapshot: an ordinary envelope (2 clear bytes, 24-byte nonce), their
-    # version at a known place of the plaintext when it is not compressed; compressed, the
-    # whole payload is re-encoded with the other version and laid over the same keystream.
+    # An index file: an ordinary envelope (2 clear bytes, 24-byte nonce), then u32 length,
+    # compression byte 00 and the version byte.
     [index_name] = [info.name for info in repo.storage.list("index/")]
     index_id = layout.index_id_from_name(index_name)
-    envelope = repo.storage.read(index_name)
-    padded = aead.open_envelope(repo.master.encryption_key, envelope, _binding(repo, 13, index_id), what="i")
-    plain = _payload(_unpad(padded))
-    assert plain[0] == 5
-    repacked = _repayload(padded, b"\x04" + plain[1:])
-    repo.storage.write(index_name, _flip(envelope, 26, padded, repacked))
+    assert _index_plain(repo, index_name)[0] == 5
+    repo.storage.write(index_name, _flip(repo.storage.read(index_name), 26 + 4 + 1, b"\x05", b"\x04"))
     with pytest.raises(IntegrityError, match="authentication"):
         Repository.open(repo.storage, PASSPHRASE).read_index_file(index_id)
+    # A snapshot: after the 26 bytes and the compression byte 00, its JSON text.
     snapshot_name = "snapshots/" + snapshot_id.hex()
     envelope = repo.storage.read(snapshot_name)
-    sealed_plain = aead.open_envelope(repo.master.encryption_key, envelope, _binding(repo, 3, snapshot_id), what="s")
-    text = _payload(sealed_plain)
-    assert b'"version":5,' in text
-    repacked = _repayload(sealed_plain, text.replace(b'"version":5,', b'"version":4,'), padded=False)
-    repo.storage.write(snapshot_name, _flip(envelope, 26, sealed_plain, repacked))
+    text = aead.open_envelope(repo.master.encryption_key, envelope, _binding(repo, 3, snapshot_id), what="s")[1:]
+    at = 26 + 1 + text.index(b'"version":5,') + len(b'"version":')
+    repo.storage.write(snapshot_name, _flip(envelope, at, b"5", b"4"))
     with pytest.raises(IntegrityError, match="authentication"):
         Repository.open(repo.storage, PASSPHRASE).load_snapshot(snapshot_id)
-
-
-def _repayload(old_plain: bytes, data: bytes, *, padded: bool = True) -> bytes:
-    """A plaintext of the same length as `old_plain` holding `data` encoded as it was."""
-    payload = _unpad(old_plain) if padded else old_plain
-    if payload[0] == 0:
-        new = b"\x00" + data
-    else:
-        frame = zstandard.ZstdCompressor(level=3, write_content_size=True).compress(data)
-        new = b"\x01" + frame
-    assert len(new) == len(payload), "the re-encoded payload must keep its length"
-    if not padded:
-        return new
-    return old_plain[:4] + new + old_plain[4 + len(new) :]
 
 
 def _reseal(repo: Repository, plain: bytes, kind: int, object_id: bytes = b"") -> bytes:
