@@ -248,7 +248,7 @@ class Repository:
             except StorageError:
                 pass
             raise RepositoryExists(f"a repository was created at {storage.describe()} while this one "
-                                   f"was being initialised") from None
+                                   f"was being initialised (its config is another init's)") from None
         return repo
 
     @classmethod
