@@ -42,6 +42,7 @@ from agent.repo.pack import (  # noqa: E402
     BLOB_TREE,
     TRAILER,
     TRAILER_PLAIN,
+    TRAILER_PLAIN_V5,
     PackEntry,
     encode_header_entries,
     pad,
@@ -528,6 +529,23 @@ def vectors_version4() -> list[str]:
                "`v4 blob 2`, `v4 pack header`, `v4 pack trailer`. The header is stored as is (zstd "
                "does not shorten it). The stored object is `pack`, named `data/<pack_id hex[0:2]>/<pack_id hex>`.\n")
     out.append(block("vector", "pack-v4", fields))
+
+    # Version 5 (section 7.3): the same blobs and header, the trailer saying the version.
+    trailer_v5_plain = TRAILER_PLAIN_V5.pack(5, len(header))
+    trailer_v5 = seal(enc_key, trailer_v5_plain, object_aad(layout.KIND_PACK_TRAILER_V4, b""), cipher=XCHACHA,
+                      nonce=fixed_nonce("v5 pack trailer"))[2:]
+    pack_v5 = b"".join(parts) + header + trailer_v5
+    out.append("\n### 15.11.1 The same pack in version 5\n\nThe pack of 15.11 as a version-5 repository "
+               "writes it (section 7.3): the same blob bodies and header body, then a 48-byte trailer "
+               "whose 8-byte plaintext `trailer_plain` is the format version 5 and the header body's "
+               "length, u32 little-endian each (kind 12, nonce label `v5 pack trailer`). The stored "
+               "object is 15.11's `pack` without its last 44 bytes, followed by `trailer_body`; its "
+               "SHA-256 is `pack_id`.\n")
+    out.append(block("vector", "pack-v5", [
+        ("encryption_key", enc_key), ("repository_id", REPOSITORY_ID),
+        ("trailer_plain", trailer_v5_plain), ("trailer_body", trailer_v5),
+        ("pack_id", hashlib.sha256(pack_v5).digest()),
+    ]))
     return out
 
 

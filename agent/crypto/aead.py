@@ -110,7 +110,7 @@ def _xchacha_open_openssl(key: bytes, nonce: bytes, body: bytes, full_aad: bytes
     return ChaCha20Poly1305(hchacha20(key, nonce[:16])).decrypt(b"\x00\x00\x00\x00" + nonce[16:], body, full_aad)
 
 
-def _xchacha_seal_sodium(key: bytes, nonce: bytes, plaintext: bytes | memoryview, full_aad: bytes) -> bytes:
+def _xchacha_seal_sodium(key: bytes, nonce: bytes, plaintext: bytes | bytearray | memoryview, full_aad: bytes) -> bytes:
     return nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(bytes(plaintext), full_aad, nonce, key)
 
 
@@ -130,9 +130,11 @@ def _xchacha_open_sodium(key: bytes, nonce: bytes, body: bytes, full_aad: bytes)
         if _sodium_lib.crypto_aead_xchacha20poly1305_ietf_decrypt(out, _sodium_ffi.NULL, _sodium_ffi.NULL, body,
                                                                   len(body), full_aad, len(full_aad), nonce, key):
             raise InvalidTag()
-        return _sodium_ffi.buffer(out, size)[:]
+        opened: bytes = _sodium_ffi.buffer(out, size)[:]
+        return opened
     try:
-        return nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(body, full_aad, nonce, key)
+        plain: bytes = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(body, full_aad, nonce, key)
+        return plain
     except nacl.exceptions.CryptoError:
         raise InvalidTag() from None
 

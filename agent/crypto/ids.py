@@ -53,6 +53,6 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def new_file_fingerprint():
+def new_file_fingerprint() -> "hashlib._Hash":
     """Streaming SHA-256 for a file's whole content (rule C3)."""
     return hashlib.sha256()

@@ -12,6 +12,7 @@ import base64
 import json
 import os
 from dataclasses import dataclass
+from typing import cast
 
 from agent.crypto import aead, ids
 from agent.crypto.kdf import SALT_SIZE, KdfParams, derive_key
@@ -146,10 +147,11 @@ class KeyFile:
             key_id = bytes.fromhex(doc["key_id"])
         except (KeyError, TypeError, ValueError):
             raise KeyFileError(f"key file {name} has no valid repository_id/key_id") from None
+        # As the file says them, whatever their type: validate() refuses anything but ints.
         params = KdfParams(
-            memory_kib=kdf.get("memory_kib"),
-            iterations=kdf.get("iterations"),
-            parallelism=kdf.get("parallelism"),
+            memory_kib=cast(int, kdf.get("memory_kib")),
+            iterations=cast(int, kdf.get("iterations")),
+            parallelism=cast(int, kdf.get("parallelism")),
         )
         params.validate()
         # Everything derive_key and unwrap would refuse is refused here, before Argon2id

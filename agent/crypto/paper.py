@@ -88,7 +88,7 @@ def parse(typed: str) -> RecoveryCode:
         if _check(0, text, 4) != check:
             raise RecoveryCodeError("the QR code's text is damaged (its check does not match)")
         return _decode(text)
-    chunks = []
+    chunks: list[str] = []
     for raw in cleaned.splitlines():
         line = re.sub(r"^\s*\d+\s*[:.)]\s*", "", raw)  # "3: ABCD ..." or "3) ..."
         line = _normalise(line)

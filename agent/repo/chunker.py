@@ -59,7 +59,7 @@ class ChunkerParams:
     avg_size: int = AVG_SIZE
     max_size: int = MAX_SIZE
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, object]:
         return {
             "algorithm": self.algorithm,
             "min_size": self.min_size,

@@ -29,7 +29,8 @@ def _compressor(level: int) -> zstandard.ZstdCompressor:
         cache = _local.compressors = {}
     if level not in cache:
         cache[level] = zstandard.ZstdCompressor(level=level)
-    return cache[level]
+    compressor: zstandard.ZstdCompressor = cache[level]  # a thread's own: zstd objects are not shared
+    return compressor
 
 
 def _decompressor() -> zstandard.ZstdDecompressor:

@@ -2,7 +2,7 @@
 
 Index file plaintext (docs/FORMAT.md, "Index files"), after its compression byte:
 
-    u8 version (1)
+    u8 version (1 in repositories of formats 1 to 4; from format 5 on, the format version)
     u32 n_superseded, then n_superseded x 16-byte index ids this file replaces
     u32 n_packs, then per pack:
         32-byte pack id | u32 n_entries | n_entries x pack entry (45 bytes, as in packs)
@@ -18,7 +18,7 @@ import threading
 from array import array
 from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from itertools import compress, count, islice, repeat
 from operator import eq, itemgetter, lshift, or_, rshift
 from typing import Iterable, Iterator, NamedTuple, overload
@@ -26,8 +26,9 @@ from typing import Iterable, Iterator, NamedTuple, overload
 from agent.errors import IntegrityError
 from agent.repo.layout import ChunkId, IndexId, PackId
 from agent.repo.pack import BLOB_DATA, BLOB_TREE, ENTRY, PackEntry
+from agent.repo.versions import DOCUMENT_VERSION_BEFORE_5, check_version, document_version
 
-INDEX_VERSION = 1
+INDEX_VERSION = DOCUMENT_VERSION_BEFORE_5  # the version byte of formats 1 to 4
 _U32 = struct.Struct("<I")
 _VALID_KINDS = bytes((BLOB_DATA, BLOB_TREE))
 # From each 45-byte record: its chunk id, or its chunk id's first 4 bytes as a number.
@@ -109,9 +110,13 @@ class PackEntries(Sequence[PackEntry]):
         return f"PackEntries({list(self)!r})"
 
 
-def encode_index(packs: dict[PackId, Sequence[PackEntry]], superseded: Iterable[IndexId] = ()) -> bytes:
+def encode_index(packs: Mapping[PackId, Sequence[PackEntry]], superseded: Iterable[IndexId] = (), *,
+                 format_version: int = INDEX_VERSION) -> bytes:
+    """An index file's plaintext for a repository of `format_version` (its first byte says
+    that version from format 5 on, 1 before)."""
     superseded = list(superseded)
-    out = [bytes((INDEX_VERSION,)), _U32.pack(len(superseded)), *superseded, _U32.pack(len(packs))]
+    out = [bytes((document_version(format_version),)), _U32.pack(len(superseded)), *superseded,
+           _U32.pack(len(packs))]
     for pack_id, entries in packs.items():
         out.append(pack_id)
         out.append(_U32.pack(len(entries)))
@@ -119,12 +124,13 @@ def encode_index(packs: dict[PackId, Sequence[PackEntry]], superseded: Iterable[
     return b"".join(out)
 
 
-def decode_index(data: bytes, *, what: str) -> tuple[dict[PackId, PackEntries], list[IndexId]]:
-    """The packs an index file lists, each with its entries (PackEntries, a sequence of
-    PackEntry), and the index files it supersedes."""
+def decode_index(data: bytes, *, what: str, format_version: int = INDEX_VERSION
+                 ) -> tuple[dict[PackId, PackEntries], list[IndexId]]:
+    """The packs an index file of a repository of `format_version` lists, each with its
+    entries (PackEntries, a sequence of PackEntry), and the index files it supersedes. Its
+    version byte must be the one that format writes (versions.check_version)."""
     try:
-        if data[0] != INDEX_VERSION:
-            raise IntegrityError(f"{what}: unknown index version {data[0]}")
+        check_version(data[0], format_version, what=what)
         pos = 1
         (n_superseded,) = _U32.unpack_from(data, pos)
         pos += 4

@@ -25,13 +25,14 @@ import socket
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 from agent import clock, timefmt
 from agent.errors import IntegrityError, ObjectNotFound, PermissionDenied, RepositoryLocked, StorageError
 from agent.processes import process_exists
 from agent.repo import layout
 from agent.repo.repository import Repository
+from agent.storage.base import ObjectInfo
 
 # A holder rewrites its lock this often...
 REFRESH_EVERY = _dt.timedelta(minutes=5)
@@ -114,7 +115,7 @@ class RepositoryLock:
     def __enter__(self) -> "RepositoryLock":
         return self.acquire()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.release()
 
     # ---- the lock object ------------------------------------------------------------
@@ -145,7 +146,7 @@ class RepositoryLock:
 
 
 @contextlib.contextmanager
-def shared_lock_for_reading(repo: Repository, operation: str):
+def shared_lock_for_reading(repo: Repository, operation: str) -> Iterator[RepositoryLock | None]:
     """A shared lock for an operation that only reads (restore, check). If the lock
     cannot even be written (a read-only medium, read-only credentials during a
     recovery), the operation goes on unlocked: it reads only, and every file it
@@ -172,7 +173,7 @@ class PendingLock:
 
     def __init__(self, repo: Repository, operation: str) -> None:
         self.lock = RepositoryLock(repo, operation, on_written=self._list_index)
-        self._index_listing: Future = Future()
+        self._index_listing: Future[list[ObjectInfo]] = Future()
         self._listing_started = False  # both set and read by the acquiring thread
         repo.expect_listing(layout.INDEX_PREFIX, self._index_listing)
         self._repo = repo
@@ -220,7 +221,7 @@ class PendingLock:
 
 
 @contextlib.contextmanager
-def overlapped_shared_lock(repo: Repository, operation: str):
+def overlapped_shared_lock(repo: Repository, operation: str) -> Iterator[PendingLock]:
     """shared_lock_for_reading, its round trips (the lock written, its upload checked, the
     others listed and read) overlapped with the reading: over a WAN a restore reads the index
     and the folder listings meanwhile, instead of waiting three or four round trips first.

@@ -13,6 +13,11 @@ still authenticated), and every plaintext but the trailer's is padded (`pad`):
 The trailer's 4-byte plaintext is the header body's length, so the blob count, the
 blob boundaries and the header's place are visible only to the key holder.
 
+Format version 5 (section 7.3) is version 4's layout with a 48-byte trailer whose 8-byte
+plaintext is `u32 format version (5) | u32 header body length`: a pack says its own
+version, inside its authenticated bytes, to a reader that has nothing but the pack and
+the key.
+
 The header envelope's plaintext (after its compression byte) is a sequence of
 45-byte entries, one per blob, in file order:
 
@@ -46,6 +51,9 @@ LENGTH_PREFIX = struct.Struct("<I")
 TRAILER_PLAIN = struct.Struct("<I")
 BODY_OVERHEAD = 24 + 16  # nonce and tag of an envelope without its two clear bytes
 TRAILER_SIZE = BODY_OVERHEAD + TRAILER_PLAIN.size
+# Format version 5: the trailer's plaintext is the format version, then the header's length.
+TRAILER_PLAIN_V5 = struct.Struct("<II")
+TRAILER_SIZE_V5 = BODY_OVERHEAD + TRAILER_PLAIN_V5.size
 # Every padded plaintext is at least this long: Padmé alone would show the exact size
 # of the smallest blobs (it rounds nothing below 8 bytes and little below 256).
 PAD_MINIMUM = 512
@@ -134,19 +142,19 @@ def unpad(plain: bytes, *, what: str) -> bytes:
     return plain[LENGTH_PREFIX.size : end]
 
 
-def split_trailer(data: bytes, *, what: str) -> bytes:
-    """The trailer body of a whole version-4 pack."""
-    if len(data) < TRAILER_SIZE:
+def split_trailer(data: bytes, *, what: str, trailer_size: int = TRAILER_SIZE) -> bytes:
+    """The trailer body of a whole version-4 (or, with TRAILER_SIZE_V5, version-5) pack."""
+    if len(data) < trailer_size:
         raise IntegrityError(f"{what}: too short to be a pack")
-    return data[len(data) - TRAILER_SIZE :]
+    return data[len(data) - trailer_size :]
 
 
-def header_body(data: bytes, header_length: int, *, what: str) -> tuple[bytes, int]:
-    """(header body, its offset) of a whole version-4 pack, from the trailer's length."""
-    start = len(data) - TRAILER_SIZE - header_length
+def header_body(data: bytes, header_length: int, *, what: str, trailer_size: int = TRAILER_SIZE) -> tuple[bytes, int]:
+    """(header body, its offset) of a whole version-4 or -5 pack, from the trailer's length."""
+    start = len(data) - trailer_size - header_length
     if header_length > MAX_HEADER_SIZE or header_length < BODY_OVERHEAD or start < 0:
         raise IntegrityError(f"{what}: header length {header_length} is impossible")
-    return data[start : len(data) - TRAILER_SIZE], start
+    return data[start : len(data) - trailer_size], start
 
 
 class PackBuilder:
@@ -203,9 +211,10 @@ class PackBuilder:
         return self._finish(header_envelope + TRAILER.pack(len(header_envelope)))
 
     def finish_v4(self, header: bytes, trailer: bytes) -> tuple[PackId, bytes | memoryview]:
-        """Version 4: the header body, then the encrypted trailer holding its length."""
-        if len(trailer) != TRAILER_SIZE:
-            raise ValueError("a version-4 pack trailer is 44 bytes")
+        """Versions 4 and 5: the header body, then the encrypted trailer holding its length
+        (and in version 5 the format version)."""
+        if len(trailer) not in (TRAILER_SIZE, TRAILER_SIZE_V5):
+            raise ValueError("a pack trailer is 44 bytes (version 4) or 48 (version 5)")
         return self._finish(header + trailer)
 
     def _close_segment(self) -> None:

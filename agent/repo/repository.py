@@ -17,7 +17,8 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import chain as _chain
-from typing import Iterable, Iterator, Sequence
+from collections.abc import Callable, Mapping
+from typing import Any, Iterable, Iterator, Sequence, TypeVar, cast
 
 from agent import clock
 from agent.crypto import aead, ids
@@ -28,6 +29,7 @@ from agent.errors import (
     IntegrityError,
     KeyFileError,
     NoKeyFile,
+    ObjectExists,
     ObjectNotFound,
     RepositoryExists,
     RepositoryNotFound,
@@ -38,13 +40,16 @@ from agent.errors import (
 from agent.repo import compression, layout
 from agent.repo.cache import CacheRoot, MetadataCache
 from agent.repo.chunker import Chunker, ChunkerParams
-from agent.repo.index import BlobLocation, MasterIndex, decode_index, encode_index
+from agent.repo.index import BlobLocation, MasterIndex, PackEntries, decode_index, encode_index
 from agent.repo.layout import ChunkId, IndexId, PackId, SnapshotId
-from agent.repo.sealing import AAD_PREFIX, PADDED_FORMAT, BlobSealer
+from agent.repo.sealing import AAD_PREFIX, BlobSealer
 from agent.repo.pack import (
     BLOB_TREE,
     TARGET_PACK_SIZE,
     TRAILER_PLAIN,
+    TRAILER_PLAIN_V5,
+    TRAILER_SIZE,
+    TRAILER_SIZE_V5,
     PackBuilder,
     PackEntry,
     decode_header_entries,
@@ -56,15 +61,16 @@ from agent.repo.pack import (
     unpad,
 )
 from agent.repo.snapshot import Snapshot, chronological
+from agent.repo.tree import check_tree_version, with_version
+from agent.repo.versions import FORMAT_VERSION, PADDED_FORMAT, VERSIONED_FORMAT, check_version
 from agent.storage.base import NetworkStorage, ObjectInfo, ObjectLocking, ServerClock, Storage
 
-# Version 2 adds locks and prune, version 3 restore-test reports, version 4 packs that
-# show nothing in clear, padded blobs, headers and index files, and a key-derived gear
-# table (docs/FORMAT.md section 16). Older repositories are read and written as they
-# are: their config is never rewritten, so each keeps one pack layout throughout.
-FORMAT_VERSION = 4
-# The padded layout's first version and the associated data's prefix live with the
-# blob sealer that worker processes share (agent.repo.sealing).
+_Item = TypeVar("_Item")  # what _read_all reads each of
+_Read = TypeVar("_Read")  # what a read gives
+
+# FORMAT_VERSION (5), what each version adds and which structures say their own version:
+# agent.repo.versions. The associated data's prefix lives with the blob sealer that
+# worker processes share (agent.repo.sealing).
 # Room in a pack's buffer beyond its target size: the last part added may be a whole
 # chunk of the chunker's maximum size (8 MiB, padded by at most 1/16), sealed in place.
 PACK_SLACK = 9 * 1024 * 1024
@@ -190,7 +196,7 @@ class Repository:
         self.cache: MetadataCache | None = None
         # Listings started while opening, alongside the key and config reads (one round
         # trip for all), each used once by the first reader that wants it (see _listing).
-        self._prefetched: dict[str, Future] = {}
+        self._prefetched: dict[str, Future[list[ObjectInfo]]] = {}
         self._opening_key: bytes | None = None  # the key file's bytes while opening (for the cache)
 
     # ---- creating and opening -------------------------------------------------
@@ -230,8 +236,19 @@ class Repository:
         )
         # Not a random name: another `init` may claim the same place. An object found there
         # is never taken for ours, nor deleted (the storage's "stored altered, write again").
-        storage.write(layout.CONFIG, repo._seal_metadata(layout.KIND_CONFIG, b"", config.encode()),
-                      exclusive=True)
+        try:
+            storage.write(layout.CONFIG, repo._seal_metadata(layout.KIND_CONFIG, b"", config.encode()),
+                          exclusive=True)
+        except ObjectExists:
+            # Another `init` created the repository between our check and this write: it is
+            # theirs. Our key file wraps another master secret for another repository id:
+            # left there it would be tried, and fail, at every opening of theirs.
+            try:
+                storage.delete(layout.key_name(key_id))
+            except StorageError:
+                pass
+            raise RepositoryExists(f"a repository was created at {storage.describe()} while this one "
+                                   f"was being initialised (its config is another init's)") from None
         return repo
 
     @classmethod
@@ -446,12 +463,12 @@ class Repository:
         before their lock, not the listing made when the repository was opened)."""
         self._prefetched.clear()
 
-    def expect_listing(self, prefix: str, future: Future) -> None:
+    def expect_listing(self, prefix: str, future: Future[list[ObjectInfo]]) -> None:
         """The next listing of `prefix` is `future`'s, which someone else completes (a
         restore's lock lists index/ as soon as it is written: agent.repo.lock)."""
         self._prefetched[prefix] = future
 
-    def _read_all(self, read, items: list) -> list:
+    def _read_all(self, read: Callable[[_Item], _Read], items: list[_Item]) -> list[_Read]:
         """[read(item) for item in items], as many at once as the storage runs requests:
         over a network the snapshots and index files come in one round trip, not one each."""
         workers = min(concurrency(self.storage), len(items))
@@ -460,7 +477,7 @@ class Repository:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="read") as pool:
             return list(pool.map(read, items))
 
-    def _read_cached(self, name: str, max_size: int, open_) -> bytes:
+    def _read_cached(self, name: str, max_size: int, open_: Callable[[bytes], bytes]) -> bytes:
         """open_(the object's bytes): from the local cache when it holds `name`, else from the
         storage (read again while it does not verify, see _verified_read) and then cached.
         A cached copy goes through the same open_ as one from the storage: a damaged or
@@ -531,8 +548,15 @@ class Repository:
 
     @property
     def padded(self) -> bool:
-        """Whether this repository uses the version-4 layout (docs/FORMAT.md section 7.2)."""
+        """Whether this repository uses the padded layout of versions 4 and 5 (docs/FORMAT.md
+        section 7.2)."""
         return self.config.format_version >= PADDED_FORMAT
+
+    @property
+    def versioned(self) -> bool:
+        """Whether every structure of this repository says its own format version (version 5,
+        docs/FORMAT.md section 7.3)."""
+        return self.config.format_version >= VERSIONED_FORMAT
 
     def new_chunker(self) -> Chunker:
         """A chunker keyed for this repository; not thread-safe, one per reader."""
@@ -572,7 +596,7 @@ class Repository:
         if self.cache is not None:
             self.cache.keep_only(layout.INDEX_PREFIX, [layout.index_name(i) for i in listed])
 
-        def read(index_id: IndexId):
+        def read(index_id: IndexId) -> tuple[dict[PackId, PackEntries], list[IndexId]] | Exception:
             try:
                 return self.read_index_file(index_id)
             except (IntegrityError, ObjectNotFound) as exc:
@@ -607,7 +631,7 @@ class Repository:
             self.cache.trim_trees(lambda chunk_id: chunk_id in self.index)
         self._index_loaded = True
 
-    def read_index_file(self, index_id: IndexId) -> tuple[dict[PackId, Sequence[PackEntry]], list[IndexId]]:
+    def read_index_file(self, index_id: IndexId) -> tuple[dict[PackId, PackEntries], list[IndexId]]:
         name = layout.index_name(index_id)
         if self.padded:
             plain = self._read_cached(name, MAX_INDEX_FILE_SIZE,
@@ -615,10 +639,10 @@ class Repository:
         else:
             plain = self._read_cached(name, MAX_INDEX_FILE_SIZE, lambda envelope: self._open_metadata(
                 layout.KIND_INDEX, index_id, envelope, what=name))
-        return decode_index(plain, what=name)
+        return decode_index(plain, what=name, format_version=self.config.format_version)
 
     def _open_padded_index(self, index_id: IndexId, envelope: bytes, *, what: str) -> bytes:
-        """Version 4: an index file is an ordinary envelope (clear `01` and cipher bytes,
+        """Versions 4 and 5: an index file is an ordinary envelope (clear `01` and cipher bytes,
         section 4) whose plaintext is padded, so its size does not count the blobs."""
         plain = aead.open_envelope(self._enc_key, envelope, self._aad(layout.KIND_INDEX_V4, index_id), what=what)
         if aead.envelope_cipher(envelope) != self.config.cipher:
@@ -641,6 +665,13 @@ class Repository:
         Compression and encryption run outside the lock (both release the GIL), so
         several threads keep the cores busy; only the pack bookkeeping is serialized.
         """
+        if kind == BLOB_TREE and self.versioned:
+            # Every tree this repository stores says its format version, whoever encoded it
+            # (docs/FORMAT.md section 9); its id is that of the document as stored.
+            stamped = with_version(data, self.config.format_version)
+            if stamped is not data and chunk_id is not None:
+                raise ValueError("a tree's id is that of its document with its format version")
+            data = stamped
         if chunk_id is None:
             chunk_id = self.chunk_id(data)
         with self._write_lock:
@@ -744,15 +775,20 @@ class Repository:
         header_payload = compression.compress(encode_header_entries(builder.entries), compression.DEFAULT_LEVEL)
         if self.padded:
             header = bytes(self._seal_part(layout.KIND_PACK_HEADER_V4, b"", header_payload))
-            # The trailer's plaintext is its 4 bytes alone: no compression byte, no padding.
-            trailer = aead.seal(self._enc_key, TRAILER_PLAIN.pack(len(header)),
+            # The trailer's plaintext is its 4 bytes alone (version 5: 8, the format version
+            # first): no compression byte, no padding.
+            trailer_plain = (TRAILER_PLAIN_V5.pack(self.config.format_version, len(header)) if self.versioned
+                             else TRAILER_PLAIN.pack(len(header)))
+            trailer = aead.seal(self._enc_key, trailer_plain,
                                 self._aad(layout.KIND_PACK_TRAILER_V4, b""), cipher=self.config.cipher)[2:]
             pack_id, data = builder.finish_v4(header, trailer)
         else:
             header = aead.seal(self._enc_key, header_payload, self._aad(layout.KIND_PACK_HEADER, b""),
                                cipher=self.config.cipher)
             pack_id, data = builder.finish(header)
-        self.storage.write(layout.pack_name(pack_id), data)
+        # A memoryview of the pack's buffer is written without a copy: every storage takes any
+        # buffer, though Storage.write is declared for bytes.
+        self.storage.write(layout.pack_name(pack_id), cast(bytes, data))
         if self.cache is not None:  # the folder listings just written, for the next restore
             view = memoryview(data)
             for entry in builder.entries:
@@ -770,9 +806,9 @@ class Repository:
         if index_now:
             self._write_index(index_now)
 
-    def _write_index(self, packs: dict[PackId, Sequence[PackEntry]], superseded=()) -> IndexId:
+    def _write_index(self, packs: Mapping[PackId, Sequence[PackEntry]], superseded: Iterable[IndexId] = ()) -> IndexId:
         index_id = IndexId(os.urandom(16))
-        plain = encode_index(packs, superseded)
+        plain = encode_index(packs, superseded, format_version=self.config.format_version)
         if self.padded:
             level = self.config.compression_level
             payload = compression.compress(plain, level if level is not None else compression.DEFAULT_LEVEL)
@@ -881,7 +917,7 @@ class Repository:
                 except (IntegrityError, StorageError) as exc:
                     out[chunk_id] = exc
 
-    def decode_blob(self, chunk_id: bytes, kind: int, envelope: bytes, raw_length: int, *, pack_name: str,
+    def decode_blob(self, chunk_id: bytes, kind: int, envelope: bytes | memoryview, raw_length: int, *, pack_name: str,
                     verify_id: bool = True) -> bytes:
         """Decrypt and decompress one blob. The AEAD tag already binds it to `chunk_id`;
         recomputing the keyed BLAKE3 id also catches a writer that sealed the wrong
@@ -892,6 +928,8 @@ class Repository:
         data = compression.decompress(payload, expected_size=raw_length, what=what)
         if verify_id and self.chunk_id(data) != chunk_id:
             raise IntegrityError(f"{what}: content does not match its id")
+        if kind == BLOB_TREE:
+            check_tree_version(data, self.config.format_version, what=f"tree {chunk_id.hex()[:16]} in pack {pack_name}")
         return data
 
     def read_pack(self, pack_id: PackId) -> tuple[bytes, list[PackEntry]]:
@@ -910,12 +948,19 @@ class Repository:
         """The blob list of a pack's bytes (its authenticated header); repair also uses it
         on a pack whose bytes no longer match its name, to find the blobs still intact."""
         if self.padded:
-            trailer = self._implied_header + split_trailer(data, what=name)
+            trailer_format, trailer_size = ((TRAILER_PLAIN_V5, TRAILER_SIZE_V5) if self.versioned
+                                            else (TRAILER_PLAIN, TRAILER_SIZE))
+            trailer = self._implied_header + split_trailer(data, what=name, trailer_size=trailer_size)
             opened = aead.open_envelope(self._enc_key, trailer, self._aad(layout.KIND_PACK_TRAILER_V4, b""),
                                         what=f"{name} trailer")
-            if len(opened) != TRAILER_PLAIN.size:
-                raise IntegrityError(f"{name} trailer: {len(opened)} bytes instead of {TRAILER_PLAIN.size}")
-            header, _start = header_body(data, TRAILER_PLAIN.unpack(opened)[0], what=name)
+            if len(opened) != trailer_format.size:
+                raise IntegrityError(f"{name} trailer: {len(opened)} bytes instead of {trailer_format.size}")
+            if self.versioned:
+                pack_version, header_length = TRAILER_PLAIN_V5.unpack(opened)
+                check_version(pack_version, self.config.format_version, what=f"{name} trailer")
+            else:
+                (header_length,) = TRAILER_PLAIN.unpack(opened)
+            header, _start = header_body(data, header_length, what=name, trailer_size=trailer_size)
             payload = self._open_part(layout.KIND_PACK_HEADER_V4, b"", header, what=f"{name} header")
         else:  # versions 1-3, read exactly as before
             header, _start = split_pack(data, what=name)
@@ -946,7 +991,7 @@ class Repository:
             if self._unindexed or any(b.entries for b in self._builders.values()) or self._pending_ids:
                 raise RuntimeError("save_snapshot called before flush(): data would be unreferenced")
         snapshot_id = SnapshotId(os.urandom(16))
-        sealed = self._seal_metadata(layout.KIND_SNAPSHOT, snapshot_id, snapshot.encode())
+        sealed = self._seal_metadata(layout.KIND_SNAPSHOT, snapshot_id, snapshot.encode(self.config.format_version))
         self.forget_listings()
         self.storage.write(layout.snapshot_name(snapshot_id), sealed, exclusive=True, random_name=True)
         if self.cache is not None:
@@ -965,7 +1010,7 @@ class Repository:
         name = layout.snapshot_name(snapshot_id)
         plain = self._read_cached(name, MAX_SNAPSHOT_SIZE, lambda envelope: self._open_metadata(
             layout.KIND_SNAPSHOT, snapshot_id, envelope, what=name))
-        return Snapshot.decode(plain, snapshot_id)
+        return Snapshot.decode(plain, snapshot_id, self.config.format_version)
 
     def delete_snapshot(self, snapshot_id: SnapshotId) -> None:
         self.forget_listings()
@@ -1153,17 +1198,17 @@ NEAR_BLOBS_GAP = 256 * 1024
 NEAR_BLOBS_RANGE = 16 * 1024 * 1024
 
 
-def _verified_read(read, verify):
+def _verified_read(read: Callable[[], bytes], verify: Callable[[bytes], _Read]) -> _Read:
     """verify(read()), reading again while verification fails (IntegrityError). An object
     refused unread (ForeignObject: not a file, too large) would be refused again: not retried."""
-    for attempt in range(1, READ_ATTEMPTS + 1):
+    for _attempt in range(READ_ATTEMPTS - 1):
         try:
             return verify(read())
         except ForeignObject:
             raise
         except IntegrityError:
-            if attempt == READ_ATTEMPTS:
-                raise
+            continue
+    return verify(read())  # the last attempt: its error is the one raised
 
 
 def _key_file(storage: Storage, name: str) -> tuple[bytes, KeyFile]:
@@ -1229,13 +1274,13 @@ class _OpeningReads:
         self.storage = storage
         workers = concurrency(storage)
         self._pool = ThreadPoolExecutor(max_workers=min(workers, 4), thread_name_prefix="open") if workers > 1 else None
-        self._futures: dict[str, Future] = {}
+        self._futures: dict[str, Future[Any]] = {}
         if self._pool is not None:
             self._futures[layout.KEYS_PREFIX] = self._pool.submit(_listed, storage, layout.KEYS_PREFIX)
             self._futures[layout.CONFIG] = self._pool.submit(storage.read, layout.CONFIG, max_size=MAX_CONFIG_SIZE)
             self._futures[layout.SNAPSHOTS_PREFIX] = self._pool.submit(_listed, storage, layout.SNAPSHOTS_PREFIX)
 
-    def _get(self, name: str, read) -> object:
+    def _get(self, name: str, read: Callable[[], object]) -> object:
         future = self._futures.get(name)
         if future is None:
             future = self._futures[name] = Future()
@@ -1263,7 +1308,7 @@ class _OpeningReads:
             return True
         return True
 
-    def listings(self) -> dict[str, Future]:
+    def listings(self) -> dict[str, Future[list[ObjectInfo]]]:
         """The listing of snapshots/ started here (none on a local disk)."""
         return {prefix: self._futures[prefix] for prefix in (layout.SNAPSHOTS_PREFIX,) if prefix in self._futures}
 

@@ -18,8 +18,7 @@ from agent.crypto import aead, ids
 from agent.repo import compression, layout
 from agent.repo.layout import ChunkId
 from agent.repo.pack import BLOB_TREE, pad, pad_parts
-
-PADDED_FORMAT = 4  # first version with the padded, marker-free layout
+from agent.repo.versions import PADDED_FORMAT
 AAD_PREFIX = b"backupctl\x00"
 
 
@@ -43,7 +42,8 @@ class BlobSealer:
         return ChunkId(ids.chunk_id(self.id_key, data))
 
     def blob_kind(self, blob_type: int) -> int:
-        """The envelope kind (associated data) of a data or tree blob in this format."""
+        """The envelope kind (associated data) of a data or tree blob in this format
+        (versions 4 and 5 share the padded kinds: a blob's layout is the same in both)."""
         if self.padded:
             return layout.KIND_TREE_BLOB_V4 if blob_type == BLOB_TREE else layout.KIND_DATA_BLOB_V4
         return layout.KIND_TREE_BLOB if blob_type == BLOB_TREE else layout.KIND_DATA_BLOB

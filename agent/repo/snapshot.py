@@ -2,7 +2,8 @@
 
 Plaintext is UTF-8 JSON; the object name carries a random 16-byte id that is also
 bound into the associated data, so a snapshot cannot be renamed or replayed under
-another id.
+another id. Its `version` member is 1 in repositories of formats 1 to 4 and the format
+version from format 5 on (agent.repo.versions).
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ from __future__ import annotations
 import datetime as _dt
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 from agent.errors import IntegrityError
 from agent.repo.layout import SnapshotId
+from agent.repo.versions import DOCUMENT_VERSION_BEFORE_5, check_version, document_version
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = DOCUMENT_VERSION_BEFORE_5  # the `version` of formats 1 to 4
 
 
 @dataclass
@@ -26,7 +29,7 @@ class Snapshot:
     tree: bytes
     tags: list[str] = field(default_factory=list)
     excludes: list[str] = field(default_factory=list)
-    summary: dict = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
     program: str = ""
     id: SnapshotId | None = None
 
@@ -34,10 +37,11 @@ class Snapshot:
     def short_id(self) -> str:
         return self.id.hex()[:8] if self.id else "?"
 
-    def encode(self) -> bytes:
+    def encode(self, format_version: int = SNAPSHOT_VERSION) -> bytes:
+        """The plaintext of this snapshot in a repository of `format_version`."""
         return json.dumps(
             {
-                "version": SNAPSHOT_VERSION,
+                "version": document_version(format_version),
                 "time": self.time.isoformat(),
                 "host": self.host,
                 "user": self.user,
@@ -52,11 +56,12 @@ class Snapshot:
         ).encode("utf-8")
 
     @classmethod
-    def decode(cls, data: bytes, snapshot_id: SnapshotId) -> "Snapshot":
+    def decode(cls, data: bytes, snapshot_id: SnapshotId, format_version: int = SNAPSHOT_VERSION) -> "Snapshot":
+        """A snapshot of a repository of `format_version`, whose `version` must be the one
+        that format writes (versions.check_version)."""
         try:
             doc = json.loads(data)
-            if doc["version"] != SNAPSHOT_VERSION:
-                raise IntegrityError(f"snapshot {snapshot_id.hex()[:8]}: unknown version {doc['version']}")
+            check_version(doc["version"], format_version, what=f"snapshot {snapshot_id.hex()[:8]}")
             moment = _dt.datetime.fromisoformat(doc["time"])
             if moment.tzinfo is None:  # never written so; read as UTC rather than be incomparable
                 moment = moment.replace(tzinfo=_dt.timezone.utc)

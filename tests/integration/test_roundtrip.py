@@ -66,7 +66,7 @@ def test_odd_tree_round_trip(make_bk, cipher: str) -> None:
     # with the config's cipher, which the restore below proves.
     cipher_id = {"xchacha20-poly1305": 1, "aes-256-gcm": 2}[cipher]
     assert {p.read_bytes()[1] for p in bk.snapshot_files() + bk.index_files()} == {cipher_id}
-    assert facts["format_version"] == 4
+    assert facts["format_version"] == 5
     assert report["files_new"] == files
     assert report["bytes_total"] == size
 

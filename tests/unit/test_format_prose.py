@@ -368,7 +368,7 @@ def test_a_tree_blob_is_not_bounded_by_the_chunk_size(tmp_path):
     storage = MemoryStorage()
     repo = Repository.init(storage, PASSPHRASE, cipher="xchacha20-poly1305", compression_level=None,
                            kdf_params=_small_kdf())
-    listing = encode_tree([_file_node(f"courrier-{i:06d}.odt", 1) for i in range(32_000)])
+    listing = encode_tree([_file_node(f"courrier-{i:06d}.odt", 1) for i in range(32_000)], repo.config.format_version)
     assert len(listing) > MAX_SIZE
     tree_id, _stored = repo.store_blob(BLOB_TREE, listing)
     repo.flush()

@@ -128,9 +128,13 @@ class SpecReader:
         self.id_key = blake3.blake3(self.master, derive_key_context="backupctl 2026-11 chunk id key").digest()
         self.config = json.loads(self.payload(self.open_envelope(self.enc_key, self.objects["config"],
                                                                   self.binding(1, b""))))
-        assert self.config["format_version"] in (1, 2, 3, 4)
+        self.format_version = self.config["format_version"]
+        assert self.format_version in (1, 2, 3, 4, 5)
         assert bytes.fromhex(self.config["repository_id"]) == self.repo_id
-        self.padded = self.config["format_version"] >= 4  # section 7.2
+        self.padded = self.format_version >= 4  # section 7.2
+        self.versioned = self.format_version >= 5  # section 7.3: every structure says its version
+        # Section 8 and 10: the `version` of index files and snapshots.
+        self.document_version = self.format_version if self.versioned else 1
         self.cipher_id = {"xchacha20-poly1305": 1, "aes-256-gcm": 2}[self.config["cipher"]]
         self.index = self._master_index()
 
@@ -216,7 +220,7 @@ class SpecReader:
         return entries
 
     def _parse_index(self, plain: bytes) -> tuple[list[bytes], dict[bytes, list[tuple]]]:
-        assert plain[0] == 1
+        assert plain[0] == self.document_version
         pos = 1
         (n_superseded,) = struct.unpack_from("<I", plain, pos)
         pos += 4
@@ -261,6 +265,15 @@ class SpecReader:
     def pack_header(self, name: str) -> list[tuple]:
         data = self.objects[name]
         assert hashlib.sha256(data).digest().hex() == name.rsplit("/", 1)[-1]
+        if self.versioned:  # section 7.3: a 48-byte trailer, u32 format version || u32 header length
+            assert len(data) >= 48
+            trailer = self.open_body(data[-48:], self.binding(12, b""))
+            assert len(trailer) == 8
+            version, header_length = struct.unpack("<II", trailer)
+            assert version == self.format_version
+            start = len(data) - 48 - header_length
+            assert start >= 0 and 40 <= header_length <= 16 * 1024 * 1024
+            return self._entries(self.payload(self.unpad(self.open_body(data[start:-48], self.binding(11, b"")))))
         if self.padded:  # section 7.2
             assert len(data) >= 44
             trailer = self.open_body(data[-44:], self.binding(12, b""))
@@ -297,7 +310,7 @@ class SpecReader:
             snapshot_id = bytes.fromhex(name[len("snapshots/"):])
             doc = json.loads(self.payload(self.open_envelope(self.enc_key, self.objects[name],
                                                              self.binding(3, snapshot_id))))
-            assert doc["version"] == 1
+            assert doc["version"] == self.document_version
             moment = datetime.datetime.fromisoformat(doc["time"])
             if moment.tzinfo is None:
                 moment = moment.replace(tzinfo=datetime.timezone.utc)
@@ -320,7 +333,9 @@ class SpecReader:
             os.utime(path, ns=(node["mtime_ns"], node["mtime_ns"]))
 
         def restore_dir(tree_id: bytes, directory: bytes) -> None:
-            for node in json.loads(self.load_blob(tree_id))["nodes"]:
+            tree = json.loads(self.load_blob(tree_id))
+            assert tree.get("version") == (self.format_version if self.versioned else None)  # section 9
+            for node in tree["nodes"]:
                 if "name" in node:
                     name = node["name"].encode("utf-8")
                 else:
@@ -370,6 +385,7 @@ def test_document_has_every_vector():
     assert set(vectors()) == {
         "hchacha20", "xchacha20-poly1305-aead", "envelope-xchacha20-poly1305", "envelope-aes-256-gcm",
         "subkeys", "chunk-id", "argon2id", "associated-data", "gear-table", "padding", "pack-v4",
+        "pack-v5",
     }
     objects = example_objects()
     assert sum(n.startswith("keys/") for n in objects) == 1
@@ -585,6 +601,54 @@ def test_version_4_pack_vector_with_the_spec_reader():
             reader.open_body(body, reader.binding(4, chunk_id))
 
 
+def test_version_5_pack_vector_is_what_the_agent_writes(monkeypatch):
+    """The agent of a version-5 repository, given 15.11's nonces and 15.11.1's, writes 15.11's
+    blobs and header with 15.11.1's trailer, and reads its blob list back."""
+    from agent.crypto.keys import MasterKey
+    from agent.repo.chunker import ChunkerParams
+    from agent.repo.repository import Repository, StoredConfig
+    from agent.storage.memory import MemoryStorage
+
+    v4, v = vectors()["pack-v4"], vectors()["pack-v5"]
+    labels = ["v4 blob 1", "v4 blob 2", "v4 pack header", "v5 pack trailer"]
+    nonces = [hashlib.sha256(b"backupctl test vector nonce " + label.encode()).digest()[:24] for label in labels]
+    master = MasterKey(vectors()["subkeys"]["master"])
+    assert master.encryption_key == v["encryption_key"] and v["repository_id"] == v4["repository_id"]
+    repo = Repository(MemoryStorage(), master, StoredConfig(v["repository_id"], "xchacha20-poly1305", 3,
+                                                            ChunkerParams(), "", format_version=5))
+    monkeypatch.setattr(os, "urandom", lambda n: nonces.pop(0) if n == 24 and nonces else bytes(n))
+    repo.store_blob(0, v4["blob_1_data"])
+    repo.store_blob(0, v4["blob_2_data"])
+    repo.flush()
+    name = "data/" + v["pack_id"].hex()[:2] + "/" + v["pack_id"].hex()
+    pack = repo.storage.read(name)
+    assert pack == v4["pack"][:-44] + v["trailer_body"]
+    assert hashlib.sha256(pack).digest() == v["pack_id"]
+    assert [e.chunk_id for e in repo.pack_header_entries(pack, name)] == [v4["blob_1_chunk_id"],
+                                                                           v4["blob_2_chunk_id"]]
+
+
+def test_version_5_pack_vector_with_the_spec_reader():
+    """15.11.1 opened with section 7.3 alone: the last 48 bytes say version 5 and the header's
+    length; the last 44 do not open (it is not a version-4 trailer)."""
+    v4, v = vectors()["pack-v4"], vectors()["pack-v5"]
+    reader = SpecReader.__new__(SpecReader)
+    reader.enc_key, reader.repo_id, reader.cipher_id = v["encryption_key"], v["repository_id"], 1
+    pack = v4["pack"][:-44] + v["trailer_body"]
+    assert len(v["trailer_body"]) == 48
+    trailer = reader.open_body(pack[-48:], reader.binding(12, b""))
+    assert trailer == v["trailer_plain"]
+    version, header_length = struct.unpack("<II", trailer)
+    assert version == 5 and header_length == len(v4["header_body"])
+    assert pack[len(pack) - 48 - header_length : -48] == v4["header_body"]
+    with pytest.raises(Exception):
+        reader.open_body(pack[-44:], reader.binding(12, b""))
+    reader.format_version, reader.versioned, reader.padded = 5, True, True
+    reader.objects = {"data/" + v["pack_id"].hex()[:2] + "/" + v["pack_id"].hex(): pack}
+    [name] = reader.objects
+    assert [entry[1] for entry in reader.pack_header(name)] == [v4["blob_1_chunk_id"], v4["blob_2_chunk_id"]]
+
+
 # ---- the example repository ------------------------------------------------------------------
 
 
@@ -727,8 +791,9 @@ def _compare_trees(source: bytes, restored: bytes) -> None:
         os.stat(os.path.join(restored, b"lettre-lien.txt")).st_ino
 
 
-@pytest.mark.parametrize("cipher, level", [("xchacha20-poly1305", 3), ("aes-256-gcm", None)])
-def test_spec_reader_restores_a_backupctl_repository(tmp_path, cipher, level):
+@pytest.mark.parametrize("cipher, level, version", [("xchacha20-poly1305", 3, 5), ("aes-256-gcm", None, 5),
+                                                    ("xchacha20-poly1305", 3, 4)])
+def test_spec_reader_restores_a_backupctl_repository(tmp_path, cipher, level, version):
     from agent.crypto.kdf import KdfParams
     from agent.engine.backup import BackupEngine, BackupOptions
     from agent.repo.repository import Repository
@@ -738,22 +803,22 @@ def test_spec_reader_restores_a_backupctl_repository(tmp_path, cipher, level):
     _make_source(source)
     storage = MemoryStorage()
     repo = Repository.init(storage, b"phrase de passe", cipher=cipher, compression_level=level,
-                           kdf_params=KdfParams(memory_kib=8192, iterations=1))
+                           kdf_params=KdfParams(memory_kib=8192, iterations=1), format_version=version)
     report = BackupEngine(repo, BackupOptions(paths=[str(source)])).run()
     assert not report.warnings
 
     reader = SpecReader(dict(storage.objects), b"phrase de passe")
-    assert reader.config["cipher"] == cipher
+    assert reader.config["cipher"] == cipher and reader.format_version == version
     (snapshot,) = reader.snapshots()
     assert snapshot["paths"] == [str(source)]
     out = tmp_path / "out"
     out.mkdir()
     reader.restore(snapshot, bytes(out))
     _compare_trees(bytes(source), os.path.join(bytes(out), bytes(source).lstrip(b"/")))
-    # Version 4 (section 7.2): the packs carry no clear byte; every blob opens only with
-    # the repository's cipher as its implied second byte, and the index rebuilt from the
-    # packs' headers is the one the index files give.
-    assert reader.config["format_version"] == 4
+    # Versions 4 and 5 (section 7.2): the packs carry no clear byte; every blob opens only
+    # with the repository's cipher as its implied second byte, and the index rebuilt from
+    # the packs' headers (and, version 5, trailers that say 5: section 7.3) is the one the
+    # index files give.
     rebuilt = {}
     for name in reader.names("data/"):
         for kind, cid, offset, length, raw in reader.pack_header(name):
@@ -825,7 +890,7 @@ def test_spec_reader_restores_a_pruned_repository(tmp_path):
     finally:
         clock.freeze(None)
     reader = SpecReader(dict(storage.objects), b"phrase de passe")
-    assert reader.config["format_version"] == 4
+    assert reader.config["format_version"] == 5
     newest = reader.latest()
     out = tmp_path / "out"
     out.mkdir()
@@ -834,7 +899,7 @@ def test_spec_reader_restores_a_pruned_repository(tmp_path):
 
 
 def test_example_version_1_repository_is_backed_up_into_as_it_is(tmp_path):
-    """A version-1 repository stays version 1 under a version-4 program: its config is not
+    """A version-1 repository stays version 1 under a version-5 program: its config is not
     rewritten, its new packs have the layout of section 7.1 and the seeded chunker, and
     both the old and the new snapshot restore, with the agent and with the spec reader."""
     from agent.engine.backup import BackupEngine, BackupOptions
@@ -884,7 +949,7 @@ def test_prose_constants_match_the_code():
     from agent.repo import chunker, compression, index, layout, pack, repository, snapshot
 
     doc = _doc()
-    assert repository.FORMAT_VERSION == 4 and doc.startswith("# backupctl repository format, version 4\n")
+    assert repository.FORMAT_VERSION == 5 and doc.startswith("# backupctl repository format, version 5\n")
     for context in (ids.CONTEXT_ENCRYPTION, ids.CONTEXT_CHUNK_ID, ids.CONTEXT_CHUNKER_SEED,
                     ids.CONTEXT_AES_OBJECT_KEY, ids.CONTEXT_GEAR_TABLE):
         assert f"`{context}`" in doc
@@ -898,13 +963,14 @@ def test_prose_constants_match_the_code():
                      str(layout.KIND_TREE_BLOB): "tree blob", str(layout.KIND_PACK_HEADER): "pack header",
                      str(layout.KIND_LOCK): "lock", str(layout.KIND_REPORT): "report"}
     kinds_v4 = dict(re.findall(r"^\| (\d+) \| (data blob|tree blob|pack header|pack trailer|index file)"
-                               r"(?:, padded)? \(version 4\) \|", doc, re.M))
+                               r"(?:, padded)? \(versions 4 and 5\) \|", doc, re.M))
     assert kinds_v4 == {str(layout.KIND_DATA_BLOB_V4): "data blob", str(layout.KIND_TREE_BLOB_V4): "tree blob",
                         str(layout.KIND_PACK_HEADER_V4): "pack header", str(layout.KIND_PACK_TRAILER_V4): "pack trailer",
                         str(layout.KIND_INDEX_V4): "index file"}
     assert pack.TRAILER_SIZE == 44 and pack.TRAILER_PLAIN.format == "<I" and "the last 44 bytes" in doc
     assert pack.PAD_MINIMUM == 512 and "padded_length(L) = padme(max(L, 512))" in doc
-    assert repository.PADDED_FORMAT == 4
+    assert repository.PADDED_FORMAT == 4 and repository.VERSIONED_FORMAT == 5
+    assert pack.TRAILER_SIZE_V5 == 48 and pack.TRAILER_PLAIN_V5.format == "<II" and "the last 48 bytes" in doc
     assert aead.CIPHER_IDS == {"xchacha20-poly1305": 1, "aes-256-gcm": 2}
     assert (aead.ENVELOPE_VERSION, aead.NONCE_SIZE, aead.TAG_SIZE, aead.OVERHEAD) == (1, 24, 16, 42)
     assert keys.KEY_WRAP_CIPHER == "xchacha20-poly1305" and keys.MASTER_SIZE == 32
@@ -921,6 +987,8 @@ def test_prose_constants_match_the_code():
     assert pack.TARGET_PACK_SIZE == pack.MAX_HEADER_SIZE == 16777216
     assert "`16777216`" in doc and "above 16 MiB (16777216)" in doc
     assert index.INDEX_VERSION == 1 and snapshot.SNAPSHOT_VERSION == 1 and keys.KEY_FILE_VERSION == 1
+    assert "u8   version                                  1 in versions 1 to 4; 5 in version 5" in doc
+    assert "    {\"version\":5,\"nodes\":[node, node, ...]}" in doc
     assert repository.PACKS_PER_INDEX == 8 and "After every **8** packs" in doc
     assert (chunker.MIN_SIZE, chunker.AVG_SIZE, chunker.MAX_SIZE) == (262144, 1048576, 8388608)
     assert chunker.ALGORITHM == "fastcdc-2020-nc1" and f'`"{chunker.ALGORITHM}"`' in doc

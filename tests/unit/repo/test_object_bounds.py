@@ -57,7 +57,7 @@ def stored(tmp_path) -> tuple[Path, bytes]:
     repo = Repository.init(LocalStorage(str(root)), PASSPHRASE, cipher="xchacha20-poly1305",
                            compression_level=None, kdf_params=FAST)
     chunk_id, _added = repo.store_blob(BLOB_DATA, b"Compte rendu de consultation" * 100)
-    tree_id, _added = repo.store_blob(BLOB_TREE, b"{}")
+    tree_id, _added = repo.store_blob(BLOB_TREE, b'{"nodes":[]}')
     repo.flush()
     repo.save_snapshot(Snapshot(time=dt.datetime(2026, 11, 2, 20, 0, tzinfo=dt.timezone.utc), host="cabinet",
                                 user="root", paths=["/srv"], tree=tree_id))

@@ -21,6 +21,7 @@ from agent.errors import (
 )
 from agent.repo import layout
 from agent.repo.pack import BLOB_DATA, BLOB_TREE, padded_length
+from agent.repo.tree import encode_tree
 from agent.repo.repository import PACKS_PER_INDEX, Repository, StoredConfig
 from agent.repo.snapshot import Snapshot
 from agent.storage.memory import MemoryStorage
@@ -48,9 +49,9 @@ def cipher(request) -> str:
     return request.param
 
 
-# Every test runs on the current layout (4) and on the older one (3), which older
+# Every test runs on the current layout (5) and on the older ones (3 and 4), which older
 # repositories keep being read and written with.
-@pytest.fixture(params=(3, 4), ids=("v3", "v4"))
+@pytest.fixture(params=(3, 4, 5), ids=("v3", "v4", "v5"))
 def format_version(request) -> int:
     return request.param
 
@@ -312,7 +313,7 @@ def test_an_index_is_written_every_few_packs(storage, cipher, format_version):
 
 
 def test_load_blob_round_trip_after_reopen(repo):
-    payloads = {BLOB_DATA: [TEXT, b"", os.urandom(5000)], BLOB_TREE: [b'{"nodes":[]}']}
+    payloads = {BLOB_DATA: [TEXT, b"", os.urandom(5000)], BLOB_TREE: [encode_tree([], repo.config.format_version)]}
     stored = {repo.store_blob(kind, data)[0]: data for kind, items in payloads.items() for data in items}
     repo.flush()
     fresh = _reopen(repo)
@@ -478,7 +479,7 @@ def test_snapshot_round_trip(repo, storage, cipher):
     assert fresh.list_snapshot_ids() == [snapshot_id]
     loaded = fresh.load_snapshot(snapshot_id)
     assert loaded == snapshot
-    assert fresh.load_blob(loaded.tree) == b'{"nodes":[]}'
+    assert fresh.load_blob(loaded.tree) == encode_tree([], fresh.config.format_version)
 
 
 def test_snapshots_are_listed_oldest_first(repo):
