@@ -38,7 +38,7 @@ class ExportReport:
     verified: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, object]:
         return {"files": self.files, "dirs": self.dirs, "symlinks": self.symlinks, "bytes": self.bytes,
                 "sha256_verified": self.verified,
                 "failures": [{"path": p, "problem": m} for p, m in self.failures]}

@@ -148,7 +148,7 @@ class RestoreReport:
     space_needed: int = 0  # bytes the restore would take on the target's file system (margin included)
     space_available: int = 0
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, object]:
         return {
             "files": self.files, "dirs": self.dirs, "symlinks": self.symlinks,
             "hardlinks": self.hardlinks, "bytes": self.bytes,
