@@ -22,6 +22,7 @@ whole-file reassembly of large files (disk images, dumps) in memory or on disk; 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 from agent.engine.walk import load_tree
 from agent.errors import IntegrityError
@@ -46,7 +47,7 @@ class CopyReport:
     # secret seed: files the destination already holds from its own backups are stored again.
     same_chunking: bool = True
 
-    def as_dict(self) -> dict[str, object]:
+    def as_dict(self) -> dict[str, Any]:  # a JSON document (--json), read back by the commands
         return {"source_snapshot": self.source_snapshot, "snapshot_id": self.snapshot_id,
                 "already_there": self.already_there, "blobs_copied": self.blobs_copied,
                 "bytes_added": self.bytes_added, "same_chunking": self.same_chunking}

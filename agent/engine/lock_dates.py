@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from dataclasses import dataclass, field
+from typing import Any
 
 from agent.engine.retention import Decision
 from agent.engine.walk import load_tree
@@ -41,7 +42,7 @@ class LockReport:
     locks_extended: int = 0
     latest: dict[str, str] = field(default_factory=dict)  # snapshot id -> lock date of its objects
 
-    def as_dict(self) -> dict[str, object]:
+    def as_dict(self) -> dict[str, Any]:  # a JSON document (--json), read back by the commands
         return {"objects_checked": self.objects_checked, "locks_extended": self.locks_extended,
                 "snapshot_lock_dates": self.latest}
 

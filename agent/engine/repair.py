@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from agent.engine.progress import Progress, SilentProgress
 from agent.errors import ForeignObject, IntegrityError, ObjectLocked, ObjectNotFound, StorageError
@@ -52,7 +53,7 @@ class RepairReport:
     def changed(self) -> bool:
         return bool(self.packs_reindexed or self.damaged_packs or self.missing_packs or self.index_files_replaced)
 
-    def as_dict(self) -> dict[str, object]:
+    def as_dict(self) -> dict[str, Any]:  # a JSON document (--json), read back by the commands
         return {
             "dry_run": self.dry_run,
             "packs_read": self.packs_read,

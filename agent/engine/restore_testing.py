@@ -21,6 +21,7 @@ import os
 import random
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from agent import clock
 from agent.engine import browse
@@ -56,7 +57,7 @@ class SnapshotTest:
     def throughput_mib_s(self) -> float:
         return self.bytes / 2**20 / self.duration_s if self.duration_s > 0 else 0.0
 
-    def as_dict(self) -> dict[str, object]:
+    def as_dict(self) -> dict[str, Any]:  # a JSON document (--json), read back by the commands
         return {"snapshot_id": self.snapshot_id, "snapshot_time": self.snapshot_time, "mode": self.mode,
                 "files": self.files, "bytes": self.bytes, "sha256_verified": self.sha256_verified,
                 "failures": self.failures, "duration_s": round(self.duration_s, 3),
@@ -76,7 +77,7 @@ class RestoreTestReport:
         return (all(not t.failures and t.sha256_verified == t.files for t in self.tests)
                 and all(d.ok for d in self.databases))
 
-    def as_dict(self) -> dict[str, object]:
+    def as_dict(self) -> dict[str, Any]:  # a JSON document (--json), read back by the commands
         return {"started": self.started, "ok": self.ok, "seed": self.seed,
                 "files": sum(t.files for t in self.tests), "bytes": sum(t.bytes for t in self.tests),
                 "sha256_verified": sum(t.sha256_verified for t in self.tests),

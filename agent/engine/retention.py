@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from dataclasses import dataclass, field
-from typing import Iterable, Protocol, Sequence
+from typing import Any, Iterable, Protocol, Sequence
 from zoneinfo import ZoneInfo
 
 
@@ -75,7 +75,7 @@ class Decision:
     keep_until: _dt.datetime | None = None  # kept: when the last window lets go of it
     settled_until: _dt.datetime | None = None  # kept whatever later backups do, until then
 
-    def as_dict(self) -> dict[str, object]:
+    def as_dict(self) -> dict[str, Any]:  # a JSON document (--json), read back by the commands
         return {
             "snapshot_id": self.snapshot_id.hex() if self.snapshot_id else None,
             "time": self.time.isoformat(),
