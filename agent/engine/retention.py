@@ -240,7 +240,8 @@ def _year(moment: _dt.datetime) -> _Period:
     return _year_of(moment.date(), moment.tzinfo)
 
 
-def calendar_periods(kind: str, now: _dt.datetime, count: int, zone: _dt.tzinfo) -> list[tuple[str, _dt.datetime, _dt.datetime]]:
+def calendar_periods(kind: str, now: _dt.datetime, count: int,
+                     zone: _dt.tzinfo) -> list[tuple[str, _dt.datetime, _dt.datetime]]:
     """The `count` calendar periods ("week", "month" or "year") ending with the one that
     contains `now`, oldest first, as (name, start, end) in `zone` ("2026-W47", "2026-11",
     "2026"). The same calendar as the policy's, for reports of what it keeps."""
