@@ -30,6 +30,7 @@ as a warning and the backup goes on; the snapshot is then marked partial.
 
 from __future__ import annotations
 
+import datetime as _dt
 import fnmatch
 import grp
 import hashlib
@@ -49,20 +50,23 @@ import time
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import IO, Any, BinaryIO, Iterable, Protocol
 
 from agent import __version__, clock
-from agent.engine.source.dumps import DUMP_FOLDER, DumpError
-from agent.state.files_cache import FilesCache
+from agent.engine.source.dumps import DUMP_FOLDER, Dump, DumpError
+from agent.state.files_cache import CachedRow, FilesCache
 from agent.engine.source.holes import HoleSkippingReader, is_sparse
 from agent.engine.progress import Progress, SilentProgress
-from agent.engine.small_files import Stamp, open_nofollow, read_small, seal_small_files, worker_init
+from agent.engine.small_files import (SealedPart, SmallFileResult, Stamp, open_nofollow, read_small, seal_small_files,
+                                      worker_init)
 from agent.errors import BackupctlError, IntegrityError, ObjectNotFound, SourceError
 from agent.repo import layout
-from agent.repo.chunker import DEFAULT_DATABASE_CHUNK_SIZE
+from agent.repo.chunker import DEFAULT_DATABASE_CHUNK_SIZE, Chunker
 from agent.repo.lock import RepositoryLock, list_locks
 from agent.repo.pack import BLOB_DATA, BLOB_TREE
 from agent.repo.repository import Repository
-from agent.repo.snapshot import Snapshot, SnapshotId
+from agent.repo.layout import SnapshotId
+from agent.repo.snapshot import Snapshot
 from agent.repo.tree import DIR, FILE, SYMLINK, Node, encode_tree
 
 # Frames for the deepest walk PATH_MAX allows ("a/" repeated: 2,048 levels, 3 frames each).
@@ -125,9 +129,9 @@ class BackupOptions:
     databases: list[str] = field(default_factory=list)  # patterns, as excludes
     database_chunk_size: int = DEFAULT_DATABASE_CHUNK_SIZE
     tags: list[str] = field(default_factory=list)
-    time: object | None = None  # datetime; None means now
+    time: _dt.datetime | None = None  # None means now
     host: str | None = None
-    dumps: list = field(default_factory=list)  # agent.engine.source.dumps.Dump: streamed into /backupctl-databases
+    dumps: list[Dump] = field(default_factory=list)  # streamed into /backupctl-databases
     # Snapshot ids (hex), newest first, that may be this machine's previous backup (its
     # ledger): when the files cache is empty, the progress total comes from their summary.
     previous_snapshots: list[str] = field(default_factory=list)
@@ -160,7 +164,7 @@ class BackupReport:
     def partial(self) -> bool:
         return bool(self.warnings)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:  # a JSON document (--json), and the snapshot's summary
         return {
             "snapshot_id": self.snapshot.id.hex() if self.snapshot and self.snapshot.id else None,
             "time": self.snapshot.time.isoformat() if self.snapshot else None,
@@ -186,7 +190,11 @@ class _FileResult:
     size: int
     after: os.stat_result | Stamp  # fstat once read: tells whether the file changed meanwhile
     chunk_ids: list[bytes] | None = None  # whole files read by a worker
-    chunk_futures: list[Future] | None = None  # streamed files: each future gives a list of ids
+    chunk_futures: list[Future[list[bytes]]] | None = None  # streamed files: each future gives a list of ids
+
+
+# What a worker answers for one file: what it read, or the OSError that kept it from reading.
+_FileOutcome = _FileResult | OSError
 
 
 class _SmallBatch:
@@ -199,14 +207,14 @@ class _SmallBatch:
         self.paths: list[bytes] = []
         self.sizes: list[int] = []  # as walked: each read asks for this plus one byte
         self.size = 0
-        self.future: Future | None = None
+        self.future: Future[list[_FileOutcome]] | None = None
         self.slot = -1  # its slot of the spool, while a worker process has it
 
 
 @dataclass
 class _PendingFile:
     node: Node
-    future: Future | None  # of a _FileResult; None for a file of a batch
+    future: Future[_FileResult] | None  # None for a file of a batch
     path: bytes
     st: os.stat_result
     is_new: bool
@@ -219,7 +227,9 @@ class _PendingFile:
 
     def result(self) -> _FileResult:
         if self.batch is None:
+            assert self.future is not None  # a file read alone is submitted with its future
             return self.future.result()
+        assert self.batch.future is not None  # a batch is submitted before its files are waited for
         result = self.batch.future.result()[self.slot]
         if isinstance(result, OSError):
             raise result
@@ -235,6 +245,20 @@ class _TreeRef:
         self.id: bytes | None = None
 
 
+# The entries of a folder for its signature: (name, lstat, subfolder's tree or None).
+_Signed = list[tuple[bytes, os.stat_result, _TreeRef | None]]
+# An entry of the folder being walked: (name, path, lstat).
+_Entry = tuple[bytes, bytes, os.stat_result]
+# The folders above the sources, component by component; None marks a source.
+_Trie = dict[bytes, "_Trie | None"]
+
+
+class _Digest(Protocol):
+    """The running SHA-256 of a streamed file (hashlib's object)."""
+
+    def update(self, data: bytes | memoryview, /) -> None: ...
+
+
 @dataclass
 class _DirJob:
     """A walked directory waiting for its files before its tree can be stored."""
@@ -245,7 +269,9 @@ class _DirJob:
     # For the files cache's folder record: the folder, and its signature, or what it is
     # made of (subfolders by their _TreeRef) when a subfolder's tree was not known yet.
     folder: bytes | None = None
-    signed: bytes | list | None = None
+    signed: bytes | _Signed | None = None
+    # Its subfolders' nodes, whose tree ids are set once known (before this tree is encoded).
+    subdirs: list[tuple[Node, _TreeRef]] = field(default_factory=list)
 
 
 class _Names:
@@ -308,6 +334,7 @@ class BackupEngine:
         # Files of the directory being walked that are still in the pool, and walked
         # directories waiting for their files (oldest first: children before parents).
         self._pending: list[_PendingFile] = []
+        self._subdirs: list[tuple[Node, _TreeRef]] = []  # the walked directory's subfolders, as _pending
         self._dir_jobs: deque[_DirJob] = deque()
         self._files_pending = 0  # files of the queued directories (MAX_FILES_PENDING)
         self.max_files_pending_seen = 0  # the most there were at once (tests)
@@ -401,6 +428,7 @@ class BackupEngine:
             finally:
                 self._stop_processes()
         root_tree = root_ref.id
+        assert root_tree is not None  # every tree is stored once drained
         self.repo.flush()  # packs, then index: only now may a snapshot reference them
         self.progress.finish()
         snapshot = Snapshot(
@@ -468,11 +496,12 @@ class BackupEngine:
     # ---- trees ------------------------------------------------------------------
 
     def _queue_tree(self, nodes: list[Node], files: list[_PendingFile], folder: bytes | None = None,
-                    signed: bytes | list | None = None) -> _TreeRef:
+                    signed: bytes | _Signed | None = None,
+                    subdirs: list[tuple[Node, _TreeRef]] | None = None) -> _TreeRef:
         """Queue the tree of the directory just walked; stored once its files are done.
         With `signed`, the files cache records the folder's signature with its tree."""
         ref = _TreeRef()
-        self._dir_jobs.append(_DirJob(nodes, files, ref, folder, signed))
+        self._dir_jobs.append(_DirJob(nodes, files, ref, folder, signed, subdirs or []))
         self._files_pending += len(files)
         self.max_files_pending_seen = max(self.max_files_pending_seen, self._files_pending)
         self._store_ready_dirs()
@@ -494,21 +523,22 @@ class BackupEngine:
             warnings = len(self.report.warnings)
             dropped = self._resolve_files(job.files)
             nodes = [n for n in job.nodes if id(n) not in dropped]
-            for node in nodes:
-                if isinstance(node.subtree, _TreeRef):  # a subdirectory: queued, so stored, earlier
-                    node.subtree = node.subtree.id
+            for node, subtree in job.subdirs:  # queued, so stored, earlier
+                node.subtree = subtree.id
             job.ref.id, _added = self.repo.store_blob(BLOB_TREE, encode_tree(nodes))
             if job.signed is not None and len(self.report.warnings) == warnings:
                 # Every file read as walked: the next run may take this tree as it is. The
                 # signature was computed by the walk when its subfolders' trees were known.
-                signature = job.signed if type(job.signed) is bytes else self._signature(
+                assert self.cache is not None and job.folder is not None  # signed only with a cache
+                signature = job.signed if isinstance(job.signed, bytes) else self._signature(
                     [(n, st, ref.id if ref is not None else None) for n, st, ref in job.signed])
                 self.cache.record_folder(job.folder, signature, job.ref.id)
 
-    def _virtual_dir(self, path: bytes, trie: dict) -> _TreeRef:
+    def _virtual_dir(self, path: bytes, trie: _Trie) -> _TreeRef:
         """The tree of a directory above the sources: only the components leading to them."""
         nodes = []
         outer_pending, self._pending = self._pending, []  # a source may be a file
+        outer_subdirs, self._subdirs = self._subdirs, []
         try:
             for name, child in sorted(trie.items()):
                 child_path = os.path.join(path, name)
@@ -519,11 +549,12 @@ class BackupEngine:
                         nodes.append(node)
                 else:
                     node = self._base_node(name, DIR, st)
-                    node.subtree = self._virtual_dir(child_path, child)
+                    self._subdirs.append((node, self._virtual_dir(child_path, child)))
                     nodes.append(node)
-            return self._queue_tree(self._with_root_extra(path, nodes), self._pending)
+            return self._queue_tree(self._with_root_extra(path, nodes), self._pending, subdirs=self._subdirs)
         finally:
             self._pending = outer_pending
+            self._subdirs = outer_subdirs
 
     def _with_root_extra(self, path: bytes, nodes: list[Node]) -> list[Node]:
         if path != b"/" or not self._root_extra:
@@ -539,6 +570,7 @@ class BackupEngine:
     def _directory(self, path: bytes, root_dev: int) -> _TreeRef:
         self.report.dirs += 1
         outer_pending, self._pending = self._pending, []  # this directory's files
+        outer_subdirs, self._subdirs = self._subdirs, []  # and subfolders
         try:
             try:
                 names = sorted(os.listdir(path))  # bytes names, without "." and ".."
@@ -548,13 +580,15 @@ class BackupEngine:
             return self._walk_entries(path, names, root_dev)
         finally:
             self._pending = outer_pending
+            self._subdirs = outer_subdirs
 
     def _walk_entries(self, path: bytes, names: list[bytes], root_dev: int) -> _TreeRef:
         # The files cache's entries of this folder, read at once; names found unchanged.
-        cached = self.cache.folder(path) if self.cache is not None else None
+        cache = self.cache
+        cached = cache.folder(path) if cache is not None else None
         warnings = len(self.report.warnings)
-        entries = []
-        subfolders: dict[bytes, Node] = {}
+        entries: list[_Entry] = []
+        subfolders: dict[bytes, tuple[Node, _TreeRef]] = {}
         prefix = path if path == b"/" else path + b"/"  # os.path.join's result, without its call per entry
         excluded = self._exclude_matcher
         lstat = os.lstat
@@ -569,17 +603,18 @@ class BackupEngine:
                 continue
             entries.append((name, child, st))
             if stat.S_ISDIR(st.st_mode):  # walked first: the folder's signature has their trees
-                subfolders[name] = self._node_for(child, name, st, root_dev=root_dev)
+                subfolders[name] = self._dir_node(child, name, st, root_dev=root_dev)
         # Whether this folder may be taken whole from the previous run (FOLDER_RULE). Its
         # signature is computed once: here when every subfolder's tree is known (a leaf
         # folder, or subfolders taken whole), else when its tree is stored.
-        signed = None
-        if self.cache is not None and path != b"/" and len(self.report.warnings) == warnings:
-            signed = [(name, st, subfolders[name].subtree if name in subfolders else None)
-                      for name, _child, st in entries]
-            if all(node.subtree.id is not None for node in subfolders.values() if isinstance(node.subtree, _TreeRef)):
-                signed = self._signature([(n, st, sub.id if sub is not None else None) for n, st, sub in signed])
-                reused = self._reuse_folder(path, entries, cached, signed)
+        signed: bytes | _Signed | None = None
+        if cache is not None and path != b"/" and len(self.report.warnings) == warnings:
+            rows: _Signed = [(name, st, subfolders[name][1] if name in subfolders else None)
+                             for name, _child, st in entries]
+            signed = rows
+            if all(subtree.id is not None for _node, subtree in subfolders.values()):
+                signed = self._signature([(n, st, sub.id if sub is not None else None) for n, st, sub in rows])
+                reused = self._reuse_folder(cache, path, entries, cached, signed)
                 if reused is not None:
                     return reused
             # else a subfolder's tree is still waiting for its files: it changed, so this
@@ -587,21 +622,23 @@ class BackupEngine:
         nodes = []
         seen: set[bytes] = set()
         for name, child, st in entries:
-            node = subfolders.get(name)
-            if node is None:
+            subfolder = subfolders.get(name)
+            if subfolder is not None:
+                node: Node | None = subfolder[0]
+            else:
                 node = (self._file(child, name, st, cached, seen) if stat.S_ISREG(st.st_mode)  # most entries
                         else self._node_for(child, name, st, root_dev=root_dev, cached=cached, seen=seen))
             if node is not None:
                 nodes.append(node)
-        if cached:
+        if cache is not None and cached:
             # Every cached file of the folder seen in one statement; those not found
             # unchanged (changed: recorded again once read; vanished) are dropped.
-            self.cache.touch_folder(path, forget=[name for name in cached if name not in seen])
+            cache.touch_folder(path, forget=[name for name in cached if name not in seen])
         if len(self.report.warnings) != warnings:
             signed = None  # an entry left out or not readable: never taken whole next time
-        return self._queue_tree(self._with_root_extra(path, nodes), self._pending, path, signed)
+        return self._queue_tree(self._with_root_extra(path, nodes), self._pending, path, signed, self._subdirs)
 
-    def _signature(self, signed: list) -> bytes:
+    def _signature(self, signed: list[tuple[bytes, os.stat_result, bytes | None]]) -> bytes:
         """What a folder's tree is made of, hashed: every entry's name, lstat fields, and
         subfolder's tree id; the owner names of the ids met; the options that decide what
         is kept. An unchanged signature gives an unchanged tree (FOLDER_RULE).
@@ -618,16 +655,17 @@ class BackupEngine:
         encoded = marshal.dumps((FOLDER_SIGNATURE_VERSION, self._options_key, users, groups, rows), 0)
         return hashlib.blake2b(encoded, digest_size=32).digest()
 
-    def _reuse_folder(self, path: bytes, entries: list, cached: dict | None, signature: bytes) -> _TreeRef | None:
+    def _reuse_folder(self, cache: FilesCache, path: bytes, entries: list[_Entry],
+                      cached: dict[bytes, CachedRow] | None, signature: bytes) -> _TreeRef | None:
         """The previous run's tree of this folder if nothing in it changed: same
         signature, every file unchanged in the files cache with its chunks still in the
         repository, every subfolder's tree known now, the tree itself in the repository."""
-        record = self.cache.folder_tree(path)
+        record = cache.folder_tree(path)
         if record is None or signature != record[0] or not self.repo.has_blob(record[1]):
             return None
         files = size = 0
         has_blob = self.repo.has_blob
-        unchanged, chunks_of = self.cache.unchanged, self.cache.chunks
+        unchanged, chunks_of = cache.unchanged, cache.chunks
         for name, _child, st in entries:
             if stat.S_ISREG(st.st_mode):
                 row = cached.get(name) if cached else None
@@ -639,8 +677,8 @@ class BackupEngine:
                 files += 1
                 size += st.st_size
         if cached:
-            self.cache.touch_folder(path)
-        self.cache.touch_folder_tree(path)
+            cache.touch_folder(path)
+        cache.touch_folder_tree(path)
         self.report.files_unchanged += files
         self.report.bytes_total += size
         self.report.folders_reused += 1
@@ -662,15 +700,20 @@ class BackupEngine:
         user, group = self._names.owner(uid, gid)
         return Node(name, node_type, st.st_mode & 0o7777, uid, gid, st.st_mtime_ns, user, group)
 
+    def _dir_node(self, path: bytes, name: bytes, st: os.stat_result, *, root_dev: int) -> tuple[Node, _TreeRef]:
+        """A subfolder of the directory being walked, and its tree (known once stored)."""
+        node = self._base_node(name, DIR, st)
+        if self.options.one_file_system and st.st_dev != root_dev:
+            subtree = self._queue_tree([], [])  # a mount point: kept, not crossed
+        else:
+            subtree = self._directory(path, root_dev)
+        self._subdirs.append((node, subtree))
+        return node, subtree
+
     def _node_for(self, path: bytes, name: bytes, st: os.stat_result, *, root_dev: int,
-                  cached: dict | None = None, seen: set[bytes] | None = None) -> Node | None:
+                  cached: dict[bytes, CachedRow] | None = None, seen: set[bytes] | None = None) -> Node | None:
         if stat.S_ISDIR(st.st_mode):
-            node = self._base_node(name, DIR, st)
-            if self.options.one_file_system and st.st_dev != root_dev:
-                node.subtree = self._queue_tree([], [])  # a mount point: kept, not crossed
-            else:
-                node.subtree = self._directory(path, root_dev)
-            return node
+            return self._dir_node(path, name, st, root_dev=root_dev)[0]
         if stat.S_ISLNK(st.st_mode):
             node = self._base_node(name, SYMLINK, st)
             try:
@@ -686,7 +729,7 @@ class BackupEngine:
 
     # ---- files --------------------------------------------------------------------
 
-    def _file(self, path: bytes, name: bytes, st: os.stat_result, cached: dict | None = None,
+    def _file(self, path: bytes, name: bytes, st: os.stat_result, cached: dict[bytes, CachedRow] | None = None,
               seen: set[bytes] | None = None) -> Node | None:
         """`cached`: the files cache's entries of the file's folder (by name), and `seen`
         the names found unchanged there; without them (a source that is a file), the
@@ -703,11 +746,12 @@ class BackupEngine:
             row = cached.get(name)
             if row is not None:
                 # The walk's commonest case, inline: unchanged, every chunk still stored.
-                if self.cache.unchanged(row, st):
-                    chunks = self.cache.chunks(row)
+                if FilesCache.unchanged(row, st):
+                    chunks = FilesCache.chunks(row)
                     has_blob = self.repo.has_blob
                     if all(map(has_blob, chunks)):
                         node.sha256, node.chunks = row[5], chunks
+                        assert seen is not None  # given with `cached`
                         seen.add(name)
                         self.report.files_unchanged += 1
                         self.progress.advance(files=1, bytes_done=size)
@@ -739,12 +783,14 @@ class BackupEngine:
             # Most files (letters, scans, images) fit in one read: a worker reads, hashes
             # and stores the whole file, so reading and SHA-256 run on both cores too.
             self._slots.acquire()
+            assert self._pool is not None  # the executors are set while _run walks
             future = self._pool.submit(self._read_whole_file, path)
             future.add_done_callback(lambda _f: self._slots.release())
         else:
             # Large files and databases are cut by one streaming thread, so the walk
             # goes on through the other files meanwhile (a weekly backup rereads the
             # whole database while the walk checks thousands of unchanged letters).
+            assert self._streamer is not None
             future = self._streamer.submit(self._stream_file, path, database=database)
         self._pending.append(_PendingFile(node, future, path, st, is_new=is_new))
         return node
@@ -753,7 +799,7 @@ class BackupEngine:
         """Collect the results of files read by workers, before their tree is stored.
         Returns the ids of the nodes of files that could not be read (left out)."""
         dropped: set[int] = set()
-        records = []
+        records: list[tuple[bytes, os.stat_result, str, list[bytes]]] = []
         for pending in files:
             node, path, st = pending.node, pending.path, pending.st
             try:
@@ -762,8 +808,11 @@ class BackupEngine:
                 self._warn(path, f"file cannot be read ({exc.strerror}); not in this snapshot")
                 dropped.add(id(node))
                 continue
-            node.chunks = (result.chunk_ids if result.chunk_ids is not None
-                           else [chunk_id for f in result.chunk_futures for chunk_id in f.result()])
+            if result.chunk_ids is not None:
+                node.chunks = result.chunk_ids
+            else:
+                assert result.chunk_futures is not None  # a streamed file
+                node.chunks = [chunk_id for f in result.chunk_futures for chunk_id in f.result()]
             node.size = result.size  # exactly what the SHA-256 covers
             node.sha256 = result.sha256
             after = result.after
@@ -779,18 +828,18 @@ class BackupEngine:
                 self.report.files_new += 1
             else:
                 self.report.files_changed += 1
-        if records:
+        if records and self.cache is not None:  # records are kept only with a cache
             self.cache.record_many(records)
         return dropped
 
-    def _thread_chunker(self):
-        chunker = getattr(self._local, "chunker", None)
+    def _thread_chunker(self) -> Chunker:
+        chunker: Chunker | None = getattr(self._local, "chunker", None)
         if chunker is None:
             chunker = self._local.chunker = self.repo.new_chunker()
         return chunker
 
     @staticmethod
-    def _open(path: bytes):
+    def _open(path: bytes) -> BinaryIO:
         return open(open_nofollow(path), "rb", buffering=0)
 
     def _submit_small_batch(self) -> None:
@@ -800,11 +849,13 @@ class BackupEngine:
         self._batch = _SmallBatch()
         self._slots.acquire()
         if self._small_files < PROCESS_MIN_FILES:
+            assert self._pool is not None  # the executors are set while _run walks
             batch.future = self._pool.submit(self._read_small_files, batch.paths, batch.sizes)
             batch.future.add_done_callback(lambda _f: self._slots.release())
             return
         if self._processes is None:
             self._start_processes()
+        assert self._processes is not None
         batch.future = Future()
         batch.slot = self._spool_slots.pop()
         sealed = self._processes.submit(seal_small_files, self.repo.sealer, batch.paths, batch.sizes,
@@ -840,26 +891,31 @@ class BackupEngine:
             self._spool = None
             os.unlink(self._spool_path)
 
-    def _absorb_sealed(self, batch: _SmallBatch, done: Future) -> None:
+    def _absorb_sealed(self, batch: _SmallBatch,
+                       done: Future[tuple[list[SmallFileResult], list[SealedPart]]]) -> None:
         """In the process pool's result thread: add the blobs a worker process sealed to
         the packs (unless already stored), and complete the batch with a _FileResult or
         an OSError per path, as `_read_small_files` does."""
+        result = batch.future
+        assert result is not None  # set before the batch went to the process
         try:
             items, placed = done.result()
+            assert self._spool is not None  # mapped with the processes
             with memoryview(self._spool) as spool:
                 # Copied from the spool straight into the pack's buffer.
-                parts = [(p[0], spool[p[1] : p[1] + p[2]], p[3]) if len(p) == 4 else p for p in placed]
+                parts: list[tuple[bytes, bytes | memoryview, int]] = [
+                    (p[0], spool[p[1] : p[1] + p[2]], p[3]) if len(p) == 4 else p for p in placed]
                 self.repo.store_sealed_blobs(BLOB_DATA, parts)
                 del parts
-            batch.future.set_result(self._tally(self._unseal_result(path, item)
-                                                for path, item in zip(batch.paths, items)))
+            result.set_result(self._tally(self._unseal_result(path, item)
+                                          for path, item in zip(batch.paths, items)))
         except BaseException as exc:  # a broken pool or a failed pack write fails the backup
-            batch.future.set_exception(exc)
+            result.set_exception(exc)
         finally:
             self._spool_slots.append(batch.slot)  # copied out (or given up): free again
             self._slots.release()
 
-    def _unseal_result(self, path: bytes, item) -> _FileResult | OSError:
+    def _unseal_result(self, path: bytes, item: SmallFileResult) -> _FileOutcome:
         """A worker process's answer for one file (agent.engine.small_files) as a
         _FileResult, or the OSError that kept it from being read."""
         if type(item) is tuple:
@@ -873,10 +929,10 @@ class BackupEngine:
         except OSError as exc:
             return exc
 
-    def _tally(self, outcomes) -> list:
+    def _tally(self, outcomes: Iterable[_FileOutcome]) -> list[_FileOutcome]:
         """The results of a batch of small files, in order (a _FileResult, or an OSError
         for a file that could not be read), counted once into the progress."""
-        results: list = []
+        results: list[_FileOutcome] = []
         files = size = 0
         for outcome in outcomes:
             results.append(outcome)
@@ -886,12 +942,12 @@ class BackupEngine:
         self.progress.advance(files=files, bytes_done=size)
         return results
 
-    def _read_small_files(self, paths: list[bytes], sizes: list[int]) -> list:
+    def _read_small_files(self, paths: list[bytes], sizes: list[int]) -> list[_FileOutcome]:
         """In a worker thread: `_read_small_file` for each path; an OSError in place of a
         result for a file that cannot be read (the others are still stored)."""
         return self._tally(self._read_small_or_error(path, walked) for path, walked in zip(paths, sizes))
 
-    def _read_small_or_error(self, path: bytes, walked: int) -> _FileResult | OSError:
+    def _read_small_or_error(self, path: bytes, walked: int) -> _FileOutcome:
         try:
             return self._read_small_file(path, walked=walked)
         except OSError as exc:
@@ -911,14 +967,14 @@ class BackupEngine:
             after = os.fstat(fd)
         finally:
             os.close(fd)
-        chunk_ids = [self.repo.store_blob(BLOB_DATA, data)[0]] if data else []
+        chunk_ids: list[bytes] = [self.repo.store_blob(BLOB_DATA, data)[0]] if data else []
         return _FileResult(hashlib.sha256(data).hexdigest(), len(data), after, chunk_ids=chunk_ids)
 
-    def _read_whole_file(self, path, *, progress: bool = True) -> _FileResult:
+    def _read_whole_file(self, path: bytes | BinaryIO, *, progress: bool = True) -> _FileResult:
         """In a worker: read, fingerprint and store a file of at most max_size bytes
         (`path`, or an open file, which is closed)."""
         digest = hashlib.sha256()
-        chunk_ids = []
+        chunk_ids: list[bytes] = []
         size = 0
         with self._open(path) if isinstance(path, bytes) else path as handle:
             for chunk in self._thread_chunker().chunks(handle, size_hint=os.fstat(handle.fileno()).st_size):
@@ -939,7 +995,7 @@ class BackupEngine:
             after = os.fstat(handle.fileno())
         return _FileResult(sha256, size, after, chunk_futures=futures)
 
-    def _store_dumps(self, moment) -> list[Node]:
+    def _store_dumps(self, moment: _dt.datetime) -> list[Node]:
         """Stream each database dump into the repository (agent.engine.source.dumps); returns the
         /backupctl-databases folder for the snapshot's root, or nothing if none worked."""
         by_type: dict[bytes, list[Node]] = {}
@@ -977,17 +1033,18 @@ class BackupEngine:
         self.report.dirs += 1 + len(folders)
         return [top]
 
-    def _cut_stream(self, handle, *, database: bool) -> tuple[str, int, list[Future]]:
+    def _cut_stream(self, handle: IO[bytes] | HoleSkippingReader, *,
+                    database: bool) -> tuple[str, int, list[Future[list[bytes]]]]:
         """Cut a stream into chunks stored by the workers; returns (SHA-256, size, futures
         of the chunk ids). The SHA-256 is fed in order by a one-thread executor, so
         fingerprinting (which releases the GIL) overlaps with reading and cutting."""
         digest = hashlib.sha256()
-        hashing: list[Future] = []
-        futures: list[Future] = []
+        hashing: list[Future[None]] = []
+        futures: list[Future[list[bytes]]] = []
         size = 0
         chunks = (self._chunker.fixed_chunks(handle, self.options.database_chunk_size) if database
                   else self._chunker.chunks(handle))
-        batch: list = []
+        batch: list[bytes | memoryview] = []
         batch_bytes = 0
         for chunk in chunks:
             size += len(chunk)
@@ -1002,17 +1059,28 @@ class BackupEngine:
         if batch:
             futures.append(self._submit_batch(batch, digest, hashing))
             self.progress.advance(bytes_done=batch_bytes)
+        assert self._hasher is not None  # the executors are set while _run walks
         sha256 = self._hasher.submit(digest.hexdigest).result()  # after every update, in order
         self.progress.advance(files=1)
         return sha256, size, futures
 
-    def _submit_batch(self, batch: list, digest, hashing: list[Future]) -> Future:
+    def _submit_batch(self, batch: list[bytes | memoryview], digest: _Digest,
+                      hashing: list[Future[None]]) -> Future[list[bytes]]:
         # The fingerprint is fed batch by batch, in order, by the one-thread executor.
-        hashing.append(self._hasher.submit(lambda: [digest.update(c) for c in batch]))
+        assert self._hasher is not None and self._pool is not None  # set while _run walks
+
+        def fingerprint() -> None:
+            for chunk in batch:
+                digest.update(chunk)
+
+        def store() -> list[bytes]:
+            return [self.repo.store_blob(BLOB_DATA, chunk)[0] for chunk in batch]
+
+        hashing.append(self._hasher.submit(fingerprint))
         if len(hashing) > MAX_CHUNKS_IN_FLIGHT:  # bound the data waiting to be hashed
             hashing.pop(0).result()
         self._slots.acquire()
-        future = self._pool.submit(lambda: [self.repo.store_blob(BLOB_DATA, c)[0] for c in batch])
+        future = self._pool.submit(store)
         future.add_done_callback(lambda _f: self._slots.release())
         return future
 
@@ -1050,17 +1118,19 @@ def _remove_dead_spools(directory: str) -> None:
             continue
 
 
-def _path_trie(sources: list[bytes]) -> dict:
+def _path_trie(sources: list[bytes]) -> _Trie:
     """{b"srv": {b"cabinet": None}} for [b"/srv/cabinet"]: None marks a source."""
-    trie: dict = {}
+    trie: _Trie = {}
     for source in sources:
         parts = [p for p in source.split(b"/") if p]
         node = trie
         for part in parts[:-1]:
             existing = node.get(part)
-            if existing is None and part in node:
-                break  # an ancestor is itself a source
-            node = node.setdefault(part, {})
+            if existing is None:
+                if part in node:
+                    break  # an ancestor is itself a source
+                existing = node[part] = {}
+            node = existing
         else:
             node[parts[-1]] = None
     return trie

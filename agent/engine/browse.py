@@ -39,7 +39,7 @@ def find_node(repo: Repository, snapshot: Snapshot, path: str) -> Node | None:
     """The node at `path` ("/srv/cabinet/x.txt" or without the leading slash); None for
     the snapshot's root, UsageError if there is nothing there."""
     parts = _components(path)
-    tree = snapshot.tree
+    tree: bytes | None = snapshot.tree  # None below a file: nothing to descend into
     node = None
     for depth, part in enumerate(parts):
         if tree is None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from dataclasses import dataclass, field
+from typing import Any
 
 from agent import timefmt
 from agent.state.records import MONTH_GRACE_DAYS, WEEKLY_LIMIT, restore_test_risk
@@ -34,7 +35,7 @@ class Evidence:
     agent.reports.i18n words it in English or French."""
 
     code: str
-    params: dict = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -54,7 +55,7 @@ class PeriodState:
     repository: str | None = None
     time: _dt.datetime | None = None
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, str | None]:
         return {"period": self.period, "state": self.state, "snapshot": self.snapshot,
                 "repository": self.repository, "time": self.time.isoformat() if self.time else None}
 
@@ -63,7 +64,7 @@ PRESENT, MISSING, PENDING, BEFORE = "present", "missing", "pending", "before"
 
 
 def coverage(repositories: list[RepositoryFacts], *, kind: str, count: int, now: _dt.datetime,
-             zone) -> list[PeriodState]:
+             zone: _dt.tzinfo) -> list[PeriodState]:
     """Which of the last `count` weeks, months or years hold a snapshot (in any readable
     repository), oldest first. Periods that ended before backups began (the earliest of
     the repositories' creation and their first snapshot: snapshots copied from an older
@@ -87,8 +88,10 @@ def coverage(repositories: list[RepositoryFacts], *, kind: str, count: int, now:
     return states
 
 
-def assess(repositories: list[RepositoryFacts], *, now: _dt.datetime, zone, yearly: int,
-           audit: dict | None, recovery_sheet: _dt.datetime | None) -> list[Row]:
+def assess(repositories: list[RepositoryFacts], *, now: _dt.datetime, zone: _dt.tzinfo, yearly: int,
+           audit: dict[str, Any] | None, recovery_sheet: _dt.datetime | None) -> list[Row]:
+    """`audit`: the facts of the audit trail as gathered for reports (AuditTrail.verify's
+    summary and whether the trail is intact, or why it is not), None without a trail."""
     rows = []
     readable = [r for r in repositories if r.unavailable is None]
     latest = max(((r.name, sid, t) for r in readable for sid, t in r.snapshots), key=lambda x: x[2], default=None)

@@ -22,9 +22,11 @@ whole-file reassembly of large files (disk images, dumps) in memory or on disk; 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 from agent.engine.walk import load_tree
 from agent.errors import IntegrityError
+from agent.repo.layout import SnapshotId
 from agent.repo.lock import RepositoryLock, shared_lock_for_reading
 from agent.repo.pack import BLOB_DATA, BLOB_TREE
 from agent.repo.repository import Repository
@@ -45,7 +47,7 @@ class CopyReport:
     # secret seed: files the destination already holds from its own backups are stored again.
     same_chunking: bool = True
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:  # a JSON document (--json), read back by the commands
         return {"source_snapshot": self.source_snapshot, "snapshot_id": self.snapshot_id,
                 "already_there": self.already_there, "blobs_copied": self.blobs_copied,
                 "bytes_added": self.bytes_added, "same_chunking": self.same_chunking}
@@ -56,6 +58,9 @@ class CopyEngine:
         self.source = source
         self.destination = destination
         self.snapshot = snapshot
+        # A snapshot read from the source repository: only one being built has no id yet.
+        assert snapshot.id is not None, "copy takes a snapshot read from its repository"
+        self.snapshot_id: SnapshotId = snapshot.id
         self.report = CopyReport(source_snapshot=snapshot.id.hex(), same_chunking=(
             source.master.secret == destination.master.secret and source.config.chunker == destination.config.chunker
             and source.padded == destination.padded))
@@ -64,9 +69,10 @@ class CopyEngine:
     def run(self) -> CopyReport:
         with shared_lock_for_reading(self.source, "copy"), RepositoryLock(self.destination, "copy"):
             origin = self.snapshot.summary.get("copied_from") or {
-                "repository_id": self.source.config.repository_id.hex(), "snapshot_id": self.snapshot.id.hex()}
+                "repository_id": self.source.config.repository_id.hex(), "snapshot_id": self.snapshot_id.hex()}
             here = self.destination.config.repository_id.hex()
             for existing in self.destination.snapshots():
+                assert existing.id is not None  # listed, so stored under its id
                 itself = {"repository_id": here, "snapshot_id": existing.id.hex()}
                 if origin in (existing.summary.get("copied_from"), itself):
                     self.report.already_there = True
@@ -78,8 +84,7 @@ class CopyEngine:
             self.destination.flush()  # packs, then index: only now may the snapshot refer to them
             copy = replace(self.snapshot, tree=tree, id=None,
                            summary={**self.snapshot.summary, "copied_from": origin})
-            self.destination.save_snapshot(copy)
-            self.report.snapshot_id = copy.id.hex()
+            self.report.snapshot_id = self.destination.save_snapshot(copy).hex()
             self.report.bytes_added = self.destination.bytes_added
         return self.report
 

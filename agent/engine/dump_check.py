@@ -75,7 +75,8 @@ def check_dump(settings: DatabaseSettings, dump_bytes: Iterator[bytes], path: st
     if settings.type == "postgresql" and settings.restore_test == "production":
         _production_postgresql(check, settings, dump_bytes, state_dir)
         return check
-    server_class = PostgreSQLServer if settings.type == "postgresql" else MariaDBServer
+    server_class: type[PostgreSQLServer] | type[MariaDBServer] = (
+        PostgreSQLServer if settings.type == "postgresql" else MariaDBServer)
     try:
         with server_class(state_dir, timeout=settings.timeout) as server:
             if isinstance(server, PostgreSQLServer):
@@ -100,12 +101,13 @@ def _read_only(check: DatabaseCheck, dump_bytes: Iterator[bytes], why: str) -> D
     return check
 
 
-def _feed(process: subprocess.Popen, dump_bytes: Iterator[bytes], timeout: float) -> tuple[int, bytes]:
+def _feed(process: subprocess.Popen[bytes], dump_bytes: Iterator[bytes], timeout: float) -> tuple[int, bytes]:
     """Write the dump into the loading client; the client is killed if anything stops us (a
     damaged dump, the time limit, SIGTERM), so that the server can be stopped and wiped."""
     errors = bytearray()
     reader = threading.Thread(target=drain, args=(process.stderr, errors), daemon=True)
     reader.start()
+    assert process.stdin is not None  # every loader is started with stdin=PIPE
     try:
         try:
             for block in dump_bytes:
@@ -132,7 +134,7 @@ def _counted(check: DatabaseCheck, rows: dict[str, int], into: str) -> None:
 # ---- PostgreSQL ---------------------------------------------------------------------------------
 
 
-def _loaded(check: DatabaseCheck, loader: subprocess.Popen, dump_bytes: Iterator[bytes], timeout: float,
+def _loaded(check: DatabaseCheck, loader: subprocess.Popen[bytes], dump_bytes: Iterator[bytes], timeout: float,
             what: str) -> bool:
     """Feed the dump to the loading client; False (and the check's problem set) if it failed."""
     try:
@@ -193,7 +195,7 @@ def _production_postgresql(check: DatabaseCheck, settings: DatabaseSettings, dum
                 return done.stdout
 
             try:
-                powers = sql(settings.database, POWERS_QUERY).strip().split("|")
+                powers = sql(settings.server_database, POWERS_QUERY).strip().split("|")
             except (DumpError, OSError, subprocess.TimeoutExpired) as exc:
                 check.problem = f"the production server cannot be reached ({exc})"
                 return
@@ -205,7 +207,7 @@ def _production_postgresql(check: DatabaseCheck, settings: DatabaseSettings, dum
                                  f"{', '.join(DANGEROUS_POWERS)}, or use \"throwaway\"")
                 return
             try:
-                sql(settings.database, 'CREATE DATABASE :"scratch"')
+                sql(settings.server_database, 'CREATE DATABASE :"scratch"')
             except (DumpError, OSError, subprocess.TimeoutExpired) as exc:
                 check.problem = f"the scratch database cannot be created ({exc}); grant CREATEDB to the backup role"
                 return
@@ -223,7 +225,7 @@ def _production_postgresql(check: DatabaseCheck, settings: DatabaseSettings, dum
                 check.problem = f"the sanity query failed ({exc})"
             finally:
                 try:
-                    sql(settings.database, 'DROP DATABASE IF EXISTS :"scratch" WITH (FORCE)')
+                    sql(settings.server_database, 'DROP DATABASE IF EXISTS :"scratch" WITH (FORCE)')
                 except (DumpError, OSError, subprocess.TimeoutExpired) as exc:
                     check.problem = (check.problem or "") + f"; the scratch database {scratch} could not be dropped ({exc})"
                     check.ok = False

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import tarfile
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from agent.crypto.ids import new_file_fingerprint
 from agent.engine.expansion import Expansion
@@ -38,7 +38,7 @@ class ExportReport:
     verified: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:  # a JSON document (--json), read back by the commands
         return {"files": self.files, "dirs": self.dirs, "symlinks": self.symlinks, "bytes": self.bytes,
                 "sha256_verified": self.verified,
                 "failures": [{"path": p, "problem": m} for p, m in self.failures]}

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import datetime as _dt
 from dataclasses import dataclass, field
+from typing import Any
 
 from agent.engine.retention import Decision
 from agent.engine.walk import load_tree
 from agent.repo import layout
 from agent.repo.repository import Repository
+from agent.repo.layout import SnapshotId
 from agent.repo.snapshot import Snapshot
 from agent.repo.tree import DIR, FILE
 from agent.state.files import load_json, save_json
@@ -40,7 +42,7 @@ class LockReport:
     locks_extended: int = 0
     latest: dict[str, str] = field(default_factory=dict)  # snapshot id -> lock date of its objects
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:  # a JSON document (--json), read back by the commands
         return {"objects_checked": self.objects_checked, "locks_extended": self.locks_extended,
                 "snapshot_lock_dates": self.latest}
 
@@ -77,11 +79,13 @@ def lock_targets(repo: Repository, decisions: list[Decision],
     wanted: dict[str, _dt.datetime] = {}
     visited: set[bytes] = set()
     # Latest date first: a tree already walked for a later date needs nothing more.
-    settled = sorted((d for d in decisions if d.keep and d.settled_until is not None and d.snapshot_id in by_id),
-                     key=lambda d: d.settled_until, reverse=True)
-    for decision in settled:
-        until = decision.settled_until + LOCK_MARGIN
-        wanted[layout.snapshot_name(decision.snapshot_id)] = until
+    settled = sorted(((d.settled_until, SnapshotId(d.snapshot_id)) for d in decisions
+                      if d.keep and d.settled_until is not None and d.snapshot_id is not None
+                      and d.snapshot_id in by_id),
+                     key=lambda pair: pair[0], reverse=True)
+    for settled_until, snapshot_id in settled:
+        until = settled_until + LOCK_MARGIN
+        wanted[layout.snapshot_name(snapshot_id)] = until
 
         def need(chunk_id: bytes) -> None:
             location = repo.locate(chunk_id)
@@ -90,7 +94,7 @@ def lock_targets(repo: Repository, decisions: list[Decision],
                 if name not in wanted or wanted[name] < until:
                     wanted[name] = until
 
-        stack = [by_id[decision.snapshot_id].tree]
+        stack = [by_id[snapshot_id].tree]
         while stack:
             tree_id = stack.pop()
             if tree_id in visited:

@@ -23,7 +23,10 @@ whose file is still on the computer; `check` names the files no backup can bring
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from agent.engine.progress import Progress, SilentProgress
 from agent.errors import ForeignObject, IntegrityError, ObjectLocked, ObjectNotFound, StorageError
@@ -50,7 +53,7 @@ class RepairReport:
     def changed(self) -> bool:
         return bool(self.packs_reindexed or self.damaged_packs or self.missing_packs or self.index_files_replaced)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:  # a JSON document (--json), read back by the commands
         return {
             "dry_run": self.dry_run,
             "packs_read": self.packs_read,
@@ -82,8 +85,8 @@ class RepairEngine:
         indexed = repo.index.packs()
         unreadable_indexes = len(repo.index_problems)
         stored = repo.list_pack_names()
-        intact: dict[PackId, list[PackEntry]] = {}
-        damaged: dict[PackId, list[PackEntry]] = {}  # pack -> the blobs it should hold
+        intact: dict[PackId, Sequence[PackEntry]] = {}
+        damaged: dict[PackId, Sequence[PackEntry]] = {}  # pack -> the blobs it should hold
         self.progress.start("repair: reading every pack", sum(stored.values()))
         for name in sorted(stored):
             pack_id = layout.pack_id_from_name(name)
@@ -133,16 +136,18 @@ class RepairEngine:
         written = repo.write_index_files({**intact, **new_packs}, supersede=supersede)
         for index_id in supersede:
             if index_id not in written:
-                self._delete(layout.index_name(index_id), lambda i=index_id: repo.delete_index_file(i))
+                self._delete(layout.index_name(index_id), functools.partial(repo.delete_index_file, index_id))
         self.report.index_files_replaced = len([i for i in supersede if i not in written])
         for pack_id in sorted(damaged):
-            self._delete(layout.pack_name(pack_id), lambda p=pack_id: repo.delete_pack(p))
+            self._delete(layout.pack_name(pack_id), functools.partial(repo.delete_pack, pack_id))
         repo.load_index(reload=True)
 
-    def _read(self, pack_id: PackId, indexed_entries: list[PackEntry]) -> tuple[list[PackEntry], str | None]:
+    def _read(self, pack_id: PackId,
+              indexed_entries: Sequence[PackEntry]) -> tuple[Sequence[PackEntry], str | None]:
         """(blobs, problem or None) of one pack; every blob is verified. A pack whose
         index entries disagree with its own header is intact: the header is the truth."""
         name = layout.pack_name(pack_id)
+        entries: Sequence[PackEntry]
         try:
             data, entries = self.repo.read_pack(pack_id)
         except (IntegrityError, StorageError) as exc:
@@ -172,7 +177,7 @@ class RepairEngine:
         except IntegrityError:
             return None
 
-    def _delete(self, name: str, action) -> None:
+    def _delete(self, name: str, action: Callable[[], None]) -> None:
         try:
             action()
         except ObjectNotFound:

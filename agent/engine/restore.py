@@ -30,7 +30,7 @@ import stat
 import time
 from dataclasses import dataclass, field
 from collections import deque
-from typing import Callable, Iterable, Iterator, TypeVar
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 from agent.crypto.ids import new_file_fingerprint
 from agent.engine import browse
@@ -148,7 +148,7 @@ class RestoreReport:
     space_needed: int = 0  # bytes the restore would take on the target's file system (margin included)
     space_available: int = 0
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:  # a JSON document (--json), read back by the commands
         return {
             "files": self.files, "dirs": self.dirs, "symlinks": self.symlinks,
             "hardlinks": self.hardlinks, "bytes": self.bytes,

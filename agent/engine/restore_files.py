@@ -43,6 +43,8 @@ import threading
 from collections import defaultdict
 from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from types import TracebackType
+from typing import TypeVar
 
 from agent.engine.source.holes import HoleSkippingReader
 from agent.engine.progress import Progress
@@ -50,6 +52,7 @@ from agent.engine.target import TargetTree, permissions, target_error
 from agent.errors import IntegrityError, RestoreTargetError, StorageError
 from agent.repo import layout
 from agent.repo.index import BlobLocation
+from agent.repo.layout import PackId
 from agent.repo.repository import Repository
 from agent.repo.tree import Node
 
@@ -87,6 +90,17 @@ class _Use:
     offset: int
 
 
+# A blob of one pack to restore: (chunk id, (where it is, what needs it)); what needs it is
+# the places (_Use) it is written at, or the one-chunk files a worker process creates.
+_Owners = TypeVar("_Owners")
+_Blob = tuple[bytes, tuple[BlobLocation, _Owners]]
+# A one-chunk file for a worker process: (its index in the task, rel, size, sha256, uid, gid,
+# permissions, mtime_ns, whether its inode is wanted: a hard link's); and a blob holding such
+# files: (chunk id, kind, offset, length, raw length, files).
+_ChildFile = tuple[int, bytes, int, str, int, int, int, int, bool]
+_ChildBlob = tuple[bytes, int, int, int, int, list[_ChildFile]]
+
+
 class _Tally:
     """What one pack task did, added to the restorer's totals once per pack (one lock
     round per pack instead of several per file)."""
@@ -105,7 +119,7 @@ class Batch:
     """Files handed to the workers together: their pack tasks, and the files the main
     thread created for them (removed again if the restore aborts)."""
 
-    def __init__(self, futures: list[Future], created: list[FileTarget]) -> None:
+    def __init__(self, futures: list[Future[None]], created: list[FileTarget]) -> None:
         self.futures = futures
         self.created = created
 
@@ -148,7 +162,8 @@ class ContentRestorer:
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="restore")
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         assert self._pool is not None
         if exc_type is not None:
             # Ctrl-C (KeyboardInterrupt, raised in the main thread while it waits or plans)
@@ -176,14 +191,14 @@ class ContentRestorer:
         here first (their blobs may come from several packs, in any order); a file of one
         chunk is created by the worker that decodes it."""
         assert self._pool is not None, "use the restorer as a context manager"
-        needs: dict[bytes, dict[bytes, tuple[BlobLocation, list[_Use]]]] = defaultdict(dict)
+        needs: dict[PackId, dict[bytes, tuple[BlobLocation, list[_Use]]]] = defaultdict(dict)
         created: list[FileTarget] = []
         batch = Batch([], created)
         self._batches.append(batch)
         locate = self.repo.locate
         # One-chunk files for the worker processes, by pack and blob, without a _Use each:
         # this loop is the main process's share of every file.
-        forked: dict[bytes, dict[bytes, tuple[BlobLocation, list[FileTarget]]]] = defaultdict(dict)
+        forked: dict[PackId, dict[bytes, tuple[BlobLocation, list[FileTarget]]]] = defaultdict(dict)
         for target in files:
             node = target.node
             if self._processes is not None and len(node.chunks) == 1 and not node.sparse:
@@ -192,11 +207,11 @@ class ContentRestorer:
                 if location is not None:
                     target.remaining = 1
                     target.whole = True
-                    entry = forked[location.pack_id].get(chunk_id)
-                    if entry is None:
+                    holders = forked[location.pack_id].get(chunk_id)
+                    if holders is None:
                         forked[location.pack_id][chunk_id] = (location, [target])
                     else:
-                        entry[1].append(target)
+                        holders[1].append(target)
                     continue
             offset = 0
             for chunk_id in node.chunks:
@@ -228,8 +243,8 @@ class ContentRestorer:
             batch.futures.extend(self._in_process(name, group) for group in _ranges(ordered))
         for pack_id, blobs in needs.items():
             name = layout.pack_name(pack_id)
-            ordered = sorted(blobs.items(), key=lambda item: item[1][0].offset)
-            batch.futures.extend(self._pool.submit(self._restore_range, name, group) for group in _ranges(ordered))
+            by_offset = sorted(blobs.items(), key=lambda item: item[1][0].offset)
+            batch.futures.extend(self._pool.submit(self._restore_range, name, group) for group in _ranges(by_offset))
         return batch
 
     def wait(self, batch: Batch) -> None:
@@ -241,17 +256,17 @@ class ContentRestorer:
                 raise error
         self._batches.remove(batch)
 
-    def _in_process(self, name: str, group: list) -> Future:
+    def _in_process(self, name: str, group: list[_Blob[list[FileTarget]]]) -> Future[None]:
         """Hand one ranged read of one-chunk files to a worker process: plain values
         only (the process has the repository and the target from the fork); its answer
         is applied here, to the files' records and the totals."""
         assert self._processes is not None
         targets: list[FileTarget] = []
-        blobs = []
+        blobs: list[_ChildBlob] = []
         keep = self.keep_special_bits
         mask = 0o7777 if keep else 0o777  # permissions(), inlined: this runs once per file
         for chunk_id, (location, owners) in group:
-            files = []
+            files: list[_ChildFile] = []
             for target in owners:
                 node = target.node
                 files.append((len(targets), target.rel, node.size, node.sha256, node.uid, node.gid,
@@ -259,9 +274,9 @@ class ContentRestorer:
                 targets.append(target)
             blobs.append((chunk_id, location.kind, location.offset, location.length, location.raw_length, files))
         future = self._processes.submit(_child_range, name, blobs)
-        result: Future = Future()
+        result: Future[None] = Future()
 
-        def settle(done: Future) -> None:
+        def settle(done: Future[_Answer]) -> None:
             try:
                 answer = done.result()
             except BaseException as exc:  # the pool broke (a process killed): said as such
@@ -304,7 +319,7 @@ class ContentRestorer:
 
     # ---- one pack ----------------------------------------------------------------------
 
-    def _restore_range(self, name: str, group: list) -> None:
+    def _restore_range(self, name: str, group: list[_Blob[list[_Use]]]) -> None:
         writer = _Writer(self.tree)
         tally = _Tally()
         try:
@@ -313,7 +328,7 @@ class ContentRestorer:
             writer.close()
             self._add(tally)
 
-    def _restore_range_with(self, name: str, group: list, writer: "_Writer", tally: _Tally) -> None:
+    def _restore_range_with(self, name: str, group: list[_Blob[list[_Use]]], writer: "_Writer", tally: _Tally) -> None:
         """One ranged read of a pack (neighbouring blobs together), then each blob
         decrypted once and written at every place that holds it."""
         if self._stop.is_set():
@@ -478,13 +493,13 @@ _CHILD: "ContentRestorer | None" = None
 
 @dataclass(slots=True)
 class _Answer:
-    totals: tuple  # files, bytes, verified, failures, progress bytes
-    outcomes: list  # (index, verified, inode or 0) per file finished
-    broken: list  # (index, inode) of files created then left by an error
-    error: tuple | None  # (message, hint) of the RestoreTargetError that stopped the task
+    totals: tuple[int, int, int, list[tuple[str, str]], int]  # files, bytes, verified, failures, progress bytes
+    outcomes: list[tuple[int, bool, int]]  # (index, verified, inode or 0) per file finished
+    broken: list[tuple[int, int]]  # (index, inode) of files created then left by an error
+    error: tuple[str, str] | None  # (message, hint) of the RestoreTargetError that stopped the task
 
 
-def _child_range(name: str, blobs: list) -> _Answer:
+def _child_range(name: str, blobs: list[_ChildBlob]) -> _Answer:
     """In a worker process: one ranged read of pack `name`, each blob decrypted once,
     each one-chunk file that holds it created, written, read back for its SHA-256 and
     dated through one descriptor, as ContentRestorer._write_whole does in a thread."""
@@ -493,9 +508,9 @@ def _child_range(name: str, blobs: list) -> _Answer:
     repo, tree, same_owner = restorer.repo, restorer.tree, restorer.same_owner
     files = size_sum = verified = progress = 0
     failures: list[tuple[str, str]] = []
-    outcomes: list = []
-    broken: list = []
-    error = None
+    outcomes: list[tuple[int, bool, int]] = []
+    broken: list[tuple[int, int]] = []
+    error: tuple[str, str] | None = None
     start = blobs[0][2]
     end = blobs[-1][2] + blobs[-1][3]
     try:
@@ -605,9 +620,9 @@ class _Writer:
         self._fd, self._target = -1, None
 
 
-def _ranges(ordered: list) -> list[list]:
+def _ranges(ordered: list[_Blob[_Owners]]) -> list[list[_Blob[_Owners]]]:
     """Group blobs sorted by offset into ranges worth one request each."""
-    groups: list[list] = []
+    groups: list[list[_Blob[_Owners]]] = []
     for item in ordered:
         location = item[1][0]
         if groups:

@@ -21,6 +21,7 @@ import os
 import random
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from agent import clock
 from agent.engine import browse
@@ -49,14 +50,14 @@ class SnapshotTest:
     files: int = 0
     bytes: int = 0
     sha256_verified: int = 0
-    failures: list[dict] = field(default_factory=list)
+    failures: list[dict[str, str]] = field(default_factory=list)  # {"path", "problem"}
     duration_s: float = 0.0
 
     @property
     def throughput_mib_s(self) -> float:
         return self.bytes / 2**20 / self.duration_s if self.duration_s > 0 else 0.0
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:  # a JSON document (--json), read back by the commands
         return {"snapshot_id": self.snapshot_id, "snapshot_time": self.snapshot_time, "mode": self.mode,
                 "files": self.files, "bytes": self.bytes, "sha256_verified": self.sha256_verified,
                 "failures": self.failures, "duration_s": round(self.duration_s, 3),
@@ -76,7 +77,7 @@ class RestoreTestReport:
         return (all(not t.failures and t.sha256_verified == t.files for t in self.tests)
                 and all(d.ok for d in self.databases))
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:  # a JSON document (--json), read back by the commands
         return {"started": self.started, "ok": self.ok, "seed": self.seed,
                 "files": sum(t.files for t in self.tests), "bytes": sum(t.bytes for t in self.tests),
                 "sha256_verified": sum(t.sha256_verified for t in self.tests),
@@ -146,6 +147,7 @@ class RestoreTestEngine:
         except UsageError:
             return DatabaseCheck(settings.name, settings.type, path,
                                  problem="this snapshot holds no dump of the database (its dump failed that day)")
+        assert node is not None  # the dump's path is never the snapshot's root
         try:
             return check_dump(settings, browse.file_bytes(self.repo, node, path), path, state_dir=self.state_dir)
         except IntegrityError as exc:
@@ -183,6 +185,7 @@ class RestoreTestEngine:
 
     def _restore(self, snapshot: Snapshot, files: list[tuple[str, int]], mode: str, target: str,
                  identity: tuple[int, int]) -> SnapshotTest:
+        assert snapshot.id is not None  # a snapshot read from the repository
         test = SnapshotTest(snapshot.id.hex(), snapshot.time.isoformat(), mode)
         if not files:
             return test

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from dataclasses import dataclass, field
-from typing import Iterable, Protocol, Sequence
+from typing import Any, Iterable, Protocol, Sequence
 from zoneinfo import ZoneInfo
 
 
@@ -78,7 +78,7 @@ class Decision:
     keep_until: _dt.datetime | None = None  # kept: when the last window lets go of it
     settled_until: _dt.datetime | None = None  # kept whatever later backups do, until then
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:  # a JSON document (--json), read back by the commands
         return {
             "snapshot_id": self.snapshot_id.hex() if self.snapshot_id else None,
             "time": self.time.isoformat(),
@@ -122,13 +122,13 @@ def apply_policy(snapshots: Sequence[SnapshotLike], policy: RetentionPolicy, *,
 
 
 def _groups(snapshots: Iterable[SnapshotLike]) -> list[list[SnapshotLike]]:
-    groups: dict[tuple, list[SnapshotLike]] = {}
+    groups: dict[tuple[str, tuple[str, ...]], list[SnapshotLike]] = {}
     for snapshot in snapshots:
         groups.setdefault((snapshot.host, tuple(sorted(snapshot.paths))), []).append(snapshot)
     return list(groups.values())
 
 
-def _order(snapshot: SnapshotLike) -> tuple:
+def _order(snapshot: SnapshotLike) -> tuple[_dt.datetime, bytes]:
     # Equal times are broken by id, so the result never depends on the input order.
     return (_aware(snapshot.time), snapshot.id or b"")
 
@@ -138,7 +138,7 @@ def _aware(moment: _dt.datetime) -> _dt.datetime:
 
 
 def _decide_group(group: list[SnapshotLike], policy: RetentionPolicy, zone: ZoneInfo,
-                  local_now: _dt.datetime, verdicts: dict) -> None:
+                  local_now: _dt.datetime, verdicts: dict[int, _Verdict]) -> None:
     future = [s for s in group if _aware(s.time) > local_now]
     for snapshot in future:
         verdict = verdicts[id(snapshot)]
@@ -204,26 +204,26 @@ class _Period:
         return _year_of(_dt.date(day.year + periods, 1, 1), zone)
 
 
-def _midnight(day: _dt.date, zone) -> _dt.datetime:
+def _midnight(day: _dt.date, zone: _dt.tzinfo | None) -> _dt.datetime:
     # A local midnight (zoneinfo resolves the rare day that starts at 01:00 itself).
     return _dt.datetime(day.year, day.month, day.day, tzinfo=zone)
 
 
-def _day_of(day: _dt.date, zone) -> _Period:
+def _day_of(day: _dt.date, zone: _dt.tzinfo | None) -> _Period:
     return _Period("day", _midnight(day, zone), day.isoformat())
 
 
-def _week_of(day: _dt.date, zone) -> _Period:
+def _week_of(day: _dt.date, zone: _dt.tzinfo | None) -> _Period:
     monday = day - _dt.timedelta(days=day.weekday())
     year, week, _weekday = monday.isocalendar()
     return _Period("week", _midnight(monday, zone), f"{year}-W{week:02d}")
 
 
-def _month_of(day: _dt.date, zone) -> _Period:
+def _month_of(day: _dt.date, zone: _dt.tzinfo | None) -> _Period:
     return _Period("month", _midnight(day.replace(day=1), zone), f"{day.year}-{day.month:02d}")
 
 
-def _year_of(day: _dt.date, zone) -> _Period:
+def _year_of(day: _dt.date, zone: _dt.tzinfo | None) -> _Period:
     return _Period("year", _midnight(_dt.date(day.year, 1, 1), zone), str(day.year))
 
 
@@ -243,7 +243,8 @@ def _year(moment: _dt.datetime) -> _Period:
     return _year_of(moment.date(), moment.tzinfo)
 
 
-def calendar_periods(kind: str, now: _dt.datetime, count: int, zone) -> list[tuple[str, _dt.datetime, _dt.datetime]]:
+def calendar_periods(kind: str, now: _dt.datetime, count: int,
+                     zone: _dt.tzinfo) -> list[tuple[str, _dt.datetime, _dt.datetime]]:
     """The `count` calendar periods ("week", "month" or "year") ending with the one that
     contains `now`, oldest first, as (name, start, end) in `zone` ("2026-W47", "2026-11",
     "2026"). The same calendar as the policy's, for reports of what it keeps."""

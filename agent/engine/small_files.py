@@ -22,12 +22,22 @@ import hashlib
 import mmap
 import os
 import signal
-from typing import NamedTuple
+from typing import Final, Literal, NamedTuple
 
 from agent.repo.pack import BLOB_DATA
 from agent.repo.sealing import BlobSealer
 
-GREW = "grew"  # the file is larger than the batch limit now: read it the general way
+GREW: Final = "grew"  # the file is larger than the batch limit now: read it the general way
+
+# What `seal_small_files` returns for one file: (sha256 hex, size, then size, mtime_ns and
+# ctime_ns after reading, chunk id or None for an empty file), its OSError, or GREW.
+SmallFileRead = tuple[str, int, int, int, int, bytes | None]
+SmallFileResult = SmallFileRead | OSError | Literal["grew"]
+# A sealed part: (chunk id, start, length, plaintext length) in the spool's shared mapping,
+# or (chunk id, sealed bytes, plaintext length) when the batch's slot was full.
+SealedInSpool = tuple[bytes, int, int, int]
+SealedApart = tuple[bytes, bytes, int]
+SealedPart = SealedInSpool | SealedApart
 
 
 class Stamp(NamedTuple):
@@ -96,7 +106,7 @@ def _spool(path: str) -> mmap.mmap:
 
 
 def seal_small_files(sealer: BlobSealer, paths: list[bytes], sizes: list[int], limit: int,
-                     spool: str, offset: int, room: int) -> tuple:
+                     spool: str, offset: int, room: int) -> tuple[list[SmallFileResult], list[SealedPart]]:
     """In a worker process: read, fingerprint and seal each file of a batch.
 
     Returns (results, parts): per path, (sha256 hex, size, size after reading, mtime_ns
@@ -106,8 +116,8 @@ def seal_small_files(sealer: BlobSealer, paths: list[bytes], sizes: list[int], l
     spool file, or (chunk id, part, plaintext length) when the slot is full. The sealed
     bytes (ciphertext only) travel through the shared mapping: through the result pipe,
     a megabyte per batch waited on the backup process's GIL at every 64 KiB read."""
-    results: list = []
-    parts: list = []
+    results: list[SmallFileResult] = []
+    parts: list[SealedPart] = []
     mapped = _spool(spool)
     position = offset
     end = offset + room

@@ -64,8 +64,9 @@ _TARGET_ERRNOS = {errno.ENOSPC: ("the restore target is full", "free some space 
 
 
 def target_error(exc: OSError, where: str) -> RestoreTargetError:
-    reason, hint = _TARGET_ERRNOS.get(exc.errno, (f"cannot write to the restore target ({exc.strerror})",
-                                                  "check the restore target, or choose another --target"))
+    # An error without an errno (None, read as 0) is none of the known ones.
+    reason, hint = _TARGET_ERRNOS.get(exc.errno or 0, (f"cannot write to the restore target ({exc.strerror})",
+                                                       "check the restore target, or choose another --target"))
     return RestoreTargetError(f"{reason}: {where}", hint=hint)
 
 
@@ -298,13 +299,13 @@ class TargetTree:
         (mode 0700 until the end of the restore) when `create`, else FileNotFoundError."""
         if not rel:
             return self._root_fd, self._root_dev
-        found = self._cache.get(rel)
+        found: tuple[int, int] | None = self._cache.get(rel)
         if found is not None:  # most calls: the folder of the previous file
             self._cache.move_to_end(rel)
             return found
         parts = rel.split(b"/")
         depth = len(parts)
-        found: tuple[int, int] | None = None
+        found = None
         while depth > 0:
             found = self._cache.get(b"/".join(parts[:depth]))
             if found is not None:

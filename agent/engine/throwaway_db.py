@@ -34,7 +34,7 @@ import stat
 import subprocess
 import tempfile
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Self
 
 from agent.child_env import child_environment
 from agent.errors import BackupctlError
@@ -158,7 +158,7 @@ class ThrowawayServer:
         self.timeout = timeout
         self.folder = ""
         self.socket_folder = ""
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[bytes] | None = None
         self.owner: tuple[int, int] | None = None
 
     # -- the folder ---------------------------------------------------------------------------
@@ -211,7 +211,8 @@ class ThrowawayServer:
         if done.returncode != 0:
             lines = (done.stderr or done.stdout).strip().splitlines() or ["no message"]
             raise ServerFailed(f"{what} failed: {lines[-1][:300]}")
-        return done.stdout
+        output: str = done.stdout  # text=True (the options' dict hides that from the overloads)
+        return output
 
     def _start_process(self, argv: list[str]) -> None:
         log = open(os.path.join(self.folder, "server.log"), "ab")
@@ -243,7 +244,7 @@ class ThrowawayServer:
 
     # -- life ---------------------------------------------------------------------------------------
 
-    def __enter__(self) -> "ThrowawayServer":
+    def __enter__(self) -> Self:
         try:
             self._prepare()
             self.start()

@@ -11,6 +11,7 @@ climbs back through ".." only after checking it is the folder it came from.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 OPEN_FOLDERS = 64
@@ -81,7 +82,7 @@ def _enter(stack: list[_Folder], parent: int, name: str | bytes) -> None:
             far.fd = None
 
 
-def _quietly(operation, name: str | bytes, *, dir_fd: int) -> None:
+def _quietly(operation: Callable[..., None], name: str | bytes, *, dir_fd: int) -> None:
     try:
         operation(name, dir_fd=dir_fd)
     except OSError:

@@ -35,7 +35,7 @@ import ctypes
 import io
 import struct
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator, Sequence
+from typing import Iterator, Protocol, Sequence
 
 from pyfastcdc.cy import FastCDC
 from pyfastcdc.py.constants import GEAR, GEAR_LS, MASKS
@@ -75,6 +75,14 @@ _U64 = (1 << 64) - 1
 _PROBE_SEED = 0x2545F4914F6CDD1D
 
 
+class ByteStream(Protocol):
+    """What the chunker reads: an open file, a dump's pipe, the backup's hole-skipping
+    reader. `read` is all it needs; pyfastcdc's cut_stream uses `readinto` instead when the
+    stream has one (all three do)."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
 class Chunker:
     def __init__(self, params: ChunkerParams, seed: int | None = None, *,
                  gear: Sequence[int] | None = None) -> None:
@@ -92,7 +100,7 @@ class Chunker:
         if gear is not None:
             _install_gear_table(self._fastcdc, params, gear)
 
-    def chunks(self, stream: BinaryIO, size_hint: int | None = None) -> Iterator[bytes | memoryview]:
+    def chunks(self, stream: ByteStream, size_hint: int | None = None) -> Iterator[bytes | memoryview]:
         """Yield the chunks of `stream`.
 
         A file of at most `max_size` bytes (by far the most common: letters, scans) is
@@ -118,7 +126,7 @@ class Chunker:
             yield bytes(chunk.data)
 
     @staticmethod
-    def fixed_chunks(stream: BinaryIO, size: int, *, read_size: int = 1024 * 1024) -> Iterator[memoryview]:
+    def fixed_chunks(stream: ByteStream, size: int, *, read_size: int = 1024 * 1024) -> Iterator[memoryview]:
         """Fixed-size chunks aligned on the file's start, for database files.
 
         A database rewrites pages in place at fixed offsets; content-defined chunks of a

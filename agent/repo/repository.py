@@ -659,7 +659,7 @@ class Repository:
 
     # ---- writing blobs ----------------------------------------------------------
 
-    def store_blob(self, kind: int, data: bytes, chunk_id: ChunkId | None = None) -> tuple[ChunkId, int]:
+    def store_blob(self, kind: int, data: bytes | memoryview, chunk_id: ChunkId | None = None) -> tuple[ChunkId, int]:
         """Store a blob unless known; returns (id, stored bytes added). Thread-safe.
 
         Compression and encryption run outside the lock (both release the GIL), so
@@ -668,8 +668,9 @@ class Repository:
         if kind == BLOB_TREE and self.versioned:
             # Every tree this repository stores says its format version, whoever encoded it
             # (docs/FORMAT.md section 9); its id is that of the document as stored.
-            stamped = with_version(data, self.config.format_version)
-            if stamped is not data and chunk_id is not None:
+            tree = bytes(data)  # a tree is encoded as bytes: the same object, no copy
+            stamped = with_version(tree, self.config.format_version)
+            if stamped is not tree and chunk_id is not None:
                 raise ValueError("a tree's id is that of its document with its format version")
             data = stamped
         if chunk_id is None:
@@ -680,7 +681,7 @@ class Repository:
             self._pending_ids.add(chunk_id)
         return chunk_id, self._seal_into_pack(kind, chunk_id, data)
 
-    def _seal_into_pack(self, kind: int, chunk_id: ChunkId, data: bytes) -> int:
+    def _seal_into_pack(self, kind: int, chunk_id: ChunkId, data: bytes | memoryview) -> int:
         """Compress, encrypt and append a blob already marked pending; write the pack
         when full. Returns the stored size. Compression and encryption run outside the
         lock (both release the GIL), encryption straight into the pack's buffer."""

@@ -29,11 +29,11 @@ import hashlib
 import json
 import os
 import socket
-from typing import Any
+from typing import Any, TypedDict
 
 from agent import clock, run_as
 from agent.errors import IntegrityError, StateDirError
-from agent.state.files import write_private
+from agent.state.files import JsonDoc, write_private
 from agent.state.layout import StateLayout
 
 RETENTION = _dt.timedelta(days=183)  # six months (rule T2)
@@ -43,6 +43,14 @@ GENESIS = "0" * 64  # the `prev` of the very first record
 
 def _digest(line: bytes) -> str:
     return hashlib.sha256(line.rstrip(b"\n")).hexdigest()
+
+
+class TrailSummary(TypedDict):
+    """What `AuditTrail.verify` found: how many records, the times of the first and last."""
+
+    records: int
+    first: str | None
+    last: str | None
 
 
 def _user() -> str:
@@ -59,7 +67,7 @@ class AuditTrail:
         # very last record (which no later record names) would go unnoticed.
         self.head_path = StateLayout(state_dir).audit_head()
 
-    def append(self, action: str, **details: Any) -> dict[str, Any]:
+    def append(self, action: str, **details: Any) -> JsonDoc:
         """Add one record (and purge what is older than RETENTION)."""
         try:
             os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
@@ -118,7 +126,7 @@ class AuditTrail:
         # records are never rewritten, and verify follows the chain through the marker.
         return [json.dumps(marker, ensure_ascii=True, sort_keys=True).encode() + b"\n", *lines[keep_from:]]
 
-    def verify(self) -> dict[str, Any]:
+    def verify(self) -> TrailSummary:
         """Check the chain; raises IntegrityError naming the first broken line."""
         try:
             with open(self.path, "rb") as handle:
@@ -127,8 +135,8 @@ class AuditTrail:
             return {"records": 0, "first": None, "last": None}
         except PermissionError:
             raise run_as.denied(self.path, "read") from None
-        previous = b""  # the line before, once there is one
-        first: dict[str, Any] = {}  # line 1's record, once read
+        previous = b""  # the line before the current one (lines are never empty)
+        first: JsonDoc = {}  # the first record (a valid record is never empty)
         for number, line in enumerate(lines, start=1):
             try:
                 record = json.loads(line)

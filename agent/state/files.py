@@ -21,8 +21,12 @@ from typing import Any
 from agent import run_as
 from agent.errors import ConfigError, StateDirError
 
+# A JSON document of the state directory, as read from disk: its shape is what some
+# earlier version wrote (or a damaged file), so readers check each value they use.
+JsonDoc = dict[str, Any]
 
-def load_json(path: str) -> dict[str, Any]:
+
+def load_json(path: str) -> JsonDoc:
     """The document, or {} when it is missing or damaged; a file this user may not read
     is PermissionDenied: read as empty, it would silently drop what it guards (the
     ledger's record of snapshots, the last backups)."""
@@ -94,7 +98,7 @@ def save_bytes(path: str, data: bytes) -> None:
         raise StateDirError(f"{path} cannot be written ({exc.strerror})") from None
 
 
-def save_json(path: str, doc: dict[str, Any]) -> None:
+def save_json(path: str, doc: JsonDoc) -> None:
     save_bytes(path, json.dumps(doc, indent=1).encode("utf-8"))
 
 

@@ -49,6 +49,11 @@ def _parent(path: bytes) -> bytes:
 
 
 
+# A row of `FilesCache.folder`: size, mtime_ns, ctime_ns, inode, device, sha256 (hex), chunks
+# (the chunk ids end to end).
+CachedRow = tuple[int, int, int, int, int, str, bytes]
+
+
 @dataclass(frozen=True)
 class CachedFile:
     unchanged: bool
@@ -88,7 +93,7 @@ class FilesCache:
         prefix = folder if folder.endswith(b"/") else folder + b"/"
         return prefix, prefix[:-1] + b"0", len(prefix) + 1  # "0" follows "/" in byte order
 
-    def folder(self, folder: bytes) -> dict[bytes, tuple]:
+    def folder(self, folder: bytes) -> dict[bytes, CachedRow]:
         """The cached entries of the files directly in `folder`, by name (one query)."""
         if self._empty:
             return {}
@@ -101,17 +106,17 @@ class FilesCache:
         return {row[0]: row[1:] for row in rows}
 
     @staticmethod
-    def check(row: tuple, st: os.stat_result) -> CachedFile:
+    def check(row: CachedRow, st: os.stat_result) -> CachedFile:
         """Whether a row of `folder` still describes the file with this stat, and its content."""
         return CachedFile(FilesCache.unchanged(row, st), row[5], FilesCache.chunks(row))
 
     @staticmethod
-    def unchanged(row: tuple, st: os.stat_result) -> bool:
+    def unchanged(row: CachedRow, st: os.stat_result) -> bool:
         """Whether a row of `folder` still describes the file with this stat."""
         return row[:5] == (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
 
     @staticmethod
-    def chunks(row: tuple) -> list[bytes]:
+    def chunks(row: CachedRow) -> list[bytes]:
         """The chunk ids of a row of `folder` (32 bytes each, stored end to end)."""
         blob = row[6]
         if len(blob) == 32:  # most files: one chunk

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 from agent.errors import PermissionDenied, StateDirError
-from agent.state.files import load_json, save_json
+from agent.state.files import JsonDoc, load_json, save_json
 from agent.state.layout import StateLayout
 
 LEDGER_VERSION = 1
@@ -67,7 +67,7 @@ class LedgerFindings:
         return lines
 
 
-def compare(ledger: dict, stored: set[str]) -> LedgerFindings:
+def compare(ledger: JsonDoc, stored: set[str]) -> LedgerFindings:
     """Pure: the ledger document against the snapshot ids (hex) the repository lists."""
     known = _section(ledger, "snapshots")
     forgetting = _section(ledger, "forgetting")
@@ -80,7 +80,7 @@ def compare(ledger: dict, stored: set[str]) -> LedgerFindings:
     return LedgerFindings(vanished, replayed)
 
 
-def adopt(ledger: dict, stored: dict[str, str]) -> dict:
+def adopt(ledger: JsonDoc, stored: dict[str, str]) -> JsonDoc:
     """Pure: the ledger with the listed snapshots it did not know added (id -> time).
     A replayed snapshot is not adopted: it stays a finding until accepted."""
     forgotten = _section(ledger, "forgotten")
@@ -91,7 +91,7 @@ def adopt(ledger: dict, stored: dict[str, str]) -> dict:
     return {**ledger, "version": LEDGER_VERSION, "snapshots": snapshots}
 
 
-def settle(ledger: dict, stored: set[str], now: str) -> dict:
+def settle(ledger: JsonDoc, stored: set[str], now: str) -> JsonDoc:
     """Pure: finish what a killed prune left in "forgetting": a snapshot it deleted is
     forgotten, one still there is live again (the running prune decides anew)."""
     forgetting = _section(ledger, "forgetting")
@@ -104,12 +104,12 @@ def settle(ledger: dict, stored: set[str], now: str) -> dict:
     return {**ledger, "snapshots": snapshots, "forgetting": {}, "forgotten": forgotten}
 
 
-def accept(stored: dict[str, str]) -> dict:
+def accept(stored: dict[str, str]) -> JsonDoc:
     """Pure: a fresh ledger holding exactly the listed snapshots."""
     return {"version": LEDGER_VERSION, "snapshots": dict(stored), "forgetting": {}, "forgotten": {}}
 
 
-def _section(ledger: dict, name: str) -> dict[str, str]:
+def _section(ledger: JsonDoc, name: str) -> dict[str, str]:
     value = ledger.get(name)
     return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
 
@@ -127,11 +127,11 @@ class Ledger:
                      if state_dir else None)
         self.write_problem: str | None = None
 
-    def load(self) -> dict:
+    def load(self) -> JsonDoc:
         return load_json(self.path) if self.path else {}
 
     @contextlib.contextmanager
-    def _editing(self) -> Iterator[dict]:
+    def _editing(self) -> Iterator[JsonDoc]:
         """Read-modify-write under an exclusive flock; the caller mutates the dict. A
         ledger that cannot be written is noted in `write_problem` (the command says so)
         and never fails the backup or check that tried: their own work is done."""

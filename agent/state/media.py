@@ -28,12 +28,13 @@ import os
 import re
 import socket
 from dataclasses import dataclass
+from typing import Any
 
 from agent import clock, run_as
 from agent.crypto.kdf import KdfParams
 from agent.crypto.keys import KeyFile, MasterKey, wrap_master_key
 from agent.errors import MediumError
-from agent.state.files import load_json, save_bytes, save_json, write_private
+from agent.state.files import JsonDoc, load_json, save_bytes, save_json, write_private
 from agent.state.layout import StateLayout
 
 LABEL_FILE = "backupctl-medium.json"
@@ -152,10 +153,10 @@ class MediaState:
 
     # -- record
 
-    def record(self) -> dict:
+    def record(self) -> JsonDoc:
         return load_json(self.record_path)  # a damaged record only loses history, never backups
 
-    def note(self, label: str, **fields) -> dict:
+    def note(self, label: str, **fields: Any) -> JsonDoc:
         doc = self.record()
         media = doc.setdefault("media", {})
         media.setdefault(label, {}).update(fields)

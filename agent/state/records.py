@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import datetime as _dt
 from dataclasses import dataclass
+from typing import Any
 
-from agent.state.files import load_json, save_json
+from agent.state.files import JsonDoc, load_json, save_json
 from agent.state.layout import StateLayout
 
 
@@ -25,14 +26,14 @@ PROBE_RECORD = "endpoint_probe"
 @dataclass(frozen=True)
 class Event:
     time: _dt.datetime
-    detail: dict
+    detail: JsonDoc  # the record as stored: fields differ by kind (see Records.note)
 
 
 class Records:
     def __init__(self, state_dir: str, repository: str) -> None:
         self.path = StateLayout(state_dir).records(repository)
 
-    def load(self) -> dict:
+    def load(self) -> JsonDoc:
         return load_json(self.path)
 
     def last(self, kind: str) -> Event | None:
@@ -44,7 +45,7 @@ class Records:
         except (TypeError, ValueError):
             return None
 
-    def note(self, kind: str, moment: _dt.datetime, **detail) -> None:
+    def note(self, kind: str, moment: _dt.datetime, **detail: Any) -> None:
         """kind: "backup", "check", "read_data_check", "restore_test"."""
         doc = self.load()
         doc[kind] = {"time": moment.isoformat(), **detail}
@@ -57,7 +58,8 @@ class Records:
     def note_damage(self, repository_id: bytes, moment: _dt.datetime, *, read_data: bool,
                     problems: list[str]) -> None:
         doc = self.load()
-        damage = doc.get("damage") if isinstance(doc.get("damage"), dict) else {}
+        stored = doc.get("damage")
+        damage: JsonDoc = stored if isinstance(stored, dict) else {}
         damage[repository_id.hex()] = {"time": moment.isoformat(), "read_data": read_data,
                                        "problems": problems[:5], "count": len(problems)}
         doc["damage"] = damage
@@ -121,9 +123,9 @@ def restore_test_risk(last: tuple[_dt.datetime, bool] | None, now: _dt.datetime)
 
 
 def obligations_at_risk(*, now: _dt.datetime, last_backup: Event | None, last_check: Event | None,
-                        last_restore_test: Event | None, zone) -> list[Risk]:
+                        last_restore_test: Event | None, zone: _dt.tzinfo) -> list[Risk]:
     """The memento obligations not met for one repository."""
-    risks = []
+    risks: list[Risk] = []
     local_now = now.astimezone(zone)
     if last_backup is None:
         risks.append(Risk("no_backup", {}, "backup"))

@@ -29,7 +29,7 @@ import sqlite3
 import subprocess
 import threading
 from dataclasses import dataclass
-from typing import IO, BinaryIO, Iterator
+from typing import IO, Iterator
 
 from agent.child_env import child_environment
 from agent.engine.source import db_credentials
@@ -62,6 +62,12 @@ class DatabaseSettings:
     # practice's own server (PostgreSQL only), or "none" (read and verified only).
     restore_test: str = "throwaway"
 
+    @property
+    def server_database(self) -> str:
+        """`database`, which the configuration requires of every type but SQLite."""
+        assert self.database is not None, f"[[databases]] {self.name}: no database (config requires one)"
+        return self.database
+
 
 class DumpError(SourceError):
     """A database dump failed: the snapshot is saved without it, with a warning."""
@@ -79,7 +85,7 @@ class Dump:
         return b"/".join((DUMP_FOLDER, self.settings.type.encode(), name))
 
     @contextlib.contextmanager
-    def open(self) -> Iterator[BinaryIO]:
+    def open(self) -> Iterator[IO[bytes]]:
         """The dump's bytes as a stream; raises DumpError (at the end) if it failed."""
         if self.settings.type == "sqlite":
             yield io.BytesIO(_sqlite_image(self.settings))
@@ -97,11 +103,17 @@ class Dump:
             except OSError as exc:
                 raise DumpError(f"database {self.settings.name}: {argv[0]} cannot be started ({exc.strerror}); "
                                 f"install the database's client tools") from None
+            assert process.stdout is not None  # stdout=PIPE
             errors = bytearray()
             reader = threading.Thread(target=drain, args=(process.stderr, errors), daemon=True)
             reader.start()
             timed_out = threading.Event()
-            timer = threading.Timer(self.settings.timeout, lambda: (timed_out.set(), process.kill()))
+
+            def stop() -> None:
+                timed_out.set()
+                process.kill()
+
+            timer = threading.Timer(self.settings.timeout, stop)
             timer.start()
             try:
                 yield process.stdout
@@ -121,7 +133,7 @@ class Dump:
                                 f"{telling_line(errors)}")
 
 
-def telling_line(errors: bytes) -> str:
+def telling_line(errors: bytes | bytearray) -> str:
     """The line of a client's messages that says what went wrong (FATAL/error), else the last."""
     lines = [line.strip() for line in bytes(errors).decode("utf-8", "replace").splitlines() if line.strip()]
     telling = [line for line in lines if "FATAL" in line or "error" in line.lower()]
@@ -148,7 +160,7 @@ def tool(*names: str) -> str:
     return next((found for name in names if (found := shutil.which(name))), names[0])
 
 
-def postgresql_connection(settings: DatabaseSettings, private: str) -> tuple[list[str], dict]:
+def postgresql_connection(settings: DatabaseSettings, private: str) -> tuple[list[str], dict[str, str]]:
     """The options and environment every PostgreSQL client here (pg_dump, psql, pg_restore)
     connects with; a password goes through a pgpass file in `private`."""
     env: dict[str, str] = {}
@@ -168,7 +180,7 @@ def postgresql_connection(settings: DatabaseSettings, private: str) -> tuple[lis
     return options, child_environment(env)
 
 
-def _command(settings: DatabaseSettings, private: str) -> tuple[list[str], dict]:
+def _command(settings: DatabaseSettings, private: str) -> tuple[list[str], dict[str, str]]:
     if settings.type == "postgresql":
         options, env = postgresql_connection(settings, private)
         return [tool("pg_dump"), "--format=custom", *options, f"--dbname={settings.database}"], env
@@ -187,10 +199,10 @@ def _command(settings: DatabaseSettings, private: str) -> tuple[list[str], dict]
     if settings.port:
         lines.append(f"port={settings.port}")
     argv = [tool("mariadb-dump", "mysqldump") if settings.type == "mariadb" else tool("mysqldump", "mariadb-dump")]
-    options = settings.options_file or db_credentials.private_file(private, "client.cnf", "\n".join(lines) + "\n")
-    argv.append(f"--defaults-extra-file={options}")
+    defaults = settings.options_file or db_credentials.private_file(private, "client.cnf", "\n".join(lines) + "\n")
+    argv.append(f"--defaults-extra-file={defaults}")
     argv += ["--single-transaction", "--routines", "--events", "--triggers", "--hex-blob", "--databases",
-             settings.database]
+             settings.server_database]
     return argv, env
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+from typing import Protocol
 
 _ZEROS = bytes(1 << 20)
 
@@ -20,10 +21,16 @@ def is_sparse(st: os.stat_result) -> bool:
     return st.st_blocks * 512 < st.st_size
 
 
+class HasFileno(Protocol):
+    """An open file: the reader uses only its descriptor."""
+
+    def fileno(self) -> int: ...
+
+
 class HoleSkippingReader:
     """A read-only binary stream over an open file (`readinto` and `read`), from the start."""
 
-    def __init__(self, handle) -> None:
+    def __init__(self, handle: HasFileno) -> None:
         self._handle = handle
         self._fd = handle.fileno()
         self._pos = 0
@@ -33,7 +40,7 @@ class HoleSkippingReader:
     def fileno(self) -> int:
         return self._fd
 
-    def readinto(self, buffer) -> int:
+    def readinto(self, buffer: bytearray | memoryview) -> int:
         view = memoryview(buffer).cast("B")
         if not view:
             return 0

@@ -96,7 +96,7 @@ class Hooks:
             self.before_warnings.append(problem + "; backed up anyway (on_failure = \"continue\")")
         return self
 
-    def __exit__(self, *_exc) -> None:
+    def __exit__(self, *_exc: object) -> None:
         self._after()
 
     def _after(self) -> None:
