@@ -57,6 +57,10 @@ class KdfParams:
             raise KeyFileError(f"key file asks Argon2id for {self.parallelism} lanes; only 1 is supported")
 
 
+# What a new key file uses unless told otherwise (frozen, so one instance serves every default).
+DEFAULT_KDF_PARAMS = KdfParams()
+
+
 def normalize_passphrase(passphrase: bytes) -> bytes:
     """NFC-normalise a UTF-8 passphrase, so "é" typed as one code point or as "e" plus
     a combining accent (macOS, some keyboards) opens the same repository. Bytes that

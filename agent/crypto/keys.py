@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from agent.crypto import aead, ids
-from agent.crypto.kdf import SALT_SIZE, KdfParams, derive_key
+from agent.crypto.kdf import DEFAULT_KDF_PARAMS, SALT_SIZE, KdfParams, derive_key
 from agent.errors import IntegrityError, KeyFileError, WrongPassphrase
 
 MASTER_SIZE = 32
@@ -93,7 +93,7 @@ def wrap_master_key(
     *,
     repository_id: bytes,
     key_id: bytes,
-    params: KdfParams = KdfParams(),
+    params: KdfParams = DEFAULT_KDF_PARAMS,
     created: str,
     host: str,
 ) -> bytes:

@@ -24,7 +24,8 @@ def split(secret: bytes, threshold: int, count: int) -> list[tuple[int, bytes]]:
         raise ValueError(f"shares: need 2 <= k <= n <= {MAX_SHARES}, not {threshold} of {count}")
     low = Shamir.split(threshold, count, secret[:16])
     high = Shamir.split(threshold, count, secret[16:])
-    return [(number, a + b) for (number, a), (other, b) in zip(low, high) if number == other]
+    # Both halves are split into `count` shares numbered alike: strict, as the filter is a guard.
+    return [(number, a + b) for (number, a), (other, b) in zip(low, high, strict=True) if number == other]
 
 
 def combine(shares: list[tuple[int, bytes]], threshold: int) -> bytes:

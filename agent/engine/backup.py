@@ -908,7 +908,7 @@ class BackupEngine:
                 self.repo.store_sealed_blobs(BLOB_DATA, parts)
                 del parts
             result.set_result(self._tally(self._unseal_result(path, item)
-                                          for path, item in zip(batch.paths, items)))
+                                          for path, item in zip(batch.paths, items, strict=True)))
         except BaseException as exc:  # a broken pool or a failed pack write fails the backup
             result.set_exception(exc)
         finally:
@@ -945,7 +945,7 @@ class BackupEngine:
     def _read_small_files(self, paths: list[bytes], sizes: list[int]) -> list[_FileOutcome]:
         """In a worker thread: `_read_small_file` for each path; an OSError in place of a
         result for a file that cannot be read (the others are still stored)."""
-        return self._tally(self._read_small_or_error(path, walked) for path, walked in zip(paths, sizes))
+        return self._tally(self._read_small_or_error(path, walked) for path, walked in zip(paths, sizes, strict=True))
 
     def _read_small_or_error(self, path: bytes, walked: int) -> _FileOutcome:
         try:

@@ -24,7 +24,6 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from agent.child_env import child_environment
 from agent.engine.source import db_credentials
 from agent.engine.source.dumps import DatabaseSettings, DumpError, drain, postgresql_connection, telling_line, tool
 from agent.engine.throwaway_db import (LOADER, MariaDBServer, NoServerUser, PostgreSQLServer, ServerFailed,
@@ -199,9 +198,11 @@ def _production_postgresql(check: DatabaseCheck, settings: DatabaseSettings, dum
             except (DumpError, OSError, subprocess.TimeoutExpired) as exc:
                 check.problem = f"the production server cannot be reached ({exc})"
                 return
-            dangerous = [power for power, held in zip(DANGEROUS_POWERS, powers) if held != "f"]
+            # strict=False: the server's answer may be short; the length is checked just below.
+            dangerous = [power for power, held in zip(DANGEROUS_POWERS, powers, strict=False) if held != "f"]
             if dangerous or len(powers) != len(DANGEROUS_POWERS):
-                check.problem = (f"the role {settings.user or '(default)'} has {', '.join(dangerous) or 'unknown powers'}: "
+                powers_named = ', '.join(dangerous) or 'unknown powers'
+                check.problem = (f"the role {settings.user or '(default)'} has {powers_named}: "
                                  f"a dump written with the key could run commands or reach files on the practice's "
                                  f"server; restore_test = \"production\" needs a role with CREATEDB and none of "
                                  f"{', '.join(DANGEROUS_POWERS)}, or use \"throwaway\"")
@@ -227,7 +228,8 @@ def _production_postgresql(check: DatabaseCheck, settings: DatabaseSettings, dum
                 try:
                     sql(settings.server_database, 'DROP DATABASE IF EXISTS :"scratch" WITH (FORCE)')
                 except (DumpError, OSError, subprocess.TimeoutExpired) as exc:
-                    check.problem = (check.problem or "") + f"; the scratch database {scratch} could not be dropped ({exc})"
+                    check.problem = ((check.problem or "")
+                                     + f"; the scratch database {scratch} could not be dropped ({exc})")
                     check.ok = False
     except BackupctlError as exc:
         check.problem = str(exc)

@@ -87,7 +87,7 @@ def lock_targets(repo: Repository, decisions: list[Decision],
         until = settled_until + LOCK_MARGIN
         wanted[layout.snapshot_name(snapshot_id)] = until
 
-        def need(chunk_id: bytes) -> None:
+        def need(chunk_id: bytes, until: _dt.datetime = until) -> None:  # this snapshot's date, bound now
             location = repo.locate(chunk_id)
             if location is not None:
                 name = layout.pack_name(location.pack_id)

@@ -30,6 +30,7 @@ import stat
 import time
 from dataclasses import dataclass, field
 from collections import deque
+from functools import partial
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 from agent.crypto.ids import new_file_fingerprint
@@ -375,7 +376,7 @@ class RestoreEngine:
         with contents:
             for path, node in plan:
                 if node.type == DIR:
-                    made.append((path, node, self._guard(lambda: tree.make_dir(path), path)))
+                    made.append((path, node, self._guard(partial(tree.make_dir, path), path)))
                     known_dirs.add(path)
                     self.report.dirs += 1
                     continue
@@ -384,7 +385,7 @@ class RestoreEngine:
                 # generality cost a tenth of this loop.)
                 parent = path.rpartition(b"/")[0]
                 if parent not in known_dirs:
-                    self._guard(lambda: tree.make_dir(parent), parent)
+                    self._guard(partial(tree.make_dir, parent), parent)
                     known_dirs.add(parent)
                 if node.type == SYMLINK:
                     batch.links.append((path, node))
@@ -410,8 +411,8 @@ class RestoreEngine:
         self.report.verified += contents.verified
         self.report.failures.extend(contents.failures)
         for path, node, ino in reversed(made):  # deepest first: children no longer touch the mtime
-            self._guard(lambda: tree.set_dir_metadata(path, ino, uid=self._uid(node), gid=node.gid,
-                                                      mode=self._mode(node), mtime_ns=node.mtime_ns), path)
+            self._guard(partial(tree.set_dir_metadata, path, ino, uid=self._uid(node), gid=node.gid,
+                                mode=self._mode(node), mtime_ns=node.mtime_ns), path)
         self.progress.finish()
 
     def _hand_over(self, tree: TargetTree, contents: ContentRestorer, planned: "_Planned",
@@ -425,8 +426,8 @@ class RestoreEngine:
     def _done(self, tree: TargetTree, contents: ContentRestorer, batch: Batch, planned: "_Planned") -> None:
         contents.wait(batch)
         for path, node in planned.links:
-            self._guard(lambda: tree.symlink(path, node.target or b"", uid=self._uid(node), gid=node.gid,
-                                             mtime_ns=node.mtime_ns), path)
+            self._guard(partial(tree.symlink, path, node.target or b"", uid=self._uid(node), gid=node.gid,
+                                mtime_ns=node.mtime_ns), path)
             self.report.symlinks += 1
         for path, source in planned.hardlinks:
             self._restore_hardlink(tree, path, source)
@@ -453,7 +454,7 @@ class RestoreEngine:
                 file.ino = os.fstat(fd).st_ino
                 node = file.node
 
-                def metadata() -> None:
+                def metadata(fd: int = fd, node: Node = node) -> None:
                     if self._same_owner:
                         os.fchown(fd, node.uid, node.gid)
                     os.fchmod(fd, self._mode(node))
@@ -506,6 +507,8 @@ class RestoreEngine:
             )
 
     def _guard(self, action: Callable[[], _T], path: bytes) -> _T:
+        # Callers in loops pass functools.partial (or defaults) rather than a closure over the loop
+        # variables: the action is called at once here, but the binding then says so plainly.
         try:
             return action()
         except OSError as exc:

@@ -338,7 +338,7 @@ class ContentRestorer:
         try:
             data = self.repo.storage.read_range(name, start, end - start)
         except StorageError as exc:
-            for chunk_id, (_location, uses) in group:
+            for _chunk_id, (_location, uses) in group:
                 self._fail_uses(uses, f"not restored: {exc}", tally)
             return
         view = memoryview(data)

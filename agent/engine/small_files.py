@@ -121,7 +121,7 @@ def seal_small_files(sealer: BlobSealer, paths: list[bytes], sizes: list[int], l
     mapped = _spool(spool)
     position = offset
     end = offset + room
-    for path, size in zip(paths, sizes):
+    for path, size in zip(paths, sizes, strict=True):  # appended together to the batch
         try:
             fd = open_nofollow(path)
             try:

@@ -24,8 +24,9 @@ or by us, in a folder only root or we can write to; in a sticky folder such as /
 a link of ours or of the folder's owner, as the kernel's protected_symlinks). A link a
 local user planted at `--target /tmp/shared/restore` (-> /) is refused rather than
 followed by root. Folders missing on the way are made 0700 and stay so: until the
-snapshot's own modes are applied below it, nobody else may look in. Folder descriptors are kept in a small LRU cache (a million
-files restore in a few hundred folders' worth of descriptors, far below the fd limit).
+snapshot's own modes are applied below it, nobody else may look in. Folder descriptors are
+kept in a small LRU cache (a million files restore in a few hundred folders' worth of
+descriptors, far below the fd limit).
 """
 
 from __future__ import annotations
@@ -160,7 +161,7 @@ def _step(fd: int, name: bytes, walked: bytes, *, create: bool) -> int | bytes:
                 continue  # swapped for something else at once: looked at again, never followed
             if os.fstat(made).st_uid != os.geteuid():  # another user's folder swapped in for ours
                 os.close(made)
-                raise Replaced(os.fsencode(where))
+                raise Replaced(os.fsencode(where)) from None
             return made
         except OSError as exc:
             if exc.errno not in (errno.ELOOP, errno.ENOTDIR):

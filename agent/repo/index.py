@@ -237,7 +237,8 @@ class MasterIndex:
             entries = PackEntries(self._raw[number])
             start = self._starts[number]
             # Reversed, so that the first of an id's duplicates in this pack is kept.
-            fresh = dict(zip(reversed(list(entries.chunk_ids())), range(start + len(entries) - 1, start - 1, -1)))
+            fresh = dict(zip(reversed(list(entries.chunk_ids())), range(start + len(entries) - 1, start - 1, -1),
+                             strict=True))  # one id per entry
             for chunk_id in list(filter(recent.__contains__, fresh)):
                 del fresh[chunk_id]  # seen in an earlier pack: that location stays
             recent.update(fresh)  # ids also in the array are found there first

@@ -22,7 +22,7 @@ from typing import Any, Iterable, Iterator, Sequence, TypeVar, cast
 
 from agent import clock
 from agent.crypto import aead, ids
-from agent.crypto.kdf import KdfParams
+from agent.crypto.kdf import DEFAULT_KDF_PARAMS, KdfParams
 from agent.crypto.keys import MAX_KEY_FILE_SIZE, MAX_KEY_FILES_TRIED, KeyFile, MasterKey, wrap_master_key
 from agent.errors import (
     ForeignObject,
@@ -209,7 +209,7 @@ class Repository:
         *,
         cipher: str,
         compression_level: int | None,
-        kdf_params: KdfParams = KdfParams(),
+        kdf_params: KdfParams = DEFAULT_KDF_PARAMS,
         master: MasterKey | None = None,
         format_version: int = FORMAT_VERSION,
     ) -> "Repository":
@@ -605,7 +605,7 @@ class Repository:
                 return exc
 
         files = {}
-        for index_id, result in zip(listed, self._read_all(read, listed)):
+        for index_id, result in zip(listed, self._read_all(read, listed), strict=True):  # one result each
             if isinstance(result, Exception):
                 self.index_problems.append(str(result))
             else:
@@ -1044,7 +1044,7 @@ class Repository:
 
     # ---- key files: several passphrases for one master secret ---------------------------
 
-    def add_key(self, passphrase: bytes, *, params: KdfParams = KdfParams(), host: str | None = None) -> bytes:
+    def add_key(self, passphrase: bytes, *, params: KdfParams = DEFAULT_KDF_PARAMS, host: str | None = None) -> bytes:
         """A new key file wrapping the master secret under `passphrase`; no data changes."""
         key_id = os.urandom(16)
         self.storage.write(layout.key_name(key_id),
@@ -1182,7 +1182,7 @@ class Repository:
                 return exc
 
         listed = self.list_snapshot_ids()
-        for snapshot_id, result in zip(listed, self._read_all(read, listed)):
+        for snapshot_id, result in zip(listed, self._read_all(read, listed), strict=True):  # one result each
             if isinstance(result, IntegrityError):
                 self.snapshot_problems.append(f"snapshot {snapshot_id.hex()} cannot be read ({result})")
             else:

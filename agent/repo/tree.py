@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import json
 import sys
+from itertools import pairwise
 from dataclasses import dataclass, field
 from typing import Any
 from json.encoder import encode_basestring_ascii as _quote  # json.dumps' own string escaping (C)
@@ -230,6 +231,6 @@ def decode_tree(data: bytes, format_version: int | None = None) -> list[Node]:
         check_version(found, FORMAT_VERSION, what="tree")
     decoded = [Node.from_json(n) for n in nodes]
     names = [n.name for n in decoded]
-    if any(a >= b for a, b in zip(names, names[1:])):
+    if any(a >= b for a, b in pairwise(names)):
         raise IntegrityError("tree: entry names are duplicated or not sorted")
     return decoded

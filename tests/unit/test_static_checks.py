@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # The ratchet: each may go down, never up. A new module is written clean, never allow-listed.
 MYPY_ALLOW_LIST_MAX = 23
-RUFF_EXCLUDED_MAX = 6
+RUFF_EXCLUDED_MAX = 3
 
 
 def _pyproject() -> dict[str, Any]:
@@ -70,6 +70,13 @@ def test_mypy_allow_list_names_existing_modules() -> None:
 def test_ruff_exclusions_only_shrink() -> None:
     excluded = _pyproject()["tool"]["ruff"]["extend-exclude"]
     assert len(excluded) <= RUFF_EXCLUDED_MAX, excluded
+
+
+def test_ruff_exclusions_name_existing_paths() -> None:
+    # ruff passes over a path that does not exist without a word: a moved module's line would
+    # stay behind, counted by the ratchet while it excludes nothing.
+    for path in _pyproject()["tool"]["ruff"]["extend-exclude"]:
+        assert (ROOT / path).exists(), path
 
 
 def test_make_test_runs_these_checks() -> None:

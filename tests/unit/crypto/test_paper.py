@@ -117,7 +117,8 @@ def test_the_code_is_as_docs_format_describes_it():
     text = base64.b32encode(b"\x01" + repository_id + secret).decode().rstrip("=")
 
     def check(number: int, chars: str, width: int) -> str:
-        digest = blake3.blake3(b"backupctl recovery code line\x00" + number.to_bytes(2, "big") + chars.encode()).digest()
+        line = b"backupctl recovery code line\x00" + number.to_bytes(2, "big") + chars.encode()
+        digest = blake3.blake3(line).digest()
         bits = int.from_bytes(digest[:4], "big") >> (32 - 5 * width)
         return "".join(ALPHABET[(bits >> (5 * (width - 1 - i))) & 31] for i in range(width))
 

@@ -9,6 +9,7 @@ layout, and that the chunker of a version-4 repository is keyed by its whole gea
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import random
 import struct
@@ -78,7 +79,7 @@ def test_a_v4_pack_has_no_clear_marker_at_blob_starts_nor_a_clear_header_length(
     # The blobs are back to back from offset 0; what follows them is the header body,
     # then the 44-byte trailer, none of whose bytes gives the header's length in clear.
     assert entries[0].offset == 0
-    assert all(a.offset + a.length == b.offset for a, b in zip(entries, entries[1:]))
+    assert all(a.offset + a.length == b.offset for a, b in itertools.pairwise(entries))
     header_length = len(data) - TRAILER_SIZE - (entries[-1].offset + entries[-1].length)
     assert struct.pack("<I", header_length) not in data[-TRAILER_SIZE:]
     assert marker not in (data[len(data) - TRAILER_SIZE - header_length :][:2], data[-TRAILER_SIZE:][:2])

@@ -116,7 +116,7 @@ def _snapshot_doc(repo: Repository, snapshot_id: bytes) -> dict:
 
 def _tree_plain(repo: Repository, tree: bytes) -> bytes:
     """A tree blob read through the pack header only (no index, no config): kind 10, padded."""
-    for name, pack in _packs(repo).items():
+    for pack in _packs(repo).values():
         _version, header_length, _cipher = _trailer(repo, pack)
         start = len(pack) - 48 - header_length
         header = _payload(_unpad(_open_body(repo, pack[start:-48], 11)[0]))
@@ -187,7 +187,7 @@ def _flip(stored: bytes, at: int, old: bytes, new: bytes) -> bytes:
     (XChaCha20: ciphertext = plaintext XOR keystream), the tag kept: what an attacker who
     knows the plaintext can do without the key."""
     assert len(old) == len(new)
-    changed = bytes(c ^ a ^ b for c, a, b in zip(stored[at : at + len(old)], old, new))
+    changed = bytes(c ^ a ^ b for c, a, b in zip(stored[at : at + len(old)], old, new, strict=True))
     return stored[:at] + changed + stored[at + len(old) :]
 
 

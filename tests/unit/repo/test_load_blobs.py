@@ -34,7 +34,7 @@ def test_neighbours_come_in_one_read_and_a_damaged_blob_is_its_own_error():
     ids = [repo.store_blob(BLOB_TREE, content)[0] for content in contents]
     repo.flush()
     store.ranges = 0
-    assert repo.load_blobs(ids) == dict(zip(ids, contents))
+    assert repo.load_blobs(ids) == dict(zip(ids, contents, strict=True))
     assert store.ranges == 1
     location = repo.locate(ids[4])
     name = layout.pack_name(location.pack_id)
@@ -43,4 +43,5 @@ def test_neighbours_come_in_one_read_and_a_damaged_blob_is_its_own_error():
     store.write(name, bytes(data))
     loaded = repo.load_blobs(ids)
     assert isinstance(loaded[ids[4]], IntegrityError)
-    assert {i: loaded[i] for i in ids if i != ids[4]} == {i: c for i, c in zip(ids, contents) if i != ids[4]}
+    expected = {i: c for i, c in zip(ids, contents, strict=True) if i != ids[4]}
+    assert {i: loaded[i] for i in ids if i != ids[4]} == expected

@@ -176,8 +176,8 @@ def test_loading_makes_no_python_object_per_blob():
 @pytest.mark.parametrize(
     "mangle, message",
     [
-        (lambda raw: b"\x02" + raw[1:], "i says format version 2, the repository's config says format version 1: refused (a structure "
-                                            "of another layout is never read as this one's)"),
+        (lambda raw: b"\x02" + raw[1:], "i says format version 2, the repository's config says format version 1: "
+                                            "refused (a structure of another layout is never read as this one's)"),
         (lambda raw: raw[:-1], "i: truncated pack list"),
         (lambda raw: raw[:30], "i: truncated index"),
         (lambda raw: raw + b"\x00", "i: 1 trailing bytes"),
