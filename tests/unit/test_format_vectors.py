@@ -639,7 +639,9 @@ def test_example_repository_with_the_agent(tmp_path):
     repo = Repository.open(_memory_storage(example_objects()), _passphrase())
     assert repo.master.secret == vectors()["subkeys"]["master"]
     assert repo.config.repository_id == vectors()["associated-data"]["repository_id"]
-    report = CheckEngine(repo, read_data=True).run()
+    from tests.support.locked import run_locked
+
+    report = run_locked(CheckEngine(repo, read_data=True))
     assert report.ok and not report.warnings, report.as_dict()
     assert report.blobs_verified == 6
     (snapshot,) = repo.snapshots()
@@ -803,6 +805,7 @@ def test_spec_reader_restores_a_pruned_repository(tmp_path):
     from agent.repo.lock import RepositoryLock
     from agent.repo.repository import Repository
     from agent.storage.memory import MemoryStorage
+    from tests.support.locked import run_locked
 
     source = tmp_path / "source"
     _make_source(source)
@@ -818,8 +821,8 @@ def test_spec_reader_restores_a_pruned_repository(tmp_path):
                 if older.exists():
                     older.unlink()
             BackupEngine(repo, BackupOptions(paths=[str(source)], time=now - dt.timedelta(weeks=weeks_ago))).run()
-        report = PruneEngine(Repository.open(storage, b"phrase de passe"),
-                             RetentionPolicy(weekly=4, monthly=12, yearly=1)).run()
+        report = run_locked(PruneEngine(Repository.open(storage, b"phrase de passe"),
+                                        RetentionPolicy(weekly=4, monthly=12, yearly=1)), exclusive=True)
         assert report.snapshots_forgotten == 2 and report.packs_deleted + report.packs_rewritten > 0
         RepositoryLock(repo, "backup")._write()  # a lock object lying in the repository
     finally:
@@ -862,11 +865,12 @@ def test_example_version_1_repository_is_backed_up_into_as_it_is(tmp_path):
     chunker = Repository.open(storage, _passphrase()).new_chunker()
     scan = (source / "scan.bin").read_bytes()
     from agent.repo.chunker import Chunker
+    from tests.support.locked import run_locked
 
     assert [len(c) for c in chunker.chunks(io.BytesIO(scan))] == \
         [len(c) for c in Chunker(repo.config.chunker, repo.master.chunker_seed).chunks(io.BytesIO(scan))]
     fresh = Repository.open(storage, _passphrase())
-    assert CheckEngine(fresh, read_data=True).run().ok
+    assert run_locked(CheckEngine(fresh, read_data=True)).ok
     old, new = sorted(fresh.snapshots(), key=lambda snap: snap.time)
     assert not RestoreEngine(fresh, old, str(tmp_path / "old")).run().failures
     _check_restored(tmp_path / "old")

@@ -12,6 +12,7 @@ from agent.repo import layout
 from agent.repo.lock import RepositoryLock
 from agent.repo.repository import Repository
 from agent.storage.memory import MemoryStorage
+from tests.support.locked import run_locked
 
 FAST = KdfParams(memory_kib=8192, iterations=1, parallelism=1)
 
@@ -32,7 +33,7 @@ def test_packs_left_unindexed_are_adopted_only_when_no_other_writer_is_live(tmp_
     for info in list(storage.list(layout.SNAPSHOTS_PREFIX)):
         storage.delete(info.name)  # as if the backup had been killed before its index and snapshot
     _lose_every_index(storage)
-    assert CheckEngine(Repository.open(storage, b"phrase")).run().unindexed_packs >= 1
+    assert run_locked(CheckEngine(Repository.open(storage, b"phrase"))).unindexed_packs >= 1
 
     # Another backup is live (its lock is fresh): the packs may be its own, not touched.
     other = RepositoryLock(Repository.open(storage, b"phrase"), "backup").acquire()
@@ -47,5 +48,5 @@ def test_packs_left_unindexed_are_adopted_only_when_no_other_writer_is_live(tmp_
 
     alone = BackupEngine(Repository.open(storage, b"phrase"), BackupOptions(paths=[str(source)])).run()
     assert alone.packs_adopted >= 2 and alone.bytes_added < 64 * 1024, alone.as_dict()  # all reused
-    report = CheckEngine(Repository.open(storage, b"phrase")).run()
+    report = run_locked(CheckEngine(Repository.open(storage, b"phrase")))
     assert report.ok and report.unindexed_packs == 0 and report.warnings == []
