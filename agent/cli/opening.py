@@ -132,5 +132,6 @@ def with_repository(*, lock: LockKind | Callable[[dict[str, Any]], LockKind] = N
             with opened(ctx, params.get("repo_name"), lock=kind, warn_skew=skew,
                         operation=operation or ctx.info_name or "command") as repository:
                 return command(*args, opened=repository, **params)
+        run.declared_lock = lock  # type: ignore[attr-defined]  # what docs/REFERENCE.md's table is checked against
         return run
     return decorate

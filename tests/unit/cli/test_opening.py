@@ -9,6 +9,7 @@ same storage, as a second process would take them."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import click
@@ -180,3 +181,40 @@ def test_prunes_check_runs_under_prunes_exclusive_lock(world, monkeypatch) -> No
     assert result.exit_code == 0, result.output
     assert during_check == [[("prune", True)]]
     assert list_locks(_second_process(world)) == []
+
+
+def _lock_table() -> dict[str, list[str]]:
+    """docs/REFERENCE.md's table of locks: lock -> the commands named in its row."""
+    text = (Path(__file__).resolve().parents[3] / "docs" / "REFERENCE.md").read_text(encoding="utf-8")
+    rows = {}
+    for line in text[text.index("| Lock | Commands |"):].splitlines()[2:]:
+        if not line.startswith("|"):
+            break
+        lock, commands = line.strip("|").split("|")
+        rows[lock.strip()] = re.findall(r"`([^`]+)`", commands)
+    return rows
+
+
+def _declared(command: click.Command, **params) -> object:
+    lock = command.callback.declared_lock  # type: ignore[union-attr]
+    return lock(params) if callable(lock) else lock
+
+
+def test_the_locks_per_command_in_the_reference_are_the_ones_declared() -> None:
+    from agent.cli import check_cmd, repair_cmd, reports_cmd, snapshots_cmd
+
+    declared = {
+        "prune": _declared(prune_cmd.command, dry_run=False),
+        "prune --dry-run": _declared(prune_cmd.command, dry_run=True),
+        "repair": _declared(repair_cmd.command),
+        "check": _declared(check_cmd.command),
+        "ls": _declared(browse_cmd.ls), "find": _declared(browse_cmd.find), "dump": _declared(browse_cmd.dump),
+        "snapshots": _declared(snapshots_cmd.command),
+        "reports": {_declared(sub) for sub in reports_cmd.command.commands.values()}.pop(),
+    }
+    table = _lock_table()
+    for lock, expected in (("exclusive", "exclusive"), ("shared", "shared"), ("none", None)):
+        for name in table[lock]:
+            if name in declared:
+                assert declared[name] == expected, f"{name}: {declared[name]} declared, {lock} in the reference"
+    assert set(declared) <= {name for names in table.values() for name in names}
