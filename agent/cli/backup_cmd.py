@@ -37,7 +37,7 @@ def _newest_known(ledger: Ledger) -> list[str]:
 @click.option("--one-file-system", is_flag=True, default=None, help="Do not cross mount points.")
 @json_option
 @click.pass_context
-@with_repository(lock=None)  # the engine takes its shared lock itself (it needs its id: agent/engine/backup.py)
+@with_repository(lock="shared-writer")  # other backups may run meanwhile, a prune may not
 def command(ctx: click.Context, repo_name, tags, at, one_file_system, as_json, *, opened: Opened) -> None:
     """Back up the configured folders into the repository.
 

@@ -9,10 +9,11 @@ assert that the one they need is held (agent.repo.lock.require_lock).
 
 The locks declared:
   None         the command reads what a prune never deletes (snapshots, keys) or its
-               engine takes its lock itself (backup; restore, which overlaps the lock's
-               round trips with its first reads; copy, which locks two repositories)
+               engine takes its lock itself (restore, which overlaps the lock's round
+               trips with its first reads; copy, which locks two repositories)
   "shared"     reading: no prune meanwhile. When the storage cannot take a lock at all
                (a read-only disk, read-only credentials) the reading goes on unlocked.
+  "shared-writer"  backup: the same, but a storage that cannot take it stops the command
   "exclusive"  prune and repair: nothing else runs meanwhile
 """
 
@@ -36,8 +37,9 @@ from agent.repo.repository import Repository
 from agent.state import media
 from agent.state.known_keys import KnownKeys
 from agent.storage import open_storage
+from agent.storage.base import Storage
 
-LockKind = Literal["shared", "exclusive"] | None
+LockKind = Literal["shared", "shared-writer", "exclusive"] | None
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ def open_repository(ctx: click.Context, repo_name: str | None, *, warn_skew: boo
     config = load_config(ctx)
     settings = config.repository(repo_name)
     medium = None
+    storage: Storage
     if settings.media:
         medium = media.check_label(settings.media, settings.mount, settings.name,
                                    today=clock.today(config.retention.zone)).label
@@ -100,6 +103,9 @@ def holding(repo: Repository, lock: LockKind, operation: str) -> Iterator[None]:
         yield
     elif lock == "shared":
         with shared_lock_for_reading(repo, operation):
+            yield
+    elif lock == "shared-writer":
+        with RepositoryLock(repo, operation):
             yield
     elif lock == "exclusive":
         with RepositoryLock(repo, operation, exclusive=True):

@@ -59,11 +59,13 @@ def _note_released(repo: Repository, holder: object) -> None:
         holders.remove(holder)
 
 
-def require_lock(repo: Repository, operation: str, *, exclusive: bool = False) -> "RepositoryLock | None":
+def require_lock(repo: Repository, operation: str, *, exclusive: bool = False,
+                 written: bool = False) -> "RepositoryLock | None":
     """For an engine's run: the lock it needs must be held by this process already (the
     command took it when it opened the repository, agent/cli/opening.py). Missing, it is a
-    programming error, said loudly: an engine never runs unlocked by accident. Returns the
-    strongest lock held (None when only a reading without a writable lock is noted)."""
+    programming error, said loudly: an engine never runs unlocked by accident. A writer
+    (`written`) needs a lock written in the repository, not a reading noted without one.
+    Returns the strongest lock held (None when only a reading without a lock is noted)."""
     holders = _held.get(repo, [])
     locks = [h for h in holders if isinstance(h, RepositoryLock)]
     if exclusive:
@@ -72,6 +74,8 @@ def require_lock(repo: Repository, operation: str, *, exclusive: bool = False) -
             raise AssertionError(f"{operation} needs an exclusive lock on the repository, and none is held")
     elif not holders:
         raise AssertionError(f"{operation} needs a lock on the repository (shared or exclusive), and none is held")
+    elif written and not locks:
+        raise AssertionError(f"{operation} writes: it needs a lock written in the repository, and none is held")
     return max(locks, key=lambda lock: lock.exclusive, default=None)
 
 

@@ -735,13 +735,14 @@ def test_spec_reader_restores_a_backupctl_repository(tmp_path, cipher, level):
     from agent.engine.backup import BackupEngine, BackupOptions
     from agent.repo.repository import Repository
     from agent.storage.memory import MemoryStorage
+    from tests.support.locked import run_locked
 
     source = tmp_path / "source"
     _make_source(source)
     storage = MemoryStorage()
     repo = Repository.init(storage, b"phrase de passe", cipher=cipher, compression_level=level,
                            kdf_params=KdfParams(memory_kib=8192, iterations=1))
-    report = BackupEngine(repo, BackupOptions(paths=[str(source)])).run()
+    report = run_locked(BackupEngine(repo, BackupOptions(paths=[str(source)])))
     assert not report.warnings
 
     reader = SpecReader(dict(storage.objects), b"phrase de passe")
@@ -820,7 +821,8 @@ def test_spec_reader_restores_a_pruned_repository(tmp_path):
             for older in (source / f"semaine-{w}.bin" for w in range(weeks_ago + 1, 12)):
                 if older.exists():
                     older.unlink()
-            BackupEngine(repo, BackupOptions(paths=[str(source)], time=now - dt.timedelta(weeks=weeks_ago))).run()
+            run_locked(BackupEngine(repo, BackupOptions(paths=[str(source)],
+                                                        time=now - dt.timedelta(weeks=weeks_ago))))
         report = run_locked(PruneEngine(Repository.open(storage, b"phrase de passe"),
                                         RetentionPolicy(weekly=4, monthly=12, yearly=1)), exclusive=True)
         assert report.snapshots_forgotten == 2 and report.packs_deleted + report.packs_rewritten > 0
@@ -844,6 +846,7 @@ def test_example_version_1_repository_is_backed_up_into_as_it_is(tmp_path):
     from agent.engine.check import CheckEngine
     from agent.engine.restore import RestoreEngine
     from agent.repo.repository import Repository
+    from tests.support.locked import run_locked
 
     storage = _memory_storage(example_objects())
     config_before = storage.read("config")
@@ -852,7 +855,7 @@ def test_example_version_1_repository_is_backed_up_into_as_it_is(tmp_path):
     _make_source(source)
     repo = Repository.open(storage, _passphrase())
     assert repo.config.format_version == 1 and not repo.padded
-    BackupEngine(repo, BackupOptions(paths=[str(source)])).run()
+    run_locked(BackupEngine(repo, BackupOptions(paths=[str(source)])))
     assert storage.read("config") == config_before
     new_packs = {info.name for info in storage.list("data/")} - packs_before
     assert new_packs
@@ -865,7 +868,6 @@ def test_example_version_1_repository_is_backed_up_into_as_it_is(tmp_path):
     chunker = Repository.open(storage, _passphrase()).new_chunker()
     scan = (source / "scan.bin").read_bytes()
     from agent.repo.chunker import Chunker
-    from tests.support.locked import run_locked
 
     assert [len(c) for c in chunker.chunks(io.BytesIO(scan))] == \
         [len(c) for c in Chunker(repo.config.chunker, repo.master.chunker_seed).chunks(io.BytesIO(scan))]

@@ -20,6 +20,7 @@ from agent.cli import browse_cmd, prune_cmd
 from agent.cli.opening import Opened, with_repository
 from agent.crypto.kdf import KdfParams
 from agent.engine import browse
+from agent.engine.backup import BackupEngine, BackupOptions
 from agent.engine.check import CheckEngine
 from agent.engine.prune import PruneEngine
 from agent.engine.repair import RepairEngine
@@ -152,6 +153,7 @@ def test_ls_find_and_dump_read_under_a_shared_lock(world, monkeypatch, command, 
 
 
 @pytest.mark.parametrize("engine, needs", [
+    (lambda repo: BackupEngine(repo, BackupOptions(paths=["/nonexistent"])), "a lock"),
     (lambda repo: CheckEngine(repo), "a lock"),
     (lambda repo: PruneEngine(repo, RetentionPolicy()), "an exclusive lock"),
     (lambda repo: PruneEngine(repo, RetentionPolicy(), dry_run=True), "a lock"),
@@ -201,20 +203,36 @@ def _declared(command: click.Command, **params) -> object:
 
 
 def test_the_locks_per_command_in_the_reference_are_the_ones_declared() -> None:
-    from agent.cli import check_cmd, repair_cmd, reports_cmd, snapshots_cmd
+    from agent.cli import backup_cmd, check_cmd, repair_cmd, reports_cmd, snapshots_cmd
 
     declared = {
         "prune": _declared(prune_cmd.command, dry_run=False),
         "prune --dry-run": _declared(prune_cmd.command, dry_run=True),
         "repair": _declared(repair_cmd.command),
+        "backup": _declared(backup_cmd.command),
         "check": _declared(check_cmd.command),
         "ls": _declared(browse_cmd.ls), "find": _declared(browse_cmd.find), "dump": _declared(browse_cmd.dump),
         "snapshots": _declared(snapshots_cmd.command),
         "reports": {_declared(sub) for sub in reports_cmd.command.commands.values()}.pop(),
     }
     table = _lock_table()
-    for lock, expected in (("exclusive", "exclusive"), ("shared", "shared"), ("none", None)):
+    for lock, expected in (("exclusive", {"exclusive"}), ("shared", {"shared", "shared-writer"}), ("none", {None})):
         for name in table[lock]:
             if name in declared:
-                assert declared[name] == expected, f"{name}: {declared[name]} declared, {lock} in the reference"
+                assert declared[name] in expected, f"{name}: {declared[name]} declared, {lock} in the reference"
     assert set(declared) <= {name for names in table.values() for name in names}
+
+
+def test_a_backup_needs_its_lock_written_in_the_repository(world) -> None:
+    """A reading may go on without a lock the storage cannot take; a backup may not: it
+    writes, and its lock's id tells its packs from another backup's."""
+    from agent.repo import lock as lock_module
+
+    repo = _second_process(world)
+    lock_module._note_held(repo, lock_module.UNWRITTEN)  # as shared_lock_for_reading notes it
+    try:
+        assert require_lock(repo, "check") is None  # enough to read
+        with pytest.raises(AssertionError, match="backup writes"):
+            BackupEngine(repo, BackupOptions(paths=["/nonexistent"])).run()
+    finally:
+        lock_module._note_released(repo, lock_module.UNWRITTEN)

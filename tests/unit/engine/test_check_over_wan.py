@@ -79,7 +79,7 @@ def test_check_read_data_walks_the_folders_from_the_listings_it_verified(tmp_pat
         (source / f"d{folder}").mkdir(parents=True)
         (source / f"d{folder}" / "letter.txt").write_bytes(b"Madame, %d" % folder)
     cache = FilesCache(str(tmp_path / "cache.sqlite"))
-    BackupEngine(repo, BackupOptions(paths=[str(source)], host=socket.gethostname()), files_cache=cache).run()
+    run_locked(BackupEngine(repo, BackupOptions(paths=[str(source)], host=socket.gethostname()), files_cache=cache))
     cache.close()
     storage.ranged.clear()
     report = run_locked(CheckEngine(repo, read_data=True))

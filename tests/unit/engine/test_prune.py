@@ -57,7 +57,7 @@ class History:
         for i in range(new_files):
             data = os.urandom(size)  # incompressible: each week's data is its own
             (self.source / f"{when:%Y%m%d%H%M}-{i}.bin").write_bytes(data)
-        report = BackupEngine(self.repo, BackupOptions(paths=[str(self.source)], time=when)).run()
+        report = run_locked(BackupEngine(self.repo, BackupOptions(paths=[str(self.source)], time=when)))
         self.contents[report.snapshot.id] = {
             p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in self.source.iterdir()}
         return report.snapshot.id
