@@ -8,9 +8,9 @@ however it ends (an error, Ctrl-C). The engines do not take locks of their own: 
 assert that the one they need is held (agent.repo.lock.require_lock).
 
 The locks declared:
-  None         the command reads what a prune never deletes (snapshots, keys) or its
-               engine takes its lock itself (restore, which overlaps the lock's round
-               trips with its first reads; copy, which locks two repositories)
+  None         no lock (snapshots, key, reports, compliance: they read no pack), or the
+               engine takes its own (restore, which overlaps the lock's round trips with
+               its first reads; copy, which locks two repositories)
   "shared"     reading: no prune meanwhile. When the storage cannot take a lock at all
                (a read-only disk, read-only credentials) the reading goes on unlocked.
   "shared-writer"  backup: the same, but a storage that cannot take it stops the command

@@ -14,7 +14,7 @@ from agent.errors import IntegrityError
 @repo_option
 @json_option
 @click.pass_context
-@with_repository(lock=None)  # snapshots are read whole or not at all: a prune meanwhile hides nothing
+@with_repository(lock=None)  # it reads the snapshot objects only, no pack
 def command(ctx: click.Context, repo_name, as_json, *, opened: Opened) -> None:
     """List the snapshots, oldest first."""
     config, repo = opened.config, opened.repo
