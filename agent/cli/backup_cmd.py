@@ -6,8 +6,9 @@ from __future__ import annotations
 import click
 
 from agent import clock, timefmt
-from agent.cli.common import (audit, display_path, human_bytes, json_option, ledger_of, note_medium, open_repository,
+from agent.cli.common import (audit, display_path, human_bytes, json_option, ledger_of, note_medium,
                               print_json, repo_option, warn_changed_parameters, warn_ledger)
+from agent.cli.opening import Opened, with_repository
 from agent.cli.progress import for_terminal
 from agent.cli.rescue import store_kit
 from agent.engine.backup import BackupEngine, BackupOptions
@@ -36,13 +37,14 @@ def _newest_known(ledger: Ledger) -> list[str]:
 @click.option("--one-file-system", is_flag=True, default=None, help="Do not cross mount points.")
 @json_option
 @click.pass_context
-def command(ctx: click.Context, repo_name, tags, at, one_file_system, as_json) -> None:
+@with_repository(lock="shared-writer")  # other backups may run meanwhile, a prune may not
+def command(ctx: click.Context, repo_name, tags, at, one_file_system, as_json, *, opened: Opened) -> None:
     """Back up the configured folders into the repository.
 
     Exit code 3 means the snapshot was saved with warnings: some files could not be read,
     a database dump or a hook failed (listed). Exit code 20: a hook refused the backup.
     """
-    config, repo = open_repository(ctx, repo_name)
+    config, repo, medium = opened.config, opened.repo, opened.medium
     warn_changed_parameters(config.repository(repo_name), repo)
     moment = None
     if at:
@@ -79,11 +81,11 @@ def command(ctx: click.Context, repo_name, tags, at, one_file_system, as_json) -
     ledger.note_saved(report.snapshot.id.hex(), report.snapshot.time.isoformat())
     warn_ledger(ledger)
     audit(config, "backup", repository=config.repository(repo_name).name, snapshot=report.snapshot.id.hex(),
-          medium=ctx.obj.get("medium"), files_new=report.files_new, files_changed=report.files_changed,
+          medium=medium, files_new=report.files_new, files_changed=report.files_changed,
           partial=report.partial)
     Records(config.agent.state_dir, config.repository(repo_name).name).note(
         "backup", report.snapshot.time, snapshot=report.snapshot.id.hex(), partial=report.partial)
-    rotation = note_medium(ctx, config, repo_name, last_backup=report.snapshot.time.isoformat(),
+    rotation = note_medium(config, repo_name, medium, last_backup=report.snapshot.time.isoformat(),
                            snapshot=report.snapshot.id.hex())
     # A damaged index file does not stop a backup (what it listed is stored again, so the new
     # snapshot is whole), but it is damage the repository carries: said, never silent.
@@ -95,8 +97,8 @@ def command(ctx: click.Context, repo_name, tags, at, one_file_system, as_json) -
         document["hook_failures"] = hooks.failures
         document["rescue_kit"] = kit
         document["index_problems"] = index_problems
-        if ctx.obj.get("medium"):
-            document.update(medium=ctx.obj["medium"], rotation_warnings=rotation)
+        if medium:
+            document.update(medium=medium, rotation_warnings=rotation)
         print_json(document)
     else:
         snap = report.snapshot
@@ -107,8 +109,8 @@ def command(ctx: click.Context, repo_name, tags, at, one_file_system, as_json) -
                    f"{human_bytes(report.bytes_added)} added to the repository in {report.duration_s:.1f} s")
         for path, problem in report.warnings:
             click.echo(f"  warning: {display_path(path)}: {problem}", err=True)
-        if ctx.obj.get("medium"):
-            click.echo(f"  on disk {ctx.obj['medium']}")
+        if medium:
+            click.echo(f"  on disk {medium}")
         for warning in rotation:
             click.echo(f"  warning: {warning}", err=True)
         for problem in index_problems:

@@ -9,8 +9,9 @@ import sys
 import click
 
 from agent import timefmt
-from agent.cli.common import (display_path, find_snapshot, human_bytes, json_option, open_repository, print_json,
+from agent.cli.common import (display_path, find_snapshot, human_bytes, json_option, print_json,
                               repo_option)
+from agent.cli.opening import Opened, with_repository
 from agent.engine import browse
 from agent.engine.patterns import closest_names, has_glob, is_path_pattern, quoted
 from agent.errors import IntegrityError, UsageError
@@ -48,9 +49,10 @@ def _line(entry: dict, zone: timefmt.Zone) -> str:
 @repo_option
 @json_option
 @click.pass_context
-def ls(ctx: click.Context, snapshot, path, recursive, repo_name, as_json) -> None:
+@with_repository(lock="shared")  # no prune deletes the packs being read
+def ls(ctx: click.Context, snapshot, path, recursive, repo_name, as_json, *, opened: Opened) -> None:
     """List what a snapshot holds at PATH (default: its top): type, mode, owner, size, date."""
-    config, repo = open_repository(ctx, repo_name)
+    config, repo = opened.config, opened.repo
     snap = find_snapshot(repo, snapshot)
     repo.load_index()
     entries = [_entry(p, n) for p, n in browse.list_dir(repo, snap, path, recursive=recursive)]
@@ -67,11 +69,12 @@ def ls(ctx: click.Context, snapshot, path, recursive, repo_name, as_json) -> Non
 @repo_option
 @json_option
 @click.pass_context
-def find(ctx: click.Context, pattern, ignore_case, repo_name, as_json) -> None:
+@with_repository(lock="shared")  # no prune deletes the packs being read
+def find(ctx: click.Context, pattern, ignore_case, repo_name, as_json, *, opened: Opened) -> None:
     """In which snapshots a file exists, with its size and SHA-256 fingerprint. PATTERN
     without "/" matches names ("lettre-dupont*"), as restore's --include does; with "/",
     whole paths. Nothing found: exit 2, with what to try."""
-    config, repo = open_repository(ctx, repo_name)
+    config, repo = opened.config, opened.repo
     repo.load_index()
     snapshots = repo.snapshots()
     found = browse.find(repo, snapshots, pattern, ignore_case=ignore_case)
@@ -120,10 +123,11 @@ def _nothing_matches(repo: Repository, snapshots: list[Snapshot], pattern: str, 
 @click.argument("path")
 @repo_option
 @click.pass_context
-def dump(ctx: click.Context, snapshot, path, repo_name) -> None:
+@with_repository(lock="shared")  # no prune deletes the packs being read
+def dump(ctx: click.Context, snapshot, path, repo_name, *, opened: Opened) -> None:
     """Write one file of a snapshot to standard output (e.g. `> lettre.odt`), checked
     against its SHA-256 (exit 13, with a message, if it does not match)."""
-    _config, repo = open_repository(ctx, repo_name)
+    repo = opened.repo
     snap = find_snapshot(repo, snapshot)
     repo.load_index()
     node = browse.find_node(repo, snap, path)

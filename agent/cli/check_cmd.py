@@ -5,8 +5,9 @@ from __future__ import annotations
 import click
 
 from agent import clock
-from agent.cli.common import (audit, human_bytes, json_option, ledger_of, note_medium, open_repository,
+from agent.cli.common import (audit, human_bytes, json_option, ledger_of, note_medium,
                               print_json, repo_option, warn_ledger)
+from agent.cli.opening import Opened, with_repository
 from agent.cli.progress import for_terminal
 from agent.engine.check import MISSING_PACK, CheckEngine
 from agent.state.records import Records
@@ -24,9 +25,10 @@ from agent.errors import IntegrityError, UsageError
 @repo_option
 @json_option
 @click.pass_context
-def command(ctx: click.Context, read_data, subset, accept_storage, repo_name, as_json) -> None:
+@with_repository(lock="shared")  # no prune meanwhile
+def command(ctx: click.Context, read_data, subset, accept_storage, repo_name, as_json, *, opened: Opened) -> None:
     """Check the repository's structure (and with --read-data, all of its data)."""
-    config, repo = open_repository(ctx, repo_name)
+    config, repo = opened.config, opened.repo
     ledger = ledger_of(config, repo)
     if accept_storage:
         _accept(config, repo, ledger, repo_name, as_json)
@@ -35,10 +37,10 @@ def command(ctx: click.Context, read_data, subset, accept_storage, repo_name, as
                          read_data_subset=_subset(subset), ledger=ledger).run()
     warn_ledger(ledger)
     read_data = report.read_data
-    note_medium(ctx, config, repo_name, last_check=clock.now().isoformat(), check_read_data=read_data,
+    note_medium(config, repo_name, opened.medium, last_check=clock.now().isoformat(), check_read_data=read_data,
                 check_ok=report.ok)
     audit(config, "check", repository=config.repository(repo_name).name, ok=report.ok, read_data=read_data,
-          medium=ctx.obj.get("medium"))
+          medium=opened.medium)
     records = Records(config.agent.state_dir, config.repository(repo_name).name)
     records.note("check", clock.now(), ok=report.ok, read_data=read_data,
                  read_data_subset=report.as_dict()["read_data_subset"])

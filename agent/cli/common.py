@@ -14,17 +14,13 @@ from agent import config as config_module
 from agent.state.audit import AuditTrail
 from agent.crypto.kdf import normalize_passphrase
 from agent.state import media
-from agent.state.known_keys import KnownKeys
 from agent.engine.progress import human_bytes  # noqa: F401 (the commands import it from here)
-from agent.errors import (ConfigError, IntegrityError, KeyFileError, NoKeyFile, PermissionDenied, StateDirError,
-                          UsageError, WrongPassphrase, recover_add_key)
-from agent.repo.cache import CacheRoot
+from agent.errors import ConfigError, IntegrityError, PermissionDenied, StateDirError, UsageError
 from agent.repo.repository import Repository
 from agent.repo.snapshot import Snapshot
 from agent.state.ledger import Ledger
 from agent.state.records import PROBE_RECORD, Records
 from agent.state.files import read_private_file
-from agent.storage import open_storage
 from agent.storage.base import Probing, Storage
 from agent.storage.local import LocalStorage
 from agent.clock_skew import CLOCK_SKEW_HINT, CLOCK_SKEW_LIMIT, describe_skew
@@ -57,48 +53,6 @@ def passphrase_and_source(config: config_module.Config, *, confirm: bool = False
     return text.encode("utf-8"), "the passphrase typed at the prompt"
 
 
-def open_repository(ctx: click.Context, repo_name: str | None, *,
-                    warn_skew: bool = True) -> tuple[config_module.Config, Repository]:
-    """Open the named repository; for a set of rotated disks, the one mounted now (its
-    label is then in ctx.obj["medium"]). Warns of a storage server whose clock disagrees
-    with ours unless `warn_skew` is False (prune, which refuses instead)."""
-    config = load_config(ctx)
-    settings = config.repository(repo_name)
-    ctx.obj["medium"] = None
-    if settings.media:
-        medium = media.check_label(settings.media, settings.mount, settings.name,
-                                   today=clock.today(config.retention.zone))
-        ctx.obj["medium"] = medium.label
-        storage = medium_storage(settings.mount)
-    else:
-        storage = open_storage(settings.url, s3=settings.s3)
-        attach_probe_record(config, settings, storage)
-    known = KnownKeys(config.agent.state_dir)
-    secret, source = passphrase_and_source(config)
-    next_step = recover_add_key(settings.url or "URL")
-    # An S3 repository's metadata is kept in the state directory (agent/repo/cache.py): each
-    # object read is a round trip over the WAN. A file:// repository or a rotated disk is
-    # read at the speed of a local disk already, and a copy on the same machine would only
-    # double what is stored (a rotated disk's whole point is to leave with its data).
-    cache = CacheRoot(config.agent.state_dir) if settings.s3 is not None and not settings.media else None
-    try:
-        repo = Repository.open(storage, secret, try_first=known.key_ids(), cache=cache)
-    except WrongPassphrase as exc:
-        # The person fixes the source that was used, not the one they think was used (a
-        # BACKUPCTL_PASSPHRASE left in a shell wins over the passphrase file).
-        raise WrongPassphrase(f"{exc}; the passphrase came from {source}",
-                              hint=(f"if the passphrase is lost, {next_step}" if exc.hint == WrongPassphrase.hint
-                                    else exc.hint)) from None
-    except NoKeyFile as exc:
-        raise NoKeyFile(str(exc), hint=f"the data is there but no passphrase can open it: {next_step}") from None
-    except KeyFileError as exc:
-        raise KeyFileError(str(exc), hint=f"if no other passphrase of the repository is left, {next_step}") from None
-    known.remember(repo.config.repository_id, repo.key_id)
-    if warn_skew:
-        warn_clock_skew(repo)
-    return config, repo
-
-
 def medium_storage(mount: str) -> LocalStorage:
     """The repository on the rotated disk mounted at `mount` (agent/state/media.py)."""
     return LocalStorage(os.path.join(mount, media.REPOSITORY_DIR))
@@ -121,6 +75,12 @@ def attach_probe_record(config: config_module.Config, settings: config_module.Re
     records = Records(config.agent.state_dir, settings.name)
     storage.use_probe_facts(recorded_probe(config, settings))
     storage.record_probes_with(lambda facts: records.note(PROBE_RECORD, clock.now(), **facts))
+
+
+def upload_verification_mode(repo: Repository) -> str | None:
+    """How the repository's uploads are verified ("head", "read-back"), for an S3 endpoint
+    whose probe chose it; None for a disk."""
+    return repo.storage.verification().mode if isinstance(repo.storage, Probing) else None
 
 
 def describe_verification(verification) -> str:
@@ -173,9 +133,9 @@ def warn_unreadable_snapshots(repo: Repository) -> None:
         click.echo(f"backupctl: warning: {problem}; `backupctl check` tells more", err=True)
 
 
-def note_medium(ctx: click.Context, config: config_module.Config, repo_name: str | None, **fields) -> list[str]:
-    """Record an event of the mounted disk (backup, check); returns rotation warnings."""
-    label = ctx.obj.get("medium")
+def note_medium(config: config_module.Config, repo_name: str | None, label: str | None, **fields) -> list[str]:
+    """Record an event of the mounted disk `label` (backup, check; None: the repository is
+    not on a set of disks); returns rotation warnings."""
     if not label:
         return []
     settings = config.repository(repo_name)

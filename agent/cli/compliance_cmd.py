@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from agent.cli.common import json_option, load_config, open_repository, print_json
+from agent.cli.common import json_option, load_config, print_json
+from agent.cli.opening import open_repository
 from agent.engine.compliance import FAIL
 from agent.errors import OBLIGATIONS_AT_RISK_EXIT_CODE
 from agent.reports.facts import gather
@@ -18,7 +19,7 @@ def command(ctx: click.Context, as_json) -> None:
     """OK / WARN / FAIL for each assessable rule (S1-S8, C1-C5, K1, T2) with its evidence;
     exit code 4 when a rule FAILs. Opens every repository (the passphrase is needed)."""
     config = load_config(ctx)
-    gathered = gather(config, lambda name: open_repository(ctx, name)[1])
+    gathered = gather(config, lambda name: open_repository(ctx, name).repo)  # reads snapshots and records: no lock
     rows = [row_dict(row) for row in gathered.rows(config)]
     failed = any(row["status"] == FAIL for row in rows)
     if as_json:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import click
 
 from agent import clock, timefmt
-from agent.cli.common import (audit, find_snapshot, human_bytes, json_option, note_medium, open_repository,
+from agent.cli.common import (audit, find_snapshot, human_bytes, json_option, note_medium,
                               print_json)
+from agent.cli.opening import open_repository
 from agent.cli.rescue import store_kit
 from agent.engine.copy import CopyEngine
 from agent.errors import UsageError
@@ -21,10 +22,14 @@ from agent.errors import UsageError
 def command(ctx: click.Context, snapshot, source_name, destination_name, as_json) -> None:
     """Copy SNAPSHOT into the repository --to (e.g. onto this week's disk); only the data
     the destination lacks is written, and copying twice does nothing."""
-    config, source = open_repository(ctx, source_name)
+    # Opened without a lock: the engine locks both (shared on the source, a written shared
+    # lock on the destination; agent/engine/copy.py).
+    opened_source = open_repository(ctx, source_name)
+    config, source = opened_source.config, opened_source.repo
     if config.repository(source_name).name == config.repository(destination_name).name:
         raise UsageError("--from and --to name the same repository")
-    _config, destination = open_repository(ctx, destination_name)
+    opened_destination = open_repository(ctx, destination_name)
+    destination = opened_destination.repo
     snap = find_snapshot(source, snapshot)
     report = CopyEngine(source, destination, snap).run()
     audit(config, "copy", source=config.repository(source_name).name, snapshot=snap.id.hex(),
@@ -32,7 +37,7 @@ def command(ctx: click.Context, snapshot, source_name, destination_name, as_json
           already_there=report.already_there)
     rotation = []
     if not report.already_there:  # a copy onto a disk of a set counts as that disk's backup
-        rotation = note_medium(ctx, config, destination_name, last_backup=clock.now().isoformat(),
+        rotation = note_medium(config, destination_name, opened_destination.medium, last_backup=clock.now().isoformat(),
                                snapshot=report.snapshot_id)
     kit = store_kit(config, destination, config.repository(destination_name).name, as_json=as_json)
     if as_json:

@@ -14,7 +14,8 @@ import sys
 import click
 
 from agent import timefmt
-from agent.cli.common import audit, find_snapshot, human_bytes, json_option, open_repository, print_json, repo_option
+from agent.cli.common import audit, find_snapshot, human_bytes, json_option, print_json, repo_option
+from agent.cli.opening import Opened, opened
 from agent.cli.progress import for_terminal
 from agent.engine.export import write_tar
 from agent.engine.restore import RestoreEngine
@@ -39,7 +40,14 @@ def command(ctx: click.Context, snapshot, target, tar_path, keep_special_bits, r
         raise UsageError("give either --target DIR or --tar FILE (or --tar - for standard output)")
     if tar_path == "-" and as_json:
         raise UsageError("--json and --tar - would both write to standard output")
-    config, repo = open_repository(ctx, repo_name)
+    # A tar is written under a shared lock; a folder by the restore engine, which takes its
+    # own (its round trips overlap the first reads: agent/repo/lock.py).
+    with opened(ctx, repo_name, lock=None if target else "shared", operation="export") as repository:
+        _export(repository, snapshot, target, tar_path, keep_special_bits, as_json)
+
+
+def _export(opened: Opened, snapshot, target, tar_path, keep_special_bits, as_json) -> None:
+    config, repo = opened.config, opened.repo
     snap = find_snapshot(repo, snapshot)
     try:
         if target:
@@ -71,7 +79,7 @@ def command(ctx: click.Context, snapshot, target, tar_path, keep_special_bits, r
         written = "standard output" if tar_path == "-" else os.path.abspath(target or tar_path)
         raise Interrupted(f"export interrupted (Ctrl-C); {written} holds an incomplete copy",
                           hint="delete it and run the export again") from None
-    audit(config, "export", repository=config.repository(repo_name).name, snapshot=snap.id.hex(), to=where,
+    audit(config, "export", repository=opened.settings.name, snapshot=snap.id.hex(), to=where,
           files=document["files"], sha256_verified=document["sha256_verified"],
           failures=len(document["failures"]))
     if as_json:

@@ -15,10 +15,11 @@ import tempfile
 import click
 
 from agent import clock, timefmt
-from agent.cli.common import (audit, json_option, new_passphrase, new_passphrase_option, open_repository, print_json,
+from agent.cli.common import (audit, json_option, new_passphrase, new_passphrase_option, print_json,
                               repo_option)
 from agent.crypto import paper, shares
 from agent.state.known_keys import KnownKeys
+from agent.cli.opening import open_repository
 from agent.cli.rescue import store_kit
 from agent.state.records import Records
 from agent.errors import IntegrityError, ReportError, UsageError
@@ -50,7 +51,8 @@ def export(ctx: click.Context, paper_file, split, repo_name, as_json) -> None:
         raise UsageError(f"--paper {paper_file}: the sheet is written as .html or .pdf",
                          hint="give a file name ending in .html or .pdf")
     threshold, count = _shares(split)
-    config, repo = open_repository(ctx, repo_name)
+    # No lock: keys/ is never pruned, and a key written or removed meanwhile is no reader's concern.
+    config, repo = open_repository(ctx, repo_name).config_and_repo()
     settings = config.repository(repo_name)
     if extension.lower() == ".pdf" and browser.find_chromium() is None:
         raise ReportError("a PDF sheet needs Chromium, which is not installed",
@@ -118,7 +120,7 @@ def _write_sheet(page: str, path: str) -> None:
 @click.pass_context
 def add(ctx: click.Context, new_passphrase_file, repo_name, as_json) -> None:
     """Add a passphrase (a new key file); the existing ones keep working."""
-    config, repo = open_repository(ctx, repo_name)
+    config, repo = open_repository(ctx, repo_name).config_and_repo()
     key_id = repo.add_key(new_passphrase(new_passphrase_file))
     audit(config, "key_add", repository=config.repository(repo_name).name, key_id=key_id.hex())
     if as_json:
@@ -133,7 +135,7 @@ def add(ctx: click.Context, new_passphrase_file, repo_name, as_json) -> None:
 @click.pass_context
 def list_keys(ctx: click.Context, repo_name, as_json) -> None:
     """The passphrases (key files) of the repository; * marks the one used now."""
-    config, repo = open_repository(ctx, repo_name)
+    config, repo = open_repository(ctx, repo_name).config_and_repo()
     keys = [{"key_id": k.key_id.hex(), "created": k.created, "host": k.host, "current": k.key_id == repo.key_id,
              "kdf": {"memory_kib": k.params.memory_kib, "iterations": k.params.iterations,
                      "parallelism": k.params.parallelism}} for k in repo.list_keys()]
@@ -152,7 +154,7 @@ def list_keys(ctx: click.Context, repo_name, as_json) -> None:
 @click.pass_context
 def remove(ctx: click.Context, key_id, repo_name) -> None:
     """Remove a passphrase (by key id prefix). The one used now, and the last one, stay."""
-    config, repo = open_repository(ctx, repo_name)
+    config, repo = open_repository(ctx, repo_name).config_and_repo()
     keys = repo.list_keys()
     matches = [k for k in keys if k.key_id.hex().startswith(key_id.lower())]
     if len(matches) != 1:
@@ -173,7 +175,7 @@ def remove(ctx: click.Context, key_id, repo_name) -> None:
 @click.pass_context
 def passwd(ctx: click.Context, new_passphrase_file, repo_name) -> None:
     """Change the passphrase in use: the new key file is written before the old one is removed."""
-    config, repo = open_repository(ctx, repo_name)
+    config, repo = open_repository(ctx, repo_name).config_and_repo()
     old = repo.key_id
     new = repo.add_key(new_passphrase(new_passphrase_file))
     if old is not None:

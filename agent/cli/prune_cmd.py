@@ -6,8 +6,9 @@ from __future__ import annotations
 import click
 
 from agent import timefmt
-from agent.cli.common import (audit, human_bytes, json_option, ledger_of, open_repository, print_json,
+from agent.cli.common import (audit, human_bytes, json_option, ledger_of, print_json,
                               repo_option)
+from agent.cli.opening import Opened, with_repository
 from agent.cli.progress import for_terminal
 from agent.engine.lock_dates import LockDateCache
 from agent.engine.prune import PruneEngine
@@ -21,10 +22,15 @@ from agent.state.layout import StateLayout
 @repo_option
 @json_option
 @click.pass_context
-def command(ctx: click.Context, dry_run, repo_name, as_json) -> None:
+# Exclusive: nothing else runs while packs are deleted. A dry run reads only: a shared lock,
+# none when the storage cannot take one (it works on a read-only repository); it warns of a
+# skewed server clock, where a prune refuses instead (agent/engine/prune.py).
+@with_repository(lock=lambda params: "shared" if params["dry_run"] else "exclusive",
+                 warn_skew=lambda params: params["dry_run"])
+def command(ctx: click.Context, dry_run, repo_name, as_json, *, opened: Opened) -> None:
     """Apply the retention policy: keep the snapshots its calendar windows keep, forget
     the others, then delete the data no kept snapshot uses."""
-    config, repo = open_repository(ctx, repo_name, warn_skew=dry_run)
+    config, repo = opened.config, opened.repo
     if not dry_run:
         _refuse_on_known_damage(config, repo, repo_name)
     cache = LockDateCache(StateLayout(config.agent.state_dir).lock_dates(repo.config.repository_id))

@@ -6,7 +6,8 @@ from __future__ import annotations
 import click
 
 from agent import clock
-from agent.cli.common import audit, json_option, open_repository, print_json, repo_option
+from agent.cli.common import audit, json_option, print_json, repo_option
+from agent.cli.opening import Opened, with_repository
 from agent.cli.progress import for_terminal
 from agent.engine.check import CheckEngine
 from agent.state.records import Records
@@ -19,11 +20,12 @@ from agent.errors import IntegrityError
 @repo_option
 @json_option
 @click.pass_context
-def command(ctx: click.Context, dry_run, repo_name, as_json) -> None:
+@with_repository(lock="exclusive")  # the check after it runs under the same lock
+def command(ctx: click.Context, dry_run, repo_name, as_json, *, opened: Opened) -> None:
     """Repair the repository after `check --read-data` found damage: read every pack,
     salvage the readable blobs of damaged ones into new packs, rebuild the index from
     the packs themselves, then delete the damaged packs. Downloads the whole repository."""
-    config, repo = open_repository(ctx, repo_name)
+    config, repo = opened.config, opened.repo
     report = RepairEngine(repo, dry_run=dry_run, progress=for_terminal(as_json, storage=repo.storage)).run()
     # Without the ledger: deleted or replayed snapshots are check's and prune's concern,
     # repair answers for the packs and the index only.

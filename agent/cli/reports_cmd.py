@@ -13,7 +13,8 @@ import os
 import click
 
 from agent import timefmt
-from agent.cli.common import json_option, open_repository, print_json, repo_option
+from agent.cli.common import json_option, print_json, repo_option
+from agent.cli.opening import Opened, with_repository
 from agent.reports import store
 from agent.state.files import save_bytes
 
@@ -27,9 +28,10 @@ def command() -> None:
 @repo_option
 @json_option
 @click.pass_context
-def list_reports(ctx: click.Context, repo_name, as_json) -> None:
+@with_repository(lock=None)  # it reads the stored reports only, no pack
+def list_reports(ctx: click.Context, repo_name, as_json, *, opened: Opened) -> None:
     """The stored reports, oldest first: id, date, result, files verified."""
-    config, repo = open_repository(ctx, repo_name)
+    config, repo = opened.config, opened.repo
     tests, problems = store.past_tests(repo)
     if as_json:
         print_json({"reports": tests, "unreadable": problems})
@@ -49,9 +51,10 @@ def list_reports(ctx: click.Context, repo_name, as_json) -> None:
 @repo_option
 @click.option("--output-dir", required=True, metavar="DIR", help="Where to write the report's .html and .json.")
 @click.pass_context
-def get_report(ctx: click.Context, report_id, repo_name, output_dir) -> None:
+@with_repository(lock=None)  # it reads one stored report only, no pack
+def get_report(ctx: click.Context, report_id, repo_name, output_dir, *, opened: Opened) -> None:
     """Write a stored report (by id or id prefix) back out as HTML and JSON files."""
-    _config, repo = open_repository(ctx, repo_name)
+    repo = opened.repo
     document, page = store.load(repo, report_id)
     stem = os.path.join(output_dir, store.base_name(document))
     save_bytes(stem + ".json", json.dumps(document, indent=1, ensure_ascii=False).encode("utf-8"))

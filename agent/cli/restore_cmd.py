@@ -8,8 +8,9 @@ import os
 import click
 
 from agent import timefmt
-from agent.cli.common import (audit, display_path, find_snapshot, human_bytes, json_option, open_repository,
+from agent.cli.common import (audit, display_path, find_snapshot, human_bytes, json_option,
                               print_json, repo_option, resume_command)
+from agent.cli.opening import Opened, with_repository
 from agent.cli.progress import for_terminal
 from agent.engine import browse
 from agent.engine.restore import RestoreEngine
@@ -39,10 +40,13 @@ from agent.errors import IntegrityError, Interrupted, UsageError
 @repo_option
 @json_option
 @click.pass_context
+# The engine takes its shared lock itself: the lock's round trips overlap its first reads
+# (agent/repo/lock.py, overlapped_shared_lock).
+@with_repository(lock=None)
 def command(ctx: click.Context, snapshot, target, at, includes, excludes, dry_run, resume, overwrite,
-            keep_special_bits, repo_name, as_json) -> None:
+            keep_special_bits, repo_name, as_json, *, opened: Opened) -> None:
     """Restore SNAPSHOT (an id prefix, or latest) into --target and verify every file."""
-    _config, repo = open_repository(ctx, repo_name)
+    _config, repo = opened.config, opened.repo
     if at is not None:
         if snapshot != "latest":
             raise UsageError("give either a SNAPSHOT or --at TIME, not both")

@@ -7,7 +7,9 @@ import os
 import click
 
 from agent import clock, timefmt
-from agent.cli.common import audit, find_snapshot, human_bytes, json_option, open_repository, print_json, repo_option
+from agent.cli.common import (audit, find_snapshot, human_bytes, json_option, print_json, repo_option,
+                              upload_verification_mode)
+from agent.cli.opening import Opened, open_repository, with_repository
 from agent.state.records import Records
 from agent.engine.restore_testing import RestoreTestEngine
 from agent.errors import IntegrityError
@@ -29,12 +31,14 @@ from agent.state.layout import StateLayout
               help="Where to write the report (HTML, JSON, PDF); default [agent] report_dir or state_dir/reports.")
 @json_option
 @click.pass_context
-def command(ctx: click.Context, repo_name, snapshot_id, mode, sample, scratch_dir, report_dir, as_json) -> None:
+@with_repository(lock=None)  # the restore engine takes its shared lock itself (agent/engine/restore.py)
+def command(ctx: click.Context, repo_name, snapshot_id, mode, sample, scratch_dir, report_dir, as_json, *,
+            opened: Opened) -> None:
     """Restore a snapshot (and a sample of the oldest one) into a scratch folder, compare
     every file's SHA-256 with the one recorded at backup, measure the time, then wipe it.
     Writes a report (HTML in the configured language, JSON, and PDF when Chromium is
     installed) and keeps an encrypted copy of it in the repository."""
-    config, repo = open_repository(ctx, repo_name)
+    config, repo = opened.config, opened.repo
     snapshot = find_snapshot(repo, snapshot_id)
     snapshots = repo.snapshots()
     oldest = snapshots[0] if snapshots else None
@@ -60,7 +64,7 @@ def command(ctx: click.Context, repo_name, snapshot_id, mode, sample, scratch_di
     audit(config, "restore_test", repository=name, snapshot=snapshot.id.hex(), ok=report.ok,
           files=document["files"], scratch=os.path.abspath(scratch), wiped=report.scratch_wiped,
           report=report_id.hex())
-    written, problems = _report(ctx, config, name, repo, report, report_id, report_dir)
+    written, problems = _report(ctx, config, name, repo, report, report_id, report_dir, opened.medium)
     document["report"] = {**written.as_dict(), "unreadable_past_reports": problems}
     for check in report.databases:
         if check.loaded_into == "production":
@@ -98,14 +102,15 @@ def command(ctx: click.Context, repo_name, snapshot_id, mode, sample, scratch_di
                              f"database ({databases[0].name}: {databases[0].problem})")
 
 
-def _report(ctx: click.Context, config, name: str, repo, result, report_id: bytes, report_dir: str | None):
+def _report(ctx: click.Context, config, name: str, repo, result, report_id: bytes, report_dir: str | None,
+            medium: str | None):
     """Write the report files and keep a copy in the repository; returns what was written
     and the stored reports that could not be read."""
-    medium = ctx.obj.get("medium")  # opening the other repositories resets it
-    gathered = gather(config, lambda other: open_repository(ctx, other)[1], opened={name: repo})
+    gathered = gather(config, lambda other: open_repository(ctx, other).repo, opened={name: repo})
     past, problems = store.past_tests(repo)
     document = build(config, config.repository(name), repo, result, gathered, report_id=report_id,
-                     past_tests=past, medium=medium)
+                     past_tests=past, medium=medium,
+                     upload_verification=upload_verification_mode(repo))
     page = render(document)
     written = store.write(report_dir or config.agent.reports, document, page)
     store.store(repo, written, document, page)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from agent import timefmt
-from agent.cli.common import human_bytes, json_option, open_repository, print_json, repo_option
+from agent.cli.common import human_bytes, json_option, print_json, repo_option
+from agent.cli.opening import Opened, with_repository
 from agent.errors import IntegrityError
 
 
@@ -13,9 +14,10 @@ from agent.errors import IntegrityError
 @repo_option
 @json_option
 @click.pass_context
-def command(ctx: click.Context, repo_name, as_json) -> None:
+@with_repository(lock=None)  # it reads the snapshot objects only, no pack
+def command(ctx: click.Context, repo_name, as_json, *, opened: Opened) -> None:
     """List the snapshots, oldest first."""
-    config, repo = open_repository(ctx, repo_name)
+    config, repo = opened.config, opened.repo
     snapshots = repo.snapshots()
     _list(snapshots, as_json, config.retention.zone)
     problems = repo.snapshot_problems

@@ -62,7 +62,7 @@ from agent.engine.small_files import (SealedPart, SmallFileResult, Stamp, open_n
 from agent.errors import BackupctlError, IntegrityError, ObjectNotFound, SourceError
 from agent.repo import layout
 from agent.repo.chunker import DEFAULT_DATABASE_CHUNK_SIZE, Chunker
-from agent.repo.lock import RepositoryLock, list_locks
+from agent.repo.lock import RepositoryLock, list_locks, require_lock
 from agent.repo.pack import BLOB_DATA, BLOB_TREE
 from agent.repo.repository import Repository
 from agent.repo.layout import SnapshotId
@@ -382,6 +382,9 @@ class BackupEngine:
             self.report.packs_adopted += 1
 
     def run(self) -> BackupReport:
+        # A shared lock, written: other backups may run, a prune may not (agent.repo.lock); its
+        # id tells this backup's packs from another's (_adopt_unindexed_packs).
+        self._lock = require_lock(self.repo, "backup", written=True)
         # The walk recurses once per folder level (three frames each). A local user who can
         # write in a backed-up folder could otherwise stop every backup with a folder 400
         # levels deep (Python's default limit is 1,000 frames). Paths are at most PATH_MAX
@@ -391,10 +394,7 @@ class BackupEngine:
         limit = sys.getrecursionlimit()
         sys.setrecursionlimit(max(limit, WALK_RECURSION_LIMIT))
         try:
-            # A shared lock: other backups may run, a prune may not (agent.repo.lock).
-            with RepositoryLock(self.repo, "backup") as lock:
-                self._lock = lock
-                return self._run()
+            return self._run()
         finally:
             sys.setrecursionlimit(limit)
 

@@ -28,7 +28,7 @@ from agent.engine.progress import Progress, SilentProgress
 from agent.engine.walk import load_tree
 from agent.errors import IntegrityError, StorageError
 from agent.repo import layout, rescue_kit
-from agent.repo.lock import shared_lock_for_reading
+from agent.repo.lock import require_lock
 from agent.repo.repository import Repository
 from agent.repo.pack import BLOB_TREE
 from agent.repo.tree import DIR, FILE, Node, decode_tree
@@ -108,7 +108,7 @@ class _TreeSummary:
 
 class CheckEngine:
     def __init__(self, repo: Repository, *, read_data: bool = False, progress: Progress | None = None,
-                 take_lock: bool = True, read_data_subset: tuple[int, int] | None = None,
+                 read_data_subset: tuple[int, int] | None = None,
                  ledger: Ledger | None = None, zone: _dt.tzinfo | None = None) -> None:
         if read_data_subset is not None:
             k, n = read_data_subset
@@ -117,7 +117,6 @@ class CheckEngine:
             read_data = True
         self.read_data_subset = read_data_subset
         self.repo = repo
-        self.take_lock = take_lock  # False when the caller (prune) already holds a lock
         self.ledger = ledger  # this machine's memory of the snapshots (None: not compared)
         self.zone = zone  # of the times in messages ([retention] timezone; None: each time's own)
         self.read_data = read_data
@@ -129,12 +128,8 @@ class CheckEngine:
         self._listings_size = 0
 
     def run(self) -> CheckReport:
-        if not self.take_lock:
-            return self._run()
-        with shared_lock_for_reading(self.repo, "check"):  # no prune meanwhile
-            return self._run()
-
-    def _run(self) -> CheckReport:
+        # No prune meanwhile: `check` holds a shared lock, a prune checks under its exclusive one.
+        require_lock(self.repo, "check")
         self._load_indexes()
         stored = self.repo.list_pack_names()
         self.report.packs = len(stored)

@@ -23,7 +23,7 @@ from agent.crypto.ids import new_file_fingerprint
 from agent.engine.expansion import Expansion
 from agent.engine.target import permissions
 from agent.errors import IntegrityError, StorageError
-from agent.repo.lock import shared_lock_for_reading
+from agent.repo.lock import require_lock
 from agent.repo.repository import Repository
 from agent.repo.snapshot import Snapshot
 from agent.repo.tree import DIR, FILE, SYMLINK, Node
@@ -78,8 +78,8 @@ class _ChunkReader:
 
 def write_tar(repo: Repository, snapshot: Snapshot, stream: BinaryIO, *,
               keep_special_bits: bool = False) -> ExportReport:
-    with shared_lock_for_reading(repo, "export"):  # no prune meanwhile
-        return _write_tar(repo, snapshot, stream, keep_special_bits=keep_special_bits)
+    require_lock(repo, "export")  # no prune meanwhile
+    return _write_tar(repo, snapshot, stream, keep_special_bits=keep_special_bits)
 
 
 def _write_tar(repo: Repository, snapshot: Snapshot, stream: BinaryIO, *, keep_special_bits: bool) -> ExportReport:

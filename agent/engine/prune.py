@@ -40,7 +40,7 @@ from agent.engine.walk import load_tree
 from agent.errors import ClockSkewError, IntegrityError, ObjectLocked, ObjectNotFound
 from agent.repo import layout
 from agent.repo.layout import PackId
-from agent.repo.lock import RepositoryLock, remove_stale_locks
+from agent.repo.lock import remove_stale_locks, require_lock
 from agent.clock_skew import CLOCK_SKEW_HINT, CLOCK_SKEW_LIMIT, describe_skew
 from agent.repo.repository import Repository
 from agent.repo.tree import DIR, FILE
@@ -96,14 +96,14 @@ class PruneEngine:
         self._used: set[bytes] = set()
 
     def run(self) -> PruneReport:
-        if self.dry_run:  # reads only: no lock written (works on a read-only repository)
-            self._prune()
-        else:
-            with RepositoryLock(self.repo, "prune", exclusive=True):
-                # Locks of dead processes were ignored by acquire(); with the exclusive
-                # lock held, nothing else can be writing one, so they can go.
-                self.report.stale_locks_removed = len(remove_stale_locks(self.repo))
-                self._prune()
+        # A dry run reads only: a shared lock (none when the storage cannot take one: it
+        # works on a read-only repository); a prune deletes: an exclusive one.
+        require_lock(self.repo, "prune", exclusive=not self.dry_run)
+        if not self.dry_run:
+            # Locks of dead processes were ignored when ours was taken; with the exclusive
+            # lock held, nothing else can be writing one, so they can go.
+            self.report.stale_locks_removed = len(remove_stale_locks(self.repo))
+        self._prune()
         return self.report
 
     # ---- the steps ---------------------------------------------------------------------
@@ -186,7 +186,7 @@ class PruneEngine:
                                  hint=CLOCK_SKEW_HINT)
 
     def _refuse_on_damage(self) -> None:
-        check = CheckEngine(self.repo, take_lock=False, ledger=self.ledger).run()
+        check = CheckEngine(self.repo, ledger=self.ledger).run()  # under prune's lock
         if check.ledger_problems:
             raise IntegrityError(f"prune refused: {check.ledger_problems[0]}"
                                  f"{f' (and {len(check.errors) - 1} more problem(s))' if len(check.errors) > 1 else ''}",

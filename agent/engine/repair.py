@@ -32,7 +32,7 @@ from agent.engine.progress import Progress, SilentProgress
 from agent.errors import ForeignObject, IntegrityError, ObjectLocked, ObjectNotFound, StorageError
 from agent.repo import layout
 from agent.repo.layout import PackId
-from agent.repo.lock import RepositoryLock
+from agent.repo.lock import require_lock
 from agent.repo.pack import PackEntry
 from agent.repo.repository import MAX_PACK_SIZE, Repository
 
@@ -75,8 +75,8 @@ class RepairEngine:
         self.report = RepairReport(dry_run=dry_run)
 
     def run(self) -> RepairReport:
-        with RepositoryLock(self.repo, "repair", exclusive=True):
-            self._repair()
+        require_lock(self.repo, "repair", exclusive=True)
+        self._repair()
         return self.report
 
     def _repair(self) -> None:

@@ -23,6 +23,7 @@ import json
 import os
 import socket
 import threading
+import weakref
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Callable, Iterator
@@ -40,6 +41,43 @@ REFRESH_EVERY = _dt.timedelta(minutes=5)
 # briefly unreachable storage does not make a live backup look dead, and a clock
 # skew of the ±20 minutes seen on badly synchronised servers is absorbed.
 STALE_AFTER = _dt.timedelta(minutes=30)
+
+
+# The locks this process holds, by repository: what require_lock() asks. A repository
+# read without a lock because its storage cannot take one (shared_lock_for_reading) is
+# noted as UNWRITTEN: the reader tried, and reading goes on.
+UNWRITTEN = "unwritten"
+_held: "weakref.WeakKeyDictionary[Repository, list[object]]" = weakref.WeakKeyDictionary()
+
+
+def _note_held(repo: Repository, holder: object) -> None:
+    _held.setdefault(repo, []).append(holder)
+
+
+def _note_released(repo: Repository, holder: object) -> None:
+    holders = _held.get(repo, [])
+    if holder in holders:
+        holders.remove(holder)
+
+
+def require_lock(repo: Repository, operation: str, *, exclusive: bool = False,
+                 written: bool = False) -> "RepositoryLock | None":
+    """For an engine's run: the lock it needs must be held by this process already (the
+    command took it when it opened the repository, agent/cli/opening.py). Missing, it is a
+    programming error, said loudly: an engine never runs unlocked by accident. A writer
+    (`written`) needs a lock written in the repository, not a reading noted without one.
+    Returns the strongest lock held (None when only a reading without a lock is noted)."""
+    holders = _held.get(repo, [])
+    locks = [h for h in holders if isinstance(h, RepositoryLock)]
+    if exclusive:
+        locks = [lock for lock in locks if lock.exclusive]
+        if not locks:
+            raise AssertionError(f"{operation} needs an exclusive lock on the repository, and none is held")
+    elif not holders:
+        raise AssertionError(f"{operation} needs a lock on the repository (shared or exclusive), and none is held")
+    elif written and not locks:
+        raise AssertionError(f"{operation} writes: it needs a lock written in the repository, and none is held")
+    return max(locks, key=lambda lock: lock.exclusive, default=None)
 
 
 @dataclass(frozen=True)
@@ -103,9 +141,11 @@ class RepositoryLock:
                      f"{int(STALE_AFTER.total_seconds() // 60)} minutes")
         self._refresher = threading.Thread(target=self._refresh_loop, name="lock-refresh", daemon=True)
         self._refresher.start()
+        _note_held(self.repo, self)
         return self
 
     def release(self) -> None:
+        _note_released(self.repo, self)
         self._stop.set()
         if self._refresher is not None:
             self._refresher.join()
@@ -157,7 +197,11 @@ def shared_lock_for_reading(repo: Repository, operation: str) -> Iterator[Reposi
     except RepositoryLocked:
         raise
     except (StorageError, PermissionDenied):  # the lock cannot be written: reading may go on
-        yield None
+        _note_held(repo, UNWRITTEN)
+        try:
+            yield None
+        finally:
+            _note_released(repo, UNWRITTEN)
         return
     try:
         yield lock

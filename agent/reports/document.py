@@ -23,7 +23,6 @@ from agent.engine.retention import calendar_periods
 from agent.errors import IntegrityError
 from agent.repo.repository import Repository
 from agent.repo.snapshot import Snapshot, chronological
-from agent.storage.base import Probing
 from agent.reports.facts import Gathered, snapshot_hex
 from agent.reports.i18n import row_dict
 
@@ -35,8 +34,8 @@ CIPHER_NAMES = {"xchacha20-poly1305": "XChaCha20-Poly1305", "aes-256-gcm": "AES-
 
 
 def build(config: Config, settings: RepositorySettings, repo: Repository, result: RestoreTestReport,
-          gathered: Gathered, *, report_id: bytes, past_tests: list[dict[str, Any]],
-          medium: str | None = None) -> dict[str, Any]:
+          gathered: Gathered, *, report_id: bytes, past_tests: list[dict[str, Any]], medium: str | None = None,
+          upload_verification: str | None = None) -> dict[str, Any]:
     now = gathered.now
     zone = config.retention.zone
     facts = next(f for f in gathered.repositories if f.name == settings.name)
@@ -53,7 +52,7 @@ def build(config: Config, settings: RepositorySettings, repo: Repository, result
         "program": f"backupctl {__version__}",
         "practice": config.agent.practice_name,
         "host": config.agent.hostname or socket.gethostname(),
-        "repository": describe_repository(settings, repo, medium),
+        "repository": describe_repository(settings, repo, medium, upload_verification),
         "algorithms": algorithms(repo),
         "restore_test": result.as_dict(),
         "retention": {
@@ -90,7 +89,10 @@ def _throughput(restore_test: dict[str, Any]) -> float:
     return round(restore_test["bytes"] / 2**20 / duration, 1) if duration > 0 else 0.0
 
 
-def describe_repository(settings: RepositorySettings, repo: Repository, medium: str | None) -> dict[str, Any]:
+def describe_repository(settings: RepositorySettings, repo: Repository, medium: str | None,
+                        upload_verification: str | None = None) -> dict[str, Any]:
+    """`upload_verification`: the mode an S3 endpoint's probe chose (agent/storage/verification.py),
+    told by the caller: the reports know no storage."""
     described = {"name": settings.name, "kind": "s3" if settings.s3 else "disks" if settings.media else "local",
                  "repository_id": repo.config.repository_id.hex(), "format_version": repo.config.format_version,
                  "created": repo.config.created, "object_lock": "none", "lock_days": None, "endpoint": None,
@@ -100,8 +102,7 @@ def describe_repository(settings: RepositorySettings, repo: Repository, medium: 
         described.update(endpoint=settings.s3.endpoint or "Amazon S3", bucket=settings.s3.bucket,
                          prefix=settings.s3.prefix, region=settings.s3.region, object_lock=settings.s3.object_lock,
                          lock_days=settings.s3.lock_days if settings.s3.object_lock != "none" else None)
-        described["upload_verification"] = (repo.storage.verification().mode  # what the endpoint probe chose
-                                            if isinstance(repo.storage, Probing) else None)
+        described["upload_verification"] = upload_verification
     else:
         described.update(location=settings.mount, medium=medium)
     return described

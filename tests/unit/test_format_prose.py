@@ -25,6 +25,7 @@ from pathlib import Path
 import blake3
 import pytest
 
+from tests.support.locked import run_locked
 from tests.unit.test_format_vectors import DOC_PATH, SpecReader, _parse_fields
 
 ROOT = DOC_PATH.parents[1]
@@ -400,7 +401,7 @@ def test_root_tree_database_dumps_and_every_summary_member_are_documented(tmp_pa
     storage = MemoryStorage()
     repo = Repository.init(storage, PASSPHRASE, cipher="xchacha20-poly1305", compression_level=1,
                            kdf_params=_small_kdf())
-    report = BackupEngine(repo, BackupOptions(paths=[str(source)], dumps=dumps)).run()
+    report = run_locked(BackupEngine(repo, BackupOptions(paths=[str(source)], dumps=dumps)))
     snapshot = report.snapshot
 
     # Section 10: the summary's members are exactly the documented ones.

@@ -708,7 +708,9 @@ def test_example_repository_with_the_agent(tmp_path):
     repo = Repository.open(_memory_storage(example_objects()), _passphrase())
     assert repo.master.secret == vectors()["subkeys"]["master"]
     assert repo.config.repository_id == vectors()["associated-data"]["repository_id"]
-    report = CheckEngine(repo, read_data=True).run()
+    from tests.support.locked import run_locked
+
+    report = run_locked(CheckEngine(repo, read_data=True))
     assert report.ok and not report.warnings, report.as_dict()
     assert report.blobs_verified == 6
     (snapshot,) = repo.snapshots()
@@ -803,13 +805,14 @@ def test_spec_reader_restores_a_backupctl_repository(tmp_path, cipher, level, ve
     from agent.engine.backup import BackupEngine, BackupOptions
     from agent.repo.repository import Repository
     from agent.storage.memory import MemoryStorage
+    from tests.support.locked import run_locked
 
     source = tmp_path / "source"
     _make_source(source)
     storage = MemoryStorage()
     repo = Repository.init(storage, b"phrase de passe", cipher=cipher, compression_level=level,
                            kdf_params=KdfParams(memory_kib=8192, iterations=1), format_version=version)
-    report = BackupEngine(repo, BackupOptions(paths=[str(source)])).run()
+    report = run_locked(BackupEngine(repo, BackupOptions(paths=[str(source)])))
     assert not report.warnings
 
     reader = SpecReader(dict(storage.objects), b"phrase de passe")
@@ -873,6 +876,7 @@ def test_spec_reader_restores_a_pruned_repository(tmp_path):
     from agent.repo.lock import RepositoryLock
     from agent.repo.repository import Repository
     from agent.storage.memory import MemoryStorage
+    from tests.support.locked import run_locked
 
     source = tmp_path / "source"
     _make_source(source)
@@ -887,9 +891,10 @@ def test_spec_reader_restores_a_pruned_repository(tmp_path):
             for older in (source / f"semaine-{w}.bin" for w in range(weeks_ago + 1, 12)):
                 if older.exists():
                     older.unlink()
-            BackupEngine(repo, BackupOptions(paths=[str(source)], time=now - dt.timedelta(weeks=weeks_ago))).run()
-        report = PruneEngine(Repository.open(storage, b"phrase de passe"),
-                             RetentionPolicy(weekly=4, monthly=12, yearly=1)).run()
+            run_locked(BackupEngine(repo, BackupOptions(paths=[str(source)],
+                                                        time=now - dt.timedelta(weeks=weeks_ago))))
+        report = run_locked(PruneEngine(Repository.open(storage, b"phrase de passe"),
+                                        RetentionPolicy(weekly=4, monthly=12, yearly=1)), exclusive=True)
         assert report.snapshots_forgotten == 2 and report.packs_deleted + report.packs_rewritten > 0
         RepositoryLock(repo, "backup")._write()  # a lock object lying in the repository
     finally:
@@ -911,6 +916,7 @@ def test_example_version_1_repository_is_backed_up_into_as_it_is(tmp_path):
     from agent.engine.check import CheckEngine
     from agent.engine.restore import RestoreEngine
     from agent.repo.repository import Repository
+    from tests.support.locked import run_locked
 
     storage = _memory_storage(example_objects())
     config_before = storage.read("config")
@@ -919,7 +925,7 @@ def test_example_version_1_repository_is_backed_up_into_as_it_is(tmp_path):
     _make_source(source)
     repo = Repository.open(storage, _passphrase())
     assert repo.config.format_version == 1 and not repo.padded
-    BackupEngine(repo, BackupOptions(paths=[str(source)])).run()
+    run_locked(BackupEngine(repo, BackupOptions(paths=[str(source)])))
     assert storage.read("config") == config_before
     new_packs = {info.name for info in storage.list("data/")} - packs_before
     assert new_packs
@@ -936,7 +942,7 @@ def test_example_version_1_repository_is_backed_up_into_as_it_is(tmp_path):
     assert [len(c) for c in chunker.chunks(io.BytesIO(scan))] == \
         [len(c) for c in Chunker(repo.config.chunker, repo.master.chunker_seed).chunks(io.BytesIO(scan))]
     fresh = Repository.open(storage, _passphrase())
-    assert CheckEngine(fresh, read_data=True).run().ok
+    assert run_locked(CheckEngine(fresh, read_data=True)).ok
     old, new = sorted(fresh.snapshots(), key=lambda snap: snap.time)
     assert not RestoreEngine(fresh, old, str(tmp_path / "old")).run().failures
     _check_restored(tmp_path / "old")

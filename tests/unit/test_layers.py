@@ -161,7 +161,9 @@ LAYER_RULES = [
     # engines reach storage only through a Repository (its lock, retries, verification)
     ("agent.engine", ["agent.storage", "agent.cli", "agent.config", "agent.daemon", "agent.reports"]),
     ("agent.config", ["agent.cli", "agent.daemon", "agent.reports"]),
-    ("agent.reports", ["agent.cli", "agent.daemon"]),
+    # a report is built from facts it is told (the upload verification in force included): it
+    # opens no storage of its own
+    ("agent.reports", ["agent.storage", "agent.cli", "agent.daemon"]),
     ("agent.daemon", ["agent.cli"]),
 ]
 

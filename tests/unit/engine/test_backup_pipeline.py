@@ -22,6 +22,7 @@ from agent.engine.expansion import Expansion
 from agent.repo.repository import Repository
 from agent.repo.tree import DIR, FILE
 from agent.storage.memory import MemoryStorage
+from tests.support.locked import run_locked
 
 FAST = KdfParams(memory_kib=8192, iterations=1)
 
@@ -98,7 +99,7 @@ def test_snapshot_holds_the_tree_whatever_order_files_finish_in(repo, tmp_path, 
     source = tmp_path / "src"
     expected = _make_tree(source, dirs=24, files_per_dir=5, big=1)
     slowed = _slow_some_files(monkeypatch, every=7, delay=0.02)
-    report = BackupEngine(repo, BackupOptions(paths=[str(source)], databases=["*.db"])).run()
+    report = run_locked(BackupEngine(repo, BackupOptions(paths=[str(source)], databases=["*.db"])))
     assert slowed and not report.warnings
     assert report.files_new == len(expected)
     assert _snapshot_files(repo, report.snapshot.tree, source) == expected
@@ -130,7 +131,7 @@ def test_the_walk_goes_on_while_a_directory_waits_for_a_slow_file(repo, tmp_path
         return instrumented
 
     _patch_file_reads(monkeypatch, wrapper)
-    report = BackupEngine(repo, BackupOptions(paths=[str(source)])).run()
+    report = run_locked(BackupEngine(repo, BackupOptions(paths=[str(source)])))
     assert not report.warnings and report.files_new == 7
     assert len(started_while_slow) >= 3  # later folders were read during the slow file
 
@@ -147,7 +148,7 @@ def test_an_unreadable_file_is_left_out_of_its_own_folder_only(repo, tmp_path, m
         return failing
 
     _patch_file_reads(monkeypatch, wrapper)
-    report = BackupEngine(repo, BackupOptions(paths=[str(source)], databases=["*.db"])).run()
+    report = run_locked(BackupEngine(repo, BackupOptions(paths=[str(source)], databases=["*.db"])))
     assert [path for path, _problem in report.warnings] == [str(source / victim)]
     del expected[victim]
     assert _snapshot_files(repo, report.snapshot.tree, source) == expected

@@ -12,6 +12,7 @@ from agent.crypto.kdf import KdfParams
 from agent.engine.backup import BackupEngine, BackupOptions, _matches_any, _Matcher
 from agent.repo.repository import Repository
 from agent.storage.memory import MemoryStorage
+from tests.support.locked import run_locked
 
 PATTERNS = [[], ["*.db"], ["*.tmp", "cache"], ["/srv/*/private", "*.db", "[!a]*.sqlite"], ["/srv/cabinet/x*"],
             ["*[*"]]
@@ -52,7 +53,7 @@ def test_the_files_of_walked_folders_waiting_for_their_trees_are_bounded(tmp_pat
     repo = Repository.init(MemoryStorage(), b"phrase", cipher="xchacha20-poly1305", compression_level=1,
                            kdf_params=KdfParams(memory_kib=8192, iterations=1))
     engine = BackupEngine(repo, BackupOptions(paths=[str(tmp_path / "src")], databases=["*.db"]))
-    report = engine.run()
+    report = run_locked(engine)
     assert report.files_new == 1501 and not report.warnings
     if bound == 100:
         assert engine.max_files_pending_seen <= 100 + 51

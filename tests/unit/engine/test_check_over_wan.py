@@ -12,6 +12,7 @@ from agent.crypto.kdf import KdfParams
 from agent.repo.pack import BLOB_DATA
 from agent.repo.repository import Repository
 from agent.storage.memory import MemoryStorage
+from tests.support.locked import run_locked
 
 
 def _repository(storage) -> Repository:
@@ -55,7 +56,7 @@ def test_check_read_data_downloads_the_next_pack_while_verifying_one():
     for _ in range(6):
         repo.store_blob(BLOB_DATA, os.urandom(5000))
     repo.flush()
-    report = CheckEngine(repo, read_data=True, take_lock=False).run()
+    report = run_locked(CheckEngine(repo, read_data=True))
     assert report.ok and report.blobs_verified == 6
     assert storage.most_reads == READ_AHEAD == 2
 
@@ -78,11 +79,11 @@ def test_check_read_data_walks_the_folders_from_the_listings_it_verified(tmp_pat
         (source / f"d{folder}").mkdir(parents=True)
         (source / f"d{folder}" / "letter.txt").write_bytes(b"Madame, %d" % folder)
     cache = FilesCache(str(tmp_path / "cache.sqlite"))
-    BackupEngine(repo, BackupOptions(paths=[str(source)], host=socket.gethostname()), files_cache=cache).run()
+    run_locked(BackupEngine(repo, BackupOptions(paths=[str(source)], host=socket.gethostname()), files_cache=cache))
     cache.close()
     storage.ranged.clear()
-    report = CheckEngine(repo, read_data=True, take_lock=False).run()
+    report = run_locked(CheckEngine(repo, read_data=True))
     assert report.ok and report.snapshots == 1
     assert storage.ranged == []  # no listing read again, one request per folder (22 before)
-    structure = CheckEngine(repo, take_lock=False).run()  # without --read-data: read one by one, as before
+    structure = run_locked(CheckEngine(repo))  # without --read-data: read one by one, as before
     assert structure.ok and len(storage.ranged) >= 20

@@ -34,6 +34,7 @@ from agent.repo.repository import Repository
 from agent.repo.snapshot import Snapshot
 from agent.repo.tree import DIR, FILE, Node, encode_tree
 from agent.storage.memory import MemoryStorage
+from tests.support.locked import run_locked
 
 FAST = KdfParams(memory_kib=8192, iterations=1)
 CONTENT = b"compte rendu de consultation\n" * 100
@@ -138,7 +139,7 @@ def test_check_counts_damage_below_a_crafted_tree_without_walking_its_paths(repo
     first MAX_FILES_LISTED, give the exact count, and read each listing once."""
     snapshot = _dag(repo, 30, chunk=os.urandom(32))
     budget = Budget(repo)
-    report = CheckEngine(repo).run()
+    report = run_locked(CheckEngine(repo))
     assert budget.reads <= 31 + 1  # each listing once, and the snapshot's root
     label = f"{snapshot.short_id} (2026-12-01 09:00 +01:00)"  # no zone given: the snapshot's own offset
     assert f"snapshot {label}: {2**30} file(s) or folder(s) cannot be restored" in report.errors
@@ -154,7 +155,7 @@ def test_check_counts_damage_below_a_crafted_tree_without_walking_its_paths(repo
 def test_check_reports_an_intact_crafted_tree_as_one_restore_refuses(repo):
     snapshot = _dag(repo, 30)
     budget = Budget(repo)
-    report = CheckEngine(repo).run()
+    report = run_locked(CheckEngine(repo))
     assert budget.reads <= 32
     assert not report.ok
     assert report.errors == [f"snapshot {snapshot.short_id} (2026-12-01 09:00 +01:00): its tree would expand "
@@ -166,7 +167,7 @@ def test_check_reports_an_intact_crafted_tree_as_one_restore_refuses(repo):
 def test_check_names_every_path_of_a_damaged_folder_shared_by_a_small_tree(repo):
     """Memoized damage is reported at every place the shared folder appears."""
     snapshot = _dag(repo, 2, chunk=os.urandom(32))
-    report = CheckEngine(repo).run()
+    report = run_locked(CheckEngine(repo))
     label = f"{snapshot.short_id} (2026-12-01 09:00 +01:00)"  # no zone given: the snapshot's own offset
     assert report.errors == [f"snapshot {label}: 4 file(s) or folder(s) cannot be restored"]
     assert [line.split(":")[0] for line in report.affected[label]] == [
@@ -209,7 +210,7 @@ def test_ls_recursive_find_and_check_walk_a_tree_3000_folders_deep(repo):
     assert len(entries) == DEEP and entries[-1][0] == _deep_path()
     assert [p for _s, p, _n in browse.find(repo, [snapshot], "note.txt")] == [_deep_path()]
     assert [p for _s, p, _n in browse.find(repo, [snapshot], "d/*/note.txt")] == [_deep_path()]
-    assert CheckEngine(repo).run().ok
+    assert run_locked(CheckEngine(repo)).ok
 
 
 def test_prune_keeps_everything_a_tree_3000_folders_deep_uses(repo):
@@ -218,13 +219,13 @@ def test_prune_keeps_everything_a_tree_3000_folders_deep_uses(repo):
         old = _snapshot(repo, [_file_node(b"old.txt", repo.store_blob(BLOB_DATA, b"ancienne version\n" * 50)[0])],
                         when=NOW - dt.timedelta(days=400))
         deep = _deep(repo)
-        report = PruneEngine(repo, RetentionPolicy(weekly=1, monthly=0, yearly=0)).run()
+        report = run_locked(PruneEngine(repo, RetentionPolicy(weekly=1, monthly=0, yearly=0)), exclusive=True)
     finally:
         clock.freeze(None)
     assert [d.snapshot_id for d in report.decisions if not d.keep] == [old.id]
     reopened = Repository.open(repo.storage, b"phrase")
     assert [s.id for s in reopened.snapshots()] == [deep.id]
-    assert CheckEngine(reopened, read_data=True).run().ok  # every listing and the chunk survived
+    assert run_locked(CheckEngine(reopened, read_data=True)).ok  # every listing and the chunk survived
     reopened.load_index()
     (last,) = [n for _p, n in Expansion(reopened, deep.tree).walk() if n.type == FILE]
     assert b"".join(browse.file_bytes(reopened, last, "note.txt")) == CONTENT
@@ -243,7 +244,7 @@ def test_copy_rewrites_a_tree_3000_folders_deep(repo, same_master):
     walked = list(Expansion(destination, copied.tree).walk())
     assert len(walked) == DEEP and walked[-1][0] == _deep_path()
     assert b"".join(browse.file_bytes(destination, walked[-1][1], "note.txt")) == CONTENT
-    assert CheckEngine(Repository.open(destination.storage, b"phrase"), read_data=True).run().ok
+    assert run_locked(CheckEngine(Repository.open(destination.storage, b"phrase"), read_data=True)).ok
 
 
 def test_copy_of_a_tree_that_shares_folders_stores_each_listing_once(repo):

@@ -18,6 +18,7 @@ from agent.engine.walk import load_tree
 from agent.repo.repository import Repository
 from agent.repo.tree import FILE
 from agent.storage.memory import MemoryStorage
+from tests.support.locked import run_locked
 
 FAST = KdfParams(memory_kib=8192, iterations=1)
 
@@ -42,7 +43,7 @@ def source(tmp_path):
 def _backup(repo, source, cache_path, **options):
     cache = FilesCache(str(cache_path))
     try:
-        return BackupEngine(repo, BackupOptions(paths=[str(source)], **options), files_cache=cache).run()
+        return run_locked(BackupEngine(repo, BackupOptions(paths=[str(source)], **options), files_cache=cache))
     finally:
         cache.close()
 
@@ -196,7 +197,7 @@ def test_a_changed_folder_marks_its_unchanged_files_seen_in_one_statement(repo, 
     statements: list[str] = []
     cache._db.set_trace_callback(statements.append)
     try:
-        report = BackupEngine(repo, BackupOptions(paths=[str(root)]), files_cache=cache).run()
+        report = run_locked(BackupEngine(repo, BackupOptions(paths=[str(root)]), files_cache=cache))
     finally:
         cache.close()
     assert report.files_unchanged == 38 and report.files_changed == 1

@@ -16,6 +16,7 @@ from agent.engine.restore import RestoreEngine
 from agent.errors import MediumError, WrongPassphrase
 from agent.repo.repository import Repository
 from agent.storage.memory import MemoryStorage
+from tests.support.locked import run_locked
 
 FAST = KdfParams(memory_kib=8192, iterations=1)
 DISKS = ("DISQUE-A", "DISQUE-B", "DISQUE-C", "DISQUE-D")
@@ -122,7 +123,7 @@ def test_copy_between_repositories_restores_identically_and_twice_is_a_no_op(tmp
     destination = Repository.init(MemoryStorage(), b"phrase", cipher="aes-256-gcm", compression_level=3,
                                   kdf_params=FAST, master=source.master if same_master else None)
     expected = _tree(tmp_path / "src")
-    snapshot = BackupEngine(source, BackupOptions(paths=[str(tmp_path / "src")], tags=["hebdo"])).run().snapshot
+    snapshot = run_locked(BackupEngine(source, BackupOptions(paths=[str(tmp_path / "src")], tags=["hebdo"]))).snapshot
     report = CopyEngine(source, destination, snapshot).run()
     assert not report.already_there and report.blobs_copied > 0 and report.bytes_added > 0
     (copied,) = destination.snapshots()
@@ -147,10 +148,10 @@ def test_copy_sends_only_what_the_destination_lacks(tmp_path):
     destination = Repository.init(MemoryStorage(), b"phrase", cipher="xchacha20-poly1305", compression_level=1,
                                   kdf_params=FAST, master=source.master)
     _tree(tmp_path / "src")
-    first = BackupEngine(source, BackupOptions(paths=[str(tmp_path / "src")])).run().snapshot
+    first = run_locked(BackupEngine(source, BackupOptions(paths=[str(tmp_path / "src")]))).snapshot
     CopyEngine(source, destination, first).run()
     (tmp_path / "src" / "nouveau.txt").write_bytes(b"new letter " * 100)
-    second = BackupEngine(source, BackupOptions(paths=[str(tmp_path / "src")])).run().snapshot
+    second = run_locked(BackupEngine(source, BackupOptions(paths=[str(tmp_path / "src")]))).snapshot
     report = CopyEngine(source, Repository.open(destination.storage, b"phrase"), second).run()
     # The new file's chunk and the trees on the way to it: nothing of the 3 MiB scan again.
     depth = len((tmp_path / "src").parts)
@@ -165,7 +166,7 @@ def test_copying_back_to_where_a_snapshot_came_from_is_a_no_op(tmp_path):
     third = Repository.init(MemoryStorage(), b"phrase", cipher="xchacha20-poly1305", compression_level=1,
                             kdf_params=FAST)
     _tree(tmp_path / "src")
-    original = BackupEngine(first, BackupOptions(paths=[str(tmp_path / "src")])).run().snapshot
+    original = run_locked(BackupEngine(first, BackupOptions(paths=[str(tmp_path / "src")]))).snapshot
     CopyEngine(first, second, original).run()
     (copy,) = second.snapshots()
     back = CopyEngine(second, Repository.open(first.storage, b"phrase"), copy).run()

@@ -12,6 +12,7 @@ from agent.repo import layout
 from agent.repo.lock import RepositoryLock
 from agent.repo.repository import Repository
 from agent.storage.memory import MemoryStorage
+from tests.support.locked import run_locked
 
 FAST = KdfParams(memory_kib=8192, iterations=1, parallelism=1)
 
@@ -27,17 +28,17 @@ def test_packs_left_unindexed_are_adopted_only_when_no_other_writer_is_live(tmp_
     source = tmp_path / "src"
     source.mkdir()
     (source / "radio.dcm").write_bytes(os.urandom(3 << 20))
-    first = BackupEngine(Repository.open(storage, b"phrase"), BackupOptions(paths=[str(source)])).run()
+    first = run_locked(BackupEngine(Repository.open(storage, b"phrase"), BackupOptions(paths=[str(source)])))
     assert first.packs_adopted == 0
     for info in list(storage.list(layout.SNAPSHOTS_PREFIX)):
         storage.delete(info.name)  # as if the backup had been killed before its index and snapshot
     _lose_every_index(storage)
-    assert CheckEngine(Repository.open(storage, b"phrase")).run().unindexed_packs >= 1
+    assert run_locked(CheckEngine(Repository.open(storage, b"phrase"))).unindexed_packs >= 1
 
     # Another backup is live (its lock is fresh): the packs may be its own, not touched.
     other = RepositoryLock(Repository.open(storage, b"phrase"), "backup").acquire()
     try:
-        busy = BackupEngine(Repository.open(storage, b"phrase"), BackupOptions(paths=[str(source)])).run()
+        busy = run_locked(BackupEngine(Repository.open(storage, b"phrase"), BackupOptions(paths=[str(source)])))
     finally:
         other.release()
     assert busy.packs_adopted == 0
@@ -45,7 +46,7 @@ def test_packs_left_unindexed_are_adopted_only_when_no_other_writer_is_live(tmp_
     for info in list(storage.list(layout.SNAPSHOTS_PREFIX)):
         storage.delete(info.name)
 
-    alone = BackupEngine(Repository.open(storage, b"phrase"), BackupOptions(paths=[str(source)])).run()
+    alone = run_locked(BackupEngine(Repository.open(storage, b"phrase"), BackupOptions(paths=[str(source)])))
     assert alone.packs_adopted >= 2 and alone.bytes_added < 64 * 1024, alone.as_dict()  # all reused
-    report = CheckEngine(Repository.open(storage, b"phrase")).run()
+    report = run_locked(CheckEngine(Repository.open(storage, b"phrase")))
     assert report.ok and report.unindexed_packs == 0 and report.warnings == []

@@ -8,6 +8,7 @@ from agent.engine.progress import ProgressModel
 from agent.storage.retry import RetryingStorage, RetryNotice
 from agent.errors import TransientStorageError
 from agent.storage.memory import MemoryStorage
+from tests.support.locked import run_locked
 
 MIB = 1024 * 1024
 
@@ -173,7 +174,7 @@ def test_the_backup_expects_what_the_previous_run_held_and_ends_exact(tmp_path) 
 
     first = Recorder()  # the very first backup: nothing to expect, exact at the end
     cache = FilesCache(str(tmp_path / "cache.sqlite"))
-    snapshot = BackupEngine(repo, options, files_cache=cache, progress=first).run().snapshot
+    snapshot = run_locked(BackupEngine(repo, options, files_cache=cache, progress=first)).snapshot
     cache.close()
     assert first.expected is None
     assert first.model.exact() and first.model.total() == (5, 15_000)
@@ -181,7 +182,7 @@ def test_the_backup_expects_what_the_previous_run_held_and_ends_exact(tmp_path) 
     (source / "f5").write_bytes(b"y" * 5000)
     second = Recorder()  # from the files cache: what the first run saw
     cache = FilesCache(str(tmp_path / "cache.sqlite"))
-    BackupEngine(repo, options, files_cache=cache, progress=second).run()
+    run_locked(BackupEngine(repo, options, files_cache=cache, progress=second))
     cache.close()
     assert second.expected == (5, 15_000)
     assert second.model.total() == (6, 20_000)
@@ -189,10 +190,10 @@ def test_the_backup_expects_what_the_previous_run_held_and_ends_exact(tmp_path) 
     third = Recorder()  # no files cache (a new state directory): from the snapshot's summary
     with_ledger = BackupOptions(paths=[str(source)], host=socket.gethostname(),
                                 previous_snapshots=["00" * 16, snapshot.id.hex()])  # the unreadable one is skipped
-    BackupEngine(repo, with_ledger, files_cache=FilesCache(str(tmp_path / "new.sqlite")), progress=third).run()
+    run_locked(BackupEngine(repo, with_ledger, files_cache=FilesCache(str(tmp_path / "new.sqlite")), progress=third))
     assert third.expected == (5, 15_000)
 
     other_host = Recorder()  # another machine's snapshot says nothing of this one's folders
     elsewhere = BackupOptions(paths=[str(source)], host="autre-poste", previous_snapshots=[snapshot.id.hex()])
-    BackupEngine(repo, elsewhere, progress=other_host).run()
+    run_locked(BackupEngine(repo, elsewhere, progress=other_host))
     assert other_host.expected is None

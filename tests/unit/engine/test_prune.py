@@ -26,6 +26,7 @@ from agent.repo import layout
 from agent.repo.lock import RepositoryLock, STALE_AFTER
 from agent.repo.repository import Repository
 from agent.storage.memory import MemoryStorage
+from tests.support.locked import run_locked
 
 FAST = KdfParams(memory_kib=8192, iterations=1)
 PARIS = ZoneInfo("Europe/Paris")
@@ -56,7 +57,7 @@ class History:
         for i in range(new_files):
             data = os.urandom(size)  # incompressible: each week's data is its own
             (self.source / f"{when:%Y%m%d%H%M}-{i}.bin").write_bytes(data)
-        report = BackupEngine(self.repo, BackupOptions(paths=[str(self.source)], time=when)).run()
+        report = run_locked(BackupEngine(self.repo, BackupOptions(paths=[str(self.source)], time=when)))
         self.contents[report.snapshot.id] = {
             p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in self.source.iterdir()}
         return report.snapshot.id
@@ -71,7 +72,7 @@ class History:
 
     def assert_intact(self, expected_ids) -> None:
         repo = self.fresh_repo()
-        check = CheckEngine(repo, read_data=True).run()
+        check = run_locked(CheckEngine(repo, read_data=True))
         assert check.ok, check.errors
         snapshots = {s.id: s for s in repo.snapshots()}
         assert set(snapshots) == set(expected_ids)
@@ -96,7 +97,7 @@ def test_prune_forgets_per_policy_and_frees_their_data(tmp_path):
         history.remove_older_than(when - dt.timedelta(weeks=2))  # files live about two weeks
         ids[when] = history.backup(when)
     stored_before = sum(i.size for i in history.storage.list(layout.DATA_PREFIX))
-    report = PruneEngine(history.fresh_repo(), POLICY).run()
+    report = run_locked(PruneEngine(history.fresh_repo(), POLICY), exclusive=True)
     kept = {d.snapshot_id for d in report.decisions if d.keep}
     # 4 ISO weeks (3 Fridays fall in them) and the newest of September and October.
     expected = {ids[t] for t in times[-3:]} | {ids[dt.datetime(2026, 9, 25, 20, tzinfo=PARIS)],
@@ -107,7 +108,7 @@ def test_prune_forgets_per_policy_and_frees_their_data(tmp_path):
     assert stored_after < stored_before
     history.assert_intact(expected)
     # A second prune has nothing left to do.
-    again = PruneEngine(history.fresh_repo(), POLICY).run()
+    again = run_locked(PruneEngine(history.fresh_repo(), POLICY), exclusive=True)
     assert again.snapshots_forgotten == 0 and again.packs_deleted == 0 and again.packs_rewritten == 0
     history.assert_intact(expected)
 
@@ -121,7 +122,8 @@ def test_partly_used_packs_are_rewritten(tmp_path):
     for name, data in survivors.items():  # 5 of the 40 files live on under new names
         (history.source / ("2026-keep-" + name)).write_bytes(data)
     new = history.backup(dt.datetime(2026, 11, 20, 20, tzinfo=PARIS), new_files=1)
-    report = PruneEngine(history.fresh_repo(), RetentionPolicy(weekly=4, monthly=12, yearly=1)).run()
+    report = run_locked(PruneEngine(history.fresh_repo(), RetentionPolicy(weekly=4, monthly=12, yearly=1)),
+                        exclusive=True)
     assert [d.snapshot_id for d in report.decisions if not d.keep] == [old]
     assert report.packs_rewritten >= 1 and report.bytes_rewritten > 0
     history.assert_intact([new])
@@ -132,7 +134,7 @@ def test_dry_run_changes_nothing(tmp_path):
     for when in fridays(8):
         history.backup(when)
     before = dict(history.storage.objects)
-    report = PruneEngine(history.fresh_repo(), POLICY, dry_run=True).run()
+    report = run_locked(PruneEngine(history.fresh_repo(), POLICY, dry_run=True))
     assert report.snapshots_forgotten > 0 and report.bytes_freed > 0
     assert history.storage.objects == before
 
@@ -145,7 +147,7 @@ def test_refuses_when_data_is_missing_and_deletes_nothing(tmp_path):
     history.storage.delete(pack)
     before = dict(history.storage.objects)
     with pytest.raises(IntegrityError, match="prune refused"):
-        PruneEngine(history.fresh_repo(), POLICY).run()
+        run_locked(PruneEngine(history.fresh_repo(), POLICY), exclusive=True)
     assert history.storage.objects == before
 
 
@@ -155,13 +157,13 @@ def test_refuses_while_a_backup_holds_its_lock_but_not_for_a_stale_lock(tmp_path
         history.backup(when)
     with RepositoryLock(history.fresh_repo(), "backup"):
         with pytest.raises(RepositoryLocked, match="backup"):
-            PruneEngine(history.fresh_repo(), POLICY).run()
+            run_locked(PruneEngine(history.fresh_repo(), POLICY), exclusive=True)
     # A lock left by a process that died long ago (written with an old clock).
     clock.freeze(NOW - STALE_AFTER - dt.timedelta(minutes=1))
     abandoned = RepositoryLock(history.fresh_repo(), "backup")
     abandoned._write()
     clock.freeze(NOW)
-    report = PruneEngine(history.fresh_repo(), POLICY).run()
+    report = run_locked(PruneEngine(history.fresh_repo(), POLICY), exclusive=True)
     assert report.snapshots_forgotten == 2 and report.stale_locks_removed == 1
     assert not [n for n in history.storage.objects if n.startswith(layout.LOCKS_PREFIX)]
 
@@ -212,25 +214,27 @@ def test_a_crash_at_any_point_of_a_prune_loses_nothing_and_a_rerun_finishes(tmp_
         history.remove_older_than(when - dt.timedelta(weeks=2))
         history.backup(when, size=120_000)
     pristine = dict(history.storage.objects)
-    reference = PruneEngine(history.fresh_repo(), POLICY, dry_run=True).run()
+    reference = run_locked(PruneEngine(history.fresh_repo(), POLICY, dry_run=True))
     expected = [d.snapshot_id for d in reference.decisions if d.keep]
     crash_point = 1
     while True:
         storage = CrashingStorage(pristine, crash_point)
         history.storage = storage
         try:
-            PruneEngine(history.fresh_repo(), POLICY).run()
+            run_locked(PruneEngine(history.fresh_repo(), POLICY), exclusive=True)
             finished = True
         except KeyboardInterrupt:
             finished = False
         storage.crash_at = 0  # the "next process" runs normally
         if not finished:
-            # Whatever was interrupted, every snapshot still present restores intact...
-            repo = history.fresh_repo()  # (the crashed prune's lock is still there: not taken)
-            assert CheckEngine(repo, read_data=True, take_lock=False).run().ok, f"crash at {crash_point}"
-            # ...and after the crashed process's lock goes stale, a rerun completes.
+            # The crashed prune's lock is still there, until it goes stale: the check after
+            # it and the rerun take their locks then.
             clock.freeze(NOW + STALE_AFTER + dt.timedelta(minutes=1))
-            PruneEngine(history.fresh_repo(), POLICY).run()
+            # Whatever was interrupted, every snapshot still present restores intact...
+            repo = history.fresh_repo()
+            assert run_locked(CheckEngine(repo, read_data=True)).ok, f"crash at {crash_point}"
+            # ...and a rerun completes.
+            run_locked(PruneEngine(history.fresh_repo(), POLICY), exclusive=True)
             clock.freeze(NOW)
         history.assert_intact(expected)
         if finished:
@@ -257,14 +261,14 @@ def test_locked_packs_are_reported_and_deleted_by_a_later_prune(tmp_path):
     for when in fridays(8):
         history.remove_older_than(when - dt.timedelta(weeks=1))
         history.backup(when)
-    report = PruneEngine(history.fresh_repo(), POLICY).run()
+    report = run_locked(PruneEngine(history.fresh_repo(), POLICY), exclusive=True)
     assert report.locked and all("locked until" in why for _name, why in report.locked)
     locked_names = {name for name, _why in report.locked}
     assert locked_names <= set(history.storage.objects)
     expected = [d.snapshot_id for d in report.decisions if d.keep]
     history.assert_intact(expected)
     clock.freeze(history.storage.locked_until + dt.timedelta(days=1))
-    later = PruneEngine(history.fresh_repo(), POLICY).run()
+    later = run_locked(PruneEngine(history.fresh_repo(), POLICY), exclusive=True)
     assert not later.locked
     assert not locked_names & set(history.storage.objects)
 
@@ -324,7 +328,8 @@ def test_object_lock_dates_follow_the_tiers(tmp_path):
     history.remove_older_than(dt.datetime(2026, 11, 14, tzinfo=PARIS))
     newest = history.backup(dt.datetime(2026, 11, 20, 20, tzinfo=PARIS))  # this month's keeper, for now
     cache_path = tmp_path / "state" / "lock-dates.json"
-    report = PruneEngine(history.fresh_repo(), POLICY, lock_cache=LockDateCache(str(cache_path))).run()
+    report = run_locked(PruneEngine(history.fresh_repo(), POLICY, lock_cache=LockDateCache(str(cache_path))),
+                        exclusive=True)
     assert report.object_locks is not None and report.object_locks.locks_extended > 0
     repo = history.fresh_repo()
     only_october = _packs_of(repo, october) - _packs_of(repo, weekly) - _packs_of(repo, newest)
@@ -345,11 +350,13 @@ def test_object_lock_dates_follow_the_tiers(tmp_path):
     assert storage.until[layout.snapshot_name(newest)] == dt.datetime(2026, 12, 14, tzinfo=PARIS) + LOCK_MARGIN
     # Nothing is asked again while the cached dates cover what is needed...
     before = storage.extensions
-    again = PruneEngine(history.fresh_repo(), POLICY, lock_cache=LockDateCache(str(cache_path))).run()
+    again = run_locked(PruneEngine(history.fresh_repo(), POLICY, lock_cache=LockDateCache(str(cache_path))),
+                       exclusive=True)
     assert again.object_locks.locks_extended == 0 and storage.extensions == before
     # ...and when November is over, the newest is promoted to November's keeper: extended.
     clock.freeze(dt.datetime(2026, 12, 2, 9, tzinfo=PARIS))
-    promoted = PruneEngine(history.fresh_repo(), POLICY, lock_cache=LockDateCache(str(cache_path))).run()
+    promoted = run_locked(PruneEngine(history.fresh_repo(), POLICY, lock_cache=LockDateCache(str(cache_path))),
+                          exclusive=True)
     assert promoted.object_locks.locks_extended > 0
     assert storage.until[layout.snapshot_name(newest)] == dt.datetime(2027, 11, 1, tzinfo=PARIS) + LOCK_MARGIN
     for name in _packs_of(history.fresh_repo(), newest):
@@ -379,6 +386,6 @@ def test_a_transient_error_while_extending_a_lock_is_retried(tmp_path):
     history = History(tmp_path, storage=storage)
     history.backup(dt.datetime(2026, 11, 20, 20, tzinfo=PARIS), new_files=1, size=20_000)
     cache = LockDateCache(str(tmp_path / "lock-dates.json"))
-    report = PruneEngine(history.fresh_repo(), POLICY, lock_cache=cache).run()
+    report = run_locked(PruneEngine(history.fresh_repo(), POLICY, lock_cache=cache), exclusive=True)
     assert backend.failures == 1 and storage.retries == 1
     assert report.object_locks is not None and report.object_locks.locks_extended == backend.extensions > 0

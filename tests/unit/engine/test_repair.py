@@ -6,6 +6,7 @@ from __future__ import annotations
 from agent.engine.check import CheckEngine
 from agent.engine.repair import RepairEngine
 from agent.repo import layout
+from tests.support.locked import run_locked
 
 from .test_prune import History, fridays
 
@@ -23,7 +24,7 @@ def test_an_intact_repository_is_left_alone(tmp_path):
     history, ids = _two_snapshots(tmp_path)
     before = {i.name: history.storage.read(i.name) for i in history.storage.list("")
               if not i.name.startswith(layout.LOCKS_PREFIX)}
-    report = RepairEngine(history.fresh_repo()).run()
+    report = run_locked(RepairEngine(history.fresh_repo()), exclusive=True)
     assert not report.changed and report.blobs_lost == 0
     after = {i.name: history.storage.read(i.name) for i in history.storage.list("")
              if not i.name.startswith(layout.LOCKS_PREFIX)}
@@ -37,14 +38,14 @@ def test_a_pack_with_one_bad_blob_keeps_the_others(tmp_path):
     damaged = bytearray(data)
     damaged[10] ^= 0xFF  # inside the first blob only
     history.storage.write(name, bytes(damaged))
-    dry = RepairEngine(history.fresh_repo(), dry_run=True).run()
+    dry = run_locked(RepairEngine(history.fresh_repo(), dry_run=True), exclusive=True)
     assert list(dry.damaged_packs) == [name] and dry.blobs_lost == 1 and dry.blobs_salvaged >= 1
     assert history.storage.read(name) == bytes(damaged), "a dry run changes nothing"
 
-    report = RepairEngine(history.fresh_repo()).run()
+    report = run_locked(RepairEngine(history.fresh_repo()), exclusive=True)
     assert (report.blobs_lost, report.blobs_salvaged) == (dry.blobs_lost, dry.blobs_salvaged)
     assert name not in _packs(history.storage)
-    check = CheckEngine(history.fresh_repo(), read_data=True).run()
+    check = run_locked(CheckEngine(history.fresh_repo(), read_data=True))
     assert not check.damaged_packs and check.errors  # one chunk missing: its file is named
     lists = list(check.affected.values())  # one or both snapshots hold that file
     assert lists and all(len(files) == 1 and files == lists[0] for files in lists), check.affected
@@ -60,7 +61,7 @@ def test_an_index_that_disagrees_with_a_pack_header_loses_no_pack(tmp_path):
     pack_id, entries = next(iter(repo.index.packs().items()))
     bogus = [entries[0].__class__(entries[0].kind, b"\x01" * 32, 0, entries[0].length, entries[0].raw_length)]
     repo._write_index({pack_id: bogus})  # sealed in the repository's own layout (format 4: padded)
-    report = RepairEngine(history.fresh_repo()).run()
+    report = run_locked(RepairEngine(history.fresh_repo()), exclusive=True)
     assert not report.damaged_packs and report.blobs_lost == 1  # the bogus id, which no pack holds
     assert layout.pack_name(pack_id) in _packs(history.storage)
     history.assert_intact(ids)
@@ -70,7 +71,7 @@ def test_lost_index_files_are_rebuilt_from_the_packs(tmp_path):
     history, ids = _two_snapshots(tmp_path)
     for info in list(history.storage.list(layout.INDEX_PREFIX)):
         history.storage.delete(info.name)
-    assert not CheckEngine(history.fresh_repo()).run().ok
-    report = RepairEngine(history.fresh_repo()).run()
+    assert not run_locked(CheckEngine(history.fresh_repo())).ok
+    report = run_locked(RepairEngine(history.fresh_repo()), exclusive=True)
     assert report.packs_reindexed == len(_packs(history.storage)) and report.blobs_lost == 0
     history.assert_intact(ids)

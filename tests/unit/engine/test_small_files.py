@@ -25,6 +25,7 @@ from agent.repo.pack import BLOB_DATA
 from agent.repo.repository import Repository
 from agent.repo.tree import FILE
 from agent.storage.memory import MemoryStorage
+from tests.support.locked import run_locked
 
 FAST = KdfParams(memory_kib=8192, iterations=1)
 
@@ -73,7 +74,7 @@ def test_worker_processes_store_the_same_snapshot_as_worker_threads(tmp_path, mo
     monkeypatch.setattr(BackupEngine, "_start_processes", lambda self: (started.append(1), real_start(self)))
 
     monkeypatch.setattr(backup_module, "PROCESS_MIN_FILES", 0)  # every batch to a process
-    by_processes = BackupEngine(repo, BackupOptions(paths=[str(source)])).run()
+    by_processes = run_locked(BackupEngine(repo, BackupOptions(paths=[str(source)])))
     assert started == [1] and not by_processes.warnings
     spools = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
     assert not [n for n in os.listdir(spools) if n.startswith(f"{backup_module.SPOOL_PREFIX}{os.getpid()}-")]
@@ -91,7 +92,7 @@ def test_worker_processes_store_the_same_snapshot_as_worker_threads(tmp_path, mo
 
     monkeypatch.setattr(backup_module, "PROCESS_MIN_FILES", 10**9)  # worker threads only
     before = repo.bytes_added
-    by_threads = BackupEngine(repo, BackupOptions(paths=[str(source)])).run()
+    by_threads = run_locked(BackupEngine(repo, BackupOptions(paths=[str(source)])))
     assert started == [1]
     # Same tree ids (the folders above the source may have changed meanwhile: pytest's).
     assert _source_tree(repo, by_threads.snapshot.tree, source) == _source_tree(repo, by_processes.snapshot.tree,
@@ -108,7 +109,7 @@ def test_a_few_small_files_start_no_process(tmp_path, monkeypatch):
         raise AssertionError("a process pool was started for a dozen files")
 
     monkeypatch.setattr(BackupEngine, "_start_processes", refuse)
-    report = BackupEngine(_repo(), BackupOptions(paths=[str(source)])).run()
+    report = run_locked(BackupEngine(_repo(), BackupOptions(paths=[str(source)])))
     assert report.files_new == 12 and not report.warnings
 
 
@@ -132,7 +133,7 @@ def test_an_unreadable_or_swapped_file_is_a_warning_not_a_failure(tmp_path, monk
 
     (tmp_path / "secret").write_bytes(b"not to be read through a link")
     monkeypatch.setattr(BackupEngine, "_submit_small_batch", swap_then_submit)
-    report = BackupEngine(repo, BackupOptions(paths=[str(source)])).run()
+    report = run_locked(BackupEngine(repo, BackupOptions(paths=[str(source)])))
     warned = sorted(os.path.basename(path) for path, _problem in report.warnings)
     assert warned == ["l7.txt", "l8.txt"]
     files = _files(repo, report.snapshot.tree, source)
@@ -192,7 +193,7 @@ def test_the_worker_processes_leave_ctrl_c_to_the_backup(tmp_path, monkeypatch):
         seen.append(self._processes.submit(interrupts_ignored).result())
 
     monkeypatch.setattr(BackupEngine, "_start_processes", start_and_ask)
-    BackupEngine(_repo(), BackupOptions(paths=[str(source)])).run()
+    run_locked(BackupEngine(_repo(), BackupOptions(paths=[str(source)])))
     assert seen == [True]
 
 
@@ -240,6 +241,6 @@ def test_both_batch_paths_count_the_files_read_and_not_the_ones_lost(tmp_path, m
 
     monkeypatch.setattr(BackupEngine, "_submit_small_batch", lose_one_then_submit)
     tally = _Tally()
-    report = BackupEngine(_repo(), BackupOptions(paths=[str(source)]), progress=tally).run()
+    report = run_locked(BackupEngine(_repo(), BackupOptions(paths=[str(source)]), progress=tally))
     assert [os.path.basename(path) for path, _problem in report.warnings] == ["l8.txt"]
     assert tally.files == 19 and tally.bytes == sum(len(d) for k, d in contents.items() if k != "folder3/l8.txt")

@@ -24,6 +24,7 @@ from agent.engine.restore import RestoreEngine
 from agent.engine.restore_files import ContentRestorer, FileTarget
 from agent.engine.target import TargetTree, create_private_file, open_target, permissions, target_error
 from agent.errors import IntegrityError, RestoreTargetError, UsageError
+from agent.repo.lock import RepositoryLock
 from agent.repo.pack import BLOB_DATA, BLOB_TREE
 from agent.repo.repository import Repository
 from agent.repo.snapshot import Snapshot
@@ -303,7 +304,7 @@ def test_a_tree_naming_one_subtree_twice_at_each_of_30_levels_is_refused_promptl
     with pytest.raises(IntegrityError, match="refused as crafted or damaged"):
         RestoreEngine(repo, snapshot, str(tmp_path / "target"), dry_run=True).run()
     with open(tmp_path / "out.tar", "wb") as stream:
-        with pytest.raises(IntegrityError, match="would expand"):
+        with pytest.raises(IntegrityError, match="would expand"), RepositoryLock(repo, "export"):
             write_tar(repo, snapshot, stream)
     assert time.monotonic() - started < 30
     assert not (tmp_path / "target").exists()
@@ -412,7 +413,7 @@ def test_a_streamed_tar_export_holds_every_copy_of_a_sharedlisting(repo, tmp_pat
     import tarfile
 
     snapshot = _dag(repo, 3)
-    with open(tmp_path / "out.tar", "wb") as stream:
+    with open(tmp_path / "out.tar", "wb") as stream, RepositoryLock(repo, "export"):
         report = write_tar(repo, snapshot, stream)
     assert report.failures == [] and report.files == 8 and report.verified == 8
     with tarfile.open(tmp_path / "out.tar") as archive:

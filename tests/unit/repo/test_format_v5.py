@@ -31,6 +31,7 @@ from agent.repo.repository import FORMAT_VERSION, Repository
 from agent.repo.snapshot import Snapshot
 from agent.repo.tree import FILE, Node, decode_tree, encode_tree
 from agent.storage.memory import MemoryStorage
+from tests.support.locked import run_locked
 
 FAST = KdfParams(memory_kib=8192, iterations=1)
 PASSPHRASE = b"phrase de passe du cabinet"
@@ -314,7 +315,7 @@ def test_a_version_4_repository_is_backed_up_restored_and_checked_in_its_own_lay
     (source / "dossier" / "lettre.txt").write_bytes(b"Rendez-vous confirme.\n" * 50)
     for run in range(2):  # the second backup by another opening, as the next night's
         (source / f"scan-{run}.bin").write_bytes(os.urandom(200_000))
-        report = BackupEngine(Repository.open(storage, PASSPHRASE), BackupOptions(paths=[str(source)])).run()
+        report = run_locked(BackupEngine(Repository.open(storage, PASSPHRASE), BackupOptions(paths=[str(source)])))
         assert not report.warnings
     assert storage.read("config") == config_before
     fresh = Repository.open(storage, PASSPHRASE)
@@ -335,7 +336,7 @@ def test_a_version_4_repository_is_backed_up_restored_and_checked_in_its_own_lay
     fresh.load_index()
     root = fresh.load_blob(snapshots[-1].tree)
     assert root.startswith(b'{"nodes":') and "version" not in json.loads(root)
-    assert CheckEngine(fresh, read_data=True).run().ok
+    assert run_locked(CheckEngine(fresh, read_data=True)).ok
     for number, snapshot in enumerate(snapshots):
         target = tmp_path / f"restored-{number}"
         assert not RestoreEngine(fresh, snapshot, str(target)).run().failures

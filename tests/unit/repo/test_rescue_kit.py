@@ -15,6 +15,7 @@ from agent.engine.check import CheckEngine
 from agent.repo import layout, rescue_kit
 from agent.repo.repository import Repository
 from agent.storage.memory import MemoryStorage
+from tests.support.locked import run_locked
 
 FAST = KdfParams(memory_kib=8192, iterations=1, parallelism=1)
 ROOT = Path(__file__).resolve().parents[3]
@@ -117,7 +118,7 @@ def test_a_file_that_is_not_a_kit_is_not_stored(repo: Repository, tmp_path: Path
 
 def test_check_accepts_the_stored_kit_and_does_not_call_rescue_foreign(repo: Repository, tmp_path: Path) -> None:
     rescue_kit.ensure_kit(repo, directory=_kit(tmp_path))
-    report = CheckEngine(repo).run()
+    report = run_locked(CheckEngine(repo))
     assert report.ok and report.errors == [] and not any("rescue" in w for w in report.warnings)
 
 
@@ -140,21 +141,21 @@ def test_check_reports_a_kit_replaced_in_the_storage(repo: Repository, tmp_path:
         other.save_rescue_record(__version__, rescue_kit.KitRecord(__version__, "0" * 64, 1, "now").encode())
         objects[layout.rescue_record_name(__version__)] = other.storage.objects[  # type: ignore[attr-defined]
             layout.rescue_record_name(__version__)]
-    report = CheckEngine(repo).run()
+    report = run_locked(CheckEngine(repo))
     assert not report.ok
     assert report.rescue_kit_problems == report.errors and len(report.errors) == 1
     assert name in report.errors[0] and "do not install" in report.errors[0]
 
 
 def test_check_of_a_repository_without_any_kit_is_clean(repo: Repository) -> None:
-    report = CheckEngine(repo).run()  # the absence is a warning of `status`, not of the structure
+    report = run_locked(CheckEngine(repo))  # the absence is a warning of `status`, not of the structure
     assert report.ok and report.errors == [] and report.warnings == []
 
 
 def test_a_kit_planted_without_a_record_is_named(repo: Repository, tmp_path: Path) -> None:
     rescue_kit.ensure_kit(repo, directory=_kit(tmp_path))
     repo.storage.write("rescue/backupctl-rescue-kit-9.9.9.tar", b"planted")
-    report = CheckEngine(repo).run()
+    report = run_locked(CheckEngine(repo))
     assert report.ok  # the kit of this version is intact; the planted one is named, not installed
     assert any("backupctl-rescue-kit-9.9.9.tar has no sealed record" in w for w in report.warnings)
 
