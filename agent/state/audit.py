@@ -130,23 +130,30 @@ class AuditTrail:
     def verify(self) -> TrailSummary:
         """Check the chain; raises IntegrityError naming the line that was edited or inserted,
         or where records were deleted (the first alteration, if there are several)."""
+        lines: list[bytes] = []
         try:
             with open(self.path, "rb") as handle:
                 lines = handle.read().splitlines(keepends=True)
         except FileNotFoundError:
-            return {"records": 0, "first": None, "last": None}
+            pass
         except PermissionError:
             raise run_as.denied(self.path, "read") from None
+        head_digest, head_count = self._head()
+        if not lines:
+            if head_count:  # every record deleted: the head still counts them
+                raise IntegrityError(f"audit trail {self.path}: all {head_count} record(s) were deleted "
+                                     f"(the file is empty or gone)", hint=_HINT)
+            return {"records": 0, "first": None, "last": None}
         records: list[JsonDoc] = []
         for number, line in enumerate(lines, start=1):
             try:
                 record = json.loads(line)
-                record["prev"]
-            except (ValueError, KeyError, TypeError):
+            except ValueError:
+                record = None
+            if not isinstance(record, dict) or not isinstance(record.get("prev"), str):
                 raise IntegrityError(f"audit trail {self.path}, line {number}: not a valid record "
-                                     f"(edited or damaged)", hint=_HINT) from None
+                                     f"(edited or damaged)", hint=_HINT)
             records.append(record)
-        head_digest, head_count = self._head()
         if len(records) > 1 and records[1]["prev"] == GENESIS and records[0]["prev"] != GENESIS:
             raise IntegrityError(f"audit trail {self.path}, line 1: it was inserted (line 2 is the first record "
                                  f"written)", hint=_HINT)
@@ -158,13 +165,9 @@ class AuditTrail:
         if broken is not None:
             raise IntegrityError(f"audit trail {self.path}, "
                                  f"{self._altered(records, digests, broken, head_count)}", hint=_HINT)
-        if lines and head_digest is not None and head_digest != digests[-1]:
+        if head_digest is not None and head_digest != digests[-1]:
             raise IntegrityError(f"audit trail {self.path}, {self._altered_end(len(lines), head_count)}", hint=_HINT)
-        previous = lines[-1] if lines else b""
-        first = records[0] if records else {}
-        last = json.loads(previous) if previous else None
-        return {"records": len(lines), "first": first.get("time") if first else None,
-                "last": last.get("time") if last else None}
+        return {"records": len(lines), "first": records[0].get("time"), "last": records[-1].get("time")}
 
     def _head(self) -> tuple[str | None, int | None]:
         """The digest of the last line written and the number of lines then (None: no head

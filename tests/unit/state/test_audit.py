@@ -81,6 +81,7 @@ ALTERATIONS = {
     "delete-middle": (lambda t: [*t[:3], *t[4:]], "between line 3 and line 4: 1 record(s) were deleted"),
     "delete-two": (lambda t: [*t[:3], *t[5:]], "between line 3 and line 4: 2 record(s) were deleted"),
     "delete-last": (lambda t: t[:6], "after line 6: the last 1 record(s) were deleted (the trail had 7 lines)"),
+    "delete-all": (lambda t: [], "all 7 record(s) were deleted (the file is empty or gone)"),
     "swap": (lambda t: [t[0], t[2], t[1], *t[3:]], "line 2: it was inserted (line 3 follows line 1)"),
 }
 
@@ -91,10 +92,20 @@ def test_an_edit_insertion_or_deletion_is_named_by_its_line(tmp_path, damage):
     alter, named = ALTERATIONS[damage]
     altered = alter(lines(trail))
     with open(trail.path, "w", encoding="utf-8") as handle:
-        handle.write("\n".join(altered) + "\n")
+        handle.write("".join(line + "\n" for line in altered))
     with pytest.raises(IntegrityError) as raised:
         trail.verify()
-    assert str(raised.value).startswith(f"audit trail {trail.path}, {named}"), str(raised.value)
+    assert str(raised.value).startswith(f"audit trail {trail.path}{':' if damage == 'delete-all' else ','} {named}"), \
+        str(raised.value)
+
+
+def test_a_removed_trail_whose_head_remains_is_detected(tmp_path):
+    trail = trail_with(tmp_path, 3)
+    os.unlink(trail.path)
+    with pytest.raises(IntegrityError, match="all 3 record"):
+        trail.verify()
+    os.unlink(trail.head_path)  # a machine that never wrote a record
+    assert trail.verify() == {"records": 0, "first": None, "last": None}
 
 
 def test_without_the_head_file_an_edit_and_a_deletion_look_alike(tmp_path):
