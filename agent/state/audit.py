@@ -6,10 +6,11 @@ JSON record per line:
     {"time", "user", "host", "pid", "action", ...details, "prev": SHA-256 of the previous line}
 
 Every record carries the SHA-256 of the line before it, so `backupctl audit verify`
-detects any edit, insertion or deletion inside the file: the first record whose `prev`
-does not match the line before names where the trail was altered. Appends take an
-exclusive lock on the file, so records of concurrent commands (the daemon's jobs and a
-restore by hand) never interleave or fork the chain.
+detects any edit, insertion or deletion inside the file, and names it: the line that was
+edited or inserted, or the two lines between which records were deleted (from the first
+broken link, the link after it and the line count kept in the head file). Appends take
+an exclusive lock on the file, so records of concurrent commands (the daemon's jobs and
+a restore by hand) never interleave or fork the chain.
 
 Rule T2 asks that traces be kept at most six months and then deleted automatically:
 when the oldest record is older than RETENTION, the older records are dropped and the
@@ -127,44 +128,111 @@ class AuditTrail:
         return [json.dumps(marker, ensure_ascii=True, sort_keys=True).encode() + b"\n", *lines[keep_from:]]
 
     def verify(self) -> TrailSummary:
-        """Check the chain; raises IntegrityError naming the first broken line."""
+        """Check the chain; raises IntegrityError naming the line that was edited or inserted,
+        or where records were deleted (the first alteration, if there are several)."""
+        lines: list[bytes] = []
         try:
             with open(self.path, "rb") as handle:
                 lines = handle.read().splitlines(keepends=True)
         except FileNotFoundError:
-            return {"records": 0, "first": None, "last": None}
+            pass
         except PermissionError:
             raise run_as.denied(self.path, "read") from None
-        previous = b""  # the line before the current one (lines are never empty)
-        first: JsonDoc = {}  # the first record (a valid record is never empty)
+        head_digest, head_count = self._head()
+        if not lines:
+            if head_count:  # every record deleted: the head still counts them
+                raise IntegrityError(f"audit trail {self.path}: all {head_count} record(s) were deleted "
+                                     f"(the file is empty or gone)", hint=_HINT)
+            return {"records": 0, "first": None, "last": None}
+        records: list[JsonDoc] = []
         for number, line in enumerate(lines, start=1):
             try:
                 record = json.loads(line)
-                prev = record["prev"]
-            except (ValueError, KeyError, TypeError):
+            except ValueError:
+                record = None
+            if not isinstance(record, dict) or not isinstance(record.get("prev"), str):
                 raise IntegrityError(f"audit trail {self.path}, line {number}: not a valid record "
-                                     f"(edited or damaged)", hint=_HINT) from None
-            if number == 1:
-                first = record
-                anchored = prev == GENESIS or record.get("action") == "audit_purged"
-                if not anchored:
-                    raise IntegrityError(f"audit trail {self.path}, line 1: the trail does not start at its "
-                                         f"beginning nor at a purge record (records were deleted)", hint=_HINT)
-            elif prev != _digest(previous) and not (number == 2 and first.get("action") == "audit_purged"
-                                                     and prev == first.get("prev")):
-                raise IntegrityError(f"audit trail {self.path}, line {number}: does not follow line {number - 1} "
-                                     f"(a record was edited, inserted or deleted there)", hint=_HINT)
-            previous = line
+                                     f"(edited or damaged)", hint=_HINT)
+            records.append(record)
+        if len(records) > 1 and records[1]["prev"] == GENESIS and records[0]["prev"] != GENESIS:
+            raise IntegrityError(f"audit trail {self.path}, line 1: it was inserted (line 2 is the first record "
+                                 f"written)", hint=_HINT)
+        if records and not (records[0]["prev"] == GENESIS or records[0].get("action") == "audit_purged"):
+            raise IntegrityError(f"audit trail {self.path}, line 1: the trail does not start at its "
+                                 f"beginning nor at a purge record (records before it were deleted)", hint=_HINT)
+        digests = [_digest(line) for line in lines]
+        broken = next((k for k in range(1, len(lines)) if not self._follows(records, digests, k)), None)
+        if broken is not None:
+            raise IntegrityError(f"audit trail {self.path}, "
+                                 f"{self._altered(records, digests, broken, head_count)}", hint=_HINT)
+        if head_digest is not None and head_digest != digests[-1]:
+            raise IntegrityError(f"audit trail {self.path}, {self._altered_end(len(lines), head_count)}", hint=_HINT)
+        return {"records": len(lines), "first": records[0].get("time"), "last": records[-1].get("time")}
+
+    def _head(self) -> tuple[str | None, int | None]:
+        """The digest of the last line written and the number of lines then (None: no head
+        file yet, or a count it does not hold)."""
         try:
             with open(self.head_path, encoding="ascii") as handle:
-                head_digest, _, _count = handle.read().strip().partition(" ")
+                digest, _, count = handle.read().strip().partition(" ")
         except FileNotFoundError:
-            head_digest = None
+            return None, None
         except PermissionError:
             raise run_as.denied(self.head_path, "read") from None
-        if lines and head_digest is not None and head_digest != _digest(previous):
-            raise IntegrityError(f"audit trail {self.path}: the last record (line {len(lines)}) is not the one "
-                                 f"last written (it was edited, or records were removed from the end)", hint=_HINT)
-        last = json.loads(previous) if previous else None
-        return {"records": len(lines), "first": first.get("time") if first else None,
-                "last": last.get("time") if last else None}
+        return digest, int(count) if count.isdigit() else None
+
+    @staticmethod
+    def _follows(records: list[JsonDoc], digests: list[str], k: int) -> bool:
+        """Record k+1 (0-based index k) names line k (index k-1) as the line before it; the
+        first record after a purge marker names the marker's own predecessor instead."""
+        prev = records[k]["prev"]
+        return prev == digests[k - 1] or (k == 1 and records[0].get("action") == "audit_purged"
+                                          and prev == records[0]["prev"])
+
+    @staticmethod
+    def _altered(records: list[JsonDoc], digests: list[str], k: int, head_count: int | None) -> str:
+        """What one alteration explains the first broken link, line k -> line k+1 (1-based):
+        every record names the line before it by its digest, so
+        - an edit of line k leaves line k+1 naming a line that is no longer there;
+        - a record inserted as line k+1 names some other line, and line k+2 still names line k;
+        - a record inserted as line k+1 that names line k as its predecessor (a copy of a
+          record's prev, or a forged one) breaks the next link: line k+2 names the same line;
+        - a deletion between line k and line k+1 looks like an edit of line k from the links
+          alone: the head file's line count tells them apart (fewer lines than written);
+        - an edit of line k+1 that also changes the digest it names breaks both its links (as
+          edits of both lines k and k+1 do: the message says so).
+        Several alterations are named by the first one the chain shows."""
+        line, after = k, k + 1  # 1-based numbers of the two lines of the broken link
+        if k + 1 < len(records) and records[k + 1]["prev"] == digests[k - 1]:
+            return f"line {after}: it was inserted (line {after + 1} follows line {line})"
+        if records[k]["prev"] == records[k - 1]["prev"]:
+            return f"line {line}: it was inserted (line {after} names the same line before it)"
+        missing = None if head_count is None else head_count - len(records)
+        if missing in (0, None) and k + 1 < len(records) and records[k + 1]["prev"] != digests[k]:
+            return (f"line {after}: it was changed, its own link too (it does not follow line {line}, nor does "
+                    f"line {after + 1} follow it; or lines {line} and {after} both were changed)")
+        if missing is not None and missing > 0:
+            return (f"between line {line} and line {after}: {missing} record(s) were deleted "
+                    f"(line {after} does not follow line {line}, and the trail is {missing} line(s) shorter than "
+                    f"written)")
+        if missing == -1:
+            return f"line {after}: it was inserted (it does not follow line {line})"
+        if missing is not None and missing < 0:
+            return (f"after line {line}: {-missing} records were inserted (line {after} does not follow "
+                    f"line {line})")
+        if missing is None:
+            return (f"line {line}: it was changed, or records were deleted after it "
+                    f"(line {after} does not follow it)")
+        return f"line {line}: it was changed (line {after} does not follow it)"
+
+    @staticmethod
+    def _altered_end(count: int, head_count: int | None) -> str:
+        """The chain holds but its last line is not the one last written (audit.head)."""
+        if head_count is None or head_count == count:
+            return f"line {count}: the last record was changed (it is not the one last written)"
+        if head_count > count:
+            return (f"after line {count}: the last {head_count - count} record(s) were deleted "
+                    f"(the trail had {head_count} lines)")
+        if count - head_count == 1:
+            return f"line {count}: it was added after the last record written (line {head_count})"
+        return f"lines {head_count + 1} to {count}: they were added after the last record written (line {head_count})"

@@ -1,6 +1,6 @@
 """The audit trail through the CLI: backups, restores (with where they went), prunes and
-repository creation are recorded; `audit verify` passes, and fails (exit 13) once a
-record is edited."""
+repository creation are recorded; `audit verify` passes, and fails (exit 13) naming the
+record that was edited (tests/unit/state/test_audit.py: every kind of alteration)."""
 
 from __future__ import annotations
 
@@ -29,4 +29,5 @@ def test_commands_leave_a_verifiable_trail(bk: Backupctl):
     lines = trail.read_text().splitlines()
     lines[1] = lines[1].replace('"files_new": 1', '"files_new": 0')
     trail.write_text("\n".join(lines) + "\n")
-    assert_error(bk.run("audit", "verify"), 13, "line 3: does not follow line 2")
+    # The edited line is named (line 2), not the one whose link it broke.
+    assert_error(bk.run("audit", "verify"), 13, "line 2: it was changed (line 3 does not follow it)")

@@ -4,10 +4,15 @@ Each test runs the real daemon (`backupctl daemon`, its children, a real SMTP se
 a real webhook server on loopback) over a source holding one patient-like file,
 "patients/Dupont Jean/Dupont Jean - compte rendu.pdf", and makes one job go wrong: a
 partial backup (the file unreadable), a failing restore test (a damaged pack), a full
-restore-test target. The file's name and its folder's must appear in no e-mail (body,
-headers, decoded attachments), no webhook body and no line the daemon logs, while the
-facts that do go out (counts, snapshot ids, rule ids, the exit code's meaning) are there.
-The full report with the names stays on the server.
+restore-test target, a failed database dump (a database kept in the patient's folder).
+The file's name and its folder's must appear in no e-mail (body, headers, decoded
+attachments), no webhook body and no line the daemon logs, while the facts that do go out
+(counts, snapshot ids, rule ids, the exit code's meaning) are there. The full report with
+the names stays on the server.
+
+Each test also shows that the names were there to leak: the child the daemon ran had them
+in its output (its --json document, or its error line), so a daemon that logged or mailed
+what its children print would fail here.
 """
 
 from __future__ import annotations
@@ -154,10 +159,14 @@ def test_a_partial_backup_is_alerted_by_counts_without_the_unreadable_file_name(
     posted = world.posted("backup_warnings")
     assert posted["unreadable"] == 1 and posted["snapshot_id"] == snapshot and posted["exit_codes"][0] == 3
     world.assert_no_patient_file_name()
-    # By hand, on the server's terminal, the IT person still gets the name.
+    # By hand, on the server's terminal, the IT person still gets the name; the daemon's
+    # child had it too, in its --json document.
     by_hand = subprocess.run([*WITHOUT_DAC, *bk.command("backup")], env=base_env(), cwd=ROOT,
                              stdin=subprocess.DEVNULL, capture_output=True)
     assert by_hand.returncode == 3 and FILE_NAME in by_hand.stderr.decode()
+    as_the_daemon_runs_it = subprocess.run([*WITHOUT_DAC, *bk.command("backup", "--repo", "main", "--json")],
+                                           env=base_env(), cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True)
+    assert FILE_NAME in as_the_daemon_runs_it.stdout.decode()
 
 
 def test_a_failed_restore_test_sends_counts_and_rule_ids_without_the_failed_file_names(bk: Backupctl, world: World):
@@ -175,7 +184,8 @@ def test_a_failed_restore_test_sends_counts_and_rule_ids_without_the_failed_file
     step = world.job("restore-test:main")["steps"][-1]
     assert step["exit_code"] == 13
     full = json.loads(Path(step["summary"]["report"]["json"]).read_text(encoding="utf-8"))
-    assert any(FILE_NAME in failure["path"] for failure in full["restore_test"]["failures"])  # kept on the server
+    # Kept on the server, and in the document the daemon's child printed.
+    assert any(FILE_NAME in failure["path"] for failure in full["restore_test"]["failures"])
     report = world.message("Test de restauration")
     assert "ÉCHEC" in report["Subject"]
     body = report.get_body(("plain",)).get_content()
@@ -225,3 +235,33 @@ def test_a_full_restore_test_target_is_alerted_by_its_meaning_not_by_the_error_l
     posted = world.posted("restore_test")
     assert posted["exit_code"] == 15 and posted["meaning"].startswith("la cible de restauration est pleine")
     assert "restore-test of main: exit 15" in world.log
+
+
+def test_a_failed_database_dump_is_alerted_by_count_without_the_database_path(bk: Backupctl, world: World):
+    """The dump's own error names the database file: it stays in the backup's report."""
+    _patient_file(bk)
+    database = bk.src / "patients" / FOLDER / "Dupont Jean - suivi.sqlite"
+    write(database, "not a database, whatever its name says\n" * 100)
+    bk.config.write_text(bk.config.read_text() + f"""
+[[databases]]
+name = "suivi"
+type = "sqlite"
+path = {json.dumps(str(database))}
+""", encoding="utf-8")
+    bk.init()
+
+    world.run_daemon()
+
+    world.assert_no_patient_file_name()
+    backup = world.job("weekly:main")["steps"][0]
+    assert backup["command"] == "backup" and backup["exit_code"] == 3
+    assert backup["summary"]["database_failures"] == 1 and backup["summary"]["unreadable"] == 0
+    body = world.message("À vérifier").get_content()
+    assert "1 sauvegarde(s) de base de données ont échoué" in body
+    assert backup["summary"]["snapshot_id"][:8] in body
+    posted = world.posted("backup_warnings")
+    assert posted["database_failures"] == 1 and posted["exit_codes"][0] == 3 and "unreadable" not in posted
+    # The child the daemon ran named the database's file in its --json document.
+    as_the_daemon_runs_it = bk.run("backup", "--repo", "main", "--json")
+    assert as_the_daemon_runs_it.returncode == 3
+    assert any("Dupont Jean - suivi.sqlite" in w["problem"] for w in as_the_daemon_runs_it.json()["warnings"])

@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from agent.crypto import paper
+
 from .support import NOBODY, Backupctl, as_user, assert_error, base_env, typed_code, write
 
 HOSTILE = (4 * 1024 * 1024, 6)  # the planted key of the issue: 4 GiB, 6 passes
@@ -327,3 +329,84 @@ def test_a_new_machine_opens_despite_junk_and_one_byte_salt_key_files(bk: Backup
     (bk.repo / "keys" / (8).to_bytes(16, "big").hex()).write_bytes(b" " * (1 << 20))
     (bk.state / "keys.json").unlink()
     assert len(bk.ok_json("snapshots")["snapshots"]) == 1
+
+
+def _code_needles(sheet: Path) -> dict[str, str]:
+    """Every form in which the recovery code of a sheet could reach a message or a file:
+    the whole code as typed and without separators, each line (its groups; without spaces;
+    with its check characters), the QR code's text, and the secret it holds in hex, base32
+    and base64. The first line holds the version and part of the repository id, the last
+    ones the key: each is looked for on its own."""
+    typed = typed_code(sheet)
+    code = paper.parse(typed)
+    needles = {"the whole code as typed": typed.strip(), "the whole code without separators": "".join(typed.split()),
+               "the QR code's text": paper.qr_text(code), "the secret in hex": code.secret.hex(),
+               "the secret in base32": base64.b32encode(code.secret).decode().rstrip("="),
+               "the secret in base64": base64.b64encode(code.secret).decode()}
+    for number, line in enumerate(typed.splitlines(), start=1):
+        groups, check = line.rsplit(None, 1)
+        needles[f"line {number}"] = groups
+        needles[f"line {number} without separators"] = "".join(groups.split())
+        needles[f"line {number} with its check characters"] = "".join(groups.split()) + check
+    assert len(typed.splitlines()) >= 5  # 79 characters (a share: 82), 16 a line
+    # A share's last line holds 2 characters (10 bits): found by chance in any file, and
+    # nothing alone; every other line and form is 15 characters or more.
+    return {name: needle for name, needle in needles.items() if len(needle) >= 15}
+
+
+def test_the_recovery_code_reaches_no_output_log_or_file_but_the_sheet(bk: Backupctl):
+    """Export the sheet (plain, --json, in shares), recover with it on a new machine (list,
+    restore, a new key, from standard input and from --code-file, once mistyped), and use
+    the first machine as usual: the code, whole or any line of it, is in no standard output
+    or error, not in the audit trails, records or any other file of either machine."""
+    write(bk.src / "lettre.txt", "Madame, " * 100)
+    bk.init()
+    bk.backup()
+    sheet = bk.base / "sheets" / "fiche.html"
+    sheet.parent.mkdir()
+    outputs = [bk.ok("key", "export", "--paper", str(sheet)),
+               bk.ok("key", "export", "--paper", str(bk.base / "sheets" / "fiche2.html"), "--json"),
+               bk.ok("key", "export", "--paper", str(bk.base / "sheets" / "part.html"), "--shares", "2/3")]
+    needles = _code_needles(sheet)
+    assert needles["line 1"] in sheet.read_text() and needles["line 5"] in sheet.read_text()  # the forms looked for
+    for number in (1, 2, 3):
+        needles.update({f"share {number}, {what}": text for what, text in
+                        _code_needles(bk.base / "sheets" / f"part-{number}-of-3.html").items()})
+    typed = typed_code(sheet)
+    code_file = bk.base / "sheets" / "code.txt"
+    code_file.write_text(typed)
+    code_file.chmod(0o600)
+    passphrase = bk.base / "passphrase-b"
+    passphrase.write_text("une phrase de passe pour la machine B, assez longue\n")
+    passphrase.chmod(0o600)
+    machine_b = bk.base / "machine-b"
+    machine_b.mkdir()
+    env = {**base_env(passphrase=None), "BACKUPCTL_STATE_DIR": str(machine_b / "state")}
+
+    def recover(*args: str, code: str = typed) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "agent", "recover", "--url", f"file://{bk.repo}", *args],
+                              input=code, capture_output=True, text=True, env=env, cwd=machine_b, timeout=600)
+
+    lines = typed.splitlines()
+    mistyped = "\n".join([*lines[:2], lines[2][:5] + ("A" if lines[2][5] != "A" else "B") + lines[2][6:],
+                          *lines[3:]]) + "\n"
+    recovered = [recover("--list", "--json"), recover("--list", "--code-file", str(code_file)),
+                 recover("--restore", "latest", "--target", str(machine_b / "restauration"), "--json"),
+                 recover("--add-key", "--new-passphrase-file", str(passphrase)),
+                 recover("--list", code=mistyped)]
+    assert [r.returncode for r in recovered[:4]] == [0, 0, 0, 0], recovered
+    assert recovered[4].returncode != 0 and "line 3" in recovered[4].stderr, recovered[4]
+    outputs += [bk.ok("key", "list"), bk.run("status"), bk.ok("audit", "verify"), bk.ok("backup")]  # status: at risk
+
+    said = [(f"`{' '.join(r.args[3:6])}`", r.stdout + r.stderr) for r in outputs]
+    said += [(f"`recover {' '.join(r.args[6:9])}`", r.stdout + r.stderr) for r in recovered]
+    sheets = {sheet.parent}
+    files = [path for path in bk.base.rglob("*") if path.is_file() and path.parent not in sheets]
+    assert (bk.state / "audit.jsonl") in files and (machine_b / "state" / "audit.jsonl") in files
+    for what, text in said:
+        for name, needle in needles.items():
+            assert needle not in text, f"{name} is in the output of {what}:\n{text}"
+    for path in files:
+        content = path.read_bytes()
+        for name, needle in needles.items():
+            assert needle.encode() not in content, f"{name} is in {path}"

@@ -4,8 +4,10 @@ records older than six months are purged while the chain stays verifiable."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
+import re
 import threading
 
 import pytest
@@ -47,30 +49,73 @@ def test_records_are_chained_private_and_verified(tmp_path):
     assert trail.verify()["records"] == 4
 
 
-@pytest.mark.parametrize("damage", ["edit-first", "edit-middle", "edit-last", "delete-middle", "delete-first",
-                                    "delete-last", "insert", "swap"])
-def test_any_edit_insertion_or_deletion_is_detected(tmp_path, damage):
-    trail = trail_with(tmp_path, 5)
-    text = lines(trail)
-    if damage == "edit-first":
-        text[0] = text[0].replace('"backup"', '"check"')
-    elif damage == "edit-middle":
-        text[2] = text[2].replace('"main"', '"other"')
-    elif damage == "edit-last":
-        text[4] = text[4].replace('"main"', '"other"')
-    elif damage == "delete-middle":
-        del text[2]
-    elif damage == "delete-first":
-        del text[0]
-    elif damage == "delete-last":
-        del text[4]
-    elif damage == "insert":
-        text.insert(3, text[1])
-    else:
-        text[1], text[2] = text[2], text[1]
+def _forged(after: str, action: str = "restore") -> str:
+    """A record that names `after` as the line before it, as its writer would have."""
+    return json.dumps({"time": NOW.isoformat(), "user": "x", "host": "h", "pid": 1, "action": action,
+                       "prev": hashlib.sha256(after.encode()).hexdigest()}, sort_keys=True)
+
+
+def _edit(line: str) -> str:
+    return line.replace('"main"', '"other"')
+
+
+# What an alteration of a trail of seven records (lines 1 to 7) does to it, and how
+# `verify` names it: the line edited or inserted, or the lines records were deleted between.
+ALTERATIONS = {
+    "edit-first": (lambda t: [_edit(t[0]), *t[1:]], "line 1: it was changed (line 2 does not follow it)"),
+    "edit-middle": (lambda t: [*t[:3], _edit(t[3]), *t[4:]], "line 4: it was changed (line 5 does not follow it)"),
+    "edit-last": (lambda t: [*t[:6], _edit(t[6])], "line 7: the last record was changed"),
+    "edit-prev-only": (lambda t: [*t[:3], t[3].replace('"prev": "', '"prev": "0'), *t[4:]],
+                       "line 4: it was changed, its own link too (it does not follow line 3, nor does line 5 "
+                       "follow it; or lines 3 and 4 both were changed)"),
+    "insert-first": (lambda t: [t[2], *t], "line 1: it was inserted (line 2 is the first record written)"),
+    "insert-middle": (lambda t: [*t[:4], t[1], *t[4:]], "line 5: it was inserted (line 6 follows line 4)"),
+    "insert-middle-forged": (lambda t: [*t[:4], _forged(t[3]), *t[4:]],
+                             "line 5: it was inserted (line 6 names the same line before it)"),
+    "insert-last": (lambda t: [*t, t[1]], "line 8: it was inserted (it does not follow line 7)"),
+    "append-forged": (lambda t: [*t, _forged(t[6])], "line 8: it was added after the last record written (line 7)"),
+    "append-two-forged": (lambda t: [*t, _forged(t[6]), _forged(_forged(t[6]))],
+                          "lines 8 to 9: they were added after the last record written (line 7)"),
+    "delete-first": (lambda t: t[1:], "line 1: the trail does not start at its beginning nor at a purge record "
+                                      "(records before it were deleted)"),
+    "delete-middle": (lambda t: [*t[:3], *t[4:]], "between line 3 and line 4: 1 record(s) were deleted"),
+    "delete-two": (lambda t: [*t[:3], *t[5:]], "between line 3 and line 4: 2 record(s) were deleted"),
+    "delete-last": (lambda t: t[:6], "after line 6: the last 1 record(s) were deleted (the trail had 7 lines)"),
+    "delete-all": (lambda t: [], "all 7 record(s) were deleted (the file is empty or gone)"),
+    "swap": (lambda t: [t[0], t[2], t[1], *t[3:]], "line 2: it was inserted (line 3 follows line 1)"),
+}
+
+
+@pytest.mark.parametrize("damage", ALTERATIONS)
+def test_an_edit_insertion_or_deletion_is_named_by_its_line(tmp_path, damage):
+    trail = trail_with(tmp_path, 7)
+    alter, named = ALTERATIONS[damage]
+    altered = alter(lines(trail))
     with open(trail.path, "w", encoding="utf-8") as handle:
-        handle.write("\n".join(text) + "\n")
-    with pytest.raises(IntegrityError, match="audit trail"):
+        handle.write("".join(line + "\n" for line in altered))
+    with pytest.raises(IntegrityError) as raised:
+        trail.verify()
+    assert str(raised.value).startswith(f"audit trail {trail.path}{':' if damage == 'delete-all' else ','} {named}"), \
+        str(raised.value)
+
+
+def test_a_removed_trail_whose_head_remains_is_detected(tmp_path):
+    trail = trail_with(tmp_path, 3)
+    os.unlink(trail.path)
+    with pytest.raises(IntegrityError, match="all 3 record"):
+        trail.verify()
+    os.unlink(trail.head_path)  # a machine that never wrote a record
+    assert trail.verify() == {"records": 0, "first": None, "last": None}
+
+
+def test_without_the_head_file_an_edit_and_a_deletion_look_alike(tmp_path):
+    """A trail whose head file is gone (copied alone, say) still locates the alteration."""
+    trail = trail_with(tmp_path, 7)
+    os.unlink(trail.head_path)
+    text = lines(trail)
+    with open(trail.path, "w", encoding="utf-8") as handle:
+        handle.write("\n".join([*text[:3], _edit(text[3]), *text[4:]]) + "\n")
+    with pytest.raises(IntegrityError, match=re.escape("line 4: it was changed, or records were deleted after it")):
         trail.verify()
 
 

@@ -51,3 +51,25 @@ def test_read_and_an_empty_file(tmp_path):
     (tmp_path / "e").write_bytes(b"")
     with open(tmp_path / "e", "rb", buffering=0) as handle:
         assert HoleSkippingReader(handle).read() == b""
+
+
+def _bytes_read() -> int:
+    """What this process's read system calls returned so far (/proc/self/io, every thread)."""
+    with open("/proc/self/io") as counters:
+        return next(int(line.split()[1]) for line in counters if line.startswith("rchar:"))
+
+
+def test_the_holes_are_not_read(tmp_path):
+    """Served from memory: the file system is asked for the data only (what is produced
+    cannot show it, the zeros are the same)."""
+    expected = _sparse_file(tmp_path / "f", 64 * MiB, [(MiB, MiB), (50 * MiB, 2 * MiB)])
+    with open(tmp_path / "f", "rb", buffering=0) as handle:
+        reader = HoleSkippingReader(handle)
+        before = _bytes_read()
+        out = bytearray()
+        buffer = bytearray(4 * MiB)
+        while count := reader.readinto(buffer):
+            out += buffer[:count]
+        read = _bytes_read() - before
+    assert bytes(out) == expected
+    assert 3 * MiB <= read < 3 * MiB + 512 * 1024, f"{read} bytes read for 3 MiB of data in 64 MiB"
