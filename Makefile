@@ -33,6 +33,7 @@ install-test:
 	$(BIN)/pip install --quiet --no-deps -e .
 
 $(TOOLS)/bin/pip-compile:
+	PYTHON=$(PYTHON) scripts/install-system-packages.sh venv
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet pip-tools build
 
