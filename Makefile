@@ -14,8 +14,10 @@ COMPILE  := $(TOOLS)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --
 .PHONY: demo test install install-test clean bench lock dist
 
 # Every install path installs from the hash-pinned locks (--require-hashes), then the project
-# itself without dependencies.
+# itself without dependencies. The Debian packages come first: on a fresh Debian 12,
+# `python3 -m venv` fails without python3-venv (the script is quiet when nothing is missing).
 $(BIN)/backupctl: pyproject.toml requirements.lock
+	PYTHON=$(PYTHON) scripts/install-system-packages.sh venv
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --require-hashes -r requirements.lock
 	$(BIN)/pip install --quiet --no-deps -e .
@@ -23,12 +25,15 @@ $(BIN)/backupctl: pyproject.toml requirements.lock
 
 install: $(BIN)/backupctl
 
-install-test: install
+# The test suite's Debian packages (python3-venv among them) before the venv, then the venv.
+install-test:
+	PYTHON=$(PYTHON) scripts/install-system-packages.sh test
+	$(MAKE) --no-print-directory install
 	$(BIN)/pip install --quiet --require-hashes -r requirements-test.lock
 	$(BIN)/pip install --quiet --no-deps -e .
-	scripts/install-system-packages.sh
 
 $(TOOLS)/bin/pip-compile:
+	PYTHON=$(PYTHON) scripts/install-system-packages.sh venv
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet pip-tools build
 
@@ -54,9 +59,11 @@ dist: install $(TOOLS)/bin/pip-compile
 	cp dist/backupctl-rescue-kit-*.tar dist/backupctl-rescue-kit-*.tar.sha256 $(VENV)/share/backupctl/
 
 # Generates a small sample practice tree and runs init, backup, snapshots,
-# a second backup, restore, check --read-data on a local repository under demo/.
+# a second backup, restore, check --read-data on a local repository under demo/ (or $(DEMO):
+# tests/integration/test_demo.py runs `make demo` with its own folder and the suite's venv).
+DEMO ?= demo
 demo: install
-	$(BIN)/python scripts/demo.py --workdir demo
+	$(BIN)/python scripts/demo.py --workdir $(DEMO)
 
 test: install-test
 	$(BIN)/python -m pytest -q --durations=25

@@ -264,8 +264,9 @@ def test_uploads_carry_our_sha256_and_no_crc32_trailers(tmp_path, s3):
 
 def test_example_s3_repository_block_parses(tmp_path):
     from agent import config
+    from tests.integration.support import ROOT  # the checkout's root, whatever pytest's working folder
 
-    text = open("config.example.toml").read()
+    text = (ROOT / "config.example.toml").read_text()
     lines = []
     in_block = False
     for line in text.splitlines():

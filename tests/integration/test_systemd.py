@@ -29,14 +29,27 @@ def test_unit_passes_systemd_analyze_verify(tmp_path):
     assert result.returncode == 0 and result.stderr.strip() == "", result.stderr
 
 
-def test_unit_exposure_is_low_and_matches_the_install_guide(tmp_path):
+# systemd-analyze's score moves between systemd versions (each adds or reweighs checks): the
+# guide promises a bound, and states the score once measured with one version, which is checked
+# only when that version runs.
+EXPOSURE_BOUND = 2.5
+
+
+def test_unit_exposure_is_within_the_bound_of_the_install_guide(tmp_path):
+    assert shutil.which("systemd-analyze"), "systemd-analyze (Debian package systemd) is required"
     result = subprocess.run(["systemd-analyze", "security", "--offline=true", "--no-pager",
                              str(_unit_for_this_machine(tmp_path))], capture_output=True, text=True)
     match = re.search(r"Overall exposure level for backupctl\.service: ([0-9.]+)", result.stdout)
     assert match, result.stdout[-2000:]
     exposure = float(match.group(1))
-    assert exposure <= 2.0
-    assert f"exposure {exposure}" in (ROOT / "docs" / "INSTALL.md").read_text()
+    assert exposure <= EXPOSURE_BOUND
+    guide = " ".join((ROOT / "docs" / "INSTALL.md").read_text().split())
+    stated = re.search(r'exposure at most ([0-9.]+) \("OK"; ([0-9.]+) measured with systemd ([0-9]+)\b', guide)
+    assert stated, "docs/INSTALL.md states the exposure's bound and one measure"
+    assert float(stated.group(1)) == EXPOSURE_BOUND
+    version = subprocess.run(["systemd-analyze", "--version"], capture_output=True, text=True).stdout.split()
+    if version[:2] == ["systemd", stated.group(3)]:
+        assert float(stated.group(2)) == exposure
 
 
 def test_the_unit_is_a_hardened_notify_service():
