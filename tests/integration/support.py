@@ -14,9 +14,10 @@ import re
 import stat
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.support.waits import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSPHRASE = "Cabinet médical — phrase de passe de test 2026"
@@ -365,9 +366,5 @@ def count_files(root: Path | bytes | str) -> tuple[int, int]:
 
 
 def wait_for(predicate, *, timeout: float, interval: float = 0.002, what: str = "condition") -> None:
-    """Poll `predicate` (a functional wait, not a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what} after {timeout} s")
-        time.sleep(interval)
+    """Poll `predicate` (a functional wait, not a timing assertion); loud at the deadline."""
+    wait_until(predicate, timeout=timeout, interval=interval, what=what)
