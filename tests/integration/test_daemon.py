@@ -23,6 +23,20 @@ from .support import ROOT, Backupctl, assert_error, base_env, random_file, write
 SCHEDULE = '\n[schedule]\nbackup = "fri 20:00"\nmonthly_check = "1 03:00"\n'
 
 
+_started: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def no_daemon_left_running():
+    """A test that fails half-way does not leave its daemon running on the machine."""
+    yield
+    while _started:
+        daemon = _started.pop()
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait(timeout=60)
+
+
 def start_daemon(bk: Backupctl, *, env: dict | None = None) -> subprocess.Popen:
     """The daemon's log goes to a file (daemon.log_path) that a test can read while it runs."""
     log_path = bk.base / f"daemon-{time.monotonic_ns()}.log"
@@ -30,6 +44,7 @@ def start_daemon(bk: Backupctl, *, env: dict | None = None) -> subprocess.Popen:
         daemon = subprocess.Popen([sys.executable, "-m", "agent", "--config", str(bk.config), "daemon"],
                                   env={**base_env(), **(env or {})}, cwd=ROOT, stdout=subprocess.DEVNULL,
                                   stderr=log)
+    _started.append(daemon)
     daemon.log_path = log_path  # type: ignore[attr-defined]
     return daemon
 
