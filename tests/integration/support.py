@@ -140,10 +140,11 @@ class Backupctl:
         config: os.PathLike | str | None = None,
         user: int | None = None,
         timeout: float = 600,
+        env: dict[str, str] | None = None,
     ) -> Result:
         argv = self.command(*args, config=config, user=user)
-        proc = subprocess.run(argv, cwd=self.base, env=base_env(passphrase), stdin=subprocess.DEVNULL,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+        proc = subprocess.run(argv, cwd=self.base, env={**base_env(passphrase), **(env or {})},
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
         return Result(argv, proc.returncode, proc.stdout, proc.stderr)
 
     def popen(self, *args: str, passphrase: str | None = PASSPHRASE) -> subprocess.Popen:
