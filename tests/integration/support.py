@@ -14,9 +14,10 @@ import re
 import stat
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.support.waits import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSPHRASE = "Cabinet médical — phrase de passe de test 2026"
@@ -139,10 +140,11 @@ class Backupctl:
         config: os.PathLike | str | None = None,
         user: int | None = None,
         timeout: float = 600,
+        env: dict[str, str] | None = None,
     ) -> Result:
         argv = self.command(*args, config=config, user=user)
-        proc = subprocess.run(argv, cwd=self.base, env=base_env(passphrase), stdin=subprocess.DEVNULL,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+        proc = subprocess.run(argv, cwd=self.base, env={**base_env(passphrase), **(env or {})},
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
         return Result(argv, proc.returncode, proc.stdout, proc.stderr)
 
     def popen(self, *args: str, passphrase: str | None = PASSPHRASE) -> subprocess.Popen:
@@ -365,9 +367,5 @@ def count_files(root: Path | bytes | str) -> tuple[int, int]:
 
 
 def wait_for(predicate, *, timeout: float, interval: float = 0.002, what: str = "condition") -> None:
-    """Poll `predicate` (a functional wait, not a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what} after {timeout} s")
-        time.sleep(interval)
+    """Poll `predicate` (a functional wait, not a timing assertion); loud at the deadline."""
+    wait_until(predicate, timeout=timeout, interval=interval, what=what)

@@ -8,13 +8,13 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from agent.alerts import Alert, AlertSettings, send
 from tests.support.mailserver import PASSWORD, USER, WebhookServer, free_port, start_smtp
+from tests.support.waits import wait_until
 
 from .support import ROOT, Backupctl, base_env, write
 
@@ -78,6 +78,7 @@ def test_webhook_posts_json_and_failures_are_reported_with_the_token_hidden():
 def test_the_daemon_alerts_on_a_failed_job_and_on_risks_in_french(bk: Backupctl, tmp_path):
     controller, mailbox, port, _cert = start_smtp(tmp_path, mode="none")
     hook = WebhookServer()
+    daemon = None
     try:
         write(bk.src / "lettre.txt", "Madame, " * 100)
         mount = tmp_path / "usb"  # no disk plugged in: the disks' backup fails (exit 19)
@@ -97,19 +98,24 @@ webhook_url = "{hook.url}"
         assert bk.run("init").returncode == 0
         daemon = subprocess.Popen([sys.executable, "-m", "agent", "--config", str(bk.config), "daemon"],
                                   env=base_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 150
-        while time.monotonic() < deadline and not any("ÉCHEC" in m["Subject"] and "usb" in m["Subject"]
-                                                      for m in mailbox.messages):
-            time.sleep(0.2)
+
+        def subjects_so_far() -> list[str]:
+            return [m["Subject"] for m in mailbox.messages]
+
+        wait_until(lambda: any("ÉCHEC" in s and "usb" in s for s in subjects_so_far()), timeout=150, interval=0.2,
+                   what="the failure alert of the disks' backup")
         # Then the quarterly restore test of main (never made): its report goes out too.
-        while time.monotonic() < deadline + 150 and not any("Test de restauration" in m["Subject"]
-                                                          for m in mailbox.messages):
-            time.sleep(0.2)
-        time.sleep(2)  # the risk alerts after the last job
+        wait_until(lambda: any("Test de restauration" in s for s in subjects_so_far()), timeout=150, interval=0.2,
+                   what="the restore test's report")
+        wait_until(lambda: any("À surveiller" in s and "« usb »" in s for s in subjects_so_far()), timeout=60,
+                   interval=0.2, what="the risk alert about the disks")
+        # The stop waits for the running job (the restore test) to end with its risk alerts:
+        # once the daemon has exited, an alert it did not send will never come.
         daemon.send_signal(signal.SIGTERM)
         _out, err = daemon.communicate(timeout=60)
         assert daemon.returncode == 0, err.decode()
-        subjects = [m["Subject"] for m in mailbox.messages]
+        assert "daemon stopped" in err.decode()
+        subjects = subjects_so_far()
         failure = next(m for m in mailbox.messages if "ÉCHEC" in m["Subject"] and "usb" in m["Subject"])
         assert "la sauvegarde hebdomadaire de « usb »" in failure["Subject"]
         body = failure.get_content()
@@ -144,6 +150,9 @@ webhook_url = "{hook.url}"
         assert record["weekly:usb"]["last_exit"] == [19] and record["weekly:main"]["last_exit"] == [0, 0, 0]
         assert "lettre" not in err.decode()
     finally:
+        if daemon is not None and daemon.poll() is None:  # a failure half-way leaves no daemon running
+            daemon.kill()
+            daemon.communicate(timeout=60)
         controller.stop()
         hook.stop()
 

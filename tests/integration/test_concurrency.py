@@ -11,6 +11,8 @@ import random
 import time
 from pathlib import Path
 
+from tests.support.waits import wait_until
+
 from .support import Backupctl, random_file, tree_digests, write
 
 ROUNDS = int(os.environ.get("BACKUPCTL_CONCURRENCY_ROUNDS", "20"))
@@ -42,9 +44,8 @@ def test_backup_and_prune_with_random_timing(bk: Backupctl, tmp_path: Path):
         first, second = ("backup", "prune") if forced or rng.random() < 0.5 else ("prune", "backup")
         one = bk.popen(first, "--json")
         if forced:
-            deadline = time.monotonic() + 60
-            while not any((bk.repo / "locks").glob("*")) and one.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.005)
+            wait_until(lambda proc=one: any((bk.repo / "locks").glob("*")) or proc.poll() is not None, timeout=60,
+                       interval=0.005, what=f"round {round_number}: the {first}'s lock object (or its end)")
         else:
             # Both spend about 0.35 s starting (interpreter, key) before taking their lock and
             # hold it for a few tenths of a second: offsets up to 0.3 s make them meet, at times.

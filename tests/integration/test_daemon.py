@@ -16,15 +16,41 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.waits import wait_until
+
 from .support import ROOT, Backupctl, assert_error, base_env, random_file, write
 
 SCHEDULE = '\n[schedule]\nbackup = "fri 20:00"\nmonthly_check = "1 03:00"\n'
 
 
+_started: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def no_daemon_left_running():
+    """A test that fails half-way does not leave its daemon running on the machine."""
+    yield
+    while _started:
+        daemon = _started.pop()
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait(timeout=60)
+
+
 def start_daemon(bk: Backupctl, *, env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "agent", "--config", str(bk.config), "daemon"],
-                            env={**base_env(), **(env or {})}, cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    """The daemon's log goes to a file (daemon.log_path) that a test can read while it runs."""
+    log_path = bk.base / f"daemon-{time.monotonic_ns()}.log"
+    with open(log_path, "wb") as log:
+        daemon = subprocess.Popen([sys.executable, "-m", "agent", "--config", str(bk.config), "daemon"],
+                                  env={**base_env(), **(env or {})}, cwd=ROOT, stdout=subprocess.DEVNULL,
+                                  stderr=log)
+    _started.append(daemon)
+    daemon.log_path = log_path  # type: ignore[attr-defined]
+    return daemon
+
+
+def daemon_log(daemon: subprocess.Popen) -> str:
+    return daemon.log_path.read_text()  # type: ignore[attr-defined]
 
 
 def jobs_record(bk: Backupctl) -> dict:
@@ -32,19 +58,21 @@ def jobs_record(bk: Backupctl) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def wait_for(predicate, timeout: float = 180, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+def wait_for(predicate, timeout: float = 180, what: str = "condition"):  # type: ignore[no-untyped-def]
+    return wait_until(predicate, timeout=timeout, interval=0.1, what=what)
 
 
 def stop(daemon: subprocess.Popen) -> tuple[int, str]:
     daemon.send_signal(signal.SIGTERM)
-    _out, err = daemon.communicate(timeout=60)
-    return daemon.returncode, err.decode()
+    daemon.wait(timeout=60)
+    return daemon.returncode, daemon_log(daemon)
+
+
+def earliest_stored_run(bk: Backupctl) -> float:
+    """The earliest next run time (epoch seconds) among the scheduler's stored jobs."""
+    with sqlite3.connect(Path(bk.state) / "daemon" / "schedule.sqlite") as db:
+        (earliest,) = db.execute("SELECT min(next_run_time) FROM apscheduler_jobs").fetchone()
+    return earliest
 
 
 def backups_recorded(bk: Backupctl) -> int:
@@ -82,11 +110,17 @@ def test_first_start_catches_up_the_weekly_backup_then_a_restart_does_not_repeat
     assert entry["steps"][2]["summary"]["read_data_subset"].endswith("/13")  # 91 days in weekly slices
     assert "lettre" not in err  # no file name in the daemon's log
     assert snapshot_count(bk) == 1
-    # Started again: the latest scheduled run has succeeded, nothing to catch up.
+    # Started again: the latest scheduled run has succeeded, nothing to catch up. The
+    # moment has passed once the daemon logged its start (the catch-ups are decided and
+    # logged before) and no stored job is due any more (a missed run of a kept job is
+    # started by the scheduler itself, without a "catching up" line).
+    before = jobs_record(bk)
     daemon = start_daemon(bk)
-    time.sleep(4)
+    wait_for(lambda: "daemon started" in daemon_log(daemon), what="the daemon's start line")
+    wait_for(lambda: earliest_stored_run(bk) > time.time(), what="no stored job due any more")
     code, err = stop(daemon)
     assert code == 0 and "catching up" not in err
+    assert jobs_record(bk) == before  # no job ran, not even one cut short by the stop
     assert snapshot_count(bk) == 1
 
 
@@ -125,7 +159,9 @@ def test_sigterm_during_a_backup_stops_cleanly_and_the_backup_is_caught_up(sched
     daemon = start_daemon(bk)
     locks = Path(bk.repo) / "locks"
     wait_for(lambda: locks.exists() and any(locks.iterdir()), what="the backup to start")
-    time.sleep(0.3)
+    # Stopped once part of the data is stored, so that the catch-up below has something to reuse.
+    wait_for(lambda: bk.packs() or daemon.poll() is not None, what="the backup's first pack")
+    assert daemon.poll() is None, daemon_log(daemon)
     code, err = stop(daemon)
     assert code == 0 and "Traceback" not in err
     entry = jobs_record(bk)["weekly:main"]
@@ -159,10 +195,10 @@ def test_sighup_reloads_the_schedule(scheduled):
     # A broken configuration is refused and the running schedule kept.
     bk.config.write_text(bk.config.read_text().replace('backup = "mon 07:15"', 'backup = "someday"'))
     daemon.send_signal(signal.SIGHUP)
-    time.sleep(2)
+    wait_for(lambda: "configuration not reloaded" in daemon_log(daemon), what="the refusal in the daemon's log")
     assert daemon.poll() is None and next_weekly().weekday() == 0
     code, err = stop(daemon)
-    assert code == 0 and "configuration reloaded" in err and "configuration not reloaded" in err
+    assert code == 0 and "configuration reloaded" in err
 
 
 def test_systemd_notifications(scheduled, tmp_path):
@@ -276,14 +312,17 @@ def test_reload_command_refuses_a_broken_configuration_and_keeps_the_schedule(sc
     bk.config.write_text(good.replace('backup = "fri 20:00"', 'backup = "someday"'))
     refused = bk.run("daemon", "--reload", str(daemon.pid))
     assert_error(refused, 2, "someday")
-    time.sleep(2)
     assert daemon.poll() is None and next_weekly() == (4, 20, 0)
     bk.config.write_text(good.replace('backup = "fri 20:00"', 'backup = "mon 07:15"'))
     taken = bk.run("daemon", "--reload")  # the pid from state_dir/daemon/daemon.lock
     assert taken.returncode == 0 and str(daemon.pid) in taken.stderr and lock.read_text().strip() == str(daemon.pid)
     wait_for(lambda: next_weekly() == (0, 7, 15), what="the new schedule")
+    # The daemon handles its signals in order: once the good reload is logged, a signal
+    # the refused command had sent (with the broken file in place) would have been logged
+    # before it as a refusal.
+    wait_for(lambda: "configuration reloaded" in daemon_log(daemon), what="the reload in the daemon's log")
+    assert "configuration not reloaded" not in daemon_log(daemon)  # the broken one never reached the daemon
     code, err = stop(daemon)
-    assert code == 0 and "configuration reloaded" in err
-    assert "configuration not reloaded" not in err  # the broken one never reached the daemon
+    assert code == 0 and "configuration not reloaded" not in err
     # No daemon: nothing to reload, one line, exit 2.
     assert_error(bk.run("daemon", "--reload"), 2, "no backupctl daemon runs")

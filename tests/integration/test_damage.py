@@ -73,8 +73,10 @@ def test_flipped_byte_in_a_pack_is_found_and_named(two_snapshots: Damaged) -> No
     label = pack_label(d.pack)
     first_short, second_short = d.first["snapshot_id"][:8], d.second["snapshot_id"][:8]
 
+    # The check of the structure reads indexes and snapshots, not the packs' data: the byte
+    # flipped in the middle of a data pack is found only by --read-data, below.
     structure = bk.run("check")
-    assert structure.returncode in (0, 13), str(structure)
+    assert structure.returncode == 0, str(structure)
     assert "Traceback" not in structure.stderr
 
     result = bk.run("check", "--read-data")

@@ -5,7 +5,6 @@ on a command line; hooks around the backup."""
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import signal
@@ -16,6 +15,7 @@ import time
 from pathlib import Path
 
 
+from agent.engine.throwaway_db import SOCKET_PREFIX
 from tests.support.databases import PASSWORD, PATIENTS
 
 from .support import NOBODY, ROOT, Backupctl, as_user, assert_error, base_env, write
@@ -69,8 +69,13 @@ def _run(bk: Backupctl, *args: str, env_extra: dict | None = None) -> subprocess
                           capture_output=True, timeout=600)
 
 
-def _no_private_files_left() -> None:
-    assert not [p for p in Path("/tmp").glob("backupctl-dump-*")], "a temporary credentials folder stayed"
+def _no_private_files_left(bk: Backupctl) -> None:
+    """A client's password file lives in state_dir/credentials/<pid>-<random>/ while it runs
+    (agent/engine/source/db_credentials.py): nothing of it stays after the run. (This world's
+    own folder is checked, not a glob of /tmp, which other suites on the machine share.)"""
+    credentials = bk.state / "credentials"
+    assert credentials.is_dir(), "no client password file was written"
+    assert not list(credentials.iterdir()), "a client's password folder stayed"
 
 
 def test_postgresql_dump_is_streamed_into_the_snapshot_and_restores(bk: Backupctl, postgresql):
@@ -85,7 +90,7 @@ def test_postgresql_dump_is_streamed_into_the_snapshot_and_restores(bk: Backupct
     assert report["databases_dumped"] == [dump_path] and report["database_failures"] == 0
     argv = log.read_text()
     assert "--format=custom" in argv and PASSWORD not in argv and "mot de passe" not in argv
-    _no_private_files_left()
+    _no_private_files_left(bk)
     entry = bk.ok_json("ls", "latest", dump_path)["entries"][0]
     assert entry["mode"] == "0600" and entry["size"] > 1000
     # The documented restore: backupctl dump ... | pg_restore into a database.
@@ -116,7 +121,7 @@ def test_a_failing_dump_saves_the_rest_with_a_warning(bk: Backupctl, postgresql)
     assert warning["path"].endswith("cabinet.pgdump") and "pg_dump failed" in warning["problem"]
     assert "password authentication failed" in warning["problem"]
     assert any(e["path"].endswith("lettre.txt") for e in bk.ok_json("ls", "latest", "/", "-r")["entries"])
-    _no_private_files_left()
+    _no_private_files_left(bk)
 
 
 def test_mariadb_dump_single_transaction_and_restore(bk: Backupctl, mariadb):
@@ -129,7 +134,7 @@ def test_mariadb_dump_single_transaction_and_restore(bk: Backupctl, mariadb):
     assert json.loads(result.stdout)["databases_dumped"] == ["/backupctl-databases/mariadb/cabinet.sql"]
     argv = log.read_text()
     assert "--single-transaction" in argv and PASSWORD not in argv and "--defaults-extra-file=" in argv
-    _no_private_files_left()
+    _no_private_files_left(bk)
     before = mariadb.sql("SELECT count(*), md5(group_concat(name, born ORDER BY id)) FROM cabinet.patients")
     # The documented restore: backupctl dump ... | mariadb (the dump recreates the database).
     mariadb.sql("DROP DATABASE cabinet")
@@ -580,6 +585,13 @@ def test_sigterm_stops_and_wipes_the_throwaway_server(open_dir: Path, postgresql
     _assert_throwaway_gone(bk)
 
 
+def _dead_pid() -> int:
+    """The pid of a process that has ended."""
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
 def test_a_deep_state_dir_puts_the_socket_in_a_short_private_folder(open_dir: Path, mariadb):
     """A Unix socket's path holds at most 107 bytes: past that, a fresh short folder, removed too."""
     deep = open_dir / ("dossier-du-cabinet-" * 5)
@@ -590,12 +602,21 @@ def test_a_deep_state_dir_puts_the_socket_in_a_short_private_folder(open_dir: Pa
     _mariadb_config(bk, mariadb.port, "cabinet")
     bk.init()
     bk.backup()
-    before = set(glob.glob("/tmp/backupctl-db-*"))
-    result = bk.run("restore-test", "--scratch-dir", str(bk.base / "scratch"), "--json")
+    # The short folder is made in the temporary folder: this world's own (short too), not
+    # /tmp, which other suites on the machine share.
+    temporary = open_dir / "t"
+    temporary.mkdir(mode=0o700)
+    os.chown(temporary, NOBODY, NOBODY)
+    # A leftover of a dead run, found by its name: the next run removes it.
+    stale = temporary / f"{SOCKET_PREFIX}{_dead_pid()}-stale"
+    stale.mkdir()
+    os.chown(stale, NOBODY, NOBODY)
+    result = bk.run("restore-test", "--scratch-dir", str(bk.base / "scratch"), "--json",
+                    env={"TMPDIR": str(temporary)})
     assert result.returncode == 0, str(result)
     (check,) = result.json()["databases"]
     assert check["loaded_into"] == "throwaway" and check["rows"] == {"cabinet.patients": len(PATIENTS)}
-    assert set(glob.glob("/tmp/backupctl-db-*")) == before
+    assert list(temporary.iterdir()) == []
     _assert_throwaway_gone(bk)
 
 

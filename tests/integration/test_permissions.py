@@ -76,7 +76,8 @@ def test_config_from_the_environment_is_written_out_in_the_command(open_dir: Pat
 def test_commands_that_only_read_run_as_root_and_write_nothing(open_dir: Path) -> None:
     bk = _installed(open_dir)
     before = _world(bk)
-    assert bk.run("status").returncode in (0, 4)  # 4: no restore test yet
+    status = bk.run("status")  # 4: at risk, no restore test yet (and no check)
+    assert status.returncode == 4 and "AT RISK: no restore test has been made" in status.stdout, str(status)
     assert "intact" in bk.ok("audit", "verify").stdout
     assert "Usage:" in bk.ok("backup", "--help").stdout
     assert "Usage:" in bk.ok("restore", "-h").stdout

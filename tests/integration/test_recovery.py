@@ -177,9 +177,11 @@ def test_pdf_sheet(bk: Backupctl):
     write(bk.src / "lettre.txt", "Madame, " * 100)
     bk.init()
     sheet = bk.base / "fiche.pdf"
-    bk.ok("key", "export", "--paper", str(sheet))
+    temporary = bk.base / "tmp"  # this test's own, not /tmp, which other suites on the machine share
+    temporary.mkdir(mode=0o700)
+    bk.ok("key", "export", "--paper", str(sheet), env={"TMPDIR": str(temporary)})
     assert sheet.read_bytes().startswith(b"%PDF-") and stat.S_IMODE(sheet.stat().st_mode) == 0o600
-    assert not list(Path("/tmp").glob("backupctl-sheet-*"))  # the clear-text page did not stay behind
+    assert list(temporary.iterdir()) == []  # the clear-text page did not stay behind
 
 
 def test_passphrases_add_list_remove_change_without_touching_data(bk: Backupctl):

@@ -23,6 +23,7 @@ from agent.repo.repository import Repository
 from agent.repo.tree import DIR, FILE
 from agent.storage.memory import MemoryStorage
 from tests.support.locked import run_locked
+from tests.support.waits import wait_until
 
 FAST = KdfParams(memory_kib=8192, iterations=1)
 
@@ -118,13 +119,20 @@ def test_the_walk_goes_on_while_a_directory_waits_for_a_slow_file(repo, tmp_path
         (source / f"b{i}" / "x.txt").write_bytes(f"file {i} ".encode() * 1000)
     started_while_slow: list[bytes] = []
     slow_running = threading.Event()
+    gave_up: list[AssertionError] = []
 
     def wrapper(real):
         def instrumented(self, path, **kwargs):
             if path.endswith(b"slow.txt"):
+                # The slow read lasts until later folders have been read (or the deadline).
                 slow_running.set()
-                time.sleep(0.5)
-                slow_running.clear()
+                try:
+                    wait_until(lambda: len(started_while_slow) >= 3, timeout=30,
+                               what="three later folders read while slow.txt is being read")
+                except AssertionError as exc:
+                    gave_up.append(exc)  # raised below, not inside the engine's worker
+                finally:
+                    slow_running.clear()
             elif slow_running.is_set():
                 started_while_slow.append(path)
             return real(self, path, **kwargs)
@@ -132,6 +140,8 @@ def test_the_walk_goes_on_while_a_directory_waits_for_a_slow_file(repo, tmp_path
 
     _patch_file_reads(monkeypatch, wrapper)
     report = run_locked(BackupEngine(repo, BackupOptions(paths=[str(source)])))
+    if gave_up:
+        raise gave_up[0]
     assert not report.warnings and report.files_new == 7
     assert len(started_while_slow) >= 3  # later folders were read during the slow file
 

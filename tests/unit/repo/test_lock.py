@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import subprocess
-import time
 
 import pytest
 
@@ -19,6 +19,7 @@ from agent.repo.lock import (STALE_AFTER, RepositoryLock, list_locks, remove_sta
 from agent.repo.repository import Repository
 from agent.repo.snapshot import Snapshot
 from agent.storage.memory import MemoryStorage
+from tests.support.waits import wait_until
 
 FAST = KdfParams(memory_kib=8192, iterations=1)
 NOW = dt.datetime(2026, 11, 23, 9, tzinfo=dt.timezone.utc)
@@ -92,8 +93,10 @@ def test_a_recent_lock_of_a_dead_process_on_this_host_is_stale(repo):
     dead = subprocess.Popen(["true"])
     dead.wait()
     foreign_lock(repo, exclusive=True, host=socket.gethostname(), pid=dead.pid)
-    with RepositoryLock(repo, "backup"):
-        pass
+    with RepositoryLock(repo, "backup"):  # not refused by the dead process's exclusive lock
+        assert {(lock.pid, lock.exclusive) for lock in list_locks(repo)} == {(dead.pid, True), (os.getpid(), False)}
+    assert [lock.pid for lock in remove_stale_locks(repo)] == [dead.pid]
+    assert lock_names(repo) == []
 
 
 def test_a_recent_lock_from_another_host_is_respected_whatever_its_pid(repo):
@@ -113,12 +116,8 @@ def test_a_held_lock_is_refreshed(repo, monkeypatch):
     monkeypatch.setattr(lock_module, "REFRESH_EVERY", dt.timedelta(seconds=0.05))
     with RepositoryLock(repo, "backup"):
         clock.freeze(NOW + dt.timedelta(minutes=20))
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            if list_locks(repo)[0].time == NOW + dt.timedelta(minutes=20):
-                break
-            time.sleep(0.02)
-        assert list_locks(repo)[0].time == NOW + dt.timedelta(minutes=20)
+        wait_until(lambda: list_locks(repo)[0].time == NOW + dt.timedelta(minutes=20), timeout=5, interval=0.02,
+                   what=f"the lock's time refreshed to {NOW + dt.timedelta(minutes=20)}")
 
 
 class ReadOnlyStorage(MemoryStorage):

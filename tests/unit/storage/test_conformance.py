@@ -37,9 +37,12 @@ def _wrapped(tmp_path) -> Storage:
     return RetryingStorage(ThrottledStorage(MemoryStorage(), max_concurrency=2), attempts=2)
 
 
-def _s3(tmp_path, endpoint) -> Storage:
-    """S3 as the agent opens it (with its retry and throttle wrappers), on a real S3 server."""
-    os.environ.update(endpoint.env())
+def _s3(tmp_path, endpoint, monkeypatch) -> Storage:
+    """S3 as the agent opens it (with its retry and throttle wrappers), on a real S3 server.
+    The credentials are in the environment for this test only (monkeypatch undoes it): left
+    there, every later test's child processes would inherit them."""
+    for name, value in endpoint.env().items():
+        monkeypatch.setenv(name, value)
     prefix = "conformance-" + uuid.uuid4().hex[:10]
     options = S3Options(bucket=endpoint.plain_bucket, prefix=prefix, endpoint=endpoint.url,
                         region=endpoint.region, addressing="path")
@@ -63,7 +66,7 @@ SNAPSHOT = "snapshots/1234"
 @pytest.fixture(params=sorted(BACKENDS))
 def storage(request, tmp_path) -> Storage:
     if request.param == "s3":
-        return _s3(tmp_path, request.getfixturevalue("s3_endpoint"))
+        return _s3(tmp_path, request.getfixturevalue("s3_endpoint"), request.getfixturevalue("monkeypatch"))
     return BACKENDS[request.param](tmp_path)
 
 
@@ -341,7 +344,7 @@ def test_s3_read_catches_a_whole_object_altered_in_transit(tmp_path, s3_endpoint
     one byte flipped on the wire (a bad proxy) is a transient error, read again, never bytes
     handed up as if stored: a key file altered so would have looked malformed, and with key
     files read once (docs/SECURITY.md 4) nothing else would have caught it."""
-    storage = _s3(tmp_path, s3_endpoint)
+    storage = _s3(tmp_path, s3_endpoint, monkeypatch)
     backend = storage.inner.inner  # RetryingStorage(ThrottledStorage(S3Storage))
     storage.write("keys/k", b'{"version": 1}')
     real_get = backend.client.get_object
