@@ -22,12 +22,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.support.mailserver import WebhookServer, start_smtp
+from tests.support.waits import wait_until
 
 from .support import ROOT, Backupctl, base_env, random_file, write
 
@@ -82,16 +82,17 @@ class World:
                                       env=base_env(), cwd=ROOT, stdin=subprocess.DEVNULL,
                                       stdout=subprocess.DEVNULL, stderr=log)
             try:
-                deadline = time.monotonic() + timeout
-                while time.monotonic() < deadline and daemon.poll() is None and not any(
-                        "Test de restauration" in m["Subject"] for m in self.mailbox.messages):
-                    time.sleep(0.2)
-                time.sleep(2)  # the risk alerts that follow the last job
+                wait_until(lambda: daemon.poll() is not None or any(
+                    "Test de restauration" in m["Subject"] for m in self.mailbox.messages),
+                    timeout=timeout, interval=0.2, what="the restore test's e-mail")
             finally:
+                # A stop waits for the job in progress, the risk alerts that end it included:
+                # once the daemon has said it stopped, every alert it would send has been sent.
                 daemon.send_signal(signal.SIGTERM)
                 daemon.wait(timeout=60)
         self.log = log_path.read_text(encoding="utf-8", errors="replace")
         assert daemon.returncode == 0 and "Traceback" not in self.log, self.log
+        assert "daemon stopped" in self.log, self.log
         assert any("Test de restauration" in m["Subject"] for m in self.mailbox.messages), self.log
 
     def message(self, subject_part: str):
