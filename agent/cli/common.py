@@ -166,6 +166,12 @@ def find_snapshot(repo: Repository, wanted: str) -> Snapshot:
     return repo.load_snapshot(matches[0])
 
 
+def id_hex(snapshot: Snapshot) -> str:
+    """The id of a snapshot read from the repository, in hex (only one being written has none)."""
+    assert snapshot.id is not None, "a snapshot read from the repository has its id"
+    return snapshot.id.hex()
+
+
 def print_json(document: dict[str, Any]) -> None:
     # ASCII escapes keep the document valid UTF-8 even for file names that are not.
     click.echo(json.dumps(document, indent=2, ensure_ascii=True))

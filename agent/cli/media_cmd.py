@@ -40,7 +40,7 @@ def command() -> None:
 @repo_option
 @json_option
 @click.pass_context
-def init(ctx: click.Context, label, repo_name, as_json) -> None:
+def init(ctx: click.Context, label: str, repo_name: str | None, as_json: bool) -> None:
     """Label the disk mounted at the set's URL as LABEL and create its repository."""
     config = load_config(ctx)
     settings = _media_settings(config, repo_name)
@@ -74,7 +74,7 @@ def init(ctx: click.Context, label, repo_name, as_json) -> None:
 @repo_option
 @json_option
 @click.pass_context
-def status(ctx: click.Context, repo_name, as_json) -> None:
+def status(ctx: click.Context, repo_name: str | None, as_json: bool) -> None:
     """For each disk: last backup, last verification, next week it is due; which is mounted."""
     config = load_config(ctx)
     settings = _media_settings(config, repo_name)

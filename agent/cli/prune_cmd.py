@@ -27,7 +27,7 @@ from agent.state.layout import StateLayout
 # skewed server clock, where a prune refuses instead (agent/engine/prune.py).
 @with_repository(lock=lambda params: "shared" if params["dry_run"] else "exclusive",
                  warn_skew=lambda params: params["dry_run"])
-def command(ctx: click.Context, dry_run, repo_name, as_json, *, opened: Opened) -> None:
+def command(ctx: click.Context, dry_run: bool, repo_name: str | None, as_json: bool, *, opened: Opened) -> None:
     """Apply the retention policy: keep the snapshots its calendar windows keep, forget
     the others, then delete the data no kept snapshot uses."""
     config, repo = opened.config, opened.repo
@@ -54,7 +54,7 @@ def command(ctx: click.Context, dry_run, repo_name, as_json, *, opened: Opened) 
     click.echo(f"{report.snapshots_forgotten} snapshot(s) {verb} forgotten; "
                f"{report.packs_deleted} pack(s) {verb} deleted and {report.packs_rewritten} rewritten, "
                f"freeing {human_bytes(report.bytes_freed)}")
-    for name, why in report.locked:
+    for _name, why in report.locked:
         click.echo(f"  not deleted yet: {why}")
     if report.object_locks is not None:
         click.echo(f"Object lock: {report.object_locks.locks_extended} lock date(s) extended "

@@ -15,7 +15,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 
 # The ratchet: each may go down, never up. A new module is written clean, never allow-listed.
-MYPY_ALLOW_LIST_MAX = 20
+MYPY_ALLOW_LIST_MAX = 7
 RUFF_EXCLUDED_MAX = 1
 
 
