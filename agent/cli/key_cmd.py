@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from typing import Any
 
 import click
 
@@ -136,9 +137,10 @@ def add(ctx: click.Context, new_passphrase_file: str | None, repo_name: str | No
 def list_keys(ctx: click.Context, repo_name: str | None, as_json: bool) -> None:
     """The passphrases (key files) of the repository; * marks the one used now."""
     config, repo = open_repository(ctx, repo_name).config_and_repo()
-    keys = [{"key_id": k.key_id.hex(), "created": k.created, "host": k.host, "current": k.key_id == repo.key_id,
-             "kdf": {"memory_kib": k.params.memory_kib, "iterations": k.params.iterations,
-                     "parallelism": k.params.parallelism}} for k in repo.list_keys()]
+    keys: list[dict[str, Any]] = [
+        {"key_id": k.key_id.hex(), "created": k.created, "host": k.host, "current": k.key_id == repo.key_id,
+         "kdf": {"memory_kib": k.params.memory_kib, "iterations": k.params.iterations,
+                 "parallelism": k.params.parallelism}} for k in repo.list_keys()]
     if as_json:
         print_json({"keys": keys})
         return

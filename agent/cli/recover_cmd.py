@@ -88,6 +88,7 @@ def command(url: str, endpoint: str | None, region: str | None, addressing: str,
         click.echo(f"Passphrase added (key {key_id.hex()[:8]}). Put it in [key] passphrase_file of the new "
                    f"configuration; the repository's address is {url}.")
         return
+    assert snapshot and target  # neither --list nor --add-key: --restore, its --target required above
     snap = find_snapshot(repo, snapshot)
     engine = RestoreEngine(repo, snap, target, includes=list(includes), keep_special_bits=keep_special_bits,
                            resume=resume, progress=for_terminal(as_json, storage=storage))

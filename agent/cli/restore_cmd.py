@@ -100,7 +100,7 @@ def command(ctx: click.Context, snapshot: str, target: str, at: str | None, incl
         raise IntegrityError(f"{len(report.failures)} file(s) could not be restored intact (listed above)")
 
 
-def _moment(text: str, zone) -> _dt.datetime:
+def _moment(text: str, zone: timefmt.Zone) -> _dt.datetime:
     try:
         moment = _dt.datetime.fromisoformat(text.strip())
     except ValueError:
