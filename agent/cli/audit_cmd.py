@@ -17,7 +17,7 @@ def command() -> None:
 @command.command("verify")
 @json_option
 @click.pass_context
-def verify(ctx: click.Context, as_json) -> None:
+def verify(ctx: click.Context, as_json: bool) -> None:
     """Check that no record of the audit trail was edited, inserted or deleted (exit 13 if one was)."""
     config = load_config(ctx)
     trail = AuditTrail(config.agent.state_dir)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from agent import clock, timefmt
-from agent.cli.common import (audit, display_path, human_bytes, json_option, ledger_of, note_medium,
+from agent.cli.common import (audit, display_path, human_bytes, id_hex, json_option, ledger_of, note_medium,
                               print_json, repo_option, warn_changed_parameters, warn_ledger)
 from agent.cli.opening import Opened, with_repository
 from agent.cli.progress import for_terminal
@@ -38,7 +38,8 @@ def _newest_known(ledger: Ledger) -> list[str]:
 @json_option
 @click.pass_context
 @with_repository(lock="shared-writer")  # other backups may run meanwhile, a prune may not
-def command(ctx: click.Context, repo_name, tags, at, one_file_system, as_json, *, opened: Opened) -> None:
+def command(ctx: click.Context, repo_name: str | None, tags: tuple[str, ...], at: str | None,
+            one_file_system: bool | None, as_json: bool, *, opened: Opened) -> None:
     """Back up the configured folders into the repository.
 
     Exit code 3 means the snapshot was saved with warnings: some files could not be read,
@@ -77,16 +78,18 @@ def command(ctx: click.Context, repo_name, tags, at, one_file_system, as_json, *
     finally:
         cache.close()
     report.warnings.extend(("hook", w) for w in hooks.after_warnings)
+    snap = report.snapshot
+    assert snap is not None  # run() returns once the snapshot is saved
     ledger = ledger_of(config, repo)
-    ledger.note_saved(report.snapshot.id.hex(), report.snapshot.time.isoformat())
+    ledger.note_saved(id_hex(snap), snap.time.isoformat())
     warn_ledger(ledger)
-    audit(config, "backup", repository=config.repository(repo_name).name, snapshot=report.snapshot.id.hex(),
+    audit(config, "backup", repository=config.repository(repo_name).name, snapshot=id_hex(snap),
           medium=medium, files_new=report.files_new, files_changed=report.files_changed,
           partial=report.partial)
     Records(config.agent.state_dir, config.repository(repo_name).name).note(
-        "backup", report.snapshot.time, snapshot=report.snapshot.id.hex(), partial=report.partial)
-    rotation = note_medium(config, repo_name, medium, last_backup=report.snapshot.time.isoformat(),
-                           snapshot=report.snapshot.id.hex())
+        "backup", snap.time, snapshot=id_hex(snap), partial=report.partial)
+    rotation = note_medium(config, repo_name, medium, last_backup=snap.time.isoformat(),
+                           snapshot=id_hex(snap))
     # A damaged index file does not stop a backup (what it listed is stored again, so the new
     # snapshot is whole), but it is damage the repository carries: said, never silent.
     index_problems = list(repo.index_problems)
@@ -101,7 +104,6 @@ def command(ctx: click.Context, repo_name, tags, at, one_file_system, as_json, *
             document.update(medium=medium, rotation_warnings=rotation)
         print_json(document)
     else:
-        snap = report.snapshot
         click.echo(f"Snapshot {snap.short_id} saved ({timefmt.shown(snap.time, config.retention.zone, seconds=True)})")
         click.echo(f"  files: {report.files_new} new, {report.files_changed} changed, "
                    f"{report.files_unchanged} unchanged; {report.dirs} folders")
@@ -115,7 +117,8 @@ def command(ctx: click.Context, repo_name, tags, at, one_file_system, as_json, *
             click.echo(f"  warning: {warning}", err=True)
         for problem in index_problems:
             click.echo(f"  warning: the repository's index is damaged ({problem}): this snapshot is whole "
-                       f"(what it listed was stored again or re-indexed from its packs); run `backupctl check --read-data`, then "
+                       f"(what it listed was stored again or re-indexed from its packs); "
+                       f"run `backupctl check --read-data`, then "
                        f"`backupctl repair` if it finds damage", err=True)
     if report.partial:
         if not as_json:

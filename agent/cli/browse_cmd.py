@@ -5,11 +5,12 @@ from __future__ import annotations
 import datetime as _dt
 import stat
 import sys
+from typing import Any
 
 import click
 
 from agent import timefmt
-from agent.cli.common import (display_path, find_snapshot, human_bytes, json_option, print_json,
+from agent.cli.common import (display_path, find_snapshot, human_bytes, id_hex, json_option, print_json,
                               repo_option)
 from agent.cli.opening import Opened, with_repository
 from agent.engine import browse
@@ -17,12 +18,12 @@ from agent.engine.patterns import closest_names, has_glob, is_path_pattern, quot
 from agent.errors import IntegrityError, UsageError
 from agent.repo.repository import Repository
 from agent.repo.snapshot import Snapshot
-from agent.repo.tree import DIR, FILE, SYMLINK
+from agent.repo.tree import DIR, FILE, SYMLINK, Node
 
 _TYPE_BITS = {FILE: stat.S_IFREG, DIR: stat.S_IFDIR, SYMLINK: stat.S_IFLNK}
 
 
-def _entry(path: bytes, node) -> dict:
+def _entry(path: bytes, node: Node) -> dict[str, Any]:
     out = {"path": "/" + path.decode("utf-8", "surrogateescape"), "type": node.type, "mode": f"{node.mode:04o}",
            "size": node.size if node.type == FILE else None,
            "mtime": _dt.datetime.fromtimestamp(node.mtime_ns / 1e9, _dt.timezone.utc).astimezone().isoformat(),
@@ -34,7 +35,7 @@ def _entry(path: bytes, node) -> dict:
     return out
 
 
-def _line(entry: dict, zone: timefmt.Zone) -> str:
+def _line(entry: dict[str, Any], zone: timefmt.Zone) -> str:
     mode = stat.filemode(int(entry["mode"], 8) | _TYPE_BITS.get(entry["type"], 0))
     size = human_bytes(entry["size"]) if entry["size"] is not None else ""
     target = f" -> {entry['target']}" if entry.get("target") else ""
@@ -50,14 +51,15 @@ def _line(entry: dict, zone: timefmt.Zone) -> str:
 @json_option
 @click.pass_context
 @with_repository(lock="shared")  # no prune deletes the packs being read
-def ls(ctx: click.Context, snapshot, path, recursive, repo_name, as_json, *, opened: Opened) -> None:
+def ls(ctx: click.Context, snapshot: str, path: str, recursive: bool, repo_name: str | None, as_json: bool, *,
+       opened: Opened) -> None:
     """List what a snapshot holds at PATH (default: its top): type, mode, owner, size, date."""
     config, repo = opened.config, opened.repo
     snap = find_snapshot(repo, snapshot)
     repo.load_index()
     entries = [_entry(p, n) for p, n in browse.list_dir(repo, snap, path, recursive=recursive)]
     if as_json:
-        print_json({"snapshot_id": snap.id.hex(), "time": snap.time.isoformat(), "entries": entries})
+        print_json({"snapshot_id": id_hex(snap), "time": snap.time.isoformat(), "entries": entries})
         return
     for entry in entries:
         click.echo(_line(entry, config.retention.zone))
@@ -70,7 +72,8 @@ def ls(ctx: click.Context, snapshot, path, recursive, repo_name, as_json, *, ope
 @json_option
 @click.pass_context
 @with_repository(lock="shared")  # no prune deletes the packs being read
-def find(ctx: click.Context, pattern, ignore_case, repo_name, as_json, *, opened: Opened) -> None:
+def find(ctx: click.Context, pattern: str, ignore_case: bool, repo_name: str | None, as_json: bool, *,
+         opened: Opened) -> None:
     """In which snapshots a file exists, with its size and SHA-256 fingerprint. PATTERN
     without "/" matches names ("lettre-dupont*"), as restore's --include does; with "/",
     whole paths. Nothing found: exit 2, with what to try."""
@@ -78,7 +81,7 @@ def find(ctx: click.Context, pattern, ignore_case, repo_name, as_json, *, opened
     repo.load_index()
     snapshots = repo.snapshots()
     found = browse.find(repo, snapshots, pattern, ignore_case=ignore_case)
-    rows = [{"snapshot_id": s.id.hex(), "time": s.time.isoformat(), **_entry(p, n)} for s, p, n in found]
+    rows = [{"snapshot_id": id_hex(s), "time": s.time.isoformat(), **_entry(p, n)} for s, p, n in found]
     if as_json:
         print_json({"pattern": pattern, "ignore_case": ignore_case, "matches": rows})
     if not rows:
@@ -124,7 +127,7 @@ def _nothing_matches(repo: Repository, snapshots: list[Snapshot], pattern: str, 
 @repo_option
 @click.pass_context
 @with_repository(lock="shared")  # no prune deletes the packs being read
-def dump(ctx: click.Context, snapshot, path, repo_name, *, opened: Opened) -> None:
+def dump(ctx: click.Context, snapshot: str, path: str, repo_name: str | None, *, opened: Opened) -> None:
     """Write one file of a snapshot to standard output (e.g. `> lettre.odt`), checked
     against its SHA-256 (exit 13, with a message, if it does not match)."""
     repo = opened.repo

@@ -5,13 +5,16 @@ from __future__ import annotations
 import click
 
 from agent import clock
-from agent.cli.common import (audit, human_bytes, json_option, ledger_of, note_medium,
+from agent.cli.common import (audit, human_bytes, id_hex, json_option, ledger_of, note_medium,
                               print_json, repo_option, warn_ledger)
 from agent.cli.opening import Opened, with_repository
 from agent.cli.progress import for_terminal
-from agent.engine.check import MISSING_PACK, CheckEngine
+from agent.config import Config
+from agent.engine.check import MISSING_PACK, CheckEngine, CheckReport
 from agent.state.records import Records
 from agent.errors import IntegrityError, UsageError
+from agent.repo.repository import Repository
+from agent.state.ledger import Ledger
 
 
 @click.command("check")
@@ -26,7 +29,8 @@ from agent.errors import IntegrityError, UsageError
 @json_option
 @click.pass_context
 @with_repository(lock="shared")  # no prune meanwhile
-def command(ctx: click.Context, read_data, subset, accept_storage, repo_name, as_json, *, opened: Opened) -> None:
+def command(ctx: click.Context, read_data: bool, subset: str | None, accept_storage: bool, repo_name: str | None,
+            as_json: bool, *, opened: Opened) -> None:
     """Check the repository's structure (and with --read-data, all of its data)."""
     config, repo = opened.config, opened.repo
     ledger = ledger_of(config, repo)
@@ -76,7 +80,7 @@ def command(ctx: click.Context, read_data, subset, accept_storage, repo_name, as
                              hint=_advice(report))
 
 
-def _advice(report) -> str:
+def _advice(report: CheckReport) -> str:
     if report.rescue_kit_problems and len(report.rescue_kit_problems) == len(report.errors):
         return ("the backups themselves are intact; the rescue kit in the repository is not the one backupctl "
                 "stored: treat it as an attack on the storage (tell your IT provider), and install on a new "
@@ -94,10 +98,10 @@ def _advice(report) -> str:
             "reads), then a new backup: it stores again every lost file still on this computer")
 
 
-def _accept(config, repo, ledger, repo_name, as_json: bool) -> None:
-    listing = {}
+def _accept(config: Config, repo: Repository, ledger: Ledger, repo_name: str | None, as_json: bool) -> None:
+    listing: dict[str, str] = {}
     for snapshot in repo.snapshots():
-        listing[snapshot.id.hex()] = snapshot.time.isoformat()
+        listing[id_hex(snapshot)] = snapshot.time.isoformat()
     accepted = ledger.accept(listing)
     audit(config, "accept_storage", repository=config.repository(repo_name).name,
           vanished=[sid for sid, _ in accepted.vanished], replayed=[sid for sid, _ in accepted.replayed],

@@ -21,7 +21,7 @@ from agent.storage.base import VersionCleanup
 @repo_option
 @json_option
 @click.pass_context
-def command(ctx: click.Context, dry_run, repo_name, as_json) -> None:
+def command(ctx: click.Context, dry_run: bool, repo_name: str | None, as_json: bool) -> None:
     """Delete expired old versions and stale uploads in an S3 repository's bucket."""
     config = load_config(ctx)
     settings = config.repository(repo_name)

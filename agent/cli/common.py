@@ -6,6 +6,7 @@ import json
 import os
 import shlex
 import sys
+from typing import Any
 
 import click
 
@@ -14,7 +15,7 @@ from agent import config as config_module
 from agent.state.audit import AuditTrail
 from agent.crypto.kdf import normalize_passphrase
 from agent.state import media
-from agent.engine.progress import human_bytes  # noqa: F401 (the commands import it from here)
+from agent.engine.progress import human_bytes as human_bytes  # re-exported: the commands import it from here
 from agent.errors import ConfigError, IntegrityError, PermissionDenied, StateDirError, UsageError
 from agent.repo.repository import Repository
 from agent.repo.snapshot import Snapshot
@@ -24,7 +25,7 @@ from agent.state.files import read_private_file
 from agent.storage.base import Probing, Storage
 from agent.storage.local import LocalStorage
 from agent.clock_skew import CLOCK_SKEW_HINT, CLOCK_SKEW_LIMIT, describe_skew
-from agent.storage.verification import facts_for
+from agent.storage.verification import Verification, facts_for
 
 repo_option = click.option("--repo", "repo_name", metavar="NAME",
                            help="Repository name from the configuration (default: the first).")
@@ -58,7 +59,7 @@ def medium_storage(mount: str) -> LocalStorage:
     return LocalStorage(os.path.join(mount, media.REPOSITORY_DIR))
 
 
-def recorded_probe(config: config_module.Config, settings: config_module.RepositorySettings) -> dict | None:
+def recorded_probe(config: config_module.Config, settings: config_module.RepositorySettings) -> dict[str, Any] | None:
     """The facts of the last probe of this repository's S3 endpoint and bucket, if any."""
     if settings.s3 is None:
         return None
@@ -83,7 +84,7 @@ def upload_verification_mode(repo: Repository) -> str | None:
     return repo.storage.verification().mode if isinstance(repo.storage, Probing) else None
 
 
-def describe_verification(verification) -> str:
+def describe_verification(verification: Verification) -> str:
     """One line for `init` and `status`: the mode in force, and why."""
     what = {"head": "HEAD (size and the SHA-256 the server checked; no second transfer)",
             "read-back": "read-back (each object downloaded again and its SHA-256 compared)"}[verification.mode]
@@ -133,7 +134,7 @@ def warn_unreadable_snapshots(repo: Repository) -> None:
         click.echo(f"backupctl: warning: {problem}; `backupctl check` tells more", err=True)
 
 
-def note_medium(config: config_module.Config, repo_name: str | None, label: str | None, **fields) -> list[str]:
+def note_medium(config: config_module.Config, repo_name: str | None, label: str | None, **fields: Any) -> list[str]:
     """Record an event of the mounted disk `label` (backup, check; None: the repository is
     not on a set of disks); returns rotation warnings."""
     if not label:
@@ -165,7 +166,13 @@ def find_snapshot(repo: Repository, wanted: str) -> Snapshot:
     return repo.load_snapshot(matches[0])
 
 
-def print_json(document: dict) -> None:
+def id_hex(snapshot: Snapshot) -> str:
+    """The id of a snapshot read from the repository, in hex (only one being written has none)."""
+    assert snapshot.id is not None, "a snapshot read from the repository has its id"
+    return snapshot.id.hex()
+
+
+def print_json(document: dict[str, Any]) -> None:
     # ASCII escapes keep the document valid UTF-8 even for file names that are not.
     click.echo(json.dumps(document, indent=2, ensure_ascii=True))
 
@@ -175,12 +182,12 @@ def display_path(path: str) -> str:
     return os.fsencode(path).decode("utf-8", errors="replace")
 
 
-def audit(config: config_module.Config, action: str, **details) -> None:
+def audit(config: config_module.Config, action: str, **details: Any) -> None:
     """Add a record to the audit trail (rules T1-T3; agent/state/audit.py)."""
     audit_in(config.agent.state_dir, action, **details)
 
 
-def audit_in(state_dir: str, action: str, **details) -> None:
+def audit_in(state_dir: str, action: str, **details: Any) -> None:
     """The same for a state directory given directly (`recover` has no configuration).
     A trail that cannot be written is said loudly but does not fail the command: the
     action is done by then, and a restore in an emergency must not be undone by an
@@ -210,7 +217,7 @@ def new_passphrase(path: str | None) -> bytes:
     if path:
         return require_long_passphrase(read_private_file(path, where="--new-passphrase-file "),
                                        what=f"the passphrase in --new-passphrase-file {path}")
-    if not click.get_text_stream("stdin").isatty():
+    if not sys.stdin.isatty():
         raise UsageError("no new passphrase: give --new-passphrase-file FILE (mode 0600)")
     text = click.prompt("New passphrase", hide_input=True, confirmation_prompt=True)
     return require_long_passphrase(text.encode("utf-8"))

@@ -15,7 +15,7 @@ from agent.reports.i18n import row_dict
 @click.command("compliance")
 @json_option
 @click.pass_context
-def command(ctx: click.Context, as_json) -> None:
+def command(ctx: click.Context, as_json: bool) -> None:
     """OK / WARN / FAIL for each assessable rule (S1-S8, C1-C5, K1, T2) with its evidence;
     exit code 4 when a rule FAILs. Opens every repository (the passphrase is needed)."""
     config = load_config(ctx)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from agent import clock, timefmt
-from agent.cli.common import (audit, find_snapshot, human_bytes, json_option, note_medium,
+from agent.cli.common import (audit, find_snapshot, human_bytes, id_hex, json_option, note_medium,
                               print_json)
 from agent.cli.opening import open_repository
 from agent.cli.rescue import store_kit
@@ -19,7 +19,7 @@ from agent.errors import UsageError
 @click.option("--to", "destination_name", metavar="NAME", required=True, help="Repository to copy into.")
 @json_option
 @click.pass_context
-def command(ctx: click.Context, snapshot, source_name, destination_name, as_json) -> None:
+def command(ctx: click.Context, snapshot: str, source_name: str | None, destination_name: str, as_json: bool) -> None:
     """Copy SNAPSHOT into the repository --to (e.g. onto this week's disk); only the data
     the destination lacks is written, and copying twice does nothing."""
     # Opened without a lock: the engine locks both (shared on the source, a written shared
@@ -32,7 +32,9 @@ def command(ctx: click.Context, snapshot, source_name, destination_name, as_json
     destination = opened_destination.repo
     snap = find_snapshot(source, snapshot)
     report = CopyEngine(source, destination, snap).run()
-    audit(config, "copy", source=config.repository(source_name).name, snapshot=snap.id.hex(),
+    copied = report.snapshot_id
+    assert copied is not None  # run() sets it: the copy's id, or the one of the copy already there
+    audit(config, "copy", source=config.repository(source_name).name, snapshot=id_hex(snap),
           destination=config.repository(destination_name).name, copy=report.snapshot_id,
           already_there=report.already_there)
     rotation = []
@@ -43,11 +45,11 @@ def command(ctx: click.Context, snapshot, source_name, destination_name, as_json
     if as_json:
         print_json({**report.as_dict(), "rotation_warnings": rotation, "rescue_kit": kit})
     elif report.already_there:
-        click.echo(f"Snapshot {snap.short_id} is already in {destination_name} (as {report.snapshot_id[:8]}).")
+        click.echo(f"Snapshot {snap.short_id} is already in {destination_name} (as {copied[:8]}).")
     else:
         when = timefmt.shown(snap.time, config.retention.zone)
         click.echo(f"Copied snapshot {snap.short_id} ({when}) into {destination_name} "
-                   f"as {report.snapshot_id[:8]}: {report.blobs_copied} blob(s), "
+                   f"as {copied[:8]}: {report.blobs_copied} blob(s), "
                    f"{human_bytes(report.bytes_added)} added")
         if not report.same_chunking and report.bytes_added:
             # Said at every such copy: otherwise the growth of the destination looks like a fault.

@@ -14,7 +14,7 @@ import sys
 import click
 
 from agent import timefmt
-from agent.cli.common import audit, find_snapshot, human_bytes, json_option, print_json, repo_option
+from agent.cli.common import audit, find_snapshot, human_bytes, id_hex, json_option, print_json, repo_option
 from agent.cli.opening import Opened, opened
 from agent.cli.progress import for_terminal
 from agent.engine.export import write_tar
@@ -33,7 +33,8 @@ from agent.errors import IntegrityError, Interrupted, RestoreTargetError, UsageE
 @repo_option
 @json_option
 @click.pass_context
-def command(ctx: click.Context, snapshot, target, tar_path, keep_special_bits, repo_name, as_json) -> None:
+def command(ctx: click.Context, snapshot: str, target: str | None, tar_path: str | None, keep_special_bits: bool,
+            repo_name: str | None, as_json: bool) -> None:
     """Write a snapshot out as a plain folder (--target DIR) or a tar archive (--tar FILE
     or -), every file checked against its SHA-256: the data, without backupctl."""
     if bool(target) == bool(tar_path):
@@ -46,9 +47,12 @@ def command(ctx: click.Context, snapshot, target, tar_path, keep_special_bits, r
         _export(repository, snapshot, target, tar_path, keep_special_bits, as_json)
 
 
-def _export(opened: Opened, snapshot, target, tar_path, keep_special_bits, as_json) -> None:
+def _export(opened: Opened, snapshot: str, target: str | None, tar_path: str | None, keep_special_bits: bool,
+            as_json: bool) -> None:
     config, repo = opened.config, opened.repo
     snap = find_snapshot(repo, snapshot)
+    destination = target or tar_path  # command() lets through exactly one of them
+    assert destination is not None
     try:
         if target:
             # Emptiness is checked on the folder opened (never through a link another user controls).
@@ -62,7 +66,7 @@ def _export(opened: Opened, snapshot, target, tar_path, keep_special_bits, as_js
             try:
                 # Mode 0600 (the practice's data, readable by no other local user), O_EXCL | O_NOFOLLOW
                 # relative to its folder, itself reached without following a link another user controls.
-                fd = create_private_file(os.fsencode(tar_path))
+                fd = create_private_file(os.fsencode(destination))
             except FileExistsError:
                 raise UsageError(f"--tar {tar_path} already exists",
                                  hint="give a new file name (what is there, a link included, is never written through)"
@@ -72,18 +76,18 @@ def _export(opened: Opened, snapshot, target, tar_path, keep_special_bits, as_js
                     document = write_tar(repo, snap, handle, keep_special_bits=keep_special_bits).as_dict()
             except OSError as exc:
                 raise RestoreTargetError(f"--tar {tar_path}: cannot be written ({exc.strerror})") from None
-            where = os.path.abspath(tar_path)
+            where = os.path.abspath(destination)
     except KeyboardInterrupt:
         # The restore's workers have stopped (agent/engine/restore_files.py). An export has no
         # --resume (its folder must start empty): what it wrote is to be removed.
-        written = "standard output" if tar_path == "-" else os.path.abspath(target or tar_path)
+        written = "standard output" if tar_path == "-" else os.path.abspath(destination)
         raise Interrupted(f"export interrupted (Ctrl-C); {written} holds an incomplete copy",
                           hint="delete it and run the export again") from None
-    audit(config, "export", repository=opened.settings.name, snapshot=snap.id.hex(), to=where,
+    audit(config, "export", repository=opened.settings.name, snapshot=id_hex(snap), to=where,
           files=document["files"], sha256_verified=document["sha256_verified"],
           failures=len(document["failures"]))
     if as_json:
-        print_json({"snapshot_id": snap.id.hex(), "to": where, **document})
+        print_json({"snapshot_id": id_hex(snap), "to": where, **document})
     elif tar_path != "-":
         click.echo(f"Exported snapshot {snap.short_id} ({timefmt.shown(snap.time, config.retention.zone)}) to {where}: "
                    f"{document['files']} file(s), {human_bytes(document['bytes'])}; SHA-256 verified for "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from agent import clock
@@ -16,6 +18,8 @@ from agent.errors import UsageError
 from agent.repo.repository import Repository
 from agent.storage import open_storage
 from agent.storage.base import Probing
+from agent.storage.options import S3Options
+from agent.storage.verification import Verification
 
 
 @click.command("init")
@@ -43,7 +47,7 @@ def command(ctx: click.Context, repo_name: str | None, as_json: bool) -> None:
     params = KdfParams()
     repo = Repository.init(storage, secret, cipher=settings.cipher,
                            compression_level=settings.zstd_level, kdf_params=params)
-    facts = {
+    facts: dict[str, Any] = {
         "repository": settings.name,
         "url": settings.url,
         "repository_id": repo.config.repository_id.hex(),
@@ -69,13 +73,13 @@ def command(ctx: click.Context, repo_name: str | None, as_json: bool) -> None:
     click.echo(f"  encryption {facts['cipher']}, key wrapping {facts['kdf']},")
     click.echo(f"  chunk ids {facts['chunk_id']}, file fingerprints {facts['file_fingerprint']}, "
                f"compression {facts['compression']}")
-    if probing is not None and endpoint_facts is not None:
+    if probing is not None and endpoint_facts is not None and settings.s3 is not None:  # an S3 endpoint's
         _say_endpoint(endpoint_facts, settings.s3, probing.verification())
     click.echo("Keep the passphrase safe: without it the backups cannot be read by anyone.")
     store_kit(config, repo, settings.name, as_json=False)
 
 
-def _say_endpoint(facts: dict, s3, verification) -> None:
+def _say_endpoint(facts: dict[str, Any], s3: S3Options, verification: Verification) -> None:
     yes_no = {True: "yes", False: "no"}
     click.echo(f"  endpoint {facts['endpoint']}, bucket {facts['bucket']}: versioning {facts['versioning']}, "
                f"object lock {facts['object_lock']} (agent writes with: {s3.object_lock}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from typing import Any
 
 import click
 
@@ -43,7 +44,7 @@ def command() -> None:
 @repo_option
 @json_option
 @click.pass_context
-def export(ctx: click.Context, paper_file, split, repo_name, as_json) -> None:
+def export(ctx: click.Context, paper_file: str, split: str | None, repo_name: str | None, as_json: bool) -> None:
     """Write the recovery sheet: repository, endpoint and bucket, the master key as typed
     lines with check characters and as a QR code, and the steps to recover."""
     stem, extension = os.path.splitext(paper_file)
@@ -73,7 +74,7 @@ def export(ctx: click.Context, paper_file, split, repo_name, as_json) -> None:
         click.echo(f"backupctl: warning: the rescue kit's record does not open ({exc}): the sheet names no "
                    f"kit; run `backupctl check`", err=True)
         kit = None
-    for code, path in zip(codes, files):
+    for code, path in zip(codes, files, strict=True):
         sheet = build(config, settings, repo, code, share_count=count, kit=kit)
         _write_sheet(render_sheet(sheet, qr.svg(sheet["qr_text"])), path)
     Records(config.agent.state_dir, settings.name).note("recovery_sheet", clock.now(), shares=split, sheets=len(files))
@@ -118,7 +119,7 @@ def _write_sheet(page: str, path: str) -> None:
 @repo_option
 @json_option
 @click.pass_context
-def add(ctx: click.Context, new_passphrase_file, repo_name, as_json) -> None:
+def add(ctx: click.Context, new_passphrase_file: str | None, repo_name: str | None, as_json: bool) -> None:
     """Add a passphrase (a new key file); the existing ones keep working."""
     config, repo = open_repository(ctx, repo_name).config_and_repo()
     key_id = repo.add_key(new_passphrase(new_passphrase_file))
@@ -133,12 +134,13 @@ def add(ctx: click.Context, new_passphrase_file, repo_name, as_json) -> None:
 @repo_option
 @json_option
 @click.pass_context
-def list_keys(ctx: click.Context, repo_name, as_json) -> None:
+def list_keys(ctx: click.Context, repo_name: str | None, as_json: bool) -> None:
     """The passphrases (key files) of the repository; * marks the one used now."""
     config, repo = open_repository(ctx, repo_name).config_and_repo()
-    keys = [{"key_id": k.key_id.hex(), "created": k.created, "host": k.host, "current": k.key_id == repo.key_id,
-             "kdf": {"memory_kib": k.params.memory_kib, "iterations": k.params.iterations,
-                     "parallelism": k.params.parallelism}} for k in repo.list_keys()]
+    keys: list[dict[str, Any]] = [
+        {"key_id": k.key_id.hex(), "created": k.created, "host": k.host, "current": k.key_id == repo.key_id,
+         "kdf": {"memory_kib": k.params.memory_kib, "iterations": k.params.iterations,
+                 "parallelism": k.params.parallelism}} for k in repo.list_keys()]
     if as_json:
         print_json({"keys": keys})
         return
@@ -152,7 +154,7 @@ def list_keys(ctx: click.Context, repo_name, as_json) -> None:
 @click.argument("key_id")
 @repo_option
 @click.pass_context
-def remove(ctx: click.Context, key_id, repo_name) -> None:
+def remove(ctx: click.Context, key_id: str, repo_name: str | None) -> None:
     """Remove a passphrase (by key id prefix). The one used now, and the last one, stay."""
     config, repo = open_repository(ctx, repo_name).config_and_repo()
     keys = repo.list_keys()
@@ -173,7 +175,7 @@ def remove(ctx: click.Context, key_id, repo_name) -> None:
 @new_passphrase_option
 @repo_option
 @click.pass_context
-def passwd(ctx: click.Context, new_passphrase_file, repo_name) -> None:
+def passwd(ctx: click.Context, new_passphrase_file: str | None, repo_name: str | None) -> None:
     """Change the passphrase in use: the new key file is written before the old one is removed."""
     config, repo = open_repository(ctx, repo_name).config_and_repo()
     old = repo.key_id

@@ -10,6 +10,8 @@ import os
 import signal
 import sys
 import traceback
+from types import FrameType
+from typing import Any
 
 import click
 
@@ -53,15 +55,17 @@ class _Group(click.Group):
         if name not in _COMMANDS:
             return None
         module, attribute = _COMMANDS[name].split(":")
-        return getattr(importlib.import_module(f"agent.cli.{module}"), attribute)
+        command: click.Command = getattr(importlib.import_module(f"agent.cli.{module}"), attribute)
+        return command
 
-    def resolve_command(self, ctx: click.Context, args: list[str]):
+    def resolve_command(self, ctx: click.Context, args: list[str]
+                        ) -> tuple[str | None, click.Command | None, list[str]]:
         name, command, rest = super().resolve_command(ctx, args)
         if command is not None and not ctx.resilient_parsing and os.geteuid() == 0:
             _not_as_root(ctx, name, command, rest)
         return name, command, rest
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except BackupctlError as exc:
@@ -144,7 +148,7 @@ def cli(ctx: click.Context, config_file: str | None, debug: bool) -> None:
 
 
 
-def _on_sigterm(_signum, _frame) -> None:
+def _on_sigterm(_signum: int, _frame: FrameType | None) -> None:
     raise Terminated("stopped by SIGTERM")
 
 

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+from typing import Any
 
 import click
 
 from agent import clock, timefmt
+from agent import config as config_module
 from agent.cli.common import (medium_storage, audit, json_option, load_config, passphrase, print_json, repo_option,
                                require_long_passphrase)
 from agent.cli.rescue import store_kit
 from agent.crypto.kdf import KdfParams
 from agent.state import media
-from agent.errors import UsageError
+from agent.errors import MediumError, UsageError
 from agent.repo.repository import Repository
 
 
-def _media_settings(config, repo_name):
+def _media_settings(config: config_module.Config, repo_name: str | None) -> config_module.RepositorySettings:
     if repo_name is None:
         sets = [r for r in config.repositories if r.media]
         if not sets:
@@ -40,7 +42,7 @@ def command() -> None:
 @repo_option
 @json_option
 @click.pass_context
-def init(ctx: click.Context, label, repo_name, as_json) -> None:
+def init(ctx: click.Context, label: str, repo_name: str | None, as_json: bool) -> None:
     """Label the disk mounted at the set's URL as LABEL and create its repository."""
     config = load_config(ctx)
     settings = _media_settings(config, repo_name)
@@ -57,7 +59,7 @@ def init(ctx: click.Context, label, repo_name, as_json) -> None:
                            compression_level=settings.zstd_level, kdf_params=params, master=master)
     audit(config, "disk_prepared", repository=settings.name, label=medium.label,
           repository_id=repo.config.repository_id.hex())
-    document = {"repository": settings.name, "label": medium.label, "medium_id": medium.medium_id,
+    document: dict[str, Any] = {"repository": settings.name, "label": medium.label, "medium_id": medium.medium_id,
                 "mount": settings.mount, "repository_id": repo.config.repository_id.hex()}
     if as_json:
         document["rescue_kit"] = store_kit(config, repo, settings.name, as_json=True)
@@ -74,7 +76,7 @@ def init(ctx: click.Context, label, repo_name, as_json) -> None:
 @repo_option
 @json_option
 @click.pass_context
-def status(ctx: click.Context, repo_name, as_json) -> None:
+def status(ctx: click.Context, repo_name: str | None, as_json: bool) -> None:
     """For each disk: last backup, last verification, next week it is due; which is mounted."""
     config = load_config(ctx)
     settings = _media_settings(config, repo_name)
@@ -83,7 +85,7 @@ def status(ctx: click.Context, repo_name, as_json) -> None:
     seen = record.get("media", {})
     try:
         mounted = media.read_label(settings.mount)
-    except media.MediumError:
+    except MediumError:
         mounted = None
     due = media.due_medium(settings.media, today)
     disks = []

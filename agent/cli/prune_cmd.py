@@ -10,10 +10,12 @@ from agent.cli.common import (audit, human_bytes, json_option, ledger_of, print_
                               repo_option)
 from agent.cli.opening import Opened, with_repository
 from agent.cli.progress import for_terminal
+from agent.config import Config
 from agent.engine.lock_dates import LockDateCache
 from agent.engine.prune import PruneEngine
 from agent.state.records import Records
 from agent.errors import IntegrityError
+from agent.repo.repository import Repository
 from agent.state.layout import StateLayout
 
 
@@ -27,7 +29,7 @@ from agent.state.layout import StateLayout
 # skewed server clock, where a prune refuses instead (agent/engine/prune.py).
 @with_repository(lock=lambda params: "shared" if params["dry_run"] else "exclusive",
                  warn_skew=lambda params: params["dry_run"])
-def command(ctx: click.Context, dry_run, repo_name, as_json, *, opened: Opened) -> None:
+def command(ctx: click.Context, dry_run: bool, repo_name: str | None, as_json: bool, *, opened: Opened) -> None:
     """Apply the retention policy: keep the snapshots its calendar windows keep, forget
     the others, then delete the data no kept snapshot uses."""
     config, repo = opened.config, opened.repo
@@ -39,7 +41,8 @@ def command(ctx: click.Context, dry_run, repo_name, as_json, *, opened: Opened) 
                          lock_cache=cache, ledger=ledger_of(config, repo)).run()
     if not dry_run:
         audit(config, "prune", repository=config.repository(repo_name).name,
-              forgotten=[d.snapshot_id.hex() for d in report.decisions if not d.keep],
+              # Every decision is on a snapshot read from the repository: each has its id.
+              forgotten=[d.snapshot_id.hex() for d in report.decisions if not d.keep and d.snapshot_id is not None],
               packs_deleted=report.packs_deleted, bytes_freed=report.bytes_freed)
     if as_json:
         print_json(report.as_dict())
@@ -54,14 +57,14 @@ def command(ctx: click.Context, dry_run, repo_name, as_json, *, opened: Opened) 
     click.echo(f"{report.snapshots_forgotten} snapshot(s) {verb} forgotten; "
                f"{report.packs_deleted} pack(s) {verb} deleted and {report.packs_rewritten} rewritten, "
                f"freeing {human_bytes(report.bytes_freed)}")
-    for name, why in report.locked:
+    for _name, why in report.locked:
         click.echo(f"  not deleted yet: {why}")
     if report.object_locks is not None:
         click.echo(f"Object lock: {report.object_locks.locks_extended} lock date(s) extended "
                    f"({report.object_locks.objects_checked} object(s) checked)")
 
 
-def _refuse_on_known_damage(config, repo, repo_name) -> None:
+def _refuse_on_known_damage(config: Config, repo: Repository, repo_name: str | None) -> None:
     """Prune checks the structure itself, but damage inside packs shows only to a check
     that reads the data: a failed `check --read-data` blocks prune until repaired."""
     damage = Records(config.agent.state_dir, config.repository(repo_name).name).damage(repo.config.repository_id)

@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 import click
 
 from agent import clock, timefmt
-from agent.cli.common import (audit_in, display_path, find_snapshot, human_bytes, json_option, new_passphrase,
+from agent.cli.common import (audit_in, display_path, find_snapshot, human_bytes, id_hex, json_option, new_passphrase,
                               new_passphrase_option, print_json, resume_command)
 from agent.cli.progress import for_terminal
 from agent.crypto import paper
@@ -54,8 +54,10 @@ DEFAULT_STATE_DIR = "/var/lib/backupctl"
 @click.option("--state-dir", metavar="DIR", envvar="BACKUPCTL_STATE_DIR", default=DEFAULT_STATE_DIR,
               show_default=True, help="Where the audit trail of this machine is kept.")
 @json_option
-def command(url, endpoint, region, addressing, credentials_file, ca_bundle, code_file, listing, snapshot, target,
-            includes, keep_special_bits, resume, add_key, new_passphrase_file, state_dir, as_json) -> None:
+def command(url: str, endpoint: str | None, region: str | None, addressing: str, credentials_file: str | None,
+            ca_bundle: str | None, code_file: str | None, listing: bool, snapshot: str | None, target: str | None,
+            includes: tuple[str, ...], keep_special_bits: bool, resume: bool, add_key: bool,
+            new_passphrase_file: str | None, state_dir: str, as_json: bool) -> None:
     """Reconnect to a repository from the recovery sheet alone; list, restore, or add a passphrase."""
     if sum(bool(x) for x in (listing, snapshot, add_key)) != 1:
         raise UsageError("say what to do: --list, --restore SNAPSHOT --target DIR, or --add-key")
@@ -68,7 +70,7 @@ def command(url, endpoint, region, addressing, credentials_file, ca_bundle, code
         snapshots = repo.snapshots()
         if as_json:
             print_json({"repository_id": repo.config.repository_id.hex(), "snapshots": [
-                {"snapshot_id": s.id.hex(), "time": s.time.isoformat(), "host": s.host, "paths": s.paths,
+                {"snapshot_id": id_hex(s), "time": s.time.isoformat(), "host": s.host, "paths": s.paths,
                  "bytes_total": s.summary.get("bytes_total")} for s in snapshots]})
             return
         zone = timefmt.machine_zone()  # no configuration here: this machine's zone, said once
@@ -86,22 +88,23 @@ def command(url, endpoint, region, addressing, credentials_file, ca_bundle, code
         click.echo(f"Passphrase added (key {key_id.hex()[:8]}). Put it in [key] passphrase_file of the new "
                    f"configuration; the repository's address is {url}.")
         return
+    assert snapshot and target  # neither --list nor --add-key: --restore, its --target required above
     snap = find_snapshot(repo, snapshot)
     engine = RestoreEngine(repo, snap, target, includes=list(includes), keep_special_bits=keep_special_bits,
                            resume=resume, progress=for_terminal(as_json, storage=storage))
     try:
         report = engine.run()
     except KeyboardInterrupt:
-        audit_in(state_dir, "restore", url=url, snapshot=snap.id.hex(), target=os.path.abspath(target),
+        audit_in(state_dir, "restore", url=url, snapshot=id_hex(snap), target=os.path.abspath(target),
                  includes=list(includes), by="recover", interrupted=True)
         raise Interrupted("recovery interrupted (Ctrl-C); the files finished are verified and kept, those being "
                           "written are incomplete",
                           hint=f"to finish it, run (the code is asked again): {resume_command()}") from None
-    audit_in(state_dir, "restore", url=url, snapshot=snap.id.hex(), target=os.path.abspath(target),
+    audit_in(state_dir, "restore", url=url, snapshot=id_hex(snap), target=os.path.abspath(target),
            includes=list(includes), files=report.files, sha256_verified=report.verified,
            failures=len(report.failures), by="recover")
     if as_json:
-        print_json({"snapshot_id": snap.id.hex(), "snapshot_time": snap.time.isoformat(), "target": target,
+        print_json({"snapshot_id": id_hex(snap), "snapshot_time": snap.time.isoformat(), "target": target,
                     **report.as_dict()})
     else:
         when = timefmt.shown(snap.time, timefmt.machine_zone())
@@ -113,7 +116,8 @@ def command(url, endpoint, region, addressing, credentials_file, ca_bundle, code
         raise IntegrityError(f"{len(report.failures)} file(s) could not be restored intact (listed above)")
 
 
-def _s3_options(url, endpoint, region, addressing, credentials_file, ca_bundle) -> S3Options | None:
+def _s3_options(url: str, endpoint: str | None, region: str | None, addressing: str, credentials_file: str | None,
+                ca_bundle: str | None) -> S3Options | None:
     parsed = urlparse(url)
     if parsed.scheme != "s3":
         if endpoint or credentials_file:

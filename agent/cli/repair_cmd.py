@@ -21,7 +21,7 @@ from agent.errors import IntegrityError
 @json_option
 @click.pass_context
 @with_repository(lock="exclusive")  # the check after it runs under the same lock
-def command(ctx: click.Context, dry_run, repo_name, as_json, *, opened: Opened) -> None:
+def command(ctx: click.Context, dry_run: bool, repo_name: str | None, as_json: bool, *, opened: Opened) -> None:
     """Repair the repository after `check --read-data` found damage: read every pack,
     salvage the readable blobs of damaged ones into new packs, rebuild the index from
     the packs themselves, then delete the damaged packs. Downloads the whole repository."""
@@ -59,7 +59,7 @@ def command(ctx: click.Context, dry_run, repo_name, as_json, *, opened: Opened) 
                        f"{report.packs_reindexed} pack(s) {verb} indexed again.")
         else:
             click.echo("Nothing to repair: every pack is intact and indexed.")
-        for name, why in report.locked:
+        for _name, why in report.locked:
             click.echo(f"  not deleted yet: {why}")
         if after is not None:
             for snapshot, files in after.affected.items():

@@ -29,7 +29,7 @@ def command() -> None:
 @json_option
 @click.pass_context
 @with_repository(lock=None)  # it reads the stored reports only, no pack
-def list_reports(ctx: click.Context, repo_name, as_json, *, opened: Opened) -> None:
+def list_reports(ctx: click.Context, repo_name: str | None, as_json: bool, *, opened: Opened) -> None:
     """The stored reports, oldest first: id, date, result, files verified."""
     config, repo = opened.config, opened.repo
     tests, problems = store.past_tests(repo)
@@ -52,7 +52,7 @@ def list_reports(ctx: click.Context, repo_name, as_json, *, opened: Opened) -> N
 @click.option("--output-dir", required=True, metavar="DIR", help="Where to write the report's .html and .json.")
 @click.pass_context
 @with_repository(lock=None)  # it reads one stored report only, no pack
-def get_report(ctx: click.Context, report_id, repo_name, output_dir, *, opened: Opened) -> None:
+def get_report(ctx: click.Context, report_id: str, repo_name: str | None, output_dir: str, *, opened: Opened) -> None:
     """Write a stored report (by id or id prefix) back out as HTML and JSON files."""
     repo = opened.repo
     document, page = store.load(repo, report_id)

@@ -43,8 +43,9 @@ from agent.errors import IntegrityError, Interrupted, UsageError
 # The engine takes its shared lock itself: the lock's round trips overlap its first reads
 # (agent/repo/lock.py, overlapped_shared_lock).
 @with_repository(lock=None)
-def command(ctx: click.Context, snapshot, target, at, includes, excludes, dry_run, resume, overwrite,
-            keep_special_bits, repo_name, as_json, *, opened: Opened) -> None:
+def command(ctx: click.Context, snapshot: str, target: str, at: str | None, includes: tuple[str, ...],
+            excludes: tuple[str, ...], dry_run: bool, resume: bool, overwrite: bool, keep_special_bits: bool,
+            repo_name: str | None, as_json: bool, *, opened: Opened) -> None:
     """Restore SNAPSHOT (an id prefix, or latest) into --target and verify every file."""
     _config, repo = opened.config, opened.repo
     if at is not None:
@@ -99,7 +100,7 @@ def command(ctx: click.Context, snapshot, target, at, includes, excludes, dry_ru
         raise IntegrityError(f"{len(report.failures)} file(s) could not be restored intact (listed above)")
 
 
-def _moment(text: str, zone) -> _dt.datetime:
+def _moment(text: str, zone: timefmt.Zone) -> _dt.datetime:
     try:
         moment = _dt.datetime.fromisoformat(text.strip())
     except ValueError:

@@ -7,16 +7,19 @@ import os
 import click
 
 from agent import clock, timefmt
-from agent.cli.common import (audit, find_snapshot, human_bytes, json_option, print_json, repo_option,
+from agent.cli.common import (audit, find_snapshot, human_bytes, id_hex, json_option, print_json, repo_option,
                               upload_verification_mode)
 from agent.cli.opening import Opened, open_repository, with_repository
 from agent.state.records import Records
-from agent.engine.restore_testing import RestoreTestEngine
+from agent.config import Config
+from agent.engine.restore_testing import RestoreTestEngine, RestoreTestReport
 from agent.errors import IntegrityError
+from agent.repo.repository import Repository
 from agent.reports import store
 from agent.reports.document import build
 from agent.reports.facts import gather
 from agent.reports.html import render
+from agent.reports.store import WrittenReport
 from agent.state.layout import StateLayout
 
 
@@ -32,8 +35,8 @@ from agent.state.layout import StateLayout
 @json_option
 @click.pass_context
 @with_repository(lock=None)  # the restore engine takes its shared lock itself (agent/engine/restore.py)
-def command(ctx: click.Context, repo_name, snapshot_id, mode, sample, scratch_dir, report_dir, as_json, *,
-            opened: Opened) -> None:
+def command(ctx: click.Context, repo_name: str | None, snapshot_id: str, mode: str, sample: int | None,
+            scratch_dir: str | None, report_dir: str | None, as_json: bool, *, opened: Opened) -> None:
     """Restore a snapshot (and a sample of the oldest one) into a scratch folder, compare
     every file's SHA-256 with the one recorded at backup, measure the time, then wipe it.
     Writes a report (HTML in the configured language, JSON, and PDF when Chromium is
@@ -51,17 +54,17 @@ def command(ctx: click.Context, repo_name, snapshot_id, mode, sample, scratch_di
     except IntegrityError as exc:
         # A test that could not even start (a tree refused as crafted, a listing missing)
         # is a failed test: status and the audit trail must say so, not keep the last pass.
-        Records(config.agent.state_dir, name).note("restore_test", clock.now(), ok=False, snapshot=snapshot.id.hex(),
+        Records(config.agent.state_dir, name).note("restore_test", clock.now(), ok=False, snapshot=id_hex(snapshot),
                                                    files=0, sha256_verified=0, error=str(exc))
-        audit(config, "restore_test", repository=name, snapshot=snapshot.id.hex(), ok=False, files=0,
+        audit(config, "restore_test", repository=name, snapshot=id_hex(snapshot), ok=False, files=0,
               scratch=os.path.abspath(scratch), error=str(exc))
         raise
     document = {"repository": name, **report.as_dict()}
     report_id = os.urandom(16)
-    Records(config.agent.state_dir, name).note("restore_test", clock.now(), ok=report.ok, snapshot=snapshot.id.hex(),
+    Records(config.agent.state_dir, name).note("restore_test", clock.now(), ok=report.ok, snapshot=id_hex(snapshot),
                                                files=document["files"], sha256_verified=document["sha256_verified"],
                                                report=report_id.hex())
-    audit(config, "restore_test", repository=name, snapshot=snapshot.id.hex(), ok=report.ok,
+    audit(config, "restore_test", repository=name, snapshot=id_hex(snapshot), ok=report.ok,
           files=document["files"], scratch=os.path.abspath(scratch), wiped=report.scratch_wiped,
           report=report_id.hex())
     written, problems = _report(ctx, config, name, repo, report, report_id, report_dir, opened.medium)
@@ -102,8 +105,8 @@ def command(ctx: click.Context, repo_name, snapshot_id, mode, sample, scratch_di
                              f"database ({databases[0].name}: {databases[0].problem})")
 
 
-def _report(ctx: click.Context, config, name: str, repo, result, report_id: bytes, report_dir: str | None,
-            medium: str | None):
+def _report(ctx: click.Context, config: Config, name: str, repo: Repository, result: RestoreTestReport,
+            report_id: bytes, report_dir: str | None, medium: str | None) -> tuple[WrittenReport, list[str]]:
     """Write the report files and keep a copy in the repository; returns what was written
     and the stored reports that could not be read."""
     gathered = gather(config, lambda other: open_repository(ctx, other).repo, opened={name: repo})

@@ -19,7 +19,7 @@ from agent.storage.verification import Verification
 @click.command("status")
 @json_option
 @click.pass_context
-def command(ctx: click.Context, as_json) -> None:
+def command(ctx: click.Context, as_json: bool) -> None:
     """Last backup, check and restore test of each repository, the next scheduled runs,
     and the obligations at risk (exit code 4 when any is)."""
     from agent.daemon.status import collect  # APScheduler's triggers give the next runs

@@ -18,8 +18,10 @@ from __future__ import annotations
 import datetime as _dt
 import os
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from agent import timefmt
 from agent.engine.expansion import FREE_ENTRIES, MAX_EXPANSION
@@ -29,8 +31,11 @@ from agent.engine.walk import load_tree
 from agent.errors import IntegrityError, StorageError
 from agent.repo import layout, rescue_kit
 from agent.repo.lock import require_lock
+from agent.repo.index import PackEntries
+from agent.repo.layout import PackId
 from agent.repo.repository import Repository
-from agent.repo.pack import BLOB_TREE
+from agent.repo.snapshot import Snapshot
+from agent.repo.pack import BLOB_TREE, PackEntry
 from agent.repo.tree import DIR, FILE, Node, decode_tree
 
 # Files named per snapshot in the report; the count is always exact.
@@ -66,7 +71,7 @@ class CheckReport:
     def ok(self) -> bool:
         return not self.errors
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
             "read_data": self.read_data,
@@ -180,7 +185,7 @@ class CheckEngine:
         location = self.repo.locate(chunk_id)
         return location is None or layout.pack_name(location.pack_id) == pack_name
 
-    def _damage(self, pack_name: str, why: str, entries) -> None:
+    def _damage(self, pack_name: str, why: str, entries: Iterable[PackEntry]) -> None:
         self.report.damaged_packs[pack_name] = why
         self.report.errors.append(f"pack {pack_name}: {why}")
         for entry in entries:
@@ -202,7 +207,7 @@ class CheckEngine:
             # The next packs download while this one is verified: over a WAN link a pack
             # read after the previous one leaves the link idle a round trip each time,
             # and one connection's window cannot fill a long fat link.
-            reads = {}
+            reads: dict[str, Future[tuple[bytes, list[PackEntry]]]] = {}
             for number, name in enumerate(names):
                 for ahead in names[number:number + READ_AHEAD]:
                     ahead_id = layout.pack_id_from_name(ahead)
@@ -211,13 +216,14 @@ class CheckEngine:
                 self._read_one(name, packs, reads.pop(name, None))
         self.progress.finish()
 
-    def _read_one(self, name: str, packs: dict, read: Future | None) -> None:
+    def _read_one(self, name: str, packs: dict[PackId, PackEntries],
+                  read: Future[tuple[bytes, list[PackEntry]]] | None) -> None:
         """Verify one pack whose read `read` was started ahead (None: not a pack name)."""
         pack_id = layout.pack_id_from_name(name)
-        if pack_id is None:
+        if pack_id is None or read is None:  # no read is started for a name that is not a pack's
             self.report.errors.append(f"object {name} in data/ is not a valid pack name")
             return
-        expected = packs.get(pack_id, [])
+        expected: Sequence[PackEntry] = packs.get(pack_id, [])
         try:
             data, header_entries = read.result()
         except (IntegrityError, StorageError) as exc:
@@ -237,7 +243,7 @@ class CheckEngine:
                 continue
             self._verify_blob(name, entry, data[entry.offset : entry.offset + entry.length])
 
-    def _narrow_damage(self, name: str, entries) -> None:
+    def _narrow_damage(self, name: str, entries: Iterable[PackEntry]) -> None:
         """A pack failed as a whole: find which of its blobs still decrypt, to spare their files."""
         for entry in entries:
             try:
@@ -247,7 +253,7 @@ class CheckEngine:
                 continue
             self._bad_chunks.pop(entry.chunk_id, None)
 
-    def _verify_blob(self, name: str, entry, envelope: bytes) -> None:
+    def _verify_blob(self, name: str, entry: PackEntry, envelope: bytes) -> None:
         try:
             plain = self.repo.decode_blob(entry.chunk_id, entry.kind, envelope, entry.raw_length, pack_name=name)
             self.report.blobs_verified += 1
@@ -279,7 +285,7 @@ class CheckEngine:
             self.report.ledger_problems = problems
             self.report.errors.extend(problems)
 
-    def _check_tree_of(self, snapshot) -> None:
+    def _check_tree_of(self, snapshot: Snapshot) -> None:
         label = f"{snapshot.short_id} ({timefmt.shown(snapshot.time, self.zone)})"
         summary = self._summarize(snapshot.tree)
         if summary.problems:

@@ -28,7 +28,10 @@ that date and stays unindexed, so the next prune after the date deletes it.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from dataclasses import dataclass, field
+from typing import Any
 
 from agent import clock
 from agent.engine.check import CheckEngine
@@ -39,10 +42,12 @@ from agent.engine.retention import Decision, RetentionPolicy, apply_policy
 from agent.engine.walk import load_tree
 from agent.errors import ClockSkewError, IntegrityError, ObjectLocked, ObjectNotFound
 from agent.repo import layout
-from agent.repo.layout import PackId
+from agent.repo.layout import PackId, SnapshotId
 from agent.repo.lock import remove_stale_locks, require_lock
 from agent.clock_skew import CLOCK_SKEW_HINT, CLOCK_SKEW_LIMIT, describe_skew
+from agent.repo.pack import PackEntry
 from agent.repo.repository import Repository
+from agent.repo.snapshot import Snapshot
 from agent.repo.tree import DIR, FILE
 
 # A pack is rewritten when at least this share of its bytes is no longer used. Lower
@@ -65,7 +70,7 @@ class PruneReport:
     stale_locks_removed: int = 0
     object_locks: LockReport | None = None  # with S3 object lock: the dates set per tier
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "dry_run": self.dry_run,
             "snapshots": [d.as_dict() for d in self.decisions],
@@ -116,14 +121,16 @@ class PruneEngine:
         self.repo.load_index(reload=True)
         snapshots = self.repo.snapshots()
         self.report.decisions = apply_policy(snapshots, self.policy, now=clock.now())
-        forget = {d.snapshot_id for d in self.report.decisions if not d.keep}
+        # Every snapshot read from the repository has its id (only one being written has none).
+        forget = {SnapshotId(d.snapshot_id) for d in self.report.decisions
+                  if not d.keep and d.snapshot_id is not None}
         still_there: set[bytes] = set()  # forgotten, but under object lock until a date
         if not self.dry_run:
             # Noted before deleting, so a prune killed in between is not taken for an attack.
             self.ledger.note_forgetting([i.hex() for i in forget], clock.now().isoformat())
             for snapshot_id in sorted(forget):
                 name = layout.snapshot_name(snapshot_id)
-                if not self._delete(name, lambda i=snapshot_id: self.repo.delete_snapshot(i)):
+                if not self._delete(name, partial(self.repo.delete_snapshot, snapshot_id)):
                     still_there.add(snapshot_id)
             self.ledger.note_forgotten([i.hex() for i in forget - still_there], clock.now().isoformat())
         # A snapshot that could not be deleted still references its data: keep that data.
@@ -158,18 +165,19 @@ class PruneEngine:
         for pack_id in sorted(rewrite):
             self._rewrite(pack_id)
         self.repo.flush()  # the new packs, then an index of them
-        remaining = {p: e for p, e in self.repo.index.packs().items() if p not in delete and p not in rewrite}
+        remaining: dict[PackId, Sequence[PackEntry]] = {
+            p: e for p, e in self.repo.index.packs().items() if p not in delete and p not in rewrite}
         supersede = sorted(set(index_before) | set(self.repo.list_index_ids()))
         written = self.repo.write_index_files(remaining, supersede=supersede)
         for index_id in supersede:
             if index_id not in written:
-                self._delete(layout.index_name(index_id), lambda i=index_id: self.repo.delete_index_file(i))
+                self._delete(layout.index_name(index_id), partial(self.repo.delete_index_file, index_id))
         for pack_id in sorted(delete | rewrite):
-            self._delete(layout.pack_name(pack_id), lambda p=pack_id: self.repo.delete_pack(p))
+            self._delete(layout.pack_name(pack_id), partial(self.repo.delete_pack, pack_id))
         for name in orphans:
-            pack_id = layout.pack_id_from_name(name)
-            if pack_id is not None:
-                self._delete(name, lambda p=pack_id: self.repo.delete_pack(p))
+            orphan_id = layout.pack_id_from_name(name)
+            if orphan_id is not None:
+                self._delete(name, partial(self.repo.delete_pack, orphan_id))
         if self.repo.object_lock_enabled:
             # Last: the packs that stay are final now; read the new index so every blob
             # resolves to the pack that holds it after the rewrite.
@@ -188,10 +196,11 @@ class PruneEngine:
     def _refuse_on_damage(self) -> None:
         check = CheckEngine(self.repo, ledger=self.ledger).run()  # under prune's lock
         if check.ledger_problems:
-            raise IntegrityError(f"prune refused: {check.ledger_problems[0]}"
-                                 f"{f' (and {len(check.errors) - 1} more problem(s))' if len(check.errors) > 1 else ''}",
-                                 hint="a prune now could free data that newer snapshots need; see `backupctl "
-                                      "check`, and if the change was deliberate, `backupctl check --accept-storage`")
+            raise IntegrityError(
+                f"prune refused: {check.ledger_problems[0]}"
+                f"{f' (and {len(check.errors) - 1} more problem(s))' if len(check.errors) > 1 else ''}",
+                hint="a prune now could free data that newer snapshots need; see `backupctl "
+                     "check`, and if the change was deliberate, `backupctl check --accept-storage`")
         if not check.ok:
             raise IntegrityError(
                 f"prune refused: the repository has damage or missing data ({check.errors[0]}"
@@ -199,7 +208,7 @@ class PruneEngine:
                 hint="run `backupctl check` to see what is affected; the next backup stores missing "
                      "data again, then prune can run")
 
-    def _used_blobs(self, kept) -> tuple[set[bytes], dict[PackId, int]]:
+    def _used_blobs(self, kept: Iterable[Snapshot]) -> tuple[set[bytes], dict[PackId, int]]:
         """Every tree and chunk the kept snapshots use, and the bytes still used in each
         pack (each blob counted once, in the pack its index entry resolves to)."""
         used: dict[PackId, int] = {}
@@ -244,7 +253,7 @@ class PruneEngine:
             plain = self.repo.decode_blob(entry.chunk_id, entry.kind, envelope, entry.raw_length, pack_name=name)
             self.repo.store_blob_again(entry.kind, entry.chunk_id, plain)
 
-    def _delete(self, name: str, action) -> bool:
+    def _delete(self, name: str, action: Callable[[], None]) -> bool:
         """Delete one object; False when an object lock keeps it (reported)."""
         try:
             action()

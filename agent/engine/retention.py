@@ -38,7 +38,10 @@ from zoneinfo import ZoneInfo
 
 
 class SnapshotLike(Protocol):
-    id: bytes | None
+    # Read-only, so that a Snapshot, whose id is the narrower SnapshotId, is one.
+    @property
+    def id(self) -> bytes | None: ...
+
     time: _dt.datetime
     host: str
     paths: list[str]
