@@ -10,7 +10,8 @@ verified, or fails cleanly with one line; after every round, straight to the ser
 Point 7: a server whose clock is 20 minutes off. A strict one (AWS S3) refuses every
 request: one line that says which clock is off and by how much. A lenient one (moto,
 several S3-compatible providers) answers: backups go on with a warning, prune refuses,
-so no snapshot is forgotten early on the word of a wrong clock.
+so no snapshot is forgotten early on the word of a wrong clock. The limit is two minutes
+(agent/clock_skew.py): 90 s either way passes quietly, 150 s does not.
 """
 
 from __future__ import annotations
@@ -126,3 +127,27 @@ def test_a_lenient_server_with_a_skewed_clock_gets_no_early_prune(tmp_path, s3, 
         prune = cli.run("prune", "--json")
         assert prune.returncode == 0, prune.stderr
         assert json.loads(prune.stdout)["snapshots_forgotten"] >= 1
+
+
+@pytest.mark.parametrize("seconds", [90, -90, 150, -150])
+def test_the_clock_skew_limit_is_two_minutes_either_way(tmp_path, s3, seconds):
+    """agent/clock_skew.py CLOCK_SKEW_LIMIT, as documented: 90 s off is no reason to refuse
+    or warn, 150 s off is (prune refuses, the other commands warn)."""
+    with FaultProxy(_port(s3)) as proxy:
+        cli = Cli(tmp_path, proxy.url, s3, bucket=s3.plain_bucket)
+        assert cli.run("init").returncode == 0
+        for _ in range(2):
+            assert cli.run("backup").returncode == 0
+        proxy.skew_s = seconds
+        backup = cli.run("backup")
+        assert backup.returncode == 0, backup.stderr
+        prune = cli.run("prune", "--json")
+    side = "behind" if seconds > 0 else "ahead of"
+    if abs(seconds) < 120:
+        assert "clock" not in backup.stderr, backup.stderr
+        assert prune.returncode == 0, prune.stderr
+        assert json.loads(prune.stdout)["snapshots_forgotten"] >= 1
+    else:
+        assert f"2 minutes {side} the storage server's" in backup.stderr, backup.stderr
+        line = _assert_one_line_error(prune, 21)
+        assert f"2 minutes {side}" in line and "nothing was forgotten" in line, line
