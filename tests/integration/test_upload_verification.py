@@ -254,3 +254,41 @@ def test_a_repository_lock_is_written_in_one_request(s3):
         assert storage.read("locks/" + "ab" * 16)
     locks = [(verb, path) for verb, path in proxy.paths if "/locks/" in path]
     assert [verb for verb, _path in locks] == ["PUT", "GET"], locks  # the PUT, then the test's own read
+
+
+class _Raw:
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+
+    def stream(self, **_kwargs):
+        yield self.payload
+
+
+def test_a_probe_answered_by_an_outage_is_no_proof_that_the_server_checks(s3):
+    """The probe's deliberately wrong upload must be refused for its checksum: a 503 SlowDown
+    (or a connection lost) says nothing about checksums. Taken for a refusal, it set HEAD
+    verification on a server that stores altered uploads without a word."""
+    from botocore.awsrequest import AWSResponse
+
+    from agent.errors import TransientStorageError
+
+    storage = _storage(s3, f"http://127.0.0.1:{_unchecked(s3)}")  # moto alone: does not check
+    outages = []
+
+    def slow_down_the_wrong_upload(request, **_kwargs):
+        if request.method == "PUT" and "/probe/" in request.url \
+                and request.headers.get("x-amz-checksum-sha256") == _b64_sha256(b"not the data").encode():
+            outages.append(request.url)
+            return AWSResponse(request.url, 503, {}, _Raw(b"<Error><Code>SlowDown</Code>"
+                                                          b"<Message>Please reduce your request rate.</Message>"
+                                                          b"</Error>"))
+        return None
+
+    storage.client.meta.events.register("before-send.s3.PutObject", slow_down_the_wrong_upload)
+    with pytest.raises(TransientStorageError, match="SlowDown"):
+        storage.probe()
+    assert outages  # botocore's own retries met the same outage
+    assert storage.verification().mode == "read-back"  # nothing was concluded
+
+    storage.client.meta.events.unregister("before-send.s3.PutObject", slow_down_the_wrong_upload)
+    assert storage.probe()["rejects_bad_checksum"] is False  # the outage over, the truth
