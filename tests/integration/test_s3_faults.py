@@ -22,6 +22,7 @@ import random
 
 import pytest
 
+from tests.support.checkingproxy import ChecksumCheckingProxy
 from tests.support.faultproxy import FaultProxy
 
 from .test_s3 import Cli, _assert_one_line_error, _digest_tree
@@ -36,21 +37,34 @@ def _port(s3) -> int:
     return int(s3.url.rsplit(":", 1)[1])
 
 
-def _direct(tmp_path, cli: Cli, proxy: FaultProxy, s3) -> Cli:
+def _direct(tmp_path, cli: Cli, proxy_url: str, server_url: str, s3) -> Cli:
     """The same repository, straight to the server (no proxy)."""
-    direct = Cli(tmp_path, s3.url, s3, bucket=s3.plain_bucket)
-    direct.config.write_text(cli.config.read_text().replace(proxy.url, s3.url))
+    direct = Cli(tmp_path, server_url, s3, bucket=s3.plain_bucket)
+    direct.config.write_text(cli.config.read_text().replace(proxy_url, server_url))
     return direct
 
 
-def test_fault_campaign_every_backup_verified_or_failed_cleanly(tmp_path, s3):
+@pytest.mark.parametrize("server", ["checking", "lenient"])
+def test_fault_campaign_every_backup_verified_or_failed_cleanly(tmp_path, s3, server):
+    """"checking": moto behind the hop that checks checksums as AWS S3 does, so an upload
+    altered on its way is refused (BadDigest) and sent again, and uploads are verified by
+    HEAD. "lenient": moto alone, which stores an altered upload: the read-back verification
+    must catch it. In both, a second hop right next to the agent, which refuses nothing,
+    records every upload whose checksums disagree with the body the agent sent: none but
+    the probe's deliberate one."""
+    if server == "lenient" and not s3.unchecked_url:
+        pytest.skip("a real provider checks checksums: no server here that does not")
+    server_url = s3.url if server == "checking" else s3.unchecked_url
     seed = int(os.environ.get("BACKUPCTL_S3_FAULT_SEED", random.randrange(1 << 30)))
     print(f"S3 fault campaign seed: BACKUPCTL_S3_FAULT_SEED={seed}")
     rng = random.Random(seed)
-    with FaultProxy(_port(s3), error=0.12, reset=0.08, corrupt=0.08, delay=0.04, delay_s=1.0,
-                    stall=0.02, stall_s=3.0, seed=seed) as proxy:
-        cli = Cli(tmp_path, proxy.url, s3, bucket=s3.plain_bucket, extra="retry_attempts = 8\nread_timeout = 1.5")
-        direct = _direct(tmp_path, cli, proxy, s3)
+    refused_before = s3.checker.counts["BadDigest"] if s3.checker else 0
+    with FaultProxy(int(server_url.rsplit(":", 1)[1]), error=0.12, reset=0.08, corrupt=0.08, delay=0.04,
+                    delay_s=1.0, stall=0.02, stall_s=3.0, seed=seed) as proxy, \
+            ChecksumCheckingProxy(proxy.port, refuse=False) as agent_side:
+        cli = Cli(tmp_path, agent_side.url, s3, bucket=s3.plain_bucket,
+                  extra="retry_attempts = 8\nread_timeout = 1.5")
+        direct = _direct(tmp_path, cli, agent_side.url, server_url, s3)
         assert direct.run("init").returncode == 0
         expected: dict[str, dict] = {}
         outcomes = []
@@ -83,6 +97,10 @@ def test_fault_campaign_every_backup_verified_or_failed_cleanly(tmp_path, s3):
     assert expected, f"every backup of the campaign failed: retries do not work (seed {seed})"
     for fault in FAULTS:
         assert injected.get(fault, 0) > 0, f"the campaign never injected {fault}: {injected} (seed {seed})"
+    lies = [(verb, path, code) for verb, path, code in agent_side.mismatches if "/probe/" not in path]
+    assert lies == [], f"{len(lies)} uploads whose checksums the agent got wrong, e.g. {lies[:3]}"
+    if server == "checking" and s3.checker is not None:  # each upload altered on its way was refused
+        assert s3.checker.counts["BadDigest"] - refused_before >= injected["corrupt_upload"]
 
 
 @pytest.mark.parametrize("minutes", [20, -20])

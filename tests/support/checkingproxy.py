@@ -26,7 +26,9 @@ import base64
 import hashlib
 import http.client
 import re
+import socket
 import socketserver
+import struct
 import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler
@@ -100,7 +102,6 @@ class ChecksumCheckingProxy:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
-            upstream: http.client.HTTPConnection | None = None
 
             def log_message(self, *args) -> None:
                 pass
@@ -129,19 +130,15 @@ class ChecksumCheckingProxy:
                 self.end_headers()
                 self.wfile.write(payload)
 
-            def _forward(self, headers: dict[str, str], body: bytes) -> http.client.HTTPResponse:
-                for attempt in (1, 2):  # a kept-alive connection the server closed meanwhile: once more
-                    if self.upstream is None:
-                        self.upstream = http.client.HTTPConnection("127.0.0.1", hop.upstream_port, timeout=120)
-                    try:
-                        self.upstream.request(self.command, self.path, body=body or None, headers=headers)
-                        return self.upstream.getresponse()
-                    except (http.client.RemoteDisconnected, ConnectionError):
-                        self.upstream.close()
-                        self.upstream = None
-                        if attempt == 2:
-                            raise
-                raise AssertionError("unreachable")
+            def _drop(self) -> None:
+                """The server behind failed (reset, closed, stalled): so does this hop, with
+                no answer of its own and no second try that would hide the fault."""
+                self.close_connection = True
+                try:
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.connection.close()
+                except OSError:
+                    pass  # the client is gone already
 
             def _handle(self) -> None:
                 body = self._body()
@@ -166,32 +163,30 @@ class ChecksumCheckingProxy:
                         self._refuse(*found)
                         return
                     headers["Content-Length"] = str(len(body))
-                response = self._forward(headers, body)
-                self.send_response_only(response.status, response.reason)
-                length = response.getheader("Content-Length")
-                for key, value in response.getheaders():
-                    if key.lower() not in _HOP_BY_HOP and key.lower() != "content-length":
-                        self.send_header(key, value)
-                if self.command == "HEAD" or length is not None:
-                    self.send_header("Content-Length", length or "0")
-                    self.end_headers()
-                    while self.command != "HEAD" and (block := response.read(_STREAM_BLOCK)):
-                        self.wfile.write(block)
-                else:  # no length announced: read it all to announce one
-                    data = response.read()
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                if self.command == "HEAD":
-                    response.read()
-                if response.will_close:
-                    self.upstream.close()
-                    self.upstream = None
-
-            def finish(self) -> None:
-                super().finish()
-                if self.upstream is not None:
-                    self.upstream.close()
+                # One connection per request, as the agent's own: nothing kept that could go stale.
+                upstream = http.client.HTTPConnection("127.0.0.1", hop.upstream_port, timeout=120)
+                try:
+                    upstream.request(self.command, self.path, body=body or None, headers=headers)
+                    response = upstream.getresponse()
+                    self.send_response_only(response.status, response.reason)
+                    length = response.getheader("Content-Length")
+                    for key, value in response.getheaders():
+                        if key.lower() not in _HOP_BY_HOP and key.lower() != "content-length":
+                            self.send_header(key, value)
+                    if self.command == "HEAD" or length is not None:
+                        self.send_header("Content-Length", length or "0")
+                        self.end_headers()
+                        while self.command != "HEAD" and (block := response.read(_STREAM_BLOCK)):
+                            self.wfile.write(block)
+                    else:  # no length announced: read it all to announce one
+                        data = response.read()
+                        self.send_header("Content-Length", str(len(data)))
+                        self.end_headers()
+                        self.wfile.write(data)
+                except (OSError, http.client.HTTPException):
+                    self._drop()
+                finally:
+                    upstream.close()
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
 
