@@ -292,3 +292,26 @@ def test_a_probe_answered_by_an_outage_is_no_proof_that_the_server_checks(s3):
 
     storage.client.meta.events.unregister("before-send.s3.PutObject", slow_down_the_wrong_upload)
     assert storage.probe()["rejects_bad_checksum"] is False  # the outage over, the truth
+
+
+def test_the_hop_reads_the_checksum_of_an_aws_chunked_body_from_its_trailer():
+    """boto3 sends aws-chunked bodies with a trailing checksum when checksums are computed
+    "when_supported" (backupctl turns that off; another client of the suite may not)."""
+    from tests.support.checkingproxy import mismatch
+
+    payload = b"x" * 70_000 + b"end"
+
+    def chunked(checksum: str) -> bytes:
+        return (b"%x;chunk-signature=ab\r\n" % 65536 + payload[:65536] + b"\r\n"
+                + b"%x\r\n" % (len(payload) - 65536) + payload[65536:] + b"\r\n"
+                + b"0\r\nx-amz-checksum-sha256:" + checksum.encode() + b"\r\n\r\n")
+
+    headers = {"content-encoding": "aws-chunked", "x-amz-trailer": "x-amz-checksum-sha256",
+               "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER"}
+    assert mismatch(headers, chunked(_b64_sha256(payload))) is None
+    assert mismatch(headers, chunked(_b64_sha256(b"another body"))) == ("BadDigest", "sha256")
+    assert mismatch({"content-md5": base64.b64encode(hashlib.md5(b"other").digest()).decode()}, payload) \
+        == ("BadDigest", "md5")
+    assert mismatch({"x-amz-content-sha256": hashlib.sha256(b"other").hexdigest()}, payload) \
+        == ("XAmzContentSHA256Mismatch", "content-sha256")
+    assert mismatch({"x-amz-content-sha256": hashlib.sha256(payload).hexdigest()}, payload) is None
