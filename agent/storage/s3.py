@@ -54,6 +54,8 @@ _TRANSIENT_CODES = {"SlowDown", "InternalError", "ServiceUnavailable", "RequestT
                     "ThrottlingException", "RequestThrottled", "500", "502", "503", "504",
                     # the server saw other bytes than we sent: altered in transit, send again
                     "BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch", "IncompleteBody"}
+# What a server that checks answers to a body that does not match its checksums.
+_CHECKSUM_REFUSALS = {"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch"}
 _PERMANENT_HINTS = {
     "AccessDenied": "access denied: check the access key's rights on this bucket",
     "InvalidAccessKeyId": "the access key id is unknown to the provider: check the credentials",
@@ -526,9 +528,16 @@ class S3Storage:
             facts["rejects_bad_checksum"] = False
         except botocore.exceptions.ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
-            if code in _PERMANENT_HINTS:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            # An outage (503 SlowDown, 500) says nothing about checksums: taken for a
+            # refusal, it would set HEAD verification on a server that stores altered
+            # uploads. Raised instead (transient: the probe is made again).
+            outage = code not in _CHECKSUM_REFUSALS and (code in _TRANSIENT_CODES or status >= 500)
+            if code in _PERMANENT_HINTS or outage:
                 raise self._translate(exc, "writing", probe_name) from None
             facts["rejects_bad_checksum"] = True
+        except botocore.exceptions.BotoCoreError as exc:  # the connection lost: no answer at all
+            raise self._translate(exc, "writing", probe_name) from None
         good = base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
         self._call("writing", probe_name, self.client.put_object, Bucket=self.bucket, Key=self._key(probe_name),
                    Body=data, ChecksumAlgorithm="SHA256", ChecksumSHA256=good)

@@ -90,7 +90,9 @@ def test_backup_restore_check_on_s3_with_object_lock(tmp_path, s3):
     facts = json.loads(init.stdout)
     assert facts["endpoint"]["versioning"] == "Enabled" and facts["endpoint"]["object_lock"] == "Enabled"
     assert facts["object_lock_mode"] == "compliance"
-    assert "rejects_bad_checksum" in facts["endpoint"]
+    # The test server checks upload checksums (moto behind tests/support/checkingproxy.py).
+    assert facts["endpoint"]["rejects_bad_checksum"] is True
+    assert facts["verify_uploads"]["mode"] == "head"
 
     backup = cli.run("backup", "--json")
     assert backup.returncode == 0, backup.stderr

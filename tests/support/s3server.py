@@ -1,4 +1,7 @@
-"""A real S3 server process for the tests: moto's standalone `moto_server` on loopback.
+"""A real S3 server process for the tests: moto's standalone `moto_server` on loopback,
+behind a hop that checks every upload's checksums as AWS S3 does (tests/support/checkingproxy.py;
+moto alone stores a wrong `x-amz-checksum-sha256` without a word). `url` is the hop, the
+server the tests speak to; `unchecked_url` is moto itself, a server that does not check.
 
 The suite also runs against a real endpoint when BACKUPCTL_TEST_S3_ENDPOINT,
 BACKUPCTL_TEST_S3_BUCKET (an object-lock bucket), AWS_ACCESS_KEY_ID and
@@ -16,6 +19,8 @@ import time
 import urllib.request
 from dataclasses import dataclass
 
+from tests.support.checkingproxy import ChecksumCheckingProxy
+
 
 @dataclass
 class S3Endpoint:
@@ -26,6 +31,16 @@ class S3Endpoint:
     lock_bucket: str  # versioning + object lock enabled
     plain_bucket: str  # neither
     process: subprocess.Popen | None = None
+    unchecked_url: str = ""  # moto_server itself, which stores any checksum unchecked
+    checker: ChecksumCheckingProxy | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    @property
+    def unchecked_port(self) -> int:
+        return int(self.unchecked_url.rsplit(":", 1)[1])
 
     def env(self) -> dict:
         return {"AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key,
@@ -57,7 +72,7 @@ def start() -> S3Endpoint:
             region=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
             lock_bucket=os.environ["BACKUPCTL_TEST_S3_BUCKET"],
             plain_bucket=os.environ.get("BACKUPCTL_TEST_S3_PLAIN_BUCKET", os.environ["BACKUPCTL_TEST_S3_BUCKET"]),
-        )
+        )  # a real provider checks checksums itself; tests of an unchecking server are skipped
     port = free_port()
     server = os.path.join(os.path.dirname(sys.executable), "moto_server")
     process = subprocess.Popen([server, "-H", "127.0.0.1", "-p", str(port)],
@@ -73,9 +88,10 @@ def start() -> S3Endpoint:
                 process.kill()
                 raise RuntimeError("moto_server did not start") from None
             time.sleep(0.1)
-    endpoint = S3Endpoint(url=url, access_key="AK" + secrets.token_hex(8), secret_key=secrets.token_hex(16),
+    checker = ChecksumCheckingProxy(port).start()
+    endpoint = S3Endpoint(url=checker.url, access_key="AK" + secrets.token_hex(8), secret_key=secrets.token_hex(16),
                           region="us-east-1", lock_bucket="backupctl-locked", plain_bucket="backupctl-plain",
-                          process=process)
+                          process=process, unchecked_url=url, checker=checker)
     client = endpoint.client()
     client.create_bucket(Bucket=endpoint.lock_bucket, ObjectLockEnabledForBucket=True)
     client.create_bucket(Bucket=endpoint.plain_bucket)
@@ -83,6 +99,8 @@ def start() -> S3Endpoint:
 
 
 def stop(endpoint: S3Endpoint) -> None:
+    if endpoint.checker is not None:
+        endpoint.checker.stop()
     if endpoint.process is not None:
         endpoint.process.terminate()
         try:

@@ -31,3 +31,12 @@ def test_described_in_plain_words_and_the_right_direction() -> None:
 
 def test_the_limit_is_beyond_header_resolution_and_below_anything_retention_feels() -> None:
     assert dt.timedelta(seconds=5) < CLOCK_SKEW_LIMIT <= dt.timedelta(minutes=5)
+
+
+def test_the_limit_is_the_two_minutes_the_reference_states() -> None:
+    # docs/REFERENCE.md (prune, exit code 21); tested end to end at 90 s and 150 s either way
+    # in tests/integration/test_s3_faults.py::test_the_clock_skew_limit_is_two_minutes_either_way.
+    assert CLOCK_SKEW_LIMIT == dt.timedelta(minutes=2)
+    assert describe_skew(dt.timedelta(seconds=149)) == "this computer's clock is 2 minutes behind the storage server's"
+    assert describe_skew(dt.timedelta(seconds=-150)) == \
+        "this computer's clock is 2 minutes ahead of the storage server's"
