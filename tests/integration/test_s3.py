@@ -23,6 +23,16 @@ from agent.storage.options import S3Options
 from agent.storage.s3 import S3Storage
 from tests.support.faultproxy import FaultProxy
 
+
+@pytest.fixture(autouse=True)
+def _s3_credentials_for_this_test_only(request, monkeypatch):
+    """boto3 reads the test server's credentials from the environment: set for the test
+    alone, so that no later test or child process inherits them."""
+    if "s3" in request.fixturenames:
+        for name, value in request.getfixturevalue("s3").env().items():
+            monkeypatch.setenv(name, value)
+
+
 PASSPHRASE = "correct horse battery staple"
 
 
@@ -134,7 +144,6 @@ def test_backup_restore_check_on_s3_with_object_lock(tmp_path, s3):
 def test_locked_objects_are_never_deleted_and_locks_extend(s3):
     options = S3Options(bucket=s3.lock_bucket, prefix="lock-" + uuid.uuid4().hex[:6], endpoint=s3.url,
                         region=s3.region, addressing="path", object_lock="compliance", lock_days=2)
-    os.environ.update(s3.env())
     storage = S3Storage(options)
     storage.write("data/aa/object", b"patient data, encrypted")
     first = storage.retention("data/aa/object")
@@ -155,7 +164,6 @@ def test_the_caller_not_the_name_decides_what_is_written_without_object_lock(s3)
     write has one, whatever its name."""
     options = S3Options(bucket=s3.lock_bucket, prefix="eph-" + uuid.uuid4().hex[:6], endpoint=s3.url,
                         region=s3.region, addressing="path", object_lock="compliance", lock_days=2)
-    os.environ.update(s3.env())
     storage = S3Storage(options)
     storage.write("locks/" + "ab" * 16, b"a lock", ephemeral=True)
     storage.write("locks/" + "cd" * 16, b"not said to be ephemeral")
@@ -170,7 +178,6 @@ def test_the_caller_not_the_name_decides_what_is_written_without_object_lock(s3)
 def test_an_exclusive_write_over_an_object_is_object_exists_and_not_retried(s3):
     options = S3Options(bucket=s3.plain_bucket, prefix="excl-" + uuid.uuid4().hex[:6], endpoint=s3.url,
                         region=s3.region, addressing="path")
-    os.environ.update(s3.env())
     storage = open_storage(f"s3://{s3.plain_bucket}/{options.prefix}", s3=options)
     storage.write("config", b"first", exclusive=True)
     with pytest.raises(ObjectExists, match="already exists"):
@@ -244,7 +251,6 @@ def test_transient_failures_beyond_the_retry_budget_fail_cleanly(tmp_path, s3):
 
 def test_storage_error_messages_never_contain_credentials(s3):
     options = S3Options(bucket="no-such-bucket", endpoint=s3.url, region=s3.region, addressing="path")
-    os.environ.update(s3.env())
     with pytest.raises(StorageError) as caught:
         S3Storage(options).read("config")
     assert s3.secret_key not in caught.value.one_line() and s3.access_key not in caught.value.one_line()
@@ -298,7 +304,6 @@ def test_cleanup_versions_keeps_locked_versions_and_aborts_stale_uploads(tmp_pat
                       ObjectLockMode="COMPLIANCE", ObjectLockRetainUntilDate=locked_until)
     client.put_object(Bucket=s3.lock_bucket, Key=f"{prefix}/data/locked", Body=b"l2")  # l1 non-current, locked
     client.create_multipart_upload(Bucket=s3.lock_bucket, Key=f"{prefix}/data/abandoned")
-    os.environ.update(s3.env())
     storage = S3Storage(S3Options(bucket=s3.lock_bucket, prefix=prefix, endpoint=s3.url, region=s3.region,
                                   addressing="path", object_lock="compliance"))
     clock.freeze(dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=2))  # the upload is now 2 days old

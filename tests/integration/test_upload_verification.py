@@ -24,12 +24,20 @@ from tests.integration.test_s3 import Cli
 from tests.support.faultproxy import FaultProxy
 
 
+@pytest.fixture(autouse=True)
+def _s3_credentials_for_this_test_only(request, monkeypatch):
+    """boto3 reads the test server's credentials from the environment: set for the test
+    alone, so that no later test or child process inherits them."""
+    if "s3" in request.fixturenames:
+        for name, value in request.getfixturevalue("s3").env().items():
+            monkeypatch.setenv(name, value)
+
+
 def _port(s3) -> int:
     return int(s3.url.rsplit(":", 1)[1])
 
 
 def _storage(s3, endpoint: str, **options) -> S3Storage:
-    os.environ.update(s3.env())
     return S3Storage(S3Options(bucket=s3.plain_bucket, prefix="verify-" + uuid.uuid4().hex[:8], endpoint=endpoint,
                                region=s3.region, addressing="path", **options))
 
@@ -88,7 +96,6 @@ def test_a_correct_upload_passes_the_checking_hop(s3):
 
 
 def _retrying_storage(s3, prefix: str):
-    os.environ.update(s3.env())
     options = S3Options(bucket=s3.plain_bucket, prefix=prefix, endpoint=s3.url, region=s3.region,
                         addressing="path", retry_attempts=4)
     storage = open_storage(f"s3://{s3.plain_bucket}/{prefix}", s3=options)

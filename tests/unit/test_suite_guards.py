@@ -1,0 +1,28 @@
+"""The suite's own guard (tests/conftest.py): a test that leaves the environment changed fails,
+and the next test does not see the change."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_a_test_that_leaves_a_variable_set_fails_and_the_next_one_does_not_see_it(tmp_path: Path) -> None:
+    suite = tmp_path / "tests"
+    suite.mkdir()
+    shutil.copy(ROOT / "tests" / "conftest.py", suite / "conftest.py")
+    (suite / "test_leak.py").write_text(
+        "import os\n"
+        "def test_1_leaks():\n    os.environ['BACKUPCTL_LEAK_PROBE'] = '1'\n"
+        "def test_2_undone(monkeypatch):\n    monkeypatch.setenv('BACKUPCTL_FINE', '1')\n"
+        "def test_3_clean():\n    assert 'BACKUPCTL_LEAK_PROBE' not in os.environ\n"
+        "    assert 'BACKUPCTL_FINE' not in os.environ\n")
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:cacheprovider",
+                             str(suite)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stdout
+    assert "test_1_leaks left the environment changed: ['BACKUPCTL_LEAK_PROBE']" in result.stdout
+    assert "3 passed, 1 error" in result.stdout, result.stdout
