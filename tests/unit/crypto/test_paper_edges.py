@@ -46,3 +46,18 @@ def test_a_missing_line_is_named():
     with pytest.raises(RecoveryCodeError) as raised:
         paper.parse("\n".join(typed_lines[:-1]))
     assert "a group or a line is missing" in str(raised.value)
+
+
+@pytest.mark.parametrize("threshold, number", [(1, 1), (0, 3), (2, 0)])
+def test_a_share_with_an_impossible_threshold_or_number_is_refused(threshold, number):
+    code = paper.RecoveryCode(bytes(range(16)), bytes(range(32)), threshold=threshold, share_number=number)
+    if number == 0:  # a share number of 0 prints as a whole code: write the share's bytes by hand
+        payload = bytes((paper.SHARE, threshold, number)) + code.repository_id + code.secret
+        text = paper._base32(payload)
+        typed = "\n".join(f"{text[i:i + paper.LINE_CHARS]} {paper._check(n, text[i:i + paper.LINE_CHARS])}"
+                          for n, i in enumerate(range(0, len(text), paper.LINE_CHARS), 1))
+    else:
+        typed = _typed(code)
+    with pytest.raises(RecoveryCodeError) as raised:
+        paper.parse(typed)
+    assert str(raised.value) == "the share's threshold or number is invalid"
