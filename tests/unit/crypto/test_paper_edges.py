@@ -1,0 +1,63 @@
+"""Recovery codes typed with the digits people confuse with letters, and shares at the last
+number. Written for the mutants mutation testing found alive (docs/RELIABILITY.md)."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.crypto import paper
+from agent.errors import RecoveryCodeError
+
+
+def _typed(code: paper.RecoveryCode) -> str:
+    return "\n".join(f"{groups} {check}" for groups, check in paper.lines(code))
+
+
+def _code_showing(letters: str) -> paper.RecoveryCode:
+    # Deterministic search for a code whose printed text holds each of `letters`.
+    for seed in range(10_000):
+        code = paper.RecoveryCode(bytes(16), seed.to_bytes(32, "big"))
+        if all(letter in _typed(code) for letter in letters):
+            return code
+    raise AssertionError(f"no code shows {letters}")
+
+
+@pytest.mark.parametrize("digit, letter", [("0", "O"), ("1", "I"), ("8", "B")])
+def test_a_digit_typed_for_the_letter_it_looks_like_reads_as_that_letter(digit, letter):
+    code = _code_showing(letter)
+    assert paper.parse(_typed(code).replace(letter, digit)) == code
+
+
+def test_the_digits_people_confuse_are_read_as_letters_all_at_once():
+    code = _code_showing("OIB")
+    typed = _typed(code).replace("O", "0").replace("I", "1").replace("B", "8")
+    assert paper.parse(typed) == code
+
+
+@pytest.mark.parametrize("threshold, number", [(255, 1), (2, 255), (255, 255)])
+def test_a_share_at_the_largest_threshold_or_number_is_read(threshold, number):
+    code = paper.RecoveryCode(bytes(range(16)), bytes(range(32)), threshold=threshold, share_number=number)
+    assert paper.parse(_typed(code)) == code
+
+
+def test_a_missing_line_is_named():
+    code = paper.RecoveryCode(bytes(range(16)), bytes(range(32)))
+    typed_lines = _typed(code).splitlines()
+    with pytest.raises(RecoveryCodeError) as raised:
+        paper.parse("\n".join(typed_lines[:-1]))
+    assert "a group or a line is missing" in str(raised.value)
+
+
+@pytest.mark.parametrize("threshold, number", [(1, 1), (0, 3), (2, 0)])
+def test_a_share_with_an_impossible_threshold_or_number_is_refused(threshold, number):
+    code = paper.RecoveryCode(bytes(range(16)), bytes(range(32)), threshold=threshold, share_number=number)
+    if number == 0:  # a share number of 0 prints as a whole code: write the share's bytes by hand
+        payload = bytes((paper.SHARE, threshold, number)) + code.repository_id + code.secret
+        text = paper._base32(payload)
+        typed = "\n".join(f"{text[i:i + paper.LINE_CHARS]} {paper._check(n, text[i:i + paper.LINE_CHARS])}"
+                          for n, i in enumerate(range(0, len(text), paper.LINE_CHARS), 1))
+    else:
+        typed = _typed(code)
+    with pytest.raises(RecoveryCodeError) as raised:
+        paper.parse(typed)
+    assert str(raised.value) == "the share's threshold or number is invalid"
