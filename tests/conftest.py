@@ -1,4 +1,5 @@
-"""What every test of the suite shares: no test may leave the process environment changed.
+"""What every test of the suite shares: children get Ctrl-C as from a terminal, and no test
+may leave the process environment changed.
 
 A variable set by one test (credentials of the test S3 server, a passphrase, TMPDIR) would
 reach every later test and every child process it starts, and a test could pass only
@@ -8,9 +9,20 @@ which undoes it."""
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 
 import pytest
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A suite started as a background job of a non-interactive shell (a CI runner, `cmd &`
+    in a script) inherits SIGINT ignored, and so would every command it starts: the tests
+    that press Ctrl-C would then test nothing a person can do. A person's terminal delivers
+    SIGINT; so the suite catches it, and its children start with it at its default (exec
+    resets a caught signal, never an ignored one)."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 PYTEST_OWN = {"PYTEST_CURRENT_TEST"}  # pytest sets it for each phase of each test

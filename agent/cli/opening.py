@@ -36,6 +36,7 @@ from agent.repo.lock import RepositoryLock, shared_lock_for_reading
 from agent.repo.repository import Repository
 from agent.state import media
 from agent.state.known_keys import KnownKeys
+from agent.state.layout import StateLayout
 from agent.storage import open_storage
 from agent.storage.base import Storage
 
@@ -75,7 +76,8 @@ def open_repository(ctx: click.Context, repo_name: str | None, *, warn_skew: boo
     # object read is a round trip over the WAN. A file:// repository or a rotated disk is
     # read at the speed of a local disk already, and a copy on the same machine would only
     # double what is stored (a rotated disk's whole point is to leave with its data).
-    cache = CacheRoot(config.agent.state_dir) if settings.s3 is not None and not settings.media else None
+    cache = (CacheRoot(StateLayout(config.agent.state_dir).cache_root())
+             if settings.s3 is not None and not settings.media else None)
     try:
         repo = Repository.open(storage, secret, try_first=known.key_ids(), cache=cache)
     except WrongPassphrase as exc:

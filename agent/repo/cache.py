@@ -53,10 +53,11 @@ _TMP_PREFIX = ".tmp-"
 
 
 class CacheRoot:
-    """`<state_dir>/cache`: one MetadataCache per repository id."""
+    """The folder of every repository's cache (`<state_dir>/cache`, from the state layout:
+    agent/state/layout.py), holding one MetadataCache per repository id."""
 
-    def __init__(self, state_dir: str) -> None:
-        self.path = os.path.join(state_dir, "cache")
+    def __init__(self, path: str) -> None:
+        self.path = path
 
     def repository(self, repository_id: bytes) -> "MetadataCache":
         return MetadataCache(os.path.join(self.path, repository_id.hex(), "repository"))

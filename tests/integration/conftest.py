@@ -52,6 +52,15 @@ def s3():
 
 
 @pytest.fixture
+def s3_credentials(s3, monkeypatch):
+    """The server's credentials in this process's environment, where boto3 reads them, for
+    one test only: no later test or child process inherits them (tests/conftest.py)."""
+    for name, value in s3.env().items():
+        monkeypatch.setenv(name, value)
+    return s3
+
+
+@pytest.fixture
 def bk(tmp_path: Path) -> Backupctl:
     """A fresh world: tmp_path/src (empty), tmp_path/repo (not created), a config."""
     return Backupctl(tmp_path)

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import tempfile
 
-from .support import Backupctl, Result, base_env, count_files, file_sha256
+from .support import ROOT, Backupctl, Result, base_env, count_files, file_sha256
+
+PEAK_RSS = ROOT / "tests" / "support" / "peak_rss.py"
 
 GiB = 1024**3
 
@@ -38,16 +41,16 @@ MANY = int(os.environ.get("BACKUPCTL_MANY_FILES", "100000"))
 
 
 def _peak_rss(bk: Backupctl, *args: str) -> tuple[Result, int]:
-    """Run the CLI; returns the result and the peak RSS of that process alone (bytes)."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        process = subprocess.Popen(bk.command(*args), stdout=out, stderr=err, env=base_env())
-        _pid, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        result = Result(process.args, process.returncode, out.read(), err.read())
-    assert result.returncode == 0, str(result)
-    return result, usage.ru_maxrss * 1024
+    """Run the CLI; returns the result and the peak RSS of that process alone (bytes), measured
+    by tests/support/peak_rss.py (a child of this process would report this process's size)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        report = os.path.join(scratch, "rss")
+        process = subprocess.run([sys.executable, str(PEAK_RSS), report, *bk.command(*args)],
+                                 capture_output=True, env=base_env(), timeout=900)
+        result = Result(bk.command(*args), process.returncode, process.stdout, process.stderr)
+        assert result.returncode == 0, str(result)
+        with open(report, encoding="ascii") as handle:
+            return result, int(handle.read())
 
 
 def test_a_million_empty_files(bk: Backupctl):

@@ -24,13 +24,8 @@ from agent.storage.s3 import S3Storage
 from tests.support.faultproxy import FaultProxy
 
 
-@pytest.fixture(autouse=True)
-def _s3_credentials_for_this_test_only(request, monkeypatch):
-    """boto3 reads the test server's credentials from the environment: set for the test
-    alone, so that no later test or child process inherits them."""
-    if "s3" in request.fixturenames:
-        for name, value in request.getfixturevalue("s3").env().items():
-            monkeypatch.setenv(name, value)
+# boto3 in this process finds the server's credentials in the environment, for each test only
+pytestmark = pytest.mark.usefixtures("s3_credentials")
 
 
 PASSPHRASE = "correct horse battery staple"

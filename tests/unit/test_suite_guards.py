@@ -26,3 +26,26 @@ def test_a_test_that_leaves_a_variable_set_fails_and_the_next_one_does_not_see_i
     assert result.returncode == 1, result.stdout
     assert "test_1_leaks left the environment changed: ['BACKUPCTL_LEAK_PROBE']" in result.stdout
     assert "3 passed, 1 error" in result.stdout, result.stdout
+
+
+def test_a_suite_started_with_ctrl_c_ignored_gives_its_children_ctrl_c(tmp_path: Path) -> None:
+    """As a CI runner's background job starts it: SIGINT ignored. The Ctrl-C tests need their
+    commands to get it as from a terminal (tests/conftest.py)."""
+    import signal
+
+    suite = tmp_path / "tests"
+    suite.mkdir()
+    shutil.copy(ROOT / "tests" / "conftest.py", suite / "conftest.py")
+    (suite / "test_sigint.py").write_text(
+        "import subprocess, sys\n"
+        "def test_child_gets_sigint():\n"
+        "    out = subprocess.run([sys.executable, '-c', 'import signal; print(signal.getsignal(signal.SIGINT))'],\n"
+        "                         capture_output=True, text=True).stdout\n"
+        "    assert 'default_int_handler' in out, out\n")
+
+    def ignore_sigint() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(suite)],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120, preexec_fn=ignore_sigint)
+    assert result.returncode == 0, result.stdout

@@ -27,6 +27,7 @@ from agent.repo.pack import BLOB_DATA, BLOB_TREE
 from agent.repo.repository import Repository
 from agent.repo.snapshot import Snapshot
 from agent.repo.tree import DIR, FILE, Node, encode_tree
+from agent.state.layout import StateLayout
 from agent.storage.memory import MemoryStorage
 
 LATENCY = 0.04
@@ -84,6 +85,11 @@ class RoundStore(MemoryStorage):
         return iter(self._request("LIST", prefix, lambda: list(super(RoundStore, self).list(prefix))))
 
 
+
+def _cache(state: str) -> CacheRoot:
+    """The metadata caches of a state directory, where a command finds them."""
+    return CacheRoot(StateLayout(state).cache_root())
+
 def _node(name: bytes, **fields) -> Node:
     return Node(name=name, mode=0o755 if fields.get("type") == DIR else 0o640, uid=os.getuid(), gid=os.getgid(),
                 mtime_ns=10**18, **fields)
@@ -121,7 +127,7 @@ def store() -> RoundStore:
 def _restore_one_file(store: RoundStore, state: str, target, *, cache: bool = True) -> Repository:
     """What `backupctl restore latest --include a/b/c/file.txt` does, counted."""
     store.start()
-    repo = Repository.open(store, PASSPHRASE, try_first=[store.key_id], cache=CacheRoot(state) if cache else None)
+    repo = Repository.open(store, PASSPHRASE, try_first=[store.key_id], cache=_cache(state) if cache else None)
     latest = repo.snapshots()[-1]
     report = RestoreEngine(repo, latest, str(target), includes=["a/b/c/file.txt"]).run()
     store.counting = False
@@ -231,7 +237,7 @@ def test_entries_forget_and_prune_removed_leave_the_cache(store, tmp_path):
     other = Repository.open(store, PASSPHRASE)  # the other machine: no cache
     other.delete_snapshot(oldest.id)
     store.delete(gone_index)
-    reopened = Repository.open(store, PASSPHRASE, try_first=[store.key_id], cache=CacheRoot(state))
+    reopened = Repository.open(store, PASSPHRASE, try_first=[store.key_id], cache=_cache(state))
     reopened.snapshots()
     reopened.load_index()
     assert not (root / gone_snapshot).exists() and not (root / gone_index).exists()
@@ -249,16 +255,16 @@ def test_a_removed_key_opens_nothing_from_the_cache(store, tmp_path):
     from agent.errors import WrongPassphrase
 
     with pytest.raises(WrongPassphrase):
-        Repository.open(store, PASSPHRASE, try_first=[store.key_id], cache=CacheRoot(state))
+        Repository.open(store, PASSPHRASE, try_first=[store.key_id], cache=_cache(state))
     assert not (cached / store.key_id.hex()).exists()
-    assert Repository.open(store, b"another phrase", try_first=[second], cache=CacheRoot(state)).key_id == second
+    assert Repository.open(store, b"another phrase", try_first=[second], cache=_cache(state)).key_id == second
 
 
 def test_a_backup_fills_the_cache_as_it_writes(store, tmp_path):
     """A backup made with the cache leaves its snapshot, index file and listings there: the
     restore that follows reads none of them from the storage."""
     state = str(tmp_path / "state")
-    repo = Repository.open(store, PASSPHRASE, try_first=[store.key_id], cache=CacheRoot(state))
+    repo = Repository.open(store, PASSPHRASE, try_first=[store.key_id], cache=_cache(state))
     repo.load_index()  # reads (and caches) the index files there are
     new = _backup(repo, b"letter of day 3 " * 100, 4)
     _restore_one_file(store, state, tmp_path / "t")
@@ -274,7 +280,7 @@ def test_a_lock_taken_after_opening_lists_the_snapshots_again(store, tmp_path):
     would otherwise be missing from the prune's view, and its data taken for garbage."""
     from agent.repo.lock import RepositoryLock
 
-    repo = Repository.open(store, PASSPHRASE, try_first=[store.key_id], cache=CacheRoot(str(tmp_path / "s")))
+    repo = Repository.open(store, PASSPHRASE, try_first=[store.key_id], cache=_cache(str(tmp_path / "s")))
     other = Repository.open(store, PASSPHRASE)
     other.load_index()
     saved = _backup(other, b"saved meanwhile", 9)
