@@ -11,11 +11,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_a_test_that_leaves_a_variable_set_fails_and_the_next_one_does_not_see_it(tmp_path: Path) -> None:
+def _suite(tmp_path: Path, test_source: str) -> Path:
+    """A folder with the project's tests/conftest.py and one test module."""
     suite = tmp_path / "tests"
     suite.mkdir()
     shutil.copy(ROOT / "tests" / "conftest.py", suite / "conftest.py")
-    (suite / "test_leak.py").write_text(
+    (suite / "test_it.py").write_text(test_source)
+    return suite
+
+
+def test_a_test_that_leaves_a_variable_set_fails_and_the_next_one_does_not_see_it(tmp_path: Path) -> None:
+    suite = _suite(
+        tmp_path,
         "import os\n"
         "def test_1_leaks():\n    os.environ['BACKUPCTL_LEAK_PROBE'] = '1'\n"
         "def test_2_undone(monkeypatch):\n    monkeypatch.setenv('BACKUPCTL_FINE', '1')\n"
@@ -33,10 +40,8 @@ def test_a_suite_started_with_ctrl_c_ignored_gives_its_children_ctrl_c(tmp_path:
     commands to get it as from a terminal (tests/conftest.py)."""
     import signal
 
-    suite = tmp_path / "tests"
-    suite.mkdir()
-    shutil.copy(ROOT / "tests" / "conftest.py", suite / "conftest.py")
-    (suite / "test_sigint.py").write_text(
+    suite = _suite(
+        tmp_path,
         "import subprocess, sys\n"
         "def test_child_gets_sigint():\n"
         "    out = subprocess.run([sys.executable, '-c', 'import signal; print(signal.getsignal(signal.SIGINT))'],\n"
