@@ -157,11 +157,13 @@ def test_moto_stores_a_wrong_checksum_so_auto_reads_back(s3):
 
 
 def test_a_server_that_checks_checksums_is_verified_by_head_without_download(s3):
-    with FaultProxy(_port(s3), verify_checksums=True) as proxy:
+    refused_before = s3.checker.counts["BadDigest"]  # the checking server behind the proxy
+    with FaultProxy(_port(s3)) as proxy:
         storage = _storage(s3, proxy.url)
         for i in range(3):
             storage.write(f"data/0{i}/object{i}", os.urandom(5000))
-        assert proxy.counts["bad_digest"] == 1  # the probe's deliberately wrong checksum, refused
+        # the probe's deliberately wrong checksum, refused
+        assert s3.checker.counts["BadDigest"] - refused_before == 1
     assert storage.verification().mode == "head"
     assert len(_object_requests(proxy, "PUT")) == 3
     assert len(_object_requests(proxy, "HEAD")) == 3
@@ -169,7 +171,7 @@ def test_a_server_that_checks_checksums_is_verified_by_head_without_download(s3)
 
 
 def test_head_verification_reads_back_when_the_answer_holds_no_checksum(s3):
-    with FaultProxy(_port(s3), verify_checksums=True) as proxy:
+    with FaultProxy(_port(s3)) as proxy:
         storage = _storage(s3, proxy.url, verify_uploads="head")
         original = storage.client.head_object
 
@@ -198,7 +200,7 @@ def _status(cli: Cli) -> dict:
 
 
 def test_init_status_and_backup_follow_the_probe(tmp_path, s3):
-    with FaultProxy(_port(s3), verify_checksums=True) as proxy:
+    with FaultProxy(_port(s3)) as proxy:
         cli = Cli(tmp_path, proxy.url, s3, bucket=s3.plain_bucket)
         init = cli.run("init", "--json")
         assert init.returncode == 0, init.stderr
@@ -232,7 +234,7 @@ def test_init_says_read_back_on_a_server_that_does_not_check(tmp_path, s3):
 
 
 def test_a_backup_without_a_recorded_probe_probes_once_and_records_it(tmp_path, s3):
-    with FaultProxy(_port(s3), verify_checksums=True) as proxy:
+    with FaultProxy(_port(s3)) as proxy:
         cli = Cli(tmp_path, proxy.url, s3, bucket=s3.plain_bucket)
         assert cli.run("init").returncode == 0
         shutil.rmtree(tmp_path / "state" / "records")  # a machine reinstalled: no record
@@ -249,7 +251,7 @@ def test_a_repository_lock_is_written_in_one_request(s3):
     """A lock's PUT is not followed by a HEAD or a read-back: it would be one more round trip
     before every command can list the other locks, for an object whose damage only makes
     prune wait (agent/repo/repository.py, write_lock_object, which writes it ephemeral)."""
-    with FaultProxy(_port(s3), verify_checksums=True) as proxy:
+    with FaultProxy(_port(s3)) as proxy:
         storage = _storage(s3, proxy.url)
         storage.write("data/00/object", os.urandom(5000))  # probes the endpoint first
         storage.write("locks/" + "ab" * 16, os.urandom(200), ephemeral=True)

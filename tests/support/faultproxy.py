@@ -10,10 +10,9 @@ Faults, each drawn per request with its own probability:
     drop the connection (a provider that stops answering mid-request).
 `counts` records what was injected, so tests can prove faults really happened.
 
-`verify_checksums` plays a server that checks uploads as AWS S3 does (moto stores any
-`x-amz-checksum-sha256` it is given without checking it, moto/s3/responses.py
-`_get_checksum`): a PUT whose body does not match its SHA-256 header is answered 400
-BadDigest and not forwarded. `requests` records every request's method and headers.
+A server that checks uploads as AWS S3 does is the one behind it in every test
+(tests/support/checkingproxy.py, in front of moto). `requests` records every request's
+method and headers.
 
 `skew_s` plays a server whose clock is that many seconds off: its `Date` headers say
 so, and with `reject_skew` it refuses, as AWS S3 does, every request signed more than
@@ -22,8 +21,6 @@ so, and with `reject_skew` it refuses, as AWS S3 does, every request signed more
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import http.client
 import random
 import socket
@@ -45,15 +42,13 @@ MAX_SKEW_S = 15 * 60  # what AWS S3 tolerates between a request's signature time
 class FaultProxy:
     def __init__(self, upstream_port: int, *, error: float = 0.0, reset: float = 0.0,
                  corrupt: float = 0.0, delay: float = 0.0, delay_s: float = 0.3, stall: float = 0.0,
-                 stall_s: float = 3.0, skew_s: float = 0.0, reject_skew: bool = False, seed: int = 1,
-                 verify_checksums: bool = False) -> None:
+                 stall_s: float = 3.0, skew_s: float = 0.0, reject_skew: bool = False, seed: int = 1) -> None:
         self.upstream_port = upstream_port
         self.rates = {"error": error, "reset": reset, "corrupt": corrupt, "delay": delay, "stall": stall}
         self.delay_s = delay_s
         self.stall_s = stall_s
         self.skew_s = skew_s
         self.reject_skew = reject_skew
-        self.verify_checksums = verify_checksums
         self.random = random.Random(seed)
         self.counts: Counter = Counter()
         self.enabled = True
@@ -89,22 +84,6 @@ class FaultProxy:
                     self.wfile.write(payload)
                 return True
 
-            def _refuse_bad_digest(self, body: bytes) -> bool:
-                claimed = self.headers.get("x-amz-checksum-sha256")
-                if not (proxy.verify_checksums and self.command == "PUT" and claimed):
-                    return False
-                if base64.b64encode(hashlib.sha256(body).digest()).decode("ascii") == claimed:
-                    return False
-                proxy.counts["bad_digest"] += 1
-                payload = (b"<Error><Code>BadDigest</Code><Message>The SHA256 you specified did not match "
-                           b"the calculated checksum.</Message></Error>")
-                self.send_response(400)
-                self.send_header("Content-Type", "application/xml")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-                return True
-
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length", 0) or 0)
                 with proxy._lock:
@@ -119,8 +98,6 @@ class FaultProxy:
                     return
                 body = self.rfile.read(length) if length else b""
                 if self._refuse_skewed():
-                    return
-                if self._refuse_bad_digest(body):
                     return
                 if fault == "error":
                     status = proxy.random.choice((500, 503))
