@@ -3,6 +3,7 @@ and the next test does not see the change."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -54,3 +55,39 @@ def test_a_suite_started_with_ctrl_c_ignored_gives_its_children_ctrl_c(tmp_path:
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(suite)],
                             cwd=tmp_path, capture_output=True, text=True, timeout=120, preexec_fn=ignore_sigint)
     assert result.returncode == 0, result.stdout
+
+
+_RESELECT = """
+import json, sys
+import pytest
+
+class Collected:
+    def __init__(self):
+        self.ids = []
+    def pytest_collection_modifyitems(self, items):
+        self.ids = [item.nodeid for item in items]
+
+first = Collected()
+assert pytest.main(["-q", "--collect-only", "-p", "no:cacheprovider", *sys.argv[1:]], plugins=[first]) == 0
+again = Collected()
+code = pytest.main(["-q", "--collect-only", "-p", "no:cacheprovider", *first.ids], plugins=[again])
+print("RESULT " + json.dumps({"code": int(code), "lost": sorted(set(first.ids) - set(again.ids)),
+                               "count": len(first.ids)}))
+"""
+
+
+def test_every_test_of_the_mutation_runs_can_be_selected_by_its_id(tmp_path: Path) -> None:
+    """`make mutation` runs each test by the id pytest gave it; an id pytest had to escape cannot
+    be found again (exit 4 ends the whole run): tests/support/ids.py makes plain ones."""
+    import tomllib
+
+    selection = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mutmut"][
+        "pytest_add_cli_args_test_selection"]
+    script = tmp_path / "reselect.py"
+    script.write_text(_RESELECT)
+    result = subprocess.run([sys.executable, str(script), *selection], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300)
+    line = next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))
+    verdict = json.loads(line.removeprefix("RESULT "))
+    assert verdict["count"] > 1000, verdict["count"]
+    assert (verdict["code"], verdict["lost"]) == (0, []), verdict["lost"][:10]

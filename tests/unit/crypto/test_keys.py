@@ -13,6 +13,7 @@ from agent.crypto import aead, ids
 from agent.crypto.kdf import KdfParams
 from agent.crypto.keys import KeyFile, MasterKey, wrap_master_key
 from agent.errors import KeyFileError, WrongPassphrase
+from tests.support.ids import plain_id
 
 FAST = KdfParams(memory_kib=8192, iterations=1)
 REPO_ID = bytes.fromhex("00112233445566778899aabbccddeeff")
@@ -210,7 +211,7 @@ def test_wrong_size_master_in_an_authentic_envelope_is_a_key_file_error():
         b' "wrapped_master_key": ["AAAA"]}',
         b'{"version": 1, "kdf": {"algorithm": "argon2id", "version": 19, "memory_kib": ' + b"9" * 5000 + b"}}",
     ],
-    ids=lambda raw: raw[:40].decode("latin-1"),
+    ids=lambda raw: plain_id(raw, 40),
 )
 def test_parse_garbage_raises_key_file_error(raw):
     with pytest.raises(KeyFileError):

@@ -14,6 +14,7 @@ from agent.errors import IntegrityError
 from agent.repo.layout import SnapshotId
 from agent.repo.snapshot import Snapshot
 from agent.repo.tree import DIR, FILE, SYMLINK, Node, decode_tree, encode_tree
+from tests.support.ids import plain_id
 
 SETTINGS = settings(max_examples=100, deadline=None, derandomize=True, database=None)
 
@@ -127,7 +128,7 @@ def _tree_doc(**node_fields) -> bytes:
         {"name": "a\u0000b"},
         {"name_b64": base64.b64encode(b"nul\x00").decode()},
     ],
-    ids=repr,
+    ids=plain_id,
 )
 def test_unsafe_names_are_rejected_on_decode(fields):
     with pytest.raises(IntegrityError, match="unsafe"):
@@ -164,7 +165,7 @@ def test_unsorted_or_duplicate_names_are_rejected(order):
         b'{"nodes": [{"type": "dir", "name": "x", "mode": NaN, "uid": 0, "gid": 0, "mtime_ns": 0}]}',
         b'{"nodes": [{"type": "dir", "name": "\\ud800", "mode": 1, "uid": 0, "gid": 0, "mtime_ns": 0}]}',
     ],
-    ids=lambda d: d[:60].decode("latin-1"),
+    ids=plain_id,
 )
 def test_malformed_trees_raise_integrity_error(doc):
     with pytest.raises(IntegrityError):
