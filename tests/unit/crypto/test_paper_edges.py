@@ -61,3 +61,45 @@ def test_a_share_with_an_impossible_threshold_or_number_is_refused(threshold, nu
     with pytest.raises(RecoveryCodeError) as raised:
         paper.parse(typed)
     assert str(raised.value) == "the share's threshold or number is invalid"
+
+
+def test_blank_lines_and_bare_line_numbers_between_the_lines_are_skipped():
+    code = paper.RecoveryCode(bytes(range(16)), bytes(range(32)))
+    typed = "\n\n".join(f"{n}: {groups} {check}\n{n + 10}:" for n, (groups, check) in enumerate(paper.lines(code), 1))
+    assert paper.parse(typed) == code
+
+
+@pytest.mark.parametrize("typed, message", [
+    ("", "no recovery code was given"),
+    ("  \n 1: \n", "no recovery code was given"),
+    ("AB", "line 1 is too short: type the groups and the 2 check characters"),
+    ("A", "line 1 is too short: type the groups and the 2 check characters"),
+])
+def test_nothing_or_a_line_without_its_check_is_refused_saying_so(typed, message):
+    with pytest.raises(RecoveryCodeError) as raised:
+        paper.parse(typed)
+    assert str(raised.value) == message
+
+
+def test_a_damaged_qr_text_is_refused_saying_so():
+    text = paper.qr_text(paper.RecoveryCode(bytes(range(16)), bytes(range(32))))
+    body, check = text.rsplit(":", 1)
+    damaged = body[:-1] + ("A" if body[-1] != "A" else "B") + ":" + check
+    with pytest.raises(RecoveryCodeError) as raised:
+        paper.parse(damaged)
+    assert str(raised.value) == "the QR code's text is damaged (its check does not match)"
+
+
+def test_a_whole_code_among_shares_of_another_sheet_is_the_one_used():
+    whole = paper.RecoveryCode(bytes(range(16)), bytes(range(32)))
+    stray = paper.RecoveryCode(bytes(16), bytes(32), threshold=2, share_number=1)
+    assert paper.master_secret([stray, whole]) == (whole.repository_id, whole.secret)
+
+
+def test_shares_of_two_splits_of_one_repository_are_refused_by_name():
+    # Same repository, one share of a 2-of-3 split and one of a 3-of-5 split: not one sheet.
+    first = paper.RecoveryCode(bytes(range(16)), bytes(32), threshold=2, share_number=1)
+    second = paper.RecoveryCode(bytes(range(16)), bytes(32), threshold=3, share_number=2)
+    with pytest.raises(RecoveryCodeError) as raised:
+        paper.master_secret([first, second])
+    assert str(raised.value) == "these shares come from different sheets (another repository or another split)"
