@@ -1,0 +1,158 @@
+"""agent.repo.repository, object by object: what an opening says of a storage with no key
+file, the bounds and bindings of reports and rescue records, a pack adopted after an
+interrupted backup, a blob stored again once, and the index file that supersedes others."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+import pytest
+
+from agent.crypto.kdf import KdfParams
+from agent.errors import ForeignObject, IntegrityError, NoKeyFile, RepositoryNotFound, StorageError
+from agent.repo import layout
+from agent.repo import repository as repository_module
+from agent.repo.pack import BLOB_DATA
+from agent.repo.repository import MAX_CONFIG_SIZE, MAX_RESCUE_RECORD_SIZE, Repository
+from agent.storage.memory import MemoryStorage
+
+FAST = KdfParams(memory_kib=8192, iterations=1)
+PASSPHRASE = b"phrase"
+
+
+class NetworkStore(MemoryStorage):
+    """A memory storage that runs several requests at once, as S3 does; counts existence checks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.max_concurrency = 8
+        self.exists_asked: list[str] = []
+
+    def exists(self, name: str) -> bool:
+        self.exists_asked.append(name)
+        return super().exists(name)
+
+
+def _repo(storage: MemoryStorage | None = None) -> Repository:
+    return Repository.init(storage if storage is not None else MemoryStorage(), PASSPHRASE,
+                           cipher="xchacha20-poly1305", compression_level=3, kdf_params=FAST)
+
+
+def _without_keys(storage: MemoryStorage, config: str) -> MemoryStorage:
+    """`storage` left with no key file, and its config whole, absent or larger than any config."""
+    if config != "none":
+        _repo(storage)
+    for name in [n for n in storage.objects if n.startswith(layout.KEYS_PREFIX)]:
+        del storage.objects[name]
+    if config == "oversized":
+        storage.objects[layout.CONFIG] = b"\0" * (MAX_CONFIG_SIZE + 1)
+    return storage
+
+
+# ---- an opening that finds no key file ------------------------------------------------------
+
+@pytest.mark.parametrize("network", [False, True], ids=["local", "network"])
+@pytest.mark.parametrize("config, error", [("none", RepositoryNotFound), ("whole", NoKeyFile),
+                                           ("oversized", NoKeyFile)])
+def test_no_key_file_is_a_missing_repository_only_when_there_is_no_config(network: bool, config: str, error) -> None:
+    """With a config there is a repository whose keys/ is empty (restore it from the
+    recovery sheet), not "no repository here": the two messages send a person different ways."""
+    storage = _without_keys(NetworkStore() if network else MemoryStorage(), config)
+    with pytest.raises(error) as caught:
+        Repository.open(storage, PASSPHRASE)
+    assert type(caught.value) is error
+
+
+def test_over_a_network_the_config_read_while_opening_answers_whether_it_exists() -> None:
+    storage = _without_keys(NetworkStore(), "whole")
+    storage.exists_asked.clear()
+    with pytest.raises(NoKeyFile):
+        Repository.open(storage, PASSPHRASE)
+    assert storage.exists_asked == []  # no request more than the config's GET already made
+
+
+# ---- restore-test reports and rescue records ------------------------------------------------
+
+def test_a_report_reads_back_and_only_under_its_own_id() -> None:
+    repo = _repo()
+    first, second = b"\x01" * 16, b"\x02" * 16
+    repo.save_report(first, b"<html>restore test</html>")
+    assert repo.load_report(first) == b"<html>restore test</html>"
+    objects = repo.storage.objects  # type: ignore[attr-defined]
+    objects[layout.report_name(second)] = objects[layout.report_name(first)]
+    with pytest.raises(IntegrityError):
+        repo.load_report(second)
+
+
+def test_a_report_larger_than_any_report_is_refused_unread(monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = _repo()
+    report_id = b"\x01" * 16
+    repo.save_report(report_id, os.urandom(10_000))  # does not compress below the bound
+    monkeypatch.setattr(repository_module, "MAX_REPORT_SIZE", 1000)
+    with pytest.raises(ForeignObject, match="more than any such object"):
+        repo.load_report(report_id)
+
+
+def test_a_rescue_record_larger_than_any_record_is_refused_unread() -> None:
+    repo = _repo()
+    repo.storage.objects[layout.rescue_record_name("1.0.0")] = b"\0" * (MAX_RESCUE_RECORD_SIZE + 1)  # type: ignore[attr-defined]
+    with pytest.raises(ForeignObject, match="more than any such object"):
+        repo.load_rescue_record("1.0.0")
+
+
+def test_extending_a_lock_on_a_storage_without_object_lock_says_so() -> None:
+    with pytest.raises(StorageError) as caught:
+        _repo().extend_lock(layout.CONFIG, dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc))
+    assert str(caught.value) == "memory has no object lock to extend"
+
+
+# ---- packs and index files ------------------------------------------------------------------
+
+def test_a_pack_no_index_lists_is_adopted_and_its_blobs_read_again() -> None:
+    """An interrupted backup left a complete pack but not its index file: the next backup
+    adopts it, its blobs are read from it, and the next index file lists it."""
+    repo = _repo()
+    chunk_id, _ = repo.store_blob(BLOB_DATA, b"letter " * 500)
+    repo.flush()
+    objects = repo.storage.objects  # type: ignore[attr-defined]
+    for name in [n for n in objects if n.startswith(layout.INDEX_PREFIX)]:
+        del objects[name]
+    [pack_name] = [n for n in objects if n.startswith(layout.DATA_PREFIX)]
+    pack_id = layout.pack_id_from_name(pack_name)
+    again = Repository.open(repo.storage, PASSPHRASE)
+    again.load_index()
+    assert chunk_id not in again.index
+    assert again.adopt_pack(pack_id) == 1
+    assert again.load_blob(chunk_id) == b"letter " * 500
+    again.flush()
+    reopened = Repository.open(repo.storage, PASSPHRASE)
+    reopened.load_index()
+    assert reopened.load_blob(chunk_id) == b"letter " * 500
+
+
+def test_a_blob_stored_again_twice_is_stored_once() -> None:
+    repo = _repo()
+    chunk_id, _ = repo.store_blob(BLOB_DATA, b"moved by prune " * 100)
+    repo.flush()
+    repo.store_blob_again(BLOB_DATA, chunk_id, b"moved by prune " * 100)
+    repo.store_blob_again(BLOB_DATA, chunk_id, b"moved by prune " * 100)
+    repo.flush()
+    objects = repo.storage.objects  # type: ignore[attr-defined]
+    packs = [layout.pack_id_from_name(n) for n in objects if n.startswith(layout.DATA_PREFIX)]
+    copies = sum(len(repo.read_pack(p)[1]) for p in packs)
+    assert copies == 2  # the first copy and one copy stored again
+
+
+def test_the_last_index_file_of_a_complete_index_supersedes_the_old_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Until the last file is written the old files stay current: only it names them."""
+    repo = _repo()
+    for number in range(3):
+        repo.store_blob(BLOB_DATA, b"blob %d " % number * 50)
+        repo.flush()
+    old = sorted(layout.index_id_from_name(n) for n in repo.storage.objects  # type: ignore[attr-defined]
+                 if n.startswith(layout.INDEX_PREFIX))
+    repo.load_index(reload=True)
+    monkeypatch.setattr(repository_module, "PACKS_PER_INDEX_FILE", 2)
+    written = repo.write_index_files(repo.index.packs(), supersede=old)
+    assert [sorted(repo.read_index_file(i)[1]) for i in written] == [[], sorted(old)]
