@@ -348,3 +348,17 @@ def test_every_cached_copy_of_a_key_is_tried_before_the_storage(store, tmp_path,
     Repository.open(store, PASSPHRASE, try_first=[store.key_id], cache=_cache(state))
     store.counting = False
     assert not [n for _r, w, n in store.log if w == "GET" and n.startswith(layout.KEYS_PREFIX)], store.log
+
+
+def test_a_folder_listing_read_alone_is_kept_and_read_from_the_cache_next_time(store, tmp_path):
+    """load_blob (one listing, as `ls` and `find` read them) keeps what it read, like load_blobs."""
+    state = str(tmp_path / "state")
+    repo = Repository.open(store, PASSPHRASE, try_first=[store.key_id], cache=_cache(state))
+    repo.load_index()
+    root = repo.snapshots()[-1].tree
+    listing = repo.load_blob(root)
+    assert repo.cache is not None and repo.cache.get_tree(root) is not None
+    store.start()
+    assert repo.load_blob(root) == listing
+    store.counting = False
+    assert not [w for _r, w, _n in store.log if w.startswith("GET")], store.log
