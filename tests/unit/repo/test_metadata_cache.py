@@ -362,3 +362,32 @@ def test_a_folder_listing_read_alone_is_kept_and_read_from_the_cache_next_time(s
     assert repo.load_blob(root) == listing
     store.counting = False
     assert not [w for _r, w, _n in store.log if w.startswith("GET")], store.log
+
+
+def test_a_cached_listing_sealed_with_other_content_under_its_id_is_not_used(store, tmp_path):
+    """Authentication binds a cached listing to its chunk id; its content is also checked
+    against that id (keyed BLAKE3 of the plaintext): a listing sealed under the right id
+    with other content (a writer's bug) is dropped and read from the pack."""
+    state = str(tmp_path / "state")
+    repo = _restore_one_file(store, state, tmp_path / "t1")
+    root = repo.snapshots()[-1].tree
+    real = repo.load_blob(root)
+    other = real.replace(b'"a"', b'"z"')  # same length, another folder's name
+    assert other != real and len(other) == len(real)
+    path = tmp_path / "state" / "cache" / repo.config.repository_id.hex() / "repository" / "trees" / root.hex()
+    path.write_bytes(bytes(repo.sealer.seal_blob(BLOB_TREE, root, other)))
+    reopened = Repository.open(store, PASSPHRASE, try_first=[store.key_id], cache=_cache(state))
+    reopened.load_index()
+    assert reopened.load_blob(root) == real
+    assert path.read_bytes() != bytes(repo.sealer.seal_blob(BLOB_TREE, root, other))  # dropped, cached again
+
+
+def test_a_snapshot_larger_than_any_snapshot_is_refused_unread_with_the_cache(store, tmp_path, monkeypatch):
+    from agent.repo import repository as repository_module
+
+    state = str(tmp_path / "state")
+    repo = Repository.open(store, PASSPHRASE, try_first=[store.key_id], cache=_cache(state))
+    monkeypatch.setattr(repository_module, "MAX_SNAPSHOT_SIZE", 10)
+    assert repo.snapshots() == []
+    assert len(repo.snapshot_problems) == 3
+    assert all("more than any such object" in problem for problem in repo.snapshot_problems), repo.snapshot_problems
