@@ -4,13 +4,22 @@ interrupted backup, a blob stored again once, and the index file that supersedes
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 
 import pytest
 
 from agent.crypto.kdf import KdfParams
-from agent.errors import ForeignObject, IntegrityError, NoKeyFile, RepositoryNotFound, StorageError
+from agent.crypto.keys import MAX_KEY_FILE_SIZE, MAX_KEY_FILES_TRIED
+from agent.errors import (
+    ForeignObject,
+    IntegrityError,
+    NoKeyFile,
+    RepositoryNotFound,
+    StorageError,
+    WrongPassphrase,
+)
 from agent.repo import layout
 from agent.repo import repository as repository_module
 from agent.repo.pack import BLOB_DATA
@@ -156,3 +165,57 @@ def test_the_last_index_file_of_a_complete_index_supersedes_the_old_ones(monkeyp
     monkeypatch.setattr(repository_module, "PACKS_PER_INDEX_FILE", 2)
     written = repo.write_index_files(repo.index.packs(), supersede=old)
     assert [sorted(repo.read_index_file(i)[1]) for i in written] == [[], sorted(old)]
+
+
+# ---- opening with a passphrase --------------------------------------------------------------
+
+def test_a_config_naming_another_repository_than_the_key_is_refused_as_such() -> None:
+    """Sealed with this repository's key and bound to its id, yet its plaintext names
+    another repository: a config object moved between the disks of a set, say."""
+    repo = _repo()
+    moved = dataclasses.replace(repo.config, repository_id=bytes(16))
+    repo.storage.write(layout.CONFIG, repo._seal_metadata(layout.KIND_CONFIG, b"", moved.encode()))
+    with pytest.raises(IntegrityError) as caught:
+        Repository.open(repo.storage, PASSPHRASE)
+    assert str(caught.value) == "the config object belongs to another repository than the key"
+
+
+class FirstReadAltered(MemoryStorage):
+    """The first read of each key file comes back altered in transit (a blank added)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.altered: set[str] = set()
+
+    def read(self, name: str, *, max_size: int | None = None) -> bytes:
+        data = super().read(name, max_size=max_size)
+        if name.startswith(layout.KEYS_PREFIX) and name not in self.altered:
+            self.altered.add(name)
+            return data + b" "
+        return data
+
+
+def test_a_key_file_altered_on_its_first_read_opens_with_the_reads_that_agree() -> None:
+    storage = FirstReadAltered()
+    repo = _repo(storage)
+    storage.altered.clear()
+    assert Repository.open(storage, PASSPHRASE).key_id == repo.key_id
+    assert storage.altered == {layout.key_name(repo.key_id)}
+
+
+def test_a_key_file_of_exactly_the_largest_size_opens() -> None:
+    repo = _repo()
+    name = layout.key_name(repo.key_id)
+    data = repo.storage.objects[name]  # type: ignore[attr-defined]
+    repo.storage.objects[name] = data + b" " * (MAX_KEY_FILE_SIZE - len(data))  # type: ignore[attr-defined]
+    assert Repository.open(repo.storage, PASSPHRASE).key_id == repo.key_id
+
+
+def test_too_many_key_files_the_passphrase_does_not_open_say_what_to_do() -> None:
+    repo = _repo()
+    for _ in range(MAX_KEY_FILES_TRIED + 1):
+        repo.add_key(b"another phrase", params=FAST)
+    with pytest.raises(WrongPassphrase) as caught:
+        Repository.open(repo.storage, b"a phrase of none of them")
+    assert caught.value.hint == ("open once with the recovery sheet (`backupctl recover --add-key`): this machine "
+                                 "then tries its own key first; or remove unused keys (`backupctl key remove`)")
