@@ -219,3 +219,26 @@ def test_too_many_key_files_the_passphrase_does_not_open_say_what_to_do() -> Non
         Repository.open(repo.storage, b"a phrase of none of them")
     assert caught.value.hint == ("open once with the recovery sheet (`backupctl recover --add-key`): this machine "
                                  "then tries its own key first; or remove unused keys (`backupctl key remove`)")
+
+
+class NeverAgrees(MemoryStorage):
+    """Each read of a key file comes back different (one more blank each time)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.key_reads = 0
+
+    def read(self, name: str, *, max_size: int | None = None) -> bytes:
+        data = super().read(name, max_size=max_size)
+        if not name.startswith(layout.KEYS_PREFIX):
+            return data
+        self.key_reads += 1
+        return data + b" " * self.key_reads
+
+
+def test_a_key_file_whose_reads_never_agree_is_read_five_times_at_most() -> None:
+    storage = NeverAgrees()
+    repo = _repo(storage)
+    storage.key_reads = 0
+    assert Repository.open(storage, PASSPHRASE).key_id == repo.key_id  # the last read, as good as any
+    assert storage.key_reads == 5
