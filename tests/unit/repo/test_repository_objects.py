@@ -242,3 +242,69 @@ def test_a_key_file_whose_reads_never_agree_is_read_five_times_at_most() -> None
     storage.key_reads = 0
     assert Repository.open(storage, PASSPHRASE).key_id == repo.key_id  # the last read, as good as any
     assert storage.key_reads == 5
+
+
+# ---- how the opening reads: at once over a network, each when wanted on a local disk ----------
+
+class Recording(MemoryStorage):
+    """Records the listings asked for and the bound each read of the config was asked with."""
+
+    def __init__(self, max_concurrency: int | None = None) -> None:
+        super().__init__()
+        if max_concurrency is not None:
+            self.max_concurrency = max_concurrency  # a NetworkStorage, as S3 is
+        self.listed: list[str] = []
+        self.config_bounds: list[int | None] = []
+        self.exists_asked: list[str] = []
+
+    def list(self, prefix: str):
+        self.listed.append(prefix)
+        return super().list(prefix)
+
+    def read(self, name: str, *, max_size: int | None = None) -> bytes:
+        if name == layout.CONFIG:
+            self.config_bounds.append(max_size)
+        return super().read(name, max_size=max_size)
+
+    def exists(self, name: str) -> bool:
+        self.exists_asked.append(name)
+        return super().exists(name)
+
+
+def test_on_a_local_disk_the_opening_lists_only_what_it_needs() -> None:
+    storage = Recording()
+    _repo(storage)
+    storage.listed.clear()
+    Repository.open(storage, PASSPHRASE)
+    assert storage.listed == [layout.KEYS_PREFIX]  # snapshots/ is listed when a command wants it, not before
+
+
+@pytest.mark.parametrize("requests, config_checked_apart", [(1, True), (2, False), (8, False)])
+def test_a_storage_that_runs_several_requests_gets_the_openings_reads_at_once(requests: int,
+                                                                            config_checked_apart: bool) -> None:
+    """One request at a time (a network store configured so) is opened as a local disk is:
+    "is there a config?" is its own request; with two or more the config's read answers it."""
+    storage = _without_keys(Recording(requests), "whole")
+    storage.exists_asked.clear()
+    with pytest.raises(NoKeyFile):
+        Repository.open(storage, PASSPHRASE)
+    assert storage.exists_asked == ([layout.CONFIG] if config_checked_apart else [])
+
+
+@pytest.mark.parametrize("requests", [None, 8], ids=["local", "network"])
+def test_the_config_is_never_read_unbounded(requests: int | None) -> None:
+    storage = Recording(requests)
+    _repo(storage)
+    storage.config_bounds.clear()
+    Repository.open(storage, PASSPHRASE)
+    assert storage.config_bounds and set(storage.config_bounds) == {MAX_CONFIG_SIZE}
+
+
+@pytest.mark.parametrize("requests", [None, 8], ids=["local", "network"])
+def test_keys_without_a_config_are_said_as_such(requests: int | None) -> None:
+    storage = Recording(requests)
+    _repo(storage)
+    del storage.objects[layout.CONFIG]
+    with pytest.raises(IntegrityError) as caught:
+        Repository.open(storage, PASSPHRASE)
+    assert str(caught.value) == "repository at memory has keys but no config object"
