@@ -308,3 +308,16 @@ def test_keys_without_a_config_are_said_as_such(requests: int | None) -> None:
     with pytest.raises(IntegrityError) as caught:
         Repository.open(storage, PASSPHRASE)
     assert str(caught.value) == "repository at memory has keys but no config object"
+
+
+def test_an_object_sealed_with_another_cipher_than_the_repositorys_names_both() -> None:
+    """No silent downgrade: a snapshot sealed (with the right key) under the other cipher
+    is refused, and the message says which cipher each side uses."""
+    repo = _repo()
+    snapshot_id = bytes(range(16))
+    other = Repository(repo.storage, repo.master, dataclasses.replace(repo.config, cipher="aes-256-gcm"))
+    name = layout.snapshot_name(snapshot_id)
+    repo.storage.write(name, other._seal_metadata(layout.KIND_SNAPSHOT, snapshot_id, b"{}"))
+    with pytest.raises(IntegrityError) as caught:
+        repo.load_snapshot(snapshot_id)
+    assert str(caught.value) == f"{name}: encrypted with aes-256-gcm, repository uses xchacha20-poly1305"
