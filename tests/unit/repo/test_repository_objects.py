@@ -321,3 +321,56 @@ def test_an_object_sealed_with_another_cipher_than_the_repositorys_names_both() 
     with pytest.raises(IntegrityError) as caught:
         repo.load_snapshot(snapshot_id)
     assert str(caught.value) == f"{name}: encrypted with aes-256-gcm, repository uses xchacha20-poly1305"
+
+
+# ---- listing and deleting -------------------------------------------------------------------
+
+class DeleteRecording(MemoryStorage):
+    def __init__(self) -> None:
+        super().__init__()
+        self.deletes: list[tuple[str, bool]] = []
+
+    def delete(self, name: str, *, ephemeral: bool = False) -> None:
+        self.deletes.append((name, ephemeral))
+        super().delete(name, ephemeral=ephemeral)
+
+
+def test_index_files_and_locks_are_listed_by_id_strays_left_out() -> None:
+    repo = _repo()
+    repo.store_blob(BLOB_DATA, b"indexed")
+    repo.flush()
+    [index_name] = [n for n in repo.storage.objects if n.startswith(layout.INDEX_PREFIX)]  # type: ignore[attr-defined]
+    lock_id = bytes(range(16))
+    repo.write_lock_object(lock_id, b"{}")
+    for stray in ("index/not-an-id", "locks/not-an-id"):
+        repo.storage.write(stray, b"stray")
+    assert repo.list_index_ids() == [layout.index_id_from_name(index_name)]
+    assert repo.list_lock_ids() == [lock_id]
+
+
+def test_a_lock_is_deleted_as_an_ephemeral_object() -> None:
+    """A lock is never under object lock: its deletion asks nothing more of S3."""
+    storage = DeleteRecording()
+    repo = _repo(storage)
+    lock_id = bytes(range(16))
+    repo.write_lock_object(lock_id, b"{}")
+    repo.delete_lock_object(lock_id)
+    assert storage.deletes == [(layout.lock_name(lock_id), True)]
+
+
+def test_a_deleted_snapshot_or_index_file_leaves_the_storage_and_the_cache(tmp_path) -> None:
+    from agent.repo.cache import CacheRoot
+
+    repo = _repo()
+    repo.store_blob(BLOB_DATA, b"indexed")
+    repo.flush()
+    [index_id] = repo.list_index_ids()
+    snapshot_id = bytes(range(16))
+    repo.cache = CacheRoot(str(tmp_path / "cache")).repository(repo.config.repository_id)
+    for name in (layout.index_name(index_id), layout.snapshot_name(snapshot_id)):
+        repo.storage.write(name, b"sealed")
+        repo.cache.put(name, b"sealed")
+    repo.delete_index_file(index_id)
+    repo.delete_snapshot(snapshot_id)
+    for name in (layout.index_name(index_id), layout.snapshot_name(snapshot_id)):
+        assert name not in repo.storage.objects and repo.cache.get(name) is None  # type: ignore[attr-defined]
