@@ -308,3 +308,86 @@ def test_only_object_names_of_the_repository_are_cached(tmp_path):
         with pytest.raises(ValueError):
             cache.put(name, b"x")
     assert not (tmp_path / "c").exists()
+
+
+def test_a_cached_copy_of_another_key_under_a_keys_name_is_dropped(store, tmp_path):
+    """The cached keys/<A> holds key file B (same repository, same passphrase): it is not
+    taken for A (the machine would then note and use a key it did not choose); the copy is
+    dropped and A is read from the storage and cached again."""
+    state = str(tmp_path / "state")
+    repo = _restore_one_file(store, state, tmp_path / "t1")
+    second = repo.add_key(PASSPHRASE, params=KdfParams(memory_kib=8192, iterations=1))
+    cached = tmp_path / "state" / "cache" / repo.config.repository_id.hex() / "repository" / "keys"
+    (cached / store.key_id.hex()).write_bytes(store.objects[layout.key_name(second)])
+    opened = Repository.open(store, PASSPHRASE, try_first=[store.key_id], cache=_cache(state))
+    assert opened.key_id == store.key_id
+    assert (cached / store.key_id.hex()).read_bytes() == store.objects[layout.key_name(store.key_id)]
+
+
+@pytest.mark.parametrize("first_copy", ["damaged", "of another passphrase"])
+def test_every_cached_copy_of_a_key_is_tried_before_the_storage(store, tmp_path, monkeypatch, first_copy):
+    """Another repository's cache folder holds a copy under the same key name, scanned
+    first: it fails, and the next copy (this repository's) still opens with no key file read."""
+    from agent.crypto.keys import MasterKey, wrap_master_key
+    from agent.repo import cache as cache_module
+
+    state = str(tmp_path / "state")
+    _restore_one_file(store, state, tmp_path / "t1")
+    name = layout.key_name(store.key_id)
+    other = bytes(16)
+    if first_copy == "damaged":
+        data = b"not a key file"
+    else:
+        data = wrap_master_key(MasterKey.generate(), b"another phrase", repository_id=other, key_id=store.key_id,
+                               params=KdfParams(memory_kib=8192, iterations=1), created="2026-12-01", host="h")
+    _cache(state).repository(other).put(name, data)
+    scandir = os.scandir
+    monkeypatch.setattr(cache_module.os, "scandir", lambda path: sorted(scandir(path), key=lambda e: e.name))
+    assert [repository_id for repository_id, _ in _cache(state).key_files(name)][0] == other
+    store.start()
+    Repository.open(store, PASSPHRASE, try_first=[store.key_id], cache=_cache(state))
+    store.counting = False
+    assert not [n for _r, w, n in store.log if w == "GET" and n.startswith(layout.KEYS_PREFIX)], store.log
+
+
+def test_a_folder_listing_read_alone_is_kept_and_read_from_the_cache_next_time(store, tmp_path):
+    """load_blob (one listing, as `ls` and `find` read them) keeps what it read, like load_blobs."""
+    state = str(tmp_path / "state")
+    repo = Repository.open(store, PASSPHRASE, try_first=[store.key_id], cache=_cache(state))
+    repo.load_index()
+    root = repo.snapshots()[-1].tree
+    listing = repo.load_blob(root)
+    assert repo.cache is not None and repo.cache.get_tree(root) is not None
+    store.start()
+    assert repo.load_blob(root) == listing
+    store.counting = False
+    assert not [w for _r, w, _n in store.log if w.startswith("GET")], store.log
+
+
+def test_a_cached_listing_sealed_with_other_content_under_its_id_is_not_used(store, tmp_path):
+    """Authentication binds a cached listing to its chunk id; its content is also checked
+    against that id (keyed BLAKE3 of the plaintext): a listing sealed under the right id
+    with other content (a writer's bug) is dropped and read from the pack."""
+    state = str(tmp_path / "state")
+    repo = _restore_one_file(store, state, tmp_path / "t1")
+    root = repo.snapshots()[-1].tree
+    real = repo.load_blob(root)
+    other = real.replace(b'"a"', b'"z"')  # same length, another folder's name
+    assert other != real and len(other) == len(real)
+    path = tmp_path / "state" / "cache" / repo.config.repository_id.hex() / "repository" / "trees" / root.hex()
+    path.write_bytes(bytes(repo.sealer.seal_blob(BLOB_TREE, root, other)))
+    reopened = Repository.open(store, PASSPHRASE, try_first=[store.key_id], cache=_cache(state))
+    reopened.load_index()
+    assert reopened.load_blob(root) == real
+    assert path.read_bytes() != bytes(repo.sealer.seal_blob(BLOB_TREE, root, other))  # dropped, cached again
+
+
+def test_a_snapshot_larger_than_any_snapshot_is_refused_unread_with_the_cache(store, tmp_path, monkeypatch):
+    from agent.repo import repository as repository_module
+
+    state = str(tmp_path / "state")
+    repo = Repository.open(store, PASSPHRASE, try_first=[store.key_id], cache=_cache(state))
+    monkeypatch.setattr(repository_module, "MAX_SNAPSHOT_SIZE", 10)
+    assert repo.snapshots() == []
+    assert len(repo.snapshot_problems) == 3
+    assert all("more than any such object" in problem for problem in repo.snapshot_problems), repo.snapshot_problems

@@ -3,15 +3,20 @@ rescue/, with a sealed record of its SHA-256 that `check` compares the stored ki
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import importlib.util
+import io
+import json
+import tarfile
 from pathlib import Path
 
 import pytest
 
-from agent import __version__
+from agent import __version__, clock
 from agent.crypto.kdf import KdfParams
 from agent.engine.check import CheckEngine
+from agent.errors import IntegrityError
 from agent.repo import layout, rescue_kit
 from agent.repo.repository import Repository
 from agent.storage.memory import MemoryStorage
@@ -168,3 +173,208 @@ def test_rescue_names() -> None:
         assert layout.rescue_version_from_record_name(stray) is None
     with pytest.raises(ValueError):
         layout.rescue_kit_file("../../etc")
+
+
+# ---- what ensure_kit says it did: the --json of init, backup, copy and key export ----------
+
+OTHER = "7.7.7"  # a version other than this program's: the outcome names the version it was asked for
+
+
+def _member(tar, name: str, data: bytes = b"", *, kind: bytes = tarfile.REGTYPE, link: str = "") -> None:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.size = kind, link, len(data) if kind == tarfile.REGTYPE else 0
+    tar.addfile(info, io.BytesIO(data) if kind == tarfile.REGTYPE else None)
+
+
+def test_a_stored_kit_is_described_by_its_version_path_and_sealed_record(repo: Repository, tmp_path: Path) -> None:
+    installed = _kit(tmp_path, OTHER)
+    path = installed / layout.rescue_kit_file(OTHER)
+    moment = dt.datetime(2026, 11, 6, 20, 0, tzinfo=dt.timezone(dt.timedelta(hours=1)))
+    clock.freeze(moment)
+    try:
+        outcome = rescue_kit.ensure_kit(repo, version=OTHER, directory=installed)
+    finally:
+        clock.freeze(None)
+    record = rescue_kit.KitRecord(OTHER, hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_size,
+                                  "2026-11-06T20:00:00+01:00")
+    assert outcome == rescue_kit.KitOutcome(rescue_kit.STORED, OTHER, path, record=record)
+    assert rescue_kit.stored_record(repo, OTHER) == record  # the sealed record says when it was stored
+    assert outcome.warning() is None  # stored: nothing to warn about
+
+
+def test_a_kit_already_present_is_described_by_its_version_and_path(repo: Repository, tmp_path: Path) -> None:
+    installed = _kit(tmp_path, OTHER)
+    rescue_kit.ensure_kit(repo, version=OTHER, directory=installed)
+    outcome = rescue_kit.ensure_kit(repo, version=OTHER, directory=installed)
+    assert outcome == rescue_kit.KitOutcome(rescue_kit.PRESENT, OTHER, installed / layout.rescue_kit_file(OTHER))
+    assert outcome.warning() is None
+
+
+def test_no_installed_kit_names_the_version_and_where_it_was_looked_for(repo: Repository, tmp_path: Path) -> None:
+    outcome = rescue_kit.ensure_kit(repo, version=OTHER, directory=tmp_path)
+    assert outcome == rescue_kit.KitOutcome(rescue_kit.NOT_INSTALLED, OTHER, tmp_path / layout.rescue_kit_file(OTHER))
+    assert outcome.warning() == (
+        f"no rescue kit installed ({tmp_path / layout.rescue_kit_file(OTHER)} is missing): the repositories get "
+        f"no rescue kit of backupctl {OTHER}; run `make dist` in the checkout (or install from the kit with "
+        f"scripts/install.sh), then back up again")
+
+
+def test_an_installed_kit_larger_than_any_kit_is_refused_unread(repo: Repository, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    installed = _kit(tmp_path, OTHER)
+    path = installed / layout.rescue_kit_file(OTHER)
+    size = path.stat().st_size
+    monkeypatch.setattr(rescue_kit, "MAX_KIT_SIZE", size - 1)
+    outcome = rescue_kit.ensure_kit(repo, version=OTHER, directory=installed)
+    assert outcome == rescue_kit.KitOutcome(rescue_kit.UNUSABLE, OTHER, path,
+                                            problem=f"{size} bytes, more than any kit")
+    assert outcome.warning() == f"the installed rescue kit {path} is not stored: {size} bytes, more than any kit"
+    assert not any(n.startswith("rescue/") for n in repo.storage.objects)  # type: ignore[attr-defined]
+    monkeypatch.setattr(rescue_kit, "MAX_KIT_SIZE", size)  # exactly at the bound: a kit
+    assert rescue_kit.ensure_kit(repo, version=OTHER, directory=installed).state == rescue_kit.STORED
+
+
+def test_an_installed_kit_that_cannot_be_read_says_why(repo: Repository, tmp_path: Path) -> None:
+    path = tmp_path / layout.rescue_kit_file(OTHER)
+    path.mkdir()  # something is there, but reading it fails
+    outcome = rescue_kit.ensure_kit(repo, version=OTHER, directory=tmp_path)
+    assert outcome == rescue_kit.KitOutcome(rescue_kit.UNUSABLE, OTHER, path, problem="cannot be read (Is a directory)")
+    assert outcome.warning() == f"the installed rescue kit {path} is not stored: cannot be read (Is a directory)"
+
+
+def test_a_file_that_is_not_a_kit_names_the_version_and_path(repo: Repository, tmp_path: Path) -> None:
+    path = tmp_path / layout.rescue_kit_file(OTHER)
+    path.write_bytes(b"not a tar at all" * 100)
+    outcome = rescue_kit.ensure_kit(repo, version=OTHER, directory=tmp_path)
+    assert (outcome.state, outcome.version, outcome.installed) == (rescue_kit.UNUSABLE, OTHER, path)
+    assert outcome.problem.startswith("not a rescue kit (")
+
+
+def test_a_kit_whose_documents_are_links_is_not_a_kit(repo: Repository, tmp_path: Path) -> None:
+    """FORMAT.md and READ-ME-FIRST.txt are stored in clear beside the kit: they must be the
+    kit's own files, not a link a reader of the tar would follow to another member."""
+    top = layout.rescue_kit_file(OTHER).removesuffix(".tar")
+    path = tmp_path / layout.rescue_kit_file(OTHER)
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
+        _member(tar, f"{top}/READ-ME-FIRST.txt", b"RESCUE KIT\n")
+        _member(tar, f"{top}/FORMAT.md", kind=tarfile.SYMTYPE, link="READ-ME-FIRST.txt")
+    outcome = rescue_kit.ensure_kit(repo, version=OTHER, directory=tmp_path)
+    assert outcome.problem == f"not a rescue kit ('{top}/FORMAT.md is not a file')"
+    assert not any(n.startswith("rescue/") for n in repo.storage.objects)  # type: ignore[attr-defined]
+
+
+def test_a_compressed_tar_is_not_the_kit(repo: Repository, tmp_path: Path) -> None:
+    """The kit is a plain tar (docs/FORMAT.md 12.5: reproducible, its SHA-256 on the sheet)."""
+    top = layout.rescue_kit_file(OTHER).removesuffix(".tar")
+    path = tmp_path / layout.rescue_kit_file(OTHER)
+    with tarfile.open(path, "w:gz") as tar:
+        _member(tar, f"{top}/FORMAT.md", b"# format\n")
+        _member(tar, f"{top}/READ-ME-FIRST.txt", b"RESCUE KIT\n")
+    outcome = rescue_kit.ensure_kit(repo, version=OTHER, directory=tmp_path)
+    assert outcome.state == rescue_kit.UNUSABLE and outcome.problem.startswith("not a rescue kit (")
+
+
+def test_the_installed_kit_is_looked_for_in_the_folder_the_environment_names(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(rescue_kit.KIT_DIR_VARIABLE, str(tmp_path))
+    assert rescue_kit.installed_kit(OTHER) == tmp_path / layout.rescue_kit_file(OTHER)
+    assert rescue_kit.installed_kit(OTHER, tmp_path / "given") == tmp_path / "given" / layout.rescue_kit_file(OTHER)
+    monkeypatch.delenv(rescue_kit.KIT_DIR_VARIABLE)  # none named: the installation's share/backupctl
+    assert rescue_kit.installed_kit(OTHER) == rescue_kit.KIT_DIR / layout.rescue_kit_file(OTHER)
+
+
+# ---- the sealed record ---------------------------------------------------------------------
+
+def test_a_record_decodes_to_what_was_sealed() -> None:
+    record = rescue_kit.KitRecord(OTHER, "ab" * 32, 1234, "2026-11-06T20:00:00+01:00")
+    assert rescue_kit.KitRecord.decode(OTHER, record.encode()) == record
+
+
+@pytest.mark.parametrize("doc, message", [
+    ({"kit": "backupctl-rescue-kit-7.7.7.tar", "version": OTHER, "sha256": "ab", "size": 1},
+     "rescue kit record of 7.7.7: not a record ('stored')"),
+    ({"kit": "backupctl-rescue-kit-7.7.7.tar", "version": OTHER, "sha256": "ab", "size": "many", "stored": "x"},
+     "rescue kit record of 7.7.7: not a record (invalid literal for int() with base 10: 'many')"),
+    # The record of another version's kit, whole and consistent, put in this version's place.
+    ({"kit": "backupctl-rescue-kit-1.0.0.tar", "version": "1.0.0", "sha256": "ab", "size": 1, "stored": "x"},
+     "rescue kit record of 7.7.7: names another kit ('backupctl-rescue-kit-1.0.0.tar')"),
+    # This version, but the name of another kit.
+    ({"kit": "backupctl-rescue-kit-1.0.0.tar", "version": OTHER, "sha256": "ab", "size": 1, "stored": "x"},
+     "rescue kit record of 7.7.7: names another kit ('backupctl-rescue-kit-1.0.0.tar')"),
+])
+def test_a_record_of_another_kit_or_no_record_is_refused(doc: dict[str, object], message: str) -> None:
+    with pytest.raises(IntegrityError) as caught:
+        rescue_kit.KitRecord.decode(OTHER, json.dumps(doc).encode())
+    assert str(caught.value) == message
+
+
+# ---- check: the stored kit against its record -----------------------------------------------
+
+def _stored(repo: Repository, tmp_path: Path) -> str:
+    rescue_kit.ensure_kit(repo, directory=_kit(tmp_path))
+    return layout.rescue_kit_name(__version__)
+
+
+def test_check_names_a_kit_missing_from_the_storage(repo: Repository, tmp_path: Path) -> None:
+    name = _stored(repo, tmp_path)
+    del repo.storage.objects[name]  # type: ignore[attr-defined]
+    result = rescue_kit.check_kits(repo)
+    assert len(result.errors) == 1 and result.kits == 0
+    assert result.errors[0].startswith(f"rescue kit {name}: missing from the storage; it is not the kit backupctl "
+                                       f"stored")
+
+
+def test_check_names_a_sha256_file_that_does_not_give_the_sealed_digest(repo: Repository, tmp_path: Path) -> None:
+    """The tar is intact; only its clear .sha256 was rewritten: `sha256sum -c` would mislead."""
+    name = _stored(repo, tmp_path)
+    objects = repo.storage.objects  # type: ignore[attr-defined]
+    objects[name + ".sha256"] = b"0" * 64 + b"  backupctl-rescue-kit.tar\n"
+    assert [e.split(";")[0] for e in rescue_kit.check_kits(repo).errors] == [
+        f"rescue kit {name}: {name}.sha256 does not give the sealed SHA-256"]
+    objects[name + ".sha256"] = b""
+    assert len(rescue_kit.check_kits(repo).errors) == 1
+
+
+def test_check_names_a_sha256_file_of_junk_bytes(repo: Repository, tmp_path: Path) -> None:
+    """Bytes that are not ASCII are a wrong .sha256, not a crash of `check`."""
+    name = _stored(repo, tmp_path)
+    repo.storage.objects[name + ".sha256"] = "é".encode("latin-1") * 64  # type: ignore[attr-defined]
+    assert [e.split(";")[0] for e in rescue_kit.check_kits(repo).errors] == [
+        f"rescue kit {name}: {name}.sha256 does not give the sealed SHA-256"]
+
+
+def test_check_reads_a_sha256_file_of_at_most_4_kib(repo: Repository, tmp_path: Path) -> None:
+    """A .sha256 is one line; a planted large one is named, not read into memory."""
+    name = _stored(repo, tmp_path)
+    objects = repo.storage.objects  # type: ignore[attr-defined]
+    line = objects[name + ".sha256"]
+    objects[name + ".sha256"] = line + b" " * (4096 - len(line))
+    assert rescue_kit.check_kits(repo).errors == []
+    objects[name + ".sha256"] = line + b" " * (4097 - len(line))
+    assert [e.split(";")[0] for e in rescue_kit.check_kits(repo).errors] == [
+        f"rescue kit {name}: {name}.sha256 does not give the sealed SHA-256"]
+
+
+class RangeStorage(CountingStorage):
+    """Counts the ranged reads; refuses more than a kit of a few blocks would ever need."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ranges: list[tuple[int, int]] = []
+
+    def read_range(self, name: str, offset: int, length: int) -> bytes:
+        self.ranges.append((offset, length))
+        assert len(self.ranges) < 1000, "the kit is read again and again"
+        return super().read_range(name, offset, length)
+
+
+def test_check_reads_the_kit_in_bounded_blocks_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = Repository.init(RangeStorage(), b"phrase", cipher="xchacha20-poly1305", compression_level=1,
+                           kdf_params=FAST)
+    name = _stored(repo, tmp_path)
+    size = len(repo.storage.objects[name])  # type: ignore[attr-defined]
+    monkeypatch.setattr(rescue_kit, "READ_BLOCK", 1000)
+    result = rescue_kit.check_kits(repo)
+    assert result.errors == [] and result.kits == 1
+    blocks = [(offset, min(1000, size - offset)) for offset in range(0, size, 1000)]
+    assert repo.storage.ranges == blocks  # type: ignore[attr-defined]
