@@ -162,7 +162,7 @@ def test_every_foreign_character_is_named_once_in_order():
                                  "(it uses only letters A-Z and digits 2-7)")
 
 
-@pytest.mark.parametrize("typed", ["", "\n  \n\t\n"])
+@pytest.mark.parametrize("typed", ["", "\n  \n\t\n"], ids=["empty", "blank-lines"])
 def test_nothing_given_for_several_codes_is_refused_saying_so(typed):
     with pytest.raises(RecoveryCodeError) as raised:
         paper.parse_all(typed)

@@ -72,6 +72,17 @@ def test_shared_refused_while_exclusive_held(repo):
     assert len(lock_names(repo)) == 1  # only the foreign one
 
 
+
+@pytest.mark.parametrize("exclusive, held", [(False, "backup (shared lock)"), (True, "prune (exclusive lock)")])
+def test_a_refusal_names_the_holder_its_kind_of_lock_and_since_when(repo, exclusive, held):
+    # Taken 5 minutes ago on a machine at UTC+1: shown at that machine's time, its offset named.
+    paris = dt.timezone(dt.timedelta(hours=1))
+    foreign_lock(repo, exclusive=exclusive, when=(NOW - dt.timedelta(minutes=5)).astimezone(paris))
+    with pytest.raises(RepositoryLocked) as raised:
+        RepositoryLock(repo, "prune", exclusive=True).acquire()
+    assert str(raised.value) == (f"the repository is in use: {held} by x@autre-serveur pid 4242 "
+                                 f"since 2026-11-23 09:55 +01:00")
+
 def test_two_exclusive_racers_both_back_off(repo):
     """Both wrote their lock before listing: each sees the other and withdraws."""
     foreign_lock(repo, exclusive=True)

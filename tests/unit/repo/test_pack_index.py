@@ -16,6 +16,7 @@ from agent.repo.pack import (
     BLOB_DATA,
     BLOB_TREE,
     ENTRY,
+    MAX_HEADER_SIZE,
     TRAILER,
     PackBuilder,
     PackEntry,
@@ -109,6 +110,24 @@ def test_split_pack_on_garbage_raises_integrity_error(data):
     with pytest.raises(IntegrityError):
         split_pack(data, what="pack")
 
+
+
+def test_split_pack_at_its_limits():
+    assert split_pack(TRAILER.pack(0), what="pack") == (b"", 0)  # the trailer alone: just long enough
+    assert split_pack(b"HEAD" + TRAILER.pack(4), what="pack") == (b"HEAD", 0)  # a header that starts the pack
+    largest = b"H" * MAX_HEADER_SIZE
+    assert split_pack(b"x" + largest + TRAILER.pack(MAX_HEADER_SIZE), what="pack") == (largest, 1)
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"\x00\x00\x00", "data/3f/ab: too short to be a pack"),
+    (b"xx" + TRAILER.pack(3), "data/3f/ab: header length 3 is impossible"),
+    (b"x" * 100 + TRAILER.pack(MAX_HEADER_SIZE + 1), f"data/3f/ab: header length {MAX_HEADER_SIZE + 1} is impossible"),
+], ids=["three-bytes", "header-longer-than-the-pack", "header-over-16-MiB"])
+def test_split_pack_names_the_pack_and_what_is_wrong(data, message):
+    with pytest.raises(IntegrityError) as raised:
+        split_pack(data, what="data/3f/ab")
+    assert str(raised.value) == message
 
 # ---- index -------------------------------------------------------------------------------
 
