@@ -207,3 +207,16 @@ def test_a_chunker_takes_a_seed_or_a_table_not_both():
         Chunker(ChunkerParams(), 5, gear=ids.gear_table(b"\x00" * 32))
     with pytest.raises(ValueError):
         Chunker(ChunkerParams(), gear=[1] * 255)
+
+
+def test_a_gear_table_that_does_not_take_stops_the_backup_instead_of_cutting_with_another(monkeypatch):
+    # The table is read back after it is written: chunking with the probe table would cut at
+    # points an observer of the public table could predict.
+    import ctypes
+
+    from agent.errors import BackupctlError
+
+    monkeypatch.setattr(ctypes, "memmove", lambda *args: None)
+    with pytest.raises(BackupctlError) as raised:
+        Chunker(SMALL, gear=ids.gear_table(b"\x07" * 32))
+    assert str(raised.value) == "the chunker's gear table could not be set"

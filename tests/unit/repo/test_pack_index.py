@@ -15,6 +15,7 @@ from agent.repo.layout import ChunkId, IndexId, PackId
 from agent.repo.pack import (
     BLOB_DATA,
     BLOB_TREE,
+    BODY_OVERHEAD,
     ENTRY,
     MAX_HEADER_SIZE,
     TRAILER,
@@ -22,6 +23,7 @@ from agent.repo.pack import (
     PackEntry,
     decode_header_entries,
     encode_header_entries,
+    header_body,
     split_pack,
 )
 
@@ -118,6 +120,15 @@ def test_split_pack_at_its_limits():
     largest = b"H" * MAX_HEADER_SIZE
     assert split_pack(b"x" + largest + TRAILER.pack(MAX_HEADER_SIZE), what="pack") == (largest, 1)
 
+
+
+def test_a_version_4_header_of_just_a_nonce_and_a_tag_is_read():
+    # The smallest header body: the envelope of an empty header (24-byte nonce, 16-byte tag).
+    body = b"N" * BODY_OVERHEAD
+    assert header_body(b"blobs" + body + b"T" * 8, BODY_OVERHEAD, what="pack", trailer_size=8) == (body, 5)
+    with pytest.raises(IntegrityError) as raised:
+        header_body(b"blobs" + body + b"T" * 8, BODY_OVERHEAD - 1, what="pack", trailer_size=8)
+    assert str(raised.value) == f"pack: header length {BODY_OVERHEAD - 1} is impossible"
 
 @pytest.mark.parametrize("data, message", [
     (b"\x00\x00\x00", "data/3f/ab: too short to be a pack"),

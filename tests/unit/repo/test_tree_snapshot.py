@@ -201,6 +201,13 @@ def test_snapshot_round_trip():
     assert decoded.time.utcoffset() == dt.timedelta(hours=1)
 
 
+
+def test_a_snapshot_written_without_the_program_member_reads_as_no_program():
+    # Snapshots of early versions have no "program": shown empty, never as the word "None".
+    doc = json.loads(_snapshot().encode())
+    del doc["program"]
+    assert Snapshot.decode(json.dumps(doc).encode(), SNAP_ID).program == ""
+
 def test_snapshot_without_id_has_placeholder_short_id():
     assert _snapshot().short_id == "?"
 
