@@ -178,6 +178,29 @@ def test_an_overlapped_lock_is_held_then_removed(repo):
     assert lock_names(repo) == []
 
 
+
+def test_the_index_listed_alongside_an_overlapped_lock_is_the_one_load_index_reads(repo):
+    """index/ is listed as soon as the lock is written, and load_index uses that listing:
+    one round trip, not two, even when the listing ends after the lock is confirmed."""
+    import threading
+
+    listing_may_end = threading.Event()
+    listed = []
+    original = repo.storage.list
+
+    def slow_list(prefix):
+        listed.append(prefix)
+        if prefix == layout.INDEX_PREFIX:
+            listing_may_end.wait(5)
+        return original(prefix)
+
+    repo.storage.list = slow_list
+    with lock_module.overlapped_shared_lock(repo, "restore") as pending:
+        assert pending.confirmed() is not None
+        listing_may_end.set()
+        repo.load_index()
+    assert listed.count(layout.INDEX_PREFIX) == 1
+
 def test_an_overlapped_lock_that_cannot_be_written_lets_reading_go_on(repo):
     read_only = Repository(ReadOnlyStorage(), repo.master, repo.config)
     read_only.storage.objects = dict(repo.storage.objects)
