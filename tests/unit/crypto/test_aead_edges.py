@@ -50,3 +50,19 @@ def test_a_non_standard_backend_is_refused_in_words_a_person_can_act_on(monkeypa
 def test_the_sealed_length_is_by_default_that_of_the_whole_envelope(cipher):
     assert aead.sealed_length(100) == len(aead.seal(KEY, bytes(100), b"", cipher=cipher)) == 100 + aead.OVERHEAD
     assert aead.sealed_length(100, clear_header=False) == 100 + aead.OVERHEAD - 2
+
+
+@pytest.mark.parametrize("cipher", sorted(aead.CIPHER_IDS))
+def test_sealing_in_place_writes_the_whole_envelope_by_default(cipher):
+    out = bytearray(aead.sealed_length(100))
+    aead.seal_into(KEY, bytes(100), b"aad", cipher=cipher, out=memoryview(out))
+    assert out[:2] == bytes((aead.ENVELOPE_VERSION, aead.CIPHER_IDS[cipher]))
+    assert aead.open_envelope(KEY, bytes(out), b"aad", what="blob") == bytes(100)
+
+
+def test_sealing_in_place_into_a_place_of_another_size_is_refused_before_writing():
+    out = bytearray(aead.sealed_length(100) + 1)
+    with pytest.raises(ValueError) as raised:
+        aead.seal_into(KEY, bytes(100), b"aad", cipher="aes-256-gcm", out=memoryview(out))
+    assert str(raised.value) == "seal_into: the output does not have the sealed length"
+    assert out == bytes(len(out))
