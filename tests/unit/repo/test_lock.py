@@ -253,3 +253,10 @@ def test_the_repository_says_per_object_what_a_backend_cannot_guess_from_its_nam
                     ("write", "reports"): {"exclusive": True, "random_name": True},
                     ("write", "locks"): {"ephemeral": True},
                     ("delete", "locks"): {"ephemeral": True}}
+
+
+def test_a_lock_released_twice_is_released_once_quietly(repo):
+    lock = RepositoryLock(repo, "backup").acquire()
+    lock.release()
+    lock.release()
+    assert lock_names(repo) == []

@@ -24,6 +24,7 @@ from agent.repo.pack import (
     decode_header_entries,
     encode_header_entries,
     header_body,
+    unpad,
     split_pack,
 )
 
@@ -201,3 +202,9 @@ def test_master_index_lookup_and_first_location_wins():
     assert tree.kind == BLOB_TREE
     assert set(index.pack_ids()) == {p1, p2}
     assert index.packs()[p2] == [PackEntry(BLOB_DATA, ChunkId(b"\x01" * 32), 7, 8, 9)]
+
+
+def test_a_padded_plaintext_shorter_than_its_length_prefix_is_refused_by_name():
+    with pytest.raises(IntegrityError) as raised:
+        unpad(b"\x01", what="blob ab")
+    assert str(raised.value) == "blob ab: padded plaintext too short"

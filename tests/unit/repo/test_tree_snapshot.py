@@ -238,3 +238,18 @@ def test_malformed_snapshot_raises_integrity_error(edit):
 def test_snapshot_garbage_raises_integrity_error(raw):
     with pytest.raises(IntegrityError):
         Snapshot.decode(raw, SNAP_ID)
+
+
+def test_a_node_written_without_owner_names_reads_as_none_given():
+    # Trees of early versions, or a file whose uid has no name: empty names, never "None".
+    doc = json.loads(encode_tree([_file(b"lettre.txt")]))
+    del doc["nodes"][0]["user"], doc["nodes"][0]["group"]
+    (node,) = decode_tree(json.dumps(doc).encode())
+    assert (node.user, node.group) == ("", "")
+
+
+def test_a_tree_of_a_newer_format_is_refused_by_name_even_without_the_repository_version():
+    with pytest.raises(IntegrityError) as raised:
+        decode_tree(b'{"version":99,"nodes":[]}')
+    assert str(raised.value) == ("tree says format version 99, newer than this program's (5); "
+                                 "the repository's config says 5")
