@@ -82,6 +82,8 @@ def test_a_refusal_names_the_holder_its_kind_of_lock_and_since_when(repo, exclus
         RepositoryLock(repo, "prune", exclusive=True).acquire()
     assert str(raised.value) == (f"the repository is in use: {held} by x@autre-serveur pid 4242 "
                                  f"since 2026-11-23 09:55 +01:00")
+    # ...and what to do, with when a crashed holder's lock stops counting.
+    assert raised.value.hint == "wait for it to finish; a lock left by a crashed process is ignored after 30 minutes"
 
 def test_two_exclusive_racers_both_back_off(repo):
     """Both wrote their lock before listing: each sees the other and withdraws."""
@@ -258,5 +260,12 @@ def test_the_repository_says_per_object_what_a_backend_cannot_guess_from_its_nam
 def test_a_lock_released_twice_is_released_once_quietly(repo):
     lock = RepositoryLock(repo, "backup").acquire()
     lock.release()
+    lock.release()
+    assert lock_names(repo) == []
+
+
+def test_a_lock_never_taken_can_be_released(repo):
+    # A caller's cleanup releases whatever it holds, taken or not.
+    lock = RepositoryLock(repo, "backup")
     lock.release()
     assert lock_names(repo) == []
