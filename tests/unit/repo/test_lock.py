@@ -269,3 +269,17 @@ def test_a_lock_never_taken_can_be_released(repo):
     lock = RepositoryLock(repo, "backup")
     lock.release()
     assert lock_names(repo) == []
+
+
+def test_an_unreadable_lock_is_described_as_held_by_nobody_known(repo):
+    repo.storage.write(layout.lock_name(bytes(16)), b"garbage")
+    with pytest.raises(RepositoryLocked) as raised:
+        RepositoryLock(repo, "backup").acquire()
+    assert str(raised.value).startswith("the repository is in use: unreadable lock (")
+    assert ") (exclusive lock) by ?@? pid 0 since 2026-11-23 09:00 " in str(raised.value)
+
+
+def test_a_held_lock_never_keeps_the_program_from_exiting(repo):
+    # Its refresh runs until release; a command that ends without releasing must still end.
+    with RepositoryLock(repo, "backup") as held:
+        assert held._refresher is not None and held._refresher.daemon

@@ -143,3 +143,11 @@ def test_a_sealed_blob_opens_only_as_its_own_kind(format_version, blob_type, kin
         bytes(sealer.blob_plaintext(b"contents"))
     with pytest.raises(IntegrityError):
         aead.open_envelope(sealer.enc_key, envelope, sealer.aad(kinds[other_kind], chunk_id), what="blob")
+
+
+def test_a_part_of_a_format_3_repository_is_a_whole_envelope_of_its_payload():
+    repo = Repository.init(MemoryStorage(), b"phrase", cipher="aes-256-gcm", compression_level=3, kdf_params=FAST,
+                           format_version=3)
+    sealer = repo.sealer
+    part = bytes(sealer.seal_part(7, b"id", b"payload"))
+    assert aead.open_envelope(sealer.enc_key, part, sealer.aad(7, b"id"), what="part") == b"payload"
