@@ -287,3 +287,15 @@ def test_lookups_while_packs_are_added_from_another_thread(small_recent):
         sys.setswitchinterval(interval)
     assert failures == []
     assert len(index) == sum(len(entries) for _pack_id, entries in packs)
+
+
+def test_more_blobs_than_positions_can_number_are_refused_not_wrapped(monkeypatch):
+    # Positions are 32 bits in the sorted keys: past 2^32 - 1 blobs they would alias. Shown
+    # with positions of 2 bits (up to 3 blobs) instead of 4 billion blobs.
+    monkeypatch.setattr(index_module, "_POSITION_MASK", 3)
+    rng = random.Random(11)
+    index = MasterIndex()
+    index.add_pack(PackId(b"\x01" * 32), _pack(rng, 2))
+    with pytest.raises(OverflowError):
+        index.add_pack(PackId(b"\x02" * 32), _pack(rng, 2))
+    index.add_pack(PackId(b"\x03" * 32), _pack(rng, 1))  # up to the last position
