@@ -126,3 +126,14 @@ def test_non_utf8_passphrase_is_used_as_is():
     assert derive_key(latin1, SALT, FAST) == nacl.pwhash.argon2id.kdf(32, latin1, SALT, opslimit=1,
                                                                       memlimit=8192 * 1024)
     assert derive_key(latin1, SALT, FAST) != derive_key("été".encode(), SALT, FAST)
+
+
+def test_a_machine_without_the_memory_argon2id_asks_says_so(monkeypatch):
+    # A small machine (or a container limit) refusing the 64 MiB: told in words, not a traceback.
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError("cannot allocate 65536 KiB")
+
+    monkeypatch.setattr(nacl.pwhash.argon2id, "kdf", out_of_memory)
+    with pytest.raises(KeyFileError) as raised:
+        kdf.derive_key(b"phrase", bytes(kdf.SALT_SIZE), kdf.KdfParams())
+    assert str(raised.value) == "Argon2id failed with the key file's parameters: cannot allocate 65536 KiB"

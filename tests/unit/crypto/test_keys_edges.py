@@ -49,3 +49,49 @@ def test_a_wrong_passphrase_says_so_in_words():
         key_file.unwrap(b"not the passphrase")
     assert str(raised.value) == "the passphrase does not open this repository"
     assert len(key_file.unwrap(PASSPHRASE).encryption_key) == 32
+
+
+def test_a_key_file_that_is_not_json_is_named():
+    with pytest.raises(KeyFileError) as raised:
+        KeyFile.parse(b'{"version": 1,', name="keys/k")
+    assert str(raised.value) == "key file keys/k is not valid JSON"
+
+
+@pytest.mark.parametrize("field, value", [
+    ("repository_id", "not hex"),
+    ("repository_id", None),
+    ("key_id", 12),
+], ids=["repository_id-not-hex", "repository_id-null", "key_id-a-number"])
+def test_a_key_file_without_readable_ids_is_named(field, value):
+    document = _document()
+    document[field] = value
+    with pytest.raises(KeyFileError) as raised:
+        _parse(document)
+    assert str(raised.value) == "key file keys/k has no valid repository_id/key_id"
+
+
+def test_a_key_file_without_its_ids_is_named():
+    document = _document()
+    del document["key_id"]
+    with pytest.raises(KeyFileError) as raised:
+        _parse(document)
+    assert str(raised.value) == "key file keys/k has no valid repository_id/key_id"
+
+
+def test_a_key_file_asking_for_several_lanes_is_refused_before_any_derivation():
+    # Argon2id with 4 lanes gives another key: read as 1 lane, the file would never open.
+    document = _document()
+    document["kdf"]["parallelism"] = 4
+    with pytest.raises(KeyFileError) as raised:
+        _parse(document)
+    assert str(raised.value) == "key file asks Argon2id for 4 lanes; only 1 is supported"
+
+
+def test_a_key_file_without_its_creation_date_or_host_opens():
+    # Both only tell a person which key file is which: absent, they read as empty.
+    document = _document()
+    del document["created"], document["host"]
+    key_file = _parse(document)
+    assert (key_file.created, key_file.host) == ("", "")
+    assert len(key_file.unwrap(PASSPHRASE).secret) == 32
+

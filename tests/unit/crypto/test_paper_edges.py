@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.crypto import paper
+from agent.crypto import paper, shares
 from agent.errors import RecoveryCodeError
 
 
@@ -103,3 +103,93 @@ def test_shares_of_two_splits_of_one_repository_are_refused_by_name():
     with pytest.raises(RecoveryCodeError) as raised:
         paper.master_secret([first, second])
     assert str(raised.value) == "these shares come from different sheets (another repository or another split)"
+
+
+def _lines_with_their_checks(text: str) -> str:
+    # Lines that each pass their check however long the whole is: what a person sees when a
+    # check lets a dropped group through (1 chance in 1,024) or when the sheet was cut short.
+    return "\n".join(f"{text[i:i + paper.LINE_CHARS]} {paper._check(n, text[i:i + paper.LINE_CHARS])}"
+                     for n, i in enumerate(range(0, len(text), paper.LINE_CHARS), 1))
+
+
+WRONG_LENGTH = "the code has the wrong length: a group or a line is missing"
+WRONG_LENGTH_OR_VERSION = "the code has the wrong length or version: a group or a line is missing"
+
+
+@pytest.mark.parametrize("cut", [1, 4, 6])  # 78, 75 and 73 characters: no whole number of bytes
+def test_a_code_whose_lines_pass_but_whose_length_is_no_base32_length_is_refused_as_too_short(cut):
+    text = paper._base32(paper.RecoveryCode(bytes(range(16)), bytes(range(32))).payload())
+    with pytest.raises(RecoveryCodeError) as raised:
+        paper.parse(_lines_with_their_checks(text[:-cut]))
+    assert str(raised.value) == WRONG_LENGTH
+
+
+def test_a_line_of_one_character_and_its_check_is_a_line_not_a_short_one():
+    # Three characters are one character of the code and its two checks: read, then refused as
+    # the whole being too short, not as "type the 2 check characters" (they were typed).
+    with pytest.raises(RecoveryCodeError) as raised:
+        paper.parse(_lines_with_their_checks("A"))
+    assert str(raised.value) == WRONG_LENGTH
+
+
+def test_a_missing_last_line_is_refused_with_the_whole_message():
+    code = paper.RecoveryCode(bytes(range(16)), bytes(range(32)))
+    with pytest.raises(RecoveryCodeError) as raised:
+        paper.parse("\n".join(_typed(code).splitlines()[:-1]))
+    assert str(raised.value) == WRONG_LENGTH_OR_VERSION
+
+
+@pytest.mark.parametrize("version, size", [
+    (paper.SHARE, 1 + 16 + 32),  # a share's version byte on a whole code's length
+    (paper.WHOLE, 3 + 16 + 32),  # a whole code's version byte on a share's length
+    (3, 3 + 16 + 32),  # a later version of the format, of a share's length
+    (3, 1 + 16 + 32),
+])
+def test_a_version_byte_that_does_not_go_with_the_length_is_refused(version, size):
+    # A share is only read from a share's length: read from 49 bytes it would give a 30-byte secret.
+    payload = bytes((version, 2, 1)) + bytes(range(size - 3))
+    with pytest.raises(RecoveryCodeError) as raised:
+        paper.parse(_lines_with_their_checks(paper._base32(payload)))
+    assert str(raised.value) == WRONG_LENGTH_OR_VERSION
+
+
+def test_every_foreign_character_is_named_once_in_order():
+    code = paper.RecoveryCode(bytes(range(16)), bytes(range(32)))
+    first_line = _typed(code).splitlines()[0]
+    with pytest.raises(RecoveryCodeError) as raised:
+        paper.parse(first_line + " @9!9")
+    assert str(raised.value) == ("the code has characters that are not in it: ! 9 @ "
+                                 "(it uses only letters A-Z and digits 2-7)")
+
+
+@pytest.mark.parametrize("typed", ["", "\n  \n\t\n"], ids=["empty", "blank-lines"])
+def test_nothing_given_for_several_codes_is_refused_saying_so(typed):
+    with pytest.raises(RecoveryCodeError) as raised:
+        paper.parse_all(typed)
+    assert str(raised.value) == "no recovery code was given"
+
+
+def test_a_single_share_is_refused_saying_how_many_are_needed():
+    # One sheet of a 2-of-3 split: the person is told to bring another, the recovery does not crash.
+    secret = bytes(range(32))
+    number, share = shares.split(secret, 2, 3)[0]
+    one = paper.RecoveryCode(bytes(range(16)), share, threshold=2, share_number=number)
+    with pytest.raises(RecoveryCodeError) as raised:
+        paper.master_secret([one])
+    assert str(raised.value) == "1 different share(s) given; this key was split so that 2 are needed"
+
+
+def test_the_same_share_typed_twice_counts_once():
+    secret = bytes(range(32))
+    number, share = shares.split(secret, 2, 3)[1]
+    one = paper.RecoveryCode(bytes(range(16)), share, threshold=2, share_number=number)
+    with pytest.raises(RecoveryCodeError) as raised:
+        paper.master_secret([one, one])
+    assert str(raised.value) == "1 different share(s) given; this key was split so that 2 are needed"
+
+
+def test_enough_shares_give_the_repository_and_the_secret_back():
+    secret, repository_id = bytes(range(32)), bytes(range(100, 116))
+    codes = [paper.RecoveryCode(repository_id, share, threshold=3, share_number=number)
+             for number, share in shares.split(secret, 3, 5)[1:4]]
+    assert paper.master_secret(codes) == (repository_id, secret)

@@ -59,6 +59,73 @@ def test_small_files_are_one_chunk_and_empty_files_none():
     assert _cut(b"", 0) == []
 
 
+# Small sizes, so that tests cut many chunks quickly.
+SMALL = ChunkerParams(min_size=256, avg_size=1024, max_size=8192)
+
+
+class Recorded(io.RawIOBase):
+    """A stream that notes the size of each read asked of it; `trickle` caps what a read
+    returns, as a pipe or a network file does."""
+
+    def __init__(self, data: bytes, trickle: int | None = None) -> None:
+        self.data, self.trickle, self.position, self.asked = data, trickle, 0, []
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        self.asked.append(size)
+        size = len(self.data) - self.position if size < 0 else size
+        out = self.data[self.position : self.position + min(size, self.trickle or size)]
+        self.position += len(out)
+        return out
+
+
+def test_fixed_chunks_of_a_large_file_read_in_short_pieces_are_aligned_on_its_start():
+    data = os.urandom(100_000)
+    chunks = [bytes(c) for c in Chunker.fixed_chunks(Trickle(data), 4096)]
+    assert b"".join(chunks) == data
+    assert [len(c) for c in chunks] == [4096] * 24 + [100_000 - 24 * 4096]
+
+
+@pytest.mark.parametrize("trickle", [None, 1000])
+def test_fixed_chunks_never_ask_for_more_than_the_read_size(trickle):
+    # The read size is rounded down to whole chunks (10,000 -> 8,192 for 4 KiB pages), so a
+    # full read ends on a chunk boundary; short reads are completed, never overshot, and a
+    # block that already ends on a boundary is not topped up with reads of 0 bytes.
+    data = os.urandom(50_000)
+    stream = Recorded(data, trickle)
+    chunks = [bytes(c) for c in Chunker.fixed_chunks(stream, 4096, read_size=10_000)]
+    assert b"".join(chunks) == data
+    assert [len(c) for c in chunks[:-1]] == [4096] * 12
+    assert max(stream.asked) == 8192 and min(stream.asked) > 0
+
+
+class Growing:
+    """A file appended to while it is read: each read() returns what was written since."""
+
+    def __init__(self, *parts: bytes) -> None:
+        self.parts = list(parts)
+
+    def read(self, size: int = -1) -> bytes:
+        return self.parts.pop(0) if self.parts else b""
+
+
+def test_what_a_file_gained_while_it_was_cut_in_memory_is_kept():
+    first, added = os.urandom(5000), os.urandom(20_000)
+    chunks = [bytes(c) for c in Chunker(SMALL, seed=12345).chunks(Growing(first, added), size_hint=len(first))]
+    assert b"".join(chunks) == first + added
+
+
+@pytest.mark.parametrize("size", [SMALL.min_size + 1, SMALL.max_size])
+def test_a_file_of_at_most_the_largest_chunk_is_read_whole_in_one_read(size):
+    # Cut in memory: one read() of the whole file and one to see that it did not grow,
+    # instead of the streaming cutter's buffer of several times max_size for every file.
+    stream = Recorded(os.urandom(size))
+    assert sum(len(c) for c in Chunker(SMALL, seed=12345).chunks(stream, size_hint=size)) == size
+    assert stream.asked == [-1, -1]
+
+
 def test_the_seed_moves_chunk_boundaries():
     data = os.urandom(6 * 1024 * 1024)
     first = [len(c) for c in Chunker(ChunkerParams(), seed=1).chunks(io.BytesIO(data))]
@@ -67,8 +134,6 @@ def test_the_seed_moves_chunk_boundaries():
 
 
 # ---- format version 4: a gear table derived whole from the key ---------------------------
-
-SMALL = ChunkerParams(min_size=256, avg_size=1024, max_size=8192)
 
 
 def _reference_cuts(data: bytes, params: ChunkerParams, gear: list[int]) -> list[int]:
@@ -142,3 +207,16 @@ def test_a_chunker_takes_a_seed_or_a_table_not_both():
         Chunker(ChunkerParams(), 5, gear=ids.gear_table(b"\x00" * 32))
     with pytest.raises(ValueError):
         Chunker(ChunkerParams(), gear=[1] * 255)
+
+
+def test_a_gear_table_that_does_not_take_stops_the_backup_instead_of_cutting_with_another(monkeypatch):
+    # The table is read back after it is written: chunking with the probe table would cut at
+    # points an observer of the public table could predict.
+    import ctypes
+
+    from agent.errors import BackupctlError
+
+    monkeypatch.setattr(ctypes, "memmove", lambda *args: None)
+    with pytest.raises(BackupctlError) as raised:
+        Chunker(SMALL, gear=ids.gear_table(b"\x07" * 32))
+    assert str(raised.value) == "the chunker's gear table could not be set"

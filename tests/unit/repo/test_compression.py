@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import random
 import struct
+import threading
 import tracemalloc
 
 import pytest
@@ -144,3 +146,67 @@ def test_frame_declaring_more_than_expected_is_refused_without_allocating_it():
     finally:
         tracemalloc.stop()
     assert peak < 16 * 1024 * 1024, f"allocated {peak} bytes for a 64-byte blob"
+
+
+def _frame_header_declaring(size: int) -> bytes:
+    # A zstd frame header alone: magic, a single-segment descriptor with an 8-byte content size.
+    return struct.pack("<I", 0xFD2FB528) + bytes((0xE0,)) + struct.pack("<Q", size)
+
+
+@pytest.mark.parametrize("payload, expected_size, message", [
+    (b"", 5, "blob: empty plaintext"),
+    (b"\x00abc", 5, "blob: decompressed to 3 bytes, expected 5"),
+    (b"\x01" + zstandard.ZstdCompressor().compress(b"x" * 100), 50, "blob: zstd frame declares 100 bytes, expected 50"),
+    (b"\x01" + zstandard.ZstdCompressor().compress(b"x" * 10), 50, "blob: zstd frame declares 10 bytes, expected 50"),
+    (b"\x01" + zstandard.ZstdCompressor().compress(b""), 5, "blob: zstd frame declares 0 bytes, expected 5"),
+    (b"\x01" + _frame_header_declaring(compression.MAX_METADATA_SIZE + 1), None,
+     f"blob: zstd frame declares {compression.MAX_METADATA_SIZE + 1} bytes, expected at most "
+     f"{compression.MAX_METADATA_SIZE}"),
+    (b"\x07abc", 3, "blob: unknown compression method 7"),
+], ids=["empty", "stored-short", "declares-more", "declares-less", "declares-none", "metadata-over-1-GiB",
+        "unknown-method"])
+def test_a_plaintext_that_does_not_decompress_to_what_is_expected_is_refused_saying_why(payload, expected_size,
+                                                                                        message):
+    with pytest.raises(IntegrityError) as raised:
+        compression.decompress(payload, expected_size=expected_size, what="blob")
+    assert str(raised.value) == message
+
+
+@pytest.mark.parametrize("payload", [
+    b"\x01garbage",
+    # No declared size, 100,000 bytes inside: stopped at the expected 1,000, never inflated whole.
+    b"\x01" + zstandard.ZstdCompressor(write_content_size=False).compress(bytes(100_000)),
+], ids=["garbage", "undeclared-bomb"])
+def test_a_frame_that_is_not_zstd_or_inflates_past_the_expected_size_is_refused_as_invalid(payload):
+    with pytest.raises(IntegrityError) as raised:
+        compression.decompress(payload, expected_size=1000, what="blob")
+    assert str(raised.value).startswith("blob: zstd frame is invalid (")
+
+
+@pytest.mark.parametrize("size, method", [(63, compression.NONE), (64, compression.ZSTD)])
+def test_data_from_64_bytes_on_is_compressed(size, method):
+    assert compression.compress_parts(b"a" * size, 3)[0] == method
+
+
+def test_data_that_shrinks_by_less_than_a_sixteenth_is_stored_as_is():
+    # Random bytes followed by zeros, the share of zeros chosen so that zstd saves between a
+    # seventeenth and a sixteenth: not worth a decompression at every restore.
+    for keep in range(3700, 4096):
+        data = random.Random(keep).randbytes(keep) + bytes(4096 - keep)
+        packed = len(zstandard.ZstdCompressor(level=3).compress(data))
+        if len(data) - len(data) // 16 <= packed < len(data) - len(data) // 17:
+            break
+    else:
+        raise AssertionError("no data in the window")
+    assert compression.compress_parts(data, 3) == (compression.NONE, data)
+
+
+def test_each_thread_keeps_its_own_compressor_and_decompressor():
+    # zstd objects are not shared between threads, and made once per thread (not per blob).
+    mine = (compression._compressor(3), compression._decompressor())
+    assert mine == (compression._compressor(3), compression._decompressor())
+    other = []
+    thread = threading.Thread(target=lambda: other.extend((compression._compressor(3), compression._decompressor())))
+    thread.start()
+    thread.join()
+    assert other[0] is not mine[0] and other[1] is not mine[1]

@@ -29,7 +29,7 @@ from agent.repo.layout import SnapshotId
 from agent.repo.pack import BLOB_DATA, BLOB_TREE
 from agent.repo.repository import FORMAT_VERSION, Repository
 from agent.repo.snapshot import Snapshot
-from agent.repo.tree import FILE, Node, decode_tree, encode_tree
+from agent.repo.tree import FILE, Node, check_tree_version, decode_tree, encode_tree
 from agent.storage.memory import MemoryStorage
 from tests.support.locked import run_locked
 
@@ -298,6 +298,22 @@ def test_an_authentic_tree_of_another_version_is_refused_by_name(monkeypatch, do
         decode_tree(document, 5)
     assert fresh.load_blob(accepted) == b'{"nodes":[],"version":5}'
 
+
+
+@pytest.mark.parametrize("document, message", [
+    (b"[]", "tree 0123abcd says no format version, the repository's config says format version 5: "
+            "refused (a structure of another layout is never read as this one's)"),
+    (b'"nodes"', "tree 0123abcd says no format version, the repository's config says format version 5: "
+                 "refused (a structure of another layout is never read as this one's)"),
+    (b'{"nodes":', "tree 0123abcd: not a valid tree document (Expecting value: line 1 column 10 (char 9))"),
+    (b"\xff\xfe", "tree 0123abcd: not a valid tree document (Expecting value: line 1 column 1 (char 0))"),
+], ids=["a-list", "a-string", "cut-short", "not-text"])
+def test_a_tree_that_is_no_json_object_is_refused_by_name(document, message):
+    # Authentic but not a tree document (a bug of another writer): an IntegrityError naming
+    # the tree, never a Python error from reading a member of a list or a string.
+    with pytest.raises(IntegrityError) as raised:
+        check_tree_version(document, 5, what="tree 0123abcd")
+    assert str(raised.value) == message
 
 # ---- older repositories keep their layout -----------------------------------------------------
 

@@ -73,8 +73,10 @@ def test_malformed_pack_names_are_rejected(name):
     [
         (layout.index_name, layout.index_id_from_name, "index/"),
         (layout.snapshot_name, layout.snapshot_id_from_name, "snapshots/"),
+        (layout.lock_name, layout.lock_id_from_name, "locks/"),
+        (layout.report_name, layout.report_id_from_name, "reports/"),
     ],
-    ids=["index", "snapshot"],
+    ids=["index", "snapshot", "lock", "report"],
 )
 @pytest.mark.parametrize(
     "tail",
@@ -96,8 +98,10 @@ def test_malformed_index_and_snapshot_names_are_rejected(make, parse, prefix, ta
     [
         (layout.index_name, layout.index_id_from_name, "index/"),
         (layout.snapshot_name, layout.snapshot_id_from_name, "snapshots/"),
+        (layout.lock_name, layout.lock_id_from_name, "locks/"),
+        (layout.report_name, layout.report_id_from_name, "reports/"),
     ],
-    ids=["index", "snapshot"],
+    ids=["index", "snapshot", "lock", "report"],
 )
 @pytest.mark.parametrize("variant", ["nested", "uppercase", "other-prefix"])
 def test_only_canonical_index_and_snapshot_names_are_accepted(make, parse, prefix, variant):
@@ -114,3 +118,23 @@ def test_only_canonical_index_and_snapshot_names_are_accepted(make, parse, prefi
     }[variant]
     parsed = parse(name)
     assert parsed is None or make(parsed) == name
+
+
+@SETTINGS
+@given(object_id=st.binary(min_size=16, max_size=16))
+def test_lock_and_report_name_round_trip(object_id):
+    assert layout.lock_id_from_name(layout.lock_name(object_id)) == object_id
+    assert layout.report_id_from_name(layout.report_name(object_id)) == object_id
+
+
+def test_the_rescue_kit_is_named_after_the_version():
+    assert layout.rescue_kit_file("1.2.3+local_build-4") == "backupctl-rescue-kit-1.2.3+local_build-4.tar"
+    assert layout.rescue_kit_name("1.2") == "rescue/backupctl-rescue-kit-1.2.tar"
+
+
+@pytest.mark.parametrize("version", ["", "../1.0", "1.0/x", "1.0 beta", "1.0\n"],
+                         ids=["empty", "parent", "slash", "space", "newline"])
+def test_a_version_that_could_leave_rescue_or_break_a_name_is_refused_by_name(version):
+    with pytest.raises(ValueError) as raised:
+        layout.rescue_kit_file(version)
+    assert str(raised.value) == f"not a version: {version!r}"

@@ -72,6 +72,19 @@ def test_shared_refused_while_exclusive_held(repo):
     assert len(lock_names(repo)) == 1  # only the foreign one
 
 
+
+@pytest.mark.parametrize("exclusive, held", [(False, "backup (shared lock)"), (True, "prune (exclusive lock)")])
+def test_a_refusal_names_the_holder_its_kind_of_lock_and_since_when(repo, exclusive, held):
+    # Taken 5 minutes ago on a machine at UTC+1: shown at that machine's time, its offset named.
+    paris = dt.timezone(dt.timedelta(hours=1))
+    foreign_lock(repo, exclusive=exclusive, when=(NOW - dt.timedelta(minutes=5)).astimezone(paris))
+    with pytest.raises(RepositoryLocked) as raised:
+        RepositoryLock(repo, "prune", exclusive=True).acquire()
+    assert str(raised.value) == (f"the repository is in use: {held} by x@autre-serveur pid 4242 "
+                                 f"since 2026-11-23 09:55 +01:00")
+    # ...and what to do, with when a crashed holder's lock stops counting.
+    assert raised.value.hint == "wait for it to finish; a lock left by a crashed process is ignored after 30 minutes"
+
 def test_two_exclusive_racers_both_back_off(repo):
     """Both wrote their lock before listing: each sees the other and withdraws."""
     foreign_lock(repo, exclusive=True)
@@ -167,6 +180,29 @@ def test_an_overlapped_lock_is_held_then_removed(repo):
     assert lock_names(repo) == []
 
 
+
+def test_the_index_listed_alongside_an_overlapped_lock_is_the_one_load_index_reads(repo):
+    """index/ is listed as soon as the lock is written, and load_index uses that listing:
+    one round trip, not two, even when the listing ends after the lock is confirmed."""
+    import threading
+
+    listing_may_end = threading.Event()
+    listed = []
+    original = repo.storage.list
+
+    def slow_list(prefix):
+        listed.append(prefix)
+        if prefix == layout.INDEX_PREFIX:
+            listing_may_end.wait(5)
+        return original(prefix)
+
+    repo.storage.list = slow_list
+    with lock_module.overlapped_shared_lock(repo, "restore") as pending:
+        assert pending.confirmed() is not None
+        listing_may_end.set()
+        repo.load_index()
+    assert listed.count(layout.INDEX_PREFIX) == 1
+
 def test_an_overlapped_lock_that_cannot_be_written_lets_reading_go_on(repo):
     read_only = Repository(ReadOnlyStorage(), repo.master, repo.config)
     read_only.storage.objects = dict(repo.storage.objects)
@@ -219,3 +255,31 @@ def test_the_repository_says_per_object_what_a_backend_cannot_guess_from_its_nam
                     ("write", "reports"): {"exclusive": True, "random_name": True},
                     ("write", "locks"): {"ephemeral": True},
                     ("delete", "locks"): {"ephemeral": True}}
+
+
+def test_a_lock_released_twice_is_released_once_quietly(repo):
+    lock = RepositoryLock(repo, "backup").acquire()
+    lock.release()
+    lock.release()
+    assert lock_names(repo) == []
+
+
+def test_a_lock_never_taken_can_be_released(repo):
+    # A caller's cleanup releases whatever it holds, taken or not.
+    lock = RepositoryLock(repo, "backup")
+    lock.release()
+    assert lock_names(repo) == []
+
+
+def test_an_unreadable_lock_is_described_as_held_by_nobody_known(repo):
+    repo.storage.write(layout.lock_name(bytes(16)), b"garbage")
+    with pytest.raises(RepositoryLocked) as raised:
+        RepositoryLock(repo, "backup").acquire()
+    assert str(raised.value).startswith("the repository is in use: unreadable lock (")
+    assert ") (exclusive lock) by ?@? pid 0 since 2026-11-23 09:00 " in str(raised.value)
+
+
+def test_a_held_lock_never_keeps_the_program_from_exiting(repo):
+    # Its refresh runs until release; a command that ends without releasing must still end.
+    with RepositoryLock(repo, "backup") as held:
+        assert held._refresher is not None and held._refresher.daemon

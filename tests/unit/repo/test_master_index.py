@@ -129,6 +129,56 @@ def test_pack_entries_behave_as_the_list_they_replace():
     assert decoded != entries[:5] and decoded != b"x"
 
 
+
+def test_pack_entries_compare_by_their_records_and_refuse_what_is_no_sequence():
+    rng = random.Random(7)
+    entries = _pack(rng, 4)
+    pack_id = PackId(b"\x08" * 32)
+    decoded = decode_index(encode_index({pack_id: entries}), what="i")[0][pack_id]
+    same = index_module.PackEntries.of(entries)
+    assert decoded == same and not decoded != same
+    assert decoded != index_module.PackEntries.of(entries[:3])
+    # Unequal to what is not a list of entries, as a list would be, without raising.
+    assert decoded != None and decoded != 4 and decoded != "entries"  # noqa: E711
+    assert repr(decoded) == f"PackEntries({entries!r})"
+
+
+@pytest.mark.parametrize("position", [4, -5, 100])
+def test_a_pack_entry_past_either_end_is_refused_as_a_list_would(position):
+    entries = index_module.PackEntries.of(_pack(random.Random(8), 4))
+    assert entries[-4] == entries[0] and entries[3] == entries[-1]
+    with pytest.raises(IndexError, match="^pack entry index out of range$"):
+        entries[position]
+
+
+def test_an_id_stored_twice_around_another_of_the_same_first_bytes_counts_once():
+    # The count compares the ids of each run of equal 4-byte prefixes as one group: a
+    # pairwise look at neighbours would miss the copy of A two places further (A, B, A).
+    rng = random.Random(9)
+    first, other = (b"\x12\x34\x56\x78" + rng.randbytes(28) for _ in range(2))
+    index = MasterIndex()
+    index.add_pack(PackId(b"\x01" * 32), _pack(rng, 0, [first, other, first, rng.randbytes(32)]))
+    assert len(index) == 3
+
+
+def test_the_fan_out_has_a_bucket_for_each_value_of_the_first_bits_about_one_key_each():
+    """A lookup reads only the keys of its bucket: one or two on average (2 to 4 bytes of
+    fan-out a blob). Were the buckets fewer, or some never used, a restore of a million
+    blobs would read many keys a lookup (and with one bucket, all of them)."""
+    rng = random.Random(10)
+    blobs = 5000
+    index = MasterIndex()
+    index.add_pack(PackId(b"\x01" * 32), _pack(rng, blobs))
+    assert len(index) == blobs  # builds the array
+    keys, fan, shift, _recent = index._view
+    buckets = len(fan) - 1
+    assert blobs / 2 < buckets <= blobs
+    assert fan[0] == 0 and fan[-1] == blobs and list(fan) == sorted(fan)
+    assert 0xFFFFFFFF >> shift == buckets - 1  # the largest prefix falls in the last bucket: all are used
+    for bucket in range(buckets):
+        assert all(keys[at] >> 32 >> shift == bucket for at in range(fan[bucket], fan[bucket + 1]))
+
+
 def _plaintext(blobs: int, per_pack: int) -> bytes:
     rng = random.Random(6)
     out = [b"\x01", struct.pack("<I", 0), struct.pack("<I", blobs // per_pack)]
@@ -237,3 +287,15 @@ def test_lookups_while_packs_are_added_from_another_thread(small_recent):
         sys.setswitchinterval(interval)
     assert failures == []
     assert len(index) == sum(len(entries) for _pack_id, entries in packs)
+
+
+def test_more_blobs_than_positions_can_number_are_refused_not_wrapped(monkeypatch):
+    # Positions are 32 bits in the sorted keys: past 2^32 - 1 blobs they would alias. Shown
+    # with positions of 2 bits (up to 3 blobs) instead of 4 billion blobs.
+    monkeypatch.setattr(index_module, "_POSITION_MASK", 3)
+    rng = random.Random(11)
+    index = MasterIndex()
+    index.add_pack(PackId(b"\x01" * 32), _pack(rng, 2))
+    with pytest.raises(OverflowError):
+        index.add_pack(PackId(b"\x02" * 32), _pack(rng, 2))
+    index.add_pack(PackId(b"\x03" * 32), _pack(rng, 1))  # up to the last position

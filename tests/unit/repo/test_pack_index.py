@@ -15,12 +15,16 @@ from agent.repo.layout import ChunkId, IndexId, PackId
 from agent.repo.pack import (
     BLOB_DATA,
     BLOB_TREE,
+    BODY_OVERHEAD,
     ENTRY,
+    MAX_HEADER_SIZE,
     TRAILER,
     PackBuilder,
     PackEntry,
     decode_header_entries,
     encode_header_entries,
+    header_body,
+    unpad,
     split_pack,
 )
 
@@ -110,6 +114,33 @@ def test_split_pack_on_garbage_raises_integrity_error(data):
         split_pack(data, what="pack")
 
 
+
+def test_split_pack_at_its_limits():
+    assert split_pack(TRAILER.pack(0), what="pack") == (b"", 0)  # the trailer alone: just long enough
+    assert split_pack(b"HEAD" + TRAILER.pack(4), what="pack") == (b"HEAD", 0)  # a header that starts the pack
+    largest = b"H" * MAX_HEADER_SIZE
+    assert split_pack(b"x" + largest + TRAILER.pack(MAX_HEADER_SIZE), what="pack") == (largest, 1)
+
+
+
+def test_a_version_4_header_of_just_a_nonce_and_a_tag_is_read():
+    # The smallest header body: the envelope of an empty header (24-byte nonce, 16-byte tag).
+    body = b"N" * BODY_OVERHEAD
+    assert header_body(b"blobs" + body + b"T" * 8, BODY_OVERHEAD, what="pack", trailer_size=8) == (body, 5)
+    with pytest.raises(IntegrityError) as raised:
+        header_body(b"blobs" + body + b"T" * 8, BODY_OVERHEAD - 1, what="pack", trailer_size=8)
+    assert str(raised.value) == f"pack: header length {BODY_OVERHEAD - 1} is impossible"
+
+@pytest.mark.parametrize("data, message", [
+    (b"\x00\x00\x00", "data/3f/ab: too short to be a pack"),
+    (b"xx" + TRAILER.pack(3), "data/3f/ab: header length 3 is impossible"),
+    (b"x" * 100 + TRAILER.pack(MAX_HEADER_SIZE + 1), f"data/3f/ab: header length {MAX_HEADER_SIZE + 1} is impossible"),
+], ids=["three-bytes", "header-longer-than-the-pack", "header-over-16-MiB"])
+def test_split_pack_names_the_pack_and_what_is_wrong(data, message):
+    with pytest.raises(IntegrityError) as raised:
+        split_pack(data, what="data/3f/ab")
+    assert str(raised.value) == message
+
 # ---- index -------------------------------------------------------------------------------
 
 packs_strategy = st.dictionaries(st.binary(min_size=32, max_size=32), entries_strategy, max_size=5)
@@ -171,3 +202,9 @@ def test_master_index_lookup_and_first_location_wins():
     assert tree.kind == BLOB_TREE
     assert set(index.pack_ids()) == {p1, p2}
     assert index.packs()[p2] == [PackEntry(BLOB_DATA, ChunkId(b"\x01" * 32), 7, 8, 9)]
+
+
+def test_a_padded_plaintext_shorter_than_its_length_prefix_is_refused_by_name():
+    with pytest.raises(IntegrityError) as raised:
+        unpad(b"\x01", what="blob ab")
+    assert str(raised.value) == "blob ab: padded plaintext too short"

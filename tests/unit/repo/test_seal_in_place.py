@@ -16,7 +16,8 @@ import pytest
 from agent.crypto import aead
 from agent.crypto.kdf import KdfParams
 from agent.repo import compression
-from agent.repo.pack import BLOB_DATA, TRAILER, PackBuilder, pad, pad_parts, split_pack
+from agent.errors import IntegrityError
+from agent.repo.pack import BLOB_DATA, BLOB_TREE, TRAILER, PackBuilder, pad, pad_parts, split_pack
 from agent.repo.repository import Repository
 from agent.storage.memory import MemoryStorage
 
@@ -122,3 +123,31 @@ def test_a_blob_that_fails_to_seal_leaves_its_pack_unwritten(monkeypatch):
     again = Repository.open(storage, b"phrase")
     again.load_index()
     assert again.load_blob(first) == b"first blob " * 100
+
+
+@pytest.mark.parametrize("format_version", [3, 4])
+@pytest.mark.parametrize("blob_type, kind, other_kind", [
+    (BLOB_DATA, "data", "tree"),
+    (BLOB_TREE, "tree", "data"),
+], ids=["data", "tree"])
+def test_a_sealed_blob_opens_only_as_its_own_kind(format_version, blob_type, kind, other_kind):
+    # The associated data names the blob's kind: a tree cannot be handed out as a file's data.
+    repo = Repository.init(MemoryStorage(), b"phrase", cipher="xchacha20-poly1305", compression_level=3,
+                           kdf_params=FAST, format_version=format_version)
+    sealer = repo.sealer
+    chunk_id = sealer.chunk_id(b"contents")
+    part = bytes(sealer.seal_blob(blob_type, chunk_id, b"contents"))
+    envelope = part if not sealer.padded else bytes((aead.ENVELOPE_VERSION, aead.CIPHER_IDS[sealer.cipher])) + part
+    kinds = {"data": sealer.blob_kind(BLOB_DATA), "tree": sealer.blob_kind(BLOB_TREE)}
+    assert bytes(aead.open_envelope(sealer.enc_key, envelope, sealer.aad(kinds[kind], chunk_id), what="blob")) == \
+        bytes(sealer.blob_plaintext(b"contents"))
+    with pytest.raises(IntegrityError):
+        aead.open_envelope(sealer.enc_key, envelope, sealer.aad(kinds[other_kind], chunk_id), what="blob")
+
+
+def test_a_part_of_a_format_3_repository_is_a_whole_envelope_of_its_payload():
+    repo = Repository.init(MemoryStorage(), b"phrase", cipher="aes-256-gcm", compression_level=3, kdf_params=FAST,
+                           format_version=3)
+    sealer = repo.sealer
+    part = bytes(sealer.seal_part(7, b"id", b"payload"))
+    assert aead.open_envelope(sealer.enc_key, part, sealer.aad(7, b"id"), what="part") == b"payload"

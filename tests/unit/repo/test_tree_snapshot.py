@@ -201,6 +201,13 @@ def test_snapshot_round_trip():
     assert decoded.time.utcoffset() == dt.timedelta(hours=1)
 
 
+
+def test_a_snapshot_written_without_the_program_member_reads_as_no_program():
+    # Snapshots of early versions have no "program": shown empty, never as the word "None".
+    doc = json.loads(_snapshot().encode())
+    del doc["program"]
+    assert Snapshot.decode(json.dumps(doc).encode(), SNAP_ID).program == ""
+
 def test_snapshot_without_id_has_placeholder_short_id():
     assert _snapshot().short_id == "?"
 
@@ -231,3 +238,18 @@ def test_malformed_snapshot_raises_integrity_error(edit):
 def test_snapshot_garbage_raises_integrity_error(raw):
     with pytest.raises(IntegrityError):
         Snapshot.decode(raw, SNAP_ID)
+
+
+def test_a_node_written_without_owner_names_reads_as_none_given():
+    # Trees of early versions, or a file whose uid has no name: empty names, never "None".
+    doc = json.loads(encode_tree([_file(b"lettre.txt")]))
+    del doc["nodes"][0]["user"], doc["nodes"][0]["group"]
+    (node,) = decode_tree(json.dumps(doc).encode())
+    assert (node.user, node.group) == ("", "")
+
+
+def test_a_tree_of_a_newer_format_is_refused_by_name_even_without_the_repository_version():
+    with pytest.raises(IntegrityError) as raised:
+        decode_tree(b'{"version":99,"nodes":[]}')
+    assert str(raised.value) == ("tree says format version 99, newer than this program's (5); "
+                                 "the repository's config says 5")
