@@ -192,6 +192,7 @@ def _failing(monkeypatch, method: str, where: bytes) -> None:
     ("make_dir", "letters", ["martin.txt"]),  # the folder of a file selected without it
     ("set_dir_metadata", "scans", None),
     ("hardlink", "zz-copy-of-martin.txt", None),
+    ("symlink", "latest", None),
 ])
 def test_a_write_error_in_the_target_names_the_path_and_the_systems_reason(tmp_path, monkeypatch, method, name,
                                                                           includes):
@@ -335,3 +336,163 @@ def _node_of(engine: RestoreEngine, name: str):
         if path.endswith(b"/" + name.encode()):
             return node
     raise AssertionError(name)
+
+
+def _practice_room(tmp_path: Path) -> tuple[History, int]:
+    """The practice, backed up; and what restoring all of it takes before the margin: a block
+    per folder and link, the files rounded up to whole blocks."""
+    history = _practice(tmp_path)
+    _backup(history)
+    folders = len(str(history.source).strip("/").split("/")) + 2  # the folders down to src, and its two
+    return history, (folders + 2) * 4 * KIB + 4 * KIB + 4 * KIB + 8 * KIB  # 1000, 2345 and 7000 bytes
+
+
+def test_a_restore_needs_a_block_per_folder_and_link_and_its_files_in_whole_blocks(tmp_path):
+    history, needed = _practice_room(tmp_path)
+    assert _engine(history, tmp_path / "target", dry_run=True).run().space_needed == _asked(needed)
+
+
+def test_the_names_of_a_hard_linked_file_take_room_once(tmp_path):
+    history, _ = _linked(tmp_path)
+    folders = len(str(history.source).strip("/").split("/")) + 2
+    report = _engine(history, tmp_path / "target", dry_run=True).run()
+    assert report.space_needed == _asked((folders + 2) * 4 * KIB + 4 * KIB + 4 * KIB + 8 * KIB)
+
+
+def test_a_file_of_zeros_that_is_not_sparse_takes_all_its_blocks(tmp_path):
+    history = History(tmp_path)
+    (history.source / "zeros.bin").write_bytes(bytes(200 * KIB))  # written: blocks on disk, not holes
+    _backup(history)
+    report = _engine(history, tmp_path / "target", includes=["zeros.bin"], dry_run=True).run()
+    assert report.space_needed == _asked(200 * KIB)
+
+
+def _room(monkeypatch, available: int) -> None:
+    monkeypatch.setattr(restore, "available_space", lambda path: (available, 4 * KIB))
+
+
+def test_a_restore_that_fits_exactly_runs_and_one_a_byte_short_is_refused_before_anything_is_written(
+        tmp_path, monkeypatch):
+    history, needed = _practice_room(tmp_path)
+    _room(monkeypatch, _asked(needed))
+    assert _engine(history, tmp_path / "fits").run().failures == []
+    _room(monkeypatch, _asked(needed) - 1)
+    target = tmp_path / "short"
+    with pytest.raises(RestoreTargetError) as refused:
+        _engine(history, target).run()
+    assert str(refused.value) == (f"the restore target {target} is too full: this restore needs about "
+                                  f"{restore.mib(_asked(needed))}, {restore.mib(_asked(needed) - 1)} are available")
+    assert refused.value.hint == ("nothing was written; free some space or choose another --target (or restore "
+                                  "less with --include)")
+    assert not target.exists()
+
+
+def test_with_overwrite_the_single_named_files_in_the_way_count_as_free_room(tmp_path, monkeypatch):
+    history, _ = _practice_room(tmp_path)
+    target = tmp_path / "target"
+    _engine(history, target).run()
+    inside = _inside(history, target)
+    os.link(inside / "scans" / "radio.bin", tmp_path / "elsewhere")  # a second name: its blocks stay in use
+    _room(monkeypatch, 10**9)
+    report = _engine(history, target, overwrite=True).run()
+    freed = sum(os.stat(inside / "letters" / name).st_blocks * 512 for name in ("martin.txt", "durand.txt"))
+    assert report.space_available == 10**9 + freed
+
+
+def test_files_in_the_way_are_refused_naming_the_first_and_how_many(tmp_path):
+    history = _practice(tmp_path)
+    _backup(history)
+    target = tmp_path / "target"
+    letters = _inside(history, target) / "letters"
+    letters.mkdir(parents=True)
+    (letters / "durand.txt").write_text("mine")
+    (letters / "martin.txt").write_text("mine too")
+    with pytest.raises(RestoreTargetError) as refused:
+        _engine(history, target).run()
+    below = str(history.source).lstrip("/")
+    assert str(refused.value) == f"2 file(s) already exist in the target, e.g. {below}/letters/durand.txt"
+    assert refused.value.hint == ("restore into an empty directory, --resume an interrupted restore, or "
+                                  "--overwrite to replace them")
+    assert (letters / "durand.txt").read_text() == "mine"
+
+
+def test_an_export_target_must_be_new_or_empty(tmp_path):
+    history = _practice(tmp_path)
+    _backup(history)
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "unrelated.txt").write_text("x")
+    with pytest.raises(UsageError) as refused:
+        _engine(history, target, require_empty=True).run()
+    assert str(refused.value) == f"--target {target} is not empty"
+    assert sorted(os.listdir(target)) == ["unrelated.txt"]
+
+
+def test_a_read_only_target_is_said_to_be_read_only(tmp_path, monkeypatch):
+    history = _practice(tmp_path)
+    _backup(history)
+    real = restore.target_file_system
+
+    class ReadOnly:
+        def __init__(self, stats):
+            self.f_flag, self.f_bavail, self.f_frsize = stats.f_flag | os.ST_RDONLY, stats.f_bavail, stats.f_frsize
+
+    monkeypatch.setattr(restore, "target_file_system", lambda path: ReadOnly(real(path)))
+    target = tmp_path / "target"
+    with pytest.raises(RestoreTargetError) as refused:
+        _engine(history, target).run()
+    assert str(refused.value) == f"the restore target is read-only: {target}"
+
+
+def test_excluded_names_and_what_is_below_them_are_not_restored(tmp_path):
+    history = _practice(tmp_path)
+    _backup(history)
+    target = tmp_path / "target"
+    report = _engine(history, target, excludes=["letters", "newest"]).run()
+    inside = _inside(history, target)
+    assert sorted(os.listdir(inside)) == ["latest", "scans"]
+    assert sorted(os.listdir(inside / "scans")) == ["radio.bin"]
+    assert (report.files, report.symlinks) == (1, 1)
+
+
+def test_a_folder_whose_listing_is_unreadable_is_a_failure_and_the_rest_is_restored(tmp_path):
+    history = _practice(tmp_path)
+    _backup(history)
+    engine = _engine(history, tmp_path / "target")
+    engine.repo.load_index()
+    letters = next(node for path, node in Expansion(engine.repo, engine.snapshot.tree).walk(lambda p, e: None)
+                   if path.endswith(b"/letters"))
+    place = engine.repo.locate(letters.subtree)
+    name = layout.pack_name(place.pack_id)
+    data = bytearray(history.storage.read(name))
+    data[place.offset + place.length // 2] ^= 0xFF
+    history.storage.write(name, bytes(data))
+    report = _engine(history, tmp_path / "target").run()
+    below = str(history.source).lstrip("/")
+    [(path, why)] = report.failures
+    assert path == f"{below}/letters" and why.startswith("directory listing unreadable: ")
+    assert (_inside(history, tmp_path / "target") / "scans" / "radio.bin").exists()
+
+
+def test_the_file_system_of_a_target_is_the_one_it_is_on_or_would_be_made_on():
+    here, root = os.statvfs("/dev/shm"), os.statvfs("/")
+    if here.f_fsid == root.f_fsid:
+        pytest.skip("/dev/shm is not a file system of its own here")
+    assert restore.target_file_system("/dev/shm").f_fsid == here.f_fsid
+    assert restore.target_file_system("/dev/shm/not/yet/made").f_fsid == here.f_fsid
+
+
+def test_resume_counts_each_file_it_keeps_once_in_the_progress(tmp_path):
+    history = _practice(tmp_path)
+    _backup(history)
+    target = tmp_path / "target"
+    _engine(history, target).run()
+    counted = []
+
+    class Counting(RecordingProgress):
+        def advance(self, *, files: int = 0, bytes_done: int = 0) -> None:
+            counted.append((files, bytes_done))
+
+    report = _engine(history, target, resume=True, progress=Counting()).run()
+    assert report.skipped == 3
+    assert [sum(c[0] for c in counted), sum(c[1] for c in counted)] == [3, 1000 + 2345 + 7000]
