@@ -159,11 +159,12 @@ def test_without_the_right_to_set_owners_everything_restored_is_the_restoring_us
 # ---- refusals before the first write ----------------------------------------------------
 
 
-def test_includes_that_name_nothing_are_refused_together_with_the_closest_names(tmp_path):
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_includes_that_name_nothing_are_refused_together_with_the_closest_names(tmp_path, dry_run):
     history = _practice(tmp_path)
     (history.source / "letters" / "martine.txt").write_bytes(b"x")
     _backup(history)
-    engine = _engine(history, tmp_path / "target", includes=["martinn.txt", "zzzzzzzz"])
+    engine = _engine(history, tmp_path / "target", includes=["martinn.txt", "zzzzzzzz"], dry_run=dry_run)
     with pytest.raises(UsageError) as refused:
         engine.run()
     assert str(refused.value) == (
@@ -392,10 +393,11 @@ def test_with_overwrite_the_single_named_files_in_the_way_count_as_free_room(tmp
     target = tmp_path / "target"
     _engine(history, target).run()
     inside = _inside(history, target)
-    os.link(inside / "scans" / "radio.bin", tmp_path / "elsewhere")  # a second name: its blocks stay in use
+    os.link(inside / "letters" / "martin.txt", tmp_path / "elsewhere")  # a second name: its blocks stay in use
     _room(monkeypatch, 10**9)
     report = _engine(history, target, overwrite=True).run()
-    freed = sum(os.stat(inside / "letters" / name).st_blocks * 512 for name in ("martin.txt", "durand.txt"))
+    freed = sum(os.stat(inside / name).st_blocks * 512 for name in ("letters/durand.txt", "scans/radio.bin"))
+    assert freed == 12 * KIB
     assert report.space_available == 10**9 + freed
 
 
@@ -496,3 +498,32 @@ def test_resume_counts_each_file_it_keeps_once_in_the_progress(tmp_path):
     report = _engine(history, target, resume=True, progress=Counting()).run()
     assert report.skipped == 3
     assert [sum(c[0] for c in counted), sum(c[1] for c in counted)] == [3, 1000 + 2345 + 7000]
+
+
+def test_overwrite_writes_every_file_again_even_one_already_intact(tmp_path):
+    """--overwrite replaces; only --resume keeps what an interrupted restore finished."""
+    history = _practice(tmp_path)
+    _backup(history)
+    target = tmp_path / "target"
+    _engine(history, target).run()
+    radio = _inside(history, target) / "scans" / "radio.bin"
+    with open(radio, "rb") as old:  # held open: its inode cannot be reused for the new file
+        report = _engine(history, target, overwrite=True).run()
+        assert (report.skipped, report.files, report.verified) == (0, 3, 3)
+        assert radio.stat().st_ino != os.fstat(old.fileno()).st_ino
+
+
+def test_a_restore_reads_under_the_shared_lock_named_restore(tmp_path, monkeypatch):
+    """The name another command's refusal shows while the restore runs."""
+    history = _practice(tmp_path)
+    _backup(history)
+    taken = []
+    real = restore.overlapped_shared_lock
+
+    def recording(repo, operation):
+        taken.append(operation)
+        return real(repo, operation)
+
+    monkeypatch.setattr(restore, "overlapped_shared_lock", recording)
+    _engine(history, tmp_path / "target").run()
+    assert taken == ["restore"]
