@@ -73,7 +73,9 @@ def test_a_prune_that_deletes_needs_the_exclusive_lock_a_dry_run_a_shared_one(tm
 def test_bytes_freed_are_the_packs_deleted_and_the_unused_share_of_those_rewritten(tmp_path):
     history = History(tmp_path)
     history.backup(fridays(2)[0], new_files=40, size=50_000)
-    gone = sorted(history.source.iterdir())[5:]  # 35 of the 40 files of the one data pack
+    # 35 of the 40 files of the one data pack: the first 35 stored, so the pack holds its
+    # unused blobs before the used ones.
+    gone = sorted(history.source.iterdir())[:35]
     contents = [path.read_bytes() for path in gone]
     for path in gone:
         path.unlink()
@@ -89,6 +91,10 @@ def test_bytes_freed_are_the_packs_deleted_and_the_unused_share_of_those_rewritt
     assert report.packs_rewritten == 1 and report.snapshots_forgotten == 1
     deleted = sum(size for name, size in before.items() if name not in after and name not in rewritten)
     assert report.bytes_freed == deleted + sum(place.length for place in unused)
+    # The rewrite copied exactly the blobs in use: all there, and nothing left to free.
+    history.assert_intact([d.snapshot_id for d in report.decisions if d.keep])
+    again = run_locked(PruneEngine(history.fresh_repo(), ONLY_NEWEST), exclusive=True)
+    assert (again.packs_rewritten, again.packs_deleted, again.bytes_freed) == (0, 0, 0)
 
 
 class SnapshotsLocked(MemoryStorage):
