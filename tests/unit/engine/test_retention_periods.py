@@ -46,3 +46,27 @@ def test_a_daily_tier_gives_the_day_it_keeps_a_snapshot_for():
                              now=dt.datetime(2026, 11, 23, 9, tzinfo=paris))
     assert [d.reasons for d in decisions] == [("newest of day 2026-11-20",),
                                               ("newest snapshot", "newest of day 2026-11-21")]
+
+
+def test_a_period_is_over_from_the_first_instant_of_the_next():
+    """At midnight starting Monday 23 November, week 47 is over: its newest snapshot is settled."""
+    paris = ZoneInfo("Europe/Paris")
+    friday = dt.datetime(2026, 11, 20, 20, tzinfo=paris)
+    monday = dt.datetime(2026, 11, 23, tzinfo=paris)
+    policy = RetentionPolicy(weekly=4, monthly=0, yearly=0)
+    [decision] = apply_policy(snaps(friday), policy, now=monday)
+    assert decision.settled_until == dt.datetime(2026, 12, 14, tzinfo=paris)
+    [decision] = apply_policy(snaps(friday), policy, now=monday - dt.timedelta(microseconds=1))
+    assert decision.settled_until is None  # still week 47: a later backup may yet replace it
+
+
+def test_of_two_snapshots_at_the_same_time_one_without_an_id_counts_as_the_older():
+    paris = ZoneInfo("Europe/Paris")
+    same = dt.datetime(2026, 11, 20, 20, tzinfo=paris)
+    first, second = snaps(same, same)
+    first.id = None  # a snapshot being written has no id yet
+    second.id = b"\x01" * 16
+    decisions = apply_policy([first, second], RetentionPolicy(weekly=0, monthly=0, yearly=0),
+                             now=dt.datetime(2026, 11, 23, tzinfo=paris))
+    assert [d.reasons for d in decisions] == [("not the newest snapshot of any period still inside a retention "
+                                               "window",), ("newest snapshot",)]
