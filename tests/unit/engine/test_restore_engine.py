@@ -527,3 +527,19 @@ def test_a_restore_reads_under_the_shared_lock_named_restore(tmp_path, monkeypat
     monkeypatch.setattr(restore, "overlapped_shared_lock", recording)
     _engine(history, tmp_path / "target").run()
     assert taken == ["restore"]
+
+
+@pytest.mark.parametrize("cap_eff, expected", [
+    ("0000000000000001", True),  # CAP_CHOWN (bit 0) alone
+    ("0000000000000010", False),  # bit 4 (CAP_FSETID), not CAP_CHOWN: read in hexadecimal
+    ("000001fffffffffe", False),  # every capability but CAP_CHOWN
+])
+def test_a_user_may_set_owners_when_its_effective_capabilities_hold_cap_chown(monkeypatch, tmp_path, cap_eff,
+                                                                              expected):
+    status = tmp_path / "status"
+    status.write_text(f"Name:\tbackupctl\nCapInh:\t0000000000000000\nCapEff:\t{cap_eff}\n")
+    real_open = open
+    monkeypatch.setattr(restore.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(restore, "open", lambda path, *args, **kwargs: real_open(status, *args, **kwargs),
+                        raising=False)
+    assert restore.can_set_owners() is expected

@@ -7,6 +7,8 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from agent.engine.retention import RetentionPolicy, apply_policy, calendar_periods
 
 from .test_retention import snaps
@@ -70,3 +72,8 @@ def test_of_two_snapshots_at_the_same_time_one_without_an_id_counts_as_the_older
                              now=dt.datetime(2026, 11, 23, tzinfo=paris))
     assert [d.reasons for d in decisions] == [("not the newest snapshot of any period still inside a retention "
                                                "window",), ("newest snapshot",)]
+
+
+def test_now_without_a_time_zone_is_refused():
+    with pytest.raises(ValueError, match="^now must be timezone-aware$"):
+        apply_policy([], RetentionPolicy(), now=dt.datetime(2026, 11, 23, 9))
