@@ -20,9 +20,11 @@ from agent.state.ledger import Ledger
 from agent.storage.memory import MemoryStorage
 from tests.support.locked import run_locked
 
+from .test_check_lost_packs import _lost_then_backed_up_again
 from .test_prune import NOW, POLICY, History, fridays, frozen_clock  # noqa: F401 (autouse: now is NOW)
 
 ONLY_NEWEST = RetentionPolicy(daily=0, weekly=0, monthly=0, yearly=0)
+A_WEEK_OF_DAYS = RetentionPolicy(daily=7, weekly=0, monthly=0, yearly=0)
 
 
 def test_prune_on_a_clock_the_storage_contradicts_is_refused_with_the_clock_hint(tmp_path):
@@ -133,3 +135,20 @@ def test_a_folder_met_twice_in_a_kept_snapshot_does_not_stop_the_walk_of_the_res
     run_locked(PruneEngine(history.fresh_repo(), ONLY_NEWEST), exclusive=True)
     check = run_locked(CheckEngine(history.fresh_repo(), read_data=True))
     assert check.ok, check.errors
+
+
+def test_a_rewrite_does_not_copy_a_blob_the_index_finds_in_another_pack(tmp_path):
+    """A pack lost, its data partly stored again by a later backup, then found again: its
+    blobs stored again live on in the newer pack; the rewrite copies only the others."""
+    history, lost, _ = _lost_then_backed_up_again(tmp_path, keep_b=False)
+    for name, data in lost.items():
+        history.storage.write(name, data)
+    opened = history.fresh_repo()
+    opened.load_index()
+    packs = sorted(opened.index.packs().items(), key=lambda item: layout.pack_name(item[0]) in lost)
+    opened.write_index_files(dict(packs), supersede=sorted(opened.list_index_ids()))  # the newer copies first
+    report = run_locked(PruneEngine(history.fresh_repo(), A_WEEK_OF_DAYS), exclusive=True)
+    assert report.snapshots_forgotten == 0 and report.packs_rewritten == 1
+    assert run_locked(CheckEngine(history.fresh_repo(), read_data=True)).ok
+    again = run_locked(PruneEngine(history.fresh_repo(), A_WEEK_OF_DAYS), exclusive=True)
+    assert (again.packs_rewritten, again.packs_deleted, again.bytes_freed) == (0, 0, 0)
