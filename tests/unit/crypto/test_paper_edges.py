@@ -169,22 +169,14 @@ def test_nothing_given_for_several_codes_is_refused_saying_so(typed):
     assert str(raised.value) == "no recovery code was given"
 
 
-def test_a_single_share_is_refused_saying_how_many_are_needed():
-    # One sheet of a 2-of-3 split: the person is told to bring another, the recovery does not crash.
-    secret = bytes(range(32))
-    number, share = shares.split(secret, 2, 3)[0]
-    one = paper.RecoveryCode(bytes(range(16)), share, threshold=2, share_number=number)
+@pytest.mark.parametrize("typed", [[0], [1, 1]], ids=["one-share", "one-share-typed-twice"])
+def test_a_single_share_is_refused_saying_how_many_are_needed(typed):
+    # One sheet of a 2-of-3 split, alone or typed twice: the person is told to bring another, the
+    # recovery does not crash.
+    split = shares.split(bytes(range(32)), 2, 3)
+    codes = [paper.RecoveryCode(bytes(range(16)), split[i][1], threshold=2, share_number=split[i][0]) for i in typed]
     with pytest.raises(RecoveryCodeError) as raised:
-        paper.master_secret([one])
-    assert str(raised.value) == "1 different share(s) given; this key was split so that 2 are needed"
-
-
-def test_the_same_share_typed_twice_counts_once():
-    secret = bytes(range(32))
-    number, share = shares.split(secret, 2, 3)[1]
-    one = paper.RecoveryCode(bytes(range(16)), share, threshold=2, share_number=number)
-    with pytest.raises(RecoveryCodeError) as raised:
-        paper.master_secret([one, one])
+        paper.master_secret(codes)
     assert str(raised.value) == "1 different share(s) given; this key was split so that 2 are needed"
 
 
