@@ -17,7 +17,9 @@ from click.testing import CliRunner
 from agent.cli import diff_cmd
 from agent.crypto.kdf import KdfParams
 from agent.engine.backup import BackupEngine, BackupOptions
-from agent.errors import UsageError
+from agent.engine.diff import SnapshotDiff
+from agent.errors import RepositoryLocked, UsageError
+from agent.repo.lock import RepositoryLock
 from agent.repo.repository import Repository
 from agent.storage.local import LocalStorage
 from tests.support.locked import run_locked
@@ -54,7 +56,7 @@ def world(tmp_path: Path) -> dict:
     config.write_text(f'[agent]\nstate_dir = "{tmp_path / "state"}"\n[source]\npaths = ["{src}"]\n'
                       f'[repositories.main]\nurl = "file://{repo_dir}"\n', encoding="utf-8")
     return {"config": str(config), "src": str(src), "a": first.id.hex(), "b": second.snapshot.id.hex(),
-            "mode": f"{mode:04o}"}
+            "mode": f"{mode:04o}", "repo": str(repo_dir)}
 
 
 def _invoke(world: dict, *args: str):
@@ -124,3 +126,24 @@ def test_an_unknown_snapshot_is_the_usual_usage_error(world):
     result = _invoke(world, world["a"], "ffffffffff")
     assert isinstance(result.exception, UsageError)
     assert "no snapshot id starts with 'ffffffffff'" in str(result.exception)
+
+
+def test_it_reads_under_a_shared_lock(world, monkeypatch):
+    """While it reads, a prune (an exclusive lock) is refused; once it ends, it is not."""
+    refused: list = []
+    real = SnapshotDiff.run
+
+    def second_process() -> Repository:
+        return Repository.open(LocalStorage(world["repo"]), PASSPHRASE.encode())
+
+    def reading(self):
+        with pytest.raises(RepositoryLocked, match=r"diff .shared lock."):
+            RepositoryLock(second_process(), "prune", exclusive=True).acquire()
+        refused.append(True)
+        return real(self)
+
+    monkeypatch.setattr(SnapshotDiff, "run", reading)
+    result = _invoke(world, world["a"], world["b"])
+    assert result.exit_code == 0, result.output
+    assert refused == [True]
+    RepositoryLock(second_process(), "prune", exclusive=True).acquire().release()
