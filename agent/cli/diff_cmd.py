@@ -52,6 +52,9 @@ def _entry(difference: Difference) -> dict[str, Any]:
             out.update(size_before=difference.size_before, size_after=difference.size_after)
             if before.type == FILE and after.type == FILE:
                 out.update(sha256_before=before.sha256, sha256_after=after.sha256)
+            if before.type == SYMLINK and after.type == SYMLINK:
+                out.update(target_before=(before.target or b"").decode("utf-8", "surrogateescape"),
+                           target_after=(after.target or b"").decode("utf-8", "surrogateescape"))
         out["metadata"] = {name: {"before": _value(before, name), "after": _value(after, name)}
                            for name in difference.fields}
     return out
@@ -70,12 +73,16 @@ def _line(difference: Difference, zone: timefmt.Zone) -> str:
         what = f"{_TYPE_NAMES[before.type]} -> {_TYPE_NAMES[after.type]}"
     elif difference.kind == CHANGED and difference.type == FILE:
         what = f"{_size(difference.size_before)} -> {_size(difference.size_after)}"
-    elif difference.kind == CHANGED:
-        what = "target"
+    elif difference.kind == CHANGED and before is not None and after is not None:  # a symbolic link
+        what = f"target {_target(before)} -> {_target(after)}"
     else:
         assert before is not None and after is not None
         what = ", ".join(_field_shown(before, after, name, zone) for name in difference.fields)
     return f"{_SIGN[difference.kind]} {path}  {what}".rstrip()
+
+
+def _target(node: Node) -> str:
+    return (node.target or b"").decode("utf-8", "replace")
 
 
 def _field_shown(before: Node, after: Node, name: str, zone: timefmt.Zone) -> str:

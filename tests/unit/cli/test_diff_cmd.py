@@ -41,12 +41,15 @@ def world(tmp_path: Path) -> dict:
     (src / "lettre.txt").write_bytes(b"Cher confrere\n")
     (src / "ordonnance.txt").write_bytes(b"paracetamol\n")
     (src / "vieux.txt").write_bytes(b"a jeter\n")
+    os.symlink("2025", src / "courant")
     when = dt.datetime(2026, 12, 1, 18, tzinfo=PARIS)
     first = run_locked(BackupEngine(repo, BackupOptions(paths=[str(src)], time=when))).snapshot
     (src / "lettre.txt").write_bytes(b"Cher confrere, suite a\n")
     mode = os.stat(src / "ordonnance.txt").st_mode & 0o7777
     os.chmod(src / "ordonnance.txt", 0o600)
     (src / "vieux.txt").unlink()
+    os.unlink(src / "courant")
+    os.symlink("2026", src / "courant")
     (src / "scans").mkdir()
     (src / "scans" / "bilan.pdf").write_bytes(b"%PDF" * 256)
     with open(os.path.join(os.fsencode(src), LATIN1), "wb") as handle:
@@ -71,6 +74,7 @@ def test_one_line_per_difference_then_the_summary(world):
     lines = result.output.splitlines()
     below = [line for line in lines if f"{src}/" in line and not line.startswith(f"m {src}/  ")]
     assert below == [
+        f"M {src}/courant  target 2025 -> 2026",
         f"M {src}/lettre.txt  14 B -> 23 B",
         f"m {src}/ordonnance.txt  mode {world['mode']} -> 0600",
         f"+ {src}/r\ufffdsum\ufffd.txt  3 B",  # undecodable bytes shown replaced, as ls shows them
@@ -82,7 +86,7 @@ def test_one_line_per_difference_then_the_summary(world):
     assert re.fullmatch(r"m \S+  mtime \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+ (-> .*|\([+]0\.\d{9} s\))", itself)
     summary = lines[-1]
     assert summary.startswith(f"{world['a'][:8]} (2026-12-01 18:00 CET) -> {world['b'][:8]} (2026-12-02 18:00 CET): ")
-    assert "3 added (2 file(s), 1.0 KiB), 1 removed (1 file(s), 8 B), 1 changed (14 B -> 23 B)" in summary
+    assert "3 added (2 file(s), 1.0 KiB), 1 removed (1 file(s), 8 B), 2 changed (14 B -> 23 B)" in summary
     assert "folder listing(s) read" in summary
 
 
@@ -98,7 +102,10 @@ def test_the_json_document(world):
     assert added[f"{src}/scans"] == {"path": f"{src}/scans", "type": "dir", "size": None}
     assert f"{src}/r\udce9sum\udce9.txt" in added  # as ls --json gives a name that is not UTF-8
     assert doc["removed"] == [{"path": f"{src}/vieux.txt", "type": "file", "size": 8}]
-    (changed,) = doc["changed"]
+    link, changed = doc["changed"]
+    assert link["path"] == f"{src}/courant" and link["type"] == "symlink"
+    assert (link["target_before"], link["target_after"]) == ("2025", "2026")
+    assert link["size_before"] is None and "sha256_after" not in link
     assert changed["path"] == f"{src}/lettre.txt"
     assert (changed["size_before"], changed["size_after"]) == (14, 23)
     assert changed["sha256_before"] != changed["sha256_after"] and len(changed["sha256_after"]) == 64
@@ -106,7 +113,8 @@ def test_the_json_document(world):
     order = next(e for e in doc["metadata"] if e["path"] == f"{src}/ordonnance.txt")
     assert order["metadata"]["mode"]["after"] == "0600" and order["type"] == "file"
     summary = doc["summary"]
-    assert (summary["added"], summary["removed"], summary["changed"]) == (3, 1, 1)
+    assert (summary["added"], summary["removed"], summary["changed"]) == (3, 1, 2)
+    assert summary["files_changed"] == 1
     assert (summary["files_added"], summary["bytes_added"], summary["bytes_removed"]) == (2, 1027, 8)
     assert (summary["bytes_changed_before"], summary["bytes_changed_after"]) == (14, 23)
     assert summary["metadata"] == len(doc["metadata"]) and summary["listings_read"] > 0
