@@ -31,7 +31,7 @@ _COMMANDS = {
     "compliance": "compliance_cmd:command", "reports": "reports_cmd:command", "key": "key_cmd:command",
     "recover": "recover_cmd:command", "export": "export_cmd:command", "audit": "audit_cmd:command",
     "cleanup-versions": "cleanup_cmd:command", "ls": "browse_cmd:ls", "find": "browse_cmd:find",
-    "dump": "browse_cmd:dump", "install-service": "install_cmd:command",
+    "dump": "browse_cmd:dump", "diff": "diff_cmd:command", "install-service": "install_cmd:command",
 }
 
 

@@ -203,7 +203,7 @@ def _declared(command: click.Command, **params) -> object:
 
 
 def test_the_locks_per_command_in_the_reference_are_the_ones_declared() -> None:
-    from agent.cli import backup_cmd, check_cmd, repair_cmd, reports_cmd, snapshots_cmd
+    from agent.cli import backup_cmd, check_cmd, diff_cmd, repair_cmd, reports_cmd, snapshots_cmd
 
     declared = {
         "prune": _declared(prune_cmd.command, dry_run=False),
@@ -212,6 +212,7 @@ def test_the_locks_per_command_in_the_reference_are_the_ones_declared() -> None:
         "backup": _declared(backup_cmd.command),
         "check": _declared(check_cmd.command),
         "ls": _declared(browse_cmd.ls), "find": _declared(browse_cmd.find), "dump": _declared(browse_cmd.dump),
+        "diff": _declared(diff_cmd.command),
         "snapshots": _declared(snapshots_cmd.command),
         "reports": {_declared(sub) for sub in reports_cmd.command.commands.values()}.pop(),
     }
