@@ -99,8 +99,11 @@ ifeq ($(SAMPLE),)
 	$(BIN)/mutmut run --max-children $(MUTATION_JOBS) $(MUTANTS_$(AREA))
 	$(BIN)/python scripts/mutation_report.py --area $(AREA) --json mutants/summary-$(AREA).json
 else
-	# The mutants are generated (and the tests mapped to them) by a run that names none of them.
-	test -d mutants || $(BIN)/mutmut run --max-children $(MUTATION_JOBS) 'agent.no_such_module.*'
+	# The mutants are generated (and the tests mapped to them) by a run that names none of them;
+	# mutmut then stops saying that nothing matches, which is the expected end here.
+	test -d mutants || { $(BIN)/mutmut run --max-children $(MUTATION_JOBS) 'agent.no_such_module.*' \
+	    > .mutmut-generate.log 2>&1 || grep -q "but nothing matches" .mutmut-generate.log \
+	    || { cat .mutmut-generate.log; exit 1; }; }
 	$(BIN)/python scripts/mutation_report.py --area $(AREA) --pick $(SAMPLE) --seed $(SEED) > mutants/sample-$(AREA).txt
 	$(BIN)/mutmut run --max-children $(MUTATION_JOBS) $$(cat mutants/sample-$(AREA).txt)
 	$(BIN)/python scripts/mutation_report.py --area $(AREA) --only mutants/sample-$(AREA).txt \
