@@ -13,6 +13,9 @@
 #     mariadb-server, mariadb-client  the same for MariaDB (mariadb-dump, mariadb)
 #     debootstrap, systemd-container  a Debian 12 root booted with systemd-nspawn, where the
 #                                  service is installed from the rescue kit (tests/system/)
+#     prometheus                   promtool, which checks the metrics output and the alerting
+#                                  rules under contrib/ (test_metrics_tools.py)
+#     prometheus-node-exporter     scrapes the metrics folder with its textfile collector
 # The tests start their own servers on loopback in temporary folders; the packages' default
 # services are not used.
 #
@@ -40,6 +43,8 @@ if [ "$want" = test ]; then
     command -v mariadb-dump >/dev/null 2>&1 || missing="$missing mariadb-client"
     command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || missing="$missing debootstrap"
     command -v systemd-nspawn >/dev/null 2>&1 || missing="$missing systemd-container"
+    command -v promtool >/dev/null 2>&1 || missing="$missing prometheus"
+    command -v prometheus-node-exporter >/dev/null 2>&1 || missing="$missing prometheus-node-exporter"
 fi
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" -eq 0 ]; then
