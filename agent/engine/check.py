@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent import timefmt
-from agent.engine.expansion import FREE_ENTRIES, MAX_EXPANSION
+from agent.engine.expansion import FREE_ENTRIES, past_limit
 from agent.state.ledger import Ledger
 from agent.engine.progress import Progress, SilentProgress
 from agent.engine.walk import load_tree
@@ -296,7 +296,7 @@ class CheckEngine:
             self.report.errors.append(f"snapshot {label}: {summary.problems} file(s) or folder(s) cannot be restored")
         if summary.entries > FREE_ENTRIES:  # only then is counting what is stored worth it
             stored = self._stored_entries(snapshot.tree)
-            if summary.entries > MAX_EXPANSION * stored:
+            if past_limit(summary.entries, stored):  # the rule restore applies
                 self.report.errors.append(
                     f"snapshot {label}: its tree would expand to {summary.entries} entries from {stored} stored "
                     f"(one folder listing named over and over): restore refuses it as crafted or damaged")

@@ -13,7 +13,7 @@ any moment is one pair of listings per level of the path being walked.
 
 The walk has no recursion (no depth limit) and stays linear in what is stored: a crafted
 snapshot naming one listing twice at each of 30 levels is refused as restore refuses it
-(agent/engine/expansion.py's rule), once its expansion exceeds what is stored.
+(agent/engine/expansion.past_limit, the rule of every walk), once its expansion exceeds what is stored.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from agent.engine.expansion import FREE_ENTRIES, MAX_EXPANSION
+from agent.engine.expansion import past_limit
 from agent.errors import IntegrityError
 from agent.repo.lock import require_lock
 from agent.repo.repository import Repository
@@ -167,7 +167,7 @@ class SnapshotDiff:
 
     def _count_walked(self) -> None:
         self._walked += 1
-        if self._walked > FREE_ENTRIES and self._walked > MAX_EXPANSION * self._stored:
+        if past_limit(self._walked, self._stored):
             raise IntegrityError(
                 f"the snapshots' trees expand to more than {self._walked} entries from {self._stored} stored "
                 f"({len(self._seen)} folder listings): refused as crafted or damaged",

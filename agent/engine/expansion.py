@@ -33,6 +33,13 @@ PREFETCH_LISTINGS = 256
 Shape = tuple[int, list[bytes]]
 
 
+def past_limit(entries: int, stored: int) -> bool:
+    """Whether a walk of `entries` entries over listings holding `stored` entries in all is
+    refused as crafted or damaged. The one rule of every walk of a tree (restore, export,
+    find, diff), so a change of the limits reaches them all."""
+    return entries > max(FREE_ENTRIES, MAX_EXPANSION * stored)
+
+
 class Expansion:
     """Every listing reachable from `tree_id`, decoded once, checked before any walk.
 
@@ -59,8 +66,7 @@ class Expansion:
         self.distinct = 0
         self._prefetch(repo)
         self.entries = self._count(repo)
-        limit = max(FREE_ENTRIES, MAX_EXPANSION * self.stored)
-        if self.entries > limit:
+        if past_limit(self.entries, self.stored):
             raise IntegrityError(
                 f"the snapshot's tree would expand to {self.entries} entries from {self.stored} stored "
                 f"({self.distinct} folder listings): refused as crafted or damaged",

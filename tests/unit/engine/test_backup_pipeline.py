@@ -16,22 +16,19 @@ import time
 import pytest
 
 import agent.engine.backup as backup_module
-from agent.crypto.kdf import KdfParams
 from agent.engine.backup import BackupEngine, BackupOptions
 from agent.engine.expansion import Expansion
 from agent.repo.repository import Repository
 from agent.repo.tree import DIR, FILE
-from agent.storage.memory import MemoryStorage
 from tests.support.locked import run_locked
 from tests.support.waits import wait_until
+from tests.support.repos import memory_repository
 
-FAST = KdfParams(memory_kib=8192, iterations=1)
 
 
 @pytest.fixture
 def repo() -> Repository:
-    return Repository.init(MemoryStorage(), b"phrase", cipher="xchacha20-poly1305", compression_level=1,
-                           kdf_params=FAST)
+    return memory_repository()
 
 
 def _make_tree(root, *, dirs: int, files_per_dir: int, big: int = 0) -> dict[str, str]:

@@ -35,6 +35,7 @@ from agent.repo.snapshot import Snapshot
 from agent.repo.tree import DIR, FILE, Node, encode_tree
 from agent.storage.memory import MemoryStorage
 from tests.support.locked import run_locked
+from tests.support.repos import memory_repository
 
 FAST = KdfParams(memory_kib=8192, iterations=1)
 CONTENT = b"compte rendu de consultation\n" * 100
@@ -65,8 +66,7 @@ class Budget:
 
 @pytest.fixture
 def repo() -> Repository:
-    return Repository.init(MemoryStorage(), b"phrase", cipher="xchacha20-poly1305", compression_level=1,
-                           kdf_params=FAST)
+    return memory_repository()
 
 
 def _file_node(name: bytes, chunk: bytes) -> Node:

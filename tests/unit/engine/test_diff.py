@@ -15,8 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from agent import clock
-from agent.crypto.kdf import KdfParams
-from agent.engine import diff as diff_module
+from agent.engine import expansion as expansion_module
 from agent.engine.backup import BackupEngine, BackupOptions
 from agent.engine.diff import ADDED, CHANGED, METADATA, REMOVED, Difference, SnapshotDiff
 from agent.errors import IntegrityError
@@ -25,10 +24,9 @@ from agent.repo.pack import BLOB_DATA, BLOB_TREE
 from agent.repo.repository import Repository
 from agent.repo.snapshot import Snapshot
 from agent.repo.tree import DIR, FILE, SYMLINK, Node, encode_tree
-from agent.storage.memory import MemoryStorage
 from tests.support.locked import run_locked
+from tests.support.repos import memory_repository
 
-FAST = KdfParams(memory_kib=8192, iterations=1)
 PARIS = ZoneInfo("Europe/Paris")
 NOW = dt.datetime(2026, 12, 1, 9, tzinfo=PARIS)
 MTIME = 1_700_000_000 * 10**9
@@ -43,8 +41,7 @@ def frozen_clock():
 
 @pytest.fixture
 def repo() -> Repository:
-    return Repository.init(MemoryStorage(), b"phrase", cipher="xchacha20-poly1305", compression_level=1,
-                           kdf_params=FAST)
+    return memory_repository()
 
 
 class Spy:
@@ -302,7 +299,7 @@ def test_a_deep_tree_walks_without_recursion_reading_two_listings_per_level(repo
 def test_a_crafted_tree_that_explodes_is_refused(repo, monkeypatch):
     """One listing named twice at each of 30 levels: 2**31 entries from 61 stored. The
     limit is lowered so that the refusal comes after a few thousand entries, not a million."""
-    monkeypatch.setattr(diff_module, "FREE_ENTRIES", 1000)
+    monkeypatch.setattr(expansion_module, "FREE_ENTRIES", 1000)
     chunk, _ = repo.store_blob(BLOB_DATA, b"x")
     level = [Node(name=b"note.txt", type=FILE, mode=0o640, uid=0, gid=0, mtime_ns=MTIME, size=1,
                   sha256=hashlib.sha256(b"x").hexdigest(), chunks=[chunk])]

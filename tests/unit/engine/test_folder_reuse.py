@@ -10,23 +10,20 @@ import types
 
 import pytest
 
-from agent.crypto.kdf import KdfParams
 from agent.engine.backup import BackupEngine, BackupOptions
 from agent.engine.expansion import Expansion
 from agent.state.files_cache import FilesCache
 from agent.engine.walk import load_tree
 from agent.repo.repository import Repository
 from agent.repo.tree import FILE
-from agent.storage.memory import MemoryStorage
 from tests.support.locked import run_locked
+from tests.support.repos import memory_repository
 
-FAST = KdfParams(memory_kib=8192, iterations=1)
 
 
 @pytest.fixture
 def repo() -> Repository:
-    return Repository.init(MemoryStorage(), b"phrase", cipher="xchacha20-poly1305", compression_level=1,
-                           kdf_params=FAST)
+    return memory_repository()
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from agent.crypto.kdf import KdfParams
 from agent.engine import browse
 from agent.engine.patterns import Pattern, closest_names, quoted
 from agent.engine.restore import RestoreEngine
@@ -21,7 +20,7 @@ from agent.repo.pack import BLOB_DATA, BLOB_TREE
 from agent.repo.repository import Repository
 from agent.repo.snapshot import Snapshot
 from agent.repo.tree import DIR, FILE, Node, encode_tree
-from agent.storage.memory import MemoryStorage
+from tests.support.repos import memory_repository
 
 LETTER = "lettre-urgente Martin.odt"
 DEEP = f"srv/cabinet/courriers/2026/{LETTER}"
@@ -91,8 +90,7 @@ def test_quoted_names_paste_back_into_a_shell() -> None:
 
 @pytest.fixture
 def repo() -> Repository:
-    return Repository.init(MemoryStorage(), b"phrase", cipher="xchacha20-poly1305", compression_level=3,
-                           kdf_params=KdfParams(memory_kib=8192, iterations=1))
+    return memory_repository(compression_level=3)
 
 
 def _file(repo: Repository, name: bytes, content: bytes, *, sparse: bool = False, pieces: int = 1) -> Node:

@@ -9,7 +9,6 @@ import os
 import pytest
 
 import agent.engine.restore_files as restore_files
-from agent.crypto.kdf import KdfParams
 from agent.engine.progress import SilentProgress
 from agent.engine.restore_files import ContentRestorer, FileTarget
 from agent.engine.target import TargetTree
@@ -17,13 +16,12 @@ from agent.errors import RestoreTargetError
 from agent.repo.pack import BLOB_DATA
 from agent.repo.repository import Repository
 from agent.repo.tree import FILE, Node
-from agent.storage.memory import MemoryStorage
+from tests.support.repos import memory_repository
 
 
 @pytest.fixture
 def repo() -> Repository:
-    return Repository.init(MemoryStorage(), b"phrase", cipher="xchacha20-poly1305", compression_level=3,
-                           kdf_params=KdfParams(memory_kib=8192, iterations=1))
+    return memory_repository(compression_level=3)
 
 
 def _letters(repo: Repository, count: int) -> list[tuple[FileTarget, bytes]]:

@@ -16,22 +16,20 @@ from pathlib import Path
 import pytest
 
 import agent.engine.restore as restore
-from agent.crypto.kdf import KdfParams
 from agent.engine.expansion import Expansion
 from agent.engine.restore_files import ContentRestorer
 from agent.repo.pack import BLOB_DATA, BLOB_TREE
 from agent.repo.repository import Repository
 from agent.repo.snapshot import Snapshot
 from agent.repo.tree import DIR, FILE, SYMLINK, Node, encode_tree
-from agent.storage.memory import MemoryStorage
+from tests.support.repos import memory_repository
 
 BATCH = 8
 
 
 @pytest.fixture
 def repo() -> Repository:
-    return Repository.init(MemoryStorage(), b"phrase", cipher="xchacha20-poly1305", compression_level=3,
-                           kdf_params=KdfParams(memory_kib=8192, iterations=1))
+    return memory_repository(compression_level=3)
 
 
 def _node(name: bytes, **fields) -> Node:

@@ -11,24 +11,20 @@ import os
 
 import pytest
 
-from agent.crypto.kdf import KdfParams
 from agent.engine.progress import SilentProgress
 from agent.engine.restore_files import ContentRestorer, FileTarget
 from agent.engine.target import TargetTree
 from agent.repo.pack import BLOB_DATA
 from agent.repo.repository import Repository
 from agent.repo.tree import FILE, Node
-from agent.storage.memory import MemoryStorage
+from tests.support.repos import memory_repository
 
-FAST = KdfParams(memory_kib=8192, iterations=1)
 PIECES = [os.urandom(70_000), b"letter " * 9000, os.urandom(5_000), b"\x00" * 200_000]
 
 
 @pytest.fixture
 def repo() -> Repository:
-    repository = Repository.init(MemoryStorage(), b"phrase", cipher="xchacha20-poly1305",
-                                 compression_level=3, kdf_params=FAST)
-    return repository
+    return memory_repository(compression_level=3)
 
 
 def _store(repo: Repository, order: list[int]) -> list[bytes]:

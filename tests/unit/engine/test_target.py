@@ -16,7 +16,6 @@ import pytest
 
 from tests.support.trees import listing
 
-from agent.crypto.kdf import KdfParams
 from agent.engine import restore_files
 from agent.engine.export import write_tar
 from agent.engine.progress import SilentProgress
@@ -29,16 +28,14 @@ from agent.repo.pack import BLOB_DATA, BLOB_TREE
 from agent.repo.repository import Repository
 from agent.repo.snapshot import Snapshot
 from agent.repo.tree import DIR, FILE, Node, encode_tree
-from agent.storage.memory import MemoryStorage
+from tests.support.repos import memory_repository
 
-FAST = KdfParams(memory_kib=8192, iterations=1)
 CONTENT = b"compte rendu de consultation\n" * 100
 
 
 @pytest.fixture
 def repo() -> Repository:
-    return Repository.init(MemoryStorage(), b"phrase", cipher="xchacha20-poly1305", compression_level=3,
-                           kdf_params=FAST)
+    return memory_repository(compression_level=3)
 
 
 

@@ -20,6 +20,7 @@ from agent.repo.repository import Repository
 from agent.repo.snapshot import Snapshot
 from agent.storage.memory import MemoryStorage
 from tests.support.waits import wait_until
+from tests.support.repos import memory_repository
 
 FAST = KdfParams(memory_kib=8192, iterations=1)
 NOW = dt.datetime(2026, 11, 23, 9, tzinfo=dt.timezone.utc)
@@ -34,8 +35,7 @@ def frozen_clock():
 
 @pytest.fixture
 def repo() -> Repository:
-    return Repository.init(MemoryStorage(), b"phrase", cipher="xchacha20-poly1305", compression_level=1,
-                           kdf_params=FAST)
+    return memory_repository()
 
 
 def lock_names(repo) -> list[str]:
