@@ -535,7 +535,13 @@ class S3Storage:
             outage = code not in _CHECKSUM_REFUSALS and (code in _TRANSIENT_CODES or status >= 500)
             if code in _PERMANENT_HINTS or outage:
                 raise self._translate(exc, "writing", probe_name) from None
-            facts["rejects_bad_checksum"] = True
+            # Only a refusal for the checksum proves the server compares it with the bytes.
+            # Another refusal (a header it does not support, a request it finds malformed)
+            # proves nothing: taken as "checks", it would let HEAD verification trust a
+            # server that never looked at the bytes. Read-back verification stays.
+            facts["rejects_bad_checksum"] = code in _CHECKSUM_REFUSALS
+            if code not in _CHECKSUM_REFUSALS:
+                facts["bad_checksum_answer"] = f"{status} {code}".strip()
         except botocore.exceptions.BotoCoreError as exc:  # the connection lost: no answer at all
             raise self._translate(exc, "writing", probe_name) from None
         good = base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")

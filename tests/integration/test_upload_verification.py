@@ -298,6 +298,29 @@ def test_a_probe_answered_by_an_outage_is_no_proof_that_the_server_checks(s3):
     assert storage.probe()["rejects_bad_checksum"] is False  # the outage over, the truth
 
 
+def test_a_probe_refused_for_another_reason_is_no_proof_that_the_server_checks(s3):
+    """A server that refuses the probe's wrong upload for something else than its checksum (a
+    header it does not support: 400 InvalidRequest) has not shown that it compares checksums
+    with the bytes: the probe says so, and uploads stay verified by reading them back."""
+    from botocore.awsrequest import AWSResponse
+
+    storage = _storage(s3, f"http://127.0.0.1:{_unchecked(s3)}")  # moto alone: does not check
+
+    def refuse_the_header(request, **_kwargs):
+        if request.method == "PUT" and "/probe/" in request.url \
+                and request.headers.get("x-amz-checksum-sha256") == _b64_sha256(b"not the data").encode():
+            return AWSResponse(request.url, 400, {}, _Raw(b"<Error><Code>InvalidRequest</Code>"
+                                                          b"<Message>x-amz-checksum-sha256 is not supported"
+                                                          b"</Message></Error>"))
+        return None
+
+    storage.client.meta.events.register("before-send.s3.PutObject", refuse_the_header)
+    facts = storage.probe()
+    assert facts["rejects_bad_checksum"] is False
+    assert facts["bad_checksum_answer"] == "400 InvalidRequest"
+    assert storage.verification().mode == "read-back"
+
+
 def test_the_hop_reads_the_checksum_of_an_aws_chunked_body_from_its_trailer():
     """boto3 sends aws-chunked bodies with a trailing checksum when checksums are computed
     "when_supported" (backupctl turns that off; another client of the suite may not)."""
