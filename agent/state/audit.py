@@ -6,8 +6,8 @@ JSON record per line:
     {"time", "user", "host", "pid", "action", ...details, "prev": SHA-256 of the previous line}
 
 Every record carries the SHA-256 of the line before it, so `backupctl audit verify`
-detects any edit, insertion or deletion inside the file, and names it: the line that was
-edited or inserted, or the two lines between which records were deleted (from the first
+detects any edit, insertion, deletion or swap inside the file, and names it: the line that was
+edited or inserted, the two lines swapped, or the two lines between which records were deleted (from the first
 broken link, the link after it and the line count kept in the head file). Appends take
 an exclusive lock on the file, so records of concurrent commands (the daemon's jobs and
 a restore by hand) never interleave or fork the chain.
@@ -154,6 +154,9 @@ class AuditTrail:
                 raise IntegrityError(f"audit trail {self.path}, line {number}: not a valid record "
                                      f"(edited or damaged)", hint=_HINT)
             records.append(record)
+        if len(records) > 1 and records[1]["prev"] == GENESIS and records[0]["prev"] == _digest(lines[1]):
+            raise IntegrityError(f"audit trail {self.path}, lines 1 and 2: they were swapped (line 2 is the first "
+                                 f"record written, and line 1 names it as the record before it)", hint=_HINT)
         if len(records) > 1 and records[1]["prev"] == GENESIS and records[0]["prev"] != GENESIS:
             raise IntegrityError(f"audit trail {self.path}, line 1: it was inserted (line 2 is the first record "
                                  f"written)", hint=_HINT)
@@ -201,8 +204,13 @@ class AuditTrail:
           alone: the head file's line count tells them apart (fewer lines than written);
         - an edit of line k+1 that also changes the digest it names breaks both its links (as
           edits of both lines k and k+1 do: the message says so).
+        - two neighbouring records swapped (lines k+1 and k+2) keep their links, crossed:
+          line k+1 names line k+2 and line k+2 names line k;
         Several alterations are named by the first one the chain shows."""
         line, after = k, k + 1  # 1-based numbers of the two lines of the broken link
+        if k + 1 < len(records) and records[k]["prev"] == digests[k + 1] and records[k + 1]["prev"] == digests[k - 1]:
+            return (f"lines {after} and {after + 1}: they were swapped (line {after} names line {after + 1} as "
+                    f"the record before it, and line {after + 1} names line {line})")
         if k + 1 < len(records) and records[k + 1]["prev"] == digests[k - 1]:
             return f"line {after}: it was inserted (line {after + 1} follows line {line})"
         if records[k]["prev"] == records[k - 1]["prev"]:

@@ -60,7 +60,7 @@ def _edit(line: str) -> str:
 
 
 # What an alteration of a trail of seven records (lines 1 to 7) does to it, and how
-# `verify` names it: the line edited or inserted, or the lines records were deleted between.
+# `verify` names it: the line edited or inserted, the lines swapped, or the lines records were deleted between.
 ALTERATIONS = {
     "edit-first": (lambda t: [_edit(t[0]), *t[1:]], "line 1: it was changed (line 2 does not follow it)"),
     "edit-middle": (lambda t: [*t[:3], _edit(t[3]), *t[4:]], "line 4: it was changed (line 5 does not follow it)"),
@@ -82,7 +82,10 @@ ALTERATIONS = {
     "delete-two": (lambda t: [*t[:3], *t[5:]], "between line 3 and line 4: 2 record(s) were deleted"),
     "delete-last": (lambda t: t[:6], "after line 6: the last 1 record(s) were deleted (the trail had 7 lines)"),
     "delete-all": (lambda t: [], "all 7 record(s) were deleted (the file is empty or gone)"),
-    "swap": (lambda t: [t[0], t[2], t[1], *t[3:]], "line 2: it was inserted (line 3 follows line 1)"),
+    "swap": (lambda t: [t[0], t[2], t[1], *t[3:]], "lines 2 and 3: they were swapped"),
+    "swap-later": (lambda t: [*t[:4], t[5], t[4], *t[6:]], "lines 5 and 6: they were swapped"),
+    "swap-first": (lambda t: [t[1], t[0], *t[2:]], "lines 1 and 2: they were swapped"),
+    "swap-last": (lambda t: [*t[:5], t[6], t[5]], "lines 6 and 7: they were swapped"),
 }
 
 
