@@ -7,7 +7,8 @@ listing id is the same on both sides: a diff costs what changed, not what is sto
 
 A file is "changed" when its SHA-256 differs (a symbolic link: its target), or when the
 entry changed type (a file that became a folder); "metadata" when only its mode, owner
-(uid, gid) or modification time did. A folder that appears or disappears is listed with
+(uid, gid) or modification time did. A folder whose entries changed is not listed for
+its new modification time, which those changes gave it (its mode or owner still are). A folder that appears or disappears is listed with
 everything below it (a person asks "which files appeared?"), streamed: what is held at
 any moment is one pair of listings per level of the path being walked.
 
@@ -203,6 +204,10 @@ def _compare(path: bytes, old: Node | None, new: Node | None) -> Difference | No
     if new is None:
         return Difference(path, REMOVED, old, None)
     fields = _metadata_changed(old, new)
+    if old.type == new.type == DIR and _listing_id(old) != _listing_id(new):
+        # A folder whose entries changed has a new mtime because of them: the entries
+        # below are the news, the folder's own mtime would be one line of noise per level.
+        fields = tuple(f for f in fields if f != "mtime")
     if old.type != new.type or (new.type == FILE and old.sha256 != new.sha256) \
             or (new.type == SYMLINK and old.target != new.target):
         return Difference(path, CHANGED, old, new, fields)

@@ -314,6 +314,18 @@ def test_a_crafted_tree_that_explodes_is_refused(repo, monkeypatch):
     assert len(spy.read) < 10_000
 
 
+def test_a_folder_whose_entries_changed_is_listed_for_its_mode_not_its_mtime(repo):
+    before = snapshot(repo, [folder(repo, b"a", [file(repo, b"x", b"1")], mtime_ns=MTIME),
+                             folder(repo, b"b", [file(repo, b"y", b"1")], mtime_ns=MTIME)])
+    after = snapshot(repo, [folder(repo, b"a", [file(repo, b"x", b"2")], mtime_ns=MTIME + 10**9),
+                            folder(repo, b"b", [file(repo, b"y", b"2")], mtime_ns=MTIME + 10**9, mode=0o700)])
+
+    _engine, found = run(repo, before, after)
+
+    assert brief(found) == [(CHANGED, b"a/x"), (METADATA, b"b"), (CHANGED, b"b/y")]
+    assert found[1].fields == ("mode",)
+
+
 def test_the_diff_needs_a_lock(repo):
     before, after = snapshot(repo, [file(repo, b"a", b"1")]), snapshot(repo, [file(repo, b"a", b"2")])
     with pytest.raises(AssertionError, match="diff needs a lock"):
@@ -355,8 +367,9 @@ def test_two_real_backups(tmp_path, repo):
     below = {(d.kind, d.path[len(inside) + 1:]) for d in found if d.path.startswith(inside + b"/")}
     assert below == {(CHANGED, b"lettre.txt"), (METADATA, b"ordonnance.txt"), (REMOVED, b"vieux.txt"),
                      (CHANGED, b"r\xe9sum\xe9.txt"), (ADDED, b"nouveau"), (ADDED, b"nouveau/bilan.pdf")}
-    # src itself changed (its listing, its mtime); its ancestors' listings too
-    assert [d for d in found if d.path == inside][0].kind == METADATA
+    # src's listing and mtime changed, its ancestors' listings too: the mtime of a folder
+    # whose entries changed is their consequence, not listed
+    assert [d for d in found if not d.path.startswith(inside + b"/")] == []
     assert engine.listings_loaded == len(spy.read)
     archives = next(n for n in _listing_at(fresh, first, inside) if n.name == b"archives")
     assert archives.subtree not in spy.read  # 30 unchanged files: their listing never read
