@@ -98,7 +98,8 @@ def command(ctx: click.Context, repo_name: str | None, timeout_s: int, force: bo
 
 def _reach(config: Config, name: str, timeout_s: float) -> None:
     """The repository answers (its snapshots listed) within `timeout_s`, or _GiveUp."""
-    code, _out, err = _run(child_command(config.path, "snapshots", name, []), timeout_s)
+    # It only reads: stopped outright (a read blocked on a silent server may not heed SIGTERM).
+    code, _out, err = _run(child_command(config.path, "snapshots", name, []), timeout_s, grace_s=0)
     if code is None:
         raise _GiveUp(f"the repository {name} did not answer within {timeout_s:.0f} s")
     if code != SUCCESS_EXIT_CODE:
@@ -109,7 +110,8 @@ def _backup(config: Config, name: str, timeout_s: float) -> tuple[str, bool]:
     """(snapshot id, partial) of `backup --repo NAME --tag TAG`, or _GiveUp."""
     if timeout_s <= 0:
         raise _GiveUp("no time left for the backup")
-    code, out, err = _run(child_command(config.path, "backup", name, ["--tag", TAG]), timeout_s)
+    code, out, err = _run(child_command(config.path, "backup", name, ["--tag", TAG]), timeout_s,
+                          grace_s=STOP_GRACE_S)
     if code is None:
         raise _GiveUp(f"the backup into {name} took longer than the time allowed and was stopped")
     if code not in (SUCCESS_EXIT_CODE, PARTIAL_BACKUP_EXIT_CODE):
@@ -123,17 +125,17 @@ def _backup(config: Config, name: str, timeout_s: float) -> tuple[str, bool]:
     return snapshot, code == PARTIAL_BACKUP_EXIT_CODE
 
 
-def _run(argv: list[str], timeout_s: float) -> tuple[int | None, bytes, bytes]:
+def _run(argv: list[str], timeout_s: float, *, grace_s: float) -> tuple[int | None, bytes, bytes]:
     """(exit code, stdout, stderr) of a child; None for the code when it ran out of time, after
-    SIGTERM (a backup keeps what it stored) and, STOP_GRACE_S later, SIGKILL."""
+    SIGTERM (a backup keeps what it stored) and, `grace_s` later, SIGKILL."""
     child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         out, err = child.communicate(timeout=timeout_s)
         return child.returncode, out, err
     except subprocess.TimeoutExpired:
-        child.send_signal(signal.SIGTERM)
+        child.send_signal(signal.SIGTERM if grace_s else signal.SIGKILL)
         try:
-            out, err = child.communicate(timeout=STOP_GRACE_S)
+            out, err = child.communicate(timeout=grace_s or None)
         except subprocess.TimeoutExpired:
             child.kill()
             out, err = child.communicate()

@@ -37,6 +37,9 @@ TAG = "avant-installation"
 # (the hook takes one a day at most: agent/cli/preinstall_cmd.py).
 FRESHNESS = _dt.timedelta(hours=24)
 CHANGES = ("install", "upgrade", "remove", "purge")
+# dpkg logs whole seconds: a change logged at 10:00:00 happened before 10:00:01, so a copy
+# begun at 10:00:00.4 (the hook's backup starts and dpkg follows within the second) precedes it.
+LOG_RESOLUTION = _dt.timedelta(seconds=1)
 DEFAULT_DPKG_LOG = "/var/log/dpkg.log"
 
 _LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) (install|upgrade|remove|purge) (\S+) (\S+) (\S+)\s*$")
@@ -122,8 +125,8 @@ def read_last_change(facts: InstallationFacts, *,
 
 
 def copy_before(facts: InstallationFacts) -> tuple[str, str, _dt.datetime] | None:
-    """The newest snapshot tagged TAG taken at or before the last change (None without one)."""
+    """The newest snapshot tagged TAG begun before the last change (None without one)."""
     if facts.last_change is None:
         return None
-    before = [c for c in facts.copies if c[2] <= facts.last_change.time]
+    before = [c for c in facts.copies if c[2] < facts.last_change.time + LOG_RESOLUTION]
     return max(before, key=lambda c: c[2], default=None)
