@@ -3,11 +3,11 @@
 avant-installation, once a day at most (rule S5, docs/INSTALL.md "A copy before every
 installation").
 
-DPkg::Pre-Invoke runs its commands as root with `sh -c` before each dpkg run of apt (apt
-install, upgrade, remove, unattended-upgrades); a command that fails makes apt stop before
-dpkg. So the hook line cannot fail: `pre-installation` itself always exits 0 and says any
-problem in one warning line; should the wrapper or systemd-run fail instead, or the whole
-outlast its own timeout, the line says so with a warning of its own and ends with `true`.
+DPkg::Pre-Invoke runs its commands as root with `sh -c` before apt runs dpkg (apt install,
+upgrade, remove); a command that fails makes apt stop before dpkg. So the hook line cannot
+fail: `pre-installation` itself always exits 0 and says any problem in one warning line;
+should the wrapper or systemd-run fail instead, or the whole outlast its own timeout, the
+line says so with a warning of its own and ends with `true`.
 `timeout` is a backstop only (the command stops its backup at 30 minutes); stdin is
 /dev/null so that the wrapper never opens a terminal of its own (systemd-run --pipe).
 

@@ -116,3 +116,16 @@ def test_the_hook_reads_no_terminal(tmp_path) -> None:
 def test_an_unquotable_program_is_refused() -> None:
     with pytest.raises(ValueError):
         apt_hook.render('/opt/back"upctl')
+
+
+def test_the_times_the_documents_state_are_the_codes() -> None:
+    from agent.cli import preinstall_cmd
+
+    install = " ".join((ROOT / "docs" / "INSTALL.md").read_text().split())
+    reference = (ROOT / "docs" / "REFERENCE.md").read_text()
+    assert f"must answer within {preinstall_cmd.REACH_TIMEOUT_S} s" in install
+    assert f"within {preinstall_cmd.DEFAULT_TIMEOUT_S // 60} minutes" in install
+    assert f"(default {preinstall_cmd.DEFAULT_TIMEOUT_S} s;" in reference
+    assert f"must answer within {preinstall_cmd.REACH_TIMEOUT_S} s" in reference
+    # The hook's own limit only catches a hang past the command's limit and its stop.
+    assert apt_hook.BACKSTOP_S > preinstall_cmd.DEFAULT_TIMEOUT_S + preinstall_cmd.STOP_GRACE_S + 30
