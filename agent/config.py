@@ -10,6 +10,7 @@ loads it).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tomllib
 from dataclasses import dataclass
@@ -43,6 +44,10 @@ class AgentSettings:
     practice_name: str | None = None  # shown on reports
     report_language: str = "fr"  # restore-test reports: "fr" or "en"
     report_dir: str | None = None  # default: state_dir/reports
+    # Rule S5 (a copy before every installation): dpkg's log, which `compliance` reads, and
+    # whether the apt hook takes its snapshot (agent/cli/preinstall_cmd.py).
+    dpkg_log: str = "/var/log/dpkg.log"
+    copy_before_installation: bool = True
 
     @property
     def reports(self) -> str:
@@ -240,6 +245,11 @@ def parse(raw: dict[str, Any], path: str) -> Config:
     agent = AgentSettings(state_dir=state_dir, hostname=agent_table.get("hostname", str),
                           practice_name=agent_table.get("practice_name", str), report_language=report_language,
                           report_dir=report_dir)
+    dpkg_log = agent_table.get("dpkg_log", str, default=agent.dpkg_log, what="an absolute path")
+    if not os.path.isabs(dpkg_log):
+        raise ConfigError(f"{path}: [agent] dpkg_log = {dpkg_log!r}: expected an absolute path")
+    agent = dataclasses.replace(agent, dpkg_log=dpkg_log, copy_before_installation=agent_table.get(
+        "copy_before_installation", bool, default=agent.copy_before_installation))
     agent_table.done()
 
     if "source" not in raw:

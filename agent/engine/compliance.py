@@ -12,6 +12,7 @@ from typing import Any
 from agent import timefmt
 from agent.state.records import MONTH_GRACE_DAYS, WEEKLY_LIMIT, restore_test_risk
 from agent.engine.retention import calendar_periods
+from agent.engine.installation_copy import FRESHNESS, InstallationFacts, copy_before
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 
@@ -89,9 +90,12 @@ def coverage(repositories: list[RepositoryFacts], *, kind: str, count: int, now:
 
 
 def assess(repositories: list[RepositoryFacts], *, now: _dt.datetime, zone: _dt.tzinfo, yearly: int,
-           audit: dict[str, Any] | None, recovery_sheet: _dt.datetime | None) -> list[Row]:
+           audit: dict[str, Any] | None, recovery_sheet: _dt.datetime | None,
+           installation: InstallationFacts | None = None) -> list[Row]:
     """`audit`: the facts of the audit trail as gathered for reports (AuditTrail.verify's
-    summary and whether the trail is intact, or why it is not), None without a trail."""
+    summary and whether the trail is intact, or why it is not), None without a trail.
+    `installation`: dpkg's last package change and the snapshots tagged before installations
+    (rule S5), None when not gathered (no S5 row)."""
     rows = []
     readable = [r for r in repositories if r.unavailable is None]
     latest = max(((r.name, sid, t) for r in readable for sid, t in r.snapshots), key=lambda x: x[2], default=None)
@@ -172,6 +176,40 @@ def assess(repositories: list[RepositoryFacts], *, now: _dt.datetime, zone: _dt.
         rows.append(Row("T2", OK if intact else FAIL,
                         [Evidence("audit_intact" if intact else "audit_altered",
                                   {"records": str(audit.get("records")), "first": first})]))
+
+    # S5: a copy before every installation (the apt hook's snapshot tagged avant-installation).
+    if installation is not None:
+        rows.append(installation_copy_row(installation, zone))
     return rows
+
+
+def installation_copy_row(facts: InstallationFacts, zone: _dt.tzinfo) -> Row:
+    """S5: the last package change dpkg logged was preceded, by FRESHNESS at most, by a
+    snapshot tagged avant-installation in a readable repository. No dpkg log (not a Debian
+    system) or no change in it: nothing to judge, OK. FAIL without such a copy; WARN when
+    that could not be told (the log or a repository unreadable)."""
+    if facts.problem is not None:
+        return Row("S5", WARN, [Evidence("dpkg_log_unreadable", {"problem": facts.problem})])
+    if not facts.log_found:
+        return Row("S5", OK, [Evidence("no_dpkg_log", {"log": facts.log})])
+    change = facts.last_change
+    if change is None:
+        return Row("S5", OK, [Evidence("no_package_change", {"log": facts.log})])
+    evidence = [Evidence("package_change", {"action": change.action, "package": change.package,
+                                            "time": timefmt.iso(change.time.astimezone(zone))})]
+    copy = copy_before(facts)
+    if copy is not None and change.time - copy[2] <= FRESHNESS:
+        repository, snapshot, when = copy
+        return Row("S5", OK, evidence + [Evidence("copy_before_installation", {
+            "snapshot": snapshot[:8], "repository": repository, "time": timefmt.iso(when.astimezone(zone))})])
+    if copy is not None:
+        evidence.append(Evidence("copy_before_installation_old", {
+            "snapshot": copy[1][:8], "repository": copy[0], "time": timefmt.iso(copy[2].astimezone(zone))}))
+    else:
+        evidence.append(Evidence("no_copy_before_installation"))
+    if facts.unreadable:
+        evidence.append(Evidence("copies_unknown", {"repositories": ", ".join(facts.unreadable)}))
+        return Row("S5", WARN, evidence)
+    return Row("S5", FAIL, evidence)
 
 

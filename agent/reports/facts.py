@@ -16,6 +16,7 @@ from agent.state.audit import AuditTrail
 from agent.config import Config
 from agent.state import media
 from agent.engine.compliance import RepositoryFacts, Row, assess
+from agent.engine.installation_copy import TAG as BEFORE_INSTALLATION, InstallationFacts, read_last_change
 from agent.state.records import Records, restore_test_outcome
 from agent.errors import BackupctlError, IntegrityError
 from agent.repo.repository import Repository
@@ -31,10 +32,11 @@ class Gathered:
     snapshots: dict[str, list[Snapshot]] = field(default_factory=dict)  # by repository name, oldest first
     audit: dict[str, Any] | None = None
     recovery_sheet: _dt.datetime | None = None
+    installation: InstallationFacts | None = None  # rule S5
 
     def rows(self, config: Config) -> list[Row]:
         return assess(self.repositories, now=self.now, zone=config.retention.zone, yearly=config.retention.yearly,
-                      audit=self.audit, recovery_sheet=self.recovery_sheet)
+                      audit=self.audit, recovery_sheet=self.recovery_sheet, installation=self.installation)
 
 
 def snapshot_hex(snapshot: Snapshot) -> str:
@@ -80,4 +82,15 @@ def gather(config: Config, open_repository: Callable[[str], Repository], *,
             gathered.audit = {"intact": False, "records": "?", "first": None, "problem": str(exc)}
     sheets = [Records(config.agent.state_dir, r.name).last("recovery_sheet") for r in config.repositories]
     gathered.recovery_sheet = max((s.time for s in sheets if s is not None), default=None)
+    gathered.installation = installation_facts(config, gathered)
     return gathered
+
+
+def installation_facts(config: Config, gathered: Gathered) -> InstallationFacts:
+    """Rule S5: dpkg's last package change, and the snapshots tagged before installations."""
+    facts = InstallationFacts(config.agent.dpkg_log)
+    read_last_change(facts)
+    facts.copies = [(name, snapshot_hex(s), s.time) for name, snapshots in gathered.snapshots.items()
+                    for s in snapshots if BEFORE_INSTALLATION in s.tags]
+    facts.unreadable = [r.name for r in gathered.repositories if r.unavailable is not None]
+    return facts

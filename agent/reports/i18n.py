@@ -30,6 +30,7 @@ RULE_TITLES = {
         "C1-C4": "every backup encrypted with state-of-the-art algorithms; SHA-256 fingerprints",
         "K1": "a printed recovery sheet in the safe",
         "T2": "traces kept six months at most",
+        "S5": "a copy before every installation or reconfiguration",
     },
     "fr": {
         "S1": "une sauvegarde au moins chaque semaine",
@@ -42,6 +43,7 @@ RULE_TITLES = {
         "C1-C4": "toutes les sauvegardes chiffrées avec des algorithmes à l'état de l'art ; empreintes SHA-256",
         "K1": "une fiche de récupération imprimée, au coffre",
         "T2": "traces conservées six mois au plus",
+        "S5": "une copie avant toute nouvelle installation ou reconfiguration",
     },
 }
 
@@ -72,6 +74,15 @@ EVIDENCE = {
         "no_audit": "no audit trail yet",
         "audit_intact": "audit trail intact: {records} record(s) since {first}; older records purged automatically",
         "audit_altered": "audit trail ALTERED: {records} record(s) since {first}",
+        "no_dpkg_log": "no package log ({log}): not applicable",
+        "no_package_change": "no package change in {log}: not applicable",
+        "dpkg_log_unreadable": "the package log cannot be read ({problem})",
+        "package_change": "last package change: {action} {package} on {time}",
+        "copy_before_installation": "preceded by snapshot {snapshot} of {repository} (avant-installation) on {time}",
+        "copy_before_installation_old": "the last snapshot avant-installation before it, {snapshot} of "
+                                        "{repository} on {time}, is more than 24 h older",
+        "no_copy_before_installation": "no snapshot avant-installation before it",
+        "copies_unknown": "not readable now: {repositories}",
     },
     "fr": {
         "latest_snapshot": "dernière sauvegarde {snapshot} ({repository}) le {time}",
@@ -100,6 +111,16 @@ EVIDENCE = {
         "audit_intact": "journal d'audit intact : {records} enregistrement(s) depuis le {first} ; les plus "
                         "anciens sont effacés automatiquement",
         "audit_altered": "journal d'audit MODIFIÉ : {records} enregistrement(s) depuis le {first}",
+        "no_dpkg_log": "pas de journal des paquets ({log}) : sans objet",
+        "no_package_change": "aucun changement de paquet dans {log} : sans objet",
+        "dpkg_log_unreadable": "le journal des paquets est illisible ({problem})",
+        "package_change": "dernier changement de paquet : {action} {package} le {time}",
+        "copy_before_installation": "précédé de la sauvegarde {snapshot} ({repository}, avant-installation) "
+                                    "le {time}",
+        "copy_before_installation_old": "la dernière sauvegarde avant-installation qui le précède, {snapshot} "
+                                        "({repository}) le {time}, a plus de 24 h d'avance",
+        "no_copy_before_installation": "aucune sauvegarde avant-installation ne le précède",
+        "copies_unknown": "illisibles pour l'instant : {repositories}",
     },
 }
 

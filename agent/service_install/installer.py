@@ -20,7 +20,7 @@ from typing import Callable, Protocol, Sequence
 
 from agent import config as config_module
 from agent.errors import SUCCESS_EXIT_CODE, ConfigError, InstallError, RepositoryExists, UsageError
-from agent.service_install import credentials, folders, layout, polkit, shipped, units, wrapper
+from agent.service_install import apt_hook, credentials, folders, layout, polkit, shipped, units, wrapper
 
 
 class System(Protocol):
@@ -107,6 +107,8 @@ class Installer:
         self._put_or_remove(layout.POLKIT_RULE, polkit.render(hook_units), 0o644)
         properties = units.service_properties(unit_text, paths_text, credentials_text)
         self._put(layout.WRAPPER, wrapper.render(properties, media_mounts=mounts), 0o755)
+        if self.path(layout.APT_CONF_DIR).is_dir():  # apt is there: a copy before its installations (S5)
+            self._put(layout.APT_HOOK, apt_hook.render(), 0o644)
         if unit_changed:
             self._run("systemctl", "daemon-reload")
 
@@ -234,7 +236,8 @@ class Installer:
         if self.path(layout.UNIT).exists():
             self.system.run(["systemctl", "disable", "--now", layout.UNIT_NAME])
             self._changed(f"stopped and disabled {layout.UNIT_NAME}")
-        for installed in (layout.UNIT, layout.PATHS_DROPIN, layout.CREDENTIALS_DROPIN, layout.POLKIT_RULE):
+        for installed in (layout.UNIT, layout.PATHS_DROPIN, layout.CREDENTIALS_DROPIN, layout.POLKIT_RULE,
+                          layout.APT_HOOK):
             self._remove(installed)
         wrapper_path = self.path(layout.WRAPPER)
         if wrapper_path.exists() and layout.WRAPPER_MARKER in wrapper_path.read_text(errors="replace"):

@@ -31,3 +31,7 @@ PASSPHRASE = "passphrase"
 S3_CREDENTIALS = "s3-credentials"
 SMTP_PASSWORD = "smtp-password"
 CREDENTIAL_FILES = {name: f"{CREDSTORE}/backupctl-{name}" for name in (PASSPHRASE, S3_CREDENTIALS, SMTP_PASSWORD)}
+# The apt hook (agent/service_install/apt_hook.py; a copy in contrib/apt/): installed only
+# where apt is (this folder exists).
+APT_CONF_DIR = "/etc/apt/apt.conf.d"
+APT_HOOK = f"{APT_CONF_DIR}/80backupctl"

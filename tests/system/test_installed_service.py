@@ -22,6 +22,7 @@ import pytest
 
 from agent.engine.backup import PROCESS_MIN_FILES
 from agent.engine.restore import PROCESSES_FROM_FILES
+from agent.service_install import apt_hook, layout
 from tests.support import doc_commands
 
 from . import loopback
@@ -305,6 +306,47 @@ def test_a_second_install_changes_nothing(machine: Machine) -> None:
     assert machine.show("backupctl.service", "MainPID")["MainPID"] == seen["main_pid"]
 
 
+def test_apt_takes_a_snapshot_before_installing_and_compliance_sees_it(machine: Machine) -> None:
+    # Rule S5: the install put the apt hook in place; a real apt-get install of a local package,
+    # offline, runs it (as root, through the wrapper, as the service user) before dpkg.
+    assert machine.run("cat", layout.APT_HOOK).stdout == apt_hook.render()
+    machine.sh("mkdir -p /root/pkg/DEBIAN /root/pkg/usr/share/doc/backupctl-test-pkg"
+               " && printf 'Package: backupctl-test-pkg\\nVersion: 1.0\\nArchitecture: all\\n"
+               "Maintainer: tests <tests@example.org>\\nDescription: a package of the tests\\n'"
+               " > /root/pkg/DEBIAN/control && echo hi > /root/pkg/usr/share/doc/backupctl-test-pkg/README"
+               " && dpkg-deb --build --root-owner-group /root/pkg /root/backupctl-test-pkg.deb")
+    with timed("apt-get install of a local package, the hook's snapshot first"):
+        done = machine.run("apt-get", "install", "-y", "/root/backupctl-test-pkg.deb", check=False, timeout=900,
+                           env={"DEBIAN_FRONTEND": "noninteractive"})
+    assert done.returncode == 0, done
+    assert "(avant-installation) saved in main" in done.stdout, done
+    assert machine.run("dpkg-query", "-W", "-f=${Status}", "backupctl-test-pkg").stdout == "install ok installed"
+    snapshots = json.loads(machine.run("backupctl", "snapshots", "--json").stdout)["snapshots"]
+    assert [s for s in snapshots if "avant-installation" in s["tags"]], snapshots
+    rules = json.loads(machine.run("backupctl", "compliance", "--json", check=False).stdout)["rules"]
+    s5 = next(r for r in rules if r["rule"] == "S5")
+    assert s5["status"] == "OK" and s5["evidence_codes"][0]["package"] == "backupctl-test-pkg:all", s5
+    # A second apt run the same day takes none, says so, and apt succeeds.
+    done = machine.run("apt-get", "remove", "-y", "backupctl-test-pkg", check=False, timeout=600,
+                       env={"DEBIAN_FRONTEND": "noninteractive"})
+    assert done.returncode == 0 and "already taken today" in done.stdout, done
+    # The hook never fails apt: today's snapshot forgotten (the record edited in place, its owner
+    # kept) and the repository gone (moved away), apt installs with one warning line.
+    machine.run("python3", "-c", "import json, sys\nwith open(sys.argv[1], 'r+') as f:\n"
+                "    d = json.load(f); d.pop('before_installation'); f.seek(0); f.truncate(); json.dump(d, f)",
+                "/var/lib/backupctl/records/main.json")
+    machine.run("mv", REPO, REPO + ".away")
+    try:
+        done = machine.run("apt-get", "install", "-y", "/root/backupctl-test-pkg.deb", check=False, timeout=600,
+                           env={"DEBIAN_FRONTEND": "noninteractive"})
+    finally:
+        machine.run("mv", REPO + ".away", REPO)
+    assert done.returncode == 0, done
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("backupctl:")]
+    assert len(warnings) == 1 and "the repository main cannot be opened" in warnings[0], done
+    assert machine.run("dpkg-query", "-W", "-f=${Status}", "backupctl-test-pkg").stdout == "install ok installed"
+
+
 def test_many_letters_are_backed_up_and_restored_by_worker_processes_inside_the_sandbox(machine: Machine) -> None:
     # Past these counts the backup reads and seals small files in spawned worker processes
     # (a spool in /dev/shm, semaphores) and the restore writes one-chunk files in forked ones:
@@ -348,8 +390,11 @@ def test_uninstall_removes_the_service_and_keeps_the_data(machine: Machine) -> N
     done = machine.run(*INSTALL, "--uninstall")
     assert "Kept" in done.stdout, done.stdout
     for gone in ("/etc/systemd/system/backupctl.service", "/etc/systemd/system/backupctl.service.d/paths.conf",
-                 "/usr/local/bin/backupctl", "/etc/polkit-1/rules.d/50-backupctl.rules", "/opt/backupctl"):
+                 "/usr/local/bin/backupctl", "/etc/polkit-1/rules.d/50-backupctl.rules", "/opt/backupctl",
+                 layout.APT_HOOK):
         assert machine.run("test", "-e", gone, check=False).returncode == 1, gone
+    # apt works without the hook (and without backupctl).
+    assert machine.run("apt-get", "remove", "-y", "backupctl-test-pkg", check=False).returncode == 0
     for kept in ("/etc/backupctl/config.toml", "/etc/credstore.encrypted/backupctl-passphrase",
                  "/var/lib/backupctl", "/media/backupctl/repository"):
         assert machine.run("test", "-e", kept).returncode == 0, kept

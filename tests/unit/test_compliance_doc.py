@@ -106,6 +106,9 @@ def test_the_thresholds_the_judgement_section_states_are_the_codes() -> None:
     assert f"only after its {MONTH_GRACE_DAYS}th day" in rows["S3"]
     assert RETENTION.days in range(181, 185) and "six months" in rows["T2"]
     assert rows["S1"].rstrip(" |").endswith("FAIL") and rows["S8"].rstrip(" |").endswith("WARN")
+    from agent.engine.installation_copy import FRESHNESS
+
+    assert f"taken at most {int(FRESHNESS.total_seconds()) // 3600} h before it" in rows["S5"]
 
 
 def test_the_verdicts_the_judgement_section_states_are_the_ones_assess_gives() -> None:
@@ -121,7 +124,13 @@ def test_the_verdicts_the_judgement_section_states_are_the_ones_assess_gives() -
     empty = RepositoryFacts(name="r", kind="local", cipher=None, created=now - dt.timedelta(days=400))
     altered = {"intact": False, "records": 3, "first": None}
     verdicts: dict[str, str] = {}
-    for row in assess([empty], now=now, zone=dt.timezone.utc, yearly=0, audit=altered, recovery_sheet=None):
+    # a package installed the day before, with no snapshot avant-installation anywhere (rule S5)
+    from agent.engine.installation_copy import InstallationFacts, parse_line
+
+    installed = InstallationFacts("/var/log/dpkg.log", last_change=parse_line(
+        "2026-12-06 10:00:00 install foo:amd64 <none> 1.0", to_aware=lambda t: t.replace(tzinfo=dt.timezone.utc)))
+    for row in assess([empty], now=now, zone=dt.timezone.utc, yearly=0, audit=altered, recovery_sheet=None,
+                      installation=installed):
         for rule in _expand(row.rule):
             verdicts[rule] = row.status
     for rule, line in _judgement_rows().items():
