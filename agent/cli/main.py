@@ -33,6 +33,7 @@ _COMMANDS = {
     "cleanup-versions": "cleanup_cmd:command", "ls": "browse_cmd:ls", "find": "browse_cmd:find",
     "dump": "browse_cmd:dump", "diff": "diff_cmd:command", "install-service": "install_cmd:command",
 }
+_COMMANDS["acknowledge"] = "acknowledge_cmd:command"  # the ransomware alarm (issue 22)
 
 
 # What root may run on an installed server (the state directory belongs to the service

@@ -85,6 +85,7 @@ class Tally:
         after = {f.name: f for f in new}
         hits = 0
         removed = [f for name, f in before.items() if name not in after]
+        was: FileFacts | None
         added = [f for name, f in after.items() if name not in before]
         for name, was in before.items():
             now = after.get(name)
@@ -113,9 +114,8 @@ class Tally:
                     self.lost_compression += 1
         if existed:
             for f in added:
-                for key, seen in ((f.name, self._note_names), (f.sha256, self._note_contents)):
-                    if key in seen or len(seen) < MAX_KEYS:
-                        seen[key] = seen.get(key, 0) + 1  # type: ignore[index]  # bytes or str keys
+                _count(self._note_names, f.name)
+                _count(self._note_contents, f.sha256)
         if hits and (folder in self._folders or len(self._folders) < MAX_KEYS):
             self._folders[folder] += hits
 
@@ -156,6 +156,11 @@ def judge(counts: dict[str, Any], thresholds: AlarmThresholds) -> Verdict:
         signs.append("note_folders")
     suspect = thresholds.enabled and ("lost_compression" in signs or len(signs) >= 2)
     return Verdict(suspect, tuple(signs), dict(counts))
+
+
+def _count(seen: dict[Any, int], key: bytes | str) -> None:
+    if key in seen or len(seen) < MAX_KEYS:
+        seen[key] = seen.get(key, 0) + 1
 
 
 def _lost(was: FileFacts, now: FileFacts) -> bool:

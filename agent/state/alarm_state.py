@@ -17,13 +17,13 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any
 
-from agent.state.records import Records
+from agent.state.records import Records, Risk
 
 ALARM_RECORD = "ransomware_alarm"
-# Counts of summary.alarm copied into the record (never a folder name: the record is read
-# by the metrics, whose labels must not carry names).
+# What of summary.alarm is copied into the record: counts, and the few folder names for the
+# daemon's alert (never a file name; a reader that makes metrics labels uses the counts only).
 RECORDED_COUNTS = ("files_before", "changed", "removed", "changed_share", "lost_compression", "renamed",
-                   "note_folders")
+                   "note_folders", "folders", "signs")
 
 
 def acknowledged(records: Records) -> set[str]:
@@ -39,3 +39,17 @@ def note_alarm(records: Records, moment: _dt.datetime, *, open: bool, snapshot: 
     extra = {"acknowledged_by": by} if by else {}
     records.note(ALARM_RECORD, moment, open=open, snapshot=snapshot, last_good=last_good,
                  **{k: counts[k] for k in RECORDED_COUNTS if k in counts}, acknowledged=known, **extra)
+
+
+def alarm_risk(records: Records) -> Risk | None:
+    """The open alarm as a risk for `status` and the daemon's risk alert (counts only)."""
+    event = records.last(ALARM_RECORD)
+    if event is None or event.detail.get("open") is not True:
+        return None
+    detail = event.detail
+    snapshot = str(detail.get("snapshot") or "?")[:8]
+    share = detail.get("changed_share")
+    return Risk("ransomware_alarm", {
+        "snapshot": snapshot, "last_good": str(detail.get("last_good") or snapshot)[:8],
+        "lost_compression": str(detail.get("lost_compression", 0)), "renamed": str(detail.get("renamed", 0)),
+        "changed_share": f"{float(share):.0%}" if isinstance(share, (int, float)) else "?"})
