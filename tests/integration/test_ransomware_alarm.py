@@ -165,3 +165,40 @@ def test_the_urgent_e_mail_has_counts_and_the_diff_command_and_no_file_name(prac
     assert "ne se compressent plus" in body and "dossiers les plus touchés" in body
     for name in ("lettre-", ".locked", ".txt", ".jpg", ".pdf", "cabinet.db", "LISEZ-MOI"):
         assert name not in body and name not in message["Subject"], name
+
+
+def test_on_s3_the_last_good_snapshot_s_object_lock_is_extended(bk: Backupctl, s3) -> None:
+    """With object lock (moto_server), a suspect backup locks the last good snapshot's objects
+    `[alarm] lock_days` ahead at once, and prune under the alarm keeps them so."""
+    import datetime as dt
+    import uuid
+
+    prefix = "alarm-" + uuid.uuid4().hex[:8]
+    bk.write_config(repo_url=f"s3://{s3.lock_bucket}/{prefix}",
+                    extra_repo_lines=f'endpoint = "{s3.url}"\nregion = "{s3.region}"\naddressing = "path"\n'
+                                     f'object_lock = "compliance"\nlock_days = 3\n\n[alarm]\nlock_days = 40')
+    for folder in range(12):
+        for i in range(4):
+            path = bk.src / f"dossier-{folder:02d}" / f"lettre-{i}.txt"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("Madame, suite à la consultation, " * 300)
+    bk.ok("init", env=s3.env())
+    good = bk.ok_json("backup", env=s3.env())["snapshot_id"]
+    client = s3.client()
+
+    def retention(key: str) -> dt.datetime:
+        return client.head_object(Bucket=s3.lock_bucket, Key=f"{prefix}/{key}")["ObjectLockRetainUntilDate"]
+
+    now = dt.datetime.now(dt.timezone.utc)
+    assert retention(f"snapshots/{good}") < now + dt.timedelta(days=4)  # the write-time lock only
+    bench_alarm.attack(str(bk.src), share=0.5)
+    result = bk.run("backup", env=s3.env())
+    assert result.returncode == errors.SUSPECT_BACKUP_EXIT_CODE, str(result)
+    assert f"the object lock of the last good snapshot {good[:8]} is extended" in result.stderr
+    assert retention(f"snapshots/{good}") > now + dt.timedelta(days=39)
+    packs = [o["Key"][len(prefix) + 1:] for o in
+             client.list_objects_v2(Bucket=s3.lock_bucket, Prefix=f"{prefix}/data/")["Contents"]]
+    assert max(retention(p) for p in packs) > now + dt.timedelta(days=39)
+    prune = bk.ok("prune", env=s3.env())
+    assert "ransomware alarm open" in prune.stdout
+    assert retention(f"snapshots/{good}") > now + dt.timedelta(days=39)
