@@ -82,6 +82,12 @@ def test_an_attack_is_flagged_and_status_and_compliance_say_so(practice: Backupc
     assert rows["R1"]["status"] == "FAIL", rows["R1"]
     assert f"backupctl diff {good[:8]}" in json.dumps(rows["R1"])
 
+    # the restore-test report's compliance table says it too, with the diff command
+    report = bk.ok_json("restore-test", "--sample", "3")["report"]
+    rows = {row["rule"]: row for row in json.loads(Path(report["json"]).read_text())["compliance"]["rules"]}
+    assert rows["R1"]["status"] == "FAIL"
+    assert f"voir ce qui a changé : backupctl diff {good[:8]} {doc['snapshot_id'][:8]}" in rows["R1"]["evidence"][0]
+
     # acknowledged (every suspect snapshot): recorded in the audit trail, status and compliance clear
     for snap in bk.snapshots():
         if "suspect" in snap["tags"]:
