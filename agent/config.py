@@ -225,7 +225,7 @@ def load(path: str) -> Config:
 
 def parse(raw: dict[str, Any], path: str) -> Config:
     allowed = {"agent", "source", "repositories", "key", "retention", "schedule", "alerts", "databases", "hooks"}
-    allowed.add("alarm")
+    allowed.add("alarm")  # the ransomware alarm (issue 22), added on its own line
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise ConfigError(f"{path}: unknown section(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")

@@ -121,3 +121,23 @@ def test_retention_holds_everything_from_the_last_good_snapshot_on() -> None:
     assert [d.keep for d in held] == [False, True, True, True]
     assert held[1].reasons == ("alarm",) and held[3].reasons == ("x",)
     assert all(d.keep for d in hold_from(decisions, None, "alarm"))
+
+
+def _config(alarm: dict):
+    from agent import config
+
+    raw = {"source": {"paths": ["/srv/cabinet"]}, "repositories": {"main": {"url": "file:///mnt/r"}}}
+    return config.parse({**raw, **({"alarm": alarm} if alarm is not None else {})}, "test.toml")
+
+
+def test_the_alarm_section_of_the_configuration() -> None:
+    from agent.errors import ConfigError
+
+    assert _config(None).alarm == AlarmThresholds()
+    parsed = _config({"changed_share": 0.2, "lost_compression": 3, "lock_days": 30, "enabled": False}).alarm
+    assert (parsed.changed_share, parsed.lost_compression, parsed.lock_days, parsed.enabled) == (0.2, 3, 30, False)
+    assert _config({"changed_share": 1}).alarm.changed_share == 1.0
+    for bad, needle in (({"renamed": 0}, "renamed"), ({"changed_share": 1.5}, "changed_share"),
+                        ({"lock_dayz": 3}, r"unknown key\(s\) lock_dayz"), ({"renamed": "ten"}, "renamed")):
+        with pytest.raises(ConfigError, match=needle):
+            _config(bad)
