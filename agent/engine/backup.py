@@ -482,7 +482,14 @@ class BackupEngine:
         assert parent.id is not None  # read from the repository
         tally = Tally(files_before=sum(int(parent.summary.get(k, 0) or 0)
                                        for k in ("files_new", "files_changed", "files_unchanged")))
-        compare_trees(self.repo, parent.tree, snapshot.tree, tally)
+        try:
+            compare_trees(self.repo, parent.tree, snapshot.tree, tally)
+        except BackupctlError as exc:
+            # A parent that cannot be read (damaged, or a tree missing) must not cost the
+            # practice its backup: saved without a verdict, and said (check tells the rest).
+            self.report.alarm = {"suspect": False, "parent": parent.id.hex(),
+                                 "skipped": f"the previous snapshot could not be compared: {exc.one_line()}"}
+            return
         verdict = judge(tally.counts(), self.alarm)
         # The last snapshot before the alarm: the parent, or, when the parent is suspect
         # itself (the attack goes on), the one its own alarm named.

@@ -79,3 +79,24 @@ def test_no_thresholds_no_comparison_and_an_ordinary_change_is_not_marked(tmp_pa
     _attack(tmp_path, rng)
     unjudged = run_locked(BackupEngine(repo, options))  # alarm=None: not compared at all
     assert unjudged.alarm is None and SUSPECT_TAG not in repo.snapshots()[-1].tags
+
+
+def test_a_parent_that_cannot_be_compared_does_not_cost_the_backup(tmp_path: Path, monkeypatch) -> None:
+    from agent.engine import backup
+    from agent.errors import IntegrityError
+
+    rng = random.Random(3)
+    _letters(tmp_path, rng)
+    repo = _repo()
+    options = BackupOptions(paths=[str(tmp_path)])
+    run_locked(BackupEngine(repo, options, alarm=AlarmThresholds()))
+
+    def damaged(*_args: object) -> None:
+        raise IntegrityError("tree 0a0b: damaged")
+
+    monkeypatch.setattr(backup, "compare_trees", damaged)
+    _attack(tmp_path, rng)
+    report = run_locked(BackupEngine(repo, options, alarm=AlarmThresholds()))
+    assert report.snapshot is not None and not report.suspect and not report.partial
+    assert report.alarm is not None and "could not be compared" in report.alarm["skipped"]
+    assert len(repo.snapshots()) == 2
