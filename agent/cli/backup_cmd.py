@@ -75,7 +75,8 @@ def command(ctx: click.Context, repo_name: str | None, tags: tuple[str, ...], at
     try:
         with hooks:
             engine = BackupEngine(repo, options, files_cache=cache,
-                                  progress=for_terminal(as_json, storage=repo.storage), alarm=config.alarm)
+                                  progress=for_terminal(as_json, storage=repo.storage),
+                                  alarm=config.alarm if config.alarm.enabled else None)
             engine.report.warnings.extend(("hook", w) for w in hooks.before_warnings)  # counted in the snapshot
             report = engine.run()
     finally:

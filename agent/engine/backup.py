@@ -453,10 +453,10 @@ class BackupEngine:
             excludes=list(self.options.excludes),
             program=f"backupctl {__version__}",
         )
+        if self.alarm is not None:  # counted in the backup's duration
+            self._judge_alarm(snapshot)
         self.report.bytes_added = self.repo.bytes_added
         self.report.duration_s = time.monotonic() - started
-        if self.alarm is not None:
-            self._judge_alarm(snapshot)
         snapshot.summary = {k: v for k, v in self.report.as_dict().items()
                             if k not in ("snapshot_id", "time", "warnings", "packs_adopted", "alarm")}
         snapshot.summary["warnings"] = len(self.report.warnings)
