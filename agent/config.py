@@ -22,6 +22,7 @@ from agent.alerts import SECURITY_CHOICES, AlertSettings
 from agent.engine.source.dumps import DATABASE_TYPES, DatabaseSettings
 from agent.engine.source.hooks import HOOK_FAILURE_CHOICES, HookSettings
 from agent.state.media import LABEL_PATTERN
+from agent.engine.alarm import AlarmThresholds
 from agent.engine.retention import RetentionPolicy
 from agent.errors import ConfigError
 from agent.state.files import read_private_file
@@ -124,6 +125,7 @@ class Config:
     alerts: AlertSettings = AlertSettings()
     databases: tuple[DatabaseSettings, ...] = ()
     hooks: tuple[HookSettings, ...] = ()
+    alarm: AlarmThresholds = AlarmThresholds()  # [alarm]: the ransomware alarm (agent/engine/alarm.py)
 
     def repository(self, name: str | None) -> RepositorySettings:
         if name is None:
@@ -228,6 +230,7 @@ def load(path: str) -> Config:
 
 def parse(raw: dict[str, Any], path: str) -> Config:
     allowed = {"agent", "source", "repositories", "key", "retention", "schedule", "alerts", "databases", "hooks"}
+    allowed.add("alarm")  # the ransomware alarm (issue 22), added on its own line
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise ConfigError(f"{path}: unknown section(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
@@ -288,7 +291,7 @@ def parse(raw: dict[str, Any], path: str) -> Config:
     return Config(path=path, agent=agent, source=source, repositories=repositories, key=key,
                   retention=_retention(path, raw.get("retention", {})), schedule=schedule,
                   alerts=_alerts(path, raw.get("alerts", {})), databases=_databases(path, raw.get("databases", [])),
-                  hooks=_hooks(path, raw.get("hooks", [])))
+                  hooks=_hooks(path, raw.get("hooks", [])), alarm=_alarm(path, raw.get("alarm", {})))
 
 
 def _array_of_tables(path: str, key: str, data: object) -> list[dict[str, Any]]:
@@ -639,3 +642,20 @@ def read_passphrase_and_source(config: Config) -> tuple[bytes, str] | None:
         return None
     secret = read_private_file(file, where=f"{config.path}: [key] passphrase_file ")
     return secret, f"the passphrase file {file} ([key] passphrase_file)"
+
+
+def _alarm(path: str, data: object) -> AlarmThresholds:
+    """[alarm]: the ransomware alarm's thresholds (agent/engine/alarm.py; defaults measured
+    in docs/RELIABILITY.md, "Ransomware alarm") and the lock extension while it is open."""
+    table = _Table(path, "alarm", data)
+    defaults = AlarmThresholds()
+    share = table.get("changed_share", (float, int), default=defaults.changed_share, what="a share from 0 to 1")
+    values: dict[str, int] = {}
+    for key in ("lost_compression", "renamed", "note_folders", "lock_days"):
+        values[key] = table.get(key, int, default=getattr(defaults, key), what="a whole number >= 1")
+    enabled = table.get("enabled", bool, default=True)
+    table.done()
+    try:
+        return AlarmThresholds(enabled=enabled, changed_share=float(share), **values)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: [alarm] {exc}") from None

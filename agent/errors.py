@@ -46,6 +46,8 @@ The outcomes that are not errors:
     PARTIAL_BACKUP_EXIT_CODE            3  the snapshot was saved, but some files could not be read
                                            (or a database dump or a hook failed): listed after the summary
     OBLIGATIONS_AT_RISK_EXIT_CODE       4  `status`: an obligation is at risk; `compliance`: a rule FAILs
+    SUSPECT_BACKUP_EXIT_CODE            5  the snapshot was saved but marked suspect: the ransomware alarm
+                                           (see `backupctl acknowledge`)
 
 Each class carries a `hint`: the plain-language "what to do" half of the one-line
 message a user sees.
@@ -249,6 +251,7 @@ class Interrupted(BackupctlError):
 SUCCESS_EXIT_CODE = 0
 PARTIAL_BACKUP_EXIT_CODE = 3  # `backup`: saved, with warnings (files unreadable, a dump or a hook failed)
 OBLIGATIONS_AT_RISK_EXIT_CODE = 4  # `status`, `compliance`: a memento obligation is not met (for monitoring)
+SUSPECT_BACKUP_EXIT_CODE = 5  # `backup`: saved, marked suspect by the ransomware alarm (agent/engine/alarm.py)
 # Ctrl-C and SIGTERM by name, for code that meets them without the exception: the CLI
 # catching a bare KeyboardInterrupt, the daemon reading a child it stopped.
 INTERRUPTED_EXIT_CODE = Interrupted.exit_code

@@ -17,7 +17,8 @@ from agent.engine.source.hooks import Hooks
 from agent.state.records import Records
 from agent.state.files_cache import FilesCache
 from agent.state.ledger import Ledger
-from agent.errors import PARTIAL_BACKUP_EXIT_CODE, BackupctlError, UsageError
+from agent.errors import PARTIAL_BACKUP_EXIT_CODE, SUSPECT_BACKUP_EXIT_CODE, BackupctlError, UsageError
+from agent.cli.alarm_notice import record_alarm
 from agent.state.layout import StateLayout
 
 
@@ -43,7 +44,9 @@ def command(ctx: click.Context, repo_name: str | None, tags: tuple[str, ...], at
     """Back up the configured folders into the repository.
 
     Exit code 3 means the snapshot was saved with warnings: some files could not be read,
-    a database dump or a hook failed (listed). Exit code 20: a hook refused the backup.
+    a database dump or a hook failed (listed). Exit code 5: the snapshot was saved but
+    marked suspect by the ransomware alarm (see `backupctl acknowledge`). Exit code 20: a
+    hook refused the backup.
     """
     config, repo, medium = opened.config, opened.repo, opened.medium
     warn_changed_parameters(config.repository(repo_name), repo)
@@ -72,7 +75,8 @@ def command(ctx: click.Context, repo_name: str | None, tags: tuple[str, ...], at
     try:
         with hooks:
             engine = BackupEngine(repo, options, files_cache=cache,
-                                  progress=for_terminal(as_json, storage=repo.storage))
+                                  progress=for_terminal(as_json, storage=repo.storage),
+                                  alarm=config.alarm if config.alarm.enabled else None)
             engine.report.warnings.extend(("hook", w) for w in hooks.before_warnings)  # counted in the snapshot
             report = engine.run()
     finally:
@@ -88,6 +92,7 @@ def command(ctx: click.Context, repo_name: str | None, tags: tuple[str, ...], at
           partial=report.partial)
     Records(config.agent.state_dir, config.repository(repo_name).name).note(
         "backup", snap.time, snapshot=id_hex(snap), partial=report.partial)
+    alarm_lines = record_alarm(config, repo, config.repository(repo_name).name, snap, report.alarm)
     rotation = note_medium(config, repo_name, medium, last_backup=snap.time.isoformat(),
                            snapshot=id_hex(snap))
     # A damaged index file does not stop a backup (what it listed is stored again, so the new
@@ -120,6 +125,10 @@ def command(ctx: click.Context, repo_name: str | None, tags: tuple[str, ...], at
                        f"(what it listed was stored again or re-indexed from its packs); "
                        f"run `backupctl check --read-data`, then "
                        f"`backupctl repair` if it finds damage", err=True)
+    if report.suspect:
+        for line in alarm_lines:
+            click.echo(f"backupctl: warning: {line}", err=True)
+        ctx.exit(SUSPECT_BACKUP_EXIT_CODE)  # before 3: the alarm is the more urgent news
     if report.partial:
         if not as_json:
             click.echo(f"backupctl: the backup is partial: saved with {len(report.warnings)} warning(s) (listed above)",

@@ -34,6 +34,7 @@ _COMMANDS = {
     "dump": "browse_cmd:dump", "diff": "diff_cmd:command", "install-service": "install_cmd:command",
     "pre-installation": "preinstall_cmd:command",
 }
+_COMMANDS["acknowledge"] = "acknowledge_cmd:command"  # the ransomware alarm (issue 22)
 
 
 # What root may run on an installed server (the state directory belongs to the service

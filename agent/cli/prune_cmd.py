@@ -13,6 +13,7 @@ from agent.cli.progress import for_terminal
 from agent.config import Config
 from agent.engine.lock_dates import LockDateCache
 from agent.engine.prune import PruneEngine
+from agent.state.alarm_state import acknowledged
 from agent.state.records import Records
 from agent.errors import IntegrityError
 from agent.repo.repository import Repository
@@ -38,7 +39,9 @@ def command(ctx: click.Context, dry_run: bool, repo_name: str | None, as_json: b
     cache = LockDateCache(StateLayout(config.agent.state_dir).lock_dates(repo.config.repository_id))
     report = PruneEngine(repo, config.retention, dry_run=dry_run,
                          progress=for_terminal(as_json, storage=repo.storage),
-                         lock_cache=cache, ledger=ledger_of(config, repo)).run()
+                         lock_cache=cache, ledger=ledger_of(config, repo),
+                         acknowledged=acknowledged(Records(config.agent.state_dir, config.repository(repo_name).name)),
+                         alarm_lock_days=config.alarm.lock_days).run()
     if not dry_run:
         audit(config, "prune", repository=config.repository(repo_name).name,
               # Every decision is on a snapshot read from the repository: each has its id.
@@ -53,6 +56,8 @@ def command(ctx: click.Context, dry_run: bool, repo_name: str | None, as_json: b
         zone = config.retention.zone
         until = f" (kept until at least {timefmt.day(decision.keep_until, zone)})" if decision.keep_until else ""
         click.echo(f"{action} {short} {timefmt.shown(decision.time, zone)}: {'; '.join(decision.reasons)}{until}")
+    if report.alarm_hold:
+        click.echo(report.alarm_hold)
     verb = "would be" if dry_run else "were"
     click.echo(f"{report.snapshots_forgotten} snapshot(s) {verb} forgotten; "
                f"{report.packs_deleted} pack(s) {verb} deleted and {report.packs_rewritten} rewritten, "

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from agent import clock
 from agent.daemon.children import child_command, summary
 from agent.daemon.outcomes import advice, meaning
+from agent.errors import SUSPECT_BACKUP_EXIT_CODE
 from agent.errors import (PARTIAL_BACKUP_EXIT_CODE, SUCCESS_EXIT_CODE, TERMINATED_EXIT_CODE, BackupctlError,
                           StateDirError)
 from agent.reports.document import shareable
@@ -40,7 +41,8 @@ if TYPE_CHECKING:  # for the annotations; at run time each function imports what
 log = logging.getLogger("backupctl.daemon")
 
 # Exit codes of a backup that saved a snapshot (partial: some files unreadable, listed).
-BACKUP_SAVED = (SUCCESS_EXIT_CODE, PARTIAL_BACKUP_EXIT_CODE)
+# Suspect: saved, marked by the ransomware alarm (issue 22).
+BACKUP_SAVED = (SUCCESS_EXIT_CODE, PARTIAL_BACKUP_EXIT_CODE, SUSPECT_BACKUP_EXIT_CODE)
 HOOK_LINE_PREFIX = "backupctl: hook "  # what agent.cli.main prints for the hooks' output
 
 
@@ -203,6 +205,8 @@ def _log_outcome(job_id: str, ok: bool, steps: list[StepResult], *, interrupted:
         step = failed or steps[-1]
         log.error("job %s FAILED: %s exit %s: %s — %s (exit codes %s)", job_id, step.command, step.exit_code,
                   meaning(step.exit_code), advice(step.exit_code), codes)
+    elif any(s.exit_code == SUSPECT_BACKUP_EXIT_CODE for s in steps):
+        log.warning("job %s: RANSOMWARE ALARM: %s (exit codes %s)", job_id, meaning(SUSPECT_BACKUP_EXIT_CODE), codes)
     elif any(s.exit_code == PARTIAL_BACKUP_EXIT_CODE for s in steps) or _problems(steps):
         counts = ", ".join(f"{k} {v}" for k, v in _problems(steps).items())
         log.warning("job %s saved incomplete: %s (%s) (exit codes %s)", job_id,
@@ -260,6 +264,8 @@ def run_job(job_id: str) -> None:
         _risks(job_id.partition(":")[2])  # logged at warning priority, mailed only with [alerts]
         return
     entry = _runner.record.load().get(job_id, {})
+    if any(step.get("exit_code") == SUSPECT_BACKUP_EXIT_CODE for step in entry.get("steps", [])):
+        _alert(alarm_alert(job_id, entry))  # the urgent one, before any other
     if job_id.startswith("restore-test:"):
         # every report goes out, passed or not
         _alert(restore_test_alert(job_id, entry, ok, attach=config.alerts.attach_report))
@@ -520,3 +526,45 @@ def _alert(alert: Alert) -> bool:
     if not problems:
         log.info("alert sent: %s", alert.subject)
     return not problems
+
+
+def alarm_alert(job_id: str, entry: dict[str, Any]) -> Alert:
+    """The ransomware alarm's urgent alert (issue 22): counts and folder names from the state
+    records (agent/state/alarm_state.py), never a file name."""
+    from agent.alerts import Alert
+    from agent.state.alarm_state import ALARM_RECORD
+    from agent.state.records import Records
+
+    _kind, _, repository = job_id.partition(":")
+    host = socket.gethostname()
+    record = Records(_installed_config().agent.state_dir, repository).last(ALARM_RECORD)
+    alarm = record.detail if record is not None else {}
+    suspect = str(alarm.get("snapshot") or _backup_summary(entry).get("snapshot_id") or "?")[:8]
+    good = str(alarm.get("last_good") or "")[:8]
+    share = alarm.get("changed_share")
+    folders = [str(f) for f in alarm.get("folders", []) if isinstance(f, str)]
+    lines = [f"Sur le serveur {host}, la sauvegarde {suspect} du dépôt « {repository} » ressemble à une attaque "
+             f"par rançongiciel. Elle est enregistrée, mais marquée SUSPECTE.", "",
+             f"  - fichiers modifiés : {alarm.get('changed', '?')}, supprimés ou renommés : "
+             f"{alarm.get('removed', '?')}, sur {alarm.get('files_before', '?')}"
+             + (f" ({float(share):.0%})" if isinstance(share, (int, float)) else ""),
+             f"  - fichiers qui se compressaient et ne se compressent plus (chiffrés ?) : "
+             f"{alarm.get('lost_compression', '?')}",
+             f"  - fichiers renommés avec une nouvelle extension : {alarm.get('renamed', '?')}",
+             f"  - dossiers où un même nouveau fichier est apparu (message de rançon ?) : "
+             f"{alarm.get('note_folders', '?')}"]
+    if folders:
+        lines.append(f"  - dossiers les plus touchés : {', '.join(folders)}")
+    lines += ["", "À faire tout de suite : ne pas éteindre le serveur, débrancher les postes suspects du réseau, "
+                  "appeler le prestataire informatique.",
+              (f"Rien n'est effacé à partir de la dernière sauvegarde saine ({good}), et son verrouillage est "
+               f"prolongé, jusqu'à vérification." if good else "Rien n'est effacé jusqu'à vérification."),
+              "", f"Pour le prestataire : voir ce qui a changé : backupctl diff {good or suspect} {suspect} ; "
+                  f"une fois vérifié : backupctl acknowledge {suspect}."]
+    return Alert(subject=f"[backupctl] URGENT : alerte rançongiciel sur « {repository} » ({host})",
+                 body="\n".join(lines),
+                 facts={"event": "ransomware_alarm", "job": job_id, "host": host, "snapshot_id": suspect,
+                        "last_good": good or None, "folders": folders,
+                        **{k: alarm.get(k) for k in ("files_before", "changed", "removed", "changed_share",
+                                                     "lost_compression", "renamed", "note_folders")},
+                        "diff": f"backupctl diff {good or suspect} {suspect}"})

@@ -17,6 +17,9 @@ _MEANINGS: dict[int, tuple[str, str]] = {
     errors.PARTIAL_BACKUP_EXIT_CODE: (
         "sauvegarde faite, avec des avertissements : fichiers illisibles, base de données ou commande en échec",
         "relancer la sauvegarde à la main sur le serveur pour voir la liste"),
+    errors.SUSPECT_BACKUP_EXIT_CODE: (
+        "sauvegarde faite, mais marquée suspecte : ses changements ressemblent à une attaque par rançongiciel",
+        "voir l'alerte URGENT envoyée ; backupctl status sur le serveur, puis backupctl acknowledge une fois vérifié"),
     errors.BackupctlError.exit_code: (
         "erreur inattendue",
         "relancer la commande à la main sur le serveur, avec --debug"),

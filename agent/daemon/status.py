@@ -13,6 +13,7 @@ from agent.config import Config, RepositorySettings
 from agent.daemon.jobs import JobRecord
 from agent.daemon.schedule import PlannedJob, planned_jobs, previous_fire
 from agent.state import media
+from agent.state.alarm_state import alarm_risk
 from agent.state.records import PROBE_RECORD, Records, Risk, obligations_at_risk
 from agent.reports.i18n import risk_text
 from agent.service_install.layout import UNIT
@@ -75,7 +76,8 @@ def repository_risks(config: Config, repository: str, now: _dt.datetime, *,
                                 last_restore_test=records.last("restore_test"), zone=config.retention.zone)
     if settings.media:
         risks += _disk_risks(config, settings, jobs if jobs is not None else planned_jobs(config), now)
-    return risks
+    alarm = alarm_risk(records)  # first: the most urgent (issue 22)
+    return [alarm, *risks] if alarm is not None else risks
 
 
 def _upload_verification(settings: RepositorySettings, records: Records) -> dict[str, Any] | None:

@@ -56,6 +56,8 @@ from agent import __version__, clock
 from agent.engine.source.dumps import DUMP_FOLDER, Dump, DumpError
 from agent.state.files_cache import CachedRow, FilesCache
 from agent.engine.source.holes import HoleSkippingReader, is_sparse
+from agent.engine.alarm import SUSPECT_TAG, AlarmThresholds, Tally, judge
+from agent.engine.alarm_scan import compare_trees
 from agent.engine.progress import Progress, SilentProgress
 from agent.engine.small_files import (SealedPart, SmallFileResult, Stamp, open_nofollow, read_small, seal_small_files,
                                       worker_init)
@@ -159,6 +161,13 @@ class BackupReport:
     database_failures: int = 0
     packs_adopted: int = 0  # complete packs an interrupted backup left unindexed, indexed by this one
     folders_reused: int = 0  # folders whose tree was the previous run's, unchanged (FOLDER_RULE)
+    # The ransomware alarm (agent.engine.alarm): the comparison with the parent snapshot
+    # (counts, signs, folder names, "suspect"), None when there was no parent to compare with.
+    alarm: dict[str, Any] | None = None
+
+    @property
+    def suspect(self) -> bool:
+        return bool(self.alarm and self.alarm.get("suspect"))
 
     @property
     def partial(self) -> bool:
@@ -181,6 +190,7 @@ class BackupReport:
             "database_failures": self.database_failures,
             "packs_adopted": self.packs_adopted,
             "warnings": [{"path": p, "problem": m} for p, m in self.warnings],
+            "alarm": self.alarm,
         }
 
 
@@ -318,9 +328,11 @@ class BackupEngine:
         *,
         files_cache: FilesCache | None = None,
         progress: Progress | None = None,
+        alarm: AlarmThresholds | None = None,
     ) -> None:
         self.repo = repo
         self.options = options
+        self.alarm = alarm  # None: no comparison with the parent snapshot
         self.cache = files_cache
         self.progress = progress or SilentProgress()
         self.report = BackupReport()
@@ -441,16 +453,50 @@ class BackupEngine:
             excludes=list(self.options.excludes),
             program=f"backupctl {__version__}",
         )
+        if self.alarm is not None:  # counted in the backup's duration
+            self._judge_alarm(snapshot)
         self.report.bytes_added = self.repo.bytes_added
         self.report.duration_s = time.monotonic() - started
         snapshot.summary = {k: v for k, v in self.report.as_dict().items()
-                            if k not in ("snapshot_id", "time", "warnings", "packs_adopted")}
+                            if k not in ("snapshot_id", "time", "warnings", "packs_adopted", "alarm")}
         snapshot.summary["warnings"] = len(self.report.warnings)
+        if self.report.suspect:  # the mark any reader of the repository sees (docs/FORMAT.md)
+            snapshot.tags.append(SUSPECT_TAG)
+            snapshot.summary["alarm"] = {k: v for k, v in (self.report.alarm or {}).items() if k != "suspect"}
         self.repo.save_snapshot(snapshot)
         if self.cache is not None:
             self.cache.commit()
         self.report.snapshot = snapshot
         return self.report
+
+    def _judge_alarm(self, snapshot: Snapshot) -> None:
+        """Compare the new tree with the parent snapshot's (the newest earlier one of this
+        host and these paths) and judge it (agent.engine.alarm): counts, never file names."""
+        assert self.alarm is not None
+        paths = sorted(snapshot.paths)
+        earlier = [s for s in self.repo.snapshots()
+                   if s.host == snapshot.host and sorted(s.paths) == paths and s.time <= snapshot.time]
+        if not earlier:
+            return  # a first backup has nothing to be compared with
+        parent = earlier[-1]
+        assert parent.id is not None  # read from the repository
+        tally = Tally(files_before=sum(int(parent.summary.get(k, 0) or 0)
+                                       for k in ("files_new", "files_changed", "files_unchanged")))
+        try:
+            compare_trees(self.repo, parent.tree, snapshot.tree, tally)
+        except BackupctlError as exc:
+            # A parent that cannot be read (damaged, or a tree missing) must not cost the
+            # practice its backup: saved without a verdict, and said (check tells the rest).
+            self.report.alarm = {"suspect": False, "parent": parent.id.hex(),
+                                 "skipped": f"the previous snapshot could not be compared: {exc.one_line()}"}
+            return
+        verdict = judge(tally.counts(), self.alarm)
+        # The last snapshot before the alarm: the parent, or, when the parent is suspect
+        # itself (the attack goes on), the one its own alarm named.
+        last_good = (parent.summary.get("alarm", {}).get("last_good") if SUSPECT_TAG in parent.tags
+                     else parent.id.hex())
+        self.report.alarm = {"suspect": verdict.suspect, "parent": parent.id.hex(),
+                             **verdict.as_summary(last_good=last_good)}
 
     # Snapshots read at most to find the previous run's totals (one small object each).
     MAX_PREVIOUS_READ = 3

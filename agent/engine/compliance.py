@@ -28,6 +28,8 @@ class RepositoryFacts:
     last_restore_test: tuple[_dt.datetime, bool] | None = None
     disks_used_last_4_weeks: int = 0
     unavailable: str | None = None  # why its facts could not be read
+    # An open ransomware alarm (agent.engine.alarm.open_alarm): (first suspect, last good) hex ids.
+    alarm: tuple[str, str | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -176,6 +178,13 @@ def assess(repositories: list[RepositoryFacts], *, now: _dt.datetime, zone: _dt.
         rows.append(Row("T2", OK if intact else FAIL,
                         [Evidence("audit_intact" if intact else "audit_altered",
                                   {"records": str(audit.get("records")), "first": first})]))
+
+    # R1: no open ransomware alarm (issue 22): FAIL while a suspect snapshot is not acknowledged.
+    alarms = [Evidence("ransomware_alarm", {"repository": r.name, "snapshot": suspect[:8],
+                                            "last_good": (good or "-")[:8],
+                                            "diff": f"backupctl diff {(good or suspect)[:8]} {suspect[:8]}"})
+              for r in readable if r.alarm is not None for suspect, good in [r.alarm]]
+    rows.append(Row("R1", FAIL if alarms else OK, alarms or [Evidence("no_ransomware_alarm")]))
 
     # S5: a copy before every installation (the apt hook's snapshot tagged avant-installation).
     if installation is not None:

@@ -126,3 +126,14 @@ def extend_locks(repo: Repository, decisions: list[Decision], snapshots: list[Sn
         report.locks_extended += 1
     cache.save()
     return report
+
+
+def hold_last_good(repo: Repository, snapshot: Snapshot, until: _dt.datetime, *,
+                   cache: LockDateCache) -> LockReport:
+    """While a ransomware alarm is open (agent.engine.alarm): lock the last good snapshot's
+    object and every pack it uses until at least `until`. A lock is only ever moved later,
+    so nothing newer is shortened either."""
+    assert snapshot.id is not None  # read from the repository
+    decision = Decision(snapshot.id, snapshot.time, True, ("last good snapshot before a ransomware alarm",),
+                        settled_until=until - LOCK_MARGIN)
+    return extend_locks(repo, [decision], [snapshot], cache=cache)

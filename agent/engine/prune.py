@@ -24,10 +24,16 @@ that date and stays unindexed, so the next prune after the date deletes it.
 
 7. With object lock, extend the lock of every kept snapshot's objects to the date its
    tier needs (agent.engine.lock_dates).
+
+While a ransomware alarm is open (agent.engine.alarm: a suspect snapshot nobody has
+acknowledged), step 3 forgets nothing taken at or after the last good snapshot, and step 7
+also locks the last good snapshot until `lock_days` from now: an attacker who holds the
+server cannot get the clean copy pruned by flooding the repository with new snapshots.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from dataclasses import dataclass, field
@@ -36,9 +42,10 @@ from typing import Any
 from agent import clock
 from agent.engine.check import CheckEngine
 from agent.state.ledger import Ledger
-from agent.engine.lock_dates import LockDateCache, LockReport, extend_locks
+from agent.engine.alarm import OpenAlarm, open_alarm
+from agent.engine.lock_dates import LockDateCache, LockReport, extend_locks, hold_last_good
 from agent.engine.progress import Progress, SilentProgress
-from agent.engine.retention import Decision, RetentionPolicy, apply_policy
+from agent.engine.retention import Decision, RetentionPolicy, apply_policy, hold_from
 from agent.engine.walk import load_tree
 from agent.errors import ClockSkewError, IntegrityError, ObjectLocked, ObjectNotFound
 from agent.repo import layout
@@ -69,6 +76,7 @@ class PruneReport:
     locked: list[tuple[str, str]] = field(default_factory=list)  # (object, why it stays)
     stale_locks_removed: int = 0
     object_locks: LockReport | None = None  # with S3 object lock: the dates set per tier
+    alarm_hold: str | None = None  # one line while a ransomware alarm holds the snapshots
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -84,14 +92,21 @@ class PruneReport:
             "locked_objects": [{"object": name, "reason": why} for name, why in self.locked],
             "stale_locks_removed": self.stale_locks_removed,
             "object_locks": self.object_locks.as_dict() if self.object_locks else None,
+            "alarm_hold": self.alarm_hold,
         }
 
 
 class PruneEngine:
     def __init__(self, repo: Repository, policy: RetentionPolicy, *, dry_run: bool = False,
                  progress: Progress | None = None, lock_cache: LockDateCache | None = None,
-                 ledger: Ledger | None = None) -> None:
+                 ledger: Ledger | None = None, acknowledged: set[str] | None = None,
+                 alarm_lock_days: int = 90) -> None:
         self.repo = repo
+        # Suspect snapshots a person acknowledged (agent.state.alarm_state); None: the alarm
+        # is not looked at (a caller without state, e.g. a test of retention alone).
+        self.acknowledged = acknowledged
+        self.alarm_lock_days = alarm_lock_days
+        self.alarm: OpenAlarm | None = None
         self.ledger = ledger or Ledger(None, repo.config.repository_id)
         self.lock_cache = lock_cache or LockDateCache(None)
         self.policy = policy
@@ -121,6 +136,8 @@ class PruneEngine:
         self.repo.load_index(reload=True)
         snapshots = self.repo.snapshots()
         self.report.decisions = apply_policy(snapshots, self.policy, now=clock.now())
+        if self.acknowledged is not None:
+            self._hold_for_alarm(snapshots)
         # Every snapshot read from the repository has its id (only one being written has none).
         forget = {SnapshotId(d.snapshot_id) for d in self.report.decisions
                   if not d.keep and d.snapshot_id is not None}
@@ -184,6 +201,30 @@ class PruneEngine:
             self.repo.load_index(reload=True)
             self.report.object_locks = extend_locks(self.repo, self.report.decisions, kept,
                                                     cache=self.lock_cache)
+            good = next((s for s in kept if self.alarm is not None and s.id is not None
+                         and s.id.hex() == self.alarm.last_good), None)
+            if good is not None:
+                held = hold_last_good(self.repo, good, clock.now() + _dt.timedelta(days=self.alarm_lock_days),
+                                      cache=self.lock_cache)
+                self.report.object_locks.locks_extended += held.locks_extended
+                self.report.object_locks.objects_checked += held.objects_checked
+                self.report.object_locks.latest.update(held.latest)
+
+    def _hold_for_alarm(self, snapshots: list[Snapshot]) -> None:
+        assert self.acknowledged is not None
+        self.alarm = open_alarm(snapshots, self.acknowledged)
+        if self.alarm is None:
+            return
+        good = next((s for s in snapshots if s.id is not None and s.id.hex() == self.alarm.last_good), None)
+        reason = (f"ransomware alarm open (suspect {self.alarm.suspects[0][:8]}): kept until "
+                  f"`backupctl acknowledge {self.alarm.suspects[0][:8]}`")
+        before = sum(1 for d in self.report.decisions if d.keep)
+        self.report.decisions = hold_from(self.report.decisions, good.time if good is not None else None, reason)
+        held = sum(1 for d in self.report.decisions if d.keep) - before
+        last_good = f"the last good snapshot {good.short_id}" if good is not None else "every snapshot"
+        self.report.alarm_hold = (f"ransomware alarm open: nothing from {last_good} on is forgotten "
+                                  f"({held} snapshot(s) held) until `backupctl acknowledge "
+                                  f"{self.alarm.suspects[0][:8]}`")
 
     def _refuse_on_clock_skew(self) -> None:
         """Retention counts periods back from this computer's "now": on a clock that the

@@ -254,3 +254,15 @@ def calendar_periods(kind: str, now: _dt.datetime, count: int,
     current = {"week": _week, "month": _month, "year": _year}[kind](now.astimezone(zone))
     periods = [current.shifted(-back) for back in reversed(range(count))]
     return [(p.name, p.start, p.shifted(1).start) for p in periods]
+
+
+def hold_from(decisions: list[Decision], since: _dt.datetime | None, reason: str) -> list[Decision]:
+    """The decisions with every snapshot taken at or after `since` kept, for `reason` (a
+    ransomware alarm: the last good snapshot and everything after it stay until a person
+    acknowledges). `since` None holds every snapshot. The others are unchanged."""
+    held = []
+    for decision in decisions:
+        if not decision.keep and (since is None or _aware(decision.time) >= _aware(since)):
+            decision = Decision(decision.snapshot_id, decision.time, True, (reason,), None, None)
+        held.append(decision)
+    return held

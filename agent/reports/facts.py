@@ -18,6 +18,8 @@ from agent.state import media
 from agent.engine.compliance import RepositoryFacts, Row, assess
 from agent.engine.installation_copy import TAG as BEFORE_INSTALLATION, InstallationFacts, read_last_change
 from agent.state.records import Records, restore_test_outcome
+from agent.engine.alarm import open_alarm
+from agent.state.alarm_state import acknowledged
 from agent.errors import BackupctlError, IntegrityError
 from agent.repo.repository import Repository
 from agent.repo.snapshot import Snapshot
@@ -62,6 +64,8 @@ def gather(config: Config, open_repository: Callable[[str], Repository], *,
             fact.cipher = repo.config.cipher
             fact.created = clock.parse_iso(repo.config.created) if repo.config.created else None
             fact.snapshots = [(snapshot_hex(s), s.time) for s in snapshots]
+            found = open_alarm(snapshots, acknowledged(Records(config.agent.state_dir, settings.name)))
+            fact.alarm = (found.suspects[0], found.last_good) if found is not None else None
             gathered.snapshots[settings.name] = snapshots
         except BackupctlError as exc:
             fact.unavailable = exc.one_line()

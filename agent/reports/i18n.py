@@ -409,3 +409,26 @@ SHEET_LABELS = {
                   "et détruire l'ancienne.",
     },
 }
+
+
+# The ransomware alarm (issue 22): its risk (`status`, the daemon's risk alert), its
+# compliance rule R1 and the rule's evidence. Folder names and counts, never a file name.
+RULE_TITLES["en"]["R1"] = "no open ransomware alarm (a suspect backup acknowledged by a person)"
+RULE_TITLES["fr"]["R1"] = "aucune alerte rançongiciel en cours (sauvegarde suspecte vérifiée par une personne)"
+EVIDENCE["en"]["ransomware_alarm"] = ("{repository}: snapshot {snapshot} marked SUSPECT (last good {last_good}); "
+                                      "see what changed: {diff}; then backupctl acknowledge {snapshot}")
+EVIDENCE["fr"]["ransomware_alarm"] = ("{repository} : sauvegarde {snapshot} marquée SUSPECTE (dernière saine "
+                                      "{last_good}) ; voir ce qui a changé : {diff} ; puis backupctl acknowledge "
+                                      "{snapshot}")
+EVIDENCE["en"]["no_ransomware_alarm"] = "no suspect snapshot waiting to be acknowledged"
+EVIDENCE["fr"]["no_ransomware_alarm"] = "aucune sauvegarde suspecte en attente de vérification"
+RISKS["en"]["ransomware_alarm"] = ("RANSOMWARE ALARM: snapshot {snapshot} is marked suspect ({lost_compression} "
+                                   "file(s) no longer compress, {renamed} renamed to a new extension, {changed_share} "
+                                   "of the files changed); prune keeps everything from {last_good} on; see what "
+                                   "changed: backupctl diff {last_good} {snapshot}; then backupctl acknowledge "
+                                   "{snapshot}")
+RISKS["fr"]["ransomware_alarm"] = ("ALERTE RANÇONGICIEL : la sauvegarde {snapshot} est marquée suspecte "
+                                   "({lost_compression} fichier(s) ne se compressent plus, {renamed} renommé(s) avec "
+                                   "une nouvelle extension, {changed_share} des fichiers modifiés) ; rien n'est "
+                                   "effacé à partir de {last_good} ; voir ce qui a changé : backupctl diff "
+                                   "{last_good} {snapshot} ; puis backupctl acknowledge {snapshot}")

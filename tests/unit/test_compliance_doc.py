@@ -122,6 +122,7 @@ def test_the_verdicts_the_judgement_section_states_are_the_ones_assess_gives() -
     # one local repository, created 13 months ago, never backed up, its cipher unknown; an
     # altered audit trail; no recovery sheet
     empty = RepositoryFacts(name="r", kind="local", cipher=None, created=now - dt.timedelta(days=400))
+    empty.alarm = ("a" * 32, None)  # and a ransomware alarm nobody acknowledged (R1)
     altered = {"intact": False, "records": 3, "first": None}
     verdicts: dict[str, str] = {}
     # a package installed the day before, with no snapshot avant-installation anywhere (rule S5)

@@ -48,3 +48,11 @@ def test_a_job_stopped_with_the_service_is_a_warning(caplog):
 
 def test_a_successful_job_is_information(caplog):
     assert _outcome(caplog, True, [StepResult("backup", 0, 1.0)]).levelno == logging.INFO
+
+
+def test_a_suspect_backup_is_saved_and_a_warning_naming_the_alarm(caplog):
+    from agent.errors import SUSPECT_BACKUP_EXIT_CODE
+
+    assert SUSPECT_BACKUP_EXIT_CODE in jobs.BACKUP_SAVED  # the job goes on to prune (which holds)
+    record = _outcome(caplog, True, [StepResult("backup", SUSPECT_BACKUP_EXIT_CODE, 1.0), StepResult("prune", 0, 1.0)])
+    assert record.levelno == logging.WARNING and "RANSOMWARE ALARM" in record.getMessage()

@@ -38,7 +38,8 @@ def a_practice() -> list[RepositoryFacts]:
 def test_a_well_run_practice_is_ok_everywhere():
     rows = table(a_practice())
     assert {rule: status for rule, (status, _e) in rows.items()} == {
-        "S1": OK, "S2": OK, "S3": OK, "S4": OK, "S6": OK, "S7": OK, "S8": OK, "C1-C4": OK, "K1": OK, "T2": OK}
+        "S1": OK, "S2": OK, "S3": OK, "S4": OK, "S6": OK, "S7": OK, "S8": OK, "C1-C4": OK, "K1": OK, "T2": OK,
+        "R1": OK}
     assert "latest snapshot" in rows["S1"][1][0] and "2026-11-20" in rows["S1"][1][0]
     assert rows["S8"][1] == ["main: object lock compliance"]
 
@@ -91,3 +92,14 @@ def test_compliance_and_status_agree_on_restore_tests_per_repository():
     assert s7_status == FAIL and evidence == ["main: 2026-10-14 passed", "disques: no restore test recorded"]
     practice[1].last_restore_test = (NOW - dt.timedelta(days=100), True)
     assert table(practice)["S7"][1][1] == "disques: 2026-08-15, more than a quarter ago"
+
+
+def test_an_open_ransomware_alarm_fails_r1_with_the_diff_command():
+    practice = a_practice()
+    practice[1].alarm = ("c" * 32, "b" * 32)
+    status, evidence = table(practice)["R1"]
+    assert status == FAIL
+    assert evidence == ["disques: snapshot cccccccc marked SUSPECT (last good bbbbbbbb); see what changed: "
+                        "backupctl diff bbbbbbbb cccccccc; then backupctl acknowledge cccccccc"]
+    practice[1].alarm = ("c" * 32, None)  # no good snapshot before it
+    assert "backupctl diff cccccccc cccccccc" in table(practice)["R1"][1][0]

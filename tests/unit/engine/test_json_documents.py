@@ -60,6 +60,7 @@ def test_a_prune() -> None:
         "locked_objects": [{"object": "data/0a/0a0b", "reason": "locked until 2027-01-01"}],
         "stale_locks_removed": 7,
         "object_locks": {"objects_checked": 8, "locks_extended": 9, "snapshot_lock_dates": {"0a" * 16: "2027-11-06"}},
+        "alarm_hold": None,
     }
     assert PruneReport(dry_run=True).as_dict()["object_locks"] is None
     assert PruneReport(dry_run=True).as_dict()["dry_run"] is True
