@@ -158,6 +158,23 @@ def judge(counts: dict[str, Any], thresholds: AlarmThresholds) -> Verdict:
     return Verdict(suspect, tuple(signs), dict(counts))
 
 
+def folders_for_alert(folders: Iterable[str], sources: Iterable[str]) -> list[str]:
+    """The folders an alert that leaves the server may name: each cut to its source folder
+    and one level below it (`/srv/cabinet/courriers`, not `/srv/cabinet/courriers/DUPONT
+    Jean`), without repeats, in the order given. A practice names its top folders after
+    kinds of documents; deeper folders are often named after a patient, and a patient's
+    name is health data. The snapshot's own summary.alarm (encrypted) keeps them whole."""
+    roots = sorted((tuple(p for p in source.split("/") if p) for source in sources), key=len, reverse=True)
+    shown: list[str] = []
+    for folder in folders:
+        parts = tuple(p for p in folder.split("/") if p)
+        root = next((r for r in roots if parts[: len(r)] == r), ())
+        cut = "/" + "/".join(parts[: len(root) + 1])
+        if cut not in shown:
+            shown.append(cut)
+    return shown
+
+
 def _count(seen: dict[Any, int], key: bytes | str) -> None:
     if key in seen or len(seen) < MAX_KEYS:
         seen[key] = seen.get(key, 0) + 1

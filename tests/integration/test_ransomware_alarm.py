@@ -8,6 +8,7 @@ has counts and the diff command and no file name."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import json
 import sys
 from pathlib import Path
@@ -174,6 +175,11 @@ def test_the_daemon_s_urgent_e_mail_has_counts_and_the_diff_command_and_no_file_
     assert f"backupctl diff {good[:8]} {suspect['id'][:8]}" in body
     assert f"backupctl acknowledge {suspect['id'][:8]}" in body
     assert "ne se compressent plus" in body and "dossiers les plus touchés" in body
+    (listed,) = [line.split(" : ", 1)[1] for line in body.splitlines() if "dossiers les plus touchés" in line]
+    shown = listed.split(", ")
+    # cut to one level below the source folder: deeper folders may be named after a patient
+    assert shown and all(os.path.dirname(folder) == str(bk.src) for folder in shown), shown
+    assert f"{bk.src}/courriers" in shown
     for message in mailbox.messages:  # the urgent one, and the risks' (the alarm among them)
         text = message["Subject"] + message.get_content()
         for name in ("lettre-", ".locked", ".txt", ".jpg", ".pdf", "cabinet.db", "LISEZ-MOI"):

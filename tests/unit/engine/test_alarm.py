@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from agent.engine.alarm import (MAX_FOLDERS_SHOWN, SUSPECT_TAG, AlarmThresholds, FileFacts, Tally, judge,
-                                open_alarm)
+                                folders_for_alert, open_alarm)
 from agent.engine.retention import Decision, hold_from
 
 TEXT, RANDOM = 0.35, 1.01  # stored / plain of a letter, of encrypted bytes
@@ -141,3 +141,11 @@ def test_the_alarm_section_of_the_configuration() -> None:
                         ({"lock_dayz": 3}, r"unknown key\(s\) lock_dayz"), ({"renamed": "ten"}, "renamed")):
         with pytest.raises(ConfigError, match=needle):
             _config(bad)
+
+
+def test_an_alert_names_folders_one_level_below_their_source_only():
+    folders = ["srv/cabinet/patients/DUPONT Jean", "srv/cabinet/courriers/2026/03", "srv/cabinet/patients/MARTIN",
+               "srv/cabinet", "var/lib/autre/x/y", "srv/cabinet-old/a/b"]
+    assert folders_for_alert(folders, ["/srv/cabinet", "/srv", "/var/lib/autre/"]) == [
+        "/srv/cabinet/patients", "/srv/cabinet/courriers", "/srv/cabinet", "/var/lib/autre/x", "/srv/cabinet-old"]
+    assert folders_for_alert(["a/b/c"], []) == ["/a"]  # under no source: its first level only
