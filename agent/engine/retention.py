@@ -11,7 +11,9 @@ periods ending at `now`:
 * monthly M: the newest of each of the last M calendar months (this month included);
 * yearly Y:  the newest of each of the last Y calendar years (this year included).
 
-The newest snapshot is always kept, whatever its age. A snapshot carrying one of the
+The newest snapshot is always kept, whatever its age, and so is the newest snapshot tagged
+`avant-installation` (the copy before an installation that rule S5 judges the last package
+change against: it stays until a newer copy replaces it). A snapshot carrying one of the
 policy's `keep_tags` is always kept. A snapshot dated after `now` (a wrong clock, or a
 planted object) is kept but never counts as the newest of a period, so it cannot push
 a real snapshot out. Periods are computed in the policy's time zone: a backup at
@@ -35,6 +37,8 @@ import datetime as _dt
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Protocol, Sequence
 from zoneinfo import ZoneInfo
+
+from agent.engine.installation_copy import TAG as INSTALLATION_TAG
 
 
 class SnapshotLike(Protocol):
@@ -158,6 +162,9 @@ def _decide_group(group: list[SnapshotLike], policy: RetentionPolicy, zone: Zone
         return
     newest = present[-1]
     verdicts[id(newest)].reasons.append("newest snapshot")
+    copies = [s for s in present if INSTALLATION_TAG in s.tags]
+    if copies:  # rule S5 judges the last package change against it: never pruned before it is replaced
+        verdicts[id(copies[-1])].reasons.append(f"newest snapshot tagged {INSTALLATION_TAG} (rule S5)")
     tiers = [
         (policy.daily, _day, "day"),
         (policy.weekly, _week, "ISO week"),
@@ -180,8 +187,10 @@ def _decide_group(group: list[SnapshotLike], policy: RetentionPolicy, zone: Zone
             verdict.until.append(period.shifted(count).start)
             if period.shifted(1).start <= local_now:  # the period is over: no later backup can replace it
                 verdict.settled.append(period.shifted(count).start)
-    if not verdicts[id(newest)].until and len(verdicts[id(newest)].reasons) == 1:
-        verdicts[id(newest)].indefinite = True  # kept only as the newest: until a newer one
+    for kept in {id(newest): newest, **({id(copies[-1]): copies[-1]} if copies else {})}.values():
+        verdict = verdicts[id(kept)]
+        if not verdict.until and all(r.startswith(("newest snapshot", "tagged ")) for r in verdict.reasons):
+            verdict.indefinite = True  # kept only as the newest (copy): until a newer one
 
 
 # ---- calendar periods in one time zone ------------------------------------------------

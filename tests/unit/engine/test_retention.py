@@ -171,14 +171,29 @@ def test_the_newest_is_kept_even_outside_every_window():
 def test_keep_tags_and_hosts():
     times = [paris(2026, 11, 18, 10), paris(2026, 11, 19, 10), paris(2026, 11, 20, 10)]
     group = snaps(*times)
-    group[0].tags = ["avant-installation"]
+    group[0].tags = ["archive-2025"]
     other_host = snaps(paris(2026, 11, 17, 10), host="secretariat")
-    policy = RetentionPolicy(weekly=4, monthly=0, yearly=0, keep_tags=("avant-installation",))
+    policy = RetentionPolicy(weekly=4, monthly=0, yearly=0, keep_tags=("archive-2025",))
     decisions = apply_policy(group + other_host, policy, now=paris(2026, 11, 23))
     by = {(d.time): d for d in decisions}
-    assert by[times[0]].keep and by[times[0]].reasons == ("tagged avant-installation: always kept",)
+    assert by[times[0]].keep and by[times[0]].reasons == ("tagged archive-2025: always kept",)
     assert not by[times[1]].keep
     assert by[paris(2026, 11, 17, 10)].reasons[0] == "newest snapshot"  # its own host's calendar
+
+
+def test_the_newest_copy_before_an_installation_is_kept_until_a_newer_one():
+    """Rule S5 judges the last package change against the newest snapshot tagged
+    avant-installation: prune keeps it without any keep_tags, and only it."""
+    times = [paris(2026, 11, 16, 9), paris(2026, 11, 18, 9), paris(2026, 11, 18, 10), paris(2026, 11, 20, 10)]
+    group = snaps(*times)
+    group[0].tags = group[1].tags = ["avant-installation"]
+    policy = RetentionPolicy(weekly=4, monthly=0, yearly=0)
+    by = by_time(apply_policy(group, policy, now=paris(2026, 11, 23)))
+    assert by[times[1]].keep and by[times[1]].reasons == ("newest snapshot tagged avant-installation (rule S5)",)
+    assert by[times[1]].keep_until is None  # as long as it is the newest copy
+    assert not by[times[0]].keep  # an older copy: replaced
+    assert not by[times[2]].keep and by[times[3]].keep  # the week's newest is the 20th
+    assert [d.time for d in by.values() if d.keep] == [times[1], times[3]]
 
 
 def test_equal_times_are_broken_by_id_whatever_the_order():
