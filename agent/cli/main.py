@@ -32,6 +32,7 @@ _COMMANDS = {
     "recover": "recover_cmd:command", "export": "export_cmd:command", "audit": "audit_cmd:command",
     "cleanup-versions": "cleanup_cmd:command", "ls": "browse_cmd:ls", "find": "browse_cmd:find",
     "dump": "browse_cmd:dump", "diff": "diff_cmd:command", "install-service": "install_cmd:command",
+    "metrics": "metrics_cmd:command",
 }
 
 
