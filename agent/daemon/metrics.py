@@ -263,7 +263,8 @@ def _repository_families(add: Callable[[str, str, tuple[str, ...], tuple[str, ..
         rj = ("repository", "job")
         last_run, last_success = _time(entry.get("last_run")), _time(entry.get("last_success"))
         codes = [c for c in entry.get("last_exit") or [] if isinstance(c, int)]
-        failing = next((c for c in codes if c not in BACKUP_SAVED), codes[-1] if codes else 0)
+        # the failing step's code; else a backup's 3 (saved with warnings); else 0
+        failing = next((c for c in codes if c not in BACKUP_SAVED), next((c for c in codes if c), 0))
         steps = [s for s in entry.get("steps") or [] if isinstance(s, dict)]
         add("backupctl_job_last_run_timestamp_seconds", "When the daemon's job last started.", rj, labels,
             _ts(last_run))
@@ -271,7 +272,7 @@ def _repository_families(add: Callable[[str, str, tuple[str, ...], tuple[str, ..
             rj, labels, _ts(last_success))
         add("backupctl_job_last_run_success", "1 when the job's last run succeeded, 0 when it failed.", rj, labels,
             int(last_run is not None and last_run == last_success))
-        add("backupctl_job_last_exit_code", "The exit code of the job's last run (its failing step's, "
-            "docs/REFERENCE.md).", rj, labels, failing)
+        add("backupctl_job_last_exit_code", "The exit code of the job's last run: its failing step's, "
+            "else 3 for a backup saved with warnings, else 0 (docs/REFERENCE.md).", rj, labels, failing)
         add("backupctl_job_last_duration_seconds", "How long the job's last run took (all its steps).", rj,
             labels, sum(float(s.get("seconds") or 0) for s in steps))
