@@ -280,3 +280,18 @@ def test_the_inventory_record_holds_no_path(world):
     """What the commands note for the metrics: ids, times, tags, a digest of the paths."""
     text = json.dumps(Records(world.agent.state_dir, "main").load()[INVENTORY_RECORD])
     assert "/srv" not in text and "Dupont" not in text
+
+
+def test_the_installed_service_may_write_the_textfile_folder_without_owning_it(tmp_path):
+    """ProtectSystem=strict: textfile_dir is in the paths drop-in's ReadWritePaths=, and is
+    not among the folders the install creates and gives to the service user."""
+    from agent.service_install import folders, units
+
+    config = _config(tmp_path, '[metrics]\ntextfile_dir = "/var/lib/prometheus/node-exporter"\n')
+    assert folders.shared_folders(config) == ("/var/lib/prometheus/node-exporter",)
+    assert "/var/lib/prometheus/node-exporter" not in folders.writable_folders(config)
+    dropin = units.paths_dropin(folders.writable_folders(config) + folders.shared_folders(config))
+    assert "ReadWritePaths=-/var/lib/prometheus/node-exporter\n" in dropin
+    assert folders.shared_folders(_config(tmp_path)) == ()
+    with pytest.raises(ConfigError, match=r"\[metrics\] textfile_dir"):
+        folders.shared_folders(_config(tmp_path, '[metrics]\ntextfile_dir = "/var/lib"\n'))
