@@ -236,7 +236,8 @@ def load(path: str) -> Config:
 
 
 def parse(raw: dict[str, Any], path: str) -> Config:
-    allowed = {"agent", "source", "repositories", "key", "retention", "schedule", "alerts", "databases", "hooks", "metrics"}
+    allowed = {"agent", "source", "repositories", "key", "retention", "schedule", "alerts", "databases", "hooks",
+               "metrics"}
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise ConfigError(f"{path}: unknown section(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")

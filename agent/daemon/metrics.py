@@ -156,7 +156,7 @@ def _time(text: object) -> _dt.datetime | None:
 
 # ---- facts -> metric families (pure) --------------------------------------------------------
 
-@dataclass(frozen=True)
+@dataclass
 class _Kept:
     """An inventory entry as retention sees a snapshot (agent.engine.retention.SnapshotLike)."""
 
@@ -207,7 +207,10 @@ def families(facts: Facts) -> list[Family]:
     return list(out.values())
 
 
-def _repository_families(add: Callable[[str, str, tuple[str, ...], tuple[str, ...], float], None], repo: RepositoryState, facts: Facts) -> None:
+Adder = Callable[[str, str, tuple[str, ...], tuple[str, ...], float], None]
+
+
+def _repository_families(add: Adder, repo: RepositoryState, facts: Facts) -> None:
     name = (repo.name,)
     r = ("repository",)
     backup, check, test = repo.backup, repo.check, repo.restore_test

@@ -16,7 +16,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -126,7 +125,7 @@ def test_every_metric_the_rules_and_the_dashboard_name_is_one_the_agent_emits(pr
     """A renamed metric breaks this test, not a fleet's alerting in silence."""
     emitted = set(re.findall(r"^# TYPE (backupctl_\w+) ", practice.ok("metrics").stdout, re.MULTILINE))
     assert {"backupctl_daemon_up", "backupctl_ransomware_suspected"} <= emitted
-    named = set(re.findall(r"backupctl_\w+", RULES.read_text())) | set(re.findall(r"backupctl_\w+", DASHBOARD.read_text()))
+    named = {*re.findall(r"backupctl_\w+", RULES.read_text()), *re.findall(r"backupctl_\w+", DASHBOARD.read_text())}
     named -= {"backupctl_fleet"}  # not a metric: the dashboard's uid
     assert named and named - emitted == set()
 

@@ -55,7 +55,7 @@ def _inventory(records: Records, snapshots: list[dict[str, object]], **extra: ob
 
 
 def _values(families: list[metrics.Family]) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    return {(f.name, tuple(zip(f.labels, values))): value for f in families for values, value in f.samples}
+    return {(f.name, tuple(zip(f.labels, values, strict=True))): value for f in families for values, value in f.samples}
 
 
 @pytest.fixture
@@ -295,3 +295,52 @@ def test_the_installed_service_may_write_the_textfile_folder_without_owning_it(t
     assert folders.shared_folders(_config(tmp_path)) == ()
     with pytest.raises(ConfigError, match=r"\[metrics\] textfile_dir"):
         folders.shared_folders(_config(tmp_path, '[metrics]\ntextfile_dir = "/var/lib"\n'))
+
+
+class _Runner:
+    """Stands for JobRunner: the job "ran" (its record written as the real one does)."""
+
+    def __init__(self, state_dir: str) -> None:
+        import threading
+
+        self.record = JobRecord(state_dir)
+        self.stopping = threading.Event()
+
+    def run(self, job_id: str, **_kwargs: object) -> bool:
+        self.record.save(job_id, started=NOW, ok=True, steps=[StepResult("backup", 0, 1.0)])
+        return True
+
+
+def test_each_job_writes_the_textfile_as_it_ends(tmp_path, monkeypatch):
+    from agent.daemon import jobs
+
+    folder = tmp_path / "textfile"
+    folder.mkdir()
+    config = _config(tmp_path, f'[metrics]\ntextfile_dir = "{folder}"\n')
+    monkeypatch.setattr(jobs, "_runner", _Runner(config.agent.state_dir))
+    monkeypatch.setattr(jobs, "_config", config)
+    jobs.run_job("weekly:main")
+    text = (folder / "backupctl.prom").read_text()
+    assert 'backupctl_job_last_run_success{job="weekly",repository="main"} 1.0' in text
+    assert "backupctl_daemon_up 1.0" in text
+
+
+def test_the_daemons_heartbeat_rewrites_the_textfile_at_most_every_heartbeat(tmp_path, monkeypatch):
+    from agent.daemon import service
+
+    folder = tmp_path / "textfile"
+    folder.mkdir()
+    config = _config(tmp_path, f'[metrics]\ntextfile_dir = "{folder}"\n')
+    daemon = service.Daemon(config.path)
+    # every minute, as documented; contrib's BackupctlMetricsStale (900 s) then allows missed beats
+    assert service.HEARTBEAT == 60
+    written: list[bool | None] = []
+    monkeypatch.setattr(metrics_export, "publish", lambda _config, *, daemon_up=None: written.append(daemon_up))
+    daemon._heartbeat(force=True)
+    daemon._heartbeat()  # within the minute: not again
+    assert written == [True]
+    monkeypatch.setattr(service, "HEARTBEAT", 0)
+    daemon._heartbeat()
+    assert written == [True, True]
+    daemon._stop_metrics(None)
+    assert written == [True, True, False]  # a clean stop: backupctl_daemon_up 0
