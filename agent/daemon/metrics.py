@@ -8,7 +8,8 @@ the textfile and the loopback HTTP server are agent/daemon/metrics_export.py's.
 
 Conventions (docs/REFERENCE.md, "Metrics"): every name starts with `backupctl_`; times are
 Unix timestamps in `_timestamp_seconds` (0: never happened), sizes in `_bytes`; labels are
-`repository` (its name in the configuration), `job` (weekly, daily, check, restore-test),
+`repository` (its name in the configuration), `task` (the daemon's job: weekly, daily, check,
+restore-test; not `job`, which Prometheus sets to the scrape's),
 `tier`, `rule`, `state`, `risk`, `mode`, `version`: never a path or a file name.
 """
 
@@ -66,7 +67,7 @@ class RepositoryState:
     inventory: Event | None = None
     ransomware_open: bool = False
     risks: list[str] = field(default_factory=list)
-    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)  # by kind: weekly, daily, check, ...
+    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)  # by kind (the `task` label): weekly, ...
 
 
 @dataclass
@@ -263,7 +264,7 @@ def _repository_families(add: Adder, repo: RepositoryState, facts: Facts) -> Non
                 "dumps or hooks).", r, name, float(latest.get("warnings") or 0))
     for kind, entry in sorted(repo.jobs.items()):
         labels = (repo.name, kind)
-        rj = ("repository", "job")
+        rj = ("repository", "task")
         last_run, last_success = _time(entry.get("last_run")), _time(entry.get("last_success"))
         codes = [c for c in entry.get("last_exit") or [] if isinstance(c, int)]
         # the failing step's code; else a backup's 3 (saved with warnings); else 0

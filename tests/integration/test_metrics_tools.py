@@ -206,6 +206,11 @@ def test_node_exporter_and_prometheus_show_the_values_of_a_real_run(practice, tm
                     expr = target["expr"].replace("$instance", ".*")
                     result = query(expr)
                     assert result and all(r["metric"].get("instance") == instance for r in result), (expr, result)
+            # as scraped: Prometheus's own `job` beside the agent's labels, none renamed `exported_*`
+            [job] = query("backupctl_job_last_run_success")
+            assert job["metric"]["job"] == "node" and job["metric"]["task"] == "weekly", job
+            every = query('{__name__=~"backupctl_.*"}')
+            assert every and not [k for r in every for k in r["metric"] if k.startswith("exported_")]
             # the daemon is not running: its alert is pending (for: 30m), not silent
             wait_until(lambda: any(a["labels"]["alertname"] == "BackupctlDaemonDown"
                                    for a in json.loads(_get(f"{api}/alerts"))["data"]["alerts"]),
@@ -240,7 +245,7 @@ def test_the_daemon_writes_the_textfile_serves_loopback_and_says_when_it_stops(b
         # at its start: up, and the catch-up backup's outcome once its job ends
         wait_until(lambda: prom.exists() and "backupctl_daemon_up 1.0" in prom.read_text(), timeout=120,
                    what="the daemon's first textfile")
-        wait_until(lambda: 'backupctl_job_last_run_success{job="weekly",repository="main"} 1.0' in prom.read_text(),
+        wait_until(lambda: 'backupctl_job_last_run_success{repository="main",task="weekly"} 1.0' in prom.read_text(),
                    timeout=300, what="the weekly catch-up job in the textfile")
         served = _get(f"http://127.0.0.1:{port}/metrics")
         assert "backupctl_daemon_up 1.0" in served

@@ -90,11 +90,11 @@ def test_each_repository_and_job_has_its_values(world):
     assert values[("backupctl_backup_last_bytes", main)] == 5_000_000
     assert values[("backupctl_backup_last_added_bytes", main)] == 12_345
     assert values[("backupctl_backup_last_duration_seconds", main)] == 42.5
-    weekly = (("repository", "main"), ("job", "weekly"))
+    weekly = (("repository", "main"), ("task", "weekly"))
     assert values[("backupctl_job_last_run_success", weekly)] == 1
     assert values[("backupctl_job_last_duration_seconds", weekly)] == 42.5
     assert values[("backupctl_job_last_exit_code", weekly)] == 3  # saved with warnings: its code, not a failure
-    check = (("repository", "main"), ("job", "check"))
+    check = (("repository", "main"), ("task", "check"))
     assert values[("backupctl_job_last_run_success", check)] == 0
     assert values[("backupctl_job_last_exit_code", check)] == 14
     assert values[("backupctl_job_last_success_timestamp_seconds", check)] == 0
@@ -321,7 +321,7 @@ def test_each_job_writes_the_textfile_as_it_ends(tmp_path, monkeypatch):
     monkeypatch.setattr(jobs, "_config", config)
     jobs.run_job("weekly:main")
     text = (folder / "backupctl.prom").read_text()
-    assert 'backupctl_job_last_run_success{job="weekly",repository="main"} 1.0' in text
+    assert 'backupctl_job_last_run_success{repository="main",task="weekly"} 1.0' in text
     assert "backupctl_daemon_up 1.0" in text
 
 
