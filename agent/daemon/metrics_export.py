@@ -104,7 +104,8 @@ def publish(config: Config, *, daemon_up: bool | None = None) -> str | None:
 def serve(config: Config, current: Callable[[], Config]) -> Server | None:
     """The loopback /metrics server of [metrics] listen (None when not configured), each
     scrape computed afresh from `current()` (the configuration as reloaded since); the
-    daemon serves it, so backupctl_daemon_up is 1 there. The address is the one at start."""
+    daemon serves it, so backupctl_daemon_up is 1 there (a reload that changes the address
+    starts a new server: agent/daemon/service.py)."""
     if config.metrics.listen is None:
         return None
     server = Server(config.metrics.listen, lambda: families(read_facts(current(), clock.now(), daemon_up=True)))

@@ -109,6 +109,7 @@ class Daemon:
         self._reload = False
         self._lock_handle: TextIO | None = None
         self._last_heartbeat = 0.0
+        self._metrics_server: metrics_export.Server | None = None
 
     # ---- life cycle ------------------------------------------------------------------
 
@@ -129,7 +130,6 @@ class Daemon:
                     signal.SIGINT: signal.signal(signal.SIGINT, self._on_stop),
                     signal.SIGHUP: signal.signal(signal.SIGHUP, self._on_reload)}
         scheduler.add_listener(lambda _event: self._wake.set())
-        metrics_server: metrics_export.Server | None = None
         scheduler.start(paused=True)
         try:
             self._reschedule(scheduler)
@@ -137,13 +137,13 @@ class Daemon:
             notify.notify("READY=1")
             notify.notify(f"STATUS={self.status_text(scheduler)}")  # a failure recorded before this start
             log.info("daemon started (pid %s)", os.getpid())
-            metrics_server = self._start_metrics()
+            self._metrics_server = self._start_metrics()
             self._loop(scheduler, runner)
         finally:
             notify.notify("STOPPING=1")
             runner.terminate_child()
             scheduler.shutdown(wait=True)
-            self._stop_metrics(metrics_server)
+            self._stop_metrics(self._metrics_server)
             for number, handler in previous.items():
                 signal.signal(number, handler)
             log.info("daemon stopped")
@@ -160,9 +160,14 @@ class Daemon:
             if self._reload:
                 self._reload = False
                 try:
+                    previous_listen = self.config.metrics.listen
                     self.config = check_config(self.config_path)
                     jobs.install(runner, self.config)
                     self._reschedule(scheduler)
+                    if self.config.metrics.listen != previous_listen:  # served where the new one says
+                        self._stop_server(self._metrics_server)
+                        self._metrics_server = self._serve_metrics()
+                    self._heartbeat(force=True)  # a new textfile_dir at once
                     log.info("configuration reloaded")
                 except ConfigError as exc:  # keep the running schedule; say why
                     log.error("configuration not reloaded: %s", exc.one_line())
@@ -172,9 +177,12 @@ class Daemon:
     # ---- metrics ([metrics]: agent/daemon/metrics_export.py) ---------------------------
 
     def _start_metrics(self) -> metrics_export.Server | None:
-        """At start: the textfile (backupctl_daemon_up 1), and the loopback server. A port
-        taken does not stop the backups: logged, and the textfile still written."""
+        """At start: the textfile (backupctl_daemon_up 1), and the loopback server."""
         self._heartbeat(force=True)
+        return self._serve_metrics()
+
+    def _serve_metrics(self) -> metrics_export.Server | None:
+        """A port taken does not stop the backups: logged, and the textfile still written."""
         try:
             return metrics_export.serve(self.config, lambda: self.config)
         except StateDirError as exc:
@@ -191,9 +199,13 @@ class Daemon:
 
     def _stop_metrics(self, server: metrics_export.Server | None) -> None:
         """A clean stop says so (backupctl_daemon_up 0): "daemon down", not "metrics stale"."""
+        self._stop_server(server)
+        metrics_export.publish(self.config, daemon_up=False)
+
+    @staticmethod
+    def _stop_server(server: metrics_export.Server | None) -> None:
         if server is not None:
             server.stop()
-        metrics_export.publish(self.config, daemon_up=False)
 
     def _on_stop(self, _signum: int, _frame: FrameType | None) -> None:
         self._stop = True

@@ -251,6 +251,15 @@ def test_the_daemon_writes_the_textfile_serves_loopback_and_says_when_it_stops(b
         assert "backupctl_daemon_up 1.0" in served
         assert _value(served, 'backupctl_snapshots{repository="main"}') >= 1
         assert _value(served, 'backupctl_last_backup_timestamp_seconds{repository="main"}') > 0
+        # a reload that moves `listen` serves on the new port, and no longer on the old one
+        moved = _free_port()
+        bk.write_config(extra_repo_lines=f'\n[schedule]\nbackup = "fri 20:00"\nmonthly_check = "1 03:00"\n'
+                                         f'\n[metrics]\ntextfile_dir = "{textfile}"\nlisten = "127.0.0.1:{moved}"\n')
+        daemon.send_signal(signal.SIGHUP)
+        wait_until(lambda: _reachable(f"http://127.0.0.1:{moved}/metrics"), timeout=60, interval=0.2,
+                   what="the metrics served on the new port after the reload")
+        assert not _reachable(f"http://127.0.0.1:{port}/metrics")
+        port = moved
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(timeout=120)
