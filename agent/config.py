@@ -11,6 +11,7 @@ loads it).
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass
@@ -114,6 +115,18 @@ class ScheduleSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    """[metrics]: Prometheus metrics for a fleet's monitoring (agent/daemon/metrics.py)."""
+
+    textfile_dir: str | None = None  # node_exporter's --collector.textfile.directory
+    listen: tuple[str, int] | None = None  # a loopback address and port serving /metrics
+
+    @property
+    def enabled(self) -> bool:
+        return self.textfile_dir is not None or self.listen is not None
+
+
+@dataclass(frozen=True)
 class Config:
     path: str
     agent: AgentSettings
@@ -126,6 +139,7 @@ class Config:
     databases: tuple[DatabaseSettings, ...] = ()
     hooks: tuple[HookSettings, ...] = ()
     alarm: AlarmThresholds = AlarmThresholds()  # [alarm]: the ransomware alarm (agent/engine/alarm.py)
+    metrics: MetricsSettings = MetricsSettings()
 
     def repository(self, name: str | None) -> RepositorySettings:
         if name is None:
@@ -229,8 +243,8 @@ def load(path: str) -> Config:
 
 
 def parse(raw: dict[str, Any], path: str) -> Config:
-    allowed = {"agent", "source", "repositories", "key", "retention", "schedule", "alerts", "databases", "hooks"}
-    allowed.add("alarm")  # the ransomware alarm (issue 22), added on its own line
+    allowed = {"agent", "source", "repositories", "key", "retention", "schedule", "alerts", "databases", "hooks",
+               "metrics", "alarm"}
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise ConfigError(f"{path}: unknown section(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
@@ -291,7 +305,8 @@ def parse(raw: dict[str, Any], path: str) -> Config:
     return Config(path=path, agent=agent, source=source, repositories=repositories, key=key,
                   retention=_retention(path, raw.get("retention", {})), schedule=schedule,
                   alerts=_alerts(path, raw.get("alerts", {})), databases=_databases(path, raw.get("databases", [])),
-                  hooks=_hooks(path, raw.get("hooks", [])), alarm=_alarm(path, raw.get("alarm", {})))
+                  hooks=_hooks(path, raw.get("hooks", [])), alarm=_alarm(path, raw.get("alarm", {})),
+                  metrics=_metrics(path, raw.get("metrics", {})))
 
 
 def _array_of_tables(path: str, key: str, data: object) -> list[dict[str, Any]]:
@@ -659,3 +674,35 @@ def _alarm(path: str, data: object) -> AlarmThresholds:
         return AlarmThresholds(enabled=enabled, changed_share=float(share), **values)
     except ValueError as exc:
         raise ConfigError(f"{path}: [alarm] {exc}") from None
+
+
+def _metrics(path: str, data: object) -> MetricsSettings:
+    """[metrics] textfile_dir (absolute) and listen ("127.0.0.1:9923": loopback only, the
+    metrics name repositories and the practice's state; a fleet's Prometheus reaches them
+    through node_exporter or a tunnel, never an open port of this server)."""
+    table = _Table(path, "metrics", data)
+    where = f"{path}: [metrics]"
+    textfile_dir = table.get("textfile_dir", str, what="an absolute path")
+    if textfile_dir is not None and not os.path.isabs(textfile_dir):
+        raise ConfigError(f"{where} textfile_dir = {textfile_dir!r}: expected an absolute path",
+                          hint="node_exporter's --collector.textfile.directory, e.g. "
+                               "/var/lib/prometheus/node-exporter")
+    text = table.get("listen", str, what='a loopback address and port, e.g. "127.0.0.1:9923"')
+    listen = None
+    if text is not None:
+        host, _, port = text.rpartition(":")
+        host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        try:
+            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise ConfigError(f"{where} listen = {text!r}: expected a loopback address and port, "
+                              f"e.g. \"127.0.0.1:9923\" or \"[::1]:9923\"",
+                              hint="the metrics are served on this machine only: scrape them through "
+                                   "node_exporter (textfile_dir) or an SSH tunnel")
+        if not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ConfigError(f"{where} listen = {text!r}: expected a port from 1 to 65535 after the address")
+        listen = (host, int(port))
+    table.done()
+    return MetricsSettings(textfile_dir=textfile_dir, listen=listen)

@@ -33,6 +33,7 @@ _COMMANDS = {
     "cleanup-versions": "cleanup_cmd:command", "ls": "browse_cmd:ls", "find": "browse_cmd:find",
     "dump": "browse_cmd:dump", "diff": "diff_cmd:command", "install-service": "install_cmd:command",
     "pre-installation": "preinstall_cmd:command",
+    "metrics": "metrics_cmd:command",
 }
 _COMMANDS["acknowledge"] = "acknowledge_cmd:command"  # the ransomware alarm (issue 22)
 

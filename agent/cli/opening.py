@@ -30,17 +30,24 @@ from agent import clock
 from agent import config as config_module
 from agent.cli.common import (attach_probe_record, load_config, medium_storage, passphrase_and_source,
                               warn_clock_skew)
-from agent.errors import KeyFileError, NoKeyFile, WrongPassphrase, recover_add_key
+from agent.engine.inventory import INVENTORY_RECORD, take
+from agent.errors import BackupctlError, KeyFileError, NoKeyFile, WrongPassphrase, recover_add_key
 from agent.repo.cache import CacheRoot
 from agent.repo.lock import RepositoryLock, shared_lock_for_reading
 from agent.repo.repository import Repository
 from agent.state import media
 from agent.state.known_keys import KnownKeys
 from agent.state.layout import StateLayout
+from agent.state.records import Records
 from agent.storage import open_storage
 from agent.storage.base import Storage
 
 LockKind = Literal["shared", "shared-writer", "exclusive"] | None
+
+# The commands after which the repository's inventory is noted for the metrics
+# (agent/engine/inventory.py): those that change it or read it whole anyway. A listing of
+# snapshots/ and data/ more, while the lock is still held (so no prune runs meanwhile).
+INVENTORY_AFTER = frozenset({"backup", "prune", "check", "repair", "restore-test"})
 
 
 @dataclass(frozen=True)
@@ -139,7 +146,25 @@ def with_repository(*, lock: LockKind | Callable[[dict[str, Any]], LockKind] = N
             skew = warn_skew(params) if callable(warn_skew) else warn_skew
             with opened(ctx, params.get("repo_name"), lock=kind, warn_skew=skew,
                         operation=operation or ctx.info_name or "command") as repository:
-                return command(*args, opened=repository, **params)
+                try:
+                    result = command(*args, opened=repository, **params)
+                except click.exceptions.Exit as exit_:  # ctx.exit(code): a partial backup ended too
+                    _note_inventory(ctx, repository)
+                    raise exit_
+                _note_inventory(ctx, repository)
+                return result
         run.declared_lock = lock  # type: ignore[attr-defined]  # what docs/REFERENCE.md's table is checked against
         return run
     return decorate
+
+
+def _note_inventory(ctx: click.Context, repository: Opened) -> None:
+    """After a command of INVENTORY_AFTER that did not fail: the inventory into the
+    records. Its failure never fails the command (the metrics show the previous one, dated)."""
+    if ctx.info_name not in INVENTORY_AFTER:
+        return
+    try:
+        Records(repository.config.agent.state_dir, repository.settings.name).note(
+            INVENTORY_RECORD, clock.now(), medium=repository.medium, **take(repository.repo))
+    except (BackupctlError, OSError) as exc:
+        click.echo(f"backupctl: warning: the repository's inventory for the metrics was not noted ({exc})", err=True)

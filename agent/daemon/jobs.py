@@ -258,6 +258,7 @@ def run_job(job_id: str) -> None:
     schedule = config.schedule
     ok = _runner.run(job_id, read_data_slice=read_data_slice(schedule.read_data_period_days, clock.now().date()),
                      prune=schedule.prune_after_backup)
+    _publish_metrics(config)
     if _runner.stopping.is_set():
         return
     if not config.alerts.enabled:
@@ -274,6 +275,13 @@ def run_job(job_id: str) -> None:
     elif _backup_problems(entry):
         _alert(warning_alert(job_id, entry))
     _alert_risks(job_id.partition(":")[2])
+
+
+def _publish_metrics(config: Config) -> None:
+    """[metrics] textfile_dir: the job's outcome in the fleet's monitoring at once."""
+    from agent.daemon.metrics_export import publish
+
+    publish(config, daemon_up=True)
 
 
 def restore_test_alert(job_id: str, entry: dict[str, Any], ok: bool, *, attach: bool = True) -> Alert:

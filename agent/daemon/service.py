@@ -25,6 +25,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from types import FrameType
 from typing import TextIO
 
@@ -36,7 +37,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from agent import clock, timefmt
 from agent import config as config_module
 from agent.state.audit import AuditTrail
-from agent.daemon import jobs, notify
+from agent.daemon import jobs, metrics_export, notify
 from agent.daemon.outcomes import meaning
 from agent.daemon.schedule import catch_ups, planned_jobs
 from agent.state.records import Records
@@ -46,6 +47,7 @@ from agent.state.layout import StateLayout
 
 log = logging.getLogger("backupctl.daemon")
 JOB_FUNCTION = "agent.daemon.jobs:run_job"
+HEARTBEAT = 60  # seconds between two writes of the metrics' textfile (the loop wakes at least this often)
 
 
 def check_config(config_path: str) -> config_module.Config:
@@ -106,6 +108,8 @@ class Daemon:
         self._stop = False
         self._reload = False
         self._lock_handle: TextIO | None = None
+        self._last_heartbeat = 0.0
+        self._metrics_server: metrics_export.Server | None = None
 
     # ---- life cycle ------------------------------------------------------------------
 
@@ -133,11 +137,13 @@ class Daemon:
             notify.notify("READY=1")
             notify.notify(f"STATUS={self.status_text(scheduler)}")  # a failure recorded before this start
             log.info("daemon started (pid %s)", os.getpid())
+            self._metrics_server = self._start_metrics()
             self._loop(scheduler, runner)
         finally:
             notify.notify("STOPPING=1")
             runner.terminate_child()
             scheduler.shutdown(wait=True)
+            self._stop_metrics(self._metrics_server)
             for number, handler in previous.items():
                 signal.signal(number, handler)
             log.info("daemon stopped")
@@ -154,13 +160,52 @@ class Daemon:
             if self._reload:
                 self._reload = False
                 try:
+                    previous_listen = self.config.metrics.listen
                     self.config = check_config(self.config_path)
                     jobs.install(runner, self.config)
                     self._reschedule(scheduler)
+                    if self.config.metrics.listen != previous_listen:  # served where the new one says
+                        self._stop_server(self._metrics_server)
+                        self._metrics_server = self._serve_metrics()
+                    self._heartbeat(force=True)  # a new textfile_dir at once
                     log.info("configuration reloaded")
                 except ConfigError as exc:  # keep the running schedule; say why
                     log.error("configuration not reloaded: %s", exc.one_line())
             notify.notify(f"STATUS={self.status_text(scheduler)}")
+            self._heartbeat()
+
+    # ---- metrics ([metrics]: agent/daemon/metrics_export.py) ---------------------------
+
+    def _start_metrics(self) -> metrics_export.Server | None:
+        """At start: the textfile (backupctl_daemon_up 1), and the loopback server."""
+        self._heartbeat(force=True)
+        return self._serve_metrics()
+
+    def _serve_metrics(self) -> metrics_export.Server | None:
+        """A port taken does not stop the backups: logged, and the textfile still written."""
+        try:
+            return metrics_export.serve(self.config, lambda: self.config)
+        except StateDirError as exc:
+            log.error("metrics not served: %s", exc.one_line())
+            return None
+
+    def _heartbeat(self, *, force: bool = False) -> None:
+        """The textfile again, at most every HEARTBEAT seconds (its timestamp is what a
+        fleet's "metrics stale" alert watches); jobs write it as they end (jobs.run_job)."""
+        moment = time.monotonic()
+        if force or moment - self._last_heartbeat >= HEARTBEAT:
+            self._last_heartbeat = moment
+            metrics_export.publish(self.config, daemon_up=True)
+
+    def _stop_metrics(self, server: metrics_export.Server | None) -> None:
+        """A clean stop says so (backupctl_daemon_up 0): "daemon down", not "metrics stale"."""
+        self._stop_server(server)
+        metrics_export.publish(self.config, daemon_up=False)
+
+    @staticmethod
+    def _stop_server(server: metrics_export.Server | None) -> None:
+        if server is not None:
+            server.stop()
 
     def _on_stop(self, _signum: int, _frame: FrameType | None) -> None:
         self._stop = True

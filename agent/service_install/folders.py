@@ -56,6 +56,21 @@ def writable_folders(config: Config) -> tuple[str, ...]:
     return tuple(sorted(found))
 
 
+def shared_folders(config: Config) -> tuple[str, ...]:
+    """Folders the service writes in but does not own, listed in ReadWritePaths= only
+    (never created nor given to the service user): [metrics] textfile_dir, which is
+    node_exporter's and read by its own user (docs/INSTALL.md, "Monitoring a fleet")."""
+    folder = config.metrics.textfile_dir
+    if folder is None:
+        return ()
+    folder = posixpath.normpath(folder)
+    if any(c in '"\\%' or ord(c) < 32 or c == "\x7f" for c in folder) or folder in _SYSTEM:
+        raise ConfigError(f"{config.path}: [metrics] textfile_dir {folder!r} cannot be given to the service "
+                          f"(a system folder, or a quote, backslash, % or control character)",
+                          hint="node_exporter's own folder, e.g. /var/lib/prometheus/node-exporter")
+    return (folder,)
+
+
 def media_mounts(config: Config) -> tuple[str, ...]:
     """The mount points of the sets of rotated disks (a fresh disk's root is root's)."""
     return tuple(sorted({posixpath.normpath(r.mount) for r in config.repositories if r.media}))

@@ -99,7 +99,7 @@ class Installer:
         present = tuple(name for name, file in layout.CREDENTIAL_FILES.items() if self.path(file).exists())
 
         unit_text = shipped.shipped_text(shipped.UNIT)
-        paths_text = units.paths_dropin(writable)
+        paths_text = units.paths_dropin(writable + folders.shared_folders(config))
         credentials_text = units.credentials_dropin(present)
         unit_changed = self._put(layout.UNIT, unit_text, 0o644)
         unit_changed |= self._put(layout.PATHS_DROPIN, paths_text, 0o644)

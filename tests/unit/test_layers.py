@@ -248,6 +248,7 @@ CONFINEMENT = {
     "markupsafe": ["agent/reports/html.py"],
     "segno": ["agent/reports/qr.py"],
     "Crypto": ["agent/crypto/shares.py"],
+    "prometheus_client": ["agent/daemon/metrics_export.py"],
 }
 
 
