@@ -24,18 +24,20 @@ from agent import __version__
 from agent.config import Config
 from agent.daemon.jobs import BACKUP_SAVED, JobRecord
 from agent.daemon.status import daemon_state, repository_risks
+from agent.engine.alarm import open_alarm
 from agent.engine.compliance import FAIL, OK, WARN, RepositoryFacts, Row, assess
+from agent.engine.installation_copy import TAG as BEFORE_INSTALLATION, InstallationFacts, read_last_change
 from agent.engine.inventory import INVENTORY_RECORD
 from agent.engine.retention import RetentionPolicy, apply_policy
 from agent.errors import BackupctlError, IntegrityError
 from agent.reports.facts import DISK_ROTATION_WINDOW
 from agent.reports.i18n import RISKS
 from agent.state import media
+from agent.state.alarm_state import ALARM_RECORD, acknowledged
 from agent.state.audit import AuditTrail
 from agent.state.records import Event, Records, restore_test_outcome
 from agent.storage.options import LOCK_MODES
 
-RANSOMWARE_RECORD = "ransomware_alarm"  # noted by the ransomware alarm: detail "open" true while it stands
 TIERS = (("daily", "newest of day "), ("weekly", "newest of ISO week "), ("monthly", "newest of month "),
          ("yearly", "newest of year "))
 RULE_STATES = (OK, WARN, FAIL)
@@ -87,7 +89,7 @@ def read_facts(config: Config, now: _dt.datetime, *, daemon_up: bool | None = No
     repositories = []
     for settings in config.repositories:
         records = Records(state_dir, settings.name)
-        alarm = records.last(RANSOMWARE_RECORD)
+        alarm = records.last(ALARM_RECORD)  # detail "open": true while the alarm stands
         repositories.append(RepositoryState(
             settings.name, "s3" if settings.s3 else "disks" if settings.media else "local",
             settings.s3.object_lock if settings.s3 else "none",
@@ -99,8 +101,10 @@ def read_facts(config: Config, now: _dt.datetime, *, daemon_up: bool | None = No
                   if isinstance(entry, dict) and job_id.partition(":")[2] == settings.name}))
     if daemon_up is None:
         daemon_up = daemon_state(state_dir)["running"] is True
-    rules = assess([_compliance_facts(config, r, now) for r in repositories], now=now, zone=config.retention.zone,
-                   yearly=config.retention.yearly, audit=_audit(state_dir), recovery_sheet=_recovery_sheet(config))
+    judged = [_compliance_facts(config, r, now) for r in repositories]
+    rules = assess(judged, now=now, zone=config.retention.zone, yearly=config.retention.yearly,
+                   audit=_audit(state_dir), recovery_sheet=_recovery_sheet(config),
+                   installation=_installation(config, repositories, judged))
     return Facts(now, daemon_up, repositories, rules, config.retention)
 
 
@@ -115,11 +119,25 @@ def _compliance_facts(config: Config, repository: RepositoryState, now: _dt.date
         fact.cipher = inventory.detail.get("cipher")
         fact.created = _time(inventory.detail.get("created"))
         fact.snapshots = [(s["id"], t) for s in _snapshots(inventory) if (t := _time(s.get("time")))]
+        found = open_alarm(_kept(inventory), acknowledged(Records(config.agent.state_dir, repository.name)))
+        fact.alarm = (found.suspects[0], found.last_good) if found is not None else None
     if repository.kind == "disks":
         seen = media.MediaState(config.agent.state_dir, repository.name).record().get("media", {})
         fact.disks_used_last_4_weeks = sum(1 for e in seen.values() if isinstance(e, dict)
                                            and (t := _time(e.get("last_backup"))) and t >= now - DISK_ROTATION_WINDOW)
     return fact
+
+
+def _installation(config: Config, repositories: list[RepositoryState],
+                  judged: list[RepositoryFacts]) -> InstallationFacts:
+    """Rule S5 as agent.reports.facts.installation_facts judges it, the copies read from the
+    inventories instead of the repositories."""
+    facts = InstallationFacts(config.agent.dpkg_log)
+    read_last_change(facts)
+    facts.copies = [(r.name, k.id.hex(), k.time) for r in repositories if r.inventory is not None
+                    for k in _kept(r.inventory) if k.id is not None and BEFORE_INSTALLATION in k.tags]
+    facts.unreadable = [r.name for r in judged if r.unavailable is not None]
+    return facts
 
 
 def _audit(state_dir: str) -> dict[str, Any] | None:
@@ -171,13 +189,17 @@ class _Kept:
 def snapshots_per_tier(inventory: Event, policy: RetentionPolicy, now: _dt.datetime) -> dict[str, int]:
     """How many snapshots the retention policy keeps for each tier (one snapshot may count
     in several: the newest of a week is often the newest of its month too)."""
-    kept = [_Kept(bytes.fromhex(s["id"]), t, str(s.get("group", "")), [], [str(x) for x in s.get("tags") or []])
-            for s in _snapshots(inventory) if (t := _time(s.get("time"))) is not None]
     counts = dict.fromkeys((tier for tier, _ in TIERS), 0)
-    for decision in apply_policy(kept, policy, now=now):
+    for decision in apply_policy(_kept(inventory), policy, now=now):
         for tier, prefix in TIERS:
             counts[tier] += any(reason.startswith(prefix) for reason in decision.reasons)
     return counts
+
+
+def _kept(inventory: Event) -> list[_Kept]:
+    """The inventory's snapshots as retention and the alarm see them, oldest first."""
+    return [_Kept(bytes.fromhex(s["id"]), t, str(s.get("group", "")), [], [str(x) for x in s.get("tags") or []])
+            for s in _snapshots(inventory) if (t := _time(s.get("time"))) is not None]
 
 
 def _ts(moment: _dt.datetime | None) -> float:

@@ -164,6 +164,48 @@ def test_ransomware_suspected_while_the_alarm_is_open(world):
     assert _values(metrics.families(metrics.read_facts(world, NOW)))[key] == 0
 
 
+def _rule_state(config: config_module.Config, rule: str) -> str:
+    values = _values(metrics.families(metrics.read_facts(config, NOW)))
+    [on] = [s for s in ("OK", "WARN", "FAIL")
+            if values[("backupctl_compliance_rule_state", (("rule", rule), ("state", s)))] == 1]
+    return on
+
+
+def test_rule_r1_fails_while_a_suspect_snapshot_of_the_inventory_is_not_acknowledged(world):
+    """R1 as `compliance` judges it (agent.engine.alarm.open_alarm), from the inventory's tags."""
+    from agent.state.alarm_state import note_alarm
+
+    records = Records(world.agent.state_dir, "main")
+    assert _rule_state(world, "R1") == "OK"
+    snapshots = _snapshots(60)
+    snapshots[-1]["tags"] = ["suspect"]
+    _inventory(records, snapshots)
+    assert _rule_state(world, "R1") == "FAIL"
+    note_alarm(records, NOW, open=False, snapshot=str(snapshots[-1]["id"]), last_good=None, counts={},
+               acknowledge=str(snapshots[-1]["id"]), by="test")
+    assert _rule_state(world, "R1") == "OK"
+
+
+def test_rule_s5_reads_dpkg_s_log_and_the_inventory_s_copies(tmp_path):
+    log = tmp_path / "dpkg.log"
+    _config(tmp_path)
+    text = (tmp_path / "config.toml").read_text(encoding="utf-8")
+    (tmp_path / "config.toml").write_text(text.replace("[source]", f'dpkg_log = "{log}"\n[source]', 1),
+                                          encoding="utf-8")
+    config = config_module.load(str(tmp_path / "config.toml"))
+    change = (NOW - _dt.timedelta(hours=1)).astimezone()  # dpkg logs the machine's local time
+    log.write_text(f"{change:%Y-%m-%d %H:%M:%S} install hello:amd64 <none> 1.0\n", encoding="utf-8")
+    assert _rule_state(config, "S5") == "WARN"  # no inventory: whether a copy exists cannot be told
+    snapshots = _snapshots(3)
+    for name in ("main", "offsite"):
+        _inventory(Records(config.agent.state_dir, name), snapshots)
+    assert _rule_state(config, "S5") == "FAIL"  # the change has no copy before it
+    snapshots.append({"id": "ee" * 16, "time": (NOW - _dt.timedelta(hours=2)).isoformat(),
+                      "tags": ["avant-installation"], "group": group_digest("cabinet", [SOURCE])})
+    _inventory(Records(config.agent.state_dir, "main"), snapshots)
+    assert _rule_state(config, "S5") == "OK"
+
+
 def test_daemon_up_follows_the_daemons_lock_unless_told(world):
     assert _values(metrics.families(metrics.read_facts(world, NOW)))[("backupctl_daemon_up", ())] == 0
     assert _values(metrics.families(metrics.read_facts(world, NOW, daemon_up=False)))[("backupctl_daemon_up", ())] == 0
