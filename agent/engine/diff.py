@@ -8,9 +8,10 @@ listing id is the same on both sides: a diff costs what changed, not what is sto
 A file is "changed" when its SHA-256 differs (a symbolic link: its target), or when the
 entry changed type (a file that became a folder); "metadata" when only its mode, owner
 (uid, gid) or modification time did. A folder whose entries changed is not listed for
-its new modification time, which those changes gave it (its mode or owner still are). A folder that appears or disappears is listed with
-everything below it (a person asks "which files appeared?"), streamed: what is held at
-any moment is one pair of listings per level of the path being walked.
+its new modification time, which those changes gave it (its mode or owner still are).
+A folder that appears or disappears is listed with everything below it (a person asks
+"which files appeared?"), streamed: what is held at any moment is one pair of listings
+per level of the path being walked.
 
 The walk has no recursion (no depth limit) and stays linear in what is stored: a crafted
 snapshot naming one listing twice at each of 30 levels is refused as restore refuses it
