@@ -55,6 +55,7 @@ class FaultProxy:
         self.requests: list[tuple[str, dict]] = []  # (method, lower-cased headers) of each request
         self.paths: list[tuple[str, str]] = []  # (method, path) of each request
         self._lock = threading.Lock()
+        self._forced: list[str] = []  # faults the next requests get (force)
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -154,10 +155,21 @@ class FaultProxy:
         self.url = f"http://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
+    def force(self, fault: str) -> None:
+        """The next request gets `fault` whatever the draw (a campaign whose random draws
+        missed a kind of fault still proves the agent copes with it)."""
+        assert fault in self.rates, fault
+        with self._lock:
+            self._forced.append(fault)
+
     def _draw(self) -> str | None:
         if not self.enabled:
             return None
         with self._lock:
+            if self._forced:
+                fault = self._forced.pop(0)
+                self.counts[fault] += 1
+                return fault
             for fault, rate in self.rates.items():
                 if rate and self.random.random() < rate:
                     self.counts[fault] += 1
