@@ -540,7 +540,7 @@ def alarm_alert(job_id: str, entry: dict[str, Any]) -> Alert:
     """The ransomware alarm's urgent alert (issue 22): counts and folder names from the state
     records (agent/state/alarm_state.py), never a file name, and the folders cut to one level
     below their source folder (engine.alarm.folders_for_alert: deeper ones may name a patient)."""
-    from agent.alerts import Alert
+    from agent.alerts import Alert, printable
     from agent.engine.alarm import folders_for_alert
     from agent.state.alarm_state import ALARM_RECORD
     from agent.state.records import Records
@@ -552,8 +552,9 @@ def alarm_alert(job_id: str, entry: dict[str, Any]) -> Alert:
     suspect = str(alarm.get("snapshot") or _backup_summary(entry).get("snapshot_id") or "?")[:8]
     good = str(alarm.get("last_good") or "")[:8]
     share = alarm.get("changed_share")
-    folders = folders_for_alert([str(f) for f in alarm.get("folders", []) if isinstance(f, str)],
-                                _installed_config().source.paths)
+    folders = [printable(name) for name in
+               folders_for_alert([str(f) for f in alarm.get("folders", []) if isinstance(f, str)],
+                                 _installed_config().source.paths)]
     lines = [f"Sur le serveur {host}, la sauvegarde {suspect} du dépôt « {repository} » ressemble à une attaque "
              f"par rançongiciel. Elle est enregistrée, mais marquée SUSPECTE.", "",
              f"  - fichiers modifiés : {alarm.get('changed', '?')}, supprimés ou renommés : "
