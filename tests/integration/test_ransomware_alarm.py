@@ -177,13 +177,48 @@ def test_the_daemon_s_urgent_e_mail_has_counts_and_the_diff_command_and_no_file_
     assert "ne se compressent plus" in body and "dossiers les plus touchés" in body
     (listed,) = [line.split(" : ", 1)[1] for line in body.splitlines() if "dossiers les plus touchés" in line]
     shown = listed.split(", ")
-    # cut to one level below the source folder: deeper folders may be named after a patient
-    assert shown and all(os.path.dirname(folder) == str(bk.src) for folder in shown), shown
-    assert f"{bk.src}/courriers" in shown
+    # by default the source folder only ([alarm] alert_folder_depth = 0): the folders below it
+    # may be named after a patient
+    assert shown == [str(bk.src)], shown
     for message in mailbox.messages:  # the urgent one, and the risks' (the alarm among them)
         text = message["Subject"] + message.get_content()
         for name in ("lettre-", ".locked", ".txt", ".jpg", ".pdf", "cabinet.db", "LISEZ-MOI"):
             assert name not in text, (name, message["Subject"])
+
+
+def test_a_suspect_backup_by_hand_is_alerted_once_after_the_daemon_s_next_job(
+        practice: Backupctl, tmp_path: Path, monkeypatch) -> None:
+    """A backup run by hand (or by the apt hook) exits 5; the daemon's next job, whatever it
+    is, sends the URGENT e-mail once; the job after it sends no second one."""
+    from agent.config import load
+    from agent.daemon import jobs
+
+    bk = practice
+    bench_alarm.attack(str(bk.src))
+    assert bk.run("backup").returncode == errors.SUSPECT_BACKUP_EXIT_CODE
+    suspect = bk.snapshots()[-1]["id"]
+    controller, mailbox, port, _cert = start_smtp(tmp_path, mode="none")
+    with bk.config.open("a", encoding="utf-8") as handle:
+        handle.write(f'\n[alerts]\nemail_to = ["docteur@cabinet.fr"]\nsmtp_host = "127.0.0.1"\n'
+                     f'smtp_port = {port}\nsmtp_security = "none"\n')
+    for name, value in base_env().items():  # what the child commands inherit
+        monkeypatch.setenv(name, value)
+
+    def urgent() -> list:
+        return [m for m in mailbox.messages if m["Subject"].startswith("[backupctl] URGENT")]
+
+    try:
+        jobs.install(jobs.JobRunner(str(bk.config), str(bk.state)), load(str(bk.config)))
+        jobs.run_job("check:main")
+        assert len(urgent()) == 1, [m["Subject"] for m in mailbox.messages]
+        assert f"backupctl acknowledge {suspect[:8]}" in urgent()[0].get_content()
+        jobs.run_job("check:main")
+        jobs.run_job("daily:main")  # compared with the suspect snapshot: not suspect itself
+        assert len(urgent()) == 1, [m["Subject"] for m in mailbox.messages]
+    finally:
+        controller.stop()
+        jobs._config = None
+        jobs._runner = None
 
 
 def test_on_s3_the_last_good_snapshot_s_object_lock_is_extended(bk: Backupctl, s3) -> None:
