@@ -675,7 +675,9 @@ def _alarm(path: str, data: object) -> AlarmThresholds:
     enabled = table.get("enabled", bool, default=True)
     table.done()
     try:
-        return AlarmThresholds(enabled=enabled, **shares, **values)
+        return AlarmThresholds(enabled=enabled, changed_share=shares["changed_share"],
+                               changed_share_alone=shares["changed_share_alone"],
+                               lost_compression_share=shares["lost_compression_share"], **values)
     except ValueError as exc:
         raise ConfigError(f"{path}: [alarm] {exc}") from None
 

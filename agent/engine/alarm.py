@@ -14,7 +14,8 @@ file name and never a per-file list, so its memory does not grow with the tree:
 * renamed: a removed file whose name reappears in the same folder with an extension that
   folder did not have (x.docx -> x.docx.locked, x.docx -> x.crypt);
 * note_folders: the most folders of the parent in which one same new file name, or one
-  same new content, appeared (a ransom note dropped in every folder).
+  same new content, appeared (a ransom note dropped in every folder); each name and each
+  content counts once per folder.
 
 `judge` compares the counts with the thresholds ([alarm] in the configuration). Losing
 compression is the strongest sign and suspect on its own, once it reaches both a number of
@@ -92,6 +93,7 @@ class Tally:
     _folders: Counter[str] = field(default_factory=Counter)
     _note_names: dict[bytes, int] = field(default_factory=dict)
     _note_contents: dict[str, int] = field(default_factory=dict)
+    _note_peak: int = 0  # the most folders one new name or content was seen in
 
     def folder(self, folder: str, old: Iterable[FileFacts], new: Iterable[FileFacts], *, existed: bool) -> None:
         """One folder whose listing changed: its files before (`old`) and after (`new`).
@@ -127,18 +129,17 @@ class Tally:
                 hits += 1
                 if appended and _lost(was, f):
                     self.lost_compression += 1
-        if existed:
+        if existed:  # each name and each content once per folder: five copies of a scan are not five notes
             for f in added:
-                _count(self._note_names, f.name)
-                _count(self._note_contents, f.sha256)
+                self._note_peak = max(self._note_peak, _count(self._note_names, f.name))
+            for sha256 in {f.sha256 for f in added}:
+                self._note_peak = max(self._note_peak, _count(self._note_contents, sha256))
         if hits and (folder in self._folders or len(self._folders) < MAX_KEYS):
             self._folders[folder] += hits
 
     @property
     def note_folders(self) -> int:
-        # A file name is unique within a folder, so a name's count is its folders; a content
-        # counted twice in one folder overstates nothing that matters here.
-        return max([*self._note_names.values(), *self._note_contents.values(), 0])
+        return self._note_peak
 
     def counts(self) -> dict[str, Any]:
         share = (self.changed + self.removed) / self.files_before if self.files_before else 0.0
@@ -198,9 +199,19 @@ def folders_for_alert(folders: Iterable[str], sources: Iterable[str], depth: int
     return shown
 
 
-def _count(seen: dict[Any, int], key: bytes | str) -> None:
-    if key in seen or len(seen) < MAX_KEYS:
-        seen[key] = seen.get(key, 0) + 1
+def _count(seen: dict[Any, int], key: bytes | str) -> int:
+    """Count `key` once more; returns its count. When MAX_KEYS keys are followed, those seen in
+    the fewest folders are forgotten first, until half the room is free: a large import of new
+    files before the attack must not leave the ransom notes uncounted (they are then met in
+    many folders and survive each clearing; a note forgotten early starts counting again)."""
+    if key not in seen and len(seen) >= MAX_KEYS:
+        floor = 1
+        while len(seen) > MAX_KEYS // 2:
+            for old in [k for k, n in seen.items() if n <= floor]:
+                del seen[old]
+            floor += 1
+    seen[key] = seen.get(key, 0) + 1
+    return seen[key]
 
 
 def _lost(was: FileFacts, now: FileFacts) -> bool:

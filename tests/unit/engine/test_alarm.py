@@ -211,3 +211,24 @@ def test_the_new_thresholds_in_the_configuration() -> None:
     for bad in ({"changed_share_alone": 0}, {"lost_compression_share": 2}, {"changed_share_alone_min_files": 0}):
         with pytest.raises(ConfigError, match=next(iter(bad))):
             _config(bad)
+
+
+def test_copies_of_one_new_file_in_one_folder_are_one_note_folder() -> None:
+    tally = Tally(files_before=100)
+    tally.folder("/scans", [f("a.pdf", "a")], [f("a.pdf", "a")] + [f(f"copie-{i}.pdf", "same") for i in range(5)],
+                 existed=True)
+    assert tally.counts()["note_folders"] == 1
+
+
+def test_notes_are_still_counted_after_more_new_files_than_the_keys_followed(monkeypatch) -> None:
+    from agent.engine import alarm
+
+    monkeypatch.setattr(alarm, "MAX_KEYS", 10)
+    tally = Tally(files_before=1000)
+    tally.folder("/import", [f("a.txt", "a")], [f("a.txt", "a")] + [f(f"scan-{i}.pdf", f"s{i}") for i in range(50)],
+                 existed=True)  # a large legitimate import fills the keys followed
+    for i in range(7):
+        new = [f(f"x-{i}-{j}.txt", f"x{i}-{j}") for j in range(4)] + [f("LISEZ-MOI.txt", "note")]
+        tally.folder(f"/p/{i}", [f("a.txt", str(i))], [f("a.txt", str(i)), *new], existed=True)
+    assert tally.counts()["note_folders"] == 7
+    assert len(tally._note_names) <= 10 and len(tally._note_contents) <= 10  # memory stays bounded
