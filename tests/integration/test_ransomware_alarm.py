@@ -221,6 +221,42 @@ def test_a_suspect_backup_by_hand_is_alerted_once_after_the_daemon_s_next_job(
         jobs._runner = None
 
 
+def test_a_folder_name_that_is_not_utf8_reaches_the_urgent_e_mail(practice: Backupctl, tmp_path: Path,
+                                                                   monkeypatch) -> None:
+    """[alarm] alert_folder_depth = 1 and the folder hit named with bytes that are not UTF-8:
+    the URGENT e-mail goes out, the bytes shown as \\xff\\xfe."""
+    from agent.config import load
+    from agent.daemon import jobs
+
+    bk = practice
+    folder = os.path.join(os.fsencode(bk.src), b"\xff\xfe")
+    os.mkdir(folder)
+    for i in range(12):
+        with open(os.path.join(folder, b"lettre-%d.txt" % i), "wb") as handle:
+            handle.write(b"Madame, Monsieur, " * 1000)
+    bk.backup()
+    for i in range(12):  # encrypted in place
+        with open(os.path.join(folder, b"lettre-%d.txt" % i), "wb") as handle:
+            handle.write(os.urandom(18_000))
+    controller, mailbox, port, _cert = start_smtp(tmp_path, mode="none")
+    with bk.config.open("a", encoding="utf-8") as handle:
+        handle.write(f'\n[alarm]\nalert_folder_depth = 1\n[alerts]\nemail_to = ["docteur@cabinet.fr"]\n'
+                     f'smtp_host = "127.0.0.1"\nsmtp_port = {port}\nsmtp_security = "none"\n')
+    for name, value in base_env().items():
+        monkeypatch.setenv(name, value)
+    try:
+        jobs.install(jobs.JobRunner(str(bk.config), str(bk.state)), load(str(bk.config)))
+        jobs.run_job("daily:main")
+    finally:
+        controller.stop()
+        jobs._config = None
+        jobs._runner = None
+    assert "suspect" in bk.snapshots()[-1]["tags"]
+    urgent = [m for m in mailbox.messages if m["Subject"].startswith("[backupctl] URGENT")]
+    assert len(urgent) == 1, [m["Subject"] for m in mailbox.messages]
+    assert f"dossiers les plus touchés : {bk.src}/\\xff\\xfe" in urgent[0].get_content()
+
+
 def test_on_s3_the_last_good_snapshot_s_object_lock_is_extended(bk: Backupctl, s3) -> None:
     """With object lock (moto_server), a suspect backup locks the last good snapshot's objects
     `[alarm] lock_days` ahead at once, and prune under the alarm keeps them so."""
