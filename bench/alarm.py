@@ -13,7 +13,7 @@ differently named note per folder; and the images and scans (already compressed:
 compressed) encrypted in place, names kept, no note. Prints each backup's
 alarm counts (its --json document's "alarm") and the highest of each count over the
 ordinary weeks, against the attack's. tests/integration/test_ransomware_alarm.py runs the
-same steps at a smaller scale.
+same steps, and the in-place intermittent variant, at a smaller scale.
 """
 
 from __future__ import annotations

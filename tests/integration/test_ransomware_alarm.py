@@ -105,6 +105,18 @@ def test_an_attack_is_flagged_and_status_and_compliance_say_so(practice: Backupc
     assert state["ransomware_alarm"]["open"] is False
 
 
+def test_intermittent_encryption_in_place_keeping_the_names_is_flagged(practice: Backupctl) -> None:
+    """bench/alarm.py's variant: every file encrypted 1 KiB in 8, names kept, a note of its own
+    name per folder: nothing loses compression, no rename, no shared note; the changed share
+    alone (`changed_share_alone`) flags it."""
+    bench_alarm.attack_in_place(str(practice.src))
+    result = practice.run("backup", "--json")
+    assert result.returncode == errors.SUSPECT_BACKUP_EXIT_CODE, str(result)
+    alarm = result.json()["alarm"]
+    assert (alarm["lost_compression"], alarm["renamed"], alarm["note_folders"]) == (0, 0, 1), alarm
+    assert alarm["changed_share"] == 1.0 and "changed_share_alone" in alarm["signs"]
+
+
 def test_ten_ordinary_weeks_and_a_large_import_are_not_flagged(practice: Backupctl) -> None:
     bk = practice
     for week in range(1, 11):
