@@ -93,12 +93,12 @@ def _send_email(settings: AlertSettings, alert: Alert) -> None:
     from email.utils import formatdate, make_msgid
 
     message = EmailMessage()
-    message["Subject"] = alert.subject
+    message["Subject"] = printable(alert.subject)
     message["From"] = settings.email_from or f"backupctl@{socket.gethostname()}"
     message["To"] = ", ".join(settings.email_to)
     message["Date"] = formatdate(localtime=True)
     message["Message-ID"] = make_msgid(domain="backupctl")
-    message.set_content(alert.body)
+    message.set_content(printable(alert.body))
     for filename, mime_type, content in alert.attachments:
         maintype, _, subtype = mime_type.partition("/")
         if maintype == "text":  # say its charset, so that mail readers show the accents
@@ -126,13 +126,38 @@ def _send_webhook(url: str, settings: AlertSettings, alert: Alert) -> None:
     import ssl
     import urllib.request
 
-    body = json.dumps({"subject": alert.subject, "text": alert.body, **alert.facts}).encode("utf-8")
+    body = json.dumps(_printable_facts({"subject": alert.subject, "text": alert.body, **alert.facts})).encode("utf-8")
     request = urllib.request.Request(url, data=body, method="POST",
                                      headers={"Content-Type": "application/json", "User-Agent": "backupctl"})
     context = ssl.create_default_context(cafile=settings.smtp_ca_file)
     with urllib.request.urlopen(request, timeout=settings.timeout, context=context) as response:
         if not 200 <= response.status < 300:
             raise ValueError(f"HTTP {response.status}")
+
+
+def printable(text: str) -> str:
+    """`text` as UTF-8 can carry it: a folder name that is not UTF-8 comes from the file
+    system with surrogate escapes (os.fsdecode), which no e-mail can encode; its bytes are
+    shown as \\xff instead (the e-mail must go out, above all the URGENT one)."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that no file system gave
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _printable_facts(value: Any) -> Any:
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, dict):
+        return {printable(str(k)): _printable_facts(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_printable_facts(v) for v in value]
+    return value
 
 
 def _redact(url: str) -> str:

@@ -664,14 +664,20 @@ def _alarm(path: str, data: object) -> AlarmThresholds:
     in docs/RELIABILITY.md, "Ransomware alarm") and the lock extension while it is open."""
     table = _Table(path, "alarm", data)
     defaults = AlarmThresholds()
-    share = table.get("changed_share", (float, int), default=defaults.changed_share, what="a share from 0 to 1")
+    shares: dict[str, float] = {}
+    for key in ("changed_share", "changed_share_alone", "lost_compression_share"):
+        shares[key] = float(table.get(key, (float, int), default=getattr(defaults, key), what="a share from 0 to 1"))
     values: dict[str, int] = {}
-    for key in ("lost_compression", "renamed", "note_folders", "lock_days"):
+    for key in ("lost_compression", "renamed", "note_folders", "lock_days", "changed_share_alone_min_files"):
         values[key] = table.get(key, int, default=getattr(defaults, key), what="a whole number >= 1")
+    values["alert_folder_depth"] = table.get("alert_folder_depth", int, default=defaults.alert_folder_depth,
+                                             what="0, 1 or 2")
     enabled = table.get("enabled", bool, default=True)
     table.done()
     try:
-        return AlarmThresholds(enabled=enabled, changed_share=float(share), **values)
+        return AlarmThresholds(enabled=enabled, changed_share=shares["changed_share"],
+                               changed_share_alone=shares["changed_share_alone"],
+                               lost_compression_share=shares["lost_compression_share"], **values)
     except ValueError as exc:
         raise ConfigError(f"{path}: [alarm] {exc}") from None
 

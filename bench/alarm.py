@@ -6,10 +6,14 @@ Creates the practice dataset (bench/dataset.py create, seed 2026) in WORKDIR/src
 with the real CLI into WORKDIR/repo, then: `--weeks` weekly mutations (dataset.py mutate,
 seeds 1..N) with a backup after each; a large legitimate import of new scans (`import_scans`);
 then the simulated attack (`attack`: 30 % of the files overwritten with random bytes and
-renamed NAME.locked, a ransom note LISEZ-MOI.txt in every folder). Prints each backup's
+renamed NAME.locked, a ransom note LISEZ-MOI.txt in every folder), and its variants, each
+from the tree as it was before the attack: every file encrypted in place, 1 KiB in every
+8 KiB (intermittent encryption: the files keep their names and still compress), with a
+differently named note per folder; and the images and scans (already compressed: they never
+compressed) encrypted in place, names kept, no note. Prints each backup's
 alarm counts (its --json document's "alarm") and the highest of each count over the
 ordinary weeks, against the attack's. tests/integration/test_ransomware_alarm.py runs the
-same steps at a smaller scale.
+same steps, and the in-place intermittent variant, at a smaller scale.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 from typing import Any
@@ -44,6 +49,42 @@ def attack(root: str, seed: int = 666, share: float = 0.3) -> int:
     for folder, _subdirs, _names in os.walk(root):
         with open(os.path.join(folder, NOTE), "wb") as handle:
             handle.write(NOTE_TEXT)
+    return len(chosen)
+
+
+def attack_in_place(root: str, seed: int = 667, block: int = 1024, every: int = 8) -> int:
+    """Every file encrypted in place, one `block` in `every` (intermittent encryption, as
+    fast ransomware does), names kept; in each folder a note with its own name and text."""
+    rng = random.Random(seed)
+    count = 0
+    for folder, _subdirs, names in os.walk(root):
+        for name in sorted(names):
+            path = os.path.join(folder, name)
+            with open(path, "r+b") as handle:
+                data = bytearray(handle.read())
+                for start in range(0, len(data), block * every):
+                    end = min(start + block, len(data))
+                    data[start:end] = rng.randbytes(end - start)
+                handle.seek(0)
+                handle.write(data)
+            count += 1
+        victim = rng.randbytes(4).hex()
+        with open(os.path.join(folder, f"RESTORE-{victim}.txt"), "wb") as handle:
+            handle.write(NOTE_TEXT + victim.encode() + b"\n")
+    return count
+
+
+def attack_compressed(root: str, seed: int = 668, share: float = 1.0) -> int:
+    """`share` of the files that never compressed (images, scans) overwritten in place with
+    random bytes of the same size, names kept, no note."""
+    rng = random.Random(seed)
+    files = sorted(os.path.join(d, n) for d, _s, names in os.walk(root) for n in names
+                   if n.endswith((".jpg", ".pdf")))
+    chosen = rng.sample(files, int(len(files) * share))
+    for path in chosen:
+        size = os.path.getsize(path)
+        with open(path, "wb") as handle:
+            handle.write(rng.randbytes(size))
     return len(chosen)
 
 
@@ -95,11 +136,20 @@ def main() -> None:
     import_scans(src)
     code, doc = _backupctl(config, "backup")
     rows.append(("import of 300 scans", code, doc["alarm"]))
-    encrypted = attack(src)
-    code, doc = _backupctl(config, "backup")
-    rows.append((f"attack ({encrypted} files)", code, doc["alarm"]))
+    before = os.path.join(args.workdir, "before-attack")
+    shutil.copytree(src, before, symlinks=True)
+    variants = [("attack", attack), ("in place, 1 KiB in 8", attack_in_place),
+                ("in place, jpg+pdf", attack_compressed)]
+    for n, (name, variant) in enumerate(variants):
+        if n:  # back to the tree before the attack, backed up: the variant's parent
+            shutil.rmtree(src)
+            shutil.copytree(before, src, symlinks=True)
+            _backupctl(config, "backup")
+        encrypted = variant(src)
+        code, doc = _backupctl(config, "backup")
+        rows.append((f"{name} ({encrypted} files)", code, doc["alarm"]))
     for name, code, alarm in rows:
-        print(f"{name:24} exit {code}  " + "  ".join(f"{k} {alarm[k]}" for k in SHOWN)
+        print(f"{name:36} exit {code}  " + "  ".join(f"{k} {alarm[k]}" for k in SHOWN)
               + f"  files_before {alarm['files_before']}  signs {','.join(alarm['signs']) or '-'}")
     print("highest over the ordinary weeks: " + "  ".join(f"{k} {highest[k]}" for k in SHOWN))
 

@@ -265,8 +265,7 @@ def run_job(job_id: str) -> None:
         _risks(job_id.partition(":")[2])  # logged at warning priority, mailed only with [alerts]
         return
     entry = _runner.record.load().get(job_id, {})
-    if any(step.get("exit_code") == SUSPECT_BACKUP_EXIT_CODE for step in entry.get("steps", [])):
-        _alert(alarm_alert(job_id, entry))  # the urgent one, before any other
+    _alert_open_alarm(job_id, entry)  # the urgent one, before any other
     if job_id.startswith("restore-test:"):
         # every report goes out, passed or not
         _alert(restore_test_alert(job_id, entry, ok, attach=config.alerts.attach_report))
@@ -524,6 +523,38 @@ def _alert_risks(repository: str) -> None:
         log.error("the alert record cannot be written: %s", exc)
 
 
+def _alert_open_alarm(job_id: str, entry: dict[str, Any]) -> None:
+    """The URGENT alert, once per suspect snapshot, after whatever job: the suspect backup may
+    not have been the daemon's (a backup by hand, `backupctl pre-installation` from apt), and
+    the daemon's next backup, compared with the suspect snapshot, is not suspect itself. The
+    alarm record (agent/state/alarm_state.py, written by every suspect backup) says whether an
+    alarm is open and for which snapshot; the alert record keeps the snapshot last alerted, so
+    an alert not delivered is tried again after the next job."""
+    from agent.state.alarm_state import ALARM_RECORD
+    from agent.state.records import Records
+
+    repository = job_id.partition(":")[2]
+    config = _installed_config()
+    record = Records(config.agent.state_dir, repository).last(ALARM_RECORD)
+    if record is None or record.detail.get("open") is not True:
+        return
+    suspect = str(record.detail.get("snapshot") or "")
+    path = StateLayout(config.agent.state_dir).alert_record()
+    key = f"{ALARM_RECORD}:{repository}"  # beside the risks' entries, which are by repository name
+    sent = load_json(path)
+    previous = sent.get(key)
+    if suspect and isinstance(previous, dict) and previous.get("snapshot") == suspect:
+        return
+    if not _alert(alarm_alert(job_id, entry)):
+        return
+    sent = load_json(path)
+    sent[key] = {"time": clock.now().isoformat(), "snapshot": suspect}
+    try:
+        save_json(path, sent)
+    except StateDirError as exc:
+        log.error("the alert record cannot be written: %s", exc)
+
+
 def _alert(alert: Alert) -> bool:
     """Send; a failing alert is logged, never raised (the job's own result stands)."""
     from agent.alerts import send
@@ -538,9 +569,10 @@ def _alert(alert: Alert) -> bool:
 
 def alarm_alert(job_id: str, entry: dict[str, Any]) -> Alert:
     """The ransomware alarm's urgent alert (issue 22): counts and folder names from the state
-    records (agent/state/alarm_state.py), never a file name, and the folders cut to one level
-    below their source folder (engine.alarm.folders_for_alert: deeper ones may name a patient)."""
-    from agent.alerts import Alert
+    records (agent/state/alarm_state.py), never a file name, and the folders cut to their source
+    folder, or [alarm] alert_folder_depth levels below it (engine.alarm.folders_for_alert: a
+    folder below a source folder may be named after a patient)."""
+    from agent.alerts import Alert, printable
     from agent.engine.alarm import folders_for_alert
     from agent.state.alarm_state import ALARM_RECORD
     from agent.state.records import Records
@@ -552,8 +584,9 @@ def alarm_alert(job_id: str, entry: dict[str, Any]) -> Alert:
     suspect = str(alarm.get("snapshot") or _backup_summary(entry).get("snapshot_id") or "?")[:8]
     good = str(alarm.get("last_good") or "")[:8]
     share = alarm.get("changed_share")
-    folders = folders_for_alert([str(f) for f in alarm.get("folders", []) if isinstance(f, str)],
-                                _installed_config().source.paths)
+    folders = [printable(name) for name in
+               folders_for_alert([str(f) for f in alarm.get("folders", []) if isinstance(f, str)],
+                                 _installed_config().source.paths, _installed_config().alarm.alert_folder_depth)]
     lines = [f"Sur le serveur {host}, la sauvegarde {suspect} du dépôt « {repository} » ressemble à une attaque "
              f"par rançongiciel. Elle est enregistrée, mais marquée SUSPECTE.", "",
              f"  - fichiers modifiés : {alarm.get('changed', '?')}, supprimés ou renommés : "

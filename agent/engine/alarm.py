@@ -14,13 +14,18 @@ file name and never a per-file list, so its memory does not grow with the tree:
 * renamed: a removed file whose name reappears in the same folder with an extension that
   folder did not have (x.docx -> x.docx.locked, x.docx -> x.crypt);
 * note_folders: the most folders of the parent in which one same new file name, or one
-  same new content, appeared (a ransom note dropped in every folder).
+  same new content, appeared (a ransom note dropped in every folder); each name and each
+  content counts once per folder.
 
 `judge` compares the counts with the thresholds ([alarm] in the configuration). Losing
-compression is the strongest sign and suspect on its own; each other sign needs a second
-one (a reorganisation renames and changes many files, but does not drop a note in every
-folder; a note alone may be a practice's new README). Defaults are measured on the bench's
-weekly mutation and attack (docs/RELIABILITY.md, "Ransomware alarm").
+compression is the strongest sign and suspect on its own, once it reaches both a number of
+files and a share of the parent's files (ten files of a large practice may be a few
+legitimately re-saved archives). A changed share past a second, higher threshold is suspect
+on its own too (on a parent of enough files): an attack that encrypts files that never
+compressed (docx, pdf, jpg) in place, keeping their names, shows no other sign. Each other
+sign needs a second one (a reorganisation renames and changes many files, but does not drop
+a note in every folder; a note alone may be a practice's new README). Defaults are measured
+on the bench's weekly mutations, an import and attacks (docs/RELIABILITY.md, "Ransomware alarm").
 """
 
 from __future__ import annotations
@@ -45,14 +50,25 @@ class AlarmThresholds:
     enabled: bool = True
     changed_share: float = 0.10  # changed or removed files / files of the parent
     lost_compression: int = 10  # files that no longer compress
+    lost_compression_share: float = 0.01  # ... and at least this share of the parent's files
+    changed_share_alone: float = 0.5  # changed share suspect on its own from this on...
+    changed_share_alone_min_files: int = 50  # ... when the parent has at least this many files
     renamed: int = 10  # files renamed to a new extension
     note_folders: int = 5  # folders that received the same new file
     lock_days: int = 90  # object lock of the last good snapshot extended by this, while open
+    alert_folder_depth: int = 0  # levels below a source folder the alert names (0: the source only)
 
     def __post_init__(self) -> None:
-        if not 0 < self.changed_share <= 1:
-            raise ValueError(f"alarm changed_share must be in ]0, 1], not {self.changed_share!r}")
-        for name in ("lost_compression", "renamed", "note_folders", "lock_days"):
+        if self.alert_folder_depth not in (0, 1, 2) or isinstance(self.alert_folder_depth, bool):
+            raise ValueError(f"alarm alert_folder_depth must be 0, 1 or 2, not {self.alert_folder_depth!r}")
+        for name in ("changed_share", "changed_share_alone"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+                raise ValueError(f"alarm {name} must be in ]0, 1], not {value!r}")
+        if isinstance(self.lost_compression_share, bool) or not isinstance(self.lost_compression_share, (int, float)) \
+                or not 0 <= self.lost_compression_share <= 1:
+            raise ValueError(f"alarm lost_compression_share must be in [0, 1], not {self.lost_compression_share!r}")
+        for name in ("lost_compression", "renamed", "note_folders", "lock_days", "changed_share_alone_min_files"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"alarm {name} must be a whole number >= 1, not {value!r}")
@@ -77,6 +93,7 @@ class Tally:
     _folders: Counter[str] = field(default_factory=Counter)
     _note_names: dict[bytes, int] = field(default_factory=dict)
     _note_contents: dict[str, int] = field(default_factory=dict)
+    _note_peak: int = 0  # the most folders one new name or content was seen in
 
     def folder(self, folder: str, old: Iterable[FileFacts], new: Iterable[FileFacts], *, existed: bool) -> None:
         """One folder whose listing changed: its files before (`old`) and after (`new`).
@@ -112,18 +129,17 @@ class Tally:
                 hits += 1
                 if appended and _lost(was, f):
                     self.lost_compression += 1
-        if existed:
+        if existed:  # each name and each content once per folder: five copies of a scan are not five notes
             for f in added:
-                _count(self._note_names, f.name)
-                _count(self._note_contents, f.sha256)
+                self._note_peak = max(self._note_peak, _count(self._note_names, f.name))
+            for sha256 in {f.sha256 for f in added}:
+                self._note_peak = max(self._note_peak, _count(self._note_contents, sha256))
         if hits and (folder in self._folders or len(self._folders) < MAX_KEYS):
             self._folders[folder] += hits
 
     @property
     def note_folders(self) -> int:
-        # A file name is unique within a folder, so a name's count is its folders; a content
-        # counted twice in one folder overstates nothing that matters here.
-        return max([*self._note_names.values(), *self._note_contents.values(), 0])
+        return self._note_peak
 
     def counts(self) -> dict[str, Any]:
         share = (self.changed + self.removed) / self.files_before if self.files_before else 0.0
@@ -146,38 +162,56 @@ class Verdict:
 
 def judge(counts: dict[str, Any], thresholds: AlarmThresholds) -> Verdict:
     signs = []
-    if counts.get("lost_compression", 0) >= thresholds.lost_compression:
+    lost = counts.get("lost_compression", 0)
+    files_before = counts.get("files_before", 0)
+    if lost >= thresholds.lost_compression and lost >= thresholds.lost_compression_share * files_before:
         signs.append("lost_compression")
-    if counts.get("changed_share", 0.0) >= thresholds.changed_share:
+    share = counts.get("changed_share", 0.0)
+    if share >= thresholds.changed_share:
         signs.append("changed_share")
+    if share >= thresholds.changed_share_alone and files_before >= thresholds.changed_share_alone_min_files:
+        signs.append("changed_share_alone")
     if counts.get("renamed", 0) >= thresholds.renamed:
         signs.append("renamed")
     if counts.get("note_folders", 0) >= thresholds.note_folders:
         signs.append("note_folders")
-    suspect = thresholds.enabled and ("lost_compression" in signs or len(signs) >= 2)
+    alone = "lost_compression" in signs or "changed_share_alone" in signs
+    suspect = thresholds.enabled and (alone or len(signs) >= 2)
     return Verdict(suspect, tuple(signs), dict(counts))
 
 
-def folders_for_alert(folders: Iterable[str], sources: Iterable[str]) -> list[str]:
+def folders_for_alert(folders: Iterable[str], sources: Iterable[str], depth: int = 0) -> list[str]:
     """The folders an alert that leaves the server may name: each cut to its source folder
-    and one level below it (`/srv/cabinet/courriers`, not `/srv/cabinet/courriers/DUPONT
-    Jean`), without repeats, in the order given. A practice names its top folders after
-    kinds of documents; deeper folders are often named after a patient, and a patient's
-    name is health data. The snapshot's own summary.alarm (encrypted) keeps them whole."""
+    and `depth` levels below it ([alarm] alert_folder_depth), without repeats, in the order
+    given. By default (0) the source folders only: when a source folder is the patients'
+    folder itself (/srv/partage/Patients), the level below it is a patient's name, and a
+    patient's name is health data. 1 or 2 suit a practice whose top folders are kinds of
+    documents (`/srv/cabinet/courriers`). A folder under no source is cut to its first
+    `depth + 1` levels. The snapshot's own summary.alarm (encrypted) keeps them whole."""
     roots = sorted((tuple(p for p in source.split("/") if p) for source in sources), key=len, reverse=True)
     shown: list[str] = []
     for folder in folders:
         parts = tuple(p for p in folder.split("/") if p)
-        root = next((r for r in roots if parts[: len(r)] == r), ())
-        cut = "/" + "/".join(parts[: len(root) + 1])
+        root = next((r for r in roots if parts[: len(r)] == r), None)
+        cut = "/" + "/".join(parts[: len(root) + depth if root is not None else depth + 1])
         if cut not in shown:
             shown.append(cut)
     return shown
 
 
-def _count(seen: dict[Any, int], key: bytes | str) -> None:
-    if key in seen or len(seen) < MAX_KEYS:
-        seen[key] = seen.get(key, 0) + 1
+def _count(seen: dict[Any, int], key: bytes | str) -> int:
+    """Count `key` once more; returns its count. When MAX_KEYS keys are followed, those seen in
+    the fewest folders are forgotten first, until half the room is free: a large import of new
+    files before the attack must not leave the ransom notes uncounted (they are then met in
+    many folders and survive each clearing; a note forgotten early starts counting again)."""
+    if key not in seen and len(seen) >= MAX_KEYS:
+        floor = 1
+        while len(seen) > MAX_KEYS // 2:
+            for old in [k for k, n in seen.items() if n <= floor]:
+                del seen[old]
+            floor += 1
+    seen[key] = seen.get(key, 0) + 1
+    return seen[key]
 
 
 def _lost(was: FileFacts, now: FileFacts) -> bool:

@@ -215,3 +215,31 @@ def test_every_exit_code_of_the_exception_tree_has_a_meaning():
              if isinstance(cls, type) and issubclass(cls, errors.BackupctlError)}
     codes |= {errors.PARTIAL_BACKUP_EXIT_CODE, errors.INTERRUPTED_EXIT_CODE}
     assert codes <= known_exit_codes()
+
+
+def test_a_folder_name_that_is_not_utf8_does_not_stop_the_e_mail(tmp_path):
+    """A folder named with bytes that are not UTF-8 comes from the file system with surrogate
+    escapes (os.fsdecode); the e-mail (the URGENT one above all) must still go out, the
+    bytes shown as \\xff."""
+    import os
+
+    folder = os.fsdecode(b"/srv/cabinet/\xff\xfe")
+    controller, mailbox, port, cert = start_smtp(tmp_path, mode="starttls")
+    try:
+        settings = AlertSettings(email_to=("docteur@cabinet.fr",), smtp_host="127.0.0.1", smtp_port=port,
+                                 smtp_ca_file=str(cert))
+        alert = Alert(subject=f"[backupctl] URGENT : {folder}", body=f"dossiers les plus touchés : {folder}\n",
+                      facts={"folders": [folder]})
+        assert send(settings, alert) == []
+        (message,) = mailbox.messages
+        assert "dossiers les plus touchés : /srv/cabinet/\\xff\\xfe" in message.get_content()
+        assert message["Subject"] == "[backupctl] URGENT : /srv/cabinet/\\xff\\xfe"
+    finally:
+        controller.stop()
+    hook = WebhookServer()
+    try:
+        assert send(AlertSettings(webhook_url=hook.url), alert) == []
+        (posted,) = hook.received
+        assert posted["json"]["folders"] == ["/srv/cabinet/\\xff\\xfe"]
+    finally:
+        hook.stop()

@@ -105,6 +105,18 @@ def test_an_attack_is_flagged_and_status_and_compliance_say_so(practice: Backupc
     assert state["ransomware_alarm"]["open"] is False
 
 
+def test_intermittent_encryption_in_place_keeping_the_names_is_flagged(practice: Backupctl) -> None:
+    """bench/alarm.py's variant: every file encrypted 1 KiB in 8, names kept, a note of its own
+    name per folder: nothing loses compression, no rename, no shared note; the changed share
+    alone (`changed_share_alone`) flags it."""
+    bench_alarm.attack_in_place(str(practice.src))
+    result = practice.run("backup", "--json")
+    assert result.returncode == errors.SUSPECT_BACKUP_EXIT_CODE, str(result)
+    alarm = result.json()["alarm"]
+    assert (alarm["lost_compression"], alarm["renamed"], alarm["note_folders"]) == (0, 0, 1), alarm
+    assert alarm["changed_share"] == 1.0 and "changed_share_alone" in alarm["signs"]
+
+
 def test_ten_ordinary_weeks_and_a_large_import_are_not_flagged(practice: Backupctl) -> None:
     bk = practice
     for week in range(1, 11):
@@ -177,13 +189,84 @@ def test_the_daemon_s_urgent_e_mail_has_counts_and_the_diff_command_and_no_file_
     assert "ne se compressent plus" in body and "dossiers les plus touchés" in body
     (listed,) = [line.split(" : ", 1)[1] for line in body.splitlines() if "dossiers les plus touchés" in line]
     shown = listed.split(", ")
-    # cut to one level below the source folder: deeper folders may be named after a patient
-    assert shown and all(os.path.dirname(folder) == str(bk.src) for folder in shown), shown
-    assert f"{bk.src}/courriers" in shown
+    # by default the source folder only ([alarm] alert_folder_depth = 0): the folders below it
+    # may be named after a patient
+    assert shown == [str(bk.src)], shown
     for message in mailbox.messages:  # the urgent one, and the risks' (the alarm among them)
         text = message["Subject"] + message.get_content()
         for name in ("lettre-", ".locked", ".txt", ".jpg", ".pdf", "cabinet.db", "LISEZ-MOI"):
             assert name not in text, (name, message["Subject"])
+
+
+def test_a_suspect_backup_by_hand_is_alerted_once_after_the_daemon_s_next_job(
+        practice: Backupctl, tmp_path: Path, monkeypatch) -> None:
+    """A backup run by hand (or by the apt hook) exits 5; the daemon's next job, whatever it
+    is, sends the URGENT e-mail once; the job after it sends no second one."""
+    from agent.config import load
+    from agent.daemon import jobs
+
+    bk = practice
+    bench_alarm.attack(str(bk.src))
+    assert bk.run("backup").returncode == errors.SUSPECT_BACKUP_EXIT_CODE
+    suspect = bk.snapshots()[-1]["id"]
+    controller, mailbox, port, _cert = start_smtp(tmp_path, mode="none")
+    with bk.config.open("a", encoding="utf-8") as handle:
+        handle.write(f'\n[alerts]\nemail_to = ["docteur@cabinet.fr"]\nsmtp_host = "127.0.0.1"\n'
+                     f'smtp_port = {port}\nsmtp_security = "none"\n')
+    for name, value in base_env().items():  # what the child commands inherit
+        monkeypatch.setenv(name, value)
+
+    def urgent() -> list:
+        return [m for m in mailbox.messages if m["Subject"].startswith("[backupctl] URGENT")]
+
+    try:
+        jobs.install(jobs.JobRunner(str(bk.config), str(bk.state)), load(str(bk.config)))
+        jobs.run_job("check:main")
+        assert len(urgent()) == 1, [m["Subject"] for m in mailbox.messages]
+        assert f"backupctl acknowledge {suspect[:8]}" in urgent()[0].get_content()
+        jobs.run_job("check:main")
+        jobs.run_job("daily:main")  # compared with the suspect snapshot: not suspect itself
+        assert len(urgent()) == 1, [m["Subject"] for m in mailbox.messages]
+    finally:
+        controller.stop()
+        jobs._config = None
+        jobs._runner = None
+
+
+def test_a_folder_name_that_is_not_utf8_reaches_the_urgent_e_mail(practice: Backupctl, tmp_path: Path,
+                                                                   monkeypatch) -> None:
+    """[alarm] alert_folder_depth = 1 and the folder hit named with bytes that are not UTF-8:
+    the URGENT e-mail goes out, the bytes shown as \\xff\\xfe."""
+    from agent.config import load
+    from agent.daemon import jobs
+
+    bk = practice
+    folder = os.path.join(os.fsencode(bk.src), b"\xff\xfe")
+    os.mkdir(folder)
+    for i in range(12):
+        with open(os.path.join(folder, b"lettre-%d.txt" % i), "wb") as handle:
+            handle.write(b"Madame, Monsieur, " * 1000)
+    bk.backup()
+    for i in range(12):  # encrypted in place
+        with open(os.path.join(folder, b"lettre-%d.txt" % i), "wb") as handle:
+            handle.write(os.urandom(18_000))
+    controller, mailbox, port, _cert = start_smtp(tmp_path, mode="none")
+    with bk.config.open("a", encoding="utf-8") as handle:
+        handle.write(f'\n[alarm]\nalert_folder_depth = 1\n[alerts]\nemail_to = ["docteur@cabinet.fr"]\n'
+                     f'smtp_host = "127.0.0.1"\nsmtp_port = {port}\nsmtp_security = "none"\n')
+    for name, value in base_env().items():
+        monkeypatch.setenv(name, value)
+    try:
+        jobs.install(jobs.JobRunner(str(bk.config), str(bk.state)), load(str(bk.config)))
+        jobs.run_job("daily:main")
+    finally:
+        controller.stop()
+        jobs._config = None
+        jobs._runner = None
+    assert "suspect" in bk.snapshots()[-1]["tags"]
+    urgent = [m for m in mailbox.messages if m["Subject"].startswith("[backupctl] URGENT")]
+    assert len(urgent) == 1, [m["Subject"] for m in mailbox.messages]
+    assert f"dossiers les plus touchés : {bk.src}/\\xff\\xfe" in urgent[0].get_content()
 
 
 def test_on_s3_the_last_good_snapshot_s_object_lock_is_extended(bk: Backupctl, s3) -> None:

@@ -143,9 +143,92 @@ def test_the_alarm_section_of_the_configuration() -> None:
             _config(bad)
 
 
-def test_an_alert_names_folders_one_level_below_their_source_only():
+def test_an_alert_names_the_source_folders_only_by_default():
+    folders = ["srv/partage/Patients/DUPONT Jean", "srv/partage/Patients/MARTIN/2026", "srv/cabinet/courriers/2026/03",
+               "srv/cabinet", "var/lib/autre/x/y", "srv/cabinet-old/a/b"]
+    sources = ["/srv/partage/Patients", "/srv/cabinet", "/srv", "/var/lib/autre/"]
+    # the source folder is the patients' folder itself: the level below it is a patient's name
+    assert folders_for_alert(folders, sources) == [
+        "/srv/partage/Patients", "/srv/cabinet", "/var/lib/autre", "/srv"]
+    assert folders_for_alert(["a/b/c"], []) == ["/a"]  # under no source: its first level only
+    assert AlarmThresholds().alert_folder_depth == 0
+
+
+def test_an_alert_names_folders_alert_folder_depth_levels_below_their_source():
     folders = ["srv/cabinet/patients/DUPONT Jean", "srv/cabinet/courriers/2026/03", "srv/cabinet/patients/MARTIN",
                "srv/cabinet", "var/lib/autre/x/y", "srv/cabinet-old/a/b"]
-    assert folders_for_alert(folders, ["/srv/cabinet", "/srv", "/var/lib/autre/"]) == [
+    sources = ["/srv/cabinet", "/srv", "/var/lib/autre/"]
+    assert folders_for_alert(folders, sources, 1) == [
         "/srv/cabinet/patients", "/srv/cabinet/courriers", "/srv/cabinet", "/var/lib/autre/x", "/srv/cabinet-old"]
-    assert folders_for_alert(["a/b/c"], []) == ["/a"]  # under no source: its first level only
+    assert folders_for_alert(folders, sources, 2)[:2] == ["/srv/cabinet/patients/DUPONT Jean",
+                                                          "/srv/cabinet/courriers/2026"]
+    assert folders_for_alert(["a/b/c"], [], 1) == ["/a/b"]
+    assert _config({"alert_folder_depth": 2}).alarm.alert_folder_depth == 2
+    from agent.errors import ConfigError
+
+    for bad in (3, -1, True):
+        with pytest.raises(ConfigError, match="alert_folder_depth"):
+            _config({"alert_folder_depth": bad})
+
+
+def test_a_high_changed_share_is_suspect_alone_on_a_parent_of_enough_files() -> None:
+    # Every file encrypted in place, names kept (already-compressed docx, pdf, jpg: nothing
+    # loses compression; or one block in N: the files still compress), a note of its own
+    # name and text in each folder: only the changed share shows.
+    t = AlarmThresholds()
+    tally = Tally(files_before=60)
+    for i in range(6):
+        old = [f(f"doc-{j}.pdf", f"{i}-{j}", RANDOM) for j in range(10)]
+        new = [f(f"doc-{j}.pdf", f"x{i}-{j}", RANDOM) for j in range(10)] + [f(f"RESTORE-{i}.txt", f"note{i}")]
+        tally.folder(f"/c/{i}", old, new, existed=True)
+    counts = tally.counts()
+    assert (counts["changed_share"], counts["lost_compression"], counts["renamed"], counts["note_folders"]) == \
+        (1.0, 0, 0, 1)
+    verdict = judge(counts, t)
+    assert verdict.suspect is True and "changed_share_alone" in verdict.signs
+    assert judge({**counts, "changed_share": t.changed_share_alone - 0.01}, t).suspect is False
+    # a parent of a few files: half of them changed is an ordinary day
+    assert judge({**counts, "files_before": t.changed_share_alone_min_files - 1}, t).suspect is False
+
+
+def test_losing_compression_needs_a_share_of_the_parent_files_too() -> None:
+    t = AlarmThresholds()
+    large = {"files_before": 200_000, "changed_share": 0.0001, "lost_compression": 10, "renamed": 0,
+             "note_folders": 0}
+    assert judge(large, t).suspect is False  # ten files of 200,000: a few re-saved archives
+    assert judge({**large, "lost_compression": 2000}, t).suspect is True  # 1 %
+    assert judge({**large, "files_before": 1000}, t).suspect is True  # 10 of 1,000 files
+    assert judge(large, AlarmThresholds(lost_compression_share=0)).suspect is True
+
+
+def test_the_new_thresholds_in_the_configuration() -> None:
+    from agent.errors import ConfigError
+
+    parsed = _config({"changed_share_alone": 0.4, "changed_share_alone_min_files": 20,
+                      "lost_compression_share": 0}).alarm
+    assert (parsed.changed_share_alone, parsed.changed_share_alone_min_files, parsed.lost_compression_share) == \
+        (0.4, 20, 0.0)
+    for bad in ({"changed_share_alone": 0}, {"lost_compression_share": 2}, {"changed_share_alone_min_files": 0}):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            _config(bad)
+
+
+def test_copies_of_one_new_file_in_one_folder_are_one_note_folder() -> None:
+    tally = Tally(files_before=100)
+    tally.folder("/scans", [f("a.pdf", "a")], [f("a.pdf", "a")] + [f(f"copie-{i}.pdf", "same") for i in range(5)],
+                 existed=True)
+    assert tally.counts()["note_folders"] == 1
+
+
+def test_notes_are_still_counted_after_more_new_files_than_the_keys_followed(monkeypatch) -> None:
+    from agent.engine import alarm
+
+    monkeypatch.setattr(alarm, "MAX_KEYS", 10)
+    tally = Tally(files_before=1000)
+    tally.folder("/import", [f("a.txt", "a")], [f("a.txt", "a")] + [f(f"scan-{i}.pdf", f"s{i}") for i in range(50)],
+                 existed=True)  # a large legitimate import fills the keys followed
+    for i in range(7):
+        new = [f(f"x-{i}-{j}.txt", f"x{i}-{j}") for j in range(4)] + [f("LISEZ-MOI.txt", "note")]
+        tally.folder(f"/p/{i}", [f("a.txt", str(i))], [f("a.txt", str(i)), *new], existed=True)
+    assert tally.counts()["note_folders"] == 7
+    assert len(tally._note_names) <= 10 and len(tally._note_contents) <= 10  # memory stays bounded
