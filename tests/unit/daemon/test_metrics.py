@@ -386,3 +386,18 @@ def test_the_daemons_heartbeat_rewrites_the_textfile_at_most_every_heartbeat(tmp
     assert written == [True, True]
     daemon._stop_metrics(None)
     assert written == [True, True, False]  # a clean stop: backupctl_daemon_up 0
+
+
+def test_the_inventory_s_own_metrics_and_the_job_s_start(world):
+    """The rows of the table no other unit test reads: packs, the inventory's date, the
+    snapshots kept per tier (60 daily snapshots up to the day before a Wednesday in June:
+    4 ISO weeks, 3 months, 1 year), the job's last start."""
+    values = _values(metrics.families(metrics.read_facts(world, NOW, daemon_up=True)))
+    main = (("repository", "main"),)
+    assert values[("backupctl_repository_packs", main)] == 7
+    assert values[("backupctl_inventory_timestamp_seconds", main)] == (NOW - _dt.timedelta(hours=1)).timestamp()
+    kept = {tier: values[("backupctl_snapshots_kept", (("repository", "main"), ("tier", tier)))]
+            for tier in ("daily", "weekly", "monthly", "yearly")}
+    assert kept == {"daily": 0, "weekly": 4, "monthly": 3, "yearly": 1}
+    weekly = (("repository", "main"), ("task", "weekly"))
+    assert values[("backupctl_job_last_run_timestamp_seconds", weekly)] == (NOW - _dt.timedelta(days=1)).timestamp()

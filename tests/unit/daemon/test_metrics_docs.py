@@ -18,3 +18,4 @@ def test_the_documented_risk_codes_are_those_emitted():
     codes = row.split("|")[3].split(":", 1)[1].split("(", 1)[0]
     documented = set(re.findall(r"`([a-z_]+)`", codes))
     assert documented == set(metrics.RISK_CODES)
+
