@@ -129,6 +129,15 @@ def test_ten_ordinary_weeks_and_a_large_import_are_not_flagged(practice: Backupc
     assert all("suspect" not in s["tags"] for s in bk.snapshots())
 
 
+def test_with_the_alarm_disabled_an_attack_is_not_compared(practice: Backupctl) -> None:
+    bk = practice
+    bk.write_config(extra_repo_lines="\n[alarm]\nenabled = false")
+    bench_alarm.attack(str(bk.src))
+    doc = bk.backup()  # exit 0
+    assert doc["alarm"] is None
+    assert all("suspect" not in s["tags"] for s in bk.snapshots())
+
+
 def test_prune_under_the_alarm_keeps_the_last_good_snapshot_until_acknowledged(practice: Backupctl) -> None:
     bk = practice
     dataset.mutate(str(bk.src), 1)
@@ -271,14 +280,19 @@ def test_a_folder_name_that_is_not_utf8_reaches_the_urgent_e_mail(practice: Back
 
 def test_on_s3_the_last_good_snapshot_s_object_lock_is_extended(bk: Backupctl, s3) -> None:
     """With object lock (moto_server), a suspect backup locks the last good snapshot's objects
-    `[alarm] lock_days` ahead at once, and prune under the alarm keeps them so."""
+    `[alarm] lock_days` (the configured one, not 90) ahead at once, and prune under the alarm
+    extends them again by the lock_days configured when it runs."""
     import datetime as dt
     import uuid
 
     prefix = "alarm-" + uuid.uuid4().hex[:8]
-    bk.write_config(repo_url=f"s3://{s3.lock_bucket}/{prefix}",
-                    extra_repo_lines=f'endpoint = "{s3.url}"\nregion = "{s3.region}"\naddressing = "path"\n'
-                                     f'object_lock = "compliance"\nlock_days = 3\n\n[alarm]\nlock_days = 40')
+    def configure(alarm_lock_days: int) -> None:
+        bk.write_config(repo_url=f"s3://{s3.lock_bucket}/{prefix}",
+                        extra_repo_lines=f'endpoint = "{s3.url}"\nregion = "{s3.region}"\naddressing = "path"\n'
+                                         f'object_lock = "compliance"\nlock_days = 3\n\n'
+                                         f'[alarm]\nlock_days = {alarm_lock_days}')
+
+    configure(40)
     for folder in range(12):
         for i in range(4):
             path = bk.src / f"dossier-{folder:02d}" / f"lettre-{i}.txt"
@@ -297,10 +311,11 @@ def test_on_s3_the_last_good_snapshot_s_object_lock_is_extended(bk: Backupctl, s
     result = bk.run("backup", env=s3.env())
     assert result.returncode == errors.SUSPECT_BACKUP_EXIT_CODE, str(result)
     assert f"the object lock of the last good snapshot {good[:8]} is extended" in result.stderr
-    assert retention(f"snapshots/{good}") > now + dt.timedelta(days=39)
+    assert now + dt.timedelta(days=39) < retention(f"snapshots/{good}") < now + dt.timedelta(days=41)  # not 90
     packs = [o["Key"][len(prefix) + 1:] for o in
              client.list_objects_v2(Bucket=s3.lock_bucket, Prefix=f"{prefix}/data/")["Contents"]]
     assert max(retention(p) for p in packs) > now + dt.timedelta(days=39)
+    configure(60)  # prune extends the lock itself, by the lock_days configured then
     prune = bk.ok("prune", env=s3.env())
     assert "ransomware alarm open" in prune.stdout
-    assert retention(f"snapshots/{good}") > now + dt.timedelta(days=39)
+    assert now + dt.timedelta(days=59) < retention(f"snapshots/{good}") < now + dt.timedelta(days=61)

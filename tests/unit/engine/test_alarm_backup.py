@@ -100,3 +100,41 @@ def test_a_parent_that_cannot_be_compared_does_not_cost_the_backup(tmp_path: Pat
     assert report.snapshot is not None and not report.suspect and not report.partial
     assert report.alarm is not None and "could not be compared" in report.alarm["skipped"]
     assert len(repo.snapshots()) == 2
+
+
+def test_the_parent_is_of_the_same_host_and_the_same_paths(tmp_path: Path) -> None:
+    rng = random.Random(4)
+    _letters(tmp_path / "a", rng)
+    (tmp_path / "b").mkdir()
+    repo = _repo()
+    first = run_locked(BackupEngine(repo, BackupOptions(paths=[str(tmp_path / "a")], host="cabinet"),
+                                    alarm=AlarmThresholds()))
+    assert first.alarm is None
+    other_host = run_locked(BackupEngine(repo, BackupOptions(paths=[str(tmp_path / "a")], host="secretariat"),
+                                         alarm=AlarmThresholds()))
+    assert other_host.alarm is None  # not compared with the cabinet's snapshot
+    other_paths = run_locked(BackupEngine(repo, BackupOptions(paths=[str(tmp_path / "a"), str(tmp_path / "b")],
+                                                              host="cabinet"), alarm=AlarmThresholds()))
+    assert other_paths.alarm is None
+    same = run_locked(BackupEngine(repo, BackupOptions(paths=[str(tmp_path / "a")], host="cabinet"),
+                                   alarm=AlarmThresholds()))
+    assert same.alarm is not None and same.alarm["parent"] == first.snapshot.id.hex()
+
+
+def test_after_a_suspect_backup_the_last_good_is_the_one_before_it_and_only_suspect_ones_keep_an_alarm(
+        tmp_path: Path) -> None:
+    rng = random.Random(5)
+    _letters(tmp_path, rng)
+    repo = _repo()
+    options = BackupOptions(paths=[str(tmp_path)])
+    run_locked(BackupEngine(repo, options, alarm=AlarmThresholds()))
+    (tmp_path / "dossier-00" / "lettre-0.docx").write_text("une lettre réécrite " * 300)
+    good = run_locked(BackupEngine(repo, options, alarm=AlarmThresholds()))
+    assert good.alarm is not None and not good.suspect  # compared, ordinary
+    assert "alarm" not in repo.snapshots()[-1].summary  # summary.alarm: on a suspect snapshot only
+    _attack(tmp_path, rng)
+    suspect = run_locked(BackupEngine(repo, options, alarm=AlarmThresholds()))
+    assert suspect.suspect and suspect.alarm["last_good"] == good.snapshot.id.hex()
+    unchanged = run_locked(BackupEngine(repo, options, alarm=AlarmThresholds()))
+    assert not unchanged.suspect and unchanged.alarm["parent"] == suspect.snapshot.id.hex()
+    assert unchanged.alarm["last_good"] == good.snapshot.id.hex()  # not the suspect parent
