@@ -294,9 +294,9 @@ def test_a_port_taken_is_one_line(world):
                                               ("localhost:9100", ("localhost", 9100)),
                                               ("127.0.0.2:1", ("127.0.0.2", 1))])
 def test_listen_on_loopback_parses(tmp_path, listen, expected):
-    config = _config(tmp_path, f'[metrics]\nlisten = "{listen}"\ntextfile_dir = "/var/lib/prometheus/node-exporter"\n')
+    config = _config(tmp_path, f'[metrics]\nlisten = "{listen}"\ntextfile_dir = "/var/lib/backupctl-metrics"\n')
     assert config.metrics.listen == expected
-    assert config.metrics.textfile_dir == "/var/lib/prometheus/node-exporter"
+    assert config.metrics.textfile_dir == "/var/lib/backupctl-metrics"
     assert config.metrics.enabled
 
 
@@ -324,19 +324,21 @@ def test_the_inventory_record_holds_no_path(world):
     assert "/srv" not in text and "Dupont" not in text
 
 
-def test_the_installed_service_may_write_the_textfile_folder_without_owning_it(tmp_path):
-    """ProtectSystem=strict: textfile_dir is in the paths drop-in's ReadWritePaths=, and is
-    not among the folders the install creates and gives to the service user."""
+def test_the_installed_service_may_write_its_textfile_folder_never_node_exporters(tmp_path):
+    """ProtectSystem=strict: textfile_dir is in the paths drop-in's ReadWritePaths=; node_exporter's
+    own folder (root's collectors write there) is refused (tests/unit/service_install/test_folders.py)."""
+    from agent.errors import InstallError
     from agent.service_install import folders, units
 
-    config = _config(tmp_path, '[metrics]\ntextfile_dir = "/var/lib/prometheus/node-exporter"\n')
-    assert folders.shared_folders(config) == ("/var/lib/prometheus/node-exporter",)
-    assert "/var/lib/prometheus/node-exporter" not in folders.writable_folders(config)
-    dropin = units.paths_dropin(folders.writable_folders(config) + folders.shared_folders(config))
-    assert "ReadWritePaths=-/var/lib/prometheus/node-exporter\n" in dropin
+    config = _config(tmp_path, '[metrics]\ntextfile_dir = "/var/lib/backupctl-metrics"\n')
+    shared = folders.shared_folders(config, root=str(tmp_path / "root"), service_uid=None)
+    assert shared == ("/var/lib/backupctl-metrics",)
+    dropin = units.paths_dropin(folders.writable_folders(config) + shared)
+    assert "ReadWritePaths=-/var/lib/backupctl-metrics\n" in dropin
     assert folders.shared_folders(_config(tmp_path)) == ()
-    with pytest.raises(ConfigError, match=r"\[metrics\] textfile_dir"):
-        folders.shared_folders(_config(tmp_path, '[metrics]\ntextfile_dir = "/var/lib"\n'))
+    for refused in ("/var/lib", "/var/lib/prometheus/node-exporter"):
+        with pytest.raises(InstallError, match=r"\[metrics\] textfile_dir"):
+            folders.shared_folders(_config(tmp_path, f'[metrics]\ntextfile_dir = "{refused}"\n'))
 
 
 class _Runner:
