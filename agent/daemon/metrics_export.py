@@ -8,10 +8,16 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterable
-from wsgiref.simple_server import WSGIServer
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
-from prometheus_client import CollectorRegistry, generate_latest, start_http_server, write_to_textfile
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, write_to_textfile
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -26,7 +32,7 @@ TEXTFILE_NAME = "backupctl.prom"  # node_exporter reads *.prom in its textfile d
 
 
 class _Families(Collector):
-    """Each scrape computes the families anew (the HTTP server's values are never stale)."""
+    """Each collection computes the families anew (the server's at most every REFRESH s)."""
 
     def __init__(self, provide: Callable[[], list[Family]]) -> None:
         self.provide = provide
@@ -63,16 +69,101 @@ def write_textfile(folder: str, families: list[Family]) -> str:
     return path
 
 
-class Server:
-    """/metrics on a loopback address, in a thread of this process."""
+CONNECTION_TIMEOUT = 5.0  # seconds a connection may stay silent before it is closed
+MAX_CONNECTIONS = 8        # served at once; any more is closed as it is accepted
+REFRESH = 15.0             # seconds an exposition is served again before it is computed anew
 
-    def __init__(self, address: tuple[str, int], provide: Callable[[], list[Family]]) -> None:
-        host, port = address
+
+class _Exposition:
+    """The text served, computed at most every `refresh` seconds however often it is asked:
+    a client scraping in a loop cannot keep the daemon reading its state directory."""
+
+    def __init__(self, provide: Callable[[], list[Family]], refresh: float) -> None:
+        self._registry = _registry(provide)
+        self._refresh = refresh
+        self._lock = threading.Lock()
+        self._body: bytes | None = None
+        self._at = 0.0
+
+    def get(self) -> bytes:
+        with self._lock:
+            now = time.monotonic()
+            if self._body is None or now - self._at >= self._refresh:
+                self._body, self._at = generate_latest(self._registry), now
+            return self._body
+
+
+class _Handler(WSGIRequestHandler):
+    timeout = CONNECTION_TIMEOUT  # StreamRequestHandler sets it on the connection: an idle one is closed
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        """Nothing per request in the journal."""
+
+
+class _BoundedServer(ThreadingMixIn, WSGIServer):
+    """A thread per connection as prometheus_client's server, but at most MAX_CONNECTIONS of
+    them: beyond, a connection is closed at once (a thousand idle ones took a thread and a
+    file descriptor each, and the daemon could no longer start a backup's child)."""
+
+    daemon_threads = True
+    request_queue_size = 64  # the listen backlog: connections wait there to be accepted, or closed
+
+    def __init__(self, address: tuple[str, int], family: int, limit: int) -> None:
+        self.address_family = family
+        self._slots = threading.BoundedSemaphore(limit)
+        super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
         try:
-            self._server, self._thread = start_http_server(port, addr=host, registry=_registry(provide))
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A connection that timed out or broke: one debug line, never a traceback on stderr."""
+        log.debug("metrics connection closed: %s", type(sys.exc_info()[1]).__name__)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+class Server:
+    """/metrics on a loopback address, in a thread of this process: each connection is
+    given CONNECTION_TIMEOUT seconds, at most MAX_CONNECTIONS at once, and the text is
+    computed at most every `refresh` seconds."""
+
+    def __init__(self, address: tuple[str, int], provide: Callable[[], list[Family]], *,
+                 refresh: float = REFRESH, limit: int = MAX_CONNECTIONS) -> None:
+        host, port = address
+        text = _Exposition(provide, refresh)
+
+        def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+            try:
+                body = text.get()
+            except Exception as exc:  # noqa: BLE001 - a bug in the metrics must never stop the server
+                log.error("metrics not served: %s", type(exc).__name__)
+                start_response("500 Internal Server Error", [("Content-Type", "text/plain")])
+                return [b"metrics unavailable\n"]
+            start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST), ("Content-Length", str(len(body)))])
+            return [body]
+
+        try:
+            family, _, _, _, sockaddr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                           flags=socket.AI_PASSIVE)[0]
+            self._server = _BoundedServer((str(sockaddr[0]), port), family, limit)
         except OSError as exc:
             raise StateDirError(f"the metrics cannot be served on {host}:{port} ({exc.strerror or exc})",
                                 hint="[metrics] listen: choose a free port") from None
+        self._server.set_app(app)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics-http", daemon=True)
+        self._thread.start()
 
     @property
     def server(self) -> WSGIServer:
@@ -102,8 +193,8 @@ def publish(config: Config, *, daemon_up: bool | None = None) -> str | None:
 
 
 def serve(config: Config, current: Callable[[], Config]) -> Server | None:
-    """The loopback /metrics server of [metrics] listen (None when not configured), each
-    scrape computed afresh from `current()` (the configuration as reloaded since); the
+    """The loopback /metrics server of [metrics] listen (None when not configured), computed
+    at most every REFRESH seconds from `current()` (the configuration as reloaded since); the
     daemon serves it, so backupctl_daemon_up is 1 there (a reload that changes the address
     starts a new server: agent/daemon/service.py)."""
     if config.metrics.listen is None:

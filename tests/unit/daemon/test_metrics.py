@@ -9,6 +9,9 @@ import datetime as _dt
 import json
 import os
 import socket
+import subprocess
+import threading
+import time
 import urllib.request
 from pathlib import Path
 
@@ -261,10 +264,10 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def test_the_loopback_server_computes_each_scrape_afresh(world):
+def test_the_loopback_server_computes_a_scrape_afresh_once_its_text_is_old(world):
     port = _free_port()
     server = metrics_export.Server(("127.0.0.1", port), lambda: metrics.families(
-        metrics.read_facts(world, NOW, daemon_up=True)))
+        metrics.read_facts(world, NOW, daemon_up=True)), refresh=0)
     try:
         url = f"http://127.0.0.1:{port}/metrics"
         first = urllib.request.urlopen(url, timeout=10).read().decode()
@@ -277,6 +280,67 @@ def test_the_loopback_server_computes_each_scrape_afresh(world):
         server.stop()
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2)
+
+
+def test_scrapes_in_a_loop_do_not_recompute_the_text(world):
+    """Within REFRESH seconds the same text is served: the state directory is read once."""
+    calls = []
+
+    def provide():
+        calls.append(1)
+        return metrics.families(metrics.read_facts(world, NOW, daemon_up=True))
+
+    port = _free_port()
+    server = metrics_export.Server(("127.0.0.1", port), provide)
+    try:
+        url = f"http://127.0.0.1:{port}/metrics"
+        texts = {urllib.request.urlopen(url, timeout=10).read() for _ in range(20)}
+        assert len(texts) == 1 and len(calls) == 1
+        assert metrics_export.REFRESH == 15.0
+    finally:
+        server.stop()
+
+
+def _descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_idle_connections_cannot_exhaust_the_daemons_threads_and_descriptors(world):
+    """200 silent connections: the server keeps at most MAX_CONNECTIONS of them (each closed
+    after CONNECTION_TIMEOUT), closes the rest at once; a scrape answers within seconds and
+    this process still opens files and starts a child."""
+    port = _free_port()
+    server = metrics_export.Server(("127.0.0.1", port), lambda: metrics.families(
+        metrics.read_facts(world, NOW, daemon_up=True)))
+    idle: list[socket.socket] = []
+    try:
+        threads, descriptors = threading.active_count(), _descriptors()
+        for _ in range(200):
+            idle.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        time.sleep(1)
+        # the clients' 200 descriptors, and at most 8 the server holds
+        assert _descriptors() - descriptors <= 200 + metrics_export.MAX_CONNECTIONS + 2
+        assert threading.active_count() - threads <= metrics_export.MAX_CONNECTIONS
+        started = time.monotonic()
+
+        def scrape() -> str | None:
+            try:
+                return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+            except OSError:
+                return None
+
+        text = None
+        while text is None and time.monotonic() - started < 15:
+            text = scrape()
+        assert text is not None and "backupctl_daemon_up 1.0" in text
+        assert time.monotonic() - started < metrics_export.CONNECTION_TIMEOUT + 3
+        with open(os.devnull) as opened:
+            assert opened.fileno() > 0
+        assert subprocess.run(["true"], check=False).returncode == 0
+    finally:
+        for connection in idle:
+            connection.close()
+        server.stop()
 
 
 def test_a_port_taken_is_one_line(world):
