@@ -1,13 +1,15 @@
 """The metrics (agent/daemon/metrics.py) in Prometheus's text format: on standard output,
-as node_exporter's textfile (written to a temporary file and renamed: the collector never
-reads half a file), or served on a loopback port. The one module that imports
+as node_exporter's textfile (written to a new temporary file and renamed: the collector
+never reads half a file), or served on a loopback port. The one module that imports
 prometheus_client (tests/unit/test_layers.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import secrets
 import socket
 import sys
 import threading
@@ -17,7 +19,7 @@ from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, write_to_textfile
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -57,15 +59,30 @@ def exposition(families: list[Family]) -> bytes:
 
 
 def write_textfile(folder: str, families: list[Family]) -> str:
-    """folder/backupctl.prom, replaced atomically; readable by node_exporter's user."""
+    """folder/backupctl.prom, replaced atomically; readable by node_exporter's user (0644).
+    The temporary file is created anew (O_EXCL, O_NOFOLLOW: never through a link), its mode
+    set on the open descriptor whatever the unit's UMask=0077, written, synced, renamed: no
+    call takes the path after the rename, which a link swapped in could redirect."""
     path = os.path.join(folder, TEXTFILE_NAME)
+    temporary = os.path.join(folder, f".{TEXTFILE_NAME}.{secrets.token_hex(8)}.tmp")  # not *.prom: never read
+    body = exposition(families)
     try:
-        write_to_textfile(path, _registry(lambda: families))
-        os.chmod(path, 0o644)  # counts, dates and rule states: no secret, and node_exporter runs as its own user
+        handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        try:
+            os.fchmod(handle, 0o644)  # counts, dates and rule states: no secret; node_exporter has its own user
+            view = memoryview(body)
+            while view:
+                view = view[os.write(handle, view):]
+            os.fsync(handle)
+        finally:
+            os.close(handle)
+        os.rename(temporary, path)
     except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
         raise StateDirError(f"the metrics cannot be written to {folder} ({exc.strerror or exc})",
                             hint="[metrics] textfile_dir must be a folder this user may write "
-                                 "(node_exporter's --collector.textfile.directory)") from None
+                                 "(docs/INSTALL.md, \"Monitoring a fleet\")") from None
     return path
 
 

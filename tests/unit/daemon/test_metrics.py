@@ -250,6 +250,42 @@ def test_the_textfile_is_replaced_whole_and_readable_by_node_exporter(world, tmp
     assert os.listdir(folder) == ["backupctl.prom"]  # the temporary file was renamed, none left
 
 
+def test_the_textfile_is_0644_under_the_units_umask_and_no_link_is_followed(world, tmp_path, monkeypatch):
+    """UMask=0077: the mode is set on the descriptor. A link swapped in at the path right
+    after the rename (or planted there before) is never followed: nothing chmods by path."""
+    folder = tmp_path / "textfile"
+    folder.mkdir()
+    victim = tmp_path / "victim"
+    victim.write_text("secret\n")
+    victim.chmod(0o600)
+    (folder / "backupctl.prom").symlink_to(victim)
+    def then_swap(real):
+        def rename(source, target, *args, **kwargs):
+            real(source, target, *args, **kwargs)
+            if str(target).endswith("backupctl.prom"):  # the attacker's link, swapped in at once
+                os.unlink(target)
+                os.symlink(victim, target)
+        return rename
+
+    monkeypatch.setattr(os, "rename", then_swap(os.rename))
+    monkeypatch.setattr(os, "replace", then_swap(os.replace))
+    previous = os.umask(0o077)
+    try:
+        metrics_export.write_textfile(str(folder), metrics.families(metrics.read_facts(world, NOW)))
+    finally:
+        os.umask(previous)
+        monkeypatch.undo()
+    assert victim.stat().st_mode & 0o777 == 0o600 and victim.read_text() == "secret\n"
+    os.unlink(folder / "backupctl.prom")
+    previous = os.umask(0o077)
+    try:
+        path = metrics_export.write_textfile(str(folder), metrics.families(metrics.read_facts(world, NOW)))
+    finally:
+        os.umask(previous)
+    assert os.lstat(path).st_mode & 0o777 == 0o644 and not os.path.islink(path)
+    assert os.listdir(folder) == ["backupctl.prom"]
+
+
 def test_a_textfile_folder_that_cannot_be_written_is_one_line(world, tmp_path):
     with pytest.raises(ConfigError, match="metrics cannot be written to"):
         metrics_export.write_textfile(str(tmp_path / "missing"), [])
