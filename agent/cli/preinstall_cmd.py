@@ -10,7 +10,8 @@ and apt goes on.
   timezone`) is enough for every apt run of the day; it is remembered in the repository's
   records (agent/state/records.py, kind RECORD).
 * Not again for BACKOFF after an attempt that did not succeed (failed, given up, or killed
-  before it could say: each attempt is noted as it starts, kind ATTEMPT): a repository that
+  before it could say: each attempt is noted as it starts, kind ATTEMPT, and marked ok once
+  its snapshot is saved): a repository that
   does not answer would otherwise make every apt run of the day wait. --force tries anyway.
 * One repository: the one `backupctl backup` uses without --repo (the first configured),
   or --repo. It is the copy to go back to if the installation breaks the server; the
@@ -69,7 +70,8 @@ def _say(text: str) -> None:
 @click.option("--repo", "repo_name", metavar="NAME", help="Repository (default: the first configured).")
 @click.option("--timeout", "timeout_s", type=click.IntRange(1, 24 * 3600), default=DEFAULT_TIMEOUT_S,
               show_default=True, metavar="SECONDS", help="Give up after this long; the installation goes on.")
-@click.option("--force", is_flag=True, help="Take a snapshot even if one was taken today, or an attempt failed within 6 hours.")
+@click.option("--force", is_flag=True,
+              help="Take a snapshot even if one was taken today, or an attempt failed within 6 hours.")
 @click.pass_context
 def command(ctx: click.Context, repo_name: str | None, timeout_s: int, force: bool) -> None:
     """The apt hook's snapshot, tagged avant-installation, before packages change (rule S5).
@@ -91,7 +93,7 @@ def command(ctx: click.Context, repo_name: str | None, timeout_s: int, force: bo
             return
         attempt = records.last(ATTEMPT)
         now = clock.now()
-        if (attempt is not None and not force and (last is None or last.time < attempt.time)
+        if (attempt is not None and not force and attempt.detail.get("ok") is not True
                 and attempt.time <= now < attempt.time + BACKOFF):
             why = attempt.detail.get("why") or "it was stopped before it ended"
             _warn(f"the attempt at {timefmt.shown(attempt.time, zone)} did not succeed ({why}); no new attempt "
@@ -108,6 +110,7 @@ def command(ctx: click.Context, repo_name: str | None, timeout_s: int, force: bo
             raise
         records.note(RECORD, clock.now(), snapshot=snapshot, partial=code == PARTIAL_BACKUP_EXIT_CODE,
                      suspect=code == SUSPECT_BACKUP_EXIT_CODE)
+        records.note(ATTEMPT, now, ok=True)
     except _GiveUp as exc:
         _warn(str(exc))
         return

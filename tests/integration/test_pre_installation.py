@@ -176,6 +176,14 @@ def test_an_attempt_killed_before_it_ended_holds_the_next_ones_back_for_six_hour
     assert tagged(bk) == []
     records.note(preinstall_cmd.ATTEMPT, clock.now() - preinstall_cmd.BACKOFF - dt.timedelta(minutes=1))
     assert "saved in main" in bk.ok("pre-installation").stdout
+    # An attempt that succeeded holds nothing back, even once its day's snapshot record is gone
+    # (tests/system/test_installed_service.py forgets it so).
+    assert Records(str(bk.state), "main").last(preinstall_cmd.ATTEMPT).detail.get("ok") is True
+    doc = records.load()
+    doc.pop(preinstall_cmd.RECORD)
+    from agent.state.files import save_json
+    save_json(records.path, doc)
+    assert "saved in main" in bk.ok("pre-installation").stdout
     assert preinstall_cmd.BACKOFF == dt.timedelta(hours=6)  # as docs/INSTALL.md says
 
 
