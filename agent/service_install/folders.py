@@ -84,7 +84,8 @@ def shared_folders(config: Config, *, root: str = "/", service_uid: int | None =
                            hint=hint)
     if folder in _SYSTEM or any(folder == top or folder.startswith(top + "/") for top in _METRICS_NEVER_UNDER):
         raise InstallError(f"{where} is a system folder or inside one (or node_exporter's): "
-                           f"the service may not write there", hint=hint)
+                           f"the service may not write there",
+                           hint=hint + "; undo an earlier `chgrp backupctl`/`chmod g+w` of node_exporter's folder")
     if folder == STATE_DIR or folder.startswith(STATE_DIR + "/"):
         raise InstallError(f"{where} is inside {STATE_DIR}, which only the service user may enter: "
                            f"node_exporter could not read it", hint=hint)
