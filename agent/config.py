@@ -691,8 +691,8 @@ def _metrics(path: str, data: object) -> MetricsSettings:
     textfile_dir = table.get("textfile_dir", str, what="an absolute path")
     if textfile_dir is not None and not os.path.isabs(textfile_dir):
         raise ConfigError(f"{where} textfile_dir = {textfile_dir!r}: expected an absolute path",
-                          hint="node_exporter's --collector.textfile.directory, e.g. "
-                               "/var/lib/prometheus/node-exporter")
+                          hint="a folder of the service's own, e.g. /var/lib/backupctl-metrics "
+                               "(docs/INSTALL.md, \"Monitoring a fleet\")")
     text = table.get("listen", str, what='a loopback address and port, e.g. "127.0.0.1:9923"')
     listen = None
     if text is not None:

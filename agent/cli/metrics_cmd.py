@@ -32,6 +32,6 @@ def command(ctx: click.Context, write: bool) -> None:
         return
     if config.metrics.textfile_dir is None:
         raise UsageError(f"{config.path}: --write needs [metrics] textfile_dir",
-                         hint='add [metrics] textfile_dir = "/var/lib/prometheus/node-exporter" '
-                              "(node_exporter's --collector.textfile.directory), or print with `backupctl metrics`")
+                         hint='add [metrics] textfile_dir = "/var/lib/backupctl-metrics" '
+                              "(docs/INSTALL.md, \"Monitoring a fleet\"), or print with `backupctl metrics`")
     click.echo(f"metrics written to {write_textfile(config.metrics.textfile_dir, found)}")

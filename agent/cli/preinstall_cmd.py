@@ -8,8 +8,11 @@ and apt goes on.
 
 * Once a day at most: a snapshot already taken today (the practice's day, `[retention]
   timezone`) is enough for every apt run of the day; it is remembered in the repository's
-  records (agent/state/records.py, kind RECORD). A failed attempt is not remembered: the
-  next apt run tries again.
+  records (agent/state/records.py, kind RECORD).
+* Not again for BACKOFF after an attempt that did not succeed (failed, given up, or killed
+  before it could say: each attempt is noted as it starts, kind ATTEMPT, and marked ok once
+  its snapshot is saved): a repository that
+  does not answer would otherwise make every apt run of the day wait. --force tries anyway.
 * One repository: the one `backupctl backup` uses without --repo (the first configured),
   or --repo. It is the copy to go back to if the installation breaks the server; the
   daemon's own backups carry the data to the other repositories.
@@ -17,6 +20,8 @@ and apt goes on.
   an unreachable server, a disk not plugged in, give up then, or sooner), and the whole
   within --timeout (30 minutes by default). Past it the backup is stopped (SIGTERM: it keeps
   what it stored; then SIGKILL) and apt goes on.
+* A backup saved but marked suspect by the ransomware alarm (exit SUSPECT_BACKUP_EXIT_CODE)
+  is a snapshot all the same: it is the copy, with a warning line that it is suspect.
 
 The backup is the `backup` command itself, run as the daemon runs its jobs
 (agent/daemon/children.py): the same snapshot, records, ledger, audit trail and rescue kit.
@@ -24,6 +29,7 @@ The backup is the `backup` command itself, run as the daemon runs its jobs
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import signal
 import subprocess
@@ -36,10 +42,12 @@ from agent.cli.common import load_config
 from agent.config import Config
 from agent.daemon.children import child_command
 from agent.engine.installation_copy import TAG
-from agent.errors import PARTIAL_BACKUP_EXIT_CODE, SUCCESS_EXIT_CODE, BackupctlError
+from agent.errors import PARTIAL_BACKUP_EXIT_CODE, SUCCESS_EXIT_CODE, SUSPECT_BACKUP_EXIT_CODE, BackupctlError
 from agent.state.records import Records
 
 RECORD = "before_installation"  # the Records kind: the last snapshot taken by this command
+ATTEMPT = "before_installation_attempt"  # the Records kind: the last attempt, noted as it starts
+BACKOFF = _dt.timedelta(hours=6)  # no new attempt for this long after one that did not succeed
 DEFAULT_TIMEOUT_S = 30 * 60
 REACH_TIMEOUT_S = 60
 STOP_GRACE_S = 30  # after SIGTERM, before SIGKILL
@@ -62,7 +70,8 @@ def _say(text: str) -> None:
 @click.option("--repo", "repo_name", metavar="NAME", help="Repository (default: the first configured).")
 @click.option("--timeout", "timeout_s", type=click.IntRange(1, 24 * 3600), default=DEFAULT_TIMEOUT_S,
               show_default=True, metavar="SECONDS", help="Give up after this long; the installation goes on.")
-@click.option("--force", is_flag=True, help="Take a snapshot even if one was taken today.")
+@click.option("--force", is_flag=True,
+              help="Take a snapshot even if one was taken today, or an attempt failed within 6 hours.")
 @click.pass_context
 def command(ctx: click.Context, repo_name: str | None, timeout_s: int, force: bool) -> None:
     """The apt hook's snapshot, tagged avant-installation, before packages change (rule S5).
@@ -82,18 +91,38 @@ def command(ctx: click.Context, repo_name: str | None, timeout_s: int, force: bo
             _say(f"snapshot {str(last.detail.get('snapshot', '?'))[:8]} ({TAG}) already taken today in {name}, "
                  f"at {timefmt.shown(last.time, zone)}: none again today")
             return
+        attempt = records.last(ATTEMPT)
+        now = clock.now()
+        if (attempt is not None and not force and attempt.detail.get("ok") is not True
+                and attempt.time <= now < attempt.time + BACKOFF):
+            why = attempt.detail.get("why") or "it was stopped before it ended"
+            _warn(f"the attempt at {timefmt.shown(attempt.time, zone)} did not succeed ({why}); no new attempt "
+                  f"before {timefmt.shown(attempt.time + BACKOFF, zone)} (`backupctl pre-installation --force` "
+                  f"tries now)")
+            return
+        records.note(ATTEMPT, now)
         started = time.monotonic()
-        _reach(config, name, min(REACH_TIMEOUT_S, timeout_s))
-        snapshot, partial = _backup(config, name, timeout_s - (time.monotonic() - started))
-        records.note(RECORD, clock.now(), snapshot=snapshot, partial=partial)
+        try:
+            _reach(config, name, min(REACH_TIMEOUT_S, timeout_s))
+            snapshot, code = _backup(config, name, timeout_s - (time.monotonic() - started))
+        except _GiveUp as exc:
+            records.note(ATTEMPT, now, why=str(exc))
+            raise
+        records.note(RECORD, clock.now(), snapshot=snapshot, partial=code == PARTIAL_BACKUP_EXIT_CODE,
+                     suspect=code == SUSPECT_BACKUP_EXIT_CODE)
+        records.note(ATTEMPT, now, ok=True)
     except _GiveUp as exc:
         _warn(str(exc))
         return
     except BackupctlError as exc:
         _warn(exc.one_line())
         return
-    note = " with warnings (files it could not read: `backupctl snapshots`)" if partial else ""
+    note = " with warnings (files it could not read: `backupctl snapshots`)" if code == PARTIAL_BACKUP_EXIT_CODE else ""
     _say(f"snapshot {snapshot[:8]} ({TAG}) saved in {name}{note} in {time.monotonic() - started:.0f} s")
+    if code == SUSPECT_BACKUP_EXIT_CODE:
+        click.echo(f"backupctl: warning: snapshot {snapshot[:8]} ({TAG}) is marked suspect by the ransomware "
+                   f"alarm: see `backupctl status`, then `backupctl acknowledge`; the installation goes on",
+                   err=True)
 
 
 def _reach(config: Config, name: str, timeout_s: float) -> None:
@@ -106,15 +135,16 @@ def _reach(config: Config, name: str, timeout_s: float) -> None:
         raise _GiveUp(f"the repository {name} cannot be opened: {_error_line(err)}")
 
 
-def _backup(config: Config, name: str, timeout_s: float) -> tuple[str, bool]:
-    """(snapshot id, partial) of `backup --repo NAME --tag TAG`, or _GiveUp."""
+def _backup(config: Config, name: str, timeout_s: float) -> tuple[str, int]:
+    """(snapshot id, exit code: saved, saved with warnings, or saved but suspect) of
+    `backup --repo NAME --tag TAG`, or _GiveUp."""
     if timeout_s <= 0:
         raise _GiveUp("no time left for the backup")
     code, out, err = _run(child_command(config.path, "backup", name, ["--tag", TAG]), timeout_s,
                           grace_s=STOP_GRACE_S)
     if code is None:
         raise _GiveUp(f"the backup into {name} took longer than the time allowed and was stopped")
-    if code not in (SUCCESS_EXIT_CODE, PARTIAL_BACKUP_EXIT_CODE):
+    if code not in (SUCCESS_EXIT_CODE, PARTIAL_BACKUP_EXIT_CODE, SUSPECT_BACKUP_EXIT_CODE):
         raise _GiveUp(f"the backup into {name} failed (exit {code}): {_error_line(err)}")
     try:
         snapshot = json.loads(out)["snapshot_id"]
@@ -122,7 +152,7 @@ def _backup(config: Config, name: str, timeout_s: float) -> tuple[str, bool]:
         raise _GiveUp(f"the backup into {name} gave no snapshot id") from None
     if not isinstance(snapshot, str):
         raise _GiveUp(f"the backup into {name} gave no snapshot id")
-    return snapshot, code == PARTIAL_BACKUP_EXIT_CODE
+    return snapshot, code
 
 
 def _run(argv: list[str], timeout_s: float, *, grace_s: float) -> tuple[int | None, bytes, bytes]:

@@ -25,10 +25,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import gzip
+import io
 import os
 import re
+import stat
+import zlib
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 TAG = "avant-installation"
 # How long before a package change its copy may have been taken: a copy of the same day
@@ -41,6 +44,10 @@ CHANGES = ("install", "upgrade", "remove", "purge")
 # begun at 10:00:00.4 (the hook's backup starts and dpkg follows within the second) precedes it.
 LOG_RESOLUTION = _dt.timedelta(seconds=1)
 DEFAULT_DPKG_LOG = "/var/log/dpkg.log"
+# Read at most this much text of one file (a month of dpkg's log is a few MiB): a .gz that
+# decompresses to more is a problem, not a memory exhausted; and no line longer than MAX_LINE.
+MAX_BYTES = 64 * 2**20
+MAX_LINE = 64 * 2**10
 
 _LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) (install|upgrade|remove|purge) (\S+) (\S+) (\S+)\s*$")
 
@@ -102,22 +109,51 @@ def rotated(log: str) -> list[str]:
     return [log, f"{log}.1", f"{log}.1.gz", f"{log}.2.gz"]
 
 
-def _lines(path: str) -> list[str]:
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8", errors="replace") as handle:
-        return handle.readlines()
+class _Unreadable(Exception):
+    """The file cannot be read as dpkg's log: why, in a few words."""
+
+
+def _lines(path: str) -> Iterator[str]:
+    """The lines of one file, read one by one: a regular file only (a FIFO would block, a link
+    is not followed), and at most MAX_BYTES of text, a plain log's last MAX_BYTES (the last
+    change is near its end); a .gz holding more once decompressed (a bomb) is not read on."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise _Unreadable(exc.strerror or str(exc)) from None
+    with os.fdopen(descriptor, "rb") as raw:
+        status = os.fstat(descriptor)
+        if not stat.S_ISREG(status.st_mode):
+            raise _Unreadable("not a regular file")
+        compressed = path.endswith(".gz")
+        if not compressed and status.st_size > MAX_BYTES:
+            raw.seek(status.st_size - MAX_BYTES)
+            raw.readline()  # a line cut by the seek
+        source: io.BufferedIOBase = gzip.GzipFile(fileobj=raw, mode="rb") if compressed else raw
+        read = 0
+        while True:
+            line = source.readline(MAX_LINE)
+            if not line:
+                return
+            read += len(line)
+            if read > MAX_BYTES:
+                raise _Unreadable(f"more than {MAX_BYTES // 2**20} MiB of text once decompressed")
+            yield line.decode("utf-8", "replace")
 
 
 def read_last_change(facts: InstallationFacts, *,
                      to_aware: Callable[[_dt.datetime], _dt.datetime] = local_time) -> None:
     """Fill `facts` from the log and, when it holds no change, from its rotated copies."""
-    present = [path for path in rotated(facts.log) if os.path.exists(path)]
+    present = [path for path in rotated(facts.log) if os.path.lexists(path)]
     facts.log_found = bool(present)
     for path in present:
         try:
             change = last_change(_lines(path), to_aware=to_aware)
-        except (OSError, EOFError) as exc:  # EOFError: a truncated .gz
-            facts.problem = f"{path}: {getattr(exc, 'strerror', None) or exc}"
+        except _Unreadable as exc:
+            facts.problem = f"{path}: {exc}"
+            return
+        except (OSError, EOFError, zlib.error) as exc:  # EOFError: a truncated .gz; zlib.error: a corrupt one
+            facts.problem = f"{path}: {getattr(exc, 'strerror', None) or exc or type(exc).__name__}"
             return
         if change is not None:
             facts.last_change, facts.read_from = change, path

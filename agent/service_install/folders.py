@@ -10,10 +10,12 @@ sandbox, had worked.
 
 from __future__ import annotations
 
+import os
 import posixpath
+import stat
 
 from agent.config import Config
-from agent.errors import ConfigError
+from agent.errors import ConfigError, InstallError
 
 STATE_DIR = "/var/lib/backupctl"  # the unit's StateDirectory=, already writable
 MEDIA_DIR = "/media/backupctl"    # the unit's own ReadWritePaths=-/media/backupctl
@@ -56,18 +58,54 @@ def writable_folders(config: Config) -> tuple[str, ...]:
     return tuple(sorted(found))
 
 
-def shared_folders(config: Config) -> tuple[str, ...]:
-    """Folders the service writes in but does not own, listed in ReadWritePaths= only
-    (never created nor given to the service user): [metrics] textfile_dir, which is
-    node_exporter's and read by its own user (docs/INSTALL.md, "Monitoring a fleet")."""
+# Where [metrics] textfile_dir may never be: the system's, and node_exporter's own folder,
+# into which root's collectors write with `sponge` (which follows a symbolic link): a folder
+# the service user may write there would let it have root overwrite any file (/etc/shadow).
+_METRICS_NEVER_UNDER = ("/etc", "/usr", "/root", "/boot", "/var/lib/prometheus", "/proc", "/sys", "/dev",
+                        "/run", "/bin", "/sbin", "/lib", "/lib64", "/tmp", "/var/tmp")
+
+
+def shared_folders(config: Config, *, root: str = "/", service_uid: int | None = None) -> tuple[str, ...]:
+    """[metrics] textfile_dir, for ReadWritePaths=: a folder of the service's own (created
+    by the install, owned by the service user, 0755), which node_exporter reads through a
+    root-owned symbolic link in its own folder (docs/INSTALL.md, "Monitoring a fleet").
+    Refused: a system folder or one under /etc, /usr, /root, /boot, /var/lib/prometheus...,
+    the state directory (0700: node_exporter could not read it), and an existing folder that
+    is a symbolic link, not owned by the service user (`service_uid`, None: not created
+    yet) or writable by its group or others. `root` is where the file system is (tests)."""
     folder = config.metrics.textfile_dir
     if folder is None:
         return ()
     folder = posixpath.normpath(folder)
-    if any(c in '"\\%' or ord(c) < 32 or c == "\x7f" for c in folder) or folder in _SYSTEM:
-        raise ConfigError(f"{config.path}: [metrics] textfile_dir {folder!r} cannot be given to the service "
-                          f"(a system folder, or a quote, backslash, % or control character)",
-                          hint="node_exporter's own folder, e.g. /var/lib/prometheus/node-exporter")
+    where = f"{config.path}: [metrics] textfile_dir {folder!r}"
+    hint = "a folder of the service's own, e.g. /var/lib/backupctl-metrics (docs/INSTALL.md, \"Monitoring a fleet\")"
+    if any(c in '"\\%' or ord(c) < 32 or c == "\x7f" for c in folder) or not folder.startswith("/"):
+        raise InstallError(f"{where} holds a quote, backslash, % or control character, or is not absolute",
+                           hint=hint)
+    if folder in _SYSTEM or any(folder == top or folder.startswith(top + "/") for top in _METRICS_NEVER_UNDER):
+        raise InstallError(f"{where} is a system folder or inside one (or node_exporter's): "
+                           f"the service may not write there",
+                           hint=hint + "; undo an earlier `chgrp backupctl`/`chmod g+w` of node_exporter's folder")
+    if folder == STATE_DIR or folder.startswith(STATE_DIR + "/"):
+        raise InstallError(f"{where} is inside {STATE_DIR}, which only the service user may enter: "
+                           f"node_exporter could not read it", hint=hint)
+    on_disk = os.path.join(root, folder.lstrip("/"))
+    if os.path.realpath(on_disk) != os.path.join(os.path.realpath(root), folder.lstrip("/")):
+        raise InstallError(f"{where} is or goes through a symbolic link", hint=hint)
+    try:
+        status = os.lstat(on_disk)
+    except FileNotFoundError:
+        return (folder,)  # the install creates it, the service's, 0755
+    except OSError as exc:
+        raise InstallError(f"{where} cannot be examined ({exc.strerror or exc})", hint=hint) from None
+    if not stat.S_ISDIR(status.st_mode):
+        raise InstallError(f"{where} is not a folder", hint=hint)
+    if service_uid is None or status.st_uid != service_uid:
+        raise InstallError(f"{where} is owned by uid {status.st_uid}, not by the service user "
+                           f"(the install creates the folder itself when it does not exist)", hint=hint)
+    if status.st_mode & 0o022:
+        raise InstallError(f"{where} is writable by its group or others (mode {stat.S_IMODE(status.st_mode):04o})",
+                           hint=f"chmod go-w it, or {hint}")
     return (folder,)
 
 

@@ -69,6 +69,7 @@ class Installer:
         config_text, config, from_example = self._configuration(options)
         writable = folders.writable_folders(config)
         mounts = folders.media_mounts(config)
+        shared = folders.shared_folders(config, root=str(self.root), service_uid=self._service_uid())
         hook_units = polkit.hook_units(config.hooks)
         passphrase_plan = credentials.plan_passphrase(
             exists=self.path(layout.CREDENTIAL_FILES[layout.PASSPHRASE]).exists(),
@@ -90,6 +91,8 @@ class Installer:
                                    keep_previous=options.config_file is not None)
         for folder in () if from_example else writable:  # the example's folders wait for the edit
             self._own_folder(folder, uid, gid)
+        for folder in () if from_example else shared:
+            self._metrics_folder(folder, uid, gid)
 
         secrets_changed = self._passphrase(passphrase_plan, given_passphrase)
         if s3 is not None:
@@ -99,7 +102,7 @@ class Installer:
         present = tuple(name for name, file in layout.CREDENTIAL_FILES.items() if self.path(file).exists())
 
         unit_text = shipped.shipped_text(shipped.UNIT)
-        paths_text = units.paths_dropin(writable + folders.shared_folders(config))
+        paths_text = units.paths_dropin(writable + shared)
         credentials_text = units.credentials_dropin(present)
         unit_changed = self._put(layout.UNIT, unit_text, 0o644)
         unit_changed |= self._put(layout.PATHS_DROPIN, paths_text, 0o644)
@@ -147,6 +150,23 @@ class Installer:
             raise ConfigError(f"{source or 'config.example.toml'}: not valid TOML ({exc})") from None
         # Checked as the installed file, so the messages name the path the service reads.
         return text, config_module.parse(raw, layout.CONFIG if source is None else str(source)), from_example
+
+    def _service_uid(self) -> int | None:
+        try:
+            return self.system.service_ids()[0]
+        except KeyError:  # no service user yet: the first install creates it
+            return None
+
+    def _metrics_folder(self, folder: str, uid: int, gid: int) -> None:
+        """[metrics] textfile_dir: the service's, 0755 (node_exporter reads the file through a
+        symbolic link of root's; folders.shared_folders refused any other existing folder)."""
+        where = self.path(folder)
+        if not where.exists():
+            where.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+            where.mkdir(mode=0o755)
+            os.chmod(where, 0o755)  # whatever the umask
+            os.chown(where, uid, gid)
+            self._changed(f"created {folder} (owner {layout.SERVICE_USER}, 0755)")
 
     def _own_folder(self, folder: str, uid: int, gid: int) -> None:
         where = self.path(folder)

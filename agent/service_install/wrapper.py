@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import shlex
 
-from agent.service_install import layout
+from agent.service_install import apt_hook, layout
 
 # The unit's lifecycle, not its sandbox: meaningless for a command run once.
 _LIFECYCLE = frozenset({"Type", "NotifyAccess", "ExecStart", "ExecStartPre", "ExecStartPost", "ExecReload",
@@ -87,7 +87,12 @@ for a do
   esac
 done
 mode=service
+limit=""
 case "$first $second" in
+  "pre-installation "*)
+    # The apt hook's command: its unit stopped by systemd past the hook's time (the hook's
+    # `timeout` stops systemd-run only).
+    limit="-p RuntimeMaxSec={apt_hook.RUNTIME_MAX_S}" ;;
   "restore "*|"export "*|"recover "*|"reports get"|"key export") mode=writer ;;
   "media init")
     # A freshly formatted disk's top folder belongs to root: give it to the service, which
@@ -117,7 +122,7 @@ if [ "$mode" = writer ]; then
     {layout.PROGRAM} --config {layout.CONFIG} "$@"
 fi
 exec systemd-run --quiet --wait --collect "$io" --unit="$unit" \\
-  --description="backupctl command" \\
+  --description="backupctl command" $limit \\
 {_property_lines(sandbox_properties(properties))}  -- /usr/bin/env --chdir="$here" \\
   {layout.PROGRAM} --config {layout.CONFIG} "$@"
 """

@@ -10,7 +10,11 @@ next backup.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import fcntl
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,11 +49,32 @@ class Records:
         except (TypeError, ValueError):
             return None
 
+    @contextlib.contextmanager
+    def _editing(self) -> Iterator[JsonDoc]:
+        """Read-modify-write under an exclusive flock of <records>.json.lock: the inventory,
+        the alarm, an acknowledgement and the apt hook's command each note their own kind, and
+        two of them at once no longer lose one's update (as agent/state/ledger.py locks). A
+        lock that cannot be opened (a read-only state directory) leaves it to the save to
+        say why it cannot write."""
+        try:
+            os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+            handle = open(os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                  0o600), "rb+")
+        except OSError:
+            doc = self.load()
+            yield doc
+            save_json(self.path, doc)
+            return
+        with handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            doc = self.load()
+            yield doc
+            save_json(self.path, doc)
+
     def note(self, kind: str, moment: _dt.datetime, **detail: Any) -> None:
         """kind: "backup", "check", "read_data_check", "restore_test"."""
-        doc = self.load()
-        doc[kind] = {"time": moment.isoformat(), **detail}
-        save_json(self.path, doc)
+        with self._editing() as doc:
+            doc[kind] = {"time": moment.isoformat(), **detail}
 
     # Damage found by a check, per repository id (each disk of a rotated set has its
     # own). Prune refuses while it stands: a check that reads all the data, or a repair,
@@ -57,13 +82,12 @@ class Records:
 
     def note_damage(self, repository_id: bytes, moment: _dt.datetime, *, read_data: bool,
                     problems: list[str]) -> None:
-        doc = self.load()
-        stored = doc.get("damage")
-        damage: JsonDoc = stored if isinstance(stored, dict) else {}
-        damage[repository_id.hex()] = {"time": moment.isoformat(), "read_data": read_data,
-                                       "problems": problems[:5], "count": len(problems)}
-        doc["damage"] = damage
-        save_json(self.path, doc)
+        with self._editing() as doc:
+            stored = doc.get("damage")
+            damage: JsonDoc = stored if isinstance(stored, dict) else {}
+            damage[repository_id.hex()] = {"time": moment.isoformat(), "read_data": read_data,
+                                           "problems": problems[:5], "count": len(problems)}
+            doc["damage"] = damage
 
     def damage(self, repository_id: bytes) -> Event | None:
         entry = (self.load().get("damage") or {}).get(repository_id.hex())
@@ -80,9 +104,10 @@ class Records:
         found = self.damage(repository_id)
         if found is None or (found.detail.get("read_data") and not read_all_data):
             return
-        doc = self.load()
-        doc.get("damage", {}).pop(repository_id.hex(), None)
-        save_json(self.path, doc)
+        with self._editing() as doc:
+            stored = doc.get("damage")
+            if isinstance(stored, dict):
+                stored.pop(repository_id.hex(), None)
 
 
 # ---- obligations (pure) ---------------------------------------------------------------------

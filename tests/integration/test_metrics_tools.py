@@ -161,10 +161,15 @@ def test_node_exporter_and_prometheus_show_the_values_of_a_real_run(practice, tm
     query of the dashboard, each answering for this instance."""
     wrote = practice.ok("metrics", "--write")
     assert "backupctl.prom" in wrote.stdout
+    # as docs/INSTALL.md sets it up: node_exporter's folder is never the service's; it holds
+    # a (root's) symbolic link to the file in the service's own folder, which the collector follows
+    node_folder = tmp_path / "node-exporter"
+    node_folder.mkdir()
+    (node_folder / "backupctl.prom").symlink_to(practice.textfile / "backupctl.prom")
     node_port, prom_port = _free_port(), _free_port()
     node = _start([_tool(NODE_EXPORTER, "prometheus-node-exporter"), f"--web.listen-address=127.0.0.1:{node_port}",
                    "--collector.disable-defaults", "--collector.textfile",
-                   f"--collector.textfile.directory={practice.textfile}"], tmp_path / "node.log")
+                   f"--collector.textfile.directory={node_folder}"], tmp_path / "node.log")
     try:
         url = f"http://127.0.0.1:{node_port}/metrics"
         wait_until(lambda: _reachable(url), timeout=30, interval=0.2, what="node_exporter listening")

@@ -87,9 +87,16 @@ def test_a_repository_that_cannot_be_opened_is_one_warning_and_exit_0(bk: Backup
                                                                     "opened: no repository at"), done.stderr
     assert done.stderr.rstrip().endswith("the installation goes on") and "Traceback" not in done.stderr
     assert time.monotonic() - started < 15
-    # A failure is not remembered: the next apt run tries again, and succeeds once it can.
+    # The failure is remembered: no new attempt for 6 hours (each apt run would wait for the
+    # repository again), one warning line saying why and until when; --force tries at once.
     bk.init()
-    assert "saved in main" in bk.ok("pre-installation").stdout
+    again = bk.run("pre-installation")
+    assert again.returncode == 0 and again.stdout == "" and again.stderr.count("\n") == 1, str(again)
+    assert again.stderr.startswith(WARNING + "the attempt at ") and "did not succeed (the repository main " \
+        "cannot be opened" in again.stderr and "no new attempt before " in again.stderr, again.stderr
+    assert "`backupctl pre-installation --force` tries now" in again.stderr
+    assert bk.snapshots() == []
+    assert "saved in main" in bk.ok("pre-installation", "--force").stdout
 
 
 @pytest.fixture
@@ -146,8 +153,59 @@ def test_a_backup_past_the_time_allowed_is_stopped(bk: Backupctl) -> None:
                                      "the installation goes on\n")
     assert elapsed < 5 + 30 + 10, elapsed  # the time allowed, SIGTERM's grace, start and stop
     assert tagged(bk) == []
-    # Nothing remembered: the next run tries again.
-    assert "none again today" not in bk.run("pre-installation", "--timeout", "5").stdout
+    # Remembered: the next apt runs do not wait for it again for 6 hours.
+    started = time.monotonic()
+    again = bk.run("pre-installation", "--timeout", "5")
+    assert again.returncode == 0 and "took longer than the time allowed" in again.stderr, str(again)
+    assert "no new attempt before" in again.stderr and time.monotonic() - started < 10
+
+
+def test_an_attempt_killed_before_it_ended_holds_the_next_ones_back_for_six_hours(bk: Backupctl) -> None:
+    """Killed (the hook's own timeout, a reboot): it could not say it failed; it was noted as it
+    started. Six hours later, or once one succeeded, the next apt run tries again."""
+    from agent import clock
+    from agent.cli import preinstall_cmd
+    from agent.state.records import Records
+
+    world(bk)
+    bk.init()
+    records = Records(str(bk.state), "main")
+    records.note(preinstall_cmd.ATTEMPT, clock.now() - dt.timedelta(hours=1))
+    held = bk.run("pre-installation")
+    assert held.returncode == 0 and "did not succeed (it was stopped before it ended)" in held.stderr, str(held)
+    assert tagged(bk) == []
+    records.note(preinstall_cmd.ATTEMPT, clock.now() - preinstall_cmd.BACKOFF - dt.timedelta(minutes=1))
+    assert "saved in main" in bk.ok("pre-installation").stdout
+    # An attempt that succeeded holds nothing back, even once its day's snapshot record is gone
+    # (tests/system/test_installed_service.py forgets it so).
+    assert Records(str(bk.state), "main").last(preinstall_cmd.ATTEMPT).detail.get("ok") is True
+    doc = records.load()
+    doc.pop(preinstall_cmd.RECORD)
+    from agent.state.files import save_json
+    save_json(records.path, doc)
+    assert "saved in main" in bk.ok("pre-installation").stdout
+    assert preinstall_cmd.BACKOFF == dt.timedelta(hours=6)  # as docs/INSTALL.md says
+
+
+def test_a_snapshot_marked_suspect_by_the_ransomware_alarm_is_saved_with_a_warning(bk: Backupctl) -> None:
+    """The backup's exit 5: saved, marked suspect. It is the copy all the same (taken, recorded,
+    none again today), and the line says it is suspect."""
+    from .test_ransomware_alarm import SCALE, bench_alarm, dataset
+
+    world(bk)
+    dataset.create(str(bk.src), SCALE, 2026)
+    bk.init()
+    bk.backup()
+    bench_alarm.attack(str(bk.src))
+    done = bk.run("pre-installation")
+    assert done.returncode == 0 and "Traceback" not in done.stderr, str(done)
+    [snapshot] = tagged(bk)
+    assert done.stdout.startswith(f"backupctl: snapshot {snapshot['id'][:8]} ({TAG}) saved in main"), done.stdout
+    assert done.stderr == (f"backupctl: warning: snapshot {snapshot['id'][:8]} ({TAG}) is marked suspect by the "
+                           f"ransomware alarm: see `backupctl status`, then `backupctl acknowledge`; the "
+                           f"installation goes on\n"), done.stderr
+    assert "suspect" in snapshot["tags"]
+    assert "already taken today" in bk.ok("pre-installation").stdout
 
 
 def test_turned_off_in_the_configuration(bk: Backupctl) -> None:

@@ -9,6 +9,9 @@ import datetime as _dt
 import json
 import os
 import socket
+import subprocess
+import threading
+import time
 import urllib.request
 from pathlib import Path
 
@@ -247,6 +250,42 @@ def test_the_textfile_is_replaced_whole_and_readable_by_node_exporter(world, tmp
     assert os.listdir(folder) == ["backupctl.prom"]  # the temporary file was renamed, none left
 
 
+def test_the_textfile_is_0644_under_the_units_umask_and_no_link_is_followed(world, tmp_path, monkeypatch):
+    """UMask=0077: the mode is set on the descriptor. A link swapped in at the path right
+    after the rename (or planted there before) is never followed: nothing chmods by path."""
+    folder = tmp_path / "textfile"
+    folder.mkdir()
+    victim = tmp_path / "victim"
+    victim.write_text("secret\n")
+    victim.chmod(0o600)
+    (folder / "backupctl.prom").symlink_to(victim)
+    def then_swap(real):
+        def rename(source, target, *args, **kwargs):
+            real(source, target, *args, **kwargs)
+            if str(target).endswith("backupctl.prom"):  # the attacker's link, swapped in at once
+                os.unlink(target)
+                os.symlink(victim, target)
+        return rename
+
+    monkeypatch.setattr(os, "rename", then_swap(os.rename))
+    monkeypatch.setattr(os, "replace", then_swap(os.replace))
+    previous = os.umask(0o077)
+    try:
+        metrics_export.write_textfile(str(folder), metrics.families(metrics.read_facts(world, NOW)))
+    finally:
+        os.umask(previous)
+        monkeypatch.undo()
+    assert victim.stat().st_mode & 0o777 == 0o600 and victim.read_text() == "secret\n"
+    os.unlink(folder / "backupctl.prom")
+    previous = os.umask(0o077)
+    try:
+        path = metrics_export.write_textfile(str(folder), metrics.families(metrics.read_facts(world, NOW)))
+    finally:
+        os.umask(previous)
+    assert os.lstat(path).st_mode & 0o777 == 0o644 and not os.path.islink(path)
+    assert os.listdir(folder) == ["backupctl.prom"]
+
+
 def test_a_textfile_folder_that_cannot_be_written_is_one_line(world, tmp_path):
     with pytest.raises(ConfigError, match="metrics cannot be written to"):
         metrics_export.write_textfile(str(tmp_path / "missing"), [])
@@ -261,10 +300,10 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def test_the_loopback_server_computes_each_scrape_afresh(world):
+def test_the_loopback_server_computes_a_scrape_afresh_once_its_text_is_old(world):
     port = _free_port()
     server = metrics_export.Server(("127.0.0.1", port), lambda: metrics.families(
-        metrics.read_facts(world, NOW, daemon_up=True)))
+        metrics.read_facts(world, NOW, daemon_up=True)), refresh=0)
     try:
         url = f"http://127.0.0.1:{port}/metrics"
         first = urllib.request.urlopen(url, timeout=10).read().decode()
@@ -277,6 +316,67 @@ def test_the_loopback_server_computes_each_scrape_afresh(world):
         server.stop()
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2)
+
+
+def test_scrapes_in_a_loop_do_not_recompute_the_text(world):
+    """Within REFRESH seconds the same text is served: the state directory is read once."""
+    calls = []
+
+    def provide():
+        calls.append(1)
+        return metrics.families(metrics.read_facts(world, NOW, daemon_up=True))
+
+    port = _free_port()
+    server = metrics_export.Server(("127.0.0.1", port), provide)
+    try:
+        url = f"http://127.0.0.1:{port}/metrics"
+        texts = {urllib.request.urlopen(url, timeout=10).read() for _ in range(20)}
+        assert len(texts) == 1 and len(calls) == 1
+        assert metrics_export.REFRESH == 15.0
+    finally:
+        server.stop()
+
+
+def _descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_idle_connections_cannot_exhaust_the_daemons_threads_and_descriptors(world):
+    """200 silent connections: the server keeps at most MAX_CONNECTIONS of them (each closed
+    after CONNECTION_TIMEOUT), closes the rest at once; a scrape answers within seconds and
+    this process still opens files and starts a child."""
+    port = _free_port()
+    server = metrics_export.Server(("127.0.0.1", port), lambda: metrics.families(
+        metrics.read_facts(world, NOW, daemon_up=True)))
+    idle: list[socket.socket] = []
+    try:
+        threads, descriptors = threading.active_count(), _descriptors()
+        for _ in range(200):
+            idle.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        time.sleep(1)
+        # the clients' 200 descriptors, and at most 8 the server holds
+        assert _descriptors() - descriptors <= 200 + metrics_export.MAX_CONNECTIONS + 2
+        assert threading.active_count() - threads <= metrics_export.MAX_CONNECTIONS
+        started = time.monotonic()
+
+        def scrape() -> str | None:
+            try:
+                return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+            except OSError:
+                return None
+
+        text = None
+        while text is None and time.monotonic() - started < 15:
+            text = scrape()
+        assert text is not None and "backupctl_daemon_up 1.0" in text
+        assert time.monotonic() - started < metrics_export.CONNECTION_TIMEOUT + 5
+        with open(os.devnull) as opened:
+            assert opened.fileno() > 0
+        assert subprocess.run(["true"], check=False).returncode == 0
+    finally:
+        for connection in idle:
+            connection.close()
+        server.stop()
 
 
 def test_a_port_taken_is_one_line(world):
@@ -294,9 +394,9 @@ def test_a_port_taken_is_one_line(world):
                                               ("localhost:9100", ("localhost", 9100)),
                                               ("127.0.0.2:1", ("127.0.0.2", 1))])
 def test_listen_on_loopback_parses(tmp_path, listen, expected):
-    config = _config(tmp_path, f'[metrics]\nlisten = "{listen}"\ntextfile_dir = "/var/lib/prometheus/node-exporter"\n')
+    config = _config(tmp_path, f'[metrics]\nlisten = "{listen}"\ntextfile_dir = "/var/lib/backupctl-metrics"\n')
     assert config.metrics.listen == expected
-    assert config.metrics.textfile_dir == "/var/lib/prometheus/node-exporter"
+    assert config.metrics.textfile_dir == "/var/lib/backupctl-metrics"
     assert config.metrics.enabled
 
 
@@ -324,19 +424,21 @@ def test_the_inventory_record_holds_no_path(world):
     assert "/srv" not in text and "Dupont" not in text
 
 
-def test_the_installed_service_may_write_the_textfile_folder_without_owning_it(tmp_path):
-    """ProtectSystem=strict: textfile_dir is in the paths drop-in's ReadWritePaths=, and is
-    not among the folders the install creates and gives to the service user."""
+def test_the_installed_service_may_write_its_textfile_folder_never_node_exporters(tmp_path):
+    """ProtectSystem=strict: textfile_dir is in the paths drop-in's ReadWritePaths=; node_exporter's
+    own folder (root's collectors write there) is refused (tests/unit/service_install/test_folders.py)."""
+    from agent.errors import InstallError
     from agent.service_install import folders, units
 
-    config = _config(tmp_path, '[metrics]\ntextfile_dir = "/var/lib/prometheus/node-exporter"\n')
-    assert folders.shared_folders(config) == ("/var/lib/prometheus/node-exporter",)
-    assert "/var/lib/prometheus/node-exporter" not in folders.writable_folders(config)
-    dropin = units.paths_dropin(folders.writable_folders(config) + folders.shared_folders(config))
-    assert "ReadWritePaths=-/var/lib/prometheus/node-exporter\n" in dropin
+    config = _config(tmp_path, '[metrics]\ntextfile_dir = "/var/lib/backupctl-metrics"\n')
+    shared = folders.shared_folders(config, root=str(tmp_path / "root"), service_uid=None)
+    assert shared == ("/var/lib/backupctl-metrics",)
+    dropin = units.paths_dropin(folders.writable_folders(config) + shared)
+    assert "ReadWritePaths=-/var/lib/backupctl-metrics\n" in dropin
     assert folders.shared_folders(_config(tmp_path)) == ()
-    with pytest.raises(ConfigError, match=r"\[metrics\] textfile_dir"):
-        folders.shared_folders(_config(tmp_path, '[metrics]\ntextfile_dir = "/var/lib"\n'))
+    for refused in ("/var/lib", "/var/lib/prometheus/node-exporter"):
+        with pytest.raises(InstallError, match=r"\[metrics\] textfile_dir"):
+            folders.shared_folders(_config(tmp_path, f'[metrics]\ntextfile_dir = "{refused}"\n'))
 
 
 class _Runner:

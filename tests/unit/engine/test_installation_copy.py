@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import os
+import time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from agent.engine import installation_copy
 from agent.engine.compliance import FAIL, OK, WARN, installation_copy_row
 from agent.engine.installation_copy import (FRESHNESS, TAG, InstallationFacts, last_change, parse_line,
                                             read_last_change)
@@ -164,3 +167,74 @@ def test_the_tag_is_the_one_the_hook_gives() -> None:
     from agent.cli.preinstall_cmd import TAG as HOOK_TAG
 
     assert TAG == HOOK_TAG == "avant-installation"
+
+
+# ---- a log that is not what it should be: a warning, never a crash nor a hang --------------
+
+def _read(log: Path) -> InstallationFacts:
+    facts = InstallationFacts(str(log))
+    read_last_change(facts, to_aware=in_paris)
+    return facts
+
+
+def test_a_corrupt_gz_is_a_problem_and_a_warning_not_a_crash(tmp_path: Path) -> None:
+    (tmp_path / "dpkg.log").write_text("")
+    packed = gzip.compress(LOG.encode())
+    (tmp_path / "dpkg.log.2.gz").write_bytes(packed[:20] + b"\xff" * 40 + packed[60:])  # zlib.error
+    facts = _read(tmp_path / "dpkg.log")
+    assert facts.problem is not None and "dpkg.log.2.gz" in facts.problem, facts.problem
+    assert installation_copy_row(facts, PARIS).status == WARN
+    (tmp_path / "dpkg.log.2.gz").write_bytes(b"not gzip at all\n")  # gzip.BadGzipFile
+    assert _read(tmp_path / "dpkg.log").problem is not None
+    (tmp_path / "dpkg.log.2.gz").write_bytes(packed[: len(packed) // 2])  # EOFError
+    assert _read(tmp_path / "dpkg.log").problem is not None
+
+
+def test_a_fifo_at_the_logs_path_is_a_problem_not_a_hang(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "dpkg.log")
+    started = time.monotonic()
+    facts = _read(tmp_path / "dpkg.log")
+    assert time.monotonic() - started < 5
+    assert facts.log_found and facts.problem == f"{tmp_path / 'dpkg.log'}: not a regular file"
+    assert installation_copy_row(facts, PARIS).status == WARN
+
+
+def test_a_link_at_the_logs_path_is_not_followed(tmp_path: Path) -> None:
+    (tmp_path / "elsewhere").write_text(LOG)
+    (tmp_path / "dpkg.log").symlink_to(tmp_path / "elsewhere")
+    facts = _read(tmp_path / "dpkg.log")
+    assert facts.log_found and facts.problem is not None and facts.last_change is None
+
+
+def test_a_gz_bomb_is_read_no_further_than_the_cap(tmp_path: Path, monkeypatch) -> None:
+    """A small .gz that decompresses to far more than MAX_BYTES: read up to the cap only (the
+    cap lowered here to keep the test quick), then a problem; memory stays small."""
+    monkeypatch.setattr(installation_copy, "MAX_BYTES", 2**20)
+    (tmp_path / "dpkg.log").write_text("")
+    line = b"2026-12-07 10:00:04 trigproc man-db:amd64 2.11.2-2 <none>\n"
+    with gzip.open(tmp_path / "dpkg.log.1.gz", "wb") as handle:
+        for _ in range(64):
+            handle.write(line * (2**20 // len(line)))  # 64 MiB of text, 64 KiB packed
+    read = []
+    real = installation_copy.parse_line
+
+    def counting(text, **kwargs):
+        read.append(len(text))
+        return real(text, **kwargs)
+
+    monkeypatch.setattr(installation_copy, "parse_line", counting)
+    facts = _read(tmp_path / "dpkg.log")
+    assert facts.problem is not None and "more than 1 MiB" in facts.problem, facts.problem
+    assert sum(read) <= 2**20
+    assert installation_copy_row(facts, PARIS).status == WARN
+
+
+def test_a_plain_log_beyond_the_cap_is_read_from_its_end(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(installation_copy, "MAX_BYTES", 4096)
+    filler = "2026-12-07 10:00:04 trigproc man-db:amd64 2.11.2-2 <none>\n" * 500
+    (tmp_path / "dpkg.log").write_text(LOG + filler + "2026-12-08 08:00:00 remove baz:amd64 1.0 <none>\n")
+    facts = _read(tmp_path / "dpkg.log")
+    assert facts.problem is None and facts.last_change is not None and facts.last_change.package == "baz:amd64"
+    assert installation_copy.MAX_BYTES == 4096
+    monkeypatch.undo()
+    assert installation_copy.MAX_BYTES == 64 * 2**20  # as the review asked: 64 MiB of text a file

@@ -113,6 +113,19 @@ def test_the_hook_reads_no_terminal(tmp_path) -> None:
     assert _run_hook(program).stdout == "none\n"
 
 
+def test_the_hook_runs_the_command_from_the_root_folder(tmp_path) -> None:
+    """apt's folder may be one the service's sandbox does not have (PrivateTmp=:
+    `cd $(mktemp -d) && apt install ./x.deb`): the wrapper would fail to enter it."""
+    program = tmp_path / "backupctl"
+    program.write_text("#!/bin/sh\npwd\n")
+    program.chmod(0o755)
+    elsewhere = tmp_path / "apt-was-here"
+    elsewhere.mkdir()
+    line = apt_hook.render(str(program)).split('DPkg::Pre-Invoke {\n  "', 1)[1].split('";\n};', 1)[0]
+    done = subprocess.run(["sh", "-c", line], capture_output=True, text=True, timeout=60, cwd=elsewhere)
+    assert done.stdout == "/\n" and done.returncode == 0, done
+
+
 def test_an_unquotable_program_is_refused() -> None:
     with pytest.raises(ValueError):
         apt_hook.render('/opt/back"upctl')
@@ -129,3 +142,8 @@ def test_the_times_the_documents_state_are_the_codes() -> None:
     assert f"must answer within {preinstall_cmd.REACH_TIMEOUT_S} s" in reference
     # The hook's own limit only catches a hang past the command's limit and its stop.
     assert apt_hook.BACKSTOP_S > preinstall_cmd.DEFAULT_TIMEOUT_S + preinstall_cmd.STOP_GRACE_S + 30
+    # systemd stops the transient unit itself, before the hook's timeout gives up on systemd-run
+    assert preinstall_cmd.DEFAULT_TIMEOUT_S + preinstall_cmd.STOP_GRACE_S < apt_hook.RUNTIME_MAX_S < apt_hook.BACKSTOP_S
+    assert f"past {apt_hook.RUNTIME_MAX_S} s" in install and f"gives up at {apt_hook.BACKSTOP_S} s" in install
+    assert preinstall_cmd.BACKOFF.total_seconds() == 6 * 3600 and "none again for 6 hours" in install
+    assert "none again for 6 hours" in reference

@@ -127,3 +127,18 @@ def test_the_polkit_rule_allows_only_the_hooks_units_and_verbs():
     assert rule is not None and '"logiciel-cabinet.service": [\n        "start",\n        "stop"\n    ]' in rule
     assert 'subject.user != "backupctl"' in rule and "nginx" not in rule
     assert polkit.render(polkit.hook_units(())) is None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the wrapper runs for root only (CI runs as root)")
+def test_the_apt_hooks_command_runs_in_a_unit_systemd_stops_past_the_hooks_time(tmp_path):
+    """The hook's `timeout` stops systemd-run only: the transient unit has its own limit."""
+    from agent.service_install import apt_hook
+
+    _, argv = _run(tmp_path, "pre-installation")
+    properties = [argv[i + 1] for i, a in enumerate(argv) if a == "-p"]
+    assert f"RuntimeMaxSec={apt_hook.RUNTIME_MAX_S}" in properties
+    assert apt_hook.RUNTIME_MAX_S < apt_hook.BACKSTOP_S
+    assert argv[argv.index("--") + 1:][-1] == "pre-installation"
+    for other in (["snapshots"], ["backup", "pre-installation"]):
+        _, argv = _run(tmp_path, *other)
+        assert not any(a.startswith("RuntimeMaxSec") for a in argv), other

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import multiprocessing
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from agent.state.records import Event, Records, obligations_at_risk
@@ -78,3 +80,31 @@ def test_records_round_trip_and_survive_damage(tmp_path):
     assert records.last("check").detail["ok"] is True
     (tmp_path / "records" / "main.json").write_text("{broken")
     assert records.last("backup") is None  # reported as a risk, never a crash
+
+
+def _note_many(state_dir: str, prefix: str, count: int, start: Any) -> None:
+    start.wait()
+    records = Records(state_dir, "main")
+    for number in range(count):
+        records.note(f"{prefix}{number}", dt.datetime(2026, 12, 7, tzinfo=dt.timezone.utc), n=number)
+
+
+def test_writers_at_once_lose_no_update(tmp_path) -> None:
+    """The inventory, the alarm, an acknowledgement and the apt hook's command note their own
+    kinds, maybe at the same moment, in separate processes: each note survives the others."""
+    context = multiprocessing.get_context("fork")
+    start = context.Event()
+    writers = [context.Process(target=_note_many, args=(str(tmp_path), prefix, 150, start)) for prefix in "abc"]
+    for writer in writers:
+        writer.start()
+    start.set()
+    for writer in writers:
+        writer.join(timeout=120)
+        assert writer.exitcode == 0
+    doc = Records(str(tmp_path), "main").load()
+    missing = [f"{p}{n}" for p in "abc" for n in range(150) if f"{p}{n}" not in doc]
+    assert missing == [], f"{len(missing)} notes lost"
+    Records(str(tmp_path), "main").note_damage(b"\x01" * 8, dt.datetime(2026, 12, 7, tzinfo=dt.timezone.utc),
+                                               read_data=False, problems=["x"])
+    assert Records(str(tmp_path), "main").damage(b"\x01" * 8) is not None and "a0" in Records(str(tmp_path),
+                                                                                           "main").load()
