@@ -83,6 +83,21 @@ def test_a_rotated_log_is_read_when_the_current_one_holds_no_change(tmp_path: Pa
     assert facts.last_change is not None and facts.last_change.package == "baz:amd64"
 
 
+def test_each_rotation_is_read_in_turn_newest_first(tmp_path: Path) -> None:
+    """dpkg.log, then .1, then .1.gz (logrotate's delaycompress leaves .1 plain for a month,
+    some set-ups compress it at once), then .2.gz: the first that holds a change wins."""
+    log = tmp_path / "dpkg.log"
+    log.write_text("")
+    with gzip.open(tmp_path / "dpkg.log.1.gz", "wt") as handle:
+        handle.write(LOG.replace("foo", "un"))
+    with gzip.open(tmp_path / "dpkg.log.2.gz", "wt") as handle:
+        handle.write(LOG.replace("foo", "deux"))
+    facts = InstallationFacts(str(log))
+    read_last_change(facts, to_aware=in_paris)
+    assert facts.read_from == f"{log}.1.gz" and facts.last_change is not None
+    assert facts.last_change.package == "un:amd64"
+
+
 def test_no_log_at_all_is_told_apart_from_a_log_without_changes(tmp_path: Path) -> None:
     facts = InstallationFacts(str(tmp_path / "dpkg.log"))
     read_last_change(facts)
