@@ -212,6 +212,18 @@ def test_rule_s5_reads_dpkg_s_log_and_the_inventory_s_copies(tmp_path):
 def test_daemon_up_follows_the_daemons_lock_unless_told(world):
     assert _values(metrics.families(metrics.read_facts(world, NOW)))[("backupctl_daemon_up", ())] == 0
     assert _values(metrics.families(metrics.read_facts(world, NOW, daemon_up=False)))[("backupctl_daemon_up", ())] == 0
+    # A daemon holds its lock (agent/daemon/service.py): `backupctl metrics` by hand says it is up.
+    import fcntl
+
+    from agent.state.layout import StateLayout
+
+    lock = StateLayout(world.agent.state_dir).daemon_lock()
+    os.makedirs(os.path.dirname(lock), exist_ok=True)
+    with open(lock, "w", encoding="ascii") as handle:
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        assert _values(metrics.families(metrics.read_facts(world, NOW)))[("backupctl_daemon_up", ())] == 1
 
 
 def test_no_label_value_is_a_path_or_a_file_name(world):
