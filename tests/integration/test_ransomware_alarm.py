@@ -7,6 +7,7 @@ has counts and the diff command and no file name."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import json
@@ -56,6 +57,26 @@ def _attacked(bk: Backupctl) -> dict:
     assert result.returncode == errors.SUSPECT_BACKUP_EXIT_CODE, str(result)
     assert "Traceback" not in result.stderr
     return result.json()
+
+
+
+@contextlib.contextmanager
+def _daemon_jobs(bk: Backupctl, monkeypatch, controller):
+    """The daemon's own job functions (agent.daemon.jobs) on this world's configuration, its
+    children inheriting what the test's commands do; after, the SMTP server stopped and the
+    module's runner and configuration reset."""
+    from agent.config import load
+    from agent.daemon import jobs
+
+    for name, value in base_env().items():
+        monkeypatch.setenv(name, value)
+    try:
+        jobs.install(jobs.JobRunner(str(bk.config), str(bk.state)), load(str(bk.config)))
+        yield jobs
+    finally:
+        controller.stop()
+        jobs._config = None
+        jobs._runner = None
 
 
 def test_an_attack_is_flagged_and_status_and_compliance_say_so(practice: Backupctl) -> None:
@@ -165,9 +186,6 @@ def test_the_daemon_s_urgent_e_mail_has_counts_and_the_diff_command_and_no_file_
         practice: Backupctl, tmp_path: Path, monkeypatch) -> None:
     """The daemon's own job function (agent.daemon.jobs.run_job) runs the real backup as its
     child, reads exit 5 and sends the URGENT e-mail to a real SMTP server (STARTTLS, login)."""
-    from agent.config import load
-    from agent.daemon import jobs
-
     bk = practice
     good = bk.snapshots()[-1]["id"]
     bench_alarm.attack(str(bk.src))
@@ -179,15 +197,8 @@ def test_the_daemon_s_urgent_e_mail_has_counts_and_the_diff_command_and_no_file_
         handle.write(f'\n[alerts]\nemail_to = ["docteur@cabinet.fr"]\nemail_from = "backupctl@cabinet.fr"\n'
                      f'smtp_host = "127.0.0.1"\nsmtp_port = {port}\nsmtp_security = "starttls"\n'
                      f'smtp_user = "{USER}"\nsmtp_password_file = "{password}"\nsmtp_ca_file = "{cert}"\n')
-    for name, value in base_env().items():  # what the child backup inherits
-        monkeypatch.setenv(name, value)
-    try:
-        jobs.install(jobs.JobRunner(str(bk.config), str(bk.state)), load(str(bk.config)))
+    with _daemon_jobs(bk, monkeypatch, controller) as jobs:
         jobs.run_job("daily:main")
-    finally:
-        controller.stop()
-        jobs._config = None
-        jobs._runner = None
     suspect = bk.snapshots()[-1]
     assert "suspect" in suspect["tags"]
     urgent = [m for m in mailbox.messages if m["Subject"].startswith("[backupctl] URGENT")]
@@ -211,9 +222,6 @@ def test_a_suspect_backup_by_hand_is_alerted_once_after_the_daemon_s_next_job(
         practice: Backupctl, tmp_path: Path, monkeypatch) -> None:
     """A backup run by hand (or by the apt hook) exits 5; the daemon's next job, whatever it
     is, sends the URGENT e-mail once; the job after it sends no second one."""
-    from agent.config import load
-    from agent.daemon import jobs
-
     bk = practice
     bench_alarm.attack(str(bk.src))
     assert bk.run("backup").returncode == errors.SUSPECT_BACKUP_EXIT_CODE
@@ -222,33 +230,23 @@ def test_a_suspect_backup_by_hand_is_alerted_once_after_the_daemon_s_next_job(
     with bk.config.open("a", encoding="utf-8") as handle:
         handle.write(f'\n[alerts]\nemail_to = ["docteur@cabinet.fr"]\nsmtp_host = "127.0.0.1"\n'
                      f'smtp_port = {port}\nsmtp_security = "none"\n')
-    for name, value in base_env().items():  # what the child commands inherit
-        monkeypatch.setenv(name, value)
 
     def urgent() -> list:
         return [m for m in mailbox.messages if m["Subject"].startswith("[backupctl] URGENT")]
 
-    try:
-        jobs.install(jobs.JobRunner(str(bk.config), str(bk.state)), load(str(bk.config)))
+    with _daemon_jobs(bk, monkeypatch, controller) as jobs:
         jobs.run_job("check:main")
         assert len(urgent()) == 1, [m["Subject"] for m in mailbox.messages]
         assert f"backupctl acknowledge {suspect[:8]}" in urgent()[0].get_content()
         jobs.run_job("check:main")
         jobs.run_job("daily:main")  # compared with the suspect snapshot: not suspect itself
         assert len(urgent()) == 1, [m["Subject"] for m in mailbox.messages]
-    finally:
-        controller.stop()
-        jobs._config = None
-        jobs._runner = None
 
 
 def test_a_folder_name_that_is_not_utf8_reaches_the_urgent_e_mail(practice: Backupctl, tmp_path: Path,
                                                                    monkeypatch) -> None:
     """[alarm] alert_folder_depth = 1 and the folder hit named with bytes that are not UTF-8:
     the URGENT e-mail goes out, the bytes shown as \\xff\\xfe."""
-    from agent.config import load
-    from agent.daemon import jobs
-
     bk = practice
     folder = os.path.join(os.fsencode(bk.src), b"\xff\xfe")
     os.mkdir(folder)
@@ -263,15 +261,8 @@ def test_a_folder_name_that_is_not_utf8_reaches_the_urgent_e_mail(practice: Back
     with bk.config.open("a", encoding="utf-8") as handle:
         handle.write(f'\n[alarm]\nalert_folder_depth = 1\n[alerts]\nemail_to = ["docteur@cabinet.fr"]\n'
                      f'smtp_host = "127.0.0.1"\nsmtp_port = {port}\nsmtp_security = "none"\n')
-    for name, value in base_env().items():
-        monkeypatch.setenv(name, value)
-    try:
-        jobs.install(jobs.JobRunner(str(bk.config), str(bk.state)), load(str(bk.config)))
+    with _daemon_jobs(bk, monkeypatch, controller) as jobs:
         jobs.run_job("daily:main")
-    finally:
-        controller.stop()
-        jobs._config = None
-        jobs._runner = None
     assert "suspect" in bk.snapshots()[-1]["tags"]
     urgent = [m for m in mailbox.messages if m["Subject"].startswith("[backupctl] URGENT")]
     assert len(urgent) == 1, [m["Subject"] for m in mailbox.messages]

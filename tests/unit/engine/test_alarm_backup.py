@@ -65,15 +65,23 @@ def test_an_attack_marks_the_snapshot_with_the_documented_members(tmp_path: Path
     assert documented == set(alarm), (documented, set(alarm))
 
 
-def test_no_thresholds_no_comparison_and_an_ordinary_change_is_not_marked(tmp_path: Path) -> None:
-    rng = random.Random(2)
+
+def _an_ordinary_week(tmp_path: Path, rng: random.Random, repo, options: BackupOptions, *,
+                      new_letter: bool = False):
+    """The practice's letters backed up, one rewritten (and one new), backed up again: the
+    second backup's report, compared with the first."""
     _letters(tmp_path, rng)
-    repo = _repo()
-    options = BackupOptions(paths=[str(tmp_path)])
     run_locked(BackupEngine(repo, options, alarm=AlarmThresholds()))
     (tmp_path / "dossier-00" / "lettre-0.docx").write_text("une lettre réécrite " * 300)
-    (tmp_path / "dossier-01" / "nouvelle.docx").write_text("une nouvelle lettre " * 300)
-    report = run_locked(BackupEngine(repo, options, alarm=AlarmThresholds()))
+    if new_letter:
+        (tmp_path / "dossier-01" / "nouvelle.docx").write_text("une nouvelle lettre " * 300)
+    return run_locked(BackupEngine(repo, options, alarm=AlarmThresholds()))
+
+
+def test_no_thresholds_no_comparison_and_an_ordinary_change_is_not_marked(tmp_path: Path) -> None:
+    rng = random.Random(2)
+    repo, options = _repo(), BackupOptions(paths=[str(tmp_path)])
+    report = _an_ordinary_week(tmp_path, rng, repo, options, new_letter=True)
     assert report.alarm is not None and not report.suspect
     assert report.alarm["changed"] == 1 and report.alarm["signs"] == []
     _attack(tmp_path, rng)
@@ -124,12 +132,8 @@ def test_the_parent_is_of_the_same_host_and_the_same_paths(tmp_path: Path) -> No
 def test_after_a_suspect_backup_the_last_good_is_the_one_before_it_and_only_suspect_ones_keep_an_alarm(
         tmp_path: Path) -> None:
     rng = random.Random(5)
-    _letters(tmp_path, rng)
-    repo = _repo()
-    options = BackupOptions(paths=[str(tmp_path)])
-    run_locked(BackupEngine(repo, options, alarm=AlarmThresholds()))
-    (tmp_path / "dossier-00" / "lettre-0.docx").write_text("une lettre réécrite " * 300)
-    good = run_locked(BackupEngine(repo, options, alarm=AlarmThresholds()))
+    repo, options = _repo(), BackupOptions(paths=[str(tmp_path)])
+    good = _an_ordinary_week(tmp_path, rng, repo, options)
     assert good.alarm is not None and not good.suspect  # compared, ordinary
     assert "alarm" not in repo.snapshots()[-1].summary  # summary.alarm: on a suspect snapshot only
     _attack(tmp_path, rng)
