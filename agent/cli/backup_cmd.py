@@ -125,6 +125,9 @@ def command(ctx: click.Context, repo_name: str | None, tags: tuple[str, ...], at
                        f"(what it listed was stored again or re-indexed from its packs); "
                        f"run `backupctl check --read-data`, then "
                        f"`backupctl repair` if it finds damage", err=True)
+        skipped = (report.alarm or {}).get("skipped")
+        if skipped:  # saved, but the ransomware alarm could not judge it: said, never silent
+            click.echo(f"  warning: the ransomware alarm did not judge this backup: {skipped}", err=True)
     if report.suspect:
         for line in alarm_lines:
             click.echo(f"backupctl: warning: {line}", err=True)
