@@ -12,6 +12,7 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import re
 import socket
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -34,6 +35,7 @@ from agent.errors import (
     RepositoryExists,
     RepositoryNotFound,
     StorageError,
+    TransientStorageError,
     UnsupportedFormat,
     WrongPassphrase,
 )
@@ -1219,10 +1221,18 @@ def _key_file(storage: Storage, name: str) -> tuple[bytes, KeyFile]:
     return raw, KeyFile.parse(raw, name=name)
 
 
+_KEY_FILE_NAME = re.compile(re.escape(layout.KEYS_PREFIX) + "[0-9a-f]{32}")  # layout.key_name
+
+
 def _key_bytes(storage: Storage, name: str) -> bytes:
     try:
         return storage.read(name, max_size=MAX_KEY_FILE_SIZE)
     except ObjectNotFound:
+        if not _KEY_FILE_NAME.fullmatch(name):
+            # Listed, not there, and not a name backupctl writes: the listing itself was
+            # altered on its way (a byte flipped inside a name), not a key file removed.
+            raise TransientStorageError(f"{storage.describe()}: the listing of keys/ named {name!r}, which is not "
+                                        f"there: the listing was altered on its way") from None
         raise KeyFileError(f"key file {name} disappeared while being read") from None
     except ForeignObject as exc:
         raise KeyFileError(str(exc)) from None
